@@ -1,0 +1,29 @@
+"""mtg_env: multi-task learning with a shared trunk as a PettingZoo parallel environment.
+
+Each task is an agent that owns its head, its action is a parameter update and its reward its negative
+loss; the shared trunk moves by a consensus rule of the agents' proposals (Lee, "Multi-Task Deep
+Learning Games", Axioms 2023).
+"""
+
+from mtg_env.consensus import CONSENSUS_RULES, ConsensusRule, consensus_rule
+from mtg_env.env import FEATURES, MultiTaskGameEnv, env, parallel_env
+from mtg_env.suites import SUITES, DigitsSuite, QuadraticSuite, RegressionSuite, TaskSpec, TaskSuite, make_suite
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CONSENSUS_RULES",
+    "FEATURES",
+    "SUITES",
+    "ConsensusRule",
+    "DigitsSuite",
+    "MultiTaskGameEnv",
+    "QuadraticSuite",
+    "RegressionSuite",
+    "TaskSpec",
+    "TaskSuite",
+    "consensus_rule",
+    "env",
+    "make_suite",
+    "parallel_env",
+]

@@ -1,0 +1,559 @@
+"""The multi-task training process as a PettingZoo ``ParallelEnv`` (see the class docstring)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from pettingzoo import AECEnv, ParallelEnv
+from pettingzoo.utils.conversions import parallel_to_aec
+from torch import Tensor
+
+from mtg_env.consensus import ConsensusRule, consensus_rule, rule_name
+from mtg_env.game import cosine_rows, losses_and_grads, step_size_updates, symlog
+from mtg_env.suites import TaskSuite, make_suite
+
+ActionMode = Literal["update", "step_size"]
+
+#: Names of the scalar features that close every observation (see the class docstring).
+FEATURES: tuple[str, ...] = (
+    "symlog_loss",
+    "symlog_loss_change",
+    "symlog_head_grad_norm",
+    "symlog_trunk_grad_norm",
+    "cos_trunk_grad_mean_grad",
+    "cos_descent_last_trunk_move",
+    "progress",
+)
+NUM_FEATURES = len(FEATURES)
+
+
+class MultiTaskGameEnv(ParallelEnv):
+    """Multi-task learning with a shared trunk, played as a game (Lee, Axioms 2023).
+
+    ## Description
+    Each task m of a suite is an agent ``task_m``. It owns its head Θ_m and wants its own loss
+    ℓ_m(Θ_m, Ψ) low; all agents share the trunk Ψ. Every step each agent proposes an update of its head
+    and of the trunk; heads move by their own updates (Eq. 23) and the trunk by a *consensus rule* C of
+    the trunk proposals: Ψ ← Ψ + C(p_1, ..., p_M) (`sum` = Eq. 24, `mean` = Eq. 21, or any callable).
+    Then the next batch is drawn and all losses and per-task gradients are computed in one forward and
+    one batched backward pass.
+
+    ## Action Space
+    ``update`` mode (the paper's literal game): a ``Box(-max_update, max_update, (h_m + n,))`` holding
+    concat[u_head, u_trunk], the head update and the trunk proposal. Sizes: ``env.head_size(agent)``
+    and ``env.trunk_size``.
+
+    ``step_size`` mode: a ``Box(lo, hi, (2,))`` of natural-log step sizes (log α, log β) with
+    ``(lo, hi) = log_step_range``; the env applies u_head = −α ∇_{Θ_m} ℓ_m and p_m = −β ∇_Ψ ℓ_m.
+
+    Actions outside the Box, of the wrong shape, or not finite are refused with a ``ValueError`` that
+    names the agent; the game is then left exactly as it was.
+
+    ## Observation Space
+    ``update`` mode: concat[∇_{Θ_m} ℓ_m, ∇_Ψ ℓ_m, features] (length h_m + n + 7), the gradients at the
+    current parameters on the current batch. ``step_size`` mode: the 7 features alone, the same shape
+    for every agent (one shared policy can act for all tasks). Gradients are bounded by the dtype's
+    largest finite value; non-finite values (only after divergence) are clipped into the Box.
+
+    | index | feature                                              | range            |
+    |-------|------------------------------------------------------|------------------|
+    | 0     | symlog(ℓ_m), symlog(x) = sign(x)·log(1 + \\|x\\|)      | ±symlog(max)     |
+    | 1     | symlog(ℓ_m − ℓ_m at the previous step) (0 at reset)  | ±symlog(max)     |
+    | 2     | symlog(‖∇_{Θ_m} ℓ_m‖)                                | [0, symlog(max)] |
+    | 3     | symlog(‖∇_Ψ ℓ_m‖)                                    | [0, symlog(max)] |
+    | 4     | cos(∇_Ψ ℓ_m, mean_j ∇_Ψ ℓ_j): conflict with the others | [−1, 1]        |
+    | 5     | cos(−∇_Ψ ℓ_m, last trunk move ΔΨ) (0 at reset)       | [−1, 1]          |
+    | 6     | progress t / max_cycles                              | [0, 1]           |
+
+    symlog(max) is about 88.7 in float32 and 709.8 in float64. ``state()`` concatenates every agent's
+    features (a ``[7 M]`` vector) for centralised critics.
+
+    ## Rewards
+    reward_m = −ℓ_m on the current batch (clipped to the finite float range after a divergence).
+
+    ## Starting State
+    Parameters drawn by the suite from the env's seed (``reset(seed=...)``), or given by
+    ``reset(options={"heads": ..., "trunk": ...})`` (flat arrays; heads of all tasks concatenated).
+
+    ## Episode End
+    Truncation: after ``max_cycles`` steps. Termination: when any loss or parameter stops being
+    finite every agent terminates with ``infos[a]["termination"] == "diverged"``.
+
+    ## Arguments
+    | argument         | default        | meaning                                                   |
+    |------------------|----------------|-----------------------------------------------------------|
+    | `suite`          | `"digits"`     | `quadratic`, `digits`, `regression`, or a `TaskSuite`     |
+    | `consensus`      | `"sum"`        | `sum`, `mean`, or a callable f(P[M, n]) -> [n]             |
+    | `action_mode`    | `"update"`     | `update` or `step_size`                                   |
+    | `max_cycles`     | `500`          | steps before truncation                                   |
+    | `render_mode`    | `None`         | `human`, `ansi` (text table) or `rgb_array` (loss curves) |
+    | `dtype`          | `"float32"`    | `float32` or `float64` (theory work)                       |
+    | `device`         | `"cpu"`        | where tensors live (`"cuda"` on a GPU)                     |
+    | `max_update`     | `1.0`          | bound of each coordinate of an `update`-mode action       |
+    | `log_step_range` | `(-20.0, 2.0)` | bounds of a `step_size`-mode action                        |
+    | `**suite_kwargs` |                | options of the suite (see its class)                      |
+
+    ## Infos
+    Every step: ``task`` (name), ``loss``, ``t``; ``nash_gap`` (ℓ_m − min_Θ ℓ_m, Definition 1) where the
+    suite computes it cheaply (quadratic). After ``reset`` also ``head_size``, ``trunk_size`` and
+    ``action_mode``. On divergence ``termination == "diverged"`` and a ``reason``.
+
+    ## Version History
+    * v0: initial release.
+    """
+
+    metadata: dict[str, Any] = {
+        "name": "mtg_v0",
+        "render_modes": ["human", "ansi", "rgb_array"],
+        "is_parallelizable": True,
+        "render_fps": 10,
+    }
+
+    def __init__(
+        self,
+        suite: str | TaskSuite = "digits",
+        consensus: str | ConsensusRule = "sum",
+        action_mode: ActionMode = "update",
+        max_cycles: int = 500,
+        render_mode: str | None = None,
+        dtype: str = "float32",
+        device: str | torch.device = "cpu",
+        max_update: float = 1.0,
+        log_step_range: tuple[float, float] = (-20.0, 2.0),
+        **suite_kwargs: Any,
+    ):
+        if action_mode not in ("update", "step_size"):
+            raise ValueError(f"action_mode must be 'update' or 'step_size', got {action_mode!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        if int(max_cycles) < 1:
+            raise ValueError(f"max_cycles must be >= 1, got {max_cycles}")
+        if not max_update > 0:
+            raise ValueError(f"max_update must be > 0, got {max_update}")
+        lo, hi = (float(v) for v in log_step_range)
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+            raise ValueError(f"log_step_range must be finite (low, high) with low < high, got {log_step_range}")
+        self.suite = make_suite(suite, device=device, dtype=dtype, **suite_kwargs)
+        self.device = self.suite.device
+        self.dtype = self.suite.dtype
+        self.np_dtype = np.float32 if self.dtype == torch.float32 else np.float64
+        self.consensus = consensus_rule(consensus)
+        self.action_mode: ActionMode = action_mode
+        self.max_cycles = int(max_cycles)
+        self.render_mode = render_mode
+        self.max_update = float(max_update)
+        self.log_step_range = (lo, hi)
+        self.metadata = {**type(self).metadata, "name": f"mtg_{self.suite.name}_v0"}
+
+        self.possible_agents = [f"task_{m}" for m in range(self.suite.num_tasks)]
+        self.agents: list[str] = []
+        self._index = {a: m for m, a in enumerate(self.possible_agents)}
+        self._head_sizes = self.suite.head_sizes
+        self._offsets = self.suite.head_offsets
+        self._uniform_heads = len(set(self._head_sizes)) == 1
+        self._head_index = torch.repeat_interleave(
+            torch.arange(self.suite.num_tasks, device=self.device),
+            torch.tensor(self._head_sizes, device=self.device),
+        )
+        self._build_spaces()
+
+        self._generator = torch.Generator()  # CPU: the same seed gives the same game on every device
+        self._seeded = False
+        self._started = False
+        self._loss_history: list[list[float]] = []
+
+    # --------------------------------------------------------------------------------- spaces
+    def _build_spaces(self) -> None:
+        big = float(np.finfo(self.np_dtype).max)
+        s_max = float(np.log1p(np.float64(big)))
+        f_low = np.array([-s_max, -s_max, 0.0, 0.0, -1.0, -1.0, 0.0], dtype=self.np_dtype)
+        f_high = np.array([s_max, s_max, s_max, s_max, 1.0, 1.0, 1.0], dtype=self.np_dtype)
+        self._feature_low = torch.as_tensor(f_low, device=self.device)
+        self._feature_high = torch.as_tensor(f_high, device=self.device)
+        self._big = big
+        n = self.suite.trunk_size
+        self._observation_spaces: dict[str, spaces.Box] = {}
+        self._action_spaces: dict[str, spaces.Box] = {}
+        for agent, h in zip(self.possible_agents, self._head_sizes, strict=True):
+            if self.action_mode == "update":
+                grad_lim = np.full(h + n, big, dtype=self.np_dtype)
+                low = np.concatenate([-grad_lim, f_low])
+                high = np.concatenate([grad_lim, f_high])
+                self._observation_spaces[agent] = spaces.Box(low, high, dtype=self.np_dtype)
+                self._action_spaces[agent] = spaces.Box(-self.max_update, self.max_update, (h + n,), self.np_dtype)
+            else:
+                self._observation_spaces[agent] = spaces.Box(f_low, f_high, dtype=self.np_dtype)
+                lo, hi = self.log_step_range
+                self._action_spaces[agent] = spaces.Box(lo, hi, (2,), self.np_dtype)
+        m = self.suite.num_tasks
+        self.state_space = spaces.Box(np.tile(f_low, m), np.tile(f_high, m), dtype=self.np_dtype)
+
+    def observation_space(self, agent: str) -> spaces.Box:
+        """The agent's observation space (the same object on every call)."""
+        return self._observation_spaces[self._check_agent(agent)]
+
+    def action_space(self, agent: str) -> spaces.Box:
+        """The agent's action space (the same object on every call)."""
+        return self._action_spaces[self._check_agent(agent)]
+
+    def _check_agent(self, agent: str) -> str:
+        if agent not in self._index:
+            raise KeyError(f"unknown agent {agent!r}; agents are {self.possible_agents}")
+        return agent
+
+    @property
+    def trunk_size(self) -> int:
+        """Number of trunk parameters n (length of every trunk proposal)."""
+        return self.suite.trunk_size
+
+    def head_size(self, agent: str) -> int:
+        """Number of head parameters h_m of ``agent``."""
+        return self._head_sizes[self._index[self._check_agent(agent)]]
+
+    def task_name(self, agent: str) -> str:
+        """The task an agent plays, e.g. ``"digit"``."""
+        return self.suite.tasks[self._index[self._check_agent(agent)]].name
+
+    # ---------------------------------------------------------------------------- episodes
+    def reset(
+        self, seed: int | None = None, options: Mapping[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
+        """Start an episode.
+
+        Args:
+            seed: Seeds the env's generator (initial parameters and batches). ``None`` continues the
+                current stream (or seeds from the OS on the very first reset).
+            options: Optional ``{"heads": array[H], "trunk": array[n]}`` starting parameters; keys the
+                env does not know are ignored (PettingZoo's API test passes a dummy one).
+        """
+        start = self._start_params(options)  # validate before touching any state
+        if seed is not None:
+            self._generator.manual_seed(int(seed))
+            self._seeded = True
+        elif not self._seeded:
+            self._generator.manual_seed(secrets.randbits(63))
+            self._seeded = True
+        heads, trunk = self.suite.init_params(self._generator)
+        if start["heads"] is not None:
+            heads = start["heads"]
+        if start["trunk"] is not None:
+            trunk = start["trunk"]
+        reset = getattr(self.consensus, "reset", None)
+        if callable(reset):
+            reset()
+        self._heads, self._trunk = heads, trunk
+        self._t = 0
+        self._last_move = torch.zeros_like(trunk)
+        self._batch = self.suite.sample_batch(self._generator)
+        self._losses, self._head_grads, self._jac = losses_and_grads(self.suite.losses, heads, trunk, self._batch)
+        self._prev_losses = self._losses
+        self.agents = self.possible_agents[:]
+        self._started = True
+        self._loss_history = []
+        observations, losses, finite = self._observe()
+        infos = self._infos(losses, None)
+        for agent, h in zip(self.agents, self._head_sizes, strict=True):
+            infos[agent].update(head_size=h, trunk_size=self.trunk_size, action_mode=self.action_mode)
+        if not finite:  # a start that is already non-finite: report it, the first step will terminate
+            for info in infos.values():
+                info["warning"] = "non-finite loss or parameter at reset"
+        return observations, infos
+
+    def _start_params(self, options: Mapping[str, Any] | None) -> dict[str, Tensor | None]:
+        out: dict[str, Tensor | None] = {"heads": None, "trunk": None}
+        if not options:
+            return out
+        for key, size in (("heads", self._offsets[-1]), ("trunk", self.trunk_size)):
+            if key not in options or options[key] is None:
+                continue
+            value = torch.as_tensor(np.asarray(options[key], dtype=self.np_dtype), device=self.device)
+            if value.shape != (size,):
+                raise ValueError(f"reset option {key!r} must have shape ({size},), got {tuple(value.shape)}")
+            if not torch.isfinite(value).all():
+                raise ValueError(f"reset option {key!r} must be finite")
+            out[key] = value.clone()
+        return out
+
+    def step(self, actions: Mapping[str, Any]) -> tuple[
+        dict[str, np.ndarray], dict[str, float], dict[str, bool], dict[str, bool], dict[str, dict[str, Any]]
+    ]:
+        """Play one round: every live agent's action at once (see the class docstring)."""
+        if not self._started:
+            raise RuntimeError("step() called before reset(); call env.reset(seed=...) first")
+        if not self.agents:
+            raise RuntimeError("step() called after the episode ended (all agents done); call env.reset()")
+        head_updates, proposals = self._parse_actions(actions)
+        move = self.consensus(proposals)
+        if not isinstance(move, Tensor) or move.shape != (self.trunk_size,):
+            shape = tuple(move.shape) if isinstance(move, Tensor) else type(move).__name__
+            raise ValueError(
+                f"consensus rule {rule_name(self.consensus)!r} returned {shape}, expected a tensor of shape "
+                f"({self.trunk_size},)"
+            )
+        # Everything below commits: nothing above has touched the game's state.
+        self._heads = self._heads + head_updates
+        self._trunk = self._trunk + move.to(self.dtype)
+        self._last_move = move.detach()
+        self._t += 1
+        self._prev_losses = self._losses
+        self._batch = self.suite.sample_batch(self._generator)
+        self._losses, self._head_grads, self._jac = losses_and_grads(
+            self.suite.losses, self._heads, self._trunk, self._batch
+        )
+        observations, losses, finite = self._observe()
+        agents = self.agents
+        if finite:
+            rewards = {a: -loss for a, loss in zip(agents, losses, strict=True)}
+            reason = None
+        else:
+            lim = self._big
+            rewards = {a: float(np.clip(np.nan_to_num(-loss, nan=-lim), -lim, lim)) for a, loss in zip(agents, losses, strict=True)}
+            reason = self._divergence_reason(losses)
+        truncated = finite and self._t >= self.max_cycles
+        terminations = dict.fromkeys(agents, not finite)
+        truncations = dict.fromkeys(agents, truncated)
+        infos = self._infos(losses, reason)
+        if not finite or truncated:
+            self.agents = []
+        return observations, rewards, terminations, truncations, infos
+
+    def _parse_actions(self, actions: Mapping[str, Any]) -> tuple[Tensor, Tensor]:
+        """Validate every action, then turn them into (head updates [H], trunk proposals [M, n])."""
+        if not isinstance(actions, Mapping):
+            raise TypeError(f"actions must be a dict {{agent: action}}, got {type(actions).__name__}")
+        unknown = [a for a in actions if a not in self._index]
+        if unknown:
+            raise ValueError(f"action for unknown agent(s) {unknown}; live agents are {self.agents}")
+        missing = [a for a in self.agents if a not in actions]
+        if missing:
+            raise ValueError(f"no action for agent(s) {missing}; every live agent {self.agents} must act each step")
+        arrays = [self._check_action(a, actions[a]) for a in self.agents]
+        if self.action_mode == "step_size":
+            log_steps = torch.from_numpy(np.stack(arrays)).to(self.device)
+            return step_size_updates(log_steps, self._head_grads, self._jac, self._head_index)
+        if self._uniform_heads:
+            joint = torch.from_numpy(np.stack(arrays)).to(self.device)
+            h = self._head_sizes[0]
+            return joint[:, :h].reshape(-1), joint[:, h:]
+        heads = np.concatenate([arr[:h] for arr, h in zip(arrays, self._head_sizes, strict=True)])
+        trunk = np.stack([arr[h:] for arr, h in zip(arrays, self._head_sizes, strict=True)])
+        return torch.from_numpy(heads).to(self.device), torch.from_numpy(trunk).to(self.device)
+
+    def _check_action(self, agent: str, action: Any) -> np.ndarray:
+        space = self._action_spaces[agent]
+        if isinstance(action, Tensor):
+            action = action.detach().cpu().numpy()
+        try:
+            arr = np.asarray(action, dtype=self.np_dtype)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"action for {agent!r} is not a numeric array ({err}); expected shape {space.shape}") from None
+        if arr.shape != space.shape:
+            what = (
+                f"head {self.head_size(agent)} + trunk {self.trunk_size}"
+                if self.action_mode == "update"
+                else "(log head step, log trunk step)"
+            )
+            raise ValueError(f"action for {agent!r} has shape {arr.shape}, expected {space.shape} = {what}")
+        if not np.isfinite(arr).all():
+            bad = int(np.flatnonzero(~np.isfinite(arr))[0])
+            raise ValueError(f"action for {agent!r} is not finite (value {arr[bad]} at index {bad}); send finite numbers")
+        lo, hi = arr.min(), arr.max()
+        low, high = (-self.max_update, self.max_update) if self.action_mode == "update" else self.log_step_range
+        if lo < low or hi > high:
+            limit = (
+                f"[-{self.max_update}, {self.max_update}] (raise max_update=... or clip the action)"
+                if self.action_mode == "update"
+                else f"{list(self.log_step_range)} (set log_step_range=... or clip the action)"
+            )
+            raise ValueError(
+                f"action for {agent!r} is outside its action space: values span [{lo:.4g}, {hi:.4g}], "
+                f"allowed {limit}; np.clip(action, space.low, space.high) does it"
+            )
+        return arr
+
+    def _observe(self) -> tuple[dict[str, np.ndarray], list[float], bool]:
+        """Observations of all agents, the losses as floats, and whether everything is finite."""
+        losses_t = self._losses
+        feats = self._features()
+        finite = bool(
+            torch.stack(
+                [torch.isfinite(losses_t).all(), torch.isfinite(self._heads).all(), torch.isfinite(self._trunk).all()]
+            ).all()
+        )
+        losses = losses_t.tolist()
+        self._loss_history.append(losses)
+        feats_np = feats.cpu().numpy()
+        if self.action_mode == "step_size":
+            return dict(zip(self.agents, feats_np, strict=True)), losses, finite
+        heads = self._head_grads.cpu().numpy()
+        jac = self._jac.cpu().numpy()
+        obs = {}
+        for m, agent in enumerate(self.agents):
+            parts = (heads[self._offsets[m] : self._offsets[m + 1]], jac[m], feats_np[m])
+            obs[agent] = np.concatenate(parts)
+        if not finite:  # keep observations inside their Box after a divergence
+            for agent, o in obs.items():
+                obs[agent] = np.nan_to_num(o, nan=0.0, posinf=self._big, neginf=-self._big)
+        return obs, losses, finite
+
+    def _features(self) -> Tensor:
+        """The ``[M, 7]`` feature matrix (see the class docstring), clipped into its Box."""
+        m = self.suite.num_tasks
+        jac = self._jac
+        if self._uniform_heads:
+            head_norm = self._head_grads.view(m, -1).norm(dim=1)
+        else:
+            sq = torch.zeros(m, dtype=self.dtype, device=self.device)
+            head_norm = sq.index_add_(0, self._head_index, self._head_grads.square()).sqrt()
+        feats = torch.stack(
+            [
+                symlog(self._losses),
+                symlog(self._losses - self._prev_losses),
+                symlog(head_norm),
+                symlog(jac.norm(dim=1)),
+                cosine_rows(jac, jac.mean(0)),
+                cosine_rows(-jac, self._last_move),
+                torch.full((m,), min(self._t / self.max_cycles, 1.0), dtype=self.dtype, device=self.device),
+            ],
+            dim=1,
+        )
+        return torch.maximum(torch.minimum(feats.nan_to_num(0.0), self._feature_high), self._feature_low)
+
+    def _infos(self, losses: list[float], reason: str | None) -> dict[str, dict[str, Any]]:
+        gaps = self.suite.nash_gaps(self._heads, self._trunk).tolist() if self.suite.cheap_nash_gap else None
+        infos: dict[str, dict[str, Any]] = {}
+        for m, agent in enumerate(self.agents):
+            info: dict[str, Any] = {"task": self.suite.tasks[m].name, "loss": losses[m], "t": self._t}
+            if gaps is not None:
+                info["nash_gap"] = gaps[m]
+            if reason is not None:
+                info["termination"] = "diverged"
+                info["reason"] = reason
+            infos[agent] = info
+        return infos
+
+    def _divergence_reason(self, losses: list[float]) -> str:
+        bad = [a for a, loss in zip(self.agents, losses, strict=True) if not np.isfinite(loss)]
+        if bad:
+            return f"non-finite loss for {bad}"
+        return "non-finite parameters"
+
+    # ----------------------------------------------------------------------------- queries
+    def state(self) -> np.ndarray:
+        """Global state for centralised critics: every agent's 7 features, concatenated."""
+        self._require_started()
+        return self._features().reshape(-1).cpu().numpy()
+
+    def get_parameters(self) -> tuple[Tensor, Tensor]:
+        """Copies of the current ``(heads, trunk)`` flat parameter vectors."""
+        self._require_started()
+        return self._heads.clone(), self._trunk.clone()
+
+    def nash_gap(self) -> dict[str, float]:
+        """Head Nash gap per agent (Definition 1), ℓ_m(Θ_m, Ψ) − min_Θ ℓ_m(Θ, Ψ), on the training objective.
+
+        Raises:
+            NotImplementedError: for a suite with no best response.
+        """
+        self._require_started()
+        gaps = self.suite.nash_gaps(self._heads, self._trunk)
+        if gaps is None:
+            raise NotImplementedError(f"suite {self.suite.name!r} gives no best response, so no Nash gap")
+        return dict(zip(self.possible_agents, gaps.tolist(), strict=True))
+
+    def evaluate(self) -> dict[str, dict[str, Any]]:
+        """Per agent: task name, loss on the whole training objective, and the suite's held-out metrics."""
+        self._require_started()
+        with torch.no_grad():
+            train = self.suite.losses(self._heads, self._trunk, self.suite.train_batch()).tolist()
+        held_out = self.suite.evaluate(self._heads, self._trunk)
+        return {
+            agent: {"task": task.name, "train_loss": train[m], **held_out[task.name]}
+            for m, (agent, task) in enumerate(zip(self.possible_agents, self.suite.tasks, strict=True))
+        }
+
+    def _require_started(self) -> None:
+        if not self._started:
+            raise RuntimeError("the env has no game yet; call env.reset(seed=...) first")
+
+    # ----------------------------------------------------------------------------- render
+    def render(self, mode: str | None = None) -> str | np.ndarray | None:
+        """Render per ``render_mode`` (or ``mode``, for wrappers that pass it): ``ansi`` a text table,
+        ``human`` the same printed, ``rgb_array`` the loss curves as an ``[H, W, 3]`` uint8 image."""
+        mode = mode or self.render_mode
+        if mode is None:
+            return None
+        if mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render mode must be one of {self.metadata['render_modes']}, got {mode!r}")
+        self._require_started()
+        if mode == "rgb_array":
+            return self._render_rgb()
+        text = self._render_text()
+        if mode == "human":
+            print(text)
+            return None
+        return text
+
+    def _render_text(self) -> str:
+        losses = self._losses.tolist()
+        gaps = self.suite.nash_gaps(self._heads, self._trunk).tolist() if self.suite.cheap_nash_gap else None
+        head_norm = self._features()[:, 2].tolist()
+        trunk_norm = self._jac.norm(dim=1).tolist()
+        lines = [
+            f"{self.metadata['name']}  t={self._t}/{self.max_cycles}  consensus={rule_name(self.consensus)}",
+            f"{'agent':<9}{'task':<14}{'loss':>12}{'|g_head|':>12}{'|g_trunk|':>12}" + (f"{'nash_gap':>12}" if gaps else ""),
+        ]
+        for m, agent in enumerate(self.possible_agents):
+            head = float(np.expm1(head_norm[m]))  # undo symlog (norms are >= 0)
+            row = f"{agent:<9}{self.suite.tasks[m].name:<14}{losses[m]:>12.5g}{head:>12.4g}{trunk_norm[m]:>12.4g}"
+            if gaps:
+                row += f"{gaps[m]:>12.4g}"
+            lines.append(row)
+        return "\n".join(lines)
+
+    def _render_rgb(self) -> np.ndarray:
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg", force=False)
+            from matplotlib.figure import Figure
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+        except ImportError as err:  # pragma: no cover - matplotlib is a dependency
+            raise ImportError("rgb_array rendering needs matplotlib: pip install matplotlib") from err
+        fig = Figure(figsize=(6.4, 4.0), dpi=80)
+        canvas = FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        history = np.asarray(self._loss_history, dtype=np.float64)
+        for m, task in enumerate(self.suite.tasks):
+            ax.plot(history[:, m], label=task.name)
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.set_title(f"{self.metadata['name']} ({rule_name(self.consensus)} consensus)")
+        ax.legend(loc="upper right", fontsize="small")
+        canvas.draw()
+        return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+    def close(self) -> None:
+        """Release rendering resources (none are held between calls)."""
+        self._loss_history = []
+
+    def __repr__(self) -> str:
+        return (
+            f"MultiTaskGameEnv(suite={self.suite.name!r}, consensus={rule_name(self.consensus)!r}, "
+            f"action_mode={self.action_mode!r}, max_cycles={self.max_cycles})"
+        )
+
+
+def parallel_env(**kwargs: Any) -> MultiTaskGameEnv:
+    """The environment in PettingZoo's parallel API. Takes :class:`MultiTaskGameEnv`'s arguments."""
+    return MultiTaskGameEnv(**kwargs)
+
+
+def env(**kwargs: Any) -> AECEnv:
+    """The environment in PettingZoo's AEC API (agents act in turn), via ``parallel_to_aec``."""
+    return parallel_to_aec(MultiTaskGameEnv(**kwargs))

@@ -1,0 +1,174 @@
+"""The task-suite protocol: what a multi-task game is made of.
+
+A suite declares its tasks (the players), the sizes of the shared trunk Ψ and of each head Θ_m
+(flat parameter vectors), how to initialise them, how to draw a batch from the env's generator, and
+the per-task losses ℓ_m(Θ_m, Ψ) (Eq. 15-16) as one pure, differentiable torch function. Where it can,
+it also gives each head's exact best response on a frozen trunk (Definition 1), which makes the head
+Nash gap exact.
+
+All heads live in one flat vector ``heads`` of size ``sum(head_sizes)``; head ``m`` is the contiguous
+slice ``heads[head_offsets[m] : head_offsets[m + 1]]``. Keeping one vector lets one backward pass give
+every head's gradient at once (task ``m``'s loss does not depend on the other heads).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+TaskKind = Literal["classification", "regression", "quadratic"]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task of a suite (one player of the game)."""
+
+    name: str
+    """Human-readable task name, reported in ``infos[agent]["task"]``."""
+    kind: TaskKind
+    """``classification`` (test metric: accuracy), ``regression`` (test metric: MSE) or ``quadratic``."""
+    head_size: int
+    """Number of parameters in the task's head Θ_m (may be 0)."""
+    num_classes: int | None = None
+    """Number of classes of a classification task, else ``None``."""
+
+
+def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """Map ``"float32"``/``"float64"`` (or a torch dtype) to a torch floating dtype."""
+    table = {"float32": torch.float32, "float64": torch.float64}
+    if isinstance(dtype, torch.dtype):
+        if dtype in table.values():
+            return dtype
+    elif dtype in table:
+        return table[dtype]
+    raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+
+
+class TaskSuite(abc.ABC):
+    """Base class of every suite. Subclasses set ``name``, ``tasks`` and ``trunk_size``.
+
+    Args:
+        device: Where the suite's data and the game's parameters live.
+        dtype: Floating dtype of data and parameters.
+    """
+
+    name: str
+    tasks: tuple[TaskSpec, ...]
+    trunk_size: int
+    #: Whether :meth:`best_response` is exact (closed form) rather than a converged numerical solve.
+    exact_best_response: bool = False
+
+    def __init__(self, *, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32"):
+        self.device = torch.device(device)
+        self.dtype = parse_dtype(dtype)
+
+    # ----------------------------------------------------------------------------------- layout
+    @property
+    def num_tasks(self) -> int:
+        return len(self.tasks)
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.tasks)
+
+    @property
+    def head_sizes(self) -> tuple[int, ...]:
+        return tuple(t.head_size for t in self.tasks)
+
+    @property
+    def head_offsets(self) -> tuple[int, ...]:
+        """``M + 1`` offsets: head ``m`` is ``heads[offsets[m]:offsets[m + 1]]``."""
+        offsets = [0]
+        for size in self.head_sizes:
+            offsets.append(offsets[-1] + size)
+        return tuple(offsets)
+
+    def split_heads(self, heads: Tensor) -> tuple[Tensor, ...]:
+        """Views of each task's head inside the flat ``heads`` vector (no copy)."""
+        return tuple(heads.split(self.head_sizes))
+
+    # ------------------------------------------------------------------------------ the game
+    @abc.abstractmethod
+    def init_params(self, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Initial ``(heads, trunk)`` drawn from ``generator`` (a CPU generator), on the suite's device."""
+
+    @abc.abstractmethod
+    def sample_batch(self, generator: torch.Generator) -> Any:
+        """The next training batch, drawn with ``generator`` (``None`` for a deterministic game)."""
+
+    @abc.abstractmethod
+    def losses(self, heads: Tensor, trunk: Tensor, batch: Any) -> Tensor:
+        """Per-task losses ``[ℓ_1, ..., ℓ_M]`` on ``batch``: one forward, pure and differentiable."""
+
+    @abc.abstractmethod
+    def train_batch(self) -> Any:
+        """The whole training objective as one batch (deterministic; used for exact metrics)."""
+
+    @abc.abstractmethod
+    def evaluate(self, heads: Tensor, trunk: Tensor) -> dict[str, dict[str, float]]:
+        """Held-out metrics per task name, e.g. ``{"digit": {"test_accuracy": 0.97}}``."""
+
+    def best_response(self, heads: Tensor, trunk: Tensor) -> Tensor | None:
+        """Each head's best response to ``trunk`` on the training objective, as a flat heads vector.
+
+        ``None`` when the suite has no exact (or converged convex) best response.
+        """
+        return None
+
+    #: Whether :meth:`nash_gaps` is cheap enough to report in ``infos`` at every step.
+    cheap_nash_gap: bool = False
+
+    def nash_gaps(self, heads: Tensor, trunk: Tensor) -> Tensor | None:
+        """Head Nash gap per task (Definition 1): ℓ_m(Θ_m, Ψ) − min_Θ ℓ_m(Θ, Ψ) on the training objective.
+
+        Each term is ≥ 0 and is zero exactly when head ``m`` best-responds to the trunk. ``None`` when the
+        suite has no best response.
+        """
+        best = self.best_response(heads, trunk)
+        if best is None:
+            return None
+        batch = self.train_batch()
+        with torch.no_grad():
+            return self.losses(heads, trunk, batch) - self.losses(best, trunk, batch)
+
+    def equilibrium(self) -> tuple[Tensor, Tensor] | None:
+        """The closed-form fixed point ``(heads*, trunk*)`` of the `sum`/`mean` dynamics, if known."""
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-friendly description of the suite's configuration."""
+        return {"suite": self.name}
+
+    # ------------------------------------------------------------------------------- helpers
+    def _check_sizes(self, heads: Tensor, trunk: Tensor) -> None:
+        expected_h = self.head_offsets[-1]
+        if heads.shape != (expected_h,) or trunk.shape != (self.trunk_size,):
+            raise ValueError(
+                f"suite {self.name!r} expects heads of shape ({expected_h},) and trunk of shape "
+                f"({self.trunk_size},), got {tuple(heads.shape)} and {tuple(trunk.shape)}"
+            )
+
+
+def unpack(flat: Tensor, shapes: Sequence[tuple[int, ...]]) -> list[Tensor]:
+    """Views of ``flat`` reshaped to ``shapes`` (no copy; gradients flow to ``flat``)."""
+    sizes = [int(torch.Size(s).numel()) for s in shapes]
+    return [part.view(shape) for part, shape in zip(flat.split(sizes), shapes, strict=True)]
+
+
+def uniform_fan_in(generator: torch.Generator, shapes: Sequence[tuple[int, ...]]) -> Tensor:
+    """PyTorch's default ``nn.Linear`` init, U(−1/√fan_in, 1/√fan_in), for (weight, bias) pairs.
+
+    ``shapes`` alternates weight ``(out, in)`` and bias ``(out,)``; returns one flat CPU float64 vector.
+    """
+    parts = []
+    for i in range(0, len(shapes), 2):
+        out_f, in_f = shapes[i]
+        bound = 1.0 / in_f**0.5
+        n = out_f * in_f + out_f
+        parts.append((torch.rand(n, generator=generator, dtype=torch.float64) * 2 - 1) * bound)
+    return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)

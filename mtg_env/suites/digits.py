@@ -1,0 +1,227 @@
+"""Four heterogeneous tasks on scikit-learn's bundled 8×8 digits (no download).
+
+All tasks see the same images and share an MLP trunk (default 64→128→64, ReLU); each has a linear head:
+
+| task     | kind                   | target                                             |
+|----------|------------------------|----------------------------------------------------|
+| `digit`  | 10-way classification  | the digit                                          |
+| `parity` | 2-way classification   | digit is odd                                       |
+| `ge5`    | 2-way classification   | digit ≥ 5                                          |
+| `ink`    | regression (MSE)       | mean pixel intensity, standardised on the train split |
+
+Head m is stored as an ``(out_m, width + 1)`` matrix whose rows are ``[weights, bias]``, flattened; the
+heads of all tasks stacked are then one ``(Σ out_m, width + 1)`` matrix, so every head is applied in one
+matmul and each head stays a contiguous slice of the flat heads vector.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mtg_env.suites.base import TaskSpec, TaskSuite, uniform_fan_in, unpack
+
+_OUTPUTS = {"digit": 10, "parity": 2, "ge5": 2, "ink": 1}
+
+
+class DigitsSuite(TaskSuite):
+    """Digit, parity, ≥5 and ink on scikit-learn's digits, with a shared MLP trunk.
+
+    Args:
+        hidden: Widths of the trunk's layers (each followed by ReLU); the last is the feature width.
+        batch_size: Images per step, drawn without replacement from the train split with the env's
+            generator (one shared batch for all tasks). ``None``: the whole train split every step.
+        test_fraction: Fraction of the 1797 images held out for evaluation.
+        split_seed: Seed of the fixed train/test split (independent of the env's seed).
+        device: Where tensors live.
+        dtype: ``"float32"`` or ``"float64"``.
+    """
+
+    name = "digits"
+
+    def __init__(
+        self,
+        *,
+        hidden: tuple[int, ...] = (128, 64),
+        batch_size: int | None = 256,
+        test_fraction: float = 0.25,
+        split_seed: int = 0,
+        device: str | torch.device = "cpu",
+        dtype: str | torch.dtype = "float32",
+    ):
+        super().__init__(device=device, dtype=dtype)
+        from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
+
+        hidden = tuple(int(h) for h in hidden)
+        if not hidden or min(hidden) < 1:
+            raise ValueError(f"hidden must list at least one positive width, got {hidden}")
+        if not 0.0 < test_fraction < 1.0:
+            raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        data = load_digits()
+        x = torch.as_tensor(data.data, dtype=torch.float64) / 16.0  # pixels in [0, 1]
+        y = torch.as_tensor(data.target, dtype=torch.long)
+        perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(split_seed))
+        n_test = round(test_fraction * len(y))
+        test, train = perm[:n_test], perm[n_test:]
+        n_train = len(train)
+        if batch_size is not None and not 1 <= batch_size <= n_train:
+            raise ValueError(
+                f"batch_size must be in [1, {n_train}] (the train split's size) or None, got {batch_size}"
+            )
+        self.batch_size = batch_size
+        self.hidden = hidden
+        self._config = {
+            "suite": self.name,
+            "hidden": list(hidden),
+            "batch_size": batch_size,
+            "test_fraction": test_fraction,
+            "split_seed": split_seed,
+            "n_train": n_train,
+            "n_test": n_test,
+        }
+
+        ink = x.mean(1)
+        ink = (ink - ink[train].mean()) / ink[train].std()  # standardised on the train split only
+        labels = torch.stack([y, y % 2, (y >= 5).long()], dim=1)
+
+        def put(t: Tensor) -> Tensor:
+            return t.to(self.device, self.dtype if t.is_floating_point() else t.dtype)
+
+        self._train = (put(x[train]), put(labels[train]), put(ink[train]))
+        self._test = (put(x[test]), put(labels[test]), put(ink[test]))
+
+        dims = (x.shape[1], *hidden)
+        self._trunk_shapes: list[tuple[int, ...]] = []
+        for i in range(len(hidden)):
+            self._trunk_shapes += [(dims[i + 1], dims[i]), (dims[i + 1],)]
+        self.trunk_size = sum(int(torch.Size(s).numel()) for s in self._trunk_shapes)
+        self.width = hidden[-1]
+        self._outs = list(_OUTPUTS.values())
+        self.tasks = tuple(
+            TaskSpec(
+                name=name,
+                kind="regression" if name == "ink" else "classification",
+                head_size=out * (self.width + 1),
+                num_classes=None if name == "ink" else out,
+            )
+            for name, out in _OUTPUTS.items()
+        )
+
+    # ------------------------------------------------------------------------------ the game
+    def init_params(self, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        trunk = uniform_fan_in(generator, self._trunk_shapes)
+        bound = 1.0 / self.width**0.5  # nn.Linear's default for weights and biases alike
+        heads = (torch.rand(self.head_offsets[-1], generator=generator, dtype=torch.float64) * 2 - 1) * bound
+        return heads.to(self.device, self.dtype), trunk.to(self.device, self.dtype)
+
+    def sample_batch(self, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+        if self.batch_size is None:
+            return self._train
+        idx = torch.randperm(len(self._train[1]), generator=generator)[: self.batch_size]
+        idx = idx.to(self.device)
+        x, labels, ink = self._train
+        return x[idx], labels[idx], ink[idx]
+
+    def train_batch(self) -> tuple[Tensor, Tensor, Tensor]:
+        return self._train
+
+    def features(self, trunk: Tensor, x: Tensor) -> Tensor:
+        """The trunk's output features for inputs ``x``."""
+        params = unpack(trunk, self._trunk_shapes)
+        h = x
+        for i in range(0, len(params), 2):
+            h = torch.relu(torch.addmm(params[i + 1], h, params[i].T))
+        return h
+
+    def outputs(self, heads: Tensor, trunk: Tensor, x: Tensor) -> tuple[Tensor, ...]:
+        """Each task's raw output (logits, or the regression prediction) for inputs ``x``."""
+        h = self.features(trunk, x)
+        w = heads.view(-1, self.width + 1)  # all heads stacked: rows [weights, bias]
+        return torch.addmm(w[:, -1], h, w[:, :-1].T).split(self._outs, dim=1)
+
+    def losses(self, heads: Tensor, trunk: Tensor, batch: tuple[Tensor, Tensor, Tensor]) -> Tensor:
+        x, labels, ink = batch
+        digit, parity, ge5, reg = self.outputs(heads, trunk, x)
+        return torch.stack(
+            [
+                F.cross_entropy(digit, labels[:, 0]),
+                F.cross_entropy(parity, labels[:, 1]),
+                F.cross_entropy(ge5, labels[:, 2]),
+                F.mse_loss(reg.squeeze(1), ink),
+            ]
+        )
+
+    @torch.no_grad()
+    def evaluate(self, heads: Tensor, trunk: Tensor) -> dict[str, dict[str, float]]:
+        x, labels, ink = self._test
+        outs = self.outputs(heads, trunk, x)
+        result: dict[str, dict[str, float]] = {}
+        for i, (task, out) in enumerate(zip(self.tasks, outs, strict=True)):
+            if task.kind == "classification":
+                acc = (out.argmax(1) == labels[:, i]).to(torch.float64).mean().item()
+                result[task.name] = {"test_accuracy": acc}
+            else:
+                result[task.name] = {"test_mse": F.mse_loss(out.squeeze(1), ink).item()}
+        return result
+
+    # ---------------------------------------------------------------------- best responses
+    def best_response(self, heads: Tensor, trunk: Tensor) -> Tensor:
+        """Each head's best response on frozen trunk features of the whole train split.
+
+        Classification heads: multinomial logistic regression solved by L-BFGS (strong Wolfe line
+        search) warm-started at the current head, in float64; it only ever lowers the loss, so the
+        resulting gap is ≥ 0. When a task's features are linearly separable the infimum (0) is not
+        attained and the gap is a lower bound. The regression head: exact least squares.
+        """
+        return self._solve_heads(heads, trunk)[0].to(heads.dtype)
+
+    def nash_gaps(self, heads: Tensor, trunk: Tensor) -> Tensor:
+        """Head Nash gap per task on the train split, in float64 (see :meth:`best_response`)."""
+        return self._solve_heads(heads, trunk)[1]
+
+    def _solve_heads(self, heads: Tensor, trunk: Tensor, max_iter: int = 500) -> tuple[Tensor, Tensor]:
+        x, labels, ink = self._train
+        with torch.no_grad():
+            feats = self.features(trunk.detach(), x).to(torch.float64)
+        design = torch.cat([feats, torch.ones_like(feats[:, :1])], dim=1)
+        best, gaps = [], []
+        for i, (task, head) in enumerate(zip(self.tasks, self.split_heads(heads.detach()), strict=True)):
+            w0 = head.to(torch.float64).view(-1, self.width + 1)
+            if task.kind == "regression":
+                target = ink.to(torch.float64)
+                sol = torch.linalg.lstsq(design, target.unsqueeze(1)).solution.T
+                gap = F.mse_loss(design @ w0.T[:, 0], target) - F.mse_loss(design @ sol[0], target)
+                best.append(sol.reshape(-1))
+                gaps.append(gap.clamp_min(0.0))  # exact up to round-off
+                continue
+            w = w0.clone().requires_grad_(True)
+            target = labels[:, i]
+            opt = torch.optim.LBFGS(
+                [w],
+                lr=1.0,
+                max_iter=max_iter,
+                tolerance_grad=1e-10,
+                tolerance_change=1e-14,
+                history_size=20,
+                line_search_fn="strong_wolfe",
+            )
+
+            def closure(w: Tensor = w, target: Tensor = target) -> Tensor:
+                opt.zero_grad()
+                loss = F.cross_entropy(design @ w.T, target)
+                loss.backward()
+                return loss
+
+            with torch.enable_grad():
+                opt.step(closure)
+                start = F.cross_entropy(design @ w0.T, target)
+                end = F.cross_entropy(design @ w.detach().T, target)
+            best.append(w.detach().reshape(-1))
+            gaps.append((start - end).clamp_min(0.0))
+        return torch.cat(best), torch.stack(gaps)
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self._config)

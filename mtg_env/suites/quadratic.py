@@ -1,0 +1,222 @@
+"""The convex quadratic game: the setting of the paper's Theorem 3, with a closed-form equilibrium.
+
+Task m's loss is ℓ_m(Θ_m, Ψ) = ½ z_mᵀ A_m z_m − b_mᵀ z_m with z_m = [Θ_m; Ψ] (head block first) and
+A_m symmetric positive definite, so every loss is convex with Lipschitz gradient (Assumptions 3-4).
+
+The fixed point of the `sum` (Eq. 24) and `mean` (Eq. 21) dynamics solves ∇_{Θ_m} ℓ_m = 0 for every m
+and Σ_m ∇_Ψ ℓ_m = 0: it is the unique minimiser of L_MT = Σ_m ℓ_m (Eq. 16), which is strictly convex.
+Head m's best response to a trunk Ψ is Θ_m* = A_ΘΘ⁻¹ (b_Θ − A_ΘΨ Ψ), and its Nash gap is ½ gᵀ A_ΘΘ⁻¹ g
+with g = ∇_{Θ_m} ℓ_m.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mtg_env.suites.base import TaskSpec, TaskSuite
+
+
+class QuadraticSuite(TaskSuite):
+    """A convex quadratic game, user-given or random.
+
+    Args:
+        A: Per-task matrices A_m, each square of size ``head_m + trunk_dim``, symmetric positive
+            definite. Give ``A``, ``b`` and ``trunk_dim`` together for a user-defined game.
+        b: Per-task vectors b_m, each of length ``head_m + trunk_dim``.
+        trunk_dim: Size of the shared trunk Ψ.
+        num_tasks: Number of tasks of a random game.
+        head_dim: Head size of every task of a random game.
+        condition: Condition number of each random A_m (eigenvalues log-spaced in [1, condition]).
+        game_seed: Seed of the random game's matrices (the game is fixed; the env's seed only draws
+            the initial parameters).
+        init_scale: Initial parameters are drawn from N(0, init_scale²) with the env's generator.
+        device: Where tensors live.
+        dtype: ``"float32"`` or ``"float64"`` (use float64 for theory work).
+    """
+
+    name = "quadratic"
+    exact_best_response = True
+    cheap_nash_gap = True
+
+    def __init__(
+        self,
+        A: Sequence[Any] | None = None,
+        b: Sequence[Any] | None = None,
+        trunk_dim: int | None = None,
+        *,
+        num_tasks: int = 3,
+        head_dim: int = 2,
+        condition: float = 10.0,
+        game_seed: int = 0,
+        init_scale: float = 1.0,
+        device: str | torch.device = "cpu",
+        dtype: str | torch.dtype = "float32",
+    ):
+        super().__init__(device=device, dtype=dtype)
+        if init_scale < 0:
+            raise ValueError(f"init_scale must be >= 0, got {init_scale}")
+        self.init_scale = float(init_scale)
+        if A is not None or b is not None:
+            mats, vecs, n = _validate_user_game(A, b, trunk_dim)
+            self._config: dict[str, Any] = {"A": "user", "trunk_dim": n}
+        else:
+            n = 2 if trunk_dim is None else int(trunk_dim)
+            if num_tasks < 1 or head_dim < 0 or n < 1:
+                raise ValueError(
+                    "a random quadratic game needs num_tasks >= 1, head_dim >= 0 and trunk_dim >= 1, "
+                    f"got num_tasks={num_tasks}, head_dim={head_dim}, trunk_dim={n}"
+                )
+            if not condition >= 1.0:
+                raise ValueError(f"condition must be >= 1, got {condition}")
+            mats, vecs = _random_game(num_tasks, head_dim, n, float(condition), game_seed)
+            self._config = {
+                "num_tasks": num_tasks,
+                "head_dim": head_dim,
+                "trunk_dim": n,
+                "condition": condition,
+                "game_seed": game_seed,
+            }
+        self._config["init_scale"] = self.init_scale
+        self.trunk_size = n
+        self.tasks = tuple(
+            TaskSpec(name=f"quadratic_{m}", kind="quadratic", head_size=a.shape[0] - n)
+            for m, a in enumerate(mats)
+        )
+        # float64 copies for closed forms; the game's own copies in the game's dtype.
+        self._A64 = [a.to(self.device) for a in mats]
+        self._b64 = [v.to(self.device) for v in vecs]
+        self._A = [a.to(self.device, self.dtype) for a in mats]
+        self._b = [v.to(self.device, self.dtype) for v in vecs]
+        self._uniform = len(set(self.head_sizes)) == 1
+        if self._uniform:  # one batched contraction instead of a loop over tasks
+            self._A_stack = torch.stack(self._A)
+            self._b_stack = torch.stack(self._b)
+        h = self.head_sizes
+        # A_ΘΘ⁻¹ and A_ΘΨ per task, for best responses and gaps.
+        self._inv_hh = [torch.linalg.inv(a[: h[m], : h[m]]) for m, a in enumerate(self._A64)]
+
+    # ------------------------------------------------------------------------------ the game
+    def init_params(self, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        total = self.head_offsets[-1] + self.trunk_size
+        z = torch.randn(total, generator=generator, dtype=torch.float64) * self.init_scale
+        z = z.to(self.device, self.dtype)
+        return z[: self.head_offsets[-1]].clone(), z[self.head_offsets[-1] :].clone()
+
+    def sample_batch(self, generator: torch.Generator) -> None:
+        return None  # a deterministic game: no data
+
+    def train_batch(self) -> None:
+        return None
+
+    def losses(self, heads: Tensor, trunk: Tensor, batch: Any = None) -> Tensor:
+        if self._uniform:
+            m = self.num_tasks
+            z = torch.cat([heads.view(m, -1), trunk.expand(m, -1)], dim=1)
+            quad = torch.einsum("mi,mij,mj->m", z, self._A_stack, z)
+            return 0.5 * quad - (self._b_stack * z).sum(1)
+        out = []
+        for a, v, theta in zip(self._A, self._b, self.split_heads(heads), strict=True):
+            z = torch.cat([theta, trunk])
+            out.append(0.5 * z @ (a @ z) - v @ z)
+        return torch.stack(out)
+
+    def evaluate(self, heads: Tensor, trunk: Tensor) -> dict[str, dict[str, float]]:
+        return {t.name: {} for t in self.tasks}  # a game without data: no held-out metric
+
+    # ------------------------------------------------------------------------ closed forms
+    def best_response(self, heads: Tensor, trunk: Tensor) -> Tensor:
+        psi = trunk.detach().to(torch.float64)
+        parts = []
+        for m, (a, v) in enumerate(zip(self._A64, self._b64, strict=True)):
+            h = self.head_sizes[m]
+            parts.append(self._inv_hh[m] @ (v[:h] - a[:h, h:] @ psi))
+        return torch.cat(parts).to(heads.dtype) if parts else heads.detach().clone()
+
+    def nash_gaps(self, heads: Tensor, trunk: Tensor) -> Tensor:
+        """Exact head Nash gap per task, ½ gᵀ A_ΘΘ⁻¹ g, computed in float64."""
+        psi = trunk.detach().to(torch.float64)
+        gaps = []
+        for m, (a, v, theta) in enumerate(
+            zip(self._A64, self._b64, self.split_heads(heads.detach().to(torch.float64)), strict=True)
+        ):
+            h = self.head_sizes[m]
+            g = a[:h, :h] @ theta + a[:h, h:] @ psi - v[:h]
+            gaps.append(0.5 * g @ (self._inv_hh[m] @ g))
+        return torch.stack(gaps)
+
+    def equilibrium(self) -> tuple[Tensor, Tensor]:
+        """The minimiser of L_MT: the fixed point of the `sum` and `mean` dynamics (float64)."""
+        h, off, n = self.head_sizes, self.head_offsets, self.trunk_size
+        size = off[-1] + n
+        K = torch.zeros(size, size, dtype=torch.float64, device=self.device)
+        c = torch.zeros(size, dtype=torch.float64, device=self.device)
+        t = off[-1]  # trunk block starts here
+        for m, (a, v) in enumerate(zip(self._A64, self._b64, strict=True)):
+            s, e = off[m], off[m + 1]
+            K[s:e, s:e] = a[: h[m], : h[m]]
+            K[s:e, t:] = a[: h[m], h[m] :]
+            K[t:, s:e] = a[h[m] :, : h[m]]
+            K[t:, t:] += a[h[m] :, h[m] :]
+            c[s:e] = v[: h[m]]
+            c[t:] += v[h[m] :]
+        z = torch.linalg.solve(K, c)
+        return z[:t], z[t:]
+
+    def describe(self) -> dict[str, Any]:
+        return {"suite": self.name, **self._config}
+
+
+def _random_game(
+    num_tasks: int, head_dim: int, trunk_dim: int, condition: float, seed: int
+) -> tuple[list[Tensor], list[Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    d = head_dim + trunk_dim
+    eigs = torch.logspace(0.0, torch.log10(torch.tensor(condition)).item(), d, dtype=torch.float64)
+    mats, vecs = [], []
+    for _ in range(num_tasks):
+        q, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
+        a = (q * eigs) @ q.T
+        mats.append(0.5 * (a + a.T))
+        vecs.append(torch.randn(d, generator=g, dtype=torch.float64))
+    return mats, vecs
+
+
+def _validate_user_game(
+    A: Sequence[Any] | None, b: Sequence[Any] | None, trunk_dim: int | None
+) -> tuple[list[Tensor], list[Tensor], int]:
+    if A is None or b is None or trunk_dim is None:
+        raise ValueError(
+            "a user-given quadratic game needs all of A=[A_1, ...], b=[b_1, ...] and trunk_dim=k"
+        )
+    if len(A) != len(b) or len(A) == 0:
+        raise ValueError(f"A and b must list the same number (>= 1) of tasks, got {len(A)} and {len(b)}")
+    n = int(trunk_dim)
+    if n < 1:
+        raise ValueError(f"trunk_dim must be >= 1, got {trunk_dim}")
+    mats, vecs = [], []
+    for m, (a, v) in enumerate(zip(A, b, strict=True)):
+        a = torch.as_tensor(a, dtype=torch.float64).detach().clone()
+        v = torch.as_tensor(v, dtype=torch.float64).detach().clone()
+        if a.ndim != 2 or a.shape[0] != a.shape[1] or a.shape[0] < n:
+            raise ValueError(
+                f"A[{m}] must be square of size head_dim + trunk_dim >= {n}, got shape {tuple(a.shape)}"
+            )
+        if v.shape != (a.shape[0],):
+            raise ValueError(f"b[{m}] must have shape ({a.shape[0]},) to match A[{m}], got {tuple(v.shape)}")
+        if not torch.isfinite(a).all() or not torch.isfinite(v).all():
+            raise ValueError(f"A[{m}] and b[{m}] must be finite")
+        if not torch.allclose(a, a.T, rtol=1e-10, atol=1e-12):
+            raise ValueError(f"A[{m}] must be symmetric (A = Aᵀ); use (A + A.T) / 2")
+        lam_min = torch.linalg.eigvalsh(a)[0].item()
+        if lam_min <= 0:
+            raise ValueError(
+                f"A[{m}] must be positive definite (convex loss, Assumption 3); its smallest "
+                f"eigenvalue is {lam_min:.3g}"
+            )
+        mats.append(a)
+        vecs.append(v)
+    return mats, vecs, n

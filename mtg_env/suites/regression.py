@@ -1,0 +1,197 @@
+"""Synthetic multi-task regression with a task-relatedness knob (Assumption 8: heterogeneous tasks).
+
+Teacher: x ~ N(0, I_d); task m's target is y = w_mᵀx + σ_m ε with w_m = √ρ w_0 + √(1−ρ) u_m, where w_0
+and the u_m are drawn once from N(0, I/d). ρ = ``relatedness``: 0 gives unrelated tasks, 1 identical
+ones. Tasks have unequal training-set sizes and noise levels.
+
+Student: a shared trunk f(x; Ψ) ∈ R^k (``linear``: Wx + c; ``mlp``: W₂ relu(W₁x + c₁) + c₂) and a linear
+head per task, ŷ_m = v_mᵀ f + a_m, with MSE loss. A bottleneck k < M makes unrelated tasks compete for
+the trunk. Each head's best response to a trunk is an exact least-squares solve.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from mtg_env.suites.base import TaskSpec, TaskSuite, uniform_fan_in, unpack
+
+# (X [M, B, d], y [M, B], w [M, B]): per-task inputs, targets and per-sample weights summing to 1.
+Batch = tuple[Tensor, Tensor, Tensor]
+
+
+class RegressionSuite(TaskSuite):
+    """Multi-task linear-teacher regression with a linear or MLP trunk.
+
+    Args:
+        num_tasks: Number of tasks M.
+        input_dim: Input dimension d.
+        relatedness: ρ in [0, 1]; 0 = unrelated tasks, 1 = identical tasks.
+        task_sizes: Training-set size of each task (default: 400, 200, 133, ... = 400 // (m + 1)).
+        noise: Label-noise standard deviation of each task (default: 0.1 · (m + 1)).
+        trunk: ``"linear"`` or ``"mlp"``.
+        trunk_width: The trunk's output width k.
+        hidden: Hidden width of the ``mlp`` trunk.
+        batch_size: Samples per task per step, drawn with replacement with the env's generator.
+            ``None``: each task's whole training set every step (deterministic).
+        test_size: Held-out samples per task.
+        data_seed: Seed of the teacher and the data (fixed; the env's seed draws batches and init).
+        device: Where tensors live.
+        dtype: ``"float32"`` or ``"float64"``.
+    """
+
+    name = "regression"
+    exact_best_response = True
+
+    def __init__(
+        self,
+        *,
+        num_tasks: int = 3,
+        input_dim: int = 8,
+        relatedness: float = 0.5,
+        task_sizes: Sequence[int] | None = None,
+        noise: Sequence[float] | None = None,
+        trunk: Literal["linear", "mlp"] = "linear",
+        trunk_width: int = 2,
+        hidden: int = 32,
+        batch_size: int | None = 32,
+        test_size: int = 200,
+        data_seed: int = 0,
+        device: str | torch.device = "cpu",
+        dtype: str | torch.dtype = "float32",
+    ):
+        super().__init__(device=device, dtype=dtype)
+        if num_tasks < 1 or input_dim < 1 or trunk_width < 1 or hidden < 1 or test_size < 1:
+            raise ValueError("num_tasks, input_dim, trunk_width, hidden and test_size must all be >= 1")
+        if not 0.0 <= relatedness <= 1.0:
+            raise ValueError(f"relatedness must be in [0, 1] (0 = unrelated, 1 = identical), got {relatedness}")
+        if trunk not in ("linear", "mlp"):
+            raise ValueError(f"trunk must be 'linear' or 'mlp', got {trunk!r}")
+        sizes = [400 // (m + 1) for m in range(num_tasks)] if task_sizes is None else [int(s) for s in task_sizes]
+        sigmas = [0.1 * (m + 1) for m in range(num_tasks)] if noise is None else [float(s) for s in noise]
+        if len(sizes) != num_tasks or min(sizes) < 1:
+            raise ValueError(f"task_sizes must list {num_tasks} positive sizes, got {sizes}")
+        if len(sigmas) != num_tasks or min(sigmas) < 0:
+            raise ValueError(f"noise must list {num_tasks} non-negative standard deviations, got {sigmas}")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 or None, got {batch_size}")
+        self.batch_size = batch_size
+        self.kind = trunk
+        self.trunk_width = trunk_width
+        self._config = {
+            "suite": self.name,
+            "num_tasks": num_tasks,
+            "input_dim": input_dim,
+            "relatedness": relatedness,
+            "task_sizes": sizes,
+            "noise": sigmas,
+            "trunk": trunk,
+            "trunk_width": trunk_width,
+            "hidden": hidden if trunk == "mlp" else None,
+            "batch_size": batch_size,
+            "test_size": test_size,
+            "data_seed": data_seed,
+        }
+
+        g = torch.Generator().manual_seed(data_seed)
+        d = input_dim
+        w0 = torch.randn(d, generator=g, dtype=torch.float64) / d**0.5
+        u = torch.randn(num_tasks, d, generator=g, dtype=torch.float64) / d**0.5
+        self.teacher = relatedness**0.5 * w0 + (1 - relatedness) ** 0.5 * u  # [M, d]
+        n_max = max(sizes)
+        x = torch.randn(num_tasks, n_max + test_size, d, generator=g, dtype=torch.float64)
+        eps = torch.randn(num_tasks, n_max + test_size, generator=g, dtype=torch.float64)
+        y = torch.einsum("mnd,md->mn", x, self.teacher) + torch.tensor(sigmas, dtype=torch.float64)[:, None] * eps
+        counts = torch.tensor(sizes, dtype=torch.float64)
+        # Train samples of task m are the first n_m of its n_max slots; the weights mask the rest.
+        mask = (torch.arange(n_max)[None, :] < counts[:, None]).to(torch.float64)
+
+        def put(t: Tensor) -> Tensor:
+            return t.to(self.device, self.dtype)
+
+        self._train: Batch = (put(x[:, :n_max]), put(y[:, :n_max]), put(mask / counts[:, None]))
+        self._test: Batch = (
+            put(x[:, n_max:]),
+            put(y[:, n_max:]),
+            put(torch.full((num_tasks, test_size), 1.0 / test_size, dtype=torch.float64)),
+        )
+        self._counts = counts.to(self.device, self.dtype)
+
+        if trunk == "linear":
+            self._trunk_shapes: list[tuple[int, ...]] = [(trunk_width, d), (trunk_width,)]
+        else:
+            self._trunk_shapes = [(hidden, d), (hidden,), (trunk_width, hidden), (trunk_width,)]
+        self.trunk_size = sum(int(torch.Size(s).numel()) for s in self._trunk_shapes)
+        self.tasks = tuple(
+            TaskSpec(name=f"reg_{m}", kind="regression", head_size=trunk_width + 1) for m in range(num_tasks)
+        )
+
+    # ------------------------------------------------------------------------------ the game
+    def init_params(self, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        trunk = uniform_fan_in(generator, self._trunk_shapes)
+        bound = 1.0 / self.trunk_width**0.5
+        heads = (torch.rand(self.head_offsets[-1], generator=generator, dtype=torch.float64) * 2 - 1) * bound
+        return heads.to(self.device, self.dtype), trunk.to(self.device, self.dtype)
+
+    def sample_batch(self, generator: torch.Generator) -> Batch:
+        if self.batch_size is None:
+            return self._train
+        m = self.num_tasks
+        u = torch.rand(m, self.batch_size, generator=generator, dtype=torch.float64).to(self.device, self.dtype)
+        idx = (u * self._counts[:, None]).long()  # uniform over each task's own n_m samples
+        x, y, _ = self._train
+        rows = torch.arange(m, device=self.device)[:, None]
+        weights = torch.full((m, self.batch_size), 1.0 / self.batch_size, device=self.device, dtype=self.dtype)
+        return x[rows, idx], y[rows, idx], weights
+
+    def train_batch(self) -> Batch:
+        return self._train
+
+    def features(self, trunk: Tensor, x: Tensor) -> Tensor:
+        """Trunk features f(x; Ψ) for inputs ``x`` of shape ``[..., d]``."""
+        params = unpack(trunk, self._trunk_shapes)
+        h = x @ params[0].T + params[1]
+        if self.kind == "mlp":
+            h = torch.relu(h) @ params[2].T + params[3]
+        return h
+
+    def predict(self, heads: Tensor, trunk: Tensor, x: Tensor) -> Tensor:
+        f = self.features(trunk, x)  # [M, B, k]
+        v = heads.view(self.num_tasks, self.trunk_width + 1)
+        return torch.einsum("mbk,mk->mb", f, v[:, :-1]) + v[:, -1:]
+
+    def losses(self, heads: Tensor, trunk: Tensor, batch: Batch) -> Tensor:
+        x, y, w = batch
+        return (w * (self.predict(heads, trunk, x) - y).square()).sum(1)
+
+    @torch.no_grad()
+    def evaluate(self, heads: Tensor, trunk: Tensor) -> dict[str, dict[str, float]]:
+        mse = self.losses(heads, trunk, self._test).tolist()
+        return {t.name: {"test_mse": v} for t, v in zip(self.tasks, mse, strict=True)}
+
+    # ---------------------------------------------------------------------- best responses
+    @torch.no_grad()
+    def best_response(self, heads: Tensor, trunk: Tensor) -> Tensor:
+        """Each head's exact least-squares fit to its task's whole training set on frozen features."""
+        return self._best64(trunk.detach().to(torch.float64)).to(heads.dtype)
+
+    @torch.no_grad()
+    def nash_gaps(self, heads: Tensor, trunk: Tensor) -> Tensor:
+        """Exact head Nash gap per task on its training set, in float64."""
+        batch = tuple(t.to(torch.float64) for t in self._train)
+        h64, t64 = heads.detach().to(torch.float64), trunk.detach().to(torch.float64)
+        gaps = self.losses(h64, t64, batch) - self.losses(self._best64(t64), t64, batch)  # type: ignore[arg-type]
+        return gaps.clamp_min(0.0)  # exact up to round-off
+
+    def _best64(self, trunk64: Tensor) -> Tensor:
+        x, y, w = (t.to(torch.float64) for t in self._train)
+        f = self.features(trunk64, x)
+        design = torch.cat([f, torch.ones_like(f[..., :1])], dim=-1)  # [M, n, k + 1]
+        sw = w.sqrt().unsqueeze(-1)  # weighted least squares: padding samples get weight 0
+        return torch.linalg.lstsq(sw * design, sw * y.unsqueeze(-1)).solution.reshape(-1)
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self._config)

@@ -1,0 +1,20 @@
+"""Players of the multi-task game: the paper's gradient rules and adaptive ones, and a runner."""
+
+from agents.adaptive import AdamAgent, RMSpropAgent
+from agents.base import ObservationReader, Policy
+from agents.gradient import SCHEDULES, GradientAgent, step_size
+from agents.runner import AGENTS, History, make_agents, run_episode
+
+__all__ = [
+    "AGENTS",
+    "SCHEDULES",
+    "AdamAgent",
+    "GradientAgent",
+    "History",
+    "ObservationReader",
+    "Policy",
+    "RMSpropAgent",
+    "make_agents",
+    "run_episode",
+    "step_size",
+]

@@ -1,0 +1,112 @@
+"""Adaptive-step players (the paper's Remark 11): Adam and RMSprop, each with its own state.
+
+In ``update`` mode they are the textbook per-coordinate rules applied to the agent's own gradient
+[∇_Θ ℓ_m; ∇_Ψ ℓ_m] (the trunk part becomes the agent's proposal). In ``step_size`` mode the env fixes
+the direction to −g, so only a scalar step per block can adapt: the agents then use the norm form of
+the same rule, α = lr / (√v̂ + ε) with v the moving average of ‖g‖²/dim (no momentum direction), which
+gives steps whose per-coordinate RMS matches the per-coordinate rule's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from agents.base import ObservationReader
+
+
+class _AdaptiveAgent:
+    """Moment bookkeeping shared by Adam (beta1 > 0, bias-corrected) and RMSprop (beta1 = 0)."""
+
+    _bias_correction = True
+
+    def __init__(self, lr: float, trunk_lr: float | None, beta1: float, beta2: float, eps: float):
+        if not lr > 0 or (trunk_lr is not None and not trunk_lr > 0):
+            raise ValueError(f"step sizes must be > 0, got lr={lr}, trunk_lr={trunk_lr}")
+        if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
+            raise ValueError(f"moment decay rates must be in [0, 1), got {beta1}, {beta2}")
+        if not eps > 0:
+            raise ValueError(f"eps must be > 0, got {eps}")
+        self.lr = float(lr)
+        self.trunk_lr = None if trunk_lr is None else float(trunk_lr)
+        self._beta1, self._beta2, self.eps = beta1, beta2, eps
+        self._reader: ObservationReader | None = None
+        self.t = 0
+
+    def reset(self, observation: np.ndarray, info: Mapping[str, Any], action_space: spaces.Box) -> None:
+        self._reader = ObservationReader(info, action_space)
+        self.t = 0
+        size = self._reader.head_size + self._reader.trunk_size
+        if self._reader.mode == "update":
+            self._m = np.zeros(size, dtype=np.float64)
+            self._v = np.zeros(size, dtype=np.float64)
+            self._lrs = np.empty(size, dtype=np.float64)
+            self._lrs[: self._reader.head_size] = self.lr
+            self._lrs[self._reader.head_size :] = self.lr if self.trunk_lr is None else self.trunk_lr
+        else:
+            self._v = np.zeros(2, dtype=np.float64)  # (head, trunk) mean squared gradient coordinate
+
+    def act(self, observation: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
+        reader = self._reader
+        if reader is None:
+            raise RuntimeError("call agent.reset(observation, info, action_space) before act()")
+        self.t += 1
+        b1, b2 = self._beta1, self._beta2
+        c1 = 1.0 - b1**self.t if self._bias_correction else 1.0
+        c2 = 1.0 - b2**self.t if self._bias_correction else 1.0
+        if reader.mode == "step_size":
+            norms = np.asarray(reader.grad_norms(observation), dtype=np.float64)
+            dims = np.maximum([reader.head_size, reader.trunk_size], 1)
+            self._v = b2 * self._v + (1 - b2) * norms**2 / dims
+            lrs = np.array([self.lr, self.lr if self.trunk_lr is None else self.trunk_lr])
+            steps = lrs / (np.sqrt(self._v / c2) + self.eps)
+            return reader.clip(np.log(steps))
+        g = observation[: reader.head_size + reader.trunk_size].astype(np.float64)
+        self._m = b1 * self._m + (1 - b1) * g
+        self._v = b2 * self._v + (1 - b2) * g * g
+        return reader.clip(-self._lrs * (self._m / c1) / (np.sqrt(self._v / c2) + self.eps))
+
+
+class AdamAgent(_AdaptiveAgent):
+    """Adam (Kingma & Ba) on the agent's own gradient.
+
+    Args:
+        lr: Head step size.
+        trunk_lr: Trunk step size (default: ``lr``).
+        betas: Decay rates of the first and second moments.
+        eps: Added to the root of the second moment.
+    """
+
+    def __init__(
+        self, lr: float = 1e-3, trunk_lr: float | None = None, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
+    ):
+        super().__init__(lr, trunk_lr, betas[0], betas[1], eps)
+        self.betas = (float(betas[0]), float(betas[1]))
+
+    def __repr__(self) -> str:
+        trunk = "" if self.trunk_lr is None else f", trunk_lr={self.trunk_lr}"
+        return f"AdamAgent(lr={self.lr}{trunk}, betas={self.betas}, eps={self.eps})"
+
+
+class RMSpropAgent(_AdaptiveAgent):
+    """RMSprop (Tieleman & Hinton; as ``torch.optim.RMSprop``: no momentum, no bias correction).
+
+    Args:
+        lr: Head step size.
+        trunk_lr: Trunk step size (default: ``lr``).
+        alpha: Decay rate of the mean squared gradient.
+        eps: Added to the root of the mean square.
+    """
+
+    _bias_correction = False
+
+    def __init__(self, lr: float = 1e-2, trunk_lr: float | None = None, alpha: float = 0.99, eps: float = 1e-8):
+        super().__init__(lr, trunk_lr, 0.0, alpha, eps)
+        self.alpha = float(alpha)
+
+    def __repr__(self) -> str:
+        trunk = "" if self.trunk_lr is None else f", trunk_lr={self.trunk_lr}"
+        return f"RMSpropAgent(lr={self.lr}{trunk}, alpha={self.alpha}, eps={self.eps})"

@@ -1,0 +1,167 @@
+"""Play an episode: the env plus one policy per agent, recorded as a :class:`History`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents.adaptive import AdamAgent, RMSpropAgent
+from agents.base import Policy
+from agents.gradient import GradientAgent
+from mtg_env.env import MultiTaskGameEnv
+
+#: Baseline players by name, for :func:`make_agents` and the ``mtg-env`` command.
+AGENTS: dict[str, Callable[..., Policy]] = {
+    "gradient": GradientAgent,
+    "adam": AdamAgent,
+    "rmsprop": RMSpropAgent,
+}
+
+
+def make_agents(name: str, env: MultiTaskGameEnv, **kwargs: Any) -> dict[str, Policy]:
+    """One fresh player per agent of ``env`` (each with its own state), built from ``AGENTS[name]``."""
+    if name not in AGENTS:
+        raise ValueError(f"unknown agent {name!r}; available: {sorted(AGENTS)}")
+    return {agent: AGENTS[name](**kwargs) for agent in env.possible_agents}
+
+
+@dataclass
+class History:
+    """What happened in an episode. Row 0 of ``losses`` and ``nash_gap`` is the state after reset."""
+
+    agents: list[str]
+    tasks: list[str]
+    losses: np.ndarray
+    """``[T + 1, M]`` per-step batch loss of each agent."""
+    rewards: np.ndarray
+    """``[T, M]`` per-step reward of each agent."""
+    nash_gap: np.ndarray | None
+    """``[T + 1, M]`` per-step head Nash gap where the env reports it (quadratic), else ``None``."""
+    terminated: bool
+    """Whether the episode ended by divergence (rather than truncation)."""
+    final: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per agent, at the end: train loss, held-out metric, Nash gap (see :func:`run_episode`)."""
+
+    @property
+    def steps(self) -> int:
+        return int(self.rewards.shape[0])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "agents": self.agents,
+            "tasks": self.tasks,
+            "steps": self.steps,
+            "terminated": self.terminated,
+            "losses": self.losses.tolist(),
+            "rewards": self.rewards.tolist(),
+            "nash_gap": None if self.nash_gap is None else self.nash_gap.tolist(),
+            "final": self.final,
+        }
+
+    def save(self, path: str | Path) -> None:
+        """Write the history as JSON."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+
+    def plot(self, out_dir: str | Path) -> list[Path]:
+        """Write ``losses.png`` (and ``nash_gap.png`` when recorded) in ``out_dir``; return the paths."""
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        curves = [("losses.png", self.losses, "batch loss ℓ_m", False)]
+        if self.nash_gap is not None:
+            curves.append(("nash_gap.png", self.nash_gap, "head Nash gap", True))
+        paths = []
+        for name, data, label, log in curves:
+            fig = Figure(figsize=(7, 4.2), dpi=100)
+            FigureCanvasAgg(fig)
+            ax = fig.add_subplot()
+            for m, task in enumerate(self.tasks):
+                ax.plot(np.arange(len(data)), data[:, m], label=task)
+            if log:
+                ax.set_yscale("log")
+            ax.set_xlabel("step t")
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize="small")
+            fig.tight_layout()
+            fig.savefig(out / name)
+            paths.append(out / name)
+        return paths
+
+
+def run_episode(
+    env: MultiTaskGameEnv,
+    policies: Mapping[str, Policy],
+    *,
+    seed: int | None = None,
+    options: Mapping[str, Any] | None = None,
+    progress: bool = False,
+    evaluate: bool = True,
+) -> History:
+    """Play one episode of ``env`` with one policy per agent.
+
+    Args:
+        env: The parallel env.
+        policies: ``{agent: policy}`` for every agent of the env.
+        seed: Passed to ``env.reset``.
+        options: Passed to ``env.reset``.
+        progress: Show a progress bar (tqdm) on stderr.
+        evaluate: At the end, fill ``History.final`` with ``env.evaluate()`` and the Nash gap.
+    """
+    missing = [a for a in env.possible_agents if a not in policies]
+    if missing:
+        raise ValueError(f"no policy for agent(s) {missing}")
+    observations, infos = env.reset(seed=seed, options=options)
+    for agent in env.agents:
+        policies[agent].reset(observations[agent], infos[agent], env.action_space(agent))
+    agents = list(env.possible_agents)
+    losses = [[infos[a]["loss"] for a in agents]]
+    has_gap = all("nash_gap" in infos[a] for a in agents)
+    gaps = [[infos[a]["nash_gap"] for a in agents]] if has_gap else None
+    rewards = []
+    terminated = False
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=env.max_cycles, desc=env.metadata["name"], unit="step")
+    while env.agents:
+        actions = {a: policies[a].act(observations[a], infos[a]) for a in env.agents}
+        observations, rew, terms, _, infos = env.step(actions)
+        rewards.append([rew[a] for a in agents])
+        losses.append([infos[a]["loss"] for a in agents])
+        if gaps is not None:
+            gaps.append([infos[a]["nash_gap"] for a in agents])
+        terminated = any(terms.values())
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(losses[-1]):.4g}", refresh=False)
+    if bar is not None:
+        bar.close()
+    final: dict[str, dict[str, Any]] = {}
+    if evaluate and not terminated:
+        final = env.evaluate()
+        try:
+            for agent, gap in env.nash_gap().items():
+                final[agent]["nash_gap"] = gap
+        except NotImplementedError:
+            pass
+    return History(
+        agents=agents,
+        tasks=[env.task_name(a) for a in agents],
+        losses=np.asarray(losses, dtype=np.float64),
+        rewards=np.asarray(rewards, dtype=np.float64).reshape(-1, len(agents)),
+        nash_gap=None if gaps is None else np.asarray(gaps, dtype=np.float64),
+        terminated=terminated,
+        final=final,
+    )

@@ -1,0 +1,138 @@
+"""The ``mtg-env`` command: ``mtg-env run`` plays the paper's agents on a suite and reports the result."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mtg_env.consensus import CONSENSUS_RULES
+from mtg_env.suites import SUITES
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mtg-env", description="Multi-task learning games (PettingZoo).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser(
+        "run",
+        help="play one episode with baseline agents and write a summary",
+        description="Play one episode of a suite with one baseline agent per task; print a per-task table and "
+        "write DIR/summary.json, DIR/history.json and loss-curve PNGs.",
+    )
+    run.add_argument("--suite", default="digits", choices=sorted(SUITES), help="task suite (default: digits)")
+    run.add_argument("--consensus", default="sum", choices=sorted(CONSENSUS_RULES), help="trunk consensus rule")
+    run.add_argument("--agent", default="gradient", choices=["gradient", "adam", "rmsprop"], help="baseline agent")
+    run.add_argument("--steps", type=int, default=500, help="episode length (max_cycles; default 500)")
+    run.add_argument("--seed", type=int, default=0, help="env seed (default 0)")
+    run.add_argument("--out", type=Path, default=None, help="output directory (default runs/<suite>_<consensus>_...)")
+    run.add_argument("--action-mode", default="update", choices=["update", "step_size"], help="action mode")
+    run.add_argument("--lr", type=float, default=None, help="head step size (default: the agent's)")
+    run.add_argument("--trunk-lr", type=float, default=None, help="trunk step size (default: --lr)")
+    run.add_argument(
+        "--schedule",
+        default="constant",
+        choices=["constant", "robbins_monro", "summable"],
+        help="step-size schedule of the gradient agent",
+    )
+    run.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    run.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from agents import make_agents, run_episode
+    from mtg_env.env import MultiTaskGameEnv
+
+    if args.steps < 1:
+        raise SystemExit("mtg-env run: --steps must be >= 1")
+    agent_kwargs: dict[str, Any] = {}
+    if args.lr is not None:
+        agent_kwargs["lr"] = args.lr
+    if args.trunk_lr is not None:
+        agent_kwargs["trunk_lr"] = args.trunk_lr
+    if args.agent == "gradient":
+        agent_kwargs["schedule"] = args.schedule
+    elif args.schedule != "constant":
+        raise SystemExit(f"mtg-env run: --schedule applies to the gradient agent, not {args.agent!r}")
+    out = args.out or Path("runs") / f"{args.suite}_{args.consensus}_{args.agent}_s{args.seed}"
+
+    env = MultiTaskGameEnv(
+        suite=args.suite,
+        consensus=args.consensus,
+        action_mode=args.action_mode,
+        max_cycles=args.steps,
+        dtype=args.dtype,
+        device=args.device,
+    )
+    policies = make_agents(args.agent, env, **agent_kwargs)
+    start = time.perf_counter()
+    history = run_episode(env, policies, seed=args.seed, progress=not args.no_progress)
+    seconds = time.perf_counter() - start
+
+    config = {
+        "suite": env.suite.describe(),
+        "consensus": args.consensus,
+        "agent": repr(policies[env.possible_agents[0]]),
+        "action_mode": args.action_mode,
+        "steps": args.steps,
+        "seed": args.seed,
+        "dtype": args.dtype,
+        "device": str(env.device),
+        "env": env.metadata["name"],
+    }
+    tasks: dict[str, dict[str, Any]] = {}
+    for agent, final in history.final.items():
+        row = {k: v for k, v in final.items() if k != "task"}
+        tasks[final["task"]] = row
+    summary = {
+        "tasks": tasks,
+        "config": config,
+        "steps_played": history.steps,
+        "terminated": history.terminated,
+        "seconds": round(seconds, 3),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    history.save(out / "history.json")
+    pngs = history.plot(out)
+
+    print(f"\n{env.metadata['name']}: {args.agent} agents, {args.consensus} consensus, seed {args.seed}, "
+          f"{history.steps} steps in {seconds:.1f}s")
+    if history.terminated:
+        print("the episode DIVERGED (a loss or parameter became non-finite); try a smaller --lr")
+    else:
+        print(_table(tasks))
+    print(f"wrote {out / 'summary.json'}, {out / 'history.json'}, " + ", ".join(str(p) for p in pngs))
+    return 1 if history.terminated else 0
+
+
+def _table(tasks: dict[str, dict[str, Any]]) -> str:
+    header = f"{'task':<14}{'train_loss':>12}{'test metric':>24}{'nash_gap':>12}"
+    lines = [header, "-" * len(header)]
+    for name, row in tasks.items():
+        if "test_accuracy" in row:
+            metric = f"accuracy {row['test_accuracy']:.4f}"
+        elif "test_mse" in row:
+            metric = f"mse {row['test_mse']:.4f}"
+        else:
+            metric = "-"
+        gap = f"{row['nash_gap']:.3g}" if "nash_gap" in row else "-"
+        lines.append(f"{name:<14}{row['train_loss']:>12.4f}{metric:>24}{gap:>12}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mtg-env`` console script."""
+    args = _parser().parse_args(argv)
+    if args.command == "run":
+        return _run(args)
+    return 2  # pragma: no cover - argparse enforces a command
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,300 @@
+"""Behaviour of the env a user relies on: the game step, determinism, refusals, episode ends."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import mtg_env
+from agents import GradientAgent, make_agents, run_episode
+from tests.conftest import MODES, SMALL_SUITES, make_env
+
+
+def gradient_actions(env: mtg_env.MultiTaskGameEnv, obs: dict, lr: float = 0.05) -> dict:
+    """Plain gradient steps from update-mode observations, for driving the env in tests."""
+    out = {}
+    for a in env.agents:
+        k = env.head_size(a) + env.trunk_size
+        out[a] = np.clip(-lr * obs[a][:k], -1, 1)
+    return out
+
+
+def assert_same_step(step: int, out1: tuple, out2: tuple) -> None:
+    names = ("observations", "rewards", "terminations", "truncations", "infos")
+    for name, x, y in zip(names, out1, out2, strict=True):
+        assert x.keys() == y.keys(), f"step {step}: {name} keys differ"
+        for agent in x:
+            if isinstance(x[agent], np.ndarray):
+                assert np.array_equal(x[agent], y[agent], equal_nan=True), f"step {step}: {name}[{agent}] differs"
+            else:
+                assert x[agent] == y[agent], f"step {step}: {name}[{agent}] differs: {x[agent]} != {y[agent]}"
+
+
+# ------------------------------------------------------------------------------ determinism
+@pytest.mark.parametrize("suite", list(SMALL_SUITES))
+@pytest.mark.parametrize("mode", MODES)
+def test_same_seed_gives_the_same_whole_episode(suite: str, mode: str) -> None:
+    env1, env2 = make_env(suite, mode, max_cycles=40), make_env(suite, mode, max_cycles=40)
+    for env in (env1, env2):
+        for i, agent in enumerate(env.possible_agents):
+            env.action_space(agent).seed(100 + i)
+    out1, out2 = env1.reset(seed=7), env2.reset(seed=7)
+    assert_same_step(0, (*out1, {}, {}, {}), (*out2, {}, {}, {}))
+    step = 0
+    while env1.agents:
+        step += 1
+        actions = {a: env1.action_space(a).sample() for a in env1.agents}
+        if mode == "step_size":  # keep random step sizes moderate so the episode runs its length
+            actions = {a: np.clip(x, -8, -2) for a, x in actions.items()}
+        else:
+            actions = {a: x * 0.01 for a, x in actions.items()}
+        assert_same_step(step, env1.step(actions), env2.step(actions))
+    assert step == 40 and not env2.agents
+    h1, t1 = env1.get_parameters()
+    h2, t2 = env2.get_parameters()
+    assert torch.equal(h1, h2) and torch.equal(t1, t2)
+
+
+def test_reset_with_the_same_seed_replays_and_other_seeds_differ() -> None:
+    env = make_env("digits", "step_size", max_cycles=10)
+    obs_a, _ = env.reset(seed=3)
+    losses_a = [env.step({a: np.array([-3.0, -3.0], np.float32) for a in env.agents})[1] for _ in range(5)]
+    obs_b, _ = env.reset(seed=3)
+    losses_b = [env.step({a: np.array([-3.0, -3.0], np.float32) for a in env.agents})[1] for _ in range(5)]
+    assert all(np.array_equal(obs_a[a], obs_b[a]) for a in obs_a)
+    assert losses_a == losses_b
+    obs_c, _ = env.reset(seed=4)
+    assert not np.array_equal(obs_a["task_0"], obs_c["task_0"])
+
+
+# ------------------------------------------------------------------------------ one step
+def test_sum_consensus_is_eq_24_and_heads_follow_eq_23() -> None:
+    env = make_env("regression", dtype="float64", consensus="sum")
+    obs, _ = env.reset(seed=0)
+    heads0, trunk0 = env.get_parameters()
+    alpha, beta = 0.05, 0.02
+    actions = {}
+    g_trunk_sum = np.zeros(env.trunk_size)
+    g_heads = []
+    for a in env.agents:
+        h = env.head_size(a)
+        g_heads.append(obs[a][:h])
+        g_trunk_sum += obs[a][h : h + env.trunk_size]
+        actions[a] = np.concatenate([-alpha * obs[a][:h], -beta * obs[a][h : h + env.trunk_size]])
+    env.step(actions)
+    heads1, trunk1 = env.get_parameters()
+    np.testing.assert_allclose(trunk1.numpy(), trunk0.numpy() - beta * g_trunk_sum, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(heads1.numpy(), heads0.numpy() - alpha * np.concatenate(g_heads), rtol=0, atol=1e-15)
+
+
+def test_mean_consensus_is_eq_21() -> None:
+    env = make_env("quadratic", dtype="float64", consensus="mean")
+    obs, _ = env.reset(seed=0)
+    _, trunk0 = env.get_parameters()
+    actions = {a: np.concatenate([np.zeros(2), np.full(2, 0.1 * (i + 1))]) for i, a in enumerate(env.agents)}
+    env.step(actions)
+    _, trunk1 = env.get_parameters()
+    np.testing.assert_allclose(trunk1.numpy() - trunk0.numpy(), [0.2, 0.2], atol=1e-15)
+
+
+def test_a_callable_consensus_decides_the_trunk_move() -> None:
+    dictator = lambda proposals: proposals[1]  # noqa: E731 - the trunk follows task_1 only
+    env = make_env("quadratic", dtype="float64", consensus=dictator)
+    env.reset(seed=0)
+    _, trunk0 = env.get_parameters()
+    actions = {a: np.concatenate([np.zeros(2), np.full(2, 0.1 * (i + 1))]) for i, a in enumerate(env.agents)}
+    env.step(actions)
+    _, trunk1 = env.get_parameters()
+    np.testing.assert_allclose(trunk1.numpy() - trunk0.numpy(), [0.2, 0.2], atol=1e-15)
+
+
+def test_step_size_mode_plays_the_same_game_as_update_mode() -> None:
+    upd, ss = make_env("digits", "update", dtype="float64"), make_env("digits", "step_size", dtype="float64")
+    obs_u, _ = upd.reset(seed=5)
+    ss.reset(seed=5)
+    alpha, beta = 0.1, 0.03
+    for _ in range(10):
+        actions_u = {}
+        for a in upd.agents:
+            h, n = upd.head_size(a), upd.trunk_size
+            actions_u[a] = np.concatenate([-alpha * obs_u[a][:h], -beta * obs_u[a][h : h + n]])
+        obs_u, rew_u, *_ = upd.step(actions_u)
+        _, rew_s, *_ = ss.step({a: np.log([alpha, beta]) for a in ss.agents})
+        np.testing.assert_allclose(list(rew_u.values()), list(rew_s.values()), rtol=1e-12)
+
+
+def test_progress_feature_and_truncation_at_max_cycles() -> None:
+    env = make_env("quadratic", "step_size", max_cycles=5)
+    obs, _ = env.reset(seed=0)
+    for t in range(1, 6):
+        obs, _, term, trunc, infos = env.step({a: np.array([-3.0, -3.0], np.float32) for a in env.agents})
+        assert not any(term.values())
+        assert all(trunc.values()) == (t == 5), f"step {t}"
+        assert obs["task_0"][mtg_env.FEATURES.index("progress")] == pytest.approx(t / 5)
+        assert infos["task_0"]["t"] == t
+    assert env.agents == []
+    with pytest.raises(RuntimeError, match="after the episode ended"):
+        env.step({})
+
+
+# --------------------------------------------------------------------------- bad input
+BAD_ACTIONS = [
+    ("missing", lambda acts: {k: v for k, v in acts.items() if k != "task_1"}, "task_1"),
+    ("unknown", lambda acts: {**acts, "task_9": acts["task_0"]}, "task_9"),
+    ("shape", lambda acts: {**acts, "task_2": acts["task_2"][:-1]}, r"'task_2' has shape \(\d+,\), expected \(\d+,\)"),
+    ("nan", lambda acts: {**acts, "task_1": np.where(np.arange(len(acts["task_1"])) == 3, np.nan, acts["task_1"])},
+     r"'task_1' is not finite \(value nan at index 3\)"),
+    ("inf", lambda acts: {**acts, "task_0": np.full_like(acts["task_0"], np.inf)}, "'task_0' is not finite"),
+    ("bounds", lambda acts: {**acts, "task_0": acts["task_0"] + 5.0}, "'task_0' is outside its action space"),
+    ("type", lambda acts: {**acts, "task_0": "left"}, "'task_0' is not a numeric array"),
+]
+
+
+@pytest.mark.parametrize(("name", "corrupt", "message"), BAD_ACTIONS, ids=[b[0] for b in BAD_ACTIONS])
+@pytest.mark.parametrize("suite", ["digits", "quadratic"])
+def test_bad_action_is_refused_and_loses_nothing(suite: str, name: str, corrupt, message: str) -> None:
+    env, ref = make_env(suite), make_env(suite)
+    obs, _ = env.reset(seed=1)
+    ref.reset(seed=1)
+    good = gradient_actions(env, obs)
+    heads0, trunk0 = env.get_parameters()
+    with pytest.raises(ValueError, match=message):
+        env.step(corrupt(good))
+    heads1, trunk1 = env.get_parameters()
+    assert torch.equal(heads0, heads1) and torch.equal(trunk0, trunk1)
+    # The refused call changed nothing, not even the batch stream: the next good step matches a twin's.
+    assert_same_step(1, env.step(good), ref.step(good))
+
+
+def test_step_size_actions_outside_the_box_are_refused() -> None:
+    env = make_env("quadratic", "step_size")
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"'task_2' is outside .*log_step_range"):
+        env.step({a: np.array([-1.0, 3.0 if a == "task_2" else -1.0], np.float32) for a in env.agents})
+
+
+def test_a_consensus_rule_with_a_wrong_output_is_refused_without_side_effects() -> None:
+    env = make_env("quadratic", consensus=lambda p: p)  # returns [M, n] instead of [n]
+    obs, _ = env.reset(seed=0)
+    before = env.get_parameters()
+    with pytest.raises(ValueError, match=r"consensus rule .* returned \(3, 2\), expected .*\(2,\)"):
+        env.step(gradient_actions(env, obs))
+    after = env.get_parameters()
+    assert all(torch.equal(x, y) for x, y in zip(before, after, strict=True))
+
+
+def test_step_before_reset_and_queries_before_reset_raise() -> None:
+    env = make_env("quadratic")
+    with pytest.raises(RuntimeError, match="before reset"):
+        env.step({})
+    with pytest.raises(RuntimeError, match="reset"):
+        env.nash_gap()
+
+
+def test_constructor_refuses_bad_arguments_with_the_fix() -> None:
+    with pytest.raises(ValueError, match="action_mode must be 'update' or 'step_size'"):
+        mtg_env.parallel_env(suite="quadratic", action_mode="grad")
+    with pytest.raises(ValueError, match="unknown suite 'mnist'; available"):
+        mtg_env.parallel_env(suite="mnist")
+    with pytest.raises(ValueError, match=r"unknown consensus rule 'median'; available: \['mean', 'sum'\]"):
+        mtg_env.parallel_env(suite="quadratic", consensus="median")
+    with pytest.raises(TypeError, match=r"suite 'quadratic' has no option\(s\) \['batch_size'\]"):
+        mtg_env.parallel_env(suite="quadratic", batch_size=3)
+    with pytest.raises(ValueError, match="dtype must be"):
+        mtg_env.parallel_env(suite="quadratic", dtype="float16")
+
+
+# --------------------------------------------------------------------------- divergence
+@pytest.mark.parametrize("mode", MODES)
+def test_divergence_terminates_every_agent_and_reset_recovers(mode: str) -> None:
+    if mode == "step_size":
+        env = make_env("quadratic", mode, log_step_range=(-5.0, 60.0))
+        act = lambda obs: {a: np.array([60.0, 60.0], np.float32) for a in env.agents}  # noqa: E731
+    else:
+        env = make_env("digits", mode, max_update=1e38)
+        act = lambda obs: {a: np.full(env.action_space(a).shape, 1e38, np.float32) for a in env.agents}  # noqa: E731
+    obs, _ = env.reset(seed=0)
+    for _ in range(10):
+        obs, rewards, term, trunc, infos = env.step(act(obs))
+        if any(term.values()):
+            break
+    assert all(term.values()) and not any(trunc.values())
+    assert {info["termination"] for info in infos.values()} == {"diverged"}
+    assert "non-finite" in infos["task_0"]["reason"]
+    assert env.agents == []
+    for a, o in obs.items():
+        assert env.observation_space(a).contains(o), f"{a}: observation left its Box after divergence"
+        assert np.isfinite(rewards[a])
+    obs, infos = env.reset(seed=0)
+    assert env.agents == env.possible_agents
+    assert all(np.isfinite(info["loss"]) for info in infos.values())
+
+
+# ------------------------------------------------------------------------- start, queries
+def test_reset_options_set_the_starting_point() -> None:
+    env = make_env("quadratic", dtype="float64")
+    start_h, start_t = np.arange(6.0), np.array([10.0, -10.0])
+    env.reset(seed=0, options={"heads": start_h, "trunk": start_t})
+    h, t = env.get_parameters()
+    np.testing.assert_array_equal(h.numpy(), start_h)
+    np.testing.assert_array_equal(t.numpy(), start_t)
+    with pytest.raises(ValueError, match=r"reset option 'trunk' must have shape \(2,\)"):
+        env.reset(options={"trunk": np.zeros(3)})
+
+
+def test_render_modes_return_a_table_and_an_image() -> None:
+    env = make_env("quadratic", render_mode="rgb_array")
+    env.reset(seed=0)
+    env.step(gradient_actions(env, env.reset(seed=0)[0]))
+    img = env.render()
+    assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 and img.std() > 0
+    text = env.render("ansi")  # RLlib's wrapper passes the mode explicitly
+    assert text.splitlines()[0].startswith("mtg_quadratic_v0  t=1/")
+    assert all(a in text for a in env.possible_agents)
+
+
+def test_repr_names_the_configuration() -> None:
+    env = make_env("quadratic", consensus="mean", max_cycles=7)
+    assert repr(env) == "MultiTaskGameEnv(suite='quadratic', consensus='mean', action_mode='update', max_cycles=7)"
+
+
+# ------------------------------------------------------------------------ the paper's agents
+@pytest.mark.parametrize("consensus", ["sum", "mean"])
+@pytest.mark.parametrize("mode", MODES)
+def test_gradient_agents_reach_the_closed_form_equilibrium(consensus: str, mode: str) -> None:
+    env = mtg_env.parallel_env(
+        suite="quadratic", num_tasks=3, head_dim=2, trunk_dim=3, condition=10.0,
+        consensus=consensus, action_mode=mode, dtype="float64", max_cycles=2000,
+    )
+    history = run_episode(env, make_agents("gradient", env, lr=0.05), seed=11)
+    heads, trunk = env.get_parameters()
+    heads_star, trunk_star = env.suite.equilibrium()
+    distance = torch.cat([heads - heads_star, trunk - trunk_star]).norm().item()
+    assert distance < 1e-8, f"distance to the closed-form equilibrium {distance:.3g}"
+    assert history.nash_gap is not None and history.nash_gap[-1].max() < 1e-16
+    assert not history.terminated
+
+
+@pytest.mark.parametrize("seed", [0])
+def test_gradient_agents_learn_digits_to_90_percent_in_500_steps(seed: int) -> None:
+    env = mtg_env.parallel_env(suite="digits", consensus="sum", max_cycles=500)
+    history = run_episode(env, make_agents("gradient", env), seed=seed)
+    accuracies = {f["task"]: f["test_accuracy"] for f in history.final.values() if "test_accuracy" in f}
+    assert set(accuracies) == {"digit", "parity", "ge5"}
+    assert min(accuracies.values()) >= 0.90, accuracies
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("consensus", ["sum", "mean"])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_gradient_agents_learn_digits_across_seeds(consensus: str, seed: int) -> None:
+    env = mtg_env.parallel_env(suite="digits", consensus=consensus, max_cycles=500)
+    lr = 0.1 if consensus == "sum" else 0.3  # mean divides the trunk step by M = 4
+    history = run_episode(env, make_agents("gradient", env, lr=lr), seed=seed)
+    accuracies = [f["test_accuracy"] for f in history.final.values() if "test_accuracy" in f]
+    assert min(accuracies) >= 0.90, accuracies
+
+
+def test_gradient_agent_default_repr() -> None:
+    assert repr(GradientAgent()) == "GradientAgent(lr=0.1, schedule='constant')"

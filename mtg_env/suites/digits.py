@@ -182,7 +182,7 @@ class DigitsSuite(TaskSuite):
         """Head Nash gap per task on the train split, in float64 (see :meth:`best_response`)."""
         return self._solve_heads(heads, trunk)[1]
 
-    def _solve_heads(self, heads: Tensor, trunk: Tensor, max_iter: int = 500) -> tuple[Tensor, Tensor]:
+    def _solve_heads(self, heads: Tensor, trunk: Tensor, max_iter: int = 2000) -> tuple[Tensor, Tensor]:
         x, labels, ink = self._train
         with torch.no_grad():
             feats = self.features(trunk.detach(), x).to(torch.float64)

@@ -11,6 +11,7 @@ with g = ∇_{Θ_m} ℓ_m.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -175,7 +176,7 @@ def _random_game(
 ) -> tuple[list[Tensor], list[Tensor]]:
     g = torch.Generator().manual_seed(seed)
     d = head_dim + trunk_dim
-    eigs = torch.logspace(0.0, torch.log10(torch.tensor(condition)).item(), d, dtype=torch.float64)
+    eigs = torch.logspace(0.0, math.log10(condition), d, dtype=torch.float64)
     mats, vecs = [], []
     for _ in range(num_tasks):
         q, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))

@@ -170,3 +170,24 @@ def test_every_suite_builds_on_the_requested_dtype() -> None:
         heads, trunk = suite.init_params(torch.Generator().manual_seed(0))
         assert heads.dtype == trunk.dtype == torch.float64
         assert suite.losses(heads, trunk, suite.sample_batch(torch.Generator().manual_seed(0))).dtype == torch.float64
+
+
+def test_digits_regression_gap_is_exact_and_repeatable_with_dead_units() -> None:
+    # Dead ReLU units make the features rank-deficient; LAPACK's default gelsy driver was seen to give
+    # different, wrong answers there from run to run. The gap must match an SVD least-squares solve.
+    suite = DigitsSuite(hidden=(32, 16), dtype="float64")
+    heads, trunk = suite.init_params(torch.Generator().manual_seed(2))
+    trunk = trunk.clone()
+    w2_start = 32 * 64 + 32
+    trunk[w2_start : w2_start + 16 * 4] = -1.0  # first 4 units of the last layer: weights < 0 ...
+    trunk[w2_start + 16 * 32 : w2_start + 16 * 32 + 4] = -10.0  # ... and biases < 0: always off
+    x, _, ink = suite.train_batch()
+    feats = suite.features(trunk, x).numpy()
+    assert (feats[:, :4] == 0).all()
+    design = np.hstack([feats, np.ones((len(feats), 1))])
+    sol, *_ = np.linalg.lstsq(design, ink.numpy(), rcond=None)
+    head = heads[-17:].numpy()
+    expected = np.mean((design @ head - ink.numpy()) ** 2) - np.mean((design @ sol - ink.numpy()) ** 2)
+    gaps = [suite.nash_gaps(heads, trunk)[3].item() for _ in range(3)]
+    assert gaps[0] == gaps[1] == gaps[2]
+    assert gaps[0] == pytest.approx(expected, rel=1e-9)

@@ -172,3 +172,14 @@ def uniform_fan_in(generator: torch.Generator, shapes: Sequence[tuple[int, ...]]
         n = out_f * in_f + out_f
         parts.append((torch.rand(n, generator=generator, dtype=torch.float64) * 2 - 1) * bound)
     return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
+
+
+def least_squares(design: Tensor, target: Tensor) -> Tensor:
+    """argmin_w ‖design · w − target‖² (batched over leading dims), robust to rank deficiency.
+
+    Solved in float64 on the CPU with LAPACK's SVD-based ``gelsd``: dead ReLU units make trunk features
+    rank-deficient, where the default ``gelsy`` driver was seen to return different, worse solutions from
+    run to run. Returns the solution on ``design``'s device, in float64.
+    """
+    sol = torch.linalg.lstsq(design.detach().cpu().double(), target.detach().cpu().double(), driver="gelsd").solution
+    return sol.to(design.device)

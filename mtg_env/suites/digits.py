@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mtg_env.suites.base import TaskSpec, TaskSuite, uniform_fan_in, unpack
+from mtg_env.suites.base import TaskSpec, TaskSuite, least_squares, uniform_fan_in, unpack
 
 _OUTPUTS = {"digit": 10, "parity": 2, "ge5": 2, "ink": 1}
 
@@ -192,7 +192,7 @@ class DigitsSuite(TaskSuite):
             w0 = head.to(torch.float64).view(-1, self.width + 1)
             if task.kind == "regression":
                 target = ink.to(torch.float64)
-                sol = torch.linalg.lstsq(design, target.unsqueeze(1)).solution.T
+                sol = least_squares(design, target.unsqueeze(1)).T
                 gap = F.mse_loss(design @ w0.T[:, 0], target) - F.mse_loss(design @ sol[0], target)
                 best.append(sol.reshape(-1))
                 gaps.append(gap.clamp_min(0.0))  # exact up to round-off

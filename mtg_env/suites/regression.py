@@ -17,7 +17,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from mtg_env.suites.base import TaskSpec, TaskSuite, uniform_fan_in, unpack
+from mtg_env.suites.base import TaskSpec, TaskSuite, least_squares, uniform_fan_in, unpack
 
 # (X [M, B, d], y [M, B], w [M, B]): per-task inputs, targets and per-sample weights summing to 1.
 Batch = tuple[Tensor, Tensor, Tensor]
@@ -191,7 +191,7 @@ class RegressionSuite(TaskSuite):
         f = self.features(trunk64, x)
         design = torch.cat([f, torch.ones_like(f[..., :1])], dim=-1)  # [M, n, k + 1]
         sw = w.sqrt().unsqueeze(-1)  # weighted least squares: padding samples get weight 0
-        return torch.linalg.lstsq(sw * design, sw * y.unsqueeze(-1)).solution.reshape(-1)
+        return least_squares(sw * design, sw * y.unsqueeze(-1)).reshape(-1)
 
     def describe(self) -> dict[str, Any]:
         return dict(self._config)

@@ -20,11 +20,15 @@ def step_size(lr: float, t: int, schedule: Schedule = "constant", power: float |
 
     ``robbins_monro`` needs ½ < p ≤ 1 (Σ α_t = ∞, Σ α_t² < ∞); ``summable`` needs p > 1 (Σ α_t < ∞:
     Assumption 2 as printed).
+
+    Raises:
+        ValueError: for an unknown schedule or a power outside its schedule's range.
     """
-    if schedule == "constant":
-        return lr
-    p = _DEFAULT_POWER[schedule] if power is None else power
-    return lr / (1.0 + t) ** p
+    return _value(lr, t, schedule, _check_schedule(schedule, power))
+
+
+def _value(lr: float, t: int, schedule: str, power: float) -> float:
+    return lr if schedule == "constant" else lr / (1.0 + t) ** power
 
 
 def _check_schedule(schedule: str, power: float | None) -> float:
@@ -69,10 +73,7 @@ class GradientAgent:
     def steps(self, t: int) -> tuple[float, float]:
         """(α_t, β_t)."""
         trunk_lr = self.lr if self.trunk_lr is None else self.trunk_lr
-        return (
-            step_size(self.lr, t, self.schedule, self._power),
-            step_size(trunk_lr, t, self.schedule, self._power),
-        )
+        return _value(self.lr, t, self.schedule, self._power), _value(trunk_lr, t, self.schedule, self._power)
 
     def reset(self, observation: np.ndarray, info: Mapping[str, Any], action_space: spaces.Box) -> None:
         self._reader = ObservationReader(info, action_space)

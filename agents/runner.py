@@ -52,20 +52,21 @@ class History:
         return int(self.rewards.shape[0])
 
     def to_dict(self) -> dict[str, Any]:
+        """The history as plain Python data; non-finite numbers (a diverged run) become ``None``."""
         return {
             "agents": self.agents,
             "tasks": self.tasks,
             "steps": self.steps,
             "terminated": self.terminated,
-            "losses": self.losses.tolist(),
-            "rewards": self.rewards.tolist(),
-            "nash_gap": None if self.nash_gap is None else self.nash_gap.tolist(),
+            "losses": _finite_or_none(self.losses),
+            "rewards": _finite_or_none(self.rewards),
+            "nash_gap": None if self.nash_gap is None else _finite_or_none(self.nash_gap),
             "final": self.final,
         }
 
     def save(self, path: str | Path) -> None:
-        """Write the history as JSON."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+        """Write the history as strict JSON (``null`` where a value was not finite)."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False))
 
     def plot(self, out_dir: str | Path) -> list[Path]:
         """Write ``losses.png`` (and ``nash_gap.png`` when recorded) in ``out_dir``; return the paths."""
@@ -97,6 +98,12 @@ class History:
             fig.savefig(out / name)
             paths.append(out / name)
         return paths
+
+
+def _finite_or_none(values: np.ndarray) -> list[Any]:
+    as_objects = values.astype(object)
+    as_objects[~np.isfinite(values)] = None
+    return as_objects.tolist()
 
 
 def run_episode(

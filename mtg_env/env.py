@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -14,7 +15,7 @@ from pettingzoo.utils.conversions import parallel_to_aec
 from torch import Tensor
 
 from mtg_env.consensus import ConsensusRule, consensus_rule, rule_name
-from mtg_env.game import cosine_rows, losses_and_grads, step_size_updates, symlog
+from mtg_env.game import losses_and_grads, step_size_updates
 from mtg_env.suites import TaskSuite, make_suite
 
 ActionMode = Literal["update", "step_size"]
@@ -133,8 +134,8 @@ class MultiTaskGameEnv(ParallelEnv):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         if int(max_cycles) < 1:
             raise ValueError(f"max_cycles must be >= 1, got {max_cycles}")
-        if not max_update > 0:
-            raise ValueError(f"max_update must be > 0, got {max_update}")
+        if not 0 < max_update < float("inf"):
+            raise ValueError(f"max_update must be finite and > 0, got {max_update}")
         lo, hi = (float(v) for v in log_step_range)
         if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
             raise ValueError(f"log_step_range must be finite (low, high) with low < high, got {log_step_range}")
@@ -161,6 +162,21 @@ class MultiTaskGameEnv(ParallelEnv):
             torch.tensor(self._head_sizes, device=self.device),
         )
         self._build_spaces()
+        # Actions of all agents stack into one [M, k] array unless update-mode heads differ in size;
+        # then they are concatenated and split by these positions (one gather each).
+        self._stackable = action_mode == "step_size" or self._uniform_heads
+        n = self.suite.trunk_size
+        starts = [self._offsets[m] + m * n for m in range(self.suite.num_tasks)]  # agent m's action begins here
+        self._head_positions = torch.cat(
+            [torch.arange(s, s + h) for s, h in zip(starts, self._head_sizes, strict=True)]
+        ).to(self.device)
+        self._trunk_positions = torch.stack(
+            [torch.arange(s + h, s + h + n) for s, h in zip(starts, self._head_sizes, strict=True)]
+        ).to(self.device)
+        # Sums each head's squared gradient into its task's row (one small matmul, no scatter).
+        self._head_indicator = torch.nn.functional.one_hot(self._head_index, self.suite.num_tasks).T.to(self.dtype)
+        self._zeros_heads = torch.zeros(self._offsets[-1], dtype=self.dtype, device=self.device)
+        self._zeros_trunk = torch.zeros(n, dtype=self.dtype, device=self.device)
 
         self._generator = torch.Generator()  # CPU: the same seed gives the same game on every device
         self._seeded = False
@@ -173,8 +189,7 @@ class MultiTaskGameEnv(ParallelEnv):
         s_max = float(np.log1p(np.float64(big)))
         f_low = np.array([-s_max, -s_max, 0.0, 0.0, -1.0, -1.0, 0.0], dtype=self.np_dtype)
         f_high = np.array([s_max, s_max, s_max, s_max, 1.0, 1.0, 1.0], dtype=self.np_dtype)
-        self._feature_low = torch.as_tensor(f_low, device=self.device)
-        self._feature_high = torch.as_tensor(f_high, device=self.device)
+        self._f_low, self._f_high = f_low.astype(np.float64), f_high.astype(np.float64)
         self._big = big
         n = self.suite.trunk_size
         self._observation_spaces: dict[str, spaces.Box] = {}
@@ -332,38 +347,44 @@ class MultiTaskGameEnv(ParallelEnv):
         missing = [a for a in self.agents if a not in actions]
         if missing:
             raise ValueError(f"no action for agent(s) {missing}; every live agent {self.agents} must act each step")
-        arrays = [self._check_action(a, actions[a]) for a in self.agents]
+        arrays = [self._as_array(a, actions[a]) for a in self.agents]
+        # One range test over all actions at once; NaN fails it too (comparisons with NaN are false).
+        # Only when it fails does the slow path look for the agent to name.
+        joint = np.stack(arrays) if self._stackable else np.concatenate(arrays)
+        low, high = (-self.max_update, self.max_update) if self.action_mode == "update" else self.log_step_range
+        if not (low <= joint.min() and joint.max() <= high):
+            for agent, arr in zip(self.agents, arrays, strict=True):
+                self._check_values(agent, arr, low, high)
+        joint_t = torch.from_numpy(joint).to(self.device)
         if self.action_mode == "step_size":
-            log_steps = torch.from_numpy(np.stack(arrays)).to(self.device)
-            return step_size_updates(log_steps, self._head_grads, self._jac, self._head_index)
-        if self._uniform_heads:
-            joint = torch.from_numpy(np.stack(arrays)).to(self.device)
+            return step_size_updates(joint_t, self._head_grads, self._jac, self._head_index)
+        if self._stackable:
             h = self._head_sizes[0]
-            return joint[:, :h].reshape(-1), joint[:, h:]
-        heads = np.concatenate([arr[:h] for arr, h in zip(arrays, self._head_sizes, strict=True)])
-        trunk = np.stack([arr[h:] for arr, h in zip(arrays, self._head_sizes, strict=True)])
-        return torch.from_numpy(heads).to(self.device), torch.from_numpy(trunk).to(self.device)
+            return joint_t[:, :h].reshape(-1), joint_t[:, h:]
+        return joint_t[self._head_positions], joint_t[self._trunk_positions]
 
-    def _check_action(self, agent: str, action: Any) -> np.ndarray:
-        space = self._action_spaces[agent]
+    def _as_array(self, agent: str, action: Any) -> np.ndarray:
+        shape = self._action_spaces[agent].shape
         if isinstance(action, Tensor):
             action = action.detach().cpu().numpy()
         try:
             arr = np.asarray(action, dtype=self.np_dtype)
         except (TypeError, ValueError) as err:
-            raise ValueError(f"action for {agent!r} is not a numeric array ({err}); expected shape {space.shape}") from None
-        if arr.shape != space.shape:
+            raise ValueError(f"action for {agent!r} is not a numeric array ({err}); expected shape {shape}") from None
+        if arr.shape != shape:
             what = (
                 f"head {self.head_size(agent)} + trunk {self.trunk_size}"
                 if self.action_mode == "update"
                 else "(log head step, log trunk step)"
             )
-            raise ValueError(f"action for {agent!r} has shape {arr.shape}, expected {space.shape} = {what}")
+            raise ValueError(f"action for {agent!r} has shape {arr.shape}, expected {shape} = {what}")
+        return arr
+
+    def _check_values(self, agent: str, arr: np.ndarray, low: float, high: float) -> None:
         if not np.isfinite(arr).all():
             bad = int(np.flatnonzero(~np.isfinite(arr))[0])
             raise ValueError(f"action for {agent!r} is not finite (value {arr[bad]} at index {bad}); send finite numbers")
         lo, hi = arr.min(), arr.max()
-        low, high = (-self.max_update, self.max_update) if self.action_mode == "update" else self.log_step_range
         if lo < low or hi > high:
             limit = (
                 f"[-{self.max_update}, {self.max_update}] (raise max_update=... or clip the action)"
@@ -374,55 +395,79 @@ class MultiTaskGameEnv(ParallelEnv):
                 f"action for {agent!r} is outside its action space: values span [{lo:.4g}, {hi:.4g}], "
                 f"allowed {limit}; np.clip(action, space.low, space.high) does it"
             )
-        return arr
 
     def _observe(self) -> tuple[dict[str, np.ndarray], list[float], bool]:
         """Observations of all agents, the losses as floats, and whether everything is finite."""
-        losses_t = self._losses
-        feats = self._features()
-        finite = bool(
-            torch.stack(
-                [torch.isfinite(losses_t).all(), torch.isfinite(self._heads).all(), torch.isfinite(self._trunk).all()]
-            ).all()
-        )
-        losses = losses_t.tolist()
+        feats, losses, finite, clean = self._features()
+        self._feats = feats
         self._loss_history.append(losses)
-        feats_np = feats.cpu().numpy()
         if self.action_mode == "step_size":
-            return dict(zip(self.agents, feats_np, strict=True)), losses, finite
+            return dict(zip(self.agents, feats.copy(), strict=True)), losses, finite
         heads = self._head_grads.cpu().numpy()
         jac = self._jac.cpu().numpy()
         obs = {}
         for m, agent in enumerate(self.agents):
-            parts = (heads[self._offsets[m] : self._offsets[m + 1]], jac[m], feats_np[m])
+            parts = (heads[self._offsets[m] : self._offsets[m + 1]], jac[m], feats[m])
             obs[agent] = np.concatenate(parts)
-        if not finite:  # keep observations inside their Box after a divergence
+        if not clean:  # keep observations inside their Box (after a divergence, or gradients beyond float range)
             for agent, o in obs.items():
                 obs[agent] = np.nan_to_num(o, nan=0.0, posinf=self._big, neginf=-self._big)
         return obs, losses, finite
 
-    def _features(self) -> Tensor:
-        """The ``[M, 7]`` feature matrix (see the class docstring), clipped into its Box."""
+    def _features(self) -> tuple[np.ndarray, list[float], bool, bool]:
+        """The ``[M, 7]`` feature matrix (see the class docstring, clipped into its Box), the losses,
+        whether losses and parameters are all finite, and whether every gradient statistic is too.
+
+        Only O(M n) work happens in torch: the Gram matrix of the trunk gradients and their products with
+        the last trunk move. Everything else is O(M²) and is done in numpy on one small array, so the
+        features cost one device-to-host copy and no chain of tiny kernels.
+        """
         m = self.suite.num_tasks
         jac = self._jac
-        if self._uniform_heads:
-            head_norm = self._head_grads.view(m, -1).norm(dim=1)
-        else:
-            sq = torch.zeros(m, dtype=self.dtype, device=self.device)
-            head_norm = sq.index_add_(0, self._head_index, self._head_grads.square()).sqrt()
-        feats = torch.stack(
+        head_sq = self._head_indicator @ self._head_grads.square()
+        packed = torch.cat(
             [
-                symlog(self._losses),
-                symlog(self._losses - self._prev_losses),
-                symlog(head_norm),
-                symlog(jac.norm(dim=1)),
-                cosine_rows(jac, jac.mean(0)),
-                cosine_rows(-jac, self._last_move),
-                torch.full((m,), min(self._t / self.max_cycles, 1.0), dtype=self.dtype, device=self.device),
-            ],
-            dim=1,
+                self._losses,
+                self._prev_losses,
+                head_sq,
+                (jac @ jac.T).reshape(-1),
+                jac @ self._last_move,
+                (self._last_move @ self._last_move).reshape(1),
+                # x·0 is 0 exactly when every entry of x is finite (inf·0 and nan·0 are nan); far cheaper
+                # than isfinite(x).all(), which allocates a mask and reduces it.
+                (self._heads @ self._zeros_heads).reshape(1),
+                (self._trunk @ self._zeros_trunk).reshape(1),
+            ]
         )
-        return torch.maximum(torch.minimum(feats.nan_to_num(0.0), self._feature_high), self._feature_low)
+        v = packed.cpu().numpy().astype(np.float64)
+        losses, gram_end = v[:m], 3 * m + m * m
+        gram = v[3 * m : gram_end].reshape(m, m)
+        ok = bool(np.isfinite(losses).all() and v[-2] == 0.0 and v[-1] == 0.0)
+        clean = ok and bool(np.isfinite(v).all())  # huge finite gradients can still overflow the Gram matrix
+        feats = np.empty((m, NUM_FEATURES))
+        with contextlib.nullcontext() if clean else np.errstate(all="ignore"):  # mapped into the Box below
+            feats[:, 0] = losses
+            feats[:, 1] = losses - v[m : 2 * m]
+            feats[:, 2] = v[2 * m : 3 * m]  # squared norms until the square root below
+            feats[:, 3] = np.diagonal(gram)
+            # cos(g_m, mean_j g_j) = (G 1/M)_m / (‖g_m‖ ‖mean g‖), with ‖mean g‖² = 1ᵀG1 / M²;
+            # cos(−g_m, ΔΨ) = −(J ΔΨ)_m / (‖g_m‖ ‖ΔΨ‖). A zero vector has no direction: cosine 0.
+            feats[:, 4] = gram.mean(1)
+            feats[:, 5] = -v[gram_end : gram_end + m]
+            np.sqrt(feats[:, 2:4], out=feats[:, 2:4])
+            block = feats[:, :4]
+            np.multiply(np.sign(block), np.log1p(np.abs(block)), out=block)  # symlog
+            denom = np.outer(np.sqrt(np.diagonal(gram)), np.sqrt([abs(gram.mean()), abs(v[-3])]))
+            np.divide(feats[:, 4:6], denom, out=feats[:, 4:6], where=denom > 0)
+            feats[:, 4:6][~(denom > 0)] = 0.0
+        feats[:, 6] = min(self._t / self.max_cycles, 1.0)
+        if not clean:
+            np.nan_to_num(feats, copy=False, nan=0.0)
+        # Round-off can leave |cos| a hair above 1, and a loss change between two huge finite losses can
+        # exceed the dtype's range: clip into the Box.
+        np.clip(feats, self._f_low, self._f_high, out=feats)
+        feats = feats.astype(self.np_dtype, copy=False)
+        return feats, self._losses.tolist(), ok, clean
 
     def _infos(self, losses: list[float], reason: str | None) -> dict[str, dict[str, Any]]:
         gaps = self.suite.nash_gaps(self._heads, self._trunk).tolist() if self.suite.cheap_nash_gap else None
@@ -447,7 +492,7 @@ class MultiTaskGameEnv(ParallelEnv):
     def state(self) -> np.ndarray:
         """Global state for centralised critics: every agent's 7 features, concatenated."""
         self._require_started()
-        return self._features().reshape(-1).cpu().numpy()
+        return self._feats.reshape(-1).copy()
 
     def get_parameters(self) -> tuple[Tensor, Tensor]:
         """Copies of the current ``(heads, trunk)`` flat parameter vectors."""
@@ -502,7 +547,7 @@ class MultiTaskGameEnv(ParallelEnv):
     def _render_text(self) -> str:
         losses = self._losses.tolist()
         gaps = self.suite.nash_gaps(self._heads, self._trunk).tolist() if self.suite.cheap_nash_gap else None
-        head_norm = self._features()[:, 2].tolist()
+        head_norm = self._feats[:, 2].tolist()
         trunk_norm = self._jac.norm(dim=1).tolist()
         lines = [
             f"{self.metadata['name']}  t={self._t}/{self.max_cycles}  consensus={rule_name(self.consensus)}",

@@ -1,0 +1,168 @@
+"""The ``mtg-env run`` command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mtg_env.cli import main
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def is_png(path: Path) -> bool:
+    return path.is_file() and path.read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_run_quadratic_converges_and_writes_everything(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "q"
+    rc = main(
+        ["run", "--suite", "quadratic", "--steps", "200", "--out", str(out), "--no-progress", "--dtype", "float64"]
+    )
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    names = [f"quadratic_{m}" for m in range(3)]
+    assert list(summary["tasks"]) == names
+    for name in names:
+        row = summary["tasks"][name]
+        assert set(row) == {"train_loss", "nash_gap"}
+        assert 0.0 <= row["nash_gap"] < 1e-10
+    config = summary["config"]
+    assert config["suite"]["suite"] == "quadratic"
+    assert config["consensus"] == "sum"
+    assert config["agent"] == "GradientAgent(lr=0.1, schedule='constant')"
+    assert config["action_mode"] == "update"
+    assert (config["steps"], config["seed"], config["dtype"]) == (200, 0, "float64")
+    assert config["env"] == "mtg_quadratic_v0"
+    assert summary["steps_played"] == 200 and summary["terminated"] is False
+
+    history = json.loads((out / "history.json").read_text())
+    assert history["steps"] == 200 and len(history["losses"]) == 201 and len(history["rewards"]) == 200
+    for m, name in enumerate(names):  # deterministic game: the train loss is the last batch loss
+        assert summary["tasks"][name]["train_loss"] == pytest.approx(history["losses"][-1][m], rel=1e-12, abs=1e-14)
+    assert is_png(out / "losses.png") and is_png(out / "nash_gap.png")
+
+    printed = capsys.readouterr().out
+    for name in names:
+        assert name in printed
+    assert "mtg_quadratic_v0" in printed and "200 steps" in printed
+    assert str(out / "summary.json") in printed
+
+
+def test_run_digits_reports_held_out_metrics(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "d"
+    assert main(["run", "--suite", "digits", "--steps", "60", "--out", str(out), "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    tasks = summary["tasks"]
+    assert list(tasks) == ["digit", "parity", "ge5", "ink"]
+    for name in ("digit", "parity", "ge5"):
+        row = tasks[name]
+        assert set(row) == {"train_loss", "test_accuracy", "nash_gap"}
+        assert 0.0 <= row["test_accuracy"] <= 1.0
+        assert row["train_loss"] > 0
+    assert set(tasks["ink"]) == {"train_loss", "test_mse", "nash_gap"}
+    assert tasks["ink"]["test_mse"] > 0
+    for row in tasks.values():
+        assert 0.0 <= row["nash_gap"] <= row["train_loss"] + 1e-6  # all these losses are >= 0
+    # 60 steps of the paper's player already beat chance on the 10-way digit task by far
+    assert tasks["digit"]["test_accuracy"] > 0.3
+    assert summary["config"]["dtype"] == "float32"
+    assert is_png(out / "losses.png")
+    assert not (out / "nash_gap.png").exists()  # no per-step Nash gap on digits
+
+    printed = capsys.readouterr().out
+    table = printed[printed.index("task") :]
+    for name in tasks:
+        assert name in table
+    assert table.count("accuracy") == 3 and "mse" in table
+
+
+def test_agent_options_reach_the_agents(tmp_path: Path) -> None:
+    out = tmp_path / "g"
+    args = ["run", "--suite", "quadratic", "--steps", "5", "--out", str(out), "--no-progress"]
+    assert main([*args, "--lr", "0.05", "--trunk-lr", "0.01", "--schedule", "robbins_monro"]) == 0
+    config = json.loads((out / "summary.json").read_text())["config"]
+    assert config["agent"] == "GradientAgent(lr=0.05, trunk_lr=0.01, schedule='robbins_monro')"
+    assert main([*args, "--agent", "adam", "--lr", "0.01", "--action-mode", "step_size", "--seed", "3"]) == 0
+    config = json.loads((out / "summary.json").read_text())["config"]
+    assert config["agent"] == "AdamAgent(lr=0.01, betas=(0.9, 0.999), eps=1e-08)"
+    assert config["action_mode"] == "step_size" and config["seed"] == 3
+
+
+def test_default_out_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--suite", "quadratic", "--steps", "3", "--no-progress", "--seed", "7"]) == 0
+    assert (tmp_path / "runs" / "quadratic_sum_gradient_s7" / "summary.json").is_file()
+
+
+def test_schedule_with_an_adaptive_agent_is_an_error(tmp_path: Path) -> None:
+    out = tmp_path / "x"
+    with pytest.raises(SystemExit) as exc:
+        main(
+            [
+                "run",
+                "--suite",
+                "quadratic",
+                "--steps",
+                "5",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--schedule",
+                "summable",
+                "--agent",
+                "adam",
+            ]
+        )
+    assert exc.value.code not in (0, None)
+    assert "--schedule" in str(exc.value.code)
+    assert not out.exists()  # refused before doing anything
+
+
+def test_non_positive_steps_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--suite", "quadratic", "--steps", "0", "--out", str(tmp_path / "x"), "--no-progress"])
+    assert "--steps" in str(exc.value.code)
+
+
+def test_unknown_suite_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--suite", "imagenet", "--steps", "5", "--out", str(tmp_path / "x")])
+    assert exc.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_missing_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([])
+    assert exc.value.code == 2
+
+
+def test_module_entry_point(tmp_path: Path) -> None:
+    cmd = [
+        sys.executable,
+        "-m",
+        "mtg_env.cli",
+        "run",
+        "--suite",
+        "regression",
+        "--steps",
+        "20",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+    ]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert list(summary["tasks"]) == ["reg_0", "reg_1", "reg_2"]
+    assert summary["steps_played"] == 20
+    for name in summary["tasks"]:
+        assert name in proc.stdout
+    assert is_png(tmp_path / "losses.png")

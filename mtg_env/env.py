@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import math
 import secrets
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -165,18 +165,10 @@ class MultiTaskGameEnv(ParallelEnv):
         # Actions of all agents stack into one [M, k] array unless update-mode heads differ in size;
         # then they are concatenated and split by these positions (one gather each).
         self._stackable = action_mode == "step_size" or self._uniform_heads
-        n = self.suite.trunk_size
-        starts = [self._offsets[m] + m * n for m in range(self.suite.num_tasks)]  # agent m's action begins here
-        self._head_positions = torch.cat(
-            [torch.arange(s, s + h) for s, h in zip(starts, self._head_sizes, strict=True)]
-        ).to(self.device)
-        self._trunk_positions = torch.stack(
-            [torch.arange(s + h, s + h + n) for s, h in zip(starts, self._head_sizes, strict=True)]
-        ).to(self.device)
         # Sums each head's squared gradient into its task's row (one small matmul, no scatter).
         self._head_indicator = torch.nn.functional.one_hot(self._head_index, self.suite.num_tasks).T.to(self.dtype)
         self._zeros_heads = torch.zeros(self._offsets[-1], dtype=self.dtype, device=self.device)
-        self._zeros_trunk = torch.zeros(n, dtype=self.dtype, device=self.device)
+        self._zeros_trunk = torch.zeros(self.suite.trunk_size, dtype=self.dtype, device=self.device)
 
         self._generator = torch.Generator()  # CPU: the same seed gives the same game on every device
         self._seeded = False
@@ -189,7 +181,7 @@ class MultiTaskGameEnv(ParallelEnv):
         s_max = float(np.log1p(np.float64(big)))
         f_low = np.array([-s_max, -s_max, 0.0, 0.0, -1.0, -1.0, 0.0], dtype=self.np_dtype)
         f_high = np.array([s_max, s_max, s_max, s_max, 1.0, 1.0, 1.0], dtype=self.np_dtype)
-        self._f_low, self._f_high = f_low.astype(np.float64), f_high.astype(np.float64)
+        self._f_low, self._f_high = f_low.astype(np.float64).tolist(), f_high.astype(np.float64).tolist()
         self._big = big
         n = self.suite.trunk_size
         self._observation_spaces: dict[str, spaces.Box] = {}
@@ -348,20 +340,30 @@ class MultiTaskGameEnv(ParallelEnv):
         if missing:
             raise ValueError(f"no action for agent(s) {missing}; every live agent {self.agents} must act each step")
         arrays = [self._as_array(a, actions[a]) for a in self.agents]
+        low, high = (-self.max_update, self.max_update) if self.action_mode == "update" else self.log_step_range
+        if self._stackable:
+            joint = np.stack(arrays)
+            parts = (joint,)
+        else:  # heads of different sizes: copy each action's two parts straight to where they belong
+            heads = np.empty(self._offsets[-1], dtype=self.np_dtype)
+            trunk = np.empty((len(arrays), self.trunk_size), dtype=self.np_dtype)
+            for m, arr in enumerate(arrays):
+                h = self._head_sizes[m]
+                heads[self._offsets[m] : self._offsets[m + 1]] = arr[:h]
+                trunk[m] = arr[h:]
+            parts = (heads, trunk)
         # One range test over all actions at once; NaN fails it too (comparisons with NaN are false).
         # Only when it fails does the slow path look for the agent to name.
-        joint = np.stack(arrays) if self._stackable else np.concatenate(arrays)
-        low, high = (-self.max_update, self.max_update) if self.action_mode == "update" else self.log_step_range
-        if not (low <= joint.min() and joint.max() <= high):
+        if not all(low <= p.min() and p.max() <= high for p in parts if p.size):
             for agent, arr in zip(self.agents, arrays, strict=True):
                 self._check_values(agent, arr, low, high)
-        joint_t = torch.from_numpy(joint).to(self.device)
+        tensors = [torch.from_numpy(p).to(self.device) for p in parts]
         if self.action_mode == "step_size":
-            return step_size_updates(joint_t, self._head_grads, self._jac, self._head_index)
+            return step_size_updates(tensors[0], self._head_grads, self._jac, self._head_index)
         if self._stackable:
             h = self._head_sizes[0]
-            return joint_t[:, :h].reshape(-1), joint_t[:, h:]
-        return joint_t[self._head_positions], joint_t[self._trunk_positions]
+            return tensors[0][:, :h].reshape(-1), tensors[0][:, h:]
+        return tensors[0], tensors[1]
 
     def _as_array(self, agent: str, action: Any) -> np.ndarray:
         shape = self._action_spaces[agent].shape
@@ -418,56 +420,58 @@ class MultiTaskGameEnv(ParallelEnv):
         """The ``[M, 7]`` feature matrix (see the class docstring, clipped into its Box), the losses,
         whether losses and parameters are all finite, and whether every gradient statistic is too.
 
-        Only O(M n) work happens in torch: the Gram matrix of the trunk gradients and their products with
-        the last trunk move. Everything else is O(M²) and is done in numpy on one small array, so the
-        features cost one device-to-host copy and no chain of tiny kernels.
+        The O(M n) work happens in torch (the Gram matrix of the trunk gradients, the products with the
+        last trunk move) and ends in one small device-to-host copy of O(M) numbers; the rest is scalar
+        arithmetic per task, cheaper in plain Python than a chain of tiny numpy or torch kernels.
         """
         m = self.suite.num_tasks
         jac = self._jac
-        head_sq = self._head_indicator @ self._head_grads.square()
+        gram = jac @ jac.T
+        move = self._last_move
         packed = torch.cat(
             [
                 self._losses,
                 self._prev_losses,
-                head_sq,
-                (jac @ jac.T).reshape(-1),
-                jac @ self._last_move,
-                (self._last_move @ self._last_move).reshape(1),
-                # x·0 is 0 exactly when every entry of x is finite (inf·0 and nan·0 are nan); far cheaper
-                # than isfinite(x).all(), which allocates a mask and reduces it.
-                (self._heads @ self._zeros_heads).reshape(1),
-                (self._trunk @ self._zeros_trunk).reshape(1),
+                self._head_indicator @ self._head_grads.square(),  # ‖∇_Θm ℓ_m‖² per task
+                torch.diagonal(gram),  # ‖∇_Ψ ℓ_m‖²
+                gram.mean(1),  # ⟨∇_Ψ ℓ_m, mean_j ∇_Ψ ℓ_j⟩
+                jac @ move,  # ⟨∇_Ψ ℓ_m, ΔΨ⟩
+                torch.stack(
+                    [
+                        gram.mean(),  # ‖mean_j ∇_Ψ ℓ_j‖²
+                        move @ move,  # ‖ΔΨ‖²
+                        # x·0 is 0 exactly when every entry of x is finite (inf·0 and nan·0 are nan): far
+                        # cheaper than isfinite(x).all(), which allocates a mask and reduces it.
+                        self._heads @ self._zeros_heads,
+                        self._trunk @ self._zeros_trunk,
+                    ]
+                ),
             ]
         )
-        v = packed.cpu().numpy().astype(np.float64)
-        losses, gram_end = v[:m], 3 * m + m * m
-        gram = v[3 * m : gram_end].reshape(m, m)
-        ok = bool(np.isfinite(losses).all() and v[-2] == 0.0 and v[-1] == 0.0)
-        clean = ok and bool(np.isfinite(v).all())  # huge finite gradients can still overflow the Gram matrix
-        feats = np.empty((m, NUM_FEATURES))
-        with contextlib.nullcontext() if clean else np.errstate(all="ignore"):  # mapped into the Box below
-            feats[:, 0] = losses
-            feats[:, 1] = losses - v[m : 2 * m]
-            feats[:, 2] = v[2 * m : 3 * m]  # squared norms until the square root below
-            feats[:, 3] = np.diagonal(gram)
-            # cos(g_m, mean_j g_j) = (G 1/M)_m / (‖g_m‖ ‖mean g‖), with ‖mean g‖² = 1ᵀG1 / M²;
-            # cos(−g_m, ΔΨ) = −(J ΔΨ)_m / (‖g_m‖ ‖ΔΨ‖). A zero vector has no direction: cosine 0.
-            feats[:, 4] = gram.mean(1)
-            feats[:, 5] = -v[gram_end : gram_end + m]
-            np.sqrt(feats[:, 2:4], out=feats[:, 2:4])
-            block = feats[:, :4]
-            np.multiply(np.sign(block), np.log1p(np.abs(block)), out=block)  # symlog
-            denom = np.outer(np.sqrt(np.diagonal(gram)), np.sqrt([abs(gram.mean()), abs(v[-3])]))
-            np.divide(feats[:, 4:6], denom, out=feats[:, 4:6], where=denom > 0)
-            feats[:, 4:6][~(denom > 0)] = 0.0
-        feats[:, 6] = min(self._t / self.max_cycles, 1.0)
-        if not clean:
-            np.nan_to_num(feats, copy=False, nan=0.0)
-        # Round-off can leave |cos| a hair above 1, and a loss change between two huge finite losses can
-        # exceed the dtype's range: clip into the Box.
-        np.clip(feats, self._f_low, self._f_high, out=feats)
-        feats = feats.astype(self.np_dtype, copy=False)
-        return feats, self._losses.tolist(), ok, clean
+        v = packed.tolist()
+        losses = v[:m]
+        mean_sq, move_sq, heads_zero, trunk_zero = v[6 * m :]
+        ok = heads_zero == 0.0 and trunk_zero == 0.0 and all(math.isfinite(x) for x in losses)
+        mean_norm, move_norm = _sqrt(mean_sq), _sqrt(move_sq)
+        progress = min(self._t / self.max_cycles, 1.0)
+        low, high = self._f_low, self._f_high
+        rows = []
+        for i in range(m):
+            trunk_norm = _sqrt(v[3 * m + i])
+            row = (
+                _symlog(losses[i]),
+                _symlog(losses[i] - v[m + i]),
+                _symlog(_sqrt(v[2 * m + i])),
+                _symlog(trunk_norm),
+                _ratio(v[4 * m + i], trunk_norm * mean_norm),
+                _ratio(-v[5 * m + i], trunk_norm * move_norm),
+                progress,
+            )
+            # Into the Box: NaN (only after a divergence) becomes 0; round-off can leave |cos| a hair
+            # above 1; a change between two huge finite losses can exceed the dtype's range.
+            rows.append([lo if x < lo else hi if x > hi else x if x == x else 0.0 for x, lo, hi in zip(row, low, high)])
+        clean = ok and all(math.isfinite(x) for x in v)
+        return np.array(rows, dtype=self.np_dtype), losses, ok, clean
 
     def _infos(self, losses: list[float], reason: str | None) -> dict[str, dict[str, Any]]:
         gaps = self.suite.nash_gaps(self._heads, self._trunk).tolist() if self.suite.cheap_nash_gap else None
@@ -592,6 +596,20 @@ class MultiTaskGameEnv(ParallelEnv):
             f"MultiTaskGameEnv(suite={self.suite.name!r}, consensus={rule_name(self.consensus)!r}, "
             f"action_mode={self.action_mode!r}, max_cycles={self.max_cycles})"
         )
+
+
+def _sqrt(x: float) -> float:
+    return math.sqrt(x) if x > 0.0 else (0.0 if x == x else x)  # sqrt of a squared norm; NaN stays NaN
+
+
+def _symlog(x: float) -> float:
+    """sign(x)·log(1 + |x|): keeps sign and order, bounded for finite floats."""
+    return math.copysign(math.log1p(abs(x)), x)
+
+
+def _ratio(num: float, den: float) -> float:
+    """A cosine from a dot product and a norm product; 0 when a vector is zero (no direction)."""
+    return num / den if den > 0.0 else 0.0
 
 
 def parallel_env(**kwargs: Any) -> MultiTaskGameEnv:

@@ -81,7 +81,11 @@ class AdamAgent(_AdaptiveAgent):
     """
 
     def __init__(
-        self, lr: float = 1e-3, trunk_lr: float | None = None, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
+        self,
+        lr: float = 1e-3,
+        trunk_lr: float | None = None,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
     ):
         super().__init__(lr, trunk_lr, betas[0], betas[1], eps)
         self.betas = (float(betas[0]), float(betas[1]))

@@ -58,7 +58,11 @@ class GradientAgent:
     """
 
     def __init__(
-        self, lr: float = 0.1, trunk_lr: float | None = None, schedule: Schedule = "constant", power: float | None = None
+        self,
+        lr: float = 0.1,
+        trunk_lr: float | None = None,
+        schedule: Schedule = "constant",
+        power: float | None = None,
     ):
         if not lr > 0 or (trunk_lr is not None and not trunk_lr > 0):
             raise ValueError(f"step sizes must be > 0, got lr={lr}, trunk_lr={trunk_lr}")

@@ -86,7 +86,7 @@ def _run(args: argparse.Namespace) -> int:
         "env": env.metadata["name"],
     }
     tasks: dict[str, dict[str, Any]] = {}
-    for agent, final in history.final.items():
+    for _agent, final in history.final.items():
         row = {k: v for k, v in final.items() if k != "task"}
         tasks[final["task"]] = row
     summary = {
@@ -101,8 +101,10 @@ def _run(args: argparse.Namespace) -> int:
     history.save(out / "history.json")
     pngs = history.plot(out)
 
-    print(f"\n{env.metadata['name']}: {args.agent} agents, {args.consensus} consensus, seed {args.seed}, "
-          f"{history.steps} steps in {seconds:.1f}s")
+    print(
+        f"\n{env.metadata['name']}: {args.agent} agents, {args.consensus} consensus, seed {args.seed}, "
+        f"{history.steps} steps in {seconds:.1f}s"
+    )
     if history.terminated:
         print("the episode DIVERGED (a loss or parameter became non-finite); try a smaller --lr")
     else:

@@ -108,7 +108,8 @@ class MultiTaskGameEnv(ParallelEnv):
     * v0: initial release.
     """
 
-    metadata: dict[str, Any] = {
+    # Not a ClassVar: PettingZoo reads metadata per instance, and __init__ sets a per-suite name.
+    metadata: dict[str, Any] = {  # noqa: RUF012
         "name": "mtg_v0",
         "render_modes": ["human", "ansi", "rgb_array"],
         "is_parallelizable": True,
@@ -142,7 +143,7 @@ class MultiTaskGameEnv(ParallelEnv):
         self.suite = make_suite(suite, device=device, dtype=dtype, **suite_kwargs)
         self.device = self.suite.device
         self.dtype = self.suite.dtype
-        self.np_dtype = np.float32 if self.dtype == torch.float32 else np.float64
+        self.np_dtype: Any = np.float32 if self.dtype == torch.float32 else np.float64
         self.consensus = consensus_rule(consensus)
         self.action_mode: ActionMode = action_mode
         self.max_cycles = int(max_cycles)
@@ -188,7 +189,7 @@ class MultiTaskGameEnv(ParallelEnv):
         self._action_spaces: dict[str, spaces.Box] = {}
         for agent, h in zip(self.possible_agents, self._head_sizes, strict=True):
             if self.action_mode == "update":
-                grad_lim = np.full(h + n, big, dtype=self.np_dtype)
+                grad_lim: np.ndarray = np.full(h + n, big, dtype=self.np_dtype)
                 low = np.concatenate([-grad_lim, f_low])
                 high = np.concatenate([grad_lim, f_high])
                 self._observation_spaces[agent] = spaces.Box(low, high, dtype=self.np_dtype)
@@ -286,9 +287,9 @@ class MultiTaskGameEnv(ParallelEnv):
             out[key] = value.clone()
         return out
 
-    def step(self, actions: Mapping[str, Any]) -> tuple[
-        dict[str, np.ndarray], dict[str, float], dict[str, bool], dict[str, bool], dict[str, dict[str, Any]]
-    ]:
+    def step(
+        self, actions: Mapping[str, Any]
+    ) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, bool], dict[str, bool], dict[str, dict[str, Any]]]:
         """Play one round: every live agent's action at once (see the class docstring)."""
         if not self._started:
             raise RuntimeError("step() called before reset(); call env.reset(seed=...) first")
@@ -319,7 +320,10 @@ class MultiTaskGameEnv(ParallelEnv):
             reason = None
         else:
             lim = self._big
-            rewards = {a: float(np.clip(np.nan_to_num(-loss, nan=-lim), -lim, lim)) for a, loss in zip(agents, losses, strict=True)}
+            rewards = {
+                a: float(np.clip(np.nan_to_num(-loss, nan=-lim), -lim, lim))
+                for a, loss in zip(agents, losses, strict=True)
+            }
             reason = self._divergence_reason(losses)
         truncated = finite and self._t >= self.max_cycles
         terminations = dict.fromkeys(agents, not finite)
@@ -343,7 +347,7 @@ class MultiTaskGameEnv(ParallelEnv):
         low, high = (-self.max_update, self.max_update) if self.action_mode == "update" else self.log_step_range
         if self._stackable:
             joint = np.stack(arrays)
-            parts = (joint,)
+            parts: tuple[np.ndarray, ...] = (joint,)
         else:  # heads of different sizes: copy each action's two parts straight to where they belong
             heads = np.empty(self._offsets[-1], dtype=self.np_dtype)
             trunk = np.empty((len(arrays), self.trunk_size), dtype=self.np_dtype)
@@ -385,7 +389,9 @@ class MultiTaskGameEnv(ParallelEnv):
     def _check_values(self, agent: str, arr: np.ndarray, low: float, high: float) -> None:
         if not np.isfinite(arr).all():
             bad = int(np.flatnonzero(~np.isfinite(arr))[0])
-            raise ValueError(f"action for {agent!r} is not finite (value {arr[bad]} at index {bad}); send finite numbers")
+            raise ValueError(
+                f"action for {agent!r} is not finite (value {arr[bad]} at index {bad}); send finite numbers"
+            )
         lo, hi = arr.min(), arr.max()
         if lo < low or hi > high:
             limit = (
@@ -469,12 +475,17 @@ class MultiTaskGameEnv(ParallelEnv):
             )
             # Into the Box: NaN (only after a divergence) becomes 0; round-off can leave |cos| a hair
             # above 1; a change between two huge finite losses can exceed the dtype's range.
-            rows.append([lo if x < lo else hi if x > hi else x if x == x else 0.0 for x, lo, hi in zip(row, low, high)])
+            rows.append(
+                [
+                    lo if x < lo else hi if x > hi else x if x == x else 0.0
+                    for x, lo, hi in zip(row, low, high, strict=False)
+                ]
+            )
         clean = ok and all(math.isfinite(x) for x in v)
         return np.array(rows, dtype=self.np_dtype), losses, ok, clean
 
     def _infos(self, losses: list[float], reason: str | None) -> dict[str, dict[str, Any]]:
-        gaps = self.suite.nash_gaps(self._heads, self._trunk).tolist() if self.suite.cheap_nash_gap else None
+        gaps = self._cheap_gaps()
         infos: dict[str, dict[str, Any]] = {}
         for m, agent in enumerate(self.agents):
             info: dict[str, Any] = {"task": self.suite.tasks[m].name, "loss": losses[m], "t": self._t}
@@ -485,6 +496,13 @@ class MultiTaskGameEnv(ParallelEnv):
                 info["reason"] = reason
             infos[agent] = info
         return infos
+
+    def _cheap_gaps(self) -> list[float] | None:
+        """Per-task Nash gaps where the suite computes them cheaply (reported every step), else None."""
+        if not self.suite.cheap_nash_gap:
+            return None
+        gaps = self.suite.nash_gaps(self._heads, self._trunk)
+        return None if gaps is None else gaps.tolist()
 
     def _divergence_reason(self, losses: list[float]) -> str:
         bad = [a for a, loss in zip(self.agents, losses, strict=True) if not np.isfinite(loss)]
@@ -550,12 +568,13 @@ class MultiTaskGameEnv(ParallelEnv):
 
     def _render_text(self) -> str:
         losses = self._losses.tolist()
-        gaps = self.suite.nash_gaps(self._heads, self._trunk).tolist() if self.suite.cheap_nash_gap else None
+        gaps = self._cheap_gaps()
         head_norm = self._feats[:, 2].tolist()
         trunk_norm = self._jac.norm(dim=1).tolist()
         lines = [
             f"{self.metadata['name']}  t={self._t}/{self.max_cycles}  consensus={rule_name(self.consensus)}",
-            f"{'agent':<9}{'task':<14}{'loss':>12}{'|g_head|':>12}{'|g_trunk|':>12}" + (f"{'nash_gap':>12}" if gaps else ""),
+            f"{'agent':<9}{'task':<14}{'loss':>12}{'|g_head|':>12}{'|g_trunk|':>12}"
+            + (f"{'nash_gap':>12}" if gaps else ""),
         ]
         for m, agent in enumerate(self.possible_agents):
             head = float(np.expm1(head_norm[m]))  # undo symlog (norms are >= 0)
@@ -570,8 +589,8 @@ class MultiTaskGameEnv(ParallelEnv):
             import matplotlib
 
             matplotlib.use("Agg", force=False)
-            from matplotlib.figure import Figure
             from matplotlib.backends.backend_agg import FigureCanvasAgg
+            from matplotlib.figure import Figure
         except ImportError as err:  # pragma: no cover - matplotlib is a dependency
             raise ImportError("rgb_array rendering needs matplotlib: pip install matplotlib") from err
         fig = Figure(figsize=(6.4, 4.0), dpi=80)
@@ -605,6 +624,11 @@ def _sqrt(x: float) -> float:
 def _symlog(x: float) -> float:
     """sign(x)·log(1 + |x|): keeps sign and order, bounded for finite floats."""
     return math.copysign(math.log1p(abs(x)), x)
+
+
+def _into(x: float, low: float, high: float) -> float:
+    """x clipped to [low, high]; NaN becomes 0."""
+    return low if x < low else high if x > high else x if x == x else 0.0
 
 
 def _ratio(num: float, den: float) -> float:

@@ -90,7 +90,7 @@ def test_sum_consensus_is_eq_24_and_heads_follow_eq_23() -> None:
 
 def test_mean_consensus_is_eq_21() -> None:
     env = make_env("quadratic", dtype="float64", consensus="mean")
-    obs, _ = env.reset(seed=0)
+    _obs, _ = env.reset(seed=0)
     _, trunk0 = env.get_parameters()
     actions = {a: np.concatenate([np.zeros(2), np.full(2, 0.1 * (i + 1))]) for i, a in enumerate(env.agents)}
     env.step(actions)
@@ -143,8 +143,11 @@ BAD_ACTIONS = [
     ("missing", lambda acts: {k: v for k, v in acts.items() if k != "task_1"}, "task_1"),
     ("unknown", lambda acts: {**acts, "task_9": acts["task_0"]}, "task_9"),
     ("shape", lambda acts: {**acts, "task_2": acts["task_2"][:-1]}, r"'task_2' has shape \(\d+,\), expected \(\d+,\)"),
-    ("nan", lambda acts: {**acts, "task_1": np.where(np.arange(len(acts["task_1"])) == 3, np.nan, acts["task_1"])},
-     r"'task_1' is not finite \(value nan at index 3\)"),
+    (
+        "nan",
+        lambda acts: {**acts, "task_1": np.where(np.arange(len(acts["task_1"])) == 3, np.nan, acts["task_1"])},
+        r"'task_1' is not finite \(value nan at index 3\)",
+    ),
     ("inf", lambda acts: {**acts, "task_0": np.full_like(acts["task_0"], np.inf)}, "'task_0' is not finite"),
     ("bounds", lambda acts: {**acts, "task_0": acts["task_0"] + 5.0}, "'task_0' is outside its action space"),
     ("type", lambda acts: {**acts, "task_0": "left"}, "'task_0' is not a numeric array"),
@@ -264,8 +267,15 @@ def test_repr_names_the_configuration() -> None:
 @pytest.mark.parametrize("mode", MODES)
 def test_gradient_agents_reach_the_closed_form_equilibrium(consensus: str, mode: str) -> None:
     env = mtg_env.parallel_env(
-        suite="quadratic", num_tasks=3, head_dim=2, trunk_dim=3, condition=10.0,
-        consensus=consensus, action_mode=mode, dtype="float64", max_cycles=2000,
+        suite="quadratic",
+        num_tasks=3,
+        head_dim=2,
+        trunk_dim=3,
+        condition=10.0,
+        consensus=consensus,
+        action_mode=mode,
+        dtype="float64",
+        max_cycles=2000,
     )
     history = run_episode(env, make_agents("gradient", env, lr=0.05), seed=11)
     heads, trunk = env.get_parameters()

@@ -12,7 +12,6 @@ from pettingzoo.test import api_test, max_cycles_test, parallel_api_test, parall
 from pettingzoo.utils.conversions import parallel_to_aec
 
 import mtg_env
-
 from tests.conftest import MODES, SMALL_SUITES, make_env
 
 CASES = [(s, m) for s in SMALL_SUITES for m in MODES]

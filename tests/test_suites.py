@@ -85,7 +85,7 @@ def test_regression_best_response_and_gap_match_numpy_least_squares() -> None:
     suite = RegressionSuite(num_tasks=3, trunk="mlp", hidden=8, dtype="float64", task_sizes=(50, 30, 20))
     heads, trunk = suite.init_params(torch.Generator().manual_seed(0))
     gaps = suite.nash_gaps(heads, trunk).numpy()
-    x, y, w = suite.train_batch()
+    x, y, _w = suite.train_batch()
     f = suite.features(trunk, x).numpy()
     for m, n_m in enumerate((50, 30, 20)):
         design = np.hstack([f[m, :n_m], np.ones((n_m, 1))])
@@ -107,8 +107,8 @@ def test_regression_relatedness_one_means_identical_teachers() -> None:
 
 def test_regression_batches_come_from_each_tasks_own_samples() -> None:
     suite = RegressionSuite(task_sizes=(40, 10, 5), batch_size=500, dtype="float64")
-    x, y, w = suite.sample_batch(torch.Generator().manual_seed(0))
-    x_train, y_train, _ = suite.train_batch()
+    x, _y, w = suite.sample_batch(torch.Generator().manual_seed(0))
+    x_train, _y_train, _ = suite.train_batch()
     for m, n_m in enumerate((40, 10, 5)):
         drawn = {tuple(row) for row in x[m].tolist()}
         own = {tuple(row) for row in x_train[m, :n_m].tolist()}

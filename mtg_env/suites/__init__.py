@@ -37,4 +37,5 @@ def make_suite(
         raise TypeError(f"suite {suite!r} has no option(s) {unknown}; its options are {accepted}")
     return SUITES[suite](device=device, dtype=dtype, **kwargs)
 
+
 __all__ = ["SUITES", "DigitsSuite", "QuadraticSuite", "RegressionSuite", "TaskSpec", "TaskSuite", "make_suite"]

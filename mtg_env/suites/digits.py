@@ -68,9 +68,7 @@ class DigitsSuite(TaskSuite):
         test, train = perm[:n_test], perm[n_test:]
         n_train = len(train)
         if batch_size is not None and not 1 <= batch_size <= n_train:
-            raise ValueError(
-                f"batch_size must be in [1, {n_train}] (the train split's size) or None, got {batch_size}"
-            )
+            raise ValueError(f"batch_size must be in [1, {n_train}] (the train split's size) or None, got {batch_size}")
         self.batch_size = batch_size
         self.hidden = hidden
         self._config = {
@@ -215,7 +213,7 @@ class DigitsSuite(TaskSuite):
                 line_search_fn="strong_wolfe",
             )
 
-            def closure(w: Tensor = w, target: Tensor = target, design: Tensor = std_design) -> Tensor:
+            def closure(w: Tensor = w, target: Tensor = target, design: Tensor = std_design, opt: Any = opt) -> Tensor:
                 opt.zero_grad()
                 loss = F.cross_entropy(design @ w.T, target)
                 loss.backward()

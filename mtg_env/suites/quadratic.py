@@ -84,8 +84,7 @@ class QuadraticSuite(TaskSuite):
         self._config["init_scale"] = self.init_scale
         self.trunk_size = n
         self.tasks = tuple(
-            TaskSpec(name=f"quadratic_{m}", kind="quadratic", head_size=a.shape[0] - n)
-            for m, a in enumerate(mats)
+            TaskSpec(name=f"quadratic_{m}", kind="quadratic", head_size=a.shape[0] - n) for m, a in enumerate(mats)
         )
         # float64 copies for closed forms; the game's own copies in the game's dtype.
         self._A64 = [a.to(self.device) for a in mats]
@@ -190,9 +189,7 @@ def _validate_user_game(
     A: Sequence[Any] | None, b: Sequence[Any] | None, trunk_dim: int | None
 ) -> tuple[list[Tensor], list[Tensor], int]:
     if A is None or b is None or trunk_dim is None:
-        raise ValueError(
-            "a user-given quadratic game needs all of A=[A_1, ...], b=[b_1, ...] and trunk_dim=k"
-        )
+        raise ValueError("a user-given quadratic game needs all of A=[A_1, ...], b=[b_1, ...] and trunk_dim=k")
     if len(A) != len(b) or len(A) == 0:
         raise ValueError(f"A and b must list the same number (>= 1) of tasks, got {len(A)} and {len(b)}")
     n = int(trunk_dim)
@@ -203,9 +200,7 @@ def _validate_user_game(
         a = torch.as_tensor(a, dtype=torch.float64).detach().clone()
         v = torch.as_tensor(v, dtype=torch.float64).detach().clone()
         if a.ndim != 2 or a.shape[0] != a.shape[1] or a.shape[0] < n:
-            raise ValueError(
-                f"A[{m}] must be square of size head_dim + trunk_dim >= {n}, got shape {tuple(a.shape)}"
-            )
+            raise ValueError(f"A[{m}] must be square of size head_dim + trunk_dim >= {n}, got shape {tuple(a.shape)}")
         if v.shape != (a.shape[0],):
             raise ValueError(f"b[{m}] must have shape ({a.shape[0]},) to match A[{m}], got {tuple(v.shape)}")
         if not torch.isfinite(a).all() or not torch.isfinite(v).all():

@@ -1,0 +1,43 @@
+"""The README's code runs as written, and the examples run."""
+
+from __future__ import annotations
+
+import re
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def test_readme_quickstart_runs_and_learns(capsys: pytest.CaptureFixture[str]) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+    assert blocks, "the README has no python block"
+    namespace: dict = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)
+    env = namespace["env"]
+    assert env.agents == [] and env.metadata["name"] == "mtg_digits_v0"
+    accuracies = [v["test_accuracy"] for v in env.evaluate().values() if "test_accuracy" in v]
+    assert len(accuracies) == 3 and min(accuracies) > 0.5  # 100 steps from chance level (0.1 / 0.5)
+    assert "test_accuracy" in capsys.readouterr().out
+
+
+def test_readme_commands_use_the_documented_entry_points() -> None:
+    commands = re.findall(r"```bash\n(.*?)```", README, flags=re.S)
+    joined = "\n".join(commands)
+    assert "mtg-env run" in joined and "python -m pytest" in joined
+    assert "pip install torch==2.13.0" in joined
+
+
+def test_quickstart_example_runs() -> None:
+    runpy.run_path(str(ROOT / "examples" / "quickstart.py"), run_name="__main__")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["quadratic_equilibrium.py", "custom_consensus.py"])
+def test_examples_run(script: str) -> None:
+    subprocess.run([sys.executable, str(ROOT / "examples" / script)], check=True, capture_output=True)

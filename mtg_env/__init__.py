@@ -5,23 +5,35 @@ loss; the shared trunk moves by a consensus rule of the agents' proposals (Lee, 
 Learning Games", Axioms 2023).
 """
 
-from mtg_env.consensus import CONSENSUS_RULES, ConsensusRule, consensus_rule
+from mtg_env.consensus import CONSENSUS_RULES, RULE_TABLE, ConsensusRule, ConsensusWarning, consensus_rule
 from mtg_env.env import FEATURES, MultiTaskGameEnv, env, parallel_env
-from mtg_env.suites import SUITES, DigitsSuite, QuadraticSuite, RegressionSuite, TaskSpec, TaskSuite, make_suite
+from mtg_env.suites import (
+    SUITES,
+    DigitsSuite,
+    QuadraticSuite,
+    RegressionSuite,
+    TaskSpec,
+    TaskSuite,
+    Toy2DSuite,
+    make_suite,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CONSENSUS_RULES",
     "FEATURES",
+    "RULE_TABLE",
     "SUITES",
     "ConsensusRule",
+    "ConsensusWarning",
     "DigitsSuite",
     "MultiTaskGameEnv",
     "QuadraticSuite",
     "RegressionSuite",
     "TaskSpec",
     "TaskSuite",
+    "Toy2DSuite",
     "consensus_rule",
     "env",
     "make_suite",

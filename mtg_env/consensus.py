@@ -2,19 +2,37 @@
 
 Each agent m proposes a trunk update p_m (a row of the proposal matrix P ∈ R^{M×n}); the trunk moves by
 Ψ ← Ψ + C(P). A rule is any callable ``C(P: Tensor[M, n]) -> Tensor[n]``; a rule that keeps state
-across steps may define ``reset()``, which the env calls on every ``reset``.
+across steps may define ``reset()``, which the env calls on every ``reset``, and a rule that draws random
+numbers may define ``bind(generator)``, which the env calls with its own generator (so the env's seed
+decides every draw).
 
-| name   | C(P)          | paper                                                        |
-|--------|---------------|--------------------------------------------------------------|
-| `sum`  | Σ_m p_m       | Eq. 24 (Def. 3): with p_m = −β_t ∇_Ψ ℓ_m, Ψ ← Ψ − β_t Σ_m ∇_Ψ ℓ_m |
-| `mean` | (1/M) Σ_m p_m | Eq. 20-21: the trunk block of the pseudo-gradient            |
+The rules of the multi-task learning literature come from `torchjd <https://torchjd.org>`_, whose
+aggregators act on *gradients* (rows g_m, the trunk then moving by −A(G)). Proposals are descent steps,
+p_m = −β g_m, so a torchjd aggregator A becomes the consensus rule
+
+    C(P) = −A(−P),
+
+the rows −P being the gradients scaled by β > 0. Every deterministic rule but one is positively
+homogeneous, so C(P) = −β A(G): the agents' step sizes reach the trunk. Nash-MTL is scale-invariant by
+design (its bargaining solution fixes the step's size), so under `nash_mtl` the proposals' scale does not
+reach the trunk and the step is capped by its ``max_norm`` option (default 1.0). See :data:`RULE_TABLE`.
 """
 
 from __future__ import annotations
 
+import inspect
+import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
+import torch
 from torch import Tensor
+
+
+class ConsensusWarning(UserWarning):
+    """A consensus rule could not do what it promises this step (e.g. Nash-MTL's solver failed)."""
+
 
 #: A consensus rule: proposals ``P`` of shape ``[M, n]`` (rows = tasks) to one trunk update ``[n]``.
 ConsensusRule = Callable[[Tensor], Tensor]
@@ -30,33 +48,254 @@ def mean_rule(proposals: Tensor) -> Tensor:
     return proposals.mean(0)
 
 
-#: Built-in consensus rules by name.
-CONSENSUS_RULES: dict[str, ConsensusRule] = {"sum": sum_rule, "mean": mean_rule}
+@dataclass(frozen=True)
+class RuleSpec:
+    """A named consensus rule: what it does, where it comes from, and how to build it."""
+
+    meaning: str
+    """One line: what C(P) is."""
+    paper: str
+    """Where the rule is defined."""
+    aggregator: str | None = None
+    """The torchjd aggregator class behind it (``None`` for our own sum and mean)."""
+    randomized: bool = False
+    """Whether the rule draws random numbers (then the env's generator feeds it)."""
+    min_tasks: int = 1
+    """Fewest tasks the rule is defined for (with its default options)."""
 
 
-def consensus_rule(rule: str | ConsensusRule) -> ConsensusRule:
-    """Resolve a rule given by name (see :data:`CONSENSUS_RULES`) or pass a callable through.
+#: Every rule available by name: ``consensus="<name>"`` in the env, or :func:`consensus_rule`.
+RULE_TABLE: dict[str, RuleSpec] = {
+    "sum": RuleSpec("Σ_m p_m", "Lee 2023, Eq. 24 (Definition 3)"),
+    "mean": RuleSpec("(1/M) Σ_m p_m", "Lee 2023, Eq. 20-21 (pseudo-gradient)"),
+    "mgda": RuleSpec(
+        "minimum-norm point of the convex hull of the proposals", "Désidéri 2012; Sener & Koltun 2018", "MGDA"
+    ),
+    "pcgrad": RuleSpec(
+        "each proposal projected off the ones it conflicts with (random order), then summed",
+        "Yu et al. 2020 (PCGrad)",
+        "PCGrad",
+        randomized=True,
+    ),
+    "cagrad": RuleSpec(
+        "the mean, moved to raise the worst task's improvement within a ball of radius c·‖mean‖ (c=0.5)",
+        "Liu et al. 2021 (CAGrad)",
+        "CAGrad",
+    ),
+    "nash_mtl": RuleSpec(
+        "Σ α_m p_m with α the Nash bargaining solution (Gα = 1/α); scale-invariant, step capped by max_norm",
+        "Navon et al. 2022 (Nash-MTL)",
+        "NashMTL",
+    ),
+    "upgrad": RuleSpec(
+        "mean of the proposals each projected onto the dual cone of all of them (never conflicts)",
+        "Quinton & Rey 2024 (Jacobian descent, UPGrad)",
+        "UPGrad",
+    ),
+    "imtl_g": RuleSpec(
+        "Σ α_m p_m with equal projections onto every unit proposal", "Liu et al. 2021 (IMTL-G)", "IMTLG"
+    ),
+    "aligned_mtl": RuleSpec(
+        "proposals orthonormalised by the Gram eigen-decomposition (condition number 1), then summed",
+        "Senushkin et al. 2023 (Aligned-MTL)",
+        "AlignedMTL",
+    ),
+    "dualproj": RuleSpec(
+        "the mean projected onto the dual cone of the proposals",
+        "Lopez-Paz & Ranzato 2017 (A-GEM/DualProj)",
+        "DualProj",
+    ),
+    "graddrop": RuleSpec(
+        "per coordinate, keep only the proposals of one sign, drawn by sign purity",
+        "Chen et al. 2020 (GradDrop)",
+        "GradDrop",
+        randomized=True,
+    ),
+    "random": RuleSpec(
+        "Σ w_m p_m with w = softmax(N(0, I)) drawn every step (random loss weighting)",
+        "Lin et al. 2022 (RLW)",
+        "Random",
+        randomized=True,
+    ),
+    "krum": RuleSpec(
+        "the proposal closest to its M − f − 2 nearest others (f = n_byzantine, default 1 if M ≥ 4)",
+        "Blanchard et al. 2017 (Krum)",
+        "Krum",
+        min_tasks=3,
+    ),
+    "trimmed_mean": RuleSpec(
+        "per coordinate, the mean after dropping the trim_number (default 1) largest and smallest",
+        "Yin et al. 2018 (trimmed mean)",
+        "TrimmedMean",
+        min_tasks=3,
+    ),
+}
+
+#: Names of the built-in consensus rules.
+CONSENSUS_RULES: tuple[str, ...] = tuple(RULE_TABLE)
+
+_OWN_RULES: dict[str, ConsensusRule] = {"sum": sum_rule, "mean": mean_rule}
+
+
+class AggregatorRule:
+    """A torchjd aggregator as a consensus rule, C(P) = −A(−P) (see the module docstring).
+
+    Args:
+        name: The rule's name in :data:`RULE_TABLE`.
+        aggregator: The torchjd aggregator.
+        randomized: Whether it draws random numbers; those then come from the bound generator.
+        options: The options it was built with (for ``repr``).
+        seed: Seed of its own generator until the env binds its generator.
+    """
+
+    def __init__(self, name: str, aggregator: Any, randomized: bool, options: dict[str, Any], seed: int = 0):
+        self.name = name
+        self.aggregator = aggregator
+        self.randomized = randomized
+        self.options = options
+        self._generator = torch.Generator().manual_seed(seed)
+        #: Steps at which the rule could not do what it promises (Nash-MTL: the bargaining solve failed).
+        self.failures = 0
+
+    def __call__(self, proposals: Tensor) -> Tensor:
+        gradients = -proposals
+        if self.name == "nash_mtl":
+            with warnings.catch_warnings():
+                # cvxpy's note that the (non-DPP) problem is recompiled at every solve: a remark on speed,
+                # repeated once per episode, not on the answer. The solver's own warnings still surface.
+                warnings.filterwarnings("ignore", "You are solving a parameterized problem that is not DPP")
+                direction = self.aggregator(gradients)
+            self._check_bargaining(gradients, direction)
+            return -direction
+        if not self.randomized:
+            return -self.aggregator(gradients)
+        # torchjd draws from torch's global RNG. Fork it (so the user's global stream is untouched) and
+        # seed the fork from our generator (so the env's seed decides every draw).
+        seed = int(torch.randint(0, 2**62, (1,), generator=self._generator))
+        devices = [proposals.device] if proposals.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.default_generator.manual_seed(seed)
+            if devices:
+                torch.cuda.manual_seed(seed)
+            return -self.aggregator(gradients)
+
+    def _check_bargaining(self, gradients: Tensor, direction: Tensor) -> None:
+        """Warn when Nash-MTL's direction is not a bargaining solution (its solver failed and it reused old
+        weights, equal weights at first): the solution satisfies ⟨g_m, d⟩ = c/α_m with d = Σ α_m g_m."""
+        dots = gradients @ direction
+        if bool((dots > 0).all()):
+            combination = (1.0 / dots) @ gradients
+            cos = float(combination @ direction / (combination.norm() * direction.norm()))
+            if cos > 1 - 1e-3:
+                return
+        self.failures += 1
+        warnings.warn(
+            ConsensusWarning(
+                "nash_mtl: the bargaining problem was not solved this step (torchjd's ECOS solve failed), so the "
+                "trunk moved with the previous weights (equal weights on a first step); rule.failures counts these"
+            ),
+            stacklevel=3,
+        )
+
+    def bind(self, generator: torch.Generator) -> None:
+        """Draw this rule's random numbers from ``generator`` (the env passes its own)."""
+        self._generator = generator
+
+    def reset(self) -> None:
+        """Forget any state kept across steps (Nash-MTL's warm start and step counter)."""
+        reset = getattr(self.aggregator, "reset", None)
+        if callable(reset):
+            reset()
+        self.failures = 0
+
+    def __repr__(self) -> str:
+        opts = "".join(f", {k}={v!r}" for k, v in self.options.items())
+        return f"consensus_rule({self.name!r}{opts})"
+
+
+def consensus_rule(rule: str | ConsensusRule, num_tasks: int | None = None, **options: Any) -> ConsensusRule:
+    """Resolve a rule given by name (see :data:`RULE_TABLE`) or pass a callable through.
+
+    Args:
+        rule: A name from :data:`CONSENSUS_RULES`, or a callable ``f(P[M, n]) -> [n]``.
+        num_tasks: M; needed by ``nash_mtl``, ``krum`` and ``trimmed_mean`` (the env passes it).
+        **options: The rule's options (torchjd's constructor arguments, e.g. ``c`` for ``cagrad``,
+            ``max_norm`` for ``nash_mtl``, ``n_byzantine`` for ``krum``); ``seed`` for a randomized rule
+            used outside an env.
 
     Raises:
-        ValueError: for an unknown name; the message lists the available rules.
+        ValueError: for an unknown name (the message lists the rules), options a rule does not take,
+            or too few tasks for a rule.
         TypeError: for anything that is neither a name nor a callable.
     """
-    if isinstance(rule, str):
-        try:
-            return CONSENSUS_RULES[rule]
-        except KeyError:
+    if not isinstance(rule, str):
+        if callable(rule):
+            if options:
+                raise ValueError(f"options {sorted(options)} apply to a named rule, not to a callable")
+            return rule
+        raise TypeError(f"consensus must be a rule name or a callable, got {type(rule).__name__}")
+    if rule not in RULE_TABLE:
+        raise ValueError(
+            f"unknown consensus rule {rule!r}; available: {list(CONSENSUS_RULES)}, "
+            "or pass a callable f(P: Tensor[M, n]) -> Tensor[n]"
+        )
+    if rule in _OWN_RULES:
+        if options:
+            raise ValueError(f"consensus rule {rule!r} takes no options, got {sorted(options)}")
+        return _OWN_RULES[rule]
+    spec = RULE_TABLE[rule]
+    if num_tasks is not None and num_tasks < spec.min_tasks:
+        raise ValueError(f"consensus rule {rule!r} needs at least {spec.min_tasks} tasks, got {num_tasks}")
+    seed = int(options.pop("seed", 0))
+    kwargs = _default_options(rule, num_tasks, options)
+    import torchjd.aggregation as aggregation  # lazy: the paper's sum and mean need no torchjd
+
+    cls = getattr(aggregation, str(spec.aggregator))
+    accepted = set(inspect.signature(cls).parameters)
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise ValueError(f"consensus rule {rule!r} has no option(s) {unknown}; its options are {sorted(accepted)}")
+    return AggregatorRule(rule, cls(**kwargs), spec.randomized, options, seed)
+
+
+def _default_options(rule: str, num_tasks: int | None, options: dict[str, Any]) -> dict[str, Any]:
+    kwargs = dict(options)
+    if rule == "cagrad":
+        kwargs.setdefault("c", 0.5)
+    elif (
+        rule in ("nash_mtl", "krum", "trimmed_mean")
+        and num_tasks is None
+        and not (
+            (rule == "nash_mtl" and "n_tasks" in kwargs)
+            or (rule == "krum" and "n_byzantine" in kwargs)
+            or (rule == "trimmed_mean" and "trim_number" in kwargs)
+        )
+    ):
+        raise ValueError(f"consensus rule {rule!r} needs num_tasks (the env passes it)")
+    if rule == "nash_mtl":
+        kwargs.setdefault("n_tasks", num_tasks)
+    elif rule == "krum":
+        kwargs.setdefault("n_byzantine", 1 if num_tasks is not None and num_tasks >= 4 else 0)
+    elif rule == "trimmed_mean":
+        kwargs.setdefault("trim_number", 1)
+        if num_tasks is not None and num_tasks <= 2 * kwargs["trim_number"]:
             raise ValueError(
-                f"unknown consensus rule {rule!r}; available: {sorted(CONSENSUS_RULES)}, "
-                "or pass a callable f(P: Tensor[M, n]) -> Tensor[n]"
-            ) from None
-    if callable(rule):
-        return rule
-    raise TypeError(f"consensus must be a rule name or a callable, got {type(rule).__name__}")
+                f"trimmed_mean with trim_number={kwargs['trim_number']} needs more than "
+                f"{2 * kwargs['trim_number']} tasks, got {num_tasks}"
+            )
+    if rule == "krum" and num_tasks is not None and num_tasks < kwargs["n_byzantine"] + 3:
+        raise ValueError(
+            f"krum with n_byzantine={kwargs['n_byzantine']} needs at least {kwargs['n_byzantine'] + 3} tasks, "
+            f"got {num_tasks}"
+        )
+    return kwargs
 
 
 def rule_name(rule: ConsensusRule) -> str:
     """A short name for a rule, for reports: its registry name, else its repr."""
-    for name, fn in CONSENSUS_RULES.items():
+    for name, fn in _OWN_RULES.items():
         if fn is rule:
             return name
+    if isinstance(rule, AggregatorRule):
+        return rule.name
     return getattr(rule, "__name__", repr(rule))

@@ -40,7 +40,8 @@ class MultiTaskGameEnv(ParallelEnv):
     Each task m of a suite is an agent ``task_m``. It owns its head Θ_m and wants its own loss
     ℓ_m(Θ_m, Ψ) low; all agents share the trunk Ψ. Every step each agent proposes an update of its head
     and of the trunk; heads move by their own updates (Eq. 23) and the trunk by a *consensus rule* C of
-    the trunk proposals: Ψ ← Ψ + C(p_1, ..., p_M) (`sum` = Eq. 24, `mean` = Eq. 21, or any callable).
+    the trunk proposals: Ψ ← Ψ + C(p_1, ..., p_M) (`sum` = Eq. 24, `mean` = Eq. 21, the MTL literature's
+    MGDA, PCGrad, CAGrad, Nash-MTL, UPGrad, ... by name, or any callable).
     Then the next batch is drawn and all losses and per-task gradients are computed in one forward and
     one batched backward pass.
 
@@ -89,7 +90,8 @@ class MultiTaskGameEnv(ParallelEnv):
     | argument         | default        | meaning                                                   |
     |------------------|----------------|-----------------------------------------------------------|
     | `suite`          | `"digits"`     | `quadratic`, `digits`, `regression`, or a `TaskSuite`     |
-    | `consensus`      | `"sum"`        | `sum`, `mean`, or a callable f(P[M, n]) -> [n]             |
+    | `consensus`      | `"sum"`        | a name in `mtg_env.CONSENSUS_RULES`, or f(P[M, n]) -> [n]  |
+    | `consensus_kwargs` | `None`       | options of a named rule (e.g. `{"c": 0.4}` for `cagrad`)  |
     | `action_mode`    | `"update"`     | `update` or `step_size`                                   |
     | `max_cycles`     | `500`          | steps before truncation                                   |
     | `render_mode`    | `None`         | `human`, `ansi` (text table) or `rgb_array` (loss curves) |
@@ -127,6 +129,7 @@ class MultiTaskGameEnv(ParallelEnv):
         device: str | torch.device = "cpu",
         max_update: float = 1.0,
         log_step_range: tuple[float, float] = (-20.0, 2.0),
+        consensus_kwargs: Mapping[str, Any] | None = None,
         **suite_kwargs: Any,
     ):
         if action_mode not in ("update", "step_size"):
@@ -140,11 +143,15 @@ class MultiTaskGameEnv(ParallelEnv):
         lo, hi = (float(v) for v in log_step_range)
         if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
             raise ValueError(f"log_step_range must be finite (low, high) with low < high, got {log_step_range}")
+        self._generator = torch.Generator()  # CPU: the same seed gives the same game on every device
         self.suite = make_suite(suite, device=device, dtype=dtype, **suite_kwargs)
         self.device = self.suite.device
         self.dtype = self.suite.dtype
         self.np_dtype: Any = np.float32 if self.dtype == torch.float32 else np.float64
-        self.consensus = consensus_rule(consensus)
+        self.consensus = consensus_rule(consensus, num_tasks=self.suite.num_tasks, **dict(consensus_kwargs or {}))
+        bind = getattr(self.consensus, "bind", None)
+        if callable(bind):  # a randomized rule draws from the env's generator: the seed decides everything
+            bind(self._generator)
         self.action_mode: ActionMode = action_mode
         self.max_cycles = int(max_cycles)
         self.render_mode = render_mode
@@ -171,7 +178,6 @@ class MultiTaskGameEnv(ParallelEnv):
         self._zeros_heads = torch.zeros(self._offsets[-1], dtype=self.dtype, device=self.device)
         self._zeros_trunk = torch.zeros(self.suite.trunk_size, dtype=self.dtype, device=self.device)
 
-        self._generator = torch.Generator()  # CPU: the same seed gives the same game on every device
         self._seeded = False
         self._started = False
         self._loss_history: list[list[float]] = []

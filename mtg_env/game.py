@@ -39,8 +39,9 @@ def losses_and_grads(loss_fn: LossFn, heads: Tensor, trunk: Tensor, batch: Any) 
             losses, (heads, trunk), grad_outputs=eye, is_grads_batched=True, allow_unused=True, materialize_grads=True
         )
     # ℓ_m depends on head m only, so row m of head_jac is zero outside slice m: the sum over rows
-    # places each head's own gradient in its slice.
-    return losses.detach(), head_jac.sum(0), jac
+    # places each head's own gradient in its slice. (Empty heads, as in toy2d, have no gradient.)
+    head_grads = head_jac.sum(0) if heads.numel() else heads.detach()
+    return losses.detach(), head_grads, jac
 
 
 def step_size_updates(

@@ -10,12 +10,14 @@ from mtg_env.suites.base import TaskSpec, TaskSuite
 from mtg_env.suites.digits import DigitsSuite
 from mtg_env.suites.quadratic import QuadraticSuite
 from mtg_env.suites.regression import RegressionSuite
+from mtg_env.suites.toy2d import Toy2DSuite
 
 #: Suites by name, as accepted by ``parallel_env(suite=...)``.
 SUITES: dict[str, type[TaskSuite]] = {
     "quadratic": QuadraticSuite,
     "digits": DigitsSuite,
     "regression": RegressionSuite,
+    "toy2d": Toy2DSuite,
 }
 
 
@@ -38,4 +40,13 @@ def make_suite(
     return SUITES[suite](device=device, dtype=dtype, **kwargs)
 
 
-__all__ = ["SUITES", "DigitsSuite", "QuadraticSuite", "RegressionSuite", "TaskSpec", "TaskSuite", "make_suite"]
+__all__ = [
+    "SUITES",
+    "DigitsSuite",
+    "QuadraticSuite",
+    "RegressionSuite",
+    "TaskSpec",
+    "TaskSuite",
+    "Toy2DSuite",
+    "make_suite",
+]

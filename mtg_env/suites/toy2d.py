@@ -1,0 +1,110 @@
+"""The standard two-objective toy of CAGrad, Nash-MTL and FAMO, as a game with empty heads.
+
+The shared trunk is the point x = (x1, x2); both agents have empty heads (``head_size == 0``), so the game
+is pure consensus: each agent proposes a trunk step and the rule decides. With LOWER = 5e-6,
+c1 = max(tanh(x2/2), 0) and c2 = max(tanh(−x2/2), 0):
+
+    f1 = c1·(log max(|0.5(−x1 − 7) − tanh(−x2)|, LOWER) + 6) + c2·(((−x1 + 7)² + 0.1(−x2 − 8)²)/10 − 20)
+    f2 = c1·(log max(|0.5(−x1 + 3) + tanh(−x2) + 2|, LOWER) + 6) + c2·(((−x1 − 7)² + 0.1(−x2 − 8)²)/10 − 20)
+
+The Pareto set lies on x2 ≈ −8.3552, x1 ∈ [−7, 7].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mtg_env.suites.base import TaskSpec, TaskSuite
+
+LOWER = 5e-6
+#: The standard starting points of the toy's figures.
+STANDARD_STARTS: tuple[tuple[float, float], ...] = ((-8.5, 7.5), (0.0, 0.0), (9.0, 9.0), (-7.5, -0.5), (9.0, -1.0))
+#: x2 of the Pareto set, and its x1 range.
+PARETO_X2 = -8.3552
+PARETO_X1 = (-7.0, 7.0)
+
+
+def toy_losses(x: Tensor) -> Tensor:
+    """[f1, f2] at the point ``x = (x1, x2)``."""
+    x1, x2 = x[0], x[1]
+    c1 = torch.clamp(torch.tanh(x2 / 2), min=0.0)
+    c2 = torch.clamp(torch.tanh(-x2 / 2), min=0.0)
+    lower = torch.tensor(LOWER, dtype=x.dtype, device=x.device)
+    valley = 0.1 * (-x2 - 8) ** 2
+    f1 = c1 * (torch.log(torch.maximum((0.5 * (-x1 - 7) - torch.tanh(-x2)).abs(), lower)) + 6) + c2 * (
+        ((-x1 + 7) ** 2 + valley) / 10 - 20
+    )
+    f2 = c1 * (torch.log(torch.maximum((0.5 * (-x1 + 3) + torch.tanh(-x2) + 2).abs(), lower)) + 6) + c2 * (
+        ((-x1 - 7) ** 2 + valley) / 10 - 20
+    )
+    return torch.stack([f1, f2])
+
+
+class Toy2DSuite(TaskSuite):
+    """Two objectives on a shared 2-D point; empty heads.
+
+    Args:
+        start: Starting point: an index into :data:`STANDARD_STARTS`, an explicit ``(x1, x2)``, or
+            ``None`` for a point drawn uniformly from [−10, 10]² with the env's generator.
+        device: Where tensors live.
+        dtype: ``"float32"`` or ``"float64"``.
+    """
+
+    name = "toy2d"
+
+    def __init__(
+        self,
+        *,
+        start: int | Sequence[float] | None = None,
+        device: str | torch.device = "cpu",
+        dtype: str | torch.dtype = "float32",
+    ):
+        super().__init__(device=device, dtype=dtype)
+        if isinstance(start, int):
+            if not 0 <= start < len(STANDARD_STARTS):
+                raise ValueError(f"start index must be in [0, {len(STANDARD_STARTS)}), got {start}")
+            point: tuple[float, float] | None = STANDARD_STARTS[start]
+        elif start is None:
+            point = None
+        else:
+            values = tuple(float(v) for v in start)
+            if len(values) != 2:
+                raise ValueError(f"start must be an index, a point (x1, x2) or None, got {start!r}")
+            point = (values[0], values[1])
+        self.start = point
+        self._start_arg = start
+        self.trunk_size = 2
+        self.tasks = (TaskSpec("f1", "regression", 0), TaskSpec("f2", "regression", 0))
+
+    def init_params(self, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        if self.start is None:
+            x = torch.rand(2, generator=generator, dtype=torch.float64) * 20 - 10
+        else:
+            x = torch.tensor(self.start, dtype=torch.float64)
+        heads = torch.zeros(0, dtype=self.dtype, device=self.device)
+        return heads, x.to(self.device, self.dtype)
+
+    def sample_batch(self, generator: torch.Generator) -> None:
+        return None  # deterministic objectives
+
+    def train_batch(self) -> None:
+        return None
+
+    def losses(self, heads: Tensor, trunk: Tensor, batch: Any = None) -> Tensor:
+        return toy_losses(trunk)
+
+    def evaluate(self, heads: Tensor, trunk: Tensor) -> dict[str, dict[str, float]]:
+        return {t.name: {} for t in self.tasks}  # no data: nothing held out
+
+    def describe(self) -> dict[str, Any]:
+        return {"suite": self.name, "start": self._start_arg}
+
+
+def distance_to_pareto_set(x: Tensor) -> float:
+    """Euclidean distance from ``x`` to the segment {x2 = −8.3552, x1 ∈ [−7, 7]}."""
+    x1 = min(max(float(x[0]), PARETO_X1[0]), PARETO_X1[1])
+    return float(torch.hypot(torch.tensor(float(x[0]) - x1), torch.tensor(float(x[1]) - PARETO_X2)))

@@ -1,0 +1,67 @@
+"""The toy2d suite: the published formulas, empty heads, the Pareto set."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import mtg_env
+from mtg_env.metrics import pareto_stationarity
+from mtg_env.suites.toy2d import PARETO_X2, STANDARD_STARTS, Toy2DSuite, distance_to_pareto_set, toy_losses
+
+
+def reference(x1: float, x2: float) -> tuple[float, float]:
+    """The formulas as printed, in plain floats."""
+    lower = 5e-6
+    c1 = max(math.tanh(x2 / 2), 0.0)
+    c2 = max(math.tanh(-x2 / 2), 0.0)
+    f1 = c1 * (math.log(max(abs(0.5 * (-x1 - 7) - math.tanh(-x2)), lower)) + 6) + c2 * (
+        ((-x1 + 7) ** 2 + 0.1 * (-x2 - 8) ** 2) / 10 - 20
+    )
+    f2 = c1 * (math.log(max(abs(0.5 * (-x1 + 3) + math.tanh(-x2) + 2), lower)) + 6) + c2 * (
+        ((-x1 - 7) ** 2 + 0.1 * (-x2 - 8) ** 2) / 10 - 20
+    )
+    return f1, f2
+
+
+@pytest.mark.parametrize("point", [*STANDARD_STARTS, (3.0, -8.3552), (-2.0, 4.0), (6.5, 0.3)])
+def test_losses_match_the_published_formulas(point: tuple[float, float]) -> None:
+    got = toy_losses(torch.tensor(point, dtype=torch.float64)).tolist()
+    np.testing.assert_allclose(got, reference(*point), rtol=1e-12, atol=1e-12)
+
+
+def test_pareto_set_is_pareto_stationary_and_other_points_are_not() -> None:
+    for x1 in np.linspace(-6.5, 6.5, 7):
+        x = torch.tensor([x1, PARETO_X2], dtype=torch.float64, requires_grad=True)
+        jac = torch.autograd.functional.jacobian(toy_losses, x)
+        assert pareto_stationarity(jac) < 1e-2, x1  # x2 = −8.3552 is printed to 4 decimals
+    for point in STANDARD_STARTS:
+        jac = torch.autograd.functional.jacobian(toy_losses, torch.tensor(point, dtype=torch.float64))
+        assert pareto_stationarity(jac) > 5e-2, point
+    assert distance_to_pareto_set(torch.tensor([0.0, PARETO_X2], dtype=torch.float64)) == pytest.approx(0.0)
+    assert distance_to_pareto_set(torch.tensor([10.0, PARETO_X2], dtype=torch.float64)) == pytest.approx(3.0)
+
+
+def test_env_with_empty_heads() -> None:
+    env = mtg_env.parallel_env(suite="toy2d", start=2, dtype="float64", max_cycles=3)
+    obs, _ = env.reset(seed=0)
+    assert [env.head_size(a) for a in env.agents] == [0, 0] and env.trunk_size == 2
+    assert env.action_space("task_0").shape == (2,)
+    _, trunk = env.get_parameters()
+    assert trunk.tolist() == [9.0, 9.0]
+    # the observation begins with the agent's own trunk gradient (the head part is empty)
+    jac = torch.autograd.functional.jacobian(toy_losses, trunk)
+    np.testing.assert_allclose(obs["task_1"][:2], jac[1].numpy(), rtol=1e-12)
+    env.step({a: np.clip(-0.1 * obs[a][:2], -1, 1) for a in env.agents})
+
+
+def test_start_options() -> None:
+    g = torch.Generator().manual_seed(0)
+    assert Toy2DSuite(start=(1.0, 2.0)).init_params(g)[1].tolist() == [1.0, 2.0]
+    x = Toy2DSuite().init_params(g)[1]
+    assert (x.abs() <= 10).all()
+    with pytest.raises(ValueError, match="start index must be in"):
+        Toy2DSuite(start=7)

@@ -158,11 +158,8 @@ def run_episode(
     final: dict[str, dict[str, Any]] = {}
     if evaluate and not terminated:
         final = env.evaluate()
-        try:
-            for agent, gap in env.nash_gap().items():
-                final[agent]["nash_gap"] = gap
-        except NotImplementedError:
-            pass
+        for agent, gap in env.nash_gap().items():
+            final[agent]["nash_gap"] = gap
     return History(
         agents=agents,
         tasks=[env.task_name(a) for a in agents],

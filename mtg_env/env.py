@@ -17,6 +17,7 @@ from torch import Tensor
 from mtg_env.consensus import ConsensusRule, consensus_rule, rule_name
 from mtg_env.game import losses_and_grads, step_size_updates
 from mtg_env.suites import TaskSuite, make_suite
+from mtg_env.suites.base import Split
 
 ActionMode = Literal["update", "step_size"]
 
@@ -92,6 +93,7 @@ class MultiTaskGameEnv(ParallelEnv):
     | `suite`          | `"digits"`     | `quadratic`, `digits`, `regression`, or a `TaskSuite`     |
     | `consensus`      | `"sum"`        | a name in `mtg_env.CONSENSUS_RULES`, or f(P[M, n]) -> [n]  |
     | `consensus_kwargs` | `None`       | options of a named rule (e.g. `{"c": 0.4}` for `cagrad`)  |
+    | `metrics_every`  | `0`            | add `infos[a]["metrics"]` every k steps (0: never)        |
     | `action_mode`    | `"update"`     | `update` or `step_size`                                   |
     | `max_cycles`     | `500`          | steps before truncation                                   |
     | `render_mode`    | `None`         | `human`, `ansi` (text table) or `rgb_array` (loss curves) |
@@ -104,7 +106,9 @@ class MultiTaskGameEnv(ParallelEnv):
     ## Infos
     Every step: ``task`` (name), ``loss``, ``t``; ``nash_gap`` (ℓ_m − min_Θ ℓ_m, Definition 1) where the
     suite computes it cheaply (quadratic). After ``reset`` also ``head_size``, ``trunk_size`` and
-    ``action_mode``. On divergence ``termination == "diverged"`` and a ``reason``.
+    ``action_mode``. On divergence ``termination == "diverged"`` and a ``reason``. Every
+    ``metrics_every`` steps (and after reset), ``metrics``: the agent's ``nash_gap``, ``stationarity`` and
+    held-out ``loss``, and the game's metrics (see :meth:`metrics`).
 
     ## Version History
     * v0: initial release.
@@ -130,12 +134,16 @@ class MultiTaskGameEnv(ParallelEnv):
         max_update: float = 1.0,
         log_step_range: tuple[float, float] = (-20.0, 2.0),
         consensus_kwargs: Mapping[str, Any] | None = None,
+        metrics_every: int = 0,
         **suite_kwargs: Any,
     ):
         if action_mode not in ("update", "step_size"):
             raise ValueError(f"action_mode must be 'update' or 'step_size', got {action_mode!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        if int(metrics_every) < 0:
+            raise ValueError(f"metrics_every must be >= 0 (0: never), got {metrics_every}")
+        self.metrics_every = int(metrics_every)
         if int(max_cycles) < 1:
             raise ValueError(f"max_cycles must be >= 1, got {max_cycles}")
         if not 0 < max_update < float("inf"):
@@ -492,6 +500,9 @@ class MultiTaskGameEnv(ParallelEnv):
 
     def _infos(self, losses: list[float], reason: str | None) -> dict[str, dict[str, Any]]:
         gaps = self._cheap_gaps()
+        metrics = (
+            self.metrics() if self.metrics_every and self._t % self.metrics_every == 0 and reason is None else None
+        )
         infos: dict[str, dict[str, Any]] = {}
         for m, agent in enumerate(self.agents):
             info: dict[str, Any] = {"task": self.suite.tasks[m].name, "loss": losses[m], "t": self._t}
@@ -500,6 +511,8 @@ class MultiTaskGameEnv(ParallelEnv):
             if reason is not None:
                 info["termination"] = "diverged"
                 info["reason"] = reason
+            if metrics is not None:
+                info["metrics"] = {**metrics["agents"][agent], **metrics["game"]}
             infos[agent] = info
         return infos
 
@@ -507,8 +520,7 @@ class MultiTaskGameEnv(ParallelEnv):
         """Per-task Nash gaps where the suite computes them cheaply (reported every step), else None."""
         if not self.suite.cheap_nash_gap:
             return None
-        gaps = self.suite.nash_gaps(self._heads, self._trunk)
-        return None if gaps is None else gaps.tolist()
+        return self.suite.nash_gaps(self._heads, self._trunk).tolist()
 
     def _divergence_reason(self, losses: list[float]) -> str:
         bad = [a for a, loss in zip(self.agents, losses, strict=True) if not np.isfinite(loss)]
@@ -527,17 +539,35 @@ class MultiTaskGameEnv(ParallelEnv):
         self._require_started()
         return self._heads.clone(), self._trunk.clone()
 
-    def nash_gap(self) -> dict[str, float]:
-        """Head Nash gap per agent (Definition 1), ℓ_m(Θ_m, Ψ) − min_Θ ℓ_m(Θ, Ψ), on the training objective.
+    def nash_gap(self, split: Split = "train") -> dict[str, float]:
+        """Head Nash gap per agent (Definition 1), ℓ_m(Θ_m, Ψ) − min_Θ ℓ_m(Θ, Ψ), on the ``split`` objective
+        (exact where ``env.suite.exact_best_response``, else a lower bound from an inner solve)."""
+        self._require_started()
+        gaps = self.suite.nash_gaps(self._heads, self._trunk, split)
+        return dict(zip(self.possible_agents, gaps.tolist(), strict=True))
 
-        Raises:
-            NotImplementedError: for a suite with no best response.
+    def metrics(self, split: Split = "eval") -> dict[str, dict[str, Any]]:
+        """How far play is from an equilibrium, on the whole ``split`` objective (default: held out).
+
+        Returns ``{"agents": {agent: {"loss", "nash_gap", "stationarity"}}, "game": {...}}`` where the game
+        part has ``nash_gap_total``, ``nash_gap_exact``, ``consensus_residual``, ``pareto_stationarity``
+        and, where the equilibrium is known, ``lyapunov`` (Eq. 28) and ``distance``. See
+        :func:`mtg_env.metrics.game_metrics`.
         """
         self._require_started()
-        gaps = self.suite.nash_gaps(self._heads, self._trunk)
-        if gaps is None:
-            raise NotImplementedError(f"suite {self.suite.name!r} gives no best response, so no Nash gap")
-        return dict(zip(self.possible_agents, gaps.tolist(), strict=True))
+        from mtg_env.metrics import game_metrics
+
+        values = game_metrics(self.suite, self._heads, self._trunk, self.consensus, split)
+        per_agent = {
+            agent: {
+                "loss": values["loss"][m],
+                "nash_gap": values["nash_gap"][m],
+                "stationarity": values["stationarity"][m],
+            }
+            for m, agent in enumerate(self.possible_agents)
+        }
+        game = {k: v for k, v in values.items() if k not in ("loss", "nash_gap", "stationarity")}
+        return {"agents": per_agent, "game": game}
 
     def evaluate(self) -> dict[str, dict[str, Any]]:
         """Per agent: task name, loss on the whole training objective, and the suite's held-out metrics."""

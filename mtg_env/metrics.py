@@ -1,11 +1,20 @@
-"""Metrics of play (more arrive with the equilibrium-analysis work; see DESIGN.md §2)."""
+"""How far play is from an equilibrium (DESIGN.md §2): Nash gap, stationarity, Pareto stationarity, V.
+
+Pure functions of the game's tensors; the env exposes them as ``env.metrics()`` and, every
+``metrics_every`` steps, as ``infos[agent]["metrics"]``.
+"""
 
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import torch
 from torch import Tensor
+
+from mtg_env.consensus import AggregatorRule, ConsensusRule, consensus_rule
+from mtg_env.game import losses_and_grads
+from mtg_env.suites.base import Split, TaskSuite
 
 
 def min_norm_convex_combination(jacobian: Tensor, exact_up_to: int = 10, iters: int = 20000) -> Tensor:
@@ -70,3 +79,66 @@ def pareto_stationarity(jacobian: Tensor) -> float:
     """‖min-norm convex combination of the task gradients‖: zero exactly at Pareto-stationary points."""
     w = min_norm_convex_combination(jacobian)
     return float((w @ jacobian.detach().to(torch.float64)).norm())
+
+
+def game_metrics(
+    suite: TaskSuite,
+    heads: Tensor,
+    trunk: Tensor,
+    rule: ConsensusRule,
+    split: Split = "eval",
+    equilibrium: tuple[Tensor, Tensor] | None = None,
+) -> dict[str, Any]:
+    """Every equilibrium metric of the game at ``(heads, trunk)``, on the whole ``split`` objective.
+
+    Returns a dict with, per task (lists in task order):
+        ``loss``; ``nash_gap`` (Definition 1, ℓ_m(Θ_m, Ψ) − min_Θ ℓ_m(Θ, Ψ)); ``stationarity``
+        ‖∇_Θm ℓ_m‖ (Eq. 19);
+    and for the whole game:
+        ``nash_gap_total`` (Σ_m); ``nash_gap_exact`` (False when the best response is approximate);
+        ``consensus_residual`` ‖C(−∇_Ψ ℓ_1, …, −∇_Ψ ℓ_M)‖, the trunk's step under the rule with unit step
+        sizes (zero at a fixed point of the consensus dynamics; a named rule is called on a fresh copy, a
+        callable once as it is); ``pareto_stationarity``; and, where the
+        equilibrium is known (argument, or the suite's closed form), ``lyapunov`` V (Eq. 28) and
+        ``distance`` √V to it.
+    """
+    batch = suite.batch_for(split)
+    losses, head_grads, jacobian = losses_and_grads(suite.losses, heads, trunk, batch)
+    sq = torch.zeros(suite.num_tasks, dtype=torch.float64, device=head_grads.device)
+    index = torch.repeat_interleave(
+        torch.arange(suite.num_tasks, device=head_grads.device),
+        torch.tensor(suite.head_sizes, device=head_grads.device),
+    )
+    sq.index_add_(0, index, head_grads.to(torch.float64).square())
+    gaps = suite.nash_gaps(heads, trunk, split)
+    residual = float(_without_side_effects(rule, suite.num_tasks)(-jacobian).to(torch.float64).norm())
+    out: dict[str, Any] = {
+        "loss": losses.tolist(),
+        "nash_gap": gaps.tolist(),
+        "stationarity": sq.sqrt().tolist(),
+        "nash_gap_total": float(gaps.sum()),
+        "nash_gap_exact": bool(suite.exact_best_response),
+        "consensus_residual": residual,
+        "pareto_stationarity": pareto_stationarity(jacobian),
+    }
+    star = equilibrium if equilibrium is not None else suite.equilibrium()
+    if star is not None:
+        v = lyapunov(heads, trunk, *star)
+        out["lyapunov"] = v
+        out["distance"] = v**0.5
+    return out
+
+
+def _without_side_effects(rule: ConsensusRule, num_tasks: int) -> ConsensusRule:
+    """A copy of a named rule with its own state and generator, so measuring does not change the game
+    (Nash-MTL's warm start, a randomized rule's draws from the env's generator)."""
+    if isinstance(rule, AggregatorRule):
+        return consensus_rule(rule.name, num_tasks=num_tasks, **rule.options)
+    return rule
+
+
+def lyapunov(heads: Tensor, trunk: Tensor, heads_star: Tensor, trunk_star: Tensor) -> float:
+    """V = Σ_m ‖Θ_m − Θ_m*‖² + ‖Ψ − Ψ*‖² (Eq. 28), in float64."""
+    dh = heads.detach().to(torch.float64) - heads_star.detach().to(torch.float64)
+    dt = trunk.detach().to(torch.float64) - trunk_star.detach().to(torch.float64)
+    return float(dh.square().sum() + dt.square().sum())

@@ -41,3 +41,17 @@ def test_quickstart_example_runs() -> None:
 @pytest.mark.parametrize("script", ["quadratic_equilibrium.py", "custom_consensus.py"])
 def test_examples_run(script: str) -> None:
     subprocess.run([sys.executable, str(ROOT / "examples" / script)], check=True, capture_output=True)
+
+
+def test_toy2d_example_runs_every_two_task_rule(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "toy2d_trajectories.py"), "--steps", "3", "--out", str(tmp_path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    rows = [line.split()[0] for line in done.stdout.splitlines()[2:] if line and not line.startswith((" ", "wrote"))]
+    assert set(rows) == {"sum", "mean", "mgda", "pcgrad", "cagrad", "nash_mtl", "upgrad", "imtl_g", "aligned_mtl",
+                         "dualproj", "graddrop", "random"}  # fmt: skip
+    assert len(rows) == 12 * 5  # every rule from every standard start
+    assert (tmp_path / "toy2d_trajectories.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 TaskKind = Literal["classification", "regression", "quadratic"]
+Split = Literal["train", "eval"]
 
 
 @dataclass(frozen=True)
@@ -113,8 +114,21 @@ class TaskSuite(abc.ABC):
     def evaluate(self, heads: Tensor, trunk: Tensor) -> dict[str, dict[str, float]]:
         """Held-out metrics per task name, e.g. ``{"digit": {"test_accuracy": 0.97}}``."""
 
-    def best_response(self, heads: Tensor, trunk: Tensor) -> Tensor | None:
-        """Each head's best response to ``trunk`` on the training objective, as a flat heads vector.
+    def eval_batch(self) -> Any:
+        """The held-out objective as one batch (deterministic); the training objective for a game without
+        data."""
+        return self.train_batch()
+
+    def batch_for(self, split: Split) -> Any:
+        """The whole ``"train"`` or ``"eval"`` objective as one batch."""
+        if split == "train":
+            return self.train_batch()
+        if split == "eval":
+            return self.eval_batch()
+        raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
+
+    def best_response(self, heads: Tensor, trunk: Tensor, split: Split = "train") -> Tensor | None:
+        """Each head's best response to ``trunk`` on the ``split`` objective, as a flat heads vector.
 
         ``None`` when the suite has no exact (or converged convex) best response.
         """
@@ -122,19 +136,40 @@ class TaskSuite(abc.ABC):
 
     #: Whether :meth:`nash_gaps` is cheap enough to report in ``infos`` at every step.
     cheap_nash_gap: bool = False
+    #: Inner L-BFGS steps of the approximate best response of suites without an exact one.
+    approximate_best_response_steps: int = 100
 
-    def nash_gaps(self, heads: Tensor, trunk: Tensor) -> Tensor | None:
-        """Head Nash gap per task (Definition 1): ℓ_m(Θ_m, Ψ) − min_Θ ℓ_m(Θ, Ψ) on the training objective.
+    def nash_gaps(self, heads: Tensor, trunk: Tensor, split: Split = "train") -> Tensor:
+        """Head Nash gap per task (Definition 1): ℓ_m(Θ_m, Ψ) − min_Θ ℓ_m(Θ, Ψ) on the ``split`` objective.
 
-        Each term is ≥ 0 and is zero exactly when head ``m`` best-responds to the trunk. ``None`` when the
-        suite has no best response.
+        Each term is ≥ 0 and zero exactly when head ``m`` best-responds to the trunk. Suites with a best
+        response use it (exact when ``exact_best_response``); others get an approximation, a lower bound:
+        ``approximate_best_response_steps`` L-BFGS steps on the heads with the trunk frozen.
         """
-        best = self.best_response(heads, trunk)
+        batch = self.batch_for(split)
+        best = self.best_response(heads, trunk, split)
         if best is None:
-            return None
-        batch = self.train_batch()
+            best = self._approximate_best_response(heads, trunk, batch)
         with torch.no_grad():
-            return self.losses(heads, trunk, batch) - self.losses(best, trunk, batch)
+            return (self.losses(heads, trunk, batch) - self.losses(best, trunk, batch)).clamp_min(0.0)
+
+    def _approximate_best_response(self, heads: Tensor, trunk: Tensor, batch: Any) -> Tensor:
+        if heads.numel() == 0:
+            return heads.detach()
+        frozen = trunk.detach()
+        w = heads.detach().clone().requires_grad_(True)
+        opt = torch.optim.LBFGS([w], max_iter=self.approximate_best_response_steps, line_search_fn="strong_wolfe")
+
+        def closure() -> Tensor:
+            opt.zero_grad()
+            # The heads are separable (ℓ_m depends on Θ_m only): minimising the sum minimises each.
+            loss = self.losses(w, frozen, batch).sum()
+            loss.backward()
+            return loss
+
+        with torch.enable_grad():
+            opt.step(closure)
+        return w.detach()
 
     def equilibrium(self) -> tuple[Tensor, Tensor] | None:
         """The closed-form fixed point ``(heads*, trunk*)`` of the `sum`/`mean` dynamics, if known."""

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mtg_env.suites.base import TaskSpec, TaskSuite, least_squares, uniform_fan_in, unpack
+from mtg_env.suites.base import Split, TaskSpec, TaskSuite, least_squares, uniform_fan_in, unpack
 
 _OUTPUTS = {"digit": 10, "parity": 2, "ge5": 2, "ink": 1}
 
@@ -126,6 +126,9 @@ class DigitsSuite(TaskSuite):
     def train_batch(self) -> tuple[Tensor, Tensor, Tensor]:
         return self._train
 
+    def eval_batch(self) -> tuple[Tensor, Tensor, Tensor]:
+        return self._test
+
     def features(self, trunk: Tensor, x: Tensor) -> Tensor:
         """The trunk's output features for inputs ``x``."""
         params = unpack(trunk, self._trunk_shapes)
@@ -166,22 +169,25 @@ class DigitsSuite(TaskSuite):
         return result
 
     # ---------------------------------------------------------------------- best responses
-    def best_response(self, heads: Tensor, trunk: Tensor) -> Tensor:
+    def best_response(self, heads: Tensor, trunk: Tensor, split: Split = "train") -> Tensor:
         """Each head's best response on frozen trunk features of the whole train split.
 
+        ``split``: ``"train"`` (the training objective) or ``"eval"`` (the held-out images).
         Classification heads: multinomial logistic regression solved by L-BFGS (strong Wolfe line
         search) warm-started at the current head, in float64; it only ever lowers the loss, so the
         resulting gap is ≥ 0. When a task's features are linearly separable the infimum (0) is not
         attained and the gap is a lower bound. The regression head: exact least squares.
         """
-        return self._solve_heads(heads, trunk)[0].to(heads.dtype)
+        return self._solve_heads(heads, trunk, split)[0].to(heads.dtype)
 
-    def nash_gaps(self, heads: Tensor, trunk: Tensor) -> Tensor:
-        """Head Nash gap per task on the train split, in float64 (see :meth:`best_response`)."""
-        return self._solve_heads(heads, trunk)[1]
+    def nash_gaps(self, heads: Tensor, trunk: Tensor, split: Split = "train") -> Tensor:
+        """Head Nash gap per task on the ``split`` images, in float64 (see :meth:`best_response`)."""
+        return self._solve_heads(heads, trunk, split)[1]
 
-    def _solve_heads(self, heads: Tensor, trunk: Tensor, max_iter: int = 2000) -> tuple[Tensor, Tensor]:
-        x, labels, ink = self._train
+    def _solve_heads(
+        self, heads: Tensor, trunk: Tensor, split: Split = "train", max_iter: int = 2000
+    ) -> tuple[Tensor, Tensor]:
+        x, labels, ink = self.batch_for(split)
         with torch.no_grad():
             feats = self.features(trunk.detach(), x).to(torch.float64)
         design = torch.cat([feats, torch.ones_like(feats[:, :1])], dim=1)

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mtg_env.suites.base import TaskSpec, TaskSuite
+from mtg_env.suites.base import Split, TaskSpec, TaskSuite
 
 
 class QuadraticSuite(TaskSuite):
@@ -128,7 +128,7 @@ class QuadraticSuite(TaskSuite):
         return {t.name: {} for t in self.tasks}  # a game without data: no held-out metric
 
     # ------------------------------------------------------------------------ closed forms
-    def best_response(self, heads: Tensor, trunk: Tensor) -> Tensor:
+    def best_response(self, heads: Tensor, trunk: Tensor, split: Split = "train") -> Tensor:
         psi = trunk.detach().to(torch.float64)
         parts = []
         for m, (a, v) in enumerate(zip(self._A64, self._b64, strict=True)):
@@ -136,8 +136,9 @@ class QuadraticSuite(TaskSuite):
             parts.append(self._inv_hh[m] @ (v[:h] - a[:h, h:] @ psi))
         return torch.cat(parts).to(heads.dtype) if parts else heads.detach().clone()
 
-    def nash_gaps(self, heads: Tensor, trunk: Tensor) -> Tensor:
-        """Exact head Nash gap per task, ½ gᵀ A_ΘΘ⁻¹ g, computed in float64."""
+    def nash_gaps(self, heads: Tensor, trunk: Tensor, split: Split = "train") -> Tensor:
+        """Exact head Nash gap per task, ½ gᵀ A_ΘΘ⁻¹ g, computed in float64 (a game without data: the
+        split does not matter)."""
         psi = trunk.detach().to(torch.float64)
         gaps = []
         for m, (a, v, theta) in enumerate(

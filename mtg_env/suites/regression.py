@@ -17,7 +17,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from mtg_env.suites.base import TaskSpec, TaskSuite, least_squares, uniform_fan_in, unpack
+from mtg_env.suites.base import Split, TaskSpec, TaskSuite, least_squares, uniform_fan_in, unpack
 
 # (X [M, B, d], y [M, B], w [M, B]): per-task inputs, targets and per-sample weights summing to 1.
 Batch = tuple[Tensor, Tensor, Tensor]
@@ -150,6 +150,9 @@ class RegressionSuite(TaskSuite):
     def train_batch(self) -> Batch:
         return self._train
 
+    def eval_batch(self) -> Batch:
+        return self._test
+
     def features(self, trunk: Tensor, x: Tensor) -> Tensor:
         """Trunk features f(x; Ψ) for inputs ``x`` of shape ``[..., d]``."""
         params = unpack(trunk, self._trunk_shapes)
@@ -174,20 +177,20 @@ class RegressionSuite(TaskSuite):
 
     # ---------------------------------------------------------------------- best responses
     @torch.no_grad()
-    def best_response(self, heads: Tensor, trunk: Tensor) -> Tensor:
-        """Each head's exact least-squares fit to its task's whole training set on frozen features."""
-        return self._best64(trunk.detach().to(torch.float64)).to(heads.dtype)
+    def best_response(self, heads: Tensor, trunk: Tensor, split: Split = "train") -> Tensor:
+        """Each head's exact least-squares fit to its task's whole ``split`` set on frozen features."""
+        return self._best64(trunk.detach().to(torch.float64), split).to(heads.dtype)
 
     @torch.no_grad()
-    def nash_gaps(self, heads: Tensor, trunk: Tensor) -> Tensor:
-        """Exact head Nash gap per task on its training set, in float64."""
-        batch = tuple(t.to(torch.float64) for t in self._train)
+    def nash_gaps(self, heads: Tensor, trunk: Tensor, split: Split = "train") -> Tensor:
+        """Exact head Nash gap per task on its ``split`` set, in float64."""
+        batch = tuple(t.to(torch.float64) for t in self.batch_for(split))
         h64, t64 = heads.detach().to(torch.float64), trunk.detach().to(torch.float64)
-        gaps = self.losses(h64, t64, batch) - self.losses(self._best64(t64), t64, batch)  # type: ignore[arg-type]
+        gaps = self.losses(h64, t64, batch) - self.losses(self._best64(t64, split), t64, batch)  # type: ignore[arg-type]
         return gaps.clamp_min(0.0)  # exact up to round-off
 
-    def _best64(self, trunk64: Tensor) -> Tensor:
-        x, y, w = (t.to(torch.float64) for t in self._train)
+    def _best64(self, trunk64: Tensor, split: Split) -> Tensor:
+        x, y, w = (t.to(torch.float64) for t in self.batch_for(split))
         f = self.features(trunk64, x)
         design = torch.cat([f, torch.ones_like(f[..., :1])], dim=-1)  # [M, n, k + 1]
         sw = w.sqrt().unsqueeze(-1)  # weighted least squares: padding samples get weight 0

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mtg_env.suites.base import TaskSpec, TaskSuite
+from mtg_env.suites.base import Split, TaskSpec, TaskSuite
 
 LOWER = 5e-6
 #: The standard starting points of the toy's figures.
@@ -55,6 +55,8 @@ class Toy2DSuite(TaskSuite):
     """
 
     name = "toy2d"
+    exact_best_response = True  # empty heads: the best response is the (empty) head itself
+    cheap_nash_gap = True
 
     def __init__(
         self,
@@ -99,6 +101,12 @@ class Toy2DSuite(TaskSuite):
 
     def evaluate(self, heads: Tensor, trunk: Tensor) -> dict[str, dict[str, float]]:
         return {t.name: {} for t in self.tasks}  # no data: nothing held out
+
+    def best_response(self, heads: Tensor, trunk: Tensor, split: Split = "train") -> Tensor:
+        return heads.detach()
+
+    def nash_gaps(self, heads: Tensor, trunk: Tensor, split: Split = "train") -> Tensor:
+        return torch.zeros(2, dtype=torch.float64, device=trunk.device)
 
     def describe(self) -> dict[str, Any]:
         return {"suite": self.name, "start": self._start_arg}

@@ -1,0 +1,61 @@
+"""Per-step cost of each consensus rule on digits, relative to `mean`, measured in one run.
+
+The env's full step (one forward, one batched backward, the rule, the observations) on the digits suite
+with its default model and batch 256, `step_size` mode, one thread. Each rule is timed in interleaved
+rounds; the figure is the median round. Run: ``python benchmarks/consensus_cost.py [--steps 60]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+import mtg_env
+from mtg_env.consensus import RULE_TABLE
+
+
+def stepper(rule: str) -> Callable[[], None]:
+    env = mtg_env.parallel_env(suite="digits", consensus=rule, action_mode="step_size", max_cycles=10**9)
+    env.reset(seed=0)
+    actions = {a: np.log([0.1, 0.1]).astype(np.float32) for a in env.agents}
+
+    def step() -> None:
+        env.step(actions)
+
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=60, help="steps per timed round")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")  # Nash-MTL's solver remarks are not what is measured here
+    steppers = {name: stepper(name) for name in RULE_TABLE}
+    for step in steppers.values():
+        for _ in range(5):
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steppers}
+    for _ in range(args.rounds):
+        for name, step in steppers.items():
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                step()
+            times[name].append((time.perf_counter() - start) / args.steps)
+    median = {name: statistics.median(t) for name, t in times.items()}
+    base = median["mean"]
+    print(f"digits (default model, batch 256), step_size mode, 1 thread, median of {args.rounds} x {args.steps} steps")
+    print(f"{'rule':<14}{'ms/step':>10}{'vs mean':>10}")
+    for name, t in median.items():
+        print(f"{name:<14}{1e3 * t:>10.2f}{t / base:>10.2f}")
+
+
+if __name__ == "__main__":
+    main()

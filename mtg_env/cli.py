@@ -41,6 +41,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     run.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    audit = sub.add_parser(
+        "audit",
+        help="check the paper's theorems on games where the answer is known; write a Markdown report",
+        description="Run the audit experiments (Theorem 3, Assumption 2, Definition 1 / Proposition 2, "
+        "Remarks 10 and 13, Theorem 1) and write DIR/report.md, DIR/audit.json and PNG figures.",
+    )
+    audit.add_argument("--out", type=Path, default=Path("runs/audit"), help="output directory (default runs/audit)")
+    audit.add_argument("--quick", action="store_true", help="small sizes: under a minute")
     return parser
 
 
@@ -133,6 +141,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
         return _run(args)
+    if args.command == "audit":
+        from mtg_env.audit import run_audit
+
+        sections = run_audit(args.out, quick=args.quick)
+        for section in sections:
+            print(f"- {section.title}: {section.finding}")
+        print(f"wrote {args.out / 'report.md'}")
+        return 0
     return 2  # pragma: no cover - argparse enforces a command
 
 

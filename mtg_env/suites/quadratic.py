@@ -151,6 +151,17 @@ class QuadraticSuite(TaskSuite):
 
     def equilibrium(self) -> tuple[Tensor, Tensor]:
         """The minimiser of L_MT: the fixed point of the `sum` and `mean` dynamics (float64)."""
+        K, c = self._joint_system()
+        z = torch.linalg.solve(K, c)
+        t = self.head_offsets[-1]
+        return z[:t], z[t:]
+
+    def joint_hessian(self) -> Tensor:
+        """The Hessian of L_MT = Σ_m ℓ_m in z = [Θ_1; …; Θ_M; Ψ] (float64): the `sum` dynamics are gradient
+        descent on L_MT, stable for steps below 2 / λ_max."""
+        return self._joint_system()[0]
+
+    def _joint_system(self) -> tuple[Tensor, Tensor]:
         h, off, n = self.head_sizes, self.head_offsets, self.trunk_size
         size = off[-1] + n
         K = torch.zeros(size, size, dtype=torch.float64, device=self.device)
@@ -164,8 +175,7 @@ class QuadraticSuite(TaskSuite):
             K[t:, t:] += a[h[m] :, h[m] :]
             c[s:e] = v[: h[m]]
             c[t:] += v[h[m] :]
-        z = torch.linalg.solve(K, c)
-        return z[:t], z[t:]
+        return K, c
 
     def describe(self) -> dict[str, Any]:
         return {"suite": self.name, **self._config}

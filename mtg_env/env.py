@@ -77,7 +77,8 @@ class MultiTaskGameEnv(ParallelEnv):
     features (a ``[7 M]`` vector) for centralised critics.
 
     ## Rewards
-    reward_m = −ℓ_m on the current batch (clipped to the finite float range after a divergence).
+    reward_m = −ℓ_m on the current batch. On the step that diverges: ``divergence_reward`` if given (RL
+    learners want a bounded penalty, e.g. −10), else −ℓ_m clipped to the finite float range.
 
     ## Starting State
     Parameters drawn by the suite from the env's seed (``reset(seed=...)``), or given by
@@ -94,6 +95,7 @@ class MultiTaskGameEnv(ParallelEnv):
     | `consensus`      | `"sum"`        | a name in `mtg_env.CONSENSUS_RULES`, or f(P[M, n]) -> [n]  |
     | `consensus_kwargs` | `None`       | options of a named rule (e.g. `{"c": 0.4}` for `cagrad`)  |
     | `metrics_every`  | `0`            | add `infos[a]["metrics"]` every k steps (0: never)        |
+    | `divergence_reward` | `None`      | reward on the step that diverges (None: −loss, clipped)    |
     | `action_mode`    | `"update"`     | `update` or `step_size`                                   |
     | `max_cycles`     | `500`          | steps before truncation                                   |
     | `render_mode`    | `None`         | `human`, `ansi` (text table) or `rgb_array` (loss curves) |
@@ -135,6 +137,7 @@ class MultiTaskGameEnv(ParallelEnv):
         log_step_range: tuple[float, float] = (-20.0, 2.0),
         consensus_kwargs: Mapping[str, Any] | None = None,
         metrics_every: int = 0,
+        divergence_reward: float | None = None,
         **suite_kwargs: Any,
     ):
         if action_mode not in ("update", "step_size"):
@@ -144,6 +147,9 @@ class MultiTaskGameEnv(ParallelEnv):
         if int(metrics_every) < 0:
             raise ValueError(f"metrics_every must be >= 0 (0: never), got {metrics_every}")
         self.metrics_every = int(metrics_every)
+        if divergence_reward is not None and not math.isfinite(divergence_reward):
+            raise ValueError(f"divergence_reward must be finite or None, got {divergence_reward}")
+        self.divergence_reward = None if divergence_reward is None else float(divergence_reward)
         if int(max_cycles) < 1:
             raise ValueError(f"max_cycles must be >= 1, got {max_cycles}")
         if not 0 < max_update < float("inf"):
@@ -335,7 +341,9 @@ class MultiTaskGameEnv(ParallelEnv):
         else:
             lim = self._big
             rewards = {
-                a: float(np.clip(np.nan_to_num(-loss, nan=-lim), -lim, lim))
+                a: self.divergence_reward
+                if self.divergence_reward is not None
+                else float(np.clip(np.nan_to_num(-loss, nan=-lim), -lim, lim))
                 for a, loss in zip(agents, losses, strict=True)
             }
             reason = self._divergence_reason(losses)

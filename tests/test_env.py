@@ -308,3 +308,15 @@ def test_gradient_agents_learn_digits_across_seeds(consensus: str, seed: int) ->
 
 def test_gradient_agent_default_repr() -> None:
     assert repr(GradientAgent()) == "GradientAgent(lr=0.1, schedule='constant')"
+
+
+def test_divergence_reward_replaces_the_clipped_loss() -> None:
+    env = make_env("quadratic", "step_size", log_step_range=(-5.0, 60.0), divergence_reward=-10.0)
+    env.reset(seed=0)
+    for _ in range(10):
+        _, rewards, term, _, _ = env.step({a: np.array([60.0, 60.0], np.float32) for a in env.agents})
+        if any(term.values()):
+            break
+    assert all(term.values()) and set(rewards.values()) == {-10.0}
+    with pytest.raises(ValueError, match="divergence_reward must be finite"):
+        make_env("quadratic", divergence_reward=float("-inf"))

@@ -96,6 +96,7 @@ class MultiTaskGameEnv(ParallelEnv):
     | `consensus_kwargs` | `None`       | options of a named rule (e.g. `{"c": 0.4}` for `cagrad`)  |
     | `metrics_every`  | `0`            | add `infos[a]["metrics"]` every k steps (0: never)        |
     | `divergence_reward` | `None`      | reward on the step that diverges (None: −loss, clipped)    |
+    | `numeric_infos`  | `False`        | infos hold only numbers, the same keys every step (TorchRL) |
     | `action_mode`    | `"update"`     | `update` or `step_size`                                   |
     | `max_cycles`     | `500`          | steps before truncation                                   |
     | `render_mode`    | `None`         | `human`, `ansi` (text table) or `rgb_array` (loss curves) |
@@ -110,7 +111,9 @@ class MultiTaskGameEnv(ParallelEnv):
     suite computes it cheaply (quadratic). After ``reset`` also ``head_size``, ``trunk_size`` and
     ``action_mode``. On divergence ``termination == "diverged"`` and a ``reason``. Every
     ``metrics_every`` steps (and after reset), ``metrics``: the agent's ``nash_gap``, ``stationarity`` and
-    held-out ``loss``, and the game's metrics (see :meth:`metrics`).
+    held-out ``loss``, and the game's metrics (see :meth:`metrics`). With ``numeric_infos=True`` (for
+    TorchRL, which builds its specs from the reset infos and needs numbers) infos are exactly ``loss``,
+    ``t``, ``diverged`` (0 or 1) and, where cheap, ``nash_gap``, at reset and at every step.
 
     ## Version History
     * v0: initial release.
@@ -138,6 +141,7 @@ class MultiTaskGameEnv(ParallelEnv):
         consensus_kwargs: Mapping[str, Any] | None = None,
         metrics_every: int = 0,
         divergence_reward: float | None = None,
+        numeric_infos: bool = False,
         **suite_kwargs: Any,
     ):
         if action_mode not in ("update", "step_size"):
@@ -150,6 +154,11 @@ class MultiTaskGameEnv(ParallelEnv):
         if divergence_reward is not None and not math.isfinite(divergence_reward):
             raise ValueError(f"divergence_reward must be finite or None, got {divergence_reward}")
         self.divergence_reward = None if divergence_reward is None else float(divergence_reward)
+        if numeric_infos and self.metrics_every:
+            raise ValueError(
+                "numeric_infos=True keeps one fixed set of numeric info keys; it cannot carry metrics_every"
+            )
+        self.numeric_infos = bool(numeric_infos)
         if int(max_cycles) < 1:
             raise ValueError(f"max_cycles must be >= 1, got {max_cycles}")
         if not 0 < max_update < float("inf"):
@@ -285,6 +294,8 @@ class MultiTaskGameEnv(ParallelEnv):
         self._loss_history = []
         observations, losses, finite = self._observe()
         infos = self._infos(losses, None)
+        if self.numeric_infos:
+            return observations, infos
         for agent, h in zip(self.agents, self._head_sizes, strict=True):
             infos[agent].update(head_size=h, trunk_size=self.trunk_size, action_mode=self.action_mode)
         if not finite:  # a start that is already non-finite: report it, the first step will terminate
@@ -508,6 +519,14 @@ class MultiTaskGameEnv(ParallelEnv):
 
     def _infos(self, losses: list[float], reason: str | None) -> dict[str, dict[str, Any]]:
         gaps = self._cheap_gaps()
+        if self.numeric_infos:  # the same numeric keys at reset and at every step (TorchRL builds specs from them)
+            numeric: dict[str, dict[str, Any]] = {}
+            for m, agent in enumerate(self.agents):
+                values = {"loss": losses[m], "t": float(self._t), "diverged": float(reason is not None)}
+                if gaps is not None:
+                    values["nash_gap"] = gaps[m]
+                numeric[agent] = values
+            return numeric
         metrics = (
             self.metrics() if self.metrics_every and self._t % self.metrics_every == 0 and reason is None else None
         )

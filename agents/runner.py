@@ -88,7 +88,7 @@ class History:
             ax = fig.add_subplot()
             for m, task in enumerate(self.tasks):
                 ax.plot(np.arange(len(data)), data[:, m], label=task)
-            if log:
+            if log and (data > 0).any():  # a gap that is 0 throughout (empty heads) stays on a linear axis
                 ax.set_yscale("log")
             ax.set_xlabel("step t")
             ax.set_ylabel(label)

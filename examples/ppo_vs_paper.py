@@ -24,12 +24,11 @@ from typing import Any
 import numpy as np
 import supersuit as ss
 import torch
-from gymnasium import spaces
-from pettingzoo.utils import BaseParallelWrapper
 from stable_baselines3 import PPO
 
 import mtg_env
 from agents import GradientAgent
+from mtg_env.wrappers import UnitActions
 
 GAME: dict[str, Any] = {
     "suite": "regression",
@@ -42,36 +41,17 @@ LR_GRID = (0.01, 0.03, 0.1, 0.2)
 TRAIN_SEEDS = range(5)
 
 
-LOW, HIGH = GAME["log_step_range"]
-
-
-def to_log_steps(action: np.ndarray) -> np.ndarray:
-    """The policy acts in [−1, 1] (what SB3's Gaussian policy is built for); the env takes log steps."""
-    return LOW + (np.clip(action, -1.0, 1.0) + 1.0) * 0.5 * (HIGH - LOW)
-
-
-class UnitActions(BaseParallelWrapper):
-    """The policy acts in [−1, 1] (what SB3's Gaussian policy is built for), mapped onto the env's log-step
-    Box. Without it the policy's initial mean (0) lies outside [−7, −1.5], every action is clipped to the
-    top, and PPO gets no signal."""
-
-    def __init__(self, env: Any):
-        super().__init__(env)
-        self._unit = {a: spaces.Box(-1.0, 1.0, (2,), np.float32) for a in env.possible_agents}
-
-    def action_space(self, agent: str) -> spaces.Box:
-        return self._unit[agent]
-
-    def step(self, actions: dict) -> Any:
-        return self.env.step({a: to_log_steps(np.asarray(x)).astype(np.float32) for a, x in actions.items()})
-
-
 def train_ppo(timesteps: int, seed: int, out: Path) -> Path:
     torch.manual_seed(seed)  # SB3's network init uses torch's global RNG (this script's, not the package's)
     env = mtg_env.parallel_env(**GAME)
     env.reset(seed=seed)  # seed the env itself: PPO(seed=...) crashes on SuperSuit's ConcatVecEnv
     venv = ss.concat_vec_envs_v1(
-        ss.pettingzoo_env_to_vec_env_v1(UnitActions(env)), 1, num_cpus=0, base_class="stable_baselines3"
+        # The policy acts in [−1, 1], mapped onto the log-step Box: SB3's Gaussian starts at mean 0, which
+        # lies outside [−7, −1.5]; unmapped, every action is clipped to the top and PPO learns nothing.
+        ss.pettingzoo_env_to_vec_env_v1(UnitActions(env)),
+        1,
+        num_cpus=0,
+        base_class="stable_baselines3",
     )
     model = PPO("MlpPolicy", venv, n_steps=300, batch_size=300, learning_rate=3e-4, gamma=0.99, verbose=0, device="cpu")
     model.learn(total_timesteps=timesteps)
@@ -102,10 +82,12 @@ def play(
 
 def ppo_player(model: PPO) -> Player:
     def run(env: mtg_env.MultiTaskGameEnv, seed: int) -> dict[str, Any]:
+        unit = UnitActions(env)
+
         def act(obs: dict[str, np.ndarray], state: dict) -> dict:
             batch = np.stack([obs[a] for a in env.agents])
             actions, _ = model.predict(batch, deterministic=True)
-            return dict(zip(env.agents, to_log_steps(actions), strict=True))
+            return {a: unit.to_env_action(a, x) for a, x in zip(env.agents, actions, strict=True)}
 
         return play(env, seed, act)
 

@@ -1,8 +1,9 @@
 """SuperSuit + Stable-Baselines3: one PPO policy shared by every task, in `step_size` mode.
 
 SuperSuit turns the parallel env into a vector env with one slot per task, so a single SB3 policy acts
-for all of them. Seed the env itself (``env.reset(seed=...)``): SB3's ``PPO(seed=...)`` calls
-``venv.seed``, which SuperSuit's ConcatVecEnv does not have.
+for all of them; `mtg_env.wrappers.UnitActions` gives the policy the [−1, 1] actions it is built for.
+Seed the env itself (``env.reset(seed=...)``): SB3's ``PPO(seed=...)`` calls ``venv.seed``, which
+SuperSuit's ConcatVecEnv does not have.
 
     python examples/sb3_ppo.py [--timesteps 20000]
 """
@@ -11,19 +12,21 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 import supersuit as ss
+import torch
 from stable_baselines3 import PPO
 
 import mtg_env
+from mtg_env.wrappers import UnitActions
 
 
 def make_vec_env(seed: int, **kwargs):  # type: ignore[no-untyped-def]
     env = mtg_env.parallel_env(**kwargs)
     env.reset(seed=seed)
-    return env, ss.concat_vec_envs_v1(
-        ss.pettingzoo_env_to_vec_env_v1(env), 1, num_cpus=0, base_class="stable_baselines3"
-    )
+    # The policy acts in [−1, 1] (SB3's Gaussian starts at mean 0), mapped onto the log-step Box.
+    unit = UnitActions(env)
+    vec = ss.concat_vec_envs_v1(ss.pettingzoo_env_to_vec_env_v1(unit), 1, num_cpus=0, base_class="stable_baselines3")
+    return unit, vec
 
 
 def main() -> None:
@@ -39,16 +42,19 @@ def main() -> None:
         "divergence_reward": -10.0,
     }
     _, venv = make_vec_env(args.seed, **game)
+    torch.manual_seed(args.seed)  # SB3's network init draws from torch's global RNG (this script's)
     model = PPO("MlpPolicy", venv, n_steps=256, batch_size=256, learning_rate=3e-4, verbose=0, device="cpu")
     model.learn(total_timesteps=args.timesteps)
     # Evaluate: play one episode on a new seed with the deterministic policy.
-    _, eval_venv = make_vec_env(args.seed + 1000, **game)
+    unit, eval_venv = make_vec_env(args.seed + 1000, **game)
     obs = eval_venv.reset()
     for _ in range(game["max_cycles"]):
         action, _ = model.predict(obs, deterministic=True)
         obs, rewards, _, _ = eval_venv.step(action)
-    print(f"PPO's final losses per task on a held-out seed: {np.round(-rewards, 4).tolist()}")
-    print(f"log step sizes it chose at the end (head, trunk) per task: {np.round(action, 2).tolist()}")
+    chosen = [unit.to_env_action(a, x) for a, x in zip(unit.possible_agents, action, strict=True)]
+    print(f"PPO's final losses per task on a held-out seed: {[round(float(-r), 4) for r in rewards]}")
+    steps = [[round(float(v), 2) for v in c] for c in chosen]
+    print(f"log step sizes it chose at the end (head, trunk) per task: {steps}")
 
 
 if __name__ == "__main__":

@@ -86,6 +86,12 @@ class Section:
         return "\n".join(lines) + "\n"
 
 
+def _span(values: Sequence[float], spec: str) -> str:
+    """'a to b', or 'a' when there is one value."""
+    lo, hi = format(min(values), spec), format(max(values), spec)
+    return lo if lo == hi else f"{lo} to {hi}"
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, bool):
         return "yes" if v else "no"
@@ -206,13 +212,14 @@ def theorem3(cfg: AuditConfig, out: Path) -> Section:
     constant_final = [r[4] for r in rows if r[1] == "constant"]
     rm_slopes = [r[8] for r in rows if r[1] == "robbins_monro"]
     sm_slopes = [r[8] for r in rows if r[1] == "summable"]
+    worse = ", slower on worse-conditioned games" if len(rm_slopes) > 1 else ""
     return Section(
         "Theorem 3: convergence on convex quadratic games",
         f"With a constant step 1/λ_max(∇²L_MT) and `sum` consensus, V_t falls geometrically (per-step ratio "
         f"{max(r[7] for r in rows if r[1] == 'constant'):.3g} at worst) to {max(constant_final):.2g} or less, the "
         "round-off floor, on every game; Robbins–Monro (p = 0.75) converges polynomially (log-log slope of V_t "
-        f"{min(rm_slopes):.2g} to {max(rm_slopes):.2g} in the second half, slower on worse-conditioned games) and "
-        f"the summable schedule (p = 1.5) stalls (slope {min(sm_slopes):.1g} to {max(sm_slopes):.1g}). V_T / T → 0 "
+        f"{_span(rm_slopes, '.2g')} in the second half{worse}) "
+        f"and the summable schedule (p = 1.5) stalls (slope {_span(sm_slopes, '.1g')}). V_T / T → 0 "
         "in every run (Assumption 5, Proposition 3).",
         [
             "game",
@@ -488,7 +495,8 @@ def _plot_strips(path: Path, groups: dict[str, np.ndarray], ylabel: str) -> Path
     ax = fig.add_subplot()
     for i, values in enumerate(groups.values()):
         ax.scatter(np.full(len(values), i), values, alpha=0.7)
-    ax.set_xticks(range(len(groups)), list(groups), rotation=15, fontsize="small")
+    labels = [name.replace("regression (MLP trunk)", "regression\n(MLP trunk)") for name in groups]
+    ax.set_xticks(range(len(groups)), labels, fontsize="small")
     ax.set_yscale("log")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)

@@ -24,8 +24,15 @@ def _parser() -> argparse.ArgumentParser:
         "write DIR/summary.json, DIR/history.json and loss-curve PNGs.",
     )
     run.add_argument("--suite", default="digits", choices=sorted(SUITES), help="task suite (default: digits)")
-    run.add_argument("--consensus", default="sum", choices=sorted(CONSENSUS_RULES), help="trunk consensus rule")
-    run.add_argument("--agent", default="gradient", choices=["gradient", "adam", "rmsprop"], help="baseline agent")
+    run.add_argument(
+        "--consensus", default="sum", choices=sorted(CONSENSUS_RULES), help="trunk consensus rule (default: sum)"
+    )
+    run.add_argument(
+        "--agent",
+        default="gradient",
+        choices=["gradient", "adam", "rmsprop"],
+        help="baseline agent (default: gradient)",
+    )
     run.add_argument("--steps", type=int, default=500, help="episode length (max_cycles; default 500)")
     run.add_argument("--seed", type=int, default=0, help="env seed (default 0)")
     run.add_argument("--out", type=Path, default=None, help="output directory (default runs/<suite>_<consensus>_...)")
@@ -67,7 +74,7 @@ def _run(args: argparse.Namespace) -> int:
         agent_kwargs["schedule"] = args.schedule
     elif args.schedule != "constant":
         raise SystemExit(f"mtg-env run: --schedule applies to the gradient agent, not {args.agent!r}")
-    out = args.out or Path("runs") / f"{args.suite}_{args.consensus}_{args.agent}_s{args.seed}"
+    out = args.out or _default_out(args)
 
     env = MultiTaskGameEnv(
         suite=args.suite,
@@ -100,6 +107,7 @@ def _run(args: argparse.Namespace) -> int:
     summary = {
         "tasks": tasks,
         "config": config,
+        "consensus_failures": getattr(env.consensus, "failures", 0),
         "steps_played": history.steps,
         "terminated": history.terminated,
         "seconds": round(seconds, 3),
@@ -119,6 +127,20 @@ def _run(args: argparse.Namespace) -> int:
         print(_table(tasks))
     print(f"wrote {out / 'summary.json'}, {out / 'history.json'}, " + ", ".join(str(p) for p in pngs))
     return 1 if history.terminated else 0
+
+
+def _default_out(args: argparse.Namespace) -> Path:
+    """runs/<suite>_<consensus>_<agent>_s<seed>, plus a short hash of any other option that changes the result,
+    so that runs with different settings never overwrite each other."""
+    name = f"{args.suite}_{args.consensus}_{args.agent}_s{args.seed}"
+    defaults = {"steps": 500, "action_mode": "update", "lr": None, "trunk_lr": None, "schedule": "constant",
+                "dtype": "float32", "device": "cpu"}  # fmt: skip
+    changed = {k: getattr(args, k) for k, v in defaults.items() if getattr(args, k) != v}
+    if changed:
+        import hashlib
+
+        name += "_" + hashlib.sha1(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:8]
+    return Path("runs") / name
 
 
 def _table(tasks: dict[str, dict[str, Any]]) -> str:

@@ -180,8 +180,13 @@ class AggregatorRule:
             return -self.aggregator(gradients)
 
     def _check_bargaining(self, gradients: Tensor, direction: Tensor) -> None:
-        """Warn when Nash-MTL's direction is not a bargaining solution (its solver failed and it reused old
-        weights, equal weights at first): the solution satisfies ⟨g_m, d⟩ = c/α_m with d = Σ α_m g_m."""
+        """Warn when Nash-MTL's direction is not a bargaining solution: torchjd then reuses its previous
+        weights (equal weights on a first step). The solution satisfies ⟨g_m, d⟩ = c/α_m with d = Σ α_m g_m.
+
+        Two causes: the gradients have no common descent direction (0 lies in their convex hull, e.g. at a
+        Pareto-stationary point), so no bargaining solution exists; or the solver did not find it. The first
+        failure of an episode warns; ``failures`` counts them all.
+        """
         dots = gradients @ direction
         if bool((dots > 0).all()):
             combination = (1.0 / dots) @ gradients
@@ -189,10 +194,22 @@ class AggregatorRule:
             if cos > 1 - 1e-3:
                 return
         self.failures += 1
+        if self.failures > 1:
+            return
+        from mtg_env.metrics import pareto_stationarity  # a leaf import: metrics imports this module
+
+        shortest = pareto_stationarity(gradients)
+        if shortest <= 1e-6 * float(gradients.norm(dim=1).max()):
+            cause = (
+                "the task gradients have no common descent direction (0 is in their convex hull, as at a "
+                "Pareto-stationary point), so no bargaining solution exists"
+            )
+        else:
+            cause = "torchjd's ECOS solve did not find the bargaining solution"
         warnings.warn(
             ConsensusWarning(
-                "nash_mtl: the bargaining problem was not solved this step (torchjd's ECOS solve failed), so the "
-                "trunk moved with the previous weights (equal weights on a first step); rule.failures counts these"
+                f"nash_mtl: {cause}; the trunk moved with the previous weights (equal weights on a first step). "
+                "Warned once per episode; rule.failures counts every such step"
             ),
             stacklevel=3,
         )

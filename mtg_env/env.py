@@ -166,6 +166,10 @@ class MultiTaskGameEnv(ParallelEnv):
         lo, hi = (float(v) for v in log_step_range)
         if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
             raise ValueError(f"log_step_range must be finite (low, high) with low < high, got {log_step_range}")
+        if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(
+                f"device={device!r} asks for CUDA, but this torch build has no usable GPU; use device='cpu'"
+            )
         self._generator = torch.Generator()  # CPU: the same seed gives the same game on every device
         self.suite = make_suite(suite, device=device, dtype=dtype, **suite_kwargs)
         self.device = self.suite.device

@@ -1,7 +1,10 @@
-"""Views of the game for tools that are not multi-agent.
+"""Views of the game for learning libraries.
 
-:class:`JointControlEnv` is a Gymnasium single-agent view: one controller sets every task's action at once
-(a joint ``Box``), for single-agent algorithms and hyper-parameter search.
+- :class:`UnitActions`: the same parallel env with every action Box rescaled to [−1, 1], the range
+  Gaussian policies (SB3, RLlib, TorchRL) start in. Without it a policy whose initial mean (0) lies outside
+  a `step_size` Box such as [−7, −1.5] is always clipped to one end and learns nothing.
+- :class:`JointControlEnv`: a Gymnasium single-agent view, one controller setting every task's action at
+  once (a joint ``Box``), for single-agent algorithms and hyper-parameter search.
 """
 
 from __future__ import annotations
@@ -11,8 +14,42 @@ from typing import Any
 import gymnasium
 import numpy as np
 from gymnasium import spaces
+from pettingzoo.utils import BaseParallelWrapper
 
 from mtg_env.env import MultiTaskGameEnv
+
+
+class UnitActions(BaseParallelWrapper):
+    """A parallel env whose actions are in [−1, 1], mapped affinely onto the wrapped env's Boxes.
+
+    Actions outside [−1, 1] are clipped (as the policy's own clipping would). Everything else, the
+    observations, rewards and the wrapped env's methods (``state``, ``metrics``, ...), passes through.
+    """
+
+    def __init__(self, env: Any):
+        super().__init__(env)
+        self._low = {a: env.action_space(a).low.astype(np.float64) for a in env.possible_agents}
+        self._high = {a: env.action_space(a).high.astype(np.float64) for a in env.possible_agents}
+        self._unit = {
+            a: spaces.Box(-1.0, 1.0, env.action_space(a).shape, env.action_space(a).dtype) for a in env.possible_agents
+        }
+
+    def action_space(self, agent: str) -> spaces.Box:
+        return self._unit[agent]
+
+    def to_env_action(self, agent: str, action: Any) -> np.ndarray:
+        """The wrapped env's action for a [−1, 1] action."""
+        unit = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        low, high = self._low[agent], self._high[agent]
+        return (low + (unit + 1.0) * 0.5 * (high - low)).astype(self.env.action_space(agent).dtype)
+
+    def step(self, actions: dict[str, Any]) -> Any:
+        return self.env.step({a: self.to_env_action(a, x) for a, x in actions.items()})
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.env, name)
 
 
 class JointControlEnv(gymnasium.Env):

@@ -96,8 +96,13 @@ def test_agent_options_reach_the_agents(tmp_path: Path) -> None:
 
 def test_default_out_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    assert main(["run", "--suite", "quadratic", "--steps", "3", "--no-progress", "--seed", "7"]) == 0
+    assert main(["run", "--suite", "quadratic", "--no-progress", "--seed", "7"]) == 0
     assert (tmp_path / "runs" / "quadratic_sum_gradient_s7" / "summary.json").is_file()
+    # Other settings get their own directory (a hash of the options that differ), never overwrite.
+    assert main(["run", "--suite", "quadratic", "--no-progress", "--seed", "7", "--steps", "3"]) == 0
+    assert main(["run", "--suite", "quadratic", "--no-progress", "--seed", "7", "--steps", "3", "--lr", "0.05"]) == 0
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert len(runs) == 3 and all(name.startswith("quadratic_sum_gradient_s7") for name in runs)
 
 
 def test_schedule_with_an_adaptive_agent_is_an_error(tmp_path: Path) -> None:

@@ -168,12 +168,28 @@ def test_nash_mtl_really_solves_the_bargaining_problem(seed: int) -> None:
 def test_nash_mtl_solver_failure_is_not_silent() -> None:
     p = proposals(3, m=3, n=10, conflict=False) * 1e-2  # ECOS fails on this one
     r = rule("nash_mtl", 3)
-    with pytest.warns(mtg_env.ConsensusWarning, match="bargaining problem was not solved"):
+    with pytest.warns(mtg_env.ConsensusWarning, match="ECOS solve did not find the bargaining solution"):
         d = r(p)
     torch.testing.assert_close(d, p.sum(0))  # what torchjd did: equal weights
     assert r.failures == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one warning per episode: later failures are only counted
+        r(p)
+    assert r.failures == 2
     r.reset()
     assert r.failures == 0
+
+
+def test_nash_mtl_names_a_missing_bargaining_solution() -> None:
+    g = torch.tensor([[1.0, 0.5], [-1.0, -0.5]], dtype=torch.float64) * 1e-2  # opposed: no common descent
+    r = rule("nash_mtl", 2)
+    with warnings.catch_warnings():
+        # numpy inside cvxpy, evaluating 1 / (G α) = 1 / 0 and then inf · 0 on this degenerate problem
+        warnings.filterwarnings("ignore", "divide by zero", RuntimeWarning)
+        warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+        with pytest.warns(mtg_env.ConsensusWarning, match="no common descent direction"):
+            r(g)
+    assert r.failures == 1
 
 
 def test_randomized_rules_follow_the_bound_generator_and_leave_the_global_rng_alone() -> None:
@@ -259,7 +275,7 @@ def test_every_rule_plays_a_full_episode(name: str, suite: str) -> None:
         warnings.filterwarnings("ignore", "Solution may be inaccurate", UserWarning)
         warnings.filterwarnings("ignore", "divide by zero", RuntimeWarning)
         # ... and on those steps our rule says so instead of silently using equal weights.
-        warnings.filterwarnings("ignore", "nash_mtl: the bargaining problem was not solved", mtg_env.ConsensusWarning)
+        warnings.filterwarnings("ignore", "nash_mtl: ", mtg_env.ConsensusWarning)
         while env.agents:
             _, rewards, term, trunc, _ = env.step({a: np.log([0.02, 0.02]) for a in env.agents})
             steps += 1

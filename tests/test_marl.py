@@ -13,7 +13,7 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 import mtg_env
-from mtg_env.wrappers import JointControlEnv
+from mtg_env.wrappers import JointControlEnv, UnitActions
 
 ss = pytest.importorskip("supersuit")
 sb3 = pytest.importorskip("stable_baselines3")
@@ -197,3 +197,18 @@ def test_marl_examples_run(script: str, args: list[str]) -> None:
 
     path = Path(__file__).resolve().parent.parent / "examples" / f"{script}.py"
     subprocess.run([sys.executable, str(path), *args], check=True, capture_output=True)
+
+
+def test_unit_actions_map_minus_one_to_one_onto_the_box() -> None:
+    from pettingzoo.test import parallel_api_test
+
+    env = mtg_env.parallel_env(suite="quadratic", action_mode="step_size", log_step_range=(-7.0, -1.5))
+    unit = UnitActions(env)
+    space = unit.action_space("task_0")
+    assert space.low.tolist() == [-1.0, -1.0] and space.high.tolist() == [1.0, 1.0]
+    np.testing.assert_allclose(unit.to_env_action("task_0", [-1.0, 1.0]), [-7.0, -1.5])
+    np.testing.assert_allclose(unit.to_env_action("task_0", [0.0, 5.0]), [-4.25, -1.5])  # clipped into the Box
+    parallel_api_test(UnitActions(mtg_env.parallel_env(suite="quadratic", action_mode="step_size")), num_cycles=30)
+    unit.reset(seed=0)
+    unit.step({a: np.zeros(2, np.float32) for a in unit.agents})
+    assert unit.state().shape == (21,)  # the wrapped env's methods pass through

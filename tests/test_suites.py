@@ -191,3 +191,13 @@ def test_digits_regression_gap_is_exact_and_repeatable_with_dead_units() -> None
     gaps = [suite.nash_gaps(heads, trunk)[3].item() for _ in range(2)]
     assert gaps[0] == gaps[1]
     assert gaps[0] == pytest.approx(expected, rel=1e-9)
+
+
+def test_quadratic_with_empty_heads_is_a_pure_trunk_game() -> None:
+    env = mtg_env.parallel_env(suite="quadratic", head_dim=0, trunk_dim=3, dtype="float64", max_cycles=400)
+    obs, infos = env.reset(seed=0)
+    assert env.head_size("task_0") == 0 and infos["task_0"]["nash_gap"] == 0.0
+    while env.agents:
+        obs, *_ = env.step({a: np.clip(-0.05 * obs[a][:3], -1, 1) for a in env.agents})
+    _, trunk = env.get_parameters()
+    assert torch.allclose(trunk, env.suite.equilibrium()[1], atol=1e-8)

@@ -179,15 +179,6 @@ class TaskSuite(abc.ABC):
         """A JSON-friendly description of the suite's configuration."""
         return {"suite": self.name}
 
-    # ------------------------------------------------------------------------------- helpers
-    def _check_sizes(self, heads: Tensor, trunk: Tensor) -> None:
-        expected_h = self.head_offsets[-1]
-        if heads.shape != (expected_h,) or trunk.shape != (self.trunk_size,):
-            raise ValueError(
-                f"suite {self.name!r} expects heads of shape ({expected_h},) and trunk of shape "
-                f"({self.trunk_size},), got {tuple(heads.shape)} and {tuple(trunk.shape)}"
-            )
-
 
 def unpack(flat: Tensor, shapes: Sequence[tuple[int, ...]]) -> list[Tensor]:
     """Views of ``flat`` reshaped to ``shapes`` (no copy; gradients flow to ``flat``)."""

@@ -98,6 +98,12 @@ class QuadraticSuite(TaskSuite):
         h = self.head_sizes
         # A_ΘΘ⁻¹ and A_ΘΨ per task, for best responses and gaps.
         self._inv_hh = [torch.linalg.inv(a[: h[m], : h[m]]) for m, a in enumerate(self._A64)]
+        if self._uniform:  # batched float64 blocks: the per-step Nash gap is then a few contractions
+            k = h[0]
+            self._A_hh = torch.stack([a[:k, :k] for a in self._A64])
+            self._A_hp = torch.stack([a[:k, k:] for a in self._A64])
+            self._b_h = torch.stack([v[:k] for v in self._b64])
+            self._inv_stack = torch.stack(self._inv_hh)
 
     # ------------------------------------------------------------------------------ the game
     def init_params(self, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -115,7 +121,7 @@ class QuadraticSuite(TaskSuite):
     def losses(self, heads: Tensor, trunk: Tensor, batch: Any = None) -> Tensor:
         if self._uniform:
             m = self.num_tasks
-            z = torch.cat([heads.view(m, -1), trunk.expand(m, -1)], dim=1)
+            z = torch.cat([heads.view(m, self.head_sizes[0]), trunk.expand(m, -1)], dim=1)
             quad = torch.einsum("mi,mij,mj->m", z, self._A_stack, z)
             return 0.5 * quad - (self._b_stack * z).sum(1)
         out = []
@@ -140,6 +146,10 @@ class QuadraticSuite(TaskSuite):
         """Exact head Nash gap per task, ½ gᵀ A_ΘΘ⁻¹ g, computed in float64 (a game without data: the
         split does not matter)."""
         psi = trunk.detach().to(torch.float64)
+        if self._uniform:
+            theta = heads.detach().to(torch.float64).view(self.num_tasks, self.head_sizes[0])
+            g = torch.einsum("mij,mj->mi", self._A_hh, theta) + self._A_hp @ psi - self._b_h
+            return 0.5 * torch.einsum("mi,mij,mj->m", g, self._inv_stack, g)
         gaps = []
         for m, (a, v, theta) in enumerate(
             zip(self._A64, self._b64, self.split_heads(heads.detach().to(torch.float64)), strict=True)

@@ -8,13 +8,12 @@ rounds; the figure is the median round. Run: ``python benchmarks/consensus_cost.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 import warnings
 from collections.abc import Callable
 
 import numpy as np
 import torch
+from _timing import median_seconds_per_step  # benchmarks/ is on sys.path when run as a script
 
 import mtg_env
 from mtg_env.consensus import RULE_TABLE
@@ -39,17 +38,7 @@ def main() -> None:
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")  # Nash-MTL's solver remarks are not what is measured here
     steppers = {name: stepper(name) for name in RULE_TABLE}
-    for step in steppers.values():
-        for _ in range(5):
-            step()
-    times: dict[str, list[float]] = {name: [] for name in steppers}
-    for _ in range(args.rounds):
-        for name, step in steppers.items():
-            start = time.perf_counter()
-            for _ in range(args.steps):
-                step()
-            times[name].append((time.perf_counter() - start) / args.steps)
-    median = {name: statistics.median(t) for name, t in times.items()}
+    median = median_seconds_per_step(steppers, args.steps, args.rounds, warmup=5)
     base = median["mean"]
     print(f"digits (default model, batch 256), step_size mode, 1 thread, median of {args.rounds} x {args.steps} steps")
     print(f"{'rule':<14}{'ms/step':>10}{'vs mean':>10}")

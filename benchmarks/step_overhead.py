@@ -16,13 +16,12 @@ the figure is the median round. Run: ``python benchmarks/step_overhead.py [--ste
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _timing import median_seconds_per_step  # benchmarks/ is on sys.path when run as a script
 from torch import nn
 
 import mtg_env
@@ -99,13 +98,6 @@ def env_stepper(mode: str) -> Callable[[], None]:
     return step
 
 
-def steps_per_second(step: Callable[[], None], steps: int) -> float:
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return steps / (time.perf_counter() - start)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300, help="steps per timed round")
@@ -120,14 +112,8 @@ def main() -> None:
         "env step_size mode": env_stepper("step_size"),
         "env update mode": env_stepper("update"),
     }
-    for step in runners.values():  # warm up allocators and autograd
-        for _ in range(30):
-            step()
-    rates: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(args.rounds):
-        for name, step in runners.items():
-            rates[name].append(steps_per_second(step, args.steps))
-    median = {name: statistics.median(r) for name, r in rates.items()}
+    seconds = median_seconds_per_step(runners, args.steps, args.rounds, warmup=30)  # warm-up: allocators, autograd
+    median = {name: 1.0 / t for name, t in seconds.items()}
     best_ref = median["reference (batched backward)"]
     print(f"torch {torch.__version__}, {args.threads} thread(s), {args.rounds} rounds x {args.steps} steps (median)")
     print(f"{'configuration':<32}{'steps/s':>10}{'ms/step':>10}{'vs batched ref':>16}")

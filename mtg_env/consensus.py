@@ -275,24 +275,25 @@ def consensus_rule(rule: str | ConsensusRule, num_tasks: int | None = None, **op
     return AggregatorRule(rule, cls(**kwargs), spec.randomized, options, seed)
 
 
+#: The option each of these rules derives from the number of tasks M (so it needs M unless given).
+_NEEDS_NUM_TASKS = {"nash_mtl": "n_tasks", "krum": "n_byzantine", "trimmed_mean": "trim_number"}
+
+
 def _default_options(rule: str, num_tasks: int | None, options: dict[str, Any]) -> dict[str, Any]:
     kwargs = dict(options)
+    if rule in _NEEDS_NUM_TASKS and num_tasks is None and _NEEDS_NUM_TASKS[rule] not in kwargs:
+        raise ValueError(f"consensus rule {rule!r} needs num_tasks (the env passes it)")
     if rule == "cagrad":
         kwargs.setdefault("c", 0.5)
-    elif (
-        rule in ("nash_mtl", "krum", "trimmed_mean")
-        and num_tasks is None
-        and not (
-            (rule == "nash_mtl" and "n_tasks" in kwargs)
-            or (rule == "krum" and "n_byzantine" in kwargs)
-            or (rule == "trimmed_mean" and "trim_number" in kwargs)
-        )
-    ):
-        raise ValueError(f"consensus rule {rule!r} needs num_tasks (the env passes it)")
-    if rule == "nash_mtl":
+    elif rule == "nash_mtl":
         kwargs.setdefault("n_tasks", num_tasks)
     elif rule == "krum":
         kwargs.setdefault("n_byzantine", 1 if num_tasks is not None and num_tasks >= 4 else 0)
+        if num_tasks is not None and num_tasks < kwargs["n_byzantine"] + 3:
+            raise ValueError(
+                f"krum with n_byzantine={kwargs['n_byzantine']} needs at least {kwargs['n_byzantine'] + 3} "
+                f"tasks, got {num_tasks}"
+            )
     elif rule == "trimmed_mean":
         kwargs.setdefault("trim_number", 1)
         if num_tasks is not None and num_tasks <= 2 * kwargs["trim_number"]:
@@ -300,11 +301,6 @@ def _default_options(rule: str, num_tasks: int | None, options: dict[str, Any]) 
                 f"trimmed_mean with trim_number={kwargs['trim_number']} needs more than "
                 f"{2 * kwargs['trim_number']} tasks, got {num_tasks}"
             )
-    if rule == "krum" and num_tasks is not None and num_tasks < kwargs["n_byzantine"] + 3:
-        raise ValueError(
-            f"krum with n_byzantine={kwargs['n_byzantine']} needs at least {kwargs['n_byzantine'] + 3} tasks, "
-            f"got {num_tasks}"
-        )
     return kwargs
 
 

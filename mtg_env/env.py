@@ -192,10 +192,7 @@ class MultiTaskGameEnv(ParallelEnv):
         self._head_sizes = self.suite.head_sizes
         self._offsets = self.suite.head_offsets
         self._uniform_heads = len(set(self._head_sizes)) == 1
-        self._head_index = torch.repeat_interleave(
-            torch.arange(self.suite.num_tasks, device=self.device),
-            torch.tensor(self._head_sizes, device=self.device),
-        )
+        self._head_index = self.suite.head_task_index()
         self._build_spaces()
         # Actions of all agents stack into one [M, k] array unless update-mode heads differ in size;
         # then they are concatenated and split by these positions (one gather each).
@@ -512,12 +509,7 @@ class MultiTaskGameEnv(ParallelEnv):
             )
             # Into the Box: NaN (only after a divergence) becomes 0; round-off can leave |cos| a hair
             # above 1; a change between two huge finite losses can exceed the dtype's range.
-            rows.append(
-                [
-                    lo if x < lo else hi if x > hi else x if x == x else 0.0
-                    for x, lo, hi in zip(row, low, high, strict=False)
-                ]
-            )
+            rows.append([_into(x, lo, hi) for x, lo, hi in zip(row, low, high, strict=True)])
         clean = ok and all(math.isfinite(x) for x in v)
         return np.array(rows, dtype=self.np_dtype), losses, ok, clean
 

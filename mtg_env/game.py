@@ -60,15 +60,3 @@ def step_size_updates(
     """
     steps = log_steps.exp()
     return -steps[head_index, 0] * head_grads, -steps[:, 1:] * jacobian
-
-
-def symlog(x: Tensor) -> Tensor:
-    """sign(x)·log(1 + |x|): keeps sign and order, compresses scale, bounded for finite floats."""
-    return x.sign() * x.abs().log1p()
-
-
-def cosine_rows(rows: Tensor, direction: Tensor) -> Tensor:
-    """Cosine of each row of ``rows`` with ``direction``; 0 where either is the zero vector."""
-    denom = rows.norm(dim=1) * direction.norm()
-    dots = rows @ direction
-    return torch.where(denom > 0, dots / denom.clamp_min(torch.finfo(rows.dtype).tiny), torch.zeros_like(dots))

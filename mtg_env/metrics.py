@@ -105,11 +105,7 @@ def game_metrics(
     batch = suite.batch_for(split)
     losses, head_grads, jacobian = losses_and_grads(suite.losses, heads, trunk, batch)
     sq = torch.zeros(suite.num_tasks, dtype=torch.float64, device=head_grads.device)
-    index = torch.repeat_interleave(
-        torch.arange(suite.num_tasks, device=head_grads.device),
-        torch.tensor(suite.head_sizes, device=head_grads.device),
-    )
-    sq.index_add_(0, index, head_grads.to(torch.float64).square())
+    sq.index_add_(0, suite.head_task_index(), head_grads.to(torch.float64).square())
     gaps = suite.nash_gaps(heads, trunk, split)
     residual = float(_without_side_effects(rule, suite.num_tasks)(-jacobian).to(torch.float64).norm())
     out: dict[str, Any] = {

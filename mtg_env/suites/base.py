@@ -89,6 +89,12 @@ class TaskSuite(abc.ABC):
             offsets.append(offsets[-1] + size)
         return tuple(offsets)
 
+    def head_task_index(self) -> Tensor:
+        """``[H]``: the task that owns each coordinate of the flat heads vector (on the suite's device)."""
+        return torch.repeat_interleave(
+            torch.arange(self.num_tasks, device=self.device), torch.tensor(self.head_sizes, device=self.device)
+        )
+
     def split_heads(self, heads: Tensor) -> tuple[Tensor, ...]:
         """Views of each task's head inside the flat ``heads`` vector (no copy)."""
         return tuple(heads.split(self.head_sizes))

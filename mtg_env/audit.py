@@ -22,13 +22,14 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from agents.gradient import GradientAgent
 from agents.runner import make_agents, run_episode
@@ -62,6 +63,21 @@ class AuditConfig:
             regression_steps=300,
             trunks=3,
         )
+
+    def episodes(self) -> int:
+        """How many episodes the audit plays (the progress bar's total)."""
+        theorem3 = 3 * len(self.games)
+        assumption2, definition1, theorem1 = 2, 1, 2
+        remarks = 2 * 2 * self.remark_seeds  # two suites, two rules
+        return theorem3 + assumption2 + definition1 + remarks + theorem1
+
+
+Tick = Callable[[], None]
+"""Called once per episode an experiment plays (drives the progress bar)."""
+
+
+def _no_tick() -> None:
+    return None
 
 
 @dataclass
@@ -170,6 +186,31 @@ def _geometric_ratio(values: np.ndarray, floor: float = 1e-24) -> float:
     return float(np.exp(np.log(values[k] / values[0]) / k))
 
 
+def contraction_product(steps: Tensor, eigenvalues: Tensor) -> Tensor:
+    """∏_t (1 − α_t λ) for every eigenvalue λ, robust where a factor crosses zero.
+
+    A step 1/λ_max gives α_0 λ_max = 1 up to round-off, which may land on either side of 1 (the factor is
+    then a tiny number of either sign, or exactly 0). The product of a long schedule is taken in log space
+    for range, with log|1 − x| (``log1p(−x)`` below 1 for its accuracy near 0, ``log(x − 1)`` above) and
+    the sign counted separately; an exact zero factor gives log 0 = −inf and a product of exactly 0.
+    Beyond the stability boundary (α λ > 2) the magnitude grows, as the dynamics do.
+
+    Args:
+        steps: ``[T]`` step sizes α_t.
+        eigenvalues: ``[k]`` eigenvalues λ of the Hessian.
+
+    Returns:
+        ``[k]`` the product along each eigenvalue.
+    """
+    x = steps[:, None] * eigenvalues[None, :]
+    below = x < 1
+    # Each branch is fed only its own side's values, so neither produces a NaN that where() would keep.
+    log_abs = torch.where(below, torch.log1p(-torch.where(below, x, 0.0)), torch.log(torch.where(below, 2.0, x) - 1))
+    negatives = (~below & (x != 1)).sum(0)
+    sign = 1.0 - 2.0 * (negatives % 2).to(x.dtype)
+    return sign * torch.exp(log_abs.sum(0))
+
+
 def _step_size(game: tuple[int, int, int, float]) -> float:
     """1 / λ_max of the joint Hessian: a stable constant step for the `sum` dynamics."""
     m, h, n, cond = game
@@ -181,13 +222,14 @@ def _step_size(game: tuple[int, int, int, float]) -> float:
 SCHEDULES = ("constant", "robbins_monro", "summable")
 
 
-def theorem3(cfg: AuditConfig, out: Path) -> Section:
+def theorem3(cfg: AuditConfig, out: Path, tick: Tick = _no_tick) -> Section:
     rows: list[list[Any]] = []
     curves: dict[Any, Any] = {}
     for game in cfg.games:
         lr = _step_size(game)
         for schedule in SCHEDULES:
             rec = _play_quadratic(_quadratic_env(game, cfg.theorem3_steps), lr, schedule)
+            tick()
             v = rec["v"]
             curves[(game, schedule)] = rec
             rows.append(
@@ -239,7 +281,7 @@ def theorem3(cfg: AuditConfig, out: Path) -> Section:
     )
 
 
-def assumption2(cfg: AuditConfig, out: Path) -> Section:
+def assumption2(cfg: AuditConfig, out: Path, tick: Tick = _no_tick) -> Section:
     """From a far start, compare Robbins–Monro with the summable schedule of Assumption 2 as printed.
 
     With `sum` consensus and the same step for heads and trunk, the dynamics are exactly
@@ -263,11 +305,12 @@ def assumption2(cfg: AuditConfig, out: Path) -> Section:
     curves: dict[Any, Any] = {}
     for schedule, p in (("robbins_monro", 0.75), ("summable", 1.5)):
         rec = _play_quadratic(_quadratic_env(game, cfg.far_steps), lr, schedule, options=options)
+        tick()
         curves[schedule] = np.sqrt(rec["v"])
         steps_t = lr / (1.0 + torch.arange(cfg.far_steps, dtype=torch.float64)) ** p
         predicted = float((coords * torch.prod(1 - steps_t[:, None] * lam[None, :], dim=0)).norm())
         long = lr / (1.0 + torch.arange(2_000_000, dtype=torch.float64)) ** p  # the product has converged by then
-        limit = float((coords * torch.exp(torch.log1p(-long[:, None] * lam[None, :]).sum(0))).norm())
+        limit = float((coords * contraction_product(long, lam)).norm())
         total = float(steps_t.sum())
         k = float(rec["grad"].max())
         final = float(np.sqrt(rec["v"][-1]))
@@ -307,7 +350,7 @@ def assumption2(cfg: AuditConfig, out: Path) -> Section:
     )
 
 
-def definition1(cfg: AuditConfig, out: Path) -> Section:
+def definition1(cfg: AuditConfig, out: Path, tick: Tick = _no_tick) -> Section:
     suite = QuadraticSuite(num_tasks=3, head_dim=2, trunk_dim=2, condition=10.0, dtype="float64")
     h_star, t_star = suite.equilibrium()
     g = torch.Generator().manual_seed(1)
@@ -326,6 +369,7 @@ def definition1(cfg: AuditConfig, out: Path) -> Section:
         )
     env = _quadratic_env((3, 2, 2, 10.0), cfg.theorem3_steps)
     rec = _play_quadratic(env, _step_size((3, 2, 2, 10.0)), "constant", seed=3)
+    tick()
     _, trunk_end = env.get_parameters()
     l_mt = [r[3] for r in rows]
     figure = _plot_bars(out / "definition1.png", [r[0] for r in rows], l_mt, "L_MT at best-responding heads")
@@ -343,7 +387,7 @@ def definition1(cfg: AuditConfig, out: Path) -> Section:
     )
 
 
-def remarks(cfg: AuditConfig, out: Path) -> Section:
+def remarks(cfg: AuditConfig, out: Path, tick: Tick = _no_tick) -> Section:
     rows: list[list[Any]] = []
     spreads: dict[str, np.ndarray] = {}
     setups: list[tuple[str, dict[str, Any], int, float]] = [
@@ -361,6 +405,7 @@ def remarks(cfg: AuditConfig, out: Path) -> Section:
             for seed in range(cfg.remark_seeds):
                 env = MultiTaskGameEnv(consensus=consensus, max_cycles=steps, **config)
                 history = run_episode(env, make_agents("gradient", env, lr=lr), seed=seed)
+                tick()
                 finals.append(sum(f["train_loss"] for f in history.final.values()))
                 gaps.append(sum(f["nash_gap"] for f in history.final.values()))
             spreads[f"{name}, {consensus}"] = np.asarray(finals)
@@ -380,13 +425,14 @@ def remarks(cfg: AuditConfig, out: Path) -> Section:
     )
 
 
-def theorem1(cfg: AuditConfig, out: Path) -> Section:
+def theorem1(cfg: AuditConfig, out: Path, tick: Tick = _no_tick) -> Section:
     rows: list[list[Any]] = []
     curves: dict[Any, Any] = {}
     for cond in (2.0, 20.0):
         game = (1, 2, 2, cond)
         lr = _step_size(game)
         rec = _play_quadratic(_quadratic_env(game, cfg.theorem3_steps), lr, "constant")
+        tick()
         curves[f"κ={cond:g}"] = rec["v"]
         rate = 1 - 1 / cond  # GD at step 1/L on a κ-conditioned quadratic contracts V by (1 − 1/κ)² per step
         rows.append([cond, lr, rec["v"][0], rec["v"][-1], _geometric_ratio(rec["v"]), rate**2])
@@ -405,18 +451,35 @@ def theorem1(cfg: AuditConfig, out: Path) -> Section:
 EXPERIMENTS = (theorem3, assumption2, definition1, remarks, theorem1)
 
 
-def run_audit(out: str | Path, quick: bool = False) -> list[Section]:
-    """Run every experiment; write ``out/report.md``, ``out/audit.json`` and the figures."""
+def run_audit(out: str | Path, quick: bool = False, progress: bool = False) -> list[Section]:
+    """Run every experiment; write ``out/report.md``, ``out/audit.json`` and the figures.
+
+    Args:
+        out: Output directory (created).
+        quick: The small configuration (``AuditConfig.quick()``) the tests run.
+        progress: Show a progress bar over the episodes played (tqdm, on stderr).
+    """
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg = AuditConfig.quick() if quick else AuditConfig()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.episodes(), desc="audit", unit="episode")
     start = time.perf_counter()
     sections = []
-    for experiment in EXPERIMENTS:
-        clock = time.perf_counter()
-        section = experiment(cfg, out_dir)
-        section.data["seconds"] = round(time.perf_counter() - clock, 2)
-        sections.append(section)
+    try:
+        for experiment in EXPERIMENTS:
+            if bar is not None:
+                bar.set_postfix_str(experiment.__name__)
+            clock = time.perf_counter()
+            section = experiment(cfg, out_dir, bar.update if bar is not None else _no_tick)
+            section.data["seconds"] = round(time.perf_counter() - clock, 2)
+            sections.append(section)
+    finally:
+        if bar is not None:
+            bar.close()
     seconds = time.perf_counter() - start
     header = (
         f"# mtg_env audit{' (quick)' if quick else ''}\n\n"

@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     run.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _threads_option(run)
     audit = sub.add_parser(
         "audit",
         help="check the paper's theorems on games where the answer is known; write a Markdown report",
@@ -55,8 +56,28 @@ def _parser() -> argparse.ArgumentParser:
         "Remarks 10 and 13, Theorem 1) and write DIR/report.md, DIR/audit.json and PNG figures.",
     )
     audit.add_argument("--out", type=Path, default=Path("runs/audit"), help="output directory (default runs/audit)")
-    audit.add_argument("--quick", action="store_true", help="small sizes: under a minute")
+    audit.add_argument("--quick", action="store_true", help="small sizes: about a minute")
+    audit.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _threads_option(audit)
     return parser
+
+
+def _threads_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (default 1: the suites' tensors are small, so more threads buy little and, "
+        "on a busy machine, cost many times the run time; results are bit-identical at a fixed thread count)",
+    )
+
+
+def _set_threads(parser: argparse.ArgumentParser, threads: int) -> None:
+    if threads < 1:
+        parser.error(f"--threads must be >= 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -160,13 +181,15 @@ def _table(tasks: dict[str, dict[str, Any]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mtg-env`` console script."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _set_threads(parser, args.threads)
     if args.command == "run":
         return _run(args)
     if args.command == "audit":
         from mtg_env.audit import run_audit
 
-        sections = run_audit(args.out, quick=args.quick)
+        sections = run_audit(args.out, quick=args.quick, progress=not args.no_progress)
         for section in sections:
             print(f"- {section.title}: {section.finding}")
         print(f"wrote {args.out / 'report.md'}")

@@ -6,16 +6,43 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from mtg_env import cli
-from mtg_env.audit import Section, run_audit
+from mtg_env.audit import AuditConfig, Section, contraction_product, run_audit
+
+
+class _CountingBar:
+    """Stands in for tqdm: records the total it was given and every update."""
+
+    made: list[_CountingBar] = []  # noqa: RUF012 - a test double's log
+
+    def __init__(self, total: int, **_: object) -> None:
+        self.total, self.n, self.closed = total, 0, False
+        _CountingBar.made.append(self)
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+
+    def set_postfix_str(self, _: str) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
 
 
 @pytest.fixture(scope="module")
 def audit(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Section]]:
     out = tmp_path_factory.mktemp("audit")
-    sections = run_audit(out, quick=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("tqdm.auto.tqdm", _CountingBar)
+        sections = run_audit(out, quick=True, progress=True)
     return out, {s.title.split(":")[0]: s for s in sections}
+
+
+def test_progress_bar_counts_every_episode(audit: tuple[Path, dict[str, Section]]) -> None:
+    (bar,) = _CountingBar.made
+    assert bar.total == AuditConfig.quick().episodes() == bar.n and bar.closed
 
 
 def test_report_and_figures_are_written(audit: tuple[Path, dict[str, Section]]) -> None:
@@ -29,7 +56,6 @@ def test_report_and_figures_are_written(audit: tuple[Path, dict[str, Section]]) 
             assert f"]({figure})" in report  # each figure sits beside its table
     data = json.loads((out / "audit.json").read_text())
     assert data["quick"] is True and len(data["sections"]) == len(sections)
-    assert data["seconds"] < 60
 
 
 def test_summable_stops_short_where_robbins_monro_converges(audit: tuple[Path, dict[str, Section]]) -> None:
@@ -76,10 +102,30 @@ def test_non_convex_end_points_spread(audit: tuple[Path, dict[str, Section]]) ->
 def test_cli_audit_passes_its_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen = {}
 
-    def fake(out: Path, quick: bool) -> list[Section]:
-        seen.update(out=out, quick=quick)
+    def fake(out: Path, quick: bool, progress: bool) -> list[Section]:
+        seen.update(out=out, quick=quick, progress=progress)
         return [Section("T", "finding", ["a"], [[1]])]
 
     monkeypatch.setattr("mtg_env.audit.run_audit", fake)
-    assert cli.main(["audit", "--quick", "--out", str(tmp_path)]) == 0
-    assert seen == {"out": tmp_path, "quick": True}
+    assert cli.main(["audit", "--quick", "--no-progress", "--out", str(tmp_path)]) == 0
+    assert seen == {"out": tmp_path, "quick": True, "progress": False}
+
+
+@pytest.mark.parametrize("first", [1.0 - 2**-52, 1.0, 1.0 + 2**-52, 1.0 + 1e-12, 0.5, 1.5, 2.0, 2.5])
+def test_contraction_product_is_finite_and_exact_at_the_stability_boundary(first: float) -> None:
+    # α_0 λ = 1 ± round-off is what a step 1/λ_max gives; the product must be the plain product, not NaN.
+    lam = torch.tensor([first, 0.3, 1e-3], dtype=torch.float64)
+    steps = 1.0 / (1.0 + torch.arange(50, dtype=torch.float64)) ** 1.5
+    got = contraction_product(steps, lam)
+    expected = torch.prod(1 - steps[:, None] * lam[None, :], dim=0)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-300)
+    assert (torch.sign(got) == torch.sign(expected)).all()
+
+
+def test_contraction_product_of_a_long_schedule_has_no_underflow_surprise() -> None:
+    # 2e6 factors: the plain product of the slow directions stays well inside float range.
+    steps = 0.5 / (1.0 + torch.arange(2_000_000, dtype=torch.float64)) ** 1.5
+    lam = torch.tensor([2.0 * (1 + 2**-52), 1.0, 0.01], dtype=torch.float64)  # α_0 λ_0 a hair above 1
+    got = contraction_product(steps, lam)
+    assert torch.isfinite(got).all() and abs(float(got[0])) < 1e-14 and 0 < float(got[2]) < 1

@@ -171,3 +171,18 @@ def test_module_entry_point(tmp_path: Path) -> None:
     for name in summary["tasks"]:
         assert name in proc.stdout
     assert is_png(tmp_path / "losses.png")
+
+
+def test_threads_option_sets_torch_threads_and_refuses_zero(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    seen: list[int] = []
+    monkeypatch.setattr(torch, "set_num_threads", seen.append)
+    args = ["run", "--suite", "quadratic", "--steps", "5", "--out", str(tmp_path / "t"), "--no-progress"]
+    assert main([*args, "--threads", "2"]) == 0 and seen == [2]
+    assert main(args) == 0 and seen == [2, 1]  # one thread unless asked
+    with pytest.raises(SystemExit):
+        main([*args, "--threads", "0"])
+    assert "--threads must be >= 1, got 0" in capsys.readouterr().err

@@ -1,0 +1,176 @@
+"""Regenerate the figures of the README's Results section, each from the command that gives it.
+
+    python docs/results.py                      # run every figure, print the blocks, change nothing
+    python docs/results.py --write              # ... and rewrite the blocks in README.md
+    python docs/results.py --only main_job quadratic --write
+
+Every figure lives in README.md between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->``.
+Deterministic figures (seeded runs, one torch thread) are the command's output as printed, so they are
+reproduced exactly and ``tests/test_readme_figures.py`` fails when the code no longer prints them. Timing
+figures are run several times and reported as the median with the range of the runs, since this
+machine's timings vary from run to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One README figure: the command that gives it and how its output becomes the block."""
+
+    command: list[str]
+    """argv; ``{tmp}`` is replaced by a fresh temporary directory."""
+    render: Callable[[list[str]], str]
+    """The block's Markdown from the stdout of each run."""
+    deterministic: bool = True
+    """Reproduced exactly (one run, compared by the test) rather than summarised over ``runs`` runs."""
+    runs: int = 1
+    seconds: str = ""
+    """About how long the command takes here (for the help text)."""
+
+
+def _drop(lines: list[str], *prefixes: str) -> list[str]:
+    """The lines that do not start (after indentation) with one of ``prefixes``."""
+    return [line for line in lines if not line.strip().startswith(prefixes)]
+
+
+def _text_block(lines: list[str]) -> str:
+    return "```text\n" + "\n".join(line.rstrip() for line in lines).strip("\n") + "\n```"
+
+
+def _main_job(outputs: list[str]) -> str:
+    lines = outputs[0].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("task "))
+    table = [line for line in lines[start:] if line and not line.startswith("wrote ")]
+    return _text_block(table)
+
+
+def _verbatim(*drop: str) -> Callable[[list[str]], str]:
+    def render(outputs: list[str]) -> str:
+        return _text_block(_drop(outputs[0].splitlines(), *drop))
+
+    return render
+
+
+def _timing_table(outputs: list[str], label_width: int, column: int, header: str) -> str:
+    """Median and range over runs of one numeric column of a benchmark's table rows."""
+    values: dict[str, list[float]] = {}
+    for out in outputs:
+        for line in out.splitlines():
+            label, rest = line[:label_width].strip(), line[label_width:].split()
+            if label and len(rest) > column and _is_number(rest[column]):
+                values.setdefault(label, []).append(float(rest[column]))
+    rows = [f"| configuration | {header}: median | range over {len(outputs)} runs |", "|---|---|---|"]
+    for label, vs in values.items():
+        rows.append(f"| {label} | {statistics.median(vs):.3f} | {min(vs):.3f} – {max(vs):.3f} |")
+    return "\n".join(rows)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _audit(outputs: list[str]) -> str:
+    findings = [line[2:] for line in outputs[0].splitlines() if line.startswith("- ")]
+    return "\n".join(f"- **{f.split(': ', 1)[0]}**: {f.split(': ', 1)[1]}" for f in findings)
+
+
+PY = sys.executable
+FIGURES: dict[str, Figure] = {
+    "main_job": Figure(
+        [PY, "-m", "mtg_env.cli", "run", "--no-progress", "--out", "{tmp}"], _main_job, seconds="10 s"
+    ),
+    "quadratic": Figure([PY, "examples/quadratic_equilibrium.py"], _verbatim(), seconds="15 s"),
+    "ppo": Figure([PY, "examples/ppo_vs_paper.py", "--out", "{tmp}"], _verbatim("wrote "), seconds="2 min"),
+    "toy2d": Figure(
+        [PY, "examples/toy2d_trajectories.py", "--out", "{tmp}"], _verbatim("wrote ", "("), seconds="15 min"
+    ),
+    "audit": Figure([PY, "-m", "mtg_env.cli", "audit", "--no-progress", "--out", "docs/audit"], _audit, seconds="2 min"),
+    "step_overhead": Figure(
+        [PY, "benchmarks/step_overhead.py"],
+        lambda outs: _timing_table(outs, 32, 2, "steps/s vs the batched reference"),
+        deterministic=False,
+        runs=3,
+        seconds="3 x 40 s",
+    ),
+    "consensus_cost": Figure(
+        [PY, "benchmarks/consensus_cost.py"],
+        lambda outs: _timing_table(outs, 14, 1, "step cost vs `mean`"),
+        deterministic=False,
+        runs=3,
+        seconds="3 x 2 min",
+    ),
+}
+
+
+def run_figure(name: str) -> tuple[str, float]:
+    """Run figure ``name``'s command (``runs`` times) with one torch thread; its block and the seconds taken."""
+    figure = FIGURES[name]
+    # One thread: the deterministic figures are bit-exact only at a fixed thread count, and the timings are
+    # the house's one-thread ratios.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    outputs = []
+    start = time.perf_counter()
+    for _ in range(figure.runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            argv = [part.replace("{tmp}", tmp) for part in figure.command]
+            done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"figure {name!r}: {' '.join(argv)} exited {done.returncode}:\n{done.stderr[-2000:]}")
+        outputs.append(done.stdout)
+    return figure.render(outputs), time.perf_counter() - start
+
+
+def _pattern(name: str) -> re.Pattern[str]:
+    return re.compile(rf"(<!-- results:{name} -->\n)(.*?)\n?(<!-- /results:{name} -->)", flags=re.S)
+
+
+def readme_block(name: str, text: str | None = None) -> str:
+    """The block of figure ``name`` as it stands in the README (or in ``text``)."""
+    match = _pattern(name).search(README.read_text() if text is None else text)
+    if match is None:
+        raise KeyError(f"README.md has no block <!-- results:{name} --> ... <!-- /results:{name} -->")
+    return match.group(2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=sorted(FIGURES), help="figures to regenerate (default: all)")
+    parser.add_argument("--write", action="store_true", help="rewrite the blocks in README.md")
+    args = parser.parse_args(argv)
+    text = README.read_text()
+    for name in args.only or list(FIGURES):
+        readme_block(name, text)  # fail before running anything if a block is missing
+    for name in args.only or list(FIGURES):
+        block, seconds = run_figure(name)
+        old = readme_block(name, text)
+        status = "unchanged" if block == old else "CHANGED"
+        print(f"## {name} ({seconds:.0f} s, {status})\n{block}\n", flush=True)
+        text = _pattern(name).sub(lambda m, b=block: m.group(1) + b + "\n" + m.group(3), text)
+    if args.write:
+        README.write_text(text)
+        print(f"wrote {README}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

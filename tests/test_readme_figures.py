@@ -1,0 +1,49 @@
+"""The README's deterministic figures are what the code prints now (``python docs/results.py --write`` redoes them)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _results_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("readme_results", ROOT / "docs" / "results.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    return module
+
+
+results = _results_module()
+
+
+@pytest.mark.parametrize("name", ["main_job"])
+def test_readme_figure_matches_what_the_command_prints(name: str) -> None:
+    assert results.FIGURES[name].deterministic
+    block, _ = results.run_figure(name)
+    assert block == results.readme_block(name), (
+        f"README figure {name!r} is stale: run `python docs/results.py --only {name} --write`"
+    )
+
+
+def test_every_figure_has_its_block_in_the_readme() -> None:
+    text = (ROOT / "README.md").read_text()
+    for name in results.FIGURES:
+        assert results.readme_block(name, text).strip(), f"README block {name!r} is empty"
+
+
+def test_timing_table_reports_median_and_range() -> None:
+    runs = [
+        "header line\nalpha                           100.0    10.000    0.900\n",
+        "alpha                           100.0    10.000    0.950\n",
+        "alpha                           100.0    10.000    0.800\n",
+    ]
+    table = results._timing_table(runs, 32, 2, "ratio")
+    assert table.splitlines()[-1] == "| alpha | 0.900 | 0.800 – 0.950 |"

@@ -1,4 +1,8 @@
-"""Timing shared by the benchmarks: warm up, then interleaved rounds, the median round per runner."""
+"""Timing shared by the benchmarks: warm up, then interleaved rounds, the median round per runner.
+
+Rounds are timed in process CPU time (``time.process_time``), not wall time: on a shared machine another
+process's load stretches wall time but not the CPU time our one torch thread spends.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +22,8 @@ def median_seconds_per_step(
     times: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(rounds):
         for name, step in runners.items():
-            start = time.perf_counter()
+            start = time.process_time()
             for _ in range(steps):
                 step()
-            times[name].append((time.perf_counter() - start) / steps)
+            times[name].append((time.process_time() - start) / steps)
     return {name: statistics.median(t) for name, t in times.items()}

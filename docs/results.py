@@ -96,15 +96,15 @@ def _audit(outputs: list[str]) -> str:
 
 PY = sys.executable
 FIGURES: dict[str, Figure] = {
-    "main_job": Figure(
-        [PY, "-m", "mtg_env.cli", "run", "--no-progress", "--out", "{tmp}"], _main_job, seconds="10 s"
-    ),
+    "main_job": Figure([PY, "-m", "mtg_env.cli", "run", "--no-progress", "--out", "{tmp}"], _main_job, seconds="10 s"),
     "quadratic": Figure([PY, "examples/quadratic_equilibrium.py"], _verbatim(), seconds="15 s"),
     "ppo": Figure([PY, "examples/ppo_vs_paper.py", "--out", "{tmp}"], _verbatim("wrote "), seconds="2 min"),
     "toy2d": Figure(
         [PY, "examples/toy2d_trajectories.py", "--out", "{tmp}"], _verbatim("wrote ", "("), seconds="15 min"
     ),
-    "audit": Figure([PY, "-m", "mtg_env.cli", "audit", "--no-progress", "--out", "docs/audit"], _audit, seconds="2 min"),
+    "audit": Figure(
+        [PY, "-m", "mtg_env.cli", "audit", "--no-progress", "--out", "docs/audit"], _audit, seconds="2 min"
+    ),
     "step_overhead": Figure(
         [PY, "benchmarks/step_overhead.py"],
         lambda outs: _timing_table(outs, 32, 2, "steps/s vs the batched reference"),

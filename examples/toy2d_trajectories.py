@@ -89,8 +89,8 @@ def plot(paths: dict[str, list[np.ndarray]], out: Path) -> Path:
 
     grid = np.linspace(-10, 10, 201)
     xx, yy = np.meshgrid(grid, grid)
-    points = torch.tensor(np.stack([xx.ravel(), yy.ravel()], axis=0), dtype=torch.float64)
-    landscape = toy_losses(points).mean(0).reshape(xx.shape).numpy()  # (f1 + f2) / 2
+    points = torch.tensor(np.stack([xx.ravel(), yy.ravel()], axis=1), dtype=torch.float64)
+    landscape = toy_losses(points).mean(1).reshape(xx.shape).numpy()  # (f1 + f2) / 2
     cols = 4
     rows = -(-len(paths) // cols)
     fig = Figure(figsize=(4 * cols, 3.6 * rows), dpi=90)

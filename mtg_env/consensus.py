@@ -39,13 +39,13 @@ ConsensusRule = Callable[[Tensor], Tensor]
 
 
 def sum_rule(proposals: Tensor) -> Tensor:
-    """Sum of the proposals (Eq. 24)."""
-    return proposals.sum(0)
+    """Sum of the proposals (Eq. 24); batched: ``[..., M, n] -> [..., n]``."""
+    return proposals.sum(-2)
 
 
 def mean_rule(proposals: Tensor) -> Tensor:
-    """Mean of the proposals (Eq. 21)."""
-    return proposals.mean(0)
+    """Mean of the proposals (Eq. 21); batched: ``[..., M, n] -> [..., n]``."""
+    return proposals.mean(-2)
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,9 @@ class RuleSpec:
     """Whether the rule draws random numbers (then the env's generator feeds it)."""
     min_tasks: int = 1
     """Fewest tasks the rule is defined for (with its default options)."""
+    differentiable: bool = True
+    """Whether its output is differentiable in the proposals (a differentiable unroll can pass through it);
+    rules solved by quadprog or cvxpy are not."""
 
 
 #: Every rule available by name: ``consensus="<name>"`` in the env, or :func:`consensus_rule`.
@@ -81,16 +84,19 @@ RULE_TABLE: dict[str, RuleSpec] = {
         "the mean, moved to raise the worst task's improvement within a ball of radius c·‖mean‖ (c=0.5)",
         "Liu et al. 2021 (CAGrad)",
         "CAGrad",
+        differentiable=False,
     ),
     "nash_mtl": RuleSpec(
         "Σ α_m p_m with α the Nash bargaining solution (Gα = 1/α); scale-invariant, step capped by max_norm",
         "Navon et al. 2022 (Nash-MTL)",
         "NashMTL",
+        differentiable=False,
     ),
     "upgrad": RuleSpec(
         "mean of the proposals each projected onto the dual cone of all of them (never conflicts)",
         "Quinton & Rey 2024 (Jacobian descent, UPGrad)",
         "UPGrad",
+        differentiable=False,
     ),
     "imtl_g": RuleSpec(
         "Σ α_m p_m with equal projections onto every unit proposal", "Liu et al. 2021 (IMTL-G)", "IMTLG"
@@ -104,6 +110,7 @@ RULE_TABLE: dict[str, RuleSpec] = {
         "the mean projected onto the dual cone of the proposals",
         "Lopez-Paz & Ranzato 2017 (A-GEM/DualProj)",
         "DualProj",
+        differentiable=False,
     ),
     "graddrop": RuleSpec(
         "per coordinate, keep only the proposals of one sign, drawn by sign purity",
@@ -157,7 +164,9 @@ class AggregatorRule:
         #: Steps at which the rule could not do what it promises (Nash-MTL: the bargaining solve failed).
         self.failures = 0
 
-    def __call__(self, proposals: Tensor) -> Tensor:
+    def __call__(self, proposals: Tensor, seed: int | None = None) -> Tensor:
+        """C(P) for one game's proposals ``[M, n]``; a randomized rule draws from ``seed`` when given (the
+        engine passes one per game and step), else from its own generator."""
         gradients = -proposals
         if self.name == "nash_mtl":
             with warnings.catch_warnings():
@@ -170,8 +179,9 @@ class AggregatorRule:
         if not self.randomized:
             return -self.aggregator(gradients)
         # torchjd draws from torch's global RNG. Fork it (so the user's global stream is untouched) and
-        # seed the fork from our generator (so the env's seed decides every draw).
-        seed = int(torch.randint(0, 2**62, (1,), generator=self._generator))
+        # seed the fork (so the game's seed decides every draw).
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, (1,), generator=self._generator))
         devices = [proposals.device] if proposals.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.default_generator.manual_seed(seed)
@@ -302,6 +312,37 @@ def _default_options(rule: str, num_tasks: int | None, options: dict[str, Any]) 
                 f"{2 * kwargs['trim_number']} tasks, got {num_tasks}"
             )
     return kwargs
+
+
+def is_batched_rule(rule: ConsensusRule) -> bool:
+    """Whether ``rule`` maps ``[B, M, n]`` to ``[B, n]`` in one call: our sum and mean, and callables that
+    declare ``batched = True``."""
+    return rule is sum_rule or rule is mean_rule or getattr(rule, "batched", False) is True
+
+
+def rule_is_stateful(rule: ConsensusRule) -> bool:
+    """Whether ``rule`` keeps state across steps (it has ``reset()``): each game then gets its own copy."""
+    return callable(getattr(rule, "reset", None))
+
+
+def rule_differentiable(rule: ConsensusRule) -> bool:
+    """Whether a differentiable unroll can pass through ``rule`` (see :attr:`RuleSpec.differentiable`;
+    callables are trusted, and may set ``differentiable = False``)."""
+    if isinstance(rule, AggregatorRule):
+        return RULE_TABLE[rule.name].differentiable
+    return getattr(rule, "differentiable", True) is not False
+
+
+def apply_rule(rule: ConsensusRule, proposals: Tensor, seed: int) -> Tensor:
+    """One game's move C(P) (``[M, n] -> [n]``). A randomized named rule draws from ``seed``; a callable with
+    ``bind(generator)`` is bound to a generator seeded with ``seed`` first (so a game's seed, episode and
+    step decide every draw, and measuring never shifts the game's stream)."""
+    if isinstance(rule, AggregatorRule):
+        return rule(proposals, seed=seed)
+    bind = getattr(rule, "bind", None)
+    if callable(bind):
+        bind(torch.Generator().manual_seed(seed))
+    return rule(proposals)
 
 
 def rule_name(rule: ConsensusRule) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import secrets
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,24 +14,15 @@ from pettingzoo import AECEnv, ParallelEnv
 from pettingzoo.utils.conversions import parallel_to_aec
 from torch import Tensor
 
+from mtg_env import engine
 from mtg_env.consensus import ConsensusRule, consensus_rule, rule_name
-from mtg_env.game import losses_and_grads, step_size_updates
+from mtg_env.engine.game import FEATURES, NUM_FEATURES, ActionMode, Game
+from mtg_env.engine.rng import check_seed
+from mtg_env.engine.state import GameState, StepOutput
 from mtg_env.suites import TaskSuite, make_suite
 from mtg_env.suites.base import Split
 
-ActionMode = Literal["update", "step_size"]
-
-#: Names of the scalar features that close every observation (see the class docstring).
-FEATURES: tuple[str, ...] = (
-    "symlog_loss",
-    "symlog_loss_change",
-    "symlog_head_grad_norm",
-    "symlog_trunk_grad_norm",
-    "cos_trunk_grad_mean_grad",
-    "cos_descent_last_trunk_move",
-    "progress",
-)
-NUM_FEATURES = len(FEATURES)
+__all__ = ["FEATURES", "NUM_FEATURES", "ActionMode", "MultiTaskGameEnv", "env", "parallel_env"]
 
 
 class MultiTaskGameEnv(ParallelEnv):
@@ -116,12 +107,15 @@ class MultiTaskGameEnv(ParallelEnv):
     ``t``, ``diverged`` (0 or 1) and, where cheap, ``nash_gap``, at reset and at every step.
 
     ## Version History
+    * v1: the game runs on :mod:`mtg_env.engine`. Randomness is counter-based per game (every draw a hash
+      of seed, episode, step): the same seed gives other initial parameters and batches than v0;
+      ``reset(seed=None)`` plays the seed's next episode; features are computed in the env's dtype.
     * v0: initial release.
     """
 
     # Not a ClassVar: PettingZoo reads metadata per instance, and __init__ sets a per-suite name.
     metadata: dict[str, Any] = {  # noqa: RUF012
-        "name": "mtg_v0",
+        "name": "mtg_v1",
         "render_modes": ["human", "ansi", "rgb_array"],
         "is_parallelizable": True,
         "render_fps": 10,
@@ -170,21 +164,17 @@ class MultiTaskGameEnv(ParallelEnv):
             raise ValueError(
                 f"device={device!r} asks for CUDA, but this torch build has no usable GPU; use device='cpu'"
             )
-        self._generator = torch.Generator()  # CPU: the same seed gives the same game on every device
         self.suite = make_suite(suite, device=device, dtype=dtype, **suite_kwargs)
         self.device = self.suite.device
         self.dtype = self.suite.dtype
         self.np_dtype: Any = np.float32 if self.dtype == torch.float32 else np.float64
         self.consensus = consensus_rule(consensus, num_tasks=self.suite.num_tasks, **dict(consensus_kwargs or {}))
-        bind = getattr(self.consensus, "bind", None)
-        if callable(bind):  # a randomized rule draws from the env's generator: the seed decides everything
-            bind(self._generator)
         self.action_mode: ActionMode = action_mode
         self.max_cycles = int(max_cycles)
         self.render_mode = render_mode
         self.max_update = float(max_update)
         self.log_step_range = (lo, hi)
-        self.metadata = {**type(self).metadata, "name": f"mtg_{self.suite.name}_v0"}
+        self.metadata = {**type(self).metadata, "name": f"mtg_{self.suite.name}_v1"}
 
         self.possible_agents = [f"task_{m}" for m in range(self.suite.num_tasks)]
         self.agents: list[str] = []
@@ -192,18 +182,21 @@ class MultiTaskGameEnv(ParallelEnv):
         self._head_sizes = self.suite.head_sizes
         self._offsets = self.suite.head_offsets
         self._uniform_heads = len(set(self._head_sizes)) == 1
-        self._head_index = self.suite.head_task_index()
         self._build_spaces()
         # Actions of all agents stack into one [M, k] array unless update-mode heads differ in size;
         # then they are concatenated and split by these positions (one gather each).
         self._stackable = action_mode == "step_size" or self._uniform_heads
-        # Sums each head's squared gradient into its task's row (one small matmul, no scatter).
-        self._head_indicator = torch.nn.functional.one_hot(self._head_index, self.suite.num_tasks).T.to(self.dtype)
-        self._zeros_heads = torch.zeros(self._offsets[-1], dtype=self.dtype, device=self.device)
-        self._zeros_trunk = torch.zeros(self.suite.trunk_size, dtype=self.dtype, device=self.device)
-
-        self._seeded = False
-        self._started = False
+        #: The game this env plays: one game (B = 1) of the engine.
+        self.game = Game(
+            self.suite,
+            self.consensus,
+            action_mode=action_mode,
+            horizon=self.max_cycles,
+            divergence_reward=self.divergence_reward,
+        )
+        self._seed: int | None = None
+        self._episode = 0
+        self._state: GameState | None = None
         self._loss_history: list[list[float]] = []
 
     # --------------------------------------------------------------------------------- spaces
@@ -271,29 +264,16 @@ class MultiTaskGameEnv(ParallelEnv):
         """
         start = self._start_params(options)  # validate before touching any state
         if seed is not None:
-            self._generator.manual_seed(int(seed))
-            self._seeded = True
-        elif not self._seeded:
-            self._generator.manual_seed(secrets.randbits(63))
-            self._seeded = True
-        heads, trunk = self.suite.init_params(self._generator)
-        if start["heads"] is not None:
-            heads = start["heads"]
-        if start["trunk"] is not None:
-            trunk = start["trunk"]
-        reset = getattr(self.consensus, "reset", None)
-        if callable(reset):
-            reset()
-        self._heads, self._trunk = heads, trunk
-        self._t = 0
-        self._last_move = torch.zeros_like(trunk)
-        self._batch = self.suite.sample_batch(self._generator)
-        self._losses, self._head_grads, self._jac = losses_and_grads(self.suite.losses, heads, trunk, self._batch)
-        self._prev_losses = self._losses
+            self._seed, self._episode = check_seed(seed), 0
+        elif self._seed is None:
+            self._seed, self._episode = secrets.randbits(63), 0
+        else:  # no new seed: the seed's next episode (other parameters and batches, still reproducible)
+            self._episode += 1
+        heads, trunk = (None if v is None else v.unsqueeze(0) for v in (start["heads"], start["trunk"]))
+        self._state, out = engine.reset(self.game, [self._seed], [self._episode], heads=heads, trunk=trunk)
         self.agents = self.possible_agents[:]
-        self._started = True
         self._loss_history = []
-        observations, losses, finite = self._observe()
+        observations, losses, finite = self._observe(out)
         infos = self._infos(losses, None)
         if self.numeric_infos:
             return observations, infos
@@ -323,43 +303,19 @@ class MultiTaskGameEnv(ParallelEnv):
         self, actions: Mapping[str, Any]
     ) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, bool], dict[str, bool], dict[str, dict[str, Any]]]:
         """Play one round: every live agent's action at once (see the class docstring)."""
-        if not self._started:
+        if self._state is None:
             raise RuntimeError("step() called before reset(); call env.reset(seed=...) first")
         if not self.agents:
             raise RuntimeError("step() called after the episode ended (all agents done); call env.reset()")
-        head_updates, proposals = self._parse_actions(actions)
-        move = self.consensus(proposals)
-        if not isinstance(move, Tensor) or move.shape != (self.trunk_size,):
-            shape = tuple(move.shape) if isinstance(move, Tensor) else type(move).__name__
-            raise ValueError(
-                f"consensus rule {rule_name(self.consensus)!r} returned {shape}, expected a tensor of shape "
-                f"({self.trunk_size},)"
-            )
-        # Everything below commits: nothing above has touched the game's state.
-        self._heads = self._heads + head_updates
-        self._trunk = self._trunk + move.to(self.dtype)
-        self._last_move = move.detach()
-        self._t += 1
-        self._prev_losses = self._losses
-        self._batch = self.suite.sample_batch(self._generator)
-        self._losses, self._head_grads, self._jac = losses_and_grads(
-            self.suite.losses, self._heads, self._trunk, self._batch
-        )
-        observations, losses, finite = self._observe()
+        actions_t = self._parse_actions(actions)
+        # The engine is functional: a rule that raises leaves self._state, the game, exactly as it was.
+        state, out = engine.step(self.game, self._state, actions_t)
+        self._state = state
+        observations, losses, finite = self._observe(out)
         agents = self.agents
-        if finite:
-            rewards = {a: -loss for a, loss in zip(agents, losses, strict=True)}
-            reason = None
-        else:
-            lim = self._big
-            rewards = {
-                a: self.divergence_reward
-                if self.divergence_reward is not None
-                else float(np.clip(np.nan_to_num(-loss, nan=-lim), -lim, lim))
-                for a, loss in zip(agents, losses, strict=True)
-            }
-            reason = self._divergence_reason(losses)
-        truncated = finite and self._t >= self.max_cycles
+        rewards = dict(zip(agents, out.rewards[0].tolist(), strict=True))
+        reason = None if finite else self._divergence_reason(losses)
+        truncated = bool(out.truncated[0])
         terminations = dict.fromkeys(agents, not finite)
         truncations = dict.fromkeys(agents, truncated)
         infos = self._infos(losses, reason)
@@ -367,8 +323,8 @@ class MultiTaskGameEnv(ParallelEnv):
             self.agents = []
         return observations, rewards, terminations, truncations, infos
 
-    def _parse_actions(self, actions: Mapping[str, Any]) -> tuple[Tensor, Tensor]:
-        """Validate every action, then turn them into (head updates [H], trunk proposals [M, n])."""
+    def _parse_actions(self, actions: Mapping[str, Any]) -> Tensor | tuple[Tensor, Tensor]:
+        """Validate every action, then make them the engine's actions of one game."""
         if not isinstance(actions, Mapping):
             raise TypeError(f"actions must be a dict {{agent: action}}, got {type(actions).__name__}")
         unknown = [a for a in actions if a not in self._index]
@@ -395,13 +351,10 @@ class MultiTaskGameEnv(ParallelEnv):
         if not all(low <= p.min() and p.max() <= high for p in parts if p.size):
             for agent, arr in zip(self.agents, arrays, strict=True):
                 self._check_values(agent, arr, low, high)
-        tensors = [torch.from_numpy(p).to(self.device) for p in parts]
-        if self.action_mode == "step_size":
-            return step_size_updates(tensors[0], self._head_grads, self._jac, self._head_index)
+        tensors = [torch.from_numpy(p).to(self.device).unsqueeze(0) for p in parts]
         if self._stackable:
-            h = self._head_sizes[0]
-            return tensors[0][:, :h].reshape(-1), tensors[0][:, h:]
-        return tensors[0], tensors[1]
+            return tensors[0]  # [1, M, k]: step sizes, or updates of equal-size heads
+        return tensors[0], tensors[1]  # (head updates [1, H], proposals [1, M, n])
 
     def _as_array(self, agent: str, action: Any) -> np.ndarray:
         shape = self._action_spaces[agent].shape
@@ -438,80 +391,26 @@ class MultiTaskGameEnv(ParallelEnv):
                 f"allowed {limit}; np.clip(action, space.low, space.high) does it"
             )
 
-    def _observe(self) -> tuple[dict[str, np.ndarray], list[float], bool]:
+    def _observe(self, out: StepOutput) -> tuple[dict[str, np.ndarray], list[float], bool]:
         """Observations of all agents, the losses as floats, and whether everything is finite."""
-        feats, losses, finite, clean = self._features()
+        feats = out.features[0].cpu().numpy()
+        losses = out.losses[0].tolist()
+        finite = not bool(out.diverged[0])
         self._feats = feats
         self._loss_history.append(losses)
         if self.action_mode == "step_size":
             return dict(zip(self.agents, feats.copy(), strict=True)), losses, finite
-        heads = self._head_grads.cpu().numpy()
-        jac = self._jac.cpu().numpy()
+        heads = out.head_grads[0].cpu().numpy()
+        jac = out.jacobian[0].cpu().numpy()
         obs = {}
         for m, agent in enumerate(self.agents):
             parts = (heads[self._offsets[m] : self._offsets[m + 1]], jac[m], feats[m])
             obs[agent] = np.concatenate(parts)
-        if not clean:  # keep observations inside their Box (after a divergence, or gradients beyond float range)
+        # Keep observations inside their Box (after a divergence, or gradients beyond the float range).
+        if not (finite and np.isfinite(heads).all() and np.isfinite(jac).all()):
             for agent, o in obs.items():
                 obs[agent] = np.nan_to_num(o, nan=0.0, posinf=self._big, neginf=-self._big)
         return obs, losses, finite
-
-    def _features(self) -> tuple[np.ndarray, list[float], bool, bool]:
-        """The ``[M, 7]`` feature matrix (see the class docstring, clipped into its Box), the losses,
-        whether losses and parameters are all finite, and whether every gradient statistic is too.
-
-        The O(M n) work happens in torch (the Gram matrix of the trunk gradients, the products with the
-        last trunk move) and ends in one small device-to-host copy of O(M) numbers; the rest is scalar
-        arithmetic per task, cheaper in plain Python than a chain of tiny numpy or torch kernels.
-        """
-        m = self.suite.num_tasks
-        jac = self._jac
-        gram = jac @ jac.T
-        move = self._last_move
-        packed = torch.cat(
-            [
-                self._losses,
-                self._prev_losses,
-                self._head_indicator @ self._head_grads.square(),  # ‖∇_Θm ℓ_m‖² per task
-                torch.diagonal(gram),  # ‖∇_Ψ ℓ_m‖²
-                gram.mean(1),  # ⟨∇_Ψ ℓ_m, mean_j ∇_Ψ ℓ_j⟩
-                jac @ move,  # ⟨∇_Ψ ℓ_m, ΔΨ⟩
-                torch.stack(
-                    [
-                        gram.mean(),  # ‖mean_j ∇_Ψ ℓ_j‖²
-                        move @ move,  # ‖ΔΨ‖²
-                        # x·0 is 0 exactly when every entry of x is finite (inf·0 and nan·0 are nan): far
-                        # cheaper than isfinite(x).all(), which allocates a mask and reduces it.
-                        self._heads @ self._zeros_heads,
-                        self._trunk @ self._zeros_trunk,
-                    ]
-                ),
-            ]
-        )
-        v = packed.tolist()
-        losses = v[:m]
-        mean_sq, move_sq, heads_zero, trunk_zero = v[6 * m :]
-        ok = heads_zero == 0.0 and trunk_zero == 0.0 and all(math.isfinite(x) for x in losses)
-        mean_norm, move_norm = _sqrt(mean_sq), _sqrt(move_sq)
-        progress = min(self._t / self.max_cycles, 1.0)
-        low, high = self._f_low, self._f_high
-        rows = []
-        for i in range(m):
-            trunk_norm = _sqrt(v[3 * m + i])
-            row = (
-                _symlog(losses[i]),
-                _symlog(losses[i] - v[m + i]),
-                _symlog(_sqrt(v[2 * m + i])),
-                _symlog(trunk_norm),
-                _ratio(v[4 * m + i], trunk_norm * mean_norm),
-                _ratio(-v[5 * m + i], trunk_norm * move_norm),
-                progress,
-            )
-            # Into the Box: NaN (only after a divergence) becomes 0; round-off can leave |cos| a hair
-            # above 1; a change between two huge finite losses can exceed the dtype's range.
-            rows.append([_into(x, lo, hi) for x, lo, hi in zip(row, low, high, strict=True)])
-        clean = ok and all(math.isfinite(x) for x in v)
-        return np.array(rows, dtype=self.np_dtype), losses, ok, clean
 
     def _infos(self, losses: list[float], reason: str | None) -> dict[str, dict[str, Any]]:
         gaps = self._cheap_gaps()
@@ -552,6 +451,25 @@ class MultiTaskGameEnv(ParallelEnv):
         return "non-finite parameters"
 
     # ----------------------------------------------------------------------------- queries
+    @property
+    def engine_state(self) -> GameState:
+        """The engine's state of this game (B = 1): parameters, gradients, counters (see :mod:`mtg_env.engine`)."""
+        self._require_started()
+        assert self._state is not None
+        return self._state
+
+    @property
+    def _heads(self) -> Tensor:
+        return self.engine_state.heads[0]
+
+    @property
+    def _trunk(self) -> Tensor:
+        return self.engine_state.trunk[0]
+
+    @property
+    def _t(self) -> int:
+        return int(self.engine_state.t[0])
+
     def state(self) -> np.ndarray:
         """Global state for centralised critics: every agent's 7 features, concatenated."""
         self._require_started()
@@ -604,7 +522,7 @@ class MultiTaskGameEnv(ParallelEnv):
         }
 
     def _require_started(self) -> None:
-        if not self._started:
+        if self._state is None:
             raise RuntimeError("the env has no game yet; call env.reset(seed=...) first")
 
     # ----------------------------------------------------------------------------- render
@@ -626,10 +544,10 @@ class MultiTaskGameEnv(ParallelEnv):
         return text
 
     def _render_text(self) -> str:
-        losses = self._losses.tolist()
+        losses = self.engine_state.losses[0].tolist()
         gaps = self._cheap_gaps()
         head_norm = self._feats[:, 2].tolist()
-        trunk_norm = self._jac.norm(dim=1).tolist()
+        trunk_norm = self.engine_state.jacobian[0].norm(dim=1).tolist()
         lines = [
             f"{self.metadata['name']}  t={self._t}/{self.max_cycles}  consensus={rule_name(self.consensus)}",
             f"{'agent':<9}{'task':<14}{'loss':>12}{'|g_head|':>12}{'|g_trunk|':>12}"
@@ -674,25 +592,6 @@ class MultiTaskGameEnv(ParallelEnv):
             f"MultiTaskGameEnv(suite={self.suite.name!r}, consensus={rule_name(self.consensus)!r}, "
             f"action_mode={self.action_mode!r}, max_cycles={self.max_cycles})"
         )
-
-
-def _sqrt(x: float) -> float:
-    return math.sqrt(x) if x > 0.0 else (0.0 if x == x else x)  # sqrt of a squared norm; NaN stays NaN
-
-
-def _symlog(x: float) -> float:
-    """sign(x)·log(1 + |x|): keeps sign and order, bounded for finite floats."""
-    return math.copysign(math.log1p(abs(x)), x)
-
-
-def _into(x: float, low: float, high: float) -> float:
-    """x clipped to [low, high]; NaN becomes 0."""
-    return low if x < low else high if x > high else x if x == x else 0.0
-
-
-def _ratio(num: float, den: float) -> float:
-    """A cosine from a dot product and a norm product; 0 when a vector is zero (no direction)."""
-    return num / den if den > 0.0 else 0.0
 
 
 def parallel_env(**kwargs: Any) -> MultiTaskGameEnv:

@@ -13,7 +13,6 @@ import torch
 from torch import Tensor
 
 from mtg_env.consensus import AggregatorRule, ConsensusRule, consensus_rule
-from mtg_env.game import losses_and_grads
 from mtg_env.suites.base import Split, TaskSuite
 
 
@@ -103,7 +102,11 @@ def game_metrics(
         ``distance`` √V to it.
     """
     batch = suite.batch_for(split)
-    losses, head_grads, jacobian = losses_and_grads(suite.losses, heads, trunk, batch)
+    from mtg_env.engine.core import losses_and_grads
+
+    losses, head_grads, jacobian = (
+        x[0] for x in losses_and_grads(suite, heads.detach().unsqueeze(0), trunk.detach().unsqueeze(0), batch)
+    )
     sq = torch.zeros(suite.num_tasks, dtype=torch.float64, device=head_grads.device)
     sq.index_add_(0, suite.head_task_index(), head_grads.to(torch.float64).square())
     gaps = suite.nash_gaps(heads, trunk, split)

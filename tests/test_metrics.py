@@ -58,7 +58,7 @@ def test_every_metric_vanishes_at_the_equilibrium() -> None:
 
 def test_regression_held_out_gap_is_least_squares_on_the_test_split() -> None:
     suite = RegressionSuite(trunk="mlp", hidden=8, dtype="float64")
-    heads, trunk = suite.init_params(torch.Generator().manual_seed(0))
+    heads, trunk = suite.params_for_seed(0)
     metrics = game_metrics(suite, heads, trunk, mtg_env.consensus_rule("sum"), split="eval")
     x, y, _ = suite.eval_batch()
     feats = suite.features(trunk, x).numpy()
@@ -93,7 +93,7 @@ class NoBestResponse(QuadraticSuite):
 def test_approximate_gap_for_a_suite_without_best_response() -> None:
     exact = QuadraticSuite(num_tasks=2, head_dim=3, trunk_dim=2, dtype="float64")
     hidden = NoBestResponse(num_tasks=2, head_dim=3, trunk_dim=2, dtype="float64")
-    heads, trunk = exact.init_params(torch.Generator().manual_seed(4))
+    heads, trunk = exact.params_for_seed(4)
     approx = game_metrics(hidden, heads, trunk, mtg_env.consensus_rule("sum"))
     assert approx["nash_gap_exact"] is False
     np.testing.assert_allclose(approx["nash_gap"], exact.nash_gaps(heads, trunk).numpy(), rtol=1e-6)

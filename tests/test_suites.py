@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import mtg_env
-from mtg_env.game import losses_and_grads
+from mtg_env.engine import losses_and_grads
 from mtg_env.suites import DigitsSuite, QuadraticSuite, RegressionSuite
 
 
@@ -15,7 +15,7 @@ from mtg_env.suites import DigitsSuite, QuadraticSuite, RegressionSuite
 def test_quadratic_equilibrium_is_stationary_and_minimises_l_mt() -> None:
     suite = QuadraticSuite(num_tasks=4, head_dim=3, trunk_dim=2, condition=50.0, dtype="float64")
     heads, trunk = suite.equilibrium()
-    losses, head_grads, jac = losses_and_grads(suite.losses, heads, trunk, None)
+    losses, head_grads, jac = (x[0] for x in losses_and_grads(suite, heads[None], trunk[None], None))
     assert head_grads.abs().max() < 1e-12  # ∇_{Θ_m} ℓ_m = 0 for every m (Eq. 19)
     assert jac.sum(0).abs().max() < 1e-12  # Σ_m ∇_Ψ ℓ_m = 0: the fixed point of sum and mean consensus
     g = torch.Generator().manual_seed(0)
@@ -83,7 +83,7 @@ def test_quadratic_random_game_is_fixed_by_game_seed_and_has_the_asked_condition
 # ----------------------------------------------------------------------------- regression
 def test_regression_best_response_and_gap_match_numpy_least_squares() -> None:
     suite = RegressionSuite(num_tasks=3, trunk="mlp", hidden=8, dtype="float64", task_sizes=(50, 30, 20))
-    heads, trunk = suite.init_params(torch.Generator().manual_seed(0))
+    heads, trunk = suite.params_for_seed(0)
     gaps = suite.nash_gaps(heads, trunk).numpy()
     x, y, _w = suite.train_batch()
     f = suite.features(trunk, x).numpy()
@@ -107,7 +107,7 @@ def test_regression_relatedness_one_means_identical_teachers() -> None:
 
 def test_regression_batches_come_from_each_tasks_own_samples() -> None:
     suite = RegressionSuite(task_sizes=(40, 10, 5), batch_size=500, dtype="float64")
-    x, _y, w = suite.sample_batch(torch.Generator().manual_seed(0))
+    x, _y, w = (t[0] if t.dim() == 4 else t for t in suite.batch_for_seed(0))
     x_train, _y_train, _ = suite.train_batch()
     for m, n_m in enumerate((40, 10, 5)):
         drawn = {tuple(row) for row in x[m].tolist()}
@@ -140,7 +140,7 @@ def test_digits_data_split_and_targets() -> None:
 
 def test_digits_heads_are_linear_maps_of_trunk_features() -> None:
     suite = DigitsSuite(dtype="float64")
-    heads, trunk = suite.init_params(torch.Generator().manual_seed(0))
+    heads, trunk = suite.params_for_seed(0)
     x = suite.train_batch()[0][:5]
     feats = suite.features(trunk, x)
     net = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 64), torch.nn.ReLU())
@@ -155,7 +155,7 @@ def test_digits_heads_are_linear_maps_of_trunk_features() -> None:
 
 def test_digits_best_response_has_zero_gap_and_lowers_every_loss() -> None:
     suite = DigitsSuite(hidden=(16, 8), dtype="float64")
-    heads, trunk = suite.init_params(torch.Generator().manual_seed(1))
+    heads, trunk = suite.params_for_seed(1)
     gaps = suite.nash_gaps(heads, trunk)
     assert (gaps > 0).all()
     best = suite.best_response(heads, trunk)
@@ -167,16 +167,16 @@ def test_digits_best_response_has_zero_gap_and_lowers_every_loss() -> None:
 def test_every_suite_builds_on_the_requested_dtype() -> None:
     for name in mtg_env.SUITES:
         suite = mtg_env.make_suite(name, dtype="float64")
-        heads, trunk = suite.init_params(torch.Generator().manual_seed(0))
+        heads, trunk = suite.params_for_seed(0)
         assert heads.dtype == trunk.dtype == torch.float64
-        assert suite.losses(heads, trunk, suite.sample_batch(torch.Generator().manual_seed(0))).dtype == torch.float64
+        assert suite.batched_losses(heads[None], trunk[None], suite.batch_for_seed(0)).dtype == torch.float64
 
 
 def test_digits_regression_gap_is_exact_and_repeatable_with_dead_units() -> None:
     # Dead ReLU units make the features rank-deficient; LAPACK's default gelsy driver was seen to give
     # different, wrong answers there from run to run. The gap must match an SVD least-squares solve.
     suite = DigitsSuite(hidden=(32, 16), dtype="float64")
-    heads, trunk = suite.init_params(torch.Generator().manual_seed(2))
+    heads, trunk = suite.params_for_seed(2)
     trunk = trunk.clone()
     w2_start = 32 * 64 + 32
     trunk[w2_start : w2_start + 16 * 4] = -1.0  # first 4 units of the last layer: weights < 0 ...

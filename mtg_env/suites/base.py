@@ -21,6 +21,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from mtg_env.engine.rng import GameRNG, check_seed
+
 TaskKind = Literal["classification", "regression", "quadratic"]
 Split = Literal["train", "eval"]
 
@@ -100,17 +102,55 @@ class TaskSuite(abc.ABC):
         return tuple(heads.split(self.head_sizes))
 
     # ------------------------------------------------------------------------------ the game
-    @abc.abstractmethod
-    def init_params(self, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        """Initial ``(heads, trunk)`` drawn from ``generator`` (a CPU generator), on the suite's device."""
+    #: How the engine gets each task's trunk gradient (the rows of the trunk Jacobian):
+    #: ``"closed_form"``: :meth:`closed_form` gives losses and gradients directly (no autograd);
+    #: ``"replicas"``: :meth:`batched_losses` takes a trunk ``[B, M, n]`` with one replica per task (task m
+    #: uses replica m), so one backward of the summed losses gives every row exactly; cheap where tasks have
+    #: their own inputs, as the forward then costs no more than with one trunk;
+    #: ``"backward"``: one batched backward over the M basis vectors (``is_grads_batched``); for suites whose
+    #: tasks share their inputs (one forward through the trunk serves every task).
+    jacobian: Literal["closed_form", "replicas", "backward"] = "backward"
 
     @abc.abstractmethod
-    def sample_batch(self, generator: torch.Generator) -> Any:
-        """The next training batch, drawn with ``generator`` (``None`` for a deterministic game)."""
+    def init_params(self, rng: GameRNG) -> tuple[Tensor, Tensor]:
+        """Initial ``(heads [B, H], trunk [B, n])`` of B games, drawn from ``rng`` (stream
+        :data:`~mtg_env.engine.rng.STREAM_INIT`), on the suite's device and dtype."""
 
     @abc.abstractmethod
-    def losses(self, heads: Tensor, trunk: Tensor, batch: Any) -> Tensor:
-        """Per-task losses ``[ℓ_1, ..., ℓ_M]`` on ``batch``: one forward, pure and differentiable."""
+    def sample_batch(self, rng: GameRNG) -> Any:
+        """The training batch of B games at ``rng``'s step (stream ``STREAM_BATCH``): tensors with a leading
+        dimension B, or shared tensors without it; ``None`` for a game without data."""
+
+    @abc.abstractmethod
+    def batched_losses(self, heads: Tensor, trunk: Tensor, batch: Any) -> Tensor:
+        """Per-task losses ``[B, M]`` of B games: one forward, pure and differentiable.
+
+        Args:
+            heads: ``[B, H]``.
+            trunk: ``[B, n]``; suites with ``jacobian == "replicas"`` also take ``[B, M, n]`` (task m's loss
+                uses replica m).
+            batch: from :meth:`sample_batch`, or a whole split (:meth:`train_batch`, shared by every game).
+        """
+
+    def closed_form(self, heads: Tensor, trunk: Tensor, batch: Any) -> tuple[Tensor, Tensor, Tensor]:
+        """``(losses [B, M], head_grads [B, H], jacobian [B, M, n])`` without autograd (``jacobian ==
+        "closed_form"`` suites only); differentiable in ``heads`` and ``trunk``."""
+        raise NotImplementedError(f"suite {self.name!r} has no closed-form gradients")
+
+    def losses(self, heads: Tensor, trunk: Tensor, batch: Any = None) -> Tensor:
+        """Per-task losses ``[ℓ_1, ..., ℓ_M]`` of one game (``heads [H]``, ``trunk [n]``) on ``batch``."""
+        return self.batched_losses(heads.unsqueeze(0), trunk.unsqueeze(0), batch)[0]
+
+    def params_for_seed(self, seed: int) -> tuple[Tensor, Tensor]:
+        """The initial ``(heads [H], trunk [n])`` of the game with this seed (as the engine draws them)."""
+        heads, trunk = self.init_params(GameRNG.from_seeds([check_seed(seed)], self.device))
+        return heads[0], trunk[0]
+
+    def batch_for_seed(self, seed: int, step: int = 0, episode: int = 0) -> Any:
+        """The training batch that the game with this seed draws at ``step`` of ``episode`` (B = 1)."""
+        rng = GameRNG.from_seeds([check_seed(seed)], self.device)
+        full = torch.full_like(rng.seeds, 0)
+        return self.sample_batch(GameRNG(rng.seeds, full + episode, full + step))
 
     @abc.abstractmethod
     def train_batch(self) -> Any:
@@ -187,23 +227,32 @@ class TaskSuite(abc.ABC):
 
 
 def unpack(flat: Tensor, shapes: Sequence[tuple[int, ...]]) -> list[Tensor]:
-    """Views of ``flat`` reshaped to ``shapes`` (no copy; gradients flow to ``flat``)."""
+    """Views of the last dimension of ``flat`` (``[..., n]``) reshaped to ``[..., *shape]`` for each shape
+    (no copy; gradients flow to ``flat``)."""
     sizes = [int(torch.Size(s).numel()) for s in shapes]
-    return [part.view(shape) for part, shape in zip(flat.split(sizes), shapes, strict=True)]
+    lead = flat.shape[:-1]
+    return [part.view(*lead, *shape) for part, shape in zip(flat.split(sizes, dim=-1), shapes, strict=True)]
 
 
-def uniform_fan_in(generator: torch.Generator, shapes: Sequence[tuple[int, ...]]) -> Tensor:
-    """PyTorch's default ``nn.Linear`` init, U(−1/√fan_in, 1/√fan_in), for (weight, bias) pairs.
+def fan_in_bounds(shapes: Sequence[tuple[int, ...]]) -> Tensor:
+    """Per coordinate, PyTorch's default ``nn.Linear`` init bound 1/√fan_in for (weight, bias) pairs.
 
-    ``shapes`` alternates weight ``(out, in)`` and bias ``(out,)``; returns one flat CPU float64 vector.
+    ``shapes`` alternates weight ``(out, in)`` and bias ``(out,)``; returns one flat CPU float64 vector, so
+    that ``(2u − 1) · bounds`` with u uniform in [0, 1) is U(−1/√fan_in, 1/√fan_in) everywhere.
     """
     parts = []
     for i in range(0, len(shapes), 2):
         out_f, in_f = shapes[i]
-        bound = 1.0 / in_f**0.5
-        n = out_f * in_f + out_f
-        parts.append((torch.rand(n, generator=generator, dtype=torch.float64) * 2 - 1) * bound)
+        parts.append(torch.full((out_f * in_f + out_f,), 1.0 / in_f**0.5, dtype=torch.float64))
     return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
+
+
+def uniform_params(rng: GameRNG, bounds: Tensor, dtype: torch.dtype) -> Tensor:
+    """``[B, len(bounds)]`` draws of U(−bounds, bounds) from the init stream, in ``dtype`` (drawn in float64)."""
+    from mtg_env.engine.rng import STREAM_INIT
+
+    u = rng.uniform(STREAM_INIT, bounds.numel())
+    return ((u * 2 - 1) * bounds.to(u.device)).to(dtype)
 
 
 def least_squares(design: Tensor, target: Tensor) -> Tensor:

@@ -22,7 +22,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mtg_env.suites.base import Split, TaskSpec, TaskSuite, least_squares, uniform_fan_in, unpack
+from mtg_env.engine.rng import STREAM_BATCH, GameRNG
+from mtg_env.suites.base import (
+    Split,
+    TaskSpec,
+    TaskSuite,
+    fan_in_bounds,
+    least_squares,
+    uniform_params,
+    unpack,
+)
 
 _OUTPUTS = {"digit": 10, "parity": 2, "ge5": 2, "ink": 1}
 
@@ -96,6 +105,7 @@ class DigitsSuite(TaskSuite):
         for i in range(len(hidden)):
             self._trunk_shapes += [(dims[i + 1], dims[i]), (dims[i + 1],)]
         self.trunk_size = sum(int(torch.Size(s).numel()) for s in self._trunk_shapes)
+        self._trunk_bounds = fan_in_bounds(self._trunk_shapes)
         self.width = hidden[-1]
         self._outs = list(_OUTPUTS.values())
         self.tasks = tuple(
@@ -109,17 +119,20 @@ class DigitsSuite(TaskSuite):
         )
 
     # ------------------------------------------------------------------------------ the game
-    def init_params(self, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        trunk = uniform_fan_in(generator, self._trunk_shapes)
-        bound = 1.0 / self.width**0.5  # nn.Linear's default for weights and biases alike
-        heads = (torch.rand(self.head_offsets[-1], generator=generator, dtype=torch.float64) * 2 - 1) * bound
-        return heads.to(self.device, self.dtype), trunk.to(self.device, self.dtype)
+    jacobian = "backward"  # every task sees the same images: one forward, one batched backward
 
-    def sample_batch(self, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    def init_params(self, rng: GameRNG) -> tuple[Tensor, Tensor]:
+        head_bound = 1.0 / self.width**0.5  # nn.Linear's default for weights and biases alike
+        bounds = torch.cat([self._trunk_bounds, torch.full((self.head_offsets[-1],), head_bound, dtype=torch.float64)])
+        params = uniform_params(rng, bounds, self.dtype).to(self.device)
+        return params[:, self.trunk_size :], params[:, : self.trunk_size]
+
+    def sample_batch(self, rng: GameRNG) -> tuple[Tensor, Tensor, Tensor]:
         if self.batch_size is None:
             return self._train
-        idx = torch.randperm(len(self._train[1]), generator=generator)[: self.batch_size]
-        idx = idx.to(self.device)
+        # Without replacement: the batch_size smallest of one uniform key per image (a random subset).
+        keys = rng.uniform(STREAM_BATCH, len(self._train[1]))
+        idx = torch.topk(keys, self.batch_size, dim=1, largest=False, sorted=True).indices.to(self.device)
         x, labels, ink = self._train
         return x[idx], labels[idx], ink[idx]
 
@@ -130,29 +143,43 @@ class DigitsSuite(TaskSuite):
         return self._test
 
     def features(self, trunk: Tensor, x: Tensor) -> Tensor:
-        """The trunk's output features for inputs ``x``."""
+        """The trunk's output features for inputs ``x [N, 64]`` (one game, ``trunk [n]``) or ``x [B, N, 64]``
+        / shared ``[N, 64]`` with ``trunk [B, n]``."""
+        if trunk.dim() == 1:
+            return self.features(trunk.unsqueeze(0), x)[0]
         params = unpack(trunk, self._trunk_shapes)
-        h = x
+        h = x if x.dim() == 3 else x.expand(trunk.shape[0], *x.shape)
         for i in range(0, len(params), 2):
-            h = torch.relu(torch.addmm(params[i + 1], h, params[i].T))
+            h = torch.relu(torch.baddbmm(params[i + 1].unsqueeze(1), h, params[i].transpose(1, 2)))
         return h
 
     def outputs(self, heads: Tensor, trunk: Tensor, x: Tensor) -> tuple[Tensor, ...]:
-        """Each task's raw output (logits, or the regression prediction) for inputs ``x``."""
+        """Each task's raw output (logits, or the regression prediction) for inputs ``x``, batched as
+        :meth:`features` (``[B, N, out_m]``, or ``[N, out_m]`` for one game)."""
+        if trunk.dim() == 1:
+            return tuple(o[0] for o in self.outputs(heads.unsqueeze(0), trunk.unsqueeze(0), x))
         h = self.features(trunk, x)
-        w = heads.view(-1, self.width + 1)  # all heads stacked: rows [weights, bias]
-        return torch.addmm(w[:, -1], h, w[:, :-1].T).split(self._outs, dim=1)
+        w = heads.view(heads.shape[0], -1, self.width + 1)  # all heads stacked: rows [weights, bias]
+        return torch.baddbmm(w[:, :, -1].unsqueeze(1), h, w[:, :, :-1].transpose(1, 2)).split(self._outs, dim=2)
 
-    def losses(self, heads: Tensor, trunk: Tensor, batch: tuple[Tensor, Tensor, Tensor]) -> Tensor:
+    def batched_losses(self, heads: Tensor, trunk: Tensor, batch: tuple[Tensor, Tensor, Tensor]) -> Tensor:
         x, labels, ink = batch
         digit, parity, ge5, reg = self.outputs(heads, trunk, x)
+        bsz, n = digit.shape[:2]
+        labels = labels.expand(bsz, n, 3)
+
+        def cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
+            per_image = F.cross_entropy(logits.reshape(bsz * n, -1), target.reshape(-1), reduction="none")
+            return per_image.view(bsz, n).mean(1)
+
         return torch.stack(
             [
-                F.cross_entropy(digit, labels[:, 0]),
-                F.cross_entropy(parity, labels[:, 1]),
-                F.cross_entropy(ge5, labels[:, 2]),
-                F.mse_loss(reg.squeeze(1), ink),
-            ]
+                cross_entropy(digit, labels[..., 0]),
+                cross_entropy(parity, labels[..., 1]),
+                cross_entropy(ge5, labels[..., 2]),
+                (reg.squeeze(2) - ink).square().mean(1),
+            ],
+            dim=1,
         )
 
     @torch.no_grad()

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mtg_env.engine.rng import STREAM_INIT, GameRNG
 from mtg_env.suites.base import Split, TaskSpec, TaskSuite
 
 
@@ -106,29 +107,43 @@ class QuadraticSuite(TaskSuite):
             self._inv_stack = torch.stack(self._inv_hh)
 
     # ------------------------------------------------------------------------------ the game
-    def init_params(self, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        total = self.head_offsets[-1] + self.trunk_size
-        z = torch.randn(total, generator=generator, dtype=torch.float64) * self.init_scale
-        z = z.to(self.device, self.dtype)
-        return z[: self.head_offsets[-1]].clone(), z[self.head_offsets[-1] :].clone()
+    jacobian = "closed_form"
 
-    def sample_batch(self, generator: torch.Generator) -> None:
+    def init_params(self, rng: GameRNG) -> tuple[Tensor, Tensor]:
+        total = self.head_offsets[-1] + self.trunk_size
+        z = (rng.normal(STREAM_INIT, total) * self.init_scale).to(self.device, self.dtype)
+        return z[:, : self.head_offsets[-1]], z[:, self.head_offsets[-1] :]
+
+    def sample_batch(self, rng: GameRNG) -> None:
         return None  # a deterministic game: no data
 
     def train_batch(self) -> None:
         return None
 
-    def losses(self, heads: Tensor, trunk: Tensor, batch: Any = None) -> Tensor:
+    def batched_losses(self, heads: Tensor, trunk: Tensor, batch: Any = None) -> Tensor:
+        return self.closed_form(heads, trunk, batch)[0]
+
+    def closed_form(self, heads: Tensor, trunk: Tensor, batch: Any = None) -> tuple[Tensor, Tensor, Tensor]:
+        """ℓ_m = ½ z_mᵀA_m z_m − b_mᵀz_m and its gradient A_m z_m − b_m, split into head and trunk parts."""
+        bsz, m, n = heads.shape[0], self.num_tasks, self.trunk_size
         if self._uniform:
-            m = self.num_tasks
-            z = torch.cat([heads.view(m, self.head_sizes[0]), trunk.expand(m, -1)], dim=1)
-            quad = torch.einsum("mi,mij,mj->m", z, self._A_stack, z)
-            return 0.5 * quad - (self._b_stack * z).sum(1)
-        out = []
-        for a, v, theta in zip(self._A, self._b, self.split_heads(heads), strict=True):
-            z = torch.cat([theta, trunk])
-            out.append(0.5 * z @ (a @ z) - v @ z)
-        return torch.stack(out)
+            h = self.head_sizes[0]
+            z = torch.cat([heads.view(bsz, m, h), trunk.unsqueeze(1).expand(bsz, m, n)], dim=2)  # [B, M, d]
+            # Task-major: M products of a [B, d] block with A_m (A_m = A_mᵀ), one bmm.
+            az = torch.bmm(z.transpose(0, 1), self._A_stack).transpose(0, 1)
+            grad = az - self._b_stack
+            return ((0.5 * az - self._b_stack) * z).sum(2), grad[..., :h].reshape(bsz, -1), grad[..., h:]
+        losses: list[Tensor] = []
+        head_grads: list[Tensor] = []
+        rows: list[Tensor] = []
+        for a, v, theta in zip(self._A, self._b, heads.split(self.head_sizes, dim=1), strict=True):
+            h = theta.shape[1]
+            z = torch.cat([theta, trunk], dim=1)
+            az = z @ a
+            losses.append(((0.5 * az - v) * z).sum(1))
+            head_grads.append(az[:, :h] - v[:h])
+            rows.append(az[:, h:] - v[h:])
+        return torch.stack(losses, 1), torch.cat(head_grads, 1), torch.stack(rows, 1)
 
     def evaluate(self, heads: Tensor, trunk: Tensor) -> dict[str, dict[str, float]]:
         return {t.name: {} for t in self.tasks}  # a game without data: no held-out metric

@@ -17,7 +17,16 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from mtg_env.suites.base import Split, TaskSpec, TaskSuite, least_squares, uniform_fan_in, unpack
+from mtg_env.engine.rng import STREAM_BATCH, GameRNG
+from mtg_env.suites.base import (
+    Split,
+    TaskSpec,
+    TaskSuite,
+    fan_in_bounds,
+    least_squares,
+    uniform_params,
+    unpack,
+)
 
 # (X [M, B, d], y [M, B], w [M, B]): per-task inputs, targets and per-sample weights summing to 1.
 Batch = tuple[Tensor, Tensor, Tensor]
@@ -118,34 +127,45 @@ class RegressionSuite(TaskSuite):
             put(y[:, n_max:]),
             put(torch.full((num_tasks, test_size), 1.0 / test_size, dtype=torch.float64)),
         )
-        self._counts = counts.to(self.device, self.dtype)
+        self._counts_int = counts.long().to(self.device)
+        # Row of sample 0 of task m in the flattened [M · n_max] table, for each of a batch's M · batch_size draws.
+        self._row_offsets = (torch.arange(num_tasks) * n_max).repeat_interleave(batch_size or 1).to(self.device)
+        per_batch = batch_size or 1
+        self._batch_weights = put(torch.full((num_tasks, per_batch), 1.0 / per_batch, dtype=torch.float64))
 
         if trunk == "linear":
             self._trunk_shapes: list[tuple[int, ...]] = [(trunk_width, d), (trunk_width,)]
         else:
             self._trunk_shapes = [(hidden, d), (hidden,), (trunk_width, hidden), (trunk_width,)]
         self.trunk_size = sum(int(torch.Size(s).numel()) for s in self._trunk_shapes)
+        self._trunk_bounds = fan_in_bounds(self._trunk_shapes)
         self.tasks = tuple(
             TaskSpec(name=f"reg_{m}", kind="regression", head_size=trunk_width + 1) for m in range(num_tasks)
         )
 
     # ------------------------------------------------------------------------------ the game
-    def init_params(self, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        trunk = uniform_fan_in(generator, self._trunk_shapes)
-        bound = 1.0 / self.trunk_width**0.5
-        heads = (torch.rand(self.head_offsets[-1], generator=generator, dtype=torch.float64) * 2 - 1) * bound
-        return heads.to(self.device, self.dtype), trunk.to(self.device, self.dtype)
+    jacobian = "replicas"  # every task has its own inputs: a trunk replica per task costs no extra forward
 
-    def sample_batch(self, generator: torch.Generator) -> Batch:
+    def init_params(self, rng: GameRNG) -> tuple[Tensor, Tensor]:
+        bounds = torch.cat(
+            [self._trunk_bounds, torch.full((self.head_offsets[-1],), 1.0 / self.trunk_width**0.5, dtype=torch.float64)]
+        )
+        params = uniform_params(rng, bounds, self.dtype).to(self.device)
+        return params[:, self.trunk_size :], params[:, : self.trunk_size]
+
+    def sample_batch(self, rng: GameRNG) -> Batch:
         if self.batch_size is None:
             return self._train
-        m = self.num_tasks
-        u = torch.rand(m, self.batch_size, generator=generator, dtype=torch.float64).to(self.device, self.dtype)
-        idx = (u * self._counts[:, None]).long()  # uniform over each task's own n_m samples
+        m, bsz = self.num_tasks, rng.seeds.shape[0]
+        # Uniform over each task's own n_m samples, as flat rows of the [M · n_max] training table.
+        high = self._counts_int.repeat_interleave(self.batch_size)
+        rows = rng.integers(STREAM_BATCH, m * self.batch_size, high) + self._row_offsets
         x, y, _ = self._train
-        rows = torch.arange(m, device=self.device)[:, None]
-        weights = torch.full((m, self.batch_size), 1.0 / self.batch_size, device=self.device, dtype=self.dtype)
-        return x[rows, idx], y[rows, idx], weights
+        flat = rows.view(-1)
+        d = x.shape[-1]
+        xb = x.reshape(-1, d).index_select(0, flat).view(bsz, m, self.batch_size, d)
+        yb = y.reshape(-1).index_select(0, flat).view(bsz, m, self.batch_size)
+        return xb, yb, self._batch_weights
 
     def train_batch(self) -> Batch:
         return self._train
@@ -154,21 +174,28 @@ class RegressionSuite(TaskSuite):
         return self._test
 
     def features(self, trunk: Tensor, x: Tensor) -> Tensor:
-        """Trunk features f(x; Ψ) for inputs ``x`` of shape ``[..., d]``."""
+        """Trunk features f(x; Ψ) for inputs ``x [..., N, d]`` and a trunk ``[..., n]`` (leading dims broadcast)."""
         params = unpack(trunk, self._trunk_shapes)
-        h = x @ params[0].T + params[1]
+        h = x @ params[0].transpose(-1, -2) + params[1].unsqueeze(-2)
         if self.kind == "mlp":
-            h = torch.relu(h) @ params[2].T + params[3]
+            h = torch.relu(h) @ params[2].transpose(-1, -2) + params[3].unsqueeze(-2)
         return h
 
-    def predict(self, heads: Tensor, trunk: Tensor, x: Tensor) -> Tensor:
-        f = self.features(trunk, x)  # [M, B, k]
-        v = heads.view(self.num_tasks, self.trunk_width + 1)
-        return torch.einsum("mbk,mk->mb", f, v[:, :-1]) + v[:, -1:]
+    def batched_losses(self, heads: Tensor, trunk: Tensor, batch: Batch) -> Tensor:
+        x, y, w = batch  # x [B, M, N, d] (or [M, N, d] for a whole split)
+        bsz = heads.shape[0]
+        if trunk.dim() == 2:
+            trunk = trunk.unsqueeze(1)  # [B, 1, n]: one trunk for every task
+        f = self.features(trunk, x)  # [B, M, N, k]
+        v = heads.view(bsz, self.num_tasks, self.trunk_width + 1)
+        pred = (f @ v[..., :-1].unsqueeze(-1)).squeeze(-1) + v[..., -1:]
+        return (w * (pred - y).square()).sum(-1)
 
-    def losses(self, heads: Tensor, trunk: Tensor, batch: Batch) -> Tensor:
-        x, y, w = batch
-        return (w * (self.predict(heads, trunk, x) - y).square()).sum(1)
+    def predict(self, heads: Tensor, trunk: Tensor, x: Tensor) -> Tensor:
+        """Predictions ``[M, N]`` of one game for per-task inputs ``x [M, N, d]``."""
+        f = self.features(trunk, x)
+        v = heads.view(self.num_tasks, self.trunk_width + 1)
+        return (f @ v[:, :-1].unsqueeze(-1)).squeeze(-1) + v[:, -1:]
 
     @torch.no_grad()
     def evaluate(self, heads: Tensor, trunk: Tensor) -> dict[str, dict[str, float]]:

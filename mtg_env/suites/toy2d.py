@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mtg_env.engine.rng import STREAM_INIT, GameRNG
 from mtg_env.suites.base import Split, TaskSpec, TaskSuite
 
 LOWER = 5e-6
@@ -29,8 +30,10 @@ PARETO_X1 = (-7.0, 7.0)
 
 
 def toy_losses(x: Tensor) -> Tensor:
-    """[f1, f2] at the point ``x = (x1, x2)``."""
-    x1, x2 = x[0], x[1]
+    """[f1, f2] at the point ``x = (x1, x2)``; batched: ``x [..., 2]`` gives ``[..., 2]``."""
+    if x.dim() == 1:
+        return toy_losses(x.unsqueeze(0))[0]
+    x1, x2 = x[..., 0], x[..., 1]
     c1 = torch.clamp(torch.tanh(x2 / 2), min=0.0)
     c2 = torch.clamp(torch.tanh(-x2 / 2), min=0.0)
     lower = torch.tensor(LOWER, dtype=x.dtype, device=x.device)
@@ -41,7 +44,7 @@ def toy_losses(x: Tensor) -> Tensor:
     f2 = c1 * (torch.log(torch.maximum((0.5 * (-x1 + 3) + torch.tanh(-x2) + 2).abs(), lower)) + 6) + c2 * (
         ((-x1 - 7) ** 2 + valley) / 10 - 20
     )
-    return torch.stack([f1, f2])
+    return torch.stack([f1, f2], dim=-1)
 
 
 class Toy2DSuite(TaskSuite):
@@ -82,22 +85,28 @@ class Toy2DSuite(TaskSuite):
         self.trunk_size = 2
         self.tasks = (TaskSpec("f1", "regression", 0), TaskSpec("f2", "regression", 0))
 
-    def init_params(self, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    jacobian = "replicas"
+
+    def init_params(self, rng: GameRNG) -> tuple[Tensor, Tensor]:
+        bsz = rng.seeds.shape[0]
         if self.start is None:
-            x = torch.rand(2, generator=generator, dtype=torch.float64) * 20 - 10
+            x = rng.uniform(STREAM_INIT, 2) * 20 - 10
         else:
-            x = torch.tensor(self.start, dtype=torch.float64)
-        heads = torch.zeros(0, dtype=self.dtype, device=self.device)
+            x = torch.tensor(self.start, dtype=torch.float64, device=self.device).expand(bsz, 2)
+        heads = torch.zeros(bsz, 0, dtype=self.dtype, device=self.device)
         return heads, x.to(self.device, self.dtype)
 
-    def sample_batch(self, generator: torch.Generator) -> None:
+    def sample_batch(self, rng: GameRNG) -> None:
         return None  # deterministic objectives
 
     def train_batch(self) -> None:
         return None
 
-    def losses(self, heads: Tensor, trunk: Tensor, batch: Any = None) -> Tensor:
-        return toy_losses(trunk)
+    def batched_losses(self, heads: Tensor, trunk: Tensor, batch: Any = None) -> Tensor:
+        if trunk.dim() == 2:
+            return toy_losses(trunk)
+        both = toy_losses(trunk)  # [B, 2 replicas, 2 objectives]: task m reads objective m at replica m
+        return torch.diagonal(both, dim1=1, dim2=2)
 
     def evaluate(self, heads: Tensor, trunk: Tensor) -> dict[str, dict[str, float]]:
         return {t.name: {} for t in self.tasks}  # no data: nothing held out

@@ -1,0 +1,29 @@
+"""The game engine: B games as pure functions of tensors, on any device, optionally differentiable.
+
+    from mtg_env.engine import Game, reset, step
+    game = Game(make_suite("regression"), consensus_rule("mean"), action_mode="step_size", horizon=100)
+    state, out = reset(game, seeds=list(range(1024)))
+    state, out = step(game, state, torch.full((1024, 3, 2), -2.0))
+
+The env (:class:`mtg_env.MultiTaskGameEnv`) plays one game of it, the vector env many; meta-training
+backpropagates through :func:`step`.
+"""
+
+from mtg_env.engine.core import losses_and_grads, reset, reset_where, step, updates
+from mtg_env.engine.game import FEATURES, NUM_FEATURES, Game
+from mtg_env.engine.rng import GameRNG
+from mtg_env.engine.state import GameState, StepOutput
+
+__all__ = [
+    "FEATURES",
+    "NUM_FEATURES",
+    "Game",
+    "GameRNG",
+    "GameState",
+    "StepOutput",
+    "losses_and_grads",
+    "reset",
+    "reset_where",
+    "step",
+    "updates",
+]

@@ -1,0 +1,327 @@
+"""The game as pure functions of tensors: ``reset(game, seeds)`` and ``step(game, state, actions)``.
+
+One step of B games (DESIGN.md §3): the actions become head updates and trunk proposals (Eq. 23); the
+heads move by their own updates and the trunk by the consensus of the proposals (Eq. 21/24, or any rule);
+the next batch is drawn from each game's counter-based randomness; losses, each head's gradient and the
+per-task trunk Jacobian come from one forward and one backward (or the suite's closed form); then the
+features, rewards and the divergence rule. No numpy, no loop over games or parameters on the hot path (a
+solver-backed consensus rule loops over games); the state in is never modified.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from mtg_env.consensus import apply_rule, is_batched_rule, rule_differentiable, rule_is_stateful, rule_name
+from mtg_env.engine.features import features
+from mtg_env.engine.game import Game
+from mtg_env.engine.rng import STREAM_CONSENSUS, GameRNG
+from mtg_env.engine.state import GameState, StepOutput
+
+if TYPE_CHECKING:
+    from mtg_env.suites.base import TaskSuite
+
+#: An update-mode action given as its two parts: ``(head_updates [B, H], proposals [B, M, n])``.
+Updates = tuple[Tensor, Tensor]
+
+
+def losses_and_grads(
+    suite: TaskSuite, heads: Tensor, trunk: Tensor, batch: Any, differentiable: bool = False, second_order: bool = False
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Losses ``[B, M]``, each head's own gradient ``[B, H]`` and the trunk Jacobian ``[B, M, n]``.
+
+    By the suite's ``jacobian`` strategy: its closed form; one backward of the summed losses through one
+    trunk replica per task (exact rows, as task m's loss reads only replica m); or one batched backward over
+    the M basis vectors. With ``differentiable`` the losses keep their graph to ``heads`` and ``trunk`` (and
+    so to the actions that moved them); the gradients keep theirs only with ``second_order``.
+
+    Args:
+        suite: The tasks.
+        heads: ``[B, H]``.
+        trunk: ``[B, n]``.
+        batch: The suite's batch of B games (or a whole split, shared).
+        differentiable: Keep the graph to ``heads`` and ``trunk`` (else everything returned is detached).
+        second_order: Keep the gradients differentiable too.
+    """
+    second = differentiable and second_order
+    if suite.jacobian == "closed_form":
+        if not differentiable:
+            heads, trunk = heads.detach(), trunk.detach()
+        losses, head_grads, jac = suite.closed_form(heads, trunk, batch)
+    else:
+        with torch.enable_grad():
+            if not differentiable:
+                heads = heads.detach().requires_grad_(True)
+                trunk = trunk.detach().requires_grad_(True)
+            if suite.jacobian == "replicas":
+                bsz, m, n = trunk.shape[0], suite.num_tasks, suite.trunk_size
+                # A real copy, not a stride-0 view: matmul folds an expanded operand into one GEMM for some
+                # batch shapes and not others, which would make game b depend on B in the last bit.
+                replicas = trunk.unsqueeze(1).expand(bsz, m, n).contiguous()
+                losses = suite.batched_losses(heads, replicas, batch)
+                head_grads, jac = torch.autograd.grad(
+                    losses.sum(),
+                    (heads, replicas),
+                    create_graph=second,
+                    retain_graph=differentiable,
+                    allow_unused=True,
+                    materialize_grads=True,
+                )
+            else:
+                losses = suite.batched_losses(heads, trunk, batch)
+                m = suite.num_tasks
+                eye = torch.eye(m, dtype=losses.dtype, device=losses.device).unsqueeze(1).expand(m, *losses.shape)
+                head_jac, trunk_jac = torch.autograd.grad(
+                    losses,
+                    (heads, trunk),
+                    grad_outputs=eye,
+                    is_grads_batched=True,
+                    create_graph=second,
+                    retain_graph=differentiable,
+                    allow_unused=True,
+                    materialize_grads=True,
+                )
+                # ℓ_m depends on head m only: the sum over the basis places each head's gradient in its slice.
+                head_grads, jac = head_jac.sum(0), trunk_jac.transpose(0, 1)
+    if not second:
+        head_grads, jac = head_grads.detach(), jac.detach()
+    if not differentiable:
+        losses = losses.detach()
+    return losses, head_grads, jac
+
+
+def _differentiable(*tensors: Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def _finite(game: Game, losses: Tensor, heads: Tensor, trunk: Tensor) -> Tensor:
+    """``[B]``: every loss and parameter finite. x·0 is 0 exactly when every entry of x is finite (inf·0 and
+    nan·0 are nan): far cheaper than isfinite(x).all() on the parameters."""
+    with torch.no_grad():
+        h = heads.detach() @ torch.zeros(heads.shape[1], 1, dtype=heads.dtype, device=heads.device)
+        t = trunk.detach() @ torch.zeros(trunk.shape[1], 1, dtype=trunk.dtype, device=trunk.device)
+        return torch.isfinite(losses.detach()).all(1) & (h[:, 0] == 0) & (t[:, 0] == 0)
+
+
+def _rewards(game: Game, losses: Tensor, finite: Tensor) -> Tensor:
+    if game.divergence_reward is not None:
+        penalty = torch.full_like(losses, game.divergence_reward)
+    else:
+        penalty = (-losses).nan_to_num(nan=-game.big).clamp(-game.big, game.big)
+    return torch.where(finite.unsqueeze(1), -losses, penalty)
+
+
+def _output(game: Game, state: GameState, finite: Tensor) -> StepOutput:
+    feats = features(game, state.losses, state.prev_losses, state.head_grads, state.jacobian, state.last_move, state.t)
+    return StepOutput(
+        losses=state.losses,
+        head_grads=state.head_grads,
+        jacobian=state.jacobian,
+        features=feats,
+        rewards=_rewards(game, state.losses, finite),
+        diverged=~finite,
+        truncated=finite & (state.t >= game.horizon),
+    )
+
+
+def fresh_rules(game: Game, batch_size: int) -> tuple[Any, ...]:
+    """Per-game copies of a stateful consensus rule (reset), or ``()`` for a stateless one. A lone game uses
+    the rule object itself, so its counters (e.g. ``failures``) stay visible to the caller."""
+    rule = game.consensus
+    if not rule_is_stateful(rule):
+        return ()
+    rules: tuple[Any, ...] = (rule,) if batch_size == 1 else tuple(copy.deepcopy(rule) for _ in range(batch_size))
+    for r in rules:
+        r.reset()
+    return rules
+
+
+def reset(
+    game: Game,
+    seeds: list[int] | Tensor,
+    episodes: list[int] | Tensor | None = None,
+    heads: Tensor | None = None,
+    trunk: Tensor | None = None,
+    keep_rules: bool = False,
+) -> tuple[GameState, StepOutput]:
+    """Start B games: parameters from the suite (or ``heads [B, H]`` / ``trunk [B, n]``), the first batch,
+    its losses and gradients.
+
+    Args:
+        game: The spec.
+        seeds: ``[B]`` one seed per game (ints in [0, 2**63)).
+        episodes: ``[B]`` episode numbers (default 0): a game's randomness is a function of (seed, episode).
+        heads, trunk: Optional starting parameters (validated by the caller).
+        keep_rules: Leave the consensus rule objects alone (the caller manages them).
+    """
+    device = game.device
+    seed_t = torch.as_tensor(seeds, dtype=torch.int64, device=device).reshape(-1)
+    episode_t = (
+        torch.zeros_like(seed_t)
+        if episodes is None
+        else torch.as_tensor(episodes, dtype=torch.int64, device=device).reshape(-1)
+    )
+    if episode_t.shape != seed_t.shape:
+        raise ValueError(f"episodes must have one entry per seed ({seed_t.shape[0]}), got {tuple(episode_t.shape)}")
+    t = torch.zeros_like(seed_t)
+    rng = GameRNG(seed_t, episode_t, t)
+    init_heads, init_trunk = game.suite.init_params(rng)
+    heads = init_heads if heads is None else heads.to(device, game.dtype)
+    trunk = init_trunk if trunk is None else trunk.to(device, game.dtype)
+    batch = game.suite.sample_batch(rng)
+    differentiable = _differentiable(heads, trunk)
+    losses, head_grads, jac = losses_and_grads(game.suite, heads, trunk, batch, differentiable, game.second_order)
+    finite = _finite(game, losses, heads, trunk)
+    state = GameState(
+        heads=heads,
+        trunk=trunk,
+        t=t,
+        seeds=seed_t,
+        episodes=episode_t,
+        losses=losses,
+        prev_losses=losses,
+        last_move=torch.zeros_like(trunk),
+        head_grads=head_grads,
+        jacobian=jac,
+        done=torch.zeros_like(finite),
+        rules=() if keep_rules else fresh_rules(game, seed_t.shape[0]),
+    )
+    return state, _output(game, state, finite)
+
+
+def updates(game: Game, state: GameState, actions: Tensor | Updates) -> Updates:
+    """Turn actions into ``(head_updates [B, H], proposals [B, M, n])``.
+
+    ``step_size`` mode: ``actions [B, M, 2]`` natural-log step sizes; u = −exp(a)·g (Eq. 23, and the
+    proposals −β_m ∇_Ψ ℓ_m). ``update`` mode: ``actions [B, M, max_head + n]`` (head m's update in its first
+    h_m entries, padding after it, then the trunk proposal), or the two parts as a tuple.
+    """
+    bsz, m, n = state.batch_size, game.num_tasks, game.trunk_size
+    if game.action_mode == "step_size":
+        if not isinstance(actions, Tensor) or actions.shape != (bsz, m, 2):
+            shape = tuple(actions.shape) if isinstance(actions, Tensor) else type(actions).__name__
+            raise ValueError(f"step_size actions must be a tensor of shape ({bsz}, {m}, 2), got {shape}")
+        steps = actions.to(game.dtype).exp()
+        return -steps[:, game.head_index, 0] * state.head_grads, -steps[:, :, 1:] * state.jacobian
+    if isinstance(actions, tuple):
+        head_updates, proposals = actions
+        if head_updates.shape != state.heads.shape or proposals.shape != (bsz, m, n):
+            raise ValueError(
+                f"update actions (head_updates, proposals) must have shapes {tuple(state.heads.shape)} and "
+                f"{(bsz, m, n)}, got {tuple(head_updates.shape)} and {tuple(proposals.shape)}"
+            )
+        return head_updates.to(game.dtype), proposals.to(game.dtype)
+    k = game.max_head
+    if actions.shape != (bsz, m, k + n):
+        raise ValueError(
+            f"update actions must have shape ({bsz}, {m}, {k + n}) = (games, tasks, largest head {k} + trunk {n}), "
+            f"got {tuple(actions.shape)}"
+        )
+    actions = actions.to(game.dtype)
+    if game.uniform_heads:
+        return actions[:, :, :k].reshape(bsz, -1), actions[:, :, k:]
+    return actions[:, :, :k].reshape(bsz, -1)[:, game.padded_head_index], actions[:, :, k:]
+
+
+def consensus(game: Game, state: GameState, proposals: Tensor, differentiable: bool) -> Tensor:
+    """The trunk moves ``[B, n]`` of B games: the rule on each game's proposals ``[M, n]``.
+
+    Closed-form rules run on the whole batch at once; others (torchjd's, callables) game by game, a
+    randomized one with a seed drawn from the game's own (seed, episode, step). The output is checked (shape)
+    and cast to the game's dtype before anything moves.
+    """
+    rule = game.consensus
+    if differentiable and not rule_differentiable(rule):
+        raise ValueError(
+            f"consensus rule {rule_name(rule)!r} is not differentiable (its solver runs outside autograd), so a "
+            "differentiable unroll cannot pass through it; use a differentiable rule (sum, mean, pcgrad, imtl_g, "
+            "aligned_mtl, graddrop, random, krum, trimmed_mean), detach the actions, or train with ES"
+        )
+    bsz, n = state.batch_size, game.trunk_size
+    if is_batched_rule(rule):
+        move = rule(proposals)
+        expected: tuple[int, ...] = (bsz, n)
+    else:
+        rng = GameRNG(state.seeds, state.episodes, state.t)
+        seeds = rng.integer_seed(STREAM_CONSENSUS)
+        rules = state.rules or (rule,) * bsz
+        moves = []
+        for b in range(bsz):  # solver-backed rules: one game at a time
+            out = apply_rule(rules[b], proposals[b], seeds[b])
+            if not isinstance(out, Tensor) or out.shape != (n,):
+                shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+                raise ValueError(
+                    f"consensus rule {rule_name(rule)!r} returned {shape}, expected a tensor of shape ({n},)"
+                )
+            moves.append(out)
+        move = torch.stack(moves)
+        expected = (bsz, n)
+    if not isinstance(move, Tensor) or move.shape != expected:
+        shape = tuple(move.shape) if isinstance(move, Tensor) else type(move).__name__
+        raise ValueError(f"consensus rule {rule_name(rule)!r} returned {shape}, expected {expected}")
+    move = move.to(game.device, game.dtype)
+    return move if differentiable else move.detach()
+
+
+def step(game: Game, state: GameState, actions: Tensor | Updates) -> tuple[GameState, StepOutput]:
+    """Play one step of B games (see the module docstring); returns the new state and what it reports.
+
+    Differentiable when the actions (or the state's parameters) require grad and grad mode is on: the new
+    parameters and losses keep their graph to the actions (and, with ``game.second_order``, the gradients).
+    Games that are already done are stepped like the others; clients reset them (see
+    :func:`reset_where`).
+    """
+    differentiable = _differentiable(*(actions if isinstance(actions, tuple) else (actions,)), state.heads, state.trunk)
+    head_updates, proposals = updates(game, state, actions)
+    move = consensus(game, state, proposals, differentiable)
+    heads = state.heads + head_updates
+    trunk = state.trunk + move
+    t = state.t + 1
+    batch = game.suite.sample_batch(GameRNG(state.seeds, state.episodes, t))
+    losses, head_grads, jac = losses_and_grads(game.suite, heads, trunk, batch, differentiable, game.second_order)
+    finite = _finite(game, losses, heads, trunk)
+    new = replace(
+        state,
+        heads=heads,
+        trunk=trunk,
+        t=t,
+        losses=losses,
+        prev_losses=state.losses,
+        last_move=move.detach(),
+        head_grads=head_grads,
+        jacobian=jac,
+        done=state.done | ~finite | (t >= game.horizon),
+    )
+    return new, _output(game, new, finite)
+
+
+def reset_where(
+    game: Game, state: GameState, mask: Tensor, seeds: Tensor | None = None
+) -> tuple[GameState, StepOutput | None]:
+    """Reset the games where ``mask [B]`` is true (autoreset): each plays the next episode of its seed, or of
+    ``seeds [B]`` where given. Returns the merged state and the reset games' output (``None`` if none)."""
+    index = mask.nonzero().flatten()
+    if index.numel() == 0:
+        return state, None
+    sub_seeds = state.seeds[index] if seeds is None else seeds.to(state.seeds.device)[index]
+    sub_episodes = state.episodes[index] + 1 if seeds is None else torch.zeros_like(sub_seeds)
+    fresh, out = reset(game, sub_seeds, sub_episodes, keep_rules=True)
+    merged = {}
+    for name, value in state.tensors().items():
+        new_value = value.detach().clone()
+        new_value[index] = getattr(fresh, name).to(new_value.dtype)
+        merged[name] = new_value
+    rules = state.rules
+    if rules:
+        listed = list(rules)
+        for b in index.tolist():
+            if state.batch_size > 1:  # a batch's games never share a rule object
+                listed[b] = copy.deepcopy(game.consensus)
+            listed[b].reset()
+        rules = tuple(listed)
+    return replace(state, **merged, rules=rules), out

@@ -1,0 +1,123 @@
+"""The frozen description of a game: what the engine plays (suite, consensus rule, action mode, horizon)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+from torch import Tensor
+
+from mtg_env.consensus import ConsensusRule
+
+if TYPE_CHECKING:  # the suites import the engine's randomness: no runtime import back
+    from mtg_env.suites.base import TaskSuite
+
+ActionMode = Literal["update", "step_size"]
+
+#: Names of the scalar features of every observation (see :func:`mtg_env.engine.features.features`).
+FEATURES: tuple[str, ...] = (
+    "symlog_loss",
+    "symlog_loss_change",
+    "symlog_head_grad_norm",
+    "symlog_trunk_grad_norm",
+    "cos_trunk_grad_mean_grad",
+    "cos_descent_last_trunk_move",
+    "progress",
+)
+NUM_FEATURES = len(FEATURES)
+
+
+@dataclass(frozen=True, eq=False)
+class Game:
+    """A game spec. The suite fixes the dtype and device; everything here is fixed for the game's life.
+
+    The derived fields (sizes, index tensors, feature bounds) are computed once, so a step does no Python
+    work that grows with the number of parameters.
+    """
+
+    suite: TaskSuite
+    """The tasks, their data, trunk and heads (fixes ``dtype`` and ``device``)."""
+    consensus: ConsensusRule
+    """How the trunk proposals ``[M, n]`` become one move ``[n]`` (a rule of :mod:`mtg_env.consensus`)."""
+    action_mode: ActionMode = "update"
+    """``update``: actions are updates; ``step_size``: actions are natural-log step sizes (head, trunk)."""
+    horizon: int = 500
+    """Steps before truncation (``max_cycles``)."""
+    divergence_reward: float | None = None
+    """Reward of every task on the step a game diverges (``None``: −loss clipped to the finite range)."""
+    second_order: bool = False
+    """In a differentiable unroll, keep the gradients (observations) differentiable too (full second order)
+    instead of detaching them (the first-order meta-gradient of Andrychowicz et al. 2016)."""
+
+    num_tasks: int = field(init=False)
+    trunk_size: int = field(init=False)
+    head_sizes: tuple[int, ...] = field(init=False)
+    max_head: int = field(init=False)
+    head_index: Tensor = field(init=False, repr=False)
+    """``[H]`` the task of each head coordinate."""
+    head_indicator: Tensor = field(init=False, repr=False)
+    """``[H, M]`` one-hot of ``head_index``: sums per-coordinate values into their task."""
+    padded_head_index: Tensor = field(init=False, repr=False)
+    """``[H]`` where each head coordinate sits in a flattened ``[M, max_head]`` padded layout."""
+    feature_low: Tensor = field(init=False, repr=False)
+    feature_high: Tensor = field(init=False, repr=False)
+    big: float = field(init=False)
+    """The dtype's largest finite value."""
+
+    def __post_init__(self) -> None:
+        if self.action_mode not in ("update", "step_size"):
+            raise ValueError(f"action_mode must be 'update' or 'step_size', got {self.action_mode!r}")
+        if isinstance(self.horizon, bool) or not isinstance(self.horizon, int) or self.horizon < 1:
+            raise ValueError(f"horizon (max_cycles) must be an int >= 1, got {self.horizon!r}")
+        suite = self.suite
+        sizes = suite.head_sizes
+        device = suite.device
+        index = suite.head_task_index()
+        set_ = object.__setattr__
+        set_(self, "num_tasks", suite.num_tasks)
+        set_(self, "trunk_size", suite.trunk_size)
+        set_(self, "head_sizes", sizes)
+        set_(self, "max_head", max(sizes) if sizes else 0)
+        set_(self, "head_index", index)
+        set_(self, "head_indicator", torch.nn.functional.one_hot(index, suite.num_tasks).to(suite.dtype))
+        offsets = torch.tensor(suite.head_offsets[:-1], device=device)
+        within = torch.arange(index.numel(), device=device) - offsets[index]
+        set_(self, "padded_head_index", index * max(1, self.max_head) + within)
+        big = float(torch.finfo(suite.dtype).max)
+        s_max = math.log1p(big)
+        low = torch.tensor([-s_max, -s_max, 0.0, 0.0, -1.0, -1.0, 0.0], dtype=suite.dtype, device=device)
+        high = torch.tensor([s_max, s_max, s_max, s_max, 1.0, 1.0, 1.0], dtype=suite.dtype, device=device)
+        set_(self, "feature_low", low)
+        set_(self, "feature_high", high)
+        set_(self, "big", big)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.suite.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.suite.device
+
+    @property
+    def uniform_heads(self) -> bool:
+        return len(set(self.head_sizes)) <= 1
+
+    @property
+    def action_size(self) -> int:
+        """Length of one task's action in the engine's ``[B, M, k]`` layout (heads padded to the largest)."""
+        return 2 if self.action_mode == "step_size" else self.max_head + self.trunk_size
+
+    def describe(self) -> dict[str, Any]:
+        from mtg_env.consensus import rule_name
+
+        return {
+            "suite": self.suite.describe(),
+            "consensus": rule_name(self.consensus),
+            "action_mode": self.action_mode,
+            "horizon": self.horizon,
+            "divergence_reward": self.divergence_reward,
+            "second_order": self.second_order,
+        }

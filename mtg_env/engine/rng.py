@@ -1,0 +1,134 @@
+"""Counter-based randomness: every random number of game b is a hash of (seed_b, episode_b, step, stream, index).
+
+A shared ``torch.Generator`` would make game b's draws depend on how many games come before it in a batch
+and on what they drew. Here each number is a pure function of its coordinates, so game b's whole trajectory
+depends only on its own seed, never on the batch size or its position, and the same on every device (the
+hash is integer arithmetic; only the final conversion to normals uses floating-point functions).
+
+The hash is Chris Wellons' ``lowbias32`` integer mixer, chained over the coordinates. It is a statistical
+hash, not a cryptographic one: plenty for simulation and initialisation. Values are kept below 2**32
+inside int64 tensors, and products are split into 16-bit halves, so nothing overflows on any device.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+_MASK32 = 0xFFFFFFFF
+_MAX_SEED = 2**63 - 1
+
+#: Stream numbers: each kind of draw has its own, so adding draws of one kind never shifts another.
+STREAM_INIT = 1
+STREAM_BATCH = 2
+STREAM_CONSENSUS = 3
+
+
+def _mul32_(x: Tensor, c: int) -> Tensor:
+    """x ← (x · c) mod 2**32 in place, for x in [0, 2**32): split into 16-bit halves so no product overflows
+    int64 (each is below 2**48)."""
+    lo = x & 0xFFFF
+    lo *= c
+    x >>= 16
+    x *= c
+    x &= 0xFFFF
+    x <<= 16
+    x += lo
+    x &= _MASK32
+    return x
+
+
+def mix32_(x: Tensor) -> Tensor:
+    """The lowbias32 mixer, in place on an int64 tensor of values in [0, 2**32): a bijection of [0, 2**32)
+    with good avalanche (in place: the hot path hashes ``[B, count]`` tensors every step)."""
+    x ^= x >> 16
+    _mul32_(x, 0x7FEB352D)
+    x ^= x >> 15
+    _mul32_(x, 0x846CA68B)
+    x ^= x >> 16
+    return x
+
+
+def mix32(x: Tensor) -> Tensor:
+    """:func:`mix32_` on a copy."""
+    return mix32_(x.clone())
+
+
+def check_seed(seed: object, name: str = "seed") -> int:
+    """``seed`` as an int in [0, 2**63), or a ``ValueError``/``TypeError`` that names it (no coercion)."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        import numpy as np
+
+        if isinstance(seed, np.integer) and not isinstance(seed, np.bool_):
+            seed = int(seed)
+        else:
+            raise TypeError(f"{name} must be an int in [0, 2**63), got {type(seed).__name__} {seed!r}")
+    if not 0 <= seed <= _MAX_SEED:
+        raise ValueError(f"{name} must be in [0, 2**63), got {seed}")
+    return seed
+
+
+@dataclass(frozen=True)
+class GameRNG:
+    """The random numbers of B games at one point of their play.
+
+    Args:
+        seeds: ``[B]`` int64 seeds, one per game.
+        episodes: ``[B]`` int64 episode counters (a reset without a new seed starts the next episode).
+        steps: ``[B]`` int64 step counters.
+    """
+
+    seeds: Tensor
+    episodes: Tensor
+    steps: Tensor
+
+    @classmethod
+    def from_seeds(cls, seeds: list[int] | Tensor, device: str | torch.device = "cpu") -> GameRNG:
+        """Episode 0, step 0 of games with these seeds."""
+        s = torch.as_tensor(seeds, dtype=torch.int64, device=device).reshape(-1)
+        zeros = torch.zeros_like(s)
+        return cls(s, zeros, zeros)
+
+    def key(self, stream: int) -> Tensor:
+        """``[B, 1]`` int64: the hash of (seed, episode, step, stream) of every game."""
+        h = mix32(torch.full_like(self.seeds, stream & _MASK32) ^ 0x9E3779B9)
+        h = mix32(h ^ (self.steps & _MASK32))
+        h = mix32(h ^ (self.episodes & _MASK32))
+        h = mix32(h ^ ((self.seeds >> 32) & _MASK32))
+        h = mix32(h ^ (self.seeds & _MASK32))
+        return h.unsqueeze(1)
+
+    def bits(self, stream: int, count: int) -> Tensor:
+        """``[B, count]`` int64 hashes in [0, 2**32): number i of game b depends only on game b and i."""
+        index = torch.arange(count, dtype=torch.int64, device=self.seeds.device)
+        return mix32_(self.key(stream) ^ mix32_(index + 0x632BE5AB))
+
+    def uniform(self, stream: int, count: int, dtype: torch.dtype = torch.float64) -> Tensor:
+        """``[B, count]`` uniform in [0, 1) with the dtype's full precision (53 or 24 bits)."""
+        if dtype == torch.float64:
+            b = self.bits(stream, 2 * count)
+            hi, lo = b[:, 0::2] >> 5, b[:, 1::2] >> 6  # 27 + 26 bits, as numpy's random_double
+            return (hi * 67108864 + lo).to(torch.float64) * (1.0 / 9007199254740992.0)
+        return (self.bits(stream, count) >> 8).to(dtype) * (1.0 / 16777216.0)
+
+    def integers(self, stream: int, count: int, high: Tensor) -> Tensor:
+        """``[B, count]`` int64 uniform in [0, high) (``high`` broadcasts against ``[B, count]``; each < 2**31),
+        by the multiply-shift map (bits · high) >> 32: one 32-bit draw per number, exact integer arithmetic."""
+        return (self.bits(stream, count) * high) >> 32
+
+    def normal(self, stream: int, count: int, dtype: torch.dtype = torch.float64) -> Tensor:
+        """``[B, count]`` standard normals (Box–Muller on float64 uniforms, then cast to ``dtype``)."""
+        u = self.uniform(stream, 2 * count)
+        radius = torch.sqrt(-2.0 * torch.log1p(-u[:, :count]))  # 1 − u in (0, 1]: log never sees 0
+        return (radius * torch.cos(2.0 * math.pi * u[:, count:])).to(dtype)
+
+    def integer_seed(self, stream: int) -> list[int]:
+        """One 62-bit seed per game (for a ``torch.Generator`` a third-party rule draws from)."""
+        b = self.bits(stream, 2).tolist()
+        return [((hi & 0x3FFFFFFF) << 32) | lo for hi, lo in b]
+
+    def select(self, index: Tensor | slice) -> GameRNG:
+        return GameRNG(self.seeds[index], self.episodes[index], self.steps[index])

@@ -1,0 +1,166 @@
+"""Many games at once: the engine behind a batched, torch-in torch-out environment, with autoreset.
+
+    venv = mtg_env.vector_env(num_games=1024, suite="regression", action_mode="step_size")
+    obs, infos = venv.reset(seed=0)                 # obs [B, M, d]; game b is seeded seed + b
+    obs, rewards, terminated, truncated, infos = venv.step(actions)   # actions [B, M, k]
+
+Game b of the vector env plays exactly the episode that ``parallel_env`` (same options) plays with the same
+seed. Finished games reset in the same step (SB3's convention): the returned observation is the new
+episode's first, the last one is in ``infos["final_observation"]`` (rows of finished games), and the game
+plays its seed's next episode. Adapters: :func:`to_torchrl` (a TorchRL ``EnvBase``) and :func:`to_sb3` (an
+SB3 ``VecEnv`` with every task of every game as one env, for one shared policy).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import replace
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mtg_env import engine
+from mtg_env.engine.game import NUM_FEATURES, Game
+from mtg_env.engine.rng import check_seed
+from mtg_env.engine.state import GameState, StepOutput
+from mtg_env.env import MultiTaskGameEnv
+
+
+class VectorGameEnv:
+    """B games of one configuration, stepped together by the engine (see the module docstring).
+
+    Args:
+        num_games: B.
+        **kwargs: The arguments of :func:`mtg_env.parallel_env` (suite, consensus, action_mode, max_cycles,
+            dtype, device, max_update, log_step_range, divergence_reward, suite options, ...).
+
+    Observations ``[B, M, d]``: the 7 features in ``step_size`` mode; in ``update`` mode each task's head
+    gradient padded with zeros to the largest head, then its trunk gradient, then the features
+    (``d = max_head + n + 7``). Actions ``[B, M, k]`` in the same layout: ``k = 2`` log step sizes, or
+    ``max_head + n`` (a task's head update in its first h_m entries; the padding is ignored).
+    """
+
+    def __init__(self, num_games: int, **kwargs: Any):
+        if isinstance(num_games, bool) or not isinstance(num_games, int) or num_games < 1:
+            raise ValueError(f"num_games must be an int >= 1, got {num_games!r}")
+        if kwargs.get("render_mode") is not None:
+            raise ValueError("render_mode is not supported by the vector env; render a parallel_env instead")
+        #: One game's env: it validates the options and owns the spaces of one game.
+        self.single = MultiTaskGameEnv(**kwargs)
+        self.game: Game = self.single.game
+        self.num_games = num_games
+        self.num_tasks = self.game.num_tasks
+        self.device, self.dtype = self.game.device, self.game.dtype
+        mode = self.game.action_mode
+        self.action_size = self.game.action_size
+        extra = 0 if mode == "step_size" else self.game.max_head + self.game.trunk_size
+        self.observation_size = extra + NUM_FEATURES
+        if mode == "update":
+            bound = self.single.max_update
+            low, high = torch.full((self.action_size,), -bound), torch.full((self.action_size,), bound)
+        else:
+            lo, hi = self.single.log_step_range
+            low, high = torch.tensor([lo, lo]), torch.tensor([hi, hi])
+        #: Bounds of one task's action ``[k]`` (as the single env's Box, in the padded layout).
+        self.action_low = low.to(self.device, self.dtype)
+        self.action_high = high.to(self.device, self.dtype)
+        self._state: GameState | None = None
+
+    # ------------------------------------------------------------------------------ episodes
+    def reset(self, seed: int | list[int] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """Start every game: game b gets ``seed + b`` (an int), ``seed[b]`` (a list of B ints) or a random seed.
+
+        Returns ``(observations [B, M, d], infos)`` with ``infos["losses"] [B, M]`` and ``infos["seeds"] [B]``.
+        """
+        seeds = self._seeds(seed)
+        self._state, out = engine.reset(self.game, seeds)
+        return self._observe(self._state, out), {"losses": out.losses, "seeds": self._state.seeds.clone()}
+
+    def _seeds(self, seed: int | list[int] | None) -> list[int]:
+        b = self.num_games
+        if seed is None:
+            return [secrets.randbits(63) for _ in range(b)]
+        if isinstance(seed, (list, tuple)):
+            if len(seed) != b:
+                raise ValueError(f"seed must list one seed per game ({b}), got {len(seed)}")
+            return [check_seed(s, f"seed[{i}]") for i, s in enumerate(seed)]
+        first = check_seed(seed)
+        if first + b - 1 >= 2**63:
+            raise ValueError(f"seed + num_games - 1 must stay below 2**63, got seed {first}")
+        return list(range(first, first + b))
+
+    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        """Step every game; finished games reset in the same call (see the module docstring).
+
+        Args:
+            actions: ``[B, M, k]`` inside the action bounds (finite).
+
+        Returns:
+            ``observations [B, M, d]``, ``rewards [B, M]``, ``terminated [B]`` (diverged), ``truncated [B]``,
+            and ``infos``: ``losses [B, M]`` (before any reset), ``t [B]``, and, where a game finished,
+            ``final_observation [B, M, d]`` (rows of finished games; others zero) and ``done [B]``.
+        """
+        if self._state is None:
+            raise RuntimeError("step() called before reset(); call venv.reset(seed=...) first")
+        actions = self._check(actions)
+        state, out = engine.step(self.game, self._state, actions)
+        obs = self._observe(state, out)
+        done = out.diverged | out.truncated
+        infos: dict[str, Tensor] = {"losses": out.losses, "t": state.t.clone(), "done": done}
+        if bool(done.any()):
+            infos["final_observation"] = torch.where(done[:, None, None], obs, torch.zeros_like(obs))
+            state, fresh = engine.reset_where(self.game, state, done)
+            assert fresh is not None
+            obs = obs.clone()
+            obs[done] = self._observe(state, fresh)
+        self._state = replace(state, done=torch.zeros_like(state.done))
+        return obs, out.rewards, out.diverged, out.truncated, infos
+
+    def _check(self, actions: Tensor) -> Tensor:
+        expected = (self.num_games, self.num_tasks, self.action_size)
+        if not isinstance(actions, Tensor):
+            raise TypeError(f"actions must be a torch.Tensor of shape {expected}, got {type(actions).__name__}")
+        if tuple(actions.shape) != expected:
+            raise ValueError(
+                f"actions must have shape {expected} = (games, tasks, action size), got {tuple(actions.shape)}"
+            )
+        a = actions.to(self.device, self.dtype)
+        ok = torch.isfinite(a) & (a >= self.action_low) & (a <= self.action_high)
+        if not bool(ok.all()):
+            b, m, i = (int(v) for v in (~ok).nonzero()[0])
+            value = float(a[b, m, i])
+            raise ValueError(
+                f"action of game {b}, task_{m} at index {i} is {value}, outside "
+                f"[{float(self.action_low[i])}, {float(self.action_high[i])}] or not finite; clip it to "
+                "(venv.action_low, venv.action_high)"
+            )
+        return a
+
+    def _observe(self, state: GameState, out: StepOutput) -> Tensor:
+        feats = out.features
+        if self.game.action_mode == "step_size":
+            return feats
+        game = self.game
+        bsz = feats.shape[0]
+        heads = torch.zeros(bsz, game.num_tasks * max(1, game.max_head), dtype=self.dtype, device=self.device)
+        heads[:, game.padded_head_index] = out.head_grads
+        heads = heads.view(bsz, game.num_tasks, -1)[:, :, : game.max_head]
+        obs = torch.cat([heads, out.jacobian, feats], dim=2)
+        return obs.nan_to_num(nan=0.0, posinf=game.big, neginf=-game.big)
+
+    # ------------------------------------------------------------------------------ queries
+    @property
+    def state(self) -> GameState:
+        """The engine's state of all games."""
+        if self._state is None:
+            raise RuntimeError("the vector env has no games yet; call venv.reset(seed=...) first")
+        return self._state
+
+    def __repr__(self) -> str:
+        return f"VectorGameEnv(num_games={self.num_games}, {self.single!r})"
+
+
+def vector_env(num_games: int, **kwargs: Any) -> VectorGameEnv:
+    """``num_games`` games at once, torch in and out; takes :func:`mtg_env.parallel_env`'s arguments."""
+    return VectorGameEnv(num_games, **kwargs)

@@ -6,6 +6,7 @@ Learning Games", Axioms 2023).
 """
 
 from mtg_env.consensus import CONSENSUS_RULES, RULE_TABLE, ConsensusRule, ConsensusWarning, consensus_rule
+from mtg_env.engine import Game, GameState, StepOutput
 from mtg_env.env import FEATURES, MultiTaskGameEnv, env, parallel_env
 from mtg_env.suites import (
     SUITES,
@@ -17,6 +18,7 @@ from mtg_env.suites import (
     Toy2DSuite,
     make_suite,
 )
+from mtg_env.vector import VectorGameEnv, vector_env
 
 __version__ = "0.1.0"
 
@@ -28,14 +30,19 @@ __all__ = [
     "ConsensusRule",
     "ConsensusWarning",
     "DigitsSuite",
+    "Game",
+    "GameState",
     "MultiTaskGameEnv",
     "QuadraticSuite",
     "RegressionSuite",
+    "StepOutput",
     "TaskSpec",
     "TaskSuite",
     "Toy2DSuite",
+    "VectorGameEnv",
     "consensus_rule",
     "env",
     "make_suite",
     "parallel_env",
+    "vector_env",
 ]

@@ -164,3 +164,23 @@ class VectorGameEnv:
 def vector_env(num_games: int, **kwargs: Any) -> VectorGameEnv:
     """``num_games`` games at once, torch in and out; takes :func:`mtg_env.parallel_env`'s arguments."""
     return VectorGameEnv(num_games, **kwargs)
+
+
+def to_torchrl(venv: VectorGameEnv) -> Any:
+    """The vector env as a TorchRL ``EnvBase`` with ``batch_size=[B]`` (needs ``pip install mtg-env[marl]``);
+    see :mod:`mtg_env._torchrl_vector`."""
+    try:
+        from mtg_env._torchrl_vector import TorchRLGameEnv
+    except ImportError as err:  # pragma: no cover - depends on the installed extras
+        raise ImportError("to_torchrl needs TorchRL: pip install 'mtg-env[marl]'") from err
+    return TorchRLGameEnv(venv)
+
+
+def to_sb3(venv: VectorGameEnv) -> Any:
+    """The vector env as a Stable-Baselines3 ``VecEnv`` with every task of every game as one of its B · M envs
+    (one shared policy); needs ``pip install mtg-env[marl]``; see :mod:`mtg_env._sb3_vector`."""
+    try:
+        from mtg_env._sb3_vector import SB3GameVecEnv
+    except ImportError as err:  # pragma: no cover - depends on the installed extras
+        raise ImportError("to_sb3 needs Stable-Baselines3: pip install 'mtg-env[marl]'") from err
+    return SB3GameVecEnv(venv)

@@ -20,7 +20,7 @@ from torch import Tensor
 from mtg_env.consensus import apply_rule, is_batched_rule, rule_differentiable, rule_is_stateful, rule_name
 from mtg_env.engine.features import features
 from mtg_env.engine.game import Game
-from mtg_env.engine.rng import STREAM_CONSENSUS, GameRNG
+from mtg_env.engine.rng import STREAM_CONSENSUS, GameRNG, episode_keys
 from mtg_env.engine.state import GameState, StepOutput
 
 if TYPE_CHECKING:
@@ -101,11 +101,10 @@ def _differentiable(*tensors: Tensor) -> bool:
 
 def _finite(game: Game, losses: Tensor, heads: Tensor, trunk: Tensor) -> Tensor:
     """``[B]``: every loss and parameter finite. x·0 is 0 exactly when every entry of x is finite (inf·0 and
-    nan·0 are nan): far cheaper than isfinite(x).all() on the parameters."""
+    nan·0 are nan): far cheaper than isfinite(x).all() on the parameters, and one small matmul for both."""
     with torch.no_grad():
-        h = heads.detach() @ torch.zeros(heads.shape[1], 1, dtype=heads.dtype, device=heads.device)
-        t = trunk.detach() @ torch.zeros(trunk.shape[1], 1, dtype=trunk.dtype, device=trunk.device)
-        return torch.isfinite(losses.detach()).all(1) & (h[:, 0] == 0) & (t[:, 0] == 0)
+        probe = torch.cat([losses.detach(), heads.detach() @ game.zero_heads, trunk.detach() @ game.zero_trunk], 1)
+        return (probe * 0 == 0).all(1)
 
 
 def _rewards(game: Game, losses: Tensor, finite: Tensor) -> Tensor:
@@ -169,7 +168,8 @@ def reset(
     if episode_t.shape != seed_t.shape:
         raise ValueError(f"episodes must have one entry per seed ({seed_t.shape[0]}), got {tuple(episode_t.shape)}")
     t = torch.zeros_like(seed_t)
-    rng = GameRNG(seed_t, episode_t, t)
+    keys = episode_keys(seed_t, episode_t)
+    rng = GameRNG(seed_t, episode_t, t, keys)
     init_heads, init_trunk = game.suite.init_params(rng)
     heads = init_heads if heads is None else heads.to(device, game.dtype)
     trunk = init_trunk if trunk is None else trunk.to(device, game.dtype)
@@ -183,6 +183,7 @@ def reset(
         t=t,
         seeds=seed_t,
         episodes=episode_t,
+        keys=keys,
         losses=losses,
         prev_losses=losses,
         last_move=torch.zeros_like(trunk),
@@ -247,8 +248,7 @@ def consensus(game: Game, state: GameState, proposals: Tensor, differentiable: b
         move = rule(proposals)
         expected: tuple[int, ...] = (bsz, n)
     else:
-        rng = GameRNG(state.seeds, state.episodes, state.t)
-        seeds = rng.integer_seed(STREAM_CONSENSUS)
+        seeds = state.rng.integer_seed(STREAM_CONSENSUS)
         rules = state.rules or (rule,) * bsz
         moves = []
         for b in range(bsz):  # solver-backed rules: one game at a time
@@ -282,7 +282,7 @@ def step(game: Game, state: GameState, actions: Tensor | Updates) -> tuple[GameS
     heads = state.heads + head_updates
     trunk = state.trunk + move
     t = state.t + 1
-    batch = game.suite.sample_batch(GameRNG(state.seeds, state.episodes, t))
+    batch = game.suite.sample_batch(GameRNG(state.seeds, state.episodes, t, state.keys))
     losses, head_grads, jac = losses_and_grads(game.suite, heads, trunk, batch, differentiable, game.second_order)
     finite = _finite(game, losses, heads, trunk)
     new = replace(

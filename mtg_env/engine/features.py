@@ -13,12 +13,6 @@ def symlog(x: Tensor) -> Tensor:
     return torch.copysign(torch.log1p(x.abs()), x)
 
 
-def _ratio(num: Tensor, den: Tensor) -> Tensor:
-    """A cosine from a dot product and a norm product; 0 where a vector is zero (no direction)."""
-    positive = den > 0
-    return torch.where(positive, num / torch.where(positive, den, 1.0), 0.0)
-
-
 def features(
     game: Game, losses: Tensor, prev_losses: Tensor, head_grads: Tensor, jacobian: Tensor, last_move: Tensor, t: Tensor
 ) -> Tensor:
@@ -32,23 +26,20 @@ def features(
     """
     losses, prev_losses, head_grads = losses.detach(), prev_losses.detach(), head_grads.detach()
     jacobian, last_move = jacobian.detach(), last_move.detach()
+    # Few, batched ops: at B = 1 a step is dominated by per-op overhead, not by arithmetic.
     gram = jacobian @ jacobian.transpose(1, 2)  # [B, M, M]
-    trunk_norm = torch.diagonal(gram, dim1=1, dim2=2).clamp_min(0).sqrt()
-    head_norm = (head_grads.square() @ game.head_indicator).sqrt()
-    mean_norm = gram.mean((1, 2)).clamp_min(0).sqrt().unsqueeze(1)
-    move_norm = last_move.square().sum(1).sqrt().unsqueeze(1)
-    along_move = (jacobian @ last_move.unsqueeze(2)).squeeze(2)
-    progress = (t.to(losses.dtype) / game.horizon).clamp(max=1.0).unsqueeze(1).expand_as(losses)
-    feats = torch.stack(
-        [
-            symlog(losses),
-            symlog(losses - prev_losses),
-            symlog(head_norm),
-            symlog(trunk_norm),
-            _ratio(gram.mean(2), trunk_norm * mean_norm),
-            _ratio(-along_move, trunk_norm * move_norm),
-            progress,
-        ],
-        dim=2,
-    )
+    squares = torch.stack(
+        [head_grads.square() @ game.head_indicator, torch.diagonal(gram, dim1=1, dim2=2)], dim=2
+    )  # [B, M, 2]: ‖∇_Θm ℓ_m‖², ‖∇_Ψ ℓ_m‖²
+    norms = squares.clamp_min(0).sqrt()
+    trunk_norm = norms[:, :, 1:]
+    # ⟨∇_Ψ ℓ_m, mean_j ∇_Ψ ℓ_j⟩ and −⟨∇_Ψ ℓ_m, ΔΨ⟩, against the norms of the mean and of ΔΨ.
+    dots = torch.cat([gram.mean(2, keepdim=True), -(jacobian @ last_move.unsqueeze(2))], dim=2)  # [B, M, 2]
+    others = torch.stack([gram.mean((1, 2)), last_move.square().sum(1)], dim=1).clamp_min(0).sqrt()  # [B, 2]
+    dens = trunk_norm * others.unsqueeze(1)
+    positive = dens > 0
+    cosines = torch.where(positive, dots / torch.where(positive, dens, 1.0), 0.0)
+    progress = (t.to(losses.dtype) / game.horizon).clamp(max=1.0).view(-1, 1, 1).expand(-1, losses.shape[1], 1)
+    feats = torch.cat([symlog(torch.cat([losses.unsqueeze(2), (losses - prev_losses).unsqueeze(2), norms], 2)),
+                       cosines, progress], dim=2)  # fmt: skip
     return torch.minimum(torch.maximum(feats.nan_to_num(nan=0.0), game.feature_low), game.feature_high)

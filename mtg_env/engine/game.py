@@ -65,6 +65,10 @@ class Game:
     feature_high: Tensor = field(init=False, repr=False)
     big: float = field(init=False)
     """The dtype's largest finite value."""
+    zero_heads: Tensor = field(init=False, repr=False)
+    """``[H, 1]`` zeros: heads @ zero_heads is 0 exactly when every head coordinate is finite."""
+    zero_trunk: Tensor = field(init=False, repr=False)
+    """``[n, 1]`` zeros, the same for the trunk."""
 
     def __post_init__(self) -> None:
         if self.action_mode not in ("update", "step_size"):
@@ -92,6 +96,8 @@ class Game:
         set_(self, "feature_low", low)
         set_(self, "feature_high", high)
         set_(self, "big", big)
+        set_(self, "zero_heads", torch.zeros(index.numel(), 1, dtype=suite.dtype, device=device))
+        set_(self, "zero_trunk", torch.zeros(suite.trunk_size, 1, dtype=suite.dtype, device=device))
 
     @property
     def dtype(self) -> torch.dtype:

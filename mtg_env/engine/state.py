@@ -7,6 +7,8 @@ from typing import Any
 
 from torch import Tensor
 
+from mtg_env.engine.rng import GameRNG
+
 
 @dataclass(frozen=True)
 class GameState:
@@ -27,6 +29,8 @@ class GameState:
     """``[B]`` int64 seed of each game: with ``episodes`` and ``t`` it decides every random number."""
     episodes: Tensor
     """``[B]`` int64 episode counter (a reset without a new seed plays the seed's next episode)."""
+    keys: Tensor
+    """``[B]`` int64 hash of (seed, episode): the part of every random number's key fixed for an episode."""
     losses: Tensor
     """``[B, M]`` task losses at the current parameters and batch."""
     prev_losses: Tensor
@@ -41,6 +45,11 @@ class GameState:
     """``[B]`` bool: the game has diverged or reached its horizon."""
     rules: tuple[Any, ...] = ()
     """Per-game consensus rule objects (stateful rules only), else empty."""
+
+    @property
+    def rng(self) -> GameRNG:
+        """The games' randomness at their current step."""
+        return GameRNG(self.seeds, self.episodes, self.t, self.keys)
 
     @property
     def batch_size(self) -> int:

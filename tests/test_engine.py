@@ -254,7 +254,7 @@ def test_stateful_rules_get_one_copy_per_game_and_fresh_state_on_reset() -> None
 def test_counter_rng_is_uniform_and_each_number_depends_only_on_its_game() -> None:
     rng = GameRNG.from_seeds(list(range(4000)))
     u = rng.uniform(5, 64)
-    assert 0.0 <= float(u.min()) and float(u.max()) < 1.0
+    assert float(u.min()) >= 0.0 and float(u.max()) < 1.0
     assert float(u.mean()) == pytest.approx(0.5, abs=0.003) and float(u.var()) == pytest.approx(1 / 12, abs=0.002)
     z = rng.normal(5, 64)
     assert float(z.mean()) == pytest.approx(0.0, abs=0.01) and float(z.std()) == pytest.approx(1.0, abs=0.01)

@@ -205,7 +205,7 @@ def jacobian_table(rounds: int) -> None:
     from mtg_env.engine.core import losses_and_grads
 
     print("\nper-task trunk Jacobian, B = 64: engine / per-task backward loop (CPU time per call; < 1 is faster)")
-    print(f"{'suite':<12}{'trunk n':>8}" + "".join(f"{'M=' + str(m):>9}" for m in (2, 4, 8, 16, 32)))
+    print("JACOBIAN suite trunk_n " + " ".join(f"M={m}" for m in (2, 4, 8, 16, 32)))
     configs = [
         ("quadratic", 64, lambda m, n: QuadraticSuite(num_tasks=m, head_dim=2, trunk_dim=n)),
         ("quadratic", 1024, lambda m, n: QuadraticSuite(num_tasks=m, head_dim=2, trunk_dim=n)),
@@ -236,7 +236,7 @@ def jacobian_table(rounds: int) -> None:
 
             seconds = median_seconds_per_step({"ours": ours, "loop": loop}, steps=20, rounds=rounds, warmup=3)
             ratios.append(seconds["ours"] / seconds["loop"])
-        print(f"{name:<12}{n:>8}" + "".join(f"{r:>9.2f}" for r in ratios))
+        print(f"JACOBIAN {name} {n} " + " ".join(f"{r:.3f}" for r in ratios))
 
 
 def main() -> None:
@@ -247,7 +247,7 @@ def main() -> None:
     torch.set_num_threads(1)
     sizes = (1, 64, 1024) if args.quick else (1, 64, 1024, 8192)
     print(f"torch {torch.__version__}, 1 thread, {args.rounds} interleaved rounds (median), CPU time")
-    print(f"{'suite':<12}{'B':>6}{'engine game-steps/s':>21}{'vs reference':>14}{'vs lone envs':>14}")
+    print("THROUGHPUT suite B engine_game_steps_per_s vs_reference vs_lone_envs")
     for name in SMALL:
         lone = median_seconds_per_step({"lone": lone_env_stepper(name)}, steps=200, rounds=args.rounds, warmup=20)
         lone_rate = 1.0 / lone["lone"]
@@ -261,8 +261,8 @@ def main() -> None:
             )
             rate = batch / seconds["engine"]
             ref_rate = batch / seconds["reference"]
-            print(f"{name:<12}{batch:>6}{rate:>21.0f}{rate / ref_rate:>14.2f}{rate / lone_rate:>14.1f}")
-        print(f"{'':<12}{'lone env':>6}{lone_rate:>21.0f}")
+            print(f"THROUGHPUT {name} {batch} {rate:.0f} {rate / ref_rate:.3f} {rate / lone_rate:.2f}")
+        print(f"LONE {name} {lone_rate:.0f}")
     for batch in (1, 64):
         seconds = median_seconds_per_step(
             {"engine": engine_stepper("digits", batch), "reference": DigitsReference(batch).step},
@@ -271,7 +271,7 @@ def main() -> None:
             warmup=2,
         )
         rate = batch / seconds["engine"]
-        print(f"{'digits':<12}{batch:>6}{rate:>21.0f}{rate * seconds['reference'] / batch:>14.2f}")
+        print(f"THROUGHPUT digits {batch} {rate:.0f} {rate * seconds['reference'] / batch:.3f}")
     jacobian_table(args.rounds)
 
 

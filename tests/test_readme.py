@@ -55,3 +55,12 @@ def test_toy2d_example_runs_every_two_task_rule(tmp_path: Path) -> None:
                          "dualproj", "graddrop", "random"}  # fmt: skip
     assert len(rows) == 12 * 5  # every rule from every standard start
     assert (tmp_path / "toy2d_trajectories.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_readme_engine_example_runs() -> None:
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", README, flags=re.S) if "from mtg_env.engine import" in b]
+    assert len(blocks) == 1, "the README's engine example is missing"
+    namespace: dict = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)
+    state, out = namespace["state"], namespace["out"]
+    assert state.heads.shape[0] == 1024 and out.losses.shape == (1024, 3) and not out.diverged.any()

@@ -320,3 +320,51 @@ def test_divergence_reward_replaces_the_clipped_loss() -> None:
     assert all(term.values()) and set(rewards.values()) == {-10.0}
     with pytest.raises(ValueError, match="divergence_reward must be finite"):
         make_env("quadratic", divergence_reward=float("-inf"))
+
+
+def test_a_callable_rule_returning_another_dtype_is_cast_and_the_game_goes_on() -> None:
+    # Fuzz report item 1: a float64 (or int) output in a float32 env used to raise after moving the game.
+    env = make_env("quadratic", "step_size", consensus=lambda p: p.to(torch.float64).sum(0))
+    obs, _ = env.reset(seed=3)
+    for _ in range(3):
+        obs, rewards, *_ = env.step({a: np.full(2, -2.0, np.float32) for a in env.agents})
+    heads, trunk = env.get_parameters()
+    assert heads.dtype == trunk.dtype == torch.float32 and all(np.isfinite(list(rewards.values())))
+
+
+def test_a_rule_output_that_requires_grad_does_not_grow_a_graph() -> None:
+    # Fuzz report item 9: a rule whose output requires grad must not chain the trunk into an autograd graph.
+    weight = torch.ones(1, requires_grad=True)
+    env = make_env("quadratic", "step_size", consensus=lambda p: weight * p.sum(0))
+    env.reset(seed=0)
+    for _ in range(3):
+        env.step({a: np.full(2, -2.0, np.float32) for a in env.agents})
+    assert not env.get_parameters()[1].requires_grad and env.engine_state.trunk.grad_fn is None
+
+
+class _NoisyRule:
+    """A randomized callable rule written as the README documents: it draws from the generator it is bound to."""
+
+    def __init__(self) -> None:
+        self.generator: torch.Generator | None = None
+
+    def bind(self, generator: torch.Generator) -> None:
+        self.generator = generator
+
+    def __call__(self, proposals: torch.Tensor) -> torch.Tensor:
+        noise = torch.rand(proposals.shape[1], generator=self.generator, dtype=torch.float64)
+        return proposals.sum(0) * (1 + noise.to(proposals.dtype))
+
+
+def test_measuring_never_shifts_a_randomized_rules_draws() -> None:
+    # Fuzz report item 4: metrics() and metrics_every drew from the env's generator and changed the episode.
+    plain = make_env("quadratic", "step_size", consensus=_NoisyRule(), dtype="float64")
+    measured = make_env("quadratic", "step_size", consensus=_NoisyRule(), dtype="float64", metrics_every=1)
+    plain.reset(seed=5)
+    measured.reset(seed=5)
+    for t in range(4):
+        actions = {a: np.full(2, -2.0) for a in plain.agents}
+        plain.step(actions)
+        measured.metrics()
+        measured.step(actions)
+        assert torch.equal(plain.get_parameters()[1], measured.get_parameters()[1]), f"step {t}"

@@ -325,9 +325,9 @@ def test_divergence_reward_replaces_the_clipped_loss() -> None:
 def test_a_callable_rule_returning_another_dtype_is_cast_and_the_game_goes_on() -> None:
     # Fuzz report item 1: a float64 (or int) output in a float32 env used to raise after moving the game.
     env = make_env("quadratic", "step_size", consensus=lambda p: p.to(torch.float64).sum(0))
-    obs, _ = env.reset(seed=3)
+    env.reset(seed=3)
     for _ in range(3):
-        obs, rewards, *_ = env.step({a: np.full(2, -2.0, np.float32) for a in env.agents})
+        _, rewards, *_ = env.step({a: np.full(2, -2.0, np.float32) for a in env.agents})
     heads, trunk = env.get_parameters()
     assert heads.dtype == trunk.dtype == torch.float32 and all(np.isfinite(list(rewards.values())))
 

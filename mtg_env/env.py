@@ -142,25 +142,34 @@ class MultiTaskGameEnv(ParallelEnv):
             raise ValueError(f"action_mode must be 'update' or 'step_size', got {action_mode!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
-        if int(metrics_every) < 0:
-            raise ValueError(f"metrics_every must be >= 0 (0: never), got {metrics_every}")
-        self.metrics_every = int(metrics_every)
-        if divergence_reward is not None and not math.isfinite(divergence_reward):
-            raise ValueError(f"divergence_reward must be finite or None, got {divergence_reward}")
+        self.metrics_every = _int_arg("metrics_every", metrics_every, low=0, hint="0: never")
+        if divergence_reward is not None and not (_is_real(divergence_reward) and math.isfinite(divergence_reward)):
+            raise ValueError(f"divergence_reward must be a finite number or None, got {divergence_reward!r}")
         self.divergence_reward = None if divergence_reward is None else float(divergence_reward)
+        if not isinstance(numeric_infos, bool):
+            raise TypeError(f"numeric_infos must be True or False, got {numeric_infos!r}")
         if numeric_infos and self.metrics_every:
             raise ValueError(
                 "numeric_infos=True keeps one fixed set of numeric info keys; it cannot carry metrics_every"
             )
-        self.numeric_infos = bool(numeric_infos)
-        if int(max_cycles) < 1:
-            raise ValueError(f"max_cycles must be >= 1, got {max_cycles}")
-        if not 0 < max_update < float("inf"):
-            raise ValueError(f"max_update must be finite and > 0, got {max_update}")
+        self.numeric_infos = numeric_infos
+        max_cycles = _int_arg("max_cycles", max_cycles, low=1, hint="steps before truncation")
+        if not (_is_real(max_update) and 0 < max_update < float("inf")):
+            raise ValueError(f"max_update must be a finite number > 0, got {max_update!r}")
+        if not (isinstance(log_step_range, (tuple, list)) and len(log_step_range) == 2):
+            raise ValueError(f"log_step_range must be a pair (low, high), got {log_step_range!r}")
+        if not all(_is_real(v) for v in log_step_range):
+            raise ValueError(f"log_step_range must hold two numbers, got {log_step_range!r}")
         lo, hi = (float(v) for v in log_step_range)
         if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
             raise ValueError(f"log_step_range must be finite (low, high) with low < high, got {log_step_range}")
-        if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        try:
+            kind = torch.device(device).type
+        except (RuntimeError, TypeError) as err:
+            raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r} ({err})") from None
+        if kind not in ("cpu", "cuda"):
+            raise ValueError(f"device must be a CPU or CUDA device, got {device!r}")
+        if kind == "cuda" and not torch.cuda.is_available():
             raise ValueError(
                 f"device={device!r} asks for CUDA, but this torch build has no usable GPU; use device='cpu'"
             )
@@ -170,7 +179,7 @@ class MultiTaskGameEnv(ParallelEnv):
         self.np_dtype: Any = np.float32 if self.dtype == torch.float32 else np.float64
         self.consensus = consensus_rule(consensus, num_tasks=self.suite.num_tasks, **dict(consensus_kwargs or {}))
         self.action_mode: ActionMode = action_mode
-        self.max_cycles = int(max_cycles)
+        self.max_cycles = max_cycles
         self.render_mode = render_mode
         self.max_update = float(max_update)
         self.log_step_range = (lo, hi)
@@ -592,6 +601,20 @@ class MultiTaskGameEnv(ParallelEnv):
             f"MultiTaskGameEnv(suite={self.suite.name!r}, consensus={rule_name(self.consensus)!r}, "
             f"action_mode={self.action_mode!r}, max_cycles={self.max_cycles})"
         )
+
+
+def _is_real(value: Any) -> bool:
+    """A real number (int or float, numpy's included), not a bool or a string."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _int_arg(name: str, value: Any, low: int, hint: str) -> int:
+    """``value`` as an int ≥ ``low``, or an error naming the argument (2.7 or "5" are refused, not coerced)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int >= {low} ({hint}), got {type(value).__name__} {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low} ({hint}), got {value}")
+    return int(value)
 
 
 def parallel_env(**kwargs: Any) -> MultiTaskGameEnv:

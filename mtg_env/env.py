@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 import secrets
 from collections.abc import Mapping
 from typing import Any
@@ -15,12 +16,15 @@ from pettingzoo.utils.conversions import parallel_to_aec
 from torch import Tensor
 
 from mtg_env import engine
-from mtg_env.consensus import ConsensusRule, consensus_rule, rule_name
+from mtg_env.consensus import ConsensusRule, consensus_rule, rule_is_stateful, rule_name
 from mtg_env.engine.game import FEATURES, NUM_FEATURES, ActionMode, Game
 from mtg_env.engine.rng import check_seed
 from mtg_env.engine.state import GameState, StepOutput
 from mtg_env.suites import TaskSuite, make_suite
 from mtg_env.suites.base import Split
+
+#: Marks a dict made by :meth:`MultiTaskGameEnv.state_dict`.
+_CHECKPOINT_FORMAT = "mtg_env.checkpoint/1"
 
 __all__ = ["FEATURES", "NUM_FEATURES", "ActionMode", "MultiTaskGameEnv", "env", "parallel_env"]
 
@@ -483,6 +487,109 @@ class MultiTaskGameEnv(ParallelEnv):
         """Global state for centralised critics: every agent's 7 features, concatenated."""
         self._require_started()
         return self._feats.reshape(-1).copy()
+
+    # ------------------------------------------------------------------------- checkpoints
+    def _fingerprint(self) -> dict[str, Any]:
+        """The configuration a checkpoint must match (a game of another configuration cannot continue it)."""
+        return {
+            "env": self.metadata["name"],
+            "suite": self.suite.describe(),
+            "consensus": rule_name(self.consensus),
+            "action_mode": self.action_mode,
+            "max_cycles": self.max_cycles,
+            "dtype": str(self.dtype),
+            "head_sizes": list(self._head_sizes),
+            "trunk_size": self.trunk_size,
+            "divergence_reward": self.divergence_reward,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """A checkpoint of the game mid-episode: the engine state (parameters, gradients, step, seed and episode;
+        the randomness is a function of these, so nothing else is needed), the live agents, the consensus rule's
+        state and the loss history. ``load_state_dict`` on an env of the same configuration continues the
+        episode bit for bit. Plain Python values and CPU tensors: ``torch.save`` / ``torch.load`` store it."""
+        state = self.engine_state
+        rule_blob = None
+        if rule_is_stateful(self.consensus):
+            try:
+                rule_blob = pickle.dumps(self.consensus)
+            except Exception as err:
+                raise TypeError(
+                    f"consensus rule {rule_name(self.consensus)!r} keeps state that cannot be pickled ({err}); "
+                    "make it picklable to checkpoint the env"
+                ) from None
+        return {
+            "format": _CHECKPOINT_FORMAT,
+            "config": self._fingerprint(),
+            "seed": self._seed,
+            "episode": self._episode,
+            "agents": list(self.agents),
+            "state": state.to_dict(),
+            "features": torch.from_numpy(self._feats.copy()),
+            "loss_history": [list(row) for row in self._loss_history],
+            "rule": rule_blob,
+        }
+
+    def load_state_dict(self, checkpoint: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict`. Everything is checked before anything changes: a corrupted checkpoint or
+        one from another configuration raises a ``ValueError`` that says what differs, and leaves the env as it
+        was."""
+        if not isinstance(checkpoint, Mapping) or checkpoint.get("format") != _CHECKPOINT_FORMAT:
+            raise ValueError(f"not an mtg_env checkpoint (expected a dict with format={_CHECKPOINT_FORMAT!r})")
+        keys = ("config", "seed", "episode", "agents", "state", "features", "loss_history")
+        missing = [k for k in keys if k not in checkpoint]
+        if missing:
+            raise ValueError(f"checkpoint is missing {missing}")
+        mine = self._fingerprint()
+        theirs = checkpoint["config"] if isinstance(checkpoint["config"], Mapping) else {}
+        if theirs != mine:
+            diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+            what = ", ".join(f"{k}={theirs.get(k)!r} (this env: {mine.get(k)!r})" for k in diff)
+            raise ValueError(f"checkpoint is of another configuration: {what}")
+        agents = list(checkpoint["agents"])
+        if any(a not in self._index for a in agents):
+            raise ValueError(f"checkpoint names unknown agents {agents}")
+        tensors = checkpoint["state"]
+        expected = {
+            "heads": ((1, self._offsets[-1]), self.dtype),
+            "trunk": ((1, self.trunk_size), self.dtype),
+            "losses": ((1, self.suite.num_tasks), self.dtype),
+            "prev_losses": ((1, self.suite.num_tasks), self.dtype),
+            "last_move": ((1, self.trunk_size), self.dtype),
+            "head_grads": ((1, self._offsets[-1]), self.dtype),
+            "jacobian": ((1, self.suite.num_tasks, self.trunk_size), self.dtype),
+            "t": ((1,), torch.int64),
+            "seeds": ((1,), torch.int64),
+            "episodes": ((1,), torch.int64),
+            "keys": ((1,), torch.int64),
+            "done": ((1,), torch.bool),
+        }
+        for key, (shape, dtype) in expected.items():
+            value = tensors.get(key) if isinstance(tensors, Mapping) else None
+            if not isinstance(value, Tensor) or tuple(value.shape) != shape or value.dtype != dtype:
+                got = f"{tuple(value.shape)} {value.dtype}" if isinstance(value, Tensor) else type(value).__name__
+                raise ValueError(f"checkpoint state {key!r} must be a {dtype} tensor of shape {shape}, got {got}")
+        seed = check_seed(checkpoint["seed"], "checkpoint seed")
+        if int(tensors["seeds"][0]) != seed or int(tensors["episodes"][0]) != checkpoint["episode"]:
+            raise ValueError("checkpoint is corrupted: its seed or episode disagrees with its state")
+        features = checkpoint["features"]
+        if not isinstance(features, Tensor) or tuple(features.shape) != (self.suite.num_tasks, NUM_FEATURES):
+            raise ValueError(f"checkpoint features must be a tensor of shape ({self.suite.num_tasks}, {NUM_FEATURES})")
+        rule = None
+        if rule_is_stateful(self.consensus):
+            blob = checkpoint.get("rule")
+            rule = pickle.loads(blob) if isinstance(blob, bytes) else None
+            if type(rule) is not type(self.consensus):
+                raise ValueError(f"checkpoint lacks the state of consensus rule {rule_name(self.consensus)!r}")
+        # Everything checked: install.
+        if rule is not None:
+            self.consensus.__dict__.update(rule.__dict__)
+        on_device = {k: v.to(self.device) for k, v in tensors.items()}
+        self._state = GameState(**on_device, rules=(self.consensus,) if rule is not None else ())
+        self._seed, self._episode = seed, int(checkpoint["episode"])
+        self.agents = agents
+        self._feats = features.numpy().astype(self.np_dtype)
+        self._loss_history = [list(row) for row in checkpoint["loss_history"]]
 
     def get_parameters(self) -> tuple[Tensor, Tensor]:
         """Copies of the current ``(heads, trunk)`` flat parameter vectors."""

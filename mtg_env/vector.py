@@ -73,11 +73,12 @@ class VectorGameEnv:
 
         Returns ``(observations [B, M, d], infos)`` with ``infos["losses"] [B, M]`` and ``infos["seeds"] [B]``.
         """
-        seeds = self._seeds(seed)
+        seeds = self.seeds_for(seed)
         self._state, out = engine.reset(self.game, seeds)
-        return self._observe(self._state, out), {"losses": out.losses, "seeds": self._state.seeds.clone()}
+        return self._observe(self._state, out), {"losses": out.losses.clone(), "seeds": self._state.seeds.clone()}
 
-    def _seeds(self, seed: int | list[int] | None) -> list[int]:
+    def seeds_for(self, seed: int | list[int] | None) -> list[int]:
+        """The B game seeds that ``reset(seed=...)`` uses (validated: ints in [0, 2**63)); random for ``None``."""
         b = self.num_games
         if seed is None:
             return [secrets.randbits(63) for _ in range(b)]
@@ -103,11 +104,12 @@ class VectorGameEnv:
         """
         if self._state is None:
             raise RuntimeError("step() called before reset(); call venv.reset(seed=...) first")
-        actions = self._check(actions)
+        # RL steps are not unrolls: no autograd graph across steps (mtg_env.engine.step differentiates through them).
+        actions = self._check(actions.detach() if isinstance(actions, Tensor) else actions)
         state, out = engine.step(self.game, self._state, actions)
         obs = self._observe(state, out)
         done = out.diverged | out.truncated
-        infos: dict[str, Tensor] = {"losses": out.losses, "t": state.t.clone(), "done": done}
+        infos: dict[str, Tensor] = {"losses": out.losses.clone(), "t": state.t.clone(), "done": done}
         if bool(done.any()):
             infos["final_observation"] = torch.where(done[:, None, None], obs, torch.zeros_like(obs))
             state, fresh = engine.reset_where(self.game, state, done)

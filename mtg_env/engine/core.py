@@ -308,7 +308,11 @@ def reset_where(
     index = mask.nonzero().flatten()
     if index.numel() == 0:
         return state, None
-    sub_seeds = state.seeds[index] if seeds is None else seeds.to(state.seeds.device)[index]
+    if seeds is not None:
+        seeds = torch.as_tensor(seeds, dtype=torch.int64, device=state.seeds.device)
+        if seeds.shape != state.seeds.shape or bool((seeds < 0).any()):
+            raise ValueError(f"seeds must be {state.batch_size} ints in [0, 2**63), one per game, got {seeds.tolist()}")
+    sub_seeds = state.seeds[index] if seeds is None else seeds[index]
     sub_episodes = state.episodes[index] + 1 if seeds is None else torch.zeros_like(sub_seeds)
     fresh, out = reset(game, sub_seeds, sub_episodes, keep_rules=True)
     merged = {}

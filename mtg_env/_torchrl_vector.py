@@ -1,4 +1,4 @@
-"""The vector env as a TorchRL ``EnvBase``: B games as one env of ``batch_size=[B]`` (see :func:`mtg_env.vector.to_torchrl`).
+"""The vector env as a TorchRL ``EnvBase``: B games as one env of ``batch_size=[B]``.
 
     env = mtg_env.vector.to_torchrl(mtg_env.vector_env(num_games=64, suite="regression", action_mode="step_size"))
     env.set_seed(0)                                  # game b plays seed 0 + b

@@ -1,4 +1,4 @@
-"""The vector env as a Stable-Baselines3 ``VecEnv``, every task of every game one env. See :func:`mtg_env.vector.to_sb3`.
+"""The vector env as a Stable-Baselines3 ``VecEnv``, every task of every game one env (see ``to_sb3``).
 
     vec = mtg_env.vector.to_sb3(mtg_env.vector_env(num_games=16, suite="regression", action_mode="step_size"))
     model = PPO("MlpPolicy", vec, seed=0)            # game b plays seed 0 + b

@@ -1,7 +1,7 @@
 """Players of the multi-task game: the paper's gradient rules and adaptive ones, and a runner."""
 
 from agents.adaptive import AdamAgent, RMSpropAgent
-from agents.base import ObservationReader, Policy
+from agents.base import ObservationReader, Policy, PolicyWarning
 from agents.gradient import SCHEDULES, GradientAgent, step_size
 from agents.runner import AGENTS, History, make_agents, run_episode
 
@@ -13,6 +13,7 @@ __all__ = [
     "History",
     "ObservationReader",
     "Policy",
+    "PolicyWarning",
     "RMSpropAgent",
     "make_agents",
     "run_episode",

@@ -49,6 +49,11 @@ class _AdaptiveAgent:
         else:
             self._v = np.zeros(2, dtype=np.float64)  # (head, trunk) mean squared gradient coordinate
 
+    @property
+    def clipped_steps(self) -> int:
+        """Steps of this episode whose intended action was clipped into the action space."""
+        return 0 if self._reader is None else self._reader.clipped_steps
+
     def act(self, observation: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
         reader = self._reader
         if reader is None:
@@ -63,7 +68,7 @@ class _AdaptiveAgent:
             self._v = b2 * self._v + (1 - b2) * norms**2 / dims
             lrs = np.array([self.lr, self.lr if self.trunk_lr is None else self.trunk_lr])
             steps = lrs / (np.sqrt(self._v / c2) + self.eps)
-            return reader.clip(np.log(steps))
+            return reader.step_action(np.log(steps))
         g = observation[: reader.head_size + reader.trunk_size].astype(np.float64)
         self._m = b1 * self._m + (1 - b1) * g
         self._v = b2 * self._v + (1 - b2) * g * g

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
@@ -25,19 +26,48 @@ class Policy(Protocol):
         """The action for this step."""
 
 
+class PolicyWarning(UserWarning):
+    """A player could not play its rule as written this step (its action left the action space and was clipped)."""
+
+
 class ObservationReader:
-    """Splits an observation into the parts a gradient-based player needs, from the reset info alone."""
+    """Splits an observation into the parts a gradient-based player needs, and turns the player's intended
+    update or step sizes into an action, from the reset info alone (numeric infos or named ones).
+
+    An intended action outside the action space is clipped into it, as MARL libraries do, but never silently:
+    the first clipped step of an episode raises a :class:`PolicyWarning`, and ``clipped_steps`` counts them all
+    (the episode runner reports it), since a clipped action no longer plays the player's rule.
+    """
 
     def __init__(self, info: Mapping[str, Any], action_space: spaces.Box):
-        missing = [k for k in ("head_size", "trunk_size", "action_mode") if k not in info]
+        missing = [k for k in ("head_size", "trunk_size") if k not in info]
+        if "action_mode" not in info and "step_size_mode" not in info:
+            missing.append("action_mode")
         if missing:
             raise ValueError(f"agent.reset needs the info returned by env.reset (it lacks {missing})")
         self.head_size = int(info["head_size"])
         self.trunk_size = int(info["trunk_size"])
-        self.mode = str(info["action_mode"])
+        if "action_mode" in info:
+            self.mode = str(info["action_mode"])
+        else:
+            self.mode = "step_size" if info["step_size_mode"] else "update"
+        self.log_step_range: tuple[float, float] | None = None
+        self.unit_actions = False
+        if self.mode == "step_size":
+            if "log_step_range" in info:
+                lo, hi = info["log_step_range"]
+                self.unit_actions = info.get("step_size_units", "log") == "unit"
+            elif "log_step_low" in info:
+                lo, hi = info["log_step_low"], info["log_step_high"]
+                self.unit_actions = bool(info.get("unit_actions", 0))
+            else:
+                lo, hi = float(action_space.low[0]), float(action_space.high[0])  # a v1 env: log units
+            self.log_step_range = (float(lo), float(hi))
         self.low = action_space.low
         self.high = action_space.high
         self.dtype = action_space.dtype
+        self.clipped_steps = 0
+        self._warned = False
 
     def grads(self, observation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(∇_Θ ℓ, ∇_Ψ ℓ) from an ``update``-mode observation (views, no copy)."""
@@ -49,6 +79,31 @@ class ObservationReader:
         feats = observation[-len(FEATURES) :]
         return float(np.expm1(feats[_HEAD_NORM])), float(np.expm1(feats[_TRUNK_NORM]))
 
+    def step_action(self, log_steps: np.ndarray) -> np.ndarray:
+        """The ``step_size``-mode action that plays natural-log step sizes ``(log α, log β)``."""
+        assert self.log_step_range is not None
+        action = np.asarray(log_steps, dtype=np.float64)
+        if self.unit_actions:
+            lo, hi = self.log_step_range
+            action = 2.0 * (action - lo) / (hi - lo) - 1.0
+        return self.clip(action)
+
     def clip(self, action: np.ndarray) -> np.ndarray:
-        """The action as the env's dtype, clipped into the action space (as MARL libraries do)."""
-        return np.clip(action, self.low, self.high).astype(self.dtype, copy=False)
+        """The action as the env's dtype, clipped into the action space (as MARL libraries do); a clip that
+        changes the action beyond round-off is counted and warned about (once per episode)."""
+        clipped = np.clip(action, self.low, self.high)
+        slack = 1e-6 * (np.abs(self.high) + np.abs(self.low) + 1.0)
+        if np.any(np.abs(clipped - action) > slack):
+            self.clipped_steps += 1
+            if not self._warned:
+                self._warned = True
+                warnings.warn(
+                    PolicyWarning(
+                        f"the player's intended action left the action space [{self.low.min():.4g}, "
+                        f"{self.high.max():.4g}] and was clipped: this step it does not play its rule as written "
+                        "(raise max_update / widen log_step_range, or lower its step size); warned once per "
+                        "episode, clipped_steps counts every such step"
+                    ),
+                    stacklevel=3,
+                )
+        return clipped.astype(self.dtype, copy=False)

@@ -83,6 +83,11 @@ class GradientAgent:
         self._reader = ObservationReader(info, action_space)
         self.t = 0
 
+    @property
+    def clipped_steps(self) -> int:
+        """Steps of this episode whose intended action was clipped into the action space."""
+        return 0 if self._reader is None else self._reader.clipped_steps
+
     def act(self, observation: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
         reader = self._reader
         if reader is None:
@@ -90,7 +95,7 @@ class GradientAgent:
         alpha, beta = self.steps(self.t)
         self.t += 1
         if reader.mode == "step_size":
-            return reader.clip(np.log([alpha, beta]))
+            return reader.step_action(np.log([alpha, beta]))
         g_head, g_trunk = reader.grads(observation)
         return reader.clip(np.concatenate([-alpha * g_head, -beta * g_trunk]))
 

@@ -46,6 +46,9 @@ class History:
     """Whether the episode ended by divergence (rather than truncation)."""
     final: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per agent, at the end: train loss, held-out metric, Nash gap (see :func:`run_episode`)."""
+    clipped_steps: dict[str, int] = field(default_factory=dict)
+    """Per agent, the steps whose intended action was clipped into the action space (its rule not played as
+    written); players that do not count clipping are left out."""
 
     @property
     def steps(self) -> int:
@@ -62,6 +65,7 @@ class History:
             "rewards": _finite_or_none(self.rewards),
             "nash_gap": None if self.nash_gap is None else _finite_or_none(self.nash_gap),
             "final": self.final,
+            "clipped_steps": self.clipped_steps,
         }
 
     def save(self, path: str | Path) -> None:
@@ -168,4 +172,5 @@ def run_episode(
         nash_gap=None if gaps is None else np.asarray(gaps, dtype=np.float64),
         terminated=terminated,
         final=final,
+        clipped_steps={a: int(p.clipped_steps) for a, p in policies.items() if hasattr(p, "clipped_steps")},
     )

@@ -1,8 +1,8 @@
 """Stable-Baselines3: one PPO policy for every task of many games, through ``mtg_env.vector.to_sb3``.
 
 The adapter is an SB3 ``VecEnv`` with one env per (game, task), ``games × tasks`` in all, stepped together
-by the engine. A small ``VecEnvWrapper`` gives the policy [−1, 1] actions, mapped onto the log-step Box:
-SB3's Gaussian starts at mean 0, outside [−7, −1.5], where every action would be clipped to one end.
+by the engine. The env's defaults (v2) suit SB3's plain recipe: step-size actions in [−1, 1] (where SB3's
+Gaussian starts) over log step sizes in [−7, −1], and a finite divergence reward.
 
     python examples/vector_sb3_ppo.py [--games 16] [--timesteps 40000]
 """
@@ -13,42 +13,19 @@ import argparse
 
 import numpy as np
 import torch
-from gymnasium import spaces
 from stable_baselines3 import PPO
-from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
-from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
+from stable_baselines3.common.vec_env import VecEnv
 
 from mtg_env.vector import to_sb3, vector_env
 
-# The regression game's stable range of log step sizes: no episode is wasted diverging.
-GAME = {"suite": "regression", "action_mode": "step_size", "log_step_range": (-7.0, -1.5), "divergence_reward": -10.0}
+GAME = {"suite": "regression", "action_mode": "step_size"}
 
 
-class UnitActions(VecEnvWrapper):
-    """Actions in [−1, 1] (clipped), mapped affinely onto the wrapped env's action Box."""
-
-    def __init__(self, venv: VecEnv):
-        box = venv.action_space
-        assert isinstance(box, spaces.Box)
-        self.low, self.high = box.low.astype(np.float64), box.high.astype(np.float64)
-        super().__init__(venv, action_space=spaces.Box(-1.0, 1.0, box.shape, np.float32))
-
-    def step_async(self, actions: np.ndarray) -> None:
-        unit = np.clip(actions, -1.0, 1.0)
-        self.venv.step_async((self.low + (unit + 1.0) * 0.5 * (self.high - self.low)).astype(np.float32))
-
-    def reset(self) -> VecEnvObs:
-        return self.venv.reset()
-
-    def step_wait(self) -> VecEnvStepReturn:
-        return self.venv.step_wait()
+def make_vec_env(games: int, max_cycles: int) -> VecEnv:
+    return to_sb3(vector_env(games, max_cycles=max_cycles, **GAME))
 
 
-def make_vec_env(games: int, max_cycles: int) -> UnitActions:
-    return UnitActions(to_sb3(vector_env(games, max_cycles=max_cycles, **GAME)))
-
-
-def mean_reward(model: PPO, vec: UnitActions, seed: int, max_cycles: int) -> float:
+def mean_reward(model: PPO, vec: VecEnv, seed: int, max_cycles: int) -> float:
     """Mean reward (−loss) per task and step over one episode of every game, deterministic policy."""
     vec.seed(seed)  # game b plays seed + b
     obs = np.asarray(vec.reset())

@@ -70,13 +70,16 @@ class TorchRLGameEnv(EnvBase):
             shape=(b,),
             device=device,
         )
-        self.action_spec = Bounded(
-            low=venv.action_low.expand(b, m, k).clone(),
-            high=venv.action_high.expand(b, m, k).clone(),
-            shape=(b, m, k),
-            dtype=dtype,
-            device=device,
-        )
+        if bool(torch.isfinite(venv.action_low).all() and torch.isfinite(venv.action_high).all()):
+            self.action_spec = Bounded(
+                low=venv.action_low.expand(b, m, k).clone(),
+                high=venv.action_high.expand(b, m, k).clone(),
+                shape=(b, m, k),
+                dtype=dtype,
+                device=device,
+            )
+        else:  # update mode without max_update: the updates are unbounded
+            self.action_spec = Unbounded(shape=(b, m, k), dtype=dtype, device=device)
         self.reward_spec = Unbounded(shape=(b, m, 1), dtype=dtype, device=device)
         flag = Categorical(2, shape=(b, 1), dtype=torch.bool, device=device)
         self.done_spec = Composite(
@@ -123,7 +126,7 @@ class TorchRLGameEnv(EnvBase):
         venv = self.venv
         if venv._state is None or self._obs is None:
             raise RuntimeError("step() called before reset(); call env.reset() (or env.rollout(...)) first")
-        actions = self._actions(tensordict.get("action"))
+        actions = venv.engine_actions(self._actions(tensordict.get("action")))
         partial = tensordict.get("_step", None)
         if partial is not None:
             partial = partial.reshape(venv.num_games).to(device=self.device, dtype=torch.bool)

@@ -104,6 +104,9 @@ def _run(args: argparse.Namespace) -> int:
         max_cycles=args.steps,
         dtype=args.dtype,
         device=args.device,
+        # The paper's agents play their rule as written: no bound on an update (RL learners want one; not here).
+        max_update=None,
+        log_step_range=(-30.0, 5.0),  # step_size mode: any step size a baseline agent would take
     )
     policies = make_agents(args.agent, env, **agent_kwargs)
     start = time.perf_counter()
@@ -129,6 +132,7 @@ def _run(args: argparse.Namespace) -> int:
         "tasks": tasks,
         "config": config,
         "consensus_failures": getattr(env.consensus, "failures", 0),
+        "clipped_steps": history.clipped_steps,
         "steps_played": history.steps,
         "terminated": history.terminated,
         "seconds": round(seconds, 3),

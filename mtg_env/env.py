@@ -6,7 +6,7 @@ import math
 import pickle
 import secrets
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -43,11 +43,15 @@ class MultiTaskGameEnv(ParallelEnv):
 
     ## Action Space
     ``update`` mode (the paper's literal game): a ``Box(-max_update, max_update, (h_m + n,))`` holding
-    concat[u_head, u_trunk], the head update and the trunk proposal. Sizes: ``env.head_size(agent)``
+    concat[u_head, u_trunk], the head update and the trunk proposal. ``max_update=None`` removes the bound
+    (an unbounded Box: no player's rule is ever clipped; PettingZoo's and Gymnasium's checkers warn about it).
+    The baseline agents never clip silently: they warn once and count the clipped steps. Sizes: ``env.head_size(agent)``
     and ``env.trunk_size``.
 
-    ``step_size`` mode: a ``Box(lo, hi, (2,))`` of natural-log step sizes (log α, log β) with
-    ``(lo, hi) = log_step_range``; the env applies u_head = −α ∇_{Θ_m} ℓ_m and p_m = −β ∇_Ψ ℓ_m.
+    ``step_size`` mode: a ``Box(-1, 1, (2,))`` (the range Gaussian policies start in) mapped affinely onto
+    natural-log step sizes (log α, log β) in ``log_step_range`` = (lo, hi): −1 is lo, 1 is hi, 0 the middle;
+    the env applies u_head = −α ∇_{Θ_m} ℓ_m and p_m = −β ∇_Ψ ℓ_m. With ``step_size_units="log"`` the Box is
+    ``Box(lo, hi, (2,))`` of the log step sizes themselves (v1).
 
     Actions outside the Box, of the wrong shape, or not finite are refused with a ``ValueError`` that
     names the agent; the game is then left exactly as it was.
@@ -72,8 +76,10 @@ class MultiTaskGameEnv(ParallelEnv):
     features (a ``[7 M]`` vector) for centralised critics.
 
     ## Rewards
-    reward_m = −ℓ_m on the current batch. On the step that diverges: ``divergence_reward`` if given (RL
-    learners want a bounded penalty, e.g. −10), else −ℓ_m clipped to the finite float range.
+    reward_m = −ℓ_m on the current batch. On the step that diverges, by ``divergence_reward``: ``"remaining"``
+    (default) −(max_cycles − t + 1)·max(1, |ℓ_m at reset|), the return of a task stuck at its starting loss
+    for the rest of the episode, so that ending an episode by divergence never pays and the reward stays
+    finite; a number; or ``"clipped_loss"``, −ℓ_m clipped to the finite float range (v1).
 
     ## Starting State
     Parameters drawn by the suite from the env's seed (``reset(seed=...)``), or given by
@@ -81,7 +87,7 @@ class MultiTaskGameEnv(ParallelEnv):
 
     ## Episode End
     Truncation: after ``max_cycles`` steps. Termination: when any loss or parameter stops being
-    finite every agent terminates with ``infos[a]["termination"] == "diverged"``.
+    finite every agent terminates (``infos[a]["diverged"] == 1``).
 
     ## Arguments
     | argument         | default        | meaning                                                   |
@@ -89,28 +95,36 @@ class MultiTaskGameEnv(ParallelEnv):
     | `suite`          | `"digits"`     | `quadratic`, `digits`, `regression`, or a `TaskSuite`     |
     | `consensus`      | `"sum"`        | a name in `mtg_env.CONSENSUS_RULES`, or f(P[M, n]) -> [n]  |
     | `consensus_kwargs` | `None`       | options of a named rule (e.g. `{"c": 0.4}` for `cagrad`)  |
-    | `metrics_every`  | `0`            | add `infos[a]["metrics"]` every k steps (0: never)        |
-    | `divergence_reward` | `None`      | reward on the step that diverges (None: −loss, clipped)    |
-    | `numeric_infos`  | `False`        | infos hold only numbers, the same keys every step (TorchRL) |
+    | `metrics_every`  | `0`            | `infos[a]["metrics"]` every k steps (0: never; `numeric_infos=False`) |
+    | `divergence_reward` | `"remaining"` | reward on the step that diverges (see Rewards)          |
+    | `numeric_infos`  | `True`         | numbers only, the same keys every step (TorchRL); `False`: v1 infos |
     | `action_mode`    | `"update"`     | `update` or `step_size`                                   |
     | `max_cycles`     | `500`          | steps before truncation                                   |
     | `render_mode`    | `None`         | `human`, `ansi` (text table) or `rgb_array` (loss curves) |
     | `dtype`          | `"float32"`    | `float32` or `float64` (theory work)                       |
     | `device`         | `"cpu"`        | where tensors live (`"cuda"` on a GPU)                     |
-    | `max_update`     | `1.0`          | bound of each coordinate of an `update`-mode action       |
-    | `log_step_range` | `(-20.0, 2.0)` | bounds of a `step_size`-mode action                        |
+    | `max_update`     | `1.0`          | bound of each `update`-mode action coordinate (None: none) |
+    | `log_step_range` | `(-7.0, -1.0)` | log step sizes a `step_size` action spans (α 9e-4 … 0.37)  |
+    | `step_size_units` | `"unit"`      | `unit`: actions in [−1, 1]; `log`: the log step sizes (v1) |
     | `**suite_kwargs` |                | options of the suite (see its class)                      |
 
     ## Infos
-    Every step: ``task`` (name), ``loss``, ``t``; ``nash_gap`` (ℓ_m − min_Θ ℓ_m, Definition 1) where the
-    suite computes it cheaply (quadratic). After ``reset`` also ``head_size``, ``trunk_size`` and
-    ``action_mode``. On divergence ``termination == "diverged"`` and a ``reason``. Every
-    ``metrics_every`` steps (and after reset), ``metrics``: the agent's ``nash_gap``, ``stationarity`` and
-    held-out ``loss``, and the game's metrics (see :meth:`metrics`). With ``numeric_infos=True`` (for
-    TorchRL, which builds its specs from the reset infos and needs numbers) infos are exactly ``loss``,
-    ``t``, ``diverged`` (0 or 1) and, where cheap, ``nash_gap``, at reset and at every step.
+    Default (``numeric_infos=True``): numbers only, the same keys at reset and at every step, as TorchRL and
+    RLlib build specs from them: ``loss``, ``t``, ``diverged`` (0 or 1), ``nash_gap`` (ℓ_m − min_Θ ℓ_m,
+    Definition 1) where the suite computes it cheaply (quadratic, toy2d), and what a player needs to read its
+    observation and form its action: ``head_size``, ``trunk_size``, ``step_size_mode`` (0 or 1),
+    ``log_step_low``, ``log_step_high`` and ``unit_actions`` (0 or 1). The task's name is
+    ``env.task_name(agent)``. With ``numeric_infos=False`` (v1): ``task`` (name), ``loss``, ``t``, ``nash_gap``
+    where cheap; after ``reset`` also ``head_size``, ``trunk_size``, ``action_mode``, ``log_step_range`` and
+    ``step_size_units``; on divergence ``termination == "diverged"`` and a ``reason``; and every
+    ``metrics_every`` steps ``metrics``: the agent's ``nash_gap``, ``stationarity`` and held-out ``loss``, and
+    the game's metrics (see :meth:`metrics`).
 
     ## Version History
+    * v2: defaults that work with the MARL libraries' plain recipes: ``step_size`` actions in [−1, 1] over
+      ``log_step_range=(-7, -1)``; numeric infos; a finite divergence reward that never makes divergence
+      pay (``"remaining"``). v1's behaviour: ``step_size_units="log"``, ``log_step_range=(-20, 2)``,
+      ``numeric_infos=False``, ``divergence_reward="clipped_loss"``.
     * v1: the game runs on :mod:`mtg_env.engine`. Randomness is counter-based per game (every draw a hash
       of seed, episode, step): the same seed gives other initial parameters and batches than v0;
       ``reset(seed=None)`` plays the seed's next episode; features are computed in the env's dtype.
@@ -119,7 +133,7 @@ class MultiTaskGameEnv(ParallelEnv):
 
     # Not a ClassVar: PettingZoo reads metadata per instance, and __init__ sets a per-suite name.
     metadata: dict[str, Any] = {  # noqa: RUF012
-        "name": "mtg_v1",
+        "name": "mtg_v2",
         "render_modes": ["human", "ansi", "rgb_array"],
         "is_parallelizable": True,
         "render_fps": 10,
@@ -134,12 +148,13 @@ class MultiTaskGameEnv(ParallelEnv):
         render_mode: str | None = None,
         dtype: str = "float32",
         device: str | torch.device = "cpu",
-        max_update: float = 1.0,
-        log_step_range: tuple[float, float] = (-20.0, 2.0),
+        max_update: float | None = 1.0,
+        log_step_range: tuple[float, float] = (-7.0, -1.0),
         consensus_kwargs: Mapping[str, Any] | None = None,
         metrics_every: int = 0,
-        divergence_reward: float | None = None,
-        numeric_infos: bool = False,
+        divergence_reward: float | Literal["remaining", "clipped_loss"] = "remaining",
+        numeric_infos: bool = True,
+        step_size_units: Literal["unit", "log"] = "unit",
         **suite_kwargs: Any,
     ):
         if action_mode not in ("update", "step_size"):
@@ -147,19 +162,31 @@ class MultiTaskGameEnv(ParallelEnv):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.metrics_every = _int_arg("metrics_every", metrics_every, low=0, hint="0: never")
-        if divergence_reward is not None and not (_is_real(divergence_reward) and math.isfinite(divergence_reward)):
-            raise ValueError(f"divergence_reward must be a finite number or None, got {divergence_reward!r}")
-        self.divergence_reward = None if divergence_reward is None else float(divergence_reward)
+        if not (
+            divergence_reward in ("remaining", "clipped_loss")
+            if isinstance(divergence_reward, str)
+            else _is_real(divergence_reward) and math.isfinite(divergence_reward)
+        ):
+            raise ValueError(
+                f"divergence_reward must be 'remaining', 'clipped_loss' or a finite number, got {divergence_reward!r}"
+            )
+        self.divergence_reward: float | str = (
+            divergence_reward if isinstance(divergence_reward, str) else float(divergence_reward)
+        )
+        if step_size_units not in ("unit", "log"):
+            raise ValueError(f"step_size_units must be 'unit' ([-1, 1] actions) or 'log', got {step_size_units!r}")
+        self.step_size_units = step_size_units
         if not isinstance(numeric_infos, bool):
             raise TypeError(f"numeric_infos must be True or False, got {numeric_infos!r}")
         if numeric_infos and self.metrics_every:
             raise ValueError(
-                "numeric_infos=True keeps one fixed set of numeric info keys; it cannot carry metrics_every"
+                "metrics_every needs numeric_infos=False: numeric infos keep one fixed set of number-valued keys, "
+                "and the metrics are a nested dict"
             )
         self.numeric_infos = numeric_infos
         max_cycles = _int_arg("max_cycles", max_cycles, low=1, hint="steps before truncation")
-        if not (_is_real(max_update) and 0 < max_update < float("inf")):
-            raise ValueError(f"max_update must be a finite number > 0, got {max_update!r}")
+        if max_update is not None and not (_is_real(max_update) and 0 < max_update < float("inf")):
+            raise ValueError(f"max_update must be a finite number > 0 or None (no bound), got {max_update!r}")
         if not (isinstance(log_step_range, (tuple, list)) and len(log_step_range) == 2):
             raise ValueError(f"log_step_range must be a pair (low, high), got {log_step_range!r}")
         if not all(_is_real(v) for v in log_step_range):
@@ -185,9 +212,9 @@ class MultiTaskGameEnv(ParallelEnv):
         self.action_mode: ActionMode = action_mode
         self.max_cycles = max_cycles
         self.render_mode = render_mode
-        self.max_update = float(max_update)
+        self.max_update = float("inf") if max_update is None else float(max_update)
         self.log_step_range = (lo, hi)
-        self.metadata = {**type(self).metadata, "name": f"mtg_{self.suite.name}_v1"}
+        self.metadata = {**type(self).metadata, "name": f"mtg_{self.suite.name}_v2"}
 
         self.possible_agents = [f"task_{m}" for m in range(self.suite.num_tasks)]
         self.agents: list[str] = []
@@ -205,7 +232,7 @@ class MultiTaskGameEnv(ParallelEnv):
             self.consensus,
             action_mode=action_mode,
             horizon=self.max_cycles,
-            divergence_reward=self.divergence_reward,
+            divergence_reward=self.divergence_reward,  # type: ignore[arg-type]  # checked above
         )
         self._seed: int | None = None
         self._episode = 0
@@ -232,7 +259,7 @@ class MultiTaskGameEnv(ParallelEnv):
                 self._action_spaces[agent] = spaces.Box(-self.max_update, self.max_update, (h + n,), self.np_dtype)
             else:
                 self._observation_spaces[agent] = spaces.Box(f_low, f_high, dtype=self.np_dtype)
-                lo, hi = self.log_step_range
+                lo, hi = self.log_step_range if self.step_size_units == "log" else (-1.0, 1.0)
                 self._action_spaces[agent] = spaces.Box(lo, hi, (2,), self.np_dtype)
         m = self.suite.num_tasks
         self.state_space = spaces.Box(np.tile(f_low, m), np.tile(f_high, m), dtype=self.np_dtype)
@@ -258,6 +285,30 @@ class MultiTaskGameEnv(ParallelEnv):
     def head_size(self, agent: str) -> int:
         """Number of head parameters h_m of ``agent``."""
         return self._head_sizes[self._index[self._check_agent(agent)]]
+
+    def step_size_action(self, alpha: float, beta: float | None = None) -> np.ndarray:
+        """The ``step_size``-mode action (in this env's units) that plays head step α and trunk step β (default α).
+
+        Raises:
+            ValueError: outside ``step_size`` mode, for a step that is not > 0, or one whose log is outside
+                ``log_step_range`` (the env would have to clip it: widen the range instead).
+        """
+        if self.action_mode != "step_size":
+            raise ValueError("step_size_action is for action_mode='step_size'; in update mode the action is the update")
+        steps = [alpha, alpha if beta is None else beta]
+        if not all(_is_real(v) and 0 < v < float("inf") for v in steps):
+            raise ValueError(f"step sizes must be finite numbers > 0, got alpha={alpha!r}, beta={beta!r}")
+        log = np.log(np.asarray(steps, dtype=np.float64))
+        lo, hi = self.log_step_range
+        if not (lo <= log.min() and log.max() <= hi):
+            raise ValueError(
+                f"step sizes {steps} (log {log.round(3).tolist()}) are outside log_step_range {[lo, hi]}: "
+                f"steps from {math.exp(lo):.3g} to {math.exp(hi):.3g}; set log_step_range=... to widen it"
+            )
+        if self.step_size_units == "log":
+            return np.clip(log, lo, hi).astype(self.np_dtype)
+        # Into [-1, 1]; the clip only absorbs round-off of the affine map at the ends.
+        return np.clip(2.0 * (log - lo) / (hi - lo) - 1.0, -1.0, 1.0).astype(self.np_dtype)
 
     def task_name(self, agent: str) -> str:
         """The task an agent plays, e.g. ``"digit"``."""
@@ -291,7 +342,13 @@ class MultiTaskGameEnv(ParallelEnv):
         if self.numeric_infos:
             return observations, infos
         for agent, h in zip(self.agents, self._head_sizes, strict=True):
-            infos[agent].update(head_size=h, trunk_size=self.trunk_size, action_mode=self.action_mode)
+            infos[agent].update(
+                head_size=h,
+                trunk_size=self.trunk_size,
+                action_mode=self.action_mode,
+                log_step_range=self.log_step_range,
+                step_size_units=self.step_size_units,
+            )
         if not finite:  # a start that is already non-finite: report it, the first step will terminate
             for info in infos.values():
                 info["warning"] = "non-finite loss or parameter at reset"
@@ -347,7 +404,10 @@ class MultiTaskGameEnv(ParallelEnv):
         if missing:
             raise ValueError(f"no action for agent(s) {missing}; every live agent {self.agents} must act each step")
         arrays = [self._as_array(a, actions[a]) for a in self.agents]
-        low, high = (-self.max_update, self.max_update) if self.action_mode == "update" else self.log_step_range
+        # The Box's own bounds, in its dtype: an action clipped to the Box is inside it whatever numpy's casting
+        # rules (numpy 1.x compares a float32 array with a Python float in float64).
+        first = self._action_spaces[self.possible_agents[0]]
+        low, high = first.low.flat[0], first.high.flat[0]
         if self._stackable:
             joint = np.stack(arrays)
             parts: tuple[np.ndarray, ...] = (joint,)
@@ -361,12 +421,15 @@ class MultiTaskGameEnv(ParallelEnv):
             parts = (heads, trunk)
         # One range test over all actions at once; NaN fails it too (comparisons with NaN are false).
         # Only when it fails does the slow path look for the agent to name.
-        if not all(low <= p.min() and p.max() <= high for p in parts if p.size):
+        if not all(low <= p.min() and p.max() <= high and np.isfinite(p).all() for p in parts if p.size):
             for agent, arr in zip(self.agents, arrays, strict=True):
                 self._check_values(agent, arr, low, high)
         tensors = [torch.from_numpy(p).to(self.device).unsqueeze(0) for p in parts]
+        if self.action_mode == "step_size" and self.step_size_units == "unit":
+            lo, hi = self.log_step_range
+            return lo + (tensors[0] + 1.0) * (0.5 * (hi - lo))  # [−1, 1] onto the log step sizes [lo, hi]
         if self._stackable:
-            return tensors[0]  # [1, M, k]: step sizes, or updates of equal-size heads
+            return tensors[0]  # [1, M, k]: log step sizes, or updates of equal-size heads
         return tensors[0], tensors[1]  # (head updates [1, H], proposals [1, M, n])
 
     def _as_array(self, agent: str, action: Any) -> np.ndarray:
@@ -386,7 +449,7 @@ class MultiTaskGameEnv(ParallelEnv):
             raise ValueError(f"action for {agent!r} has shape {arr.shape}, expected {shape} = {what}")
         return arr
 
-    def _check_values(self, agent: str, arr: np.ndarray, low: float, high: float) -> None:
+    def _check_values(self, agent: str, arr: np.ndarray, low: Any, high: Any) -> None:
         if not np.isfinite(arr).all():
             bad = int(np.flatnonzero(~np.isfinite(arr))[0])
             raise ValueError(
@@ -394,13 +457,15 @@ class MultiTaskGameEnv(ParallelEnv):
             )
         lo, hi = arr.min(), arr.max()
         if lo < low or hi > high:
-            limit = (
-                f"[-{self.max_update}, {self.max_update}] (raise max_update=... or clip the action)"
-                if self.action_mode == "update"
-                else f"{list(self.log_step_range)} (set log_step_range=... or clip the action)"
-            )
+            digits = 9 if self.np_dtype == np.float32 else 17  # enough to tell a value 1 ulp outside the bound
+            if self.action_mode == "update":
+                limit = f"[{-self.max_update}, {self.max_update}] (raise max_update=... or clip the action)"
+            elif self.step_size_units == "unit":
+                limit = f"[-1, 1], mapped onto the log step sizes {list(self.log_step_range)} (clip the action)"
+            else:
+                limit = f"{list(self.log_step_range)} (set log_step_range=... or clip the action)"
             raise ValueError(
-                f"action for {agent!r} is outside its action space: values span [{lo:.4g}, {hi:.4g}], "
+                f"action for {agent!r} is outside its action space: values span [{lo:.{digits}g}, {hi:.{digits}g}], "
                 f"allowed {limit}; np.clip(action, space.low, space.high) does it"
             )
 
@@ -429,10 +494,18 @@ class MultiTaskGameEnv(ParallelEnv):
         gaps = self._cheap_gaps()
         if self.numeric_infos:  # the same numeric keys at reset and at every step (TorchRL builds specs from them)
             numeric: dict[str, dict[str, Any]] = {}
+            lo, hi = self.log_step_range
+            constants = {
+                "step_size_mode": float(self.action_mode == "step_size"),
+                "log_step_low": lo,
+                "log_step_high": hi,
+                "unit_actions": float(self.step_size_units == "unit"),
+            }
             for m, agent in enumerate(self.agents):
                 values = {"loss": losses[m], "t": float(self._t), "diverged": float(reason is not None)}
                 if gaps is not None:
                     values["nash_gap"] = gaps[m]
+                values.update(head_size=float(self._head_sizes[m]), trunk_size=float(self.trunk_size), **constants)
                 numeric[agent] = values
             return numeric
         metrics = (
@@ -555,6 +628,7 @@ class MultiTaskGameEnv(ParallelEnv):
             "trunk": ((1, self.trunk_size), self.dtype),
             "losses": ((1, self.suite.num_tasks), self.dtype),
             "prev_losses": ((1, self.suite.num_tasks), self.dtype),
+            "start_losses": ((1, self.suite.num_tasks), self.dtype),
             "last_move": ((1, self.trunk_size), self.dtype),
             "head_grads": ((1, self._offsets[-1]), self.dtype),
             "jacobian": ((1, self.suite.num_tasks, self.trunk_size), self.dtype),

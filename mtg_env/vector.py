@@ -59,6 +59,8 @@ class VectorGameEnv:
         if mode == "update":
             bound = self.single.max_update
             low, high = torch.full((self.action_size,), -bound), torch.full((self.action_size,), bound)
+        elif self.single.step_size_units == "unit":
+            low, high = torch.full((2,), -1.0), torch.full((2,), 1.0)
         else:
             lo, hi = self.single.log_step_range
             low, high = torch.tensor([lo, lo]), torch.tensor([hi, hi])
@@ -106,7 +108,7 @@ class VectorGameEnv:
             raise RuntimeError("step() called before reset(); call venv.reset(seed=...) first")
         # RL steps are not unrolls: no autograd graph across steps (mtg_env.engine.step differentiates through them).
         actions = self._check(actions.detach() if isinstance(actions, Tensor) else actions)
-        state, out = engine.step(self.game, self._state, actions)
+        state, out = engine.step(self.game, self._state, self.engine_actions(actions))
         obs = self._observe(state, out)
         done = out.diverged | out.truncated
         infos: dict[str, Tensor] = {"losses": out.losses.clone(), "t": state.t.clone(), "done": done}
@@ -118,6 +120,14 @@ class VectorGameEnv:
             obs[done] = self._observe(state, fresh)
         self._state = replace(state, done=torch.zeros_like(state.done))
         return obs, out.rewards, out.diverged, out.truncated, infos
+
+    def engine_actions(self, actions: Tensor) -> Tensor:
+        """The engine's actions for (checked) actions of this env: ``step_size`` actions in [−1, 1] become log
+        step sizes in ``log_step_range`` (as in the single env); other actions pass through."""
+        if self.game.action_mode == "step_size" and self.single.step_size_units == "unit":
+            lo, hi = self.single.log_step_range
+            return lo + (actions + 1.0) * (0.5 * (hi - lo))
+        return actions
 
     def _check(self, actions: Tensor) -> Tensor:
         expected = (self.num_games, self.num_tasks, self.action_size)

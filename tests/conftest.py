@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -18,7 +19,8 @@ torch.set_num_threads(1)
 
 #: Small configurations of every suite, fast enough to run the PettingZoo checkers for 1000 cycles.
 SMALL_SUITES: dict[str, dict[str, Any]] = {
-    "quadratic": {"suite": "quadratic"},
+    # The paper's agents at lr 0.1 meet gradients up to ~30 on the default game: a Box that never clips them.
+    "quadratic": {"suite": "quadratic", "max_update": 100.0},
     "digits": {"suite": "digits", "hidden": (16, 8), "batch_size": 32},
     "regression": {"suite": "regression", "trunk": "mlp", "hidden": 8},
 }
@@ -36,3 +38,12 @@ def make_env(suite: str, mode: str = "update", **kwargs: Any) -> mtg_env.MultiTa
     """A small env of ``suite`` on the test device."""
     config = {**SMALL_SUITES[suite], "action_mode": mode, "device": DEVICE, **kwargs}
     return mtg_env.parallel_env(**config)
+
+
+def steps_action(env: mtg_env.MultiTaskGameEnv, alpha: float, beta: float) -> np.ndarray:
+    """The ``step_size``-mode action of ``env`` (in its units) that plays step sizes α (head) and β (trunk)."""
+    log = np.log([alpha, beta])
+    if env.step_size_units == "unit":
+        lo, hi = env.log_step_range
+        log = 2.0 * (log - lo) / (hi - lo) - 1.0
+    return log.astype(env.np_dtype)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -10,7 +10,7 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from agents import AdamAgent, GradientAgent, RMSpropAgent, run_episode
+from agents import AdamAgent, GradientAgent, PolicyWarning, RMSpropAgent, make_agents, run_episode
 from agents.gradient import SCHEDULES, step_size
 from mtg_env.env import NUM_FEATURES
 from tests.conftest import make_env
@@ -206,49 +206,68 @@ def test_gradient_agent_update_mode_is_minus_step_times_gradient() -> None:
         obs, _, _, _, infos = env.step(actions)
 
 
-def test_gradient_agent_step_size_mode_returns_log_steps() -> None:
-    env = make_env("quadratic", "step_size")
+@pytest.mark.parametrize("units", ["unit", "log"])
+def test_gradient_agent_step_size_mode_plays_its_log_steps(units: str) -> None:
+    env = make_env("quadratic", "step_size", step_size_units=units)
     obs, infos = env.reset(seed=0)
     a = env.agents[0]
-    agent = GradientAgent(lr=0.4, trunk_lr=0.1, schedule="summable")
+    agent = GradientAgent(lr=0.3, trunk_lr=0.1, schedule="summable")
     agent.reset(obs[a], infos[a], env.action_space(a))
+    lo, hi = env.log_step_range
     for t in range(5):
         action = agent.act(obs[a], infos[a])
         assert action.shape == (2,)
         assert action.dtype == env.action_space(a).dtype
-        expected = [math.log(0.4 / (1 + t) ** 1.5), math.log(0.1 / (1 + t) ** 1.5)]
+        expected = np.log([0.3 / (1 + t) ** 1.5, 0.1 / (1 + t) ** 1.5])
+        if units == "unit":  # the env maps [-1, 1] onto [lo, hi]
+            expected = 2 * (expected - lo) / (hi - lo) - 1
         np.testing.assert_allclose(action, expected, rtol=1e-6)
-    assert agent.t == 5
+    assert agent.t == 5 and agent.clipped_steps == 0
 
 
-def test_gradient_agent_step_size_mode_is_clipped_to_the_log_range() -> None:
-    env = make_env("quadratic", "step_size", log_step_range=(-10.0, 1.0))
+def test_gradient_agent_says_when_its_step_size_is_clipped() -> None:
+    env = make_env("quadratic", "step_size", log_step_range=(-10.0, 1.0), step_size_units="log")
     obs, infos = env.reset(seed=0)
     a = env.agents[0]
     agent = GradientAgent(lr=100.0, trunk_lr=1e-9)  # log 100 = 4.6 > 1 and log 1e-9 = -20.7 < -10
     agent.reset(obs[a], infos[a], env.action_space(a))
-    action = agent.act(obs[a], infos[a])
+    with pytest.warns(PolicyWarning, match="left the action space .* and was clipped"):
+        action = agent.act(obs[a], infos[a])
     np.testing.assert_array_equal(action, [1.0, -10.0])
-    assert env.action_space(a).contains(action)
+    assert env.action_space(a).contains(action) and agent.clipped_steps == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once per episode, counted every step
+        agent.act(obs[a], infos[a])
+    assert agent.clipped_steps == 2
 
 
-def test_gradient_agent_update_mode_clips_to_the_action_space() -> None:
+def test_gradient_agent_update_mode_clips_to_the_action_space_and_counts_it() -> None:
     env = make_env("quadratic", "update", dtype="float64", max_update=1e-3, max_cycles=5)
     obs, infos = env.reset(seed=0)
     agents = {a: GradientAgent(lr=10.0) for a in env.agents}
     for a in env.agents:
         agents[a].reset(obs[a], infos[a], env.action_space(a))
-    for _ in range(env.max_cycles):
-        actions = {}
-        for a in env.agents:
-            h, n = env.head_size(a), env.trunk_size
-            action = agents[a].act(obs[a], infos[a])
-            raw = -10.0 * obs[a][: h + n]
-            assert np.abs(raw).max() > 1e-3  # clipping is really needed
-            np.testing.assert_array_equal(action, np.clip(raw, -1e-3, 1e-3))
-            assert env.action_space(a).contains(action)
-            actions[a] = action
-        obs, _, _, _, infos = env.step(actions)  # the env accepts every clipped action
+    with pytest.warns(PolicyWarning):
+        for _ in range(env.max_cycles):
+            actions = {}
+            for a in env.agents:
+                h, n = env.head_size(a), env.trunk_size
+                action = agents[a].act(obs[a], infos[a])
+                raw = -10.0 * obs[a][: h + n]
+                assert np.abs(raw).max() > 1e-3  # clipping is really needed
+                np.testing.assert_array_equal(action, np.clip(raw, -1e-3, 1e-3))
+                assert env.action_space(a).contains(action)
+                actions[a] = action
+            obs, _, _, _, infos = env.step(actions)  # the env accepts every clipped action
+    assert all(agent.clipped_steps == 5 for agent in agents.values())
+
+
+def test_the_runner_reports_clipped_steps() -> None:
+    env = make_env("quadratic", "update", max_update=1e-3, max_cycles=4)
+    with pytest.warns(PolicyWarning):
+        history = run_episode(env, make_agents("gradient", env, lr=10.0), seed=0)
+    assert history.clipped_steps == dict.fromkeys(env.possible_agents, 4)
+    assert history.to_dict()["clipped_steps"] == history.clipped_steps
 
 
 # ------------------------------------------------------------------------- adaptive agents vs torch
@@ -318,9 +337,10 @@ def test_adaptive_update_actions_are_clipped(cls: Any) -> None:
     agent = cls(lr=0.1)
     obs = synthetic_obs(np.array([1.0, -2.0, 3.0, 0.0]))
     agent.reset(obs, info, space)
-    action = agent.act(obs, info)
+    with pytest.warns(PolicyWarning):
+        action = agent.act(obs, info)
     assert action.dtype == np.float32
-    assert space.contains(action)
+    assert space.contains(action) and agent.clipped_steps == 1
     np.testing.assert_array_equal(action, np.array([-1e-4, 1e-4, -1e-4, 0.0], dtype=np.float32))
 
 
@@ -343,7 +363,8 @@ class Recorder:
 
 @pytest.mark.parametrize("cls", [AdamAgent, RMSpropAgent])
 def test_adaptive_agents_lower_every_loss_in_step_size_mode(cls: Any) -> None:
-    env = make_env("regression", "step_size", max_cycles=200)
+    # The v1 log-step range: wide enough that the adaptive steps are never clipped (their rule is played as is).
+    env = make_env("regression", "step_size", max_cycles=200, log_step_range=(-20.0, 2.0))
     policies = {a: Recorder(cls()) for a in env.possible_agents}
     history = run_episode(env, policies, seed=0, evaluate=False)
     assert not history.terminated
@@ -365,7 +386,7 @@ def test_adaptive_agents_lower_every_loss_in_step_size_mode(cls: Any) -> None:
 def test_step_size_mode_first_step_is_the_rms_normalised_lr(cls: Any) -> None:
     # Adam after one step (bias-corrected) and RMSprop with alpha=0 give a per-coordinate RMS move of lr:
     # alpha_0 * |g| / sqrt(dim) = lr (up to eps).
-    env = make_env("regression", "step_size", dtype="float64")
+    env = make_env("regression", "step_size", dtype="float64", step_size_units="log", log_step_range=(-20.0, 2.0))
     obs, infos = env.reset(seed=1)
     a = env.agents[0]
     agent = cls(lr=0.01, trunk_lr=0.03) if cls is AdamAgent else cls(lr=0.01, trunk_lr=0.03, alpha=0.0)

@@ -23,6 +23,7 @@ CONFIG: dict[str, Any] = {
     "consensus": "pcgrad",  # randomized: its draws must continue exactly too
     "action_mode": "step_size",
     "max_cycles": 200,
+    "step_size_units": "log",  # the policy below speaks in log step sizes
 }
 
 
@@ -76,7 +77,8 @@ def test_pickled_env_continues_the_episode() -> None:
 
 
 def test_stateful_rule_state_travels_in_the_checkpoint() -> None:
-    config = {"suite": "quadratic", "consensus": "nash_mtl", "action_mode": "step_size", "max_cycles": 12}
+    config = {"suite": "quadratic", "consensus": "nash_mtl", "action_mode": "step_size", "max_cycles": 12,
+              "step_size_units": "log"}  # fmt: skip
     env = mtg_env.parallel_env(**config)
     with warnings.catch_warnings(record=True):  # Nash-MTL's solver may miss a step here; both runs must agree
         warnings.simplefilter("always", mtg_env.ConsensusWarning)

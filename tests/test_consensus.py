@@ -13,6 +13,7 @@ from scipy.optimize import nnls
 import mtg_env
 from mtg_env.consensus import RULE_TABLE, AggregatorRule, consensus_rule, mean_rule, sum_rule
 from mtg_env.metrics import min_norm_convex_combination, pareto_stationarity
+from tests.conftest import steps_action
 
 RANDOMIZED = {name for name, spec in RULE_TABLE.items() if spec.randomized}
 DETERMINISTIC = [name for name in RULE_TABLE if name not in RANDOMIZED]
@@ -241,7 +242,7 @@ def test_a_stateful_rule_is_reset_by_env_reset() -> None:
     env = mtg_env.parallel_env(suite="quadratic", consensus=counting, action_mode="step_size")
     env.reset(seed=0)
     for _ in range(3):
-        env.step({a: [-3.0, -3.0] for a in env.agents})
+        env.step({a: steps_action(env, 0.05, 0.05) for a in env.agents})
     assert counting.calls == 3
     env.reset(seed=0)
     assert counting.calls == 0
@@ -254,7 +255,7 @@ def test_nash_mtl_state_is_reset_by_env_reset() -> None:
         env.reset(seed=0)
         rewards = []
         while env.agents:
-            rewards.append(env.step({a: [-3.0, -3.0] for a in env.agents})[1])
+            rewards.append(env.step({a: steps_action(env, 0.05, 0.05) for a in env.agents})[1])
         first.append(rewards)
     assert first[0] == first[1]  # the warm start from the first episode does not leak into the second
 
@@ -277,7 +278,7 @@ def test_every_rule_plays_a_full_episode(name: str, suite: str) -> None:
         # ... and on those steps our rule says so instead of silently using equal weights.
         warnings.filterwarnings("ignore", "nash_mtl: ", mtg_env.ConsensusWarning)
         while env.agents:
-            _, rewards, term, trunc, _ = env.step({a: np.log([0.02, 0.02]) for a in env.agents})
+            _, rewards, term, trunc, _ = env.step({a: steps_action(env, 0.02, 0.02) for a in env.agents})
             steps += 1
     assert steps == 15 and not any(term.values()) and all(trunc.values())
     assert all(np.isfinite(r) for r in rewards.values())

@@ -69,7 +69,7 @@ def test_game_b_is_the_same_alone_first_or_last_of_512(name: str, mode: str) -> 
 @pytest.mark.parametrize("mode", ["step_size", "update"])
 def test_env_plays_the_engine_game(name: str, mode: str) -> None:
     env = mtg_env.parallel_env(suite=name, action_mode=mode, dtype="float64", device=DEVICE, consensus="mean",
-                               max_cycles=20, **SUITES[name])  # fmt: skip
+                               max_cycles=20, step_size_units="log", max_update=None, **SUITES[name])  # fmt: skip
     game = Game(env.suite, env.consensus, action_mode=mode, horizon=20)
     obs, _ = env.reset(seed=77)
     state, out = engine.reset(game, [77])
@@ -80,7 +80,7 @@ def test_env_plays_the_engine_game(name: str, mode: str) -> None:
             actions = {a: steps[m] for m, a in enumerate(env.agents)}
             engine_actions: Any = torch.tensor(steps, device=DEVICE).unsqueeze(0)
         else:
-            actions = {a: np.clip(-0.05 * o[: env.head_size(a) + env.trunk_size], -1, 1) for a, o in obs.items()}
+            actions = {a: -0.05 * o[: env.head_size(a) + env.trunk_size] for a, o in obs.items()}
             heads = np.concatenate([actions[a][: env.head_size(a)] for a in env.agents])
             trunk = np.stack([actions[a][env.head_size(a) :] for a in env.agents])
             engine_actions = (torch.tensor(heads, device=DEVICE)[None], torch.tensor(trunk, device=DEVICE)[None])
@@ -94,15 +94,16 @@ def test_env_plays_the_engine_game(name: str, mode: str) -> None:
 
 def test_same_seed_same_game_on_any_batch_of_the_vector_env() -> None:
     venv = mtg_env.vector_env(num_games=4, suite="regression", action_mode="step_size", max_cycles=3)
+    assert venv.action_low.tolist() == [-1.0, -1.0] and venv.action_high.tolist() == [1.0, 1.0]
     obs, infos = venv.reset(seed=50)
     assert infos["seeds"].tolist() == [50, 51, 52, 53]
     lone = mtg_env.parallel_env(suite="regression", action_mode="step_size", max_cycles=3)
     lone_obs, _ = lone.reset(seed=52)
     np.testing.assert_array_equal(obs[2].numpy(), np.stack([lone_obs[a] for a in lone.agents]))
-    actions = torch.full((4, 3, 2), -2.0)
+    actions = torch.full((4, 3, 2), -0.2)
     for t in range(3):
         obs, rewards, terminated, truncated, infos = venv.step(actions)
-        lone_obs, lone_rewards, *_ = lone.step({a: np.full(2, -2.0, np.float32) for a in lone.agents})
+        lone_obs, lone_rewards, *_ = lone.step({a: np.full(2, -0.2, np.float32) for a in lone.agents})
         assert rewards[2].tolist() == list(lone_rewards.values()), f"step {t}"
     # Step 3 ends every episode: the vector env resets in the same call and reports the last observation.
     assert truncated.all() and not terminated.any() and infos["done"].all()
@@ -115,7 +116,9 @@ def test_same_seed_same_game_on_any_batch_of_the_vector_env() -> None:
 
 
 def test_vector_env_refuses_bad_actions_naming_game_and_task_and_changes_nothing() -> None:
-    venv = mtg_env.vector_env(num_games=3, suite="quadratic", action_mode="step_size", log_step_range=(-5.0, 0.0))
+    venv = mtg_env.vector_env(
+        num_games=3, suite="quadratic", action_mode="step_size", log_step_range=(-5.0, 0.0), step_size_units="log"
+    )
     venv.reset(seed=0)
     before = venv.state.tensors()
     actions = torch.full((3, 3, 2), -1.0)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import gymnasium
 import numpy as np
 import pytest
 import torch
 
 import mtg_env
 from agents import GradientAgent, make_agents, run_episode
-from tests.conftest import MODES, SMALL_SUITES, make_env
+from tests.conftest import MODES, SMALL_SUITES, make_env, steps_action
 
 
 def gradient_actions(env: mtg_env.MultiTaskGameEnv, obs: dict, lr: float = 0.05) -> dict:
@@ -46,7 +47,7 @@ def test_same_seed_gives_the_same_whole_episode(suite: str, mode: str) -> None:
         step += 1
         actions = {a: env1.action_space(a).sample() for a in env1.agents}
         if mode == "step_size":  # keep random step sizes moderate so the episode runs its length
-            actions = {a: np.clip(x, -8, -2) for a, x in actions.items()}
+            actions = {a: np.clip(x, -1.0, 0.0) for a, x in actions.items()}  # log steps in [-7, -4]
         else:
             actions = {a: x * 0.01 for a, x in actions.items()}
         assert_same_step(step, env1.step(actions), env2.step(actions))
@@ -59,9 +60,9 @@ def test_same_seed_gives_the_same_whole_episode(suite: str, mode: str) -> None:
 def test_reset_with_the_same_seed_replays_and_other_seeds_differ() -> None:
     env = make_env("digits", "step_size", max_cycles=10)
     obs_a, _ = env.reset(seed=3)
-    losses_a = [env.step({a: np.array([-3.0, -3.0], np.float32) for a in env.agents})[1] for _ in range(5)]
+    losses_a = [env.step({a: steps_action(env, 0.05, 0.05) for a in env.agents})[1] for _ in range(5)]
     obs_b, _ = env.reset(seed=3)
-    losses_b = [env.step({a: np.array([-3.0, -3.0], np.float32) for a in env.agents})[1] for _ in range(5)]
+    losses_b = [env.step({a: steps_action(env, 0.05, 0.05) for a in env.agents})[1] for _ in range(5)]
     assert all(np.array_equal(obs_a[a], obs_b[a]) for a in obs_a)
     assert losses_a == losses_b
     obs_c, _ = env.reset(seed=4)
@@ -120,7 +121,7 @@ def test_step_size_mode_plays_the_same_game_as_update_mode() -> None:
             h, n = upd.head_size(a), upd.trunk_size
             actions_u[a] = np.concatenate([-alpha * obs_u[a][:h], -beta * obs_u[a][h : h + n]])
         obs_u, rew_u, *_ = upd.step(actions_u)
-        _, rew_s, *_ = ss.step({a: np.log([alpha, beta]) for a in ss.agents})
+        _, rew_s, *_ = ss.step({a: steps_action(ss, alpha, beta) for a in ss.agents})
         np.testing.assert_allclose(list(rew_u.values()), list(rew_s.values()), rtol=1e-12)
 
 
@@ -128,7 +129,7 @@ def test_progress_feature_and_truncation_at_max_cycles() -> None:
     env = make_env("quadratic", "step_size", max_cycles=5)
     obs, _ = env.reset(seed=0)
     for t in range(1, 6):
-        obs, _, term, trunc, infos = env.step({a: np.array([-3.0, -3.0], np.float32) for a in env.agents})
+        obs, _, term, trunc, infos = env.step({a: steps_action(env, 0.05, 0.05) for a in env.agents})
         assert not any(term.values())
         assert all(trunc.values()) == (t == 5), f"step {t}"
         assert obs["task_0"][mtg_env.FEATURES.index("progress")] == pytest.approx(t / 5)
@@ -149,7 +150,7 @@ BAD_ACTIONS = [
         r"'task_1' is not finite \(value nan at index 3\)",
     ),
     ("inf", lambda acts: {**acts, "task_0": np.full_like(acts["task_0"], np.inf)}, "'task_0' is not finite"),
-    ("bounds", lambda acts: {**acts, "task_0": acts["task_0"] + 5.0}, "'task_0' is outside its action space"),
+    ("bounds", lambda acts: {**acts, "task_0": acts["task_0"] + 1e3}, "'task_0' is outside its action space"),
     ("type", lambda acts: {**acts, "task_0": "left"}, "'task_0' is not a numeric array"),
 ]
 
@@ -173,8 +174,28 @@ def test_bad_action_is_refused_and_loses_nothing(suite: str, name: str, corrupt,
 def test_step_size_actions_outside_the_box_are_refused() -> None:
     env = make_env("quadratic", "step_size")
     env.reset(seed=0)
+    assert env.action_space("task_0") == gymnasium.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    with pytest.raises(ValueError, match=r"'task_2' is outside .*\[-1, 1\], mapped onto the log step sizes"):
+        env.step({a: np.array([-1.0, 1.5 if a == "task_2" else -1.0], np.float32) for a in env.agents})
+    # One float32 ulp above the bound is outside, and the message shows it.
+    above = np.nextafter(np.float32(1.0), np.float32(2.0))
+    with pytest.raises(ValueError, match=r"values span \[-1, 1.00000012\]"):
+        env.step({a: np.array([-1.0, above], np.float32) for a in env.agents})
+    log_env = make_env("quadratic", "step_size", step_size_units="log")
+    log_env.reset(seed=0)
     with pytest.raises(ValueError, match=r"'task_2' is outside .*log_step_range"):
-        env.step({a: np.array([-1.0, 3.0 if a == "task_2" else -1.0], np.float32) for a in env.agents})
+        log_env.step({a: np.array([-2.0, 3.0 if a == "task_2" else -2.0], np.float32) for a in log_env.agents})
+
+
+def test_unit_step_size_actions_map_onto_log_step_range() -> None:
+    unit = make_env("quadratic", "step_size", dtype="float64", log_step_range=(-6.0, -2.0))
+    log = make_env("quadratic", "step_size", dtype="float64", log_step_range=(-6.0, -2.0), step_size_units="log")
+    unit.reset(seed=4)
+    log.reset(seed=4)
+    for a_unit, a_log in ((-1.0, -6.0), (1.0, -2.0), (0.0, -4.0), (0.5, -3.0)):
+        out_unit = unit.step({a: np.full(2, a_unit) for a in unit.agents})
+        out_log = log.step({a: np.full(2, a_log) for a in log.agents})
+        assert out_unit[1] == out_log[1], (a_unit, a_log)
 
 
 def test_a_consensus_rule_with_a_wrong_output_is_refused_without_side_effects() -> None:
@@ -217,10 +238,12 @@ def test_constructor_refuses_bad_arguments_with_the_fix() -> None:
         ({"max_cycles": True}, TypeError, "max_cycles must be an int"),
         ({"metrics_every": "2"}, TypeError, "metrics_every must be an int >= 0"),
         ({"numeric_infos": "no"}, TypeError, "numeric_infos must be True or False, got 'no'"),
-        ({"max_update": "1"}, ValueError, "max_update must be a finite number > 0, got '1'"),
+        ({"max_update": "1"}, ValueError, "max_update must be a finite number > 0 or None"),
         ({"log_step_range": (-3.0,)}, ValueError, r"log_step_range must be a pair \(low, high\)"),
         ({"log_step_range": ("a", 1)}, ValueError, "log_step_range must hold two numbers"),
-        ({"divergence_reward": float("nan")}, ValueError, "divergence_reward must be a finite number or None"),
+        ({"divergence_reward": float("nan")}, ValueError, "divergence_reward must be 'remaining', 'clipped_loss' or a"),
+        ({"divergence_reward": "zero"}, ValueError, "divergence_reward must be 'remaining', 'clipped_loss' or a"),
+        ({"step_size_units": "linear"}, ValueError, "step_size_units must be 'unit'"),
         ({"device": "bogus"}, ValueError, "device must be a torch device such as 'cpu' or 'cuda', got 'bogus'"),
         ({"device": "meta"}, ValueError, "device must be a CPU or CUDA device, got 'meta'"),
     ],
@@ -236,7 +259,7 @@ def test_constructor_refuses_what_it_would_otherwise_coerce(kwargs: dict, error:
 def test_divergence_terminates_every_agent_and_reset_recovers(mode: str) -> None:
     if mode == "step_size":
         env = make_env("quadratic", mode, log_step_range=(-5.0, 60.0))
-        act = lambda obs: {a: np.array([60.0, 60.0], np.float32) for a in env.agents}  # noqa: E731
+        act = lambda obs: {a: np.ones(2, np.float32) for a in env.agents}  # noqa: E731  # log step 60
     else:
         env = make_env("digits", mode, max_update=1e38)
         act = lambda obs: {a: np.full(env.action_space(a).shape, 1e38, np.float32) for a in env.agents}  # noqa: E731
@@ -246,8 +269,7 @@ def test_divergence_terminates_every_agent_and_reset_recovers(mode: str) -> None
         if any(term.values()):
             break
     assert all(term.values()) and not any(trunc.values())
-    assert {info["termination"] for info in infos.values()} == {"diverged"}
-    assert "non-finite" in infos["task_0"]["reason"]
+    assert {info["diverged"] for info in infos.values()} == {1.0}
     assert env.agents == []
     for a, o in obs.items():
         assert env.observation_space(a).contains(o), f"{a}: observation left its Box after divergence"
@@ -255,6 +277,17 @@ def test_divergence_terminates_every_agent_and_reset_recovers(mode: str) -> None
     obs, infos = env.reset(seed=0)
     assert env.agents == env.possible_agents
     assert all(np.isfinite(info["loss"]) for info in infos.values())
+
+
+def test_named_infos_say_why_a_game_diverged() -> None:
+    env = make_env("quadratic", "step_size", log_step_range=(-5.0, 60.0), numeric_infos=False)
+    env.reset(seed=0)
+    for _ in range(10):
+        _, _, term, _, infos = env.step({a: np.ones(2, np.float32) for a in env.agents})
+        if any(term.values()):
+            break
+    assert {info["termination"] for info in infos.values()} == {"diverged"}
+    assert "non-finite" in infos["task_0"]["reason"]
 
 
 # ------------------------------------------------------------------------- start, queries
@@ -276,7 +309,7 @@ def test_render_modes_return_a_table_and_an_image() -> None:
     img = env.render()
     assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 and img.std() > 0
     text = env.render("ansi")  # RLlib's wrapper passes the mode explicitly
-    assert text.splitlines()[0].startswith("mtg_quadratic_v1  t=1/")
+    assert text.splitlines()[0].startswith("mtg_quadratic_v2  t=1/")
     assert all(a in text for a in env.possible_agents)
 
 
@@ -333,16 +366,34 @@ def test_gradient_agent_default_repr() -> None:
     assert repr(GradientAgent()) == "GradientAgent(lr=0.1, schedule='constant')"
 
 
-def test_divergence_reward_replaces_the_clipped_loss() -> None:
-    env = make_env("quadratic", "step_size", log_step_range=(-5.0, 60.0), divergence_reward=-10.0)
+def diverge(env: mtg_env.MultiTaskGameEnv) -> tuple[dict[str, float], int]:
+    """Play the largest steps until the game diverges; the rewards of that step and the step."""
     env.reset(seed=0)
-    for _ in range(10):
-        _, rewards, term, _, _ = env.step({a: np.array([60.0, 60.0], np.float32) for a in env.agents})
+    for t in range(1, 11):
+        _, rewards, term, _, _ = env.step({a: env.action_space(a).high for a in env.agents})
         if any(term.values()):
-            break
-    assert all(term.values()) and set(rewards.values()) == {-10.0}
-    with pytest.raises(ValueError, match="divergence_reward must be finite"):
-        make_env("quadratic", divergence_reward=float("-inf"))
+            return rewards, t
+    raise AssertionError("the game did not diverge")
+
+
+def test_divergence_reward_options() -> None:
+    fixed = make_env("quadratic", "step_size", log_step_range=(-5.0, 60.0), divergence_reward=-10.0)
+    rewards, _ = diverge(fixed)
+    assert set(rewards.values()) == {-10.0}
+    clipped = make_env("quadratic", "step_size", log_step_range=(-5.0, 60.0), divergence_reward="clipped_loss")
+    rewards, _ = diverge(clipped)
+    assert all(np.isfinite(r) and abs(r) == np.finfo(np.float32).max for r in rewards.values())
+
+
+def test_default_divergence_reward_never_makes_divergence_pay() -> None:
+    # "remaining": −(T − t + 1)·max(1, |ℓ_m at reset|), the return of a task stuck at its start for the rest of
+    # the episode: at least as bad as any episode whose loss never exceeds its starting loss.
+    env = make_env("quadratic", "step_size", log_step_range=(-5.0, 60.0), max_cycles=50)
+    _, start = env.reset(seed=0)
+    start_losses = {a: max(1.0, abs(start[a]["loss"])) for a in env.agents}
+    rewards, t = diverge(env)
+    for agent, reward in rewards.items():
+        assert reward == pytest.approx(-(50 - t + 1) * start_losses[agent], rel=1e-6)
 
 
 def test_a_callable_rule_returning_another_dtype_is_cast_and_the_game_goes_on() -> None:
@@ -350,7 +401,7 @@ def test_a_callable_rule_returning_another_dtype_is_cast_and_the_game_goes_on() 
     env = make_env("quadratic", "step_size", consensus=lambda p: p.to(torch.float64).sum(0))
     env.reset(seed=3)
     for _ in range(3):
-        _, rewards, *_ = env.step({a: np.full(2, -2.0, np.float32) for a in env.agents})
+        _, rewards, *_ = env.step({a: steps_action(env, 0.1, 0.1) for a in env.agents})
     heads, trunk = env.get_parameters()
     assert heads.dtype == trunk.dtype == torch.float32 and all(np.isfinite(list(rewards.values())))
 
@@ -361,7 +412,7 @@ def test_a_rule_output_that_requires_grad_does_not_grow_a_graph() -> None:
     env = make_env("quadratic", "step_size", consensus=lambda p: weight * p.sum(0))
     env.reset(seed=0)
     for _ in range(3):
-        env.step({a: np.full(2, -2.0, np.float32) for a in env.agents})
+        env.step({a: steps_action(env, 0.1, 0.1) for a in env.agents})
     assert not env.get_parameters()[1].requires_grad and env.engine_state.trunk.grad_fn is None
 
 
@@ -382,11 +433,13 @@ class _NoisyRule:
 def test_measuring_never_shifts_a_randomized_rules_draws() -> None:
     # Fuzz report item 4: metrics() and metrics_every drew from the env's generator and changed the episode.
     plain = make_env("quadratic", "step_size", consensus=_NoisyRule(), dtype="float64")
-    measured = make_env("quadratic", "step_size", consensus=_NoisyRule(), dtype="float64", metrics_every=1)
+    measured = make_env(
+        "quadratic", "step_size", consensus=_NoisyRule(), dtype="float64", metrics_every=1, numeric_infos=False
+    )
     plain.reset(seed=5)
     measured.reset(seed=5)
     for t in range(4):
-        actions = {a: np.full(2, -2.0) for a in plain.agents}
+        actions = {a: steps_action(plain, 0.1, 0.1) for a in plain.agents}
         plain.step(actions)
         measured.metrics()
         measured.step(actions)

@@ -78,9 +78,13 @@ def test_spaces_are_cached_and_typed() -> None:
 def test_agents_and_infos_name_the_tasks() -> None:
     env = mtg_env.parallel_env(suite="digits", batch_size=32)
     assert env.possible_agents == ["task_0", "task_1", "task_2", "task_3"]
-    assert env.metadata["name"] == "mtg_digits_v1"
+    assert env.metadata["name"] == "mtg_digits_v2"
     _, infos = env.reset(seed=0)
-    assert [infos[a]["task"] for a in env.agents] == ["digit", "parity", "ge5", "ink"]
+    assert [env.task_name(a) for a in env.agents] == ["digit", "parity", "ge5", "ink"]
+    assert all(isinstance(v, float) for info in infos.values() for v in info.values())  # numbers only (TorchRL)
+    assert infos["task_0"]["head_size"] == 650 and infos["task_3"]["head_size"] == 65
+    _, named = mtg_env.parallel_env(suite="digits", batch_size=32, numeric_infos=False).reset(seed=0)
+    assert [named[a]["task"] for a in env.agents] == ["digit", "parity", "ge5", "ink"]
     assert env.action_space("task_0").shape == (650 + env.trunk_size,)
     assert env.trunk_size == 64 * 128 + 128 + 128 * 64 + 64
 

@@ -136,11 +136,7 @@ def test_torchrl_mappo_optimisation_steps() -> None:
 @pytest.mark.parametrize("mode", ["step_size", "update"])
 def test_gymnasium_single_agent_view(mode: str) -> None:
     env = JointControlEnv(suite="quadratic", action_mode=mode, max_cycles=6)
-    with warnings.catch_warnings():
-        # The step_size Box holds log step sizes, [-20, 2] by design; gymnasium advises [-1, 1] (for which
-        # gymnasium.wrappers.RescaleAction is the tool).
-        warnings.filterwarnings("ignore", ".*For Box action spaces, we recommend using a symmetric")
-        check_env(env, skip_render_check=True)
+    check_env(env, skip_render_check=True)  # v2: step_size actions in [-1, 1], as gymnasium recommends
     obs, info = env.reset(seed=0)
     game = env.game
     assert env.action_space.shape == (sum(game.action_space(a).shape[0] for a in game.possible_agents),)
@@ -150,7 +146,7 @@ def test_gymnasium_single_agent_view(mode: str) -> None:
     while not done:
         action = np.clip(np.zeros(env.action_space.shape), env.action_space.low, env.action_space.high)
         if mode == "step_size":
-            action[:] = -3.0
+            action[:] = -0.2  # log step −4.2 in the default range (−7, −1)
         obs, reward, terminated, truncated, info = env.step(action)
         assert reward == pytest.approx(-sum(i["loss"] for i in info["agents"].values()))
         total += reward
@@ -202,13 +198,15 @@ def test_marl_examples_run(script: str, args: list[str]) -> None:
 def test_unit_actions_map_minus_one_to_one_onto_the_box() -> None:
     from pettingzoo.test import parallel_api_test
 
-    env = mtg_env.parallel_env(suite="quadratic", action_mode="step_size", log_step_range=(-7.0, -1.5))
+    env = mtg_env.parallel_env(
+        suite="quadratic", action_mode="step_size", log_step_range=(-7.0, -1.5), step_size_units="log"
+    )
     unit = UnitActions(env)
     space = unit.action_space("task_0")
     assert space.low.tolist() == [-1.0, -1.0] and space.high.tolist() == [1.0, 1.0]
     np.testing.assert_allclose(unit.to_env_action("task_0", [-1.0, 1.0]), [-7.0, -1.5])
     np.testing.assert_allclose(unit.to_env_action("task_0", [0.0, 5.0]), [-4.25, -1.5])  # clipped into the Box
-    parallel_api_test(UnitActions(mtg_env.parallel_env(suite="quadratic", action_mode="step_size")), num_cycles=30)
+    parallel_api_test(UnitActions(env), num_cycles=30)
     unit.reset(seed=0)
     unit.step({a: np.zeros(2, np.float32) for a in unit.agents})
     assert unit.state().shape == (21,)  # the wrapped env's methods pass through

@@ -9,6 +9,7 @@ import torch
 import mtg_env
 from mtg_env.metrics import game_metrics, lyapunov
 from mtg_env.suites import QuadraticSuite, RegressionSuite
+from tests.conftest import steps_action
 
 
 def quadratic_by_hand(suite: QuadraticSuite, heads: torch.Tensor, trunk: torch.Tensor) -> dict[str, np.ndarray]:
@@ -100,11 +101,13 @@ def test_approximate_gap_for_a_suite_without_best_response() -> None:
 
 
 def test_env_metrics_and_metrics_every() -> None:
-    env = mtg_env.parallel_env(suite="quadratic", dtype="float64", metrics_every=3, action_mode="step_size")
+    env = mtg_env.parallel_env(
+        suite="quadratic", dtype="float64", metrics_every=3, action_mode="step_size", numeric_infos=False
+    )
     _, infos = env.reset(seed=0)
     assert "metrics" in infos["task_0"]
     for t in range(1, 7):
-        _, _, _, _, infos = env.step({a: np.log([0.05, 0.05]) for a in env.agents})
+        _, _, _, _, infos = env.step({a: steps_action(env, 0.05, 0.05) for a in env.agents})
         assert ("metrics" in infos["task_1"]) == (t % 3 == 0), t
     m = infos["task_1"]["metrics"]
     assert {"nash_gap", "stationarity", "loss", "consensus_residual", "lyapunov", "pareto_stationarity"} <= set(m)
@@ -121,13 +124,14 @@ def test_measuring_does_not_change_the_game(consensus: str) -> None:
             trunk_dim=4,
             consensus=consensus,
             metrics_every=metrics_every,
+            numeric_infos=False,
             action_mode="step_size",
             max_cycles=8,
         )
         env.reset(seed=0)
         out = []
         while env.agents:
-            out.append(env.step({a: np.log([0.05, 0.05]) for a in env.agents})[1])
+            out.append(env.step({a: steps_action(env, 0.05, 0.05) for a in env.agents})[1])
         return out
 
     assert play(0) == play(1)  # randomized and stateful rules are measured on a copy

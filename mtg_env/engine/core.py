@@ -107,11 +107,18 @@ def _finite(game: Game, losses: Tensor, heads: Tensor, trunk: Tensor) -> Tensor:
         return (probe * 0 == 0).all(1)
 
 
-def _rewards(game: Game, losses: Tensor, finite: Tensor) -> Tensor:
-    if game.divergence_reward is not None:
-        penalty = torch.full_like(losses, game.divergence_reward)
-    else:
+def _rewards(game: Game, state: GameState, finite: Tensor) -> Tensor:
+    """−loss, or on the step a game diverges the divergence reward (see :attr:`Game.divergence_reward`)."""
+    losses = state.losses
+    mode = game.divergence_reward
+    if mode == "remaining":
+        remaining = (game.horizon - state.t + 1).clamp_min(1).to(losses.dtype).unsqueeze(1)
+        penalty = -(remaining * state.start_losses.detach().abs().nan_to_num(nan=1.0).clamp(1.0, game.big))
+        penalty = penalty.clamp_min(-game.big)
+    elif mode == "clipped_loss":
         penalty = (-losses).nan_to_num(nan=-game.big).clamp(-game.big, game.big)
+    else:
+        penalty = torch.full_like(losses, float(mode))
     return torch.where(finite.unsqueeze(1), -losses, penalty)
 
 
@@ -122,7 +129,7 @@ def _output(game: Game, state: GameState, finite: Tensor) -> StepOutput:
         head_grads=state.head_grads,
         jacobian=state.jacobian,
         features=feats,
-        rewards=_rewards(game, state.losses, finite),
+        rewards=_rewards(game, state, finite),
         diverged=~finite,
         truncated=finite & (state.t >= game.horizon),
     )
@@ -186,6 +193,7 @@ def reset(
         keys=keys,
         losses=losses,
         prev_losses=losses,
+        start_losses=losses.detach(),
         last_move=torch.zeros_like(trunk),
         head_grads=head_grads,
         jacobian=jac,

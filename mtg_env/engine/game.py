@@ -45,8 +45,10 @@ class Game:
     """``update``: actions are updates; ``step_size``: actions are natural-log step sizes (head, trunk)."""
     horizon: int = 500
     """Steps before truncation (``max_cycles``)."""
-    divergence_reward: float | None = None
-    """Reward of every task on the step a game diverges (``None``: −loss clipped to the finite range)."""
+    divergence_reward: float | Literal["remaining", "clipped_loss"] = "remaining"
+    """Reward of each task on the step a game diverges: ``"remaining"`` −(horizon − t + 1)·max(1, |ℓ_m at reset|),
+    as if the task's loss stayed at its start for the rest of the episode (so ending an episode by divergence
+    never pays); a number; or ``"clipped_loss"``, −loss clipped to the finite range (v1)."""
     second_order: bool = False
     """In a differentiable unroll, keep the gradients (observations) differentiable too (full second order)
     instead of detaching them (the first-order meta-gradient of Andrychowicz et al. 2016)."""
@@ -73,6 +75,15 @@ class Game:
     def __post_init__(self) -> None:
         if self.action_mode not in ("update", "step_size"):
             raise ValueError(f"action_mode must be 'update' or 'step_size', got {self.action_mode!r}")
+        reward = self.divergence_reward
+        if not (
+            reward in ("remaining", "clipped_loss")
+            if isinstance(reward, str)
+            else not isinstance(reward, bool) and isinstance(reward, (int, float)) and math.isfinite(reward)
+        ):
+            raise ValueError(
+                f"divergence_reward must be 'remaining', 'clipped_loss' or a finite number, got {reward!r}"
+            )
         if isinstance(self.horizon, bool) or not isinstance(self.horizon, int) or self.horizon < 1:
             raise ValueError(f"horizon (max_cycles) must be an int >= 1, got {self.horizon!r}")
         suite = self.suite

@@ -35,6 +35,8 @@ class GameState:
     """``[B, M]`` task losses at the current parameters and batch."""
     prev_losses: Tensor
     """``[B, M]`` the losses of the previous step (equal to ``losses`` after a reset)."""
+    start_losses: Tensor
+    """``[B, M]`` the losses at reset (they scale the default divergence reward)."""
     last_move: Tensor
     """``[B, n]`` the trunk's last move C(P) (zero after a reset)."""
     head_grads: Tensor

@@ -11,7 +11,6 @@ import argparse
 import warnings
 from collections.abc import Callable
 
-import numpy as np
 import torch
 from _timing import median_seconds_per_step  # benchmarks/ is on sys.path when run as a script
 
@@ -22,7 +21,7 @@ from mtg_env.consensus import RULE_TABLE
 def stepper(rule: str) -> Callable[[], None]:
     env = mtg_env.parallel_env(suite="digits", consensus=rule, action_mode="step_size", max_cycles=10**9)
     env.reset(seed=0)
-    actions = {a: np.log([0.1, 0.1]).astype(np.float32) for a in env.agents}
+    actions = {a: env.step_size_action(0.1, 0.1) for a in env.agents}
 
     def step() -> None:
         env.step(actions)

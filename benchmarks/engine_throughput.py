@@ -56,7 +56,9 @@ def engine_stepper(suite_name: str, batch: int, **suite_kwargs: object) -> Calla
 
 
 def lone_env_stepper(suite_name: str) -> Callable[[], None]:
-    env = mtg_env.parallel_env(suite=suite_name, action_mode="step_size", consensus="mean", max_cycles=10**9)
+    env = mtg_env.parallel_env(
+        suite=suite_name, action_mode="step_size", consensus="mean", max_cycles=10**9, step_size_units="log"
+    )
     env.reset(seed=0)
     action = np.full(2, LOG_STEP, dtype=np.float32)
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from _timing import median_seconds_per_step  # benchmarks/ is on sys.path when run as a script
@@ -82,17 +81,17 @@ class Reference:
 
 
 def env_stepper(mode: str) -> Callable[[], None]:
-    env = mtg_env.parallel_env(suite="digits", consensus="mean", action_mode=mode, max_cycles=10**9)
+    env = mtg_env.parallel_env(suite="digits", consensus="mean", action_mode=mode, max_cycles=10**9, max_update=None)
     obs, _ = env.reset(seed=0)
     state = {"obs": obs}
-    log_steps = np.log([LR, LR]).astype(np.float32)
+    step_action = env.step_size_action(LR, LR) if mode == "step_size" else None  # α = β = LR, in the env's units
     sizes = {a: env.head_size(a) + env.trunk_size for a in env.possible_agents}
 
     def step() -> None:
         if mode == "step_size":
-            actions = {a: log_steps for a in env.agents}
+            actions = {a: step_action for a in env.agents}
         else:
-            actions = {a: np.clip(-LR * o[: sizes[a]], -1.0, 1.0) for a, o in state["obs"].items()}
+            actions = {a: -LR * o[: sizes[a]] for a, o in state["obs"].items()}
         state["obs"] = env.step(actions)[0]
 
     return step

@@ -33,8 +33,8 @@ def main() -> None:
     print(f"{'schedule':<15}{'consensus':<11}{'distance to equilibrium':>25}{'max head Nash gap':>20}")
     for schedule in ("constant", "robbins_monro", "summable"):
         for consensus in ("sum", "mean"):
-            env = mtg_env.parallel_env(
-                suite="quadratic", consensus=consensus, dtype="float64", max_cycles=args.steps, **game
+            env = mtg_env.parallel_env(  # max_update=None: the paper's rule, never clipped
+                suite="quadratic", consensus=consensus, dtype="float64", max_cycles=args.steps, max_update=None, **game
             )
             history = run_episode(env, make_agents("gradient", env, lr=args.lr, schedule=schedule), seed=args.seed)
             gap = max(history.final[a]["nash_gap"] for a in env.possible_agents)

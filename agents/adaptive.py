@@ -69,10 +69,11 @@ class _AdaptiveAgent:
             lrs = np.array([self.lr, self.lr if self.trunk_lr is None else self.trunk_lr])
             steps = lrs / (np.sqrt(self._v / c2) + self.eps)
             return reader.step_action(np.log(steps))
-        g = observation[: reader.head_size + reader.trunk_size].astype(np.float64)
+        g = np.concatenate(reader.grads(observation)).astype(np.float64)
         self._m = b1 * self._m + (1 - b1) * g
         self._v = b2 * self._v + (1 - b2) * g * g
-        return reader.clip(-self._lrs * (self._m / c1) / (np.sqrt(self._v / c2) + self.eps))
+        step = -self._lrs * (self._m / c1) / (np.sqrt(self._v / c2) + self.eps)
+        return reader.update_action(step[: reader.head_size], step[reader.head_size :])
 
 
 class AdamAgent(_AdaptiveAgent):

@@ -47,6 +47,8 @@ class ObservationReader:
             raise ValueError(f"agent.reset needs the info returned by env.reset (it lacks {missing})")
         self.head_size = int(info["head_size"])
         self.trunk_size = int(info["trunk_size"])
+        #: Length of the head part of an update-mode observation and action (≥ head_size when heads are padded).
+        self.head_slot = int(info.get("head_slot", self.head_size))
         if "action_mode" in info:
             self.mode = str(info["action_mode"])
         else:
@@ -71,8 +73,15 @@ class ObservationReader:
 
     def grads(self, observation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(∇_Θ ℓ, ∇_Ψ ℓ) from an ``update``-mode observation (views, no copy)."""
-        h, n = self.head_size, self.trunk_size
-        return observation[:h], observation[h : h + n]
+        h, slot, n = self.head_size, self.head_slot, self.trunk_size
+        return observation[:h], observation[slot : slot + n]
+
+    def update_action(self, head_update: np.ndarray, trunk_proposal: np.ndarray) -> np.ndarray:
+        """The ``update``-mode action for a head update ``[h]`` and a trunk proposal ``[n]`` (padding zero)."""
+        action = np.zeros(self.head_slot + self.trunk_size, dtype=np.float64)
+        action[: self.head_size] = head_update
+        action[self.head_slot :] = trunk_proposal
+        return self.clip(action)
 
     def grad_norms(self, observation: np.ndarray) -> tuple[float, float]:
         """(‖∇_Θ ℓ‖, ‖∇_Ψ ℓ‖) from the features (either mode): the inverse of symlog."""

@@ -151,7 +151,7 @@ def _play_quadratic(
         heads, trunk = env.get_parameters()
         v.append(lyapunov(heads, trunk, *star))
         g_heads = [observations[a][: env.head_size(a)] for a in env.possible_agents]
-        g_trunk = [observations[a][env.head_size(a) : env.head_size(a) + n] for a in env.possible_agents]
+        g_trunk = [observations[a][env.head_slot(a) : env.head_slot(a) + n] for a in env.possible_agents]
         head_stat.append(float(sum(np.linalg.norm(g) for g in g_heads)))
         trunk_res.append(float(np.linalg.norm(np.sum(g_trunk, axis=0))))
         grad_norm.append(

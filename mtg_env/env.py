@@ -58,7 +58,10 @@ class MultiTaskGameEnv(ParallelEnv):
 
     ## Observation Space
     ``update`` mode: concat[∇_{Θ_m} ℓ_m, ∇_Ψ ℓ_m, features] (length h_m + n + 7), the gradients at the
-    current parameters on the current batch. ``step_size`` mode: the 7 features alone, the same shape
+    current parameters on the current batch. Heads of unequal sizes are padded (``pad_heads=True``) to the
+    largest head H: the head gradient is followed by H − h_m zeros, and the action's head part is H long (its
+    last H − h_m entries are ignored); ``env.head_slot(agent)`` is the head part's length.
+    ``step_size`` mode: the 7 features alone, the same shape
     for every agent (one shared policy can act for all tasks). Gradients are bounded by the dtype's
     largest finite value; non-finite values (only after divergence) are clipped into the Box.
 
@@ -106,6 +109,7 @@ class MultiTaskGameEnv(ParallelEnv):
     | `max_update`     | `1.0`          | bound of each `update`-mode action coordinate (None: none) |
     | `log_step_range` | `(-7.0, -1.0)` | log step sizes a `step_size` action spans (α 9e-4 … 0.37)  |
     | `step_size_units` | `"unit"`      | `unit`: actions in [−1, 1]; `log`: the log step sizes (v1) |
+    | `pad_heads`      | `True`         | `update` mode: head parts padded to the largest (one shape) |
     | `**suite_kwargs` |                | options of the suite (see its class)                      |
 
     ## Infos
@@ -123,8 +127,9 @@ class MultiTaskGameEnv(ParallelEnv):
     ## Version History
     * v2: defaults that work with the MARL libraries' plain recipes: ``step_size`` actions in [−1, 1] over
       ``log_step_range=(-7, -1)``; numeric infos; a finite divergence reward that never makes divergence
-      pay (``"remaining"``). v1's behaviour: ``step_size_units="log"``, ``log_step_range=(-20, 2)``,
-      ``numeric_infos=False``, ``divergence_reward="clipped_loss"``.
+      pay (``"remaining"``); ``update``-mode heads padded to one shape for every agent. v1's behaviour:
+      ``step_size_units="log"``, ``log_step_range=(-20, 2)``,
+      ``numeric_infos=False``, ``divergence_reward="clipped_loss"``, ``pad_heads=False``.
     * v1: the game runs on :mod:`mtg_env.engine`. Randomness is counter-based per game (every draw a hash
       of seed, episode, step): the same seed gives other initial parameters and batches than v0;
       ``reset(seed=None)`` plays the seed's next episode; features are computed in the env's dtype.
@@ -155,6 +160,7 @@ class MultiTaskGameEnv(ParallelEnv):
         divergence_reward: float | Literal["remaining", "clipped_loss"] = "remaining",
         numeric_infos: bool = True,
         step_size_units: Literal["unit", "log"] = "unit",
+        pad_heads: bool = True,
         **suite_kwargs: Any,
     ):
         if action_mode not in ("update", "step_size"):
@@ -173,6 +179,8 @@ class MultiTaskGameEnv(ParallelEnv):
         self.divergence_reward: float | str = (
             divergence_reward if isinstance(divergence_reward, str) else float(divergence_reward)
         )
+        if not isinstance(pad_heads, bool):
+            raise TypeError(f"pad_heads must be True or False, got {pad_heads!r}")
         if step_size_units not in ("unit", "log"):
             raise ValueError(f"step_size_units must be 'unit' ([-1, 1] actions) or 'log', got {step_size_units!r}")
         self.step_size_units = step_size_units
@@ -222,10 +230,16 @@ class MultiTaskGameEnv(ParallelEnv):
         self._head_sizes = self.suite.head_sizes
         self._offsets = self.suite.head_offsets
         self._uniform_heads = len(set(self._head_sizes)) == 1
+        # Update mode with heads of unequal sizes: every agent's head part padded to the largest head, so all
+        # agents share one observation and one action shape (SuperSuit, TorchRL's groups and one shared policy
+        # expect that). The padding of an observation is zero; the padding of an action is ignored.
+        self._pad = pad_heads and action_mode == "update" and not self._uniform_heads
+        widest = max(self._head_sizes) if self._head_sizes else 0
+        self._slots = tuple(widest if self._pad else h for h in self._head_sizes)
         self._build_spaces()
         # Actions of all agents stack into one [M, k] array unless update-mode heads differ in size;
         # then they are concatenated and split by these positions (one gather each).
-        self._stackable = action_mode == "step_size" or self._uniform_heads
+        self._stackable = action_mode == "step_size" or self._uniform_heads or self._pad
         #: The game this env plays: one game (B = 1) of the engine.
         self.game = Game(
             self.suite,
@@ -250,7 +264,7 @@ class MultiTaskGameEnv(ParallelEnv):
         n = self.suite.trunk_size
         self._observation_spaces: dict[str, spaces.Box] = {}
         self._action_spaces: dict[str, spaces.Box] = {}
-        for agent, h in zip(self.possible_agents, self._head_sizes, strict=True):
+        for agent, h in zip(self.possible_agents, self._slots, strict=True):  # h: the head's slot (padded)
             if self.action_mode == "update":
                 grad_lim: np.ndarray = np.full(h + n, big, dtype=self.np_dtype)
                 low = np.concatenate([-grad_lim, f_low])
@@ -285,6 +299,11 @@ class MultiTaskGameEnv(ParallelEnv):
     def head_size(self, agent: str) -> int:
         """Number of head parameters h_m of ``agent``."""
         return self._head_sizes[self._index[self._check_agent(agent)]]
+
+    def head_slot(self, agent: str) -> int:
+        """Length of the head part of ``agent``'s ``update``-mode observation and action: h_m, or the largest
+        head when heads are padded (``pad_heads``); the trunk part starts there."""
+        return self._slots[self._index[self._check_agent(agent)]]
 
     def step_size_action(self, alpha: float, beta: float | None = None) -> np.ndarray:
         """The ``step_size``-mode action (in this env's units) that plays head step α and trunk step β (default α).
@@ -341,9 +360,10 @@ class MultiTaskGameEnv(ParallelEnv):
         infos = self._infos(losses, None)
         if self.numeric_infos:
             return observations, infos
-        for agent, h in zip(self.agents, self._head_sizes, strict=True):
+        for agent, h, slot in zip(self.agents, self._head_sizes, self._slots, strict=True):
             infos[agent].update(
                 head_size=h,
+                head_slot=slot,
                 trunk_size=self.trunk_size,
                 action_mode=self.action_mode,
                 log_step_range=self.log_step_range,
@@ -441,11 +461,9 @@ class MultiTaskGameEnv(ParallelEnv):
         except (TypeError, ValueError) as err:
             raise ValueError(f"action for {agent!r} is not a numeric array ({err}); expected shape {shape}") from None
         if arr.shape != shape:
-            what = (
-                f"head {self.head_size(agent)} + trunk {self.trunk_size}"
-                if self.action_mode == "update"
-                else "(log head step, log trunk step)"
-            )
+            h, slot = self.head_size(agent), self.head_slot(agent)
+            head = f"head {h}" if h == slot else f"head {h} padded to {slot}"
+            what = f"{head} + trunk {self.trunk_size}" if self.action_mode == "update" else "(head step, trunk step)"
             raise ValueError(f"action for {agent!r} has shape {arr.shape}, expected {shape} = {what}")
         return arr
 
@@ -482,8 +500,9 @@ class MultiTaskGameEnv(ParallelEnv):
         jac = out.jacobian[0].cpu().numpy()
         obs = {}
         for m, agent in enumerate(self.agents):
-            parts = (heads[self._offsets[m] : self._offsets[m + 1]], jac[m], feats[m])
-            obs[agent] = np.concatenate(parts)
+            head = heads[self._offsets[m] : self._offsets[m + 1]]
+            pad = np.zeros(self._slots[m] - head.shape[0], dtype=self.np_dtype)
+            obs[agent] = np.concatenate((head, pad, jac[m], feats[m]))
         # Keep observations inside their Box (after a divergence, or gradients beyond the float range).
         if not (finite and np.isfinite(heads).all() and np.isfinite(jac).all()):
             for agent, o in obs.items():
@@ -505,7 +524,12 @@ class MultiTaskGameEnv(ParallelEnv):
                 values = {"loss": losses[m], "t": float(self._t), "diverged": float(reason is not None)}
                 if gaps is not None:
                     values["nash_gap"] = gaps[m]
-                values.update(head_size=float(self._head_sizes[m]), trunk_size=float(self.trunk_size), **constants)
+                values.update(
+                    head_size=float(self._head_sizes[m]),
+                    head_slot=float(self._slots[m]),
+                    trunk_size=float(self.trunk_size),
+                    **constants,
+                )
                 numeric[agent] = values
             return numeric
         metrics = (

@@ -80,9 +80,9 @@ def test_env_plays_the_engine_game(name: str, mode: str) -> None:
             actions = {a: steps[m] for m, a in enumerate(env.agents)}
             engine_actions: Any = torch.tensor(steps, device=DEVICE).unsqueeze(0)
         else:
-            actions = {a: -0.05 * o[: env.head_size(a) + env.trunk_size] for a, o in obs.items()}
+            actions = {a: -0.05 * o[: env.head_slot(a) + env.trunk_size] for a, o in obs.items()}
             heads = np.concatenate([actions[a][: env.head_size(a)] for a in env.agents])
-            trunk = np.stack([actions[a][env.head_size(a) :] for a in env.agents])
+            trunk = np.stack([actions[a][env.head_slot(a) :] for a in env.agents])
             engine_actions = (torch.tensor(heads, device=DEVICE)[None], torch.tensor(trunk, device=DEVICE)[None])
         obs, rewards, *_ = env.step(actions)
         state, out = engine.step(game, state, engine_actions)
@@ -138,18 +138,19 @@ def test_vector_env_refuses_bad_actions_naming_game_and_task_and_changes_nothing
         venv.reset(seed=[1, 2])
 
 
-def test_vector_env_update_mode_pads_unequal_heads() -> None:
+def test_vector_env_update_mode_pads_unequal_heads_as_the_env_does() -> None:
     venv = mtg_env.vector_env(num_games=2, suite="digits", hidden=(16, 8), batch_size=32, max_cycles=4)
     obs, _ = venv.reset(seed=5)
     lone = mtg_env.parallel_env(suite="digits", hidden=(16, 8), batch_size=32, max_cycles=4)
     lone_obs, _ = lone.reset(seed=6)
     widest = max(lone.head_size(a) for a in lone.agents)
     assert obs.shape == (2, 4, widest + lone.trunk_size + 7)
+    assert {lone.observation_space(a).shape for a in lone.agents} == {(widest + lone.trunk_size + 7,)}
     for m, agent in enumerate(lone.agents):
         h = lone.head_size(agent)
-        np.testing.assert_array_equal(obs[1, m, :h].numpy(), lone_obs[agent][:h])
+        assert lone.head_slot(agent) == widest
+        np.testing.assert_array_equal(obs[1, m].numpy(), lone_obs[agent])
         assert not obs[1, m, h:widest].any()  # the padding is zero
-        np.testing.assert_array_equal(obs[1, m, widest:].numpy(), lone_obs[agent][h:])
 
 
 def test_quadratic_closed_form_equals_autograd() -> None:

@@ -16,7 +16,7 @@ def gradient_actions(env: mtg_env.MultiTaskGameEnv, obs: dict, lr: float = 0.05)
     """Plain gradient steps from update-mode observations, for driving the env in tests."""
     out = {}
     for a in env.agents:
-        k = env.head_size(a) + env.trunk_size
+        k = env.head_slot(a) + env.trunk_size  # the padding of the head part is zero in the observation
         out[a] = np.clip(-lr * obs[a][:k], -1, 1)
     return out
 
@@ -118,7 +118,7 @@ def test_step_size_mode_plays_the_same_game_as_update_mode() -> None:
     for _ in range(10):
         actions_u = {}
         for a in upd.agents:
-            h, n = upd.head_size(a), upd.trunk_size
+            h, n = upd.head_slot(a), upd.trunk_size
             actions_u[a] = np.concatenate([-alpha * obs_u[a][:h], -beta * obs_u[a][h : h + n]])
         obs_u, rew_u, *_ = upd.step(actions_u)
         _, rew_s, *_ = ss.step({a: steps_action(ss, alpha, beta) for a in ss.agents})

@@ -42,10 +42,9 @@ CONFIGS: dict[str, dict[str, Any]] = {"step_size": REGRESSION, "update": DIGITS_
 
 
 def unpad(row: torch.Tensor, game: Any, m: int) -> torch.Tensor:
-    """Task m's vector in the single env's layout from the venv's padded one (head h_m, then the rest)."""
-    if game.action_mode == "step_size":
-        return row
-    return torch.cat([row[: game.head_sizes[m]], row[game.max_head :]])
+    """Task m's vector in the single env's layout: the same as the venv's (both pad heads to the largest)."""
+    assert row.shape[-1] in (2, 7, game.max_head + game.trunk_size, game.max_head + game.trunk_size + 7)
+    return row
 
 
 def lone_step(env: mtg_env.MultiTaskGameEnv, actions: torch.Tensor, game: Any) -> tuple[Any, ...]:

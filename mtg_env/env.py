@@ -89,8 +89,9 @@ class MultiTaskGameEnv(ParallelEnv):
     ``reset(options={"heads": ..., "trunk": ...})`` (flat arrays; heads of all tasks concatenated).
 
     ## Episode End
-    Truncation: after ``max_cycles`` steps. Termination: when any loss or parameter stops being
-    finite every agent terminates (``infos[a]["diverged"] == 1``).
+    Truncation: after ``max_cycles`` steps. Termination (divergence): when any loss or parameter stops being
+    finite, or a loss blows up beyond ``divergence_threshold`` · max(1, |its value at reset|), every agent
+    terminates (``infos[a]["diverged"] == 1``).
 
     ## Arguments
     | argument         | default        | meaning                                                   |
@@ -110,6 +111,7 @@ class MultiTaskGameEnv(ParallelEnv):
     | `log_step_range` | `(-7.0, -1.0)` | log step sizes a `step_size` action spans (α 9e-4 … 0.37)  |
     | `step_size_units` | `"unit"`      | `unit`: actions in [−1, 1]; `log`: the log step sizes (v1) |
     | `pad_heads`      | `True`         | `update` mode: head parts padded to the largest (one shape) |
+    | `divergence_threshold` | `1e3`    | diverged also when a loss exceeds threshold × its start (None: v1) |
     | `**suite_kwargs` |                | options of the suite (see its class)                      |
 
     ## Infos
@@ -127,9 +129,11 @@ class MultiTaskGameEnv(ParallelEnv):
     ## Version History
     * v2: defaults that work with the MARL libraries' plain recipes: ``step_size`` actions in [−1, 1] over
       ``log_step_range=(-7, -1)``; numeric infos; a finite divergence reward that never makes divergence
-      pay (``"remaining"``); ``update``-mode heads padded to one shape for every agent. v1's behaviour:
+      pay (``"remaining"``), and a game that blows up (a loss 1000 times its start) counts as diverged;
+      ``update``-mode heads padded to one shape for every agent. v1's behaviour:
       ``step_size_units="log"``, ``log_step_range=(-20, 2)``,
-      ``numeric_infos=False``, ``divergence_reward="clipped_loss"``, ``pad_heads=False``.
+      ``numeric_infos=False``, ``divergence_reward="clipped_loss"``, ``pad_heads=False``,
+      ``divergence_threshold=None``.
     * v1: the game runs on :mod:`mtg_env.engine`. Randomness is counter-based per game (every draw a hash
       of seed, episode, step): the same seed gives other initial parameters and batches than v0;
       ``reset(seed=None)`` plays the seed's next episode; features are computed in the env's dtype.
@@ -161,6 +165,7 @@ class MultiTaskGameEnv(ParallelEnv):
         numeric_infos: bool = True,
         step_size_units: Literal["unit", "log"] = "unit",
         pad_heads: bool = True,
+        divergence_threshold: float | None = 1e3,
         **suite_kwargs: Any,
     ):
         if action_mode not in ("update", "step_size"):
@@ -247,6 +252,7 @@ class MultiTaskGameEnv(ParallelEnv):
             action_mode=action_mode,
             horizon=self.max_cycles,
             divergence_reward=self.divergence_reward,  # type: ignore[arg-type]  # checked above
+            divergence_threshold=divergence_threshold,
         )
         self._seed: int | None = None
         self._episode = 0
@@ -558,6 +564,16 @@ class MultiTaskGameEnv(ParallelEnv):
         bad = [a for a, loss in zip(self.agents, losses, strict=True) if not np.isfinite(loss)]
         if bad:
             return f"non-finite loss for {bad}"
+        threshold = self.game.divergence_threshold
+        if threshold is not None:
+            start = self.engine_state.start_losses[0].tolist()
+            high = [
+                a
+                for a, loss, s in zip(self.agents, losses, start, strict=True)
+                if abs(loss) > threshold * max(1, abs(s))
+            ]
+            if high:
+                return f"loss of {high} above {threshold:g} times its start (divergence_threshold)"
         return "non-finite parameters"
 
     # ----------------------------------------------------------------------------- queries

@@ -155,14 +155,18 @@ def test_evaluate_false_leaves_final_empty() -> None:
     assert h.steps == 3
 
 
-def test_divergence_is_recorded() -> None:
-    env = make_env("quadratic", dtype="float64", max_update=1e300, max_cycles=200)
+@pytest.mark.parametrize("threshold", [1e3, None])
+def test_divergence_is_recorded(threshold: float | None) -> None:
+    env = make_env("quadratic", dtype="float64", max_update=1e300, max_cycles=200, divergence_threshold=threshold)
     h = run_episode(env, make_agents("gradient", env, lr=10.0), seed=0)
     assert h.terminated is True
     assert h.steps < 200
     assert h.final == {}  # no evaluation of a diverged game
-    assert not np.all(np.isfinite(h.losses[-1]))
-    assert np.all(np.isfinite(h.rewards))  # rewards are clipped to the finite range
+    if threshold is None:  # only a non-finite loss ends the game
+        assert not np.all(np.isfinite(h.losses[-1]))
+    else:  # a loss beyond 1000 times its start ends it first, while everything is still finite
+        assert np.isfinite(h.losses).all() and np.abs(h.losses[-1]).max() > 1e3 * max(1, np.abs(h.losses[0]).max())
+    assert np.all(np.isfinite(h.rewards))  # rewards stay finite
 
 
 def test_progress_bar_goes_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:

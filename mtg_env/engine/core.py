@@ -99,12 +99,18 @@ def _differentiable(*tensors: Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
-def _finite(game: Game, losses: Tensor, heads: Tensor, trunk: Tensor) -> Tensor:
-    """``[B]``: every loss and parameter finite. x·0 is 0 exactly when every entry of x is finite (inf·0 and
-    nan·0 are nan): far cheaper than isfinite(x).all() on the parameters, and one small matmul for both."""
+def _finite(game: Game, losses: Tensor, heads: Tensor, trunk: Tensor, start: Tensor) -> Tensor:
+    """``[B]``: the game has not diverged: every loss and parameter finite and, with a divergence threshold,
+    every |ℓ_m| ≤ threshold · max(1, |ℓ_m at reset|). x·0 is 0 exactly when every entry of x is finite (inf·0
+    and nan·0 are nan): far cheaper than isfinite(x).all() on the parameters, and one small matmul for both."""
     with torch.no_grad():
-        probe = torch.cat([losses.detach(), heads.detach() @ game.zero_heads, trunk.detach() @ game.zero_trunk], 1)
-        return (probe * 0 == 0).all(1)
+        losses = losses.detach()
+        probe = torch.cat([losses, heads.detach() @ game.zero_heads, trunk.detach() @ game.zero_trunk], 1)
+        ok = (probe * 0 == 0).all(1)
+        if game.divergence_threshold is not None:
+            bound = game.divergence_threshold * start.detach().abs().clamp_min(1.0)
+            ok = ok & (losses.abs() <= bound).all(1)
+        return ok
 
 
 def _rewards(game: Game, state: GameState, finite: Tensor) -> Tensor:
@@ -183,7 +189,7 @@ def reset(
     batch = game.suite.sample_batch(rng)
     differentiable = _differentiable(heads, trunk)
     losses, head_grads, jac = losses_and_grads(game.suite, heads, trunk, batch, differentiable, game.second_order)
-    finite = _finite(game, losses, heads, trunk)
+    finite = _finite(game, losses, heads, trunk, torch.full_like(losses, float("inf")))  # reset: only finiteness
     state = GameState(
         heads=heads,
         trunk=trunk,
@@ -292,7 +298,7 @@ def step(game: Game, state: GameState, actions: Tensor | Updates) -> tuple[GameS
     t = state.t + 1
     batch = game.suite.sample_batch(GameRNG(state.seeds, state.episodes, t, state.keys))
     losses, head_grads, jac = losses_and_grads(game.suite, heads, trunk, batch, differentiable, game.second_order)
-    finite = _finite(game, losses, heads, trunk)
+    finite = _finite(game, losses, heads, trunk, state.start_losses)
     new = replace(
         state,
         heads=heads,

@@ -49,6 +49,10 @@ class Game:
     """Reward of each task on the step a game diverges: ``"remaining"`` −(horizon − t + 1)·max(1, |ℓ_m at reset|),
     as if the task's loss stayed at its start for the rest of the episode (so ending an episode by divergence
     never pays); a number; or ``"clipped_loss"``, −loss clipped to the finite range (v1)."""
+    divergence_threshold: float | None = 1e3
+    """A game also diverges when a loss leaves ±threshold · max(1, |its value at reset|) (a blow-up that is
+    still finite); ``None``: only when a loss or parameter stops being finite (v1). It keeps rewards in a
+    range RL learners handle (a loss of 1e30 before it overflows would otherwise be a reward)."""
     second_order: bool = False
     """In a differentiable unroll, keep the gradients (observations) differentiable too (full second order)
     instead of detaching them (the first-order meta-gradient of Andrychowicz et al. 2016)."""
@@ -84,6 +88,11 @@ class Game:
             raise ValueError(
                 f"divergence_reward must be 'remaining', 'clipped_loss' or a finite number, got {reward!r}"
             )
+        threshold = self.divergence_threshold
+        if threshold is not None and (
+            isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 1.0 < threshold < math.inf
+        ):
+            raise ValueError(f"divergence_threshold must be a finite number > 1 or None, got {threshold!r}")
         if isinstance(self.horizon, bool) or not isinstance(self.horizon, int) or self.horizon < 1:
             raise ValueError(f"horizon (max_cycles) must be an int >= 1, got {self.horizon!r}")
         suite = self.suite
@@ -136,5 +145,6 @@ class Game:
             "action_mode": self.action_mode,
             "horizon": self.horizon,
             "divergence_reward": self.divergence_reward,
+            "divergence_threshold": self.divergence_threshold,
             "second_order": self.second_order,
         }

@@ -27,11 +27,12 @@ GAME: dict[str, Any] = {
 def env_creator(config: dict[str, Any]):  # type: ignore[no-untyped-def]
     from ray.rllib.env.wrappers.pettingzoo_env import ParallelPettingZooEnv
 
-    return ParallelPettingZooEnv(mtg_env.parallel_env(**{**GAME, **config}))
+    return ParallelPettingZooEnv(mtg_env.parallel_env(**config))
 
 
-def train(iterations: int = 5, seed: int = 0) -> dict[str, float]:
-    """Train for ``iterations`` PPO iterations; return the last iteration's episode-return statistics."""
+def train(iterations: int = 5, seed: int = 0, game: dict[str, Any] | None = None) -> dict[str, float]:
+    """Train for ``iterations`` PPO iterations on ``parallel_env(**game)`` (default :data:`GAME`); return the last
+    iteration's episode-return mean (NaN before an episode ends) and the shared module's PPO losses."""
     import ray
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
@@ -42,7 +43,7 @@ def train(iterations: int = 5, seed: int = 0) -> dict[str, float]:
     register_env("mtg_regression", env_creator)
     config = (
         PPOConfig()
-        .environment("mtg_regression", env_config={})
+        .environment("mtg_regression", env_config=dict(GAME if game is None else game))
         .multi_agent(policies={"shared"}, policy_mapping_fn=lambda agent_id, episode, **kwargs: "shared")
         .rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs={"shared": RLModuleSpec()}))
         .env_runners(num_env_runners=0)
@@ -56,7 +57,13 @@ def train(iterations: int = 5, seed: int = 0) -> dict[str, float]:
     finally:
         algo.stop()
     runners = result["env_runners"]
-    return {"episode_return_mean": float(runners["episode_return_mean"]), "iterations": iterations}
+    learner = result["learners"]["shared"]
+    return {
+        "episode_return_mean": float(runners.get("episode_return_mean", float("nan"))),
+        "policy_loss": float(learner["policy_loss"]),
+        "vf_loss": float(learner["vf_loss"]),
+        "iterations": iterations,
+    }
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 The adapter is an SB3 ``VecEnv`` with one env per (game, task), ``games × tasks`` in all, stepped together
 by the engine. The env's defaults (v2) suit SB3's plain recipe: step-size actions in [−1, 1] (where SB3's
-Gaussian starts) over log step sizes in [−7, −1], and a finite divergence reward.
+Gaussian starts) over log step sizes in [−5, −1], and a finite divergence reward.
 
     python examples/vector_sb3_ppo.py [--games 16] [--timesteps 40000]
 """

@@ -188,6 +188,7 @@ def test_nash_mtl_names_a_missing_bargaining_solution() -> None:
         # numpy inside cvxpy, evaluating 1 / (G α) = 1 / 0 and then inf · 0 on this degenerate problem
         warnings.filterwarnings("ignore", "divide by zero", RuntimeWarning)
         warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+        warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
         with pytest.warns(mtg_env.ConsensusWarning, match="no common descent direction"):
             r(g)
     assert r.failures == 1
@@ -275,6 +276,7 @@ def test_every_rule_plays_a_full_episode(name: str, suite: str) -> None:
         # the rule then keeps its previous weights. Those are the solver's diagnostics, not ours.
         warnings.filterwarnings("ignore", "Solution may be inaccurate", UserWarning)
         warnings.filterwarnings("ignore", "divide by zero", RuntimeWarning)
+        warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
         # ... and on those steps our rule says so instead of silently using equal weights.
         warnings.filterwarnings("ignore", "nash_mtl: ", mtg_env.ConsensusWarning)
         while env.agents:

@@ -149,7 +149,7 @@ def test_gymnasium_single_agent_view(mode: str) -> None:
     while not done:
         action = np.clip(np.zeros(env.action_space.shape), env.action_space.low, env.action_space.high)
         if mode == "step_size":
-            action[:] = -0.2  # log step −4.2 in the default range (−7, −1)
+            action[:] = -0.2  # log step −3.4 in the default range (−5, −1)
         obs, reward, terminated, truncated, info = env.step(action)
         assert reward == pytest.approx(-sum(i["loss"] for i in info["agents"].values()))
         total += reward

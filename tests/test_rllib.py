@@ -33,7 +33,7 @@ def test_rllib_wrapper_conventions() -> None:
     seen = []
     for _ in range(3):
         agents = list(obs)[::-1]  # RLlib may hand the actions over in any order
-        obs, _, terms, truncs, _ = env.step({a: np.array([-3.0, -3.0], np.float32) for a in agents})
+        obs, _, terms, truncs, _ = env.step({a: np.array([-0.2, -0.2], np.float32) for a in agents})
         seen.append(terms)
         assert "__all__" in terms and "__all__" in truncs
     assert truncs["__all__"] and not terms["__all__"]
@@ -45,4 +45,16 @@ def test_rllib_ppo_trains_a_shared_module() -> None:
     ray = pytest.importorskip("ray")
     result = load_example().train(iterations=2, seed=0)
     assert np.isfinite(result["episode_return_mean"]) and result["episode_return_mean"] < 0
+    ray.shutdown()
+
+
+# RLlib registers its multi-agent env with gymnasium each time an algorithm is built in the same process.
+@pytest.mark.filterwarnings("ignore:.*Overriding environment rllib-multi-agent-env-v0 already in registry")
+@pytest.mark.parametrize("game", [{}, {"action_mode": "step_size"}], ids=["parallel_env()", "step_size"])
+def test_rllib_plain_recipe_trains_on_the_defaults(game: dict) -> None:
+    # RLlib's documented PettingZoo recipe (ParallelPettingZooEnv + PPO, one shared module) on the env's
+    # defaults: digits, no env option. Episodes (500 steps) outlast the iteration; the losses must be finite.
+    ray = pytest.importorskip("ray")
+    result = load_example().train(iterations=1, seed=0, game=game)
+    assert np.isfinite(result["policy_loss"]) and np.isfinite(result["vf_loss"])
     ray.shutdown()

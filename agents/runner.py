@@ -72,8 +72,9 @@ class History:
         """Write the history as strict JSON (``null`` where a value was not finite)."""
         Path(path).write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False))
 
-    def plot(self, out_dir: str | Path) -> list[Path]:
-        """Write ``losses.png`` (and ``nash_gap.png`` when recorded) in ``out_dir``; return the paths."""
+    def plot(self, out_dir: str | Path, title: str | None = None) -> list[Path]:
+        """Write ``losses.png`` (and ``nash_gap.png`` when recorded) in ``out_dir``, each titled ``title`` (the
+        run, e.g. env, agents, rule and seed) when given; return the paths."""
         import matplotlib
 
         matplotlib.use("Agg", force=False)
@@ -96,6 +97,8 @@ class History:
                 ax.set_yscale("log")
             ax.set_xlabel("step t")
             ax.set_ylabel(label)
+            if title:
+                ax.set_title(title, fontsize="medium")
             ax.grid(alpha=0.3)
             ax.legend(fontsize="small")
             fig.tight_layout()

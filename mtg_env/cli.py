@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -96,6 +97,7 @@ def _run(args: argparse.Namespace) -> int:
     elif args.schedule != "constant":
         raise SystemExit(f"mtg-env run: --schedule applies to the gradient agent, not {args.agent!r}")
     out = args.out or _default_out(args)
+    _check_out_dir(out)  # before the episode: a bad --out must not cost a whole run
 
     env = MultiTaskGameEnv(
         suite=args.suite,
@@ -140,7 +142,8 @@ def _run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     history.save(out / "history.json")
-    pngs = history.plot(out)
+    title = f"{env.metadata['name']}: {args.agent} agents, {args.consensus} consensus, seed {args.seed}"
+    pngs = history.plot(out, title=title)
 
     print(
         f"\n{env.metadata['name']}: {args.agent} agents, {args.consensus} consensus, seed {args.seed}, "
@@ -152,6 +155,18 @@ def _run(args: argparse.Namespace) -> int:
         print(_table(tasks))
     print(f"wrote {out / 'summary.json'}, {out / 'history.json'}, " + ", ".join(str(p) for p in pngs))
     return 1 if history.terminated else 0
+
+
+def _check_out_dir(out: Path) -> None:
+    """Refuse an output directory that cannot be written, with the reason (not a traceback after the run)."""
+    for parent in (out, *out.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                what = "is a file" if parent == out else f"lies under the file {parent}"
+                raise SystemExit(f"mtg-env run: --out {out} {what}; give a directory")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise SystemExit(f"mtg-env run: --out {out}: {parent} is not writable")
+            return
 
 
 def _default_out(args: argparse.Namespace) -> Path:

@@ -186,3 +186,11 @@ def test_threads_option_sets_torch_threads_and_refuses_zero(
     with pytest.raises(SystemExit):
         main([*args, "--threads", "0"])
     assert "--threads must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_a_bad_out_dir_is_refused_before_the_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for out, message in ((afile, "is a file"), (afile / "sub", f"lies under the file {afile}")):
+        with pytest.raises(SystemExit, match=message):
+            main(["run", "--suite", "quadratic", "--steps", "2", "--no-progress", "--out", str(out)])

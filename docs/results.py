@@ -104,8 +104,9 @@ def _cells(outputs: list[str], prefix: str, keys: int) -> dict[tuple[str, ...], 
     for out in outputs:
         for line in out.splitlines():
             parts = line.split()
-            if parts and parts[0] == prefix:
-                rows.setdefault(tuple(parts[1 : 1 + keys]), []).append([float(v) for v in parts[1 + keys :]])
+            values = parts[1 + keys :]
+            if parts and parts[0] == prefix and values and all(_is_number(v) for v in values):  # not the header
+                rows.setdefault(tuple(parts[1 : 1 + keys]), []).append([float(v) for v in values])
     return rows
 
 

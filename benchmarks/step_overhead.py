@@ -85,7 +85,7 @@ def env_stepper(mode: str) -> Callable[[], None]:
     obs, _ = env.reset(seed=0)
     state = {"obs": obs}
     step_action = env.step_size_action(LR, LR) if mode == "step_size" else None  # α = β = LR, in the env's units
-    sizes = {a: env.head_size(a) + env.trunk_size for a in env.possible_agents}
+    sizes = {a: env.head_slot(a) + env.trunk_size for a in env.possible_agents}  # heads padded: zeros there
 
     def step() -> None:
         if mode == "step_size":

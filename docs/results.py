@@ -73,7 +73,7 @@ def _timing_table(outputs: list[str], label_width: int, column: int, header: str
     for out in outputs:
         for line in out.splitlines():
             label, rest = line[:label_width].strip(), line[label_width:].split()
-            if label and len(rest) > column and _is_number(rest[column]):
+            if label and len(rest) > column and all(_is_number(v) for v in rest):  # a table row, not a header
                 values.setdefault(label, []).append(float(rest[column]))
     rows = [f"| configuration | {header}: median | range over {len(outputs)} runs |", "|---|---|---|"]
     for label, vs in values.items():

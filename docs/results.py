@@ -40,8 +40,6 @@ class Figure:
     deterministic: bool = True
     """Reproduced exactly (one run, compared by the test) rather than summarised over ``runs`` runs."""
     runs: int = 1
-    seconds: str = ""
-    """About how long the command takes here (for the help text)."""
 
 
 def _drop(lines: list[str], *prefixes: str) -> list[str]:
@@ -144,35 +142,34 @@ def _engine(outputs: list[str]) -> str:
 
 PY = sys.executable
 FIGURES: dict[str, Figure] = {
-    "main_job": Figure([PY, "-m", "mtg_env.cli", "run", "--no-progress", "--out", "{tmp}"], _main_job, seconds="10 s"),
-    "quadratic": Figure([PY, "examples/quadratic_equilibrium.py"], _verbatim(), seconds="15 s"),
-    "ppo": Figure([PY, "examples/ppo_vs_paper.py", "--out", "{tmp}"], _verbatim("wrote "), seconds="2 min"),
+    "main_job": Figure([PY, "-m", "mtg_env.cli", "run", "--no-progress", "--out", "{tmp}"], _main_job),
+    "quadratic": Figure([PY, "examples/quadratic_equilibrium.py"], _verbatim()),
+    "ppo": Figure([PY, "examples/ppo_vs_paper.py", "--out", "{tmp}"], _verbatim("wrote ")),
     "toy2d": Figure(
-        [PY, "examples/toy2d_trajectories.py", "--out", "{tmp}"], _verbatim("wrote ", "("), seconds="15 min"
+        [PY, "examples/toy2d_trajectories.py", "--out", "{tmp}"],
+        _verbatim("wrote ", "("),
     ),
     "audit": Figure(
-        [PY, "-m", "mtg_env.cli", "audit", "--no-progress", "--out", "docs/audit"], _audit, seconds="2 min"
+        [PY, "-m", "mtg_env.cli", "audit", "--no-progress", "--out", "docs/audit"],
+        _audit,
     ),
     "step_overhead": Figure(
         [PY, "benchmarks/step_overhead.py"],
         lambda outs: _timing_table(outs, 32, 2, "steps/s vs the batched reference"),
         deterministic=False,
         runs=3,
-        seconds="3 x 40 s",
     ),
     "engine": Figure(
         [PY, "benchmarks/engine_throughput.py", "--rounds", "3"],
         _engine,
         deterministic=False,
         runs=3,
-        seconds="3 x 4 min",
     ),
     "consensus_cost": Figure(
         [PY, "benchmarks/consensus_cost.py"],
         lambda outs: _timing_table(outs, 14, 1, "step cost vs `mean`"),
         deterministic=False,
         runs=3,
-        seconds="3 x 2 min",
     ),
 }
 

@@ -131,7 +131,7 @@ class SB3GameVecEnv(VecEnv):
         for mask, mask_seeds in ((given, seeds), (~given, None)):
             state, out = engine.reset_where(venv.game, state, mask, mask_seeds)
             if out is not None:
-                obs[mask], losses[mask] = venv._observe(state, out), out.losses
+                obs[mask], losses[mask] = venv._observe(out), out.losses
         venv._state = state
         return obs, losses
 

@@ -133,7 +133,7 @@ class TorchRLGameEnv(EnvBase):
         state = venv._state
         if partial is None or bool(partial.all()):
             state, out = engine.step(venv.game, state, actions)
-            obs = venv._observe(state, out)
+            obs = venv._observe(out)
             rewards, terminated, truncated = out.rewards, out.diverged, out.truncated
         else:  # TorchRL's partial steps (rollout(break_when_all_done=True)): only the games still playing move
             index = partial.nonzero().flatten()
@@ -141,7 +141,7 @@ class TorchRLGameEnv(EnvBase):
             state = _put(state, index, sub)
             obs, terminated, truncated = self._obs.clone(), self._terminated.clone(), self._truncated.clone()
             rewards = torch.zeros(obs.shape[:2], dtype=venv.dtype, device=self.device)
-            obs[index] = venv._observe(sub, out)
+            obs[index] = venv._observe(out)
             rewards[index] = out.rewards
             terminated[index], truncated[index] = out.diverged, out.truncated
         venv._state = state
@@ -156,7 +156,7 @@ class TorchRLGameEnv(EnvBase):
         assert self._obs is not None
         obs = self._obs.clone()
         if out is not None:
-            obs[mask] = venv._observe(state, out)
+            obs[mask] = venv._observe(out)
         venv._state = state
         return obs
 

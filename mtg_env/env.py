@@ -242,10 +242,6 @@ class MultiTaskGameEnv(ParallelEnv):
         self._pad = pad_heads and action_mode == "update" and not self._uniform_heads
         widest = max(self._head_sizes) if self._head_sizes else 0
         self._slots = tuple(widest if self._pad else h for h in self._head_sizes)
-        self._build_spaces()
-        # Actions of all agents stack into one [M, k] array unless update-mode heads differ in size;
-        # then they are concatenated and split by these positions (one gather each).
-        self._stackable = action_mode == "step_size" or self._uniform_heads or self._pad
         #: The game this env plays: one game (B = 1) of the engine.
         self.game = Game(
             self.suite,
@@ -255,6 +251,10 @@ class MultiTaskGameEnv(ParallelEnv):
             divergence_reward=self.divergence_reward,  # type: ignore[arg-type]  # checked above
             divergence_threshold=divergence_threshold,
         )
+        self._build_spaces()
+        # Actions of all agents stack into one [M, k] array unless update-mode heads differ in size;
+        # then they are concatenated and split by these positions (one gather each).
+        self._stackable = action_mode == "step_size" or self._uniform_heads or self._pad
         self._seed: int | None = None
         self._episode = 0
         self._state: GameState | None = None
@@ -262,11 +262,10 @@ class MultiTaskGameEnv(ParallelEnv):
 
     # --------------------------------------------------------------------------------- spaces
     def _build_spaces(self) -> None:
-        big = float(np.finfo(self.np_dtype).max)
-        s_max = float(np.log1p(np.float64(big)))
-        f_low = np.array([-s_max, -s_max, 0.0, 0.0, -1.0, -1.0, 0.0], dtype=self.np_dtype)
-        f_high = np.array([s_max, s_max, s_max, s_max, 1.0, 1.0, 1.0], dtype=self.np_dtype)
-        self._f_low, self._f_high = f_low.astype(np.float64).tolist(), f_high.astype(np.float64).tolist()
+        # The feature bounds are the engine's (features are clipped into them there).
+        big = self.game.big
+        f_low = self.game.feature_low.cpu().numpy()
+        f_high = self.game.feature_high.cpu().numpy()
         self._big = big
         n = self.suite.trunk_size
         self._observation_spaces: dict[str, spaces.Box] = {}

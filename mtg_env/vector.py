@@ -77,7 +77,7 @@ class VectorGameEnv:
         """
         seeds = self.seeds_for(seed)
         self._state, out = engine.reset(self.game, seeds)
-        return self._observe(self._state, out), {"losses": out.losses.clone(), "seeds": self._state.seeds.clone()}
+        return self._observe(out), {"losses": out.losses.clone(), "seeds": self._state.seeds.clone()}
 
     def seeds_for(self, seed: int | list[int] | None) -> list[int]:
         """The B game seeds that ``reset(seed=...)`` uses (validated: ints in [0, 2**63)); random for ``None``."""
@@ -109,7 +109,7 @@ class VectorGameEnv:
         # RL steps are not unrolls: no autograd graph across steps (mtg_env.engine.step differentiates through them).
         actions = self._check(actions.detach() if isinstance(actions, Tensor) else actions)
         state, out = engine.step(self.game, self._state, self.engine_actions(actions))
-        obs = self._observe(state, out)
+        obs = self._observe(out)
         done = out.diverged | out.truncated
         infos: dict[str, Tensor] = {"losses": out.losses.clone(), "t": state.t.clone(), "done": done}
         if bool(done.any()):
@@ -117,7 +117,7 @@ class VectorGameEnv:
             state, fresh = engine.reset_where(self.game, state, done)
             assert fresh is not None
             obs = obs.clone()
-            obs[done] = self._observe(state, fresh)
+            obs[done] = self._observe(fresh)
         self._state = replace(state, done=torch.zeros_like(state.done))
         return obs, out.rewards, out.diverged, out.truncated, infos
 
@@ -149,7 +149,7 @@ class VectorGameEnv:
             )
         return a
 
-    def _observe(self, state: GameState, out: StepOutput) -> Tensor:
+    def _observe(self, out: StepOutput) -> Tensor:
         feats = out.features
         if self.game.action_mode == "step_size":
             return feats

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor
@@ -135,16 +135,3 @@ class Game:
     def action_size(self) -> int:
         """Length of one task's action in the engine's ``[B, M, k]`` layout (heads padded to the largest)."""
         return 2 if self.action_mode == "step_size" else self.max_head + self.trunk_size
-
-    def describe(self) -> dict[str, Any]:
-        from mtg_env.consensus import rule_name
-
-        return {
-            "suite": self.suite.describe(),
-            "consensus": rule_name(self.consensus),
-            "action_mode": self.action_mode,
-            "horizon": self.horizon,
-            "divergence_reward": self.divergence_reward,
-            "divergence_threshold": self.divergence_threshold,
-            "second_order": self.second_order,
-        }

@@ -141,7 +141,3 @@ class GameRNG:
         """One 62-bit seed per game (for a ``torch.Generator`` a third-party rule draws from)."""
         b = self.bits(stream, 2).tolist()
         return [((hi & 0x3FFFFFFF) << 32) | lo for hi, lo in b]
-
-    def select(self, index: Tensor | slice) -> GameRNG:
-        base = None if self.base is None else self.base[index]
-        return GameRNG(self.seeds[index], self.episodes[index], self.steps[index], base)

@@ -9,13 +9,14 @@ gives steps whose per-coordinate RMS matches the per-coordinate rule's.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 
-from agents.base import ObservationReader
+from agents.base import ObservationReader, check_step_sizes
+from mtg_env._args import real_arg
 
 
 class _AdaptiveAgent:
@@ -24,15 +25,8 @@ class _AdaptiveAgent:
     _bias_correction = True
 
     def __init__(self, lr: float, trunk_lr: float | None, beta1: float, beta2: float, eps: float):
-        if not lr > 0 or (trunk_lr is not None and not trunk_lr > 0):
-            raise ValueError(f"step sizes must be > 0, got lr={lr}, trunk_lr={trunk_lr}")
-        if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
-            raise ValueError(f"moment decay rates must be in [0, 1), got {beta1}, {beta2}")
-        if not eps > 0:
-            raise ValueError(f"eps must be > 0, got {eps}")
-        self.lr = float(lr)
-        self.trunk_lr = None if trunk_lr is None else float(trunk_lr)
-        self._beta1, self._beta2, self.eps = beta1, beta2, eps
+        self.lr, self.trunk_lr = check_step_sizes(lr, trunk_lr)
+        self._beta1, self._beta2, self.eps = beta1, beta2, real_arg("eps", eps, low=0.0, low_open=True)
         self._reader: ObservationReader | None = None
         self.t = 0
 
@@ -93,8 +87,12 @@ class AdamAgent(_AdaptiveAgent):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
     ):
-        super().__init__(lr, trunk_lr, betas[0], betas[1], eps)
-        self.betas = (float(betas[0]), float(betas[1]))
+        if isinstance(betas, (str, bytes)) or not isinstance(betas, Sequence) or len(betas) != 2:
+            raise ValueError(f"betas must be a pair (beta1, beta2) of decay rates in [0, 1), got {betas!r}")
+        b1 = real_arg("betas[0]", betas[0], 0.0, 1.0, high_open=True, hint="first-moment decay")
+        b2 = real_arg("betas[1]", betas[1], 0.0, 1.0, high_open=True, hint="second-moment decay")
+        super().__init__(lr, trunk_lr, b1, b2, eps)
+        self.betas = (b1, b2)
 
     def __repr__(self) -> str:
         trunk = "" if self.trunk_lr is None else f", trunk_lr={self.trunk_lr}"
@@ -114,8 +112,8 @@ class RMSpropAgent(_AdaptiveAgent):
     _bias_correction = False
 
     def __init__(self, lr: float = 1e-2, trunk_lr: float | None = None, alpha: float = 0.99, eps: float = 1e-8):
-        super().__init__(lr, trunk_lr, 0.0, alpha, eps)
-        self.alpha = float(alpha)
+        self.alpha = real_arg("alpha", alpha, 0.0, 1.0, high_open=True, hint="mean-square decay")
+        super().__init__(lr, trunk_lr, 0.0, self.alpha, eps)
 
     def __repr__(self) -> str:
         trunk = "" if self.trunk_lr is None else f", trunk_lr={self.trunk_lr}"

@@ -9,6 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from gymnasium import spaces
 
+from mtg_env._args import real_arg
 from mtg_env.env import FEATURES
 
 _HEAD_NORM = FEATURES.index("symlog_head_grad_norm")
@@ -116,3 +117,9 @@ class ObservationReader:
                     stacklevel=3,
                 )
         return clipped.astype(self.dtype, copy=False)
+
+
+def check_step_sizes(lr: Any, trunk_lr: Any) -> tuple[float, float | None]:
+    """An agent's ``lr`` and optional ``trunk_lr`` as finite floats > 0, or an error naming the argument."""
+    lr = real_arg("lr", lr, low=0.0, low_open=True, hint="a step size")
+    return lr, None if trunk_lr is None else real_arg("trunk_lr", trunk_lr, low=0.0, low_open=True, hint="or None")

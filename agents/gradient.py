@@ -8,7 +8,8 @@ from typing import Any, Literal
 import numpy as np
 from gymnasium import spaces
 
-from agents.base import ObservationReader
+from agents.base import ObservationReader, check_step_sizes
+from mtg_env._args import real_arg
 
 Schedule = Literal["constant", "robbins_monro", "summable"]
 SCHEDULES: tuple[str, ...] = ("constant", "robbins_monro", "summable")
@@ -34,7 +35,7 @@ def _value(lr: float, t: int, schedule: str, power: float) -> float:
 def _check_schedule(schedule: str, power: float | None) -> float:
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; available: {list(SCHEDULES)}")
-    p = _DEFAULT_POWER[schedule] if power is None else float(power)
+    p = _DEFAULT_POWER[schedule] if power is None else real_arg("power", power)
     if schedule == "robbins_monro" and not 0.5 < p <= 1.0:
         raise ValueError(f"robbins_monro needs 1/2 < power <= 1 (sum of steps infinite, of squares finite), got {p}")
     if schedule == "summable" and not p > 1.0:
@@ -64,11 +65,8 @@ class GradientAgent:
         schedule: Schedule = "constant",
         power: float | None = None,
     ):
-        if not lr > 0 or (trunk_lr is not None and not trunk_lr > 0):
-            raise ValueError(f"step sizes must be > 0, got lr={lr}, trunk_lr={trunk_lr}")
+        self.lr, self.trunk_lr = check_step_sizes(lr, trunk_lr)
         self._power = _check_schedule(schedule, power)
-        self.lr = float(lr)
-        self.trunk_lr = None if trunk_lr is None else float(trunk_lr)
         self.schedule: Schedule = schedule
         self.power = power
         self.t = 0

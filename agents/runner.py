@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +13,7 @@ import numpy as np
 from agents.adaptive import AdamAgent, RMSpropAgent
 from agents.base import Policy
 from agents.gradient import GradientAgent
+from mtg_env._io import dump_json, load_json, write_atomic
 from mtg_env.env import MultiTaskGameEnv
 
 #: Baseline players by name, for :func:`make_agents` and the ``mtg-env`` command.
@@ -55,22 +56,43 @@ class History:
         return int(self.rewards.shape[0])
 
     def to_dict(self) -> dict[str, Any]:
-        """The history as plain Python data; non-finite numbers (a diverged run) become ``None``."""
+        """The history as plain Python data (arrays as nested lists of floats, NaN and ±inf kept)."""
         return {
             "agents": self.agents,
             "tasks": self.tasks,
             "steps": self.steps,
             "terminated": self.terminated,
-            "losses": _finite_or_none(self.losses),
-            "rewards": _finite_or_none(self.rewards),
-            "nash_gap": None if self.nash_gap is None else _finite_or_none(self.nash_gap),
+            "losses": self.losses.tolist(),
+            "rewards": self.rewards.tolist(),
+            "nash_gap": None if self.nash_gap is None else self.nash_gap.tolist(),
             "final": self.final,
             "clipped_steps": self.clipped_steps,
         }
 
     def save(self, path: str | Path) -> None:
-        """Write the history as strict JSON (``null`` where a value was not finite)."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False))
+        """Write the history as strict JSON, atomically (an interrupted save leaves the old file or none). NaN,
+        ``inf`` and ``-inf`` are written as the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` (strict JSON
+        has no such numbers), so :meth:`load` tells a diverged loss (inf) from an undefined metric (NaN)."""
+        dump_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> History:
+        """Read a history written by :meth:`save`."""
+        data = load_json(path)
+        missing = sorted({"agents", "tasks", "losses", "rewards", "nash_gap", "terminated"} - set(data))
+        if missing:
+            raise ValueError(f"{path} is not a saved History (it lacks {missing})")
+        m = len(data["agents"])
+        return cls(
+            agents=list(data["agents"]),
+            tasks=list(data["tasks"]),
+            losses=np.asarray(data["losses"], dtype=np.float64).reshape(-1, m),
+            rewards=np.asarray(data["rewards"], dtype=np.float64).reshape(-1, m),
+            nash_gap=None if data["nash_gap"] is None else np.asarray(data["nash_gap"], dtype=np.float64),
+            terminated=bool(data["terminated"]),
+            final=data.get("final", {}),
+            clipped_steps=data.get("clipped_steps", {}),
+        )
 
     def plot(self, out_dir: str | Path, title: str | None = None) -> list[Path]:
         """Write ``losses.png`` (and ``nash_gap.png`` when recorded) in ``out_dir``, each titled ``title`` (the
@@ -102,15 +124,11 @@ class History:
             ax.grid(alpha=0.3)
             ax.legend(fontsize="small")
             fig.tight_layout()
-            fig.savefig(out / name)
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format="png")
+            write_atomic(out / name, buffer.getvalue())
             paths.append(out / name)
         return paths
-
-
-def _finite_or_none(values: np.ndarray) -> list[Any]:
-    as_objects = values.astype(object)
-    as_objects[~np.isfinite(values)] = None
-    return as_objects.tolist()
 
 
 def run_episode(

@@ -11,7 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from agents.runner import AGENTS
+from mtg_env._io import dump_json
 from mtg_env.consensus import CONSENSUS_RULES
+from mtg_env.engine.rng import check_seed
 from mtg_env.suites import SUITES
 
 
@@ -31,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--agent",
         default="gradient",
-        choices=["gradient", "adam", "rmsprop"],
+        choices=sorted(AGENTS),
         help="baseline agent (default: gradient)",
     )
     run.add_argument("--steps", type=int, default=500, help="episode length (max_cycles; default 500)")
@@ -99,18 +102,22 @@ def _run(args: argparse.Namespace) -> int:
     out = args.out or _default_out(args)
     _check_out_dir(out)  # before the episode: a bad --out must not cost a whole run
 
-    env = MultiTaskGameEnv(
-        suite=args.suite,
-        consensus=args.consensus,
-        action_mode=args.action_mode,
-        max_cycles=args.steps,
-        dtype=args.dtype,
-        device=args.device,
-        # The paper's agents play their rule as written: no bound on an update (RL learners want one; not here).
-        max_update=None,
-        log_step_range=(-30.0, 5.0),  # step_size mode: any step size a baseline agent would take
-    )
-    policies = make_agents(args.agent, env, **agent_kwargs)
+    try:  # a bad value (--lr -1, --device bogus, --seed -1, ...) gets the library's message, not a traceback
+        env = MultiTaskGameEnv(
+            suite=args.suite,
+            consensus=args.consensus,
+            action_mode=args.action_mode,
+            max_cycles=args.steps,
+            dtype=args.dtype,
+            device=args.device,
+            # The paper's agents play their rule as written: no bound on an update (RL learners want one).
+            max_update=None,
+            log_step_range=(-30.0, 5.0),  # step_size mode: any step size a baseline agent would take
+        )
+        policies = make_agents(args.agent, env, **agent_kwargs)
+        check_seed(args.seed, "--seed")
+    except (ValueError, TypeError) as err:
+        raise SystemExit(f"mtg-env run: {err}") from None
     start = time.perf_counter()
     history = run_episode(env, policies, seed=args.seed, progress=not args.no_progress)
     seconds = time.perf_counter() - start
@@ -140,10 +147,15 @@ def _run(args: argparse.Namespace) -> int:
         "seconds": round(seconds, 3),
     }
     out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    # summary.json marks a complete run: drop an old one first and write the new one last, each file atomically,
+    # so an interrupted run never leaves a summary beside files of another run (or half-written ones).
+    (out / "summary.json").unlink(missing_ok=True)
     history.save(out / "history.json")
     title = f"{env.metadata['name']}: {args.agent} agents, {args.consensus} consensus, seed {args.seed}"
     pngs = history.plot(out, title=title)
+    for stale in _FIGURES - {p.name for p in pngs}:  # e.g. nash_gap.png of an earlier run on another suite
+        (out / stale).unlink(missing_ok=True)
+    dump_json(out / "summary.json", summary, indent=2)
 
     print(
         f"\n{env.metadata['name']}: {args.agent} agents, {args.consensus} consensus, seed {args.seed}, "
@@ -155,6 +167,10 @@ def _run(args: argparse.Namespace) -> int:
         print(_table(tasks))
     print(f"wrote {out / 'summary.json'}, {out / 'history.json'}, " + ", ".join(str(p) for p in pngs))
     return 1 if history.terminated else 0
+
+
+#: The figures a run may write (History.plot); those this run did not write are removed from --out.
+_FIGURES = frozenset({"losses.png", "nash_gap.png"})
 
 
 def _check_out_dir(out: Path) -> None:

@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mtg_env._args import int_arg, real_arg
+
 
 class ConsensusWarning(UserWarning):
     """A consensus rule could not do what it promises this step (e.g. Nash-MTL's solver failed)."""
@@ -258,7 +260,9 @@ def consensus_rule(rule: str | ConsensusRule, num_tasks: int | None = None, **op
     if not isinstance(rule, str):
         if callable(rule):
             if options:
-                raise ValueError(f"options {sorted(options)} apply to a named rule, not to a callable")
+                raise ValueError(
+                    f"options {sorted(options)} (consensus_kwargs) apply to a named rule, not to a callable"
+                )
             return rule
         raise TypeError(f"consensus must be a rule name or a callable, got {type(rule).__name__}")
     if rule not in RULE_TABLE:
@@ -268,7 +272,7 @@ def consensus_rule(rule: str | ConsensusRule, num_tasks: int | None = None, **op
         )
     if rule in _OWN_RULES:
         if options:
-            raise ValueError(f"consensus rule {rule!r} takes no options, got {sorted(options)}")
+            raise ValueError(f"consensus rule {rule!r} takes no options (consensus_kwargs), got {sorted(options)}")
         return _OWN_RULES[rule]
     spec = RULE_TABLE[rule]
     if num_tasks is not None and num_tasks < spec.min_tasks:
@@ -281,7 +285,9 @@ def consensus_rule(rule: str | ConsensusRule, num_tasks: int | None = None, **op
     accepted = set(inspect.signature(cls).parameters)
     unknown = sorted(set(kwargs) - accepted)
     if unknown:
-        raise ValueError(f"consensus rule {rule!r} has no option(s) {unknown}; its options are {sorted(accepted)}")
+        raise ValueError(
+            f"consensus rule {rule!r} has no option(s) {unknown} (consensus_kwargs); its options are {sorted(accepted)}"
+        )
     return AggregatorRule(rule, cls(**kwargs), spec.randomized, options, seed)
 
 
@@ -291,6 +297,7 @@ _NEEDS_NUM_TASKS = {"nash_mtl": "n_tasks", "krum": "n_byzantine", "trimmed_mean"
 
 def _default_options(rule: str, num_tasks: int | None, options: dict[str, Any]) -> dict[str, Any]:
     kwargs = dict(options)
+    _check_options(rule, kwargs, num_tasks)
     if rule in _NEEDS_NUM_TASKS and num_tasks is None and _NEEDS_NUM_TASKS[rule] not in kwargs:
         raise ValueError(f"consensus rule {rule!r} needs num_tasks (the env passes it)")
     if rule == "cagrad":
@@ -312,6 +319,41 @@ def _default_options(rule: str, num_tasks: int | None, options: dict[str, Any]) 
                 f"{2 * kwargs['trim_number']} tasks, got {num_tasks}"
             )
     return kwargs
+
+
+#: Numeric options of the named rules: (kind, low, low_open); checked when the rule is built, not at its first step.
+_OPTION_RANGES: dict[str, tuple[str, float, bool]] = {
+    "c": ("real", 0.0, False),
+    "norm_eps": ("real", 0.0, False),
+    "epsilon": ("real", 0.0, True),
+    "max_iters": ("int", 1, False),
+    "max_norm": ("real", 0.0, True),
+    "update_weights_every": ("int", 1, False),
+    "optim_niter": ("int", 1, False),
+    "n_byzantine": ("int", 0, False),
+    "n_selected": ("int", 1, False),
+    "trim_number": ("int", 0, False),
+}
+
+
+def _check_options(rule: str, kwargs: dict[str, Any], num_tasks: int | None) -> None:
+    """Refuse a named rule's option of the wrong type or range now, naming it (a NaN ``c`` or a wrong ``n_tasks``
+    would otherwise fail, or silently misbehave, only at the first step)."""
+    for key, value in kwargs.items():
+        if key in _OPTION_RANGES:
+            kind, low, low_open = _OPTION_RANGES[key]
+            name = f"consensus_kwargs[{key!r}] of {rule!r}"
+            if kind == "int":
+                int_arg(name, value, low=int(low))
+            else:
+                real_arg(name, value, low=low, low_open=low_open)
+    if rule == "nash_mtl" and "n_tasks" in kwargs:
+        n_tasks = int_arg(f"consensus_kwargs['n_tasks'] of {rule!r}", kwargs["n_tasks"], low=1)
+        if num_tasks is not None and n_tasks != num_tasks:
+            raise ValueError(
+                f"consensus_kwargs['n_tasks'] of 'nash_mtl' is {n_tasks}, but the game has {num_tasks} tasks; "
+                "leave it out (the env passes the number of tasks)"
+            )
 
 
 def is_batched_rule(rule: ConsensusRule) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 import pickle
 import secrets
@@ -12,10 +13,12 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from pettingzoo import AECEnv, ParallelEnv
-from pettingzoo.utils.conversions import parallel_to_aec
+from pettingzoo.utils.conversions import parallel_to_aec_wrapper
+from pettingzoo.utils.wrappers import OrderEnforcingWrapper
 from torch import Tensor
 
 from mtg_env import engine
+from mtg_env._args import bool_arg, int_arg, is_real
 from mtg_env.consensus import ConsensusRule, consensus_rule, rule_is_stateful, rule_name
 from mtg_env.engine.game import FEATURES, NUM_FEATURES, ActionMode, Game
 from mtg_env.engine.rng import check_seed
@@ -105,8 +108,8 @@ class MultiTaskGameEnv(ParallelEnv):
     | `action_mode`    | `"update"`     | `update` or `step_size`                                   |
     | `max_cycles`     | `500`          | steps before truncation                                   |
     | `render_mode`    | `None`         | `human`, `ansi` (text table) or `rgb_array` (loss curves) |
-    | `dtype`          | `"float32"`    | `float32` or `float64` (theory work)                       |
-    | `device`         | `"cpu"`        | where tensors live (`"cuda"` on a GPU)                     |
+    | `dtype`          | `"float32"`    | `float32` or `float64` (theory work); a suite instance's own |
+    | `device`         | `"cpu"`        | where tensors live (`"cuda"` on a GPU); a suite instance's own |
     | `max_update`     | `1.0`          | bound of each `update`-mode action coordinate (None: none) |
     | `log_step_range` | `(-5.0, -1.0)` | log step sizes a `step_size` action spans (α 0.0067 … 0.37) |
     | `step_size_units` | `"unit"`      | `unit`: actions in [−1, 1]; `log`: the log step sizes (v1) |
@@ -125,6 +128,15 @@ class MultiTaskGameEnv(ParallelEnv):
     ``step_size_units``; on divergence ``termination == "diverged"`` and a ``reason``; and every
     ``metrics_every`` steps ``metrics``: the agent's ``nash_gap``, ``stationarity`` and held-out ``loss``, and
     the game's metrics (see :meth:`metrics`).
+
+    ## Threads and determinism
+    The env never sets torch's thread count (a library must not change its host's global settings); set it
+    yourself: ``torch.set_num_threads(1)``. The game's tensors are small, so a second thread buys little,
+    and on a busy machine torch's default (every core) is far slower: the digits env measured 2.0 steps/s
+    with 2 threads against 160.6 with one on a 2-core machine with another process spinning. Results are
+    bit-identical for the same seed at a fixed thread count on the same machine and torch build; a different
+    thread count may change the last bits of float sums (the order of a parallel reduction), so compare runs
+    at one count. ``mtg-env`` and the examples use 1 thread unless told otherwise (``--threads``).
 
     ## Version History
     * v2: defaults that work with the MARL libraries' plain recipes: ``step_size`` actions in [−1, 1] over
@@ -156,8 +168,8 @@ class MultiTaskGameEnv(ParallelEnv):
         action_mode: ActionMode = "update",
         max_cycles: int = 500,
         render_mode: str | None = None,
-        dtype: str = "float32",
-        device: str | torch.device = "cpu",
+        dtype: str | None = None,
+        device: str | torch.device | None = None,
         max_update: float | None = 1.0,
         log_step_range: tuple[float, float] = (-5.0, -1.0),
         consensus_kwargs: Mapping[str, Any] | None = None,
@@ -173,11 +185,11 @@ class MultiTaskGameEnv(ParallelEnv):
             raise ValueError(f"action_mode must be 'update' or 'step_size', got {action_mode!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
-        self.metrics_every = _int_arg("metrics_every", metrics_every, low=0, hint="0: never")
+        self.metrics_every = int_arg("metrics_every", metrics_every, low=0, hint="0: never")
         if not (
             divergence_reward in ("remaining", "clipped_loss")
             if isinstance(divergence_reward, str)
-            else _is_real(divergence_reward) and math.isfinite(divergence_reward)
+            else is_real(divergence_reward) and math.isfinite(divergence_reward)
         ):
             raise ValueError(
                 f"divergence_reward must be 'remaining', 'clipped_loss' or a finite number, got {divergence_reward!r}"
@@ -185,43 +197,44 @@ class MultiTaskGameEnv(ParallelEnv):
         self.divergence_reward: float | str = (
             divergence_reward if isinstance(divergence_reward, str) else float(divergence_reward)
         )
-        if not isinstance(pad_heads, bool):
-            raise TypeError(f"pad_heads must be True or False, got {pad_heads!r}")
+        bool_arg("pad_heads", pad_heads)
         if step_size_units not in ("unit", "log"):
             raise ValueError(f"step_size_units must be 'unit' ([-1, 1] actions) or 'log', got {step_size_units!r}")
         self.step_size_units = step_size_units
-        if not isinstance(numeric_infos, bool):
-            raise TypeError(f"numeric_infos must be True or False, got {numeric_infos!r}")
+        bool_arg("numeric_infos", numeric_infos)
         if numeric_infos and self.metrics_every:
             raise ValueError(
                 "metrics_every needs numeric_infos=False: numeric infos keep one fixed set of number-valued keys, "
                 "and the metrics are a nested dict"
             )
         self.numeric_infos = numeric_infos
-        max_cycles = _int_arg("max_cycles", max_cycles, low=1, hint="steps before truncation")
-        if max_update is not None and not (_is_real(max_update) and 0 < max_update < float("inf")):
+        max_cycles = int_arg("max_cycles", max_cycles, low=1, hint="steps before truncation")
+        if max_cycles > 2**62:  # the engine counts steps in int64
+            raise ValueError(f"max_cycles must be at most 2**62, got {max_cycles}")
+        if max_update is not None and not (is_real(max_update) and 0 < max_update < float("inf")):
             raise ValueError(f"max_update must be a finite number > 0 or None (no bound), got {max_update!r}")
         if not (isinstance(log_step_range, (tuple, list)) and len(log_step_range) == 2):
             raise ValueError(f"log_step_range must be a pair (low, high), got {log_step_range!r}")
-        if not all(_is_real(v) for v in log_step_range):
+        if not all(is_real(v) for v in log_step_range):
             raise ValueError(f"log_step_range must hold two numbers, got {log_step_range!r}")
         lo, hi = (float(v) for v in log_step_range)
         if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
             raise ValueError(f"log_step_range must be finite (low, high) with low < high, got {log_step_range}")
-        try:
-            kind = torch.device(device).type
-        except (RuntimeError, TypeError) as err:
-            raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r} ({err})") from None
-        if kind not in ("cpu", "cuda"):
-            raise ValueError(f"device must be a CPU or CUDA device, got {device!r}")
-        if kind == "cuda" and not torch.cuda.is_available():
-            raise ValueError(
-                f"device={device!r} asks for CUDA, but this torch build has no usable GPU; use device='cpu'"
-            )
+        if device is not None:
+            _check_device(device)
         self.suite = make_suite(suite, device=device, dtype=dtype, **suite_kwargs)
         self.device = self.suite.device
         self.dtype = self.suite.dtype
         self.np_dtype: Any = np.float32 if self.dtype == torch.float32 else np.float64
+        largest = float(torch.finfo(self.dtype).max)
+        if max_update is not None and max_update > largest:
+            raise ValueError(f"max_update must be at most {largest:.4g} (the largest {self.dtype}), got {max_update!r}")
+        if not isinstance(self.divergence_reward, str) and abs(self.divergence_reward) > largest:
+            raise ValueError(
+                f"divergence_reward must be finite in {self.dtype} (|r| <= {largest:.4g}), got {divergence_reward!r}"
+            )
+        if consensus_kwargs is not None and not isinstance(consensus_kwargs, Mapping):
+            raise TypeError(f"consensus_kwargs must be a dict of the rule's options or None, got {consensus_kwargs!r}")
         self.consensus = consensus_rule(consensus, num_tasks=self.suite.num_tasks, **dict(consensus_kwargs or {}))
         self.action_mode: ActionMode = action_mode
         self.max_cycles = max_cycles
@@ -321,7 +334,7 @@ class MultiTaskGameEnv(ParallelEnv):
         if self.action_mode != "step_size":
             raise ValueError("step_size_action is for action_mode='step_size'; in update mode the action is the update")
         steps = [alpha, alpha if beta is None else beta]
-        if not all(_is_real(v) and 0 < v < float("inf") for v in steps):
+        if not all(is_real(v) and 0 < v < float("inf") for v in steps):
             raise ValueError(f"step sizes must be finite numbers > 0, got alpha={alpha!r}, beta={beta!r}")
         log = np.log(np.asarray(steps, dtype=np.float64))
         lo, hi = self.log_step_range
@@ -349,7 +362,8 @@ class MultiTaskGameEnv(ParallelEnv):
             seed: Seeds the env's generator (initial parameters and batches). ``None`` continues the
                 current stream (or seeds from the OS on the very first reset).
             options: Optional ``{"heads": array[H], "trunk": array[n]}`` starting parameters; keys the
-                env does not know are ignored (PettingZoo's API test passes a dummy one).
+                env does not know are ignored (PettingZoo's API test passes a dummy one), except near misses of
+                these two (``"head"``, ``"Trunk"``), which are refused as typos.
         """
         start = self._start_params(options)  # validate before touching any state
         if seed is not None:
@@ -382,12 +396,27 @@ class MultiTaskGameEnv(ParallelEnv):
 
     def _start_params(self, options: Mapping[str, Any] | None) -> dict[str, Tensor | None]:
         out: dict[str, Tensor | None] = {"heads": None, "trunk": None}
-        if not options:
+        if options is None:
             return out
+        if not isinstance(options, Mapping):
+            raise TypeError(f"reset options must be a dict such as {{'heads': ..., 'trunk': ...}}, got {options!r}")
+        # Keys the env does not use are ignored, as Gymnasium's envs do (PettingZoo's API test passes a dummy
+        # one); a near miss of a key it does use is a typo that would silently drop the starting point.
+        for key in options:
+            near = difflib.get_close_matches(str(key), list(out), n=1, cutoff=0.6)
+            if key not in out and near:
+                raise ValueError(f"unknown reset option {key!r}; did you mean {near[0]!r}? (options: 'heads', 'trunk')")
         for key, size in (("heads", self._offsets[-1]), ("trunk", self.trunk_size)):
             if key not in options or options[key] is None:
                 continue
-            value = torch.as_tensor(np.asarray(options[key], dtype=self.np_dtype), device=self.device)
+            given = options[key]
+            if isinstance(given, Tensor):
+                given = given.detach().cpu()  # a starting point, not a node of the caller's graph
+            try:
+                array = np.asarray(given, dtype=self.np_dtype)
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"reset option {key!r} must be a numeric array of shape ({size},) ({err})") from None
+            value = torch.as_tensor(array, device=self.device)
             if value.shape != (size,):
                 raise ValueError(f"reset option {key!r} must have shape ({size},), got {tuple(value.shape)}")
             if not torch.isfinite(value).all():
@@ -457,6 +486,15 @@ class MultiTaskGameEnv(ParallelEnv):
         if self._stackable:
             return tensors[0]  # [1, M, k]: log step sizes, or updates of equal-size heads
         return tensors[0], tensors[1]  # (head updates [1, H], proposals [1, M, n])
+
+    def check_action(self, agent: str, action: Any) -> None:
+        """Refuse one agent's action as :meth:`step` would (unknown or finished agent, shape, NaN, outside the
+        Box), with the same message; the AEC API checks each action when it is given, not when the last agent
+        acts."""
+        if agent not in self.agents:
+            raise ValueError(f"{agent!r} is not a live agent; live agents are {self.agents}")
+        first = self._action_spaces[self.possible_agents[0]]
+        self._check_values(agent, self._as_array(agent, action), first.low.flat[0], first.high.flat[0])
 
     def _as_array(self, agent: str, action: Any) -> np.ndarray:
         shape = self._action_spaces[agent].shape
@@ -814,8 +852,8 @@ class MultiTaskGameEnv(ParallelEnv):
         return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
     def close(self) -> None:
-        """Release rendering resources (none are held between calls)."""
-        self._loss_history = []
+        """Release rendering resources. None are held between calls (each ``rgb_array`` frame draws on its own
+        canvas), so this changes nothing: ``render()`` after ``close()`` still shows the last episode."""
 
     def __repr__(self) -> str:
         return (
@@ -824,18 +862,16 @@ class MultiTaskGameEnv(ParallelEnv):
         )
 
 
-def _is_real(value: Any) -> bool:
-    """A real number (int or float, numpy's included), not a bool or a string."""
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-
-
-def _int_arg(name: str, value: Any, low: int, hint: str) -> int:
-    """``value`` as an int ≥ ``low``, or an error naming the argument (2.7 or "5" are refused, not coerced)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int >= {low} ({hint}), got {type(value).__name__} {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low} ({hint}), got {value}")
-    return int(value)
+def _check_device(device: Any) -> None:
+    """A CPU or a usable CUDA device, or an error naming ``device``."""
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError, ValueError, OverflowError) as err:
+        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r} ({err})") from None
+    if kind not in ("cpu", "cuda"):
+        raise ValueError(f"device must be a CPU or CUDA device, got {device!r}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} asks for CUDA, but this torch build has no usable GPU; use device='cpu'")
 
 
 def parallel_env(**kwargs: Any) -> MultiTaskGameEnv:
@@ -843,6 +879,25 @@ def parallel_env(**kwargs: Any) -> MultiTaskGameEnv:
     return MultiTaskGameEnv(**kwargs)
 
 
+class _CheckedAEC(parallel_to_aec_wrapper):
+    """PettingZoo's parallel-to-AEC conversion, with each action checked when its agent gives it: a refused
+    action is not kept (the agent stays selected and may act again), and a step the game refuses (e.g. a consensus
+    callable that raises) leaves the turn order and the other agents' actions as they were."""
+
+    env: MultiTaskGameEnv
+
+    def step(self, action: Any) -> None:
+        agent = self.agent_selection
+        if not (self.terminations[agent] or self.truncations[agent]):
+            self.env.check_action(agent, action)
+        try:
+            super().step(action)
+        except Exception:
+            self._actions.pop(agent, None)
+            raise
+
+
 def env(**kwargs: Any) -> AECEnv:
-    """The environment in PettingZoo's AEC API (agents act in turn), via ``parallel_to_aec``."""
-    return parallel_to_aec(MultiTaskGameEnv(**kwargs))
+    """The environment in PettingZoo's AEC API (agents act in turn), via PettingZoo's ``parallel_to_aec`` wrapper
+    (order enforcement included), with every action checked as its agent gives it."""
+    return OrderEnforcingWrapper(_CheckedAEC(MultiTaskGameEnv(**kwargs)))

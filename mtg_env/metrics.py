@@ -107,25 +107,45 @@ def game_metrics(
     losses, head_grads, jacobian = (
         x[0] for x in losses_and_grads(suite, heads.detach().unsqueeze(0), trunk.detach().unsqueeze(0), batch)
     )
-    sq = torch.zeros(suite.num_tasks, dtype=torch.float64, device=head_grads.device)
-    sq.index_add_(0, suite.head_task_index(), head_grads.to(torch.float64).square())
-    gaps = suite.nash_gaps(heads, trunk, split)
-    residual = float(_without_side_effects(rule, suite.num_tasks)(-jacobian).to(torch.float64).norm())
-    out: dict[str, Any] = {
-        "loss": losses.tolist(),
-        "nash_gap": gaps.tolist(),
-        "stationarity": sq.sqrt().tolist(),
-        "nash_gap_total": float(gaps.sum()),
-        "nash_gap_exact": bool(suite.exact_best_response),
-        "consensus_residual": residual,
-        "pareto_stationarity": pareto_stationarity(jacobian),
-    }
+    out: dict[str, Any]
+    if all(bool(torch.isfinite(x).all()) for x in (heads, trunk, losses, head_grads, jacobian)):
+        sq = torch.zeros(suite.num_tasks, dtype=torch.float64, device=head_grads.device)
+        sq.index_add_(0, suite.head_task_index(), head_grads.to(torch.float64).square())
+        gaps = suite.nash_gaps(heads, trunk, split)
+        residual = float(_without_side_effects(rule, suite.num_tasks)(-jacobian).to(torch.float64).norm())
+        out = {
+            "loss": losses.tolist(),
+            "nash_gap": gaps.tolist(),
+            "stationarity": sq.sqrt().tolist(),
+            "nash_gap_total": float(gaps.sum()),
+            "nash_gap_exact": bool(suite.exact_best_response),
+            "consensus_residual": residual,
+            "pareto_stationarity": pareto_stationarity(jacobian),
+        }
+    else:
+        out = _undefined_metrics(suite.num_tasks, losses)
     star = equilibrium if equilibrium is not None else suite.equilibrium()
     if star is not None:
         v = lyapunov(heads, trunk, *star)
         out["lyapunov"] = v
         out["distance"] = v**0.5
     return out
+
+
+def _undefined_metrics(num_tasks: int, losses: Tensor) -> dict[str, Any]:
+    """The metrics of a state whose parameters, losses or gradients are not finite (a diverged game): the losses
+    as they are and NaN for every equilibrium measure, which is undefined there (the solvers behind them would
+    fail on inf or NaN input)."""
+    nan = float("nan")
+    return {
+        "loss": losses.tolist(),
+        "nash_gap": [nan] * num_tasks,
+        "stationarity": [nan] * num_tasks,
+        "nash_gap_total": nan,
+        "nash_gap_exact": False,
+        "consensus_residual": nan,
+        "pareto_stationarity": nan,
+    }
 
 
 def _without_side_effects(rule: ConsensusRule, num_tasks: int) -> ConsensusRule:

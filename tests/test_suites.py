@@ -117,7 +117,7 @@ def test_regression_batches_come_from_each_tasks_own_samples() -> None:
 
 
 def test_regression_validation() -> None:
-    with pytest.raises(ValueError, match="relatedness must be in"):
+    with pytest.raises(ValueError, match=r"relatedness must be a finite number in \[0.0, 1.0\]"):
         RegressionSuite(relatedness=1.5)
     with pytest.raises(ValueError, match="task_sizes must list 3"):
         RegressionSuite(task_sizes=(10, 10))

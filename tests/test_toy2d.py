@@ -62,5 +62,5 @@ def test_start_options() -> None:
     assert Toy2DSuite(start=(1.0, 2.0)).params_for_seed(0)[1].tolist() == [1.0, 2.0]
     points = torch.stack([Toy2DSuite().params_for_seed(s)[1] for s in range(50)])
     assert (points.abs() <= 10).all() and points.std(0).min() > 3  # uniform on [-10, 10]^2: std 5.8
-    with pytest.raises(ValueError, match="start index must be in"):
+    with pytest.raises(ValueError, match=r"start must be an int in \[0, 4\]"):
         Toy2DSuite(start=7)

@@ -93,6 +93,14 @@ class Game:
             isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 1.0 < threshold < math.inf
         ):
             raise ValueError(f"divergence_threshold must be a finite number > 1 or None, got {threshold!r}")
+        if threshold is not None:
+            big = float(torch.finfo(self.suite.dtype).max)
+            if float(threshold) > big:
+                raise ValueError(
+                    f"divergence_threshold must be at most {big:.4g} (the largest {self.suite.dtype}), "
+                    f"got {threshold!r}"
+                )
+            object.__setattr__(self, "divergence_threshold", float(threshold))
         if isinstance(self.horizon, bool) or not isinstance(self.horizon, int) or self.horizon < 1:
             raise ValueError(f"horizon (max_cycles) must be an int >= 1, got {self.horizon!r}")
         suite = self.suite

@@ -47,7 +47,7 @@ def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         if dtype in table.values():
             return dtype
-    elif dtype in table:
+    elif isinstance(dtype, str) and dtype in table:
         return table[dtype]
     raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
 

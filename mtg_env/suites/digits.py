@@ -16,13 +16,15 @@ matmul and each head stays a contiguous slice of the flat heads vector.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mtg_env.engine.rng import STREAM_BATCH, GameRNG
+from mtg_env._args import int_arg, real_arg
+from mtg_env.engine.rng import STREAM_BATCH, GameRNG, check_seed
 from mtg_env.suites.base import (
     Split,
     TaskSpec,
@@ -64,11 +66,13 @@ class DigitsSuite(TaskSuite):
         super().__init__(device=device, dtype=dtype)
         from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
 
-        hidden = tuple(int(h) for h in hidden)
-        if not hidden or min(hidden) < 1:
-            raise ValueError(f"hidden must list at least one positive width, got {hidden}")
-        if not 0.0 < test_fraction < 1.0:
-            raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence) or not hidden:
+            raise TypeError(f"hidden must be a non-empty sequence of layer widths such as (128, 64), got {hidden!r}")
+        hidden = tuple(int_arg(f"hidden[{i}]", h, low=1, hint="a layer width") for i, h in enumerate(hidden))
+        test_fraction = real_arg("test_fraction", test_fraction, 0.0, 1.0, low_open=True, high_open=True)
+        split_seed = check_seed(split_seed, "split_seed")
+        if batch_size is not None:
+            int_arg("batch_size", batch_size, low=1, hint="samples per step, or None for the whole train split")
         data = load_digits()
         x = torch.as_tensor(data.data, dtype=torch.float64) / 16.0  # pixels in [0, 1]
         y = torch.as_tensor(data.target, dtype=torch.long)

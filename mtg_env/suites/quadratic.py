@@ -18,8 +18,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mtg_env.engine.rng import STREAM_INIT, GameRNG
+from mtg_env._args import int_arg, real_arg
+from mtg_env.engine.rng import STREAM_INIT, GameRNG, check_seed
 from mtg_env.suites.base import Split, TaskSpec, TaskSuite
+
+#: Most matrix entries a random quadratic game may hold (num_tasks · (head_dim + trunk_dim)²): 0.8 GB in float64.
+_MAX_ENTRIES = 10**8
 
 
 class QuadraticSuite(TaskSuite):
@@ -59,22 +63,23 @@ class QuadraticSuite(TaskSuite):
         dtype: str | torch.dtype = "float32",
     ):
         super().__init__(device=device, dtype=dtype)
-        if init_scale < 0:
-            raise ValueError(f"init_scale must be >= 0, got {init_scale}")
-        self.init_scale = float(init_scale)
+        self.init_scale = real_arg("init_scale", init_scale, low=0.0, hint="the spread of the random start")
         if A is not None or b is not None:
             mats, vecs, n = _validate_user_game(A, b, trunk_dim)
             self._config: dict[str, Any] = {"A": "user", "trunk_dim": n}
         else:
-            n = 2 if trunk_dim is None else int(trunk_dim)
-            if num_tasks < 1 or head_dim < 0 or n < 1:
+            n = 2 if trunk_dim is None else int_arg("trunk_dim", trunk_dim, low=1)
+            num_tasks = int_arg("num_tasks", num_tasks, low=1)
+            head_dim = int_arg("head_dim", head_dim, low=0)
+            condition = real_arg("condition", condition, 1.0, 1e12, hint="largest / smallest curvature")
+            entries = num_tasks * (head_dim + n) ** 2
+            if entries > _MAX_ENTRIES:
                 raise ValueError(
-                    "a random quadratic game needs num_tasks >= 1, head_dim >= 0 and trunk_dim >= 1, "
-                    f"got num_tasks={num_tasks}, head_dim={head_dim}, trunk_dim={n}"
+                    f"num_tasks={num_tasks}, head_dim={head_dim}, trunk_dim={n}: the game's matrices would hold "
+                    f"{entries:.3g} entries, more than {_MAX_ENTRIES:.0e}; choose smaller sizes"
                 )
-            if not condition >= 1.0:
-                raise ValueError(f"condition must be >= 1, got {condition}")
-            mats, vecs = _random_game(num_tasks, head_dim, n, float(condition), game_seed)
+            game_seed = check_seed(game_seed, "game_seed")
+            mats, vecs = _random_game(num_tasks, head_dim, n, condition, game_seed)
             self._config = {
                 "num_tasks": num_tasks,
                 "head_dim": head_dim,
@@ -228,9 +233,7 @@ def _validate_user_game(
         raise ValueError("a user-given quadratic game needs all of A=[A_1, ...], b=[b_1, ...] and trunk_dim=k")
     if len(A) != len(b) or len(A) == 0:
         raise ValueError(f"A and b must list the same number (>= 1) of tasks, got {len(A)} and {len(b)}")
-    n = int(trunk_dim)
-    if n < 1:
-        raise ValueError(f"trunk_dim must be >= 1, got {trunk_dim}")
+    n = int_arg("trunk_dim", trunk_dim, low=1)
     mats, vecs = [], []
     for m, (a, v) in enumerate(zip(A, b, strict=True)):
         a = torch.as_tensor(a, dtype=torch.float64).detach().clone()

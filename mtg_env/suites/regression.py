@@ -17,7 +17,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from mtg_env.engine.rng import STREAM_BATCH, GameRNG
+from mtg_env._args import choice_arg, int_arg, real_arg
+from mtg_env.engine.rng import STREAM_BATCH, GameRNG, check_seed
 from mtg_env.suites.base import (
     Split,
     TaskSpec,
@@ -73,20 +74,24 @@ class RegressionSuite(TaskSuite):
         dtype: str | torch.dtype = "float32",
     ):
         super().__init__(device=device, dtype=dtype)
-        if num_tasks < 1 or input_dim < 1 or trunk_width < 1 or hidden < 1 or test_size < 1:
-            raise ValueError("num_tasks, input_dim, trunk_width, hidden and test_size must all be >= 1")
-        if not 0.0 <= relatedness <= 1.0:
-            raise ValueError(f"relatedness must be in [0, 1] (0 = unrelated, 1 = identical), got {relatedness}")
-        if trunk not in ("linear", "mlp"):
-            raise ValueError(f"trunk must be 'linear' or 'mlp', got {trunk!r}")
-        sizes = [400 // (m + 1) for m in range(num_tasks)] if task_sizes is None else [int(s) for s in task_sizes]
-        sigmas = [0.1 * (m + 1) for m in range(num_tasks)] if noise is None else [float(s) for s in noise]
-        if len(sizes) != num_tasks or min(sizes) < 1:
-            raise ValueError(f"task_sizes must list {num_tasks} positive sizes, got {sizes}")
-        if len(sigmas) != num_tasks or min(sigmas) < 0:
-            raise ValueError(f"noise must list {num_tasks} non-negative standard deviations, got {sigmas}")
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1 or None, got {batch_size}")
+        num_tasks = int_arg("num_tasks", num_tasks, low=1)
+        input_dim = int_arg("input_dim", input_dim, low=1)
+        trunk_width = int_arg("trunk_width", trunk_width, low=1)
+        hidden = int_arg("hidden", hidden, low=1, hint="the mlp trunk's hidden width")
+        test_size = int_arg("test_size", test_size, low=1)
+        relatedness = real_arg("relatedness", relatedness, 0.0, 1.0, hint="0 = unrelated, 1 = identical")
+        choice_arg("trunk", trunk, ("linear", "mlp"))
+        data_seed = check_seed(data_seed, "data_seed")
+        if batch_size is not None:
+            int_arg("batch_size", batch_size, low=1, hint="samples per task and step, or None for all")
+        sizes = [400 // (m + 1) for m in range(num_tasks)] if task_sizes is None else _listed("task_sizes", task_sizes)
+        sigmas = [0.1 * (m + 1) for m in range(num_tasks)] if noise is None else _listed("noise", noise)
+        if len(sizes) != num_tasks:
+            raise ValueError(f"task_sizes must list {num_tasks} sizes (one per task), got {len(sizes)}")
+        sizes = [int_arg(f"task_sizes[{m}]", v, low=1) for m, v in enumerate(sizes)]
+        if len(sigmas) != num_tasks:
+            raise ValueError(f"noise must list {num_tasks} standard deviations (one per task), got {len(sigmas)}")
+        sigmas = [real_arg(f"noise[{m}]", v, low=0.0, hint="a standard deviation") for m, v in enumerate(sigmas)]
         self.batch_size = batch_size
         self.kind = trunk
         self.trunk_width = trunk_width
@@ -225,3 +230,13 @@ class RegressionSuite(TaskSuite):
 
     def describe(self) -> dict[str, Any]:
         return dict(self._config)
+
+
+def _listed(name: str, values: Any) -> list[Any]:
+    """A sequence option (a list, tuple or 1-d array) as a list, or a ``TypeError`` naming it (a string or a bare
+    number is not a list)."""
+    if hasattr(values, "tolist") and getattr(values, "ndim", 0) == 1:  # a numpy array or torch tensor
+        values = values.tolist()
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise TypeError(f"{name} must be a list with one entry per task, got {type(values).__name__} {values!r}")
+    return list(values)

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mtg_env._args import int_arg, is_int, real_arg
 from mtg_env.engine.rng import STREAM_INIT, GameRNG
 from mtg_env.suites.base import Split, TaskSpec, TaskSuite
 
@@ -69,17 +70,15 @@ class Toy2DSuite(TaskSuite):
         dtype: str | torch.dtype = "float32",
     ):
         super().__init__(device=device, dtype=dtype)
-        if isinstance(start, int):
-            if not 0 <= start < len(STANDARD_STARTS):
-                raise ValueError(f"start index must be in [0, {len(STANDARD_STARTS)}), got {start}")
-            point: tuple[float, float] | None = STANDARD_STARTS[start]
+        if is_int(start):
+            index = int_arg("start", start, 0, len(STANDARD_STARTS) - 1, hint="an index into STANDARD_STARTS")
+            point: tuple[float, float] | None = STANDARD_STARTS[index]
         elif start is None:
             point = None
         else:
-            values = tuple(float(v) for v in start)
-            if len(values) != 2:
+            if isinstance(start, (str, bytes)) or not isinstance(start, Sequence) or len(start) != 2:
                 raise ValueError(f"start must be an index, a point (x1, x2) or None, got {start!r}")
-            point = (values[0], values[1])
+            point = (real_arg("start[0]", start[0]), real_arg("start[1]", start[1]))
         self.start = point
         self._start_arg = start
         self.trunk_size = 2

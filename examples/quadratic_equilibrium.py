@@ -27,7 +27,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (small tensors: 1 is fastest)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)  # on a busy machine more threads cost many times the run time
     game = {"num_tasks": 3, "head_dim": 2, "trunk_dim": 3, "condition": 10.0}
     print(f"random convex quadratic game {game}, lr={args.lr}, {args.steps} steps, seed {args.seed}")
     print(f"{'schedule':<15}{'consensus':<11}{'distance to equilibrium':>25}{'max head Nash gap':>20}")

@@ -1,6 +1,12 @@
 """The PettingZoo loop on the digits game: every task plays the paper's gradient rule by hand."""
 
+import torch
+
 import mtg_env
+
+# One torch thread: the game's tensors are small, and on a busy machine torch's default (all cores) costs many
+# times the run time (see the env's docstring, "Threads").
+torch.set_num_threads(1)
 
 env = mtg_env.parallel_env(suite="digits", consensus="sum", action_mode="step_size", max_cycles=200)
 observations, infos = env.reset(seed=0)

@@ -51,7 +51,9 @@ def main() -> None:
     parser.add_argument("--rules", default=",".join(TWO_TASK_RULES), help="comma-separated rule names")
     parser.add_argument("--out", type=Path, default=Path("runs/toy2d"))
     parser.add_argument("--reached", type=float, default=0.2, help="distance to the Pareto set that counts")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (small tensors: 1 is fastest)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)  # on a busy machine more threads cost many times the run time
     rules = args.rules.split(",")
     paths: dict[str, list[np.ndarray]] = {}
     print(f"toy2d, GradientAgent(lr={args.lr}) for both tasks, {args.steps} steps, update mode")

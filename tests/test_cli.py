@@ -69,9 +69,10 @@ def test_run_digits_reports_held_out_metrics(tmp_path: Path, capsys: pytest.Capt
     assert tasks["ink"]["test_mse"] > 0
     for row in tasks.values():
         assert 0.0 <= row["nash_gap"] <= row["train_loss"] + 1e-6  # all these losses are >= 0
-    # 60 steps of the paper's player already beat chance on the 10-way digit task by far
+    # 60 steps of the default player (Adam on digits) already beat chance on the 10-way digit task by far
     assert tasks["digit"]["test_accuracy"] > 0.3
     assert summary["config"]["dtype"] == "float32"
+    assert summary["config"]["agent"].startswith("AdamAgent(")  # the default agent on digits
     assert is_png(out / "losses.png")
     assert not (out / "nash_gap.png").exists()  # no per-step Nash gap on digits
 
@@ -194,3 +195,14 @@ def test_a_bad_out_dir_is_refused_before_the_run(tmp_path: Path, capsys: pytest.
     for out, message in ((afile, "is a file"), (afile / "sub", f"lies under the file {afile}")):
         with pytest.raises(SystemExit, match=message):
             main(["run", "--suite", "quadratic", "--steps", "2", "--no-progress", "--out", str(out)])
+
+
+def test_the_default_main_job_trains_every_digits_task(tmp_path: Path) -> None:
+    """Issue 10's acceptance: ``mtg-env run`` with its defaults (digits, 500 steps, seed 0) reaches an ink test MSE
+    of at most 0.2 (the target is a linear function of the input) and test accuracies of at least 0.95."""
+    out = tmp_path / "main"
+    assert main(["run", "--out", str(out), "--no-progress"]) == 0
+    tasks = json.loads((out / "summary.json").read_text())["tasks"]
+    assert tasks["ink"]["test_mse"] <= 0.2
+    for name in ("digit", "parity", "ge5"):
+        assert tasks[name]["test_accuracy"] >= 0.95, name

@@ -50,7 +50,7 @@ def assert_same_state(before: dict[str, Any], after: dict[str, Any]) -> None:
         ("quadratic", {"num_tasks": True}, TypeError, r"num_tasks must be an int >= 1, got bool True"),
         ("quadratic", {"trunk_dim": 2.0}, TypeError, r"trunk_dim must be an int >= 1, got float 2.0"),
         ("quadratic", {"init_scale": float("nan")}, ValueError, r"init_scale must be a finite number >= 0.0"),
-        ("quadratic", {"condition": "10"}, TypeError, r"condition must be a finite number >= 1.0"),
+        ("quadratic", {"condition": "10"}, TypeError, r"condition must be a finite number in \[1.0, 1000000000000.0\]"),
         ("quadratic", {"game_seed": 1.5}, TypeError, r"game_seed must be an int"),
         ("regression", {"noise": -1}, TypeError, r"noise must be a list with one entry per task, got int -1"),
         ("regression", {"noise": [0.1, float("inf"), 0.1]}, ValueError, r"noise\[1\] must be a finite number"),

@@ -12,18 +12,36 @@ from collections.abc import Callable, Mapping
 
 
 def median_seconds_per_step(
-    runners: Mapping[str, Callable[[], None]], steps: int, rounds: int, warmup: int
+    runners: Mapping[str, Callable[[], None]], steps: int, rounds: int, warmup: int, device: str = "cpu"
 ) -> dict[str, float]:
     """Seconds per call of each runner: ``warmup`` calls each, then ``rounds`` interleaved rounds of ``steps``
-    calls (interleaving spreads drifts in machine load over all runners); the median round."""
+    calls (interleaving spreads drifts in machine load over all runners); the median round. On a CUDA
+    ``device`` a round is timed in wall time and ends with ``torch.cuda.synchronize()`` (kernels run
+    asynchronously, and the host's CPU time says nothing of the GPU's)."""
+    cuda = device.startswith("cuda")
+    if cuda:
+        import torch
+
+        def sync() -> None:
+            torch.cuda.synchronize(device)
+
+        clock = time.perf_counter
+    else:
+
+        def sync() -> None:
+            return None
+
+        clock = time.process_time
     for step in runners.values():
         for _ in range(warmup):
             step()
+    sync()
     times: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(rounds):
         for name, step in runners.items():
-            start = time.process_time()
+            start = clock()
             for _ in range(steps):
                 step()
-            times[name].append((time.process_time() - start) / steps)
+            sync()
+            times[name].append((clock() - start) / steps)
     return {name: statistics.median(t) for name, t in times.items()}

@@ -19,7 +19,9 @@ Then the per-task trunk Jacobian alone: the engine's (closed form on ``quadratic
 M in {2, 4, 8, 16, 32} and trunk sizes up to 1024, B = 64.
 
 One torch thread, interleaved rounds timed in process CPU time, the median round; ratios measured in one
-run. ``python benchmarks/engine_throughput.py [--rounds 5] [--quick]``.
+run. ``python benchmarks/engine_throughput.py [--rounds 5] [--quick] [--device cuda]``: on CUDA every tensor
+(suite data, parameters, references' generators) lives on the GPU, rounds are timed in wall time after a
+``torch.cuda.synchronize()``, B goes up to 65536, and the Jacobian table (a CPU question) is skipped.
 """
 
 from __future__ import annotations
@@ -42,11 +44,11 @@ LOG_STEP = float(np.log(0.05))
 SMALL = ("quadratic", "regression", "toy2d")
 
 
-def engine_stepper(suite_name: str, batch: int, **suite_kwargs: object) -> Callable[[], None]:
-    suite = make_suite(suite_name, **suite_kwargs)
+def engine_stepper(suite_name: str, batch: int, device: str = "cpu", **suite_kwargs: object) -> Callable[[], None]:
+    suite = make_suite(suite_name, device=device, **suite_kwargs)
     game = Game(suite, consensus_rule("mean"), action_mode="step_size", horizon=10**9)
     state, _ = engine.reset(game, list(range(batch)))
-    actions = torch.full((batch, suite.num_tasks, 2), LOG_STEP, dtype=suite.dtype)
+    actions = torch.full((batch, suite.num_tasks, 2), LOG_STEP, dtype=suite.dtype, device=device)
     box = {"state": state}
 
     def step() -> None:
@@ -55,9 +57,14 @@ def engine_stepper(suite_name: str, batch: int, **suite_kwargs: object) -> Calla
     return step
 
 
-def lone_env_stepper(suite_name: str) -> Callable[[], None]:
+def lone_env_stepper(suite_name: str, device: str = "cpu") -> Callable[[], None]:
     env = mtg_env.parallel_env(
-        suite=suite_name, action_mode="step_size", consensus="mean", max_cycles=10**9, step_size_units="log"
+        suite=suite_name,
+        action_mode="step_size",
+        consensus="mean",
+        max_cycles=10**9,
+        step_size_units="log",
+        device=device,
     )
     env.reset(seed=0)
     action = np.full(2, LOG_STEP, dtype=np.float32)
@@ -71,14 +78,14 @@ def lone_env_stepper(suite_name: str) -> Callable[[], None]:
 class QuadraticReference:
     """B quadratic games by hand: z = [Θ_m; Ψ], g = A_m z − b_m in one task-major bmm, mean of the trunk parts."""
 
-    def __init__(self, batch: int):
-        suite = QuadraticSuite()
+    def __init__(self, batch: int, device: str = "cpu"):
+        suite = QuadraticSuite(device=device)
         self.a = torch.stack(suite._A)  # [M, d, d]
         self.b = torch.stack(suite._b)  # [M, d]
         self.m, self.h, self.n = suite.num_tasks, suite.head_sizes[0], suite.trunk_size
-        g = torch.Generator().manual_seed(0)
-        self.heads = torch.randn(batch, self.m, self.h, generator=g)
-        self.trunk = torch.randn(batch, self.n, generator=g)
+        g = torch.Generator(device=device).manual_seed(0)
+        self.heads = torch.randn(batch, self.m, self.h, generator=g, device=device)
+        self.trunk = torch.randn(batch, self.n, generator=g, device=device)
         self.lr = float(np.exp(LOG_STEP))
 
     def step(self) -> None:
@@ -94,22 +101,22 @@ class QuadraticReference:
 class RegressionReference:
     """B regression games by hand: a batch per task from ``torch.rand``, one trunk replica per task, one backward."""
 
-    def __init__(self, batch: int):
-        suite = RegressionSuite()
+    def __init__(self, batch: int, device: str = "cpu"):
+        suite = RegressionSuite(device=device)
         self.x, self.y, _ = suite.train_batch()
-        self.counts = torch.tensor(suite.describe()["task_sizes"], dtype=torch.float64)
+        self.counts = torch.tensor(suite.describe()["task_sizes"], dtype=torch.float64, device=device)
         self.m, self.k, self.d = suite.num_tasks, suite.trunk_width, self.x.shape[-1]
         self.bs = suite.batch_size or 32
-        g = torch.Generator().manual_seed(0)
+        g = torch.Generator(device=device).manual_seed(0)
         self.generator = g
-        self.trunk = torch.rand(batch, suite.trunk_size, generator=g) - 0.5
-        self.heads = torch.rand(batch, self.m * (self.k + 1), generator=g) - 0.5
+        self.trunk = torch.rand(batch, suite.trunk_size, generator=g, device=device) - 0.5
+        self.heads = torch.rand(batch, self.m * (self.k + 1), generator=g, device=device) - 0.5
         self.lr = float(np.exp(LOG_STEP))
-        self.rows = torch.arange(self.m)[:, None]
+        self.rows = torch.arange(self.m, device=device)[:, None]
 
     def step(self) -> None:
         bsz = self.trunk.shape[0]
-        u = torch.rand(bsz, self.m, self.bs, generator=self.generator, dtype=torch.float64)
+        u = torch.rand(bsz, self.m, self.bs, generator=self.generator, dtype=torch.float64, device=self.trunk.device)
         idx = (u * self.counts[:, None]).long()
         x, y = self.x[self.rows, idx], self.y[self.rows, idx]
         with torch.enable_grad():
@@ -129,12 +136,12 @@ class RegressionReference:
 class Toy2dReference:
     """B toy games by hand: both objectives at a replica of the point per task, one backward."""
 
-    def __init__(self, batch: int):
+    def __init__(self, batch: int, device: str = "cpu"):
         from mtg_env.suites.toy2d import toy_losses
 
         self.losses = toy_losses
-        g = torch.Generator().manual_seed(0)
-        self.x = torch.rand(batch, 2, generator=g) * 20 - 10
+        g = torch.Generator(device=device).manual_seed(0)
+        self.x = torch.rand(batch, 2, generator=g, device=device) * 20 - 10
         self.lr = float(np.exp(LOG_STEP))
 
     def step(self) -> None:
@@ -152,21 +159,21 @@ REFERENCES = {"quadratic": QuadraticReference, "regression": RegressionReference
 class DigitsReference:
     """B digits games by hand: ``bmm`` MLP on a per-game batch, one batched backward for the per-task rows."""
 
-    def __init__(self, batch: int):
-        suite = DigitsSuite()
+    def __init__(self, batch: int, device: str = "cpu"):
+        suite = DigitsSuite(device=device)
         self.x, self.labels, self.ink = suite.train_batch()
         self.shapes = suite._trunk_shapes
         self.width = suite.width
-        g = torch.Generator().manual_seed(0)
+        g = torch.Generator(device=device).manual_seed(0)
         self.generator = g
-        self.trunk = (torch.rand(batch, suite.trunk_size, generator=g) - 0.5) * 0.2
-        self.heads = (torch.rand(batch, suite.head_offsets[-1], generator=g) - 0.5) * 0.2
-        self.eye = torch.eye(4).unsqueeze(1).expand(4, batch, 4)
+        self.trunk = (torch.rand(batch, suite.trunk_size, generator=g, device=device) - 0.5) * 0.2
+        self.heads = (torch.rand(batch, suite.head_offsets[-1], generator=g, device=device) - 0.5) * 0.2
+        self.eye = torch.eye(4, device=device).unsqueeze(1).expand(4, batch, 4)
         self.lr = float(np.exp(LOG_STEP))
 
     def step(self) -> None:
         bsz = self.trunk.shape[0]
-        idx = torch.rand(bsz, len(self.labels), generator=self.generator).argsort(1)[:, :256]
+        idx = torch.rand(bsz, len(self.labels), generator=self.generator, device=self.trunk.device).argsort(1)[:, :256]
         x, labels, ink = self.x[idx], self.labels[idx], self.ink[idx]
         with torch.enable_grad():
             trunk = self.trunk.requires_grad_(True)
@@ -245,36 +252,49 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (the median is reported)")
     parser.add_argument("--quick", action="store_true", help="B up to 1024 and fewer steps")
+    parser.add_argument(
+        "--device", default="cpu", help="cpu, or cuda: then wall time after a synchronize, and B up to 65536"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
+    device = args.device
+    cuda = torch.device(device).type == "cuda"
     sizes = (1, 64, 1024) if args.quick else (1, 64, 1024, 8192)
-    print(f"torch {torch.__version__}, 1 thread, {args.rounds} interleaved rounds (median), CPU time")
+    if cuda:
+        sizes = (*sizes, 65536)
+    clock = "wall time (CUDA synchronized)" if cuda else "CPU time"
+    where = torch.cuda.get_device_name(device) if cuda else "CPU"
+    print(f"torch {torch.__version__}, {where}, 1 thread, {args.rounds} interleaved rounds (median), {clock}")
     print("THROUGHPUT suite B engine_game_steps_per_s vs_reference vs_lone_envs")
     for name in SMALL:
-        lone = median_seconds_per_step({"lone": lone_env_stepper(name)}, steps=200, rounds=args.rounds, warmup=20)
+        lone_step = lone_env_stepper(name, device)
+        lone = median_seconds_per_step({"lone": lone_step}, steps=200, rounds=args.rounds, warmup=20, device=device)
         lone_rate = 1.0 / lone["lone"]
         for batch in sizes:
-            steps = max(3, min(200, 20000 // batch))
+            steps = max(3, min(200, 20000 // batch)) if not cuda else 50
             seconds = median_seconds_per_step(
-                {"engine": engine_stepper(name, batch), "reference": REFERENCES[name](batch).step},
+                {"engine": engine_stepper(name, batch, device), "reference": REFERENCES[name](batch, device).step},
                 steps=steps,
                 rounds=args.rounds,
                 warmup=3,
+                device=device,
             )
             rate = batch / seconds["engine"]
             ref_rate = batch / seconds["reference"]
             print(f"THROUGHPUT {name} {batch} {rate:.0f} {rate / ref_rate:.3f} {rate / lone_rate:.2f}")
         print(f"LONE {name} {lone_rate:.0f}")
-    for batch in (1, 64):
+    for batch in (1, 64, 512) if cuda else (1, 64):
         seconds = median_seconds_per_step(
-            {"engine": engine_stepper("digits", batch), "reference": DigitsReference(batch).step},
-            steps=max(3, 100 // batch),
+            {"engine": engine_stepper("digits", batch, device), "reference": DigitsReference(batch, device).step},
+            steps=max(3, 100 // batch) if not cuda else 20,
             rounds=args.rounds,
             warmup=2,
+            device=device,
         )
         rate = batch / seconds["engine"]
         print(f"THROUGHPUT digits {batch} {rate:.0f} {rate * seconds['reference'] / batch:.3f}")
-    jacobian_table(args.rounds)
+    if not cuda:
+        jacobian_table(args.rounds)
 
 
 if __name__ == "__main__":

@@ -333,15 +333,20 @@ def rule_differentiable(rule: ConsensusRule) -> bool:
     return getattr(rule, "differentiable", True) is not False
 
 
-def apply_rule(rule: ConsensusRule, proposals: Tensor, seed: int) -> Tensor:
+def apply_rule(rule: ConsensusRule, proposals: Tensor, seed: int, losses: Tensor | None = None) -> Tensor:
     """One game's move C(P) (``[M, n] -> [n]``). A randomized named rule draws from ``seed``; a callable with
     ``bind(generator)`` is bound to a generator seeded with ``seed`` first (so a game's seed, episode and
-    step decide every draw, and measuring never shifts the game's stream)."""
+    step decide every draw, and measuring never shifts the game's stream). A rule with ``loss_aware = True``
+    is called as ``rule(P, losses)`` with the game's current losses ``[M]``."""
     if isinstance(rule, AggregatorRule):
         return rule(proposals, seed=seed)
     bind = getattr(rule, "bind", None)
     if callable(bind):
         bind(torch.Generator().manual_seed(seed))
+    if getattr(rule, "loss_aware", False) is True:
+        if losses is None:
+            raise ValueError(f"consensus rule {rule_name(rule)!r} is loss-aware: pass the current losses [M]")
+        return rule(proposals, losses)  # type: ignore[call-arg]
     return rule(proposals)
 
 

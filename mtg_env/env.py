@@ -18,6 +18,7 @@ from torch import Tensor
 from mtg_env import engine
 from mtg_env.consensus import ConsensusRule, consensus_rule, rule_is_stateful, rule_name
 from mtg_env.engine.game import FEATURES, NUM_FEATURES, ActionMode, Game
+from mtg_env.engine.optim import optimizer_spec
 from mtg_env.engine.rng import check_seed
 from mtg_env.engine.state import GameState, StepOutput
 from mtg_env.suites import TaskSuite, make_suite
@@ -40,6 +41,14 @@ class MultiTaskGameEnv(ParallelEnv):
     MGDA, PCGrad, CAGrad, Nash-MTL, UPGrad, ... by name, or any callable).
     Then the next batch is drawn and all losses and per-task gradients are computed in one forward and
     one batched backward pass.
+
+    Two orders of optimizer and rule. Without ``trunk_optimizer`` (the game's players) each agent's own rule
+    (its step size, its Adam) shapes its proposal and the trunk moves by the rule of the steps, Ψ ← Ψ + C(P).
+    With ``trunk_optimizer="adam"`` (the literature's training) the optimizer comes after the rule: it treats
+    −C(P) as the trunk's gradient and keeps its own state, reset on ``reset`` and carried by checkpoints. With
+    agents that report their gradients (unit steps: a ``step_size`` log step of 0, or ``GradientAgent(lr=1.0)``
+    in ``update`` mode, so p_m = −∇_Ψ ℓ_m) a named rule plus ``trunk_optimizer="adam"`` trains as LibMTL and
+    the papers do: Adam on the aggregated gradient. ``head_optimizer`` does the same for every head.
 
     ## Action Space
     ``update`` mode (the paper's literal game): a ``Box(-max_update, max_update, (h_m + n,))`` holding
@@ -112,6 +121,10 @@ class MultiTaskGameEnv(ParallelEnv):
     | `step_size_units` | `"unit"`      | `unit`: actions in [−1, 1]; `log`: the log step sizes (v1) |
     | `pad_heads`      | `True`         | `update` mode: head parts padded to the largest (one shape) |
     | `divergence_threshold` | `1e3`    | diverged also when a loss exceeds threshold × its start (None: v1) |
+    | `trunk_optimizer` | `None`        | after the rule: `sgd`, `momentum`, `adam`, `adamw`, `torch.optim.Adam`… |
+    | `trunk_optimizer_kwargs` | `None` | its options (`lr`, `betas`, `eps`, `momentum`, …; torch's defaults) |
+    | `head_optimizer` | `None`         | the same on every head (per coordinate, so per task)      |
+    | `head_optimizer_kwargs` | `None`  | its options                                               |
     | `**suite_kwargs` |                | options of the suite (see its class)                      |
 
     ## Infos
@@ -167,6 +180,10 @@ class MultiTaskGameEnv(ParallelEnv):
         step_size_units: Literal["unit", "log"] = "unit",
         pad_heads: bool = True,
         divergence_threshold: float | None = 1e3,
+        trunk_optimizer: str | type[torch.optim.Optimizer] | None = None,
+        trunk_optimizer_kwargs: Mapping[str, Any] | None = None,
+        head_optimizer: str | type[torch.optim.Optimizer] | None = None,
+        head_optimizer_kwargs: Mapping[str, Any] | None = None,
         **suite_kwargs: Any,
     ):
         if action_mode not in ("update", "step_size"):
@@ -199,6 +216,9 @@ class MultiTaskGameEnv(ParallelEnv):
             )
         self.numeric_infos = numeric_infos
         max_cycles = _int_arg("max_cycles", max_cycles, low=1, hint="steps before truncation")
+        #: The optimizers after the consensus rule (trunk) and on the heads (validated specs, or None).
+        self.trunk_optimizer = optimizer_spec(trunk_optimizer, trunk_optimizer_kwargs, "trunk_optimizer")
+        self.head_optimizer = optimizer_spec(head_optimizer, head_optimizer_kwargs, "head_optimizer")
         if max_update is not None and not (_is_real(max_update) and 0 < max_update < float("inf")):
             raise ValueError(f"max_update must be a finite number > 0 or None (no bound), got {max_update!r}")
         if not (isinstance(log_step_range, (tuple, list)) and len(log_step_range) == 2):
@@ -250,6 +270,8 @@ class MultiTaskGameEnv(ParallelEnv):
             horizon=self.max_cycles,
             divergence_reward=self.divergence_reward,  # type: ignore[arg-type]  # checked above
             divergence_threshold=divergence_threshold,
+            trunk_optimizer=self.trunk_optimizer,
+            head_optimizer=self.head_optimizer,
         )
         self._build_spaces()
         # Actions of all agents stack into one [M, k] array unless update-mode heads differ in size;
@@ -614,6 +636,8 @@ class MultiTaskGameEnv(ParallelEnv):
             "head_sizes": list(self._head_sizes),
             "trunk_size": self.trunk_size,
             "divergence_reward": self.divergence_reward,
+            "trunk_optimizer": repr(self.trunk_optimizer),
+            "head_optimizer": repr(self.head_optimizer),
         }
 
     def state_dict(self) -> dict[str, Any]:
@@ -677,7 +701,15 @@ class MultiTaskGameEnv(ParallelEnv):
             "episodes": ((1,), torch.int64),
             "keys": ((1,), torch.int64),
             "done": ((1,), torch.bool),
+            "trunk_opt": ((1, self.game.trunk_opt.slots if self.game.trunk_opt else 0, self.trunk_size), self.dtype),
+            "head_opt": ((1, self.game.head_opt.slots if self.game.head_opt else 0, self._offsets[-1]), self.dtype),
         }
+        if isinstance(tensors, Mapping):  # checkpoints from before the optimizers: empty state without one
+            tensors = dict(tensors)
+            for key in ("trunk_opt", "head_opt"):
+                shape, dtype = expected[key]
+                if key not in tensors and shape[1] == 0:
+                    tensors[key] = torch.zeros(shape, dtype=dtype)
         for key, (shape, dtype) in expected.items():
             value = tensors.get(key) if isinstance(tensors, Mapping) else None
             if not isinstance(value, Tensor) or tuple(value.shape) != shape or value.dtype != dtype:

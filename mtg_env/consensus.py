@@ -136,12 +136,42 @@ RULE_TABLE: dict[str, RuleSpec] = {
         "TrimmedMean",
         min_tasks=3,
     ),
+    # Loss-aware and stateful rules (mtg_env.loss_rules): they see the current losses and keep state per game.
+    "uw": RuleSpec(
+        "Σ p_m / (2 e^{s_m}), the log variances s learned on Σ ℓ_m / (2 e^{s_m}) + s_m / 2 (loss-aware)",
+        "Kendall et al. 2018 (uncertainty weighting)",
+    ),
+    "dwa": RuleSpec(
+        "Σ w_m p_m, w = M softmax(r / T), r_m = ℓ_m now / ℓ_m a step earlier, T = 2 (loss-aware; losses > 0)",
+        "Liu et al. 2019 (DWA)",
+    ),
+    "famo": RuleSpec(
+        "Σ w_m p_m, w ∝ softmax(ξ)_m / ℓ_m, the logits ξ moved by Adam to balance the log-loss decreases "
+        "(loss-aware; losses > 0)",
+        "Liu et al. 2023 (FAMO)",
+    ),
+    "gradvac": RuleSpec(
+        "each proposal moved towards the others (random order) up to EMA targets of their cosines, then summed",
+        "Wang et al. 2021 (GradVac)",
+        randomized=True,
+    ),
+    "fairgrad": RuleSpec(
+        "Σ w_m p_m with (P Pᵀ) w = w^{-1/α}, the α-fair allocation (α = 1)",
+        "Ban & Ji 2024 (FairGrad)",
+        differentiable=False,
+    ),
+    "db_mtl": RuleSpec(
+        "log-loss proposals p_m / ℓ_m averaged over steps, each scaled to the longest, summed (loss-aware; losses > 0)",
+        "Lin et al. 2023 (DB-MTL)",
+    ),
 }
 
 #: Names of the built-in consensus rules.
 CONSENSUS_RULES: tuple[str, ...] = tuple(RULE_TABLE)
 
 _OWN_RULES: dict[str, ConsensusRule] = {"sum": sum_rule, "mean": mean_rule}
+#: Rules built by :mod:`mtg_env.loss_rules`.
+_LOSS_RULES = ("uw", "dwa", "famo", "gradvac", "fairgrad", "db_mtl")
 
 
 class AggregatorRule:
@@ -266,6 +296,10 @@ def consensus_rule(rule: str | ConsensusRule, num_tasks: int | None = None, **op
             f"unknown consensus rule {rule!r}; available: {list(CONSENSUS_RULES)}, "
             "or pass a callable f(P: Tensor[M, n]) -> Tensor[n]"
         )
+    if rule in _LOSS_RULES:
+        from mtg_env.loss_rules import make_loss_rule  # a leaf import: loss_rules needs nothing from here
+
+        return make_loss_rule(rule, **options)  # type: ignore[no-any-return]
     if rule in _OWN_RULES:
         if options:
             raise ValueError(f"consensus rule {rule!r} takes no options, got {sorted(options)}")

@@ -156,7 +156,8 @@ RULE_TABLE: dict[str, RuleSpec] = {
         randomized=True,
     ),
     "fairgrad": RuleSpec(
-        "Σ w_m p_m with (P Pᵀ) w = w^{-1/α}, the α-fair allocation (α = 1)",
+        "Σ w_m p_m with (P Pᵀ) w = w^{-1/α}, the α-fair allocation; C(βP) = β^{(1-α)/(1+α)} C(P), scale-invariant "
+        "at the default α = 1",
         "Ban & Ji 2024 (FairGrad)",
         differentiable=False,
     ),

@@ -359,8 +359,13 @@ class FairGrad:
     α = 1 is proportional fairness), by scipy's bounded least squares from w = 1/M.
 
     As LibMTL's ``FairGrad`` (``LibMTL/weighting/FairGrad.py``: the same equation, solver and start; α = 1.0 by
-    default) with P Pᵀ = G Gᵀ for G = −P. Not scale-invariant: the proposals' scale reaches the weights.
-    Stateless and loss-free; its solve runs outside autograd.
+    default) with P Pᵀ = G Gᵀ for G = −P, solved to tolerances 1e-12 instead of scipy's default 1e-8 (LibMTL's),
+    so that the solution's properties hold to round-off. Where the proposals conflict so much that no positive
+    solution exists, the bounded least squares returns the closest w (as LibMTL's). Scaling the proposals by
+    β > 0 scales w by β^{−2α/(α+1)}, so
+    C(βP) = β^{(1−α)/(1+α)} C(P): at α = 1 the rule is scale-invariant (as Nash-MTL, whose equation it is without
+    the normalisation) and the agents' step sizes do not reach the trunk. Stateless and loss-free; its solve
+    runs outside autograd.
     """
 
     name = "fairgrad"
@@ -381,7 +386,7 @@ class FairGrad:
         def residual(x: np.ndarray) -> np.ndarray:
             return gram @ x - np.power(1 / x, 1 / self.alpha)
 
-        solution = least_squares(residual, np.ones(m) / m, bounds=(0, np.inf))
+        solution = least_squares(residual, np.ones(m) / m, bounds=(0, np.inf), ftol=1e-12, xtol=1e-12, gtol=1e-12)
         return torch.as_tensor(solution.x, dtype=proposals.dtype, device=proposals.device)
 
     def __call__(self, proposals: Tensor) -> Tensor:

@@ -4,7 +4,9 @@ Each agent m proposes a trunk update p_m (a row of the proposal matrix P ∈ R^{
 Ψ ← Ψ + C(P). A rule is any callable ``C(P: Tensor[M, n]) -> Tensor[n]``; a rule that keeps state
 across steps may define ``reset()``, which the env calls on every ``reset``, and a rule that draws random
 numbers may define ``bind(generator)``, which the env calls with its own generator (so the env's seed
-decides every draw).
+decides every draw). A rule with ``loss_aware = True`` is called as ``C(P, losses)`` with the game's current
+losses ``[M]``: the loss-based methods of :mod:`mtg_env.loss_rules` (FAMO, uncertainty weighting, DWA, DB-MTL,
+and GradVac and FairGrad, which LibMTL ships and torchjd lacks).
 
 The rules of the multi-task learning literature come from `torchjd <https://torchjd.org>`_, whose
 aggregators act on *gradients* (rows g_m, the trunk then moving by −A(G)). Proposals are descent steps,

@@ -194,3 +194,16 @@ def test_a_bad_out_dir_is_refused_before_the_run(tmp_path: Path, capsys: pytest.
     for out, message in ((afile, "is a file"), (afile / "sub", f"lies under the file {afile}")):
         with pytest.raises(SystemExit, match=message):
             main(["run", "--suite", "quadratic", "--steps", "2", "--no-progress", "--out", str(out)])
+
+
+def test_run_with_adam_after_the_rule_records_it(tmp_path: Path) -> None:
+    out = tmp_path / "adam"
+    argv = [
+        "run", "--suite", "quadratic", "--steps", "30", "--out", str(out), "--no-progress", "--consensus", "mean",
+        "--lr", "0.1", "--trunk-lr", "1.0", "--trunk-optimizer", "adam", "--trunk-optimizer-lr", "0.05", "--dtype", "float64",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    config = json.loads((out / "summary.json").read_text())["config"]
+    assert config["trunk_optimizer"] == "adam(lr=0.05, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.0)"
+    with pytest.raises(SystemExit, match="--trunk-optimizer-lr needs --trunk-optimizer"):
+        main(["run", "--suite", "quadratic", "--steps", "3", "--out", str(tmp_path / "x"), "--trunk-optimizer-lr", "1"])

@@ -200,7 +200,8 @@ def test_run_with_adam_after_the_rule_records_it(tmp_path: Path) -> None:
     out = tmp_path / "adam"
     argv = [
         "run", "--suite", "quadratic", "--steps", "30", "--out", str(out), "--no-progress", "--consensus", "mean",
-        "--lr", "0.1", "--trunk-lr", "1.0", "--trunk-optimizer", "adam", "--trunk-optimizer-lr", "0.05", "--dtype", "float64",
+        "--lr", "0.1", "--trunk-lr", "1.0", "--trunk-optimizer", "adam", "--trunk-optimizer-lr", "0.05",
+        "--dtype", "float64",
     ]  # fmt: skip
     assert main(argv) == 0
     config = json.loads((out / "summary.json").read_text())["config"]

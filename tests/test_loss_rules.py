@@ -304,3 +304,23 @@ def test_famo_with_trunk_adam_plays_the_toy_recipe() -> None:
         _, _, _, _, infos = env.step({a: np.zeros(2, np.float32) for a in env.agents})
     last = [infos[a]["loss"] for a in infos]
     assert all(b < 0.8 * a for a, b in zip(first, last, strict=True)), (first, last)
+
+
+def test_vector_env_game_equals_the_lone_env_across_autoresets_with_famo_and_adam() -> None:
+    """Game b of the vector env plays what parallel_env plays with its seed, episode after episode: the rule's
+    state and the trunk optimizer's state restart with each autoreset, per game."""
+    config: dict[str, Any] = {
+        "suite": "regression", "action_mode": "step_size", "max_cycles": 4, "consensus": "famo",
+        "consensus_kwargs": {"w_lr": 0.2}, "trunk_optimizer": "adam", "trunk_optimizer_kwargs": {"lr": 0.05},
+    }  # fmt: skip
+    venv = mtg_env.vector_env(num_games=3, **config)
+    venv.reset(seed=70)
+    lone = mtg_env.parallel_env(**config)
+    lone.reset(seed=71)
+    for t in range(10):  # two and a half episodes
+        actions = torch.full((3, 3, 2), 0.1 * (t % 3))
+        _, rewards, *_ = venv.step(actions)
+        if not lone.agents:
+            lone.reset()
+        _, lone_rewards, *_ = lone.step({a: np.full(2, 0.1 * (t % 3), np.float32) for a in lone.agents})
+        assert rewards[1].tolist() == list(lone_rewards.values()), f"step {t}"

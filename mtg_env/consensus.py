@@ -6,7 +6,7 @@ across steps may define ``reset()``, which the env calls on every ``reset``, and
 numbers may define ``bind(generator)``, which the env calls with its own generator (so the env's seed
 decides every draw). A rule with ``loss_aware = True`` is called as ``C(P, losses)`` with the game's current
 losses ``[M]``: the loss-based methods of :mod:`mtg_env.loss_rules` (FAMO, uncertainty weighting, DWA, DB-MTL,
-and GradVac and FairGrad, which LibMTL ships and torchjd lacks).
+GLS, GradNorm, and GradVac and FairGrad, which LibMTL ships and torchjd lacks).
 
 The rules of the multi-task learning literature come from `torchjd <https://torchjd.org>`_, whose
 aggregators act on *gradients* (rows g_m, the trunk then moving by −A(G)). Proposals are descent steps,
@@ -167,6 +167,15 @@ RULE_TABLE: dict[str, RuleSpec] = {
         "log-loss proposals p_m / ℓ_m averaged over steps, each scaled to the longest, summed (loss-aware; losses > 0)",
         "Lin et al. 2023 (DB-MTL)",
     ),
+    "gls": RuleSpec(
+        "the gradient of (Π ℓ_m)^{1/M}: (1/M)(Π ℓ)^{1/M} Σ p_m / ℓ_m (loss-aware; losses > 0)",
+        "Chennupati et al. 2019 (geometric loss strategy)",
+    ),
+    "gradnorm": RuleSpec(
+        "Σ w_m p_m, w = M softmax(s), s learned by Adam to equalise ‖w_m p_m‖ up to loss-ratio targets (α = 1.5; "
+        "loss-aware; losses > 0)",
+        "Chen et al. 2018 (GradNorm)",
+    ),
 }
 
 #: Names of the built-in consensus rules.
@@ -174,7 +183,7 @@ CONSENSUS_RULES: tuple[str, ...] = tuple(RULE_TABLE)
 
 _OWN_RULES: dict[str, ConsensusRule] = {"sum": sum_rule, "mean": mean_rule}
 #: Rules built by :mod:`mtg_env.loss_rules`.
-_LOSS_RULES = ("uw", "dwa", "famo", "gradvac", "fairgrad", "db_mtl")
+_LOSS_RULES = ("uw", "dwa", "famo", "gradvac", "fairgrad", "db_mtl", "gls", "gradnorm")
 
 
 class AggregatorRule:

@@ -3,10 +3,10 @@
 Each rule is an object that the engine calls as ``rule(P, losses)`` (``loss_aware = True``) with the game's
 proposals ``P [M, n]`` and current losses ``[M]`` (the losses at the parameters the proposals were computed
 at). A rule keeps its state (FAMO's task logits and their Adam, the uncertainty weights, DWA's last losses,
-GradVac's cosine targets, DB-MTL's gradient buffer) on itself: the engine gives every game its own copy,
-calls ``reset()`` on every reset, and the env's checkpoints carry it. Only the engine's calls (with the
-losses) move that state; a call without losses (a measurement, e.g. the consensus residual of
-:func:`mtg_env.metrics.game_metrics`) uses the last losses seen and changes nothing.
+GradVac's cosine targets, DB-MTL's gradient buffer, GradNorm's weights) on itself: the engine gives every
+game its own copy, calls ``reset()`` on every reset, and the env's checkpoints carry it. Only the engine's
+calls (with the losses) move that state; a call without losses (a measurement, e.g. the consensus residual
+of :func:`mtg_env.metrics.game_metrics`) uses the last losses seen and changes nothing.
 
 The convention is the one of :mod:`mtg_env.consensus`: a method that turns task gradients G into a direction
 A(G) (the model then moving by −A(G)) is the rule C(P) = −A(−P) on proposals p_m = −β g_m. For the weighting
@@ -354,6 +354,83 @@ class GradVac(LossRule):
         return -torch.stack(rows).sum(0)
 
 
+class GeometricLossStrategy(LossRule):
+    """Geometric loss strategy (Chennupati et al. 2019): the gradient of (Π_m ℓ_m)^{1/M}, so
+    C(P) = (1/M) (Π_m ℓ_m)^{1/M} Σ_m p_m / ℓ_m.
+
+    As LibMTL's ``GLS`` (``LibMTL/weighting/GLS.py``, which backpropagates through the geometric mean). Stateless
+    but loss-aware; every loss must be > 0.
+    """
+
+    name = "gls"
+    positive_losses = True
+
+    def __init__(self) -> None:
+        super().__init__({})
+
+    def _combine(self, proposals: Tensor, losses: Tensor | None, update: bool) -> Tensor:
+        m = proposals.shape[0]
+        if losses is None:  # a measurement before any step: equal losses
+            losses = torch.ones(m, dtype=proposals.dtype, device=proposals.device)
+        mean = losses.log().mean().exp()  # (Π ℓ)^{1/M}, without the product's overflow
+        return (mean / (m * losses)) @ proposals
+
+
+class GradNorm(LossRule):
+    """GradNorm (Chen et al. 2018): C(P) = Σ_m w_m p_m with w = M · softmax(s); s learned (its own Adam, ``lr``)
+    on Σ_m |G_m − Ḡ · r_m^α|, G_m = ‖w_m p_m‖, Ḡ their mean, r_m = L_m / mean(L), L_m = ℓ_m / ℓ_m at the first
+    step (the target held constant); w = 1 on the first step of an episode.
+
+    As LibMTL's ``GradNorm`` (``LibMTL/weighting/GradNorm.py``: the softmax parametrisation, s = 1 at the start,
+    α = 1.5, norms of the whole shared gradient) with these differences: the first epoch is the first step
+    (L_m divides by the first step's loss, LibMTL's by the first epoch's mean loss); s has its own optimizer
+    (LibMTL's trains it with the model's); the norms are of the proposals p_m = −β g_m, so they carry the agents'
+    step sizes (a common β scales the objective by β and leaves Adam's step on s nearly unchanged).
+    """
+
+    name = "gradnorm"
+    positive_losses = True
+
+    def __init__(self, alpha: float = 1.5, lr: float = 1e-3):
+        self.alpha = _number("alpha", self.name, alpha, 0.0)
+        self.lr = _number("lr", self.name, lr, 0.0, open_low=True)
+        super().__init__({"alpha": alpha, "lr": lr})
+
+    def reset(self) -> None:
+        super().reset()
+        self.scales: Tensor | None = None
+        self.first_losses: Tensor | None = None
+        self._opt: torch.optim.Optimizer | None = None
+
+    def weights(self) -> Tensor:
+        """w = M · softmax(s)."""
+        assert self.scales is not None
+        return self.scales.shape[0] * torch.softmax(self.scales.detach(), -1)
+
+    def _combine(self, proposals: Tensor, losses: Tensor | None, update: bool) -> Tensor:
+        m = proposals.shape[0]
+        if self.scales is None:
+            self.scales = torch.ones(m, dtype=proposals.dtype, device=proposals.device, requires_grad=True)
+            self._opt = torch.optim.Adam([self.scales], lr=self.lr)
+        if self.first_losses is None or losses is None:  # the first step: plain sum (LibMTL's epoch 0)
+            if update:
+                self.first_losses = losses
+            return proposals.sum(0)
+        out = self.weights() @ proposals
+        if update:
+            assert self._opt is not None
+            ratios = losses / self.first_losses
+            r = ratios / ratios.mean()
+            with torch.enable_grad():
+                w = m * torch.softmax(self.scales, -1)
+                norms = (w.unsqueeze(1) * proposals.detach()).norm(dim=-1)
+                target = (norms.mean() * r**self.alpha).detach()
+                (grad,) = torch.autograd.grad((norms - target).abs().sum(), self.scales)
+            self.scales.grad = grad
+            self._opt.step()
+        return out
+
+
 class FairGrad:
     """FairGrad (Ban & Ji 2024): C(P) = Σ_m w_m p_m with w > 0 solving (P Pᵀ) w = w^{−1/α} (α-fair utility;
     α = 1 is proportional fairness), by scipy's bounded least squares from w = 1/M.
@@ -406,6 +483,8 @@ LOSS_RULES: dict[str, Callable[..., Any]] = {
     "gradvac": GradVac,
     "fairgrad": FairGrad,
     "db_mtl": DBMTL,
+    "gls": GeometricLossStrategy,
+    "gradnorm": GradNorm,
 }
 
 

@@ -37,7 +37,7 @@ def test_registry_and_resolution() -> None:
     assert set(mtg_env.CONSENSUS_RULES) == {
         "sum", "mean", "mgda", "pcgrad", "cagrad", "nash_mtl", "upgrad", "imtl_g", "aligned_mtl",
         "dualproj", "graddrop", "random", "krum", "trimmed_mean",
-        "uw", "dwa", "famo", "gradvac", "fairgrad", "db_mtl",
+        "uw", "dwa", "famo", "gradvac", "fairgrad", "db_mtl", "gls", "gradnorm",
     }  # fmt: skip
     assert consensus_rule("sum") is sum_rule and consensus_rule("mean") is mean_rule
     assert repr(consensus_rule("cagrad", num_tasks=3, c=0.3)) == "consensus_rule('cagrad', c=0.3)"

@@ -136,6 +136,49 @@ def test_db_mtl_equals_libmtl() -> None:
         torch.testing.assert_close(got[k - 1], theta, rtol=1e-12, atol=1e-12, msg=f"step {k}")
 
 
+def test_gls_is_the_gradient_of_the_geometric_mean_loss() -> None:
+    """LibMTL GLS: backpropagate (Π ℓ_m)^{1/M}."""
+    f = problem(7)
+    rule = consensus_rule("gls")
+    got = play_rule(rule, f, 15, lr=0.05)
+    theta = start()
+    for t in range(15):
+        (grad,) = torch.autograd.grad(torch.pow(f(theta.requires_grad_(True)).prod(), 1.0 / M), theta)
+        theta = (theta - 0.05 * grad).detach()
+        torch.testing.assert_close(got[t], theta, rtol=1e-12, atol=1e-12, msg=f"step {t}")
+
+
+def test_gradnorm_equals_libmtl_gradnorm() -> None:
+    """LibMTL GradNorm (per step): plain sum first; then w = M·softmax(s), L_grad = Σ |‖w_m g_m‖ − Ḡ r_m^α| with the
+    target detached, s stepped by Adam; the model moves by Σ w_m g_m with the weights before the step."""
+    f = problem(8)
+    rule = consensus_rule("gradnorm", lr=0.05)
+    got = play_rule(rule, f, 20, lr=0.02)
+    theta = start()
+    s = torch.ones(M, dtype=torch.float64, requires_grad=True)
+    s_opt = torch.optim.Adam([s], lr=0.05)
+    first = None
+    for t in range(20):
+        losses = f(theta).detach()
+        grads = jacobian(f, theta)
+        if first is None:
+            first, direction = losses, grads.sum(0)
+        else:
+            w = M * F.softmax(s, dim=-1)
+            g_per = torch.norm(w.unsqueeze(1) * grads, p=2, dim=-1)
+            ratio = losses / first
+            r = ratio / ratio.mean()
+            target = (g_per.mean() * r**1.5).detach()
+            (g_s,) = torch.autograd.grad((g_per - target).abs().sum(), s)
+            direction = w.detach() @ grads
+            s.grad = g_s
+            s_opt.step()
+        theta = theta - 0.02 * direction
+        torch.testing.assert_close(got[t], theta, rtol=1e-12, atol=1e-12, msg=f"step {t}")
+    torch.testing.assert_close(rule.scales.detach(), s.detach(), rtol=1e-12, atol=1e-12)  # type: ignore[attr-defined]
+    assert float((s.detach() - 1).abs().max()) > 1e-3
+
+
 def reference_gradvac(
     grads: torch.Tensor, targets: torch.Tensor, beta: float, orders: list[list[int]], every_pair: bool
 ) -> torch.Tensor:
@@ -225,7 +268,7 @@ def test_registry_options_repr_and_refusals() -> None:
     assert env.engine_state is before
 
 
-LOSS_AWARE = ["uw", "dwa", "famo", "gradvac", "db_mtl"]
+LOSS_AWARE = ["uw", "dwa", "famo", "gradvac", "db_mtl", "gls", "gradnorm"]
 
 
 @pytest.mark.parametrize("name", LOSS_AWARE)

@@ -626,7 +626,7 @@ class MultiTaskGameEnv(ParallelEnv):
     # ------------------------------------------------------------------------- checkpoints
     def _fingerprint(self) -> dict[str, Any]:
         """The configuration a checkpoint must match (a game of another configuration cannot continue it)."""
-        return {
+        out: dict[str, Any] = {
             "env": self.metadata["name"],
             "suite": self.suite.describe(),
             "consensus": rule_name(self.consensus),
@@ -636,9 +636,12 @@ class MultiTaskGameEnv(ParallelEnv):
             "head_sizes": list(self._head_sizes),
             "trunk_size": self.trunk_size,
             "divergence_reward": self.divergence_reward,
-            "trunk_optimizer": repr(self.trunk_optimizer),
-            "head_optimizer": repr(self.head_optimizer),
         }
+        # Only when set, so that checkpoints from before the optimizers still load.
+        for key, spec in (("trunk_optimizer", self.trunk_optimizer), ("head_optimizer", self.head_optimizer)):
+            if spec is not None:
+                out[key] = repr(spec)
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         """A checkpoint of the game mid-episode: the engine state (parameters, gradients, step, seed and episode;

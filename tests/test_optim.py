@@ -232,3 +232,24 @@ def test_game_refuses_an_unvalidated_optimizer() -> None:
     suite = make_suite("quadratic")
     with pytest.raises(TypeError, match="trunk_optimizer must be an OptimizerSpec"):
         Game(suite, consensus_rule("mean"), trunk_optimizer="adam")  # type: ignore[arg-type]
+
+
+def test_a_checkpoint_from_before_the_optimizers_still_loads() -> None:
+    """A checkpoint without the optimizer state (as written before it existed) continues a game without one."""
+    config: dict[str, Any] = {"suite": "regression", "action_mode": "step_size", "max_cycles": 10}
+    env = mtg_env.parallel_env(**config)
+    env.reset(seed=2)
+    step = {a: np.zeros(2, np.float32) for a in env.agents}
+    for _ in range(4):
+        env.step(step)
+    checkpoint = env.state_dict()
+    assert "trunk_optimizer" not in checkpoint["config"]
+    for key in ("trunk_opt", "head_opt"):
+        del checkpoint["state"][key]
+    expected = [env.step(step)[1] for _ in range(6)]
+    fresh = mtg_env.parallel_env(**config)
+    fresh.load_state_dict(checkpoint)
+    assert [fresh.step(step)[1] for _ in range(6)] == expected
+    with_adam = mtg_env.parallel_env(**config, trunk_optimizer="adam")
+    with pytest.raises(ValueError, match="checkpoint is of another configuration: trunk_optimizer=None"):
+        with_adam.load_state_dict(checkpoint)

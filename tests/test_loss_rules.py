@@ -386,3 +386,39 @@ def test_a_checkpoint_continues_every_loss_rule_bit_for_bit(name: str) -> None:
     fresh = mtg_env.parallel_env(**config)
     fresh.load_state_dict(pickle.loads(blob))
     assert play(fresh, 6) == expected
+
+
+def test_famo_then_adam_on_toy2d_is_the_authors_toy_loop() -> None:
+    """The FAMO authors' toy (experiments/toy/trainer.py): min_losses −21, the logits updated at the start of every
+    iteration after the first with the current losses, the weighted log-loss backward, Adam (lr 1e-3) on the point.
+    As an env: unit proposals, ``consensus="famo"``, ``trunk_optimizer="adam"``; the same path."""
+    from mtg_env.suites.toy2d import STANDARD_STARTS, toy_losses
+
+    env = mtg_env.parallel_env(
+        suite="toy2d", start=3, dtype="float64", consensus="famo", consensus_kwargs={"min_losses": [-21.0, -21.0]},
+        action_mode="step_size", step_size_units="log", log_step_range=(-5.0, 1.0), max_cycles=150,
+        trunk_optimizer="adam", trunk_optimizer_kwargs={"lr": 1e-3},
+    )  # fmt: skip
+    env.reset(seed=0)
+    x = torch.tensor(STANDARD_STARTS[3], dtype=torch.float64, requires_grad=True)
+    x_opt = torch.optim.Adam([x], lr=1e-3)
+    w = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    w_opt = torch.optim.Adam([w], lr=0.025, weight_decay=0.01)
+    floor = torch.tensor([-21.0, -21.0], dtype=torch.float64)
+    prev = None
+    for it in range(150):
+        f = toy_losses(x)
+        if prev is not None:
+            delta = ((prev - floor + 1e-8).log() - (f.detach() - floor + 1e-8).log()).detach()
+            (dw,) = torch.autograd.grad(F.softmax(w, -1), w, grad_outputs=delta)
+            w.grad = dw
+            w_opt.step()
+        prev = f.detach()
+        z = F.softmax(w, -1).detach()
+        d = f - floor + 1e-8
+        x_opt.zero_grad()
+        (d.log() * z / (z / d).sum().detach()).sum().backward()
+        x_opt.step()
+        env.step({a: np.zeros(2) for a in env.agents})
+        torch.testing.assert_close(env.get_parameters()[1], x.detach(), rtol=1e-10, atol=1e-12, msg=f"step {it}")
+    assert float((x.detach() - torch.tensor(STANDARD_STARTS[3], dtype=torch.float64)).norm()) > 0.1

@@ -333,7 +333,7 @@ def test_stateful_rules_reset_with_the_game_and_travel_in_checkpoints() -> None:
     assert copy.deepcopy(state.rules[0]).logits is not state.rules[0].logits
 
 
-def test_famo_with_trunk_adam_plays_the_toy_recipe() -> None:
+def test_famo_then_adam_lowers_every_loss_on_regression() -> None:
     """The papers' recipe without a hand-written callable: unit proposals, a named loss-aware rule, Adam after
     it (trunk and heads). Every task's loss falls."""
     env = mtg_env.parallel_env(

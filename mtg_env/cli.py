@@ -14,6 +14,7 @@ from typing import Any
 from agents.runner import AGENTS
 from mtg_env._io import dump_json
 from mtg_env.consensus import CONSENSUS_RULES
+from mtg_env.engine.optim import OPTIMIZERS
 from mtg_env.engine.rng import check_seed
 from mtg_env.suites import SUITES
 
@@ -57,6 +58,13 @@ def _parser() -> argparse.ArgumentParser:
         choices=["constant", "robbins_monro", "summable"],
         help="step-size schedule of the gradient agent",
     )
+    run.add_argument(
+        "--trunk-optimizer",
+        default=None,
+        choices=list(OPTIMIZERS),
+        help="optimizer after the consensus rule, on the gradient -C(P) (default: none, the trunk moves by C(P))",
+    )
+    run.add_argument("--trunk-optimizer-lr", type=float, default=None, help="its learning rate (default: torch's)")
     run.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     run.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -100,6 +108,8 @@ def _run(args: argparse.Namespace) -> int:
         raise SystemExit("mtg-env run: --steps must be >= 1")
     if args.agent is None:
         args.agent = DEFAULT_AGENT.get(args.suite, "gradient")
+    if args.trunk_optimizer_lr is not None and args.trunk_optimizer is None:
+        raise SystemExit("mtg-env run: --trunk-optimizer-lr needs --trunk-optimizer (sgd, momentum, adam, adamw)")
     agent_kwargs: dict[str, Any] = {}
     if args.lr is not None:
         agent_kwargs["lr"] = args.lr
@@ -123,6 +133,8 @@ def _run(args: argparse.Namespace) -> int:
             # The paper's agents play their rule as written: no bound on an update (RL learners want one).
             max_update=None,
             log_step_range=(-30.0, 5.0),  # step_size mode: any step size a baseline agent would take
+            trunk_optimizer=args.trunk_optimizer,
+            trunk_optimizer_kwargs=None if args.trunk_optimizer_lr is None else {"lr": args.trunk_optimizer_lr},
         )
         policies = make_agents(args.agent, env, **agent_kwargs)
         check_seed(args.seed, "--seed")
@@ -142,6 +154,7 @@ def _run(args: argparse.Namespace) -> int:
         "dtype": args.dtype,
         "device": str(env.device),
         "env": env.metadata["name"],
+        "trunk_optimizer": None if env.trunk_optimizer is None else repr(env.trunk_optimizer),
     }
     tasks: dict[str, dict[str, Any]] = {}
     for _agent, final in history.final.items():

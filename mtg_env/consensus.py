@@ -4,7 +4,9 @@ Each agent m proposes a trunk update p_m (a row of the proposal matrix P ∈ R^{
 Ψ ← Ψ + C(P). A rule is any callable ``C(P: Tensor[M, n]) -> Tensor[n]``; a rule that keeps state
 across steps may define ``reset()``, which the env calls on every ``reset``, and a rule that draws random
 numbers may define ``bind(generator)``, which the env calls with its own generator (so the env's seed
-decides every draw).
+decides every draw). A rule with ``loss_aware = True`` is called as ``C(P, losses)`` with the game's current
+losses ``[M]``: the loss-based methods of :mod:`mtg_env.loss_rules` (FAMO, uncertainty weighting, DWA, DB-MTL,
+GLS, GradNorm, and GradVac and FairGrad, which LibMTL ships and torchjd lacks).
 
 The rules of the multi-task learning literature come from `torchjd <https://torchjd.org>`_, whose
 aggregators act on *gradients* (rows g_m, the trunk then moving by −A(G)). Proposals are descent steps,
@@ -138,12 +140,52 @@ RULE_TABLE: dict[str, RuleSpec] = {
         "TrimmedMean",
         min_tasks=3,
     ),
+    # Loss-aware and stateful rules (mtg_env.loss_rules): they see the current losses and keep state per game.
+    "uw": RuleSpec(
+        "Σ p_m / (2 e^{s_m}), the log variances s learned on Σ ℓ_m / (2 e^{s_m}) + s_m / 2 (loss-aware)",
+        "Kendall et al. 2018 (uncertainty weighting)",
+    ),
+    "dwa": RuleSpec(
+        "Σ w_m p_m, w = M softmax(r / T), r_m = ℓ_m now / ℓ_m a step earlier, T = 2 (loss-aware; losses > 0)",
+        "Liu et al. 2019 (DWA)",
+    ),
+    "famo": RuleSpec(
+        "Σ w_m p_m, w ∝ softmax(ξ)_m / ℓ_m, the logits ξ moved by Adam to balance the log-loss decreases "
+        "(loss-aware; losses > 0)",
+        "Liu et al. 2023 (FAMO)",
+    ),
+    "gradvac": RuleSpec(
+        "each proposal moved towards the others (random order) up to EMA targets of their cosines, then summed",
+        "Wang et al. 2021 (GradVac)",
+        randomized=True,
+    ),
+    "fairgrad": RuleSpec(
+        "Σ w_m p_m with (P Pᵀ) w = w^{-1/α}, the α-fair allocation; C(βP) = β^{(1-α)/(1+α)} C(P), scale-invariant "
+        "at the default α = 1",
+        "Ban & Ji 2024 (FairGrad)",
+        differentiable=False,
+    ),
+    "db_mtl": RuleSpec(
+        "log-loss proposals p_m / ℓ_m averaged over steps, each scaled to the longest, summed (loss-aware; losses > 0)",
+        "Lin et al. 2023 (DB-MTL)",
+    ),
+    "gls": RuleSpec(
+        "the gradient of (Π ℓ_m)^{1/M}: (1/M)(Π ℓ)^{1/M} Σ p_m / ℓ_m (loss-aware; losses > 0)",
+        "Chennupati et al. 2019 (geometric loss strategy)",
+    ),
+    "gradnorm": RuleSpec(
+        "Σ w_m p_m, w = M softmax(s), s learned by Adam to equalise ‖w_m p_m‖ up to loss-ratio targets (α = 1.5; "
+        "loss-aware; losses > 0)",
+        "Chen et al. 2018 (GradNorm)",
+    ),
 }
 
 #: Names of the built-in consensus rules.
 CONSENSUS_RULES: tuple[str, ...] = tuple(RULE_TABLE)
 
 _OWN_RULES: dict[str, ConsensusRule] = {"sum": sum_rule, "mean": mean_rule}
+#: Rules built by :mod:`mtg_env.loss_rules`.
+_LOSS_RULES = ("uw", "dwa", "famo", "gradvac", "fairgrad", "db_mtl", "gls", "gradnorm")
 
 
 class AggregatorRule:
@@ -270,6 +312,10 @@ def consensus_rule(rule: str | ConsensusRule, num_tasks: int | None = None, **op
             f"unknown consensus rule {rule!r}; available: {list(CONSENSUS_RULES)}, "
             "or pass a callable f(P: Tensor[M, n]) -> Tensor[n]"
         )
+    if rule in _LOSS_RULES:
+        from mtg_env.loss_rules import make_loss_rule  # a leaf import: loss_rules needs nothing from here
+
+        return make_loss_rule(rule, **options)  # type: ignore[no-any-return]
     if rule in _OWN_RULES:
         if options:
             raise ValueError(f"consensus rule {rule!r} takes no options (consensus_kwargs), got {sorted(options)}")
@@ -375,15 +421,20 @@ def rule_differentiable(rule: ConsensusRule) -> bool:
     return getattr(rule, "differentiable", True) is not False
 
 
-def apply_rule(rule: ConsensusRule, proposals: Tensor, seed: int) -> Tensor:
+def apply_rule(rule: ConsensusRule, proposals: Tensor, seed: int, losses: Tensor | None = None) -> Tensor:
     """One game's move C(P) (``[M, n] -> [n]``). A randomized named rule draws from ``seed``; a callable with
     ``bind(generator)`` is bound to a generator seeded with ``seed`` first (so a game's seed, episode and
-    step decide every draw, and measuring never shifts the game's stream)."""
+    step decide every draw, and measuring never shifts the game's stream). A rule with ``loss_aware = True``
+    is called as ``rule(P, losses)`` with the game's current losses ``[M]``."""
     if isinstance(rule, AggregatorRule):
         return rule(proposals, seed=seed)
     bind = getattr(rule, "bind", None)
     if callable(bind):
         bind(torch.Generator().manual_seed(seed))
+    if getattr(rule, "loss_aware", False) is True:
+        if losses is None:
+            raise ValueError(f"consensus rule {rule_name(rule)!r} is loss-aware: pass the current losses [M]")
+        return rule(proposals, losses)  # type: ignore[call-arg]
     return rule(proposals)
 
 

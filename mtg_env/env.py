@@ -21,6 +21,7 @@ from mtg_env import engine
 from mtg_env._args import bool_arg, int_arg, is_real
 from mtg_env.consensus import ConsensusRule, consensus_rule, rule_is_stateful, rule_name
 from mtg_env.engine.game import FEATURES, NUM_FEATURES, ActionMode, Game
+from mtg_env.engine.optim import optimizer_spec
 from mtg_env.engine.rng import check_seed
 from mtg_env.engine.state import GameState, StepOutput
 from mtg_env.suites import TaskSuite, make_suite
@@ -43,6 +44,14 @@ class MultiTaskGameEnv(ParallelEnv):
     MGDA, PCGrad, CAGrad, Nash-MTL, UPGrad, ... by name, or any callable).
     Then the next batch is drawn and all losses and per-task gradients are computed in one forward and
     one batched backward pass.
+
+    Two orders of optimizer and rule. Without ``trunk_optimizer`` (the game's players) each agent's own rule
+    (its step size, its Adam) shapes its proposal and the trunk moves by the rule of the steps, Ψ ← Ψ + C(P).
+    With ``trunk_optimizer="adam"`` (the literature's training) the optimizer comes after the rule: it treats
+    −C(P) as the trunk's gradient and keeps its own state, reset on ``reset`` and carried by checkpoints. With
+    agents that report their gradients (unit steps: a ``step_size`` log step of 0, or ``GradientAgent(lr=1.0)``
+    in ``update`` mode, so p_m = −∇_Ψ ℓ_m) a named rule plus ``trunk_optimizer="adam"`` trains as LibMTL and
+    the papers do: Adam on the aggregated gradient. ``head_optimizer`` does the same for every head.
 
     ## Action Space
     ``update`` mode (the paper's literal game): a ``Box(-max_update, max_update, (h_m + n,))`` holding
@@ -115,6 +124,10 @@ class MultiTaskGameEnv(ParallelEnv):
     | `step_size_units` | `"unit"`      | `unit`: actions in [−1, 1]; `log`: the log step sizes (v1) |
     | `pad_heads`      | `True`         | `update` mode: head parts padded to the largest (one shape) |
     | `divergence_threshold` | `1e3`    | diverged also when a loss exceeds threshold × its start (None: v1) |
+    | `trunk_optimizer` | `None`        | after the rule: `sgd`, `momentum`, `adam`, `adamw`, `torch.optim.Adam`… |
+    | `trunk_optimizer_kwargs` | `None` | its options (`lr`, `betas`, `eps`, `momentum`, …; torch's defaults) |
+    | `head_optimizer` | `None`         | the same on every head (per coordinate, so per task)      |
+    | `head_optimizer_kwargs` | `None`  | its options                                               |
     | `**suite_kwargs` |                | options of the suite (see its class)                      |
 
     ## Infos
@@ -179,6 +192,10 @@ class MultiTaskGameEnv(ParallelEnv):
         step_size_units: Literal["unit", "log"] = "unit",
         pad_heads: bool = True,
         divergence_threshold: float | None = 1e3,
+        trunk_optimizer: str | type[torch.optim.Optimizer] | None = None,
+        trunk_optimizer_kwargs: Mapping[str, Any] | None = None,
+        head_optimizer: str | type[torch.optim.Optimizer] | None = None,
+        head_optimizer_kwargs: Mapping[str, Any] | None = None,
         **suite_kwargs: Any,
     ):
         if action_mode not in ("update", "step_size"):
@@ -211,6 +228,9 @@ class MultiTaskGameEnv(ParallelEnv):
         max_cycles = int_arg("max_cycles", max_cycles, low=1, hint="steps before truncation")
         if max_cycles > 2**62:  # the engine counts steps in int64
             raise ValueError(f"max_cycles must be at most 2**62, got {max_cycles}")
+        #: The optimizers after the consensus rule (trunk) and on the heads (validated specs, or None).
+        self.trunk_optimizer = optimizer_spec(trunk_optimizer, trunk_optimizer_kwargs, "trunk_optimizer")
+        self.head_optimizer = optimizer_spec(head_optimizer, head_optimizer_kwargs, "head_optimizer")
         if max_update is not None and not (is_real(max_update) and 0 < max_update < float("inf")):
             raise ValueError(f"max_update must be a finite number > 0 or None (no bound), got {max_update!r}")
         if not (isinstance(log_step_range, (tuple, list)) and len(log_step_range) == 2):
@@ -263,6 +283,8 @@ class MultiTaskGameEnv(ParallelEnv):
             horizon=self.max_cycles,
             divergence_reward=self.divergence_reward,  # type: ignore[arg-type]  # checked above
             divergence_threshold=divergence_threshold,
+            trunk_optimizer=self.trunk_optimizer,
+            head_optimizer=self.head_optimizer,
         )
         self._build_spaces()
         # Actions of all agents stack into one [M, k] array unless update-mode heads differ in size;
@@ -642,7 +664,7 @@ class MultiTaskGameEnv(ParallelEnv):
     # ------------------------------------------------------------------------- checkpoints
     def _fingerprint(self) -> dict[str, Any]:
         """The configuration a checkpoint must match (a game of another configuration cannot continue it)."""
-        return {
+        out: dict[str, Any] = {
             "env": self.metadata["name"],
             "suite": self.suite.describe(),
             "consensus": rule_name(self.consensus),
@@ -653,6 +675,11 @@ class MultiTaskGameEnv(ParallelEnv):
             "trunk_size": self.trunk_size,
             "divergence_reward": self.divergence_reward,
         }
+        # Only when set, so that checkpoints from before the optimizers still load.
+        for key, spec in (("trunk_optimizer", self.trunk_optimizer), ("head_optimizer", self.head_optimizer)):
+            if spec is not None:
+                out[key] = repr(spec)
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         """A checkpoint of the game mid-episode: the engine state (parameters, gradients, step, seed and episode;
@@ -715,7 +742,15 @@ class MultiTaskGameEnv(ParallelEnv):
             "episodes": ((1,), torch.int64),
             "keys": ((1,), torch.int64),
             "done": ((1,), torch.bool),
+            "trunk_opt": ((1, self.game.trunk_opt.slots if self.game.trunk_opt else 0, self.trunk_size), self.dtype),
+            "head_opt": ((1, self.game.head_opt.slots if self.game.head_opt else 0, self._offsets[-1]), self.dtype),
         }
+        if isinstance(tensors, Mapping):  # checkpoints from before the optimizers: empty state without one
+            tensors = dict(tensors)
+            for key in ("trunk_opt", "head_opt"):
+                shape, dtype = expected[key]
+                if key not in tensors and shape[1] == 0:
+                    tensors[key] = torch.zeros(shape, dtype=dtype)
         for key, (shape, dtype) in expected.items():
             value = tensors.get(key) if isinstance(tensors, Mapping) else None
             if not isinstance(value, Tensor) or tuple(value.shape) != shape or value.dtype != dtype:

@@ -206,3 +206,17 @@ def test_the_default_main_job_trains_every_digits_task(tmp_path: Path) -> None:
     assert tasks["ink"]["test_mse"] <= 0.2
     for name in ("digit", "parity", "ge5"):
         assert tasks[name]["test_accuracy"] >= 0.95, name
+
+
+def test_run_with_adam_after_the_rule_records_it(tmp_path: Path) -> None:
+    out = tmp_path / "adam"
+    argv = [
+        "run", "--suite", "quadratic", "--steps", "30", "--out", str(out), "--no-progress", "--consensus", "mean",
+        "--lr", "0.1", "--trunk-lr", "1.0", "--trunk-optimizer", "adam", "--trunk-optimizer-lr", "0.05",
+        "--dtype", "float64",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    config = json.loads((out / "summary.json").read_text())["config"]
+    assert config["trunk_optimizer"] == "adam(lr=0.05, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.0)"
+    with pytest.raises(SystemExit, match="--trunk-optimizer-lr needs --trunk-optimizer"):
+        main(["run", "--suite", "quadratic", "--steps", "3", "--out", str(tmp_path / "x"), "--trunk-optimizer-lr", "1"])

@@ -5,14 +5,17 @@ from __future__ import annotations
 import functools
 import types
 import warnings
+from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from pettingzoo.test import api_test, max_cycles_test, parallel_api_test, parallel_seed_test, render_test
 from pettingzoo.utils.conversions import parallel_to_aec
 
 import mtg_env
-from tests.conftest import MODES, SMALL_SUITES, make_env
+from mtg_env.loss_rules import LOSS_RULES
+from tests.conftest import DEVICE, MODES, SMALL_SUITES, make_env
 
 CASES = [(s, m) for s in SMALL_SUITES for m in MODES]
 IDS = [f"{s}-{m}" for s, m in CASES]
@@ -107,3 +110,29 @@ def test_state_and_step_size_observations_share_features() -> None:
     env = make_env("regression", "step_size")
     obs, _ = env.reset(seed=0)
     np.testing.assert_array_equal(env.state(), np.concatenate([obs[a] for a in env.agents]))
+
+
+# The loss-aware rules and the optimizer after the rule, through the same checkers (small regression / digits games;
+# the log-loss rules need the positive losses these suites have).
+EXTRA: dict[str, dict[str, Any]] = {
+    **{
+        f"{rule}-{mode}": {**SMALL_SUITES["regression"], "consensus": rule, "action_mode": mode}
+        for rule in LOSS_RULES
+        for mode in MODES
+    },
+    "mean-adam-momentum-digits-update": {
+        **SMALL_SUITES["digits"], "consensus": "mean", "action_mode": "update", "trunk_optimizer": "adam",
+        "head_optimizer": "momentum", "head_optimizer_kwargs": {"lr": 0.01},
+    },
+    "famo-adamw-regression-step_size": {
+        **SMALL_SUITES["regression"], "consensus": "famo", "action_mode": "step_size",
+        "trunk_optimizer": torch.optim.AdamW, "trunk_optimizer_kwargs": {"lr": 0.01},
+    },
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(EXTRA))
+def test_parallel_api_and_seed_with_loss_rules_and_optimizers(case: str) -> None:
+    config = {**EXTRA[case], "device": DEVICE}
+    parallel_api_test(mtg_env.parallel_env(**config), num_cycles=100)
+    parallel_seed_test(functools.partial(mtg_env.parallel_env, **config), num_cycles=50)

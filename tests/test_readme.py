@@ -64,3 +64,14 @@ def test_readme_engine_example_runs() -> None:
     exec(compile(blocks[0], "README.md", "exec"), namespace)
     state, out = namespace["state"], namespace["out"]
     assert state.heads.shape[0] == 1024 and out.losses.shape == (1024, 3) and not out.diverged.any()
+
+
+def test_readme_optimizer_after_the_rule_example_runs_and_learns() -> None:
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", README, flags=re.S) if "trunk_optimizer=" in b]
+    assert len(blocks) == 1, "the README's trunk_optimizer example is missing"
+    namespace: dict = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)
+    env, infos = namespace["env"], namespace["infos"]
+    assert env.agents == [] and env.engine_state.t.item() == 200
+    first = env._loss_history[0]
+    assert all(infos[a]["loss"] < 0.5 * first[m] for m, a in enumerate(env.possible_agents)), (first, infos)

@@ -6,22 +6,27 @@
     state, out = step(game, state, torch.full((1024, 3, 2), -2.0))
 
 The env (:class:`mtg_env.MultiTaskGameEnv`) plays one game of it, the vector env many; meta-training
-backpropagates through :func:`step`.
+backpropagates through :func:`step`. ``Game(..., trunk_optimizer=optimizer_spec("adam", {"lr": 1e-3}))`` puts
+an optimizer after the consensus rule (:mod:`mtg_env.engine.optim`).
 """
 
 from mtg_env.engine.core import losses_and_grads, reset, reset_where, step, updates
 from mtg_env.engine.game import FEATURES, NUM_FEATURES, Game
+from mtg_env.engine.optim import OPTIMIZERS, OptimizerSpec, optimizer_spec
 from mtg_env.engine.rng import GameRNG
 from mtg_env.engine.state import GameState, StepOutput
 
 __all__ = [
     "FEATURES",
     "NUM_FEATURES",
+    "OPTIMIZERS",
     "Game",
     "GameRNG",
     "GameState",
+    "OptimizerSpec",
     "StepOutput",
     "losses_and_grads",
+    "optimizer_spec",
     "reset",
     "reset_where",
     "step",

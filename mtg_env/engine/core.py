@@ -20,6 +20,7 @@ from torch import Tensor
 from mtg_env.consensus import apply_rule, is_batched_rule, rule_differentiable, rule_is_stateful, rule_name
 from mtg_env.engine.features import features
 from mtg_env.engine.game import Game
+from mtg_env.engine.optim import BoundOptimizer
 from mtg_env.engine.rng import STREAM_CONSENSUS, GameRNG, episode_keys
 from mtg_env.engine.state import GameState, StepOutput
 
@@ -204,9 +205,29 @@ def reset(
         head_grads=head_grads,
         jacobian=jac,
         done=torch.zeros_like(finite),
+        trunk_opt=_zero_opt_state(game.trunk_opt, trunk),
+        head_opt=_zero_opt_state(game.head_opt, heads),
         rules=() if keep_rules else fresh_rules(game, seed_t.shape[0]),
     )
     return state, _output(game, state, finite)
+
+
+def _zero_opt_state(opt: BoundOptimizer | None, params: Tensor) -> Tensor:
+    """The optimizer's zero state ``[B, S, d]`` for ``params [B, d]`` (S = 0 without an optimizer)."""
+    bsz, d = params.shape
+    if opt is None:
+        return torch.zeros(bsz, 0, d, dtype=params.dtype, device=params.device)
+    return opt.init_state(bsz, d)
+
+
+def _move(
+    opt: BoundOptimizer | None, params: Tensor, update: Tensor, opt_state: Tensor, t: Tensor
+) -> tuple[Tensor, Tensor]:
+    """New parameters and optimizer state: ``params + update`` without an optimizer, else the optimizer's step
+    with the gradient −update (:mod:`mtg_env.engine.optim`)."""
+    if opt is None:
+        return params + update, opt_state
+    return opt.step(params, -update, opt_state, t)
 
 
 def updates(game: Game, state: GameState, actions: Tensor | Updates) -> Updates:
@@ -264,9 +285,10 @@ def consensus(game: Game, state: GameState, proposals: Tensor, differentiable: b
     else:
         seeds = state.rng.integer_seed(STREAM_CONSENSUS)
         rules = state.rules or (rule,) * bsz
+        losses = state.losses.detach()  # a loss-aware rule weighs the proposals by them (as a constant)
         moves = []
         for b in range(bsz):  # solver-backed rules: one game at a time
-            out = apply_rule(rules[b], proposals[b], seeds[b])
+            out = apply_rule(rules[b], proposals[b], seeds[b], losses[b])
             if not isinstance(out, Tensor) or out.shape != (n,):
                 shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
                 raise ValueError(
@@ -293,8 +315,10 @@ def step(game: Game, state: GameState, actions: Tensor | Updates) -> tuple[GameS
     differentiable = _differentiable(*(actions if isinstance(actions, tuple) else (actions,)), state.heads, state.trunk)
     head_updates, proposals = updates(game, state, actions)
     move = consensus(game, state, proposals, differentiable)
-    heads = state.heads + head_updates
-    trunk = state.trunk + move
+    heads, head_opt = _move(game.head_opt, state.heads, head_updates, state.head_opt, state.t)
+    trunk, trunk_opt = _move(game.trunk_opt, state.trunk, move, state.trunk_opt, state.t)
+    if game.trunk_opt is not None:  # the trunk's actual move (the observed feature compares against it)
+        move = trunk - state.trunk
     t = state.t + 1
     batch = game.suite.sample_batch(GameRNG(state.seeds, state.episodes, t, state.keys))
     losses, head_grads, jac = losses_and_grads(game.suite, heads, trunk, batch, differentiable, game.second_order)
@@ -310,6 +334,8 @@ def step(game: Game, state: GameState, actions: Tensor | Updates) -> tuple[GameS
         head_grads=head_grads,
         jacobian=jac,
         done=state.done | ~finite | (t >= game.horizon),
+        trunk_opt=trunk_opt,
+        head_opt=head_opt,
     )
     return new, _output(game, new, finite)
 

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from mtg_env.consensus import ConsensusRule
+from mtg_env.engine.optim import BoundOptimizer, OptimizerSpec
 
 if TYPE_CHECKING:  # the suites import the engine's randomness: no runtime import back
     from mtg_env.suites.base import TaskSuite
@@ -56,6 +57,12 @@ class Game:
     second_order: bool = False
     """In a differentiable unroll, keep the gradients (observations) differentiable too (full second order)
     instead of detaching them (the first-order meta-gradient of Andrychowicz et al. 2016)."""
+    trunk_optimizer: OptimizerSpec | None = None
+    """The optimizer after the consensus rule (:mod:`mtg_env.engine.optim`): Ψ ← opt(Ψ, gradient −C(P)), its
+    state in :attr:`GameState.trunk_opt`; ``None``: Ψ ← Ψ + C(P) (Eq. 21/24)."""
+    head_optimizer: OptimizerSpec | None = None
+    """The same for the heads (Θ_m ← opt(Θ_m, gradient −u_m), one state per coordinate, so per task);
+    ``None``: Θ_m ← Θ_m + u_m (Eq. 23)."""
 
     num_tasks: int = field(init=False)
     trunk_size: int = field(init=False)
@@ -75,6 +82,10 @@ class Game:
     """``[H, 1]`` zeros: heads @ zero_heads is 0 exactly when every head coordinate is finite."""
     zero_trunk: Tensor = field(init=False, repr=False)
     """``[n, 1]`` zeros, the same for the trunk."""
+    trunk_opt: BoundOptimizer | None = field(init=False, repr=False)
+    """``trunk_optimizer`` bound to the game's dtype, device and horizon."""
+    head_opt: BoundOptimizer | None = field(init=False, repr=False)
+    """``head_optimizer`` bound likewise."""
 
     def __post_init__(self) -> None:
         if self.action_mode not in ("update", "step_size"):
@@ -103,6 +114,10 @@ class Game:
             object.__setattr__(self, "divergence_threshold", float(threshold))
         if isinstance(self.horizon, bool) or not isinstance(self.horizon, int) or self.horizon < 1:
             raise ValueError(f"horizon (max_cycles) must be an int >= 1, got {self.horizon!r}")
+        for name in ("trunk_optimizer", "head_optimizer"):
+            spec = getattr(self, name)
+            if spec is not None and not isinstance(spec, OptimizerSpec):
+                raise TypeError(f"{name} must be an OptimizerSpec (mtg_env.engine.optim.optimizer_spec) or None")
         suite = self.suite
         sizes = suite.head_sizes
         device = suite.device
@@ -126,6 +141,8 @@ class Game:
         set_(self, "big", big)
         set_(self, "zero_heads", torch.zeros(index.numel(), 1, dtype=suite.dtype, device=device))
         set_(self, "zero_trunk", torch.zeros(suite.trunk_size, 1, dtype=suite.dtype, device=device))
+        for name, spec in (("trunk_opt", self.trunk_optimizer), ("head_opt", self.head_optimizer)):
+            set_(self, name, None if spec is None else BoundOptimizer(spec, suite.dtype, device, self.horizon))
 
     @property
     def dtype(self) -> torch.dtype:

@@ -45,6 +45,11 @@ class GameState:
     """``[B, M, n]`` the per-task trunk gradients ∇_Ψ ℓ_m (rows)."""
     done: Tensor
     """``[B]`` bool: the game has diverged or reached its horizon."""
+    trunk_opt: Tensor
+    """``[B, S, n]`` the state of the optimizer after the consensus rule (S = 0 without one; momentum's buffer;
+    Adam's m and v), zero at reset (see :mod:`mtg_env.engine.optim`)."""
+    head_opt: Tensor
+    """``[B, S, H]`` the heads' optimizer state, likewise."""
     rules: tuple[Any, ...] = ()
     """Per-game consensus rule objects (stateful rules only), else empty."""
 

@@ -49,7 +49,7 @@ def test_bad_names_and_options_are_refused_with_the_fix() -> None:
     with pytest.raises(ValueError, match=r"unknown consensus rule 'median'; available: \['sum', 'mean', 'mgda'"):
         consensus_rule("median")
     with pytest.raises(
-        ValueError, match=r"'cagrad' has no option\(s\) \['alpha'\]; its options are \['c', 'norm_eps'\]"
+        ValueError, match=r"'cagrad' has no option\(s\) \['alpha'\] \(consensus_kwargs\); its options are \['c', 'norm_eps'\]"
     ):
         consensus_rule("cagrad", num_tasks=2, alpha=1)
     with pytest.raises(ValueError, match="'sum' takes no options"):

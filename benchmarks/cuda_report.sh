@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# What the project measures on a CUDA machine, in one run: the engine's and env's tests on the GPU, the engine's
+# throughput (engine_throughput.py --device cuda) and meta-training's cost (meta_train_cost.py --device cuda).
+# Needs the pure-Python dependencies that machine lacks as wheels in .whl/ (pettingzoo, gymnasium,
+# farama-notifications, torchjd); writes its logs to $OUT (or ./cuda_report). Usage: bash benchmarks/cuda_report.sh
+set -u
+export PYTHONUNBUFFERED=1
+out=${OUT:-cuda_report}
+mkdir -p "$out"
+if ls .whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    export PYTHONPATH=/tmp/site:$PWD
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
+python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())" | tee -a "$out/gpu.txt"
+MTG_TEST_DEVICE=cuda timeout 240 python3 -m pytest -q -p no:cacheprovider tests/test_engine.py tests/test_env.py \
+    2>&1 | tail -25 | tee "$out/tests_cuda.txt"
+timeout 240 python3 benchmarks/engine_throughput.py --device cuda --rounds 3 2>&1 | tee "$out/engine_cuda.txt"
+if [ -f benchmarks/meta_train_cost.py ]; then
+    timeout 180 python3 benchmarks/meta_train_cost.py --device cuda 2>&1 | tee "$out/meta_train_cuda.txt"
+fi

@@ -149,6 +149,10 @@ FIGURES: dict[str, Figure] = {
         [PY, "examples/toy2d_trajectories.py", "--out", "{tmp}"],
         _verbatim("wrote ", "("),
     ),
+    "toy_papers": Figure(
+        [PY, "examples/mtl_toy_papers.py", "--out", "{tmp}"],
+        _verbatim("wrote ", "(total", "[one engine batch"),
+    ),
     "audit": Figure(
         [PY, "-m", "mtg_env.cli", "audit", "--no-progress", "--out", "docs/audit"],
         _audit,

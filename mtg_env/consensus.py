@@ -14,15 +14,22 @@ p_m = −β g_m, so a torchjd aggregator A becomes the consensus rule
 
     C(P) = −A(−P),
 
-the rows −P being the gradients scaled by β > 0. Every deterministic rule but one is positively
-homogeneous, so C(P) = −β A(G): the agents' step sizes reach the trunk. Nash-MTL is scale-invariant by
-design (its bargaining solution fixes the step's size), so under `nash_mtl` the proposals' scale does not
-reach the trunk and the step is capped by its ``max_norm`` option (default 1.0). See :data:`RULE_TABLE`.
+the rows −P being the gradients scaled by β > 0. Every rule of the table is positively homogeneous,
+C(s·P) = s·C(P) for s > 0 (:attr:`RuleSpec.homogeneous`), so C(P) = −β A(G): the agents' step sizes reach
+the trunk. torchjd's cut-offs are absolute (e.g. CAGrad and UPGrad treat a squared norm below 1e-4 as
+zero), and proposals carry the step sizes, so the aggregator is called on P / s with s the largest row norm
+and its answer multiplied by s: the rule then holds C(s·P) = s·C(P) from s = 1e-8 to 1e8. Nash-MTL's
+bargaining direction is scale-invariant by design (degree 0: Gα = 1/α fixes the step's size, which the
+paper then sets with the optimizer's learning rate); here its step is the unit bargaining direction times
+the proposals' mean norm (1/M) Σ_m ‖p_m‖, the agents' mean step, so it too is homogeneous; its
+``max_norm`` option (default 0: none) caps the step. ``mgda`` is solved exactly (Wolfe's min-norm-point
+algorithm, :mod:`mtg_env._minnorm`) for any number of tasks. See :data:`RULE_TABLE`.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +39,7 @@ import torch
 from torch import Tensor
 
 from mtg_env._args import int_arg, real_arg
+from mtg_env._minnorm import min_norm_weights, pareto_stationarity
 
 
 class ConsensusWarning(UserWarning):
@@ -61,7 +69,7 @@ class RuleSpec:
     paper: str
     """Where the rule is defined."""
     aggregator: str | None = None
-    """The torchjd aggregator class behind it (``None`` for our own sum and mean)."""
+    """The torchjd aggregator class behind it (``None`` for our own sum, mean and exact mgda)."""
     randomized: bool = False
     """Whether the rule draws random numbers (then the env's generator feeds it)."""
     min_tasks: int = 1
@@ -69,76 +77,96 @@ class RuleSpec:
     differentiable: bool = True
     """Whether its output is differentiable in the proposals (a differentiable unroll can pass through it);
     rules solved by quadprog or cvxpy are not."""
+    homogeneous: bool = False
+    """Whether C(s·P) = s·C(P) for every s > 0 (tested for s in [1e-8, 1e8]): the rule is positively
+    homogeneous by its paper (or, for ``nash_mtl``, by its step-size convention), and the env calls the torchjd
+    aggregator on P / s(P), s(P) its largest row norm, and multiplies back, so torchjd's absolute cut-offs
+    (e.g. a squared norm below 1e-4) act on a matrix of unit scale, whatever the agents' step sizes."""
 
 
 #: Every rule available by name: ``consensus="<name>"`` in the env, or :func:`consensus_rule`.
 RULE_TABLE: dict[str, RuleSpec] = {
-    "sum": RuleSpec("Σ_m p_m", "Lee 2023, Eq. 24 (Definition 3)"),
-    "mean": RuleSpec("(1/M) Σ_m p_m", "Lee 2023, Eq. 20-21 (pseudo-gradient)"),
+    "sum": RuleSpec("Σ_m p_m", "Lee 2023, Eq. 24 (Definition 3)", homogeneous=True),
+    "mean": RuleSpec("(1/M) Σ_m p_m", "Lee 2023, Eq. 20-21 (pseudo-gradient)", homogeneous=True),
     "mgda": RuleSpec(
-        "minimum-norm point of the convex hull of the proposals", "Désidéri 2012; Sener & Koltun 2018", "MGDA"
+        "minimum-norm point of the convex hull of the proposals (exact: Wolfe's min-norm-point algorithm)",
+        "Désidéri 2012; Sener & Koltun 2018",
+        homogeneous=True,
     ),
     "pcgrad": RuleSpec(
         "each proposal projected off the ones it conflicts with (random order), then summed",
         "Yu et al. 2020 (PCGrad)",
         "PCGrad",
         randomized=True,
+        homogeneous=True,
     ),
     "cagrad": RuleSpec(
         "the mean, moved to raise the worst task's improvement within a ball of radius c·‖mean‖ (c=0.5)",
         "Liu et al. 2021 (CAGrad)",
         "CAGrad",
         differentiable=False,
+        homogeneous=True,
     ),
     "nash_mtl": RuleSpec(
-        "Σ α_m p_m with α the Nash bargaining solution (Gα = 1/α); scale-invariant, step capped by max_norm",
+        "the Nash bargaining direction Σ α_m p_m (Gα = 1/α), scaled to the proposals' mean norm (1/M) Σ_m ‖p_m‖",
         "Navon et al. 2022 (Nash-MTL)",
         "NashMTL",
         differentiable=False,
+        homogeneous=True,
     ),
     "upgrad": RuleSpec(
         "mean of the proposals each projected onto the dual cone of all of them (never conflicts)",
         "Quinton & Rey 2024 (Jacobian descent, UPGrad)",
         "UPGrad",
         differentiable=False,
+        homogeneous=True,
     ),
     "imtl_g": RuleSpec(
-        "Σ α_m p_m with equal projections onto every unit proposal", "Liu et al. 2021 (IMTL-G)", "IMTLG"
+        "Σ α_m p_m with equal projections onto every unit proposal",
+        "Liu et al. 2021 (IMTL-G)",
+        "IMTLG",
+        homogeneous=True,
     ),
     "aligned_mtl": RuleSpec(
         "proposals orthonormalised by the Gram eigen-decomposition (condition number 1), then summed",
         "Senushkin et al. 2023 (Aligned-MTL)",
         "AlignedMTL",
+        homogeneous=True,
     ),
     "dualproj": RuleSpec(
         "the mean projected onto the dual cone of the proposals",
         "Lopez-Paz & Ranzato 2017 (A-GEM/DualProj)",
         "DualProj",
         differentiable=False,
+        homogeneous=True,
     ),
     "graddrop": RuleSpec(
         "per coordinate, keep only the proposals of one sign, drawn by sign purity",
         "Chen et al. 2020 (GradDrop)",
         "GradDrop",
         randomized=True,
+        homogeneous=True,
     ),
     "random": RuleSpec(
         "Σ w_m p_m with w = softmax(N(0, I)) drawn every step (random loss weighting)",
         "Lin et al. 2022 (RLW)",
         "Random",
         randomized=True,
+        homogeneous=True,
     ),
     "krum": RuleSpec(
         "the proposal closest to its M − f − 2 nearest others (f = n_byzantine, default 1 if M ≥ 4)",
         "Blanchard et al. 2017 (Krum)",
         "Krum",
         min_tasks=3,
+        homogeneous=True,
     ),
     "trimmed_mean": RuleSpec(
         "per coordinate, the mean after dropping the trim_number (default 1) largest and smallest",
         "Yin et al. 2018 (trimmed mean)",
         "TrimmedMean",
         min_tasks=3,
+        homogeneous=True,
     ),
     # Loss-aware and stateful rules (mtg_env.loss_rules): they see the current losses and keep state per game.
     "uw": RuleSpec(
@@ -188,6 +216,19 @@ _OWN_RULES: dict[str, ConsensusRule] = {"sum": sum_rule, "mean": mean_rule}
 _LOSS_RULES = ("uw", "dwa", "famo", "gradvac", "fairgrad", "db_mtl", "gls", "gradnorm")
 
 
+class MinNormAggregator:
+    """MGDA's aggregator, exact: the minimum-norm point Σ_m w_m g_m of the convex hull of the rows of G
+    (Désidéri 2012; Sener & Koltun 2018, Eq. 3), the weights from Wolfe's algorithm on the Gram matrix
+    (:func:`mtg_env._minnorm.min_norm_weights`), computed outside autograd; the combination keeps the graph."""
+
+    def __call__(self, gradients: Tensor) -> Tensor:
+        weights = min_norm_weights(gradients.detach() @ gradients.detach().T)
+        return weights.to(gradients.dtype) @ gradients
+
+    def __repr__(self) -> str:
+        return "MinNormAggregator()"
+
+
 class AggregatorRule:
     """A torchjd aggregator as a consensus rule, C(P) = −A(−P) (see the module docstring).
 
@@ -205,23 +246,18 @@ class AggregatorRule:
         self.randomized = randomized
         self.options = options
         self._generator = torch.Generator().manual_seed(seed)
+        #: Nash-MTL's cap on the step's norm (0: none); the aggregator itself is built uncapped.
+        self.max_norm = float(options.get("max_norm", 0.0)) if name == "nash_mtl" else 0.0
         #: Steps at which the rule could not do what it promises (Nash-MTL: the bargaining solve failed).
         self.failures = 0
 
     def __call__(self, proposals: Tensor, seed: int | None = None) -> Tensor:
         """C(P) for one game's proposals ``[M, n]``; a randomized rule draws from ``seed`` when given (the
         engine passes one per game and step), else from its own generator."""
-        gradients = -proposals
         if self.name == "nash_mtl":
-            with warnings.catch_warnings():
-                # cvxpy's note that the (non-DPP) problem is recompiled at every solve: a remark on speed,
-                # repeated once per episode, not on the answer. The solver's own warnings still surface.
-                warnings.filterwarnings("ignore", "You are solving a parameterized problem that is not DPP")
-                direction = self.aggregator(gradients)
-            self._check_bargaining(gradients, direction)
-            return -direction
+            return self._nash(proposals)
         if not self.randomized:
-            return -self.aggregator(gradients)
+            return self._scaled(proposals)
         # torchjd draws from torch's global RNG. Fork it (so the user's global stream is untouched) and
         # seed the fork (so the game's seed decides every draw).
         if seed is None:
@@ -231,7 +267,43 @@ class AggregatorRule:
             torch.default_generator.manual_seed(seed)
             if devices:
                 torch.cuda.manual_seed(seed)
-            return -self.aggregator(gradients)
+            return self._scaled(proposals)
+
+    def _scaled(self, proposals: Tensor) -> Tensor:
+        """−A(−P) for a rule without a scale convention; s·(−A(−P/s)) for a homogeneous one, s the largest row
+        norm of P (detached: for a homogeneous A the value and its derivative are those of −A(−P)), so that
+        torchjd's absolute thresholds see a matrix of unit scale. A zero P gives 0."""
+        if not RULE_TABLE[self.name].homogeneous:
+            return -self.aggregator(-proposals)
+        scale = float(proposals.detach().norm(dim=-1).max())
+        if scale == 0.0:
+            return proposals[0] * 0.0  # C(0) = 0 for a homogeneous rule; keeps the graph of a differentiable unroll
+        if not math.isfinite(scale):
+            return -self.aggregator(-proposals)  # non-finite proposals pass through (the game then diverges)
+        return -self.aggregator(-proposals / scale) * scale
+
+    def _nash(self, proposals: Tensor) -> Tensor:
+        """Nash-MTL's bargaining direction with the step-size convention of :data:`RULE_TABLE`: the unit
+        direction times the proposals' mean norm (1/M) Σ_m ‖p_m‖ (the agents' mean step), capped at
+        ``max_norm`` when that is positive."""
+        norms = proposals.detach().norm(dim=-1)
+        scale = float(norms.max())
+        if scale == 0.0 or not math.isfinite(scale):
+            return proposals.sum(0) * 0.0 if scale == 0.0 else proposals.sum(0)
+        gradients = -proposals / scale
+        with warnings.catch_warnings():
+            # cvxpy's note that the (non-DPP) problem is recompiled at every solve: a remark on speed,
+            # repeated once per episode, not on the answer. The solver's own warnings still surface.
+            warnings.filterwarnings("ignore", "You are solving a parameterized problem that is not DPP")
+            direction = self.aggregator(gradients)
+        self._check_bargaining(gradients, direction)
+        length = float(direction.norm())
+        if length == 0.0:
+            return proposals.sum(0) * 0.0
+        step = -direction * (float(norms.mean()) / length)
+        if self.max_norm > 0.0 and float(step.norm()) > self.max_norm:
+            step = step * (self.max_norm / float(step.norm()))
+        return step
 
     def _check_bargaining(self, gradients: Tensor, direction: Tensor) -> None:
         """Warn when Nash-MTL's direction is not a bargaining solution: torchjd then reuses its previous
@@ -250,8 +322,6 @@ class AggregatorRule:
         self.failures += 1
         if self.failures > 1:
             return
-        from mtg_env.metrics import pareto_stationarity  # a leaf import: metrics imports this module
-
         shortest = pareto_stationarity(gradients)
         if shortest <= 1e-6 * float(gradients.norm(dim=1).max()):
             cause = (
@@ -265,7 +335,7 @@ class AggregatorRule:
                 f"nash_mtl: {cause}; the trunk moved with the previous weights (equal weights on a first step). "
                 "Warned once per episode; rule.failures counts every such step"
             ),
-            stacklevel=3,
+            stacklevel=4,
         )
 
     def bind(self, generator: torch.Generator) -> None:
@@ -291,8 +361,8 @@ def consensus_rule(rule: str | ConsensusRule, num_tasks: int | None = None, **op
         rule: A name from :data:`CONSENSUS_RULES`, or a callable ``f(P[M, n]) -> [n]``.
         num_tasks: M; needed by ``nash_mtl``, ``krum`` and ``trimmed_mean`` (the env passes it).
         **options: The rule's options (torchjd's constructor arguments, e.g. ``c`` for ``cagrad``,
-            ``max_norm`` for ``nash_mtl``, ``n_byzantine`` for ``krum``); ``seed`` for a randomized rule
-            used outside an env.
+            ``max_norm`` for ``nash_mtl`` (a cap on the step's norm, default 0: none), ``n_byzantine`` for
+            ``krum``); ``seed`` for a randomized rule used outside an env. ``mgda`` is exact and takes none.
 
     Raises:
         ValueError: for an unknown name (the message lists the rules), options a rule does not take,
@@ -324,6 +394,10 @@ def consensus_rule(rule: str | ConsensusRule, num_tasks: int | None = None, **op
     if num_tasks is not None and num_tasks < spec.min_tasks:
         raise ValueError(f"consensus rule {rule!r} needs at least {spec.min_tasks} tasks, got {num_tasks}")
     seed = int(options.pop("seed", 0))
+    if rule == "mgda":
+        if options:
+            raise ValueError(f"consensus rule 'mgda' is solved exactly and takes no options, got {sorted(options)}")
+        return AggregatorRule(rule, MinNormAggregator(), spec.randomized, options, seed)
     kwargs = _default_options(rule, num_tasks, options)
     import torchjd.aggregation as aggregation  # lazy: the paper's sum and mean need no torchjd
 
@@ -350,6 +424,7 @@ def _default_options(rule: str, num_tasks: int | None, options: dict[str, Any]) 
         kwargs.setdefault("c", 0.5)
     elif rule == "nash_mtl":
         kwargs.setdefault("n_tasks", num_tasks)
+        kwargs["max_norm"] = 0.0  # torchjd's cap stays off: the cap acts on the scaled step (AggregatorRule._nash)
     elif rule == "krum":
         kwargs.setdefault("n_byzantine", 1 if num_tasks is not None and num_tasks >= 4 else 0)
         if num_tasks is not None and num_tasks < kwargs["n_byzantine"] + 3:
@@ -373,7 +448,7 @@ _OPTION_RANGES: dict[str, tuple[str, float, bool]] = {
     "norm_eps": ("real", 0.0, False),
     "epsilon": ("real", 0.0, True),
     "max_iters": ("int", 1, False),
-    "max_norm": ("real", 0.0, True),
+    "max_norm": ("real", 0.0, False),
     "update_weights_every": ("int", 1, False),
     "optim_niter": ("int", 1, False),
     "n_byzantine": ("int", 0, False),

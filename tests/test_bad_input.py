@@ -90,7 +90,7 @@ def test_a_suite_instance_keeps_its_dtype_and_a_conflicting_one_is_refused() -> 
         ("cagrad", {"c": float("nan")}, ValueError, r"\['c'\] of 'cagrad' must be a finite number >= 0"),
         ("cagrad", {"c": -0.5}, ValueError, r"consensus_kwargs\['c'\] of 'cagrad'"),
         ("nash_mtl", {"n_tasks": 7}, ValueError, r"\['n_tasks'\] of 'nash_mtl' is 7, but the game has 3 tasks"),
-        ("nash_mtl", {"max_norm": 0.0}, ValueError, r"consensus_kwargs\['max_norm'\] of 'nash_mtl' must be"),
+        ("nash_mtl", {"max_norm": -1.0}, ValueError, r"consensus_kwargs\['max_norm'\] of 'nash_mtl' must be"),
         ("krum", {"n_byzantine": "1"}, TypeError, r"consensus_kwargs\['n_byzantine'\] of 'krum' must be an int >= 0"),
         ("trimmed_mean", {"trim_number": 1.5}, TypeError, r"\['trim_number'\] of 'trimmed_mean' must be an int"),
     ],

@@ -136,3 +136,18 @@ def test_parallel_api_and_seed_with_loss_rules_and_optimizers(case: str) -> None
     config = {**EXTRA[case], "device": DEVICE}
     parallel_api_test(mtg_env.parallel_env(**config), num_cycles=100)
     parallel_seed_test(functools.partial(mtg_env.parallel_env, **config), num_cycles=50)
+
+
+def _rule_env(rule: str) -> mtg_env.MultiTaskGameEnv:
+    return mtg_env.parallel_env(suite="quadratic", num_tasks=4, consensus=rule, action_mode="step_size", max_cycles=8)
+
+
+@pytest.mark.parametrize("rule", [r for r in mtg_env.CONSENSUS_RULES if r not in LOSS_RULES])  # those: above
+def test_every_rule_passes_the_pettingzoo_api_and_seed_tests(rule: str) -> None:
+    with warnings.catch_warnings():
+        # Nash-MTL's solver (cvxpy/ECOS) may remark on inaccurate solves and the rule warns when it keeps its
+        # previous weights; both are the rule's own diagnostics, tested in test_consensus.py.
+        warnings.filterwarnings("ignore", "Solution may be inaccurate", UserWarning)
+        warnings.filterwarnings("ignore", "nash_mtl: ", mtg_env.ConsensusWarning)
+        parallel_api_test(_rule_env(rule), num_cycles=20)
+        parallel_seed_test(functools.partial(_rule_env, rule), num_cycles=10)

@@ -10,7 +10,15 @@ import torch
 
 import mtg_env
 from mtg_env.metrics import pareto_stationarity
-from mtg_env.suites.toy2d import PARETO_X2, STANDARD_STARTS, Toy2DSuite, distance_to_pareto_set, toy_losses
+from mtg_env.suites.toy2d import (
+    CAGRAD_STARTS,
+    PARETO_X2,
+    STANDARD_STARTS,
+    START_SETS,
+    Toy2DSuite,
+    distance_to_pareto_set,
+    toy_losses,
+)
 
 
 def reference(x1: float, x2: float) -> tuple[float, float]:
@@ -64,3 +72,41 @@ def test_start_options() -> None:
     assert (points.abs() <= 10).all() and points.std(0).min() > 3  # uniform on [-10, 10]^2: std 5.8
     with pytest.raises(ValueError, match=r"start must be an int in \[0, 4\]"):
         Toy2DSuite(start=7)
+
+
+@pytest.mark.parametrize("point", [*CAGRAD_STARTS, (3.0, -8.3552), (6.5, 0.3)])
+def test_scale_multiplies_f1_as_nash_mtl_and_famo_do(point: tuple[float, float]) -> None:
+    f1, f2 = reference(*point)
+    x = torch.tensor(point, dtype=torch.float64)
+    np.testing.assert_allclose(toy_losses(x, 0.1).tolist(), [0.1 * f1, f2], rtol=1e-12, atol=1e-12)
+    suite = Toy2DSuite(start=point, scale=0.1, dtype="float64")
+    env = mtg_env.parallel_env(suite=suite, max_cycles=2)
+    _, infos = env.reset(seed=0)
+    np.testing.assert_allclose([infos[a]["loss"] for a in env.agents], [0.1 * f1, f2], rtol=1e-12, atol=1e-12)
+    assert suite.describe()["scale"] == 0.1
+
+
+def test_scaled_toy_keeps_the_pareto_set_and_refuses_a_bad_scale() -> None:
+    for x1 in np.linspace(-6.5, 6.5, 5):  # a positive factor on f1 changes no dominance
+        jac = torch.autograd.functional.jacobian(lambda x: toy_losses(x, 0.1), torch.tensor([x1, PARETO_X2]).double())
+        assert pareto_stationarity(jac) < 1e-2, x1
+    for bad, error in (
+        (0.0, ValueError),
+        (-1.0, ValueError),
+        (float("inf"), ValueError),
+        (True, TypeError),
+        ("0.1", TypeError),
+    ):
+        with pytest.raises(
+            error, match=r"scale must be a finite number > 0.0 \(the factor on f1, e.g. 0.1 for Nash-MTL\)"
+        ):
+            Toy2DSuite(scale=bad)  # type: ignore[arg-type]
+
+
+def test_cagrad_starts_are_a_named_set_beside_the_five() -> None:
+    assert START_SETS == {"standard": STANDARD_STARTS, "cagrad": CAGRAD_STARTS}
+    assert CAGRAD_STARTS == ((-8.5, 7.5), (-8.5, -5.0), (9.0, 9.0))  # CAGrad's toy.py
+    assert (-8.5, -5.0) not in STANDARD_STARTS
+    env = mtg_env.parallel_env(suite="toy2d", start=CAGRAD_STARTS[1], dtype="float64", max_cycles=2)
+    env.reset(seed=0)
+    assert env.get_parameters()[1].tolist() == [-8.5, -5.0]

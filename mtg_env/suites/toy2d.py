@@ -7,7 +7,10 @@ c1 = max(tanh(x2/2), 0) and c2 = max(tanh(−x2/2), 0):
     f1 = c1·(log max(|0.5(−x1 − 7) − tanh(−x2)|, LOWER) + 6) + c2·(((−x1 + 7)² + 0.1(−x2 − 8)²)/10 − 20)
     f2 = c1·(log max(|0.5(−x1 + 3) + tanh(−x2) + 2|, LOWER) + 6) + c2·(((−x1 − 7)² + 0.1(−x2 − 8)²)/10 − 20)
 
-The Pareto set lies on x2 ≈ −8.3552, x1 ∈ [−7, 7].
+The Pareto set lies on x2 ≈ −8.3552, x1 ∈ [−7, 7]. With ``scale = 1`` this is CAGrad's toy exactly (Liu et al.
+2021, ``toy.py``); Nash-MTL (Navon et al. 2022) and FAMO (Liu et al. 2023) use the same function with f1
+multiplied by ``scale = 0.1`` (their ``Toy(scale=0.1)``), which leaves the Pareto set where it is (a positive
+factor on one objective changes no dominance) but unbalances the two gradients by 10×.
 """
 
 from __future__ import annotations
@@ -23,17 +26,26 @@ from mtg_env.engine.rng import STREAM_INIT, GameRNG
 from mtg_env.suites.base import Split, TaskSpec, TaskSuite
 
 LOWER = 5e-6
-#: The standard starting points of the toy's figures.
+#: The standard starting points of the toy's figures (Nash-MTL's and FAMO's five).
 STANDARD_STARTS: tuple[tuple[float, float], ...] = ((-8.5, 7.5), (0.0, 0.0), (9.0, 9.0), (-7.5, -0.5), (9.0, -1.0))
+#: CAGrad's three starting points (its ``toy.py``), the second of which is not among the five.
+CAGRAD_STARTS: tuple[tuple[float, float], ...] = ((-8.5, 7.5), (-8.5, -5.0), (9.0, 9.0))
+#: The named sets of starting points: ``"standard"`` (Nash-MTL, FAMO) and ``"cagrad"``.
+START_SETS: dict[str, tuple[tuple[float, float], ...]] = {"standard": STANDARD_STARTS, "cagrad": CAGRAD_STARTS}
 #: x2 of the Pareto set, and its x1 range.
 PARETO_X2 = -8.3552
 PARETO_X1 = (-7.0, 7.0)
 
 
-def toy_losses(x: Tensor) -> Tensor:
-    """[f1, f2] at the point ``x = (x1, x2)``; batched: ``x [..., 2]`` gives ``[..., 2]``."""
+def toy_losses(x: Tensor, scale: float = 1.0) -> Tensor:
+    """[scale·f1, f2] at the point ``x = (x1, x2)``; batched: ``x [..., 2]`` gives ``[..., 2]``.
+
+    Args:
+        x: The point(s).
+        scale: The factor on f1: 1.0 is CAGrad's toy, 0.1 Nash-MTL's and FAMO's.
+    """
     if x.dim() == 1:
-        return toy_losses(x.unsqueeze(0))[0]
+        return toy_losses(x.unsqueeze(0), scale)[0]
     x1, x2 = x[..., 0], x[..., 1]
     c1 = torch.clamp(torch.tanh(x2 / 2), min=0.0)
     c2 = torch.clamp(torch.tanh(-x2 / 2), min=0.0)
@@ -45,7 +57,7 @@ def toy_losses(x: Tensor) -> Tensor:
     f2 = c1 * (torch.log(torch.maximum((0.5 * (-x1 + 3) + torch.tanh(-x2) + 2).abs(), lower)) + 6) + c2 * (
         ((-x1 - 7) ** 2 + valley) / 10 - 20
     )
-    return torch.stack([f1, f2], dim=-1)
+    return torch.stack([f1 * scale, f2], dim=-1)
 
 
 class Toy2DSuite(TaskSuite):
@@ -54,6 +66,7 @@ class Toy2DSuite(TaskSuite):
     Args:
         start: Starting point: an index into :data:`STANDARD_STARTS`, an explicit ``(x1, x2)``, or
             ``None`` for a point drawn uniformly from [−10, 10]² with the env's generator.
+        scale: The factor on f1 (a positive number): 1.0 (default) is CAGrad's toy, 0.1 Nash-MTL's and FAMO's.
         device: Where tensors live.
         dtype: ``"float32"`` or ``"float64"``.
     """
@@ -66,6 +79,7 @@ class Toy2DSuite(TaskSuite):
         self,
         *,
         start: int | Sequence[float] | None = None,
+        scale: float = 1.0,
         device: str | torch.device = "cpu",
         dtype: str | torch.dtype = "float32",
     ):
@@ -79,7 +93,9 @@ class Toy2DSuite(TaskSuite):
             if isinstance(start, (str, bytes)) or not isinstance(start, Sequence) or len(start) != 2:
                 raise ValueError(f"start must be an index, a point (x1, x2) or None, got {start!r}")
             point = (real_arg("start[0]", start[0]), real_arg("start[1]", start[1]))
+        scale = real_arg("scale", scale, low=0.0, low_open=True, hint="the factor on f1, e.g. 0.1 for Nash-MTL")
         self.start = point
+        self.scale = float(scale)
         self._start_arg = start
         self.trunk_size = 2
         self.tasks = (TaskSpec("f1", "regression", 0), TaskSpec("f2", "regression", 0))
@@ -103,8 +119,8 @@ class Toy2DSuite(TaskSuite):
 
     def batched_losses(self, heads: Tensor, trunk: Tensor, batch: Any = None) -> Tensor:
         if trunk.dim() == 2:
-            return toy_losses(trunk)
-        both = toy_losses(trunk)  # [B, 2 replicas, 2 objectives]: task m reads objective m at replica m
+            return toy_losses(trunk, self.scale)
+        both = toy_losses(trunk, self.scale)  # [B, 2 replicas, 2 objectives]: task m reads objective m at replica m
         return torch.diagonal(both, dim1=1, dim2=2)
 
     def evaluate(self, heads: Tensor, trunk: Tensor) -> dict[str, dict[str, float]]:
@@ -117,7 +133,7 @@ class Toy2DSuite(TaskSuite):
         return torch.zeros(2, dtype=torch.float64, device=trunk.device)
 
     def describe(self) -> dict[str, Any]:
-        return {"suite": self.name, "start": self._start_arg}
+        return {"suite": self.name, "start": self._start_arg, "scale": self.scale}
 
 
 def distance_to_pareto_set(x: Tensor) -> float:

@@ -1,0 +1,216 @@
+"""Learned update rules as batched torch modules acting on per-coordinate inputs ``[B, K]``.
+
+A rule sees, for each of K coordinates of B games, the gradient g, the task's observation features and the
+step count, carries its own per-coordinate state, and returns an update. The same module plays inside the
+PettingZoo env (one agent's K = h_m + n coordinates, B = 1; see :mod:`agents.learned.policy`) and on the
+engine's outputs (all tasks' K = H + M·n coordinates of B games; see :mod:`agents.learned.engine_io`), so
+the two forms agree by construction: every operation is per coordinate.
+
+* :class:`MLPRule` — a per-coordinate MLP in the style of learned_optimization's ``small_fc_lopt``: inputs
+  the gradient, momenta at several decays and the RMS (all normalised by the RMS), a bounded time embedding
+  and the task's features; it modulates an Adam step, −α·exp(c·a)·(m̂/√v̂ + c·b), with the last layer zero at
+  initialisation, so an untrained rule plays Adam at a learned step size α (robust beyond its training).
+* :class:`LSTMRule` — the coordinatewise two-layer LSTM of Andrychowicz et al. 2016 with their LogAndSign
+  gradient preprocessing (p = 10) and output scale 0.1: the canonical learned optimizer.
+* :class:`StepRule` — ``step_size`` mode: a small network from a task's 7 features to its log step sizes
+  (log α, log β), shared by all tasks, starting at a constant step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+#: Which observation features (indices into :data:`mtg_env.engine.FEATURES`) the update rules read: the
+#: loss change, the conflict with the other tasks and the alignment with the last trunk move (bounded,
+#: scale-free); the loss and gradient norms are scale-dependent and the progress depends on the horizon.
+RULE_FEATURES: tuple[int, ...] = (1, 4, 5)
+
+#: Time scales τ of the embedding tanh(t / τ): bounded, so a rule sees no new values past its training horizon.
+TIME_SCALES: tuple[float, ...] = (10.0, 100.0, 1000.0)
+
+#: State of a rule for B games of K coordinates: named tensors with leading dimensions ``[B, K]``.
+RuleState = dict[str, Tensor]
+
+
+@dataclass(frozen=True)
+class MLPRuleConfig:
+    """Hyper-parameters of :class:`MLPRule`."""
+
+    hidden: int = 32
+    """Width of the two hidden layers."""
+    decays: tuple[float, ...] = (0.5, 0.9, 0.99, 0.999)
+    """Momentum decay rates; the one equal to ``adam_beta1`` is the Adam step's first moment."""
+    adam_beta1: float = 0.9
+    """The first-moment decay of the base Adam step (must be one of ``decays``)."""
+    beta2: float = 0.999
+    """The second-moment (RMS) decay."""
+    eps: float = 1e-8
+    """Added to the RMS."""
+    scale: float = 0.1
+    """c: how strongly the network's outputs modulate the Adam step (small, as small_fc_lopt's)."""
+    init_lr: float = 0.01
+    """Initial step size α of the base Adam step (head and trunk)."""
+
+
+class MLPRule(nn.Module):
+    """Per-coordinate MLP update rule (see the module docstring). Parameters: the MLP and log α (head, trunk)."""
+
+    def __init__(self, config: MLPRuleConfig | None = None):
+        super().__init__()
+        self.config = config = config or MLPRuleConfig()
+        if config.adam_beta1 not in config.decays:
+            raise ValueError(f"adam_beta1 ({config.adam_beta1}) must be one of decays {config.decays}")
+        self._adam_index = config.decays.index(config.adam_beta1)
+        inputs = 1 + len(config.decays) + len(TIME_SCALES) + 1 + len(RULE_FEATURES)
+        self.net = nn.Sequential(
+            nn.Linear(inputs, config.hidden),
+            nn.ReLU(),
+            nn.Linear(config.hidden, config.hidden),
+            nn.ReLU(),
+            nn.Linear(config.hidden, 2),
+        )
+        last = self.net[-1]
+        assert isinstance(last, nn.Linear)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        self.log_lr = nn.Parameter(torch.full((2,), math.log(config.init_lr)))
+
+    def init_state(self, g: Tensor) -> RuleState:
+        """Zero moments for gradients ``g [B, K]``."""
+        b, k = g.shape
+        dtype = self.log_lr.dtype
+        return {
+            "m": torch.zeros(b, k, len(self.config.decays), dtype=dtype, device=g.device),
+            "v": torch.zeros(b, k, dtype=dtype, device=g.device),
+        }
+
+    def forward(
+        self, g: Tensor, features: Tensor, is_trunk: Tensor, t: Tensor, state: RuleState
+    ) -> tuple[Tensor, RuleState]:
+        """The update ``[B, K]`` and the next state.
+
+        Args:
+            g: ``[B, K]`` gradients.
+            features: ``[B, K, 7]`` the observation features of each coordinate's task.
+            is_trunk: ``[K]`` bool: the coordinate is a trunk proposal (else a head coordinate).
+            t: ``[B]`` steps already taken this episode (0 on the first action).
+            state: From :meth:`init_state` or the previous call.
+        """
+        cfg = self.config
+        dtype = self.log_lr.dtype
+        g = g.detach().to(dtype)
+        t1 = (t.to(dtype) + 1.0).unsqueeze(1)  # [B, 1]
+        decays = torch.tensor(cfg.decays, dtype=dtype, device=g.device)
+        m = decays * state["m"] + (1.0 - decays) * g.unsqueeze(2)
+        v = cfg.beta2 * state["v"] + (1.0 - cfg.beta2) * g.square()
+        rms = (v / (1.0 - cfg.beta2**t1)).sqrt() + cfg.eps
+        m_hat = m / (1.0 - decays ** t1.unsqueeze(2))
+        normed = torch.cat([(g / rms).unsqueeze(2), m_hat / rms.unsqueeze(2)], dim=2).clamp(-10.0, 10.0)
+        time = torch.tanh(t1.unsqueeze(2) / torch.tensor(TIME_SCALES, dtype=dtype, device=g.device))  # [B, 1, 3]
+        b, k = g.shape
+        inputs = torch.cat(
+            [
+                normed,
+                time.expand(b, k, len(TIME_SCALES)),
+                is_trunk.to(dtype).view(1, k, 1).expand(b, k, 1),
+                features[:, :, list(RULE_FEATURES)].to(dtype),
+            ],
+            dim=2,
+        )
+        out = self.net(inputs)
+        adam = normed[:, :, 1 + self._adam_index]
+        lr = torch.where(is_trunk, self.log_lr[1], self.log_lr[0]).exp()  # [K]
+        update = -lr * torch.exp(cfg.scale * out[..., 0]) * (adam + cfg.scale * out[..., 1])
+        return update, {"m": m, "v": v}
+
+
+@dataclass(frozen=True)
+class LSTMRuleConfig:
+    """Hyper-parameters of :class:`LSTMRule` (Andrychowicz et al. 2016's values)."""
+
+    hidden: int = 20
+    """Units of each of the two LSTM layers."""
+    preprocess_p: float = 10.0
+    """p of the LogAndSign preprocessing."""
+    output_scale: float = 0.1
+    """The network's output times this is the update."""
+
+
+class LSTMRule(nn.Module):
+    """Coordinatewise 2-layer LSTM optimizer (Andrychowicz et al. 2016), shared by every coordinate."""
+
+    def __init__(self, config: LSTMRuleConfig | None = None):
+        super().__init__()
+        self.config = config = config or LSTMRuleConfig()
+        self.cell1 = nn.LSTMCell(2, config.hidden)
+        self.cell2 = nn.LSTMCell(config.hidden, config.hidden)
+        self.out = nn.Linear(config.hidden, 1)
+        # Zero output at initialisation: an untrained rule leaves the parameters where they are (no random walk).
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def init_state(self, g: Tensor) -> RuleState:
+        """Zero hidden and cell states ``[B, K, 4, hidden]`` for gradients ``g [B, K]``."""
+        b, k = g.shape
+        return {"h": torch.zeros(b, k, 4, self.config.hidden, dtype=self.out.weight.dtype, device=g.device)}
+
+    def preprocess(self, g: Tensor) -> Tensor:
+        """LogAndSign: (log|g| / p, sign g) where |g| ≥ e^−p, else (−1, e^p·g); ``[B, K] -> [B, K, 2]``."""
+        p = self.config.preprocess_p
+        big = g.abs() >= math.exp(-p)
+        log_part = torch.where(big, g.abs().clamp_min(math.exp(-p)).log() / p, torch.full_like(g, -1.0))
+        sign_part = torch.where(big, torch.sign(g), g * math.exp(p))
+        return torch.stack([log_part, sign_part], dim=2)
+
+    def forward(
+        self, g: Tensor, features: Tensor, is_trunk: Tensor, t: Tensor, state: RuleState
+    ) -> tuple[Tensor, RuleState]:
+        """The update ``[B, K]`` and the next state (``features``, ``is_trunk`` and ``t`` are not read: the
+        canonical rule sees the gradient alone)."""
+        g = g.detach().to(self.out.weight.dtype)
+        b, k = g.shape
+        hidden = self.config.hidden
+        s = state["h"].reshape(b * k, 4, hidden)
+        h1, c1 = self.cell1(self.preprocess(g).reshape(b * k, 2), (s[:, 0], s[:, 1]))
+        h2, c2 = self.cell2(h1, (s[:, 2], s[:, 3]))
+        update = self.config.output_scale * self.out(h2).view(b, k)
+        return update, {"h": torch.stack([h1, c1, h2, c2], dim=1).view(b, k, 4, hidden)}
+
+
+@dataclass(frozen=True)
+class StepRuleConfig:
+    """Hyper-parameters of :class:`StepRule`."""
+
+    hidden: int = 32
+    """Width of the hidden layer."""
+    init_log_step: float = -3.0
+    """Initial natural-log step size (head and trunk) of the untrained rule."""
+
+
+class StepRule(nn.Module):
+    """Step-size controller: features ``[B, M, 7]`` -> log step sizes ``[B, M, 2]`` (log α, log β), one
+    network for every task, clamped into the env's ``log_step_range``."""
+
+    def __init__(self, config: StepRuleConfig | None = None):
+        super().__init__()
+        self.config = config = config or StepRuleConfig()
+        self.net = nn.Sequential(nn.Linear(7, config.hidden), nn.Tanh(), nn.Linear(config.hidden, 2))
+        last = self.net[-1]
+        assert isinstance(last, nn.Linear)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        self.base = nn.Parameter(torch.full((2,), float(config.init_log_step)))
+
+    def forward(self, features: Tensor, log_step_range: tuple[float, float]) -> Tensor:
+        """Log step sizes ``[B, M, 2]`` for features ``[B, M, 7]``, inside ``log_step_range``."""
+        lo, hi = log_step_range
+        raw = self.base + self.net(features.detach().to(self.base.dtype))
+        return raw.clamp(lo, hi)
+
+
+#: Any learned rule.
+Rule = MLPRule | LSTMRule | StepRule

@@ -36,6 +36,23 @@ TIME_SCALES: tuple[float, ...] = (10.0, 100.0, 1000.0)
 RuleState = dict[str, Tensor]
 
 
+def seeded_init(module: nn.Module, seed: int) -> None:
+    """Re-draw every Linear / LSTMCell weight and bias of ``module`` from U(±1/√fan_in) (PyTorch's default
+    scale) with a generator seeded by ``seed``: a rule's initial parameters never depend on the global RNG."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for sub in module.modules():
+            if isinstance(sub, nn.Linear):
+                fan_in = sub.in_features
+            elif isinstance(sub, nn.LSTMCell):
+                fan_in = sub.hidden_size
+            else:
+                continue
+            bound = 1.0 / math.sqrt(fan_in)
+            for p in sub.parameters(recurse=False):
+                p.copy_(torch.empty(p.shape, dtype=p.dtype).uniform_(-bound, bound, generator=gen))
+
+
 @dataclass(frozen=True)
 class MLPRuleConfig:
     """Hyper-parameters of :class:`MLPRule`."""
@@ -54,6 +71,8 @@ class MLPRuleConfig:
     """c: how strongly the network's outputs modulate the Adam step (small, as small_fc_lopt's)."""
     init_lr: float = 0.01
     """Initial step size α of the base Adam step (head and trunk)."""
+    seed: int = 0
+    """Seed of the initial weights."""
 
 
 class MLPRule(nn.Module):
@@ -73,6 +92,7 @@ class MLPRule(nn.Module):
             nn.ReLU(),
             nn.Linear(config.hidden, 2),
         )
+        seeded_init(self, config.seed)
         last = self.net[-1]
         assert isinstance(last, nn.Linear)
         nn.init.zeros_(last.weight)
@@ -138,6 +158,8 @@ class LSTMRuleConfig:
     """p of the LogAndSign preprocessing."""
     output_scale: float = 0.1
     """The network's output times this is the update."""
+    seed: int = 0
+    """Seed of the initial weights."""
 
 
 class LSTMRule(nn.Module):
@@ -149,6 +171,7 @@ class LSTMRule(nn.Module):
         self.cell1 = nn.LSTMCell(2, config.hidden)
         self.cell2 = nn.LSTMCell(config.hidden, config.hidden)
         self.out = nn.Linear(config.hidden, 1)
+        seeded_init(self, config.seed)
         # Zero output at initialisation: an untrained rule leaves the parameters where they are (no random walk).
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
@@ -189,6 +212,8 @@ class StepRuleConfig:
     """Width of the hidden layer."""
     init_log_step: float = -3.0
     """Initial natural-log step size (head and trunk) of the untrained rule."""
+    seed: int = 0
+    """Seed of the initial weights."""
 
 
 class StepRule(nn.Module):
@@ -199,6 +224,7 @@ class StepRule(nn.Module):
         super().__init__()
         self.config = config = config or StepRuleConfig()
         self.net = nn.Sequential(nn.Linear(7, config.hidden), nn.Tanh(), nn.Linear(config.hidden, 2))
+        seeded_init(self, config.seed)
         last = self.net[-1]
         assert isinstance(last, nn.Linear)
         nn.init.zeros_(last.weight)

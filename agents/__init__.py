@@ -3,6 +3,7 @@
 from agents.adaptive import AdamAgent, RMSpropAgent
 from agents.base import ObservationReader, Policy, PolicyWarning
 from agents.gradient import SCHEDULES, GradientAgent, step_size
+from agents.momentum import MomentumAgent
 from agents.runner import AGENTS, History, make_agents, run_episode
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "AdamAgent",
     "GradientAgent",
     "History",
+    "MomentumAgent",
     "ObservationReader",
     "Policy",
     "PolicyWarning",

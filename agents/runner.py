@@ -13,6 +13,7 @@ import numpy as np
 from agents.adaptive import AdamAgent, RMSpropAgent
 from agents.base import Policy
 from agents.gradient import GradientAgent
+from agents.momentum import MomentumAgent
 from mtg_env.env import MultiTaskGameEnv
 
 #: Baseline players by name, for :func:`make_agents` and the ``mtg-env`` command.
@@ -20,6 +21,7 @@ AGENTS: dict[str, Callable[..., Policy]] = {
     "gradient": GradientAgent,
     "adam": AdamAgent,
     "rmsprop": RMSpropAgent,
+    "momentum": MomentumAgent,
 }
 
 

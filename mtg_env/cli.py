@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--agent",
         default="gradient",
-        choices=["gradient", "adam", "rmsprop"],
+        choices=["gradient", "adam", "rmsprop", "momentum"],
         help="baseline agent (default: gradient)",
     )
     run.add_argument("--steps", type=int, default=500, help="episode length (max_cycles; default 500)")

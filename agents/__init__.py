@@ -5,6 +5,7 @@ from agents.base import ObservationReader, Policy, PolicyWarning
 from agents.gradient import SCHEDULES, GradientAgent, step_size
 from agents.momentum import MomentumAgent
 from agents.runner import AGENTS, History, make_agents, run_episode
+from agents.selfish import SelfishAgent
 
 __all__ = [
     "AGENTS",
@@ -17,6 +18,7 @@ __all__ = [
     "Policy",
     "PolicyWarning",
     "RMSpropAgent",
+    "SelfishAgent",
     "make_agents",
     "run_episode",
     "step_size",

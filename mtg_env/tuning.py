@@ -222,6 +222,42 @@ class Baseline:
         return f"Baseline({', '.join(args)})"
 
 
+class Selfish:
+    """The selfish deviator as a factory ``lr -> SelfishAgent``: ``inner``'s rule with its trunk proposal scaled by
+    ``scale`` (see :class:`agents.SelfishAgent`); batched when ``inner`` is."""
+
+    def __init__(self, inner: PolicyFactory, scale: float = 4.0):
+        from agents.selfish import SelfishAgent
+
+        SelfishAgent(inner(1e-3), scale)  # validate now
+        self.inner, self.scale = inner, float(scale)
+
+    def __call__(self, lr: float) -> Policy:
+        from agents.selfish import SelfishAgent
+
+        return SelfishAgent(self.inner(lr), self.scale)
+
+    @property
+    def has_batched(self) -> bool:
+        return _batched_form(self.inner)
+
+    def batched(self, game: engine.Game, lrs: Tensor) -> Any:
+        return _ScaledProposals(self.inner.batched(game, lrs), self.scale)  # type: ignore[attr-defined]
+
+    def __repr__(self) -> str:
+        return f"Selfish({self.inner!r}, scale={self.scale})"
+
+
+class _ScaledProposals:
+    def __init__(self, inner: Any, scale: float):
+        self.inner, self.scale = inner, scale
+
+    def act(self, head_grads: Tensor, jacobian: Tensor) -> tuple[Tensor, Tensor]:
+        head_updates, proposals = self.inner.act(head_grads, jacobian)
+        # As SelfishAgent: the inner action in the game's dtype, scaled in float64, cast back.
+        return head_updates, (self.scale * proposals.to(torch.float64)).to(proposals.dtype)
+
+
 def _batched_form(factory: Any) -> bool:
     return bool(getattr(factory, "has_batched", False)) and callable(getattr(factory, "batched", None))
 

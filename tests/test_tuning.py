@@ -7,10 +7,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from gymnasium import spaces
 
-from agents import AdamAgent, GradientAgent
+from agents import AdamAgent, GradientAgent, SelfishAgent
 from agents.batched import BatchedBaseline
-from mtg_env.tuning import Baseline, TuningProtocol, Workload, evaluate, play, tune
+from mtg_env.tuning import Baseline, Selfish, TuningProtocol, Workload, evaluate, play, tune
 
 SMALL = {
     "quadratic": (),
@@ -163,3 +164,24 @@ def test_evaluate_plays_the_chosen_step_size_on_the_held_out_seeds() -> None:
         assert r.nash_gap is not None and min(r.nash_gap) >= 0.0
         assert r.held_out is not None and len(r.held_out) == 4
         assert len(r.curve) == 6 and sum(r.final_train_loss) < sum(r.initial_train_loss)
+
+
+def test_the_selfish_deviator_batched_matches_its_numpy_form() -> None:
+    w = workload("regression", "sum", horizon=10)
+    players = [Selfish(Baseline("gradient"), 3.0), Baseline("gradient"), Baseline("gradient")]
+    batched = play(w, players, [0.05, 0.02], [0, 1], batched=True)
+    plain = play(w, players, [0.05, 0.02], [0, 1], batched=False)
+    assert [r.to_dict() for r in batched] == [r.to_dict() for r in plain]
+
+
+def test_selfish_agent_scales_only_its_trunk_proposal() -> None:
+    h, n = 2, 3
+    info = {"head_size": h, "trunk_size": n, "action_mode": "update"}
+    space = spaces.Box(-1e6, 1e6, (h + n,), np.float64)
+    g = np.array([1.0, -2.0, 0.5, 0.25, -4.0, 0, 0, 0, 0, 0, 0, 0])
+    agent = SelfishAgent(GradientAgent(lr=0.1), scale=5.0)
+    agent.reset(g, info, space)
+    np.testing.assert_allclose(agent.act(g, info), [-0.1, 0.2, -0.25, -0.125, 2.0])
+    assert repr(agent) == "SelfishAgent(GradientAgent(lr=0.1, schedule='constant'), scale=5.0)"
+    with pytest.raises(ValueError, match="scale"):
+        SelfishAgent(GradientAgent(), scale=0.0)

@@ -15,6 +15,7 @@ from agents.adaptive import AdamAgent, RMSpropAgent
 from agents.base import Policy
 from agents.gradient import GradientAgent
 from agents.learned.checkpoint import LEARNED, learned_agent
+from agents.momentum import MomentumAgent
 from mtg_env.env import MultiTaskGameEnv
 
 #: Players by name, for :func:`make_agents` and the ``mtg-env`` command: the baselines, and the learned agents
@@ -23,6 +24,7 @@ AGENTS: dict[str, Callable[..., Policy]] = {
     "gradient": GradientAgent,
     "adam": AdamAgent,
     "rmsprop": RMSpropAgent,
+    "momentum": MomentumAgent,
     **{name: functools.partial(learned_agent, name) for name in LEARNED},
 }
 

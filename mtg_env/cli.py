@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--agent",
         default="gradient",
-        choices=["gradient", "adam", "rmsprop", "learned_mlp", "learned_lstm", "learned_step"],
+        choices=["gradient", "adam", "rmsprop", "momentum", "learned_mlp", "learned_lstm", "learned_step"],
         help="agent (default: gradient); learned_* play their shipped weights for the suite (learned_step: "
         "--action-mode step_size)",
     )

@@ -114,6 +114,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {"agent": args.agent, "suite": args.suite, "shifted": args.shifted,
                               "protocol": protocol.describe(), "cells": []}  # fmt: skip
     boot_rng = np.random.default_rng(0)
+    print(f"{args.agent} on {'shifted ' if args.shifted else ''}{args.suite}: {protocol.describe()}")
+    print("| horizon | games | mean: learned vs best tuned | ratio [95% CI] | median: learned vs best tuned | "
+          "ratio [95% CI] | learned diverged |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
     for multiple in args.multiples:
         horizon = args.train_horizon * multiple
         scores: dict[str, list[float]] = {name: [] for name in (*BASELINES, "learned")}
@@ -133,6 +137,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 scores["learned"].append(_score(row["final"], row["initial"], floor))
                 accs["learned"].append(_accuracy(row["held_out"]))
         arrays = {k: np.asarray(v) for k, v in scores.items()}
+        acc_arrays = {k: np.asarray(v) for k, v in accs.items()}
         best_mean = min(BASELINES, key=lambda k: float(np.mean(arrays[k])))
         best_median = min(BASELINES, key=lambda k: float(np.median(arrays[k])))
         cell = {
@@ -142,10 +147,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "mean": {k: float(np.mean(v)) for k, v in arrays.items()},
             "median": {k: float(np.median(v)) for k, v in arrays.items()},
             "diverged": {k: int(np.sum(~np.isfinite(v))) for k, v in arrays.items()},
-            "accuracy": {
-                k: float(np.nanmean(v)) if np.isfinite(v).any() else math.nan
-                for k, v in ((k, np.asarray(a)) for k, a in accs.items())
-            },  # fmt: skip
+            "accuracy": {k: float(np.nanmean(a)) if np.isfinite(a).any() else math.nan for k, a in acc_arrays.items()},
             "tuned_lrs": lrs,
             "best_mean": best_mean,
             "best_median": best_median,
@@ -185,10 +187,6 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the report here")
     args = parser.parse_args()
     args.multiples = [int(m) for m in args.multiples.split(",")]
-    print(f"{args.agent} on {'shifted ' if args.shifted else ''}{args.suite}: {PROTOCOL.describe()}")
-    print("| horizon | games | mean: learned vs best tuned | ratio [95% CI] | median: learned vs best tuned | "
-          "ratio [95% CI] | learned diverged |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
     report = run(args)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

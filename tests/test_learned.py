@@ -67,9 +67,9 @@ def test_batched_form_equals_policy_form(name: str, mode: str, suite: str) -> No
 
 
 def test_untrained_mlp_rule_plays_adam() -> None:
-    """The MLP rule's output layer starts at zero: it is then exactly Adam at its initial step size."""
+    """The MLP rule's output layer starts at zero: with its gate shut it is then Adam at its initial step size."""
     env = make_env("regression", max_update=None, max_cycles=15)
-    rule = new_rule("learned_mlp", init_lr=0.02)
+    rule = new_rule("learned_mlp", init_lr=0.02, init_gate=-30.0)
     histories = []
     for players in (
         {a: LearnedAgent(rule, "learned_mlp") for a in env.possible_agents},

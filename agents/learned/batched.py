@@ -61,6 +61,8 @@ class EngineDriver:
             [torch.zeros(game.head_index.numel(), dtype=torch.bool, device=device),
              torch.ones(m * n, dtype=torch.bool, device=device)]
         )  # fmt: skip
+        #: ``[K]`` the block of each coordinate: task m's head is block 2m, its trunk proposal 2m + 1.
+        self.groups = 2 * self.coord_task + self.is_trunk.long()
 
     def gradients(self, out: StepOutput) -> Tensor:
         """``[B, K]`` every task's head gradient then its trunk gradient (detached: the first-order meta-gradient)."""
@@ -70,7 +72,7 @@ class EngineDriver:
         """The rule's fresh state for the games of ``out`` (from :func:`mtg_env.engine.reset`)."""
         if isinstance(self.rule, StepRule):
             return {}
-        return self.rule.init_state(self.gradients(out))
+        return self.rule.init_state(self.gradients(out), 2 * self.game.num_tasks)
 
     def act(self, state: GameState, out: StepOutput, memory: RuleState) -> tuple[Tensor | Updates, RuleState]:
         """The engine's actions for this step and the rule's next state."""
@@ -78,7 +80,7 @@ class EngineDriver:
             return self.rule(out.features, self.log_step_range).to(self.game.dtype), memory
         g = self.gradients(out)
         feats = out.features[:, self.coord_task]
-        update, memory = self.rule(g, feats, self.is_trunk, state.t, memory)
+        update, memory = self.rule(g, feats, self.is_trunk, state.t, memory, self.groups)
         update = update.to(self.game.dtype)
         if self.max_update is not None:
             update = update.clamp(-self.max_update, self.max_update)
@@ -90,6 +92,6 @@ class EngineDriver:
         """Fresh rule state for the games where ``mask [B]`` is true (after :func:`mtg_env.engine.reset_where`)."""
         if not memory or out is None or isinstance(self.rule, StepRule):
             return memory
-        fresh = self.rule.init_state(self.gradients(out))
+        fresh = self.rule.init_state(self.gradients(out), 2 * self.game.num_tasks)
         index = mask.nonzero().flatten()
         return {k: v.index_copy(0, index, fresh[k].to(v.dtype)) for k, v in memory.items()}

@@ -70,13 +70,23 @@ class MLPRuleConfig:
     scale: float = 0.1
     """c: how strongly the network's outputs modulate the Adam step (small, as small_fc_lopt's)."""
     init_lr: float = 0.01
-    """Initial step size α of the base Adam step (head and trunk)."""
+    """Initial step size α of the base Adam step, and η₀ of the gradient step (head and trunk)."""
+    init_gate: float = -2.0
+    """Initial gate γ: the share sigmoid(γ) of the Barzilai–Borwein step (≈ 0.12; −30: Adam alone)."""
     seed: int = 0
     """Seed of the initial weights."""
 
 
 class MLPRule(nn.Module):
-    """Per-coordinate MLP update rule (see the module docstring). Parameters: the MLP and log α (head, trunk)."""
+    """Per-coordinate MLP update rule (see the module docstring).
+
+    The rule mixes two steps that work without training: Adam's, −α m̂/(√v̂ + ε), and a Barzilai–Borwein
+    gradient step −η g, η = sᵀy / yᵀy from the player's last update s and gradient change y over each block
+    (a task's head, or its trunk proposal; kept from the last step where sᵀy ≤ 0; at most doubling per step). Per coordinate, with the
+    network's outputs (a, b, d), the update is exp(c·a)·[(1 − σ)(−α (m̂/(√v̂ + ε) + c·b)) + σ(−η g)],
+    σ = sigmoid(γ + c·d). Parameters: the MLP, log α, log η₀ (η before the first BB estimate) and the gate γ
+    (head and trunk each).
+    """
 
     def __init__(self, config: MLPRuleConfig | None = None):
         super().__init__()
@@ -90,7 +100,7 @@ class MLPRule(nn.Module):
             nn.ReLU(),
             nn.Linear(config.hidden, config.hidden),
             nn.ReLU(),
-            nn.Linear(config.hidden, 2),
+            nn.Linear(config.hidden, 3),
         )
         seeded_init(self, config.seed)
         last = self.net[-1]
@@ -98,18 +108,24 @@ class MLPRule(nn.Module):
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
         self.log_lr = nn.Parameter(torch.full((2,), math.log(config.init_lr)))
+        self.log_eta0 = nn.Parameter(torch.full((2,), math.log(config.init_lr)))
+        self.gate = nn.Parameter(torch.full((2,), float(config.init_gate)))
 
-    def init_state(self, g: Tensor) -> RuleState:
-        """Zero moments for gradients ``g [B, K]``."""
+    def init_state(self, g: Tensor, num_groups: int = 2) -> RuleState:
+        """Zero moments for gradients ``g [B, K]`` whose coordinates fall in ``num_groups`` blocks."""
         b, k = g.shape
         dtype = self.log_lr.dtype
+        zeros = torch.zeros(b, k, dtype=dtype, device=g.device)
         return {
             "m": torch.zeros(b, k, len(self.config.decays), dtype=dtype, device=g.device),
-            "v": torch.zeros(b, k, dtype=dtype, device=g.device),
+            "v": zeros,
+            "prev_g": zeros,
+            "prev_u": zeros,
+            "eta": torch.zeros(b, num_groups, dtype=dtype, device=g.device),
         }
 
     def forward(
-        self, g: Tensor, features: Tensor, is_trunk: Tensor, t: Tensor, state: RuleState
+        self, g: Tensor, features: Tensor, is_trunk: Tensor, t: Tensor, state: RuleState, groups: Tensor | None = None
     ) -> tuple[Tensor, RuleState]:
         """The update ``[B, K]`` and the next state.
 
@@ -119,10 +135,14 @@ class MLPRule(nn.Module):
             is_trunk: ``[K]`` bool: the coordinate is a trunk proposal (else a head coordinate).
             t: ``[B]`` steps already taken this episode (0 on the first action).
             state: From :meth:`init_state` or the previous call.
+            groups: ``[K]`` the block of each coordinate (default: ``is_trunk``, one player's head and trunk).
         """
         cfg = self.config
         dtype = self.log_lr.dtype
         g = g.detach().to(dtype)
+        b, k = g.shape
+        groups = is_trunk.long() if groups is None else groups
+        block = is_trunk.long()
         t1 = (t.to(dtype) + 1.0).unsqueeze(1)  # [B, 1]
         decays = torch.tensor(cfg.decays, dtype=dtype, device=g.device)
         m = decays * state["m"] + (1.0 - decays) * g.unsqueeze(2)
@@ -130,8 +150,21 @@ class MLPRule(nn.Module):
         rms = (v / (1.0 - cfg.beta2**t1)).sqrt() + cfg.eps
         m_hat = m / (1.0 - decays ** t1.unsqueeze(2))
         normed = torch.cat([(g / rms).unsqueeze(2), m_hat / rms.unsqueeze(2)], dim=2).clamp(-10.0, 10.0)
+        # Barzilai–Borwein (short) step per block: η = sᵀy / yᵀy, kept where the curvature estimate is not positive.
+        s, y = state["prev_u"], g - state["prev_g"]
+        num_groups = state["eta"].shape[1]
+        sy = torch.zeros(b, num_groups, dtype=dtype, device=g.device).index_add_(1, groups, s * y)
+        yy = torch.zeros(b, num_groups, dtype=dtype, device=g.device).index_add_(1, groups, y * y)
+        fresh = (sy > 0) & (yy > 0)
+        estimate = (sy / torch.where(fresh, yy, 1.0)).clamp(1e-6, 1e2)
+        # Safeguard: η at most doubles per step (a noisy or game-distorted curvature estimate cannot blow up).
+        prev = state["eta"]
+        estimate = torch.where(prev > 0, torch.minimum(estimate, 2.0 * prev), estimate)
+        eta = torch.where(fresh, estimate, prev)
+        eta0 = self.log_eta0.exp()[block]  # [K]
+        eta_k = eta[:, groups]
+        eta_k = torch.where(eta_k > 0, eta_k, eta0)
         time = torch.tanh(t1.unsqueeze(2) / torch.tensor(TIME_SCALES, dtype=dtype, device=g.device))  # [B, 1, 3]
-        b, k = g.shape
         inputs = torch.cat(
             [
                 normed,
@@ -143,9 +176,11 @@ class MLPRule(nn.Module):
         )
         out = self.net(inputs)
         adam = normed[:, :, 1 + self._adam_index]
-        lr = torch.where(is_trunk, self.log_lr[1], self.log_lr[0]).exp()  # [K]
-        update = -lr * torch.exp(cfg.scale * out[..., 0]) * (adam + cfg.scale * out[..., 1])
-        return update, {"m": m, "v": v}
+        lr = self.log_lr.exp()[block]  # [K]
+        mix = torch.sigmoid(self.gate[block] + cfg.scale * out[..., 2])
+        step_adam = -lr * (adam + cfg.scale * out[..., 1])
+        update = torch.exp(cfg.scale * out[..., 0]) * ((1.0 - mix) * step_adam - mix * eta_k * g)
+        return update, {"m": m, "v": v, "prev_g": g, "prev_u": update.detach(), "eta": eta}
 
 
 @dataclass(frozen=True)
@@ -176,7 +211,7 @@ class LSTMRule(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def init_state(self, g: Tensor) -> RuleState:
+    def init_state(self, g: Tensor, num_groups: int = 2) -> RuleState:
         """Zero hidden and cell states ``[B, K, 4, hidden]`` for gradients ``g [B, K]``."""
         b, k = g.shape
         return {"h": torch.zeros(b, k, 4, self.config.hidden, dtype=self.out.weight.dtype, device=g.device)}
@@ -190,10 +225,10 @@ class LSTMRule(nn.Module):
         return torch.stack([log_part, sign_part], dim=2)
 
     def forward(
-        self, g: Tensor, features: Tensor, is_trunk: Tensor, t: Tensor, state: RuleState
+        self, g: Tensor, features: Tensor, is_trunk: Tensor, t: Tensor, state: RuleState, groups: Tensor | None = None
     ) -> tuple[Tensor, RuleState]:
-        """The update ``[B, K]`` and the next state (``features``, ``is_trunk`` and ``t`` are not read: the
-        canonical rule sees the gradient alone)."""
+        """The update ``[B, K]`` and the next state (``features``, ``is_trunk``, ``t`` and ``groups`` are not
+        read: the canonical rule sees the gradient alone)."""
         g = g.detach().to(self.out.weight.dtype)
         b, k = g.shape
         hidden = self.config.hidden

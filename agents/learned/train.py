@@ -241,8 +241,11 @@ def _tbptt_iteration(rule: Rule, optimizer: torch.optim.Optimizer, config: MetaT
         loss = sum(u.advance(steps) for u in unrolls) / (steps * len(unrolls))
         assert isinstance(loss, Tensor)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(rule.parameters(), config.grad_clip)
-        optimizer.step()
+        # A game that blew up within the truncation can leave NaN in the meta-gradient: skip that meta-step
+        # rather than poison the rule (the clamped meta-loss still counts the blow-up).
+        if all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in rule.parameters()):
+            torch.nn.utils.clip_grad_norm_(rule.parameters(), config.grad_clip)
+            optimizer.step()
         for u in unrolls:
             u.detach()
         losses.append(float(loss.detach()))
@@ -307,6 +310,8 @@ def _pes_iteration(rule: Rule, optimizer: torch.optim.Optimizer, config: MetaTra
 
 def _apply(rule: Rule, optimizer: torch.optim.Optimizer, grad: Tensor, clip: float) -> None:
     optimizer.zero_grad()
+    if not bool(torch.isfinite(grad).all()):
+        return  # never poison the rule with a non-finite estimate
     offset = 0
     for p in rule.parameters():
         n = p.numel()

@@ -37,8 +37,8 @@ def perturbed_rule(name: str, seed: int = 0) -> torch.nn.Module:
 @pytest.mark.parametrize(("name", "mode"), NAMES)
 @pytest.mark.parametrize("suite", ["regression", "digits"])
 def test_batched_form_equals_policy_form(name: str, mode: str, suite: str) -> None:
-    rule = perturbed_rule(name)
     env = make_env(suite, mode, max_update=None, max_cycles=10)
+    rule = perturbed_rule(name).to(env.device)
     obs, infos = env.reset(seed=3)
     players = {a: LearnedAgent(rule, name) for a in env.agents}
     for a in env.agents:
@@ -56,11 +56,12 @@ def test_batched_form_equals_policy_form(name: str, mode: str, suite: str) -> No
                 head_updates, proposals = batched
                 lo = env.suite.head_offsets[m]
                 expected = np.concatenate(
-                    [head_updates[0, lo : lo + h].numpy(), np.zeros(env.head_slot(a) - h), proposals[0, m].numpy()]
-                )
+                    [head_updates[0, lo : lo + h].cpu().numpy(), np.zeros(env.head_slot(a) - h),
+                     proposals[0, m].cpu().numpy()]
+                )  # fmt: skip
             else:
                 lo, hi = env.log_step_range
-                expected = 2.0 * (batched[0, m].numpy() - lo) / (hi - lo) - 1.0
+                expected = 2.0 * (batched[0, m].cpu().numpy() - lo) / (hi - lo) - 1.0
             np.testing.assert_allclose(actions[a], expected, rtol=1e-5, atol=1e-7, err_msg=f"step {t}, {a}")
         obs, _, _, _, infos = env.step(actions)
         state, out = engine.step(env.game, state, batched)

@@ -49,6 +49,12 @@ class EngineDriver:
                 f"{type(rule).__name__} plays action_mode={expected!r} games, got a game with "
                 f"action_mode={game.action_mode!r}"
             )
+        rule_device = next(rule.parameters()).device
+        if rule_device != game.device:
+            raise ValueError(
+                f"the rule's parameters are on {rule_device}, the game on {game.device}; move the rule with "
+                f"rule.to({str(game.device)!r})"
+            )
         self.rule = rule
         self.game = game
         self.log_step_range = (float(log_step_range[0]), float(log_step_range[1]))

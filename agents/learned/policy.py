@@ -54,7 +54,7 @@ class LearnedAgent:
         if not isinstance(self.rule, StepRule):
             h, n = reader.head_size, reader.trunk_size
             self._is_trunk = torch.cat([torch.zeros(h, dtype=torch.bool), torch.ones(n, dtype=torch.bool)])
-            self._memory = self.rule.init_state(torch.zeros(1, h + n))
+            self._memory = self.rule.init_state(torch.zeros(1, h + n, device=next(self.rule.parameters()).device))
 
     @property
     def clipped_steps(self) -> int:
@@ -65,21 +65,26 @@ class LearnedAgent:
         reader = self._reader
         if reader is None:
             raise RuntimeError("call agent.reset(observation, info, action_space) before act()")
-        feats = torch.as_tensor(np.asarray(observation[-NUM_FEATURES:], dtype=np.float64))
+        device = next(self.rule.parameters()).device
+        feats = torch.as_tensor(np.asarray(observation[-NUM_FEATURES:], dtype=np.float64), device=device)
         with torch.no_grad():
             if isinstance(self.rule, StepRule):
                 assert reader.log_step_range is not None
                 log_steps = self.rule(feats.view(1, 1, -1), reader.log_step_range)
                 self.t += 1
-                return reader.step_action(log_steps.view(2).double().numpy())
+                return reader.step_action(log_steps.view(2).double().cpu().numpy())
             g_head, g_trunk = reader.grads(observation)
-            g = torch.as_tensor(np.concatenate([g_head, g_trunk]).astype(np.float64)).unsqueeze(0)
+            g = torch.as_tensor(np.concatenate([g_head, g_trunk]).astype(np.float64), device=device).unsqueeze(0)
             k = g.shape[1]
             update, self._memory = self.rule(
-                g, feats.view(1, 1, -1).expand(1, k, -1), self._is_trunk, torch.tensor([self.t]), self._memory
+                g,
+                feats.view(1, 1, -1).expand(1, k, -1),
+                self._is_trunk.to(device),
+                torch.tensor([self.t], device=device),
+                self._memory,
             )
         self.t += 1
-        u = update.view(-1).double().numpy()
+        u = update.view(-1).double().cpu().numpy()
         return reader.update_action(u[: reader.head_size], u[reader.head_size :])
 
     def __repr__(self) -> str:

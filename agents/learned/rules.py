@@ -82,10 +82,10 @@ class MLPRule(nn.Module):
 
     The rule mixes two steps that work without training: Adam's, −α m̂/(√v̂ + ε), and a Barzilai–Borwein
     gradient step −η g, η = sᵀy / yᵀy from the player's last update s and gradient change y over each block
-    (a task's head, or its trunk proposal; kept from the last step where sᵀy ≤ 0; at most doubling per step). Per coordinate, with the
-    network's outputs (a, b, d), the update is exp(c·a)·[(1 − σ)(−α (m̂/(√v̂ + ε) + c·b)) + σ(−η g)],
-    σ = sigmoid(γ + c·d). Parameters: the MLP, log α, log η₀ (η before the first BB estimate) and the gate γ
-    (head and trunk each).
+    (a task's head, or its trunk proposal; kept from the last step where sᵀy ≤ 0; at most doubling per step).
+    Per coordinate, with the network's outputs (a, b, d), the update is
+    exp(c·a)·[(1 − σ)(−α (m̂/(√v̂ + ε) + c·b)) + σ(−η g)], σ = sigmoid(γ + c·d). Parameters: the MLP, log α,
+    log η₀ (η before the first BB estimate) and the gate γ (head and trunk each).
     """
 
     def __init__(self, config: MLPRuleConfig | None = None):

@@ -3,6 +3,7 @@ meta-loss and resumes exactly."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -12,7 +13,17 @@ import torch
 
 import mtg_env
 from agents import AdamAgent, make_agents, run_episode
-from agents.learned import EngineDriver, LearnedAgent, MLPRule, learned_agent, load_rule, new_rule, save_rule
+from agents.learned import (
+    EngineDriver,
+    LearnedAgent,
+    MLPRule,
+    learned_agent,
+    load_rule,
+    new_rule,
+    pretrained_path,
+    save_rule,
+    shipped,
+)
 from agents.learned.family import build_suite, loss_floor, sample_config
 from agents.learned.rules import LSTMRule
 from agents.learned.train import _STREAM_VALID, MetaTrainConfig, _draws, evaluate_rule, meta_train
@@ -235,3 +246,53 @@ def test_cli_meta_train_writes_a_playable_rule(tmp_path: Path, capsys: pytest.Ca
     players = make_agents("learned_step", env, weights=out / "best.pt")
     history = run_episode(env, players, seed=0)
     assert history.steps == 5 and not history.terminated
+
+
+# ------------------------------------------------------------------------------------- shipped weights
+#: Total batch loss after 20 steps (seed 0, the tests' small suites; quadratic in float64) with the shipped
+#: weights: pinned, so a change to a rule, its weights or the engine shows here.
+PINNED = {
+    ("learned_lstm", "quadratic"): (-1.3215757462863758, 18.17181786339351),
+    ("learned_mlp", "digits"): (3.7836177945137024, 5.184441804885864),
+    ("learned_mlp", "quadratic"): (-1.3679535825664502, 18.17181786339351),
+    ("learned_mlp", "regression"): (1.1696772426366806, 5.420470833778381),
+    ("learned_step", "regression"): (1.290109634399414, 5.420470833778381),
+}
+
+
+def test_every_shipped_rule_is_pinned() -> None:
+    assert sorted(shipped()) == sorted(PINNED)
+
+
+@pytest.mark.parametrize(("name", "suite"), sorted(PINNED))
+def test_shipped_weights_load_and_reproduce_their_pinned_loss(name: str, suite: str) -> None:
+    mode = "step_size" if name == "learned_step" else "update"
+    kwargs = {"max_cycles": 20, "max_update": None, **({"dtype": "float64"} if suite == "quadratic" else {})}
+    env = make_env(suite, mode, **kwargs)
+    players = make_agents(name, env)
+    assert repr(players["task_0"]) == f"LearnedAgent({name!r}, weights='{name}_{suite}.pt')"
+    history = run_episode(env, players, seed=0, evaluate=False)
+    final, start = PINNED[(name, suite)]
+    assert float(history.losses[0].sum()) == pytest.approx(start, rel=1e-6)
+    assert float(history.losses[-1].sum()) == pytest.approx(final, rel=1e-4, abs=1e-6)
+    assert float(history.losses[-1].sum()) < start  # the rule lowers the total loss
+    meta = load_rule(pretrained_path(name, suite))[2]
+    assert meta["config"]["agent"] == name and meta["config"]["suite"] == suite and meta["seconds"] > 0
+
+
+def test_a_suite_without_shipped_weights_says_how_to_train_them() -> None:
+    env = make_env("regression")
+    with pytest.raises(ValueError, match="mtg-env meta-train --agent learned_lstm --suite regression"):
+        make_agents("learned_lstm", env)
+
+
+def test_cli_runs_a_shipped_learned_agent(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    argv = ["run", "--agent", "learned_mlp", "--suite", "quadratic", "--steps", "30", "--dtype", "float64",
+            "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["agent"] == "LearnedAgent('learned_mlp', weights='learned_mlp_quadratic.pt')"
+    assert not summary["terminated"]
+    with pytest.raises(SystemExit, match="plays --action-mode step_size"):
+        main(["run", "--agent", "learned_step", "--suite", "regression", "--out", str(tmp_path / "x")])

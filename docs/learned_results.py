@@ -92,7 +92,9 @@ def _ratio_ci(a: np.ndarray, b: np.ndarray, stat: Any, rng: np.random.Generator)
     for _ in range(2000):
         idx = rng.integers(0, len(a), len(a))
         boots.append(ratio(a[idx], b[idx]))
-    lo, hi = np.percentile(np.asarray(boots), [2.5, 97.5])
+    values = np.asarray(boots)
+    # With diverged games some resampled ratios are inf: take order statistics (no inf − inf interpolation).
+    lo, hi = np.percentile(values, [2.5, 97.5], method="linear" if np.isfinite(values).all() else "nearest")
     return point, float(lo), float(hi)
 
 

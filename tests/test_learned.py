@@ -154,7 +154,9 @@ def tiny(**kwargs: object) -> MetaTrainConfig:
     return MetaTrainConfig(**{**base, **kwargs})  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("method", ["tbptt", "es", "pes"])
+@pytest.mark.parametrize(
+    "method", ["tbptt", pytest.param("es", marks=pytest.mark.slow), pytest.param("pes", marks=pytest.mark.slow)]
+)
 def test_short_meta_training_lowers_the_meta_loss(method: str) -> None:
     extra = {} if method == "tbptt" else {"es_pairs": 4, "es_sigma": 0.05, "iterations": 4, "meta_lr": 0.05}
     config = tiny(method=method, **extra)
@@ -166,7 +168,7 @@ def test_short_meta_training_lowers_the_meta_loss(method: str) -> None:
 
 
 def test_resume_gives_the_uninterrupted_run(tmp_path: Path) -> None:
-    config = tiny(iterations=4, val_every=2)
+    config = tiny(iterations=4, val_every=2, games=2, val_configs=1, val_games=2)
     whole = meta_train(config, out=tmp_path / "whole")
     meta_train(config, out=tmp_path / "parts", stop_after=2)
     resumed = meta_train(config, out=tmp_path / "parts", resume=True)

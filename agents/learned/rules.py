@@ -29,7 +29,8 @@ from torch import Tensor, nn
 #: scale-free); the loss and gradient norms are scale-dependent and the progress depends on the horizon.
 RULE_FEATURES: tuple[int, ...] = (1, 4, 5)
 
-#: Time scales τ of the embedding tanh(t / τ): bounded, so a rule sees no new values past its training horizon.
+#: Time scales τ of the embedding tanh(t / τ). Bounded, but not saturated within short training horizons: past its
+#: training horizon a rule meets values of tanh(t / 1000) it never saw (see README, "Learned agents").
 TIME_SCALES: tuple[float, ...] = (10.0, 100.0, 1000.0)
 
 #: State of a rule for B games of K coordinates: named tensors with leading dimensions ``[B, K]``.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -13,21 +14,31 @@ import numpy as np
 from agents.adaptive import AdamAgent, RMSpropAgent
 from agents.base import Policy
 from agents.gradient import GradientAgent
+from agents.learned.checkpoint import LEARNED, learned_agent
+from agents.momentum import MomentumAgent
 from mtg_env._io import dump_json, load_json, write_atomic
 from mtg_env.env import MultiTaskGameEnv
 
-#: Baseline players by name, for :func:`make_agents` and the ``mtg-env`` command.
+#: Players by name, for :func:`make_agents` and the ``mtg-env`` command: the baselines, and the learned agents
+#: (:mod:`agents.learned`; their factories take ``suite=`` to pick shipped weights, or ``weights=PATH``).
 AGENTS: dict[str, Callable[..., Policy]] = {
     "gradient": GradientAgent,
     "adam": AdamAgent,
     "rmsprop": RMSpropAgent,
+    "momentum": MomentumAgent,
+    **{name: functools.partial(learned_agent, name) for name in LEARNED},
 }
 
 
 def make_agents(name: str, env: MultiTaskGameEnv, **kwargs: Any) -> dict[str, Policy]:
-    """One fresh player per agent of ``env`` (each with its own state), built from ``AGENTS[name]``."""
+    """One fresh player per agent of ``env`` (each with its own state), built from ``AGENTS[name]``.
+
+    A learned agent loads its shipped weights for ``env``'s suite unless ``weights=PATH`` is given.
+    """
     if name not in AGENTS:
         raise ValueError(f"unknown agent {name!r}; available: {sorted(AGENTS)}")
+    if name in LEARNED and "weights" not in kwargs:
+        kwargs = {"suite": env.suite.name, **kwargs}
     return {agent: AGENTS[name](**kwargs) for agent in env.possible_agents}
 
 

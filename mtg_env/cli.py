@@ -43,9 +43,11 @@ def _parser() -> argparse.ArgumentParser:
         "--agent",
         default=None,
         choices=sorted(AGENTS),
-        help="baseline agent (default: adam on digits, whose heads' curvatures differ too much for one gradient step "
-        "size to train them all; gradient, the paper's rule, on the other suites)",
+        help="agent (default: adam on digits, whose heads' curvatures differ too much for one gradient step size to "
+        "train them all; gradient, the paper's rule, on the other suites); learned_* play their shipped weights for "
+        "the suite (learned_step: --action-mode step_size)",
     )
+    run.add_argument("--weights", type=Path, default=None, help="learned agents: a rule file (e.g. DIR/best.pt)")
     run.add_argument("--steps", type=int, default=500, help="episode length (max_cycles; default 500)")
     run.add_argument("--seed", type=int, default=0, help="env seed (default 0)")
     run.add_argument("--out", type=Path, default=None, help="output directory (default runs/<suite>_<consensus>_...)")
@@ -79,7 +81,77 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--quick", action="store_true", help="small sizes: about a minute")
     audit.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _threads_option(audit)
+    meta = sub.add_parser(
+        "meta-train",
+        help="meta-train a learned agent on a suite's family of games",
+        description="Meta-train a learned agent (TBPTT through the engine, or antithetic ES / PES) on games drawn "
+        "from a suite's family; write DIR/last.pt (resumable), DIR/best.pt (the best rule on held-out games), "
+        "DIR/log.csv and DIR/meta_loss.png.",
+    )
+    meta.add_argument("--agent", required=True, choices=["learned_mlp", "learned_lstm", "learned_step"])
+    meta.add_argument("--suite", default="quadratic", choices=["quadratic", "regression", "digits"])
+    meta.add_argument("--method", default="tbptt", choices=["tbptt", "es", "pes"], help="default: tbptt")
+    meta.add_argument("--budget", default=None, help="wall-time budget such as 90s, 10m or 1h (default: none)")
+    meta.add_argument("--iterations", type=int, default=100, help="meta-iterations at most (default 100)")
+    meta.add_argument("--horizons", default="20,50,100", help="curriculum of episode lengths (default 20,50,100)")
+    meta.add_argument("--games", type=int, default=8, help="seeds per drawn game (default 8)")
+    meta.add_argument("--configs", type=int, default=2, help="games drawn per iteration (default 2)")
+    meta.add_argument("--truncation", type=int, default=10, help="TBPTT / PES truncation length (default 10)")
+    meta.add_argument("--meta-lr", type=float, default=3e-3, help="meta-optimizer step (default 3e-3)")
+    meta.add_argument("--val-every", type=int, default=10, help="validate every N iterations (default 10)")
+    meta.add_argument("--seed", type=int, default=0, help="seed of every draw (default 0)")
+    meta.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    meta.add_argument("--out", type=Path, required=True, help="output directory")
+    meta.add_argument("--resume", action="store_true", help="continue from DIR/last.pt")
+    meta.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _threads_option(meta)
     return parser
+
+
+def parse_budget(text: str) -> float:
+    """Seconds of a budget such as ``90s``, ``10m``, ``1.5h`` or ``600`` (seconds)."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    try:
+        value = float(number) * units[unit]
+    except ValueError:
+        raise ValueError(f"--budget must look like 90s, 10m or 1h, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"--budget must be a positive duration, got {text!r}")
+    return value
+
+
+def _meta_train(args: argparse.Namespace) -> int:
+    from agents.learned.train import MetaTrainConfig, meta_train
+
+    try:
+        horizons = tuple(int(h) for h in args.horizons.split(","))
+        config = MetaTrainConfig(
+            agent=args.agent,
+            suite=args.suite,
+            method=args.method,
+            iterations=args.iterations,
+            budget_s=None if args.budget is None else parse_budget(args.budget),
+            games=args.games,
+            configs=args.configs,
+            horizons=horizons,
+            truncation=args.truncation,
+            meta_lr=args.meta_lr,
+            val_every=args.val_every,
+            dtype="float64" if args.suite == "quadratic" else "float32",
+            seed=args.seed,
+            device=args.device,
+        )
+    except ValueError as err:
+        raise SystemExit(f"mtg-env meta-train: {err}") from None
+    result = meta_train(config, out=args.out, resume=args.resume, progress=not args.no_progress)
+    last = result.rows[-1] if result.rows else {}
+    print(
+        f"meta-trained {args.agent} on {args.suite} ({args.method}): {last.get('iteration', 0)} iterations in "
+        f"{result.seconds:.1f}s; best held-out meta-loss {result.best_val:.4f} at iteration {result.best_iteration}"
+    )
+    print(f"wrote {args.out / 'best.pt'}, {args.out / 'last.pt'}, {args.out / 'log.csv'}, {args.out / 'meta_loss.png'}")
+    return 0
 
 
 def _threads_option(parser: argparse.ArgumentParser) -> None:
@@ -111,6 +183,17 @@ def _run(args: argparse.Namespace) -> int:
     if args.trunk_optimizer_lr is not None and args.trunk_optimizer is None:
         raise SystemExit("mtg-env run: --trunk-optimizer-lr needs --trunk-optimizer (sgd, momentum, adam, adamw)")
     agent_kwargs: dict[str, Any] = {}
+    learned = args.agent.startswith("learned_")
+    if learned and (args.lr is not None or args.trunk_lr is not None):
+        raise SystemExit(f"mtg-env run: {args.agent} sets its own steps; --lr and --trunk-lr are for baselines")
+    if learned:
+        wanted = "step_size" if args.agent == "learned_step" else "update"
+        if args.action_mode != wanted:
+            raise SystemExit(f"mtg-env run: {args.agent} plays --action-mode {wanted}, got {args.action_mode}")
+    if args.weights is not None:
+        if not learned:
+            raise SystemExit(f"mtg-env run: --weights is for learned agents, not {args.agent!r}")
+        agent_kwargs["weights"] = args.weights
     if args.lr is not None:
         agent_kwargs["lr"] = args.lr
     if args.trunk_lr is not None:
@@ -138,7 +221,7 @@ def _run(args: argparse.Namespace) -> int:
         )
         policies = make_agents(args.agent, env, **agent_kwargs)
         check_seed(args.seed, "--seed")
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, FileNotFoundError) as err:  # also a learned agent without weights here
         raise SystemExit(f"mtg-env run: {err}") from None
     start = time.perf_counter()
     history = run_episode(env, policies, seed=args.seed, progress=not args.no_progress)
@@ -244,6 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _set_threads(parser, args.threads)
     if args.command == "run":
         return _run(args)
+    if args.command == "meta-train":
+        return _meta_train(args)
     if args.command == "audit":
         from mtg_env.audit import run_audit
 

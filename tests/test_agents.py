@@ -10,12 +10,12 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from agents import AdamAgent, GradientAgent, PolicyWarning, RMSpropAgent, make_agents, run_episode
+from agents import AdamAgent, GradientAgent, MomentumAgent, PolicyWarning, RMSpropAgent, make_agents, run_episode
 from agents.gradient import SCHEDULES, step_size
 from mtg_env.env import NUM_FEATURES
 from tests.conftest import make_env
 
-AGENT_CLASSES = (GradientAgent, AdamAgent, RMSpropAgent)
+AGENT_CLASSES = (GradientAgent, AdamAgent, RMSpropAgent, MomentumAgent)
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -410,3 +410,105 @@ def test_reset_without_sizes_raises(cls: Any) -> None:
     info = {"trunk_size": 2, "action_mode": "update"}
     with pytest.raises(ValueError, match="head_size"):
         cls().reset(np.zeros(10), info, spaces.Box(-1.0, 1.0, (4,), np.float32))
+
+
+# ------------------------------------------------------------------------------------- MomentumAgent
+@pytest.mark.parametrize(
+    ("agent", "text"),
+    [
+        (MomentumAgent(), "MomentumAgent(lr=0.1, momentum=0.9)"),
+        (MomentumAgent(lr=0.05, momentum=0.5, trunk_lr=0.01), "MomentumAgent(lr=0.05, momentum=0.5, trunk_lr=0.01)"),
+    ],
+)
+def test_momentum_repr_echoes_the_constructor_call(agent: MomentumAgent, text: str) -> None:
+    assert repr(agent) == text
+    assert repr(eval(text, {"MomentumAgent": MomentumAgent})) == text
+
+
+@pytest.mark.parametrize("trunk_lr", [None, 0.004])
+def test_momentum_agent_matches_torch_sgd_with_momentum(trunk_lr: float | None) -> None:
+    h, n, steps, lr, mu = 3, 4, 40, 0.01, 0.8
+    grads = gradient_sequence(h + n, steps, seed=5)
+    actions = agent_actions(MomentumAgent(lr=lr, momentum=mu, trunk_lr=trunk_lr), grads, h)
+
+    def make_opt(head: torch.Tensor, trunk: torch.Tensor) -> torch.optim.Optimizer:
+        groups = [{"params": [head], "lr": lr}, {"params": [trunk], "lr": lr if trunk_lr is None else trunk_lr}]
+        return torch.optim.SGD(groups, lr=lr, momentum=mu)
+
+    np.testing.assert_allclose(actions, torch_deltas(make_opt, grads, h), rtol=1e-10, atol=1e-13)
+    assert np.all(actions[:, 0] == 0.0)
+
+
+def test_momentum_zero_is_the_gradient_agent() -> None:
+    h, n = 2, 5
+    grads = gradient_sequence(h + n, 12, seed=6)
+    np.testing.assert_array_equal(
+        agent_actions(MomentumAgent(lr=0.03, momentum=0.0, trunk_lr=0.02), grads, h),
+        agent_actions(GradientAgent(lr=0.03, trunk_lr=0.02), grads, h),
+    )
+
+
+def test_momentum_agent_plays_the_heavy_ball_rule_on_the_quadratic_suite() -> None:
+    # A hand loop of u_t = mu u_{t-1} - lr g_t per player, with the env's gradients: the agent's actions match.
+    env = make_env("quadratic", "update", dtype="float64", max_cycles=8, max_update=100.0)
+    obs, infos = env.reset(seed=3)
+    lr, beta, mu = 0.05, 0.02, 0.7
+    agents = {a: MomentumAgent(lr=lr, momentum=mu, trunk_lr=beta) for a in env.agents}
+    velocity = {a: np.zeros(env.head_size(a) + env.trunk_size) for a in env.agents}
+    for a in env.agents:
+        agents[a].reset(obs[a], infos[a], env.action_space(a))
+    losses = []
+    for _ in range(env.max_cycles):
+        actions = {}
+        for a in env.agents:
+            h, n = env.head_size(a), env.trunk_size
+            g = obs[a][: h + n]
+            velocity[a] = mu * velocity[a] - np.concatenate([lr * g[:h], beta * g[h:]])
+            action = agents[a].act(obs[a], infos[a])
+            np.testing.assert_allclose(action, velocity[a], rtol=1e-14, atol=0)
+            actions[a] = action
+        obs, _, _, _, infos = env.step(actions)
+        losses.append(sum(infos[a]["loss"] for a in env.agents))
+    assert losses[-1] < losses[0]
+    assert all(agent.clipped_steps == 0 and agent.t == 8 for agent in agents.values())
+
+
+def test_momentum_agent_reaches_the_quadratic_equilibrium() -> None:
+    env = make_env("quadratic", "update", dtype="float64", max_cycles=400, max_update=100.0)
+    history = run_episode(env, make_agents("momentum", env, lr=0.02, momentum=0.9), seed=0)
+    assert not history.terminated
+    assert history.nash_gap is not None and history.nash_gap[-1].max() < 1e-8
+
+
+def test_momentum_update_actions_are_clipped_and_counted() -> None:
+    h, n = 2, 2
+    info = {"head_size": h, "trunk_size": n, "action_mode": "update"}
+    space = spaces.Box(-1e-4, 1e-4, (h + n,), np.float32)
+    agent = MomentumAgent(lr=0.1)
+    obs = synthetic_obs(np.array([1.0, -2.0, 3.0, 0.0]))
+    agent.reset(obs, info, space)
+    with pytest.warns(PolicyWarning, match="clipped"):
+        action = agent.act(obs, info)
+    assert action.dtype == np.float32 and space.contains(action) and agent.clipped_steps == 1
+    np.testing.assert_array_equal(action, np.array([-1e-4, 1e-4, -1e-4, 0.0], dtype=np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once per episode, counted every step
+        agent.act(obs, info)
+    assert agent.clipped_steps == 2
+
+
+def test_momentum_agent_refuses_step_size_mode() -> None:
+    env = make_env("quadratic", "step_size")
+    obs, infos = env.reset(seed=0)
+    a = env.agents[0]
+    agent = MomentumAgent()
+    with pytest.raises(ValueError, match="action_mode='update'"):
+        agent.reset(obs[a], infos[a], env.action_space(a))
+    with pytest.raises(RuntimeError, match="reset"):
+        agent.act(obs[a], infos[a])  # the refused reset left the agent unstarted
+
+
+@pytest.mark.parametrize("kwargs", [{"momentum": 1.0}, {"momentum": -0.1}, {"momentum": True}, {"momentum": "0.9"}])
+def test_momentum_rejects_bad_momentum(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="momentum"):
+        MomentumAgent(**kwargs)

@@ -9,7 +9,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agents import AGENTS, AdamAgent, GradientAgent, History, RMSpropAgent, make_agents, run_episode
+from agents import (
+    AGENTS,
+    AdamAgent,
+    GradientAgent,
+    History,
+    MomentumAgent,
+    RMSpropAgent,
+    make_agents,
+    run_episode,
+)
 from tests.conftest import SMALL_SUITES, make_env
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -233,8 +242,9 @@ def test_plot_digits_writes_only_losses(tmp_path: Path) -> None:
 # -------------------------------------------------------------------------------- make_agents
 def test_make_agents_builds_one_fresh_player_per_agent() -> None:
     env = make_env("quadratic")
-    assert sorted(AGENTS) == ["adam", "gradient", "rmsprop"]
+    assert {"adam", "gradient", "momentum", "rmsprop", "learned_mlp", "learned_lstm", "learned_step"} <= set(AGENTS)
     assert (AGENTS["gradient"], AGENTS["adam"], AGENTS["rmsprop"]) == (GradientAgent, AdamAgent, RMSpropAgent)
+    assert AGENTS["momentum"] is MomentumAgent
     players = make_agents("adam", env, lr=0.02, trunk_lr=0.01)
     assert list(players) == env.possible_agents
     assert all(type(p) is AdamAgent and p.lr == 0.02 and p.trunk_lr == 0.01 for p in players.values())

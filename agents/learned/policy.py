@@ -1,0 +1,92 @@
+"""The PettingZoo form of a learned agent: a :class:`~agents.base.Policy` playing one task with a rule."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from agents.base import ObservationReader
+from agents.learned.rules import LSTMRule, MLPRule, Rule, RuleState, StepRule
+from mtg_env.engine import NUM_FEATURES
+
+
+class LearnedAgent:
+    """One task's player driven by a learned rule (the same module as the batched
+    :class:`~agents.learned.batched.EngineDriver`, with B = 1 and this task's K = h_m + n coordinates).
+
+    Args:
+        rule: An :class:`MLPRule` or :class:`LSTMRule` (``update`` mode) or a :class:`StepRule` (``step_size``
+            mode). Its parameters are not changed by playing.
+        name: The registry name (for ``repr``), e.g. ``"learned_mlp"``.
+        weights: Where the rule's weights came from (for ``repr``), if from a file.
+    """
+
+    def __init__(self, rule: Rule, name: str = "learned", weights: str | Path | None = None):
+        if not isinstance(rule, (MLPRule, LSTMRule, StepRule)):
+            raise TypeError(f"rule must be an MLPRule, LSTMRule or StepRule, got {type(rule).__name__}")
+        self.rule = rule
+        self.name = name
+        self.weights = None if weights is None else str(weights)
+        self.t = 0
+        self._reader: ObservationReader | None = None
+        self._memory: RuleState = {}
+
+    @property
+    def mode(self) -> str:
+        """The action mode this agent plays."""
+        return "step_size" if isinstance(self.rule, StepRule) else "update"
+
+    def reset(self, observation: np.ndarray, info: Mapping[str, Any], action_space: spaces.Box) -> None:
+        reader = ObservationReader(info, action_space)
+        if reader.mode != self.mode:
+            raise ValueError(
+                f"{self.name} plays action_mode={self.mode!r}; this env has action_mode={reader.mode!r} "
+                f"(make the env with action_mode={self.mode!r})"
+            )
+        self._reader = reader
+        self.t = 0
+        self._memory = {}
+        if not isinstance(self.rule, StepRule):
+            h, n = reader.head_size, reader.trunk_size
+            self._is_trunk = torch.cat([torch.zeros(h, dtype=torch.bool), torch.ones(n, dtype=torch.bool)])
+            self._memory = self.rule.init_state(torch.zeros(1, h + n, device=next(self.rule.parameters()).device))
+
+    @property
+    def clipped_steps(self) -> int:
+        """Steps of this episode whose intended action was clipped into the action space."""
+        return 0 if self._reader is None else self._reader.clipped_steps
+
+    def act(self, observation: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
+        reader = self._reader
+        if reader is None:
+            raise RuntimeError("call agent.reset(observation, info, action_space) before act()")
+        device = next(self.rule.parameters()).device
+        feats = torch.as_tensor(np.asarray(observation[-NUM_FEATURES:], dtype=np.float64), device=device)
+        with torch.no_grad():
+            if isinstance(self.rule, StepRule):
+                assert reader.log_step_range is not None
+                log_steps = self.rule(feats.view(1, 1, -1), reader.log_step_range)
+                self.t += 1
+                return reader.step_action(log_steps.view(2).double().cpu().numpy())
+            g_head, g_trunk = reader.grads(observation)
+            g = torch.as_tensor(np.concatenate([g_head, g_trunk]).astype(np.float64), device=device).unsqueeze(0)
+            k = g.shape[1]
+            update, self._memory = self.rule(
+                g,
+                feats.view(1, 1, -1).expand(1, k, -1),
+                self._is_trunk.to(device),
+                torch.tensor([self.t], device=device),
+                self._memory,
+            )
+        self.t += 1
+        u = update.view(-1).double().cpu().numpy()
+        return reader.update_action(u[: reader.head_size], u[reader.head_size :])
+
+    def __repr__(self) -> str:
+        weights = "" if self.weights is None else f", weights={Path(self.weights).name!r}"
+        return f"LearnedAgent({self.name!r}{weights})"

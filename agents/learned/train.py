@@ -1,0 +1,463 @@
+"""Meta-training of learned agents on the engine: truncated backpropagation through unrolled games (TBPTT),
+antithetic evolution strategies (ES) over whole episodes, and persistent ES (PES) over truncations.
+
+    config = MetaTrainConfig(agent="learned_mlp", suite="quadratic", iterations=100)
+    result = meta_train(config, out="runs/meta")         # runs/meta/{last.pt, best.pt, log.csv, meta_loss.png}
+
+One meta-iteration plays ``configs`` games drawn from the suite's family (:mod:`agents.learned.family`), B =
+``games`` seeds each, for one episode of the curriculum's horizon, with every player of every game driven by
+the rule (its batched form, :class:`~agents.learned.batched.EngineDriver`). The meta-loss of a stretch of
+steps is the mean over steps, games and configs of log((L_t − L*) / (L_0 − L*)), L = Σ_m ℓ_m the game's total
+batch loss and L* its floor (:func:`~agents.learned.family.loss_floor`): scale-free, so every game counts alike.
+
+* ``tbptt``: the episode in truncations of ``truncation`` steps; the meta-gradient of each truncation flows
+  through the engine's differentiable step into the rule's parameters (first order: observations detached,
+  as Andrychowicz et al.), one Adam meta-step per truncation. Needs a differentiable consensus rule.
+* ``es``: antithetic Gaussian perturbations θ ± σε of the rule's parameters, each pair playing the same games
+  for the whole episode without autograd; works with every consensus rule.
+* ``pes``: ES over truncations with per-particle games that carry on across truncations, the perturbations
+  accumulated (Vicol et al. 2021), so the estimate is unbiased for the whole episode.
+
+Every random choice is a function of (``seed``, iteration): a run resumed from ``last.pt`` (written after
+every iteration with the meta-optimizer's state) continues exactly as the uninterrupted run. Meta-validation
+on held-out game draws and seeds every ``val_every`` iterations keeps the best rule in ``best.pt``.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from agents.learned.batched import EngineDriver
+from agents.learned.checkpoint import LEARNED, new_rule, save_rule
+from agents.learned.family import build_suite, loss_floor, sample_config
+from agents.learned.rules import Rule
+from mtg_env import engine
+from mtg_env.consensus import consensus_rule
+from mtg_env.engine import Game
+
+#: Marks a resumable meta-training checkpoint.
+CHECKPOINT_FORMAT = "mtg_env.meta_train/1"
+#: Offsets of the random streams (game draws, game seeds, ES noise, validation draws) under the run's seed.
+_STREAM_GAMES, _STREAM_NOISE, _STREAM_VALID = 1, 2, 3
+#: Held-out game seeds start here; training seeds stay below.
+VALID_SEED_BASE = 2**40
+#: Meta-loss of a step is clamped into [log 1e-12, log 1e3] (a diverging game counts as 1000× its start).
+_LOG_LOW, _LOG_HIGH = math.log(1e-12), math.log(1e3)
+
+Method = Literal["tbptt", "es", "pes"]
+
+
+@dataclass(frozen=True)
+class MetaTrainConfig:
+    """Hyper-parameters of a meta-training run."""
+
+    agent: str = "learned_mlp"
+    """The learned agent (``learned_mlp``, ``learned_lstm`` or ``learned_step``)."""
+    suite: str = "quadratic"
+    """The game family (``quadratic``, ``regression`` or ``digits``)."""
+    method: Method = "tbptt"
+    """``tbptt``, ``es`` or ``pes`` (see the module docstring)."""
+    iterations: int = 100
+    """Meta-iterations (episodes) at most."""
+    budget_s: float | None = None
+    """Stop after the iteration that passes this many seconds of wall time (``None``: no limit)."""
+    games: int = 8
+    """B: seeds per drawn game."""
+    configs: int = 2
+    """Games drawn from the family per iteration."""
+    horizons: tuple[int, ...] = (20, 50, 100)
+    """Curriculum: episode lengths, each for an equal share of the iterations."""
+    truncation: int = 10
+    """TBPTT / PES: steps per truncation."""
+    meta_lr: float = 3e-3
+    """Adam's step on the rule's parameters."""
+    grad_clip: float = 1.0
+    """Meta-gradient norm clip."""
+    es_pairs: int = 8
+    """ES / PES: antithetic pairs per estimate."""
+    es_sigma: float = 0.01
+    """ES / PES: perturbation scale σ."""
+    val_every: int = 10
+    """Meta-validate every this many iterations (and after the last)."""
+    val_configs: int = 4
+    """Held-out game draws for validation."""
+    val_games: int = 4
+    """Held-out seeds per validation draw."""
+    consensus: str = "sum"
+    """The trunk's consensus rule."""
+    dtype: str = "float32"
+    """The games' dtype (the rule runs in float32)."""
+    seed: int = 0
+    """Decides every draw of the run."""
+    device: str = "cpu"
+    """Where the games and the rule live (``cuda`` on a GPU)."""
+    rule: dict[str, Any] = field(default_factory=dict)
+    """Options of the rule's config (e.g. ``{"init_lr": 0.03}``)."""
+
+    def __post_init__(self) -> None:
+        if self.agent not in LEARNED:
+            raise ValueError(f"agent must be one of {sorted(LEARNED)}, got {self.agent!r}")
+        if self.method not in ("tbptt", "es", "pes"):
+            raise ValueError(f"method must be 'tbptt', 'es' or 'pes', got {self.method!r}")
+        for name in ("iterations", "games", "configs", "truncation", "es_pairs", "val_every", "val_configs",
+                     "val_games"):  # fmt: skip
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if not self.horizons or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.horizons):
+            raise ValueError(f"horizons must be a non-empty tuple of ints >= 1, got {self.horizons!r}")
+        if self.budget_s is not None and not self.budget_s > 0:
+            raise ValueError(f"budget_s must be > 0 seconds or None, got {self.budget_s!r}")
+        for name in ("meta_lr", "grad_clip", "es_sigma"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+
+    @property
+    def mode(self) -> str:
+        """The action mode of the agent's games."""
+        return LEARNED[self.agent][2]
+
+    def horizon(self, iteration: int) -> int:
+        """The curriculum's episode length at ``iteration`` (0-based)."""
+        stage = min(len(self.horizons) - 1, iteration * len(self.horizons) // self.iterations)
+        return self.horizons[stage]
+
+
+@dataclass
+class MetaTrainResult:
+    """What a run did: its log rows, best validation meta-loss and where it wrote."""
+
+    rows: list[dict[str, float]]
+    best_val: float
+    best_iteration: int
+    out: Path | None
+    rule: Rule
+    seconds: float
+
+
+def _rng(config: MetaTrainConfig, stream: int, iteration: int) -> np.random.Generator:
+    return np.random.default_rng([config.seed, stream, iteration])
+
+
+def _game(config: MetaTrainConfig, suite_options: dict[str, Any], horizon: int) -> tuple[Game, float]:
+    suite = build_suite(config.suite, suite_options, device=config.device, dtype=config.dtype)
+    rule = consensus_rule(config.consensus, num_tasks=suite.num_tasks)
+    game = Game(suite, rule, action_mode=config.mode, horizon=horizon)  # type: ignore[arg-type]
+    return game, loss_floor(suite)
+
+
+def _draws(
+    config: MetaTrainConfig, iteration: int, stream: int, count: int, games: int
+) -> list[tuple[dict, list[int]]]:
+    """``count`` (suite options, B seeds) pairs of ``iteration`` (validation: its own stream, held-out seeds)."""
+    rng = _rng(config, stream, iteration)
+    base = VALID_SEED_BASE if stream == _STREAM_VALID else 0
+    out = []
+    for _ in range(count):
+        options = sample_config(config.suite, rng)
+        seeds = [base + int(s) for s in rng.integers(0, 2**39, size=games)]
+        out.append((options, seeds))
+    return out
+
+
+def _step_log_ratio(total: Tensor, start: Tensor, floor: float) -> Tensor:
+    """``[B]`` log((L_t − L*) / (L_0 − L*)), clamped (a diverged game's NaN counts as the upper clamp)."""
+    ratio = torch.log((total - floor).clamp_min(1e-30)) - torch.log((start - floor).clamp_min(1e-30))
+    ratio = torch.nan_to_num(ratio, nan=_LOG_HIGH, posinf=_LOG_HIGH, neginf=_LOG_LOW)
+    return ratio.clamp(_LOG_LOW, _LOG_HIGH)
+
+
+class _Unroll:
+    """One drawn game's B games and the rule's memory, advanced a stretch of steps at a time."""
+
+    def __init__(self, driver: EngineDriver, seeds: list[int], floor: float):
+        self.driver = driver
+        self.floor = floor
+        self.state, self.out = engine.reset(driver.game, seeds)
+        self.start = self.out.losses.detach().sum(1)
+        self.memory = driver.start(self.out)
+
+    def advance(self, steps: int) -> Tensor:
+        """Play ``steps`` steps; the sum over them of the mean over games of the log-ratio (keeps its graph)."""
+        total = torch.zeros((), device=self.start.device)
+        for _ in range(steps):
+            actions, self.memory = self.driver.act(self.state, self.out, self.memory)
+            self.state, self.out = engine.step(self.driver.game, self.state, actions)
+            total = total + _step_log_ratio(self.out.losses.sum(1), self.start, self.floor).mean().float()
+        return total
+
+    def detach(self) -> None:
+        """Cut the graph (between truncations)."""
+        self.state = self.state.detach()
+        self.out = replace(self.out, losses=self.out.losses.detach())
+        self.memory = {k: v.detach() for k, v in self.memory.items()}
+
+
+def _driver(rule: Rule, game: Game) -> EngineDriver:
+    return EngineDriver(rule, game, log_step_range=(-12.0, 2.0))
+
+
+def evaluate_rule(rule: Rule, config: MetaTrainConfig, draws: list[tuple[dict, list[int]]], horizon: int) -> float:
+    """Mean over draws of the mean per-step log-ratio of a whole episode (no autograd)."""
+    values = []
+    with torch.no_grad():
+        for options, seeds in draws:
+            game, floor = _game(config, options, horizon)
+            values.append(float(_Unroll(_driver(rule, game), seeds, floor).advance(horizon)) / horizon)
+    return float(np.mean(values))
+
+
+def _flat(rule: Rule) -> Tensor:
+    return torch.nn.utils.parameters_to_vector(list(rule.parameters())).detach()
+
+
+def _perturbed(rule: Rule, theta: Tensor) -> Rule:
+    clone: Rule = copy.deepcopy(rule)
+    torch.nn.utils.vector_to_parameters(theta, list(clone.parameters()))
+    return clone
+
+
+def _tbptt_iteration(rule: Rule, optimizer: torch.optim.Optimizer, config: MetaTrainConfig, iteration: int) -> float:
+    horizon = config.horizon(iteration)
+    unrolls = []
+    for options, seeds in _draws(config, iteration, _STREAM_GAMES, config.configs, config.games):
+        game, floor = _game(config, options, horizon)
+        unrolls.append(_Unroll(_driver(rule, game), seeds, floor))
+    losses = []
+    done = 0
+    while done < horizon:
+        steps = min(config.truncation, horizon - done)
+        optimizer.zero_grad()
+        loss = sum(u.advance(steps) for u in unrolls) / (steps * len(unrolls))
+        assert isinstance(loss, Tensor)
+        loss.backward()
+        # A game that blew up within the truncation can leave NaN in the meta-gradient: skip that meta-step
+        # rather than poison the rule (the clamped meta-loss still counts the blow-up).
+        if all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in rule.parameters()):
+            torch.nn.utils.clip_grad_norm_(rule.parameters(), config.grad_clip)
+            optimizer.step()
+        for u in unrolls:
+            u.detach()
+        losses.append(float(loss.detach()))
+        done += steps
+    return float(np.mean(losses))
+
+
+def _es_iteration(rule: Rule, optimizer: torch.optim.Optimizer, config: MetaTrainConfig, iteration: int) -> float:
+    horizon = config.horizon(iteration)
+    draws = _draws(config, iteration, _STREAM_GAMES, config.configs, config.games)
+    theta = _flat(rule)
+    noise = torch.as_tensor(
+        _rng(config, _STREAM_NOISE, iteration).standard_normal((config.es_pairs, theta.numel())), dtype=theta.dtype
+    ).to(theta.device)
+    grad = torch.zeros_like(theta)
+    values = []
+    for eps in noise:
+        pair = [evaluate_rule(_perturbed(rule, theta + sign * config.es_sigma * eps), config, draws, horizon)
+                for sign in (1.0, -1.0)]  # fmt: skip
+        grad += (pair[0] - pair[1]) * eps / (2.0 * config.es_sigma * config.es_pairs)
+        values.extend(pair)
+    _apply(rule, optimizer, grad, config.grad_clip)
+    return float(np.mean(values))
+
+
+def _pes_iteration(rule: Rule, optimizer: torch.optim.Optimizer, config: MetaTrainConfig, iteration: int) -> float:
+    horizon = config.horizon(iteration)
+    draws = _draws(config, iteration, _STREAM_GAMES, config.configs, config.games)
+    theta = _flat(rule)
+    pairs, dim = config.es_pairs, theta.numel()
+    noise_rng = _rng(config, _STREAM_NOISE, iteration)
+    particles: list[list[_Unroll]] = []
+    clones: list[Rule] = []
+    for _ in range(2 * pairs):
+        clone = copy.deepcopy(rule)
+        clones.append(clone)
+        games = []
+        for options, seeds in draws:
+            game, floor = _game(config, options, horizon)
+            games.append(_Unroll(_driver(clone, game), seeds, floor))
+        particles.append(games)
+    accumulated = torch.zeros(2 * pairs, dim, dtype=theta.dtype, device=theta.device)
+    values = []
+    done = 0
+    with torch.no_grad():
+        while done < horizon:
+            steps = min(config.truncation, horizon - done)
+            theta = _flat(rule)
+            half = torch.as_tensor(noise_rng.standard_normal((pairs, dim)), dtype=theta.dtype).to(theta.device)
+            eps = config.es_sigma * torch.cat([half, -half])  # antithetic: particle i + pairs is −particle i
+            accumulated += eps
+            losses = torch.empty(2 * pairs, dtype=theta.dtype, device=theta.device)
+            for i, (clone, games) in enumerate(zip(clones, particles, strict=True)):
+                torch.nn.utils.vector_to_parameters(theta + eps[i], list(clone.parameters()))
+                losses[i] = sum(float(u.advance(steps)) for u in games) / (steps * len(games))
+            grad = ((losses - losses.mean()).unsqueeze(1) * accumulated).sum(0) / (2 * pairs * config.es_sigma**2)
+            _apply(rule, optimizer, grad, config.grad_clip)
+            values.append(float(losses.mean()))
+            done += steps
+    return float(np.mean(values))
+
+
+def _apply(rule: Rule, optimizer: torch.optim.Optimizer, grad: Tensor, clip: float) -> None:
+    optimizer.zero_grad()
+    if not bool(torch.isfinite(grad).all()):
+        return  # never poison the rule with a non-finite estimate
+    offset = 0
+    for p in rule.parameters():
+        n = p.numel()
+        p.grad = grad[offset : offset + n].view_as(p).to(p.dtype).clone()
+        offset += n
+    torch.nn.utils.clip_grad_norm_(rule.parameters(), clip)
+    optimizer.step()
+
+
+_ITERATIONS = {"tbptt": _tbptt_iteration, "es": _es_iteration, "pes": _pes_iteration}
+
+
+def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)  # never a half-written checkpoint
+
+
+def meta_train(
+    config: MetaTrainConfig,
+    out: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = False,
+    stop_after: int | None = None,
+) -> MetaTrainResult:
+    """Meta-train a learned agent (see the module docstring).
+
+    Args:
+        config: The run's hyper-parameters.
+        out: Directory for ``last.pt`` (resumable), ``best.pt`` (the best rule, loadable by
+            :func:`~agents.learned.checkpoint.load_rule`), ``log.csv`` and ``meta_loss.png``; ``None``: write
+            nothing.
+        resume: Continue from ``out/last.pt`` (its config must equal ``config`` except ``budget_s``).
+        progress: Show a tqdm progress bar on stderr.
+        stop_after: Stop after this iteration count (as if interrupted; for tests of resuming).
+    """
+    out_dir = None if out is None else Path(out)
+    torch_device = torch.device(config.device)
+    if torch_device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={config.device!r} asks for CUDA, but this torch build has no usable GPU")
+    rule = new_rule(config.agent, **config.rule)
+    rule.to(torch_device)
+    optimizer = torch.optim.Adam(rule.parameters(), lr=config.meta_lr)
+    rows: list[dict[str, float]] = []
+    start_iteration, best_val, best_iteration, elapsed = 0, math.inf, -1, 0.0
+    best_state = copy.deepcopy(rule.state_dict())
+    if resume:
+        if out_dir is None or not (out_dir / "last.pt").is_file():
+            raise FileNotFoundError(f"resume=True needs a checkpoint at {out_dir}/last.pt")
+        ckpt = torch.load(out_dir / "last.pt", map_location=torch_device, weights_only=False)
+        if ckpt.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{out_dir / 'last.pt'} is not a meta-training checkpoint")
+        saved = {k: v for k, v in ckpt["config"].items() if k not in ("budget_s", "device")}
+        mine = {k: v for k, v in _config_dict(config).items() if k not in ("budget_s", "device")}
+        if saved != mine:
+            diff = sorted(k for k in mine if saved.get(k) != mine[k])
+            raise ValueError(f"the checkpoint's config differs from this run's in {diff}; resume with the same config")
+        rule.load_state_dict(ckpt["rule"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        rows, best_val, best_iteration = ckpt["rows"], ckpt["best_val"], ckpt["best_iteration"]
+        best_state, elapsed, start_iteration = ckpt["best_state"], ckpt["elapsed"], ckpt["iteration"]
+    val_draws = _draws(config, 0, _STREAM_VALID, config.val_configs, config.val_games)
+    val_horizon = max(config.horizons)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.iterations, initial=start_iteration, desc=f"meta-train {config.agent}", unit="it")
+    began = time.perf_counter() - elapsed
+    iteration = start_iteration
+    step_fn = _ITERATIONS[config.method]
+    while iteration < config.iterations:
+        if stop_after is not None and iteration >= stop_after:
+            break
+        train_loss = step_fn(rule, optimizer, config, iteration)
+        iteration += 1
+        row: dict[str, float] = {"iteration": iteration, "horizon": config.horizon(iteration - 1),
+                                 "meta_loss": train_loss, "val_loss": math.nan}  # fmt: skip
+        last = iteration == config.iterations or (
+            config.budget_s is not None and time.perf_counter() - began >= config.budget_s
+        )
+        if iteration % config.val_every == 0 or last:
+            val = evaluate_rule(rule, config, val_draws, val_horizon)
+            row["val_loss"] = val
+            if val < best_val:
+                best_val, best_iteration = val, iteration
+                best_state = copy.deepcopy(rule.state_dict())
+        row["seconds"] = time.perf_counter() - began
+        rows.append(row)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(meta_loss=f"{train_loss:.3f}", best_val=f"{best_val:.3f}", refresh=False)
+        if out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            _save_checkpoint(out_dir / "last.pt", {
+                "format": CHECKPOINT_FORMAT, "config": _config_dict(config), "iteration": iteration,
+                "rule": rule.state_dict(), "optimizer": optimizer.state_dict(), "rows": rows, "best_val": best_val,
+                "best_iteration": best_iteration, "best_state": best_state, "elapsed": row["seconds"],
+            })  # fmt: skip
+        if last:
+            break
+    if bar is not None:
+        bar.close()
+    seconds = time.perf_counter() - began
+    best_rule = new_rule(config.agent, **config.rule)
+    best_rule.to(torch_device)
+    best_rule.load_state_dict(best_state)
+    if out_dir is not None:
+        meta = {"config": _config_dict(config), "best_iteration": best_iteration, "best_val": best_val,
+                "iterations": iteration, "seconds": seconds}  # fmt: skip
+        save_rule(out_dir / "best.pt", config.agent, best_rule, meta)
+        write_log(out_dir, rows)
+    return MetaTrainResult(rows, best_val, best_iteration, out_dir, best_rule, seconds)
+
+
+def _config_dict(config: MetaTrainConfig) -> dict[str, Any]:
+    d = asdict(config)
+    d["horizons"] = list(config.horizons)
+    return d
+
+
+def write_log(out_dir: Path, rows: list[dict[str, float]]) -> None:
+    """``log.csv`` and ``meta_loss.png`` (training meta-loss per iteration and validation points)."""
+    fields = ["iteration", "horizon", "meta_loss", "val_loss", "seconds"]
+    with open(out_dir / "log.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row.get(k, math.nan) for k in fields})
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.2), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    its = [r["iteration"] for r in rows]
+    ax.plot(its, [r["meta_loss"] for r in rows], label="training meta-loss")
+    val = [(r["iteration"], r["val_loss"]) for r in rows if not math.isnan(r["val_loss"])]
+    if val:
+        ax.plot(*zip(*val, strict=True), "o-", label="validation (held-out games)")
+    ax.set_xlabel("meta-iteration")
+    ax.set_ylabel("mean log(L_t − L*) / (L_0 − L*)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(out_dir / "meta_loss.png")

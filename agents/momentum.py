@@ -1,0 +1,74 @@
+"""Heavy-ball momentum (Polyak 1964) on the agent's own gradient: the paper's rule (Eq. 23) with a velocity."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from agents.base import ObservationReader
+
+
+class MomentumAgent:
+    """Heavy-ball player: u_t = μ u_{t−1} − α g_t on [∇_Θ ℓ_m; ∇_Ψ ℓ_m], with u_{−1} = 0.
+
+    The head part of u_t is the head update, the trunk part (with step β) the player's trunk proposal; with
+    μ = 0 it is :class:`~agents.GradientAgent` with a constant schedule (Eq. 23 and the proposal of Eq. 24).
+    It is ``torch.optim.SGD(momentum=μ)`` (no dampening, no Nesterov) run on the player's own gradient. The
+    velocity is the player's own: it remembers its *intended* moves (before any clipping by the action space),
+    not the trunk's consensus move. It needs ``update`` mode: in ``step_size`` mode the env fixes the direction
+    to −g, so a velocity cannot be played.
+
+    Args:
+        lr: α, the head step size.
+        momentum: μ in [0, 1).
+        trunk_lr: β, the trunk step size (default: ``lr``).
+    """
+
+    def __init__(self, lr: float = 0.1, momentum: float = 0.9, trunk_lr: float | None = None):
+        if not lr > 0 or (trunk_lr is not None and not trunk_lr > 0):
+            raise ValueError(f"step sizes must be > 0, got lr={lr}, trunk_lr={trunk_lr}")
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be a number in [0, 1), got {momentum!r}")
+        self.lr = float(lr)
+        self.momentum = float(momentum)
+        self.trunk_lr = None if trunk_lr is None else float(trunk_lr)
+        self.t = 0
+        self._reader: ObservationReader | None = None
+        self._u = np.zeros(0, dtype=np.float64)
+        self._lrs = np.zeros(0, dtype=np.float64)
+
+    def reset(self, observation: np.ndarray, info: Mapping[str, Any], action_space: spaces.Box) -> None:
+        reader = ObservationReader(info, action_space)
+        if reader.mode != "update":
+            raise ValueError(
+                f"MomentumAgent needs action_mode='update' (got {reader.mode!r}): in step_size mode the env fixes "
+                "the direction to -g, so a velocity cannot be played; use GradientAgent or AdamAgent there"
+            )
+        self._reader = reader
+        self.t = 0
+        h, n = reader.head_size, reader.trunk_size
+        self._u = np.zeros(h + n, dtype=np.float64)
+        self._lrs = np.empty(h + n, dtype=np.float64)
+        self._lrs[:h] = self.lr
+        self._lrs[h:] = self.lr if self.trunk_lr is None else self.trunk_lr
+
+    @property
+    def clipped_steps(self) -> int:
+        """Steps of this episode whose intended action was clipped into the action space."""
+        return 0 if self._reader is None else self._reader.clipped_steps
+
+    def act(self, observation: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
+        reader = self._reader
+        if reader is None:
+            raise RuntimeError("call agent.reset(observation, info, action_space) before act()")
+        self.t += 1
+        g = np.concatenate(reader.grads(observation)).astype(np.float64)
+        self._u = self.momentum * self._u - self._lrs * g
+        return reader.update_action(self._u[: reader.head_size], self._u[reader.head_size :])
+
+    def __repr__(self) -> str:
+        trunk = "" if self.trunk_lr is None else f", trunk_lr={self.trunk_lr}"
+        return f"MomentumAgent(lr={self.lr}, momentum={self.momentum}{trunk})"

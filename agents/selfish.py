@@ -1,0 +1,55 @@
+"""A deliberately selfish deviator: it plays another player's rule but inflates its trunk proposal."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from agents.base import ObservationReader, Policy
+
+
+class SelfishAgent:
+    """Plays ``inner``'s head update as is and ``scale`` times its trunk proposal.
+
+    Under `sum` or `mean` consensus a proposal scaled by k > 1 pulls the trunk k times harder towards this
+    player's own descent direction: its own loss falls faster, at the other tasks' expense (the mixed
+    populations of the bench measure by how much, per consensus rule). Rules that normalise or bound the
+    proposals' contribution resist it. ``update`` mode only.
+
+    Args:
+        inner: The rule it pretends to play (any update-mode policy).
+        scale: k > 0, the factor on the trunk part of the inner action.
+    """
+
+    def __init__(self, inner: Policy, scale: float = 4.0):
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < float("inf"):
+            raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
+        self.inner = inner
+        self.scale = float(scale)
+        self._reader: ObservationReader | None = None
+
+    def reset(self, observation: np.ndarray, info: Mapping[str, Any], action_space: spaces.Box) -> None:
+        reader = ObservationReader(info, action_space)
+        if reader.mode != "update":
+            raise ValueError(f"SelfishAgent needs action_mode='update', got {reader.mode!r}")
+        self.inner.reset(observation, info, action_space)
+        self._reader = reader
+
+    @property
+    def clipped_steps(self) -> int:
+        """Steps whose action (inner's or its own scaling) was clipped into the action space."""
+        own = 0 if self._reader is None else self._reader.clipped_steps
+        return own + int(getattr(self.inner, "clipped_steps", 0))
+
+    def act(self, observation: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
+        reader = self._reader
+        if reader is None:
+            raise RuntimeError("call agent.reset(observation, info, action_space) before act()")
+        action = np.asarray(self.inner.act(observation, info), dtype=np.float64)
+        return reader.update_action(action[: reader.head_size], self.scale * action[reader.head_slot :])
+
+    def __repr__(self) -> str:
+        return f"SelfishAgent({self.inner!r}, scale={self.scale})"

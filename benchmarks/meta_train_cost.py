@@ -1,0 +1,148 @@
+"""Per-step and meta-training cost of each learned agent against the plain gradient agent, on one device.
+
+    python benchmarks/meta_train_cost.py --device cuda          # the GPU figures
+    python benchmarks/meta_train_cost.py --games 4 --steps 3    # a quick CPU run
+
+*Play*: one engine step of B games of the suite with every task's move chosen by the player, without autograd:
+the batched gradient agent (:class:`agents.batched.BatchedBaseline`, the reference) and each learned rule's
+batched form (:class:`agents.learned.EngineDriver`). *Meta-train*: one TBPTT truncation (``--truncation``
+differentiable steps, the backward pass into the rule, an Adam meta-step) of :mod:`agents.learned.train`, per
+step of the truncation, against the reference's play step; ``learned_step`` plays ``step_size`` games. Also
+printed: game-steps per second (B / seconds per step). CPU rounds are timed in process CPU time with one thread
+(``benchmarks/_timing.py``); CUDA rounds in wall time after a synchronize. Interleaved rounds, the median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from _timing import median_seconds_per_step  # benchmarks/ is on sys.path when run as a script
+
+from agents.batched import BatchedBaseline
+from agents.learned import EngineDriver, new_rule
+from agents.learned.train import _step_log_ratio
+from mtg_env import engine
+from mtg_env.consensus import consensus_rule
+from mtg_env.engine import Game
+from mtg_env.suites import make_suite
+
+
+def _game(suite_name: str, mode: str, device: str, options: dict) -> Game:
+    suite = make_suite(suite_name, device=device, **options)
+    return Game(suite, consensus_rule("sum", num_tasks=suite.num_tasks), action_mode=mode, horizon=10**9)
+
+
+def reference(game: Game, games: int) -> Callable[[], None]:
+    """One step of B games played by the batched gradient agent (lr 0.01)."""
+    player = BatchedBaseline("gradient", game, torch.full((games,), 0.01))
+    box = list(engine.reset(game, list(range(games))))
+
+    def step() -> None:
+        with torch.no_grad():
+            state = box[0]
+            box[0], box[1] = engine.step(game, state, player.act(state.head_grads, state.jacobian))
+
+    return step
+
+
+def learned_play(name: str, game: Game, games: int) -> Callable[[], None]:
+    """One step of B games played by the learned rule's batched form."""
+    rule = new_rule(name).to(game.device)
+    driver = EngineDriver(rule, game)
+    state, out = engine.reset(game, list(range(games)))
+    box = [state, out, driver.start(out)]
+
+    def step() -> None:
+        with torch.no_grad():
+            actions, box[2] = driver.act(box[0], box[1], box[2])
+            box[0], box[1] = engine.step(game, box[0], actions)
+
+    return step
+
+
+def learned_truncation(name: str, game: Game, games: int, truncation: int) -> Callable[[], None]:
+    """One TBPTT truncation (forward through ``truncation`` steps, backward, meta-step) of the learned rule."""
+    rule = new_rule(name).to(game.device)
+    optimizer = torch.optim.Adam(rule.parameters(), lr=1e-3)
+    driver = EngineDriver(rule, game)
+    state, out = engine.reset(game, list(range(games)))
+    start = out.losses.sum(1)
+    box = [state, out, driver.start(out)]
+
+    def run() -> None:
+        optimizer.zero_grad()
+        total = torch.zeros((), device=game.device)
+        for _ in range(truncation):
+            actions, box[2] = driver.act(box[0], box[1], box[2])
+            box[0], box[1] = engine.step(game, box[0], actions)
+            total = total + _step_log_ratio(box[1].losses.sum(1), start, 0.0).mean()
+        total.backward()
+        optimizer.step()
+        box[0] = box[0].detach()
+        box[2] = {k: v.detach() for k, v in box[2].items()}
+
+    return run
+
+
+def cuda_median(runners: dict[str, Callable[[], None]], steps: int, rounds: int, warmup: int) -> dict[str, float]:
+    """As :func:`median_seconds_per_step`, in wall time with a CUDA synchronize around each round."""
+    for run in runners.values():
+        for _ in range(warmup):
+            run()
+    torch.cuda.synchronize()
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(rounds):
+        for name, run in runners.items():
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            for _ in range(steps):
+                run()
+            torch.cuda.synchronize()
+            times[name].append((time.perf_counter() - start) / steps)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--suite", default="digits", choices=["quadratic", "regression", "digits"])
+    parser.add_argument("--games", type=int, default=64, help="B, games per batch (default 64)")
+    parser.add_argument("--truncation", type=int, default=10, help="TBPTT truncation length (default 10)")
+    parser.add_argument("--steps", type=int, default=20, help="calls per timed round (default 20)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: this torch build sees no GPU")
+    options = {"batch_size": 64} if args.suite == "digits" else {}
+    update = _game(args.suite, "update", args.device, options)
+    step_game = _game(args.suite, "step_size", args.device, options)
+    b, k = args.games, args.truncation
+    runners: dict[str, Callable[[], None]] = {"gradient (reference)": reference(update, b)}
+    for name in ("learned_mlp", "learned_lstm", "learned_step"):
+        game = step_game if name == "learned_step" else update
+        runners[f"{name} play"] = learned_play(name, game, b)
+    trunc_runners = {
+        f"{name} meta-train": learned_truncation(name, step_game if name == "learned_step" else update, b, k)
+        for name in ("learned_mlp", "learned_lstm", "learned_step")
+    }
+    timer = cuda_median if args.device.startswith("cuda") else median_seconds_per_step
+    play = timer(runners, args.steps, args.rounds, 2)
+    meta = timer(trunc_runners, max(1, args.steps // k), args.rounds, 1)
+    meta = {name: t / k for name, t in meta.items()}  # per step of a truncation
+    base = play["gradient (reference)"]
+    sizes = f"trunk {update.trunk_size}, heads {update.head_index.numel()}, {update.num_tasks} tasks"
+    print(
+        f"{args.suite} ({sizes}), B = {b} games, device {args.device}, truncation {k}, median of {args.rounds} rounds"
+    )
+    print(f"{'player':<26}{'ms/step':>10}{'vs gradient':>13}{'game-steps/s':>15}")
+    for name, t in {**play, **meta}.items():
+        print(f"{name:<26}{1e3 * t:>10.3f}{t / base:>13.2f}{b / t:>15.0f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,300 @@
+"""Learned agents (agents/learned): both forms agree, they play both PettingZoo APIs, meta-training lowers the
+meta-loss and resumes exactly."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import mtg_env
+from agents import AdamAgent, make_agents, run_episode
+from agents.learned import (
+    EngineDriver,
+    LearnedAgent,
+    MLPRule,
+    learned_agent,
+    load_rule,
+    new_rule,
+    pretrained_path,
+    save_rule,
+    shipped,
+)
+from agents.learned.family import build_suite, loss_floor, sample_config
+from agents.learned.rules import LSTMRule
+from agents.learned.train import _STREAM_VALID, MetaTrainConfig, _draws, evaluate_rule, meta_train
+from mtg_env import engine
+from mtg_env.cli import main, parse_budget
+from tests.conftest import make_env
+
+NAMES = [("learned_mlp", "update"), ("learned_lstm", "update"), ("learned_step", "step_size")]
+
+
+def perturbed_rule(name: str, seed: int = 0) -> torch.nn.Module:
+    """A rule whose outputs are not trivial (the untrained ones start at zero output layers)."""
+    rule = new_rule(name)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in rule.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=gen))
+    return rule
+
+
+# ------------------------------------------------------------------------------------- the two forms
+@pytest.mark.parametrize(("name", "mode"), NAMES)
+@pytest.mark.parametrize("suite", ["regression", "digits"])
+def test_batched_form_equals_policy_form(name: str, mode: str, suite: str) -> None:
+    env = make_env(suite, mode, max_update=None, max_cycles=10)
+    rule = perturbed_rule(name).to(env.device)
+    obs, infos = env.reset(seed=3)
+    players = {a: LearnedAgent(rule, name) for a in env.agents}
+    for a in env.agents:
+        players[a].reset(obs[a], infos[a], env.action_space(a))
+    driver = EngineDriver(rule, env.game, log_step_range=env.log_step_range)
+    state, out = engine.reset(env.game, [3, 11])  # game 0 is the env's game; game 1 must not disturb it
+    memory = driver.start(out)
+    for t in range(6):
+        actions = {a: players[a].act(obs[a], infos[a]) for a in env.agents}
+        with torch.no_grad():
+            batched, memory = driver.act(state, out, memory)
+        for m, a in enumerate(env.agents):
+            if mode == "update":
+                h = env.head_size(a)
+                head_updates, proposals = batched
+                lo = env.suite.head_offsets[m]
+                expected = np.concatenate(
+                    [head_updates[0, lo : lo + h].cpu().numpy(), np.zeros(env.head_slot(a) - h),
+                     proposals[0, m].cpu().numpy()]
+                )  # fmt: skip
+            else:
+                lo, hi = env.log_step_range
+                expected = 2.0 * (batched[0, m].cpu().numpy() - lo) / (hi - lo) - 1.0
+            np.testing.assert_allclose(actions[a], expected, rtol=1e-5, atol=1e-7, err_msg=f"step {t}, {a}")
+        obs, _, _, _, infos = env.step(actions)
+        state, out = engine.step(env.game, state, batched)
+
+
+def test_untrained_mlp_rule_plays_adam() -> None:
+    """The MLP rule's output layer starts at zero: with its gate shut it is then Adam at its initial step size."""
+    env = make_env("regression", max_update=None, max_cycles=15)
+    rule = new_rule("learned_mlp", init_lr=0.02, init_gate=-30.0)
+    histories = []
+    for players in (
+        {a: LearnedAgent(rule, "learned_mlp") for a in env.possible_agents},
+        {a: AdamAgent(lr=0.02) for a in env.possible_agents},
+    ):
+        histories.append(run_episode(env, players, seed=5, evaluate=False).losses)
+    np.testing.assert_allclose(histories[0], histories[1], rtol=1e-4)
+    assert histories[0][-1].sum() < histories[0][0].sum()
+
+
+def test_log_and_sign_preprocessing() -> None:
+    rule = LSTMRule()
+    g = torch.tensor([[1.0, -(math.e**-5), 0.0, 1e-6]])
+    got = rule.preprocess(g)[0]
+    expected = torch.tensor([[0.0, 1.0], [-0.5, -1.0], [-1.0, 0.0], [-1.0, 1e-6 * math.e**10]])
+    torch.testing.assert_close(got, expected)
+
+
+# ------------------------------------------------------------------------------------- both APIs
+@pytest.mark.parametrize(("name", "mode"), NAMES)
+def test_plays_a_full_episode_in_the_parallel_api(name: str, mode: str) -> None:
+    env = make_env("regression", mode, max_update=None, max_cycles=40)
+    rule = new_rule(name) if name != "learned_lstm" else perturbed_rule(name)
+    players = {a: LearnedAgent(rule, name) for a in env.possible_agents}
+    history = run_episode(env, players, seed=0)
+    assert history.steps == 40 and not history.terminated
+    assert np.isfinite(history.losses).all()
+    if name != "learned_lstm":  # the untrained MLP (Adam) and step rule (a constant step) lower every loss
+        assert (history.losses[-1] < history.losses[0]).all()
+
+
+@pytest.mark.parametrize(("name", "mode"), NAMES)
+def test_plays_a_full_episode_in_the_aec_api(name: str, mode: str) -> None:
+    aec = mtg_env.env(suite="regression", action_mode=mode, max_update=None, max_cycles=30)
+    aec.reset(seed=1)
+    rule = new_rule(name)
+    players = {a: LearnedAgent(rule, name) for a in aec.agents}
+    for a in aec.agents:
+        players[a].reset(aec.observe(a), aec.infos[a], aec.action_space(a))
+    first = {a: aec.infos[a]["loss"] for a in aec.agents}
+    steps = 0
+    last = dict(first)
+    for agent in aec.agent_iter():
+        obs, _, term, trunc, info = aec.last()
+        last[agent] = info["loss"]
+        if term or trunc:
+            assert not term, f"{agent} diverged"
+            aec.step(None)
+            continue
+        aec.step(players[agent].act(obs, info))
+        steps += 1
+    assert steps == 30 * len(first)
+    if name != "learned_lstm":
+        assert all(last[a] < first[a] for a in first), (first, last)
+
+
+def test_mode_mismatch_is_refused_with_a_hint() -> None:
+    env = make_env("regression", "step_size")
+    obs, infos = env.reset(seed=0)
+    player = LearnedAgent(new_rule("learned_mlp"), "learned_mlp")
+    with pytest.raises(ValueError, match="action_mode='update'"):
+        player.reset(obs["task_0"], infos["task_0"], env.action_space("task_0"))
+
+
+# ------------------------------------------------------------------------------------- meta-training
+def tiny(**kwargs: object) -> MetaTrainConfig:
+    base = {"agent": "learned_mlp", "suite": "quadratic", "iterations": 6, "games": 4, "configs": 2,
+            "horizons": (20,), "truncation": 10, "val_every": 3, "val_configs": 2, "val_games": 4,
+            "meta_lr": 0.03, "dtype": "float64"}  # fmt: skip
+    return MetaTrainConfig(**{**base, **kwargs})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "method", ["tbptt", pytest.param("es", marks=pytest.mark.slow), pytest.param("pes", marks=pytest.mark.slow)]
+)
+def test_short_meta_training_lowers_the_meta_loss(method: str) -> None:
+    extra = {} if method == "tbptt" else {"es_pairs": 4, "es_sigma": 0.05, "iterations": 4, "meta_lr": 0.05}
+    config = tiny(method=method, **extra)
+    draws = _draws(config, 0, _STREAM_VALID, config.val_configs, config.val_games)
+    before = evaluate_rule(new_rule("learned_mlp"), config, draws, 20)
+    result = meta_train(config)
+    after = evaluate_rule(result.rule, config, draws, 20)
+    assert after < before - 0.05, (before, after)
+
+
+def test_resume_gives_the_uninterrupted_run(tmp_path: Path) -> None:
+    config = tiny(iterations=4, val_every=2, games=2, val_configs=1, val_games=2)
+    whole = meta_train(config, out=tmp_path / "whole")
+    meta_train(config, out=tmp_path / "parts", stop_after=2)
+    resumed = meta_train(config, out=tmp_path / "parts", resume=True)
+    for k, v in whole.rule.state_dict().items():
+        assert torch.equal(v, resumed.rule.state_dict()[k]), k
+    assert [r["meta_loss"] for r in whole.rows] == [r["meta_loss"] for r in resumed.rows]
+    assert (whole.best_val, whole.best_iteration) == (resumed.best_val, resumed.best_iteration)
+    log = (tmp_path / "parts" / "log.csv").read_text().splitlines()
+    assert log[0] == "iteration,horizon,meta_loss,val_loss,seconds" and len(log) == 5
+    assert (tmp_path / "parts" / "meta_loss.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_resume_refuses_another_config(tmp_path: Path) -> None:
+    meta_train(tiny(iterations=2), out=tmp_path, stop_after=1)
+    with pytest.raises(ValueError, match=r"differs from this run's in \['meta_lr'\]"):
+        meta_train(tiny(iterations=2, meta_lr=0.01), out=tmp_path, resume=True)
+
+
+def test_best_rule_round_trips_through_a_file(tmp_path: Path) -> None:
+    rule = perturbed_rule("learned_mlp")
+    save_rule(tmp_path / "r.pt", "learned_mlp", rule, {"note": "x"})
+    name, loaded, meta = load_rule(tmp_path / "r.pt")
+    assert (name, meta) == ("learned_mlp", {"note": "x"}) and isinstance(loaded, MLPRule)
+    for k, v in rule.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k])
+    with pytest.raises(ValueError, match="holds a learned_mlp rule, not learned_lstm"):
+        learned_agent("learned_lstm", weights=tmp_path / "r.pt")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"agent": "ppo"}, "agent must be one of"),
+        ({"method": "sgd"}, "method must be"),
+        ({"games": 0}, "games must be an int >= 1"),
+        ({"iterations": True}, "iterations must be an int >= 1"),
+        ({"horizons": ()}, "horizons must be"),
+        ({"budget_s": -1.0}, "budget_s must be > 0"),
+    ],
+)
+def test_meta_train_config_refuses_bad_values(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        tiny(**kwargs)
+
+
+def test_families_draw_reproducibly_and_shift() -> None:
+    a = sample_config("quadratic", np.random.default_rng(4))
+    assert a == sample_config("quadratic", np.random.default_rng(4))
+    s = sample_config("quadratic", np.random.default_rng(4), shifted=True)
+    assert (s["trunk_dim"], s["num_tasks"]) == (3 * a["trunk_dim"], 2 * a["num_tasks"])
+    assert s["condition"] == pytest.approx(10 * a["condition"])
+    suite = build_suite("quadratic", a, dtype="float64")
+    heads, trunk = suite.equilibrium()
+    floor = loss_floor(suite)
+    assert floor <= float(suite.losses(heads, trunk).sum()) < floor + 1e-6
+
+
+def test_parse_budget() -> None:
+    assert (parse_budget("90s"), parse_budget("10m"), parse_budget("1.5h"), parse_budget("30")) == (
+        90.0,
+        600.0,
+        5400.0,
+        30.0,
+    )
+    for bad in ("ten", "-1m", "0s"):
+        with pytest.raises(ValueError, match="--budget"):
+            parse_budget(bad)
+
+
+def test_cli_meta_train_writes_a_playable_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "m"
+    argv = ["meta-train", "--agent", "learned_step", "--suite", "regression", "--iterations", "2", "--horizons",
+            "10", "--games", "2", "--configs", "1", "--val-every", "1", "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    assert "meta-trained learned_step on regression" in capsys.readouterr().out
+    env = make_env("regression", "step_size", max_cycles=5)
+    players = make_agents("learned_step", env, weights=out / "best.pt")
+    history = run_episode(env, players, seed=0)
+    assert history.steps == 5 and not history.terminated
+
+
+# ------------------------------------------------------------------------------------- shipped weights
+#: Total batch loss after 20 steps (seed 0, the tests' small suites; quadratic in float64) with the shipped
+#: weights: pinned, so a change to a rule, its weights or the engine shows here.
+PINNED = {
+    ("learned_lstm", "quadratic"): (-1.3215757462863758, 18.17181786339351),
+    ("learned_mlp", "digits"): (3.7836177945137024, 5.184441804885864),
+    ("learned_mlp", "quadratic"): (-1.3679535825664502, 18.17181786339351),
+    ("learned_mlp", "regression"): (1.1696772426366806, 5.420470833778381),
+    ("learned_step", "regression"): (1.290109634399414, 5.420470833778381),
+}
+
+
+def test_every_shipped_rule_is_pinned() -> None:
+    assert sorted(shipped()) == sorted(PINNED)
+
+
+@pytest.mark.parametrize(("name", "suite"), sorted(PINNED))
+def test_shipped_weights_load_and_reproduce_their_pinned_loss(name: str, suite: str) -> None:
+    mode = "step_size" if name == "learned_step" else "update"
+    kwargs = {"max_cycles": 20, "max_update": None, **({"dtype": "float64"} if suite == "quadratic" else {})}
+    env = make_env(suite, mode, **kwargs)
+    players = make_agents(name, env)
+    assert repr(players["task_0"]) == f"LearnedAgent({name!r}, weights='{name}_{suite}.pt')"
+    history = run_episode(env, players, seed=0, evaluate=False)
+    final, start = PINNED[(name, suite)]
+    assert float(history.losses[0].sum()) == pytest.approx(start, rel=1e-6)
+    assert float(history.losses[-1].sum()) == pytest.approx(final, rel=1e-4, abs=1e-6)
+    assert float(history.losses[-1].sum()) < start  # the rule lowers the total loss
+    meta = load_rule(pretrained_path(name, suite))[2]
+    assert meta["config"]["agent"] == name and meta["config"]["suite"] == suite and meta["seconds"] > 0
+
+
+def test_a_suite_without_shipped_weights_says_how_to_train_them() -> None:
+    env = make_env("regression")
+    with pytest.raises(ValueError, match="mtg-env meta-train --agent learned_lstm --suite regression"):
+        make_agents("learned_lstm", env)
+
+
+def test_cli_runs_a_shipped_learned_agent(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    argv = ["run", "--agent", "learned_mlp", "--suite", "quadratic", "--steps", "30", "--dtype", "float64",
+            "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["agent"] == "LearnedAgent('learned_mlp', weights='learned_mlp_quadratic.pt')"
+    assert not summary["terminated"]
+    with pytest.raises(SystemExit, match="plays --action-mode step_size"):
+        main(["run", "--agent", "learned_step", "--suite", "regression", "--out", str(tmp_path / "x")])

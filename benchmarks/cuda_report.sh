@@ -13,8 +13,9 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())" | tee -a "$out/gpu.txt"
-MTG_TEST_DEVICE=cuda timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_engine.py tests/test_env.py \
-    2>&1 | tail -25 | tee "$out/tests_cuda.txt"
+MTG_TEST_DEVICE=cuda timeout 150 python3 -m pytest -q -p no:cacheprovider --tb=short tests/test_engine.py \
+    tests/test_env.py > "$out/tests_cuda.txt" 2>&1
+tail -14 "$out/tests_cuda.txt"
 timeout 200 python3 benchmarks/engine_throughput.py --device cuda --rounds 3 2>&1 | tee "$out/engine_cuda.txt"
 if [ -f benchmarks/meta_train_cost.py ]; then
     timeout 150 python3 benchmarks/meta_train_cost.py --device cuda 2>&1 | tee "$out/meta_train_cuda.txt"

@@ -3,8 +3,10 @@
 Each agent m proposes a trunk update p_m (a row of the proposal matrix P ∈ R^{M×n}); the trunk moves by
 Ψ ← Ψ + C(P). A rule is any callable ``C(P: Tensor[M, n]) -> Tensor[n]``; a rule that keeps state
 across steps may define ``reset()``, which the env calls on every ``reset``, and a rule that draws random
-numbers may define ``bind(generator)``, which the env calls with its own generator (so the env's seed
-decides every draw). A rule with ``loss_aware = True`` is called as ``C(P, losses)`` with the game's current
+numbers may define ``bind(generator)``, which the engine calls before every call with a CPU
+``torch.Generator`` seeded from the game's (seed, episode, step), so the seed decides every draw, on every
+device alike (a rule on a CUDA game draws on the CPU and moves its draws to ``P.device``). A rule with
+``loss_aware = True`` is called as ``C(P, losses)`` with the game's current
 losses ``[M]``: the loss-based methods of :mod:`mtg_env.loss_rules` (FAMO, uncertainty weighting, DWA, DB-MTL,
 GLS, GradNorm, and GradVac and FairGrad, which LibMTL ships and torchjd lacks).
 

@@ -9,7 +9,7 @@ import torch
 
 import mtg_env
 from agents import GradientAgent, make_agents, run_episode
-from tests.conftest import MODES, SMALL_SUITES, make_env, steps_action
+from tests.conftest import DEVICE, MODES, SMALL_SUITES, make_env, steps_action
 
 
 def gradient_actions(env: mtg_env.MultiTaskGameEnv, obs: dict, lr: float = 0.05) -> dict:
@@ -85,8 +85,10 @@ def test_sum_consensus_is_eq_24_and_heads_follow_eq_23() -> None:
         actions[a] = np.concatenate([-alpha * obs[a][:h], -beta * obs[a][h : h + env.trunk_size]])
     env.step(actions)
     heads1, trunk1 = env.get_parameters()
-    np.testing.assert_allclose(trunk1.numpy(), trunk0.numpy() - beta * g_trunk_sum, rtol=0, atol=1e-15)
-    np.testing.assert_allclose(heads1.numpy(), heads0.numpy() - alpha * np.concatenate(g_heads), rtol=0, atol=1e-15)
+    np.testing.assert_allclose(trunk1.cpu().numpy(), trunk0.cpu().numpy() - beta * g_trunk_sum, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(
+        heads1.cpu().numpy(), heads0.cpu().numpy() - alpha * np.concatenate(g_heads), rtol=0, atol=1e-15
+    )
 
 
 def test_mean_consensus_is_eq_21() -> None:
@@ -96,7 +98,7 @@ def test_mean_consensus_is_eq_21() -> None:
     actions = {a: np.concatenate([np.zeros(2), np.full(2, 0.1 * (i + 1))]) for i, a in enumerate(env.agents)}
     env.step(actions)
     _, trunk1 = env.get_parameters()
-    np.testing.assert_allclose(trunk1.numpy() - trunk0.numpy(), [0.2, 0.2], atol=1e-15)
+    np.testing.assert_allclose(trunk1.cpu().numpy() - trunk0.cpu().numpy(), [0.2, 0.2], atol=1e-15)
 
 
 def test_a_callable_consensus_decides_the_trunk_move() -> None:
@@ -107,7 +109,7 @@ def test_a_callable_consensus_decides_the_trunk_move() -> None:
     actions = {a: np.concatenate([np.zeros(2), np.full(2, 0.1 * (i + 1))]) for i, a in enumerate(env.agents)}
     env.step(actions)
     _, trunk1 = env.get_parameters()
-    np.testing.assert_allclose(trunk1.numpy() - trunk0.numpy(), [0.2, 0.2], atol=1e-15)
+    np.testing.assert_allclose(trunk1.cpu().numpy() - trunk0.cpu().numpy(), [0.2, 0.2], atol=1e-15)
 
 
 def test_step_size_mode_plays_the_same_game_as_update_mode() -> None:
@@ -296,8 +298,8 @@ def test_reset_options_set_the_starting_point() -> None:
     start_h, start_t = np.arange(6.0), np.array([10.0, -10.0])
     env.reset(seed=0, options={"heads": start_h, "trunk": start_t})
     h, t = env.get_parameters()
-    np.testing.assert_array_equal(h.numpy(), start_h)
-    np.testing.assert_array_equal(t.numpy(), start_t)
+    np.testing.assert_array_equal(h.cpu().numpy(), start_h)
+    np.testing.assert_array_equal(t.cpu().numpy(), start_t)
     with pytest.raises(ValueError, match=r"reset option 'trunk' must have shape \(2,\)"):
         env.reset(options={"trunk": np.zeros(3)})
 
@@ -408,7 +410,7 @@ def test_a_callable_rule_returning_another_dtype_is_cast_and_the_game_goes_on() 
 
 def test_a_rule_output_that_requires_grad_does_not_grow_a_graph() -> None:
     # Fuzz report item 9: a rule whose output requires grad must not chain the trunk into an autograd graph.
-    weight = torch.ones(1, requires_grad=True)
+    weight = torch.ones(1, requires_grad=True, device=DEVICE)
     env = make_env("quadratic", "step_size", consensus=lambda p: weight * p.sum(0))
     env.reset(seed=0)
     for _ in range(3):
@@ -426,8 +428,8 @@ class _NoisyRule:
         self.generator = generator
 
     def __call__(self, proposals: torch.Tensor) -> torch.Tensor:
-        noise = torch.rand(proposals.shape[1], generator=self.generator, dtype=torch.float64)
-        return proposals.sum(0) * (1 + noise.to(proposals.dtype))
+        noise = torch.rand(proposals.shape[1], generator=self.generator, dtype=torch.float64)  # the bound CPU generator
+        return proposals.sum(0) * (1 + noise.to(proposals.device, proposals.dtype))
 
 
 def test_measuring_never_shifts_a_randomized_rules_draws() -> None:

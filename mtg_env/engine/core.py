@@ -242,7 +242,7 @@ def updates(game: Game, state: GameState, actions: Tensor | Updates) -> Updates:
         if not isinstance(actions, Tensor) or actions.shape != (bsz, m, 2):
             shape = tuple(actions.shape) if isinstance(actions, Tensor) else type(actions).__name__
             raise ValueError(f"step_size actions must be a tensor of shape ({bsz}, {m}, 2), got {shape}")
-        steps = actions.to(game.dtype).exp()
+        steps = actions.to(game.device, game.dtype).exp()  # actions made elsewhere (a CPU policy) move to the game
         return -steps[:, game.head_index, 0] * state.head_grads, -steps[:, :, 1:] * state.jacobian
     if isinstance(actions, tuple):
         head_updates, proposals = actions
@@ -251,14 +251,14 @@ def updates(game: Game, state: GameState, actions: Tensor | Updates) -> Updates:
                 f"update actions (head_updates, proposals) must have shapes {tuple(state.heads.shape)} and "
                 f"{(bsz, m, n)}, got {tuple(head_updates.shape)} and {tuple(proposals.shape)}"
             )
-        return head_updates.to(game.dtype), proposals.to(game.dtype)
+        return head_updates.to(game.device, game.dtype), proposals.to(game.device, game.dtype)
     k = game.max_head
     if actions.shape != (bsz, m, k + n):
         raise ValueError(
             f"update actions must have shape ({bsz}, {m}, {k + n}) = (games, tasks, largest head {k} + trunk {n}), "
             f"got {tuple(actions.shape)}"
         )
-    actions = actions.to(game.dtype)
+    actions = actions.to(game.device, game.dtype)
     if game.uniform_heads:
         return actions[:, :, :k].reshape(bsz, -1), actions[:, :, k:]
     return actions[:, :, :k].reshape(bsz, -1)[:, game.padded_head_index], actions[:, :, k:]

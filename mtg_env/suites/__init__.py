@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from mtg_env.suites.base import TaskSpec, TaskSuite, parse_dtype
+from mtg_env.suites.base import TaskSpec, TaskSuite, parse_dtype, resolve_device
 from mtg_env.suites.digits import DigitsSuite
 from mtg_env.suites.quadratic import QuadraticSuite
 from mtg_env.suites.regression import RegressionSuite
@@ -39,7 +39,7 @@ def make_suite(
                 f"dtype={dtype!r} differs from the suite instance's dtype {suite.dtype}; build the suite with "
                 "dtype=... or leave dtype out"
             )
-        if device is not None and torch.device(device) != suite.device:
+        if device is not None and resolve_device(device) != suite.device:
             raise ValueError(
                 f"device={device!r} differs from the suite instance's device {suite.device}; build the suite with "
                 "device=... or leave device out"

@@ -41,6 +41,15 @@ class TaskSpec:
     """Number of classes of a classification task, else ``None``."""
 
 
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``device`` with its index made explicit (``"cuda"`` → ``cuda:0``, the current CUDA device), as tensors
+    report theirs: so a suite's device compares equal to the device of the tensors made on it."""
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and resolved.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return resolved
+
+
 def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
     """Map ``"float32"``/``"float64"`` (or a torch dtype) to a torch floating dtype."""
     table = {"float32": torch.float32, "float64": torch.float64}
@@ -67,7 +76,7 @@ class TaskSuite(abc.ABC):
     exact_best_response: bool = False
 
     def __init__(self, *, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32"):
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.dtype = parse_dtype(dtype)
 
     # ----------------------------------------------------------------------------------- layout

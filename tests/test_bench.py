@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from mtg_env.bench import (
 )
 from mtg_env.bench.match import MatchSpec, run_match
 from mtg_env.cli import main
+from mtg_env.tuning import TuningProtocol
 
 #: A benchmark small enough for the default test run (a few seconds on the local backend).
 TINY: dict[str, Any] = {
@@ -199,7 +201,7 @@ def test_the_mtg_env_bench_command(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["bench", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "| policy | IQM score" in printed and "Manipulability" in printed
-    assert "local backend" in printed and (tmp_path / "out" / "leaderboard.csv").exists()
+    assert "on the local backend" in printed and (tmp_path / "out" / "leaderboard.csv").exists()
     with pytest.raises(SystemExit):
         main(["bench", str(path), "--quick"])
     with pytest.raises(SystemExit):
@@ -210,3 +212,23 @@ def test_the_quick_benchmark_is_small() -> None:
     config = quick_config()
     assert config.protocol.budget == 7 and len(config.workloads()) == 4
     assert not math.isnan(config.protocol.step_sizes()[0])
+
+
+def test_the_example_user_policy_enters_by_import_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The README's example benchmark, shrunk: the user's sign descent is tuned and played like the baselines.
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.syspath_prepend(str(root / "examples"))
+    config = load_config(root / "examples" / "bench_sign_descent.toml")
+    assert [p.name for p in config.policies] == ["gradient", "adam", "sign_descent"]
+    small = replace(
+        config,
+        suites=config.suites[:1],
+        rules=("sum",),
+        horizons=(10,),
+        protocol=TuningProtocol(low=0.01, high=0.1, tuning_seeds=(7,), eval_seeds=(0, 1)),
+        bootstrap_reps=100,
+    )
+    summary = run_bench(small, tmp_path, "local", report=False)
+    lr = next(r["lr"] for r in summary["per_workload"] if r["policy"] == "sign_descent")
+    assert lr in TuningProtocol(low=0.01, high=0.1).step_sizes()
+    assert {row["deviator"] for row in summary["manipulability"]} == {SELFISH, "sign_descent"}

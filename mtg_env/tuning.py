@@ -477,6 +477,8 @@ class TuningResult:
     best_lr: float
     all_diverged: bool
     """No step size finished every tuning trial; ``best_lr`` is then the smallest step size."""
+    at_edge: bool = False
+    """The best step size is the smallest or largest searched: the optimum may lie outside the search range."""
 
     def to_dict(self) -> dict[str, Any]:
         return _json_safe(asdict(self))
@@ -509,6 +511,7 @@ def tune(
         diverged=diverged,
         best_lr=lrs[best],
         all_diverged=not finite,
+        at_edge=bool(finite) and len(lrs) > 1 and best in (0, len(lrs) - 1),
     )
 
 

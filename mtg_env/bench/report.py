@@ -122,6 +122,7 @@ def summarize(config: BenchConfig, records: list[dict[str, Any]]) -> dict[str, A
                     "workload": w,
                     "lr": tuned[(p, w)]["best_lr"],
                     "tuning_all_diverged": tuned[(p, w)]["all_diverged"],
+                    "lr_at_edge": bool(tuned[(p, w)].get("at_edge", False)),
                     "median_final_train_loss": float(np.median(lf)),
                     "median_normalized_score": float(np.median(s)),
                     "median_steps_to_target": float(np.median(steps[i, :, j])),
@@ -146,6 +147,7 @@ def summarize(config: BenchConfig, records: list[dict[str, Any]]) -> dict[str, A
             cols = [j for j, w in enumerate(workloads) if w.split("/")[0] == s_name]
             per_suite[s_name] = stats.bootstrap_ci(scores[i][:, cols], stats.iqm, reps=reps, seed=i)
         diverged = sum(row["diverged"] for row in per_workload if row["policy"] == p)
+        edge = sum(row["lr_at_edge"] for row in per_workload if row["policy"] == p)
         board.append(
             {
                 "policy": p,
@@ -157,6 +159,7 @@ def summarize(config: BenchConfig, records: list[dict[str, Any]]) -> dict[str, A
                 "profile_score": float(profile_score[i]),
                 "diverged": diverged,
                 "games": n_seeds * n_work,
+                "lr_at_edge": edge,
                 "per_suite": {k: list(v) for k, v in per_suite.items()},
             }
         )
@@ -274,7 +277,8 @@ def leaderboard_markdown(summary: dict[str, Any]) -> str:
         f"{', '.join(cfg['rules'])}; horizons {', '.join(map(str, cfg['horizons']))}) × "
         f"{len(cfg['protocol']['eval_seeds'])} held-out seeds.",
         "",
-        f"**Tuning protocol.** {summary['protocol']}",
+        f"**Tuning protocol.** {summary['protocol']} *lr at edge*: workloads whose best step size is the "
+        "smallest or largest searched (the optimum may lie outside the range).",
         "",
         "Normalised score: (L₀ − L)/(L₀ − L*), L* the best tuned baseline's median final training loss on the "
         "workload (1 = as good as it; a diverged game scores −1). IQM over seeds × workloads with a stratified "
@@ -282,15 +286,15 @@ def leaderboard_markdown(summary: dict[str, Any]) -> str:
         "profile: the integrated performance profile of steps-to-target (ratio to the fastest, capped at 4).",
         "",
         "| policy | IQM score [95 % CI] | median | P(> " + summary["reference"] + ") [95 % CI] | profile | "
-        "diverged | " + " | ".join(suites) + " |",
-        "|---|---|---|---|---|---|" + "---|" * len(suites),
+        "diverged | lr at edge | " + " | ".join(suites) + " |",
+        "|---|---|---|---|---|---|---|" + "---|" * len(suites),
     ]
     for row in summary["leaderboard"]:
         per_suite = " | ".join(_ci(row["per_suite"][s], "{:.2f}") for s in suites)
         lines.append(
             f"| {row['policy']} | {_ci([row['iqm'], *row['iqm_ci']])} | {row['median']:.3f} | "
             f"{_ci(row['poi_vs_reference'], '{:.2f}')} | {row['profile_score']:.3f} | "
-            f"{row['diverged']}/{row['games']} | {per_suite} |"
+            f"{row['diverged']}/{row['games']} | {row['lr_at_edge']}/{len(summary['workloads'])} | {per_suite} |"
         )
     if summary["manipulability"]:
         mixed = cfg["mixed"]
@@ -327,8 +331,9 @@ def leaderboard_markdown(summary: dict[str, Any]) -> str:
     for row in summary["per_workload"]:
         gap = "-" if row["median_nash_gap"] is None else f"{row['median_nash_gap']:.3g}"
         steps = row["median_steps_to_target"]
+        edge = " (edge)" if row["lr_at_edge"] else ""
         lines.append(
-            f"| {row['workload']} | {row['policy']} | {row['lr']:.3g} | {row['median_final_train_loss']:.4g} | "
+            f"| {row['workload']} | {row['policy']} | {row['lr']:.3g}{edge} | {row['median_final_train_loss']:.4g} | "
             f"{row['median_normalized_score']:.3f} | {'miss' if math.isinf(steps) else f'{steps:.0f}'} "
             f"({row['target']:.4g}) | {row['diverged']}/{row['games']} | {gap} |"
         )

@@ -344,8 +344,8 @@ _BASELINES = [
 
 def default_config() -> BenchConfig:
     """The default benchmark: the five tuned baselines on the four suites under sum, mean, MGDA and UPGrad, a
-    horizon of 100 steps, a 10-point log grid (3 per decade) on 2 tuning seeds, 10 held-out seeds, and the
-    selfish deviator and Adam against the gradient players in mixed populations."""
+    horizon of 100 steps, a 13-point log grid from 1e-3 to 10 (3 per decade) on 2 tuning seeds, 10 held-out
+    seeds, and the selfish deviator and Adam against the gradient players in mixed populations."""
     return config_from_dict(
         {
             "name": "default",
@@ -360,7 +360,7 @@ def default_config() -> BenchConfig:
             "horizons": [100],
             "tuning": {
                 "low": 1e-3,
-                "high": 1.0,
+                "high": 10.0,
                 "points_per_decade": 3,
                 "tuning_seeds": [100_000, 100_001],
                 "eval_seeds": list(range(10)),

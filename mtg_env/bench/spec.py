@@ -150,6 +150,8 @@ class BenchConfig:
     protocol: TuningProtocol
     mixed: MixedSpec | None = None
     dtype: str = "float32"
+    device: str = "cpu"
+    """The torch device every game runs on (e.g. ``cuda``)."""
     nash_gap: Literal["exact", "all", "none"] = "exact"
     """Head Nash gaps at the end of held-out games: on suites with an exact best response (``exact``), on all
     (digits' is an inner L-BFGS solve, seconds per game), or none."""
@@ -217,7 +219,7 @@ class BenchConfig:
     def workloads(self) -> list[Workload]:
         """Every (suite, rule, horizon) in a fixed order."""
         return [
-            Workload(s.name, rule, horizon=h, suite_options=s.options, dtype=self.dtype)
+            Workload(s.name, rule, horizon=h, suite_options=s.options, dtype=self.dtype, device=self.device)
             for s in self.suites
             for rule in self.rules
             for h in self.horizons
@@ -236,8 +238,8 @@ class BenchConfig:
 
 
 # ------------------------------------------------------------------------------------------- parsing
-_TOP_KEYS = {"name", "policies", "suites", "rules", "horizons", "tuning", "mixed", "dtype", "nash_gap", "reference",
-             "bootstrap_reps", "smoothing"}  # fmt: skip
+_TOP_KEYS = {"name", "policies", "suites", "rules", "horizons", "tuning", "mixed", "dtype", "device", "nash_gap",
+             "reference", "bootstrap_reps", "smoothing"}  # fmt: skip
 
 
 def config_from_dict(data: dict[str, Any]) -> BenchConfig:
@@ -301,6 +303,7 @@ def config_from_dict(data: dict[str, Any]) -> BenchConfig:
         protocol=protocol,
         mixed=mixed,
         dtype=str(data.get("dtype", "float32")),
+        device=str(data.get("device", "cpu")),
         nash_gap=data.get("nash_gap", "exact"),
         reference=data.get("reference"),
         bootstrap_reps=int(data.get("bootstrap_reps", 2000)),

@@ -75,6 +75,18 @@ def test_a_toml_file_describes_the_benchmark(tmp_path: Path) -> None:
     assert load_config(path).digest() == config_from_dict(TINY).digest()
 
 
+def test_a_yaml_file_describes_the_same_benchmark(tmp_path: Path) -> None:
+    yaml = pytest.importorskip("yaml")
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    assert load_config(path) == config_from_dict(TINY)
+    with pytest.raises(ValueError, match=r"\.toml, \.yaml or \.yml"):
+        (tmp_path / "bench.json").write_text("{}")
+        load_config(tmp_path / "bench.json")
+    with pytest.raises(ValueError, match="does not exist"):
+        load_config(tmp_path / "missing.toml")
+
+
 @pytest.mark.parametrize(
     ("change", "match"),
     [

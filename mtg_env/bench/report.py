@@ -185,12 +185,18 @@ def summarize(config: BenchConfig, records: list[dict[str, Any]]) -> dict[str, A
     }
 
 
-def _nanmean(x: np.ndarray) -> np.ndarray:
-    """Mean of the finite values along the last axis (NaN where there are none)."""
-    finite = np.isfinite(x)
-    count = finite.sum(axis=-1)
-    total = np.where(finite, x, 0.0).sum(axis=-1)
-    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+def _naniqm(x: np.ndarray) -> np.ndarray:
+    """IQM of the finite values along the last axis (NaN where there are none)."""
+    x = np.sort(np.where(np.isfinite(x), x, np.inf), axis=-1)  # non-finite values sort last
+    count = np.isfinite(x).sum(axis=-1)
+    out = np.full(x.shape[:-1], np.nan)
+    for k in np.unique(count):
+        if k == 0:
+            continue
+        rows = count == k
+        cut = int(0.25 * k)
+        out[rows] = x[rows][..., cut : k - cut].mean(axis=-1)
+    return out
 
 
 def _curves(config: BenchConfig, games: dict[tuple[str, str], list[dict[str, Any]]]) -> dict[str, Any]:
@@ -212,7 +218,8 @@ def _manipulability(
     config: BenchConfig, games: dict[tuple[str, str], list[dict[str, Any]]], mixed: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """Per rule and deviator: the deviator's gain in its own final loss and the change of the other tasks'
-    losses, each relative to the reference population's progress on that task (L₀ − L_ref), in percent."""
+    losses, relative to the reference population's mean progress per task in the same game, in percent (IQM
+    with a stratified bootstrap CI; games the deviator made diverge are counted apart)."""
     if config.mixed is None or not mixed:
         return []
     ref = config.mixed.reference
@@ -234,7 +241,9 @@ def _manipulability(
             l0 = np.array([_num(v) for v in b["initial_train_loss"]])
             l_ref = np.array([_num(v) for v in b["final_train_loss"]])
             l_dev = np.array([_num(v) for v in g["final_train_loss"]])
-            rel = (l_dev - l_ref) / np.maximum(np.abs(l0 - l_ref), 1e-12)
+            # One scale per game: the reference population's mean progress per task (a task the reference barely
+            # moves would otherwise blow its percentage up).
+            rel = (l_dev - l_ref) / max(float(np.abs(l0 - l_ref).mean()), 1e-12)
             own[k] = -100.0 * rel[m]
             others[k] = 100.0 * float(np.delete(rel, m).mean())
         cell = cells[(w.split("/")[1], r["policy"])]
@@ -252,8 +261,8 @@ def _manipulability(
             row.update(own_gain=None, others_change=None, own_positive=None)
         else:
             reps = config.bootstrap_reps
-            row["own_gain"] = list(stats.bootstrap_ci(own_arr, _nanmean, reps=reps, seed=1))
-            row["others_change"] = list(stats.bootstrap_ci(oth_arr, _nanmean, reps=reps, seed=2))
+            row["own_gain"] = list(stats.bootstrap_ci(own_arr, _naniqm, reps=reps, seed=1))
+            row["others_change"] = list(stats.bootstrap_ci(oth_arr, _naniqm, reps=reps, seed=2))
             row["own_positive"] = float((own_arr[finite] > 0).mean())
         table.append(row)
     order = {r: i for i, r in enumerate(config.rules)}
@@ -305,8 +314,9 @@ def leaderboard_markdown(summary: dict[str, Any]) -> str:
             "",
             "One deviator plays task m, the reference plays the others (every m, every suite, the held-out seeds). "
             "*Own gain*: how much lower the deviator's final training loss is than in the all-reference game; "
-            "*others*: how much the other tasks' losses rise; both in % of the reference population's progress "
-            "on that task (L₀ − L_ref), mean [95 % CI].",
+            "*others*: how much the other tasks' losses rise (their mean); both in % of the reference "
+            "population's mean progress per task in that game (mean_j |L₀ − L_ref|_j); IQM over seeds × (suite, "
+            "task) with a stratified bootstrap 95 % CI. A game the deviator made diverge is counted apart.",
             "",
             "| rule | deviator | own gain % | others' change % | own gain > 0 | diverged |",
             "|---|---|---|---|---|---|",

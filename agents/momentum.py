@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from agents.base import ObservationReader
+from agents.base import ObservationReader, check_step_sizes
+from mtg_env._args import real_arg
 
 
 class MomentumAgent:
@@ -28,13 +29,8 @@ class MomentumAgent:
     """
 
     def __init__(self, lr: float = 0.1, momentum: float = 0.9, trunk_lr: float | None = None):
-        if not lr > 0 or (trunk_lr is not None and not trunk_lr > 0):
-            raise ValueError(f"step sizes must be > 0, got lr={lr}, trunk_lr={trunk_lr}")
-        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be a number in [0, 1), got {momentum!r}")
-        self.lr = float(lr)
-        self.momentum = float(momentum)
-        self.trunk_lr = None if trunk_lr is None else float(trunk_lr)
+        self.lr, self.trunk_lr = check_step_sizes(lr, trunk_lr)
+        self.momentum = real_arg("momentum", momentum, 0.0, 1.0, high_open=True, hint="the heavy-ball coefficient")
         self.t = 0
         self._reader: ObservationReader | None = None
         self._u = np.zeros(0, dtype=np.float64)

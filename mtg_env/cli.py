@@ -1,4 +1,5 @@
-"""The ``mtg-env`` command: ``mtg-env run`` plays the paper's agents on a suite and reports the result."""
+"""The ``mtg-env`` command: ``run`` plays the paper's agents on a suite, ``audit`` checks the paper's theorems,
+``bench`` benchmarks update policies."""
 
 from __future__ import annotations
 
@@ -105,6 +106,22 @@ def _parser() -> argparse.ArgumentParser:
     meta.add_argument("--resume", action="store_true", help="continue from DIR/last.pt")
     meta.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _threads_option(meta)
+    bench = sub.add_parser(
+        "bench",
+        help="benchmark update policies: tuned baselines, leaderboard with CIs, manipulability of the rules",
+        description="Tune every policy of a benchmark (AlgoPerf-style budget on tuning seeds), score it on held-out "
+        "seeds and in mixed populations; write DIR/results.jsonl (one record per match, resumable), "
+        "DIR/leaderboard.md/.csv/.json and figures, and print the leaderboard.",
+    )
+    bench.add_argument("config", nargs="?", type=Path, default=None, help="benchmark file (.toml/.yaml); default: "
+                       "the built-in default benchmark")  # fmt: skip
+    bench.add_argument("--quick", action="store_true", help="the small built-in benchmark (under two minutes)")
+    bench.add_argument("--backend", default="local", choices=["local", "process", "ray"], help="where matches run")
+    bench.add_argument("--workers", type=int, default=None, help="processes / Ray CPUs (default: one per CPU)")
+    bench.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray)")
+    bench.add_argument("--out", type=Path, default=None, help="output directory (default runs/bench_<name>)")
+    bench.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _threads_option(bench)
     return parser
 
 
@@ -285,9 +302,9 @@ def _check_out_dir(out: Path) -> None:
         if parent.exists():
             if not parent.is_dir():
                 what = "is a file" if parent == out else f"lies under the file {parent}"
-                raise SystemExit(f"mtg-env run: --out {out} {what}; give a directory")
+                raise SystemExit(f"mtg-env: --out {out} {what}; give a directory")
             if not os.access(parent, os.W_OK | os.X_OK):
-                raise SystemExit(f"mtg-env run: --out {out}: {parent} is not writable")
+                raise SystemExit(f"mtg-env: --out {out}: {parent} is not writable")
             return
 
 
@@ -320,6 +337,36 @@ def _table(tasks: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from mtg_env.bench import default_config, load_config, quick_config, run_bench
+
+    if args.quick and args.config is not None:
+        parser.error("give either a benchmark file or --quick, not both")
+    if args.workers is not None and args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
+    if args.address is not None and args.backend != "ray":
+        parser.error("--address applies to --backend ray")
+    try:
+        config = quick_config() if args.quick else default_config() if args.config is None else load_config(args.config)
+    except ValueError as err:
+        parser.error(str(err))
+    out = args.out or Path("runs") / f"bench_{config.name}"
+    _check_out_dir(out)
+    import resource
+
+    def cpu() -> float:  # this process and its finished workers (a local Ray's workers are not counted)
+        own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+    start, cpu_start = time.perf_counter(), cpu()
+    run_bench(config, out, args.backend, workers=args.workers, address=args.address, progress=not args.no_progress)
+    seconds, cpu_seconds = time.perf_counter() - start, cpu() - cpu_start
+    print((out / "leaderboard.md").read_text().split("\n## Per workload")[0])
+    print(f"{config.name}: {seconds:.0f} s wall, {cpu_seconds:.0f} s CPU on the {args.backend} backend; wrote "
+          f"{out / 'results.jsonl'}, {out / 'leaderboard.md'} (.csv, .json) and figures")  # fmt: skip
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mtg-env`` console script."""
     parser = _parser()
@@ -337,6 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"- {section.title}: {section.finding}")
         print(f"wrote {args.out / 'report.md'}")
         return 0
+    if args.command == "bench":
+        return _bench(parser, args)
     return 2  # pragma: no cover - argparse enforces a command
 
 

@@ -408,11 +408,11 @@ def _play_batched(
     env: MultiTaskGameEnv, factories: list[PolicyFactory], table: np.ndarray, seeds: list[int], nash_gap: bool
 ) -> list[GameResult]:
     game = env.game
-    # One batched player per (factory, task) pair that differs; task m's moves come from its own player.
-    forms: dict[tuple[int, int], Any] = {}
-    for task, factory in enumerate(factories):
-        key = (id(factory), task)
-        forms[key] = factory.batched(game, torch.as_tensor(table[:, task]))  # type: ignore[attr-defined]
+    # One batched player per task, with that task's step size in every game; task m's moves come from its own.
+    forms = [
+        factory.batched(game, torch.as_tensor(table[:, task]))  # type: ignore[attr-defined]
+        for task, factory in enumerate(factories)
+    ]
     state, out = engine.reset(game, seeds)
     bsz = len(seeds)
     losses = [out.losses.detach().to(torch.float64).cpu()]
@@ -422,8 +422,8 @@ def _play_batched(
     for _ in range(game.horizon):
         head_updates = torch.zeros_like(state.heads)
         proposals = torch.zeros_like(state.jacobian)
-        for task, factory in enumerate(factories):
-            h_up, props = forms[(id(factory), task)].act(state.head_grads, state.jacobian)
+        for task, form in enumerate(forms):
+            h_up, props = form.act(state.head_grads, state.jacobian)
             mine = head_task == task
             head_updates[:, mine] = h_up[:, mine]
             proposals[:, task] = props[:, task]
@@ -477,6 +477,8 @@ class TuningResult:
     best_lr: float
     all_diverged: bool
     """No step size finished every tuning trial; ``best_lr`` is then the smallest step size."""
+    at_edge: bool = False
+    """The best step size is the smallest or largest searched: the optimum may lie outside the search range."""
 
     def to_dict(self) -> dict[str, Any]:
         return _json_safe(asdict(self))
@@ -509,6 +511,7 @@ def tune(
         diverged=diverged,
         best_lr=lrs[best],
         all_diverged=not finite,
+        at_edge=bool(finite) and len(lrs) > 1 and best in (0, len(lrs) - 1),
     )
 
 

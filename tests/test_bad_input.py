@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import mtg_env
-from agents import AdamAgent, GradientAgent, RMSpropAgent
+from agents import AdamAgent, GradientAgent, MomentumAgent, RMSpropAgent
 from agents.runner import History, run_episode
 from mtg_env.cli import main
 from mtg_env.suites import make_suite
@@ -101,7 +101,7 @@ def test_consensus_options_fail_at_construction(consensus: str, options: dict, e
 
 
 # --------------------------------------------------------------------------- agents (report items 10, 12)
-@pytest.mark.parametrize("cls", [GradientAgent, AdamAgent, RMSpropAgent])
+@pytest.mark.parametrize("cls", [GradientAgent, AdamAgent, RMSpropAgent, MomentumAgent])
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [

@@ -75,3 +75,20 @@ def test_readme_optimizer_after_the_rule_example_runs_and_learns() -> None:
     assert env.agents == [] and env.engine_state.t.item() == 200
     first = env._loss_history[0]
     assert all(infos[a]["loss"] < 0.5 * first[m] for m, a in enumerate(env.possible_agents)), (first, infos)
+
+
+def test_readme_bench_policy_plays_as_the_example_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mtg_env.tuning import Workload, play
+
+    block = next(b for b in re.findall(r"```python\n(.*?)```", README, flags=re.S) if "class SignDescent" in b)
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))
+    from bench_policy import sign_descent
+
+    workload = Workload("quadratic", "sum", horizon=6)
+    ours = play(workload, namespace["sign_descent"], [0.05], [0])[0]
+    example = play(workload, sign_descent, [0.05], [0])[0]
+    assert ours.to_dict() == example.to_dict() and ours.score < sum(ours.initial_train_loss)
+    commands = "\n".join(re.findall(r"```bash\n(.*?)```", README, flags=re.S))
+    assert "mtg-env bench examples/bench_sign_descent.toml" in commands and "mtg-env bench --quick" in commands

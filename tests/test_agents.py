@@ -508,7 +508,11 @@ def test_momentum_agent_refuses_step_size_mode() -> None:
         agent.act(obs[a], infos[a])  # the refused reset left the agent unstarted
 
 
-@pytest.mark.parametrize("kwargs", [{"momentum": 1.0}, {"momentum": -0.1}, {"momentum": True}, {"momentum": "0.9"}])
-def test_momentum_rejects_bad_momentum(kwargs: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match="momentum"):
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [({"momentum": 1.0}, ValueError), ({"momentum": -0.1}, ValueError), ({"momentum": True}, TypeError),
+     ({"momentum": "0.9"}, TypeError)],
+)  # fmt: skip
+def test_momentum_rejects_bad_momentum(kwargs: dict[str, Any], error: type) -> None:
+    with pytest.raises(error, match=r"momentum must be a finite number in \[0.0, 1.0\)"):
         MomentumAgent(**kwargs)

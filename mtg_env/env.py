@@ -152,6 +152,12 @@ class MultiTaskGameEnv(ParallelEnv):
     at one count. ``mtg-env`` and the examples use 1 thread unless told otherwise (``--threads``).
 
     ## Version History
+    * v3: consensus as the MTL literature computes it: the named rules are exactly positively homogeneous
+      (torchjd's absolute cut-offs no longer zero out or average small proposals: ``cagrad``, ``upgrad`` and
+      ``dualproj`` differ at small step sizes), ``mgda`` is the exact minimum-norm point for any number of
+      tasks, ``nash_mtl`` steps by its unit direction times the proposals' mean norm (``max_norm`` default 0:
+      no cap); optional optimizers after the rule (``trunk_optimizer``, ``head_optimizer``) and loss-aware
+      rules; every argument checked without coercion (a suite instance keeps its dtype and device).
     * v2: defaults that work with the MARL libraries' plain recipes: ``step_size`` actions in [−1, 1] over
       ``log_step_range=(-5, -1)`` (its middle, α ≈ 0.05, a sound step on every shipped suite); numeric
       infos; a finite divergence reward that never makes divergence
@@ -168,7 +174,7 @@ class MultiTaskGameEnv(ParallelEnv):
 
     # Not a ClassVar: PettingZoo reads metadata per instance, and __init__ sets a per-suite name.
     metadata: dict[str, Any] = {  # noqa: RUF012
-        "name": "mtg_v2",
+        "name": "mtg_v3",
         "render_modes": ["human", "ansi", "rgb_array"],
         "is_parallelizable": True,
         "render_fps": 10,
@@ -261,7 +267,7 @@ class MultiTaskGameEnv(ParallelEnv):
         self.render_mode = render_mode
         self.max_update = float("inf") if max_update is None else float(max_update)
         self.log_step_range = (lo, hi)
-        self.metadata = {**type(self).metadata, "name": f"mtg_{self.suite.name}_v2"}
+        self.metadata = {**type(self).metadata, "name": f"mtg_{self.suite.name}_v3"}
 
         self.possible_agents = [f"task_{m}" for m in range(self.suite.num_tasks)]
         self.agents: list[str] = []

@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from agents.base import ObservationReader, check_step_sizes
+from agents.base import ObservationReader, ReaderPlayer, check_step_sizes
 from mtg_env._args import real_arg
 
 
-class _AdaptiveAgent:
+class _AdaptiveAgent(ReaderPlayer):
     """Moment bookkeeping shared by Adam (beta1 > 0, bias-corrected) and RMSprop (beta1 = 0)."""
 
     _bias_correction = True
@@ -27,7 +27,7 @@ class _AdaptiveAgent:
     def __init__(self, lr: float, trunk_lr: float | None, beta1: float, beta2: float, eps: float):
         self.lr, self.trunk_lr = check_step_sizes(lr, trunk_lr)
         self._beta1, self._beta2, self.eps = beta1, beta2, real_arg("eps", eps, low=0.0, low_open=True)
-        self._reader: ObservationReader | None = None
+        self._reader = None
         self.t = 0
 
     def reset(self, observation: np.ndarray, info: Mapping[str, Any], action_space: spaces.Box) -> None:
@@ -43,15 +43,8 @@ class _AdaptiveAgent:
         else:
             self._v = np.zeros(2, dtype=np.float64)  # (head, trunk) mean squared gradient coordinate
 
-    @property
-    def clipped_steps(self) -> int:
-        """Steps of this episode whose intended action was clipped into the action space."""
-        return 0 if self._reader is None else self._reader.clipped_steps
-
     def act(self, observation: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
-        reader = self._reader
-        if reader is None:
-            raise RuntimeError("call agent.reset(observation, info, action_space) before act()")
+        reader = self._started()
         self.t += 1
         b1, b2 = self._beta1, self._beta2
         c1 = 1.0 - b1**self.t if self._bias_correction else 1.0

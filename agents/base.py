@@ -31,6 +31,24 @@ class PolicyWarning(UserWarning):
     """A player could not play its rule as written this step (its action left the action space and was clipped)."""
 
 
+class ReaderPlayer:
+    """What the players that read their observation with an :class:`ObservationReader` share: the reader their
+    ``reset`` sets, its count of clipped steps, and the check that ``reset`` came before ``act``."""
+
+    _reader: ObservationReader | None = None
+
+    @property
+    def clipped_steps(self) -> int:
+        """Steps of this episode whose intended action was clipped into the action space."""
+        return 0 if self._reader is None else self._reader.clipped_steps
+
+    def _started(self) -> ObservationReader:
+        """The episode's reader, or a ``RuntimeError`` when ``act`` comes before ``reset``."""
+        if self._reader is None:
+            raise RuntimeError("call agent.reset(observation, info, action_space) before act()")
+        return self._reader
+
+
 class ObservationReader:
     """Splits an observation into the parts a gradient-based player needs, and turns the player's intended
     update or step sizes into an action, from the reset info alone (numeric infos or named ones).

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import numpy as np
 from gymnasium import spaces
 
-from agents.base import ObservationReader, check_step_sizes
+from agents.base import ObservationReader, ReaderPlayer, check_step_sizes
 from mtg_env._args import real_arg
 
 Schedule = Literal["constant", "robbins_monro", "summable"]
@@ -45,7 +45,7 @@ def _check_schedule(schedule: str, power: float | None) -> float:
     return p
 
 
-class GradientAgent:
+class GradientAgent(ReaderPlayer):
     """The paper's player: head update −α_t ∇_{Θ_m} ℓ_m (Eq. 23), trunk proposal −β_t ∇_Ψ ℓ_m.
 
     With `sum` consensus the trunk then moves by −β_t Σ_m ∇_Ψ ℓ_m (Eq. 24). In ``update`` mode the
@@ -70,7 +70,7 @@ class GradientAgent:
         self.schedule: Schedule = schedule
         self.power = power
         self.t = 0
-        self._reader: ObservationReader | None = None
+        self._reader = None
 
     def steps(self, t: int) -> tuple[float, float]:
         """(α_t, β_t)."""
@@ -81,15 +81,8 @@ class GradientAgent:
         self._reader = ObservationReader(info, action_space)
         self.t = 0
 
-    @property
-    def clipped_steps(self) -> int:
-        """Steps of this episode whose intended action was clipped into the action space."""
-        return 0 if self._reader is None else self._reader.clipped_steps
-
     def act(self, observation: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
-        reader = self._reader
-        if reader is None:
-            raise RuntimeError("call agent.reset(observation, info, action_space) before act()")
+        reader = self._started()
         alpha, beta = self.steps(self.t)
         self.t += 1
         if reader.mode == "step_size":

@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from agents.base import ObservationReader, check_step_sizes
+from agents.base import ObservationReader, ReaderPlayer, check_step_sizes
 from mtg_env._args import real_arg
 
 
-class MomentumAgent:
+class MomentumAgent(ReaderPlayer):
     """Heavy-ball player: u_t = μ u_{t−1} − α g_t on [∇_Θ ℓ_m; ∇_Ψ ℓ_m], with u_{−1} = 0.
 
     The head part of u_t is the head update, the trunk part (with step β) the player's trunk proposal; with
@@ -32,7 +32,7 @@ class MomentumAgent:
         self.lr, self.trunk_lr = check_step_sizes(lr, trunk_lr)
         self.momentum = real_arg("momentum", momentum, 0.0, 1.0, high_open=True, hint="the heavy-ball coefficient")
         self.t = 0
-        self._reader: ObservationReader | None = None
+        self._reader = None
         self._u = np.zeros(0, dtype=np.float64)
         self._lrs = np.zeros(0, dtype=np.float64)
 
@@ -51,15 +51,8 @@ class MomentumAgent:
         self._lrs[:h] = self.lr
         self._lrs[h:] = self.lr if self.trunk_lr is None else self.trunk_lr
 
-    @property
-    def clipped_steps(self) -> int:
-        """Steps of this episode whose intended action was clipped into the action space."""
-        return 0 if self._reader is None else self._reader.clipped_steps
-
     def act(self, observation: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
-        reader = self._reader
-        if reader is None:
-            raise RuntimeError("call agent.reset(observation, info, action_space) before act()")
+        reader = self._started()
         self.t += 1
         g = np.concatenate(reader.grads(observation)).astype(np.float64)
         self._u = self.momentum * self._u - self._lrs * g

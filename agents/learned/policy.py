@@ -10,12 +10,12 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from agents.base import ObservationReader
+from agents.base import ObservationReader, ReaderPlayer
 from agents.learned.rules import LSTMRule, MLPRule, Rule, RuleState, StepRule
 from mtg_env.engine import NUM_FEATURES
 
 
-class LearnedAgent:
+class LearnedAgent(ReaderPlayer):
     """One task's player driven by a learned rule (the same module as the batched
     :class:`~agents.learned.batched.EngineDriver`, with B = 1 and this task's K = h_m + n coordinates).
 
@@ -33,7 +33,7 @@ class LearnedAgent:
         self.name = name
         self.weights = None if weights is None else str(weights)
         self.t = 0
-        self._reader: ObservationReader | None = None
+        self._reader = None
         self._memory: RuleState = {}
 
     @property
@@ -56,15 +56,8 @@ class LearnedAgent:
             self._is_trunk = torch.cat([torch.zeros(h, dtype=torch.bool), torch.ones(n, dtype=torch.bool)])
             self._memory = self.rule.init_state(torch.zeros(1, h + n, device=next(self.rule.parameters()).device))
 
-    @property
-    def clipped_steps(self) -> int:
-        """Steps of this episode whose intended action was clipped into the action space."""
-        return 0 if self._reader is None else self._reader.clipped_steps
-
     def act(self, observation: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
-        reader = self._reader
-        if reader is None:
-            raise RuntimeError("call agent.reset(observation, info, action_space) before act()")
+        reader = self._started()
         device = next(self.rule.parameters()).device
         feats = torch.as_tensor(np.asarray(observation[-NUM_FEATURES:], dtype=np.float64), device=device)
         with torch.no_grad():

@@ -201,3 +201,20 @@ def test_quadratic_with_empty_heads_is_a_pure_trunk_game() -> None:
         obs, *_ = env.step({a: np.clip(-0.05 * obs[a][:3], -1, 1) for a in env.agents})
     _, trunk = env.get_parameters()
     assert torch.allclose(trunk, env.suite.equilibrium()[1], atol=1e-8)
+
+
+def test_digits_reads_the_file_scikit_learn_ships_exactly_as_load_digits() -> None:
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    from mtg_env.suites.digits import load_digits_arrays
+
+    pixels, digits = load_digits_arrays()
+    reference = load_digits()
+    np.testing.assert_array_equal(pixels, reference.data)
+    np.testing.assert_array_equal(digits, reference.target)
+    # and without importing scikit-learn (its import is most of the main job's start-up)
+    code = "import sys; from mtg_env.suites.digits import DigitsSuite; DigitsSuite(); print('sklearn' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"

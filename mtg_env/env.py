@@ -255,10 +255,6 @@ class MultiTaskGameEnv(ParallelEnv):
         largest = float(torch.finfo(self.dtype).max)
         if max_update is not None and max_update > largest:
             raise ValueError(f"max_update must be at most {largest:.4g} (the largest {self.dtype}), got {max_update!r}")
-        if not isinstance(self.divergence_reward, str) and abs(self.divergence_reward) > largest:
-            raise ValueError(
-                f"divergence_reward must be finite in {self.dtype} (|r| <= {largest:.4g}), got {divergence_reward!r}"
-            )
         if consensus_kwargs is not None and not isinstance(consensus_kwargs, Mapping):
             raise TypeError(f"consensus_kwargs must be a dict of the rule's options or None, got {consensus_kwargs!r}")
         self.consensus = consensus_rule(consensus, num_tasks=self.suite.num_tasks, **dict(consensus_kwargs or {}))
@@ -324,6 +320,10 @@ class MultiTaskGameEnv(ParallelEnv):
                 self._action_spaces[agent] = spaces.Box(lo, hi, (2,), self.np_dtype)
         m = self.suite.num_tasks
         self.state_space = spaces.Box(np.tile(f_low, m), np.tile(f_high, m), dtype=self.np_dtype)
+        # Every agent's Box has these bounds, in the Box's own dtype: an action clipped to the Box passes the range
+        # check whatever numpy's casting rules (numpy 1.x compares a float32 array with a Python float in float64).
+        first = self._action_spaces[self.possible_agents[0]]
+        self._action_low, self._action_high = first.low.flat[0], first.high.flat[0]
 
     def observation_space(self, agent: str) -> spaces.Box:
         """The agent's observation space (the same object on every call)."""
@@ -487,10 +487,7 @@ class MultiTaskGameEnv(ParallelEnv):
         if missing:
             raise ValueError(f"no action for agent(s) {missing}; every live agent {self.agents} must act each step")
         arrays = [self._as_array(a, actions[a]) for a in self.agents]
-        # The Box's own bounds, in its dtype: an action clipped to the Box is inside it whatever numpy's casting
-        # rules (numpy 1.x compares a float32 array with a Python float in float64).
-        first = self._action_spaces[self.possible_agents[0]]
-        low, high = first.low.flat[0], first.high.flat[0]
+        low, high = self._action_low, self._action_high
         if self._stackable:
             joint = np.stack(arrays)
             parts: tuple[np.ndarray, ...] = (joint,)
@@ -521,8 +518,7 @@ class MultiTaskGameEnv(ParallelEnv):
         acts."""
         if agent not in self.agents:
             raise ValueError(f"{agent!r} is not a live agent; live agents are {self.agents}")
-        first = self._action_spaces[self.possible_agents[0]]
-        self._check_values(agent, self._as_array(agent, action), first.low.flat[0], first.high.flat[0])
+        self._check_values(agent, self._as_array(agent, action), self._action_low, self._action_high)
 
     def _as_array(self, agent: str, action: Any) -> np.ndarray:
         shape = self._action_spaces[agent].shape

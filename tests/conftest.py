@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -47,3 +51,17 @@ def steps_action(env: mtg_env.MultiTaskGameEnv, alpha: float, beta: float) -> np
         lo, hi = env.log_step_range
         log = 2.0 * (log - lo) / (hi - lo) - 1.0
     return log.astype(env.np_dtype)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_script(relative: str, name: str) -> ModuleType:
+    """A script of the repository (``examples/...``, ``docs/...``) imported as module ``name``; registered in
+    ``sys.modules`` first, since dataclasses resolve their module by name."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / relative)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -14,6 +14,7 @@ from gymnasium.utils.env_checker import check_env
 
 import mtg_env
 from mtg_env.wrappers import JointControlEnv, UnitActions
+from tests.conftest import load_script
 
 ss = pytest.importorskip("supersuit")
 sb3 = pytest.importorskip("stable_baselines3")
@@ -162,15 +163,7 @@ def test_gymnasium_single_agent_view(mode: str) -> None:
 
 
 def load_example(name: str):  # type: ignore[no-untyped-def]
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent.parent / "examples" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"examples/{name}.py", name)
 
 
 def test_ppo_vs_paper_saves_a_policy_that_loads_and_plays(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+
+from tests.conftest import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _results_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("readme_results", ROOT / "docs" / "results.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    return module
-
-
-results = _results_module()
+results = load_script("docs/results.py", "readme_results")
 
 
 @pytest.mark.parametrize("name", ["main_job"])

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import mtg_env
+from tests.conftest import load_script
 
 pytestmark = pytest.mark.rllib
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "rllib_ppo.py"
 
 
 def load_example():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("rllib_ppo", EXAMPLE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("examples/rllib_ppo.py", "rllib_ppo")
 
 
 def test_rllib_wrapper_conventions() -> None:

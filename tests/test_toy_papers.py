@@ -2,32 +2,23 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
 import warnings
 from dataclasses import replace
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 import torch
 
+from tests.conftest import load_script
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("mtl_toy_papers", ROOT / "examples" / "mtl_toy_papers.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    return module
-
-
-toy = _example()
+toy = load_script("examples/mtl_toy_papers.py", "mtl_toy_papers")
 
 
 @pytest.mark.parametrize(

@@ -99,13 +99,17 @@ class Game:
             raise ValueError(
                 f"divergence_reward must be 'remaining', 'clipped_loss' or a finite number, got {reward!r}"
             )
+        big = float(torch.finfo(self.suite.dtype).max)
+        if not isinstance(reward, str) and abs(reward) > big:
+            raise ValueError(
+                f"divergence_reward must be finite in {self.suite.dtype} (|r| <= {big:.4g}), got {reward!r}"
+            )
         threshold = self.divergence_threshold
         if threshold is not None and (
             isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 1.0 < threshold < math.inf
         ):
             raise ValueError(f"divergence_threshold must be a finite number > 1 or None, got {threshold!r}")
         if threshold is not None:
-            big = float(torch.finfo(self.suite.dtype).max)
             if float(threshold) > big:
                 raise ValueError(
                     f"divergence_threshold must be at most {big:.4g} (the largest {self.suite.dtype}), "

@@ -32,12 +32,15 @@ import torch
 from agents.learned import EngineDriver, learned_agent, load_rule
 from agents.learned.family import loss_floor, sample_config
 from mtg_env import engine
+from mtg_env._io import dump_json, load_json
 from mtg_env.engine import Game
-from mtg_env.tuning import Baseline, TuningProtocol, Workload, evaluate, tune
+from mtg_env.tuning import Baseline, TuningProtocol, Workload, evaluate, tune, tune_family
 
 BASELINES = ("gradient", "momentum", "adam", "rmsprop")
 #: Draws of the evaluation games: a stream meta-training never uses (it draws from [seed, 1, iteration]).
 EVAL_STREAM = (20261126, 7)
+#: Draws the baselines are tuned on for the family (the issue's protocol): a third stream, disjoint from both.
+TUNE_STREAM = (20261126, 11)
 PROTOCOL = TuningProtocol(low=1e-4, high=1.0, points_per_decade=3, tuning_seeds=(100_000, 100_001),
                           eval_seeds=tuple(range(5)))  # fmt: skip
 
@@ -82,6 +85,61 @@ def _accuracy(held_out: dict[str, dict[str, float]] | None) -> float:
     return float(np.mean(accs)) if accs else math.nan
 
 
+def baseline_scores(
+    suite: str,
+    shifted: bool,
+    configs: list[dict[str, Any]],
+    seeds: list[int],
+    horizon: int,
+    dtype: str,
+    protocol: TuningProtocol,
+    cache: Path | None,
+    tuning_configs: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Every baseline tuned at ``horizon`` and played on the held-out ``seeds`` of the held-out draws ``configs``:
+    per baseline the scores and accuracies of the configs × seeds games (config-major) and the tuned step sizes.
+
+    With ``tuning_configs`` (the issue's protocol) each baseline gets one step size for the family, chosen on those
+    tuning draws (:func:`mtg_env.tuning.tune_family`), as the learned agent was meta-trained on the family; without,
+    it is tuned on each held-out draw itself (other seeds of the very game it is scored on: an oracle). With
+    ``cache``, read from / written to ``cache/<suite>[_shifted]_<family|draw>_T<horizon>.json`` when the draws,
+    seeds and protocol match (the baselines do not depend on the learned rule; tuning them is most of the time)."""
+    mode = "draw" if tuning_configs is None else "family"
+    key = {"suite": suite, "shifted": shifted, "configs": configs, "seeds": seeds, "horizon": horizon,
+           "dtype": dtype, "protocol": protocol.to_dict(), "tuning_configs": tuning_configs}  # fmt: skip
+    path = None if cache is None else cache / f"{suite}{'_shifted' if shifted else ''}_{mode}_T{horizon}.json"
+    if path is not None and path.exists():
+        stored = load_json(path)
+        if stored.get("key") == json.loads(json.dumps(key, default=str)):
+            return stored
+    scores: dict[str, list[float]] = {name: [] for name in BASELINES}
+    accs: dict[str, list[float]] = {name: [] for name in BASELINES}
+    lrs: dict[str, list[float]] = {name: [] for name in BASELINES}
+    family: dict[str, float] = {}
+    if tuning_configs is not None:
+        tuning = [Workload(suite, "sum", horizon, tuple(sorted(c.items())), dtype=dtype) for c in tuning_configs]
+        floors = [loss_floor(w.make_env().suite) for w in tuning]
+        family = {name: tune_family(Baseline(name), tuning, protocol, floors).best_lr for name in BASELINES}
+    for options in configs:
+        workload = Workload(suite, "sum", horizon, tuple(sorted(options.items())), dtype=dtype)
+        floor = loss_floor(workload.make_env().suite)
+        for name in BASELINES:
+            best_lr = family[name] if family else tune(Baseline(name), workload, protocol).best_lr
+            lrs[name].append(best_lr)
+            for r in evaluate(Baseline(name), workload, best_lr, seeds, nash_gap=False):
+                scores[name].append(_score(r.final_train_loss, r.initial_train_loss, floor))
+                accs[name].append(_accuracy(r.held_out))
+    result = {"key": json.loads(json.dumps(key, default=str)), "scores": scores, "accuracy": accs, "tuned_lrs": lrs}
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        dump_json(path, result)
+    return result
+
+
+def _nanmean(values: np.ndarray) -> float:
+    return float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
+
+
 def _ratio_ci(a: np.ndarray, b: np.ndarray, stat: Any, rng: np.random.Generator) -> tuple[float, float, float]:
     def ratio(x: np.ndarray, y: np.ndarray) -> float:
         sx, sy = stat(x), stat(y)
@@ -98,15 +156,21 @@ def _ratio_ci(a: np.ndarray, b: np.ndarray, stat: Any, rng: np.random.Generator)
     return point, float(lo), float(hi)
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, rule: Any = None) -> dict[str, Any]:
+    """The table for ``args`` (see :func:`main`); ``rule``: a rule module to score instead of ``args``' weights."""
     torch.set_num_threads(1)
-    if args.weights is None:
+    if rule is not None:
+        pass
+    elif args.weights is None:
         agent = learned_agent(args.agent, suite=args.suite)
         rule = agent.rule
     else:
         _, rule, _ = load_rule(args.weights)
-    rng = np.random.default_rng([*EVAL_STREAM, ["quadratic", "regression", "digits"].index(args.suite)])
+    suite_index = ["quadratic", "regression", "digits"].index(args.suite)
+    rng = np.random.default_rng([*EVAL_STREAM, suite_index])
     configs = [sample_config(args.suite, rng, shifted=args.shifted) for _ in range(args.configs)]
+    tune_rng = np.random.default_rng([*TUNE_STREAM, suite_index])
+    tuning_configs = [sample_config(args.suite, tune_rng, shifted=args.shifted) for _ in range(args.configs)]
     dtype = "float64" if args.suite == "quadratic" else "float32"
     seeds = list(range(args.seeds))
     protocol = TuningProtocol(
@@ -116,49 +180,50 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {"agent": args.agent, "suite": args.suite, "shifted": args.shifted,
                               "protocol": protocol.describe(), "cells": []}  # fmt: skip
     boot_rng = np.random.default_rng(0)
-    print(f"{args.agent} on {'shifted ' if args.shifted else ''}{args.suite}: {protocol.describe()}")
-    print("| horizon | games | mean: learned vs best tuned | ratio [95% CI] | median: learned vs best tuned | "
+    print(f"{args.agent} on {'shifted ' if args.shifted else ''}{args.suite}: {protocol.describe()} Family tuning: "
+          f"one step size per baseline and horizon for {len(tuning_configs)} tuning draws of the family; "
+          "per-draw tuning (oracle): on each held-out draw itself.")  # fmt: skip
+    print("| horizon | tuning | mean: learned vs best tuned | ratio [95% CI] | median: learned vs best tuned | "
           "ratio [95% CI] | learned diverged |")  # fmt: skip
     print("|---|---|---|---|---|---|---|")
     for multiple in args.multiples:
         horizon = args.train_horizon * multiple
-        scores: dict[str, list[float]] = {name: [] for name in (*BASELINES, "learned")}
-        accs: dict[str, list[float]] = {name: [] for name in (*BASELINES, "learned")}
-        lrs: dict[str, list[float]] = {name: [] for name in BASELINES}
         start = time.perf_counter()
+        learned: list[float] = []
+        learned_acc: list[float] = []
         for options in configs:
             workload = Workload(args.suite, "sum", horizon, tuple(sorted(options.items())), dtype=dtype)
             floor = loss_floor(workload.make_env().suite)
-            for name in BASELINES:
-                tuned = tune(Baseline(name), workload, protocol)
-                lrs[name].append(tuned.best_lr)
-                for r in evaluate(Baseline(name), workload, tuned.best_lr, seeds, nash_gap=False):
-                    scores[name].append(_score(r.final_train_loss, r.initial_train_loss, floor))
-                    accs[name].append(_accuracy(r.held_out))
             for row in play_learned(rule, workload, seeds):
-                scores["learned"].append(_score(row["final"], row["initial"], floor))
-                accs["learned"].append(_accuracy(row["held_out"]))
-        arrays = {k: np.asarray(v) for k, v in scores.items()}
-        acc_arrays = {k: np.asarray(v) for k, v in accs.items()}
-        best_mean = min(BASELINES, key=lambda k: float(np.mean(arrays[k])))
-        best_median = min(BASELINES, key=lambda k: float(np.median(arrays[k])))
-        cell = {
-            "multiple": multiple,
-            "horizon": horizon,
-            "games": len(arrays["learned"]),
-            "mean": {k: float(np.mean(v)) for k, v in arrays.items()},
-            "median": {k: float(np.median(v)) for k, v in arrays.items()},
-            "diverged": {k: int(np.sum(~np.isfinite(v))) for k, v in arrays.items()},
-            "accuracy": {k: float(np.nanmean(a)) if np.isfinite(a).any() else math.nan for k, a in acc_arrays.items()},
-            "tuned_lrs": lrs,
-            "best_mean": best_mean,
-            "best_median": best_median,
-            "ratio_mean": _ratio_ci(arrays["learned"], arrays[best_mean], np.mean, boot_rng),
-            "ratio_median": _ratio_ci(arrays["learned"], arrays[best_median], np.median, boot_rng),
-            "seconds": time.perf_counter() - start,
-        }
-        report["cells"].append(cell)
-        print(_row(cell, args.suite), flush=True)
+                learned.append(_score(row["final"], row["initial"], floor))
+                learned_acc.append(_accuracy(row["held_out"]))
+        for tuning in ("family", "draw"):
+            base = baseline_scores(args.suite, args.shifted, configs, seeds, horizon, dtype, protocol, args.cache,
+                                   tuning_configs if tuning == "family" else None)  # fmt: skip
+            arrays = {name: np.asarray(base["scores"][name], dtype=float) for name in BASELINES}
+            arrays["learned"] = np.asarray(learned)
+            acc_arrays = {name: np.asarray(base["accuracy"][name], dtype=float) for name in BASELINES}
+            acc_arrays["learned"] = np.asarray(learned_acc)
+            best_mean = min(BASELINES, key=lambda k: float(np.mean(arrays[k])))
+            best_median = min(BASELINES, key=lambda k: float(np.median(arrays[k])))
+            cell = {
+                "multiple": multiple,
+                "horizon": horizon,
+                "tuning": tuning,
+                "games": len(learned),
+                "mean": {k: float(np.mean(v)) for k, v in arrays.items()},
+                "median": {k: float(np.median(v)) for k, v in arrays.items()},
+                "diverged": {k: int(np.sum(~np.isfinite(v))) for k, v in arrays.items()},
+                "accuracy": {k: _nanmean(a) for k, a in acc_arrays.items()},
+                "tuned_lrs": base["tuned_lrs"],
+                "best_mean": best_mean,
+                "best_median": best_median,
+                "ratio_mean": _ratio_ci(arrays["learned"], arrays[best_mean], np.mean, boot_rng),
+                "ratio_median": _ratio_ci(arrays["learned"], arrays[best_median], np.median, boot_rng),
+                "seconds": time.perf_counter() - start,
+            }
+            report["cells"].append(cell)
+            print(_row(cell, args.suite), flush=True)
     return report
 
 
@@ -168,7 +233,7 @@ def _row(cell: dict[str, Any], suite: str) -> str:
     if suite == "digits":
         acc = f" | acc {cell['accuracy']['learned']:.3f} vs {cell['accuracy'][cell['best_mean']]:.3f}"
     return (
-        f"| {cell['multiple']}× ({cell['horizon']}) | {cell['games']} | "
+        f"| {cell['multiple']}× ({cell['horizon']}) | {cell['tuning']} | "
         f"{cell['mean']['learned']:.3g} vs {cell['best_mean']} {cell['mean'][cell['best_mean']]:.3g} | "
         f"**{rm[0]:.2f}** [{rm[1]:.2f}, {rm[2]:.2f}] | "
         f"{cell['median']['learned']:.3g} vs {cell['best_median']} {cell['median'][cell['best_median']]:.3g} | "
@@ -187,6 +252,12 @@ def main() -> None:
     parser.add_argument("--train-horizon", type=int, default=100, help="the meta-training horizon (default 100)")
     parser.add_argument("--multiples", default="1,2,5", help="horizons as multiples of it (default 1,2,5)")
     parser.add_argument("--json", type=Path, default=None, help="also write the report here")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("runs/baselines"),
+        help="where the tuned baselines' scores are kept between runs (default runs/baselines)",
+    )
     args = parser.parse_args()
     args.multiples = [int(m) for m in args.multiples.split(",")]
     report = run(args)

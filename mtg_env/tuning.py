@@ -495,16 +495,21 @@ def tune(
     grid = [lr for lr in lrs for _ in seeds]
     results = play(workload, factory, grid, seeds * len(lrs), batched=batched)
     k = len(seeds)
-    scores, diverged = [], []
-    for i in range(len(lrs)):
-        trial = [r.score for r in results[i * k : (i + 1) * k]]
-        scores.append(float(np.mean(trial)) if all(math.isfinite(s) for s in trial) else math.inf)
-        diverged.append(sum(1 for r in results[i * k : (i + 1) * k] if r.diverged))
+    trials = [[r.score for r in results[i * k : (i + 1) * k]] for i in range(len(lrs))]
+    return _choose(factory, workload.name, protocol, trials)
+
+
+def _choose(factory: PolicyFactory, name: str, protocol: TuningProtocol, trials: list[list[float]]) -> TuningResult:
+    """The step size whose trials (one list of scores per step size of ``protocol``) have the lowest mean, a
+    non-finite trial counting as +inf (ties: the smaller step size)."""
+    lrs = protocol.step_sizes()
+    scores = [float(np.mean(t)) if all(math.isfinite(s) for s in t) else math.inf for t in trials]
+    diverged = [sum(1 for s in t if not math.isfinite(s)) for t in trials]
     finite = [i for i, s in enumerate(scores) if math.isfinite(s)]
     best = min(finite, key=lambda i: (scores[i], i)) if finite else 0
     return TuningResult(
         policy=repr(factory),
-        workload=workload.name,
+        workload=name,
         protocol=protocol.to_dict(),
         step_sizes=list(lrs),
         scores=scores,
@@ -513,6 +518,43 @@ def tune(
         all_diverged=not finite,
         at_edge=bool(finite) and len(lrs) > 1 and best in (0, len(lrs) - 1),
     )
+
+
+def tune_family(
+    factory: PolicyFactory,
+    workloads: Sequence[Workload],
+    protocol: TuningProtocol,
+    floors: Sequence[float] | None = None,
+    *,
+    batched: bool | None = None,
+) -> TuningResult:
+    """Choose one step size of ``factory`` for a *family* of games: every step size of ``protocol`` on every
+    tuning seed of every workload (game draw). Losses of different draws have different scales, so a trial scores
+    its final training loss relative to its start, (L_T − f) / (L_0 − f) with the draw's floor f (``floors``;
+    default 0, for losses ≥ 0); the lowest mean over all trials wins, a diverged trial counting as +inf."""
+    if not workloads:
+        raise ValueError("tune_family needs at least one workload (a game draw of the family)")
+    floors = [0.0] * len(workloads) if floors is None else list(floors)
+    if len(floors) != len(workloads):
+        raise ValueError(f"floors must give one floor per workload ({len(workloads)}), got {len(floors)}")
+    lrs = protocol.step_sizes()
+    seeds = list(protocol.tuning_seeds)
+    grid = [lr for lr in lrs for _ in seeds]
+    trials: list[list[float]] = [[] for _ in lrs]
+    for workload, floor in zip(workloads, floors, strict=True):
+        results = play(workload, factory, grid, seeds * len(lrs), batched=batched)
+        for j, r in enumerate(results):
+            trials[j // len(seeds)].append(relative_score(r, floor))
+    name = f"{len(workloads)} draws of {workloads[0].suite}/{workloads[0].consensus}/T{workloads[0].horizon}"
+    return _choose(factory, name, protocol, trials)
+
+
+def relative_score(result: GameResult, floor: float = 0.0) -> float:
+    """A game's final training loss relative to its start, (L_T − floor) / (L_0 − floor), L = Σ_m ℓ_m; +inf for a
+    diverged or non-finite game."""
+    if not math.isfinite(result.score):
+        return math.inf
+    return (result.score - floor) / max(float(sum(result.initial_train_loss)) - floor, 1e-300)
 
 
 def evaluate(

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import mtg_env
-from agents import AdamAgent, make_agents, run_episode
+from agents import make_agents, run_episode
 from agents.learned import (
     EngineDriver,
     LearnedAgent,
@@ -78,18 +78,69 @@ def test_batched_form_equals_policy_form(name: str, mode: str, suite: str) -> No
         state, out = engine.step(env.game, state, batched)
 
 
-def test_untrained_mlp_rule_plays_adam() -> None:
-    """The MLP rule's output layer starts at zero: with its gate shut it is then Adam at its initial step size."""
+class _AMSGradHeadsHeavyBallTrunk:
+    """The untrained MLP rule's base steps, written out independently: AMSGrad-style Adam on the head (running
+    maximum of the bias-corrected v̂) and torch.optim.SGD's heavy ball (buf = β·buf + g) on the trunk proposal."""
+
+    def __init__(self, lr: float, trunk_lr: float, beta: float):
+        self.lr, self.trunk_lr, self.beta = lr, trunk_lr, beta
+
+    def reset(self, observation, info, action_space) -> None:  # type: ignore[no-untyped-def]
+        from agents.base import ObservationReader
+
+        self.reader = ObservationReader(info, action_space)
+        h, n = self.reader.head_size, self.reader.trunk_size
+        self.m, self.v, self.v_max = np.zeros(h), np.zeros(h), np.zeros(h)
+        self.buf, self.t = np.zeros(n), 0
+
+    def act(self, observation, info):  # type: ignore[no-untyped-def]
+        g_head, g_trunk = (np.asarray(x, dtype=np.float64) for x in self.reader.grads(observation))
+        self.t += 1
+        self.m = 0.9 * self.m + 0.1 * g_head
+        self.v = 0.999 * self.v + 0.001 * g_head**2
+        self.v_max = np.maximum(self.v_max, self.v / (1 - 0.999**self.t))
+        head = -self.lr * (self.m / (1 - 0.9**self.t)) / (np.sqrt(self.v_max) + 1e-8)
+        self.buf = self.beta * self.buf + g_trunk
+        return self.reader.update_action(head, -self.trunk_lr * self.buf)
+
+
+def test_untrained_mlp_rule_plays_its_base_steps() -> None:
+    """The MLP rule's output layers start at zero: with the BB share shut it plays AMSGrad on the heads and a heavy
+    ball on the trunk at its initial step sizes (the brake does not engage on this stable game)."""
     env = make_env("regression", max_update=None, max_cycles=15)
-    rule = new_rule("learned_mlp", init_lr=0.02, init_gate=-30.0)
+    rule = new_rule("learned_mlp", init_lr=0.02, init_gate=-30.0, init_trunk_lr=0.005, init_trunk_momentum=0.8)
     histories = []
     for players in (
         {a: LearnedAgent(rule, "learned_mlp") for a in env.possible_agents},
-        {a: AdamAgent(lr=0.02) for a in env.possible_agents},
+        {a: _AMSGradHeadsHeavyBallTrunk(0.02, 0.005, 0.8) for a in env.possible_agents},
     ):
         histories.append(run_episode(env, players, seed=5, evaluate=False).losses)
     np.testing.assert_allclose(histories[0], histories[1], rtol=1e-4)
     assert histories[0][-1].sum() < histories[0][0].sum()
+
+
+def test_the_mlp_rules_trunk_step_is_the_same_for_every_player() -> None:
+    """Under `sum` consensus the trunk stops where Σ_m D_m ∇_Ψ ℓ_m = 0, the minimiser of Σ_m ℓ_m only when every
+    player's scaling D_m is equal: a trained rule's trunk proposal is −α(t)·(its heavy-ball buffer), with α(t) the
+    same for players whose gradients differ by orders of magnitude."""
+    rule = perturbed_rule("learned_mlp", seed=2)
+    rule.eval()
+    gen = torch.Generator().manual_seed(0)
+    k = 6
+    is_trunk = torch.tensor([False, False, True, True, True, True])
+    state = rule.init_state(torch.zeros(2, k))
+    ratios = []
+    for t in range(5):
+        g = torch.randn(2, k, generator=gen) * torch.tensor([[1.0], [1e3]])  # game 1's gradients 1000× larger
+        feats = torch.rand(2, k, 7, generator=gen)
+        prev_mu = state["mu"]
+        update, state = rule(g, feats, is_trunk, torch.full((2,), t), state)
+        buf = state["mu"]
+        torch.testing.assert_close(buf, 0 * prev_mu + buf)  # the buffer is kept per coordinate
+        ratios.append(update[:, is_trunk] / buf[:, is_trunk])
+    steps = torch.stack(ratios)  # [T, B, n]: −α(t) per game and coordinate
+    torch.testing.assert_close(steps, steps[:, :1, :1].expand_as(steps))
+    assert (steps < 0).all()
 
 
 def test_log_and_sign_preprocessing() -> None:
@@ -109,7 +160,7 @@ def test_plays_a_full_episode_in_the_parallel_api(name: str, mode: str) -> None:
     history = run_episode(env, players, seed=0)
     assert history.steps == 40 and not history.terminated
     assert np.isfinite(history.losses).all()
-    if name != "learned_lstm":  # the untrained MLP (Adam) and step rule (a constant step) lower every loss
+    if name != "learned_lstm":  # the untrained MLP (BB/AMSGrad, heavy ball) and step rule lower every loss
         assert (history.losses[-1] < history.losses[0]).all()
 
 

@@ -11,7 +11,17 @@ from gymnasium import spaces
 
 from agents import AdamAgent, GradientAgent, SelfishAgent
 from agents.batched import BatchedBaseline
-from mtg_env.tuning import Baseline, Selfish, TuningProtocol, Workload, evaluate, play, tune
+from mtg_env.tuning import (
+    Baseline,
+    Selfish,
+    TuningProtocol,
+    Workload,
+    evaluate,
+    play,
+    relative_score,
+    tune,
+    tune_family,
+)
 
 SMALL = {
     "quadratic": (),
@@ -145,6 +155,40 @@ def test_tune_keeps_the_lowest_mean_final_loss_and_counts_divergence_as_inf() ->
     finite = [s for s in result.scores if math.isfinite(s)]
     assert result.best_lr == lrs[result.scores.index(min(finite))] and not result.all_diverged
     assert result.to_dict()["scores"][-1] == "inf"
+
+
+def test_tune_family_keeps_one_step_size_for_every_draw_by_the_mean_relative_loss() -> None:
+    """A family's draws have losses of different scales: each trial scores (L_T − f) / (L_0 − f) with its draw's
+    floor, and the step size with the lowest mean over every draw and tuning seed wins."""
+    protocol = TuningProtocol(low=1e-2, high=3.0, tuning_seeds=(100, 101), eval_seeds=(0,))
+    draws = [
+        Workload("quadratic", "sum", 25, (("condition", 10.0), ("game_seed", 1))),
+        Workload("quadratic", "sum", 25, (("condition", 100.0), ("game_seed", 2), ("trunk_dim", 6))),
+    ]
+    floors = [-1.0, -2.0]
+    result = tune_family(Baseline("gradient"), draws, protocol, floors)
+    lrs = protocol.step_sizes()
+    for lr, score in zip(lrs, result.scores, strict=True):
+        rel = [
+            relative_score(g, floor)
+            for w, floor in zip(draws, floors, strict=True)
+            for g in play(w, Baseline("gradient"), [lr, lr], [100, 101], batched=False)
+        ]
+        assert score == pytest.approx(np.mean(rel) if all(map(math.isfinite, rel)) else math.inf, rel=1e-12)
+    finite = [s for s in result.scores if math.isfinite(s)]
+    assert result.best_lr == lrs[result.scores.index(min(finite))]
+    assert "2 draws of quadratic/sum/T25" in result.workload
+    # a step size stable on the first draw but not on the stiffer second is not kept
+    alone = tune(Baseline("gradient"), draws[0], protocol)
+    assert result.best_lr <= alone.best_lr
+
+
+def test_tune_family_refuses_a_bad_family() -> None:
+    protocol = TuningProtocol(low=1e-2, high=1.0, tuning_seeds=(1,), eval_seeds=(0,))
+    with pytest.raises(ValueError, match="at least one workload"):
+        tune_family(Baseline("gradient"), [], protocol)
+    with pytest.raises(ValueError, match="one floor per workload"):
+        tune_family(Baseline("gradient"), [workload("quadratic")], protocol, floors=[0.0, 1.0])
 
 
 def test_tune_accepts_any_policy_factory() -> None:

@@ -26,12 +26,16 @@ from torch import Tensor, nn
 
 #: Which observation features (indices into :data:`mtg_env.engine.FEATURES`) the update rules read: the
 #: loss change, the conflict with the other tasks and the alignment with the last trunk move (bounded,
-#: scale-free); the loss and gradient norms are scale-dependent and the progress depends on the horizon.
-RULE_FEATURES: tuple[int, ...] = (1, 4, 5)
+#: scale-free), and the progress t / horizon (in [0, 1] at any horizon: a rule can anneal toward the end of
+#: whatever horizon it plays); the loss and gradient norms are scale-dependent.
+RULE_FEATURES: tuple[int, ...] = (1, 4, 5, 6)
+#: The progress feature's index (the same for every player: the trunk's schedule may read it).
+PROGRESS = 6
 
-#: Time scales τ of the embedding tanh(t / τ). Bounded, but not saturated within short training horizons: past its
-#: training horizon a rule meets values of tanh(t / 1000) it never saw (see README, "Learned agents").
-TIME_SCALES: tuple[float, ...] = (10.0, 100.0, 1000.0)
+#: Time scales τ of the embedding tanh(t / τ): a warm-up clock that saturates (tanh(100 / 30) = 0.9975) well inside
+#: any training horizon of 100 steps or more, so a rule never meets a time input past its horizon that it did not
+#: see in training (a scale of 1000 did: the rules trained on 100 steps blew up at 500, see README).
+TIME_SCALES: tuple[float, ...] = (3.0, 10.0, 30.0)
 
 #: State of a rule for B games of K coordinates: named tensors with leading dimensions ``[B, K]``.
 RuleState = dict[str, Tensor]
@@ -70,10 +74,35 @@ class MLPRuleConfig:
     """Added to the RMS."""
     scale: float = 0.1
     """c: how strongly the network's outputs modulate the Adam step (small, as small_fc_lopt's)."""
+    max_log_gain: float = 1.0
+    """Bound of the modulation: the magnitude factor stays in [e^−b, e^b] and the direction offset in ±b (a smooth
+    tanh bound, equal to the unbounded exp(c·a) and c·b near zero), so no input off the training range can make
+    the rule take an arbitrarily large step."""
     init_lr: float = 0.01
     """Initial step size α of the base Adam step, and η₀ of the gradient step (head and trunk)."""
-    init_gate: float = -2.0
-    """Initial gate γ: the share sigmoid(γ) of the Barzilai–Borwein step (≈ 0.12; −30: Adam alone)."""
+    init_gate: float = 3.0
+    """Initial gate γ: the share sigmoid(γ) of the Barzilai–Borwein step in a head's update (≈ 0.95; −30: Adam
+    alone). Mostly BB: AMSGrad's effective step only shrinks, so alone it stalls once the gradients are far below
+    their early size; BB's scale-free step keeps converging linearly (quadratic family, 5× the horizon: 1e-11 of
+    the start with γ = 3, a stall at 1e-9 with γ = −2)."""
+    init_trunk_lr: float = 0.01
+    """Initial step size of the trunk's heavy-ball proposal (learned)."""
+    init_trunk_momentum: float = 0.9
+    """Initial momentum coefficient of the trunk's heavy-ball proposal (learned)."""
+    trunk_warmup: int = 20
+    """The trunk step ramps up linearly over this many steps (the same ramp for every player): a step too large for
+    the game turns unstable gradually, while the brake can still catch it."""
+    brake_threshold: float = 0.1
+    """The trunk brake engages when a player's trunk-gradient norm keeps growing by more than e^0.1 ≈ 10 % per step
+    (an exponential moving average of the log growth, weight ``brake_weight``, each step's growth clipped to ±1,
+    counted from step ``brake_warmup`` on)."""
+    brake_weight: float = 0.5
+    """Weight of the newest step in the brake's growth average."""
+    brake_warmup: int = 0
+    """Steps before the brake's growth average starts."""
+    brake_recovery: float = 0.95
+    """Each step the brake's log factor is multiplied by this (1: a brake holds for good; < 1: it wears off, so a
+    brake set off by a transient stops moving the fixed point)."""
     seed: int = 0
     """Seed of the initial weights."""
 
@@ -81,12 +110,30 @@ class MLPRuleConfig:
 class MLPRule(nn.Module):
     """Per-coordinate MLP update rule (see the module docstring).
 
-    The rule mixes two steps that work without training: Adam's, −α m̂/(√v̂ + ε), and a Barzilai–Borwein
-    gradient step −η g, η = sᵀy / yᵀy from the player's last update s and gradient change y over each block
-    (a task's head, or its trunk proposal; kept from the last step where sᵀy ≤ 0; at most doubling per step).
-    Per coordinate, with the network's outputs (a, b, d), the update is
-    exp(c·a)·[(1 − σ)(−α (m̂/(√v̂ + ε) + c·b)) + σ(−η g)], σ = sigmoid(γ + c·d). Parameters: the MLP, log α,
-    log η₀ (η before the first BB estimate) and the gate γ (head and trunk each).
+    **Heads** (a player's own parameters): the rule mixes two steps that work without training: Adam's,
+    −α m̂/(√v̂ + ε) with AMSGrad's running maximum of v̂ (its effective step never grows), and a Barzilai–Borwein
+    gradient step −η g, η = sᵀy / yᵀy from the player's last update s and gradient change y over its head (kept
+    from the last step where sᵀy ≤ 0; at most doubling per step). Per
+    coordinate, with the network's outputs (a, b, d) and the bound B(x) = b·tanh(x / b) (b = ``max_log_gain``), the
+    update is exp(B(c·a))·[(1 − σ)(−α (m̂/(√v̂ + ε) + B(c·b))) + σ(−η g)], σ = sigmoid(γ + c·d).
+
+    **Trunk proposals** are a heavy-ball step on the player's own trunk gradient, −α_Ψ(t)·μ_t with
+    μ_t = β(t) μ_{t−1} + g_t, whose step α_Ψ(t) and momentum β(t) come from a small network of the time
+    embedding and the progress t / horizon alone. Why not per-player adaptive like the heads: under
+    ``sum``/``mean`` consensus the trunk stops where Σ_m D_m ∇_Ψ ℓ_m = 0, which is the minimiser of L = Σ_m ℓ_m
+    only when every player's scaling D_m is the same; a per-player adaptive step (Adam's RMS, a player's own BB
+    estimate, a network reading the player's own gradient) makes the D_m differ and moves the fixed point
+    (``python docs/fixed_point_shift.py``: on the quadratic family, trunk steps 10 % apart leave L_T − L* at 7e-5 of
+    its start instead of 1e-11). Coefficients that depend on the clock only are the same for every player, so the
+    trunk converges where ``sum`` does. The trunk step ramps up over ``trunk_warmup`` steps (the same ramp for every
+    player). A per-player brake is the one exception to common coefficients: when a player's trunk-gradient norm
+    keeps growing (EMA of the log growth above ``brake_threshold``), its log step shrinks by that excess, and the
+    brake wears off (× ``brake_recovery`` per step): a game where the learned step is unstable is slowed instead of
+    diverging (it may hover at its stability edge, near but not at the minimiser), and a brake a transient set off
+    fades, so the stable games' trunks converge where ``sum`` does.
+
+    Parameters: the MLP (heads), log α, log η₀ (η before the first BB estimate) and γ of the heads, the trunk's
+    time network, log α_Ψ and logit β.
     """
 
     def __init__(self, config: MLPRuleConfig | None = None):
@@ -94,6 +141,8 @@ class MLPRule(nn.Module):
         self.config = config = config or MLPRuleConfig()
         if config.adam_beta1 not in config.decays:
             raise ValueError(f"adam_beta1 ({config.adam_beta1}) must be one of decays {config.decays}")
+        if not config.max_log_gain > 0:
+            raise ValueError(f"max_log_gain must be > 0 (the bound of the step modulation), got {config.max_log_gain}")
         self._adam_index = config.decays.index(config.adam_beta1)
         inputs = 1 + len(config.decays) + len(TIME_SCALES) + 1 + len(RULE_FEATURES)
         self.net = nn.Sequential(
@@ -111,6 +160,16 @@ class MLPRule(nn.Module):
         self.log_lr = nn.Parameter(torch.full((2,), math.log(config.init_lr)))
         self.log_eta0 = nn.Parameter(torch.full((2,), math.log(config.init_lr)))
         self.gate = nn.Parameter(torch.full((2,), float(config.init_gate)))
+        # The trunk's schedule: time embedding -> (log-step change, momentum-logit change), zero at initialisation.
+        self.trunk_net = nn.Sequential(nn.Linear(len(TIME_SCALES) + 1, 16), nn.Tanh(), nn.Linear(16, 2))
+        seeded_init(self.trunk_net, config.seed + 1)
+        trunk_last = self.trunk_net[-1]
+        assert isinstance(trunk_last, nn.Linear)
+        nn.init.zeros_(trunk_last.weight)
+        nn.init.zeros_(trunk_last.bias)
+        self.trunk_log_lr = nn.Parameter(torch.tensor(math.log(config.init_trunk_lr)))
+        beta = config.init_trunk_momentum
+        self.trunk_logit_beta = nn.Parameter(torch.tensor(math.log(beta / (1.0 - beta))))
 
     def init_state(self, g: Tensor, num_groups: int = 2) -> RuleState:
         """Zero moments for gradients ``g [B, K]`` whose coordinates fall in ``num_groups`` blocks."""
@@ -120,9 +179,13 @@ class MLPRule(nn.Module):
         return {
             "m": torch.zeros(b, k, len(self.config.decays), dtype=dtype, device=g.device),
             "v": zeros,
+            "v_max": zeros,
             "prev_g": zeros,
             "prev_u": zeros,
             "eta": torch.zeros(b, num_groups, dtype=dtype, device=g.device),
+            "mu": zeros,
+            "growth": torch.zeros(b, num_groups, dtype=dtype, device=g.device),
+            "brake": torch.zeros(b, num_groups, dtype=dtype, device=g.device),
         }
 
     def forward(
@@ -148,7 +211,10 @@ class MLPRule(nn.Module):
         decays = torch.tensor(cfg.decays, dtype=dtype, device=g.device)
         m = decays * state["m"] + (1.0 - decays) * g.unsqueeze(2)
         v = cfg.beta2 * state["v"] + (1.0 - cfg.beta2) * g.square()
-        rms = (v / (1.0 - cfg.beta2**t1)).sqrt() + cfg.eps
+        # AMSGrad's running maximum of v̂: the effective step α/√v̂ never grows. With Adam's own v̂ it grows as the
+        # gradients shrink, until the heads turn unstable late in a long game (seen on quadratics past 100 steps).
+        v_max = torch.maximum(state["v_max"], v / (1.0 - cfg.beta2**t1))
+        rms = v_max.sqrt() + cfg.eps
         m_hat = m / (1.0 - decays ** t1.unsqueeze(2))
         normed = torch.cat([(g / rms).unsqueeze(2), m_hat / rms.unsqueeze(2)], dim=2).clamp(-10.0, 10.0)
         # Barzilai–Borwein (short) step per block: η = sᵀy / yᵀy, kept where the curvature estimate is not positive.
@@ -179,9 +245,30 @@ class MLPRule(nn.Module):
         adam = normed[:, :, 1 + self._adam_index]
         lr = self.log_lr.exp()[block]  # [K]
         mix = torch.sigmoid(self.gate[block] + cfg.scale * out[..., 2])
-        step_adam = -lr * (adam + cfg.scale * out[..., 1])
-        update = torch.exp(cfg.scale * out[..., 0]) * ((1.0 - mix) * step_adam - mix * eta_k * g)
-        return update, {"m": m, "v": v, "prev_g": g, "prev_u": update.detach(), "eta": eta}
+        bound = cfg.max_log_gain
+        gain, offset = (bound * torch.tanh(cfg.scale * out[..., :2] / bound)).unbind(-1)
+        step_adam = -lr * (adam + offset)
+        head_update = torch.exp(gain) * ((1.0 - mix) * step_adam - mix * eta_k * g)
+        # Trunk: heavy ball with time-only coefficients (the same for every player), and the per-player brake.
+        clock = torch.cat([time[:, 0, :], features[:, :1, PROGRESS].to(dtype)], dim=1)  # [B, 4], common to all
+        schedule = self.trunk_net(clock)  # [B, 2]
+        ramp = torch.log(torch.clamp(t1 / cfg.trunk_warmup, max=1.0))  # [B, 1]: a linear warm-up, common to all
+        log_step = self.trunk_log_lr + ramp + bound * torch.tanh(cfg.scale * schedule[:, :1] / bound)  # [B, 1]
+        beta = torch.sigmoid(self.trunk_logit_beta + cfg.scale * schedule[:, 1:])  # [B, 1]
+        mu = beta * state["mu"] + g
+        blocks = torch.zeros(b, num_groups, dtype=dtype, device=g.device)
+        g_sq = blocks.index_add(1, groups, g.square())
+        prev_sq = blocks.index_add(1, groups, state["prev_g"].square())
+        seen = (prev_sq > 0) & (g_sq > 0) & (t1 > cfg.brake_warmup)
+        tiny = torch.finfo(dtype).tiny
+        log_growth = 0.5 * (g_sq.clamp_min(tiny).log() - prev_sq.clamp_min(tiny).log())
+        w = cfg.brake_weight
+        growth = torch.where(seen, (1 - w) * state["growth"] + w * log_growth.clamp(-1.0, 1.0), state["growth"])
+        brake = cfg.brake_recovery * state["brake"] - torch.relu(growth - cfg.brake_threshold)
+        trunk_update = -torch.exp(log_step + brake[:, groups]) * mu
+        update = torch.where(is_trunk, trunk_update, head_update)
+        return update, {"m": m, "v": v, "v_max": v_max, "prev_g": g, "prev_u": update.detach(), "eta": eta, "mu": mu,
+                        "growth": growth, "brake": brake}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -253,13 +340,15 @@ class StepRuleConfig:
 
 
 class StepRule(nn.Module):
-    """Step-size controller: features ``[B, M, 7]`` -> log step sizes ``[B, M, 2]`` (log α, log β), one
-    network for every task, clamped into the env's ``log_step_range``."""
+    """Step-size controller: features ``[B, M, 7]`` -> log step sizes ``[B, M, 2]`` (log α, log β), clamped into
+    the env's ``log_step_range``: a task's head step α from one network of its features, shared by every task; the
+    trunk step β one learned constant, the same for every player (a per-player β moves the fixed point of
+    ``sum``/``mean`` consensus away from the minimiser of Σ_m ℓ_m: see :class:`MLPRule`)."""
 
     def __init__(self, config: StepRuleConfig | None = None):
         super().__init__()
         self.config = config = config or StepRuleConfig()
-        self.net = nn.Sequential(nn.Linear(7, config.hidden), nn.Tanh(), nn.Linear(config.hidden, 2))
+        self.net = nn.Sequential(nn.Linear(7, config.hidden), nn.Tanh(), nn.Linear(config.hidden, 1))
         seeded_init(self, config.seed)
         last = self.net[-1]
         assert isinstance(last, nn.Linear)
@@ -270,7 +359,8 @@ class StepRule(nn.Module):
     def forward(self, features: Tensor, log_step_range: tuple[float, float]) -> Tensor:
         """Log step sizes ``[B, M, 2]`` for features ``[B, M, 7]``, inside ``log_step_range``."""
         lo, hi = log_step_range
-        raw = self.base + self.net(features.detach().to(self.base.dtype))
+        head = self.base[0] + self.net(features.detach().to(self.base.dtype))  # [B, M, 1]
+        raw = torch.cat([head, self.base[1].expand_as(head)], dim=-1)
         return raw.clamp(lo, hi)
 
 

@@ -6,9 +6,10 @@
 For ``--configs`` games drawn from the suite's family (or its shifted family; :mod:`agents.learned.family`),
 never seen in meta-training, and each of 1×, 2×, 5× the meta-training horizon:
 
-* every baseline (gradient, momentum, adam, rmsprop) is tuned per game and horizon with :mod:`mtg_env.tuning`
-  (one protocol for all: the grid and budget are printed) on tuning seeds, then played on ``--seeds`` held-out
-  seeds;
+* every baseline (gradient, momentum, adam, rmsprop) is tuned per horizon with :mod:`mtg_env.tuning` (one
+  protocol for all: the grid and budget are printed), two ways: per family (one step size chosen on ``--configs``
+  other draws of the family, the issue's protocol) and per draw (an oracle: on tuning seeds of each held-out draw
+  itself); then played on ``--seeds`` held-out seeds. The tuned baselines are cached in ``--cache``;
 * the learned agent (its shipped weights, or ``--weights``) plays the same held-out seeds, untuned.
 
 A game's score is its final training loss relative to its start, (L_T − L*) / (L_0 − L*), with L = Σ_m ℓ_m on

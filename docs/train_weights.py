@@ -20,15 +20,8 @@ import torch
 from agents.learned.checkpoint import WEIGHTS_DIR, load_rule
 from agents.learned.train import MetaTrainConfig, meta_train
 
-#: The MLP rule's trunk brake for minibatch suites (regression, digits): a slow growth average (weight 0.05, from step
-#: 10), no warm-up ramp and a brake that holds. The default (weight 0.5, threshold 0.1, a 20-step ramp, a brake that
-#: wears off) is the one that keeps the shifted quadratic family from diverging, but minibatch noise sets it off
-#: (measured: regression 1.02–1.08 and digits 0.69–0.97 of the tuned baseline with it, 0.97–1.02 and 0.33–0.92
-#: with this one).
-MINIBATCH_BRAKE = {"brake_weight": 0.05, "brake_threshold": 0.05, "brake_warmup": 10, "brake_recovery": 1.0,
-                   "trunk_warmup": 1}  # fmt: skip
-
-#: The shipped rules: name -> meta-training config (CPU, one thread).
+#: The shipped rules: name -> meta-training config (CPU, one thread; each rule with its suite's default options,
+#: :data:`agents.learned.train.SUITE_RULE_OPTIONS`).
 RUNS: dict[str, MetaTrainConfig] = {
     "learned_mlp_quadratic": MetaTrainConfig(
         agent="learned_mlp", suite="quadratic", iterations=120, games=8, configs=2, horizons=(20, 50, 100),
@@ -36,11 +29,11 @@ RUNS: dict[str, MetaTrainConfig] = {
     ),
     "learned_mlp_regression": MetaTrainConfig(
         agent="learned_mlp", suite="regression", iterations=240, games=8, configs=2, horizons=(20, 50, 100),
-        meta_lr=3e-3, val_every=20, rule=MINIBATCH_BRAKE | {"brake_threshold": 0.25},
+        meta_lr=3e-3, val_every=20,
     ),
     "learned_mlp_digits": MetaTrainConfig(
         agent="learned_mlp", suite="digits", iterations=90, games=4, configs=2, horizons=(20, 50),
-        meta_lr=3e-3, val_every=10, val_configs=2, val_games=2, rule=MINIBATCH_BRAKE,
+        meta_lr=3e-3, val_every=10, val_configs=2, val_games=2,
     ),
     "learned_lstm_quadratic": MetaTrainConfig(
         agent="learned_lstm", suite="quadratic", iterations=120, games=8, configs=2, horizons=(20, 50, 100),

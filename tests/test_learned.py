@@ -149,6 +149,17 @@ def test_the_mlp_rules_trunk_step_is_the_same_for_every_player() -> None:
     assert (alphas < 0).all()
 
 
+def test_meta_training_builds_the_rule_with_its_suites_default_options() -> None:
+    from agents.learned.train import MINIBATCH_BRAKE
+
+    assert MetaTrainConfig(agent="learned_mlp", suite="digits").rule_options() == MINIBATCH_BRAKE
+    assert MetaTrainConfig(agent="learned_mlp", suite="quadratic").rule_options() == {}
+    assert MetaTrainConfig(agent="learned_mlp", suite="digits", rule={}).rule_options() == {}
+    assert MetaTrainConfig(agent="learned_mlp", suite="digits", rule={"init_lr": 0.1}).rule_options() == {
+        "init_lr": 0.1
+    }
+
+
 def test_the_brake_keeps_a_too_large_trunk_step_from_diverging() -> None:
     """A trunk step 2–3× too large for the game (stable below ≈ 0.013): with the brake the games slow down and keep
     converging; without it (a threshold the growth average cannot reach) they diverge. (At 8× too large the brake,

@@ -29,7 +29,7 @@ import copy
 import csv
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,6 +55,21 @@ VALID_SEED_BASE = 2**40
 _LOG_LOW, _LOG_HIGH = math.log(1e-12), math.log(1e3)
 
 Method = Literal["tbptt", "es", "pes"]
+
+
+#: The MLP rule's trunk brake for the minibatch suites: a slow growth average (weight 0.05, from step 10), no warm-up
+#: ramp, a brake that holds. :class:`~agents.learned.rules.MLPRuleConfig`'s default (weight 0.5, threshold 0.1, a
+#: 20-step ramp, a brake that wears off) keeps the shifted quadratic family from diverging, but minibatch gradient
+#: noise sets it off (measured: regression 1.02–1.08 and digits 0.69–0.97 of the tuned baseline with it, 0.95–1.02
+#: and 0.41–0.74 with this one; README, "Learned agents").
+MINIBATCH_BRAKE: dict[str, Any] = {"brake_weight": 0.05, "brake_threshold": 0.05, "brake_warmup": 10,
+                                   "brake_recovery": 1.0, "trunk_warmup": 1}  # fmt: skip
+
+#: A rule's default options per (agent, suite) when :attr:`MetaTrainConfig.rule` is ``None``.
+SUITE_RULE_OPTIONS: dict[tuple[str, str], dict[str, Any]] = {
+    ("learned_mlp", "digits"): MINIBATCH_BRAKE,
+    ("learned_mlp", "regression"): {**MINIBATCH_BRAKE, "brake_threshold": 0.25},
+}
 
 
 @dataclass(frozen=True)
@@ -101,8 +116,9 @@ class MetaTrainConfig:
     """Decides every draw of the run."""
     device: str = "cpu"
     """Where the games and the rule live (``cuda`` on a GPU)."""
-    rule: dict[str, Any] = field(default_factory=dict)
-    """Options of the rule's config (e.g. ``{"init_lr": 0.03}``)."""
+    rule: dict[str, Any] | None = None
+    """Options of the rule's config (e.g. ``{"init_lr": 0.03}``); ``None``: the suite's defaults
+    (:data:`SUITE_RULE_OPTIONS`), ``{}``: the rule class's own."""
 
     def __post_init__(self) -> None:
         if self.agent not in LEARNED:
@@ -121,6 +137,12 @@ class MetaTrainConfig:
         for name in ("meta_lr", "grad_clip", "es_sigma"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+
+    def rule_options(self) -> dict[str, Any]:
+        """The options the rule is built with: ``rule``, or the suite's defaults when it is ``None``."""
+        if self.rule is not None:
+            return dict(self.rule)
+        return dict(SUITE_RULE_OPTIONS.get((self.agent, self.suite), {}))
 
     @property
     def mode(self) -> str:
@@ -352,7 +374,7 @@ def meta_train(
     torch_device = torch.device(config.device)
     if torch_device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={config.device!r} asks for CUDA, but this torch build has no usable GPU")
-    rule = new_rule(config.agent, **config.rule)
+    rule = new_rule(config.agent, **config.rule_options())
     rule.to(torch_device)
     optimizer = torch.optim.Adam(rule.parameters(), lr=config.meta_lr)
     rows: list[dict[str, float]] = []
@@ -416,7 +438,7 @@ def meta_train(
     if bar is not None:
         bar.close()
     seconds = time.perf_counter() - began
-    best_rule = new_rule(config.agent, **config.rule)
+    best_rule = new_rule(config.agent, **config.rule_options())
     best_rule.to(torch_device)
     best_rule.load_state_dict(best_state)
     if out_dir is not None:

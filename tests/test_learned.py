@@ -162,8 +162,8 @@ def test_meta_training_builds_the_rule_with_its_suites_default_options() -> None
 
 def test_the_brake_keeps_a_too_large_trunk_step_from_diverging() -> None:
     """A trunk step 2–3× too large for the game (stable below ≈ 0.013): with the brake the games slow down and keep
-    converging; without it (a threshold the growth average cannot reach) they diverge. (At 8× too large the brake,
-    which wears off, only delays the divergence: README, "Learned agents".)"""
+    converging; without it (a threshold the growth average cannot reach) they diverge. (It is a safety net, not a
+    guarantee: at 8× too large and the default threshold 0.4, one of these three games still diverges.)"""
     options = {"num_tasks": 3, "head_dim": 2, "trunk_dim": 8, "condition": 100.0}
     suite = build_suite("quadratic", options, dtype="float64")
     game = engine.Game(suite, mtg_env.consensus.consensus_rule("sum", num_tasks=3), horizon=200)

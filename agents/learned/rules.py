@@ -92,17 +92,25 @@ class MLPRuleConfig:
     trunk_warmup: int = 20
     """The trunk step ramps up linearly over this many steps (the same ramp for every player): a step too large for
     the game turns unstable gradually, while the brake can still catch it."""
-    brake_threshold: float = 0.1
-    """The trunk brake engages when a player's trunk-gradient norm keeps growing by more than e^0.1 ≈ 10 % per step
-    (an exponential moving average of the log growth, weight ``brake_weight``, each step's growth clipped to ±1,
-    counted from step ``brake_warmup`` on)."""
+    brake_threshold: float = 0.4
+    """The trunk brake engages when a player's trunk-gradient norm keeps growing, by more than e^0.4 ≈ 50 % per step
+    on average (an exponential moving average of the log growth, weight ``brake_weight``, each step's growth clipped
+    to ±1, counted from step ``brake_warmup`` on). On the quadratic training family no game's average passes 0.37."""
     brake_weight: float = 0.5
     """Weight of the newest step in the brake's growth average."""
     brake_warmup: int = 0
     """Steps before the brake's growth average starts."""
-    brake_recovery: float = 0.95
-    """Each step the brake's log factor is multiplied by this (1: a brake holds for good; < 1: it wears off, so a
-    brake set off by a transient stops moving the fixed point)."""
+    brake_step: float = 1.39
+    """> 0: the brake cuts the log step by this much (1.39: a quarter) when the average passes the threshold, then
+    waits ``brake_cooldown`` steps. Every player of an unstable game sees the same growth rate of the same mode, so
+    they tend to cut the same number of times (a step apart, which the cooldown absorbs), their trunk steps stay
+    equal and the fixed point stays the minimiser; a player whose gradient barely feels the unstable mode may cut
+    once less, and then the game stops near it. 0: the continuous brake, cutting the log step by the average's
+    excess over the threshold on every step it is over (per-player amounts: it moves the fixed point)."""
+    brake_cooldown: int = 3
+    """Steps between two quantised cuts."""
+    brake_recovery: float = 1.0
+    """Each step the brake's log factor is multiplied by this (1: a brake holds for good; < 1: it wears off)."""
     seed: int = 0
     """Seed of the initial weights."""
 
@@ -127,10 +135,12 @@ class MLPRule(nn.Module):
     its start instead of 1e-11). Coefficients that depend on the clock only are the same for every player, so the
     trunk converges where ``sum`` does. The trunk step ramps up over ``trunk_warmup`` steps (the same ramp for every
     player). A per-player brake is the one exception to common coefficients: when a player's trunk-gradient norm
-    keeps growing (EMA of the log growth above ``brake_threshold``), its log step shrinks by that excess, and the
-    brake wears off (× ``brake_recovery`` per step): a game where the learned step is unstable is slowed instead of
-    diverging (it may hover at its stability edge, near but not at the minimiser), and a brake a transient set off
-    fades, so the stable games' trunks converge where ``sum`` does.
+    keeps growing (EMA of the log growth above ``brake_threshold``) its log step is cut, by default in quantised
+    cuts (``brake_step``) that the players of an unstable game tend to make alike, so a game whose curvature is
+    beyond the learned step is slowed instead of diverging and still converges where ``sum`` does. (The
+    continuous variant, ``brake_step = 0``, cuts by the growth's excess and may wear off, ``brake_recovery``: the
+    minibatch suites' rules use it as a per-player annealer, and meta-training on quadratics uses it so that the
+    learned step does not lean on the brake: ``agents.learned.train.TRAINING_BRAKE``.)
 
     Parameters: the MLP (heads), log α, log η₀ (η before the first BB estimate) and γ of the heads, the trunk's
     time network, log α_Ψ and logit β.
@@ -186,6 +196,7 @@ class MLPRule(nn.Module):
             "mu": zeros,
             "growth": torch.zeros(b, num_groups, dtype=dtype, device=g.device),
             "brake": torch.zeros(b, num_groups, dtype=dtype, device=g.device),
+            "cooldown": torch.zeros(b, num_groups, dtype=dtype, device=g.device),
         }
 
     def forward(
@@ -264,11 +275,20 @@ class MLPRule(nn.Module):
         log_growth = 0.5 * (g_sq.clamp_min(tiny).log() - prev_sq.clamp_min(tiny).log())
         w = cfg.brake_weight
         growth = torch.where(seen, (1 - w) * state["growth"] + w * log_growth.clamp(-1.0, 1.0), state["growth"])
-        brake = cfg.brake_recovery * state["brake"] - torch.relu(growth - cfg.brake_threshold)
+        if cfg.brake_step > 0:
+            # Quantised: one cut of brake_step when the growth average passes the threshold, then a cooldown. Every
+            # player of an unstable game sees the same growth rate of the same mode, so the players cut the same
+            # number of times (a step apart at most, which the cooldown absorbs): their trunk steps stay equal.
+            ready = (growth > cfg.brake_threshold) & (state["cooldown"] <= 0)
+            brake = cfg.brake_recovery * state["brake"] - cfg.brake_step * ready.to(dtype)
+            cooldown = torch.where(ready, float(cfg.brake_cooldown), (state["cooldown"] - 1).clamp_min(0))
+        else:
+            brake = cfg.brake_recovery * state["brake"] - torch.relu(growth - cfg.brake_threshold)
+            cooldown = state["cooldown"]
         trunk_update = -torch.exp(log_step + brake[:, groups]) * mu
         update = torch.where(is_trunk, trunk_update, head_update)
         return update, {"m": m, "v": v, "v_max": v_max, "prev_g": g, "prev_u": update.detach(), "eta": eta, "mu": mu,
-                        "growth": growth, "brake": brake}  # fmt: skip
+                        "growth": growth, "brake": brake, "cooldown": cooldown}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -57,13 +57,23 @@ _LOG_LOW, _LOG_HIGH = math.log(1e-12), math.log(1e3)
 Method = Literal["tbptt", "es", "pes"]
 
 
-#: The MLP rule's trunk brake for the minibatch suites: a slow growth average (weight 0.05, from step 10), no warm-up
-#: ramp, a brake that holds. :class:`~agents.learned.rules.MLPRuleConfig`'s default (weight 0.5, threshold 0.1, a
-#: 20-step ramp, a brake that wears off) keeps the shifted quadratic family from diverging, but minibatch gradient
-#: noise sets it off (measured: regression 1.02–1.08 and digits 0.69–0.97 of the tuned baseline with it, 0.95–1.02
-#: and 0.41–0.74 with this one; README, "Learned agents").
+#: The MLP rule's trunk brake for the minibatch suites: continuous (cuts by the excess), a slow growth average
+#: (weight 0.05, from step 10) with a low threshold, no warm-up ramp: on these suites it acts as a per-player
+#: annealer, which minibatch noise calls for more than an exact fixed point (measured: regression 1.02–1.08 and
+#: digits 0.69–0.97 of the tuned baseline with a fast brake, 0.95–1.02 and 0.41–0.74 with this one; README,
+#: "Learned agents").
 MINIBATCH_BRAKE: dict[str, Any] = {"brake_weight": 0.05, "brake_threshold": 0.05, "brake_warmup": 10,
-                                   "brake_recovery": 1.0, "trunk_warmup": 1}  # fmt: skip
+                                   "brake_recovery": 1.0, "brake_step": 0.0, "trunk_warmup": 1}  # fmt: skip
+
+#: The brake the quadratic rule is meta-trained with: continuous and wearing off, so a trunk step that turns a game
+#: unstable costs the meta-loss (the game hovers at its stability edge) and the learned step stays clear of it. With
+#: the play brake (quantised, holding) in the loop meta-training learned a larger step that leaned on it (held-out
+#: quadratic draws, mean ratio at 1× 4.71 instead of 0.002, one training-family game diverged at 2×).
+TRAINING_BRAKE: dict[str, Any] = {"brake_step": 0.0, "brake_threshold": 0.1, "brake_recovery": 0.95}
+
+#: Options a rule meta-trains with but does not play with, per (agent, suite) when :attr:`MetaTrainConfig.train_rule`
+#: is ``None``: ``best.pt`` holds the rule with :meth:`MetaTrainConfig.rule_options` alone.
+SUITE_TRAIN_RULE_OPTIONS: dict[tuple[str, str], dict[str, Any]] = {("learned_mlp", "quadratic"): TRAINING_BRAKE}
 
 #: A rule's default options per (agent, suite) when :attr:`MetaTrainConfig.rule` is ``None``.
 SUITE_RULE_OPTIONS: dict[tuple[str, str], dict[str, Any]] = {
@@ -119,6 +129,9 @@ class MetaTrainConfig:
     rule: dict[str, Any] | None = None
     """Options of the rule's config (e.g. ``{"init_lr": 0.03}``); ``None``: the suite's defaults
     (:data:`SUITE_RULE_OPTIONS`), ``{}``: the rule class's own."""
+    train_rule: dict[str, Any] | None = None
+    """Options on top of ``rule`` used only while meta-training (``best.pt`` plays without them); ``None``: the
+    suite's (:data:`SUITE_TRAIN_RULE_OPTIONS`), ``{}``: none."""
 
     def __post_init__(self) -> None:
         if self.agent not in LEARNED:
@@ -139,10 +152,19 @@ class MetaTrainConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
 
     def rule_options(self) -> dict[str, Any]:
-        """The options the rule is built with: ``rule``, or the suite's defaults when it is ``None``."""
+        """The options the played rule (``best.pt``) is built with: ``rule``, or the suite's defaults when ``None``."""
         if self.rule is not None:
             return dict(self.rule)
         return dict(SUITE_RULE_OPTIONS.get((self.agent, self.suite), {}))
+
+    def training_rule_options(self) -> dict[str, Any]:
+        """The options the rule meta-trains with: :meth:`rule_options` updated by ``train_rule`` (or the suite's)."""
+        extra = (
+            self.train_rule
+            if self.train_rule is not None
+            else SUITE_TRAIN_RULE_OPTIONS.get((self.agent, self.suite), {})
+        )
+        return {**self.rule_options(), **extra}
 
     @property
     def mode(self) -> str:
@@ -374,7 +396,7 @@ def meta_train(
     torch_device = torch.device(config.device)
     if torch_device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={config.device!r} asks for CUDA, but this torch build has no usable GPU")
-    rule = new_rule(config.agent, **config.rule_options())
+    rule = new_rule(config.agent, **config.training_rule_options())
     rule.to(torch_device)
     optimizer = torch.optim.Adam(rule.parameters(), lr=config.meta_lr)
     rows: list[dict[str, float]] = []

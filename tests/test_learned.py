@@ -300,6 +300,8 @@ def test_best_rule_round_trips_through_a_file(tmp_path: Path) -> None:
         ({"iterations": True}, "iterations must be an int >= 1"),
         ({"horizons": ()}, "horizons must be"),
         ({"budget_s": -1.0}, "budget_s must be > 0"),
+        ({"late_weight": -1.0}, "late_weight must be a finite number >= 0"),
+        ({"late_weight": math.nan}, "late_weight must be a finite number >= 0"),
     ],
 )
 def test_meta_train_config_refuses_bad_values(kwargs: dict[str, object], message: str) -> None:

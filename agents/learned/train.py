@@ -104,6 +104,9 @@ class MetaTrainConfig:
     """Curriculum: episode lengths, each for an equal share of the iterations."""
     truncation: int = 10
     """TBPTT / PES: steps per truncation."""
+    late_weight: float = 0.0
+    """The meta-loss weighs step t by 1 + late_weight · t / horizon (0: every step alike): more weight on where
+    the episode ends, which is what the final-loss comparison scores."""
     meta_lr: float = 3e-3
     """Adam's step on the rule's parameters."""
     grad_clip: float = 1.0
@@ -147,6 +150,14 @@ class MetaTrainConfig:
             raise ValueError(f"horizons must be a non-empty tuple of ints >= 1, got {self.horizons!r}")
         if self.budget_s is not None and not self.budget_s > 0:
             raise ValueError(f"budget_s must be > 0 seconds or None, got {self.budget_s!r}")
+        if (
+            isinstance(self.late_weight, bool)
+            or not isinstance(self.late_weight, (int, float))
+            or not (0 <= self.late_weight < math.inf)
+        ):
+            raise ValueError(
+                f"late_weight must be a finite number >= 0 (0: every step alike), got {self.late_weight!r}"
+            )
         for name in ("meta_lr", "grad_clip", "es_sigma"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
@@ -224,9 +235,10 @@ def _step_log_ratio(total: Tensor, start: Tensor, floor: float) -> Tensor:
 class _Unroll:
     """One drawn game's B games and the rule's memory, advanced a stretch of steps at a time."""
 
-    def __init__(self, driver: EngineDriver, seeds: list[int], floor: float):
+    def __init__(self, driver: EngineDriver, seeds: list[int], floor: float, late_weight: float = 0.0):
         self.driver = driver
         self.floor = floor
+        self.late_weight = late_weight
         self.state, self.out = engine.reset(driver.game, seeds)
         self.start = self.out.losses.detach().sum(1)
         self.memory = driver.start(self.out)
@@ -237,7 +249,11 @@ class _Unroll:
         for _ in range(steps):
             actions, self.memory = self.driver.act(self.state, self.out, self.memory)
             self.state, self.out = engine.step(self.driver.game, self.state, actions)
-            total = total + _step_log_ratio(self.out.losses.sum(1), self.start, self.floor).mean().float()
+            step_loss = _step_log_ratio(self.out.losses.sum(1), self.start, self.floor)
+            if self.late_weight:
+                progress = self.state.t.to(step_loss.dtype) / self.driver.game.horizon
+                step_loss = step_loss * (1.0 + self.late_weight * progress)
+            total = total + step_loss.mean().float()
         return total
 
     def detach(self) -> None:
@@ -257,7 +273,9 @@ def evaluate_rule(rule: Rule, config: MetaTrainConfig, draws: list[tuple[dict, l
     with torch.no_grad():
         for options, seeds in draws:
             game, floor = _game(config, options, horizon)
-            values.append(float(_Unroll(_driver(rule, game), seeds, floor).advance(horizon)) / horizon)
+            values.append(
+                float(_Unroll(_driver(rule, game), seeds, floor, config.late_weight).advance(horizon)) / horizon
+            )
     return float(np.mean(values))
 
 
@@ -276,7 +294,7 @@ def _tbptt_iteration(rule: Rule, optimizer: torch.optim.Optimizer, config: MetaT
     unrolls = []
     for options, seeds in _draws(config, iteration, _STREAM_GAMES, config.configs, config.games):
         game, floor = _game(config, options, horizon)
-        unrolls.append(_Unroll(_driver(rule, game), seeds, floor))
+        unrolls.append(_Unroll(_driver(rule, game), seeds, floor, config.late_weight))
     losses = []
     done = 0
     while done < horizon:
@@ -329,7 +347,7 @@ def _pes_iteration(rule: Rule, optimizer: torch.optim.Optimizer, config: MetaTra
         games = []
         for options, seeds in draws:
             game, floor = _game(config, options, horizon)
-            games.append(_Unroll(_driver(clone, game), seeds, floor))
+            games.append(_Unroll(_driver(clone, game), seeds, floor, config.late_weight))
         particles.append(games)
     accumulated = torch.zeros(2 * pairs, dim, dtype=theta.dtype, device=theta.device)
     values = []

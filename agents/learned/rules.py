@@ -3,17 +3,20 @@
 A rule sees, for each of K coordinates of B games, the gradient g, the task's observation features and the
 step count, carries its own per-coordinate state, and returns an update. The same module plays inside the
 PettingZoo env (one agent's K = h_m + n coordinates, B = 1; see :mod:`agents.learned.policy`) and on the
-engine's outputs (all tasks' K = H + M·n coordinates of B games; see :mod:`agents.learned.engine_io`), so
-the two forms agree by construction: every operation is per coordinate.
+engine's outputs (all tasks' K = H + M·n coordinates of B games; see :mod:`agents.learned.batched`), so
+the two forms agree by construction: every operation is per coordinate or per block (a player's head, or its
+trunk proposal).
 
-* :class:`MLPRule` — a per-coordinate MLP in the style of learned_optimization's ``small_fc_lopt``: inputs
-  the gradient, momenta at several decays and the RMS (all normalised by the RMS), a bounded time embedding
-  and the task's features; it modulates an Adam step, −α·exp(c·a)·(m̂/√v̂ + c·b), with the last layer zero at
-  initialisation, so an untrained rule plays Adam at a learned step size α (robust beyond its training).
+* :class:`MLPRule` — heads: a per-coordinate MLP in the style of learned_optimization's ``small_fc_lopt``
+  (inputs the gradient, momenta at several decays and the RMS, normalised; a saturating time embedding; the task's
+  features) modulating, within bounds, a mix of a safeguarded Barzilai–Borwein step and AMSGrad's; trunk
+  proposals: a heavy ball whose step and momentum depend on the clock alone, the same for every player (a
+  per-player trunk scaling moves the fixed point of ``sum`` consensus), with a brake for unstable games. Output
+  layers start at zero, so an untrained rule plays those base steps.
 * :class:`LSTMRule` — the coordinatewise two-layer LSTM of Andrychowicz et al. 2016 with their LogAndSign
   gradient preprocessing (p = 10) and output scale 0.1: the canonical learned optimizer.
-* :class:`StepRule` — ``step_size`` mode: a small network from a task's 7 features to its log step sizes
-  (log α, log β), shared by all tasks, starting at a constant step.
+* :class:`StepRule` — ``step_size`` mode: a small network from a task's 7 features to its head's log step size,
+  shared by all tasks, and one learned trunk log step for every player, starting at a constant step.
 """
 
 from __future__ import annotations
@@ -277,8 +280,8 @@ class MLPRule(nn.Module):
         growth = torch.where(seen, (1 - w) * state["growth"] + w * log_growth.clamp(-1.0, 1.0), state["growth"])
         if cfg.brake_step > 0:
             # Quantised: one cut of brake_step when the growth average passes the threshold, then a cooldown. Every
-            # player of an unstable game sees the same growth rate of the same mode, so the players cut the same
-            # number of times (a step apart at most, which the cooldown absorbs): their trunk steps stay equal.
+            # player of an unstable game sees the same growth rate of the same mode, so the players tend to cut the
+            # same number of times (a step apart, which the cooldown absorbs) and their trunk steps stay equal.
             ready = (growth > cfg.brake_threshold) & (state["cooldown"] <= 0)
             brake = cfg.brake_recovery * state["brake"] - cfg.brake_step * ready.to(dtype)
             cooldown = torch.where(ready, float(cfg.brake_cooldown), (state["cooldown"] - 1).clamp_min(0))

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from learned_results import EVAL_STREAM  # docs/ is on sys.path when this script runs
 
 from agents.learned.family import loss_floor, sample_config
 from mtg_env import engine
 from mtg_env.tuning import Baseline, TuningProtocol, Workload, tune
 
-EVAL_STREAM = (20261126, 7)  # the held-out draws of docs/learned_results.py
 HORIZON = 500
 
 

@@ -35,7 +35,7 @@ from agents.learned.family import loss_floor, sample_config
 from mtg_env import engine
 from mtg_env._io import dump_json, load_json
 from mtg_env.engine import Game
-from mtg_env.tuning import Baseline, TuningProtocol, Workload, evaluate, tune, tune_family
+from mtg_env.tuning import Baseline, TuningProtocol, Workload, evaluate, relative_score, tune, tune_family
 
 BASELINES = ("gradient", "momentum", "adam", "rmsprop")
 #: Draws of the evaluation games: a stream meta-training never uses (it draws from [seed, 1, iteration]).
@@ -128,7 +128,7 @@ def baseline_scores(
             best_lr = family[name] if family else tune(Baseline(name), workload, protocol).best_lr
             lrs[name].append(best_lr)
             for r in evaluate(Baseline(name), workload, best_lr, seeds, nash_gap=False):
-                scores[name].append(_score(r.final_train_loss, r.initial_train_loss, floor))
+                scores[name].append(relative_score(r, floor))
                 accs[name].append(_accuracy(r.held_out))
     result = {"key": json.loads(json.dumps(key, default=str)), "scores": scores, "accuracy": accs, "tuned_lrs": lrs}
     if path is not None:
@@ -160,13 +160,8 @@ def _ratio_ci(a: np.ndarray, b: np.ndarray, stat: Any, rng: np.random.Generator)
 def run(args: argparse.Namespace, rule: Any = None) -> dict[str, Any]:
     """The table for ``args`` (see :func:`main`); ``rule``: a rule module to score instead of ``args``' weights."""
     torch.set_num_threads(1)
-    if rule is not None:
-        pass
-    elif args.weights is None:
-        agent = learned_agent(args.agent, suite=args.suite)
-        rule = agent.rule
-    else:
-        _, rule, _ = load_rule(args.weights)
+    if rule is None:
+        rule = learned_agent(args.agent, suite=args.suite).rule if args.weights is None else load_rule(args.weights)[1]
     suite_index = ["quadratic", "regression", "digits"].index(args.suite)
     rng = np.random.default_rng([*EVAL_STREAM, suite_index])
     configs = [sample_config(args.suite, rng, shifted=args.shifted) for _ in range(args.configs)]

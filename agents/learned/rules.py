@@ -218,7 +218,7 @@ class MLPRule(nn.Module):
         cfg = self.config
         dtype = self.log_lr.dtype
         g = g.detach().to(dtype)
-        b, k = g.shape
+        b = g.shape[0]
         groups = is_trunk.long() if groups is None else groups
         block = is_trunk.long()
         t1 = (t.to(dtype) + 1.0).unsqueeze(1)  # [B, 1]
@@ -234,35 +234,44 @@ class MLPRule(nn.Module):
         # Barzilai–Borwein (short) step per block: η = sᵀy / yᵀy, kept where the curvature estimate is not positive.
         s, y = state["prev_u"], g - state["prev_g"]
         num_groups = state["eta"].shape[1]
-        sy = torch.zeros(b, num_groups, dtype=dtype, device=g.device).index_add_(1, groups, s * y)
-        yy = torch.zeros(b, num_groups, dtype=dtype, device=g.device).index_add_(1, groups, y * y)
+        blocks = torch.zeros(b, num_groups, dtype=dtype, device=g.device)
+
+        def per_block(x: Tensor) -> Tensor:  # [B, K] -> [B, groups]: the sum over each block's coordinates
+            return blocks.index_add(1, groups, x)
+
+        sy, yy = per_block(s * y), per_block(y * y)
         fresh = (sy > 0) & (yy > 0)
         estimate = (sy / torch.where(fresh, yy, 1.0)).clamp(1e-6, 1e2)
         # Safeguard: η at most doubles per step (a noisy or game-distorted curvature estimate cannot blow up).
         prev = state["eta"]
         estimate = torch.where(prev > 0, torch.minimum(estimate, 2.0 * prev), estimate)
         eta = torch.where(fresh, estimate, prev)
-        eta0 = self.log_eta0.exp()[block]  # [K]
-        eta_k = eta[:, groups]
+        # The network and the head steps run on the head coordinates only (the trunk's are most of K on a wide
+        # trunk, and the trunk plays the heavy ball below).
+        heads = (~is_trunk).nonzero().flatten()  # [Kh]
+        kh = heads.numel()
+        eta0 = self.log_eta0.exp()[block[heads]]  # [Kh]
+        eta_k = eta[:, groups[heads]]
         eta_k = torch.where(eta_k > 0, eta_k, eta0)
         time = torch.tanh(t1.unsqueeze(2) / torch.tensor(TIME_SCALES, dtype=dtype, device=g.device))  # [B, 1, 3]
+        normed_h = normed[:, heads]
         inputs = torch.cat(
             [
-                normed,
-                time.expand(b, k, len(TIME_SCALES)),
-                is_trunk.to(dtype).view(1, k, 1).expand(b, k, 1),
-                features[:, :, list(RULE_FEATURES)].to(dtype),
+                normed_h,
+                time.expand(b, kh, len(TIME_SCALES)),
+                is_trunk[heads].to(dtype).view(1, kh, 1).expand(b, kh, 1),
+                features[:, heads][:, :, list(RULE_FEATURES)].to(dtype),
             ],
             dim=2,
         )
         out = self.net(inputs)
-        adam = normed[:, :, 1 + self._adam_index]
-        lr = self.log_lr.exp()[block]  # [K]
-        mix = torch.sigmoid(self.gate[block] + cfg.scale * out[..., 2])
+        adam = normed_h[:, :, 1 + self._adam_index]
+        lr = self.log_lr.exp()[block[heads]]  # [Kh]
+        mix = torch.sigmoid(self.gate[block[heads]] + cfg.scale * out[..., 2])
         bound = cfg.max_log_gain
         gain, offset = (bound * torch.tanh(cfg.scale * out[..., :2] / bound)).unbind(-1)
         step_adam = -lr * (adam + offset)
-        head_update = torch.exp(gain) * ((1.0 - mix) * step_adam - mix * eta_k * g)
+        head_update = torch.exp(gain) * ((1.0 - mix) * step_adam - mix * eta_k * g[:, heads])
         # Trunk: heavy ball with time-only coefficients (the same for every player), and the per-player brake.
         clock = torch.cat([time[:, 0, :], features[:, :1, PROGRESS].to(dtype)], dim=1)  # [B, 4], common to all
         schedule = self.trunk_net(clock)  # [B, 2]
@@ -270,9 +279,7 @@ class MLPRule(nn.Module):
         log_step = self.trunk_log_lr + ramp + bound * torch.tanh(cfg.scale * schedule[:, :1] / bound)  # [B, 1]
         beta = torch.sigmoid(self.trunk_logit_beta + cfg.scale * schedule[:, 1:])  # [B, 1]
         mu = beta * state["mu"] + g
-        blocks = torch.zeros(b, num_groups, dtype=dtype, device=g.device)
-        g_sq = blocks.index_add(1, groups, g.square())
-        prev_sq = blocks.index_add(1, groups, state["prev_g"].square())
+        g_sq, prev_sq = per_block(g.square()), per_block(state["prev_g"].square())
         seen = (prev_sq > 0) & (g_sq > 0) & (t1 > cfg.brake_warmup)
         tiny = torch.finfo(dtype).tiny
         log_growth = 0.5 * (g_sq.clamp_min(tiny).log() - prev_sq.clamp_min(tiny).log())
@@ -289,7 +296,7 @@ class MLPRule(nn.Module):
             brake = cfg.brake_recovery * state["brake"] - torch.relu(growth - cfg.brake_threshold)
             cooldown = state["cooldown"]
         trunk_update = -torch.exp(log_step + brake[:, groups]) * mu
-        update = torch.where(is_trunk, trunk_update, head_update)
+        update = trunk_update.index_copy(1, heads, head_update)
         return update, {"m": m, "v": v, "v_max": v_max, "prev_g": g, "prev_u": update.detach(), "eta": eta, "mu": mu,
                         "growth": growth, "brake": brake, "cooldown": cooldown}  # fmt: skip
 

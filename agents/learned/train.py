@@ -42,6 +42,7 @@ from agents.learned.checkpoint import LEARNED, new_rule, save_rule
 from agents.learned.family import build_suite, loss_floor, sample_config
 from agents.learned.rules import Rule
 from mtg_env import engine
+from mtg_env._args import real_arg
 from mtg_env.consensus import consensus_rule
 from mtg_env.engine import Game
 
@@ -150,14 +151,7 @@ class MetaTrainConfig:
             raise ValueError(f"horizons must be a non-empty tuple of ints >= 1, got {self.horizons!r}")
         if self.budget_s is not None and not self.budget_s > 0:
             raise ValueError(f"budget_s must be > 0 seconds or None, got {self.budget_s!r}")
-        if (
-            isinstance(self.late_weight, bool)
-            or not isinstance(self.late_weight, (int, float))
-            or not (0 <= self.late_weight < math.inf)
-        ):
-            raise ValueError(
-                f"late_weight must be a finite number >= 0 (0: every step alike), got {self.late_weight!r}"
-            )
+        real_arg("late_weight", self.late_weight, low=0.0, hint="0: every step alike")
         for name in ("meta_lr", "grad_clip", "es_sigma"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")

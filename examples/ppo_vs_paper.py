@@ -1,7 +1,7 @@
 """A learned step-size policy (shared PPO) against the paper's gradient agents, on held-out seeds.
 
 1. Train one PPO policy (Stable-Baselines3 through SuperSuit) shared by all tasks of `regression` in
-   `step_size` mode: from its 7 features each task picks its log step sizes (head, trunk) every step.
+   `step_size` mode: from its 8 features each task picks its log step sizes (head, trunk) every step.
 2. Tune the paper's GradientAgent: the constant step with the best final L_MT on the training seeds,
    and Robbins–Monro α_0/(1+t)^0.75 with the best α_0 on the same grid.
 3. On held-out seeds, play every player to the end of the episode and compare the final per-task

@@ -1,6 +1,6 @@
 """TorchRL: MAPPO on many games at once, through the vector env's TorchRL adapter (``mtg_env.vector.to_torchrl``).
 
-The adapter is an ``EnvBase`` of ``batch_size=[games]`` with keys ``observation [games, tasks, 7]``, ``action
+The adapter is an ``EnvBase`` of ``batch_size=[games]`` with keys ``observation [games, tasks, 8]``, ``action
 [games, tasks, 2]`` (log step sizes), ``reward [games, tasks, 1]`` and ``done [games, 1]``: one shared actor
 (``MultiAgentMLP`` with ``share_params=True``) acts for every task, a centralised critic sees every task's
 features, and TorchRL's ``Collector`` resets finished games through the adapter's partial resets.

@@ -69,11 +69,11 @@ class MultiTaskGameEnv(ParallelEnv):
     names the agent; the game is then left exactly as it was.
 
     ## Observation Space
-    ``update`` mode: concat[∇_{Θ_m} ℓ_m, ∇_Ψ ℓ_m, features] (length h_m + n + 7), the gradients at the
+    ``update`` mode: concat[∇_{Θ_m} ℓ_m, ∇_Ψ ℓ_m, features] (length h_m + n + 8), the gradients at the
     current parameters on the current batch. Heads of unequal sizes are padded (``pad_heads=True``) to the
     largest head H: the head gradient is followed by H − h_m zeros, and the action's head part is H long (its
     last H − h_m entries are ignored); ``env.head_slot(agent)`` is the head part's length.
-    ``step_size`` mode: the 7 features alone, the same shape
+    ``step_size`` mode: the 8 features alone, the same shape
     for every agent (one shared policy can act for all tasks). Gradients are bounded by the dtype's
     largest finite value; non-finite values (only after divergence) are clipped into the Box.
 
@@ -86,9 +86,10 @@ class MultiTaskGameEnv(ParallelEnv):
     | 4     | cos(∇_Ψ ℓ_m, mean_j ∇_Ψ ℓ_j): conflict with the others | [−1, 1]        |
     | 5     | cos(−∇_Ψ ℓ_m, last trunk move ΔΨ) (0 at reset)       | [−1, 1]          |
     | 6     | progress t / max_cycles                              | [0, 1]           |
+    | 7     | symlog(‖ΔΨ‖), the last trunk move: the same for all  | [0, symlog(max)] |
 
     symlog(max) is about 88.7 in float32 and 709.8 in float64. ``state()`` concatenates every agent's
-    features (a ``[7 M]`` vector) for centralised critics.
+    features (an ``[8 M]`` vector) for centralised critics.
 
     ## Rewards
     reward_m = −ℓ_m on the current batch. On the step that diverges, by ``divergence_reward``: ``"remaining"``
@@ -152,6 +153,9 @@ class MultiTaskGameEnv(ParallelEnv):
     at one count. ``mtg-env`` and the examples use 1 thread unless told otherwise (``--threads``).
 
     ## Version History
+    * v4: a feature every player observes alike: symlog of the norm of the trunk's last move (index 7; the
+      observation is one longer). A rule that adapts the trunk step to it stays common to all players, where one
+      that reads its own gradient moves ``sum``'s fixed point (the learned MLP rule's brake reads it).
     * v3: consensus as the MTL literature computes it: the named rules are exactly positively homogeneous
       (torchjd's absolute cut-offs no longer zero out or average small proposals: ``cagrad``, ``upgrad`` and
       ``dualproj`` differ at small step sizes), ``mgda`` is the exact minimum-norm point for any number of
@@ -174,7 +178,7 @@ class MultiTaskGameEnv(ParallelEnv):
 
     # Not a ClassVar: PettingZoo reads metadata per instance, and __init__ sets a per-suite name.
     metadata: dict[str, Any] = {  # noqa: RUF012
-        "name": "mtg_v3",
+        "name": "mtg_v4",
         "render_modes": ["human", "ansi", "rgb_array"],
         "is_parallelizable": True,
         "render_fps": 10,
@@ -263,7 +267,7 @@ class MultiTaskGameEnv(ParallelEnv):
         self.render_mode = render_mode
         self.max_update = float("inf") if max_update is None else float(max_update)
         self.log_step_range = (lo, hi)
-        self.metadata = {**type(self).metadata, "name": f"mtg_{self.suite.name}_v3"}
+        self.metadata = {**type(self).metadata, "name": f"mtg_{self.suite.name}_v4"}
 
         self.possible_agents = [f"task_{m}" for m in range(self.suite.num_tasks)]
         self.agents: list[str] = []
@@ -659,7 +663,7 @@ class MultiTaskGameEnv(ParallelEnv):
         return int(self.engine_state.t[0])
 
     def state(self) -> np.ndarray:
-        """Global state for centralised critics: every agent's 7 features, concatenated."""
+        """Global state for centralised critics: every agent's 8 features, concatenated."""
         self._require_started()
         return self._feats.reshape(-1).copy()
 

@@ -35,9 +35,9 @@ class VectorGameEnv:
         **kwargs: The arguments of :func:`mtg_env.parallel_env` (suite, consensus, action_mode, max_cycles,
             dtype, device, max_update, log_step_range, divergence_reward, suite options, ...).
 
-    Observations ``[B, M, d]``: the 7 features in ``step_size`` mode; in ``update`` mode each task's head
+    Observations ``[B, M, d]``: the 8 features in ``step_size`` mode; in ``update`` mode each task's head
     gradient padded with zeros to the largest head, then its trunk gradient, then the features
-    (``d = max_head + n + 7``). Actions ``[B, M, k]`` in the same layout: ``k = 2`` log step sizes, or
+    (``d = max_head + n + 8``). Actions ``[B, M, k]`` in the same layout: ``k = 2`` log step sizes, or
     ``max_head + n`` (a task's head update in its first h_m entries; the padding is ignored).
     """
 

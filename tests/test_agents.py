@@ -26,7 +26,7 @@ def synthetic_setup(h: int, n: int) -> tuple[dict[str, Any], spaces.Box]:
 
 
 def synthetic_obs(g: np.ndarray) -> np.ndarray:
-    """An ``update``-mode observation: concat[g_head, g_trunk, 7 features] (features unused here)."""
+    """An ``update``-mode observation: concat[g_head, g_trunk, 8 features] (features unused here)."""
     return np.concatenate([g, np.zeros(NUM_FEATURES)]).astype(np.float64)
 
 

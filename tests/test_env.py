@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import gymnasium
 import numpy as np
 import pytest
@@ -139,6 +141,26 @@ def test_progress_feature_and_truncation_at_max_cycles() -> None:
     assert env.agents == []
     with pytest.raises(RuntimeError, match="after the episode ended"):
         env.step({})
+
+
+def test_the_trunk_move_feature_is_the_last_moves_norm_for_every_player() -> None:
+    """Feature 7 is symlog ‖Ψ_t − Ψ_{t−1}‖, the same in every player's observation (0 at reset): the one observation
+    besides the clock that a rule can adapt the trunk step to without moving ``sum``'s fixed point."""
+    env = make_env("quadratic", "update", dtype="float64", max_update=None)
+    index = mtg_env.FEATURES.index("symlog_trunk_move_norm") - len(mtg_env.FEATURES)  # features end the observation
+    obs, _ = env.reset(seed=3)
+    assert all(obs[a][index] == 0.0 for a in env.agents)
+    for _ in range(3):
+        before = env.engine_state.trunk[0].clone()
+        actions = {}
+        for a in env.agents:
+            h, n = env.head_slot(a), env.trunk_size
+            actions[a] = np.concatenate([-0.05 * obs[a][:h], -0.05 * obs[a][h : h + n]])
+        obs, *_ = env.step(actions)
+        expected = math.log1p(float((env.engine_state.trunk[0] - before).norm()))
+        assert expected > 0
+        for a in env.agents:
+            assert obs[a][index] == pytest.approx(expected, rel=1e-12)
 
 
 # --------------------------------------------------------------------------- bad input
@@ -311,7 +333,7 @@ def test_render_modes_return_a_table_and_an_image() -> None:
     img = env.render()
     assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 and img.std() > 0
     text = env.render("ansi")  # RLlib's wrapper passes the mode explicitly
-    assert text.splitlines()[0].startswith("mtg_quadratic_v3  t=1/")
+    assert text.splitlines()[0].startswith("mtg_quadratic_v4  t=1/")
     assert all(a in text for a in env.possible_agents)
 
 

@@ -76,7 +76,7 @@ def test_torchrl_specs_and_rollout_across_an_episode_boundary(mode: str, suite: 
     td = env.rollout(12, break_when_any_done=False)  # max_cycles 5: crosses two episode ends
     done = td["next", "done"].squeeze(-1)
     assert done.tolist() == [t % 5 == 4 for t in range(12)]
-    assert td["state"].shape == (12, 7 * len(env.possible_agents))
+    assert td["state"].shape == (12, len(mtg_env.FEATURES) * len(env.possible_agents))
     for group in env.group_map:
         reward = td["next", group, "reward"].squeeze(-1)
         assert torch.isfinite(reward).all()
@@ -93,7 +93,9 @@ def test_torchrl_mappo_optimisation_steps() -> None:
     n_agents = len(env.possible_agents)
     action_spec = env.full_action_spec["task", "action"]
     policy_net = torch.nn.Sequential(
-        MultiAgentMLP(7, 2 * 2, n_agents, centralised=False, share_params=True, depth=1, num_cells=16),
+        MultiAgentMLP(
+            len(mtg_env.FEATURES), 2 * 2, n_agents, centralised=False, share_params=True, depth=1, num_cells=16
+        ),
         NormalParamExtractor(),
     )
     actor = ProbabilisticActor(
@@ -108,7 +110,7 @@ def test_torchrl_mappo_optimisation_steps() -> None:
     )
     # A centralised critic: MAPPO's critic sees every agent's observation (the features state() also holds).
     critic = TensorDictModule(
-        MultiAgentMLP(7, 1, n_agents, centralised=True, share_params=True, depth=1, num_cells=16),
+        MultiAgentMLP(len(mtg_env.FEATURES), 1, n_agents, centralised=True, share_params=True, depth=1, num_cells=16),
         in_keys=[("task", "observation")],
         out_keys=[("task", "state_value")],
     )
@@ -205,4 +207,4 @@ def test_unit_actions_map_minus_one_to_one_onto_the_box() -> None:
     parallel_api_test(UnitActions(env), num_cycles=30)
     unit.reset(seed=0)
     unit.step({a: np.zeros(2, np.float32) for a in unit.agents})
-    assert unit.state().shape == (21,)  # the wrapped env's methods pass through
+    assert unit.state().shape == (3 * len(mtg_env.FEATURES),)  # the wrapped env's methods pass through

@@ -43,7 +43,8 @@ CONFIGS: dict[str, dict[str, Any]] = {"step_size": REGRESSION, "update": DIGITS_
 
 def unpad(row: torch.Tensor, game: Any, m: int) -> torch.Tensor:
     """Task m's vector in the single env's layout: the same as the venv's (both pad heads to the largest)."""
-    assert row.shape[-1] in (2, 7, game.max_head + game.trunk_size, game.max_head + game.trunk_size + 7)
+    f = len(mtg_env.FEATURES)
+    assert row.shape[-1] in (2, f, game.max_head + game.trunk_size, game.max_head + game.trunk_size + f)
     return row
 
 
@@ -219,7 +220,7 @@ def test_sb3_spaces_shapes_dones_and_terminal_observation() -> None:
     np.testing.assert_array_equal(vec.action_space.low, [-7.0, -7.0])
     vec.seed(4)
     obs = vec.reset()
-    assert obs.shape == (2 * m, 7) and obs.dtype == np.float32 and vec.observation_space.contains(obs[0])
+    assert obs.shape == (2 * m, len(mtg_env.FEATURES)) and obs.dtype == np.float32 and vec.observation_space.contains(obs[0])
     lones = [mtg_env.parallel_env(**REGRESSION, max_cycles=3) for _ in range(2)]
     expected = [lone.reset(seed=4 + g)[0] for g, lone in enumerate(lones)]
     for g, lone in enumerate(lones):
@@ -230,7 +231,7 @@ def test_sb3_spaces_shapes_dones_and_terminal_observation() -> None:
         # Outside the Box on purpose: the adapter clips, as the lone env is given the clipped action.
         actions = gen.uniform(-8.0, 0.0, size=(2 * m, 2)).astype(np.float32)
         obs, rewards, dones, infos = vec.step(actions)
-        assert obs.shape == (2 * m, 7) and rewards.shape == (2 * m,) and rewards.dtype == np.float32
+        assert obs.shape == (2 * m, len(mtg_env.FEATURES)) and rewards.shape == (2 * m,) and rewards.dtype == np.float32
         assert dones.shape == (2 * m,) and dones.dtype == bool and len(infos) == 2 * m
         clipped = np.clip(actions, -7.0, -1.5)
         for g, lone in enumerate(lones):
@@ -265,10 +266,10 @@ def test_sb3_update_mode_space_is_the_padded_layout() -> None:
     vec = to_sb3(venv)
     big = np.finfo(np.float32).max
     grads = venv.game.max_head + venv.game.trunk_size
-    assert vec.observation_space.shape == (grads + 7,) and vec.action_space.shape == (grads,)
+    assert vec.observation_space.shape == (grads + len(mtg_env.FEATURES),) and vec.action_space.shape == (grads,)
     assert (vec.observation_space.low[:grads] == -big).all() and (vec.observation_space.high[:grads] == big).all()
     feature_space = venv.single.observation_space("task_3")
-    np.testing.assert_array_equal(vec.observation_space.low[grads:], feature_space.low[-7:])
+    np.testing.assert_array_equal(vec.observation_space.low[grads:], feature_space.low[-len(mtg_env.FEATURES) :])
     np.testing.assert_array_equal(vec.action_space.high, np.full(grads, 0.01, np.float32))
     obs = vec.reset()
     assert all(vec.observation_space.contains(o) for o in obs)

@@ -16,10 +16,11 @@ def symlog(x: Tensor) -> Tensor:
 def features(
     game: Game, losses: Tensor, prev_losses: Tensor, head_grads: Tensor, jacobian: Tensor, last_move: Tensor, t: Tensor
 ) -> Tensor:
-    """``[B, M, 7]`` features (see :data:`~mtg_env.engine.game.FEATURES`), clipped into their bounds.
+    """``[B, M, 8]`` features (see :data:`~mtg_env.engine.game.FEATURES`), clipped into their bounds.
 
     0 symlog ℓ_m; 1 symlog(ℓ_m − previous ℓ_m); 2 symlog ‖∇_Θm ℓ_m‖; 3 symlog ‖∇_Ψ ℓ_m‖;
-    4 cos(∇_Ψ ℓ_m, mean_j ∇_Ψ ℓ_j); 5 cos(−∇_Ψ ℓ_m, last trunk move); 6 progress t / horizon.
+    4 cos(∇_Ψ ℓ_m, mean_j ∇_Ψ ℓ_j); 5 cos(−∇_Ψ ℓ_m, last trunk move); 6 progress t / horizon;
+    7 symlog ‖last trunk move‖ (the same for every task).
     NaN (only after a divergence) becomes 0; everything is clipped into the bounds (round-off can leave a
     cosine a hair above 1; a change between two huge finite losses can exceed the dtype's range).
     Computed from detached values: features are observations, not part of a differentiable unroll.
@@ -39,7 +40,9 @@ def features(
     dens = trunk_norm * others.unsqueeze(1)
     positive = dens > 0
     cosines = torch.where(positive, dots / torch.where(positive, dens, 1.0), 0.0)
-    progress = (t.to(losses.dtype) / game.horizon).clamp(max=1.0).view(-1, 1, 1).expand(-1, losses.shape[1], 1)
+    m = losses.shape[1]
+    progress = (t.to(losses.dtype) / game.horizon).clamp(max=1.0).view(-1, 1, 1).expand(-1, m, 1)
+    move = symlog(others[:, 1:]).unsqueeze(1).expand(-1, m, 1)  # [B, M, 1]: ‖ΔΨ‖, common to every task
     feats = torch.cat([symlog(torch.cat([losses.unsqueeze(2), (losses - prev_losses).unsqueeze(2), norms], 2)),
-                       cosines, progress], dim=2)  # fmt: skip
+                       cosines, progress, move], dim=2)  # fmt: skip
     return torch.minimum(torch.maximum(feats.nan_to_num(nan=0.0), game.feature_low), game.feature_high)

@@ -26,6 +26,7 @@ FEATURES: tuple[str, ...] = (
     "cos_trunk_grad_mean_grad",
     "cos_descent_last_trunk_move",
     "progress",
+    "symlog_trunk_move_norm",
 )
 NUM_FEATURES = len(FEATURES)
 
@@ -138,8 +139,8 @@ class Game:
         set_(self, "padded_head_index", index * max(1, self.max_head) + within)
         big = float(torch.finfo(suite.dtype).max)
         s_max = math.log1p(big)
-        low = torch.tensor([-s_max, -s_max, 0.0, 0.0, -1.0, -1.0, 0.0], dtype=suite.dtype, device=device)
-        high = torch.tensor([s_max, s_max, s_max, s_max, 1.0, 1.0, 1.0], dtype=suite.dtype, device=device)
+        low = torch.tensor([-s_max, -s_max, 0.0, 0.0, -1.0, -1.0, 0.0, 0.0], dtype=suite.dtype, device=device)
+        high = torch.tensor([s_max, s_max, s_max, s_max, 1.0, 1.0, 1.0, s_max], dtype=suite.dtype, device=device)
         set_(self, "feature_low", low)
         set_(self, "feature_high", high)
         set_(self, "big", big)

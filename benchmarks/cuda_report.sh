@@ -19,7 +19,8 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())" | tee -a "$out/gpu.txt"
 if [ "$what" = learned ]; then
     MTG_TEST_DEVICE=cuda timeout 150 python3 -m pytest -q -p no:cacheprovider --tb=short tests/test_learned.py \
-        -k "batched_form or full_episode or base_steps or same_for_every" > "$out/tests_learned_cuda.txt" 2>&1
+        tests/test_env.py -k "batched_form or full_episode or base_steps or same_for_every or at_rest or trunk_move" \
+        > "$out/tests_learned_cuda.txt" 2>&1
     tail -6 "$out/tests_learned_cuda.txt"
     timeout 120 python3 benchmarks/meta_train_cost.py --device cuda 2>&1 | tee "$out/meta_train_cuda.txt"
     timeout 120 python3 benchmarks/meta_train_cost.py --device cuda --suite regression --games 1024 2>&1 \

@@ -12,8 +12,9 @@ from torch import nn
 from agents.learned.policy import LearnedAgent
 from agents.learned.rules import LSTMRule, LSTMRuleConfig, MLPRule, MLPRuleConfig, Rule, StepRule, StepRuleConfig
 
-#: Marks a file written by :func:`save_rule`.
-RULE_FORMAT = "mtg_env.learned_rule/1"
+#: Marks a file written by :func:`save_rule`. /2: the MLP rule without the heads' direction offset, with scalar head
+#: parameters and the brake on the trunk's moves (env v4); /1 files cannot play it.
+RULE_FORMAT = "mtg_env.learned_rule/2"
 
 #: The learned agents by registry name: (rule class, its config class, the action mode it plays).
 LEARNED: dict[str, tuple[type[nn.Module], type, str]] = {
@@ -60,8 +61,13 @@ def load_rule(path: str | Path, device: str | torch.device = "cpu") -> tuple[str
     if not path.is_file():
         raise FileNotFoundError(f"no learned-rule file at {path}")
     payload = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != RULE_FORMAT:
+    if not isinstance(payload, dict) or not str(payload.get("format", "")).startswith("mtg_env.learned_rule/"):
         raise ValueError(f"{path} is not a learned-rule file (format {RULE_FORMAT!r})")
+    if payload["format"] != RULE_FORMAT:
+        raise ValueError(
+            f"{path} is a learned-rule file of format {payload['format']!r}, written by an earlier mtg_env; this "
+            f"version reads {RULE_FORMAT!r} (the rules changed): meta-train it again with `mtg-env meta-train`"
+        )
     name = payload["agent"]
     rule = new_rule(name, **payload["config"])
     rule.load_state_dict(payload["state_dict"])

@@ -11,11 +11,12 @@ trunk proposal).
   (inputs the gradient, momenta at several decays and the RMS, normalised; a saturating time embedding; the task's
   features) modulating, within bounds, a mix of a safeguarded Barzilai–Borwein step and AMSGrad's; trunk
   proposals: a heavy ball whose step and momentum depend on the clock alone, the same for every player (a
-  per-player trunk scaling moves the fixed point of ``sum`` consensus), with a brake for unstable games. Output
+  per-player trunk scaling moves the fixed point of ``sum`` consensus), with a brake on the consensus's growing
+  moves, which every player sees alike. Output
   layers start at zero, so an untrained rule plays those base steps.
 * :class:`LSTMRule` — the coordinatewise two-layer LSTM of Andrychowicz et al. 2016 with their LogAndSign
   gradient preprocessing (p = 10) and output scale 0.1: the canonical learned optimizer.
-* :class:`StepRule` — ``step_size`` mode: a small network from a task's 7 features to its head's log step size,
+* :class:`StepRule` — ``step_size`` mode: a small network from a task's first 7 features to its head's log step size,
   shared by all tasks, and one learned trunk log step for every player, starting at a constant step.
 """
 
@@ -34,6 +35,10 @@ from torch import Tensor, nn
 RULE_FEATURES: tuple[int, ...] = (1, 4, 5, 6)
 #: The progress feature's index (the same for every player: the trunk's schedule may read it).
 PROGRESS = 6
+#: The trunk-move feature's index, symlog ‖ΔΨ‖ (the same for every player: the trunk's brake reads it).
+MOVE = 7
+#: The features :class:`StepRule` reads: the first seven (the env's v3 observation; the move norm is the trunk's).
+STEP_FEATURES: tuple[int, ...] = tuple(range(7))
 
 #: Time scales τ of the embedding tanh(t / τ): a warm-up clock that saturates (tanh(100 / 30) = 0.9975) well inside
 #: any training horizon of 100 steps or more, so a rule never meets a time input past its horizon that it did not
@@ -76,13 +81,13 @@ class MLPRuleConfig:
     eps: float = 1e-8
     """Added to the RMS."""
     scale: float = 0.1
-    """c: how strongly the network's outputs modulate the Adam step (small, as small_fc_lopt's)."""
+    """c: how strongly the network's outputs modulate the base steps (small, as small_fc_lopt's)."""
     max_log_gain: float = 1.0
-    """Bound of the modulation: the magnitude factor stays in [e^−b, e^b] and the direction offset in ±b (a smooth
-    tanh bound, equal to the unbounded exp(c·a) and c·b near zero), so no input off the training range can make
-    the rule take an arbitrarily large step."""
+    """Bound of the modulation: the magnitude factor stays in [e^−b, e^b] (a smooth tanh bound, equal to the
+    unbounded exp(c·a) near zero), so no input off the training range can make the rule take an arbitrarily large
+    step."""
     init_lr: float = 0.01
-    """Initial step size α of the base Adam step, and η₀ of the gradient step (head and trunk)."""
+    """Initial step size α of the heads' Adam step, and η₀ of their gradient step."""
     init_gate: float = 3.0
     """Initial gate γ: the share sigmoid(γ) of the Barzilai–Borwein step in a head's update (≈ 0.95; −30: Adam
     alone). Mostly BB: AMSGrad's effective step only shrinks, so alone it stalls once the gradients are far below
@@ -96,24 +101,27 @@ class MLPRuleConfig:
     """The trunk step ramps up linearly over this many steps (the same ramp for every player): a step too large for
     the game turns unstable gradually, while the brake can still catch it."""
     brake_threshold: float = 0.4
-    """The trunk brake engages when a player's trunk-gradient norm keeps growing, by more than e^0.4 ≈ 50 % per step
-    on average (an exponential moving average of the log growth, weight ``brake_weight``, each step's growth clipped
-    to ±1, counted from step ``brake_warmup`` on). On the quadratic training family no game's average passes 0.37."""
+    """The trunk brake engages when the consensus's trunk moves keep growing, by more than e^0.4 ≈ 50 % per step on
+    average: an exponential moving average (weight ``brake_weight``, counted from step ``brake_warmup`` on) of the
+    log growth, each step's clipped to ±1, of ‖ΔΨ‖ / (α_Ψ·c), the last move over the step that made it and the
+    heavy ball's momentum mass c = Σ_k Π β (so neither the ramp nor the momentum's build-up counts as growth)."""
     brake_weight: float = 0.5
     """Weight of the newest step in the brake's growth average."""
     brake_warmup: int = 0
     """Steps before the brake's growth average starts."""
     brake_step: float = 1.39
-    """> 0: the brake cuts the log step by this much (1.39: a quarter) when the average passes the threshold, then
-    waits ``brake_cooldown`` steps. Every player of an unstable game sees the same growth rate of the same mode, so
-    they tend to cut the same number of times (a step apart, which the cooldown absorbs), their trunk steps stay
-    equal and the fixed point stays the minimiser; a player whose gradient barely feels the unstable mode may cut
-    once less, and then the game stops near it. 0: the continuous brake, cutting the log step by the average's
-    excess over the threshold on every step it is over (per-player amounts: it moves the fixed point)."""
+    """> 0: the brake cuts the log step by this much (1.39: to a quarter) when the average passes the threshold,
+    then waits ``brake_cooldown`` steps. 0: the continuous brake, cutting the log step by the average's excess over
+    the threshold on every step it is over."""
     brake_cooldown: int = 3
     """Steps between two quantised cuts."""
     brake_recovery: float = 1.0
     """Each step the brake's log factor is multiplied by this (1: a brake holds for good; < 1: it wears off)."""
+    direction_offset: bool = False
+    """Also learn an additive direction for the heads' Adam step, −α(m̂/(√v̂ + ε) + B(c·b)) (a third network output).
+    It does not vanish where the gradient does, so the rule no longer stops at the game's fixed points (it held the
+    quadratic family at ≈ 1e-11 of its start); off by default, on for digits, whose games end far from one and
+    where it is worth a quarter of the final loss at 1× (``agents.learned.train.DIGITS_RULE``)."""
     seed: int = 0
     """Seed of the initial weights."""
 
@@ -123,10 +131,12 @@ class MLPRule(nn.Module):
 
     **Heads** (a player's own parameters): the rule mixes two steps that work without training: Adam's,
     −α m̂/(√v̂ + ε) with AMSGrad's running maximum of v̂ (its effective step never grows), and a Barzilai–Borwein
-    gradient step −η g, η = sᵀy / yᵀy from the player's last update s and gradient change y over its head (kept
-    from the last step where sᵀy ≤ 0; at most doubling per step). Per
-    coordinate, with the network's outputs (a, b, d) and the bound B(x) = b·tanh(x / b) (b = ``max_log_gain``), the
-    update is exp(B(c·a))·[(1 − σ)(−α (m̂/(√v̂ + ε) + B(c·b))) + σ(−η g)], σ = sigmoid(γ + c·d).
+    gradient step −η g, η = sᵀy / yᵀy from the player's last head update s and head gradient change y (kept from
+    the last step where sᵀy ≤ 0; at most doubling per step). Per coordinate, with the network's outputs (a, d) and
+    the bound B(x) = b·tanh(x / b) (b = ``max_log_gain``), the update is
+    exp(B(c·a))·[(1 − σ)(−α m̂/(√v̂ + ε)) + σ(−η g)], σ = sigmoid(γ + c·d): a modulated magnitude and mix of two
+    descent directions, zero where the gradient and the momenta are (a learned additive direction would not vanish
+    there and held the quadratic family at ≈ 1e-11 of its start: a fixed point of the game stays one of the rule).
 
     **Trunk proposals** are a heavy-ball step on the player's own trunk gradient, −α_Ψ(t)·μ_t with
     μ_t = β(t) μ_{t−1} + g_t, whose step α_Ψ(t) and momentum β(t) come from a small network of the time
@@ -136,14 +146,13 @@ class MLPRule(nn.Module):
     estimate, a network reading the player's own gradient) makes the D_m differ and moves the fixed point
     (``python docs/fixed_point_shift.py``: on the quadratic family, trunk steps 10 % apart leave L_T − L* at 7e-5 of
     its start instead of 1e-11). Coefficients that depend on the clock only are the same for every player, so the
-    trunk converges where ``sum`` does. The trunk step ramps up over ``trunk_warmup`` steps (the same ramp for every
-    player). A per-player brake is the one exception to common coefficients: when a player's trunk-gradient norm
-    keeps growing (EMA of the log growth above ``brake_threshold``) its log step is cut, by default in quantised
-    cuts (``brake_step``) that the players of an unstable game tend to make alike, so a game whose curvature is
-    beyond the learned step is slowed instead of diverging and still converges where ``sum`` does. (The
-    continuous variant, ``brake_step = 0``, cuts by the growth's excess and may wear off, ``brake_recovery``: the
-    minibatch suites' rules use it as a per-player annealer, and meta-training on quadratics uses it so that the
-    learned step does not lean on the brake: ``agents.learned.train.TRAINING_BRAKE``.)
+    trunk converges where ``sum`` does. The trunk step ramps up over ``trunk_warmup`` steps. A **brake** slows a
+    game whose curvature is beyond the learned step: it reads the one observation every player shares besides the
+    clock, the norm of the trunk's last move (feature ``symlog_trunk_move_norm``), and cuts the log step when the
+    moves keep growing (see ``brake_threshold``); players of one rule see the same moves and make the same cuts, so
+    their steps stay equal and the game still converges where ``sum`` does. (The continuous, wearing-off variant,
+    ``brake_step = 0`` and ``brake_recovery < 1``, is what the quadratic rule meta-trains with:
+    ``agents.learned.train.TRAINING_BRAKE``.)
 
     Parameters: the MLP (heads), log α, log η₀ (η before the first BB estimate) and γ of the heads, the trunk's
     time network, log α_Ψ and logit β.
@@ -157,22 +166,22 @@ class MLPRule(nn.Module):
         if not config.max_log_gain > 0:
             raise ValueError(f"max_log_gain must be > 0 (the bound of the step modulation), got {config.max_log_gain}")
         self._adam_index = config.decays.index(config.adam_beta1)
-        inputs = 1 + len(config.decays) + len(TIME_SCALES) + 1 + len(RULE_FEATURES)
+        inputs = 1 + len(config.decays) + len(TIME_SCALES) + len(RULE_FEATURES)
         self.net = nn.Sequential(
             nn.Linear(inputs, config.hidden),
             nn.ReLU(),
             nn.Linear(config.hidden, config.hidden),
             nn.ReLU(),
-            nn.Linear(config.hidden, 3),
+            nn.Linear(config.hidden, 3 if config.direction_offset else 2),
         )
         seeded_init(self, config.seed)
         last = self.net[-1]
         assert isinstance(last, nn.Linear)
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
-        self.log_lr = nn.Parameter(torch.full((2,), math.log(config.init_lr)))
-        self.log_eta0 = nn.Parameter(torch.full((2,), math.log(config.init_lr)))
-        self.gate = nn.Parameter(torch.full((2,), float(config.init_gate)))
+        self.log_lr = nn.Parameter(torch.tensor(math.log(config.init_lr)))
+        self.log_eta0 = nn.Parameter(torch.tensor(math.log(config.init_lr)))
+        self.gate = nn.Parameter(torch.tensor(float(config.init_gate)))
         # The trunk's schedule: time embedding -> (log-step change, momentum-logit change), zero at initialisation.
         self.trunk_net = nn.Sequential(nn.Linear(len(TIME_SCALES) + 1, 16), nn.Tanh(), nn.Linear(16, 2))
         seeded_init(self.trunk_net, config.seed + 1)
@@ -189,6 +198,7 @@ class MLPRule(nn.Module):
         b, k = g.shape
         dtype = self.log_lr.dtype
         zeros = torch.zeros(b, k, dtype=dtype, device=g.device)
+        common = torch.zeros(b, 1, dtype=dtype, device=g.device)  # the trunk schedule's state, the same for all
         return {
             "m": torch.zeros(b, k, len(self.config.decays), dtype=dtype, device=g.device),
             "v": zeros,
@@ -197,9 +207,13 @@ class MLPRule(nn.Module):
             "prev_u": zeros,
             "eta": torch.zeros(b, num_groups, dtype=dtype, device=g.device),
             "mu": zeros,
-            "growth": torch.zeros(b, num_groups, dtype=dtype, device=g.device),
-            "brake": torch.zeros(b, num_groups, dtype=dtype, device=g.device),
-            "cooldown": torch.zeros(b, num_groups, dtype=dtype, device=g.device),
+            "log_step": common,
+            "mass": common,
+            "signal": common,
+            "signalled": common,
+            "growth": common,
+            "brake": common,
+            "cooldown": common,
         }
 
     def forward(
@@ -209,7 +223,7 @@ class MLPRule(nn.Module):
 
         Args:
             g: ``[B, K]`` gradients.
-            features: ``[B, K, 7]`` the observation features of each coordinate's task.
+            features: ``[B, K, 8]`` the observation features of each coordinate's task.
             is_trunk: ``[K]`` bool: the coordinate is a trunk proposal (else a head coordinate).
             t: ``[B]`` steps already taken this episode (0 on the first action).
             state: From :meth:`init_state` or the previous call.
@@ -220,7 +234,9 @@ class MLPRule(nn.Module):
         g = g.detach().to(dtype)
         b = g.shape[0]
         groups = is_trunk.long() if groups is None else groups
-        block = is_trunk.long()
+        heads = (~is_trunk).nonzero().flatten()  # [Kh]: the network and the head steps run on these only
+        kh = heads.numel()
+        g_h, groups_h = g[:, heads], groups[heads]
         t1 = (t.to(dtype) + 1.0).unsqueeze(1)  # [B, 1]
         decays = torch.tensor(cfg.decays, dtype=dtype, device=g.device)
         m = decays * state["m"] + (1.0 - decays) * g.unsqueeze(2)
@@ -228,77 +244,66 @@ class MLPRule(nn.Module):
         # AMSGrad's running maximum of v̂: the effective step α/√v̂ never grows. With Adam's own v̂ it grows as the
         # gradients shrink, until the heads turn unstable late in a long game (seen on quadratics past 100 steps).
         v_max = torch.maximum(state["v_max"], v / (1.0 - cfg.beta2**t1))
-        rms = v_max.sqrt() + cfg.eps
-        m_hat = m / (1.0 - decays ** t1.unsqueeze(2))
-        normed = torch.cat([(g / rms).unsqueeze(2), m_hat / rms.unsqueeze(2)], dim=2).clamp(-10.0, 10.0)
-        # Barzilai–Borwein (short) step per block: η = sᵀy / yᵀy, kept where the curvature estimate is not positive.
-        s, y = state["prev_u"], g - state["prev_g"]
-        num_groups = state["eta"].shape[1]
-        blocks = torch.zeros(b, num_groups, dtype=dtype, device=g.device)
-
-        def per_block(x: Tensor) -> Tensor:  # [B, K] -> [B, groups]: the sum over each block's coordinates
-            return blocks.index_add(1, groups, x)
-
-        sy, yy = per_block(s * y), per_block(y * y)
+        rms = v_max[:, heads].sqrt() + cfg.eps
+        m_hat = m[:, heads] / (1.0 - decays ** t1.unsqueeze(2))
+        normed = torch.cat([(g_h / rms).unsqueeze(2), m_hat / rms.unsqueeze(2)], dim=2).clamp(-10.0, 10.0)
+        # Barzilai–Borwein (short) step per head: η = sᵀy / yᵀy, kept where the curvature estimate is not positive.
+        s, y = state["prev_u"][:, heads], g_h - state["prev_g"][:, heads]
+        blocks = torch.zeros_like(state["eta"])
+        sy, yy = blocks.index_add(1, groups_h, s * y), blocks.index_add(1, groups_h, y * y)
         fresh = (sy > 0) & (yy > 0)
         estimate = (sy / torch.where(fresh, yy, 1.0)).clamp(1e-6, 1e2)
         # Safeguard: η at most doubles per step (a noisy or game-distorted curvature estimate cannot blow up).
         prev = state["eta"]
         estimate = torch.where(prev > 0, torch.minimum(estimate, 2.0 * prev), estimate)
         eta = torch.where(fresh, estimate, prev)
-        # The network and the head steps run on the head coordinates only (the trunk's are most of K on a wide
-        # trunk, and the trunk plays the heavy ball below).
-        heads = (~is_trunk).nonzero().flatten()  # [Kh]
-        kh = heads.numel()
-        eta0 = self.log_eta0.exp()[block[heads]]  # [Kh]
-        eta_k = eta[:, groups[heads]]
-        eta_k = torch.where(eta_k > 0, eta_k, eta0)
+        eta_k = eta[:, groups_h]
+        eta_k = torch.where(eta_k > 0, eta_k, self.log_eta0.exp())
         time = torch.tanh(t1.unsqueeze(2) / torch.tensor(TIME_SCALES, dtype=dtype, device=g.device))  # [B, 1, 3]
-        normed_h = normed[:, heads]
         inputs = torch.cat(
-            [
-                normed_h,
-                time.expand(b, kh, len(TIME_SCALES)),
-                is_trunk[heads].to(dtype).view(1, kh, 1).expand(b, kh, 1),
-                features[:, heads][:, :, list(RULE_FEATURES)].to(dtype),
-            ],
+            [normed, time.expand(b, kh, len(TIME_SCALES)), features[:, heads][:, :, list(RULE_FEATURES)].to(dtype)],
             dim=2,
         )
         out = self.net(inputs)
-        adam = normed_h[:, :, 1 + self._adam_index]
-        lr = self.log_lr.exp()[block[heads]]  # [Kh]
-        mix = torch.sigmoid(self.gate[block[heads]] + cfg.scale * out[..., 2])
         bound = cfg.max_log_gain
-        gain, offset = (bound * torch.tanh(cfg.scale * out[..., :2] / bound)).unbind(-1)
-        step_adam = -lr * (adam + offset)
-        head_update = torch.exp(gain) * ((1.0 - mix) * step_adam - mix * eta_k * g[:, heads])
-        # Trunk: heavy ball with time-only coefficients (the same for every player), and the per-player brake.
-        clock = torch.cat([time[:, 0, :], features[:, :1, PROGRESS].to(dtype)], dim=1)  # [B, 4], common to all
+        gain = bound * torch.tanh(cfg.scale * out[..., 0] / bound)
+        mix = torch.sigmoid(self.gate + cfg.scale * out[..., 1])
+        adam = normed[:, :, 1 + self._adam_index]
+        if cfg.direction_offset:
+            adam = adam + bound * torch.tanh(cfg.scale * out[..., 2] / bound)
+        step_adam = -self.log_lr.exp() * adam
+        head_update = torch.exp(gain) * ((1.0 - mix) * step_adam - mix * eta_k * g_h)
+        # Trunk: heavy ball with coefficients common to every player: the clock's schedule, and the brake.
+        clock = torch.cat([time[:, 0, :], features[:, :1, PROGRESS].to(dtype)], dim=1)  # [B, 4]
         schedule = self.trunk_net(clock)  # [B, 2]
-        ramp = torch.log(torch.clamp(t1 / cfg.trunk_warmup, max=1.0))  # [B, 1]: a linear warm-up, common to all
+        ramp = torch.log(torch.clamp(t1 / cfg.trunk_warmup, max=1.0))  # [B, 1]: a linear warm-up
         log_step = self.trunk_log_lr + ramp + bound * torch.tanh(cfg.scale * schedule[:, :1] / bound)  # [B, 1]
         beta = torch.sigmoid(self.trunk_logit_beta + cfg.scale * schedule[:, 1:])  # [B, 1]
         mu = beta * state["mu"] + g
-        g_sq, prev_sq = per_block(g.square()), per_block(state["prev_g"].square())
-        seen = (prev_sq > 0) & (g_sq > 0) & (t1 > cfg.brake_warmup)
-        tiny = torch.finfo(dtype).tiny
-        log_growth = 0.5 * (g_sq.clamp_min(tiny).log() - prev_sq.clamp_min(tiny).log())
+        # The brake's signal: log ‖ΔΨ‖ / (α_Ψ·c) of the last move (made with the step and mass in the state).
+        move = torch.expm1(features[:, :1, MOVE].to(dtype))  # [B, 1]
+        valid = (move > 0) & (state["mass"] > 0)
+        signal = move.clamp_min(torch.finfo(dtype).tiny).log() - state["log_step"] - state["mass"].clamp_min(1).log()
+        signal = torch.where(valid, signal, state["signal"])
+        seen = valid & (state["signalled"] > 0) & (t1 > cfg.brake_warmup)
         w = cfg.brake_weight
-        growth = torch.where(seen, (1 - w) * state["growth"] + w * log_growth.clamp(-1.0, 1.0), state["growth"])
+        growth = (signal - state["signal"]).clamp(-1.0, 1.0)
+        growth = torch.where(seen, (1 - w) * state["growth"] + w * growth, state["growth"])
         if cfg.brake_step > 0:
-            # Quantised: one cut of brake_step when the growth average passes the threshold, then a cooldown. Every
-            # player of an unstable game sees the same growth rate of the same mode, so the players tend to cut the
-            # same number of times (a step apart, which the cooldown absorbs) and their trunk steps stay equal.
             ready = (growth > cfg.brake_threshold) & (state["cooldown"] <= 0)
             brake = cfg.brake_recovery * state["brake"] - cfg.brake_step * ready.to(dtype)
             cooldown = torch.where(ready, float(cfg.brake_cooldown), (state["cooldown"] - 1).clamp_min(0))
         else:
             brake = cfg.brake_recovery * state["brake"] - torch.relu(growth - cfg.brake_threshold)
             cooldown = state["cooldown"]
-        trunk_update = -torch.exp(log_step + brake[:, groups]) * mu
-        update = trunk_update.index_copy(1, heads, head_update)
-        return update, {"m": m, "v": v, "v_max": v_max, "prev_g": g, "prev_u": update.detach(), "eta": eta, "mu": mu,
-                        "growth": growth, "brake": brake, "cooldown": cooldown}  # fmt: skip
+        log_step = log_step + brake
+        update = (-torch.exp(log_step) * mu).index_copy(1, heads, head_update)
+        return update, {
+            "m": m, "v": v, "v_max": v_max, "prev_g": g, "prev_u": update.detach(), "eta": eta, "mu": mu,
+            "log_step": log_step, "mass": beta * state["mass"] + 1.0, "signal": signal,
+            "signalled": torch.maximum(state["signalled"], valid.to(dtype)), "growth": growth, "brake": brake,
+            "cooldown": cooldown,
+        }  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -370,15 +375,16 @@ class StepRuleConfig:
 
 
 class StepRule(nn.Module):
-    """Step-size controller: features ``[B, M, 7]`` -> log step sizes ``[B, M, 2]`` (log α, log β), clamped into
-    the env's ``log_step_range``: a task's head step α from one network of its features, shared by every task; the
+    """Step-size controller: features ``[B, M, 8]`` (it reads :data:`STEP_FEATURES`) -> log step sizes ``[B, M, 2]``
+    (log α, log β), clamped into the env's ``log_step_range``: a task's head step α from one network of its features,
+    shared by every task; the
     trunk step β one learned constant, the same for every player (a per-player β moves the fixed point of
     ``sum``/``mean`` consensus away from the minimiser of Σ_m ℓ_m: see :class:`MLPRule`)."""
 
     def __init__(self, config: StepRuleConfig | None = None):
         super().__init__()
         self.config = config = config or StepRuleConfig()
-        self.net = nn.Sequential(nn.Linear(7, config.hidden), nn.Tanh(), nn.Linear(config.hidden, 1))
+        self.net = nn.Sequential(nn.Linear(len(STEP_FEATURES), config.hidden), nn.Tanh(), nn.Linear(config.hidden, 1))
         seeded_init(self, config.seed)
         last = self.net[-1]
         assert isinstance(last, nn.Linear)
@@ -387,9 +393,9 @@ class StepRule(nn.Module):
         self.base = nn.Parameter(torch.full((2,), float(config.init_log_step)))
 
     def forward(self, features: Tensor, log_step_range: tuple[float, float]) -> Tensor:
-        """Log step sizes ``[B, M, 2]`` for features ``[B, M, 7]``, inside ``log_step_range``."""
+        """Log step sizes ``[B, M, 2]`` for features ``[B, M, 8]``, inside ``log_step_range``."""
         lo, hi = log_step_range
-        head = self.base[0] + self.net(features.detach().to(self.base.dtype))  # [B, M, 1]
+        head = self.base[0] + self.net(features.detach()[..., list(STEP_FEATURES)].to(self.base.dtype))  # [B, M, 1]
         raw = torch.cat([head, self.base[1].expand_as(head)], dim=-1)
         return raw.clamp(lo, hi)
 

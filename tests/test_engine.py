@@ -144,8 +144,9 @@ def test_vector_env_update_mode_pads_unequal_heads_as_the_env_does() -> None:
     lone = mtg_env.parallel_env(suite="digits", hidden=(16, 8), batch_size=32, max_cycles=4)
     lone_obs, _ = lone.reset(seed=6)
     widest = max(lone.head_size(a) for a in lone.agents)
-    assert obs.shape == (2, 4, widest + lone.trunk_size + len(mtg_env.FEATURES))
-    assert {lone.observation_space(a).shape for a in lone.agents} == {(widest + lone.trunk_size + len(mtg_env.FEATURES),)}
+    width = widest + lone.trunk_size + len(mtg_env.FEATURES)
+    assert obs.shape == (2, 4, width)
+    assert {lone.observation_space(a).shape for a in lone.agents} == {(width,)}
     for m, agent in enumerate(lone.agents):
         h = lone.head_size(agent)
         assert lone.head_slot(agent) == widest

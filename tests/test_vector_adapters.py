@@ -220,7 +220,8 @@ def test_sb3_spaces_shapes_dones_and_terminal_observation() -> None:
     np.testing.assert_array_equal(vec.action_space.low, [-7.0, -7.0])
     vec.seed(4)
     obs = vec.reset()
-    assert obs.shape == (2 * m, len(mtg_env.FEATURES)) and obs.dtype == np.float32 and vec.observation_space.contains(obs[0])
+    assert obs.shape == (2 * m, len(mtg_env.FEATURES)) and obs.dtype == np.float32
+    assert vec.observation_space.contains(obs[0])
     lones = [mtg_env.parallel_env(**REGRESSION, max_cycles=3) for _ in range(2)]
     expected = [lone.reset(seed=4 + g)[0] for g, lone in enumerate(lones)]
     for g, lone in enumerate(lones):

@@ -78,7 +78,7 @@ class EngineDriver:
         """The rule's fresh state for the games of ``out`` (from :func:`mtg_env.engine.reset`)."""
         if isinstance(self.rule, StepRule):
             return {}
-        return self.rule.init_state(self.gradients(out), 2 * self.game.num_tasks)
+        return self.rule.init_state(self.gradients(out), self.is_trunk, 2 * self.game.num_tasks)
 
     def act(self, state: GameState, out: StepOutput, memory: RuleState) -> tuple[Tensor | Updates, RuleState]:
         """The engine's actions for this step and the rule's next state."""
@@ -98,6 +98,6 @@ class EngineDriver:
         """Fresh rule state for the games where ``mask [B]`` is true (after :func:`mtg_env.engine.reset_where`)."""
         if not memory or out is None or isinstance(self.rule, StepRule):
             return memory
-        fresh = self.rule.init_state(self.gradients(out), 2 * self.game.num_tasks)
+        fresh = self.rule.init_state(self.gradients(out), self.is_trunk, 2 * self.game.num_tasks)
         index = mask.nonzero().flatten()
         return {k: v.index_copy(0, index, fresh[k].to(v.dtype)) for k, v in memory.items()}

@@ -53,8 +53,9 @@ class LearnedAgent(ReaderPlayer):
         self._memory = {}
         if not isinstance(self.rule, StepRule):
             h, n = reader.head_size, reader.trunk_size
-            self._is_trunk = torch.cat([torch.zeros(h, dtype=torch.bool), torch.ones(n, dtype=torch.bool)])
-            self._memory = self.rule.init_state(torch.zeros(1, h + n, device=next(self.rule.parameters()).device))
+            device = next(self.rule.parameters()).device
+            self._is_trunk = torch.cat([torch.zeros(h, dtype=torch.bool), torch.ones(n, dtype=torch.bool)]).to(device)
+            self._memory = self.rule.init_state(torch.zeros(1, h + n, device=device), self._is_trunk)
 
     def act(self, observation: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
         reader = self._started()
@@ -72,7 +73,7 @@ class LearnedAgent(ReaderPlayer):
             update, self._memory = self.rule(
                 g,
                 feats.view(1, 1, -1).expand(1, k, -1),
-                self._is_trunk.to(device),
+                self._is_trunk,
                 torch.tensor([self.t], device=device),
                 self._memory,
             )

@@ -193,20 +193,23 @@ class MLPRule(nn.Module):
         beta = config.init_trunk_momentum
         self.trunk_logit_beta = nn.Parameter(torch.tensor(math.log(beta / (1.0 - beta))))
 
-    def init_state(self, g: Tensor, num_groups: int = 2) -> RuleState:
-        """Zero moments for gradients ``g [B, K]`` whose coordinates fall in ``num_groups`` blocks."""
-        b, k = g.shape
+    def init_state(self, g: Tensor, is_trunk: Tensor, num_groups: int = 2) -> RuleState:
+        """Zero moments for gradients ``g [B, K]`` with trunk coordinates ``is_trunk [K]``, in ``num_groups``
+        blocks: the heads' moments over the head coordinates, the heavy ball's over the trunk's."""
+        b = g.shape[0]
+        kt = int(is_trunk.sum())
+        kh = is_trunk.numel() - kt
         dtype = self.log_lr.dtype
-        zeros = torch.zeros(b, k, dtype=dtype, device=g.device)
+        heads = torch.zeros(b, kh, dtype=dtype, device=g.device)
         common = torch.zeros(b, 1, dtype=dtype, device=g.device)  # the trunk schedule's state, the same for all
         return {
-            "m": torch.zeros(b, k, len(self.config.decays), dtype=dtype, device=g.device),
-            "v": zeros,
-            "v_max": zeros,
-            "prev_g": zeros,
-            "prev_u": zeros,
+            "m": torch.zeros(b, kh, len(self.config.decays), dtype=dtype, device=g.device),
+            "v": heads,
+            "v_max": heads,
+            "prev_g": heads,
+            "prev_u": heads,
             "eta": torch.zeros(b, num_groups, dtype=dtype, device=g.device),
-            "mu": zeros,
+            "mu": torch.zeros(b, kt, dtype=dtype, device=g.device),
             "log_step": common,
             "mass": common,
             "signal": common,
@@ -234,21 +237,23 @@ class MLPRule(nn.Module):
         g = g.detach().to(dtype)
         b = g.shape[0]
         groups = is_trunk.long() if groups is None else groups
-        heads = (~is_trunk).nonzero().flatten()  # [Kh]: the network and the head steps run on these only
+        # The network and the head steps run on the head coordinates, the heavy ball on the trunk's (most of K on a
+        # wide trunk): each keeps its state on its own coordinates only.
+        heads, trunk = (~is_trunk).nonzero().flatten(), is_trunk.nonzero().flatten()  # [Kh], [Kt]
         kh = heads.numel()
         g_h, groups_h = g[:, heads], groups[heads]
         t1 = (t.to(dtype) + 1.0).unsqueeze(1)  # [B, 1]
         decays = torch.tensor(cfg.decays, dtype=dtype, device=g.device)
-        m = decays * state["m"] + (1.0 - decays) * g.unsqueeze(2)
-        v = cfg.beta2 * state["v"] + (1.0 - cfg.beta2) * g.square()
+        m = decays * state["m"] + (1.0 - decays) * g_h.unsqueeze(2)
+        v = cfg.beta2 * state["v"] + (1.0 - cfg.beta2) * g_h.square()
         # AMSGrad's running maximum of v̂: the effective step α/√v̂ never grows. With Adam's own v̂ it grows as the
         # gradients shrink, until the heads turn unstable late in a long game (seen on quadratics past 100 steps).
         v_max = torch.maximum(state["v_max"], v / (1.0 - cfg.beta2**t1))
-        rms = v_max[:, heads].sqrt() + cfg.eps
-        m_hat = m[:, heads] / (1.0 - decays ** t1.unsqueeze(2))
+        rms = v_max.sqrt() + cfg.eps
+        m_hat = m / (1.0 - decays ** t1.unsqueeze(2))
         normed = torch.cat([(g_h / rms).unsqueeze(2), m_hat / rms.unsqueeze(2)], dim=2).clamp(-10.0, 10.0)
         # Barzilai–Borwein (short) step per head: η = sᵀy / yᵀy, kept where the curvature estimate is not positive.
-        s, y = state["prev_u"][:, heads], g_h - state["prev_g"][:, heads]
+        s, y = state["prev_u"], g_h - state["prev_g"]
         blocks = torch.zeros_like(state["eta"])
         sy, yy = blocks.index_add(1, groups_h, s * y), blocks.index_add(1, groups_h, y * y)
         fresh = (sy > 0) & (yy > 0)
@@ -279,7 +284,7 @@ class MLPRule(nn.Module):
         ramp = torch.log(torch.clamp(t1 / cfg.trunk_warmup, max=1.0))  # [B, 1]: a linear warm-up
         log_step = self.trunk_log_lr + ramp + bound * torch.tanh(cfg.scale * schedule[:, :1] / bound)  # [B, 1]
         beta = torch.sigmoid(self.trunk_logit_beta + cfg.scale * schedule[:, 1:])  # [B, 1]
-        mu = beta * state["mu"] + g
+        mu = beta * state["mu"] + g[:, trunk]
         # The brake's signal: log ‖ΔΨ‖ / (α_Ψ·c) of the last move (made with the step and mass in the state).
         move = torch.expm1(features[:, :1, MOVE].to(dtype))  # [B, 1]
         valid = (move > 0) & (state["mass"] > 0)
@@ -297,9 +302,9 @@ class MLPRule(nn.Module):
             brake = cfg.brake_recovery * state["brake"] - torch.relu(growth - cfg.brake_threshold)
             cooldown = state["cooldown"]
         log_step = log_step + brake
-        update = (-torch.exp(log_step) * mu).index_copy(1, heads, head_update)
+        update = g.new_zeros(g.shape).index_copy(1, heads, head_update).index_copy(1, trunk, -torch.exp(log_step) * mu)
         return update, {
-            "m": m, "v": v, "v_max": v_max, "prev_g": g, "prev_u": update.detach(), "eta": eta, "mu": mu,
+            "m": m, "v": v, "v_max": v_max, "prev_g": g_h, "prev_u": head_update.detach(), "eta": eta, "mu": mu,
             "log_step": log_step, "mass": beta * state["mass"] + 1.0, "signal": signal,
             "signalled": torch.maximum(state["signalled"], valid.to(dtype)), "growth": growth, "brake": brake,
             "cooldown": cooldown,
@@ -334,8 +339,8 @@ class LSTMRule(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def init_state(self, g: Tensor, num_groups: int = 2) -> RuleState:
-        """Zero hidden and cell states ``[B, K, 4, hidden]`` for gradients ``g [B, K]``."""
+    def init_state(self, g: Tensor, is_trunk: Tensor, num_groups: int = 2) -> RuleState:
+        """Zero hidden and cell states ``[B, K, 4, hidden]`` for gradients ``g [B, K]`` (every coordinate alike)."""
         b, k = g.shape
         return {"h": torch.zeros(b, k, 4, self.config.hidden, dtype=self.out.weight.dtype, device=g.device)}
 

@@ -100,6 +100,12 @@ def _parser() -> argparse.ArgumentParser:
     meta.add_argument("--truncation", type=int, default=10, help="TBPTT / PES truncation length (default 10)")
     meta.add_argument("--meta-lr", type=float, default=3e-3, help="meta-optimizer step (default 3e-3)")
     meta.add_argument("--val-every", type=int, default=10, help="validate every N iterations (default 10)")
+    meta.add_argument(
+        "--val-metric",
+        default="mean",
+        help="what validation keeps the best rule by: mean (the meta-loss, default) or final (the whole training "
+        "objective at the episode's end, as the result tables score)",
+    )
     meta.add_argument("--seed", type=int, default=0, help="seed of every draw (default 0)")
     meta.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     meta.add_argument("--out", type=Path, required=True, help="output directory")
@@ -155,6 +161,7 @@ def _meta_train(args: argparse.Namespace) -> int:
             truncation=args.truncation,
             meta_lr=args.meta_lr,
             val_every=args.val_every,
+            val_metric=args.val_metric,
             dtype="float64" if args.suite == "quadratic" else "float32",
             seed=args.seed,
             device=args.device,

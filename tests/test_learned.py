@@ -288,6 +288,33 @@ def test_resume_gives_the_uninterrupted_run(tmp_path: Path) -> None:
     assert (tmp_path / "parts" / "meta_loss.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_final_validation_scores_the_whole_training_objective_at_the_end() -> None:
+    """``val_metric="final"`` keeps the rule that is best where the result tables score it: the log of
+    (L_T − L*) / (L_0 − L*) on the whole training objective at the episode's end, averaged over the draws' games."""
+    config = tiny(val_metric="final", val_configs=2, val_games=3)
+    rule = perturbed_rule("learned_mlp").double()
+    draws = _draws(config, 0, _STREAM_VALID, config.val_configs, config.val_games)
+    expected = []
+    for options, seeds in draws:
+        suite = build_suite("quadratic", options, dtype="float64")
+        game = engine.Game(suite, mtg_env.consensus.consensus_rule("sum", num_tasks=suite.num_tasks), horizon=20)
+        driver, floor, batch = (
+            EngineDriver(rule, game, log_step_range=(-12.0, 2.0)),
+            loss_floor(suite),
+            suite.train_batch(),
+        )
+        with torch.no_grad():
+            state, out = engine.reset(game, seeds)
+            start = [float(suite.losses(state.heads[b], state.trunk[b], batch).sum()) for b in range(len(seeds))]
+            memory = driver.start(out)
+            for _ in range(20):
+                actions, memory = driver.act(state, out, memory)
+                state, out = engine.step(game, state, actions)
+            end = [float(suite.losses(state.heads[b], state.trunk[b], batch).sum()) for b in range(len(seeds))]
+        expected.append(np.mean([math.log((e - floor) / (s - floor)) for s, e in zip(start, end, strict=True)]))
+    assert evaluate_rule(rule, config, draws, 20, final=True) == pytest.approx(float(np.mean(expected)), rel=1e-6)
+
+
 def test_resume_refuses_another_config(tmp_path: Path) -> None:
     meta_train(tiny(iterations=2), out=tmp_path, stop_after=1)
     with pytest.raises(ValueError, match=r"differs from this run's in \['meta_lr'\]"):
@@ -316,6 +343,7 @@ def test_best_rule_round_trips_through_a_file(tmp_path: Path) -> None:
         ({"budget_s": -1.0}, "budget_s must be > 0"),
         ({"late_weight": -1.0}, "late_weight must be a finite number >= 0"),
         ({"late_weight": math.nan}, "late_weight must be a finite number >= 0"),
+        ({"val_metric": "last"}, "val_metric must be 'mean' or 'final'"),
     ],
 )
 def test_meta_train_config_refuses_bad_values(kwargs: dict[str, object], message: str) -> None:

@@ -44,7 +44,8 @@ from agents.learned.rules import Rule
 from mtg_env import engine
 from mtg_env._args import real_arg
 from mtg_env.consensus import consensus_rule
-from mtg_env.engine import Game
+from mtg_env.engine import Game, GameState
+from mtg_env.suites import TaskSuite
 
 #: Marks a resumable meta-training checkpoint.
 CHECKPOINT_FORMAT = "mtg_env.meta_train/2"
@@ -125,6 +126,10 @@ class MetaTrainConfig:
     """Held-out game draws for validation."""
     val_games: int = 4
     """Held-out seeds per validation draw."""
+    val_metric: str = "mean"
+    """What meta-validation scores to keep the best rule: ``"mean"``, the meta-loss (the mean over the episode of
+    the per-step log-ratio on the games' batches); ``"final"``, log((L_T − L*) / (L_0 − L*)) on the whole training
+    objective at the episode's end, what ``docs/learned_results.py`` scores."""
     consensus: str = "sum"
     """The trunk's consensus rule."""
     dtype: str = "float32"
@@ -155,6 +160,8 @@ class MetaTrainConfig:
         if self.budget_s is not None and not self.budget_s > 0:
             raise ValueError(f"budget_s must be > 0 seconds or None, got {self.budget_s!r}")
         real_arg("late_weight", self.late_weight, low=0.0, hint="0: every step alike")
+        if self.val_metric not in ("mean", "final"):
+            raise ValueError(f"val_metric must be 'mean' or 'final', got {self.val_metric!r}")
         for name in ("meta_lr", "grad_clip", "es_sigma"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
@@ -264,15 +271,28 @@ def _driver(rule: Rule, game: Game) -> EngineDriver:
     return EngineDriver(rule, game, log_step_range=(-12.0, 2.0))
 
 
-def evaluate_rule(rule: Rule, config: MetaTrainConfig, draws: list[tuple[dict, list[int]]], horizon: int) -> float:
-    """Mean over draws of the mean per-step log-ratio of a whole episode (no autograd)."""
+def _whole_loss(suite: TaskSuite, batch: Any, state: GameState) -> Tensor:
+    """``[B]`` Σ_m ℓ_m of each game on ``batch`` (the whole training objective)."""
+    return torch.stack([suite.losses(state.heads[b], state.trunk[b], batch).sum() for b in range(state.batch_size)])
+
+
+def evaluate_rule(
+    rule: Rule, config: MetaTrainConfig, draws: list[tuple[dict, list[int]]], horizon: int, final: bool = False
+) -> float:
+    """Mean over draws of the mean per-step log-ratio of a whole episode (no autograd); ``final``: of the log-ratio
+    of the whole training objective at the episode's end instead."""
     values = []
     with torch.no_grad():
         for options, seeds in draws:
             game, floor = _game(config, options, horizon)
-            values.append(
-                float(_Unroll(_driver(rule, game), seeds, floor, config.late_weight).advance(horizon)) / horizon
-            )
+            unroll = _Unroll(_driver(rule, game), seeds, floor, config.late_weight)
+            if not final:
+                values.append(float(unroll.advance(horizon)) / horizon)
+                continue
+            batch = game.suite.train_batch()
+            start = _whole_loss(game.suite, batch, unroll.state)
+            unroll.advance(horizon)
+            values.append(float(_step_log_ratio(_whole_loss(game.suite, batch, unroll.state), start, floor).mean()))
     return float(np.mean(values))
 
 
@@ -453,7 +473,7 @@ def meta_train(
             config.budget_s is not None and time.perf_counter() - began >= config.budget_s
         )
         if iteration % config.val_every == 0 or last:
-            val = evaluate_rule(rule, config, val_draws, val_horizon)
+            val = evaluate_rule(rule, config, val_draws, val_horizon, final=config.val_metric == "final")
             row["val_loss"] = val
             if val < best_val:
                 best_val, best_iteration = val, iteration

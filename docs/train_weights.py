@@ -29,7 +29,7 @@ RUNS: dict[str, MetaTrainConfig] = {
     ),
     "learned_mlp_regression": MetaTrainConfig(
         agent="learned_mlp", suite="regression", iterations=240, games=8, configs=2, horizons=(20, 50, 100),
-        meta_lr=3e-3, val_every=20,
+        meta_lr=3e-3, val_every=20, trunk_search=(0.5, 0.71, 1.0, 1.41, 2.0, 2.83, 4.0, 5.66, 8.0),
     ),
     "learned_mlp_digits": MetaTrainConfig(
         agent="learned_mlp", suite="digits", iterations=90, games=4, configs=2, horizons=(20, 50),

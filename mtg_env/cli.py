@@ -101,6 +101,12 @@ def _parser() -> argparse.ArgumentParser:
     meta.add_argument("--meta-lr", type=float, default=3e-3, help="meta-optimizer step (default 3e-3)")
     meta.add_argument("--val-every", type=int, default=10, help="validate every N iterations (default 10)")
     meta.add_argument(
+        "--trunk-search",
+        default="",
+        help="factors of the trunk step to score on whole episodes after training, the best kept, e.g. "
+        "0.5,1,2,4 (learned_mlp, learned_step; default: none)",
+    )
+    meta.add_argument(
         "--val-metric",
         default="mean",
         help="what validation keeps the best rule by: mean (the meta-loss, default) or final (the whole training "
@@ -149,6 +155,7 @@ def _meta_train(args: argparse.Namespace) -> int:
 
     try:
         horizons = tuple(int(h) for h in args.horizons.split(","))
+        trunk_search = tuple(float(f) for f in args.trunk_search.split(",")) if args.trunk_search else ()
         config = MetaTrainConfig(
             agent=args.agent,
             suite=args.suite,
@@ -162,6 +169,7 @@ def _meta_train(args: argparse.Namespace) -> int:
             meta_lr=args.meta_lr,
             val_every=args.val_every,
             val_metric=args.val_metric,
+            trunk_search=trunk_search,
             dtype="float64" if args.suite == "quadratic" else "float32",
             seed=args.seed,
             device=args.device,

@@ -18,6 +18,11 @@ batch loss and L* its floor (:func:`~agents.learned.family.loss_floor`): scale-f
 * ``pes``: ES over truncations with per-particle games that carry on across truncations, the perturbations
   accumulated (Vicol et al. 2021), so the estimate is unbiased for the whole episode.
 
+TBPTT's truncated meta-gradient favours small steps (the short-horizon bias of Wu et al. 2018): on regression the
+trained trunk step was a quarter of what the whole-episode meta-loss prefers. ``trunk_search`` corrects it after
+training: the best rule's trunk log step, the same for every player, moved by each of the given factors, is
+scored on whole episodes of training-family draws (a stream of its own) and the best factor kept.
+
 Every random choice is a function of (``seed``, iteration): a run resumed from ``last.pt`` (written after
 every iteration with the meta-optimizer's state) continues exactly as the uninterrupted run. Meta-validation
 on held-out game draws and seeds every ``val_every`` iterations keeps the best rule in ``best.pt``.
@@ -50,7 +55,7 @@ from mtg_env.suites import TaskSuite
 #: Marks a resumable meta-training checkpoint.
 CHECKPOINT_FORMAT = "mtg_env.meta_train/2"
 #: Offsets of the random streams (game draws, game seeds, ES noise, validation draws) under the run's seed.
-_STREAM_GAMES, _STREAM_NOISE, _STREAM_VALID = 1, 2, 3
+_STREAM_GAMES, _STREAM_NOISE, _STREAM_VALID, _STREAM_SEARCH = 1, 2, 3, 4
 #: Held-out game seeds start here; training seeds stay below.
 VALID_SEED_BASE = 2**40
 #: Meta-loss of a step is clamped into [log 1e-12, log 1e3] (a diverging game counts as 1000× its start).
@@ -126,6 +131,10 @@ class MetaTrainConfig:
     """Held-out game draws for validation."""
     val_games: int = 4
     """Held-out seeds per validation draw."""
+    trunk_search: tuple[float, ...] = ()
+    """Factors of the trunk step to try after training (``learned_mlp``, ``learned_step``; empty: none): the best
+    rule's trunk log step moved by log f for each f, scored by the meta-loss on whole episodes of ``val_configs``
+    training-family draws × ``games`` seeds at the longest horizon; the best is kept in ``best.pt``."""
     val_metric: str = "mean"
     """What meta-validation scores to keep the best rule: ``"mean"``, the meta-loss (the mean over the episode of
     the per-step log-ratio on the games' batches); ``"final"``, log((L_T − L*) / (L_0 − L*)) on the whole training
@@ -160,6 +169,14 @@ class MetaTrainConfig:
         if self.budget_s is not None and not self.budget_s > 0:
             raise ValueError(f"budget_s must be > 0 seconds or None, got {self.budget_s!r}")
         real_arg("late_weight", self.late_weight, low=0.0, hint="0: every step alike")
+        if any(
+            isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f < math.inf for f in self.trunk_search
+        ):
+            raise ValueError(f"trunk_search must hold finite factors > 0, got {self.trunk_search!r}")
+        if self.trunk_search and self.agent == "learned_lstm":
+            raise ValueError(
+                "trunk_search needs a rule with a trunk step (learned_mlp, learned_step), not learned_lstm"
+            )
         if self.val_metric not in ("mean", "final"):
             raise ValueError(f"val_metric must be 'mean' or 'final', got {self.val_metric!r}")
         for name in ("meta_lr", "grad_clip", "es_sigma"):
@@ -202,6 +219,8 @@ class MetaTrainResult:
     out: Path | None
     rule: Rule
     seconds: float
+    trunk_factor: float = 1.0
+    """The factor ``trunk_search`` kept (1: none searched)."""
 
 
 def _rng(config: MetaTrainConfig, stream: int, iteration: int) -> np.random.Generator:
@@ -462,6 +481,7 @@ def meta_train(
     began = time.perf_counter() - elapsed
     iteration = start_iteration
     step_fn = _ITERATIONS[config.method]
+    completed = iteration >= config.iterations  # the run ran its iterations or its budget (not stopped early)
     while iteration < config.iterations:
         if stop_after is not None and iteration >= stop_after:
             break
@@ -472,6 +492,7 @@ def meta_train(
         last = iteration == config.iterations or (
             config.budget_s is not None and time.perf_counter() - began >= config.budget_s
         )
+        completed = last
         if iteration % config.val_every == 0 or last:
             val = evaluate_rule(rule, config, val_draws, val_horizon, final=config.val_metric == "final")
             row["val_loss"] = val
@@ -498,18 +519,51 @@ def meta_train(
     best_rule = new_rule(config.agent, **config.rule_options())
     best_rule.to(torch_device)
     best_rule.load_state_dict(best_state)
+    factor, search = 1.0, {}
+    if config.trunk_search and completed:
+        factor, scores = trunk_step_search(best_rule, config)
+        best_val = evaluate_rule(best_rule, config, val_draws, val_horizon, final=config.val_metric == "final")
+        search = {"trunk_search": {"factors": list(config.trunk_search), "scores": scores, "kept": factor}}
+        seconds = time.perf_counter() - began
     if out_dir is not None:
         meta = {"config": _config_dict(config), "best_iteration": best_iteration, "best_val": best_val,
-                "iterations": iteration, "seconds": seconds}  # fmt: skip
+                "iterations": iteration, "seconds": seconds, **search}  # fmt: skip
         save_rule(out_dir / "best.pt", config.agent, best_rule, meta)
         write_log(out_dir, rows)
-    return MetaTrainResult(rows, best_val, best_iteration, out_dir, best_rule, seconds)
+    return MetaTrainResult(rows, best_val, best_iteration, out_dir, best_rule, seconds, factor)
 
 
 def _config_dict(config: MetaTrainConfig) -> dict[str, Any]:
     d = asdict(config)
     d["horizons"] = list(config.horizons)
+    d["trunk_search"] = list(config.trunk_search)
     return d
+
+
+def _with_trunk_step(state: dict[str, Tensor], agent: str, factor: float) -> dict[str, Tensor]:
+    """A copy of a rule's parameters with its trunk step (the same for every player) times ``factor``."""
+    out = dict(state)
+    if agent == "learned_mlp":
+        out["trunk_log_lr"] = state["trunk_log_lr"] + math.log(factor)
+    else:  # learned_step: base = (head log step, trunk log step)
+        out["base"] = state["base"] + torch.tensor([0.0, math.log(factor)], dtype=state["base"].dtype,
+                                                   device=state["base"].device)  # fmt: skip
+    return out
+
+
+def trunk_step_search(rule: Rule, config: MetaTrainConfig) -> tuple[float, list[float]]:
+    """Score ``rule`` with its trunk step times each factor of ``config.trunk_search`` (the meta-loss on whole
+    episodes of the search stream's draws, the longest horizon); load the best into ``rule``. Returns the best
+    factor and every factor's score."""
+    draws = _draws(config, 0, _STREAM_SEARCH, config.val_configs, config.games)
+    state = {k: v.detach().clone() for k, v in rule.state_dict().items()}
+    scores = []
+    for factor in config.trunk_search:
+        rule.load_state_dict(_with_trunk_step(state, config.agent, factor))
+        scores.append(evaluate_rule(rule, config, draws, max(config.horizons)))
+    best = config.trunk_search[int(np.argmin(scores))]
+    rule.load_state_dict(_with_trunk_step(state, config.agent, best))
+    return float(best), scores
 
 
 def write_log(out_dir: Path, rows: list[dict[str, float]]) -> None:

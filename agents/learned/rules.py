@@ -193,6 +193,11 @@ class MLPRule(nn.Module):
         beta = config.init_trunk_momentum
         self.trunk_logit_beta = nn.Parameter(torch.tensor(math.log(beta / (1.0 - beta))))
 
+    def scale_trunk_step(self, factor: float) -> None:
+        """Multiply the trunk step (the same for every player) by ``factor``, in place."""
+        with torch.no_grad():
+            self.trunk_log_lr.add_(math.log(factor))
+
     def init_state(self, g: Tensor, is_trunk: Tensor, num_groups: int = 2) -> RuleState:
         """Zero moments for gradients ``g [B, K]`` with trunk coordinates ``is_trunk [K]``, in ``num_groups``
         blocks: the heads' moments over the head coordinates, the heavy ball's over the trunk's."""
@@ -396,6 +401,11 @@ class StepRule(nn.Module):
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
         self.base = nn.Parameter(torch.full((2,), float(config.init_log_step)))
+
+    def scale_trunk_step(self, factor: float) -> None:
+        """Multiply the trunk step (the same for every player) by ``factor``, in place."""
+        with torch.no_grad():
+            self.base[1] += math.log(factor)
 
     def forward(self, features: Tensor, log_step_range: tuple[float, float]) -> Tensor:
         """Log step sizes ``[B, M, 2]`` for features ``[B, M, 8]``, inside ``log_step_range``."""

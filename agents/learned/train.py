@@ -45,7 +45,7 @@ from torch import Tensor
 from agents.learned.batched import EngineDriver
 from agents.learned.checkpoint import LEARNED, new_rule, save_rule
 from agents.learned.family import build_suite, loss_floor, sample_config
-from agents.learned.rules import Rule
+from agents.learned.rules import LSTMRule, Rule
 from mtg_env import engine
 from mtg_env._args import real_arg
 from mtg_env.consensus import consensus_rule
@@ -540,29 +540,22 @@ def _config_dict(config: MetaTrainConfig) -> dict[str, Any]:
     return d
 
 
-def _with_trunk_step(state: dict[str, Tensor], agent: str, factor: float) -> dict[str, Tensor]:
-    """A copy of a rule's parameters with its trunk step (the same for every player) times ``factor``."""
-    out = dict(state)
-    if agent == "learned_mlp":
-        out["trunk_log_lr"] = state["trunk_log_lr"] + math.log(factor)
-    else:  # learned_step: base = (head log step, trunk log step)
-        out["base"] = state["base"] + torch.tensor([0.0, math.log(factor)], dtype=state["base"].dtype,
-                                                   device=state["base"].device)  # fmt: skip
-    return out
-
-
 def trunk_step_search(rule: Rule, config: MetaTrainConfig) -> tuple[float, list[float]]:
     """Score ``rule`` with its trunk step times each factor of ``config.trunk_search`` (the meta-loss on whole
     episodes of the search stream's draws, the longest horizon); load the best into ``rule``. Returns the best
     factor and every factor's score."""
+    if isinstance(rule, LSTMRule):
+        raise TypeError("trunk_step_search needs a rule with a trunk step (MLPRule or StepRule)")
     draws = _draws(config, 0, _STREAM_SEARCH, config.val_configs, config.games)
-    state = {k: v.detach().clone() for k, v in rule.state_dict().items()}
+    state = copy.deepcopy(rule.state_dict())
     scores = []
     for factor in config.trunk_search:
-        rule.load_state_dict(_with_trunk_step(state, config.agent, factor))
+        rule.load_state_dict(state)
+        rule.scale_trunk_step(factor)
         scores.append(evaluate_rule(rule, config, draws, max(config.horizons)))
     best = config.trunk_search[int(np.argmin(scores))]
-    rule.load_state_dict(_with_trunk_step(state, config.agent, best))
+    rule.load_state_dict(state)
+    rule.scale_trunk_step(best)
     return float(best), scores
 
 

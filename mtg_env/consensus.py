@@ -78,7 +78,8 @@ class RuleSpec:
     """Fewest tasks the rule is defined for (with its default options)."""
     differentiable: bool = True
     """Whether its output is differentiable in the proposals (a differentiable unroll can pass through it);
-    rules solved by quadprog or cvxpy are not."""
+    rules solved by quadprog or cvxpy are not, nor are torchjd's aggregators that run under ``no_grad``
+    (PCGrad, GradDrop, IMTL-G); tested: a rule marked differentiable returns an output with a graph."""
     homogeneous: bool = False
     """Whether C(s·P) = s·C(P) for every s > 0 (tested for s in [1e-8, 1e8]): the rule is positively
     homogeneous by its paper (or, for ``nash_mtl``, by its step-size convention), and the env calls the torchjd
@@ -100,6 +101,7 @@ RULE_TABLE: dict[str, RuleSpec] = {
         "Yu et al. 2020 (PCGrad)",
         "PCGrad",
         randomized=True,
+        differentiable=False,
         homogeneous=True,
     ),
     "cagrad": RuleSpec(
@@ -127,6 +129,7 @@ RULE_TABLE: dict[str, RuleSpec] = {
         "Σ α_m p_m with equal projections onto every unit proposal",
         "Liu et al. 2021 (IMTL-G)",
         "IMTLG",
+        differentiable=False,
         homogeneous=True,
     ),
     "aligned_mtl": RuleSpec(
@@ -147,6 +150,7 @@ RULE_TABLE: dict[str, RuleSpec] = {
         "Chen et al. 2020 (GradDrop)",
         "GradDrop",
         randomized=True,
+        differentiable=False,
         homogeneous=True,
     ),
     "random": RuleSpec(
@@ -231,6 +235,92 @@ class MinNormAggregator:
         return "MinNormAggregator()"
 
 
+def bargaining_weights(gram: Tensor, start: Tensor | None = None, max_iter: int = 100) -> Tensor | None:
+    """The Nash bargaining weights α > 0 with Kα = 1/α (elementwise) for a Gram matrix K = G Gᵀ (Navon et al.
+    2022, Eq. 4: ⟨g_m, d⟩ = 1/α_m for d = Σ α_m g_m), in float64; ``None`` when there is none.
+
+    Kα = 1/α is the stationarity condition of φ(α) = ½ αᵀKα − Σ_m log α_m, strictly convex and self-concordant
+    on α > 0, so damped Newton steps (α − Δ/(1 + λ), λ the Newton decrement; full steps once λ < 0.25) stay
+    positive and converge to its unique minimiser whenever one exists, quadratically near it. φ has no
+    minimiser exactly when 0 is in the convex hull of the rows (then Newton's iterates run off and the
+    iteration cap ends the search).
+
+    Args:
+        gram: ``[M, M]`` symmetric positive semi-definite.
+        start: Optional positive ``[M]`` starting point (e.g. an approximate solver's answer).
+        max_iter: Newton steps at most.
+    """
+    k = gram.detach().to(torch.float64).cpu()
+    diag = k.diagonal()
+    if not bool(torch.isfinite(k).all()) or not bool((diag > 0).all()):
+        return None
+    alpha = 1.0 / diag.sqrt()  # the solution when the rows are orthogonal
+    if start is not None:
+        start = start.detach().to(torch.float64).cpu()
+        if start.shape == alpha.shape and bool(torch.isfinite(start).all()) and bool((start > 0).all()):
+            alpha = start
+    for _ in range(max_iter):
+        grad = k @ alpha - 1.0 / alpha
+        hess = k + torch.diag(alpha.pow(-2))
+        delta, info = torch.linalg.solve_ex(hess, grad)
+        if int(info) != 0 or not bool(torch.isfinite(delta).all()):
+            return None  # the iterates ran off towards a direction with Kα = 0: no minimiser
+        decrement = max(float(grad @ delta), 0.0) ** 0.5
+        alpha = alpha - delta if decrement < 0.25 else alpha - delta / (1.0 + decrement)
+        if decrement < 1e-9:  # quadratic convergence: the next error is far below round-off
+            break
+    else:
+        return None
+    return alpha if _meets_bargaining(k, alpha) else None
+
+
+def _meets_bargaining(gram: Tensor, alpha: Tensor, rtol: float = 1e-9) -> bool:
+    """Whether α > 0 solves Kα = 1/α to ``rtol`` (relative to 1/α)."""
+    if not bool(torch.isfinite(alpha).all()) or not bool((alpha > 0).all()):
+        return False
+    inverse = 1.0 / alpha
+    return float((gram @ alpha - inverse).norm()) <= rtol * float(inverse.norm())
+
+
+def _near_bargaining(gram: Tensor, alpha: Tensor) -> bool:
+    """Whether d = Σ α_m g_m is a bargaining direction to the accuracy torchjd's solve aims at: every
+    ⟨g_m, d⟩ > 0 and Σ_m g_m / ⟨g_m, d⟩ within 1 − 1e-3 in cosine of d (the optimality condition up to scale)."""
+    dots = gram @ alpha
+    if not bool(torch.isfinite(dots).all()) or not bool((dots > 0).all()):
+        return False
+    inverse = 1.0 / dots
+    cos = float(inverse @ gram @ alpha) / (float(inverse @ gram @ inverse) * float(alpha @ gram @ alpha)) ** 0.5
+    return cos > 1 - 1e-3
+
+
+class IMTLGAggregator:
+    """IMTL-G's aggregator (Liu et al. 2021; torchjd's generalisation to linearly dependent rows): the
+    combination d = Σ_m α_m g_m with Σα = 1 whose projections onto every unit row g_m/‖g_m‖ are equal,
+    α = (G Gᵀ)⁺ diag(G Gᵀ)^½ normalised.
+
+    torchjd forms the pseudo-inverse of the Gram matrix, whose condition number is the square of G's: on
+    near-duplicate rows the answer was 1e-2 off. Here the same quantities come from the SVD of G itself,
+    G = U Σ Vᵀ: v = (G Gᵀ)⁺ s = U Σ⁻² Uᵀ s and Gᵀv = V Σ⁻¹ Uᵀ s, s the row norms, singular values below
+    max(M, n)·eps·σ_max dropped (the pseudo-inverse's cut, on G's scale), all in float64. Non-differentiable
+    (as torchjd's)."""
+
+    def __call__(self, gradients: Tensor) -> Tensor:
+        g = gradients.detach().to(torch.float64)
+        norms = g.norm(dim=1)
+        u, sigma, vh = torch.linalg.svd(g, full_matrices=False)
+        keep = sigma > max(g.shape) * torch.finfo(torch.float64).eps * sigma.max()
+        u, sigma, vh = u[:, keep], sigma[keep], vh[keep]
+        coords = u.T @ norms
+        total = float((coords / sigma.square()) @ u.sum(0))  # Σ_m v_m
+        if abs(total) < 1e-12:  # torchjd's cut: no combination with Σα = 1 (the rows cancel)
+            return gradients.sum(0) * 0.0
+        direction = vh.T @ (coords / sigma) / total
+        return direction.to(gradients.dtype)
+
+    def __repr__(self) -> str:
+        return "IMTLGAggregator()"
+
+
 class AggregatorRule:
     """A torchjd aggregator as a consensus rule, C(P) = −A(−P) (see the module docstring).
 
@@ -250,8 +340,13 @@ class AggregatorRule:
         self._generator = torch.Generator().manual_seed(seed)
         #: Nash-MTL's cap on the step's norm (0: none); the aggregator itself is built uncapped.
         self.max_norm = float(options.get("max_norm", 0.0)) if name == "nash_mtl" else 0.0
-        #: Steps at which the rule could not do what it promises (Nash-MTL: the bargaining solve failed).
+        #: Steps at which the rule could not do what it promises (Nash-MTL: no bargaining solution was found).
         self.failures = 0
+        #: Nash-MTL: steps at which torchjd's ECOS solve missed the bargaining solution (not even within 1e-3 in
+        #: cosine) and Newton's refinement found it.
+        self.refinements = 0
+        #: Nash-MTL: the exact bargaining weights of the last solve (reused between torchjd's solves).
+        self._alpha: Tensor | None = None
 
     def __call__(self, proposals: Tensor, seed: int | None = None) -> Tensor:
         """C(P) for one game's proposals ``[M, n]``; a randomized rule draws from ``seed`` when given (the
@@ -287,18 +382,41 @@ class AggregatorRule:
     def _nash(self, proposals: Tensor) -> Tensor:
         """Nash-MTL's bargaining direction with the step-size convention of :data:`RULE_TABLE`: the unit
         direction times the proposals' mean norm (1/M) Σ_m ‖p_m‖ (the agents' mean step), capped at
-        ``max_norm`` when that is positive."""
+        ``max_norm`` when that is positive.
+
+        torchjd's solve (the authors' sequence of ECOS problems) gives approximate weights, which
+        :func:`bargaining_weights` then refines to the exact solution of Gα = 1/α (Newton's method, to
+        round-off): so the direction meets its optimality condition and C(s·P) = s·C(P) holds to round-off at
+        every scale. Steps where torchjd's answer missed the condition and Newton repaired it are counted in
+        ``refinements``; steps where no solution exists (0 in the hull of the gradients) fall back to torchjd's
+        answer (its previous weights), warn once per episode and are counted in ``failures``."""
         norms = proposals.detach().norm(dim=-1)
         scale = float(norms.max())
         if scale == 0.0 or not math.isfinite(scale):
             return proposals.sum(0) * 0.0 if scale == 0.0 else proposals.sum(0)
-        gradients = -proposals / scale
+        gradients = -proposals.detach() / scale  # a solver outside autograd (RULE_TABLE: not differentiable)
+        weighting = self.aggregator.weighting
+        solves = weighting.step % weighting.update_weights_every == 0  # torchjd's own schedule of solves
         with warnings.catch_warnings():
             # cvxpy's note that the (non-DPP) problem is recompiled at every solve: a remark on speed,
             # repeated once per episode, not on the answer. The solver's own warnings still surface.
             warnings.filterwarnings("ignore", "You are solving a parameterized problem that is not DPP")
-            direction = self.aggregator(gradients)
-        self._check_bargaining(gradients, direction)
+            start = weighting(gradients).detach()
+        if solves or self._alpha is None:
+            gram = gradients.detach().to(torch.float64) @ gradients.detach().to(torch.float64).T
+            # torchjd solves on G Gᵀ / ‖G Gᵀ‖_F: its α divided by √‖G Gᵀ‖_F solves the unnormalised equation.
+            alpha = bargaining_weights(gram, start.to(torch.float64).cpu() / float(gram.norm()) ** 0.5)
+            if alpha is not None and not _near_bargaining(gram, start.to(torch.float64).cpu()):
+                self.refinements += 1
+            if alpha is None:
+                self._report_failure(gradients)
+                self._alpha = None
+                direction = start @ gradients
+            else:
+                self._alpha = alpha
+                direction = alpha.to(gradients.dtype).to(gradients.device) @ gradients
+        else:
+            direction = self._alpha.to(gradients.dtype).to(gradients.device) @ gradients
         length = float(direction.norm())
         if length == 0.0:
             return proposals.sum(0) * 0.0
@@ -307,20 +425,8 @@ class AggregatorRule:
             step = step * (self.max_norm / float(step.norm()))
         return step
 
-    def _check_bargaining(self, gradients: Tensor, direction: Tensor) -> None:
-        """Warn when Nash-MTL's direction is not a bargaining solution: torchjd then reuses its previous
-        weights (equal weights on a first step). The solution satisfies ⟨g_m, d⟩ = c/α_m with d = Σ α_m g_m.
-
-        Two causes: the gradients have no common descent direction (0 lies in their convex hull, e.g. at a
-        Pareto-stationary point), so no bargaining solution exists; or the solver did not find it. The first
-        failure of an episode warns; ``failures`` counts them all.
-        """
-        dots = gradients @ direction
-        if bool((dots > 0).all()):
-            combination = (1.0 / dots) @ gradients
-            cos = float(combination @ direction / (combination.norm() * direction.norm()))
-            if cos > 1 - 1e-3:
-                return
+    def _report_failure(self, gradients: Tensor) -> None:
+        """Count a step without a bargaining solution; the first of an episode warns, saying why."""
         self.failures += 1
         if self.failures > 1:
             return
@@ -331,13 +437,13 @@ class AggregatorRule:
                 "Pareto-stationary point), so no bargaining solution exists"
             )
         else:
-            cause = "torchjd's ECOS solve did not find the bargaining solution"
+            cause = "neither torchjd's ECOS solve nor Newton's refinement found the bargaining solution"
         warnings.warn(
             ConsensusWarning(
                 f"nash_mtl: {cause}; the trunk moved with the previous weights (equal weights on a first step). "
                 "Warned once per episode; rule.failures counts every such step"
             ),
-            stacklevel=4,
+            stacklevel=5,
         )
 
     def bind(self, generator: torch.Generator) -> None:
@@ -350,6 +456,8 @@ class AggregatorRule:
         if callable(reset):
             reset()
         self.failures = 0
+        self.refinements = 0
+        self._alpha = None
 
     def __repr__(self) -> str:
         opts = "".join(f", {k}={v!r}" for k, v in self.options.items())
@@ -400,6 +508,10 @@ def consensus_rule(rule: str | ConsensusRule, num_tasks: int | None = None, **op
         if options:
             raise ValueError(f"consensus rule 'mgda' is solved exactly and takes no options, got {sorted(options)}")
         return AggregatorRule(rule, MinNormAggregator(), spec.randomized, options, seed)
+    if rule == "imtl_g":
+        if options:
+            raise ValueError(f"consensus rule 'imtl_g' takes no options, got {sorted(options)}")
+        return AggregatorRule(rule, IMTLGAggregator(), spec.randomized, options, seed)
     kwargs = _default_options(rule, num_tasks, options)
     import torchjd.aggregation as aggregation  # lazy: the paper's sum and mean need no torchjd
 

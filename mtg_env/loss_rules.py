@@ -457,14 +457,23 @@ class FairGrad:
         """The α-fair weights w for these proposals."""
         from scipy.optimize import least_squares
 
-        gram = (proposals @ proposals.T).detach().cpu().to(torch.float64).numpy()
+        p = proposals.detach().cpu().to(torch.float64)
+        # Solved on P / s, s the largest row norm: scipy's tolerances are absolute, so on P itself a small
+        # scale stopped the solve early (C(sP) was 99 % off C(P) at s = 1e-6). The unit-scale solution w'
+        # gives w = s^{-2α/(α+1)} w' exactly: (s²K')(c w') = (c w')^{-1/α} holds for c = s^{-2α/(α+1)}.
+        scale = float(p.norm(dim=1).max())
+        if scale == 0.0 or not math.isfinite(scale):
+            return torch.zeros(p.shape[0], dtype=proposals.dtype, device=proposals.device)
+        unit = p / scale
+        gram = (unit @ unit.T).numpy()
         m = gram.shape[0]
 
         def residual(x: np.ndarray) -> np.ndarray:
             return gram @ x - np.power(1 / x, 1 / self.alpha)
 
         solution = least_squares(residual, np.ones(m) / m, bounds=(0, np.inf), ftol=1e-12, xtol=1e-12, gtol=1e-12)
-        return torch.as_tensor(solution.x, dtype=proposals.dtype, device=proposals.device)
+        weights = torch.as_tensor(solution.x) * scale ** (-2 * self.alpha / (self.alpha + 1))
+        return weights.to(dtype=proposals.dtype, device=proposals.device)
 
     def __call__(self, proposals: Tensor) -> Tensor:
         """C(P) for one game's proposals ``[M, n]``."""

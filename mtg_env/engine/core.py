@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from mtg_env.consensus import apply_rule, is_batched_rule, rule_differentiable, rule_is_stateful, rule_name
+from mtg_env.consensus import (
+    RULE_TABLE,
+    apply_rule,
+    is_batched_rule,
+    rule_differentiable,
+    rule_is_stateful,
+    rule_name,
+)
 from mtg_env.engine.features import features
 from mtg_env.engine.game import Game
 from mtg_env.engine.optim import BoundOptimizer
@@ -29,6 +36,9 @@ if TYPE_CHECKING:
 
 #: An update-mode action given as its two parts: ``(head_updates [B, H], proposals [B, M, n])``.
 Updates = tuple[Tensor, Tensor]
+
+#: The named rules a differentiable unroll can pass through (named in the refusal of the others).
+_DIFFERENTIABLE = tuple(name for name, spec in RULE_TABLE.items() if spec.differentiable)
 
 
 def losses_and_grads(
@@ -275,8 +285,8 @@ def consensus(game: Game, state: GameState, proposals: Tensor, differentiable: b
     if differentiable and not rule_differentiable(rule):
         raise ValueError(
             f"consensus rule {rule_name(rule)!r} is not differentiable (its solver runs outside autograd), so a "
-            "differentiable unroll cannot pass through it; use a differentiable rule (sum, mean, pcgrad, imtl_g, "
-            "aligned_mtl, graddrop, random, krum, trimmed_mean), detach the actions, or train with ES"
+            f"differentiable unroll cannot pass through it; use a differentiable rule ({', '.join(_DIFFERENTIABLE)}), "
+            "detach the actions, or train with ES"
         )
     bsz, n = state.batch_size, game.trunk_size
     if is_batched_rule(rule):

@@ -134,8 +134,7 @@ class QuadraticSuite(TaskSuite):
         if self._uniform:
             h = self.head_sizes[0]
             z = torch.cat([heads.view(bsz, m, h), trunk.unsqueeze(1).expand(bsz, m, n)], dim=2)  # [B, M, d]
-            # Task-major: M products of a [B, d] block with A_m (A_m = A_mᵀ), one bmm.
-            az = torch.bmm(z.transpose(0, 1), self._A_stack).transpose(0, 1)
+            az = _batch_invariant_matvec(self._A_stack, z)
             grad = az - self._b_stack
             return ((0.5 * az - self._b_stack) * z).sum(2), grad[..., :h].reshape(bsz, -1), grad[..., h:]
         losses: list[Tensor] = []
@@ -144,7 +143,7 @@ class QuadraticSuite(TaskSuite):
         for a, v, theta in zip(self._A, self._b, heads.split(self.head_sizes, dim=1), strict=True):
             h = theta.shape[1]
             z = torch.cat([theta, trunk], dim=1)
-            az = z @ a
+            az = _batch_invariant_matvec(a, z)
             losses.append(((0.5 * az - v) * z).sum(1))
             head_grads.append(az[:, :h] - v[:h])
             rows.append(az[:, h:] - v[h:])
@@ -209,6 +208,25 @@ class QuadraticSuite(TaskSuite):
 
     def describe(self) -> dict[str, Any]:
         return {"suite": self.name, **self._config}
+
+
+#: Most elements of the [rows, d, d] product that :func:`_batch_invariant_matvec` forms at once (128 MiB in float64).
+_MATVEC_CHUNK = 1 << 24
+
+
+def _batch_invariant_matvec(mats: Tensor, z: Tensor) -> Tensor:
+    """``A z`` for symmetric ``A`` (``[M, d, d]`` with ``z [B, M, d]``, or ``[d, d]`` with ``z [B, d]``), each game's
+    row computed by the same operations whatever B is and wherever the game sits in the batch.
+
+    A GEMM over the B rows (``bmm``) is not: MKL picks its kernel by instruction set *and* by the matrix shapes, so
+    on AVX2/AVX-512 machines game b alone and game b among 511 others differed in the last bit. Here each entry is
+    an elementwise product (exact per element) and a sum over the contiguous last dimension of one game's own
+    ``d`` products, reduced by the same loop for every row; rows are processed in chunks of at most
+    :data:`_MATVEC_CHUNK` products, which does not change any row's reduction.
+    """
+    per_row = z.shape[-1] ** 2 * (mats.shape[0] if mats.dim() == 3 else 1)
+    rows = max(1, _MATVEC_CHUNK // max(1, per_row))
+    return torch.cat([(chunk.unsqueeze(-2) * mats).sum(-1) for chunk in z.split(rows, dim=0)], dim=0)
 
 
 def _random_game(

@@ -279,6 +279,7 @@ def _run(args: argparse.Namespace) -> int:
         "tasks": tasks,
         "config": config,
         "consensus_failures": getattr(env.consensus, "failures", 0),
+        "consensus_refinements": getattr(env.consensus, "refinements", 0),
         "clipped_steps": history.clipped_steps,
         "steps_played": history.steps,
         "terminated": history.terminated,

@@ -321,6 +321,43 @@ class IMTLGAggregator:
         return "IMTLGAggregator()"
 
 
+class KrumAggregator:
+    """Krum (Blanchard et al. 2017) and Multi-Krum: the mean of the ``n_selected`` rows with the least score,
+    a row's score the sum of its distances to its M − f − 2 nearest other rows (f = ``n_byzantine``); torchjd's
+    ``Krum`` options and weights.
+
+    The distances are ‖g_i − g_j‖ computed from the differences, the same operations for (i, j) and (j, i), and
+    equal scores go to the lowest index (a stable sort). torchjd's take them from the Gram matrix
+    (‖g_i‖² + ‖g_j‖² − 2⟨g_i, g_j⟩: cancellation for close rows, and a GEMM not symmetric to the bit), so with
+    M − f − 2 = 1, where the two closest rows always tie, rounding picked the row, and the pick changed with the
+    scale of the proposals and with MKL's code path."""
+
+    def __init__(self, n_byzantine: int, n_selected: int = 1) -> None:
+        self.n_byzantine = n_byzantine
+        self.n_selected = n_selected
+
+    def __call__(self, gradients: Tensor) -> Tensor:
+        m = gradients.shape[0]
+        if m < self.n_byzantine + 3 or m < self.n_selected:
+            raise ValueError(
+                f"krum with n_byzantine={self.n_byzantine}, n_selected={self.n_selected} needs at least "
+                f"{max(self.n_byzantine + 3, self.n_selected)} proposals, got {m}"
+            )
+        g = gradients.detach()
+        # [M, M], exactly symmetric (g_j − g_i and g_i − g_j have the same magnitudes), zero diagonal; a row at a
+        # time, so memory stays M·n
+        distances = torch.stack([(g - row).norm(dim=1) for row in g])
+        nearest = torch.sort(distances, dim=1, stable=True).values[:, 1 : m - self.n_byzantine - 1]
+        scores = nearest.sum(dim=1)
+        chosen = torch.sort(scores, stable=True).indices[: self.n_selected]
+        weights = torch.zeros(m, dtype=gradients.dtype, device=gradients.device)
+        weights[chosen] = 1.0 / self.n_selected
+        return weights @ gradients
+
+    def __repr__(self) -> str:
+        return f"KrumAggregator(n_byzantine={self.n_byzantine}, n_selected={self.n_selected})"
+
+
 class AggregatorRule:
     """A torchjd aggregator as a consensus rule, C(P) = −A(−P) (see the module docstring).
 
@@ -399,8 +436,10 @@ class AggregatorRule:
         solves = weighting.step % weighting.update_weights_every == 0  # torchjd's own schedule of solves
         with warnings.catch_warnings():
             # cvxpy's note that the (non-DPP) problem is recompiled at every solve: a remark on speed,
-            # repeated once per episode, not on the answer. The solver's own warnings still surface.
+            # repeated once per episode, not on the answer; and ECOS's "inaccurate" remark, which the refinement
+            # below supersedes (a step it cannot repair warns with a ConsensusWarning).
             warnings.filterwarnings("ignore", "You are solving a parameterized problem that is not DPP")
+            warnings.filterwarnings("ignore", "Solution may be inaccurate", UserWarning)
             start = weighting(gradients).detach()
         if solves or self._alpha is None:
             gram = gradients.detach().to(torch.float64) @ gradients.detach().to(torch.float64).T
@@ -515,7 +554,7 @@ def consensus_rule(rule: str | ConsensusRule, num_tasks: int | None = None, **op
     kwargs = _default_options(rule, num_tasks, options)
     import torchjd.aggregation as aggregation  # lazy: the paper's sum and mean need no torchjd
 
-    cls = getattr(aggregation, str(spec.aggregator))
+    cls = KrumAggregator if rule == "krum" else getattr(aggregation, str(spec.aggregator))
     accepted = set(inspect.signature(cls).parameters)
     unknown = sorted(set(kwargs) - accepted)
     if unknown:

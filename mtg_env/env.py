@@ -150,9 +150,18 @@ class MultiTaskGameEnv(ParallelEnv):
     with 2 threads against 160.6 with one on a 2-core machine with another process spinning. Results are
     bit-identical for the same seed at a fixed thread count on the same machine and torch build; a different
     thread count may change the last bits of float sums (the order of a parallel reduction), so compare runs
-    at one count. ``mtg-env`` and the examples use 1 thread unless told otherwise (``--threads``).
+    at one count. ``mtg-env`` and the examples use 1 thread unless told otherwise (``--threads``). On CPU, game
+    b of an engine batch equals the lone game with its seed bit for bit, in float32 and float64, under every
+    MKL code path (tested under ``MKL_CBWR=COMPATIBLE, SSE4_2, AVX, AVX2, AVX512``). Across machines (another
+    instruction set or BLAS) results agree to round-off, not to the bit.
 
     ## Version History
+    * v5: results the same on every CPU, and rules as their sources compute them: game b of a batch equals the
+      lone game under every MKL code path (the quadratic suite's A z no longer a GEMM over the games; the digits
+      head gradients from a plain backward); ``nash_mtl`` is the exact bargaining solution (torchjd's ECOS
+      weights refined by Newton's method; ``rule.refinements`` counts ECOS's misses); ``imtl_g`` from the SVD
+      of the proposals (accurate on near-duplicates); ``krum`` from exact distances with ties to the lowest
+      index; ``fairgrad`` exact at every scale; ``db_mtl`` defaults to LibMTL's σ = 0 (was 0.5).
     * v4: a feature every player observes alike: symlog of the norm of the trunk's last move (index 7; the
       observation is one longer). A rule that adapts the trunk step to it stays common to all players, where one
       that reads its own gradient moves ``sum``'s fixed point (the learned MLP rule's brake reads it).
@@ -178,7 +187,7 @@ class MultiTaskGameEnv(ParallelEnv):
 
     # Not a ClassVar: PettingZoo reads metadata per instance, and __init__ sets a per-suite name.
     metadata: dict[str, Any] = {  # noqa: RUF012
-        "name": "mtg_v4",
+        "name": "mtg_v5",
         "render_modes": ["human", "ansi", "rgb_array"],
         "is_parallelizable": True,
         "render_fps": 10,
@@ -267,7 +276,7 @@ class MultiTaskGameEnv(ParallelEnv):
         self.render_mode = render_mode
         self.max_update = float("inf") if max_update is None else float(max_update)
         self.log_step_range = (lo, hi)
-        self.metadata = {**type(self).metadata, "name": f"mtg_{self.suite.name}_v4"}
+        self.metadata = {**type(self).metadata, "name": f"mtg_{self.suite.name}_v5"}
 
         self.possible_agents = [f"task_{m}" for m in range(self.suite.num_tasks)]
         self.agents: list[str] = []

@@ -190,7 +190,11 @@ class FAMO(LossRule):
     ``FAMO`` (γ = 1e-3 there). The logit update needs the losses after the move: the authors recompute them on the
     same batch; here they are the next step's losses (the next batch), which the rule sees on its next call, so
     the update happens then (the same on full-batch suites). The authors' gradient clipping (``max_norm``) is
-    the training loop's, not the rule's: clip with the trunk's optimizer options if wanted.
+    the training loop's, not the rule's: clip with the trunk's optimizer options if wanted. (In the FAMO
+    repository's experiments, ``methods/weight_methods.py`` calls ``clip_grad_norm_`` before ``loss.backward()``,
+    on gradients just zeroed, so FAMO's steps there are not clipped; its stand-alone ``famo.py`` clips after.)
+    The γ defaults differ between the authors' files: 0.01 in ``famo.py`` and the experiments' CLI, 1e-5 in
+    ``methods/weight_methods.py``; LibMTL's is 1e-3.
     """
 
     name = "famo"
@@ -257,14 +261,16 @@ class DBMTL(LossRule):
     averaged in a buffer, b ← q + (β / k^σ)(b − q) at the k-th step, and the trunk moves by
     C(P) = Σ_m (max_j ‖b_j‖ / (‖b_m‖ + 1e-8)) b_m: every task's buffered direction scaled to the longest.
 
-    As LibMTL's ``DB_MTL`` (``LibMTL/weighting/DB_MTL.py``: β = 0.9, σ = 0.5, the buffer starting at 0), on
-    proposals instead of gradients (C(P) = −A(−P) exactly: every operation is odd in P).
+    As LibMTL's ``DB_MTL`` (``LibMTL/weighting/DB_MTL.py``; defaults from ``LibMTL/config.py``: ``--DB_beta 0.9``,
+    ``--DB_beta_sigma 0``, so the buffer is a plain EMA with factor β; the buffer starts at 0), on proposals
+    instead of gradients (C(P) = −A(−P) exactly: every operation is odd in P). Until env v5 the default σ was 0.5,
+    which LibMTL does not ship: the outputs differed from LibMTL's by up to 190 %.
     """
 
     name = "db_mtl"
     positive_losses = True
 
-    def __init__(self, beta: float = 0.9, beta_sigma: float = 0.5):
+    def __init__(self, beta: float = 0.9, beta_sigma: float = 0.0):
         self.beta = _number("beta", self.name, beta, 0.0, 1.0)
         self.beta_sigma = _number("beta_sigma", self.name, beta_sigma, 0.0)
         super().__init__({"beta": beta, "beta_sigma": beta_sigma})
@@ -298,10 +304,12 @@ class GradVac(LossRule):
     φ̂_ij ← (1 − β) φ̂_ij + β φ_ij (β = 0.5, LibMTL's default); the results are summed.
 
     As LibMTL's ``GradVac`` (``LibMTL/weighting/GradVac.py``, whole-model grouping, φ̂ starting at 0) on the
-    gradients −P (C(P) = −A(−P), exact as every operation is odd in P). Differences: the paper's Algorithm 1
-    updates φ̂_ij after every pair; LibMTL's current code only on the pairs it vaccinated. Here: every pair (the
-    paper), or LibMTL's with ``ema="vaccinated"``. The losses are not used; the rule is loss-aware only so that
-    measurements (calls without losses) leave its targets alone.
+    gradients −P (C(P) = −A(−P), exact as every operation is odd in P). The pairing is LibMTL's (and has been since
+    its first version): for each task i, every other task j once, in a fresh random order, against the original
+    g_j. The EMA: ``ema="every_pair"`` (default) updates φ̂_ij for every pair at every step, as the paper's
+    Algorithm 1 and LibMTL since commit d2d84fa (2024-02-15, "fix a bug in GradVac"); ``ema="vaccinated"`` only on
+    the pairs it vaccinated, as LibMTL before that commit. The losses are not used; the rule is loss-aware only so
+    that measurements (calls without losses) leave its targets alone.
     """
 
     name = "gradvac"
@@ -441,8 +449,12 @@ class FairGrad:
     solution exists, the bounded least squares returns the closest w (as LibMTL's). Scaling the proposals by
     β > 0 scales w by β^{−2α/(α+1)}, so
     C(βP) = β^{(1−α)/(1+α)} C(P): at α = 1 the rule is scale-invariant (as Nash-MTL, whose equation it is without
-    the normalisation) and the agents' step sizes do not reach the trunk. Stateless and loss-free; its solve
-    runs outside autograd.
+    the normalisation) and the agents' step sizes do not reach the trunk. The solve runs on P / s (s the largest
+    row norm) and w is scaled back by that law, so it holds to round-off at every scale (tested from 1e-6 to
+    1e6); scipy's absolute tolerances on P itself had broken it below s = 1e-3. The authors' code
+    (OptMN-Lab/fairgrad ``methods/weight_methods.py``) multiplies the direction by M and clips it at norm 1.0,
+    and their run scripts use α = 2.0; LibMTL does neither and defaults to α = 1.0. Stateless and loss-free; its
+    solve runs outside autograd.
     """
 
     name = "fairgrad"

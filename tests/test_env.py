@@ -333,7 +333,7 @@ def test_render_modes_return_a_table_and_an_image() -> None:
     img = env.render()
     assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 and img.std() > 0
     text = env.render("ansi")  # RLlib's wrapper passes the mode explicitly
-    assert text.splitlines()[0].startswith("mtg_quadratic_v4  t=1/")
+    assert text.splitlines()[0].startswith("mtg_quadratic_v5  t=1/")
     assert all(a in text for a in env.possible_agents)
 
 

@@ -121,15 +121,21 @@ def test_famo_equals_the_authors_famo() -> None:
 
 
 def test_db_mtl_equals_libmtl() -> None:
-    """LibMTL DB_MTL: gradients of log(ℓ + 1e-8), buffer b ← g + β/k^σ (b − g), direction Σ (max‖b‖ / ‖b_m‖) b_m."""
+    """LibMTL DB_MTL: gradients of log(ℓ + 1e-8), buffer b ← g + β/k^σ (b − g), direction Σ (max‖b‖ / ‖b_m‖) b_m;
+    LibMTL's defaults (config.py: DB_beta 0.9, DB_beta_sigma 0), and σ = 0.5 when asked."""
+    for options, sigma in (({}, 0.0), ({"beta_sigma": 0.5}, 0.5)):
+        check_db_mtl(options, sigma)
+
+
+def check_db_mtl(options: dict[str, float], sigma: float) -> None:
     f = problem(4)
-    rule = consensus_rule("db_mtl")
+    rule = consensus_rule("db_mtl", **options)
     got = play_rule(rule, f, 20, lr=0.02)
     theta = start()
     buffer = torch.zeros(M, N, dtype=torch.float64)
     for k in range(1, 21):
         grads = jacobian(lambda x: torch.log(f(x) + 1e-8), theta)
-        buffer = grads + (0.9 / k**0.5) * (buffer - grads)
+        buffer = grads + (0.9 / k**sigma) * (buffer - grads)
         norms = buffer.norm(dim=-1)
         direction = sum((norms.max() / (norms[i] + 1e-8)) * buffer[i] for i in range(M))
         theta = theta - 0.02 * direction

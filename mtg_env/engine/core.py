@@ -86,10 +86,17 @@ def losses_and_grads(
             else:
                 losses = suite.batched_losses(heads, trunk, batch)
                 m = suite.num_tasks
+                # ℓ_m depends on head m only, so the gradient of Σ_m ℓ_m is every head's own gradient, each in its
+                # slice. It is taken by a plain backward, not inside the batched one below: under vmap the head
+                # layer's weight gradient is a matmul that torch folds into one GEMM when B = 1 and not when
+                # B > 1, so on some MKL code paths (MKL_CBWR=AVX) game b's head gradient depended on B.
+                (head_grads,) = torch.autograd.grad(
+                    losses.sum(), (heads,), create_graph=second, retain_graph=True, materialize_grads=True
+                )
                 eye = torch.eye(m, dtype=losses.dtype, device=losses.device).unsqueeze(1).expand(m, *losses.shape)
-                head_jac, trunk_jac = torch.autograd.grad(
+                (trunk_jac,) = torch.autograd.grad(
                     losses,
-                    (heads, trunk),
+                    (trunk,),
                     grad_outputs=eye,
                     is_grads_batched=True,
                     create_graph=second,
@@ -97,8 +104,7 @@ def losses_and_grads(
                     allow_unused=True,
                     materialize_grads=True,
                 )
-                # ℓ_m depends on head m only: the sum over the basis places each head's gradient in its slice.
-                head_grads, jac = head_jac.sum(0), trunk_jac.transpose(0, 1)
+                jac = trunk_jac.transpose(0, 1)
     if not second:
         head_grads, jac = head_grads.detach(), jac.detach()
     if not differentiable:

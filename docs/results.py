@@ -4,11 +4,16 @@
     python docs/results.py --write              # ... and rewrite the blocks in README.md
     python docs/results.py --only main_job quadratic --write
 
-Every figure lives in README.md between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->``.
-Deterministic figures (seeded runs, one torch thread) are the command's output as printed, so they are
-reproduced exactly and ``tests/test_readme_figures.py`` fails when the code no longer prints them. Timing
-figures are run several times and reported as the median with the range of the runs, since this
-machine's timings vary from run to run.
+Every figure lives in README.md between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->``; its first
+line is a comment naming the command and the commit it was produced on. Deterministic figures (seeded runs,
+one torch thread) are the command's output as printed, and ``tests/test_readme_figures.py`` fails when the code
+no longer prints them: figures that take under a minute in the default run, the others in a ``slow`` test.
+They are compared by :func:`same_figure`, to the printed precision: another CPU (another instruction set, or
+MKL code path) computes the same sums in another order, which moves a result by round-off, so a printed number
+may differ by one unit in its last digit, and numbers at round-off level (below 1e-12, where a float64
+computation of O(1) quantities has no more correct digits) agree with any other such number. Timing figures are
+run several times and reported as the median with the range of the runs, since this machine's timings vary from
+run to run.
 """
 
 from __future__ import annotations
@@ -191,6 +196,56 @@ FIGURES: dict[str, Figure] = {
 }
 
 
+#: Below this a printed number is round-off (see the module docstring).
+ROUND_OFF = 1e-12
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def _last_place(token: str) -> float:
+    """One unit in the last printed digit of the number ``token`` (``0.9777`` → 1e-4, ``8.445e-16`` → 1e-19)."""
+    mantissa, _, exponent = token.lower().partition("e")
+    decimals = len(mantissa.split(".")[1]) if "." in mantissa else 0
+    return 10.0 ** (int(exponent or 0) - decimals)
+
+
+def same_figure(expected: str, printed: str) -> str | None:
+    """``None`` when the block ``printed`` is the block ``expected`` to the printed precision; else what differs.
+
+    Text must match exactly; numbers may differ by one unit in the last printed digit (round-off moving a value
+    across a rounding boundary), and two numbers both below :data:`ROUND_OFF` in magnitude are equal."""
+    a_lines, b_lines = expected.splitlines(), printed.splitlines()
+    if len(a_lines) != len(b_lines):
+        return f"{len(a_lines)} lines in the README, {len(b_lines)} printed"
+    for row, (a, b) in enumerate(zip(a_lines, b_lines, strict=True)):
+        if _NUMBER.sub("#", a) != _NUMBER.sub("#", b):
+            return f"line {row + 1}: README {a!r}, printed {b!r}"
+        for x, y in zip(_NUMBER.findall(a), _NUMBER.findall(b), strict=True):
+            fx, fy = float(x), float(y)
+            if abs(fx) < ROUND_OFF and abs(fy) < ROUND_OFF:
+                continue
+            if abs(fx - fy) > 1.0001 * max(_last_place(x), _last_place(y)):
+                return f"line {row + 1}: README {x}, printed {y} (in {b!r})"
+    return None
+
+
+def provenance(name: str, commit: str) -> str:
+    """The block's first line: the command that gives it and the commit it was produced on."""
+    return f"<!-- produced by `python docs/results.py --only {name} --write` at commit {commit} -->"
+
+
+def _commit() -> str:
+    """The short hash of HEAD, ``-dirty`` when the working tree has changes."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True)
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def figure_body(block: str) -> str:
+    """A README block without its provenance line."""
+    lines = block.splitlines()
+    return "\n".join(lines[1:]) if lines and lines[0].startswith("<!-- produced by") else block
+
+
 def run_figure(name: str) -> tuple[str, float]:
     """Run figure ``name``'s command (``runs`` times) with one torch thread; its block and the seconds taken."""
     figure = FIGURES[name]
@@ -229,11 +284,13 @@ def main(argv: list[str] | None = None) -> int:
     text = README.read_text()
     for name in args.only or list(FIGURES):
         readme_block(name, text)  # fail before running anything if a block is missing
+    commit = _commit()
     for name in args.only or list(FIGURES):
         block, seconds = run_figure(name)
-        old = readme_block(name, text)
+        old = figure_body(readme_block(name, text))
         status = "unchanged" if block == old else "CHANGED"
         print(f"## {name} ({seconds:.0f} s, {status})\n{block}\n", flush=True)
+        block = provenance(name, commit) + "\n" + block
         text = _pattern(name).sub(lambda m, b=block: m.group(1) + b + "\n" + m.group(3), text)
     if args.write:
         README.write_text(text)

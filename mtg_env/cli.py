@@ -361,10 +361,12 @@ def _bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error(f"--workers must be >= 1, got {args.workers}")
     if args.address is not None and args.backend != "ray":
         parser.error("--address applies to --backend ray")
-    try:
+    try:  # the whole config is checked before anything is written or played: one line that names the key
         config = quick_config() if args.quick else default_config() if args.config is None else load_config(args.config)
-    except ValueError as err:
-        parser.error(str(err))
+        config.check()
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
+        print(f"mtg-env bench: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
     out = args.out or Path("runs") / f"bench_{config.name}"
     _check_out_dir(out)
     import resource

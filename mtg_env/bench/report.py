@@ -2,11 +2,12 @@
 
 Scores (per held-out game, higher is better):
 - *normalised score* (L₀ − L) / (L₀ − L*): L₀ the game's training loss at reset, L its final training loss
-  (summed over tasks), L* the best tuned baseline's median final loss on the workload; 1 means "as good as
-  the best tuned baseline", 0 "no progress". Clipped to [−1, 2]; a diverged game scores −1.
+  (summed over tasks), L* the best yardstick's median final loss on the workload (the policies with
+  ``role = "yardstick"``, by default the tuned baselines); 1 means "as good as the best yardstick", 0 "no
+  progress". Clipped to [−1, 2]; a diverged game scores −1.
 - *steps-to-target*: the first step at which the mean batch loss, smoothed by a trailing mean, reaches the
-  workload's target, +inf for a miss or a divergence. The target is the *largest* of the tuned baselines'
-  median final smoothed losses (every tuned baseline reaches it in about half its games).
+  workload's target, +inf for a miss or a divergence. The target is the *largest* of the yardsticks' median
+  final smoothed losses (every yardstick reaches it in about half its games).
 Aggregates: the IQM of normalised scores over every (seed, workload) with a stratified bootstrap 95 % CI;
 per-suite IQMs; the probability of improvement of each policy over the reference; the performance profile
 over workloads (median steps-to-target, ratio to the fastest capped at 4) and its integrated score.
@@ -62,7 +63,7 @@ def _steps_to(curve: np.ndarray, target: float) -> float:
 def summarize(config: BenchConfig, records: list[dict[str, Any]]) -> dict[str, Any]:
     """Every number of the report, as plain data (``leaderboard.json``)."""
     policies = [p.name for p in config.policies]
-    baselines = [p.name for p in config.policies if p.is_baseline] or policies
+    baselines = [p.name for p in config.policies if p.is_baseline]  # the yardsticks (BenchConfig needs one)
     reference = config.reference or policies[0]
     workloads = [w.name for w in config.workloads()]
     tuned: dict[tuple[str, str], dict[str, Any]] = {}
@@ -174,6 +175,7 @@ def summarize(config: BenchConfig, records: list[dict[str, Any]]) -> dict[str, A
         "protocol": config.protocol.describe(),
         "reference": reference,
         "policies": policies,
+        "yardsticks": baselines,
         "workloads": workloads,
         "leaderboard": sorted(board, key=lambda row: -row["iqm"]),
         "per_workload": per_workload,
@@ -289,8 +291,9 @@ def leaderboard_markdown(summary: dict[str, Any]) -> str:
         f"**Tuning protocol.** {summary['protocol']} *lr at edge*: workloads whose best step size is the "
         "smallest or largest searched (the optimum may lie outside the range).",
         "",
-        "Normalised score: (L₀ − L)/(L₀ − L*), L* the best tuned baseline's median final training loss on the "
-        "workload (1 = as good as it; a diverged game scores −1). IQM over seeds × workloads with a stratified "
+        "Normalised score: (L₀ − L)/(L₀ − L*), L* the best yardstick's median final training loss on the "
+        f"workload (yardsticks: {', '.join(summary.get('yardsticks', ['the tuned baselines']))}; 1 = as good as "
+        "it; a diverged game scores −1). IQM over seeds × workloads with a stratified "
         f"bootstrap 95 % CI; P(>{summary['reference']}): probability of improvement over the reference; "
         "profile: the integrated performance profile of steps-to-target (ratio to the fastest, capped at 4).",
         "",

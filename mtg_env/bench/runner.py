@@ -295,7 +295,11 @@ def run_bench(
         progress: A progress bar over matches on stderr.
         report: Write the leaderboard and figures at the end.
         on_record: Called with every record as it is written (tests interrupt a run with it).
+
+    Raises:
+        ValueError, TypeError: from :meth:`BenchConfig.check`, before anything is written.
     """
+    config.check()  # the whole config, before the output folder is touched or a match is played
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"out {out} is a file; give a directory")

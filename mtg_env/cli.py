@@ -376,9 +376,17 @@ def _bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
     start, cpu_start = time.perf_counter(), cpu()
-    run_bench(config, out, args.backend, workers=args.workers, address=args.address, progress=not args.no_progress)
+    summary = run_bench(
+        config, out, args.backend, workers=args.workers, address=args.address, progress=not args.no_progress
+    )
     seconds, cpu_seconds = time.perf_counter() - start, cpu() - cpu_start
     print((out / "leaderboard.md").read_text().split("\n## Per workload")[0])
+    skipped = summary["skipped_lines"]
+    if skipped:
+        lines = ", ".join(f"{s['line']} ({s['reason']})" for s in skipped[:10]) + (", ..." if len(skipped) > 10 else "")
+        print(f"{out / 'results.jsonl'}: skipped {len(skipped)} line(s) that were not intact records (a broken "
+              f"record's match was played again): line {lines}; the non-blank ones are kept in "
+              f"{out / 'results.skipped'}")  # fmt: skip
     print(f"{config.name}: {seconds:.0f} s wall, {cpu_seconds:.0f} s CPU on the {args.backend} backend; wrote "
           f"{out / 'results.jsonl'}, {out / 'leaderboard.md'} (.csv, .json) and figures")  # fmt: skip
     return 0

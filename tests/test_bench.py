@@ -19,7 +19,9 @@ from mtg_env.bench import (
     quick_config,
     read_results,
     run_bench,
+    write_report,
 )
+from mtg_env.bench import report as bench_report
 from mtg_env.bench.match import MatchSpec, run_match
 from mtg_env.cli import main
 from mtg_env.tuning import TuningProtocol
@@ -146,6 +148,48 @@ def test_the_tiny_benchmark_writes_its_leaderboard(tiny_run: tuple[Path, dict[st
     for r in records:
         if r["kind"] == "eval":
             assert all(g["lrs"][0] == tuned[(r["policy"], r["workload"])] for g in r["result"]["games"])
+
+
+def test_the_leaderboard_names_the_yardsticks(tiny_run: tuple[Path, dict[str, Any]]) -> None:
+    out, summary = tiny_run
+    assert summary["yardsticks"] == ["gradient", "adam"]
+    assert (
+        "L* the best yardstick's median final training loss on the workload (yardsticks: gradient, adam; "
+        in (out / "leaderboard.md").read_text()
+    )
+
+
+def test_an_interrupted_report_leaves_no_half_written_file(
+    tiny_run: tuple[Path, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, summary = tiny_run
+    config = config_from_dict(TINY)
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    new.mkdir()
+    changed = {**summary, "digest": "000000000000"}
+    write_report(config, changed, new)
+    write_report(config, summary, old)
+    before = {p.name: p.read_bytes() for p in old.iterdir()}
+    after = {p.name: p.read_bytes() for p in new.iterdir()}
+    written: list[str] = []
+    real = bench_report.write_atomic
+
+    def killed_at_the_third_file(path: Path, data: str | bytes) -> None:
+        written.append(Path(path).name)
+        if len(written) == 3:
+            raise Interrupt
+        real(path, data)
+
+    monkeypatch.setattr(bench_report, "write_atomic", killed_at_the_third_file)
+    with pytest.raises(Interrupt):
+        write_report(config, changed, old)
+    assert not (old / "leaderboard.json").exists()  # the marker of a complete report is gone until the end
+    for path in old.iterdir():  # every file whole: the old report's or the new one's, and no temporary file
+        assert path.read_bytes() in (before[path.name], after[path.name]), path.name
+    monkeypatch.setattr(bench_report, "write_atomic", real)
+    write_report(config, changed, old)
+    assert {p.name: p.read_bytes() for p in old.iterdir()} == after
 
 
 def test_the_selfish_deviator_gains_under_sum(tiny_run: tuple[Path, dict[str, Any]]) -> None:

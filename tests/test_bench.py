@@ -352,9 +352,18 @@ def test_the_mtg_env_bench_command(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "| policy | IQM score" in printed and "Manipulability" in printed
     assert "on the local backend" in printed and (tmp_path / "out" / "leaderboard.csv").exists()
     with pytest.raises(SystemExit):
-        main(["bench", str(path), "--quick"])
-    with pytest.raises(SystemExit):
         main(["bench", "--address", "1.2.3.4:6379"])
+
+
+def test_the_bench_command_runs_a_file_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # `--quick FILE` used to be refused ("give either a benchmark file or --quick, not both").
+    path = tmp_path / "tiny.toml"
+    path.write_text(TOML.replace("horizons = [15]", "horizons = [8]"))
+    assert main(["bench", "--quick", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "# Benchmark `tiny_quick`" in printed and "horizons 4) × 4 held-out seeds" in printed
+    records = load_records(tmp_path / "out" / "results.jsonl")
+    assert {r["spec"]["workload"]["horizon"] for r in records.values()} == {4}
 
 
 def test_the_bench_command_reports_the_lines_it_skipped(

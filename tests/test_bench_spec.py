@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from mtg_env.bench import config_from_dict, default_config, load_config, play_matches, run_bench
+from mtg_env.bench import config_from_dict, default_config, load_config, play_matches, quick_config, run_bench
 from mtg_env.bench import runner as bench_runner
 from mtg_env.bench.runner import tuning_matches
 from mtg_env.cli import main
@@ -250,6 +250,25 @@ def test_the_readme_and_the_config_docs_describe_the_role() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     for text in (spec.__doc__ or "", readme):
         assert 'role = "yardstick"' in text and '"entrant"' in text
+
+
+# --------------------------------------------------------------------------------------------- --quick
+def test_quick_shrinks_a_benchmark_the_way_it_shrinks_the_default() -> None:
+    data = small(rules=["sum", "mean", "upgrad"], horizons=[40, 20], name="mine")
+    data["suites"] = ["quadratic", "toy2d", "regression"]
+    data["tuning"] = {**data["tuning"], "tuning_seeds": [1000, 1001], "eval_seeds": list(range(8))}
+    data["mixed"] = {"reference": "gradient", "deviators": ["selfish", "mine"], "rules": ["upgrad"]}
+    config = config_from_dict(data)
+    quick = quick_config(config)
+    assert quick.name == "mine_quick" and quick.policies == config.policies
+    assert [s.name for s in quick.suites] == ["quadratic", "toy2d"]
+    assert quick.rules == ("sum", "upgrad") and quick.mixed is not None and quick.mixed.rules == ("upgrad",)
+    assert quick.mixed.deviators == ("selfish", "mine") and quick.horizons == (10,)
+    assert quick.protocol.tuning_seeds == (1000,) and quick.protocol.eval_seeds == (0, 1, 2, 3, 4)
+    assert quick.protocol.step_sizes() == config.protocol.step_sizes() and quick.bootstrap_reps == 50
+    quick.check()
+    default = quick_config(default_config())  # the default, cut as the built-in --quick cuts it
+    assert default.horizons == quick_config().horizons and len(default.protocol.eval_seeds) == 5
 
 
 # ------------------------------------------------------------------------------------------------ fuzz

@@ -51,7 +51,7 @@ import importlib
 import inspect
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -653,9 +653,37 @@ def default_config() -> BenchConfig:
     )
 
 
-def quick_config() -> BenchConfig:
-    """``--quick``: two baselines, two suites, two rules, 50 steps, a 7-point grid on one tuning seed, 5
-    held-out seeds, the selfish deviator (under two minutes on two cores)."""
+def quick_config(config: BenchConfig | None = None) -> BenchConfig:
+    """``--quick``. Alone: the small built-in benchmark (two baselines, two suites, two rules, 50 steps, a 7-point
+    grid on one tuning seed, 5 held-out seeds, the selfish deviator; under two minutes on two cores).
+
+    Given a benchmark (``mtg-env bench --quick FILE``): the cuts ``--quick`` makes to the default benchmark, with
+    its policies, deviators and step-size range kept (they are what the file is about): its first two suites and
+    rules (a rule of ``[mixed] rules`` kept), its shortest horizon halved, one tuning seed, at most five held-out
+    seeds and at most 1000 bootstrap replicates. It is named ``<name>_quick``, so its default folder is its own.
+    """
+    if config is not None:
+        rules = config.rules[:2]
+        mixed = config.mixed
+        if mixed is not None and mixed.rules:
+            if not set(mixed.rules) & set(rules):
+                rules = (config.rules[0], mixed.rules[0])
+            mixed = replace(mixed, rules=tuple(r for r in mixed.rules if r in rules))
+        protocol = replace(
+            config.protocol,
+            tuning_seeds=config.protocol.tuning_seeds[:1],
+            eval_seeds=config.protocol.eval_seeds[:5],
+        )
+        return replace(
+            config,
+            name=f"{config.name}_quick",
+            suites=config.suites[:2],
+            rules=rules,
+            horizons=(max(1, min(config.horizons) // 2),),
+            protocol=protocol,
+            mixed=mixed,
+            bootstrap_reps=min(config.bootstrap_reps, 1000),
+        )
     return config_from_dict(
         {
             "name": "quick",

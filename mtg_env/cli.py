@@ -127,7 +127,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("config", nargs="?", type=Path, default=None, help="benchmark file (.toml/.yaml); default: "
                        "the built-in default benchmark")  # fmt: skip
-    bench.add_argument("--quick", action="store_true", help="the small built-in benchmark (under two minutes)")
+    bench.add_argument("--quick", action="store_true", help="the small built-in benchmark (under two minutes); with "
+                       "a file, that benchmark shrunk the same way (two suites and rules, half the horizon, one "
+                       "tuning seed, five held-out seeds)")  # fmt: skip
     bench.add_argument("--backend", default="local", choices=["local", "process", "ray"], help="where matches run")
     bench.add_argument("--workers", type=int, default=None, help="processes / Ray CPUs (default: one per CPU)")
     bench.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray)")
@@ -356,16 +358,21 @@ def _table(tasks: dict[str, dict[str, Any]]) -> str:
 def _bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from mtg_env.bench import default_config, load_config, quick_config, run_bench
 
-    if args.quick and args.config is not None:
-        parser.error("give either a benchmark file or --quick, not both")
     if args.workers is not None and args.workers < 1:
         parser.error(f"--workers must be >= 1, got {args.workers}")
     if args.address is not None and args.backend != "ray":
         parser.error("--address applies to --backend ray")
-    try:
-        config = quick_config() if args.quick else default_config() if args.config is None else load_config(args.config)
-    except ValueError as err:
-        parser.error(str(err))
+    try:  # the whole config is checked before anything is written or played: one line that names the key
+        if args.config is None:
+            config = quick_config() if args.quick else default_config()
+        else:
+            config = load_config(args.config)
+            if args.quick:
+                config = quick_config(config)
+        config.check()
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
+        print(f"mtg-env bench: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
     out = args.out or Path("runs") / f"bench_{config.name}"
     _check_out_dir(out)
     import resource
@@ -375,9 +382,17 @@ def _bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
     start, cpu_start = time.perf_counter(), cpu()
-    run_bench(config, out, args.backend, workers=args.workers, address=args.address, progress=not args.no_progress)
+    summary = run_bench(
+        config, out, args.backend, workers=args.workers, address=args.address, progress=not args.no_progress
+    )
     seconds, cpu_seconds = time.perf_counter() - start, cpu() - cpu_start
     print((out / "leaderboard.md").read_text().split("\n## Per workload")[0])
+    skipped = summary["skipped_lines"]
+    if skipped:
+        lines = ", ".join(f"{s['line']} ({s['reason']})" for s in skipped[:10]) + (", ..." if len(skipped) > 10 else "")
+        print(f"{out / 'results.jsonl'}: skipped {len(skipped)} line(s) that were not intact records (a broken "
+              f"record's match was played again): line {lines}; the non-blank ones are kept in "
+              f"{out / 'results.skipped'}")  # fmt: skip
     print(f"{config.name}: {seconds:.0f} s wall, {cpu_seconds:.0f} s CPU on the {args.backend} backend; wrote "
           f"{out / 'results.jsonl'}, {out / 'leaderboard.md'} (.csv, .json) and figures")  # fmt: skip
     return 0

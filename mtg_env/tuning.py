@@ -93,14 +93,21 @@ class TuningProtocol:
         """The step sizes every policy is tried at, in increasing order."""
         lo, hi = math.log10(self.low), math.log10(self.high)
         if self.search == "grid":
-            count = math.floor((hi - lo) * self.points_per_decade + 1e-9) + 1
-            return tuple(float(10 ** (lo + i / self.points_per_decade)) for i in range(count))
+            return tuple(float(10 ** (lo + i / self.points_per_decade)) for i in range(self.num_step_sizes))
         return tuple(sorted(float(10 ** (lo + (hi - lo) * _van_der_corput(i + 1))) for i in range(self.trials)))
+
+    @property
+    def num_step_sizes(self) -> int:
+        """How many step sizes :meth:`step_sizes` has, counted without listing them (a size check of a huge
+        protocol must not build it)."""
+        if self.search == "grid":
+            return math.floor((math.log10(self.high) - math.log10(self.low)) * self.points_per_decade + 1e-9) + 1
+        return self.trials
 
     @property
     def budget(self) -> int:
         """Trials per policy and workload: step sizes × tuning seeds."""
-        return len(self.step_sizes()) * len(self.tuning_seeds)
+        return self.num_step_sizes * len(self.tuning_seeds)
 
     def to_dict(self) -> dict[str, Any]:
         """The protocol as plain data, with its step sizes and budget (what a report prints)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,11 @@ from mtg_env.bench import (
     load_config,
     load_records,
     quick_config,
+    read_results,
     run_bench,
+    write_report,
 )
+from mtg_env.bench import report as bench_report
 from mtg_env.bench.match import MatchSpec, run_match
 from mtg_env.cli import main
 from mtg_env.tuning import TuningProtocol
@@ -146,6 +150,48 @@ def test_the_tiny_benchmark_writes_its_leaderboard(tiny_run: tuple[Path, dict[st
             assert all(g["lrs"][0] == tuned[(r["policy"], r["workload"])] for g in r["result"]["games"])
 
 
+def test_the_leaderboard_names_the_yardsticks(tiny_run: tuple[Path, dict[str, Any]]) -> None:
+    out, summary = tiny_run
+    assert summary["yardsticks"] == ["gradient", "adam"]
+    assert (
+        "L* the best yardstick's median final training loss on the workload (yardsticks: gradient, adam; "
+        in (out / "leaderboard.md").read_text()
+    )
+
+
+def test_an_interrupted_report_leaves_no_half_written_file(
+    tiny_run: tuple[Path, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, summary = tiny_run
+    config = config_from_dict(TINY)
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    new.mkdir()
+    changed = {**summary, "digest": "000000000000"}
+    write_report(config, changed, new)
+    write_report(config, summary, old)
+    before = {p.name: p.read_bytes() for p in old.iterdir()}
+    after = {p.name: p.read_bytes() for p in new.iterdir()}
+    written: list[str] = []
+    real = bench_report.write_atomic
+
+    def killed_at_the_third_file(path: Path, data: str | bytes) -> None:
+        written.append(Path(path).name)
+        if len(written) == 3:
+            raise Interrupt
+        real(path, data)
+
+    monkeypatch.setattr(bench_report, "write_atomic", killed_at_the_third_file)
+    with pytest.raises(Interrupt):
+        write_report(config, changed, old)
+    assert not (old / "leaderboard.json").exists()  # the marker of a complete report is gone until the end
+    for path in old.iterdir():  # every file whole: the old report's or the new one's, and no temporary file
+        assert path.read_bytes() in (before[path.name], after[path.name]), path.name
+    monkeypatch.setattr(bench_report, "write_atomic", real)
+    write_report(config, changed, old)
+    assert {p.name: p.read_bytes() for p in old.iterdir()} == after
+
+
 def test_the_selfish_deviator_gains_under_sum(tiny_run: tuple[Path, dict[str, Any]]) -> None:
     _, summary = tiny_run
     table = {(row["rule"], row["deviator"]): row for row in summary["manipulability"]}
@@ -187,11 +233,102 @@ def test_an_interrupted_run_resumes_to_the_same_file(tiny_run: tuple[Path, dict[
     assert len(load_records(path)) == 26
 
 
-def test_load_records_drops_a_partial_last_line(tmp_path: Path) -> None:
+def _record(key: str) -> str:
+    return json.dumps({"key": key, "kind": "tune", "policy": "p", "workload": "w", "result": {"best_lr": 0.1}})
+
+
+def test_load_records_skips_bad_lines_and_leaves_the_file_as_it_is(tmp_path: Path) -> None:
+    # It used to stop at the first bad line and truncate the file there, dropping every record after it.
     path = tmp_path / "results.jsonl"
-    path.write_text('{"key": "a", "x": 1}\n{"key": "b", "x": 2}\n{"key": "c", "x"')
-    assert list(load_records(path)) == ["a", "b"]
-    assert path.read_text() == '{"key": "a", "x": 1}\n{"key": "b", "x": 2}\n'
+    text = "\n".join([_record("a"), "", "# a note", _record("b"), '{"key": "c", "kind": "tune"}', "[1, 2]",
+                      _record("a"), _record("d"), '{"key": "e", "x"'])  # fmt: skip
+    path.write_text(text)
+    assert list(load_records(path)) == ["a", "b", "d"]
+    assert path.read_text() == text
+    skipped = read_results(path).skipped
+    assert [(s.line, s.reason) for s in skipped] == [
+        (2, "blank line"),
+        (3, "not JSON (a note, or a write cut off)"),
+        (5, "a record without its policy or workload"),
+        (6, "not a JSON object"),
+        (7, "repeats the key of line 1"),
+        (9, "not JSON (a note, or a write cut off)"),
+    ]
+    assert read_results(path).ends_with_newline is False
+
+
+#: A benchmark of seven matches (two tuned, two evaluated, three mixed), for the resume tests.
+SEVEN: dict[str, Any] = {**TINY, "suites": [{"name": "quadratic"}], "rules": ["sum"], "horizons": [5],
+                         "tuning": {"low": 0.01, "high": 1.0, "tuning_seeds": [1000], "eval_seeds": [0, 1]},
+                         "bootstrap_reps": 50}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def seven_run(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    out = tmp_path_factory.mktemp("seven")
+    run_bench(config_from_dict(SEVEN), out, "local", report=False)
+    return (out / "results.jsonl").read_bytes()
+
+
+def _without_result(line: str) -> str:
+    record = json.loads(line)
+    del record["result"]
+    return json.dumps(record)
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (lambda line: "\n" + line, "blank line"),
+        (lambda line: "# rerun after the power cut\n" + line, "not JSON (a note, or a write cut off)"),
+        (_without_result, "a record without a result"),
+    ],
+    ids=["blank line", "note line", "record without result"],
+)
+def test_a_resume_keeps_every_intact_record_around_a_bad_line(
+    seven_run: bytes, tmp_path: Path, bad: Callable[[str], str], reason: str
+) -> None:
+    # One bad line used to truncate the file there on resume (3 of 4 records lost), or crash it (KeyError).
+    lines = seven_run.decode().splitlines()
+    assert len(lines) == 7
+    path = tmp_path / "results.jsonl"
+    path.write_text("\n".join([*lines[:2], bad(lines[2]), *lines[3:]]) + "\n")
+    kept = set(load_records(path))
+    assert len(kept) == (6 if reason == "a record without a result" else 7)
+    played: list[str] = []
+    summary = run_bench(config_from_dict(SEVEN), tmp_path, "local", report=False, on_record=lambda r: played.append(
+        r["key"]))  # fmt: skip
+    assert set(played) == {json.loads(lines[2])["key"]} - kept  # only a broken record's match is played again
+    assert summary["skipped_lines"] == [{"line": 3, "reason": reason}]
+    assert path.read_bytes() == seven_run  # resumed to the uninterrupted run's file
+    skipped = (tmp_path / "results.skipped").read_text() if (tmp_path / "results.skipped").exists() else ""
+    assert skipped == ("" if reason == "blank line" else bad(lines[2]).splitlines()[0] + "\n")
+
+
+def test_a_resume_after_a_cut_off_write_and_a_note_keeps_appending_whole_lines(
+    seven_run: bytes, tmp_path: Path
+) -> None:
+    lines = seven_run.decode().splitlines()
+    path = tmp_path / "results.jsonl"
+    path.write_text("\n".join(lines[:4]) + "\nnote\n" + lines[4][:30])  # no newline: a write cut off
+    seen: list[str] = []
+
+    def stop_after_one(record: dict[str, Any]) -> None:
+        seen.append(record["key"])
+        raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run_bench(config_from_dict(SEVEN), tmp_path, "local", report=False, on_record=stop_after_one)
+    after = path.read_text().splitlines()
+    assert after[:5] == [*lines[:4], "note"] and after[5] == lines[4][:30]  # nothing dropped or rewritten
+    assert json.loads(after[6])["key"] == seen[0]  # the new record on a line of its own
+    summary = run_bench(config_from_dict(SEVEN), tmp_path, "local", report=False)
+    assert summary["skipped_lines"] == [
+        {"line": 5, "reason": "not JSON (a note, or a write cut off)"},
+        {"line": 6, "reason": "not JSON (a note, or a write cut off)"},
+    ]
+    assert path.read_bytes() == seven_run
+    assert (tmp_path / "results.skipped").read_text() == "note\n" + lines[4][:30] + "\n"
 
 
 def test_a_match_is_a_pure_function_of_its_spec(tiny_run: tuple[Path, dict[str, Any]]) -> None:
@@ -215,9 +352,35 @@ def test_the_mtg_env_bench_command(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "| policy | IQM score" in printed and "Manipulability" in printed
     assert "on the local backend" in printed and (tmp_path / "out" / "leaderboard.csv").exists()
     with pytest.raises(SystemExit):
-        main(["bench", str(path), "--quick"])
-    with pytest.raises(SystemExit):
         main(["bench", "--address", "1.2.3.4:6379"])
+
+
+def test_the_bench_command_runs_a_file_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # `--quick FILE` used to be refused ("give either a benchmark file or --quick, not both").
+    path = tmp_path / "tiny.toml"
+    path.write_text(TOML.replace("horizons = [15]", "horizons = [8]"))
+    assert main(["bench", "--quick", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "# Benchmark `tiny_quick`" in printed and "horizons 4) × 4 held-out seeds" in printed
+    records = load_records(tmp_path / "out" / "results.jsonl")
+    assert {r["spec"]["workload"]["horizon"] for r in records.values()} == {4}
+
+
+def test_the_bench_command_reports_the_lines_it_skipped(
+    seven_run: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "seven.toml"
+    path.write_text(TOML.replace('[[suites]]\nname = "toy2d"\n', "").replace('["sum", "mean"]', '["sum"]')
+                    .replace("horizons = [15]", "horizons = [5]").replace("[0, 1, 2, 3]", "[0, 1]")
+                    .replace("bootstrap_reps = 200", "bootstrap_reps = 50"))  # fmt: skip
+    assert load_config(path) == config_from_dict(SEVEN)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.jsonl").write_bytes(b"\n" + seven_run)
+    assert main(["bench", str(path), "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "results.jsonl: skipped 1 line(s) that were not intact records" in printed
+    assert "line 1 (blank line)" in printed and (out / "results.jsonl").read_bytes() == seven_run
 
 
 def test_the_quick_benchmark_is_small() -> None:

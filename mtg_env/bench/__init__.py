@@ -10,7 +10,18 @@ protocol), :mod:`mtg_env.bench.stats` (the statistics), :mod:`mtg_env.bench.runn
 
 from mtg_env.bench.match import MatchSpec, run_match
 from mtg_env.bench.report import leaderboard_markdown, summarize, write_report
-from mtg_env.bench.runner import BACKENDS, Executor, execute, load_records, play_matches, run_bench, tuning_matches
+from mtg_env.bench.runner import (
+    BACKENDS,
+    Executor,
+    ResultsLog,
+    SkippedLine,
+    execute,
+    load_records,
+    play_matches,
+    read_results,
+    run_bench,
+    tuning_matches,
+)
 from mtg_env.bench.spec import (
     SELFISH,
     BenchConfig,
@@ -31,6 +42,8 @@ __all__ = [
     "MatchSpec",
     "MixedSpec",
     "PolicySpec",
+    "ResultsLog",
+    "SkippedLine",
     "SuiteSpec",
     "config_from_dict",
     "default_config",
@@ -40,6 +53,7 @@ __all__ = [
     "load_records",
     "play_matches",
     "quick_config",
+    "read_results",
     "run_bench",
     "run_match",
     "summarize",

@@ -2,11 +2,12 @@
 
 Scores (per held-out game, higher is better):
 - *normalised score* (L₀ − L) / (L₀ − L*): L₀ the game's training loss at reset, L its final training loss
-  (summed over tasks), L* the best tuned baseline's median final loss on the workload; 1 means "as good as
-  the best tuned baseline", 0 "no progress". Clipped to [−1, 2]; a diverged game scores −1.
+  (summed over tasks), L* the best yardstick's median final loss on the workload (the policies with
+  ``role = "yardstick"``, by default the tuned baselines); 1 means "as good as the best yardstick", 0 "no
+  progress". Clipped to [−1, 2]; a diverged game scores −1.
 - *steps-to-target*: the first step at which the mean batch loss, smoothed by a trailing mean, reaches the
-  workload's target, +inf for a miss or a divergence. The target is the *largest* of the tuned baselines'
-  median final smoothed losses (every tuned baseline reaches it in about half its games).
+  workload's target, +inf for a miss or a divergence. The target is the *largest* of the yardsticks' median
+  final smoothed losses (every yardstick reaches it in about half its games).
 Aggregates: the IQM of normalised scores over every (seed, workload) with a stratified bootstrap 95 % CI;
 per-suite IQMs; the probability of improvement of each policy over the reference; the performance profile
 over workloads (median steps-to-target, ratio to the fastest capped at 4) and its integrated score.
@@ -15,6 +16,7 @@ over workloads (median steps-to-target, ratio to the fastest capped at 4) and it
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections import defaultdict
@@ -23,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from mtg_env._io import write_atomic
 from mtg_env.bench import stats
 from mtg_env.bench.spec import BenchConfig
 
@@ -62,7 +65,7 @@ def _steps_to(curve: np.ndarray, target: float) -> float:
 def summarize(config: BenchConfig, records: list[dict[str, Any]]) -> dict[str, Any]:
     """Every number of the report, as plain data (``leaderboard.json``)."""
     policies = [p.name for p in config.policies]
-    baselines = [p.name for p in config.policies if p.is_baseline] or policies
+    baselines = [p.name for p in config.policies if p.is_baseline]  # the yardsticks (BenchConfig needs one)
     reference = config.reference or policies[0]
     workloads = [w.name for w in config.workloads()]
     tuned: dict[tuple[str, str], dict[str, Any]] = {}
@@ -174,6 +177,7 @@ def summarize(config: BenchConfig, records: list[dict[str, Any]]) -> dict[str, A
         "protocol": config.protocol.describe(),
         "reference": reference,
         "policies": policies,
+        "yardsticks": baselines,
         "workloads": workloads,
         "leaderboard": sorted(board, key=lambda row: -row["iqm"]),
         "per_workload": per_workload,
@@ -289,8 +293,9 @@ def leaderboard_markdown(summary: dict[str, Any]) -> str:
         f"**Tuning protocol.** {summary['protocol']} *lr at edge*: workloads whose best step size is the "
         "smallest or largest searched (the optimum may lie outside the range).",
         "",
-        "Normalised score: (L₀ − L)/(L₀ − L*), L* the best tuned baseline's median final training loss on the "
-        "workload (1 = as good as it; a diverged game scores −1). IQM over seeds × workloads with a stratified "
+        "Normalised score: (L₀ − L)/(L₀ − L*), L* the best yardstick's median final training loss on the "
+        f"workload (yardsticks: {', '.join(summary.get('yardsticks', ['the tuned baselines']))}; 1 = as good as "
+        "it; a diverged game scores −1). IQM over seeds × workloads with a stratified "
         f"bootstrap 95 % CI; P(>{summary['reference']}): probability of improvement over the reference; "
         "profile: the integrated performance profile of steps-to-target (ratio to the fastest, capped at 4).",
         "",
@@ -350,13 +355,35 @@ def leaderboard_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: The figures a report may write; those a report does not write are removed from its folder.
+FIGURES = ("performance_profile.png", "suite_scores.png", "loss_curves.png", "manipulability.png")
+
+
 def write_report(config: BenchConfig, summary: dict[str, Any], out: str | Path) -> list[Path]:
-    """Write ``leaderboard.md``, ``leaderboard.csv``, ``leaderboard.json`` and the figures into ``out``."""
+    """Write ``leaderboard.md``, ``leaderboard.csv``, ``leaderboard.json`` and the figures into ``out``.
+
+    Every file is rendered first, then written atomically (a temporary file renamed over it). ``leaderboard.json``
+    marks a complete report: the old one is removed first and the new one written last, so an interrupted report
+    never leaves a leaderboard beside half-written or mixed files.
+    """
     out = Path(out)
-    paths = [out / "leaderboard.md", out / "leaderboard.csv", out / "leaderboard.json"]
-    paths[0].write_text(leaderboard_markdown(summary))
+    files = {"leaderboard.md": leaderboard_markdown(summary).encode(), "leaderboard.csv": _csv(config, summary)}
+    files.update(_figures(summary))
+    (out / "leaderboard.json").unlink(missing_ok=True)
+    for name in FIGURES:
+        if name not in files:  # e.g. manipulability.png of an earlier report with a [mixed] section
+            (out / name).unlink(missing_ok=True)
+    for name, data in files.items():
+        write_atomic(out / name, data)
+    write_atomic(out / "leaderboard.json", json.dumps(_jsonable(summary), indent=1, allow_nan=False))
+    return [out / "leaderboard.md", out / "leaderboard.csv", out / "leaderboard.json"] + [
+        out / name for name in files if name in FIGURES
+    ]
+
+
+def _csv(config: BenchConfig, summary: dict[str, Any]) -> bytes:
     suites = [s.name for s in config.suites]
-    with paths[1].open("w", newline="") as f:
+    with io.StringIO(newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["policy", "iqm", "iqm_low", "iqm_high", "median", "mean", "poi_vs_reference",
                          "poi_low", "poi_high", "profile_score", "diverged", "games"]
@@ -366,9 +393,7 @@ def write_report(config: BenchConfig, summary: dict[str, Any], out: str | Path) 
                 [row["policy"], row["iqm"], *row["iqm_ci"], row["median"], row["mean"], *row["poi_vs_reference"],
                  row["profile_score"], row["diverged"], row["games"]] + [row["per_suite"][s][0] for s in suites]
             )  # fmt: skip
-    paths[2].write_text(json.dumps(_jsonable(summary), indent=1, allow_nan=False))
-    paths += _figures(summary, out)
-    return paths
+        return f.getvalue().encode()
 
 
 def _jsonable(value: Any) -> Any:
@@ -383,7 +408,14 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _figures(summary: dict[str, Any], out: Path) -> list[Path]:
+def _png(fig: Any) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def _figures(summary: dict[str, Any]) -> dict[str, bytes]:
+    """The figures as PNG bytes by file name."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -392,7 +424,7 @@ def _figures(summary: dict[str, Any], out: Path) -> list[Path]:
 
     policies = summary["policies"]
     colors = {p: f"C{i}" for i, p in enumerate(policies)}
-    paths = []
+    figures: dict[str, bytes] = {}
 
     fig = Figure(figsize=(6.5, 4.2), dpi=100)
     FigureCanvasAgg(fig)
@@ -408,8 +440,7 @@ def _figures(summary: dict[str, Any], out: Path) -> list[Path]:
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()
-    paths.append(out / "performance_profile.png")
-    fig.savefig(paths[-1])
+    figures["performance_profile.png"] = _png(fig)
 
     suites = [s["name"] for s in summary["config"]["suites"]]
     fig = Figure(figsize=(1.6 + 1.6 * len(suites), 4.2), dpi=100)
@@ -429,8 +460,7 @@ def _figures(summary: dict[str, Any], out: Path) -> list[Path]:
     ax.legend(fontsize="small", ncol=2)
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
-    paths.append(out / "suite_scores.png")
-    fig.savefig(paths[-1])
+    figures["suite_scores.png"] = _png(fig)
 
     workloads = list(summary["curves"])
     cols = max(1, len(summary["config"]["rules"]) * len(summary["config"]["horizons"]))
@@ -451,8 +481,7 @@ def _figures(summary: dict[str, Any], out: Path) -> list[Path]:
             ax.legend(fontsize="x-small")
     fig.suptitle("Mean batch loss over held-out seeds (95 % bootstrap band)", fontsize="medium")
     fig.tight_layout()
-    paths.append(out / "loss_curves.png")
-    fig.savefig(paths[-1])
+    figures["loss_curves.png"] = _png(fig)
 
     if summary["manipulability"]:
         table = [row for row in summary["manipulability"] if row["own_gain"] is not None]
@@ -478,6 +507,5 @@ def _figures(summary: dict[str, Any], out: Path) -> list[Path]:
         ax.legend(fontsize="x-small")
         ax.grid(alpha=0.3, axis="y")
         fig.tight_layout()
-        paths.append(out / "manipulability.png")
-        fig.savefig(paths[-1])
-    return paths
+        figures["manipulability.png"] = _png(fig)
+    return figures

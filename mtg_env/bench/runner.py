@@ -3,9 +3,12 @@
 Backends: ``local`` (this process), ``process`` (a pool of spawned processes) and ``ray`` (Ray tasks, retried
 when a node dies; ``ray.init()`` locally unless an address is given or Ray is already initialised). Every
 match is a pure function of its spec, so the backends give identical records. Each finished match is
-appended to ``DIR/results.jsonl`` and flushed at once; a re-run skips the matches already there (a partial
-last line, from an interrupted write, is dropped and its match redone). At the end the file is rewritten in
-the plan's order, so an interrupted-and-resumed run leaves the same file as an uninterrupted one.
+appended to ``DIR/results.jsonl`` and synced to disk at once; a re-run skips the matches already there. A line
+that is not an intact record (a blank or note line, a write cut off by an interruption, a record without its
+result) is skipped and reported by line number, its match played again; every intact record is kept. At the end
+the file is replaced, atomically, by its records in the plan's order (the skipped lines, but blank ones, are
+appended to ``DIR/results.skipped``), so an interrupted-and-resumed run leaves the same file as an uninterrupted
+one.
 """
 
 from __future__ import annotations
@@ -14,15 +17,19 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from mtg_env._io import write_atomic
 from mtg_env.bench.match import MatchSpec, canonical, run_match
 from mtg_env.bench.spec import SELFISH, BenchConfig
 
 Backend = Literal["local", "process", "ray"]
 BACKENDS: tuple[str, ...] = ("local", "process", "ray")
 RESULTS = "results.jsonl"
+#: Where a run keeps the lines of ``results.jsonl`` that were not intact records when it rewrote the file.
+SKIPPED = "results.skipped"
 
 
 # --------------------------------------------------------------------------------------- the plan
@@ -82,49 +89,104 @@ def _num_tasks(suite: str, options: dict[str, Any]) -> int:
 
 
 # ------------------------------------------------------------------------------------- the results
-def load_records(path: Path) -> dict[str, dict[str, Any]]:
-    """The finished matches of ``path`` by key. A line that does not parse (an interrupted write) and every
-    line after it are dropped, and the file is truncated to its valid part so appends continue cleanly."""
+@dataclass(frozen=True)
+class SkippedLine:
+    """A line of a results file that is not an intact record."""
+
+    line: int
+    """Its number (from 1)."""
+    reason: str
+    text: str
+
+
+@dataclass
+class ResultsLog:
+    """What a results file holds: its intact records by key (the first of a repeated key) and the lines skipped."""
+
+    records: dict[str, dict[str, Any]]
+    skipped: list[SkippedLine]
+    ends_with_newline: bool = True
+    """False when the last line was cut off: the next append starts a new line first."""
+
+
+_KINDS = ("tune", "eval", "mixed")
+
+
+def _record_problem(record: Any) -> str | None:
+    """Why a parsed line is not an intact record (``None`` if it is one)."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    if not isinstance(record.get("key"), str):
+        return "a record without a key"
+    if record.get("kind") not in _KINDS:
+        return f"a record with kind {record.get('kind')!r}"
+    if not isinstance(record.get("policy"), str) or not isinstance(record.get("workload"), str):
+        return "a record without its policy or workload"
+    result = record.get("result")
+    if not isinstance(result, dict):
+        return "a record without a result"
+    if record["kind"] == "tune":
+        lr = result.get("best_lr")
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)):
+            return "a tuning record without best_lr"
+    elif not isinstance(result.get("games"), list) or not all(isinstance(g, dict) for g in result["games"]):
+        return "a record without its games"
+    return None
+
+
+def read_results(path: str | Path) -> ResultsLog:
+    """The intact records of the results file ``path`` and the lines skipped, with why. Reads only: the file is
+    left as it is."""
+    path = Path(path)
     if not path.exists():
-        return {}
+        return ResultsLog({}, [])
+    data = path.read_bytes()
     records: dict[str, dict[str, Any]] = {}
-    valid = 0
-    with path.open("rb") as f:
-        data = f.read()
-    for line in data.splitlines(keepends=True):
-        if not line.endswith(b"\n"):
-            break
+    first: dict[str, int] = {}
+    skipped: list[SkippedLine] = []
+    for number, raw in enumerate(data.splitlines(), start=1):
+        text = raw.decode("utf-8", errors="replace")
+        if not text.strip():
+            skipped.append(SkippedLine(number, "blank line", text))
+            continue
         try:
-            record = json.loads(line)
+            record = json.loads(text)
         except json.JSONDecodeError:
-            break
-        if not isinstance(record, dict) or "key" not in record:
-            break
-        records.setdefault(record["key"], record)
-        valid += len(line)
-    if valid != len(data):
-        with path.open("r+b") as f:
-            f.truncate(valid)
-    return records
+            skipped.append(SkippedLine(number, "not JSON (a note, or a write cut off)", text))
+            continue
+        problem = _record_problem(record)
+        if problem is None and record["key"] in first:
+            problem = f"repeats the key of line {first[record['key']]}"
+        if problem is not None:
+            skipped.append(SkippedLine(number, problem, text))
+            continue
+        records[record["key"]] = record
+        first[record["key"]] = number
+    return ResultsLog(records, skipped, ends_with_newline=not data or data.endswith(b"\n"))
 
 
-def _append(path: Path, record: dict[str, Any]) -> None:
+def load_records(path: str | Path) -> dict[str, dict[str, Any]]:
+    """The intact records of the results file ``path`` by key (:func:`read_results` says which lines it skipped)."""
+    return read_results(path).records
+
+
+def _append(path: Path, text: str) -> None:
     with path.open("a") as f:
-        f.write(canonical(record) + "\n")
+        f.write(text)
         f.flush()
         os.fsync(f.fileno())
 
 
-def _rewrite_in_order(path: Path, plan: list[MatchSpec], records: dict[str, dict[str, Any]]) -> None:
+def _rewrite_in_order(path: Path, plan: list[MatchSpec], log: ResultsLog) -> None:
+    """Replace ``path`` (atomically) by every record of ``log``: the plan's first, in its order, then any others
+    (from another configuration); the skipped lines that held anything are kept in ``results.skipped``."""
+    kept = [s.text + "\n" for s in log.skipped if s.text.strip()]
+    if kept:
+        _append(path.with_name(SKIPPED), "".join(kept))
     keys = [s.key for s in plan]
-    extra = [k for k in records if k not in set(keys)]
-    tmp = path.with_suffix(".jsonl.tmp")
-    with tmp.open("w") as f:
-        for k in keys + extra:
-            f.write(canonical(records[k]) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    planned = set(keys)
+    extra = [k for k in log.records if k not in planned]
+    write_atomic(path, "".join(canonical(log.records[k]) + "\n" for k in keys + extra))
 
 
 # -------------------------------------------------------------------------------------- backends
@@ -261,7 +323,7 @@ def _phase(
     try:
         for record in executor.map(todo):
             records[record["key"]] = record
-            _append(path, record)
+            _append(path, canonical(record) + "\n")
             if on_record is not None:
                 on_record(record)
             if bar is not None:
@@ -295,26 +357,39 @@ def run_bench(
         progress: A progress bar over matches on stderr.
         report: Write the leaderboard and figures at the end.
         on_record: Called with every record as it is written (tests interrupt a run with it).
+
+    Returns:
+        The summary (what ``leaderboard.json`` holds) and ``skipped_lines``: the lines of ``results.jsonl`` that
+        were not intact records, each ``{"line", "reason"}`` (their matches were played again).
+
+    Raises:
+        ValueError, TypeError: from :meth:`BenchConfig.check`, before anything is written.
     """
+    config.check()  # the whole config, before the output folder is touched or a match is played
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"out {out} is a file; give a directory")
     out.mkdir(parents=True, exist_ok=True)
     path = out / RESULTS
-    records = load_records(path)
+    log = read_results(path)
+    if not log.ends_with_newline:  # a write cut off mid-line: the next record starts on a line of its own
+        _append(path, "\n")
+    records = log.records
     tuning = tuning_matches(config)
     with Executor(backend, workers=workers, address=address, max_retries=max_retries) as executor:
         _phase(tuning, records, path, executor, progress, "tuning", on_record)
         best = {(s.policy, s.workload.name): float(records[s.key]["result"]["best_lr"]) for s in tuning}
         plays = play_matches(config, best)
         _phase(plays, records, path, executor, progress, "matches", on_record)
-    _rewrite_in_order(path, tuning + plays, records)
+    _rewrite_in_order(path, tuning + plays, log)
     ordered = [records[s.key] for s in tuning + plays]
     from mtg_env.bench.report import summarize, write_report
 
     summary = summarize(config, ordered)
     if report:
         write_report(config, summary, out)
+    # Not part of the report (a resumed run's leaderboard is the uninterrupted run's): what the resume skipped.
+    summary["skipped_lines"] = [{"line": s.line, "reason": s.reason} for s in log.skipped]
     return summary
 
 

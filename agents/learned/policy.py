@@ -27,9 +27,7 @@ class LearnedAgent(ReaderPlayer):
         sha256: The sha256 of that file's bytes, if known (``mtg-env run`` records it in its summary).
     """
 
-    def __init__(
-        self, rule: Rule, name: str = "learned", weights: str | Path | None = None, sha256: str | None = None
-    ):
+    def __init__(self, rule: Rule, name: str = "learned", weights: str | Path | None = None, sha256: str | None = None):
         if not isinstance(rule, (MLPRule, LSTMRule, StepRule)):
             raise TypeError(f"rule must be an MLPRule, LSTMRule or StepRule, got {type(rule).__name__}")
         self.rule = rule

@@ -426,6 +426,72 @@ def snapshot(directory: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
 
 
+#: The CLI's smallest meta-training run (about 0.1 s).
+TINY_CLI = ["meta-train", "--agent", "learned_step", "--suite", "regression", "--iterations", "2", "--horizons", "5",
+            "--games", "2", "--configs", "1", "--val-every", "1", "--no-progress"]  # fmt: skip
+
+
+def refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """The one line on stderr of a command refused with exit status 2."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_a_second_meta_train_run_never_overwrites_the_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "m"
+    assert main([*TINY_CLI, "--out", str(out)]) == 0
+    before = snapshot(out)
+    assert set(before) == {"best.pt", "last.pt", "log.csv", "meta_loss.png"}
+    err = refused([*TINY_CLI, "--out", str(out), "--seed", "1"], capsys)
+    assert err.startswith(f"mtg-env meta-train: --out {out} is not empty") and "pass --resume" in err
+    assert snapshot(out) == before  # every byte of the first run kept
+    with pytest.raises(FileExistsError, match=r"is not empty .*resume=True"):  # the library refuses it too
+        meta_train(tiny(iterations=1), out=out)
+    assert snapshot(out) == before
+    assert main([*TINY_CLI, "--out", str(out), "--resume"]) == 0  # its own run, continued: allowed
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "0", "-1e-3"])
+def test_a_meta_lr_that_is_not_a_finite_positive_number_is_refused_up_front(
+    value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--meta-lr inf`` used to exit 0 with an all-NaN best.pt."""
+    err = refused([*TINY_CLI, "--out", str(tmp_path / "m"), f"--meta-lr={value}"], capsys)
+    assert "meta_lr must be a finite number > 0.0" in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_meta_step_that_overflows_stops_the_run_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A finite --meta-lr too large for the rule's float32 parameters: one line naming the iteration, exit 2."""
+    err = refused([*TINY_CLI, "--out", str(tmp_path / "m"), "--meta-lr", "1e39"], capsys)
+    assert err.startswith("mtg-env meta-train: meta-iteration 1: the meta-step overflowed") and "--meta-lr" in err
+    assert not (tmp_path / "m").exists() or not any((tmp_path / "m").iterdir())
+
+
+def test_meta_train_refusals_are_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """These were tracebacks: CUDA asked for where there is none, --resume with nothing to resume, a bad device."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "m"
+    err = refused([*TINY_CLI, "--out", str(out), "--device", "cuda"], capsys)
+    assert err.startswith("mtg-env meta-train: device='cuda' asks for CUDA, but this torch build has no usable GPU")
+    err = refused([*TINY_CLI, "--out", str(out), "--resume"], capsys)
+    assert err.startswith(f"mtg-env meta-train: resume=True (--resume) needs a checkpoint at {out}/last.pt")
+    err = refused([*TINY_CLI, "--out", str(out), "--device", "bogus"], capsys)
+    assert err.startswith("mtg-env meta-train: device must be a torch device such as 'cpu' or 'cuda', got 'bogus'")
+    err = refused([*TINY_CLI, "--out", str(out), "--suite", "toy2d"], capsys)
+    assert err.startswith("mtg-env meta-train: argument --suite: invalid choice: 'toy2d'")
+    assert not out.exists()
+
+
 def _poison_after(monkeypatch: pytest.MonkeyPatch, iteration: int, loss: bool = False) -> None:
     """Meta-iteration ``iteration`` (1-based) ends with a NaN in the rule's ``log_lr`` (or a NaN meta-loss)."""
     from agents.learned import train
@@ -515,7 +581,7 @@ class _Marker:
         return os.mkdir, (str(self.marker),)
 
 
-def test_resume_runs_no_code_from_a_crafted_checkpoint(tmp_path: Path) -> None:
+def test_resume_runs_no_code_from_a_crafted_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """last.pt was read with weights_only=False: a crafted one ran its pickle's code on --resume."""
     out, marker = tmp_path / "m", tmp_path / "ran_code"
     config = tiny(iterations=2)
@@ -524,6 +590,8 @@ def test_resume_runs_no_code_from_a_crafted_checkpoint(tmp_path: Path) -> None:
     before = snapshot(out)
     with pytest.raises(ValueError, match=rf"{out / 'last.pt'} is not a meta-training checkpoint: it holds objects"):
         meta_train(config, out=out, resume=True)
+    err = refused([*TINY_CLI, "--out", str(out), "--resume"], capsys)
+    assert err.startswith(f"mtg-env meta-train: {out / 'last.pt'} is not a meta-training checkpoint: it holds objects")
     assert not marker.exists()  # the pickle's code never ran
     assert snapshot(out) == before
 

@@ -5,6 +5,7 @@ meta-trained on one suite are not played on another without asking."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ import torch
 
 from agents import make_agents
 from agents.learned import learned_agent, load_rule, new_rule, save_rule
+from mtg_env.cli import main
 from tests.conftest import make_env
 
 
@@ -114,6 +116,23 @@ def test_a_missing_weights_file_is_a_file_not_found_error(tmp_path: Path) -> Non
         load_rule(tmp_path / "nope.pt")
 
 
+@pytest.mark.parametrize("case", ["truncated", "nan", "malformed"])
+def test_the_cli_refuses_an_unsound_weights_file_on_one_line(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "w.pt"
+    BAD_FILES[case][0](path)
+    out = tmp_path / "run"
+    argv = ["run", "--suite", "regression", "--agent", "learned_step", "--action-mode", "step_size", "--steps", "2",
+            "--weights", str(path), "--out", str(out), "--no-progress"]  # fmt: skip
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mtg-env run: {path}") and err.count("\n") == 1, err
+    assert not out.exists()  # refused before anything was written
+
+
 def test_save_rule_refuses_non_finite_weights_and_writes_nothing(tmp_path: Path) -> None:
     rule = new_rule("learned_mlp")
     with torch.no_grad():
@@ -137,6 +156,22 @@ def test_weights_trained_on_one_suite_are_refused_on_another_unless_allowed(tmp_
     # A file that does not say where it was trained (save_rule without meta) cannot be checked: it plays.
     plain = save_rule(tmp_path / "plain.pt", "learned_step", new_rule("learned_step"))
     make_agents("learned_step", env, weights=plain)
+
+
+def test_the_cli_refuses_weights_of_another_suite_unless_allowed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = good_file(tmp_path / "q.pt", suite="quadratic")
+    argv = ["run", "--suite", "regression", "--agent", "learned_step", "--action-mode", "step_size", "--steps", "2",
+            "--weights", str(path), "--out", str(tmp_path / "run"), "--no-progress"]  # fmt: skip
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert "--allow-other-suite" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    assert main([*argv, "--allow-other-suite"]) == 0
+    weights = json.loads((tmp_path / "run" / "summary.json").read_text())["config"]["weights"]
+    assert weights == {"path": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
 def test_a_suite_without_a_game_family_does_not_suggest_meta_training_it() -> None:

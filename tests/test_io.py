@@ -58,3 +58,18 @@ def test_write_atomic_replaces_the_file_whole_or_not_at_all(tmp_path: Path) -> N
         write_atomic(path, object())  # type: ignore[arg-type]
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+def test_meta_trainings_files_follow_the_umask(tmp_path: Path) -> None:
+    """best.pt and last.pt are written atomically too: 0o666 less the umask, like log.csv and meta_loss.png."""
+    out = tmp_path / "m"
+    argv = ["meta-train", "--agent", "learned_step", "--suite", "regression", "--iterations", "1", "--horizons", "5",
+            "--games", "2", "--configs", "1", "--out", str(out), "--no-progress"]  # fmt: skip
+    old = os.umask(0o027)
+    try:
+        assert main(argv) == 0
+    finally:
+        os.umask(old)
+    files = {p.name: mode(p) for p in out.iterdir()}
+    assert set(files) == {"best.pt", "last.pt", "log.csv", "meta_loss.png"}
+    assert set(files.values()) == {0o640}, files

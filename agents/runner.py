@@ -33,11 +33,12 @@ AGENTS: dict[str, Callable[..., Policy]] = {
 def make_agents(name: str, env: MultiTaskGameEnv, **kwargs: Any) -> dict[str, Policy]:
     """One fresh player per agent of ``env`` (each with its own state), built from ``AGENTS[name]``.
 
-    A learned agent loads its shipped weights for ``env``'s suite unless ``weights=PATH`` is given.
+    A learned agent loads its shipped weights for ``env``'s suite unless ``weights=PATH`` is given; weights
+    meta-trained on another suite are refused unless ``allow_other_suite=True``.
     """
     if name not in AGENTS:
         raise ValueError(f"unknown agent {name!r}; available: {sorted(AGENTS)}")
-    if name in LEARNED and "weights" not in kwargs:
+    if name in LEARNED:
         kwargs = {"suite": env.suite.name, **kwargs}
     return {agent: AGENTS[name](**kwargs) for agent in env.possible_agents}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +46,10 @@ def from_json_safe(value: Any) -> Any:
 
 def write_atomic(path: str | Path, data: str | bytes) -> None:
     """Write ``data`` to ``path`` so that the file is either its old self or complete, never half written: a
-    temporary file in the same directory, flushed to disk, then renamed over ``path``."""
+    temporary file in the same directory, flushed to disk, then renamed over ``path``. The file gets the mode any
+    new file gets (0o666 less the umask), as ``open(path, "w")`` would give it."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
@@ -56,8 +57,21 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def _create_beside(path: Path) -> tuple[int, Path]:
+    """A new file with a unique name beside ``path``, open for writing: ``(descriptor, name)``. Not
+    ``tempfile.mkstemp``: its files are 0o600 whatever the umask, and the rename would hand that mode to ``path``;
+    ``os.open`` with 0o666 lets the umask decide."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:  # pragma: no cover - 48 random bits
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}")  # pragma: no cover
 
 
 def dump_json(path: str | Path, value: Any, indent: int | None = 1) -> None:

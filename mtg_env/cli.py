@@ -10,8 +10,9 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+from agents.learned.family import FAMILIES
 from agents.runner import AGENTS
 from mtg_env._io import dump_json
 from mtg_env.consensus import CONSENSUS_RULES
@@ -27,8 +28,27 @@ from mtg_env.suites import SUITES
 DEFAULT_AGENT = {"digits": "adam"}
 
 
+class CLIError(SystemExit):
+    """A refused command. :func:`main` prints ``mtg-env <command>: <message>`` as one line on stderr (no traceback)
+    and exits with status 2, argparse's status for bad usage; ``str(error)`` is that line."""
+
+    def __init__(self, message: str, prog: str | None = None, usage: bool = False):
+        super().__init__(message)
+        self.code = 2
+        self.prog = prog
+        self.usage = usage
+        """Whether it is a usage error (argparse's): the line then points to ``--help``."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, its errors in the commands' one-line style (no usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CLIError(message, prog=self.prog, usage=True)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mtg-env", description="Multi-task learning games (PettingZoo).")
+    parser = _Parser(prog="mtg-env", description="Multi-task learning games (PettingZoo).")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser(
         "run",
@@ -49,9 +69,20 @@ def _parser() -> argparse.ArgumentParser:
         "the suite (learned_step: --action-mode step_size)",
     )
     run.add_argument("--weights", type=Path, default=None, help="learned agents: a rule file (e.g. DIR/best.pt)")
+    run.add_argument(
+        "--allow-other-suite",
+        action="store_true",
+        help="play --weights meta-trained on another suite than --suite (refused otherwise)",
+    )
     run.add_argument("--steps", type=int, default=500, help="episode length (max_cycles; default 500)")
     run.add_argument("--seed", type=int, default=0, help="env seed (default 0)")
-    run.add_argument("--out", type=Path, default=None, help="output directory (default runs/<suite>_<consensus>_...)")
+    run.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output directory (default runs/<suite>_<consensus>_<agent>_s<seed>, plus a hash of every other option "
+        "that changes the result, the weights' sha256 included)",
+    )
     run.add_argument("--action-mode", default="update", choices=["update", "step_size"], help="action mode")
     run.add_argument("--lr", type=float, default=None, help="head step size (default: the agent's)")
     run.add_argument("--trunk-lr", type=float, default=None, help="trunk step size (default: --lr)")
@@ -90,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
         "DIR/log.csv and DIR/meta_loss.png.",
     )
     meta.add_argument("--agent", required=True, choices=["learned_mlp", "learned_lstm", "learned_step"])
-    meta.add_argument("--suite", default="quadratic", choices=["quadratic", "regression", "digits"])
+    meta.add_argument("--suite", default="quadratic", choices=list(FAMILIES), help="game family (default: quadratic)")
     meta.add_argument("--method", default="tbptt", choices=["tbptt", "es", "pes"], help="default: tbptt")
     meta.add_argument("--budget", default=None, help="wall-time budget such as 90s, 10m or 1h (default: none)")
     meta.add_argument("--iterations", type=int, default=100, help="meta-iterations at most (default 100)")
@@ -114,8 +145,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     meta.add_argument("--seed", type=int, default=0, help="seed of every draw (default 0)")
     meta.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
-    meta.add_argument("--out", type=Path, required=True, help="output directory")
-    meta.add_argument("--resume", action="store_true", help="continue from DIR/last.pt")
+    meta.add_argument(
+        "--out", type=Path, required=True, help="output directory: a new or empty one, or the run's own with --resume"
+    )
+    meta.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     meta.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _threads_option(meta)
     bench = sub.add_parser(
@@ -153,7 +186,7 @@ def parse_budget(text: str) -> float:
 
 
 def _meta_train(args: argparse.Namespace) -> int:
-    from agents.learned.train import MetaTrainConfig, meta_train
+    from agents.learned.train import MetaTrainConfig, NonFiniteMetaUpdate, meta_train
 
     try:
         horizons = tuple(int(h) for h in args.horizons.split(","))
@@ -176,14 +209,30 @@ def _meta_train(args: argparse.Namespace) -> int:
             seed=args.seed,
             device=args.device,
         )
-    except ValueError as err:
-        raise SystemExit(f"mtg-env meta-train: {err}") from None
-    result = meta_train(config, out=args.out, resume=args.resume, progress=not args.no_progress)
+    except (ValueError, TypeError) as err:
+        raise CLIError(str(err)) from None
+    _check_out_dir(args.out)
+    held = sorted(p.name for p in args.out.iterdir()) if args.out.is_dir() else []
+    if held and not args.resume:
+        shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
+        raise CLIError(
+            f"--out {args.out} is not empty (it holds {shown}); pass --resume to continue the run there, or a new "
+            "--out directory"
+        )
+    try:
+        result = meta_train(config, out=args.out, resume=args.resume, progress=not args.no_progress)
+    except (ValueError, FileNotFoundError, FileExistsError, NonFiniteMetaUpdate) as err:
+        raise CLIError(str(err)) from None
     last = result.rows[-1] if result.rows else {}
     print(
         f"meta-trained {args.agent} on {args.suite} ({args.method}): {last.get('iteration', 0)} iterations in "
         f"{result.seconds:.1f}s; best held-out meta-loss {result.best_val:.4f} at iteration {result.best_iteration}"
     )
+    if result.skipped_steps:
+        print(
+            f"{result.skipped_steps} meta-steps skipped: a game blew up within the truncation and left a non-finite "
+            "meta-gradient (the rule was not moved by it)"
+        )
     print(f"wrote {args.out / 'best.pt'}, {args.out / 'last.pt'}, {args.out / 'log.csv'}, {args.out / 'meta_loss.png'}")
     return 0
 
@@ -198,9 +247,9 @@ def _threads_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _set_threads(parser: argparse.ArgumentParser, threads: int) -> None:
+def _set_threads(threads: int) -> None:
     if threads < 1:
-        parser.error(f"--threads must be >= 1, got {threads}")
+        raise CLIError(f"--threads must be >= 1, got {threads}")
     import torch
 
     torch.set_num_threads(threads)
@@ -208,26 +257,31 @@ def _set_threads(parser: argparse.ArgumentParser, threads: int) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from agents import make_agents, run_episode
+    from agents.learned import LearnedAgent
     from mtg_env.env import MultiTaskGameEnv
 
     if args.steps < 1:
-        raise SystemExit("mtg-env run: --steps must be >= 1")
+        raise CLIError("--steps must be >= 1")
     if args.agent is None:
         args.agent = DEFAULT_AGENT.get(args.suite, "gradient")
     if args.trunk_optimizer_lr is not None and args.trunk_optimizer is None:
-        raise SystemExit("mtg-env run: --trunk-optimizer-lr needs --trunk-optimizer (sgd, momentum, adam, adamw)")
+        raise CLIError("--trunk-optimizer-lr needs --trunk-optimizer (sgd, momentum, adam, adamw)")
     agent_kwargs: dict[str, Any] = {}
     learned = args.agent.startswith("learned_")
     if learned and (args.lr is not None or args.trunk_lr is not None):
-        raise SystemExit(f"mtg-env run: {args.agent} sets its own steps; --lr and --trunk-lr are for baselines")
+        raise CLIError(f"{args.agent} sets its own steps; --lr and --trunk-lr are for baselines")
     if learned:
         wanted = "step_size" if args.agent == "learned_step" else "update"
         if args.action_mode != wanted:
-            raise SystemExit(f"mtg-env run: {args.agent} plays --action-mode {wanted}, got {args.action_mode}")
+            raise CLIError(f"{args.agent} plays --action-mode {wanted}, got {args.action_mode}")
     if args.weights is not None:
         if not learned:
-            raise SystemExit(f"mtg-env run: --weights is for learned agents, not {args.agent!r}")
+            raise CLIError(f"--weights is for learned agents, not {args.agent!r}")
         agent_kwargs["weights"] = args.weights
+    if args.allow_other_suite:
+        if args.weights is None:
+            raise CLIError("--allow-other-suite applies to --weights (a learned agent's rule file)")
+        agent_kwargs["allow_other_suite"] = True
     if args.lr is not None:
         agent_kwargs["lr"] = args.lr
     if args.trunk_lr is not None:
@@ -235,9 +289,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.agent == "gradient":
         agent_kwargs["schedule"] = args.schedule
     elif args.schedule != "constant":
-        raise SystemExit(f"mtg-env run: --schedule applies to the gradient agent, not {args.agent!r}")
-    out = args.out or _default_out(args)
-    _check_out_dir(out)  # before the episode: a bad --out must not cost a whole run
+        raise CLIError(f"--schedule applies to the gradient agent, not {args.agent!r}")
+    if args.out is not None:
+        _check_out_dir(args.out)  # before the episode: a bad --out must not cost a whole run
 
     try:  # a bad value (--lr -1, --device bogus, --seed -1, ...) gets the library's message, not a traceback
         env = MultiTaskGameEnv(
@@ -255,8 +309,14 @@ def _run(args: argparse.Namespace) -> int:
         )
         policies = make_agents(args.agent, env, **agent_kwargs)
         check_seed(args.seed, "--seed")
-    except (ValueError, TypeError, FileNotFoundError) as err:  # also a learned agent without weights here
-        raise SystemExit(f"mtg-env run: {err}") from None
+    except (ValueError, TypeError, FileNotFoundError) as err:  # also a learned agent without (sound) weights here
+        raise CLIError(str(err)) from None
+    first = policies[env.possible_agents[0]]
+    weights = None
+    if isinstance(first, LearnedAgent) and first.weights is not None:  # named and hashed as the rule was read
+        weights = {"path": str(Path(first.weights).resolve()), "sha256": first.sha256}
+    out = args.out or _default_out(args, None if weights is None else weights["sha256"])
+    _check_out_dir(out)
     start = time.perf_counter()
     history = run_episode(env, policies, seed=args.seed, progress=not args.no_progress)
     seconds = time.perf_counter() - start
@@ -264,7 +324,8 @@ def _run(args: argparse.Namespace) -> int:
     config = {
         "suite": env.suite.describe(),
         "consensus": args.consensus,
-        "agent": repr(policies[env.possible_agents[0]]),
+        "agent": repr(first),
+        "weights": weights,
         "action_mode": args.action_mode,
         "steps": args.steps,
         "seed": args.seed,
@@ -326,13 +387,17 @@ def _check_out_dir(out: Path) -> None:
             return
 
 
-def _default_out(args: argparse.Namespace) -> Path:
-    """runs/<suite>_<consensus>_<agent>_s<seed>, plus a short hash of any other option that changes the result,
-    so that runs with different settings never overwrite each other."""
+def _default_out(args: argparse.Namespace, weights_sha256: str | None = None) -> Path:
+    """runs/<suite>_<consensus>_<agent>_s<seed>, plus a short hash of every other option that changes the result
+    (the sha256 of a learned agent's --weights file among them), so that runs with different settings never
+    overwrite each other."""
     name = f"{args.suite}_{args.consensus}_{args.agent}_s{args.seed}"
     defaults = {"steps": 500, "action_mode": "update", "lr": None, "trunk_lr": None, "schedule": "constant",
-                "dtype": "float32", "device": "cpu"}  # fmt: skip
+                "dtype": "float32", "device": "cpu", "trunk_optimizer": None, "trunk_optimizer_lr": None,
+                "threads": 1}  # fmt: skip
     changed = {k: getattr(args, k) for k, v in defaults.items() if getattr(args, k) != v}
+    if args.weights is not None:  # the file's bytes, not its name: a retrained DIR/best.pt is another run
+        changed["weights"] = weights_sha256 or str(args.weights)
     if changed:
         import hashlib
 
@@ -399,10 +464,41 @@ def _bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``mtg-env`` console script."""
+    """Entry point of the ``mtg-env`` console script.
+
+    A refused command (bad arguments, an unusable file or directory, a run that cannot go on) prints one line,
+    ``mtg-env <command>: <why>``, on stderr and raises :class:`CLIError`: exit status 2, no traceback.
+    """
     parser = _parser()
-    args = parser.parse_args(argv)
-    _set_threads(parser, args.threads)
+    command = None
+    try:
+        args, extra = parser.parse_known_args(argv)
+        command = args.command
+        if extra:  # named after the command they were given to, not the top-level parser
+            raise CLIError(f"unrecognized arguments: {' '.join(extra)}", usage=True)
+        _set_threads(args.threads)
+        return _dispatch(parser, args)
+    except SystemExit as exc:
+        if not isinstance(exc, CLIError) and not isinstance(exc.code, str):
+            raise  # --help, or an exit status
+        raise _report(exc, command) from None
+
+
+def _report(exc: SystemExit, command: str | None) -> CLIError:
+    """The one-line error of a refused command, printed on stderr (every subcommand's refusals pass here: a
+    :class:`CLIError`, argparse's errors, or a ``SystemExit("message")``)."""
+    message = str(exc) if isinstance(exc, CLIError) else str(exc.code)
+    prog = f"mtg-env {command}" if command else (getattr(exc, "prog", None) or "mtg-env")
+    for prefix in (f"{prog}: ", "mtg-env: "):
+        message = message.removeprefix(prefix)
+    line = f"{prog}: " + " ".join(part.strip() for part in message.splitlines() if part.strip())  # one line
+    if getattr(exc, "usage", False):
+        line += f" (see {prog} --help)"
+    print(line, file=sys.stderr)
+    return CLIError(line, prog=prog)
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "run":
         return _run(args)
     if args.command == "meta-train":
@@ -410,6 +506,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "audit":
         from mtg_env.audit import run_audit
 
+        _check_out_dir(args.out)
         sections = run_audit(args.out, quick=args.quick, progress=not args.no_progress)
         for section in sections:
             print(f"- {section.title}: {section.finding}")

@@ -125,15 +125,15 @@ def test_schedule_with_an_adaptive_agent_is_an_error(tmp_path: Path) -> None:
                 "adam",
             ]
         )
-    assert exc.value.code not in (0, None)
-    assert "--schedule" in str(exc.value.code)
+    assert exc.value.code == 2
+    assert "--schedule" in str(exc.value)
     assert not out.exists()  # refused before doing anything
 
 
 def test_non_positive_steps_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["run", "--suite", "quadratic", "--steps", "0", "--out", str(tmp_path / "x"), "--no-progress"])
-    assert "--steps" in str(exc.value.code)
+    assert exc.value.code == 2 and "--steps" in str(exc.value)
 
 
 def test_unknown_suite_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -220,3 +220,119 @@ def test_run_with_adam_after_the_rule_records_it(tmp_path: Path) -> None:
     assert config["trunk_optimizer"] == "adam(lr=0.05, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.0)"
     with pytest.raises(SystemExit, match="--trunk-optimizer-lr needs --trunk-optimizer"):
         main(["run", "--suite", "quadratic", "--steps", "3", "--out", str(tmp_path / "x"), "--trunk-optimizer-lr", "1"])
+
+
+# ------------------------------------------------------------------------------------- outputs and errors
+def _rule_file(path: Path, seed: int) -> Path:
+    """A learned_step rule file recorded as meta-trained on regression, its weights drawn from ``seed``."""
+    import torch
+
+    from agents.learned import new_rule, save_rule
+
+    rule = new_rule("learned_step")
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in rule.parameters():
+            p.add_(0.01 * torch.randn(p.shape, generator=gen))
+    return save_rule(path, "learned_step", rule, {"config": {"suite": "regression"}})
+
+
+def test_every_option_that_changes_the_result_gets_its_own_default_out_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--weights (by the file's sha256: a retrained best.pt at the same path is another run), --trunk-optimizer and
+    --trunk-optimizer-lr used to share one directory, the later run overwriting the earlier."""
+    import hashlib
+
+    monkeypatch.chdir(tmp_path)
+    a, b = _rule_file(tmp_path / "a.pt", 0), _rule_file(tmp_path / "b.pt", 1)
+    learned = ["run", "--suite", "regression", "--agent", "learned_step", "--action-mode", "step_size", "--steps", "2",
+               "--no-progress"]  # fmt: skip
+    baseline = ["run", "--suite", "quadratic", "--steps", "2", "--no-progress"]
+    runs = [
+        [*learned, "--weights", str(a)],
+        [*learned, "--weights", str(b)],
+        [*baseline],
+        [*baseline, "--trunk-optimizer", "adam"],
+        [*baseline, "--trunk-optimizer", "adam", "--trunk-optimizer-lr", "0.01"],
+        [*baseline, "--trunk-optimizer", "sgd", "--trunk-optimizer-lr", "0.01"],
+    ]
+    for argv in runs:
+        assert main(argv) == 0
+    dirs = sorted((tmp_path / "runs").iterdir())
+    assert len(dirs) == len(runs), [d.name for d in dirs]
+    by_weights = {}
+    for d in dirs:
+        weights = json.loads((d / "summary.json").read_text())["config"]["weights"]
+        if weights is not None:
+            by_weights[weights["path"]] = (weights["sha256"], d.name)
+    for path in (a, b):
+        sha, name = by_weights[str(path.resolve())]
+        assert sha == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert name.startswith("regression_sum_learned_step_s0_")
+    b.write_bytes(a.read_bytes())  # b retrained into a's weights: a's run again, not b's directory
+    assert main([*learned, "--weights", str(b)]) == 0
+    assert len(list((tmp_path / "runs").iterdir())) == len(runs)
+
+
+def test_summary_records_the_shipped_weights_a_learned_agent_played(tmp_path: Path) -> None:
+    import hashlib
+
+    from agents.learned import pretrained_path
+
+    out = tmp_path / "run"
+    argv = ["run", "--agent", "learned_mlp", "--suite", "quadratic", "--steps", "2", "--dtype", "float64",
+            "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    weights = json.loads((out / "summary.json").read_text())["config"]["weights"]
+    path = pretrained_path("learned_mlp", "quadratic")
+    assert weights == {"path": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
+def _one_line_refusal(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert str(exc.value) == err.strip()
+    return err
+
+
+def test_every_subcommand_refuses_in_one_style(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """One line on stderr, ``mtg-env <command>: <why>``, exit status 2: argparse's errors (no usage block), the
+    commands' own checks, and a --out that is a file (audit used to fail with a traceback after starting)."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    err = _one_line_refusal(["run", "--suite", "imagenet"], capsys)
+    assert err.startswith("mtg-env run: argument --suite: invalid choice: 'imagenet'") and "--help" in err
+    err = _one_line_refusal(["run", "--suite", "quadratic", "--bogus"], capsys)
+    assert err == "mtg-env run: unrecognized arguments: --bogus (see mtg-env run --help)\n"
+    err = _one_line_refusal(["run", "--suite", "quadratic", "--steps", "0"], capsys)
+    assert err == "mtg-env run: --steps must be >= 1\n"
+    err = _one_line_refusal(["run", "--suite", "quadratic", "--out", str(afile)], capsys)
+    assert err == f"mtg-env run: --out {afile} is a file; give a directory\n"
+    err = _one_line_refusal(["audit", "--quick", "--out", str(afile), "--no-progress"], capsys)
+    assert err == f"mtg-env audit: --out {afile} is a file; give a directory\n"
+    err = _one_line_refusal(["bench", str(afile), "--quick"], capsys)
+    assert err == "mtg-env bench: give either a benchmark file or --quick, not both (see mtg-env bench --help)\n"
+    err = _one_line_refusal(["meta-train", "--agent", "learned_step", "--out", str(afile)], capsys)
+    assert err == f"mtg-env meta-train: --out {afile} is a file; give a directory\n"
+    err = _one_line_refusal(["run", "--suite", "quadratic", "--threads", "0"], capsys)
+    assert err == "mtg-env run: --threads must be >= 1, got 0\n"
+
+
+def test_a_refused_command_prints_no_traceback_from_the_console(tmp_path: Path) -> None:
+    """The console script, end to end: ``meta-train --resume`` with no checkpoint was a FileNotFoundError
+    traceback."""
+    out = tmp_path / "m"
+    cmd = [sys.executable, "-m", "mtg_env.cli", "meta-train", "--agent", "learned_step", "--suite", "regression",
+           "--out", str(out), "--resume", "--no-progress"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2
+    assert (
+        proc.stderr
+        == f"mtg-env meta-train: resume=True (--resume) needs a checkpoint at {out}/last.pt, and there is none\n"
+    )
+    assert proc.stdout == "" and not out.exists()

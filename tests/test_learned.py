@@ -371,6 +371,12 @@ def test_best_rule_round_trips_through_a_file(tmp_path: Path) -> None:
         ({"val_metric": "last"}, "val_metric must be 'mean' or 'final'"),
         ({"trunk_search": (1.0, 0.0)}, "trunk_search must hold finite factors > 0"),
         ({"trunk_search": (math.inf,)}, "trunk_search must hold finite factors > 0"),
+        ({"meta_lr": math.inf}, "meta_lr must be a finite number > 0"),
+        ({"meta_lr": math.nan}, "meta_lr must be a finite number > 0"),
+        ({"meta_lr": 0.0}, "meta_lr must be a finite number > 0"),
+        ({"grad_clip": math.inf}, "grad_clip must be a finite number > 0"),
+        ({"es_sigma": -0.1}, "es_sigma must be a finite number > 0"),
+        ({"device": "bogus"}, "device must be a torch device"),
         ({"agent": "learned_lstm", "trunk_search": (1.0, 2.0)}, "trunk_search needs a rule with a trunk step"),
     ],
 )
@@ -413,6 +419,189 @@ def test_cli_meta_train_writes_a_playable_rule(tmp_path: Path, capsys: pytest.Ca
     players = make_agents("learned_step", env, weights=out / "best.pt")
     history = run_episode(env, players, seed=0)
     assert history.steps == 5 and not history.terminated
+
+
+# ------------------------------------------------------------------------------------- meta-training's files
+def snapshot(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+#: The CLI's smallest meta-training run (about 0.1 s).
+TINY_CLI = ["meta-train", "--agent", "learned_step", "--suite", "regression", "--iterations", "2", "--horizons", "5",
+            "--games", "2", "--configs", "1", "--val-every", "1", "--no-progress"]  # fmt: skip
+
+
+def refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """The one line on stderr of a command refused with exit status 2."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_a_second_meta_train_run_never_overwrites_the_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "m"
+    assert main([*TINY_CLI, "--out", str(out)]) == 0
+    before = snapshot(out)
+    assert set(before) == {"best.pt", "last.pt", "log.csv", "meta_loss.png"}
+    err = refused([*TINY_CLI, "--out", str(out), "--seed", "1"], capsys)
+    assert err.startswith(f"mtg-env meta-train: --out {out} is not empty") and "pass --resume" in err
+    assert snapshot(out) == before  # every byte of the first run kept
+    with pytest.raises(FileExistsError, match=r"is not empty .*resume=True"):  # the library refuses it too
+        meta_train(tiny(iterations=1), out=out)
+    assert snapshot(out) == before
+    assert main([*TINY_CLI, "--out", str(out), "--resume"]) == 0  # its own run, continued: allowed
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "0", "-1e-3"])
+def test_a_meta_lr_that_is_not_a_finite_positive_number_is_refused_up_front(
+    value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--meta-lr inf`` used to exit 0 with an all-NaN best.pt."""
+    err = refused([*TINY_CLI, "--out", str(tmp_path / "m"), f"--meta-lr={value}"], capsys)
+    assert "meta_lr must be a finite number > 0.0" in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_meta_step_that_overflows_stops_the_run_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A finite --meta-lr too large for the rule's float32 parameters: one line naming the iteration, exit 2."""
+    err = refused([*TINY_CLI, "--out", str(tmp_path / "m"), "--meta-lr", "1e39"], capsys)
+    assert err.startswith("mtg-env meta-train: meta-iteration 1: the meta-step overflowed") and "--meta-lr" in err
+    assert not (tmp_path / "m").exists() or not any((tmp_path / "m").iterdir())
+
+
+def test_meta_train_refusals_are_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """These were tracebacks: CUDA asked for where there is none, --resume with nothing to resume, a bad device."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "m"
+    err = refused([*TINY_CLI, "--out", str(out), "--device", "cuda"], capsys)
+    assert err.startswith("mtg-env meta-train: device='cuda' asks for CUDA, but this torch build has no usable GPU")
+    err = refused([*TINY_CLI, "--out", str(out), "--resume"], capsys)
+    assert err.startswith(f"mtg-env meta-train: resume=True (--resume) needs a checkpoint at {out}/last.pt")
+    err = refused([*TINY_CLI, "--out", str(out), "--device", "bogus"], capsys)
+    assert err.startswith("mtg-env meta-train: device must be a torch device such as 'cpu' or 'cuda', got 'bogus'")
+    err = refused([*TINY_CLI, "--out", str(out), "--suite", "toy2d"], capsys)
+    assert err.startswith("mtg-env meta-train: argument --suite: invalid choice: 'toy2d'")
+    assert not out.exists()
+
+
+def _poison_after(monkeypatch: pytest.MonkeyPatch, iteration: int, loss: bool = False) -> None:
+    """Meta-iteration ``iteration`` (1-based) ends with a NaN in the rule's ``log_lr`` (or a NaN meta-loss)."""
+    from agents.learned import train
+
+    real = train._ITERATIONS["tbptt"]
+
+    def poisoned(rule, optimizer, config, i):  # type: ignore[no-untyped-def]
+        result = real(rule, optimizer, config, i)
+        if i + 1 == iteration:
+            if loss:
+                return math.nan, 0
+            with torch.no_grad():
+                rule.log_lr.fill_(math.nan)
+        return result
+
+    monkeypatch.setitem(train._ITERATIONS, "tbptt", poisoned)
+
+
+@pytest.mark.parametrize("loss", [False, True], ids=["parameters", "meta-loss"])
+def test_a_non_finite_meta_update_stops_the_run_before_writing_it(
+    loss: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agents.learned.train import NonFiniteMetaUpdate
+
+    _poison_after(monkeypatch, 2, loss=loss)
+    what = (
+        r"the meta-loss is nan"
+        if loss
+        else r"the meta-update left NaN or infinite values in the rule's parameters \['log_lr'\]"
+    )
+    with pytest.raises(NonFiniteMetaUpdate, match=rf"^meta-iteration 2: {what}"):
+        meta_train(tiny(iterations=4, val_every=1), out=tmp_path)
+    assert not (tmp_path / "best.pt").exists()
+    ckpt = torch.load(tmp_path / "last.pt", weights_only=True)  # the iteration before, finite
+    assert ckpt["iteration"] == 1
+    assert all(torch.isfinite(v).all() for part in ("rule", "best_state") for v in ckpt[part].values())
+
+
+def _edit_checkpoint(path: Path, edit) -> None:  # type: ignore[no-untyped-def]
+    ckpt = torch.load(path, weights_only=True)
+    edit(ckpt)
+    torch.save(ckpt, path)
+
+
+def _nan_in(part: str, key: str):  # type: ignore[no-untyped-def]
+    def edit(ckpt: dict) -> None:
+        if part == "optimizer":
+            ckpt["optimizer"]["state"][0]["exp_avg"].fill_(math.nan)
+        else:
+            ckpt[part][key].fill_(math.inf if part == "best_state" else math.nan)
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (_nan_in("rule", "log_lr"), r"the rule's tensors \['log_lr'\] hold NaN or infinite values"),
+        (_nan_in("best_state", "gate"), r"the best rule's tensors \['gate'\] hold NaN or infinite values"),
+        (_nan_in("optimizer", ""), r"the meta-optimizer's state \['0.exp_avg'\] holds NaN or infinite values"),
+        (lambda c: c["rule"].__setitem__("net.0.bias", torch.zeros(3)), r"tensor 'net.0.bias' has shape \(3,\)"),
+        (lambda c: c.pop("best_state"), r"\['best_state'\] missing or of the wrong type"),
+        (lambda c: c.__setitem__("format", "x/1"), r"is not a meta-training checkpoint"),
+    ],
+    ids=["nan rule", "inf best rule", "nan optimizer", "wrong shape", "missing field", "other format"],
+)
+def test_resume_refuses_an_unsound_checkpoint_naming_it(edit, message: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    config = tiny(iterations=3, val_every=1)
+    meta_train(config, out=tmp_path, stop_after=1)
+    _edit_checkpoint(tmp_path / "last.pt", edit)
+    before = snapshot(tmp_path)
+    with pytest.raises(ValueError, match=message) as err:
+        meta_train(config, out=tmp_path, resume=True)
+    assert str(tmp_path / "last.pt") in str(err.value)
+    assert snapshot(tmp_path) == before
+
+
+class _Marker:
+    """Unpickling calls os.mkdir(marker): the observable trace of a checkpoint running code as it loads."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        import os
+
+        return os.mkdir, (str(self.marker),)
+
+
+def test_resume_runs_no_code_from_a_crafted_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """last.pt was read with weights_only=False: a crafted one ran its pickle's code on --resume."""
+    out, marker = tmp_path / "m", tmp_path / "ran_code"
+    config = tiny(iterations=2)
+    meta_train(config, out=out, stop_after=1)
+    _edit_checkpoint(out / "last.pt", lambda c: c.__setitem__("note", _Marker(marker)))
+    before = snapshot(out)
+    with pytest.raises(ValueError, match=rf"{out / 'last.pt'} is not a meta-training checkpoint: it holds objects"):
+        meta_train(config, out=out, resume=True)
+    err = refused([*TINY_CLI, "--out", str(out), "--resume"], capsys)
+    assert err.startswith(f"mtg-env meta-train: {out / 'last.pt'} is not a meta-training checkpoint: it holds objects")
+    assert not marker.exists()  # the pickle's code never ran
+    assert snapshot(out) == before
+
+
+def test_resume_refuses_a_truncated_checkpoint(tmp_path: Path) -> None:
+    meta_train(tiny(iterations=2), out=tmp_path, stop_after=1)
+    data = (tmp_path / "last.pt").read_bytes()
+    (tmp_path / "last.pt").write_bytes(data[: len(data) // 3])
+    with pytest.raises(ValueError, match=rf"{tmp_path / 'last.pt'} is not a meta-training checkpoint: .*truncated"):
+        meta_train(tiny(iterations=2), out=tmp_path, resume=True)
 
 
 # ------------------------------------------------------------------------------------- shipped weights

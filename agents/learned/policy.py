@@ -24,14 +24,16 @@ class LearnedAgent(ReaderPlayer):
             mode). Its parameters are not changed by playing.
         name: The registry name (for ``repr``), e.g. ``"learned_mlp"``.
         weights: Where the rule's weights came from (for ``repr``), if from a file.
+        sha256: The sha256 of that file's bytes, if known (``mtg-env run`` records it in its summary).
     """
 
-    def __init__(self, rule: Rule, name: str = "learned", weights: str | Path | None = None):
+    def __init__(self, rule: Rule, name: str = "learned", weights: str | Path | None = None, sha256: str | None = None):
         if not isinstance(rule, (MLPRule, LSTMRule, StepRule)):
             raise TypeError(f"rule must be an MLPRule, LSTMRule or StepRule, got {type(rule).__name__}")
         self.rule = rule
         self.name = name
         self.weights = None if weights is None else str(weights)
+        self.sha256 = sha256
         self.t = 0
         self._reader = None
         self._memory: RuleState = {}

@@ -43,11 +43,20 @@ import torch
 from torch import Tensor
 
 from agents.learned.batched import EngineDriver
-from agents.learned.checkpoint import LEARNED, new_rule, save_rule
+from agents.learned.checkpoint import (
+    LEARNED,
+    check_state_dict,
+    new_rule,
+    non_finite,
+    read_torch_file,
+    save_rule,
+    torch_bytes,
+)
 from agents.learned.family import build_suite, loss_floor, sample_config
 from agents.learned.rules import LSTMRule, Rule
 from mtg_env import engine
 from mtg_env._args import real_arg
+from mtg_env._io import write_atomic
 from mtg_env.consensus import consensus_rule
 from mtg_env.engine import Game, GameState
 from mtg_env.suites import TaskSuite
@@ -179,9 +188,16 @@ class MetaTrainConfig:
             )
         if self.val_metric not in ("mean", "final"):
             raise ValueError(f"val_metric must be 'mean' or 'final', got {self.val_metric!r}")
-        for name in ("meta_lr", "grad_clip", "es_sigma"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("meta_lr", "grad_clip", "es_sigma"):  # inf or NaN would turn the rule's weights into NaN
+            real_arg(name, getattr(self, name), low=0.0, low_open=True)
+        try:
+            kind = torch.device(self.device).type
+        except (RuntimeError, TypeError, ValueError) as err:
+            raise ValueError(
+                f"device must be a torch device such as 'cpu' or 'cuda', got {self.device!r} ({err})"
+            ) from None
+        if kind not in ("cpu", "cuda"):
+            raise ValueError(f"device must be a CPU or CUDA device, got {self.device!r}")
 
     def rule_options(self) -> dict[str, Any]:
         """The options the played rule (``best.pt``) is built with: ``rule``, or the suite's defaults when ``None``."""
@@ -221,6 +237,13 @@ class MetaTrainResult:
     seconds: float
     trunk_factor: float = 1.0
     """The factor ``trunk_search`` kept (1: none searched)."""
+    skipped_steps: int = 0
+    """Meta-steps left out because a game that blew up gave a non-finite meta-gradient (the rule not moved)."""
+
+
+class NonFiniteMetaUpdate(FloatingPointError):
+    """A meta-iteration produced a non-finite meta-loss or left non-finite values in the rule's parameters: the run
+    stops there, before anything of that iteration is written (``last.pt`` keeps the iteration before)."""
 
 
 def _rng(config: MetaTrainConfig, stream: int, iteration: int) -> np.random.Generator:
@@ -325,14 +348,16 @@ def _perturbed(rule: Rule, theta: Tensor) -> Rule:
     return clone
 
 
-def _tbptt_iteration(rule: Rule, optimizer: torch.optim.Optimizer, config: MetaTrainConfig, iteration: int) -> float:
+def _tbptt_iteration(
+    rule: Rule, optimizer: torch.optim.Optimizer, config: MetaTrainConfig, iteration: int
+) -> tuple[float, int]:
     horizon = config.horizon(iteration)
     unrolls = []
     for options, seeds in _draws(config, iteration, _STREAM_GAMES, config.configs, config.games):
         game, floor = _game(config, options, horizon)
         unrolls.append(_Unroll(_driver(rule, game), seeds, floor, config.late_weight))
     losses = []
-    done = 0
+    done, skipped = 0, 0
     while done < horizon:
         steps = min(config.truncation, horizon - done)
         optimizer.zero_grad()
@@ -340,18 +365,22 @@ def _tbptt_iteration(rule: Rule, optimizer: torch.optim.Optimizer, config: MetaT
         assert isinstance(loss, Tensor)
         loss.backward()
         # A game that blew up within the truncation can leave NaN in the meta-gradient: skip that meta-step
-        # rather than poison the rule (the clamped meta-loss still counts the blow-up).
+        # rather than poison the rule (the clamped meta-loss still counts the blow-up), and count it.
         if all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in rule.parameters()):
             torch.nn.utils.clip_grad_norm_(rule.parameters(), config.grad_clip)
-            optimizer.step()
+            _meta_step(optimizer)
+        else:
+            skipped += 1
         for u in unrolls:
             u.detach()
         losses.append(float(loss.detach()))
         done += steps
-    return float(np.mean(losses))
+    return float(np.mean(losses)), skipped
 
 
-def _es_iteration(rule: Rule, optimizer: torch.optim.Optimizer, config: MetaTrainConfig, iteration: int) -> float:
+def _es_iteration(
+    rule: Rule, optimizer: torch.optim.Optimizer, config: MetaTrainConfig, iteration: int
+) -> tuple[float, int]:
     horizon = config.horizon(iteration)
     draws = _draws(config, iteration, _STREAM_GAMES, config.configs, config.games)
     theta = _flat(rule)
@@ -365,11 +394,13 @@ def _es_iteration(rule: Rule, optimizer: torch.optim.Optimizer, config: MetaTrai
                 for sign in (1.0, -1.0)]  # fmt: skip
         grad += (pair[0] - pair[1]) * eps / (2.0 * config.es_sigma * config.es_pairs)
         values.extend(pair)
-    _apply(rule, optimizer, grad, config.grad_clip)
-    return float(np.mean(values))
+    applied = _apply(rule, optimizer, grad, config.grad_clip)
+    return float(np.mean(values)), int(not applied)
 
 
-def _pes_iteration(rule: Rule, optimizer: torch.optim.Optimizer, config: MetaTrainConfig, iteration: int) -> float:
+def _pes_iteration(
+    rule: Rule, optimizer: torch.optim.Optimizer, config: MetaTrainConfig, iteration: int
+) -> tuple[float, int]:
     horizon = config.horizon(iteration)
     draws = _draws(config, iteration, _STREAM_GAMES, config.configs, config.games)
     theta = _flat(rule)
@@ -387,7 +418,7 @@ def _pes_iteration(rule: Rule, optimizer: torch.optim.Optimizer, config: MetaTra
         particles.append(games)
     accumulated = torch.zeros(2 * pairs, dim, dtype=theta.dtype, device=theta.device)
     values = []
-    done = 0
+    done, skipped = 0, 0
     with torch.no_grad():
         while done < horizon:
             steps = min(config.truncation, horizon - done)
@@ -400,32 +431,142 @@ def _pes_iteration(rule: Rule, optimizer: torch.optim.Optimizer, config: MetaTra
                 torch.nn.utils.vector_to_parameters(theta + eps[i], list(clone.parameters()))
                 losses[i] = sum(float(u.advance(steps)) for u in games) / (steps * len(games))
             grad = ((losses - losses.mean()).unsqueeze(1) * accumulated).sum(0) / (2 * pairs * config.es_sigma**2)
-            _apply(rule, optimizer, grad, config.grad_clip)
+            skipped += int(not _apply(rule, optimizer, grad, config.grad_clip))
             values.append(float(losses.mean()))
             done += steps
-    return float(np.mean(values))
+    return float(np.mean(values)), skipped
 
 
-def _apply(rule: Rule, optimizer: torch.optim.Optimizer, grad: Tensor, clip: float) -> None:
+def _apply(rule: Rule, optimizer: torch.optim.Optimizer, grad: Tensor, clip: float) -> bool:
+    """One meta-step along the estimate ``grad``; ``False`` (and no step) when it is not finite."""
     optimizer.zero_grad()
     if not bool(torch.isfinite(grad).all()):
-        return  # never poison the rule with a non-finite estimate
+        return False  # never poison the rule with a non-finite estimate
     offset = 0
     for p in rule.parameters():
         n = p.numel()
         p.grad = grad[offset : offset + n].view_as(p).to(p.dtype).clone()
         offset += n
     torch.nn.utils.clip_grad_norm_(rule.parameters(), clip)
-    optimizer.step()
+    _meta_step(optimizer)
+    return True
+
+
+def _meta_step(optimizer: torch.optim.Optimizer) -> None:
+    try:
+        optimizer.step()
+    except RuntimeError as err:  # Adam's step size (meta_lr / (1 - β1^t)) past the rule's float32 range
+        if "overflow" not in str(err):
+            raise
+        lr = optimizer.param_groups[0]["lr"]
+        raise NonFiniteMetaUpdate(
+            f"the meta-step overflowed the rule's parameters ({err}; meta_lr={lr:g}): try a smaller meta_lr (--meta-lr)"
+        ) from None
 
 
 _ITERATIONS = {"tbptt": _tbptt_iteration, "es": _es_iteration, "pes": _pes_iteration}
 
 
 def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)  # never a half-written checkpoint
+    """Write ``last.pt`` atomically (never half written), refusing NaN or infinite tensors."""
+    bad = [f"{part}[{key!r}]" for part in ("rule", "best_state") for key in non_finite(payload[part])]
+    bad += [f"optimizer state {key}" for key in non_finite(_optimizer_tensors(payload["optimizer"]))]
+    if bad:  # pragma: no cover - the loop stops before: a guard that no NaN checkpoint is ever written
+        raise NonFiniteMetaUpdate(f"refusing to write {path}: {', '.join(bad)} hold NaN or infinite values")
+    write_atomic(path, torch_bytes(payload))
+
+
+def _optimizer_tensors(state: Any) -> dict[str, Tensor]:
+    """The tensors of an optimizer's ``state_dict()`` by ``"<param index>.<name>"``."""
+    per_param = state.get("state", {}) if isinstance(state, dict) else {}
+    return {f"{i}.{k}": v for i, entry in per_param.items() if isinstance(entry, dict)
+            for k, v in entry.items() if isinstance(v, Tensor)}  # fmt: skip
+
+
+def _check_out(out_dir: Path, resume: bool) -> None:
+    """A run writes into a new or empty directory; one that holds files is a run's own, continued with ``resume``."""
+    if resume or not out_dir.is_dir():
+        return
+    held = sorted(p.name for p in out_dir.iterdir())
+    if held:
+        shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
+        raise FileExistsError(
+            f"{out_dir} is not empty (it holds {shown}); meta-training there would overwrite it: resume the run "
+            "(resume=True, --resume) or pick a new directory"
+        )
+
+
+#: What ``last.pt`` holds, and the type of each entry.
+_CHECKPOINT_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "format": str, "config": dict, "iteration": int, "rule": dict, "optimizer": dict, "rows": list,
+    "best_val": (float, int), "best_iteration": int, "best_state": dict, "elapsed": (float, int),
+}  # fmt: skip
+
+
+def _read_checkpoint(
+    path: Path, config: MetaTrainConfig, rule: Rule, optimizer: torch.optim.Optimizer, device: torch.device
+) -> dict[str, Any]:
+    """The resumable state in ``path`` (``last.pt``), read with ``weights_only=True`` and checked whole before
+    anything is installed: its format and fields, the same config as ``config``, the rule's tensors (names, shapes,
+    finite values) for the rule, the best rule and the meta-optimizer. Installs the rule's and the optimizer's
+    state and returns the checkpoint. Raises ``ValueError`` naming ``path`` and the reason."""
+    ckpt, _ = read_torch_file(path, "meta-training checkpoint", map_location=device)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(f"{path} is not a meta-training checkpoint of format {CHECKPOINT_FORMAT!r} (found {found!r})")
+    wrong = [k for k, kind in _CHECKPOINT_FIELDS.items() if not isinstance(ckpt.get(k), kind)]
+    if wrong:
+        raise ValueError(f"{path} is a damaged meta-training checkpoint: {wrong} missing or of the wrong type")
+    saved = {k: v for k, v in ckpt["config"].items() if k not in ("budget_s", "device")}
+    mine = {k: v for k, v in _config_dict(config).items() if k not in ("budget_s", "device")}
+    if saved != mine:
+        diff = sorted(k for k in mine.keys() | saved.keys() if saved.get(k) != mine.get(k))
+        raise ValueError(f"the checkpoint's config differs from this run's in {diff}; resume with the same config")
+    if not 0 <= ckpt["iteration"] <= config.iterations or not -1 <= ckpt["best_iteration"] <= ckpt["iteration"]:
+        raise ValueError(f"{path}: its iteration counts are out of range")
+    if math.isnan(ckpt["best_val"]) or ckpt["best_val"] == -math.inf:
+        raise ValueError(f"{path}: its best validation meta-loss is {ckpt['best_val']}")
+    expected = rule.state_dict()
+    check_state_dict(path, ckpt["rule"], expected)
+    check_state_dict(path, ckpt["best_state"], expected, what="the best rule")
+    _check_optimizer_state(path, ckpt["optimizer"], list(rule.parameters()))
+    rule.load_state_dict(ckpt["rule"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    return ckpt
+
+
+def _check_optimizer_state(path: Path, state: dict[str, Any], params: list[Tensor]) -> None:
+    groups = state.get("param_groups")
+    if not isinstance(state.get("state"), dict) or not isinstance(groups, list) or len(groups) != 1:
+        raise ValueError(f"{path}: its meta-optimizer state is not Adam's for one group of parameters")
+    if groups[0].get("params") != list(range(len(params))):
+        raise ValueError(f"{path}: its meta-optimizer state is for other parameters than the rule's")
+    for index, entry in state["state"].items():
+        if not isinstance(index, int) or not 0 <= index < len(params) or not isinstance(entry, dict):
+            raise ValueError(f"{path}: its meta-optimizer state has an entry for no parameter ({index!r})")
+        for key in ("exp_avg", "exp_avg_sq"):
+            value = entry.get(key)
+            if not isinstance(value, Tensor) or value.shape != params[index].shape:
+                raise ValueError(f"{path}: the meta-optimizer's {key} of parameter {index} does not fit it")
+    bad = non_finite(_optimizer_tensors(state))
+    if bad:
+        raise ValueError(f"{path}: the meta-optimizer's state {bad} holds NaN or infinite values")
+
+
+def _check_finite(rule: Rule, loss: float, iteration: int, config: MetaTrainConfig) -> None:
+    """Stop the run (:class:`NonFiniteMetaUpdate`, naming the iteration and what) if meta-iteration ``iteration``
+    left non-finite parameters in the rule or gave a non-finite meta-loss."""
+    bad = [name for name, p in rule.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise NonFiniteMetaUpdate(
+            f"meta-iteration {iteration}: the meta-update left NaN or infinite values in the rule's parameters "
+            f"{bad} (meta_lr={config.meta_lr:g}, grad_clip={config.grad_clip:g}); stopped before writing them: "
+            "try a smaller meta_lr (--meta-lr)"
+        )
+    if not math.isfinite(loss):
+        raise NonFiniteMetaUpdate(
+            f"meta-iteration {iteration}: the meta-loss is {loss}; stopped before writing the rule it trained"
+        )
 
 
 def meta_train(
@@ -445,11 +586,23 @@ def meta_train(
         resume: Continue from ``out/last.pt`` (its config must equal ``config`` except ``budget_s``).
         progress: Show a tqdm progress bar on stderr.
         stop_after: Stop after this iteration count (as if interrupted; for tests of resuming).
+
+    Raises:
+        FileExistsError: if ``out`` holds files and ``resume`` is not set (nothing in it is changed).
+        FileNotFoundError: if ``resume`` is set and there is no ``out/last.pt``.
+        ValueError: for a device that is not usable here, or a ``last.pt`` that cannot be read, is not sound (NaN or
+            infinite tensors included) or has another config (the message names the file and why).
+        NonFiniteMetaUpdate: if a meta-iteration leaves non-finite values in the rule or gives a non-finite
+            meta-loss: the run stops before writing anything of that iteration.
     """
     out_dir = None if out is None else Path(out)
     torch_device = torch.device(config.device)
     if torch_device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={config.device!r} asks for CUDA, but this torch build has no usable GPU")
+        raise ValueError(f"device={config.device!r} asks for CUDA, but this torch build has no usable GPU; use cpu")
+    if resume and (out_dir is None or not (out_dir / "last.pt").is_file()):
+        raise FileNotFoundError(f"resume=True (--resume) needs a checkpoint at {out_dir}/last.pt, and there is none")
+    if out_dir is not None:
+        _check_out(out_dir, resume)
     rule = new_rule(config.agent, **config.training_rule_options())
     rule.to(torch_device)
     optimizer = torch.optim.Adam(rule.parameters(), lr=config.meta_lr)
@@ -457,20 +610,10 @@ def meta_train(
     start_iteration, best_val, best_iteration, elapsed = 0, math.inf, -1, 0.0
     best_state = copy.deepcopy(rule.state_dict())
     if resume:
-        if out_dir is None or not (out_dir / "last.pt").is_file():
-            raise FileNotFoundError(f"resume=True needs a checkpoint at {out_dir}/last.pt")
-        ckpt = torch.load(out_dir / "last.pt", map_location=torch_device, weights_only=False)
-        if ckpt.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{out_dir / 'last.pt'} is not a meta-training checkpoint")
-        saved = {k: v for k, v in ckpt["config"].items() if k not in ("budget_s", "device")}
-        mine = {k: v for k, v in _config_dict(config).items() if k not in ("budget_s", "device")}
-        if saved != mine:
-            diff = sorted(k for k in mine if saved.get(k) != mine[k])
-            raise ValueError(f"the checkpoint's config differs from this run's in {diff}; resume with the same config")
-        rule.load_state_dict(ckpt["rule"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        rows, best_val, best_iteration = ckpt["rows"], ckpt["best_val"], ckpt["best_iteration"]
-        best_state, elapsed, start_iteration = ckpt["best_state"], ckpt["elapsed"], ckpt["iteration"]
+        assert out_dir is not None
+        ckpt = _read_checkpoint(out_dir / "last.pt", config, rule, optimizer, torch_device)
+        rows, best_val, best_iteration = ckpt["rows"], float(ckpt["best_val"]), ckpt["best_iteration"]
+        best_state, elapsed, start_iteration = ckpt["best_state"], float(ckpt["elapsed"]), ckpt["iteration"]
     val_draws = _draws(config, 0, _STREAM_VALID, config.val_configs, config.val_games)
     val_horizon = max(config.horizons)
     bar = None
@@ -482,40 +625,47 @@ def meta_train(
     iteration = start_iteration
     step_fn = _ITERATIONS[config.method]
     completed = iteration >= config.iterations  # the run ran its iterations or its budget (not stopped early)
-    while iteration < config.iterations:
-        if stop_after is not None and iteration >= stop_after:
-            break
-        train_loss = step_fn(rule, optimizer, config, iteration)
-        iteration += 1
-        row: dict[str, float] = {"iteration": iteration, "horizon": config.horizon(iteration - 1),
-                                 "meta_loss": train_loss, "val_loss": math.nan}  # fmt: skip
-        last = iteration == config.iterations or (
-            config.budget_s is not None and time.perf_counter() - began >= config.budget_s
-        )
-        completed = last
-        if iteration % config.val_every == 0 or last:
-            val = evaluate_rule(rule, config, val_draws, val_horizon, final=config.val_metric == "final")
-            row["val_loss"] = val
-            if val < best_val:
-                best_val, best_iteration = val, iteration
-                best_state = copy.deepcopy(rule.state_dict())
-        row["seconds"] = time.perf_counter() - began
-        rows.append(row)
+    try:
+        while iteration < config.iterations:
+            if stop_after is not None and iteration >= stop_after:
+                break
+            try:
+                train_loss, skipped = step_fn(rule, optimizer, config, iteration)
+            except NonFiniteMetaUpdate as err:
+                raise NonFiniteMetaUpdate(f"meta-iteration {iteration + 1}: {err}; stopped before writing it") from None
+            iteration += 1
+            _check_finite(rule, train_loss, iteration, config)
+            row: dict[str, float] = {"iteration": iteration, "horizon": config.horizon(iteration - 1),
+                                     "meta_loss": train_loss, "val_loss": math.nan, "skipped": skipped}  # fmt: skip
+            last = iteration == config.iterations or (
+                config.budget_s is not None and time.perf_counter() - began >= config.budget_s
+            )
+            completed = last
+            if iteration % config.val_every == 0 or last:
+                val = evaluate_rule(rule, config, val_draws, val_horizon, final=config.val_metric == "final")
+                row["val_loss"] = val
+                if val < best_val:
+                    best_val, best_iteration = val, iteration
+                    best_state = copy.deepcopy(rule.state_dict())
+            row["seconds"] = time.perf_counter() - began
+            rows.append(row)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(meta_loss=f"{train_loss:.3f}", best_val=f"{best_val:.3f}", refresh=False)
+            if out_dir is not None:
+                out_dir.mkdir(parents=True, exist_ok=True)
+                _save_checkpoint(out_dir / "last.pt", {
+                    "format": CHECKPOINT_FORMAT, "config": _config_dict(config), "iteration": iteration,
+                    "rule": rule.state_dict(), "optimizer": optimizer.state_dict(), "rows": rows, "best_val": best_val,
+                    "best_iteration": best_iteration, "best_state": best_state, "elapsed": row["seconds"],
+                })  # fmt: skip
+            if last:
+                break
+    finally:
         if bar is not None:
-            bar.update(1)
-            bar.set_postfix(meta_loss=f"{train_loss:.3f}", best_val=f"{best_val:.3f}", refresh=False)
-        if out_dir is not None:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            _save_checkpoint(out_dir / "last.pt", {
-                "format": CHECKPOINT_FORMAT, "config": _config_dict(config), "iteration": iteration,
-                "rule": rule.state_dict(), "optimizer": optimizer.state_dict(), "rows": rows, "best_val": best_val,
-                "best_iteration": best_iteration, "best_state": best_state, "elapsed": row["seconds"],
-            })  # fmt: skip
-        if last:
-            break
-    if bar is not None:
-        bar.close()
+            bar.close()
     seconds = time.perf_counter() - began
+    skipped_steps = int(sum(row.get("skipped", 0) for row in rows))
     best_rule = new_rule(config.agent, **config.rule_options())
     best_rule.to(torch_device)
     best_rule.load_state_dict(best_state)
@@ -527,10 +677,10 @@ def meta_train(
         seconds = time.perf_counter() - began
     if out_dir is not None:
         meta = {"config": _config_dict(config), "best_iteration": best_iteration, "best_val": best_val,
-                "iterations": iteration, "seconds": seconds, **search}  # fmt: skip
+                "iterations": iteration, "seconds": seconds, "skipped_steps": skipped_steps, **search}  # fmt: skip
         save_rule(out_dir / "best.pt", config.agent, best_rule, meta)
         write_log(out_dir, rows)
-    return MetaTrainResult(rows, best_val, best_iteration, out_dir, best_rule, seconds, factor)
+    return MetaTrainResult(rows, best_val, best_iteration, out_dir, best_rule, seconds, factor, skipped_steps)
 
 
 def _config_dict(config: MetaTrainConfig) -> dict[str, Any]:

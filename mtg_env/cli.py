@@ -436,8 +436,7 @@ def _bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                 config = quick_config(config)
         config.check()
     except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
-        print(f"mtg-env bench: error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
+        raise CLIError(" ".join(str(err).split())) from None
     out = args.out or Path("runs") / f"bench_{config.name}"
     _check_out_dir(out)
     import resource

@@ -198,10 +198,12 @@ def test_the_cli_refuses_a_bad_config_in_one_line_with_exit_2(
     path = tmp_path / "bench.toml"
     path.write_text(to_toml(data))
     out = tmp_path / "out"
-    assert main(["bench", str(path), "--out", str(out), "--no-progress"]) == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", str(path), "--out", str(out), "--no-progress"])
+    assert exc.value.code == 2
     printed = capsys.readouterr()
     assert printed.out == "" and printed.err.count("\n") == 1, printed.err  # one line, no traceback
-    prefix = "mtg-env bench: error: "
+    prefix = "mtg-env bench: "
     assert printed.err.startswith(prefix)
     assert re.search(match, printed.err[len(prefix) :].rstrip("\n")), printed.err
     assert not out.exists()

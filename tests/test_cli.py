@@ -316,7 +316,7 @@ def test_every_subcommand_refuses_in_one_style(tmp_path: Path, capsys: pytest.Ca
     err = _one_line_refusal(["audit", "--quick", "--out", str(afile), "--no-progress"], capsys)
     assert err == f"mtg-env audit: --out {afile} is a file; give a directory\n"
     err = _one_line_refusal(["bench", str(afile), "--quick"], capsys)
-    assert err == "mtg-env bench: give either a benchmark file or --quick, not both (see mtg-env bench --help)\n"
+    assert err == f"mtg-env bench: benchmark config must be .toml, .yaml or .yml, got {afile.name}\n"
     err = _one_line_refusal(["meta-train", "--agent", "learned_step", "--out", str(afile)], capsys)
     assert err == f"mtg-env meta-train: --out {afile} is a file; give a directory\n"
     err = _one_line_refusal(["run", "--suite", "quadratic", "--threads", "0"], capsys)

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 results = load_script("docs/results.py", "readme_results")
 
 #: Deterministic figures whose command runs in under a minute on this 2-core machine.
-QUICK = ["main_job", "quadratic", "toy2d"]
+QUICK = ["main_job", "quadratic"]
 SLOW = [name for name, figure in results.FIGURES.items() if figure.deterministic and name not in QUICK]
 
 

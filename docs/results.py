@@ -290,11 +290,11 @@ def main(argv: list[str] | None = None) -> int:
         old = figure_body(readme_block(name, text))
         status = "unchanged" if block == old else "CHANGED"
         print(f"## {name} ({seconds:.0f} s, {status})\n{block}\n", flush=True)
-        block = provenance(name, commit) + "\n" + block
-        text = _pattern(name).sub(lambda m, b=block: m.group(1) + b + "\n" + m.group(3), text)
-    if args.write:
-        README.write_text(text)
-        print(f"wrote {README}")
+        if args.write:  # into the README as it is now (it may have been edited while the figure ran)
+            block = provenance(name, commit) + "\n" + block
+            text = _pattern(name).sub(lambda m, b=block: m.group(1) + b + "\n" + m.group(3), README.read_text())
+            README.write_text(text)
+            print(f"wrote {name} into {README}")
     return 0
 
 

@@ -278,7 +278,7 @@ def _run(args: argparse.Namespace) -> int:
     summary = {
         "tasks": tasks,
         "config": config,
-        "consensus_failures": getattr(env.consensus, "failures", 0),
+        "consensus_failures": env.consensus_failures,
         "clipped_steps": history.clipped_steps,
         "steps_played": history.steps,
         "terminated": history.terminated,

@@ -1,14 +1,21 @@
 """Consensus rules: how the shared trunk turns the players' proposals into one update.
 
 Each agent m proposes a trunk update p_m (a row of the proposal matrix P ∈ R^{M×n}); the trunk moves by
-Ψ ← Ψ + C(P). A rule is any callable ``C(P: Tensor[M, n]) -> Tensor[n]``; a rule that keeps state
-across steps may define ``reset()``, which the env calls on every ``reset``, and a rule that draws random
+Ψ ← Ψ + C(P). A rule is any callable ``C(P: Tensor[M, n]) -> Tensor[n]``; a rule that draws random
 numbers may define ``bind(generator)``, which the engine calls before every call with a CPU
 ``torch.Generator`` seeded from the game's (seed, episode, step), so the seed decides every draw, on every
 device alike (a rule on a CUDA game draws on the CPU and moves its draws to ``P.device``). A rule with
 ``loss_aware = True`` is called as ``C(P, losses)`` with the game's current
 losses ``[M]``: the loss-based methods of :mod:`mtg_env.loss_rules` (FAMO, uncertainty weighting, DWA, DB-MTL,
 GLS, GradNorm, and GradVac and FairGrad, which LibMTL ships and torchjd lacks).
+
+State. The engine is pure (a step never modifies the state it is given), so a rule that keeps state across
+steps gives it to the engine as tensors: ``init_state(M, n, dtype, device) -> dict[str, Tensor]`` (one game's
+state at reset) and ``step(state, P, losses, generator) -> (C(P), new state)``, a pure function; the engine
+carries every game's state in :attr:`mtg_env.engine.GameState.rule_state` and the env's checkpoints store it as
+tensors. The rules of :mod:`mtg_env.loss_rules` and Nash-MTL (its warm start) work so. A callable that keeps
+state on itself and defines ``reset()`` still works: every game gets its own reset copy, and each step moves a
+copy of it (its state then cannot be checkpointed). See :func:`rule_state_kind`.
 
 The rules of the multi-task learning literature come from `torchjd <https://torchjd.org>`_, whose
 aggregators act on *gradients* (rows g_m, the trunk then moving by −A(G)). Proposals are descent steps,
@@ -37,6 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -50,6 +58,8 @@ class ConsensusWarning(UserWarning):
 
 #: A consensus rule: proposals ``P`` of shape ``[M, n]`` (rows = tasks) to one trunk update ``[n]``.
 ConsensusRule = Callable[[Tensor], Tensor]
+#: One game's state of a stateful rule: tensors by name (see :func:`rule_state_kind`).
+RuleState = dict[str, Tensor]
 
 
 def sum_rule(proposals: Tensor) -> Tensor:
@@ -242,22 +252,95 @@ class AggregatorRule:
         seed: Seed of its own generator until the env binds its generator.
     """
 
-    def __init__(self, name: str, aggregator: Any, randomized: bool, options: dict[str, Any], seed: int = 0):
+    def __init__(
+        self,
+        name: str,
+        aggregator: Any,
+        randomized: bool,
+        options: dict[str, Any],
+        seed: int = 0,
+        config: dict[str, Any] | None = None,
+    ):
         self.name = name
         self.aggregator = aggregator
         self.randomized = randomized
         self.options = options
+        #: Every option that shapes the rule, defaults included (what a checkpoint's fingerprint compares).
+        self.config = dict(options if config is None else config)
         self._generator = torch.Generator().manual_seed(seed)
         #: Nash-MTL's cap on the step's norm (0: none); the aggregator itself is built uncapped.
         self.max_norm = float(options.get("max_norm", 0.0)) if name == "nash_mtl" else 0.0
-        #: Steps at which the rule could not do what it promises (Nash-MTL: the bargaining solve failed).
-        self.failures = 0
+        self._state: dict[str, Tensor] | None = None
+
+    @property
+    def failures(self) -> int:
+        """Steps at which the rule, called as an object, could not do what it promises (Nash-MTL: the bargaining
+        solve failed), since its last ``reset()``. A game's count is its state's ``failures``."""
+        return 0 if self._state is None else int(self._state.get("failures", torch.zeros(())))
+
+    # ------------------------------------------------------------------ state: Nash-MTL's warm start, as tensors
+    def init_state(self, num_tasks: int, trunk_size: int, dtype: torch.dtype, device: torch.device | str) -> RuleState:
+        """One game's state at reset: Nash-MTL's (torchjd's step counter ``nash_step``, its previous weights
+        ``nash_alpha`` in float64 with ``nash_alpha_f32`` saying whether torchjd held them in float32, and the
+        ``failures`` count); empty for every other rule (they keep no state across steps)."""
+        if self.name != "nash_mtl":
+            return {}
+        return {
+            "nash_step": torch.zeros((), dtype=torch.int64, device=device),
+            "nash_alpha": torch.ones(num_tasks, dtype=torch.float64, device=device),
+            "nash_alpha_f32": torch.ones((), dtype=torch.bool, device=device),
+            "failures": torch.zeros((), dtype=torch.int64, device=device),
+        }
+
+    def step(self, state: RuleState, proposals: Tensor, seed: int | None = None) -> tuple[Tensor, RuleState]:
+        """C(P) for one game's proposals ``[M, n]`` and the game's new state (``state`` is not modified): Nash-MTL's
+        aggregator is loaded with the game's warm start, solved, and read back; other rules have no state."""
+        if self.name != "nash_mtl":
+            return self(proposals, seed), state
+        weighting = self.aggregator.weighting
+        step = int(state["nash_step"])
+        if step == 0:
+            weighting.reset()  # torchjd's fresh state: its solver problem is rebuilt on this first step
+        else:
+            if getattr(weighting, "prvs_alpha_param", None) is None:
+                weighting._init_optim_problem()  # a game restored mid-episode on a fresh rule
+            alpha = state["nash_alpha"].detach().cpu().numpy()
+            weighting.step = float(step)
+            weighting.prvs_alpha = alpha.astype(np.float32) if bool(state["nash_alpha_f32"]) else alpha.copy()
+        move, failed = self._nash(proposals)
+        failures = int(state["failures"]) + int(failed)
+        if failed and failures == 1:  # the first failure of an episode warns; the count keeps every one
+            self._warn_failure(-proposals / float(proposals.detach().norm(dim=-1).max()))
+        prvs = np.asarray(weighting.prvs_alpha)
+        device = state["nash_step"].device
+        return move, {
+            "nash_step": torch.tensor(int(weighting.step), dtype=torch.int64, device=device),
+            "nash_alpha": torch.from_numpy(prvs.astype(np.float64)).to(device),
+            "nash_alpha_f32": torch.tensor(prvs.dtype == np.float32, device=device),
+            "failures": torch.tensor(failures, dtype=torch.int64, device=device),
+        }
+
+    def check_state(self, state: RuleState) -> None:
+        """Refuse a Nash-MTL state no game reaches (a tampered checkpoint), naming the entry."""
+        if self.name != "nash_mtl":
+            return
+        step, failures = int(state["nash_step"]), int(state["failures"])
+        if step < 0:
+            raise ValueError(f"consensus rule 'nash_mtl': state 'nash_step' must be >= 0, got {step}")
+        if not 0 <= failures <= step:
+            raise ValueError(
+                f"consensus rule 'nash_mtl': state 'failures' must be in [0, nash_step={step}], got {failures}"
+            )
 
     def __call__(self, proposals: Tensor, seed: int | None = None) -> Tensor:
         """C(P) for one game's proposals ``[M, n]``; a randomized rule draws from ``seed`` when given (the
-        engine passes one per game and step), else from its own generator."""
+        engine passes one per game and step), else from its own generator. Nash-MTL called as an object plays a
+        game of its own: its warm start is kept on the object until ``reset()``."""
         if self.name == "nash_mtl":
-            return self._nash(proposals)
+            if self._state is None:
+                self._state = self.init_state(proposals.shape[0], proposals.shape[1], proposals.dtype, proposals.device)
+            move, self._state = self.step(self._state, proposals)
+            return move
         if not self.randomized:
             return self._scaled(proposals)
         # torchjd draws from torch's global RNG. Fork it (so the user's global stream is untouched) and
@@ -284,46 +367,47 @@ class AggregatorRule:
             return -self.aggregator(-proposals)  # non-finite proposals pass through (the game then diverges)
         return -self.aggregator(-proposals / scale) * scale
 
-    def _nash(self, proposals: Tensor) -> Tensor:
+    def _nash(self, proposals: Tensor) -> tuple[Tensor, bool]:
         """Nash-MTL's bargaining direction with the step-size convention of :data:`RULE_TABLE`: the unit
         direction times the proposals' mean norm (1/M) Σ_m ‖p_m‖ (the agents' mean step), capped at
-        ``max_norm`` when that is positive."""
+        ``max_norm`` when that is positive; and whether the solve failed (see :meth:`_bargaining_failed`)."""
         norms = proposals.detach().norm(dim=-1)
         scale = float(norms.max())
         if scale == 0.0 or not math.isfinite(scale):
-            return proposals.sum(0) * 0.0 if scale == 0.0 else proposals.sum(0)
+            return (proposals.sum(0) * 0.0 if scale == 0.0 else proposals.sum(0)), False
         gradients = -proposals / scale
         with warnings.catch_warnings():
             # cvxpy's note that the (non-DPP) problem is recompiled at every solve: a remark on speed,
             # repeated once per episode, not on the answer. The solver's own warnings still surface.
             warnings.filterwarnings("ignore", "You are solving a parameterized problem that is not DPP")
             direction = self.aggregator(gradients)
-        self._check_bargaining(gradients, direction)
+        failed = self._bargaining_failed(gradients, direction)
         length = float(direction.norm())
         if length == 0.0:
-            return proposals.sum(0) * 0.0
+            return proposals.sum(0) * 0.0, failed
         step = -direction * (float(norms.mean()) / length)
         if self.max_norm > 0.0 and float(step.norm()) > self.max_norm:
             step = step * (self.max_norm / float(step.norm()))
-        return step
+        return step, failed
 
-    def _check_bargaining(self, gradients: Tensor, direction: Tensor) -> None:
-        """Warn when Nash-MTL's direction is not a bargaining solution: torchjd then reuses its previous
-        weights (equal weights on a first step). The solution satisfies ⟨g_m, d⟩ = c/α_m with d = Σ α_m g_m.
-
-        Two causes: the gradients have no common descent direction (0 lies in their convex hull, e.g. at a
-        Pareto-stationary point), so no bargaining solution exists; or the solver did not find it. The first
-        failure of an episode warns; ``failures`` counts them all.
-        """
+    @staticmethod
+    def _bargaining_failed(gradients: Tensor, direction: Tensor) -> bool:
+        """Whether Nash-MTL's direction is not a bargaining solution: torchjd then reuses its previous
+        weights (equal weights on a first step). The solution satisfies ⟨g_m, d⟩ = c/α_m with d = Σ α_m g_m."""
         dots = gradients @ direction
         if bool((dots > 0).all()):
             combination = (1.0 / dots) @ gradients
             cos = float(combination @ direction / (combination.norm() * direction.norm()))
             if cos > 1 - 1e-3:
-                return
-        self.failures += 1
-        if self.failures > 1:
-            return
+                return False
+        return True
+
+    @staticmethod
+    def _warn_failure(gradients: Tensor) -> None:
+        """Warn of a failed bargaining solve, naming its cause. Two causes: the gradients have no common descent
+        direction (0 lies in their convex hull, e.g. at a Pareto-stationary point), so no bargaining solution
+        exists; or the solver did not find it. The first failure of an episode warns; ``failures`` counts them all.
+        """
         shortest = pareto_stationarity(gradients)
         if shortest <= 1e-6 * float(gradients.norm(dim=1).max()):
             cause = (
@@ -335,9 +419,9 @@ class AggregatorRule:
         warnings.warn(
             ConsensusWarning(
                 f"nash_mtl: {cause}; the trunk moved with the previous weights (equal weights on a first step). "
-                "Warned once per episode; rule.failures counts every such step"
+                "Warned once per episode; its state's failures (rule.failures) counts every such step"
             ),
-            stacklevel=4,
+            stacklevel=5,
         )
 
     def bind(self, generator: torch.Generator) -> None:
@@ -345,11 +429,8 @@ class AggregatorRule:
         self._generator = generator
 
     def reset(self) -> None:
-        """Forget any state kept across steps (Nash-MTL's warm start and step counter)."""
-        reset = getattr(self.aggregator, "reset", None)
-        if callable(reset):
-            reset()
-        self.failures = 0
+        """Forget the state of the game played by calling this object (Nash-MTL's warm start and step counter)."""
+        self._state = None
 
     def __repr__(self) -> str:
         opts = "".join(f", {k}={v!r}" for k, v in self.options.items())
@@ -410,7 +491,8 @@ def consensus_rule(rule: str | ConsensusRule, num_tasks: int | None = None, **op
         raise ValueError(
             f"consensus rule {rule!r} has no option(s) {unknown} (consensus_kwargs); its options are {sorted(accepted)}"
         )
-    return AggregatorRule(rule, cls(**kwargs), spec.randomized, options, seed)
+    config = {**kwargs, "max_norm": options.get("max_norm", 0.0)} if rule == "nash_mtl" else kwargs
+    return AggregatorRule(rule, cls(**kwargs), spec.randomized, options, seed, config)
 
 
 #: The option each of these rules derives from the number of tasks M (so it needs M unless given).
@@ -485,9 +567,53 @@ def is_batched_rule(rule: ConsensusRule) -> bool:
     return rule is sum_rule or rule is mean_rule or getattr(rule, "batched", False) is True
 
 
+def rule_state_kind(rule: ConsensusRule) -> str:
+    """How ``rule`` keeps state across steps: ``"tensors"`` (it defines ``init_state`` and ``step``, the pure form of
+    :mod:`mtg_env.loss_rules`: the engine carries the state as tensors; an empty ``init_state`` means none),
+    ``"object"`` (a callable that keeps state on itself and defines ``reset()``: the engine gives every game its own
+    copy and steps a copy of it, never the object in the state), or ``"none"``."""
+    if callable(getattr(rule, "init_state", None)) and callable(getattr(rule, "step", None)):
+        return "tensors"
+    if callable(getattr(rule, "reset", None)):
+        return "object"
+    return "none"
+
+
 def rule_is_stateful(rule: ConsensusRule) -> bool:
-    """Whether ``rule`` keeps state across steps (it has ``reset()``): each game then gets its own copy."""
-    return callable(getattr(rule, "reset", None))
+    """Whether ``rule`` may keep state across steps (see :func:`rule_state_kind`)."""
+    return rule_state_kind(rule) != "none"
+
+
+def rule_loss_floor(
+    rule: ConsensusRule, num_tasks: int, dtype: torch.dtype, device: torch.device | str
+) -> Tensor | None:
+    """``[M]``: the floor every finite loss must stay above for ``rule`` (a rule with ``positive_losses = True``
+    and a ``loss_floor`` method, as those of :mod:`mtg_env.loss_rules`), or ``None`` for a rule that takes any
+    losses."""
+    floor = getattr(rule, "loss_floor", None)
+    if getattr(rule, "positive_losses", False) is not True or not callable(floor):
+        return None
+    return floor(num_tasks, dtype, device)  # type: ignore[no-any-return]
+
+
+def rule_config(rule: ConsensusRule) -> dict[str, Any]:
+    """Everything that shapes ``rule``, defaults included, as plain values (a checkpoint's fingerprint compares
+    it): ``{"rule": name, **options}``. A callable of your own is known by its module and qualified name only."""
+    for name, fn in _OWN_RULES.items():
+        if fn is rule:
+            return {"rule": name}
+    if isinstance(rule, AggregatorRule):
+        return {"rule": rule.name, **rule.config}
+    own = getattr(rule, "name", None)
+    if isinstance(own, str) and own in _LOSS_RULES and isinstance(getattr(rule, "options", None), dict):
+        defaults = {
+            k: p.default
+            for k, p in inspect.signature(type(rule)).parameters.items()
+            if p.default is not inspect.Parameter.empty and k != "seed"
+        }
+        return {"rule": own, **defaults, **rule.options}  # type: ignore[attr-defined]
+    kind = type(rule) if not inspect.isfunction(rule) else rule
+    return {"rule": f"{getattr(kind, '__module__', '?')}.{getattr(kind, '__qualname__', rule_name(rule))}"}
 
 
 def rule_differentiable(rule: ConsensusRule) -> bool:
@@ -513,6 +639,21 @@ def apply_rule(rule: ConsensusRule, proposals: Tensor, seed: int, losses: Tensor
             raise ValueError(f"consensus rule {rule_name(rule)!r} is loss-aware: pass the current losses [M]")
         return rule(proposals, losses)  # type: ignore[call-arg]
     return rule(proposals)
+
+
+def step_rule(
+    rule: ConsensusRule, state: RuleState, proposals: Tensor, seed: int, losses: Tensor | None = None
+) -> tuple[Tensor, RuleState]:
+    """One game's move C(P) and new state for a rule of state kind ``"tensors"`` (see :func:`rule_state_kind`);
+    ``state`` is not modified. Draws come from ``seed`` as in :func:`apply_rule`: a named rule's own way, any other
+    rule's from a generator seeded with it."""
+    if isinstance(rule, AggregatorRule):
+        return rule.step(state, proposals, seed)
+    loss_aware = getattr(rule, "loss_aware", False) is True
+    if loss_aware and losses is None:
+        raise ValueError(f"consensus rule {rule_name(rule)!r} is loss-aware: pass the current losses [M]")
+    step = rule.step  # type: ignore[attr-defined]
+    return step(state, proposals, losses if loss_aware else None, torch.Generator().manual_seed(seed))  # type: ignore[no-any-return]
 
 
 def rule_name(rule: ConsensusRule) -> str:

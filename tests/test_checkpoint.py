@@ -98,7 +98,7 @@ def test_stateful_rule_state_travels_in_the_checkpoint() -> None:
     [
         (lambda c: c.update(format="other"), "not an mtg_env checkpoint"),
         (lambda c: c.pop("state"), r"checkpoint is missing \['state'\]"),
-        (lambda c: c["config"].update(max_cycles=7), r"another configuration: max_cycles=7 \(this env: 200\)"),
+        (lambda c: c["config"].update(max_cycles=7), r"configuration: max_cycles: expected 200 \(this env\), found 7"),
         (lambda c: c["state"].update(trunk=torch.zeros(1, 3)), "checkpoint state 'trunk' must be a torch.float32"),
         (lambda c: c["state"].update(t=torch.zeros(1)), "checkpoint state 't' must be a torch.int64 tensor"),
         (lambda c: c.update(seed=99), "its seed or episode disagrees with its state"),

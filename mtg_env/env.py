@@ -635,14 +635,14 @@ class MultiTaskGameEnv(ParallelEnv):
         floor = self.game.loss_floor
         assert floor is not None
         low = [
-            f"{a} ({loss:.6g})"
+            f"{a} is {loss:.6g} (floor {f:.3g})"
             for a, loss, f in zip(self.agents, losses, floor.tolist(), strict=True)
             if math.isfinite(loss) and loss <= f
         ]
-        where = ", ".join(low) if low else "at reset"
+        where = ", ".join(low) if low else "was at or below its floor at reset"
         return (
-            f"loss of {where} at or below {floor.tolist()}, the floor of consensus rule {rule_name(self.consensus)!r} "
-            "(it takes logarithms or ratios of the losses): the game cannot step on"
+            f"loss of {where}: consensus rule {rule_name(self.consensus)!r} takes logarithms or ratios of the losses "
+            "and needs every loss above its floor, so the game cannot step on"
         )
 
     def _divergence_reason(self, losses: list[float]) -> str:

@@ -9,6 +9,7 @@ with unit proposals P = −∇ℓ (rows), C(P) is minus the reference's aggregat
 from __future__ import annotations
 
 import itertools
+import re
 import pickle
 from collections.abc import Callable
 from typing import Any
@@ -417,3 +418,109 @@ def test_famo_then_adam_on_toy2d_is_the_authors_toy_loop() -> None:
         env.step({a: np.zeros(2) for a in env.agents})
         torch.testing.assert_close(env.get_parameters()[1], x.detach(), rtol=1e-10, atol=1e-12, msg=f"step {it}")
     assert float((x.detach() - torch.tensor(STANDARD_STARTS[3], dtype=torch.float64)).norm()) > 0.1
+
+
+# ----------------------------------------------------------------------------------- issue 20: loss domains
+POSITIVE = [name for name in LOSS_AWARE if getattr(consensus_rule(name), "positive_losses", False)]
+
+
+@pytest.mark.parametrize("name", POSITIVE)
+def test_a_positive_loss_rule_is_refused_when_built_on_a_suite_whose_losses_go_below_its_floor(name: str) -> None:
+    """The quadratic game's losses go below 0 (each task's minimum −½ bᵀA⁻¹b < 0): a rule that takes logarithms or
+    ratios of the losses is refused when the env (or vector env, or engine game) is built, naming the task, its
+    bound and the fix; before, the game stopped with an error at its 6th or 7th step."""
+    message = rf"{name!r} takes the logarithm or ratio of the losses and needs every loss > .* suite 'quadratic' has "
+    message += r"losses as low as -0.227259 \(task 'quadratic_0', task_0\)"
+    with pytest.raises(ValueError, match=message):
+        mtg_env.parallel_env(suite="quadratic", consensus=name, action_mode="step_size")
+    with pytest.raises(ValueError, match=message):
+        mtg_env.vector_env(2, suite="quadratic", consensus=name, action_mode="step_size")
+    suite = mtg_env.make_suite("quadratic")
+    with pytest.raises(ValueError, match=message):
+        engine.Game(suite, consensus_rule(name), action_mode="step_size")
+    # Where the suite's losses stay above the floor the rule is accepted: FAMO with floors below each task's minimum.
+    if name == "famo":
+        mtg_env.parallel_env(suite="quadratic", consensus="famo", consensus_kwargs={"min_losses": -1.0})
+    assert mtg_env.make_suite("regression").loss_lower_bounds == (0.0, 0.0, 0.0)  # accepted there (floor 0 = bound)
+
+
+def test_suite_loss_bounds_hold() -> None:
+    """Each suite's lower bounds hold on random parameters (and the quadratic one is attained at the minimiser)."""
+    for name, kwargs in (("quadratic", {}), ("regression", {}), ("digits", {"hidden": (8,)}), ("toy2d", {})):
+        suite = mtg_env.make_suite(name, dtype="float64", **kwargs)
+        rng = engine.GameRNG.from_seeds(list(range(64)))
+        heads, trunk = suite.init_params(rng)
+        losses = suite.batched_losses(3 * heads, 3 * trunk, suite.sample_batch(rng))
+        bounds = torch.tensor(suite.loss_lower_bounds, dtype=torch.float64)
+        assert bool((losses >= bounds).all()), name
+    quad = mtg_env.make_suite("quadratic", dtype="float64")
+    minimisers = [torch.linalg.solve(a, v) for a, v in zip(quad._A64, quad._b64, strict=True)]
+    at_min = [float(0.5 * z @ a @ z - v @ z) for z, a, v in zip(minimisers, quad._A64, quad._b64, strict=True)]
+    assert at_min == pytest.approx(list(quad.loss_lower_bounds), rel=1e-12)
+
+
+class UnboundedQuadratic(mtg_env.QuadraticSuite):
+    """The quadratic game with its loss bounds unknown (as a suite of one's own): no refusal when the game is built."""
+
+    @property
+    def loss_lower_bounds(self) -> None:  # type: ignore[override]
+        return None
+
+
+def test_a_game_that_leaves_the_rule_s_domain_ends_cleanly() -> None:
+    """GLS on a suite of unknown bounds whose losses go below 0: the game ends (terminated, not diverged) with the
+    reason in infos, on the step its loss reaches the floor; never raises, never live-but-stuck."""
+    env = mtg_env.parallel_env(
+        suite=UnboundedQuadratic(), consensus="gls", action_mode="step_size", numeric_infos=False
+    )
+    env.reset(seed=0)
+    steps = 0
+    while env.agents:
+        _, rewards, terminations, truncations, infos = env.step({a: env.step_size_action(0.05) for a in env.agents})
+        steps += 1
+    assert steps < env.max_cycles and all(terminations.values()) and not any(truncations.values())
+    info = infos["task_0"]
+    assert info["termination"] == "out_of_domain"
+    assert re.search(r"loss of task_\d is -?[0-9.e-]+ \(floor 0\).*'gls' takes logarithms", info["reason"]), info[
+        "reason"
+    ]
+    assert rewards == {a: -i["loss"] for a, i in infos.items()}  # the usual rewards: no divergence penalty
+    with pytest.raises(RuntimeError, match="after the episode ended"):
+        env.step({a: env.step_size_action(0.05) for a in env.possible_agents})
+    numeric = mtg_env.parallel_env(suite=UnboundedQuadratic(), consensus="gls", action_mode="step_size")
+    numeric.reset(seed=0)
+    for _ in range(steps):
+        _, _, terminations, _, infos = numeric.step({a: numeric.step_size_action(0.05) for a in numeric.agents})
+    assert all(terminations.values()) and {i["diverged"] for i in infos.values()} == {0.0}
+
+
+def test_a_vector_game_that_leaves_the_domain_ends_alone() -> None:
+    """In the vector env only that game ends (and resets); the others play on as lone envs."""
+    config: dict[str, Any] = {"suite": UnboundedQuadratic(), "consensus": "gls", "action_mode": "step_size"}
+    venv = mtg_env.vector_env(3, **config)
+    venv.reset(seed=[0, 7, 8])
+    lone = mtg_env.parallel_env(**config)
+    lone.reset(seed=7)
+    ended = torch.zeros(3, dtype=torch.bool)
+    for t in range(40):
+        _, rewards, terminated, truncated, infos = venv.step(torch.full((3, 3, 2), 0.0))
+        assert torch.equal(terminated, infos["out_of_domain"]) and not truncated.any()
+        ended |= terminated
+        if lone.agents:
+            assert rewards[1].tolist() == list(lone.step({a: np.zeros(2, np.float32) for a in lone.agents})[1].values())
+    assert bool(ended.any())
+
+
+def test_famo_and_db_mtl_take_a_loss_of_zero_as_their_references_do() -> None:
+    """Both add 1e-8 to the loss before its logarithm (FAMO's famo.py, LibMTL's DB_MTL), so a loss of exactly 0 is in
+    their domain (their floor is −1e-8): DB-MTL's log-loss proposal is then p / 1e-8, as in the reference."""
+    p = torch.tensor([[1.0, -2.0], [0.5, 0.25]], dtype=torch.float64)
+    losses = torch.tensor([0.0, 2.0], dtype=torch.float64)
+    famo = consensus_rule("famo")
+    d = losses + 1e-8
+    torch.testing.assert_close(famo(p, losses), ((0.5 / d) / (0.5 / d).sum()) @ p, rtol=1e-12, atol=0.0)
+    buffer = 0.1 * p / d.unsqueeze(1)  # b = q + 0.9 (0 − q) at the first step
+    norms = buffer.norm(dim=-1)
+    torch.testing.assert_close(consensus_rule("db_mtl")(p, losses), (norms.max() / (norms + 1e-8)) @ buffer)
+    with pytest.raises(ValueError, match=r"'gls' takes the logarithm .* got 0.0 for task_0"):
+        consensus_rule("gls")(p, losses)

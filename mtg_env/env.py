@@ -102,7 +102,11 @@ class MultiTaskGameEnv(ParallelEnv):
     ## Episode End
     Truncation: after ``max_cycles`` steps. Termination (divergence): when any loss or parameter stops being
     finite, or a loss blows up beyond ``divergence_threshold`` · max(1, |its value at reset|), every agent
-    terminates (``infos[a]["diverged"] == 1``).
+    terminates (``infos[a]["diverged"] == 1``). Termination (out of the rule's domain): a consensus rule that takes
+    logarithms or ratios of the losses (``dwa``, ``famo``, ``db_mtl``, ``gls``, ``gradnorm``) needs every loss above
+    its floor; it is refused at construction on a suite whose losses go below it, and a game whose loss still
+    reaches it before ``max_cycles`` (0 by rounding) ends there: every agent terminates with ``diverged == 0`` and
+    the usual rewards (v1 infos: ``termination == "out_of_domain"`` and a ``reason`` naming the task).
 
     ## Arguments
     | argument         | default        | meaning                                                   |
@@ -137,7 +141,8 @@ class MultiTaskGameEnv(ParallelEnv):
     ``log_step_low``, ``log_step_high`` and ``unit_actions`` (0 or 1). The task's name is
     ``env.task_name(agent)``. With ``numeric_infos=False`` (v1): ``task`` (name), ``loss``, ``t``, ``nash_gap``
     where cheap; after ``reset`` also ``head_size``, ``trunk_size``, ``action_mode``, ``log_step_range`` and
-    ``step_size_units``; on divergence ``termination == "diverged"`` and a ``reason``; and every
+    ``step_size_units``; on divergence ``termination == "diverged"`` and a ``reason`` (``"out_of_domain"`` and a
+    ``reason`` when a loss leaves the consensus rule's domain, see Episode End); and every
     ``metrics_every`` steps ``metrics``: the agent's ``nash_gap``, ``stationarity`` and held-out ``loss``, and
     the game's metrics (see :meth:`metrics`).
 

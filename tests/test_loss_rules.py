@@ -9,8 +9,8 @@ with unit proposals P = −∇ℓ (rows), C(P) is minus the reference's aggregat
 from __future__ import annotations
 
 import itertools
-import re
 import pickle
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -502,7 +502,7 @@ def test_a_vector_game_that_leaves_the_domain_ends_alone() -> None:
     lone = mtg_env.parallel_env(**config)
     lone.reset(seed=7)
     ended = torch.zeros(3, dtype=torch.bool)
-    for t in range(40):
+    for _ in range(40):
         _, rewards, terminated, truncated, infos = venv.step(torch.full((3, 3, 2), 0.0))
         assert torch.equal(terminated, infos["out_of_domain"]) and not truncated.any()
         ended |= terminated

@@ -356,8 +356,7 @@ class DBMTL(LossRule):
     C(P) = Σ_m (max_j ‖b_j‖ / (‖b_m‖ + 1e-8)) b_m: every task's buffered direction scaled to the longest.
 
     As LibMTL's ``DB_MTL`` (``LibMTL/weighting/DB_MTL.py``: β = 0.9, σ = 0.5, the buffer starting at 0), on
-    proposals instead of gradients (C(P) = −A(−P) exactly: every operation is odd in P). State: the ``buffer``
-    b ``[M, n]``; k is ``calls`` + 1.
+    proposals instead of gradients (C(P) = −A(−P) exactly: every operation is odd in P).
     """
 
     name = "db_mtl"
@@ -375,6 +374,7 @@ class DBMTL(LossRule):
         return "-1e-8"
 
     def _init(self, num_tasks: int, trunk_size: int, dtype: torch.dtype, device: torch.device | str) -> RuleState:
+        """The ``buffer`` b ``[M, n]`` (k is ``calls`` + 1)."""
         return {"buffer": torch.zeros(num_tasks, trunk_size, dtype=dtype, device=device)}
 
     def _combine(

@@ -87,7 +87,7 @@ class Game:
     """``trunk_optimizer`` bound to the game's dtype, device and horizon."""
     head_opt: BoundOptimizer | None = field(init=False, repr=False)
     """``head_optimizer`` bound likewise."""
-    rule_kind: str = field(init=False)
+    rule_kind: str = field(init=False, repr=False)
     """How the consensus rule keeps state (:func:`mtg_env.consensus.rule_state_kind`): ``"tensors"`` (in
     :attr:`GameState.rule_state`), ``"object"`` (per-game copies in :attr:`GameState.rule_objects`) or ``"none"``."""
     rule_init: dict[str, Tensor] = field(init=False, repr=False)

@@ -6,10 +6,10 @@
 
 Keys: ``"observation"`` ``[B, M, d]``, ``"action"`` ``[B, M, k]``, ``"reward"`` ``[B, M, 1]`` (one per task,
 the layout of TorchRL's multi-agent modules such as ``MultiAgentMLP``) and ``"done"``, ``"terminated"``
-(diverged), ``"truncated"`` (``max_cycles``) ``[B, 1]``, one per game. Unlike :meth:`VectorGameEnv.step`,
-``_step`` never resets a game: TorchRL resets finished games through ``_reset`` with a ``"_reset"`` mask
-(``rollout(..., break_when_any_done=False)`` and the collectors do it), and a reset game plays its seed's next
-episode. Drive the games through this env only: it caches the last observation of every game.
+(diverged, or out of the consensus rule's domain), ``"truncated"`` (``max_cycles``) ``[B, 1]``, one per game.
+Unlike :meth:`VectorGameEnv.step`, ``_step`` never resets a game: TorchRL resets finished games through ``_reset``
+with a ``"_reset"`` mask (``rollout(..., break_when_any_done=False)`` and the collectors do it), and a reset game
+plays its seed's next episode. Drive the games through this env only: it caches the last observation of every game.
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ class TorchRLGameEnv(EnvBase):
         if partial is None or bool(partial.all()):
             state, out = engine.step(venv.game, state, actions)
             obs = venv._observe(out)
-            rewards, terminated, truncated = out.rewards, out.diverged, out.truncated
+            rewards, terminated, truncated = out.rewards, out.diverged | out.out_of_domain, out.truncated
         else:  # TorchRL's partial steps (rollout(break_when_all_done=True)): only the games still playing move
             index = partial.nonzero().flatten()
             sub, out = engine.step(venv.game, _take(state, index), actions[index])
@@ -143,7 +143,7 @@ class TorchRLGameEnv(EnvBase):
             rewards = torch.zeros(obs.shape[:2], dtype=venv.dtype, device=self.device)
             obs[index] = venv._observe(out)
             rewards[index] = out.rewards
-            terminated[index], truncated[index] = out.diverged, out.truncated
+            terminated[index], truncated[index] = out.diverged | out.out_of_domain, out.truncated
         venv._state = state
         self._obs, self._terminated, self._truncated = obs, terminated, truncated
         return self._output(obs, rewards)
@@ -190,17 +190,28 @@ class TorchRLGameEnv(EnvBase):
 
 
 def _take(state: GameState, index: Tensor) -> GameState:
-    """The games ``index`` of ``state`` as a state of their own (their rule objects shared, not copied)."""
+    """The games ``index`` of ``state`` as a state of their own (the rule's state included; a stateful callable's
+    objects shared, not copied: the engine never moves them)."""
     tensors: dict[str, Any] = {name: value[index] for name, value in state.tensors().items()}
-    rules = tuple(state.rules[i] for i in index.tolist()) if state.rules else ()
-    return replace(state, **tensors, rules=rules)
+    objects = state.rule_objects
+    if len(objects) == state.batch_size:
+        objects = tuple(objects[i] for i in index.tolist())
+    return replace(state.with_tensors(tensors), rule_objects=objects)
 
 
 def _put(state: GameState, index: Tensor, sub: GameState) -> GameState:
-    """``state`` with the games ``index`` replaced by ``sub`` (whose rule objects are the same objects)."""
+    """``state`` with the games ``index`` replaced by ``sub`` (the rule's state included; a stateful callable's
+    objects too, where there is one per game)."""
     merged: dict[str, Any] = {}
+    sub_tensors = sub.tensors()
     for name, value in state.tensors().items():
         new_value = value.clone()
-        new_value[index] = getattr(sub, name).to(new_value.dtype)
+        new_value[index] = sub_tensors[name].to(new_value.dtype)
         merged[name] = new_value
-    return replace(state, **merged)
+    objects = state.rule_objects
+    if len(objects) == state.batch_size and len(sub.rule_objects) == len(index):
+        listed = list(objects)
+        for i, b in enumerate(index.tolist()):
+            listed[b] = sub.rule_objects[i]
+        objects = tuple(listed)
+    return replace(state.with_tensors(merged), rule_objects=objects)

@@ -341,8 +341,8 @@ def _run(args: argparse.Namespace) -> int:
     summary = {
         "tasks": tasks,
         "config": config,
-        "consensus_failures": getattr(env.consensus, "failures", 0),
-        "consensus_refinements": getattr(env.consensus, "refinements", 0),
+        "consensus_failures": env.consensus_failures,
+        "consensus_refinements": env.consensus_refinements,
         "clipped_steps": history.clipped_steps,
         "steps_played": history.steps,
         "terminated": history.terminated,

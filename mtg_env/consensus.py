@@ -1,14 +1,21 @@
 """Consensus rules: how the shared trunk turns the players' proposals into one update.
 
 Each agent m proposes a trunk update p_m (a row of the proposal matrix P ∈ R^{M×n}); the trunk moves by
-Ψ ← Ψ + C(P). A rule is any callable ``C(P: Tensor[M, n]) -> Tensor[n]``; a rule that keeps state
-across steps may define ``reset()``, which the env calls on every ``reset``, and a rule that draws random
+Ψ ← Ψ + C(P). A rule is any callable ``C(P: Tensor[M, n]) -> Tensor[n]``; a rule that draws random
 numbers may define ``bind(generator)``, which the engine calls before every call with a CPU
 ``torch.Generator`` seeded from the game's (seed, episode, step), so the seed decides every draw, on every
 device alike (a rule on a CUDA game draws on the CPU and moves its draws to ``P.device``). A rule with
 ``loss_aware = True`` is called as ``C(P, losses)`` with the game's current
 losses ``[M]``: the loss-based methods of :mod:`mtg_env.loss_rules` (FAMO, uncertainty weighting, DWA, DB-MTL,
 GLS, GradNorm, and GradVac and FairGrad, which LibMTL ships and torchjd lacks).
+
+State. The engine is pure (a step never modifies the state it is given), so a rule that keeps state across
+steps gives it to the engine as tensors: ``init_state(M, n, dtype, device) -> dict[str, Tensor]`` (one game's
+state at reset) and ``step(state, P, losses, generator) -> (C(P), new state)``, a pure function; the engine
+carries every game's state in :attr:`mtg_env.engine.GameState.rule_state` and the env's checkpoints store it as
+tensors. The rules of :mod:`mtg_env.loss_rules` and Nash-MTL (its warm start) work so. A callable that keeps
+state on itself and defines ``reset()`` still works: every game gets its own reset copy, and each step moves a
+copy of it (its state then cannot be checkpointed). See :func:`rule_state_kind`.
 
 The rules of the multi-task learning literature come from `torchjd <https://torchjd.org>`_, whose
 aggregators act on *gradients* (rows g_m, the trunk then moving by −A(G)). Proposals are descent steps,
@@ -37,6 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -50,6 +58,8 @@ class ConsensusWarning(UserWarning):
 
 #: A consensus rule: proposals ``P`` of shape ``[M, n]`` (rows = tasks) to one trunk update ``[n]``.
 ConsensusRule = Callable[[Tensor], Tensor]
+#: One game's state of a stateful rule: tensors by name (see :func:`rule_state_kind`).
+RuleState = dict[str, Tensor]
 
 
 def sum_rule(proposals: Tensor) -> Tensor:
@@ -369,27 +379,115 @@ class AggregatorRule:
         seed: Seed of its own generator until the env binds its generator.
     """
 
-    def __init__(self, name: str, aggregator: Any, randomized: bool, options: dict[str, Any], seed: int = 0):
+    def __init__(
+        self,
+        name: str,
+        aggregator: Any,
+        randomized: bool,
+        options: dict[str, Any],
+        seed: int = 0,
+        config: dict[str, Any] | None = None,
+    ):
         self.name = name
         self.aggregator = aggregator
         self.randomized = randomized
         self.options = options
+        #: Every option that shapes the rule, defaults included (what a checkpoint's fingerprint compares).
+        self.config = dict(options if config is None else config)
         self._generator = torch.Generator().manual_seed(seed)
         #: Nash-MTL's cap on the step's norm (0: none); the aggregator itself is built uncapped.
         self.max_norm = float(options.get("max_norm", 0.0)) if name == "nash_mtl" else 0.0
-        #: Steps at which the rule could not do what it promises (Nash-MTL: no bargaining solution was found).
-        self.failures = 0
-        #: Nash-MTL: steps at which torchjd's ECOS solve missed the bargaining solution (not even within 1e-3 in
-        #: cosine) and Newton's refinement found it.
-        self.refinements = 0
-        #: Nash-MTL: the exact bargaining weights of the last solve (reused between torchjd's solves).
-        self._alpha: Tensor | None = None
+        self._state: dict[str, Tensor] | None = None
+
+    @property
+    def failures(self) -> int:
+        """Steps at which the rule, called as an object, could not do what it promises (Nash-MTL: no bargaining
+        solution was found), since its last ``reset()``. A game's count is its state's ``failures``."""
+        return 0 if self._state is None else int(self._state.get("failures", torch.zeros(())))
+
+    @property
+    def refinements(self) -> int:
+        """Nash-MTL called as an object: steps at which torchjd's ECOS solve missed the bargaining solution (not
+        even within 1e-3 in cosine) and Newton's refinement found it. A game's count is its state's
+        ``refinements``."""
+        return 0 if self._state is None else int(self._state.get("refinements", torch.zeros(())))
+
+    # ------------------------------------------------------------------ state: Nash-MTL's warm start, as tensors
+    def init_state(self, num_tasks: int, trunk_size: int, dtype: torch.dtype, device: torch.device | str) -> RuleState:
+        """One game's state at reset: Nash-MTL's (torchjd's step counter ``nash_step``, its previous weights
+        ``nash_alpha`` in float64 with ``nash_alpha_f32`` saying whether torchjd held them in float32; the exact
+        bargaining weights of the last solve ``exact_alpha``, zero when there are none; the ``failures`` and
+        ``refinements`` counts); empty for every other rule (they keep no state across steps)."""
+        if self.name != "nash_mtl":
+            return {}
+        return {
+            "nash_step": torch.zeros((), dtype=torch.int64, device=device),
+            "nash_alpha": torch.ones(num_tasks, dtype=torch.float64, device=device),
+            "nash_alpha_f32": torch.ones((), dtype=torch.bool, device=device),
+            "exact_alpha": torch.zeros(num_tasks, dtype=torch.float64, device=device),
+            "failures": torch.zeros((), dtype=torch.int64, device=device),
+            "refinements": torch.zeros((), dtype=torch.int64, device=device),
+        }
+
+    def step(self, state: RuleState, proposals: Tensor, seed: int | None = None) -> tuple[Tensor, RuleState]:
+        """C(P) for one game's proposals ``[M, n]`` and the game's new state (``state`` is not modified): Nash-MTL's
+        aggregator is loaded with the game's warm start, solved, and read back; other rules have no state."""
+        if self.name != "nash_mtl":
+            return self(proposals, seed), state
+        weighting = self.aggregator.weighting
+        step = int(state["nash_step"])
+        if step == 0:
+            weighting.reset()  # torchjd's fresh state: its solver problem is rebuilt on this first step
+        else:
+            if getattr(weighting, "prvs_alpha_param", None) is None:
+                weighting._init_optim_problem()  # a game restored mid-episode on a fresh rule
+            warm = state["nash_alpha"].detach().cpu().numpy()
+            weighting.step = float(step)
+            weighting.prvs_alpha = warm.astype(np.float32) if bool(state["nash_alpha_f32"]) else warm.copy()
+        solves = step % weighting.update_weights_every == 0  # torchjd's own schedule of solves
+        previous = state["exact_alpha"].detach().cpu()
+        move, alpha, refined = self._nash(proposals, solves or not bool((previous > 0).all()), previous)
+        failed = alpha is None
+        failures = int(state["failures"]) + int(failed)
+        if failed and failures == 1:  # the first failure of an episode warns; the count keeps every one
+            self._warn_failure(-proposals / float(proposals.detach().norm(dim=-1).max()))
+        prvs = np.asarray(weighting.prvs_alpha)
+        device = state["nash_step"].device
+        return move, {
+            "nash_step": torch.tensor(int(weighting.step), dtype=torch.int64, device=device),
+            "nash_alpha": torch.from_numpy(prvs.astype(np.float64)).to(device),
+            "nash_alpha_f32": torch.tensor(prvs.dtype == np.float32, device=device),
+            "exact_alpha": (torch.zeros_like(previous) if alpha is None else alpha).to(device),
+            "failures": torch.tensor(failures, dtype=torch.int64, device=device),
+            "refinements": torch.tensor(int(state["refinements"]) + int(refined), dtype=torch.int64, device=device),
+        }
+
+    def check_state(self, state: RuleState) -> None:
+        """Refuse a Nash-MTL state no game reaches (a tampered checkpoint), naming the entry."""
+        if self.name != "nash_mtl":
+            return
+        step = int(state["nash_step"])
+        if step < 0:
+            raise ValueError(f"consensus rule 'nash_mtl': state 'nash_step' must be >= 0, got {step}")
+        for key in ("failures", "refinements"):
+            count = int(state[key])
+            if not 0 <= count <= step:
+                raise ValueError(
+                    f"consensus rule 'nash_mtl': state {key!r} must be in [0, nash_step={step}], got {count}"
+                )
+        exact = state["exact_alpha"]
+        if not bool(torch.isfinite(exact).all()) or bool((exact < 0).any()):
+            raise ValueError("consensus rule 'nash_mtl': state 'exact_alpha' must be finite and >= 0")
 
     def __call__(self, proposals: Tensor, seed: int | None = None) -> Tensor:
         """C(P) for one game's proposals ``[M, n]``; a randomized rule draws from ``seed`` when given (the
-        engine passes one per game and step), else from its own generator."""
+        engine passes one per game and step), else from its own generator. Nash-MTL called as an object plays a
+        game of its own: its warm start is kept on the object until ``reset()``."""
         if self.name == "nash_mtl":
-            return self._nash(proposals)
+            if self._state is None:
+                self._state = self.init_state(proposals.shape[0], proposals.shape[1], proposals.dtype, proposals.device)
+            move, self._state = self.step(self._state, proposals)
+            return move
         if not self.randomized:
             return self._scaled(proposals)
         # torchjd draws from torch's global RNG. Fork it (so the user's global stream is untouched) and
@@ -416,24 +514,24 @@ class AggregatorRule:
             return -self.aggregator(-proposals)  # non-finite proposals pass through (the game then diverges)
         return -self.aggregator(-proposals / scale) * scale
 
-    def _nash(self, proposals: Tensor) -> Tensor:
+    def _nash(self, proposals: Tensor, solves: bool, previous: Tensor) -> tuple[Tensor, Tensor | None, bool]:
         """Nash-MTL's bargaining direction with the step-size convention of :data:`RULE_TABLE`: the unit
         direction times the proposals' mean norm (1/M) Σ_m ‖p_m‖ (the agents' mean step), capped at
-        ``max_norm`` when that is positive.
+        ``max_norm`` when that is positive; the exact bargaining weights (``None`` when no solution was found) and
+        whether torchjd's solve had missed them.
 
         torchjd's solve (the authors' sequence of ECOS problems) gives approximate weights, which
         :func:`bargaining_weights` then refines to the exact solution of Gα = 1/α (Newton's method, to
         round-off): so the direction meets its optimality condition and C(s·P) = s·C(P) holds to round-off at
-        every scale. Steps where torchjd's answer missed the condition and Newton repaired it are counted in
-        ``refinements``; steps where no solution exists (0 in the hull of the gradients) fall back to torchjd's
-        answer (its previous weights), warn once per episode and are counted in ``failures``."""
+        every scale. Where no solution exists (0 in the hull of the gradients) the move is torchjd's answer (its
+        previous weights). Between torchjd's solves (``update_weights_every`` > 1) the last exact weights are
+        reused (``solves`` False, ``previous`` those weights)."""
         norms = proposals.detach().norm(dim=-1)
         scale = float(norms.max())
         if scale == 0.0 or not math.isfinite(scale):
-            return proposals.sum(0) * 0.0 if scale == 0.0 else proposals.sum(0)
+            return (proposals.sum(0) * 0.0 if scale == 0.0 else proposals.sum(0)), previous, False
         gradients = -proposals.detach() / scale  # a solver outside autograd (RULE_TABLE: not differentiable)
         weighting = self.aggregator.weighting
-        solves = weighting.step % weighting.update_weights_every == 0  # torchjd's own schedule of solves
         with warnings.catch_warnings():
             # cvxpy's note that the (non-DPP) problem is recompiled at every solve: a remark on speed,
             # repeated once per episode, not on the answer; and ECOS's "inaccurate" remark, which the refinement
@@ -441,34 +539,32 @@ class AggregatorRule:
             warnings.filterwarnings("ignore", "You are solving a parameterized problem that is not DPP")
             warnings.filterwarnings("ignore", "Solution may be inaccurate", UserWarning)
             start = weighting(gradients).detach()
-        if solves or self._alpha is None:
-            gram = gradients.detach().to(torch.float64) @ gradients.detach().to(torch.float64).T
+        refined = False
+        alpha: Tensor | None = previous
+        if solves:
+            gram = gradients.to(torch.float64) @ gradients.to(torch.float64).T
             # torchjd solves on G Gᵀ / ‖G Gᵀ‖_F: its α divided by √‖G Gᵀ‖_F solves the unnormalised equation.
-            alpha = bargaining_weights(gram, start.to(torch.float64).cpu() / float(gram.norm()) ** 0.5)
-            if alpha is not None and not _near_bargaining(gram, start.to(torch.float64).cpu()):
-                self.refinements += 1
-            if alpha is None:
-                self._report_failure(gradients)
-                self._alpha = None
-                direction = start @ gradients
-            else:
-                self._alpha = alpha
-                direction = alpha.to(gradients.dtype).to(gradients.device) @ gradients
-        else:
-            direction = self._alpha.to(gradients.dtype).to(gradients.device) @ gradients
+            guess = start.to(torch.float64).cpu()
+            alpha = bargaining_weights(gram, guess / float(gram.norm()) ** 0.5)
+            refined = alpha is not None and not _near_bargaining(gram.cpu(), guess)
+        # Without a solution, torchjd's answer: its previous weights (equal ones at first).
+        weights = start if alpha is None else alpha.to(gradients.dtype).to(gradients.device)
+        direction = weights @ gradients
         length = float(direction.norm())
         if length == 0.0:
-            return proposals.sum(0) * 0.0
+            return proposals.sum(0) * 0.0, alpha, refined
         step = -direction * (float(norms.mean()) / length)
         if self.max_norm > 0.0 and float(step.norm()) > self.max_norm:
             step = step * (self.max_norm / float(step.norm()))
-        return step
+        return step, alpha, refined
 
-    def _report_failure(self, gradients: Tensor) -> None:
-        """Count a step without a bargaining solution; the first of an episode warns, saying why."""
-        self.failures += 1
-        if self.failures > 1:
-            return
+    @staticmethod
+    def _warn_failure(gradients: Tensor) -> None:
+        """Warn of a step without a bargaining solution, naming its cause. Two causes: the gradients have no common
+        descent direction (0 lies in their convex hull, e.g. at a Pareto-stationary point), so no solution exists;
+        or neither torchjd's solve nor Newton's refinement found it. The first failure of an episode warns;
+        ``failures`` counts them all.
+        """
         shortest = pareto_stationarity(gradients)
         if shortest <= 1e-6 * float(gradients.norm(dim=1).max()):
             cause = (
@@ -480,7 +576,7 @@ class AggregatorRule:
         warnings.warn(
             ConsensusWarning(
                 f"nash_mtl: {cause}; the trunk moved with the previous weights (equal weights on a first step). "
-                "Warned once per episode; rule.failures counts every such step"
+                "Warned once per episode; its state's failures (rule.failures) counts every such step"
             ),
             stacklevel=5,
         )
@@ -490,13 +586,8 @@ class AggregatorRule:
         self._generator = generator
 
     def reset(self) -> None:
-        """Forget any state kept across steps (Nash-MTL's warm start and step counter)."""
-        reset = getattr(self.aggregator, "reset", None)
-        if callable(reset):
-            reset()
-        self.failures = 0
-        self.refinements = 0
-        self._alpha = None
+        """Forget the state of the game played by calling this object (Nash-MTL's warm start and step counter)."""
+        self._state = None
 
     def __repr__(self) -> str:
         opts = "".join(f", {k}={v!r}" for k, v in self.options.items())
@@ -561,7 +652,8 @@ def consensus_rule(rule: str | ConsensusRule, num_tasks: int | None = None, **op
         raise ValueError(
             f"consensus rule {rule!r} has no option(s) {unknown} (consensus_kwargs); its options are {sorted(accepted)}"
         )
-    return AggregatorRule(rule, cls(**kwargs), spec.randomized, options, seed)
+    config = {**kwargs, "max_norm": options.get("max_norm", 0.0)} if rule == "nash_mtl" else kwargs
+    return AggregatorRule(rule, cls(**kwargs), spec.randomized, options, seed, config)
 
 
 #: The option each of these rules derives from the number of tasks M (so it needs M unless given).
@@ -636,9 +728,53 @@ def is_batched_rule(rule: ConsensusRule) -> bool:
     return rule is sum_rule or rule is mean_rule or getattr(rule, "batched", False) is True
 
 
+def rule_state_kind(rule: ConsensusRule) -> str:
+    """How ``rule`` keeps state across steps: ``"tensors"`` (it defines ``init_state`` and ``step``, the pure form of
+    :mod:`mtg_env.loss_rules`: the engine carries the state as tensors; an empty ``init_state`` means none),
+    ``"object"`` (a callable that keeps state on itself and defines ``reset()``: the engine gives every game its own
+    copy and steps a copy of it, never the object in the state), or ``"none"``."""
+    if callable(getattr(rule, "init_state", None)) and callable(getattr(rule, "step", None)):
+        return "tensors"
+    if callable(getattr(rule, "reset", None)):
+        return "object"
+    return "none"
+
+
 def rule_is_stateful(rule: ConsensusRule) -> bool:
-    """Whether ``rule`` keeps state across steps (it has ``reset()``): each game then gets its own copy."""
-    return callable(getattr(rule, "reset", None))
+    """Whether ``rule`` may keep state across steps (see :func:`rule_state_kind`)."""
+    return rule_state_kind(rule) != "none"
+
+
+def rule_loss_floor(
+    rule: ConsensusRule, num_tasks: int, dtype: torch.dtype, device: torch.device | str
+) -> Tensor | None:
+    """``[M]``: the floor every finite loss must stay above for ``rule`` (a rule with ``positive_losses = True``
+    and a ``loss_floor`` method, as those of :mod:`mtg_env.loss_rules`), or ``None`` for a rule that takes any
+    losses."""
+    floor = getattr(rule, "loss_floor", None)
+    if getattr(rule, "positive_losses", False) is not True or not callable(floor):
+        return None
+    return floor(num_tasks, dtype, device)  # type: ignore[no-any-return]
+
+
+def rule_config(rule: ConsensusRule) -> dict[str, Any]:
+    """Everything that shapes ``rule``, defaults included, as plain values (a checkpoint's fingerprint compares
+    it): ``{"rule": name, **options}``. A callable of your own is known by its module and qualified name only."""
+    for name, fn in _OWN_RULES.items():
+        if fn is rule:
+            return {"rule": name}
+    if isinstance(rule, AggregatorRule):
+        return {"rule": rule.name, **rule.config}
+    own = getattr(rule, "name", None)
+    if isinstance(own, str) and own in _LOSS_RULES and isinstance(getattr(rule, "options", None), dict):
+        defaults = {
+            k: p.default
+            for k, p in inspect.signature(type(rule)).parameters.items()
+            if p.default is not inspect.Parameter.empty and k != "seed"
+        }
+        return {"rule": own, **defaults, **rule.options}  # type: ignore[attr-defined]
+    kind = type(rule) if not inspect.isfunction(rule) else rule
+    return {"rule": f"{getattr(kind, '__module__', '?')}.{getattr(kind, '__qualname__', rule_name(rule))}"}
 
 
 def rule_differentiable(rule: ConsensusRule) -> bool:
@@ -664,6 +800,21 @@ def apply_rule(rule: ConsensusRule, proposals: Tensor, seed: int, losses: Tensor
             raise ValueError(f"consensus rule {rule_name(rule)!r} is loss-aware: pass the current losses [M]")
         return rule(proposals, losses)  # type: ignore[call-arg]
     return rule(proposals)
+
+
+def step_rule(
+    rule: ConsensusRule, state: RuleState, proposals: Tensor, seed: int, losses: Tensor | None = None
+) -> tuple[Tensor, RuleState]:
+    """One game's move C(P) and new state for a rule of state kind ``"tensors"`` (see :func:`rule_state_kind`);
+    ``state`` is not modified. Draws come from ``seed`` as in :func:`apply_rule`: a named rule's own way, any other
+    rule's from a generator seeded with it."""
+    if isinstance(rule, AggregatorRule):
+        return rule.step(state, proposals, seed)
+    loss_aware = getattr(rule, "loss_aware", False) is True
+    if loss_aware and losses is None:
+        raise ValueError(f"consensus rule {rule_name(rule)!r} is loss-aware: pass the current losses [M]")
+    step = rule.step  # type: ignore[attr-defined]
+    return step(state, proposals, losses if loss_aware else None, torch.Generator().manual_seed(seed))  # type: ignore[no-any-return]
 
 
 def rule_name(rule: ConsensusRule) -> str:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import difflib
 import math
-import pickle
 import secrets
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -17,18 +17,16 @@ from pettingzoo.utils.conversions import parallel_to_aec_wrapper
 from pettingzoo.utils.wrappers import OrderEnforcingWrapper
 from torch import Tensor
 
+from mtg_env import checkpoint as _checkpoint
 from mtg_env import engine
 from mtg_env._args import bool_arg, int_arg, is_real
-from mtg_env.consensus import ConsensusRule, consensus_rule, rule_is_stateful, rule_name
+from mtg_env.consensus import ConsensusRule, consensus_rule, rule_name
 from mtg_env.engine.game import FEATURES, NUM_FEATURES, ActionMode, Game
 from mtg_env.engine.optim import optimizer_spec
 from mtg_env.engine.rng import check_seed
 from mtg_env.engine.state import GameState, StepOutput
 from mtg_env.suites import TaskSuite, make_suite
 from mtg_env.suites.base import Split
-
-#: Marks a dict made by :meth:`MultiTaskGameEnv.state_dict`.
-_CHECKPOINT_FORMAT = "mtg_env.checkpoint/1"
 
 __all__ = ["FEATURES", "NUM_FEATURES", "ActionMode", "MultiTaskGameEnv", "env", "parallel_env"]
 
@@ -104,7 +102,11 @@ class MultiTaskGameEnv(ParallelEnv):
     ## Episode End
     Truncation: after ``max_cycles`` steps. Termination (divergence): when any loss or parameter stops being
     finite, or a loss blows up beyond ``divergence_threshold`` · max(1, |its value at reset|), every agent
-    terminates (``infos[a]["diverged"] == 1``).
+    terminates (``infos[a]["diverged"] == 1``). Termination (out of the rule's domain): a consensus rule that takes
+    logarithms or ratios of the losses (``dwa``, ``famo``, ``db_mtl``, ``gls``, ``gradnorm``) needs every loss above
+    its floor; it is refused at construction on a suite whose losses go below it, and a game whose loss still
+    reaches it before ``max_cycles`` (0 by rounding) ends there: every agent terminates with ``diverged == 0`` and
+    the usual rewards (v1 infos: ``termination == "out_of_domain"`` and a ``reason`` naming the task).
 
     ## Arguments
     | argument         | default        | meaning                                                   |
@@ -139,7 +141,8 @@ class MultiTaskGameEnv(ParallelEnv):
     ``log_step_low``, ``log_step_high`` and ``unit_actions`` (0 or 1). The task's name is
     ``env.task_name(agent)``. With ``numeric_infos=False`` (v1): ``task`` (name), ``loss``, ``t``, ``nash_gap``
     where cheap; after ``reset`` also ``head_size``, ``trunk_size``, ``action_mode``, ``log_step_range`` and
-    ``step_size_units``; on divergence ``termination == "diverged"`` and a ``reason``; and every
+    ``step_size_units``; on divergence ``termination == "diverged"`` and a ``reason`` (``"out_of_domain"`` and a
+    ``reason`` when a loss leaves the consensus rule's domain, see Episode End); and every
     ``metrics_every`` steps ``metrics``: the agent's ``nash_gap``, ``stationarity`` and held-out ``loss``, and
     the game's metrics (see :meth:`metrics`).
 
@@ -234,6 +237,7 @@ class MultiTaskGameEnv(ParallelEnv):
             divergence_reward if isinstance(divergence_reward, str) else float(divergence_reward)
         )
         bool_arg("pad_heads", pad_heads)
+        self.pad_heads = pad_heads
         if step_size_units not in ("unit", "log"):
             raise ValueError(f"step_size_units must be 'unit' ([-1, 1] actions) or 'log', got {step_size_units!r}")
         self.step_size_units = step_size_units
@@ -433,6 +437,9 @@ class MultiTaskGameEnv(ParallelEnv):
         if not finite:  # a start that is already non-finite: report it, the first step will terminate
             for info in infos.values():
                 info["warning"] = "non-finite loss or parameter at reset"
+        elif bool(out.out_of_domain[0]):  # likewise a start outside the rule's domain
+            for info in infos.values():
+                info["warning"] = f"a loss at reset is outside the domain of {rule_name(self.consensus)!r}"
         return observations, infos
 
     def _start_params(self, options: Mapping[str, Any] | None) -> dict[str, Tensor | None]:
@@ -474,18 +481,20 @@ class MultiTaskGameEnv(ParallelEnv):
         if not self.agents:
             raise RuntimeError("step() called after the episode ended (all agents done); call env.reset()")
         actions_t = self._parse_actions(actions)
-        # The engine is functional: a rule that raises leaves self._state, the game, exactly as it was.
+        # The engine is pure: a rule that raises leaves self._state, the game, exactly as it was.
         state, out = engine.step(self.game, self._state, actions_t)
         self._state = state
         observations, losses, finite = self._observe(out)
         agents = self.agents
         rewards = dict(zip(agents, out.rewards[0].tolist(), strict=True))
-        reason = None if finite else self._divergence_reason(losses)
+        stuck = bool(out.out_of_domain[0])
+        reason = self._divergence_reason(losses) if not finite else self._domain_reason(losses) if stuck else None
         truncated = bool(out.truncated[0])
-        terminations = dict.fromkeys(agents, not finite)
+        terminated = not finite or stuck
+        terminations = dict.fromkeys(agents, terminated)
         truncations = dict.fromkeys(agents, truncated)
-        infos = self._infos(losses, reason)
-        if not finite or truncated:
+        infos = self._infos(losses, reason, diverged=not finite)
+        if terminated or truncated:
             self.agents = []
         return observations, rewards, terminations, truncations, infos
 
@@ -590,7 +599,7 @@ class MultiTaskGameEnv(ParallelEnv):
                 obs[agent] = np.nan_to_num(o, nan=0.0, posinf=self._big, neginf=-self._big)
         return obs, losses, finite
 
-    def _infos(self, losses: list[float], reason: str | None) -> dict[str, dict[str, Any]]:
+    def _infos(self, losses: list[float], reason: str | None, diverged: bool = False) -> dict[str, dict[str, Any]]:
         gaps = self._cheap_gaps()
         if self.numeric_infos:  # the same numeric keys at reset and at every step (TorchRL builds specs from them)
             numeric: dict[str, dict[str, Any]] = {}
@@ -602,7 +611,7 @@ class MultiTaskGameEnv(ParallelEnv):
                 "unit_actions": float(self.step_size_units == "unit"),
             }
             for m, agent in enumerate(self.agents):
-                values = {"loss": losses[m], "t": float(self._t), "diverged": float(reason is not None)}
+                values = {"loss": losses[m], "t": float(self._t), "diverged": float(diverged)}
                 if gaps is not None:
                     values["nash_gap"] = gaps[m]
                 values.update(
@@ -622,7 +631,7 @@ class MultiTaskGameEnv(ParallelEnv):
             if gaps is not None:
                 info["nash_gap"] = gaps[m]
             if reason is not None:
-                info["termination"] = "diverged"
+                info["termination"] = "diverged" if diverged else "out_of_domain"
                 info["reason"] = reason
             if metrics is not None:
                 info["metrics"] = {**metrics["agents"][agent], **metrics["game"]}
@@ -634,6 +643,21 @@ class MultiTaskGameEnv(ParallelEnv):
         if not self.suite.cheap_nash_gap:
             return None
         return self.suite.nash_gaps(self._heads, self._trunk).tolist()
+
+    def _domain_reason(self, losses: list[float]) -> str:
+        """Why a game left its consensus rule's domain (a loss at or below the rule's floor)."""
+        floor = self.game.loss_floor
+        assert floor is not None
+        low = [
+            f"{a} is {loss:.6g} (floor {f:.3g})"
+            for a, loss, f in zip(self.agents, losses, floor.tolist(), strict=True)
+            if math.isfinite(loss) and loss <= f
+        ]
+        where = ", ".join(low) if low else "was at or below its floor at reset"
+        return (
+            f"loss of {where}: consensus rule {rule_name(self.consensus)!r} takes logarithms or ratios of the losses "
+            "and needs every loss above its floor, so the game cannot step on"
+        )
 
     def _divergence_reason(self, losses: list[float]) -> str:
         bad = [a for a, loss in zip(self.agents, losses, strict=True) if not np.isfinite(loss)]
@@ -677,121 +701,60 @@ class MultiTaskGameEnv(ParallelEnv):
         return self._feats.reshape(-1).copy()
 
     # ------------------------------------------------------------------------- checkpoints
-    def _fingerprint(self) -> dict[str, Any]:
-        """The configuration a checkpoint must match (a game of another configuration cannot continue it)."""
-        out: dict[str, Any] = {
-            "env": self.metadata["name"],
-            "suite": self.suite.describe(),
-            "consensus": rule_name(self.consensus),
-            "action_mode": self.action_mode,
-            "max_cycles": self.max_cycles,
-            "dtype": str(self.dtype),
-            "head_sizes": list(self._head_sizes),
-            "trunk_size": self.trunk_size,
-            "divergence_reward": self.divergence_reward,
-        }
-        # Only when set, so that checkpoints from before the optimizers still load.
-        for key, spec in (("trunk_optimizer", self.trunk_optimizer), ("head_optimizer", self.head_optimizer)):
-            if spec is not None:
-                out[key] = repr(spec)
-        return out
-
     def state_dict(self) -> dict[str, Any]:
         """A checkpoint of the game mid-episode: the engine state (parameters, gradients, step, seed and episode;
-        the randomness is a function of these, so nothing else is needed), the live agents, the consensus rule's
-        state and the loss history. ``load_state_dict`` on an env of the same configuration continues the
-        episode bit for bit. Plain Python values and CPU tensors: ``torch.save`` / ``torch.load`` store it."""
-        state = self.engine_state
-        rule_blob = None
-        if rule_is_stateful(self.consensus):
-            try:
-                rule_blob = pickle.dumps(self.consensus)
-            except Exception as err:
-                raise TypeError(
-                    f"consensus rule {rule_name(self.consensus)!r} keeps state that cannot be pickled ({err}); "
-                    "make it picklable to checkpoint the env"
-                ) from None
-        return {
-            "format": _CHECKPOINT_FORMAT,
-            "config": self._fingerprint(),
-            "seed": self._seed,
-            "episode": self._episode,
-            "agents": list(self.agents),
-            "state": state.to_dict(),
-            "features": torch.from_numpy(self._feats.copy()),
-            "loss_history": [list(row) for row in self._loss_history],
-            "rule": rule_blob,
-        }
+        the randomness is a function of these, so nothing else is needed), the consensus rule's state as tensors,
+        the live agents, the loss history and a fingerprint of every option that shapes the game. Plain data (CPU
+        tensors, numbers, strings, lists; no pickle inside): ``torch.save`` stores it and
+        ``torch.load(path, weights_only=True)`` reads it back without running code. ``load_state_dict`` on an env
+        of the same configuration continues the episode bit for bit (see :mod:`mtg_env.checkpoint`).
+
+        Raises:
+            TypeError: for a consensus callable that keeps its state on itself (give it ``init_state`` and ``step``).
+        """
+        self._require_started()
+        return _checkpoint.make(self)
 
     def load_state_dict(self, checkpoint: Mapping[str, Any]) -> None:
-        """Restore a :meth:`state_dict`. Everything is checked before anything changes: a corrupted checkpoint or
-        one from another configuration raises a ``ValueError`` that says what differs, and leaves the env as it
-        was."""
-        if not isinstance(checkpoint, Mapping) or checkpoint.get("format") != _CHECKPOINT_FORMAT:
-            raise ValueError(f"not an mtg_env checkpoint (expected a dict with format={_CHECKPOINT_FORMAT!r})")
-        keys = ("config", "seed", "episode", "agents", "state", "features", "loss_history")
-        missing = [k for k in keys if k not in checkpoint]
-        if missing:
-            raise ValueError(f"checkpoint is missing {missing}")
-        mine = self._fingerprint()
-        theirs = checkpoint["config"] if isinstance(checkpoint["config"], Mapping) else {}
-        if theirs != mine:
-            diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-            what = ", ".join(f"{k}={theirs.get(k)!r} (this env: {mine.get(k)!r})" for k in diff)
-            raise ValueError(f"checkpoint is of another configuration: {what}")
-        agents = list(checkpoint["agents"])
-        if any(a not in self._index for a in agents):
-            raise ValueError(f"checkpoint names unknown agents {agents}")
-        tensors = checkpoint["state"]
-        expected = {
-            "heads": ((1, self._offsets[-1]), self.dtype),
-            "trunk": ((1, self.trunk_size), self.dtype),
-            "losses": ((1, self.suite.num_tasks), self.dtype),
-            "prev_losses": ((1, self.suite.num_tasks), self.dtype),
-            "start_losses": ((1, self.suite.num_tasks), self.dtype),
-            "last_move": ((1, self.trunk_size), self.dtype),
-            "head_grads": ((1, self._offsets[-1]), self.dtype),
-            "jacobian": ((1, self.suite.num_tasks, self.trunk_size), self.dtype),
-            "t": ((1,), torch.int64),
-            "seeds": ((1,), torch.int64),
-            "episodes": ((1,), torch.int64),
-            "keys": ((1,), torch.int64),
-            "done": ((1,), torch.bool),
-            "trunk_opt": ((1, self.game.trunk_opt.slots if self.game.trunk_opt else 0, self.trunk_size), self.dtype),
-            "head_opt": ((1, self.game.head_opt.slots if self.game.head_opt else 0, self._offsets[-1]), self.dtype),
-        }
-        if isinstance(tensors, Mapping):  # checkpoints from before the optimizers: empty state without one
-            tensors = dict(tensors)
-            for key in ("trunk_opt", "head_opt"):
-                shape, dtype = expected[key]
-                if key not in tensors and shape[1] == 0:
-                    tensors[key] = torch.zeros(shape, dtype=dtype)
-        for key, (shape, dtype) in expected.items():
-            value = tensors.get(key) if isinstance(tensors, Mapping) else None
-            if not isinstance(value, Tensor) or tuple(value.shape) != shape or value.dtype != dtype:
-                got = f"{tuple(value.shape)} {value.dtype}" if isinstance(value, Tensor) else type(value).__name__
-                raise ValueError(f"checkpoint state {key!r} must be a {dtype} tensor of shape {shape}, got {got}")
-        seed = check_seed(checkpoint["seed"], "checkpoint seed")
-        if int(tensors["seeds"][0]) != seed or int(tensors["episodes"][0]) != checkpoint["episode"]:
-            raise ValueError("checkpoint is corrupted: its seed or episode disagrees with its state")
-        features = checkpoint["features"]
-        if not isinstance(features, Tensor) or tuple(features.shape) != (self.suite.num_tasks, NUM_FEATURES):
-            raise ValueError(f"checkpoint features must be a tensor of shape ({self.suite.num_tasks}, {NUM_FEATURES})")
-        rule = None
-        if rule_is_stateful(self.consensus):
-            blob = checkpoint.get("rule")
-            rule = pickle.loads(blob) if isinstance(blob, bytes) else None
-            if type(rule) is not type(self.consensus):
-                raise ValueError(f"checkpoint lacks the state of consensus rule {rule_name(self.consensus)!r}")
+        """Restore a :meth:`state_dict`. Everything is verified before anything changes: a checkpoint of another
+        configuration, or with a value no game of this one reaches (a tampered or corrupted one), raises a
+        ``ValueError`` that names the field (expected vs found), and leaves the env exactly as it was. Nothing in
+        it is unpickled: a checkpoint of the old format (the rule as a pickle) is refused with how to convert it."""
+        if self.game.rule_kind == "object":
+            raise TypeError(
+                f"consensus rule {rule_name(self.consensus)!r} keeps its state on itself (a callable with reset()): "
+                "its games cannot be restored from data; give it init_state and step (see mtg_env.consensus)"
+            )
+        restored = _checkpoint.verify(self, checkpoint)
         # Everything checked: install.
-        if rule is not None:
-            self.consensus.__dict__.update(rule.__dict__)
-        on_device = {k: v.to(self.device) for k, v in tensors.items()}
-        self._state = GameState(**on_device, rules=(self.consensus,) if rule is not None else ())
-        self._seed, self._episode = seed, int(checkpoint["episode"])
-        self.agents = agents
-        self._feats = features.numpy().astype(self.np_dtype)
-        self._loss_history = [list(row) for row in checkpoint["loss_history"]]
+        self._state = restored.state
+        self._seed, self._episode = restored.seed, restored.episode
+        self.agents = restored.agents
+        self._feats = restored.features
+        self._loss_history = restored.loss_history
+
+    def save(self, path: str | Path) -> None:
+        """Write :meth:`state_dict` to ``path`` (``torch.save``)."""
+        torch.save(self.state_dict(), path)
+
+    def load(self, path: str | Path) -> None:
+        """Read a checkpoint written by :meth:`save` with ``torch.load(path, weights_only=True)`` (which runs no code
+        from the file) and restore it (:meth:`load_state_dict`)."""
+        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+
+    @property
+    def consensus_failures(self) -> int:
+        """Steps of this episode at which the consensus rule could not do what it promises (Nash-MTL's bargaining
+        solve failed: :class:`~mtg_env.ConsensusWarning`); 0 for rules that cannot fail."""
+        failures = self.engine_state.rule_state.get("failures")
+        return 0 if failures is None else int(failures[0])
+
+    @property
+    def consensus_refinements(self) -> int:
+        """Steps of this episode at which Nash-MTL's ECOS solve missed the bargaining solution and Newton's
+        refinement found it; 0 for other rules."""
+        refinements = self.engine_state.rule_state.get("refinements")
+        return 0 if refinements is None else int(refinements[0])
 
     def get_parameters(self) -> tuple[Tensor, Tensor]:
         """Copies of the current ``(heads, trunk)`` flat parameter vectors."""
@@ -816,7 +779,10 @@ class MultiTaskGameEnv(ParallelEnv):
         self._require_started()
         from mtg_env.metrics import game_metrics
 
-        values = game_metrics(self.suite, self._heads, self._trunk, self.consensus, split)
+        state = self.engine_state
+        rule = state.rule_objects[0] if state.rule_objects else self.consensus
+        game_state = {k: v[0] for k, v in state.rule_state.items()} if state.rule_state else None
+        values = game_metrics(self.suite, self._heads, self._trunk, rule, split, rule_state=game_state)
         per_agent = {
             agent: {
                 "loss": values["loss"][m],

@@ -1,17 +1,31 @@
 """Loss-aware and stateful consensus rules of the multi-task learning literature that torchjd lacks.
 
-Each rule is an object that the engine calls as ``rule(P, losses)`` (``loss_aware = True``) with the game's
-proposals ``P [M, n]`` and current losses ``[M]`` (the losses at the parameters the proposals were computed
-at). A rule keeps its state (FAMO's task logits and their Adam, the uncertainty weights, DWA's last losses,
-GradVac's cosine targets, DB-MTL's gradient buffer, GradNorm's weights) on itself: the engine gives every
-game its own copy, calls ``reset()`` on every reset, and the env's checkpoints carry it. Only the engine's
-calls (with the losses) move that state; a call without losses (a measurement, e.g. the consensus residual
-of :func:`mtg_env.metrics.game_metrics`) uses the last losses seen and changes nothing.
+Each rule is a pure function of one game's state: ``rule.step(state, P, losses, generator)`` returns the trunk's
+move C(P) and the new state, and never modifies ``state``. The engine calls it with the game's proposals
+``P [M, n]`` and current losses ``[M]`` (the losses at the parameters the proposals were computed at), and keeps
+every game's state in :attr:`mtg_env.engine.GameState.rule_state` (one batch of tensors per entry, so the
+env's checkpoints store it as tensors). ``rule.init_state(M, n, dtype, device)`` is a game's state at reset:
+FAMO's task logits and their Adam moments, the uncertainty weights, DWA's last losses, GradVac's cosine
+targets, DB-MTL's gradient buffer, GradNorm's weights; every state counts its ``calls`` (the game's steps).
+A call without losses (a measurement, e.g. the consensus residual of :func:`mtg_env.metrics.game_metrics`)
+uses the last losses seen and returns the state unchanged.
+
+Called as ``rule(P, losses)``, a rule object plays one game of its own: it keeps that game's state on itself
+(:attr:`LossRule.state`, forgotten by ``reset()``), which is how the reference tests drive it.
 
 The convention is the one of :mod:`mtg_env.consensus`: a method that turns task gradients G into a direction
 A(G) (the model then moving by −A(G)) is the rule C(P) = −A(−P) on proposals p_m = −β g_m. For the weighting
 methods here, A(G) = Σ_m w_m g_m, so C(P) = Σ_m w_m p_m with the same weights. Each class says how it
 relates to its reference implementation.
+
+Domains. A rule with ``positive_losses = True`` takes logarithms or ratios of the losses and needs every loss
+above its floor (:meth:`LossRule.loss_floor`: 0, or FAMO's ``min_losses`` − 1e-8, or DB-MTL's −1e-8). The engine
+refuses such a rule when the game is built on a suite whose losses can go below the floor
+(:attr:`mtg_env.suites.TaskSuite.loss_lower_bounds`, e.g. the quadratic game's), and ends a game whose loss still
+reaches the floor (a loss of exactly 0 by rounding) instead of calling the rule outside its domain. FAMO and
+DB-MTL take the logarithm of ℓ + 1e-8 as their reference implementations do, so a loss of exactly 0 is inside
+their domain; there the log-loss gradient p_m / (ℓ_m + 1e-8) is up to 1e8 times the proposal, as in the
+references, and the trunk can jump.
 """
 
 from __future__ import annotations
@@ -23,9 +37,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+from torch.optim.adam import adam  # torch's functional Adam: the step of torch.optim.Adam itself
 
 #: The floor the log-loss rules add to a loss (as the reference implementations do).
 _LOG_EPS = 1e-8
+
+#: One game's state of a rule: tensors by name (see :meth:`LossRule.init_state`).
+RuleState = dict[str, Tensor]
 
 
 def _number(name: str, rule: str, value: Any, low: float, high: float = math.inf, open_low: bool = False) -> float:
@@ -37,40 +55,100 @@ def _number(name: str, rule: str, value: Any, low: float, high: float = math.inf
     raise ValueError(f"consensus rule {rule!r}: option {name} must be a number in {lo}{low}, {hi}, got {value!r}")
 
 
-class LossRule:
-    """Base of the rules of this module: options, ``repr``, ``reset``, the loss checks.
+def _adam(
+    param: Tensor, grad: Tensor, m: Tensor, v: Tensor, count: int, lr: float, weight_decay: float = 0.0
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Step ``count`` (1, 2, …) of ``torch.optim.Adam(lr=lr, weight_decay=weight_decay)`` (betas 0.9, 0.999, eps
+    1e-8) on copies: the new ``(param, m, v)``. It is torch's own step (``torch.optim.adam.adam``), so it is bit
+    for bit the class's on every device; the inputs are left alone."""
+    param, m, v = param.detach().clone(), m.detach().clone(), v.detach().clone()
+    scalar = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32  # the class's step dtype
+    step = torch.tensor(float(count - 1), dtype=scalar)
+    with torch.no_grad():
+        adam(
+            [param], [grad.detach()], [m], [v], [], [step],
+            amsgrad=False, beta1=0.9, beta2=0.999, lr=lr, weight_decay=weight_decay, eps=1e-8, maximize=False,
+        )  # fmt: skip
+    return param, m, v
 
-    Subclasses set ``name`` and implement ``_combine(P, losses, update)``.
+
+class LossRule:
+    """Base of the rules of this module: options, ``repr``, the state's life, the loss checks.
+
+    Subclasses set ``name`` and implement ``_combine(state, P, losses, update, generator)``, which returns C(P)
+    and the state entries that change on an update; ``_init`` adds their own state entries.
     """
 
     name = ""
     loss_aware = True
     differentiable = True
+    randomized = False
     positive_losses = False
-    """Whether the rule takes logarithms or ratios of the losses (then every loss must be > 0)."""
+    """Whether the rule takes logarithms or ratios of the losses (then every loss must be above its floor)."""
 
     def __init__(self, options: dict[str, Any]):
         self.options = options
         self.__name__ = self.name  # what mtg_env.consensus.rule_name reports
+        self._generator = torch.Generator().manual_seed(0)
         self.reset()
 
-    def reset(self) -> None:
-        """Forget the state kept across steps (called on every env reset)."""
-        self.last_losses: Tensor | None = None
+    # ------------------------------------------------------------------ the pure form (what the engine calls)
+    def init_state(self, num_tasks: int, trunk_size: int, dtype: torch.dtype, device: torch.device | str) -> RuleState:
+        """One game's state at reset: tensors of fixed shapes and dtypes (``calls``: the steps played; the last
+        losses, valid once ``calls >= 1``; the rule's own entries)."""
+        state = {
+            "calls": torch.zeros((), dtype=torch.int64, device=device),
+            "last_losses": torch.zeros(num_tasks, dtype=dtype, device=device),
+        }
+        state.update(self._init(num_tasks, trunk_size, dtype, device))
+        return state
 
-    def __call__(self, proposals: Tensor, losses: Tensor | None = None) -> Tensor:
-        """C(P) for one game's proposals ``[M, n]`` and current losses ``[M]``; with ``losses=None`` a
-        measurement from the last losses seen, which changes no state."""
+    def _init(self, num_tasks: int, trunk_size: int, dtype: torch.dtype, device: torch.device | str) -> RuleState:
+        return {}
+
+    def step(
+        self,
+        state: RuleState,
+        proposals: Tensor,
+        losses: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, RuleState]:
+        """C(P) for one game's proposals ``[M, n]`` and current losses ``[M]``, and the game's new state (a new dict;
+        ``state`` is not modified). With ``losses=None``, a measurement from the last losses seen: the state is
+        returned as it is. ``generator`` feeds a randomized rule's draws."""
         update = losses is not None
+        calls = int(state["calls"])
         if losses is None:
-            losses = self.last_losses
+            losses = state["last_losses"] if calls > 0 else None
         else:
             losses = losses.detach().to(proposals.dtype)
             self._check_losses(losses, proposals.shape[0])
-        out = self._combine(proposals, losses, update)
-        if update:
-            self.last_losses = losses
-        return out
+        generator = self._generator if generator is None else generator
+        out, changes = self._combine(state, proposals, losses, update, generator)
+        if not update or losses is None:
+            return out, state
+        return out, {**state, **changes, "calls": state["calls"] + 1, "last_losses": losses}
+
+    def check_state(self, state: RuleState) -> None:
+        """Refuse a state no game can reach (a tampered checkpoint), naming the entry: beyond shapes and dtypes,
+        which the caller checks against :meth:`init_state`."""
+        if int(state["calls"]) < 0:
+            raise ValueError(f"consensus rule {self.name!r}: state 'calls' must be >= 0, got {int(state['calls'])}")
+        for key, value in state.items():
+            if key.endswith("adam_v") and bool((value < 0).any()):
+                raise ValueError(f"consensus rule {self.name!r}: state {key!r} (Adam's second moment) must be >= 0")
+        if self.positive_losses and int(state["calls"]) > 0:
+            last = state["last_losses"]
+            if bool((last <= self.loss_floor(last.shape[0], last.dtype, last.device)).any()):
+                raise ValueError(f"consensus rule {self.name!r}: state 'last_losses' is below the rule's floor")
+
+    # ------------------------------------------------------------------ the domain
+    def loss_floor(self, num_tasks: int, dtype: torch.dtype, device: torch.device | str) -> Tensor:
+        """``[M]``: every finite loss must be above this (when ``positive_losses``), in the game's dtype."""
+        return torch.zeros(num_tasks, dtype=dtype, device=device)
+
+    def _floor_text(self) -> str:
+        return "0"
 
     def _check_losses(self, losses: Tensor, m: int) -> None:
         if losses.shape != (m,):
@@ -79,21 +157,41 @@ class LossRule:
             finite = torch.isfinite(losses)
             # A diverged game's non-finite losses pass through (the engine flags it); a finite loss below the
             # floor is a rule that does not fit the suite.
-            if bool((finite & (losses <= self._floor(losses))).any()):
+            low = finite & (losses <= self.loss_floor(m, losses.dtype, losses.device))
+            if bool(low.any()):
+                task = int(low.nonzero()[0])
                 raise ValueError(
                     f"consensus rule {self.name!r} takes the logarithm or ratio of the losses and needs every loss "
-                    f"> {self._floor_text()}, got {losses.tolist()}; use it on a suite with positive losses "
-                    "(digits, regression)"
+                    f"> {self._floor_text()}, got {float(losses[task])} for task_{task} (losses {losses.tolist()}); "
+                    "use it on a suite with positive losses (digits, regression)"
                 )
 
-    def _floor(self, losses: Tensor) -> Tensor:
-        return torch.zeros_like(losses)
-
-    def _floor_text(self) -> str:
-        return "0"
-
-    def _combine(self, proposals: Tensor, losses: Tensor | None, update: bool) -> Tensor:
+    def _combine(
+        self, state: RuleState, proposals: Tensor, losses: Tensor | None, update: bool, generator: torch.Generator
+    ) -> tuple[Tensor, RuleState]:
         raise NotImplementedError
+
+    # ------------------------------------------------------------------ the object form (a game of its own)
+    @property
+    def state(self) -> RuleState | None:
+        """The state of the game played by calling this object (``None`` before its first call)."""
+        return self._state
+
+    def reset(self) -> None:
+        """Forget the state of the game played by calling this object."""
+        self._state: RuleState | None = None
+
+    def bind(self, generator: torch.Generator) -> None:
+        """Draw the object form's random numbers from ``generator`` (randomized rules)."""
+        self._generator = generator
+
+    def __call__(self, proposals: Tensor, losses: Tensor | None = None) -> Tensor:
+        """C(P) for the proposals ``[M, n]`` and current losses ``[M]`` of the game this object plays (its state
+        kept on the object); with ``losses=None`` a measurement from the last losses seen, which changes no state."""
+        if self._state is None:
+            self._state = self.init_state(proposals.shape[0], proposals.shape[1], proposals.dtype, proposals.device)
+        out, self._state = self.step(self._state, proposals, losses, self._generator)
+        return out
 
     def __repr__(self) -> str:
         opts = "".join(f", {k}={v!r}" for k, v in self.options.items())
@@ -106,7 +204,7 @@ class UncertaintyWeighting(LossRule):
 
     As LibMTL's ``UW`` (``LibMTL/weighting/UW.py``): s starts at −0.5, the same loss. LibMTL trains s with the
     model's optimizer; here s has its own (``optimizer`` ``"adam"`` or ``"sgd"``, ``lr``), as the trunk's
-    optimizer acts on the trunk only.
+    optimizer acts on the trunk only. State: ``log_vars`` s, and Adam's ``log_vars_adam_m``, ``log_vars_adam_v``.
     """
 
     name = "uw"
@@ -119,33 +217,29 @@ class UncertaintyWeighting(LossRule):
         self.init = _number("init", self.name, init, -math.inf)
         super().__init__({"lr": lr, "optimizer": optimizer, "init": init})
 
-    def reset(self) -> None:
-        super().reset()
-        self.log_vars: Tensor | None = None
-        self._opt: torch.optim.Optimizer | None = None
+    def _init(self, num_tasks: int, trunk_size: int, dtype: torch.dtype, device: torch.device | str) -> RuleState:
+        zeros = torch.zeros(num_tasks, dtype=dtype, device=device)
+        state = {"log_vars": torch.full((num_tasks,), self.init, dtype=dtype, device=device)}
+        if self.optimizer == "adam":
+            state.update(log_vars_adam_m=zeros, log_vars_adam_v=zeros.clone())
+        return state
 
-    def weights(self) -> Tensor:
-        """w_m = 1 / (2 e^{s_m})."""
-        assert self.log_vars is not None
-        return (1 / (2 * self.log_vars.detach().exp())).detach()
-
-    def _combine(self, proposals: Tensor, losses: Tensor | None, update: bool) -> Tensor:
-        if self.log_vars is None:
-            m = proposals.shape[0]
-            self.log_vars = torch.full((m,), self.init, dtype=proposals.dtype, device=proposals.device)
-            self.log_vars.requires_grad_(True)
-            cls = torch.optim.Adam if self.optimizer == "adam" else torch.optim.SGD
-            self._opt = cls([self.log_vars], lr=self.lr)
-        out = self.weights() @ proposals
-        if update and losses is not None:
-            assert self._opt is not None
-            with torch.enable_grad():
-                s = self.log_vars
-                objective = (losses / (2 * s.exp()) + s / 2).sum()
-                (grad,) = torch.autograd.grad(objective, s)
-            s.grad = grad
-            self._opt.step()
-        return out
+    def _combine(
+        self, state: RuleState, proposals: Tensor, losses: Tensor | None, update: bool, generator: torch.Generator
+    ) -> tuple[Tensor, RuleState]:
+        log_vars = state["log_vars"]
+        out = (1 / (2 * log_vars.detach().exp())).detach() @ proposals  # w_m = 1 / (2 e^{s_m})
+        if not (update and losses is not None):
+            return out, {}
+        with torch.enable_grad():
+            s = log_vars.detach().requires_grad_(True)
+            objective = (losses / (2 * s.exp()) + s / 2).sum()
+            (grad,) = torch.autograd.grad(objective, s)
+        if self.optimizer == "sgd":  # torch.optim.SGD's step
+            return out, {"log_vars": log_vars.detach().add(grad, alpha=-self.lr)}
+        count = int(state["calls"]) + 1  # every update is a step of s
+        s_new, m, v = _adam(log_vars, grad, state["log_vars_adam_m"], state["log_vars_adam_v"], count, self.lr)
+        return out, {"log_vars": s_new, "log_vars_adam_m": m, "log_vars_adam_v": v}
 
 
 class DynamicWeightAverage(LossRule):
@@ -155,6 +249,7 @@ class DynamicWeightAverage(LossRule):
     LibMTL's ``DWA`` (``LibMTL/weighting/DWA.py``) and the authors' MTAN code take the ratio of the two previous
     *epochs'* mean losses; a game has steps, so here r uses the current and the previous step's losses (the
     losses the proposals were computed with are known before the move). Sum convention (weights sum to M), T=2.
+    State: ``before_last``, the losses of the call before the last (for measurements).
     """
 
     name = "dwa"
@@ -164,21 +259,23 @@ class DynamicWeightAverage(LossRule):
         self.T = _number("T", self.name, T, 0.0, open_low=True)
         super().__init__({"T": T})
 
-    def reset(self) -> None:
-        super().reset()
-        self.before_last: Tensor | None = None
-        """The losses of the engine call before the last one (for measurements)."""
+    def _init(self, num_tasks: int, trunk_size: int, dtype: torch.dtype, device: torch.device | str) -> RuleState:
+        return {"before_last": torch.zeros(num_tasks, dtype=dtype, device=device)}
 
-    def _combine(self, proposals: Tensor, losses: Tensor | None, update: bool) -> Tensor:
+    def _combine(
+        self, state: RuleState, proposals: Tensor, losses: Tensor | None, update: bool, generator: torch.Generator
+    ) -> tuple[Tensor, RuleState]:
         m = proposals.shape[0]
-        previous = self.last_losses if update else self.before_last
+        calls = int(state["calls"])
+        if update:
+            previous = state["last_losses"] if calls >= 1 else None
+        else:
+            previous = state["before_last"] if calls >= 2 else None
         if losses is None or previous is None:
             w = torch.ones(m, dtype=proposals.dtype, device=proposals.device)
         else:
             w = m * torch.softmax(losses / previous / self.T, dim=0)
-        if update:
-            self.before_last = self.last_losses
-        return w @ proposals
+        return w @ proposals, ({"before_last": state["last_losses"]} if update else {})
 
 
 class FAMO(LossRule):
@@ -195,6 +292,7 @@ class FAMO(LossRule):
     on gradients just zeroed, so FAMO's steps there are not clipped; its stand-alone ``famo.py`` clips after.)
     The γ defaults differ between the authors' files: 0.01 in ``famo.py`` and the experiments' CLI, 1e-5 in
     ``methods/weight_methods.py``; LibMTL's is 1e-3.
+    State: ``logits`` ξ and Adam's ``logits_adam_m``, ``logits_adam_v``.
     """
 
     name = "famo"
@@ -209,13 +307,13 @@ class FAMO(LossRule):
         self.min_losses = min_losses
         super().__init__({"gamma": gamma, "w_lr": w_lr, "min_losses": min_losses})
 
-    def reset(self) -> None:
-        super().reset()
-        self.logits: Tensor | None = None
-        self._opt: torch.optim.Optimizer | None = None
+    def _init(self, num_tasks: int, trunk_size: int, dtype: torch.dtype, device: torch.device | str) -> RuleState:
+        self._min(torch.zeros(num_tasks, dtype=dtype, device=device))  # min_losses must fit the tasks
+        zeros = torch.zeros(num_tasks, dtype=dtype, device=device)
+        return {"logits": zeros, "logits_adam_m": zeros.clone(), "logits_adam_v": zeros.clone()}
 
-    def _floor(self, losses: Tensor) -> Tensor:
-        return self._min(losses) - _LOG_EPS
+    def loss_floor(self, num_tasks: int, dtype: torch.dtype, device: torch.device | str) -> Tensor:
+        return self._min(torch.zeros(num_tasks, dtype=dtype, device=device)) - _LOG_EPS
 
     def _floor_text(self) -> str:
         return f"min_losses - 1e-8 = {self.min_losses!r} - 1e-8"
@@ -228,32 +326,32 @@ class FAMO(LossRule):
             )
         return floor.expand_as(losses)
 
-    def weights(self, losses: Tensor | None) -> Tensor:
+    def _weights(self, logits: Tensor, losses: Tensor | None) -> Tensor:
         """w = (z / D) / Σ (z / D), or z without losses."""
-        assert self.logits is not None
-        z = torch.softmax(self.logits.detach(), -1)
+        z = torch.softmax(logits.detach(), -1)
         if losses is None:
             return z
         d = losses - self._min(losses) + _LOG_EPS
         return (z / d) / (z / d).sum()
 
-    def _combine(self, proposals: Tensor, losses: Tensor | None, update: bool) -> Tensor:
-        if self.logits is None:
-            self.logits = torch.zeros(proposals.shape[0], dtype=proposals.dtype, device=proposals.device)
-            self.logits.requires_grad_(True)
-            self._opt = torch.optim.Adam([self.logits], lr=self.w_lr, weight_decay=self.gamma)
-        if update and losses is not None and self.last_losses is not None:
-            self._update_logits(self.last_losses, losses)
-        return self.weights(losses) @ proposals
-
-    def _update_logits(self, before: Tensor, after: Tensor) -> None:
-        assert self.logits is not None and self._opt is not None
-        floor = self._min(before)
-        delta = (before - floor + _LOG_EPS).log() - (after - floor + _LOG_EPS).log()
-        with torch.enable_grad():
-            (grad,) = torch.autograd.grad(torch.softmax(self.logits, -1), self.logits, grad_outputs=delta)
-        self.logits.grad = grad
-        self._opt.step()
+    def _combine(
+        self, state: RuleState, proposals: Tensor, losses: Tensor | None, update: bool, generator: torch.Generator
+    ) -> tuple[Tensor, RuleState]:
+        logits, changes = state["logits"], {}
+        calls = int(state["calls"])
+        if update and losses is not None and calls > 0:
+            before = state["last_losses"]
+            floor = self._min(before)
+            delta = (before - floor + _LOG_EPS).log() - (losses - floor + _LOG_EPS).log()
+            with torch.enable_grad():
+                x = logits.detach().requires_grad_(True)
+                (grad,) = torch.autograd.grad(torch.softmax(x, -1), x, grad_outputs=delta)
+            # The first update is the logits' first Adam step: the call before it had no earlier losses.
+            logits, m, v = _adam(
+                logits, grad, state["logits_adam_m"], state["logits_adam_v"], calls, self.w_lr, self.gamma
+            )
+            changes = {"logits": logits, "logits_adam_m": m, "logits_adam_v": v}
+        return self._weights(logits, losses) @ proposals, changes
 
 
 class DBMTL(LossRule):
@@ -275,27 +373,26 @@ class DBMTL(LossRule):
         self.beta_sigma = _number("beta_sigma", self.name, beta_sigma, 0.0)
         super().__init__({"beta": beta, "beta_sigma": beta_sigma})
 
-    def _floor(self, losses: Tensor) -> Tensor:
-        return torch.full_like(losses, -_LOG_EPS)
+    def loss_floor(self, num_tasks: int, dtype: torch.dtype, device: torch.device | str) -> Tensor:
+        return torch.full((num_tasks,), -_LOG_EPS, dtype=dtype, device=device)
 
     def _floor_text(self) -> str:
         return "-1e-8"
 
-    def reset(self) -> None:
-        super().reset()
-        self.buffer: Tensor | None = None
-        self.steps = 0
+    def _init(self, num_tasks: int, trunk_size: int, dtype: torch.dtype, device: torch.device | str) -> RuleState:
+        """The ``buffer`` b ``[M, n]`` (k is ``calls`` + 1)."""
+        return {"buffer": torch.zeros(num_tasks, trunk_size, dtype=dtype, device=device)}
 
-    def _combine(self, proposals: Tensor, losses: Tensor | None, update: bool) -> Tensor:
+    def _combine(
+        self, state: RuleState, proposals: Tensor, losses: Tensor | None, update: bool, generator: torch.Generator
+    ) -> tuple[Tensor, RuleState]:
         q = proposals if losses is None else proposals / (losses + _LOG_EPS).unsqueeze(1)
-        k = self.steps + 1
-        old = torch.zeros_like(q) if self.buffer is None else self.buffer
+        k = int(state["calls"]) + 1
+        old = state["buffer"]
         buffer = q + (self.beta / k**self.beta_sigma) * (old - q)
         norms = buffer.norm(dim=-1)
         alpha = norms.max() / (norms + 1e-8)
-        if update:
-            self.buffer, self.steps = buffer.detach(), k
-        return alpha @ buffer
+        return alpha @ buffer, ({"buffer": buffer.detach()} if update else {})
 
 
 class GradVac(LossRule):
@@ -309,7 +406,7 @@ class GradVac(LossRule):
     g_j. The EMA: ``ema="every_pair"`` (default) updates φ̂_ij for every pair at every step, as the paper's
     Algorithm 1 and LibMTL since commit d2d84fa (2024-02-15, "fix a bug in GradVac"); ``ema="vaccinated"`` only on
     the pairs it vaccinated, as LibMTL before that commit. The losses are not used; the rule is loss-aware only so
-    that measurements (calls without losses) leave its targets alone.
+    that measurements (calls without losses) leave its targets alone. State: the ``targets`` φ̂ ``[M, M]``.
     """
 
     name = "gradvac"
@@ -320,28 +417,28 @@ class GradVac(LossRule):
         if ema not in ("every_pair", "vaccinated"):
             raise ValueError(f"consensus rule 'gradvac': option ema must be 'every_pair' or 'vaccinated', got {ema!r}")
         self.ema = ema
-        self._generator = torch.Generator().manual_seed(seed)
         super().__init__({"beta": beta, "ema": ema})
+        self._generator = torch.Generator().manual_seed(seed)
 
-    def bind(self, generator: torch.Generator) -> None:
-        """Draw the task orders from ``generator`` (the engine passes one per game and step)."""
-        self._generator = generator
+    def _init(self, num_tasks: int, trunk_size: int, dtype: torch.dtype, device: torch.device | str) -> RuleState:
+        return {"targets": torch.zeros(num_tasks, num_tasks, dtype=dtype, device=device)}
 
-    def reset(self) -> None:
-        super().reset()
-        self.targets: Tensor | None = None
+    def check_state(self, state: RuleState) -> None:
+        super().check_state(state)
+        if bool((state["targets"].abs() > 1).any()):
+            raise ValueError("consensus rule 'gradvac': state 'targets' (averages of cosines) must lie in [-1, 1]")
 
-    def _combine(self, proposals: Tensor, losses: Tensor | None, update: bool) -> Tensor:
+    def _combine(
+        self, state: RuleState, proposals: Tensor, losses: Tensor | None, update: bool, generator: torch.Generator
+    ) -> tuple[Tensor, RuleState]:
         grads = -proposals
         m = grads.shape[0]
-        targets = (
-            torch.zeros(m, m, dtype=grads.dtype, device=grads.device) if self.targets is None else self.targets.clone()
-        )
+        targets = state["targets"].clone()
         norms = grads.norm(dim=1)
         rows = []
         for i in range(m):
             others = [j for j in range(m) if j != i]
-            order = [others[int(k)] for k in torch.randperm(m - 1, generator=self._generator)]
+            order = [others[int(k)] for k in torch.randperm(m - 1, generator=generator)]
             g = grads[i]
             for j in order:
                 cos = (g @ grads[j]) / (g.norm() * norms[j] + 1e-8)
@@ -357,9 +454,7 @@ class GradVac(LossRule):
                 if vaccinate or self.ema == "every_pair":
                     targets[i, j] = (1 - self.beta) * target + self.beta * cos.detach()
             rows.append(g)
-        if update:
-            self.targets = targets
-        return -torch.stack(rows).sum(0)
+        return -torch.stack(rows).sum(0), ({"targets": targets} if update else {})
 
 
 class GeometricLossStrategy(LossRule):
@@ -367,7 +462,7 @@ class GeometricLossStrategy(LossRule):
     C(P) = (1/M) (Π_m ℓ_m)^{1/M} Σ_m p_m / ℓ_m.
 
     As LibMTL's ``GLS`` (``LibMTL/weighting/GLS.py``, which backpropagates through the geometric mean). Stateless
-    but loss-aware; every loss must be > 0.
+    but loss-aware (its state is the last losses, for measurements); every loss must be > 0.
     """
 
     name = "gls"
@@ -376,12 +471,14 @@ class GeometricLossStrategy(LossRule):
     def __init__(self) -> None:
         super().__init__({})
 
-    def _combine(self, proposals: Tensor, losses: Tensor | None, update: bool) -> Tensor:
+    def _combine(
+        self, state: RuleState, proposals: Tensor, losses: Tensor | None, update: bool, generator: torch.Generator
+    ) -> tuple[Tensor, RuleState]:
         m = proposals.shape[0]
         if losses is None:  # a measurement before any step: equal losses
             losses = torch.ones(m, dtype=proposals.dtype, device=proposals.device)
         mean = losses.log().mean().exp()  # (Π ℓ)^{1/M}, without the product's overflow
-        return (mean / (m * losses)) @ proposals
+        return (mean / (m * losses)) @ proposals, {}
 
 
 class GradNorm(LossRule):
@@ -393,7 +490,8 @@ class GradNorm(LossRule):
     α = 1.5, norms of the whole shared gradient) with these differences: the first epoch is the first step
     (L_m divides by the first step's loss, LibMTL's by the first epoch's mean loss); s has its own optimizer
     (LibMTL's trains it with the model's); the norms are of the proposals p_m = −β g_m, so they carry the agents'
-    step sizes (a common β scales the objective by β and leaves Adam's step on s nearly unchanged).
+    step sizes (a common β scales the objective by β and leaves Adam's step on s nearly unchanged). State:
+    ``scales`` s, Adam's ``scales_adam_m``, ``scales_adam_v``, and ``first_losses`` (valid once ``calls >= 1``).
     """
 
     name = "gradnorm"
@@ -404,39 +502,45 @@ class GradNorm(LossRule):
         self.lr = _number("lr", self.name, lr, 0.0, open_low=True)
         super().__init__({"alpha": alpha, "lr": lr})
 
-    def reset(self) -> None:
-        super().reset()
-        self.scales: Tensor | None = None
-        self.first_losses: Tensor | None = None
-        self._opt: torch.optim.Optimizer | None = None
+    def _init(self, num_tasks: int, trunk_size: int, dtype: torch.dtype, device: torch.device | str) -> RuleState:
+        zeros = torch.zeros(num_tasks, dtype=dtype, device=device)
+        return {
+            "scales": torch.ones(num_tasks, dtype=dtype, device=device),
+            "scales_adam_m": zeros,
+            "scales_adam_v": zeros.clone(),
+            "first_losses": zeros.clone(),
+        }
 
-    def weights(self) -> Tensor:
-        """w = M · softmax(s)."""
-        assert self.scales is not None
-        return self.scales.shape[0] * torch.softmax(self.scales.detach(), -1)
+    def check_state(self, state: RuleState) -> None:
+        super().check_state(state)
+        first = state["first_losses"]
+        if int(state["calls"]) > 0 and bool(
+            (first <= self.loss_floor(first.shape[0], first.dtype, first.device)).any()
+        ):
+            raise ValueError("consensus rule 'gradnorm': state 'first_losses' must be > 0")
 
-    def _combine(self, proposals: Tensor, losses: Tensor | None, update: bool) -> Tensor:
+    def _combine(
+        self, state: RuleState, proposals: Tensor, losses: Tensor | None, update: bool, generator: torch.Generator
+    ) -> tuple[Tensor, RuleState]:
         m = proposals.shape[0]
-        if self.scales is None:
-            self.scales = torch.ones(m, dtype=proposals.dtype, device=proposals.device, requires_grad=True)
-            self._opt = torch.optim.Adam([self.scales], lr=self.lr)
-        if self.first_losses is None or losses is None:  # the first step: plain sum (LibMTL's epoch 0)
-            if update:
-                self.first_losses = losses
-            return proposals.sum(0)
-        out = self.weights() @ proposals
-        if update:
-            assert self._opt is not None
-            ratios = losses / self.first_losses
-            r = ratios / ratios.mean()
-            with torch.enable_grad():
-                w = m * torch.softmax(self.scales, -1)
-                norms = (w.unsqueeze(1) * proposals.detach()).norm(dim=-1)
-                target = (norms.mean() * r**self.alpha).detach()
-                (grad,) = torch.autograd.grad((norms - target).abs().sum(), self.scales)
-            self.scales.grad = grad
-            self._opt.step()
-        return out
+        calls = int(state["calls"])
+        if calls == 0 or losses is None:  # the first step: plain sum (LibMTL's epoch 0)
+            return proposals.sum(0), ({"first_losses": losses} if update and losses is not None else {})
+        scales = state["scales"]
+        out = (m * torch.softmax(scales.detach(), -1)) @ proposals  # w = M · softmax(s)
+        if not update:
+            return out, {}
+        ratios = losses / state["first_losses"]
+        r = ratios / ratios.mean()
+        with torch.enable_grad():
+            s = scales.detach().requires_grad_(True)
+            w = m * torch.softmax(s, -1)
+            norms = (w.unsqueeze(1) * proposals.detach()).norm(dim=-1)
+            target = (norms.mean() * r**self.alpha).detach()
+            (grad,) = torch.autograd.grad((norms - target).abs().sum(), s)
+        # The first update is the scales' first Adam step: the first call only recorded the first losses.
+        scales, m_, v = _adam(scales, grad, state["scales_adam_m"], state["scales_adam_v"], calls, self.lr)
+        return out, {"scales": scales, "scales_adam_m": m_, "scales_adam_v": v}
 
 
 class FairGrad:

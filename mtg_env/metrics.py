@@ -6,13 +6,15 @@ Pure functions of the game's tensors; the env exposes them as ``env.metrics()`` 
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from mtg_env._minnorm import min_norm_convex_combination, pareto_stationarity
-from mtg_env.consensus import AggregatorRule, ConsensusRule, consensus_rule
+from mtg_env.consensus import AggregatorRule, ConsensusRule, consensus_rule, rule_state_kind
 from mtg_env.suites.base import Split, TaskSuite
 
 __all__ = ["game_metrics", "lyapunov", "min_norm_convex_combination", "pareto_stationarity"]
@@ -25,6 +27,7 @@ def game_metrics(
     rule: ConsensusRule,
     split: Split = "eval",
     equilibrium: tuple[Tensor, Tensor] | None = None,
+    rule_state: Mapping[str, Tensor] | None = None,
 ) -> dict[str, Any]:
     """Every equilibrium metric of the game at ``(heads, trunk)``, on the whole ``split`` objective.
 
@@ -34,8 +37,9 @@ def game_metrics(
     and for the whole game:
         ``nash_gap_total`` (Σ_m); ``nash_gap_exact`` (False when the best response is approximate);
         ``consensus_residual`` ‖C(−∇_Ψ ℓ_1, …, −∇_Ψ ℓ_M)‖, the trunk's step under the rule with unit step
-        sizes (zero at a fixed point of the consensus dynamics; a named rule is called on a fresh copy, a
-        callable once as it is); ``pareto_stationarity``; and, where the
+        sizes (zero at a fixed point of the consensus dynamics; a torchjd rule is called on a fresh copy, a
+        stateful rule of :mod:`mtg_env.loss_rules` on ``rule_state`` (one game's state; else its own) without
+        losses, which moves nothing, a callable of your own on a copy); ``pareto_stationarity``; and, where the
         equilibrium is known (argument, or the suite's closed form), ``lyapunov`` V (Eq. 28) and
         ``distance`` √V to it.
     """
@@ -50,7 +54,7 @@ def game_metrics(
         sq = torch.zeros(suite.num_tasks, dtype=torch.float64, device=head_grads.device)
         sq.index_add_(0, suite.head_task_index(), head_grads.to(torch.float64).square())
         gaps = suite.nash_gaps(heads, trunk, split)
-        residual = float(_without_side_effects(rule, suite.num_tasks)(-jacobian).to(torch.float64).norm())
+        residual = float(_measure(rule, suite.num_tasks, -jacobian, rule_state).to(torch.float64).norm())
         out = {
             "loss": losses.tolist(),
             "nash_gap": gaps.tolist(),
@@ -86,12 +90,19 @@ def _undefined_metrics(num_tasks: int, losses: Tensor) -> dict[str, Any]:
     }
 
 
-def _without_side_effects(rule: ConsensusRule, num_tasks: int) -> ConsensusRule:
-    """A copy of a named rule with its own state and generator, so measuring does not change the game
-    (Nash-MTL's warm start, a randomized rule's draws from the env's generator)."""
+def _measure(rule: ConsensusRule, num_tasks: int, proposals: Tensor, rule_state: Mapping[str, Tensor] | None) -> Tensor:
+    """C(P) measured without changing the game: a torchjd rule on a fresh copy with its own generator (Nash-MTL's
+    warm start, a randomized rule's draws); a stateful rule of :mod:`mtg_env.loss_rules` on the game's state
+    without losses (a randomized one drawing from a generator seeded 0, as a fresh torchjd rule does); any other
+    callable on a copy."""
     if isinstance(rule, AggregatorRule):
-        return consensus_rule(rule.name, num_tasks=num_tasks, **rule.options)
-    return rule
+        return consensus_rule(rule.name, num_tasks=num_tasks, **rule.options)(proposals)
+    if rule_state is not None and rule_state_kind(rule) == "tensors":
+        move, _ = rule.step(dict(rule_state), proposals, None, torch.Generator().manual_seed(0))  # type: ignore[attr-defined]
+        return move  # type: ignore[no-any-return]
+    if rule_state_kind(rule) == "object":
+        return copy.deepcopy(rule)(proposals)
+    return rule(proposals)
 
 
 def lyapunov(heads: Tensor, trunk: Tensor, heads_star: Tensor, trunk_star: Tensor) -> float:

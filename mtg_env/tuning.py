@@ -442,7 +442,7 @@ def _play_batched(
         step_losses = out.losses.detach().to(torch.float64).cpu().clone()
         step_losses[~alive.cpu()] = math.inf  # the losses of the step a game diverges are kept, as the env's
         losses.append(step_losses)
-        alive = alive & ~out.diverged
+        alive = alive & ~(out.diverged | out.out_of_domain)  # ended, as the env's terminations
     curves = torch.stack(losses, 1)  # [B, T + 1, M]
     curves[~torch.isfinite(curves)] = math.inf
     results = []

@@ -100,18 +100,30 @@ class VectorGameEnv:
             actions: ``[B, M, k]`` inside the action bounds (finite).
 
         Returns:
-            ``observations [B, M, d]``, ``rewards [B, M]``, ``terminated [B]`` (diverged), ``truncated [B]``,
-            and ``infos``: ``losses [B, M]`` (before any reset), ``t [B]``, and, where a game finished,
-            ``final_observation [B, M, d]`` (rows of finished games; others zero) and ``done [B]``.
+            ``observations [B, M, d]``, ``rewards [B, M]``, ``terminated [B]`` (diverged, or a loss reached the
+            consensus rule's floor: ``infos["out_of_domain"]``), ``truncated [B]``, and ``infos``: ``losses [B, M]``
+            (before any reset), ``t [B]``, ``done [B]``, ``out_of_domain [B]``, and, where a game finished,
+            ``final_observation [B, M, d]`` (rows of finished games; others zero).
+
+        Raises:
+            ValueError: for actions outside the bounds, or a consensus rule that refuses a game (naming the game);
+                then no game has changed.
         """
         if self._state is None:
             raise RuntimeError("step() called before reset(); call venv.reset(seed=...) first")
         # RL steps are not unrolls: no autograd graph across steps (mtg_env.engine.step differentiates through them).
         actions = self._check(actions.detach() if isinstance(actions, Tensor) else actions)
+        # The engine is pure: a step that raises (a rule refusing one game) leaves every game as it was.
         state, out = engine.step(self.game, self._state, self.engine_actions(actions))
         obs = self._observe(out)
-        done = out.diverged | out.truncated
-        infos: dict[str, Tensor] = {"losses": out.losses.clone(), "t": state.t.clone(), "done": done}
+        terminated = out.diverged | out.out_of_domain
+        done = terminated | out.truncated
+        infos: dict[str, Tensor] = {
+            "losses": out.losses.clone(),
+            "t": state.t.clone(),
+            "done": done,
+            "out_of_domain": out.out_of_domain,
+        }
         if bool(done.any()):
             infos["final_observation"] = torch.where(done[:, None, None], obs, torch.zeros_like(obs))
             state, fresh = engine.reset_where(self.game, state, done)
@@ -119,7 +131,7 @@ class VectorGameEnv:
             obs = obs.clone()
             obs[done] = self._observe(fresh)
         self._state = replace(state, done=torch.zeros_like(state.done))
-        return obs, out.rewards, out.diverged, out.truncated, infos
+        return obs, out.rewards, terminated, out.truncated, infos
 
     def engine_actions(self, actions: Tensor) -> Tensor:
         """The engine's actions for (checked) actions of this env: ``step_size`` actions in [−1, 1] become log

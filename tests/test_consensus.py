@@ -264,7 +264,7 @@ def test_trimmed_mean_and_krum_resist_a_broken_task() -> None:
     assert rule("mean", 5)(p).abs().max() > 1e5
 
 
-def test_a_stateful_rule_is_reset_by_env_reset() -> None:
+def test_a_stateful_callable_is_copied_per_game_reset_by_env_reset_and_never_moved_in_place() -> None:
     class Counting:
         def __init__(self) -> None:
             self.calls = 0
@@ -277,13 +277,16 @@ def test_a_stateful_rule_is_reset_by_env_reset() -> None:
             self.calls = 0
 
     counting = Counting()
+    counting.calls = 7  # the object given: copied (and reset) per game, never moved itself
     env = mtg_env.parallel_env(suite="quadratic", consensus=counting, action_mode="step_size")
     env.reset(seed=0)
     for _ in range(3):
+        before = env.engine_state
         env.step({a: steps_action(env, 0.05, 0.05) for a in env.agents})
-    assert counting.calls == 3
+        assert before.rule_objects[0].calls == env.engine_state.t[0] - 1  # the engine is pure: a copy moved
+    assert env.engine_state.rule_objects[0].calls == 3 and counting.calls == 7
     env.reset(seed=0)
-    assert counting.calls == 0
+    assert env.engine_state.rule_objects[0].calls == 0
 
 
 def test_nash_mtl_state_is_reset_by_env_reset() -> None:

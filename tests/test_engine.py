@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,8 @@ import mtg_env
 from mtg_env import engine
 from mtg_env.consensus import consensus_rule
 from mtg_env.engine import Game, GameRNG
+from mtg_env.engine.optim import optimizer_spec
+from mtg_env.loss_rules import LOSS_RULES
 from mtg_env.suites import make_suite
 from tests.conftest import DEVICE
 
@@ -60,7 +63,7 @@ def test_game_b_is_the_same_alone_first_or_last_of_512(name: str, mode: str, dty
         for key, value in a.tensors().items():
             exact = DEVICE == "cpu"  # on CPU: bit for bit; elsewhere to round-off
             for other, pos in ((f, 0), (z, 511)):
-                got = getattr(other, key)[pos]
+                got = other.tensors()[key][pos]
                 if exact:
                     assert torch.equal(value[0], got), (
                         f"{name}/{mode}/{dtype}: {key} of the game at position {pos} differs at step {t}"
@@ -250,15 +253,19 @@ def test_engine_leaves_torch_global_rng_alone_and_randomized_rules_follow_the_se
     assert torch.equal(first.trunk[1], again.trunk[1])  # game with seed 2: the same draws wherever it sits
 
 
-def test_stateful_rules_get_one_copy_per_game_and_fresh_state_on_reset() -> None:
+def test_stateful_rules_keep_one_state_per_game_and_fresh_state_on_reset() -> None:
     game = make_game("quadratic", "step_size", rule="nash_mtl")
-    state, _ = engine.reset(game, [0, 1])
-    assert len(state.rules) == 2 and state.rules[0] is not state.rules[1] and game.consensus not in state.rules
-    lone, _ = engine.reset(game, [0])
-    assert lone.rules == (game.consensus,)  # one game: the rule object itself (its counters stay visible)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mtg_env.ConsensusWarning)  # a failed solve is counted, not the point here
+        state = play(game, [0, 1], 3)[-1]
+    assert state.rule_state["nash_step"].tolist() == [3, 3] and state.rule_objects == ()
+    assert not torch.equal(state.rule_state["nash_alpha"][0], state.rule_state["nash_alpha"][1])
     merged, out = engine.reset_where(game, state, torch.tensor([False, True]))
-    assert out is not None and merged.rules[0] is state.rules[0] and merged.rules[1] is not state.rules[1]
-    assert merged.episodes.tolist() == [0, 1]
+    assert out is not None and merged.episodes.tolist() == [0, 1]
+    assert merged.rule_state["nash_step"].tolist() == [3, 0]  # game 1 starts again; game 0 keeps its warm start
+    assert torch.equal(merged.rule_state["nash_alpha"][0], state.rule_state["nash_alpha"][0])
+    assert merged.rule_state["nash_alpha"][1].tolist() == [1.0, 1.0, 1.0]
+    assert state.rule_state["nash_step"].tolist() == [3, 3]  # the state given is never modified
 
 
 def test_counter_rng_is_uniform_and_each_number_depends_only_on_its_game() -> None:
@@ -278,3 +285,94 @@ def test_counter_rng_is_uniform_and_each_number_depends_only_on_its_game() -> No
         mtg_env.parallel_env(suite="quadratic").reset(seed=-1)
     with pytest.raises(TypeError, match="seed must be an int"):
         mtg_env.parallel_env(suite="quadratic").reset(seed=1.5)  # type: ignore[arg-type]
+
+
+# -------------------------------------------------------------------------------- issue 20: a pure engine
+class Counting:
+    """A consensus callable of one's own that keeps state on itself (``reset()``): its move depends on its count."""
+
+    loss_aware = True
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    refuse: float | None = None
+    """A loss the rule refuses (a class attribute, so that it reaches the engine's copies)."""
+
+    def __call__(self, p: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
+        if self.refuse is not None and bool((losses == self.refuse).any()):
+            task = int((losses == self.refuse).nonzero()[0])
+            raise ValueError(f"Counting refuses the loss {self.refuse} of task_{task}")
+        self.calls += 1
+        return p.mean(0) * (1.0 + 0.1 * self.calls)
+
+    def reset(self) -> None:
+        self.calls = 0
+
+
+STATEFUL = [*sorted(LOSS_RULES), "nash_mtl", "famo+adam", "counting"]
+
+
+def stateful_game(name: str) -> Game:
+    suite = make_suite("regression", dtype="float64", device=DEVICE, **SUITES["regression"])
+    if name == "counting":
+        return Game(suite, Counting(), action_mode="step_size")
+    if name == "famo+adam":
+        adam = optimizer_spec("adam", {"lr": 0.01})
+        return Game(suite, consensus_rule("famo"), action_mode="step_size", trunk_optimizer=adam, head_optimizer=adam)
+    return Game(suite, consensus_rule(name, num_tasks=suite.num_tasks), action_mode="step_size")
+
+
+def assert_same_step(a: tuple[engine.GameState, engine.StepOutput], b: tuple[engine.GameState, engine.StepOutput]):
+    (sa, oa), (sb, ob) = a, b
+    for field in ("losses", "head_grads", "jacobian", "features", "rewards", "diverged", "truncated"):
+        assert torch.equal(getattr(oa, field), getattr(ob, field)), field
+    ta, tb = sa.tensors(), sb.tensors()
+    assert ta.keys() == tb.keys()
+    for key, value in ta.items():
+        assert torch.equal(value, tb[key]), key
+
+
+@pytest.mark.parametrize("name", STATEFUL)
+def test_stepping_one_state_twice_plays_the_same_step(name: str) -> None:
+    """The state in is never modified, the rule's state and the optimizers' included: one state stepped twice gives
+    the same step, and so does every step after it."""
+    game = stateful_game(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mtg_env.ConsensusWarning)  # Nash-MTL's solver may miss: it must miss alike
+        state = play(game, [3, 4], 3)[-1]
+        before = {k: v.clone() for k, v in state.tensors().items()}
+        actions = torch.full((2, game.num_tasks, 2), -2.0, dtype=torch.float64)
+        first, second = engine.step(game, state, actions), engine.step(game, state, actions)
+        assert_same_step(first, second)
+        for key, value in state.tensors().items():
+            assert torch.equal(value, before[key]), f"{key} of the state given was modified"
+        assert_same_step(engine.step(game, first[0], actions), engine.step(game, second[0], actions))
+
+
+def test_a_refused_vector_step_changes_no_game_and_names_the_game_and_task() -> None:
+    """A rule that refuses game 1 of 3 mid-step: the step raises naming the game and the task, and every game (the
+    rule's state in game 0, which the rule had already moved, included) goes on as if the step was never tried."""
+    config: dict[str, Any] = {"suite": "regression", "action_mode": "step_size", "max_cycles": 50}
+    venv, twin = (
+        mtg_env.vector_env(3, consensus=Counting(), **config),
+        mtg_env.vector_env(3, consensus=Counting(), **config),
+    )
+    venv.reset(seed=5)
+    twin.reset(seed=5)
+    actions = torch.full((3, 3, 2), -0.3)
+    for _ in range(2):
+        venv.step(actions)
+        twin.step(actions)
+    before = {k: v.clone() for k, v in venv.state.tensors().items()}
+    Counting.refuse = float(venv.state.losses[1, 2])  # the rule refuses task_2's loss of game 1
+    try:
+        with pytest.raises(ValueError, match=r"game 1\b.*task_2"):
+            venv.step(actions)
+    finally:
+        Counting.refuse = None
+    for key, value in venv.state.tensors().items():
+        assert torch.equal(value, before[key]), key
+    for t in range(4):
+        got, want = venv.step(actions), twin.step(actions)
+        assert torch.equal(got[1], want[1]), f"rewards differ {t + 1} steps after the refused one"

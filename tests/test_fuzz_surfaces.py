@@ -124,7 +124,9 @@ def _shipped_weights() -> Path:
     flip=st.lists(st.integers(0, 10_000), max_size=8),
     junk=st.binary(max_size=64),
 )
-def test_a_damaged_weights_file_is_refused_naming_it(tmp_path_factory: Any, cut: float, flip: list[int], junk: bytes) -> None:
+def test_a_damaged_weights_file_is_refused_naming_it(
+    tmp_path_factory: Any, cut: float, flip: list[int], junk: bytes
+) -> None:
     from agents.learned import load_rule
 
     data = bytearray(_shipped_weights().read_bytes())

@@ -11,6 +11,7 @@ import torch
 
 import mtg_env
 from mtg_env import engine
+from mtg_env.checkpoint import upgrade_checkpoint
 from mtg_env.consensus import consensus_rule
 from mtg_env.engine import Game
 from mtg_env.engine.optim import BoundOptimizer, optimizer_spec
@@ -166,7 +167,7 @@ def test_game_b_with_optimizers_is_the_same_alone_first_or_last_of_64(name: str)
     for t, (a, f, z) in enumerate(zip(alone, first, last, strict=True)):
         for key, value in a.tensors().items():
             for other, pos in ((f, 0), (z, 63)):
-                assert torch.equal(value[0], getattr(other, key)[pos]), f"{key} of game at {pos} differs at step {t}"
+                assert torch.equal(value[0], other.tensors()[key][pos]), f"{key} of game at {pos} differs at step {t}"
 
 
 def test_reset_where_gives_a_fresh_optimizer_state() -> None:
@@ -205,7 +206,7 @@ def test_env_reset_forgets_the_optimizer_state_and_checkpoints_carry_it() -> Non
     fresh.load_state_dict(checkpoint)
     assert episode_rewards(fresh) == rest == first[12:]
     other = mtg_env.parallel_env(**{**config, "trunk_optimizer_kwargs": {"lr": 0.03}})
-    with pytest.raises(ValueError, match=r"trunk_optimizer='adam\(lr=0.02"):
+    with pytest.raises(ValueError, match=r"trunk_optimizer.lr: expected 0.03 \(this env\), found 0.02"):
         other.load_state_dict(checkpoint)
 
 
@@ -235,21 +236,28 @@ def test_game_refuses_an_unvalidated_optimizer() -> None:
 
 
 def test_a_checkpoint_from_before_the_optimizers_still_loads() -> None:
-    """A checkpoint without the optimizer state (as written before it existed) continues a game without one."""
+    """A checkpoint of the old format without the optimizer state (as written before it existed) of a rule without
+    state converts (mtg_env.checkpoint.upgrade_checkpoint, nothing unpickled) and continues a game without one."""
     config: dict[str, Any] = {"suite": "regression", "action_mode": "step_size", "max_cycles": 10}
     env = mtg_env.parallel_env(**config)
     env.reset(seed=2)
     step = {a: np.zeros(2, np.float32) for a in env.agents}
     for _ in range(4):
         env.step(step)
-    checkpoint = env.state_dict()
-    assert "trunk_optimizer" not in checkpoint["config"]
-    for key in ("trunk_opt", "head_opt"):
-        del checkpoint["state"][key]
+    new = env.state_dict()
+    old_config = {k: new["config"][k] for k in ("env", "suite", "action_mode", "max_cycles", "dtype", "head_sizes")}
+    old_config.update(consensus="sum", trunk_size=env.trunk_size, divergence_reward="remaining")
+    state = {k: v for k, v in new["state"].items() if k not in ("trunk_opt", "head_opt")}
+    old = {
+        "format": "mtg_env.checkpoint/1", "config": old_config, "seed": 2, "episode": 0, "agents": list(env.agents),
+        "state": state, "features": torch.zeros(3, 8), "loss_history": new["loss_history"], "rule": None,
+    }  # fmt: skip
     expected = [env.step(step)[1] for _ in range(6)]
     fresh = mtg_env.parallel_env(**config)
-    fresh.load_state_dict(checkpoint)
+    with pytest.raises(ValueError, match=r"'mtg_env.checkpoint/1'.*upgrade_checkpoint\(checkpoint, env\) converts it"):
+        fresh.load_state_dict(old)
+    fresh.load_state_dict(upgrade_checkpoint(old, fresh))
     assert [fresh.step(step)[1] for _ in range(6)] == expected
     with_adam = mtg_env.parallel_env(**config, trunk_optimizer="adam")
-    with pytest.raises(ValueError, match="checkpoint is of another configuration: trunk_optimizer=None"):
-        with_adam.load_state_dict(checkpoint)
+    with pytest.raises(ValueError, match=r"another configuration: trunk_optimizer: expected \{'name': 'adam'"):
+        with_adam.load_state_dict(upgrade_checkpoint(old, fresh))

@@ -6,8 +6,10 @@
     state, out = step(game, state, torch.full((1024, 3, 2), -2.0))
 
 The env (:class:`mtg_env.MultiTaskGameEnv`) plays one game of it, the vector env many; meta-training
-backpropagates through :func:`step`. ``Game(..., trunk_optimizer=optimizer_spec("adam", {"lr": 1e-3}))`` puts
-an optimizer after the consensus rule (:mod:`mtg_env.engine.optim`).
+backpropagates through :func:`step`. :func:`step` never modifies the state it is given: a stateful consensus
+rule's state is tensors of it (:attr:`GameState.rule_state`), so one state stepped twice plays the same step.
+``Game(..., trunk_optimizer=optimizer_spec("adam", {"lr": 1e-3}))`` puts an optimizer after the consensus rule
+(:mod:`mtg_env.engine.optim`).
 """
 
 from mtg_env.engine.core import losses_and_grads, reset, reset_where, step, updates

@@ -5,7 +5,9 @@ heads move by their own updates and the trunk by the consensus of the proposals 
 the next batch is drawn from each game's counter-based randomness; losses, each head's gradient and the
 per-task trunk Jacobian come from one forward and one backward (or the suite's closed form); then the
 features, rewards and the divergence rule. No numpy, no loop over games or parameters on the hot path (a
-solver-backed consensus rule loops over games); the state in is never modified.
+solver-backed consensus rule loops over games); the state in is never modified, the consensus rule's state
+included (it is a tensor of the state, updated by a pure function; see :mod:`mtg_env.consensus`), so stepping one
+state twice plays the same step twice.
 """
 
 from __future__ import annotations
@@ -17,14 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from mtg_env.consensus import (
-    RULE_TABLE,
-    apply_rule,
-    is_batched_rule,
-    rule_differentiable,
-    rule_is_stateful,
-    rule_name,
-)
+from mtg_env.consensus import RULE_TABLE, apply_rule, is_batched_rule, rule_differentiable, rule_name, step_rule
 from mtg_env.engine.features import features
 from mtg_env.engine.game import Game
 from mtg_env.engine.optim import BoundOptimizer
@@ -145,7 +140,7 @@ def _rewards(game: Game, state: GameState, finite: Tensor) -> Tensor:
     return torch.where(finite.unsqueeze(1), -losses, penalty)
 
 
-def _output(game: Game, state: GameState, finite: Tensor) -> StepOutput:
+def _output(game: Game, state: GameState, finite: Tensor, out_of_domain: Tensor) -> StepOutput:
     feats = features(game, state.losses, state.prev_losses, state.head_grads, state.jacobian, state.last_move, state.t)
     return StepOutput(
         losses=state.losses,
@@ -154,20 +149,36 @@ def _output(game: Game, state: GameState, finite: Tensor) -> StepOutput:
         features=feats,
         rewards=_rewards(game, state, finite),
         diverged=~finite,
-        truncated=finite & (state.t >= game.horizon),
+        truncated=finite & ~out_of_domain & (state.t >= game.horizon),
+        out_of_domain=out_of_domain,
     )
 
 
-def fresh_rules(game: Game, batch_size: int) -> tuple[Any, ...]:
-    """Per-game copies of a stateful consensus rule (reset), or ``()`` for a stateless one. A lone game uses
-    the rule object itself, so its counters (e.g. ``failures``) stay visible to the caller."""
-    rule = game.consensus
-    if not rule_is_stateful(rule):
+def in_domain(game: Game, losses: Tensor) -> Tensor:
+    """``[B]``: every finite loss is above the consensus rule's floor (always true for a rule without one); the
+    engine never calls the rule on a game outside it. Non-finite losses pass: the game has diverged."""
+    if game.loss_floor is None:
+        return torch.ones(losses.shape[0], dtype=torch.bool, device=losses.device)
+    with torch.no_grad():
+        losses = losses.detach()
+        return ((losses > game.loss_floor) | ~torch.isfinite(losses)).all(1)
+
+
+def fresh_rule_state(game: Game, batch_size: int) -> dict[str, Tensor]:
+    """The consensus rule's state of ``batch_size`` games at reset (``[B, ...]`` per entry; empty without one)."""
+    return {k: v.unsqueeze(0).repeat(batch_size, *([1] * v.dim())) for k, v in game.rule_init.items()}
+
+
+def fresh_rule_objects(game: Game, batch_size: int) -> tuple[Any, ...]:
+    """Reset copies of a consensus callable that keeps state on itself: one per game, or one for a batched rule;
+    ``()`` for any other rule. The game's own rule object is never the one that moves."""
+    if game.rule_kind != "object":
         return ()
-    rules: tuple[Any, ...] = (rule,) if batch_size == 1 else tuple(copy.deepcopy(rule) for _ in range(batch_size))
-    for r in rules:
-        r.reset()
-    return rules
+    count = 1 if is_batched_rule(game.consensus) else batch_size
+    objects: tuple[Any, ...] = tuple(copy.deepcopy(game.consensus) for _ in range(count))
+    for rule in objects:
+        rule.reset()
+    return objects
 
 
 def reset(
@@ -176,17 +187,15 @@ def reset(
     episodes: list[int] | Tensor | None = None,
     heads: Tensor | None = None,
     trunk: Tensor | None = None,
-    keep_rules: bool = False,
 ) -> tuple[GameState, StepOutput]:
     """Start B games: parameters from the suite (or ``heads [B, H]`` / ``trunk [B, n]``), the first batch,
-    its losses and gradients.
+    its losses and gradients, the consensus rule's fresh state.
 
     Args:
         game: The spec.
         seeds: ``[B]`` one seed per game (ints in [0, 2**63)).
         episodes: ``[B]`` episode numbers (default 0): a game's randomness is a function of (seed, episode).
         heads, trunk: Optional starting parameters (validated by the caller).
-        keep_rules: Leave the consensus rule objects alone (the caller manages them).
     """
     device = game.device
     seed_t = torch.as_tensor(seeds, dtype=torch.int64, device=device).reshape(-1)
@@ -207,6 +216,7 @@ def reset(
     differentiable = _differentiable(heads, trunk)
     losses, head_grads, jac = losses_and_grads(game.suite, heads, trunk, batch, differentiable, game.second_order)
     finite = _finite(game, losses, heads, trunk, torch.full_like(losses, float("inf")))  # reset: only finiteness
+    bsz = seed_t.shape[0]
     state = GameState(
         heads=heads,
         trunk=trunk,
@@ -223,9 +233,11 @@ def reset(
         done=torch.zeros_like(finite),
         trunk_opt=_zero_opt_state(game.trunk_opt, trunk),
         head_opt=_zero_opt_state(game.head_opt, heads),
-        rules=() if keep_rules else fresh_rules(game, seed_t.shape[0]),
+        rule_state=fresh_rule_state(game, bsz),
+        rule_objects=fresh_rule_objects(game, bsz),
     )
-    return state, _output(game, state, finite)
+    # A start outside the rule's domain is reported here; the game's first step then ends it.
+    return state, _output(game, state, finite, finite & ~in_domain(game, losses))
 
 
 def _zero_opt_state(opt: BoundOptimizer | None, params: Tensor) -> Tensor:
@@ -280,12 +292,17 @@ def updates(game: Game, state: GameState, actions: Tensor | Updates) -> Updates:
     return actions[:, :, :k].reshape(bsz, -1)[:, game.padded_head_index], actions[:, :, k:]
 
 
-def consensus(game: Game, state: GameState, proposals: Tensor, differentiable: bool) -> Tensor:
-    """The trunk moves ``[B, n]`` of B games: the rule on each game's proposals ``[M, n]``.
+def consensus(
+    game: Game, state: GameState, proposals: Tensor, differentiable: bool, usable: Tensor | None = None
+) -> tuple[Tensor, dict[str, Tensor], tuple[Any, ...]]:
+    """The trunk moves ``[B, n]`` of B games, the rule on each game's proposals ``[M, n]``, and the rule's new
+    state (``state`` is not modified).
 
     Closed-form rules run on the whole batch at once; others (torchjd's, callables) game by game, a
-    randomized one with a seed drawn from the game's own (seed, episode, step). The output is checked (shape)
-    and cast to the game's dtype before anything moves.
+    randomized one with a seed drawn from the game's own (seed, episode, step), a stateful one on its game's
+    state. Games where ``usable [B]`` is false (outside the rule's domain) do not move the trunk, and their rule
+    state stays. The output is checked (shape) and cast to the game's dtype before anything moves; a rule that
+    raises for one game of a batch is reported with the game's index, and no game has moved.
     """
     rule = game.consensus
     if differentiable and not rule_differentiable(rule):
@@ -295,29 +312,61 @@ def consensus(game: Game, state: GameState, proposals: Tensor, differentiable: b
             "detach the actions, or train with ES"
         )
     bsz, n = state.batch_size, game.trunk_size
+    rule_state, objects = state.rule_state, state.rule_objects
     if is_batched_rule(rule):
-        move = rule(proposals)
+        if objects:  # a batched callable that keeps state on itself: a copy moves, the state's object stays
+            moved = copy.deepcopy(objects[0])
+            move = moved(proposals)
+            objects = (moved,)
+        else:
+            move = rule(proposals)
         expected: tuple[int, ...] = (bsz, n)
     else:
         seeds = state.rng.integer_seed(STREAM_CONSENSUS)
-        rules = state.rules or (rule,) * bsz
         losses = state.losses.detach()  # a loss-aware rule weighs the proposals by them (as a constant)
-        moves = []
+        live = [True] * bsz if usable is None else usable.tolist()
+        moves: list[Tensor] = []
+        states: list[dict[str, Tensor]] = []
+        new_objects: list[Any] = []
         for b in range(bsz):  # solver-backed rules: one game at a time
-            out = apply_rule(rules[b], proposals[b], seeds[b], losses[b])
+            game_state = {k: v[b] for k, v in rule_state.items()}
+            if not live[b]:
+                moves.append(torch.zeros(n, dtype=game.dtype, device=game.device))
+                states.append(game_state)
+                new_objects.extend(objects[b : b + 1])
+                continue
+            try:
+                if game.rule_kind == "tensors":
+                    out, game_state = step_rule(rule, game_state, proposals[b], seeds[b], losses[b])
+                elif objects:
+                    moved = copy.deepcopy(objects[b])
+                    out = apply_rule(moved, proposals[b], seeds[b], losses[b])
+                    new_objects.append(moved)
+                else:
+                    out = apply_rule(rule, proposals[b], seeds[b], losses[b])
+            except ValueError as err:
+                if bsz == 1:
+                    raise
+                raise ValueError(f"game {b} of the batch: {err}") from err
             if not isinstance(out, Tensor) or out.shape != (n,):
-                shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+                got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+                where = "" if bsz == 1 else f" for game {b} of the batch"
                 raise ValueError(
-                    f"consensus rule {rule_name(rule)!r} returned {shape}, expected a tensor of shape ({n},)"
+                    f"consensus rule {rule_name(rule)!r} returned {got}{where}, expected a tensor of shape ({n},)"
                 )
             moves.append(out)
+            states.append(game_state)
         move = torch.stack(moves)
         expected = (bsz, n)
+        if rule_state:
+            rule_state = {k: torch.stack([s[k] for s in states]) for k in rule_state}
+        if objects:
+            objects = tuple(new_objects)
     if not isinstance(move, Tensor) or move.shape != expected:
         shape = tuple(move.shape) if isinstance(move, Tensor) else type(move).__name__
         raise ValueError(f"consensus rule {rule_name(rule)!r} returned {shape}, expected {expected}")
     move = move.to(game.device, game.dtype)
-    return move if differentiable else move.detach()
+    return (move if differentiable else move.detach()), rule_state, objects
 
 
 def step(game: Game, state: GameState, actions: Tensor | Updates) -> tuple[GameState, StepOutput]:
@@ -326,11 +375,13 @@ def step(game: Game, state: GameState, actions: Tensor | Updates) -> tuple[GameS
     Differentiable when the actions (or the state's parameters) require grad and grad mode is on: the new
     parameters and losses keep their graph to the actions (and, with ``game.second_order``, the gradients).
     Games that are already done are stepped like the others; clients reset them (see
-    :func:`reset_where`).
+    :func:`reset_where`). A game whose losses reach the consensus rule's floor before its horizon ends
+    (``out_of_domain``): the rule cannot step on there. A step that raises has changed nothing.
     """
     differentiable = _differentiable(*(actions if isinstance(actions, tuple) else (actions,)), state.heads, state.trunk)
     head_updates, proposals = updates(game, state, actions)
-    move = consensus(game, state, proposals, differentiable)
+    usable = None if game.loss_floor is None else in_domain(game, state.losses)
+    move, rule_state, rule_objects = consensus(game, state, proposals, differentiable, usable)
     heads, head_opt = _move(game.head_opt, state.heads, head_updates, state.head_opt, state.t)
     trunk, trunk_opt = _move(game.trunk_opt, state.trunk, move, state.trunk_opt, state.t)
     if game.trunk_opt is not None:  # the trunk's actual move (the observed feature compares against it)
@@ -339,6 +390,10 @@ def step(game: Game, state: GameState, actions: Tensor | Updates) -> tuple[GameS
     batch = game.suite.sample_batch(GameRNG(state.seeds, state.episodes, t, state.keys))
     losses, head_grads, jac = losses_and_grads(game.suite, heads, trunk, batch, differentiable, game.second_order)
     finite = _finite(game, losses, heads, trunk, state.start_losses)
+    if usable is None:
+        out_of_domain = torch.zeros_like(finite)
+    else:  # it could not step (a start outside the domain), or cannot step on before its horizon
+        out_of_domain = finite & (~usable | (~in_domain(game, losses) & (t < game.horizon)))
     new = replace(
         state,
         heads=heads,
@@ -349,18 +404,21 @@ def step(game: Game, state: GameState, actions: Tensor | Updates) -> tuple[GameS
         last_move=move.detach(),
         head_grads=head_grads,
         jacobian=jac,
-        done=state.done | ~finite | (t >= game.horizon),
+        done=state.done | ~finite | out_of_domain | (t >= game.horizon),
         trunk_opt=trunk_opt,
         head_opt=head_opt,
+        rule_state=rule_state,
+        rule_objects=rule_objects,
     )
-    return new, _output(game, new, finite)
+    return new, _output(game, new, finite, out_of_domain)
 
 
 def reset_where(
     game: Game, state: GameState, mask: Tensor, seeds: Tensor | None = None
 ) -> tuple[GameState, StepOutput | None]:
     """Reset the games where ``mask [B]`` is true (autoreset): each plays the next episode of its seed, or of
-    ``seeds [B]`` where given. Returns the merged state and the reset games' output (``None`` if none)."""
+    ``seeds [B]`` where given, with the rule's fresh state. Returns the merged state and the reset games' output
+    (``None`` if none)."""
     index = mask.nonzero().flatten()
     if index.numel() == 0:
         return state, None
@@ -370,18 +428,17 @@ def reset_where(
             raise ValueError(f"seeds must be {state.batch_size} ints in [0, 2**63), one per game, got {seeds.tolist()}")
     sub_seeds = state.seeds[index] if seeds is None else seeds[index]
     sub_episodes = state.episodes[index] + 1 if seeds is None else torch.zeros_like(sub_seeds)
-    fresh, out = reset(game, sub_seeds, sub_episodes, keep_rules=True)
+    fresh, out = reset(game, sub_seeds, sub_episodes)
     merged = {}
+    fresh_tensors = fresh.tensors()
     for name, value in state.tensors().items():
         new_value = value.detach().clone()
-        new_value[index] = getattr(fresh, name).to(new_value.dtype)
+        new_value[index] = fresh_tensors[name].to(new_value.dtype)
         merged[name] = new_value
-    rules = state.rules
-    if rules:
-        listed = list(rules)
-        for b in index.tolist():
-            if state.batch_size > 1:  # a batch's games never share a rule object
-                listed[b] = copy.deepcopy(game.consensus)
-            listed[b].reset()
-        rules = tuple(listed)
-    return replace(state, **merged, rules=rules), out
+    objects = state.rule_objects
+    if objects and not is_batched_rule(game.consensus):  # a batched callable's one object is not per game
+        listed = list(objects)
+        for i, b in enumerate(index.tolist()):
+            listed[b] = fresh.rule_objects[i]
+        objects = tuple(listed)
+    return replace(state.with_tensors(merged), rule_objects=objects), out

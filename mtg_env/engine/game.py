@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from torch import Tensor
 
-from mtg_env.consensus import ConsensusRule
+from mtg_env.consensus import ConsensusRule, rule_loss_floor, rule_name, rule_state_kind
 from mtg_env.engine.optim import BoundOptimizer, OptimizerSpec
 
 if TYPE_CHECKING:  # the suites import the engine's randomness: no runtime import back
@@ -87,6 +87,14 @@ class Game:
     """``trunk_optimizer`` bound to the game's dtype, device and horizon."""
     head_opt: BoundOptimizer | None = field(init=False, repr=False)
     """``head_optimizer`` bound likewise."""
+    rule_kind: str = field(init=False, repr=False)
+    """How the consensus rule keeps state (:func:`mtg_env.consensus.rule_state_kind`): ``"tensors"`` (in
+    :attr:`GameState.rule_state`), ``"object"`` (per-game copies in :attr:`GameState.rule_objects`) or ``"none"``."""
+    rule_init: dict[str, Tensor] = field(init=False, repr=False)
+    """One game's rule state at reset (``"tensors"`` rules; empty otherwise)."""
+    loss_floor: Tensor | None = field(init=False, repr=False)
+    """``[M]`` the floor every finite loss must stay above for the rule (a rule that takes logarithms or ratios
+    of the losses), in the game's dtype; ``None`` for a rule that takes any losses."""
 
     def __post_init__(self) -> None:
         if self.action_mode not in ("update", "step_size"):
@@ -148,6 +156,17 @@ class Game:
         set_(self, "zero_trunk", torch.zeros(suite.trunk_size, 1, dtype=suite.dtype, device=device))
         for name, spec in (("trunk_opt", self.trunk_optimizer), ("head_opt", self.head_optimizer)):
             set_(self, name, None if spec is None else BoundOptimizer(spec, suite.dtype, device, self.horizon))
+        kind = rule_state_kind(self.consensus)
+        init: dict[str, Tensor] = {}
+        if kind == "tensors":
+            init = dict(self.consensus.init_state(suite.num_tasks, suite.trunk_size, suite.dtype, device))  # type: ignore[attr-defined]
+            kind = "tensors" if init else "none"
+        set_(self, "rule_kind", kind)
+        set_(self, "rule_init", init)
+        floor = rule_loss_floor(self.consensus, suite.num_tasks, suite.dtype, device)
+        if floor is not None:
+            _check_domain(self.consensus, suite, floor)
+        set_(self, "loss_floor", floor)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -165,3 +184,30 @@ class Game:
     def action_size(self) -> int:
         """Length of one task's action in the engine's ``[B, M, k]`` layout (heads padded to the largest)."""
         return 2 if self.action_mode == "step_size" else self.max_head + self.trunk_size
+
+
+def _check_domain(rule: ConsensusRule, suite: TaskSuite, floor: Tensor) -> None:
+    """Refuse a rule that needs every loss above ``floor`` on a suite whose losses can go below it (its
+    :attr:`~mtg_env.suites.base.TaskSuite.loss_lower_bounds`): such a game would leave the rule's domain
+    mid-episode. A suite whose bound equals the floor (losses >= 0, reaching 0 only in the limit or by rounding)
+    is accepted: a game whose loss still reaches the floor ends then (see :func:`mtg_env.engine.step`)."""
+    bounds = suite.loss_lower_bounds
+    if bounds is None:
+        return
+    floors = floor.tolist()
+    low = [m for m, (b, f) in enumerate(zip(bounds, floors, strict=True)) if b < f]
+    if not low:
+        return
+    m = low[0]
+    name = rule_name(rule)
+    text = getattr(rule, "_floor_text", lambda: f"{floors[m]:.3g}")()
+    fix = (
+        f"set its min_losses at or below each task's lower bound {[round(b, 6) for b in bounds]}"
+        if name == "famo"
+        else "use a suite whose losses are positive (regression, digits)"
+    )
+    raise ValueError(
+        f"consensus rule {name!r} takes the logarithm or ratio of the losses and needs every loss > {text}, but "
+        f"suite {suite.name!r} has losses as low as {bounds[m]:.6g} (task {suite.tasks[m].name!r}, task_{m}): a game "
+        f"would leave the rule's domain mid-episode; {fix}"
+    )

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from torch import Tensor
 
 from mtg_env.engine.rng import GameRNG
+
+#: How :meth:`GameState.tensors` names the consensus rule's state entries (``rule.<name>``).
+RULE_PREFIX = "rule."
 
 
 @dataclass(frozen=True)
@@ -15,8 +19,9 @@ class GameState:
     """Everything that decides the rest of B games (besides the :class:`~mtg_env.engine.game.Game` spec).
 
     ``heads`` and ``trunk`` are the parameters; ``head_grads`` and ``jacobian`` the gradients at them on the
-    batch of the current step (what the players observe and the ``step_size`` mode scales); ``rules`` the
-    per-game consensus rule objects of rules that keep state across steps (empty for stateless rules).
+    batch of the current step (what the players observe and the ``step_size`` mode scales); ``rule_state`` the
+    consensus rule's state of every game as tensors (empty for stateless rules). The engine never modifies a
+    state: :func:`~mtg_env.engine.core.step` returns a new one.
     """
 
     heads: Tensor
@@ -50,8 +55,13 @@ class GameState:
     Adam's m and v), zero at reset (see :mod:`mtg_env.engine.optim`)."""
     head_opt: Tensor
     """``[B, S, H]`` the heads' optimizer state, likewise."""
-    rules: tuple[Any, ...] = ()
-    """Per-game consensus rule objects (stateful rules only), else empty."""
+    rule_state: dict[str, Tensor] = field(default_factory=dict)
+    """The consensus rule's state of every game, ``[B, ...]`` per entry (see
+    :func:`mtg_env.consensus.rule_state_kind`; e.g. FAMO's ``logits [B, M]``), reset with the game; empty for a
+    rule without state."""
+    rule_objects: tuple[Any, ...] = ()
+    """Per-game copies of a consensus callable that keeps state on itself (``reset()``, no ``init_state``); one for
+    a batched one. The engine steps copies of them and never the objects held here; empty for any other rule."""
 
     @property
     def rng(self) -> GameRNG:
@@ -63,16 +73,23 @@ class GameState:
         return int(self.heads.shape[0])
 
     def tensors(self) -> dict[str, Tensor]:
-        """The tensor fields by name."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "rules"}
+        """Every tensor by name, the rule state's entries as ``rule.<name>``."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("rule_state", "rule_objects")}
+        out.update({RULE_PREFIX + k: v for k, v in self.rule_state.items()})
+        return out
+
+    def with_tensors(self, tensors: Mapping[str, Tensor]) -> GameState:
+        """A new state with the tensors named as in :meth:`tensors` replaced (the others kept)."""
+        plain: dict[str, Any] = {k: v for k, v in tensors.items() if not k.startswith(RULE_PREFIX)}
+        rule = {k[len(RULE_PREFIX) :]: v for k, v in tensors.items() if k.startswith(RULE_PREFIX)}
+        return replace(self, **plain, rule_state={**self.rule_state, **rule})
 
     def detach(self) -> GameState:
         """The same state cut from any autograd graph (e.g. between truncated unrolls)."""
-        detached: dict[str, Any] = {k: v.detach() for k, v in self.tensors().items()}
-        return replace(self, **detached)
+        return self.with_tensors({k: v.detach() for k, v in self.tensors().items()})
 
-    def to_dict(self) -> dict[str, Any]:
-        """CPU copies of the tensor fields (a checkpoint); the rule objects are left out."""
+    def to_dict(self) -> dict[str, Tensor]:
+        """CPU copies of every tensor (a checkpoint), named as in :meth:`tensors`."""
         return {k: v.detach().cpu().clone() for k, v in self.tensors().items()}
 
 
@@ -91,6 +108,9 @@ class StepOutput:
     rewards: Tensor
     """``[B, M]`` −loss, or the divergence reward on the step a game diverges."""
     diverged: Tensor
-    """``[B]`` bool: a loss or parameter stopped being finite."""
+    """``[B]`` bool: a loss or parameter stopped being finite (or a loss blew up past the divergence threshold)."""
     truncated: Tensor
-    """``[B]`` bool: the game reached its horizon without diverging."""
+    """``[B]`` bool: the game reached its horizon without diverging or leaving the rule's domain."""
+    out_of_domain: Tensor
+    """``[B]`` bool: the game ended before its horizon because a loss reached the consensus rule's floor (a rule
+    that takes logarithms or ratios of the losses cannot step on there); its rewards are the usual −loss."""

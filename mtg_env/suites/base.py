@@ -189,6 +189,15 @@ class TaskSuite(abc.ABC):
         """
         return None
 
+    @property
+    def loss_lower_bounds(self) -> tuple[float, ...] | None:
+        """A lower bound b_m of each task's loss over all parameters and batches (ℓ_m >= b_m), or ``None`` when
+        unknown (the default for a suite of your own). A consensus rule that needs every loss above a floor (the
+        log-loss and loss-ratio rules of :mod:`mtg_env.loss_rules`) is refused when the game is built if some
+        b_m is below its floor; b_m equal to the floor is accepted (e.g. 0 for a cross-entropy or a squared error,
+        reached only in the limit or by rounding: a game whose loss then reaches the floor ends)."""
+        return None
+
     #: Whether :meth:`nash_gaps` is cheap enough to report in ``infos`` at every step.
     cheap_nash_gap: bool = False
     #: Inner L-BFGS steps of the approximate best response of suites without an exact one.

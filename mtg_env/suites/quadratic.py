@@ -11,6 +11,7 @@ with g = ∇_{Θ_m} ℓ_m.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -66,7 +67,8 @@ class QuadraticSuite(TaskSuite):
         self.init_scale = real_arg("init_scale", init_scale, low=0.0, hint="the spread of the random start")
         if A is not None or b is not None:
             mats, vecs, n = _validate_user_game(A, b, trunk_dim)
-            self._config: dict[str, Any] = {"A": "user", "trunk_dim": n}
+            # The digest tells one user game from another of the same sizes (checkpoints compare it).
+            self._config: dict[str, Any] = {"A": "user", "trunk_dim": n, "digest": _digest(mats, vecs)}
         else:
             n = 2 if trunk_dim is None else int_arg("trunk_dim", trunk_dim, low=1)
             num_tasks = int_arg("num_tasks", num_tasks, low=1)
@@ -113,6 +115,11 @@ class QuadraticSuite(TaskSuite):
 
     # ------------------------------------------------------------------------------ the game
     jacobian = "closed_form"
+
+    @property
+    def loss_lower_bounds(self) -> tuple[float, ...]:
+        """Each task's minimum over (Θ_m, Ψ): −½ b_mᵀ A_m⁻¹ b_m (attained; below 0 unless b_m = 0)."""
+        return tuple(float(-0.5 * v @ torch.linalg.solve(a, v)) for a, v in zip(self._A64, self._b64, strict=True))
 
     def init_params(self, rng: GameRNG) -> tuple[Tensor, Tensor]:
         total = self.head_offsets[-1] + self.trunk_size
@@ -227,6 +234,15 @@ def _batch_invariant_matvec(mats: Tensor, z: Tensor) -> Tensor:
     per_row = z.shape[-1] ** 2 * (mats.shape[0] if mats.dim() == 3 else 1)
     rows = max(1, _MATVEC_CHUNK // max(1, per_row))
     return torch.cat([(chunk.unsqueeze(-2) * mats).sum(-1) for chunk in z.split(rows, dim=0)], dim=0)
+
+
+def _digest(mats: Sequence[Tensor], vecs: Sequence[Tensor]) -> str:
+    """A short SHA-256 of a user game's float64 matrices and vectors."""
+    h = hashlib.sha256()
+    for t in (*mats, *vecs):
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().to(torch.float64).cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def _random_game(

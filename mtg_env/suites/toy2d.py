@@ -102,6 +102,12 @@ class Toy2DSuite(TaskSuite):
 
     jacobian = "replicas"
 
+    @property
+    def loss_lower_bounds(self) -> tuple[float, ...]:
+        """−20·scale and −20: where c2 > 0 each objective is c2·(a square / 10 − 20) > −20, where c1 > 0 it is
+        c1·(log max(|·|, 5e-6) + 6) > −6.2, and one of c1, c2 is 0 (the infimum of f2 is about −19.987)."""
+        return (-20.0 * self.scale, -20.0)
+
     def init_params(self, rng: GameRNG) -> tuple[Tensor, Tensor]:
         bsz = rng.seeds.shape[0]
         if self.start is None:

@@ -185,12 +185,24 @@ def parse_budget(text: str) -> float:
     return value
 
 
+def _number_list(flag: str, text: str, kind: type, example: str) -> tuple[Any, ...]:
+    """A comma-separated list of numbers from a flag, refused naming the flag (int('x') names nothing)."""
+    try:
+        return tuple(kind(part) for part in text.split(","))
+    except ValueError:
+        raise CLIError(f"{flag} must be comma-separated {kind.__name__}s ({example}), got {text!r}") from None
+
+
 def _meta_train(args: argparse.Namespace) -> int:
     from agents.learned.train import MetaTrainConfig, NonFiniteMetaUpdate, meta_train
 
     try:
-        horizons = tuple(int(h) for h in args.horizons.split(","))
-        trunk_search = tuple(float(f) for f in args.trunk_search.split(",")) if args.trunk_search else ()
+        horizons = _number_list("--horizons", args.horizons, int, "episode lengths such as 20,50,100")
+        trunk_search = (
+            _number_list("--trunk-search", args.trunk_search, float, "factors such as 0.5,1,2")
+            if (args.trunk_search)
+            else ()
+        )
         config = MetaTrainConfig(
             agent=args.agent,
             suite=args.suite,

@@ -26,9 +26,10 @@ from torch import Tensor
 
 from mtg_env import engine
 from mtg_env.consensus import rule_config, rule_name
-from mtg_env.engine.core import _finite, in_domain
+from mtg_env.engine.core import _finite, in_domain, losses_and_grads
 from mtg_env.engine.features import features
-from mtg_env.engine.rng import check_seed
+from mtg_env.engine.game import Game
+from mtg_env.engine.rng import GameRNG, check_seed
 from mtg_env.engine.state import RULE_PREFIX, GameState
 
 if TYPE_CHECKING:
@@ -276,6 +277,8 @@ def _check_live(env: MultiTaskGameEnv, state: GameState, template: GameState) ->
             f"checkpoint state 'losses' {state.losses[0].tolist()} is outside the domain of consensus rule "
             f"{rule_name(env.consensus)!r} in a live game: that game has ended"
         )
+    if t > 0:
+        _check_recomputed(game, state)
     if t == 0:
         fresh = {"prev_losses": state.losses, "start_losses": state.losses}
         for key, value in template.tensors().items():
@@ -294,6 +297,30 @@ def _check_live(env: MultiTaskGameEnv, state: GameState, template: GameState) ->
     check = getattr(env.consensus, "check_state", None)
     if rule_state and callable(check):
         check(rule_state)
+
+
+def _check_recomputed(game: Game, state: GameState) -> None:
+    """The stored losses and gradients are those of the stored parameters on step t's batch: recomputed here, they
+    must agree to √eps of the dtype (relative to the largest entry). Recomputing on another CPU moves them by a few
+    hundred ulps at most (another summation order); a tampered value that passes is one no larger than that."""
+    batch = game.suite.sample_batch(GameRNG(state.seeds, state.episodes, state.t, state.keys))
+    recomputed = dict(
+        zip(
+            ("losses", "head_grads", "jacobian"),
+            losses_and_grads(game.suite, state.heads, state.trunk, batch),
+            strict=True,
+        )
+    )
+    tolerance = torch.finfo(game.dtype).eps ** 0.5
+    for key, fresh in recomputed.items():
+        stored = getattr(state, key)
+        scale = float(fresh.abs().max()) if fresh.numel() else 0.0
+        if fresh.numel() and float((stored - fresh).abs().max()) > tolerance * (scale + 1e-30):
+            raise ValueError(
+                f"checkpoint state {key!r} is not that of the checkpoint's parameters at t = {int(state.t[0])} "
+                f"(recomputed on that step's batch it differs by {float((stored - fresh).abs().max()):.3g}): a "
+                "tampered or mismatched checkpoint"
+            )
 
 
 def _check_ended(env: MultiTaskGameEnv, state: GameState) -> None:

@@ -21,6 +21,12 @@ five ``inits``, ``--scale 1e-1``) and ``experiments/utils.py`` (``--c 0.4``); FA
 (``n_epochs=50000``, the same Adam, starts, scale and c). FAMO's loss-based weightings (SI, DWA, UW, FAMO
 itself) are not consensus rules of proposals and are left out here.
 
+No gradient clip is applied. In FAMO's repository every method that uses ``WeightMethod.backward`` calls
+``clip_grad_norm_(shared, 1.0)`` before ``loss.backward()``, on gradients just zeroed, so its toy runs are not
+clipped (``methods/weight_methods.py:77-80`` at 0a6ad06); Nash-MTL's ``NashMTL.backward`` and the CAGrad copy in
+FAMO's repository clip after the backward, so those rows of the papers' runs had a clip at 1.0 that this replay
+leaves out (docs/conventions.md).
+
 Prints, per paper, rule and start, the final (f1, f2), the distance to the Pareto set and whether it was
 reached, beside what the paper's figure shows; draws each paper's panels (one per rule).
 

@@ -63,6 +63,11 @@ def _main_job(outputs: list[str]) -> str:
     return _text_block(table)
 
 
+def _untimed(render: Callable[[list[str]], str]) -> Callable[[list[str]], str]:
+    """``render`` without the wall times a deterministic figure's header quotes (``(58 s)``): not part of the result."""
+    return lambda outputs: re.sub(r" \(\d+ s\)", "", render(outputs))
+
+
 def _verbatim(*drop: str) -> Callable[[list[str]], str]:
     def render(outputs: list[str]) -> str:
         return _text_block(_drop(outputs[0].splitlines(), *drop))
@@ -159,7 +164,7 @@ PY = sys.executable
 FIGURES: dict[str, Figure] = {
     "main_job": Figure([PY, "-m", "mtg_env.cli", "run", "--no-progress", "--out", "{tmp}"], _main_job),
     "quadratic": Figure([PY, "examples/quadratic_equilibrium.py"], _verbatim()),
-    "ppo": Figure([PY, "examples/ppo_vs_paper.py", "--out", "{tmp}"], _verbatim("wrote ")),
+    "ppo": Figure([PY, "examples/ppo_vs_paper.py", "--out", "{tmp}"], _untimed(_verbatim("wrote "))),
     "toy2d": Figure(
         [PY, "examples/toy2d_trajectories.py", "--out", "{tmp}"],
         _verbatim("wrote ", "("),

@@ -5,6 +5,9 @@ from __future__ import annotations
 import copy
 import functools
 import io
+import re
+import subprocess
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -469,3 +472,29 @@ def test_adam_after_the_rule_is_torch_adam_on_the_summed_gradient() -> None:
     torch.testing.assert_close(state.trunk[0], nn.utils.parameters_to_vector(trunk.parameters()), rtol=0, atol=1e-12)
     torch.testing.assert_close(state.heads[0], nn.utils.parameters_to_vector(params[len(list(trunk.parameters())):]),
                                rtol=0, atol=1e-12)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------- README and example
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_readme_bring_your_own_model_block_runs_and_learns(capsys: pytest.CaptureFixture[str]) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    block = next(b for b in blocks if "mtg_env.ModuleSuite(" in b)
+    namespace: dict[str, Any] = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    env, history = namespace["env"], namespace["history"]
+    assert history.steps == 200 and not history.terminated
+    evaluated = env.evaluate()
+    assert evaluated["task_0"]["train_accuracy"] > 0.9 and evaluated["task_1"]["train_mse"] < 0.5
+    assert "train_accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_the_bring_your_own_model_example_matches_its_references() -> None:
+    done = subprocess.run(
+        [sys.executable, "examples/bring_your_own_model.py"], cwd=ROOT, check=True, capture_output=True, text=True
+    )
+    differences = [float(line.split()[-1]) for line in done.stdout.splitlines() if "largest parameter" in line]
+    assert len(differences) == 2 and max(differences) < 1e-5, done.stdout
+    assert "learned_mlp" in done.stdout and "IQM normalised score" in done.stdout

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import functools
 import io
+import os
+import pickle
 import re
 import subprocess
 import sys
@@ -162,6 +164,30 @@ def test_the_suite_flattens_the_modules_parameters_in_order_and_never_changes_th
         == list(TASKS)  # fmt: skip
 
 
+class _PairDataset(torch.utils.data.Dataset):
+    """Examples as a user's Dataset returns them: ``(x, {task: y})``."""
+
+    def __init__(self, x: Tensor, targets: dict[str, Tensor]):
+        self.x, self.targets = x, targets
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, dict[str, Tensor]]:
+        return self.x[i], {k: v[i] for k, v in self.targets.items()}
+
+
+def test_a_dataloader_gives_the_same_game_as_the_tensors() -> None:
+    trunk, heads, losses, (x, targets) = user_model()
+    loader = torch.utils.data.DataLoader(_PairDataset(x, targets), batch_size=50, shuffle=False)
+    from_loader = ModuleSuite(trunk, heads, losses, loader, batch_size=16)
+    from_tensors = ModuleSuite(trunk, heads, losses, (x, targets), batch_size=16)
+    assert from_loader.fingerprint() == from_tensors.fingerprint()
+    heads0, trunk0 = from_tensors.params_for_seed(4)
+    batch = from_tensors.batch_for_seed(4, step=2)
+    assert torch.equal(from_loader.losses(heads0, trunk0, batch), from_tensors.losses(heads0, trunk0, batch))
+
+
 def test_a_seed_decides_the_initial_parameters_as_pytorchs_default_init_draws_them() -> None:
     trunk, heads, losses, train = user_model()
     trunk.append(nn.LayerNorm(8).double())  # a parameter the init table does not draw: kept at the module's value
@@ -234,6 +260,8 @@ def test_a_checkpoint_round_trip_finishes_identically() -> None:
     for x, y in zip(env.get_parameters(), restored.get_parameters(), strict=True):
         assert torch.equal(x, y)
     assert env.agents == restored.agents == []
+    pickled = pickle.loads(pickle.dumps(restored))  # the env pickles too, its suite (modules, data) with it
+    assert all(torch.equal(x, y) for x, y in zip(pickled.get_parameters(), restored.get_parameters(), strict=True))
     other = mtg_env.parallel_env(
         suite=bench_suite(batch_size=8), consensus="upgrad", max_cycles=20, max_update=None, trunk_optimizer="adam",
         trunk_optimizer_kwargs={"lr": 0.01},
@@ -387,6 +415,8 @@ BAD: dict[str, tuple[Callable[[dict], None], type, str]] = {
                                     r"heads\['sum'\] does not fit the trunk's output: .* shape \(2, 8\)"),
     "loss not a scalar": (lambda a: a["losses"].update(sum=nn.MSELoss(reduction="none")), ValueError,
                           r"losses\['sum'\] must return a floating scalar tensor .* got shape \(2, 1\)"),
+    "targets shaped off the outputs": (lambda a: a["train"][1].update(sum=a["train"][1]["sum"][:, 0]), ValueError,
+                                       r"losses\['sum'\] warned on heads\['sum'\]'s output .*target size"),
     "mismatched lengths": (lambda a: a["train"][1].update(sign=a["train"][1]["sign"][:-1]), ValueError,
                            r"train: targets of task 'sign' have 119 rows, the inputs 120"),
     "a task without targets": (lambda a: a["train"][1].pop("square"), ValueError,
@@ -493,7 +523,12 @@ def test_the_readme_bring_your_own_model_block_runs_and_learns(capsys: pytest.Ca
 @pytest.mark.slow
 def test_the_bring_your_own_model_example_matches_its_references() -> None:
     done = subprocess.run(
-        [sys.executable, "examples/bring_your_own_model.py"], cwd=ROOT, check=True, capture_output=True, text=True
+        [sys.executable, "examples/bring_your_own_model.py"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},  # this checkout's package, whatever the venv installed
     )
     differences = [float(line.split()[-1]) for line in done.stdout.splitlines() if "largest parameter" in line]
     assert len(differences) == 2 and max(differences) < 1e-5, done.stdout

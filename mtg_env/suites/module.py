@@ -41,6 +41,7 @@ import hashlib
 import json
 import math
 import re
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
@@ -312,7 +313,8 @@ class ModuleSuite(TaskSuite):
                 ) from None
             target = self._train.targets[m][: len(x)]
             try:
-                with torch.enable_grad():
+                with warnings.catch_warnings(record=True) as caught, torch.enable_grad():
+                    warnings.simplefilter("always")
                     value = self._losses[m](out, target)
             except Exception as err:
                 raise ValueError(
@@ -320,6 +322,11 @@ class ModuleSuite(TaskSuite):
                     f"{tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__} and targets of shape "
                     f"{tuple(target.shape)} ({type(err).__name__}: {_one_line(err)})"
                 ) from None
+            if caught:  # e.g. MSE broadcasting outputs [N, 1] against targets [N]: a silently wrong loss
+                raise ValueError(
+                    f"losses[{task!r}] warned on heads[{task!r}]'s output and its targets of shape "
+                    f"{tuple(target.shape)}: {' '.join(str(caught[0].message).split())}"
+                )
             if not isinstance(value, Tensor) or value.numel() != 1 or not value.is_floating_point():
                 got = f"shape {tuple(value.shape)} {value.dtype}" if isinstance(value, Tensor) else type(value).__name__
                 raise ValueError(

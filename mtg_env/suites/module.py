@@ -140,8 +140,9 @@ class ModuleSuite(TaskSuite):
             game draws its own batches).
         eval: Held-out data in the same form, for :meth:`evaluate` and ``split="eval"`` metrics (default: the
             training data, and :meth:`evaluate` then reports ``train_*`` metrics).
-        batch_size: Examples per step, drawn without replacement from the training data by each game's generator
-            (stream ``STREAM_BATCH``; one batch shared by the tasks). ``None``: the whole training set every step.
+        batch_size: Examples per step, drawn uniformly with replacement from the training data by each game's
+            generator (stream ``STREAM_BATCH``; one batch shared by the tasks). ``None``: the whole training set
+            every step.
         metrics: Extra held-out metrics, ``{task: {name: metric(outputs, targets)}}``. Built in: ``test_accuracy``
             (and ``test_loss``) for classification tasks (cross-entropy, or integer targets), ``test_mse`` for MSE
             tasks, ``test_loss`` for others.
@@ -281,7 +282,7 @@ class ModuleSuite(TaskSuite):
         self._head_task = self.head_task_index()
         self._head_cols = torch.arange(self.head_offsets[-1], device=self.device)
         self._fingerprint: str | None = None
-        self._example_index = torch.arange(x_train.shape[0], device=self.device)
+        self._n_train = torch.tensor(x_train.shape[0], device=self.device)
 
     def _modules_and_layouts(self) -> list[tuple[nn.Module, _Layout]]:
         """The trunk and each head with its layout, in the order of the flat ``[trunk, heads]`` vector."""
@@ -365,11 +366,9 @@ class ModuleSuite(TaskSuite):
     def sample_batch(self, rng: GameRNG) -> ModuleBatch:
         if self.batch_size is None:
             return self._train
-        # Without replacement: the examples of the batch_size smallest keys, a 32-bit hash per example made unique
-        # by its index (hash · N + i < 2**63), so that ties never leave the choice to topk.
-        n = self._train.inputs.shape[0]
-        keys = rng.bits(STREAM_BATCH, n) * n + self._example_index
-        idx = torch.topk(keys, self.batch_size, dim=1, largest=False, sorted=True).indices.to(self.device)
+        # Uniform with replacement (i.i.d. examples, as SGD's analysis draws them): batch_size draws per game, so a
+        # step costs the same on 1000 examples as on a million (a subset without replacement needs a key per example).
+        idx = rng.integers(STREAM_BATCH, self.batch_size, self._n_train)
         return self._train._replace(rows=idx)
 
     def train_batch(self) -> ModuleBatch:

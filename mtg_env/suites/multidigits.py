@@ -36,7 +36,7 @@ class MultiDigits(ModuleSuite):
         n_train: Training pairs.
         n_test: Held-out pairs.
         width: The trunk's feature width (its last layer).
-        batch_size: Pairs per step, drawn without replacement by each game's generator (``None``: all).
+        batch_size: Pairs per step, drawn uniformly (with replacement) by each game's generator (``None``: all).
         test_fraction: Fraction of the 1797 digit images whose pairs are held out.
         data_seed: Seed of the image split and of the pairs (fixed; the env's seed draws init and batches).
         device: Where tensors live.

@@ -229,6 +229,25 @@ def test_game_b_of_an_engine_batch_is_the_lone_game_bit_for_bit(dtype: str) -> N
                 )
 
 
+def test_a_differentiable_unroll_through_a_module_suite_matches_finite_differences() -> None:
+    trunk, heads, losses, train = user_model()  # float64
+    game = Game(ModuleSuite(trunk, heads, losses, train, batch_size=32), consensus_rule("mean"),
+                action_mode="step_size", second_order=True)  # fmt: skip
+
+    def loss_after(log_step: Tensor) -> Tensor:
+        state, _ = engine.reset(game, [11, 12])
+        for _ in range(4):
+            state, out = engine.step(game, state, log_step.expand(2, 3, 2))
+        return out.losses.sum()
+
+    x = torch.tensor(-1.5, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(loss_after(x), x)
+    eps = 1e-6
+    with torch.no_grad():
+        fd = (loss_after(x + eps) - loss_after(x - eps)) / (2 * eps)
+    assert abs(grad.item()) > 1e-3 and grad.item() == pytest.approx(fd.item(), rel=1e-6)
+
+
 # ------------------------------------------------------------------------------------------- checkpoints
 def test_a_checkpoint_round_trip_finishes_identically() -> None:
     def fresh() -> mtg_env.MultiTaskGameEnv:  # a suite built anew from the same model: the same game

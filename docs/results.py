@@ -160,6 +160,28 @@ def _bench(outputs: list[str]) -> str:
     return "\n".join(line.rstrip() for line in body).strip("\n")
 
 
+def _module_suite(outputs: list[str]) -> str:
+    """The ModuleSuite step benchmark: speed ratios and memory, median (range) over the runs."""
+    lines = [
+        f"Median (range) of {len(outputs)} runs.",
+        "",
+        "| B | reference | engine ms per game-step | reference ms per game-step | engine speed ÷ reference |",
+        "|---|---|---|---|---|",
+    ]
+    for (games, reference), runs in _cells(outputs, "SPEED", 2).items():
+        cols = list(zip(*runs, strict=True))
+        lines.append(
+            f"| {games} | {reference} | {_spread(list(cols[0]), '.2f')} | {_spread(list(cols[1]), '.2f')} | "
+            f"{_spread(list(cols[2]), '.2f')} |"
+        )
+    lines += ["", "| B | engine MiB | hand-written MiB | engine ÷ hand-written |", "|---|---|---|---|"]
+    for (games,), runs in _cells(outputs, "MEMORY", 1).items():
+        cols = list(zip(*runs, strict=True))
+        lines.append(f"| {games} | " + " | ".join(_spread(list(c), ".2f" if i == 2 else ".1f") for i, c in
+                                                 enumerate(cols)) + " |")  # fmt: skip
+    return "\n".join(lines)
+
+
 PY = sys.executable
 FIGURES: dict[str, Figure] = {
     "main_job": Figure([PY, "-m", "mtg_env.cli", "run", "--no-progress", "--out", "{tmp}"], _main_job),
@@ -189,6 +211,16 @@ FIGURES: dict[str, Figure] = {
     "engine": Figure(
         [PY, "benchmarks/engine_throughput.py", "--rounds", "3"],
         _engine,
+        deterministic=False,
+        runs=3,
+    ),
+    "multidigits": Figure(
+        [PY, "examples/multidigits_rules.py"],
+        lambda outs: "\n".join(_drop(outs[0].splitlines(), "(")).strip("\n"),
+    ),
+    "module_suite_step": Figure(
+        [PY, "benchmarks/module_suite_step.py", "--rounds", "5"],
+        _module_suite,
         deterministic=False,
         runs=3,
     ),

@@ -11,6 +11,8 @@ from mtg_env.env import FEATURES, MultiTaskGameEnv, env, parallel_env
 from mtg_env.suites import (
     SUITES,
     DigitsSuite,
+    ModuleSuite,
+    MultiDigits,
     QuadraticSuite,
     RegressionSuite,
     TaskSpec,
@@ -32,6 +34,8 @@ __all__ = [
     "DigitsSuite",
     "Game",
     "GameState",
+    "ModuleSuite",
+    "MultiDigits",
     "MultiTaskGameEnv",
     "QuadraticSuite",
     "RegressionSuite",

@@ -49,7 +49,8 @@ def play_matches(config: BenchConfig, best: dict[tuple[str, str], float]) -> lis
     specs = []
     for p in config.policies:
         for w in config.workloads():
-            gap = config.nash_gap == "all" or (config.nash_gap == "exact" and _exact_gap(w.suite))
+            exact = config.nash_gap == "exact" and _exact_gap(w.suite, dict(w.suite_options))
+            gap = config.nash_gap == "all" or exact
             specs.append(MatchSpec("eval", w, (p,), seeds, (best[(p.name, w.name)],), nash_gap=gap, policy=p.name))
     mixed = config.mixed
     if mixed is not None:
@@ -70,10 +71,12 @@ def play_matches(config: BenchConfig, best: dict[tuple[str, str], float]) -> lis
     return specs
 
 
-def _exact_gap(suite: str) -> bool:
-    from mtg_env.suites import SUITES
+def _exact_gap(suite: str, options: dict[str, Any]) -> bool:
+    from mtg_env.suites import SUITES, make_suite
 
-    return bool(getattr(SUITES[suite], "exact_best_response", False))
+    if suite in SUITES:
+        return bool(getattr(SUITES[suite], "exact_best_response", False))
+    return bool(make_suite(suite, **options).exact_best_response)  # by import path: the built suite knows
 
 
 _TASKS: dict[tuple[str, str], int] = {}

@@ -17,6 +17,8 @@ A benchmark is a small TOML (or YAML) file, so a published result is re-run by o
     [[suites]]
     name = "regression"
     options = { trunk = "mlp", hidden = 8 }
+    [[suites]]                        # any suite by import path: a callable (**options) -> TaskSuite, e.g. a
+    name = "my_package.models:make_suite"   # ModuleSuite of your own model (device and dtype passed if taken)
     [tuning]
     low = 1e-3
     high = 1.0
@@ -334,14 +336,17 @@ class BenchConfig:
             if unknown:
                 raise ValueError(f"[mixed] rules {unknown} are not rules of the benchmark {list(self.rules)}")
         from mtg_env.consensus import CONSENSUS_RULES
-        from mtg_env.suites import SUITES
+        from mtg_env.suites import IMPORT_PATH, SUITES
 
         for i, rule in enumerate(self.rules):
             if rule not in CONSENSUS_RULES:
                 raise ValueError(f"rules[{i}]: unknown consensus rule {rule!r}; available: {list(CONSENSUS_RULES)}")
         for i, suite in enumerate(self.suites):
-            if suite.name not in SUITES:
-                raise ValueError(f"suites[{i}].name: unknown suite {suite.name!r}; available: {sorted(SUITES)}")
+            if suite.name not in SUITES and not IMPORT_PATH.fullmatch(suite.name):
+                raise ValueError(
+                    f"suites[{i}].name: unknown suite {suite.name!r}; available: {sorted(SUITES)}, or an import path "
+                    "'package.module:factory' (a callable returning a TaskSuite, e.g. a ModuleSuite of your model)"
+                )
 
     def check(self) -> None:
         """Check what only importing and building can, before any match is played: every policy's factory
@@ -521,7 +526,7 @@ def _suite(i: int, s: Any) -> SuiteSpec:
     s = _table(s, where)
     _known(s, {"name", "options"}, where)
     if "name" not in s:
-        raise ValueError(f"{where} needs a name (a suite of mtg_env.SUITES)")
+        raise ValueError(f"{where} needs a name (a suite of mtg_env.SUITES or an import path 'package.module:factory')")
     options = _table(s.get("options", {}), f"{where}.options")
     try:
         return SuiteSpec(s["name"], _freeze(options))

@@ -112,7 +112,8 @@ class TaskSuite(abc.ABC):
 
     # ------------------------------------------------------------------------------ the game
     #: How the engine gets each task's trunk gradient (the rows of the trunk Jacobian):
-    #: ``"closed_form"``: :meth:`closed_form` gives losses and gradients directly (no autograd);
+    #: ``"closed_form"``: :meth:`closed_form` gives losses and gradients directly (its closed form, or the suite's
+    #: own autograd: :class:`~mtg_env.suites.module.ModuleSuite` runs one forward and backward per game);
     #: ``"replicas"``: :meth:`batched_losses` takes a trunk ``[B, M, n]`` with one replica per task (task m
     #: uses replica m), so one backward of the summed losses gives every row exactly; cheap where tasks have
     #: their own inputs, as the forward then costs no more than with one trunk;

@@ -72,6 +72,8 @@ MAX_PARTITION_TASKS = 8
 #: Consensus rules a coalition can play: the batched ``sum`` (Eq. 24) and ``mean`` (Eq. 21), and the
 #: deterministic rules defined for any number of proposals (applied to each game's members, game by game).
 COALITION_RULES = ("sum", "mean", "mgda", "upgrad", "dualproj", "cagrad", "imtl_g", "aligned_mtl")
+#: A member's loss beyond this many times max(1, |its start|) means the coalition diverged (the engine's default).
+DIVERGENCE = 1e3
 #: Most set-of-networks combinations the network selection of Standley et al. enumerates.
 _MAX_SELECTIONS = 5_000_000
 
@@ -243,7 +245,6 @@ def play_coalitions(
         divergence_threshold=None,
     )
     head_member = member[:, game.head_index]
-    weights = member.to(suite.dtype)
     start = time.perf_counter()
     curves = []
     with torch.no_grad():
@@ -256,14 +257,18 @@ def play_coalitions(
         curves.append(_member_sum(state.losses, member))
         final = suite.batched_losses(state.heads, state.trunk, suite.batch_for(config.split))  # type: ignore[arg-type]
     seconds = time.perf_counter() - start
-    final = torch.where(member, final, torch.full_like(final, math.nan))[:, list(players)]
-    bad = ~torch.isfinite(final) & (weights[:, list(players)] > 0)
+    # The engine's divergence rule, on the members only: a loss not finite, or beyond DIVERGENCE x its start.
+    bound = DIVERGENCE * state.start_losses.abs().clamp_min(1.0)
+    blown = ~torch.isfinite(final) | ~torch.isfinite(state.losses) | (state.losses.abs() > bound)
+    bad = (blown & member).any(1)
     if bool(bad.any()):
-        b = int(bad.any(1).nonzero()[0])
+        b = int(bad.nonzero()[0])
         raise ValueError(
-            f"coalition {_label(masks[b % c])} (seed {seeds[b // c]}) diverged (a member's loss is not finite after "
-            f"{config.horizon} steps); lower lr ({config.lr}) or trunk_lr ({config.beta})"
+            f"coalition {_label(masks[b % c])} (seed {seeds[b // c]}) diverged (a member's loss left "
+            f"{DIVERGENCE:g} x its start or stopped being finite within {config.horizon} steps); lower lr "
+            f"({config.lr}) or trunk_lr ({config.beta})"
         )
+    final = torch.where(member, final, torch.full_like(final, math.nan))[:, list(players)]
     losses = final.double().cpu().numpy().reshape(len(seeds), c, p)
     curve = torch.stack(curves, 1).double().cpu().numpy().reshape(len(seeds), c, config.horizon + 1)
     return CoalitionPlay(masks, losses, curve, int(seed_t.numel()), seconds)

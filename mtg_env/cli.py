@@ -187,7 +187,8 @@ def _coalitions_parser(sub: Any) -> None:
     co.add_argument("--suite", default="quadratic", choices=sorted(SUITES), help="task suite (default: quadratic)")
     co.add_argument("--blocks", default=None, help="quadratic only: the game of known structure with blocks of these "
                     "sizes, e.g. 4,4 (tasks alike within a block, trunk optima in conflict across)")  # fmt: skip
-    co.add_argument("--num-tasks", type=int, default=None, help="quadratic / regression: number of tasks")
+    co.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="a suite option, VALUE in "
+                    "JSON, e.g. num_tasks=6 or 'task_sizes=[20,20,20]' (repeatable; not with --blocks)")  # fmt: skip
     co.add_argument("--tasks", default=None, help="the suite's tasks that play, e.g. 0,2,3 (default: all)")
     co.add_argument("--steps", type=int, default=100, help="training steps T of every coalition (default 100)")
     co.add_argument("--lr", type=float, default=None, help="head step size (default: 1/λ_max on quadratic, else 0.1)")
@@ -217,10 +218,16 @@ def _coalitions(args: argparse.Namespace) -> int:
     kwargs: dict[str, Any] = {}
     if args.blocks is not None and args.suite != "quadratic":
         raise CLIError(f"--blocks builds a quadratic game; it does not apply to --suite {args.suite}")
-    if args.num_tasks is not None:
-        if args.suite not in ("quadratic", "regression") or args.blocks is not None:
-            raise CLIError("--num-tasks applies to --suite quadratic (without --blocks) and regression")
-        kwargs["num_tasks"] = args.num_tasks
+    if args.blocks is not None and args.option:
+        raise CLIError("--option does not apply to the --blocks game (its options are fixed)")
+    for option in args.option:
+        key, eq, text = option.partition("=")
+        if not eq or not key:
+            raise CLIError(f"--option must look like KEY=VALUE, got {option!r}")
+        try:
+            kwargs[key] = json.loads(text)
+        except json.JSONDecodeError:
+            kwargs[key] = text  # a bare word, e.g. trunk=mlp
     out = args.out or Path("runs") / f"coalitions_{args.suite}{'_blocks' if args.blocks else ''}"
     _check_out_dir(out)
     try:

@@ -322,6 +322,10 @@ def test_cli_writes_the_analysis(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert data["best_partition"]["blocks"] == [3, 12] and data["tag"]["agrees_with_best_partition"]
     printed = capsys.readouterr().out
     assert "best partition (exhaustive): {0, 1} | {2, 3}" in printed and "quadratic blocks 2,2" in printed
+    options = ["--option", "num_tasks=3", "--option", "trunk=mlp", "--option", "task_sizes=[20, 30, 40]"]
+    assert main(["coalitions", "--suite", "regression", *options, "--steps", "5", "--lr", "0.05", "--out", str(out)]) == 0
+    suite = json.loads((out / "coalitions.json").read_text())["suite"]
+    assert (suite["num_tasks"], suite["trunk"], suite["task_sizes"]) == (3, "mlp", [20, 30, 40])
 
 
 # ---------------------------------------------------------------------------------------------- bad input
@@ -374,6 +378,9 @@ def test_cli_refuses_bad_options(capsys: pytest.CaptureFixture[str], tmp_path: P
         (["--blocks", "2,x"], "--blocks must be comma-separated integers"),
         (["--steps", "0"], "horizon must be an int >= 1"),
         (["--seeds", "0"], "--seeds must be >= 1"),
+        (["--option", "num_tasks"], "--option must look like KEY=VALUE"),
+        (["--suite", "regression", "--option", "bogus=1"], r"suite 'regression' has no option\(s\) \['bogus'\]"),
+        (["--blocks", "2,2", "--option", "num_tasks=3"], "--option does not apply to the --blocks game"),
     ):
         with pytest.raises(SystemExit, match=message):
             main(["coalitions", *args, "--out", str(tmp_path / "x")])

@@ -187,7 +187,7 @@ class CoalitionPlay:
     losses: np.ndarray
     """``[R, C, P]`` ℓ_m^S on the config's split after T steps (NaN where m ∉ S)."""
     curves: np.ndarray
-    """``[R, C, T + 1]`` Σ_{m ∈ S} ℓ_m on each step's training batch (the trajectory; step 0 is the start)."""
+    """``[R, C, K]`` Σ_{m ∈ S} ℓ_m on the config's split at the steps :func:`curve_steps` (the trajectory)."""
     games: int
     """Games in the batch (R · C)."""
     seconds: float
@@ -247,15 +247,18 @@ def play_coalitions(
     head_member = member[:, game.head_index]
     start = time.perf_counter()
     curves = []
+    marks = set(curve_steps(config.horizon))
+    objective = suite.batch_for(config.split)  # type: ignore[arg-type]
     with torch.no_grad():
         state, _ = reset(game, seed_t)
         zero = torch.zeros((), dtype=suite.dtype, device=device)
-        for _ in range(config.horizon):
-            curves.append(_member_sum(state.losses, member))
-            heads = torch.where(head_member, -config.lr * state.head_grads, zero)
-            state, _ = step(game, state, (heads, -config.beta * state.jacobian))
-        curves.append(_member_sum(state.losses, member))
-        final = suite.batched_losses(state.heads, state.trunk, suite.batch_for(config.split))  # type: ignore[arg-type]
+        for t in range(config.horizon + 1):
+            if t in marks:
+                final = suite.batched_losses(state.heads, state.trunk, objective)
+                curves.append(_member_sum(final, member))
+            if t < config.horizon:
+                heads = torch.where(head_member, -config.lr * state.head_grads, zero)
+                state, _ = step(game, state, (heads, -config.beta * state.jacobian))
     seconds = time.perf_counter() - start
     # The engine's divergence rule, on the members only: a loss not finite, or beyond DIVERGENCE x its start.
     bound = DIVERGENCE * state.start_losses.abs().clamp_min(1.0)
@@ -270,8 +273,13 @@ def play_coalitions(
         )
     final = torch.where(member, final, torch.full_like(final, math.nan))[:, list(players)]
     losses = final.double().cpu().numpy().reshape(len(seeds), c, p)
-    curve = torch.stack(curves, 1).double().cpu().numpy().reshape(len(seeds), c, config.horizon + 1)
+    curve = torch.stack(curves, 1).double().cpu().numpy().reshape(len(seeds), c, len(marks))
     return CoalitionPlay(masks, losses, curve, int(seed_t.numel()), seconds)
+
+
+def curve_steps(horizon: int) -> list[int]:
+    """The steps at which the trajectories are read: about 50 evenly spaced ones from 0 to ``horizon``."""
+    return sorted({round(x) for x in np.linspace(0, horizon, min(horizon, 50) + 1)})
 
 
 def _member_sum(losses: Tensor, member: Tensor) -> Tensor:
@@ -672,7 +680,7 @@ class CoalitionAnalysis:
     floors: np.ndarray
     """``[P]`` :func:`loss_floors` of the players."""
     curves: np.ndarray
-    """``[C, T + 1]`` Σ_{m∈S} ℓ_m on each step's batch, the mean over seeds."""
+    """``[C, K]`` Σ_{m∈S} ℓ_m on the split at the steps :func:`curve_steps`, the mean over seeds."""
     best: Partition
     """The partition of the players maximising Σ_blocks v(block)."""
     tag_affinity: np.ndarray
@@ -714,7 +722,8 @@ class CoalitionAnalysis:
         return out
 
     def structure_curve(self, blocks: Sequence[int]) -> np.ndarray:
-        """``[T + 1]`` Σ over the players of ℓ_m − floor_m on each step's batch under a coalition structure."""
+        """``[K]`` Σ over the players of ℓ_m − floor_m on the split at :func:`curve_steps` under a coalition
+        structure."""
         rows = [self.curves[self.masks.index(b)] - self.floors[list(members(b))].sum() for b in blocks]
         return np.sum(rows, axis=0)
 
@@ -1201,12 +1210,12 @@ def _plot_shapley(result: CoalitionAnalysis, path: Path, title: str) -> Path:
 def _plot_affinity(result: CoalitionAnalysis, path: Path, title: str) -> Path:
     from matplotlib.patches import Patch, Rectangle
 
-    fig = _figure(6.0, 5.0)
+    fig = _figure(6.8, 5.4)
     ax = fig.add_subplot()
     z = result.tag_affinity
     bound = max(1e-12, float(np.nanmax(np.abs(z))))
     image = ax.imshow(z, cmap="RdBu", vmin=-bound, vmax=bound)
-    fig.colorbar(image, ax=ax, label="Z_{i→j} = 1 − ℓ_j after a step on task i / ℓ_j (dimensionless)")
+    fig.colorbar(image, ax=ax, label="affinity Z_{i→j} (dimensionless)")
     p = result.num_players
     ax.set_xticks(range(p), [str(i) for i in range(p)])
     ax.set_yticks(range(p), [str(i) for i in range(p)])
@@ -1223,7 +1232,7 @@ def _plot_affinity(result: CoalitionAnalysis, path: Path, title: str) -> Path:
         loc="upper center",
         bbox_to_anchor=(0.5, -0.12),
     )
-    ax.set_title(f"TAG inter-task affinity (Fifty et al. 2021)\n{title}", fontsize=9)
+    ax.set_title(f"TAG affinity Z_{{i→j}} = 1 − ℓ_j(step on task i) / ℓ_j (Fifty et al. 2021)\n{title}", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     return path
@@ -1248,14 +1257,14 @@ def _plot_convergence(result: CoalitionAnalysis, path: Path, title: str) -> Path
     for label, blocks in structures.items():
         curves[label] = result.structure_curve(blocks)
         positive &= bool((curves[label] > 0).all())
-    t = np.arange(result.config.horizon + 1)
+    t = np.array(curve_steps(result.config.horizon))
     for i, (label, curve) in enumerate(curves.items()):
         ax.plot(t, curve, styles[i % 4], label=label[:70], lw=1.6)
     if positive:
         ax.set_yscale("log")
     ax.set_xlabel("training step t")
     floor = "" if not np.any(result.floors) else " − Σ min ℓ_m"
-    ax.set_ylabel(f"Σ_m ℓ_m{floor} on the step's batch (loss units)")
+    ax.set_ylabel(f"Σ_m ℓ_m{floor}, {result.config.split} split (loss units)")
     ax.set_title(f"Convergence under four coalition structures\n{title}", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")

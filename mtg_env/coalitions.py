@@ -74,6 +74,8 @@ MAX_PARTITION_TASKS = 8
 COALITION_RULES = ("sum", "mean", "mgda", "upgrad", "dualproj", "cagrad", "imtl_g", "aligned_mtl")
 #: A member's loss beyond this many times max(1, |its start|) means the coalition diverged (the engine's default).
 DIVERGENCE = 1e3
+#: Points of the convergence trajectories (evaluations of the split objective for every game).
+CURVE_POINTS = 21
 #: Most set-of-networks combinations the network selection of Standley et al. enumerates.
 _MAX_SELECTIONS = 5_000_000
 
@@ -278,8 +280,9 @@ def play_coalitions(
 
 
 def curve_steps(horizon: int) -> list[int]:
-    """The steps at which the trajectories are read: about 50 evenly spaced ones from 0 to ``horizon``."""
-    return sorted({round(x) for x in np.linspace(0, horizon, min(horizon, 50) + 1)})
+    """The steps at which the trajectories are read: 0, ``horizon`` and evenly spaced ones between, 21 at most (each
+    costs a pass over the split for every game, as much as several training steps)."""
+    return sorted({round(x) for x in np.linspace(0, horizon, min(horizon, CURVE_POINTS - 1) + 1)})
 
 
 def _member_sum(losses: Tensor, member: Tensor) -> Tensor:

@@ -5,6 +5,8 @@ loss; the shared trunk moves by a consensus rule of the agents' proposals (Lee, 
 Learning Games", Axioms 2023).
 """
 
+from mtg_env.coalitions import CoalitionAnalysis
+from mtg_env.coalitions import analyse as analyse_coalitions
 from mtg_env.consensus import CONSENSUS_RULES, RULE_TABLE, ConsensusRule, ConsensusWarning, consensus_rule
 from mtg_env.engine import Game, GameState, StepOutput
 from mtg_env.env import FEATURES, MultiTaskGameEnv, env, parallel_env
@@ -29,6 +31,7 @@ __all__ = [
     "FEATURES",
     "RULE_TABLE",
     "SUITES",
+    "CoalitionAnalysis",
     "ConsensusRule",
     "ConsensusWarning",
     "DigitsSuite",
@@ -44,6 +47,7 @@ __all__ = [
     "TaskSuite",
     "Toy2DSuite",
     "VectorGameEnv",
+    "analyse_coalitions",
     "consensus_rule",
     "env",
     "make_suite",

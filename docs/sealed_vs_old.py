@@ -1,0 +1,82 @@
+"""The shipped learned rules under the old protocol and the sealed one, side by side (README "Learned agents").
+
+    python docs/sealed_vs_old.py --families quadratic,regression --multiples 1 --out runs/sealed_vs_old
+
+Old: ``docs/learned_results.py`` with per-family tuning (the evaluation stream ``EVAL_STREAM`` that selected the
+models, L* = 0 off the quadratic game, a step-size grid 1e-4..1 only, heads and trunk one step), on ``--configs`` ×
+``--seeds`` games. New: a cell of ``examples/bench_learned.toml`` (:mod:`mtg_env.bench.sealed`: the sealed test
+stream, the true L*, the baselines externally tuned over the full search space). Writes ``OUT/table.md`` and
+``OUT/table.json`` and prints each row as it comes (with its seconds, the cost of a cell).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from learned_results import run as run_old  # noqa: E402  (docs/ scripts import each other by path)
+
+from agents.learned import learned_agent  # noqa: E402
+from agents.learned.family import DEFAULT_TEST_KEY  # noqa: E402
+from mtg_env.bench.sealed import _Floors, run_cell, sealed_config_from_dict  # noqa: E402
+
+CONFIG = Path(__file__).parent.parent / "examples" / "bench_learned.toml"
+
+
+def _ci(r: Any) -> str:
+    return f"{r[0]:.2f} [{r[1]:.2f}, {r[2]:.2f}]"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--families", default="quadratic,regression,digits")
+    parser.add_argument("--multiples", default="1,2,5")
+    parser.add_argument("--configs", type=int, default=8, help="old protocol: draws (default 8)")
+    parser.add_argument("--seeds", type=int, default=3, help="old protocol: seeds per draw (default 3)")
+    parser.add_argument("--out", type=Path, default=Path("runs/sealed_vs_old"))
+    args = parser.parse_args()
+    import tomllib
+
+    config = sealed_config_from_dict(tomllib.loads(CONFIG.read_text()))
+    args.out.mkdir(parents=True, exist_ok=True)
+    floors = _Floors(args.out / "floors.json")
+    rows: list[dict[str, Any]] = []
+    print("| family | horizon | entrant | old: mean ratio [95% CI] | old: median ratio | old: diverged | "
+          "new: mean ratio [95% CI] | new: median ratio | new: diverged (entrant / baselines) | new: best tuned "
+          "(mean) | seconds old / new |\n|---|---|---|---|---|---|---|---|---|---|---|")  # fmt: skip
+    for family in args.families.split(","):
+        agents = [a for a, f in config.entrants if f == family]
+        for multiple in [int(m) for m in args.multiples.split(",")]:
+            start = time.perf_counter()
+            rules = {a: learned_agent(a, suite=family).rule for a in agents}
+            new = run_cell(replace(config, multiples=(multiple,)), family, multiple, floors, rules,
+                           config.test_key or DEFAULT_TEST_KEY)  # fmt: skip
+            new_s = time.perf_counter() - start
+            for agent in agents:
+                start = time.perf_counter()
+                old_args = argparse.Namespace(agent=agent, suite=family, weights=None, shifted=False,
+                                              configs=args.configs, seeds=args.seeds, train_horizon=100,
+                                              multiples=[multiple], cache=args.out / "old_cache", tunings=("family",))  # fmt: skip
+                old = run_old(old_args)["cells"][0]
+                old_s = time.perf_counter() - start
+                e = new["entrants"][agent]
+                base_div = sum(v for k, v in new["diverged"].items() if k in new["tuned"])
+                row = {"family": family, "multiple": multiple, "agent": agent, "old": old, "new": new,
+                       "seconds_old": old_s, "seconds_new": new_s}  # fmt: skip
+                rows.append(row)
+                best = new["best_mean"]
+                print(f"| {family} | {multiple}× | {agent} | {_ci(old['ratio_mean'])} (n={old['games']}) | "
+                      f"{_ci(old['ratio_median'])} | {old['diverged']['learned']} | {_ci(e['ratio_mean'])} "
+                      f"(n={new['games']}) | {_ci(e['ratio_median'])} | {new['diverged'][agent]} / {base_div} | "
+                      f"{best} ({new['mean'][best]:.3g}) | {old_s:.0f} / {new_s:.0f} |", flush=True)  # fmt: skip
+            (args.out / "table.json").write_text(json.dumps(rows, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from learned_results import run as run_old  # noqa: E402  (docs/ scripts import each other by path)
+from learned_results import run as run_old
 
-from agents.learned import learned_agent  # noqa: E402
-from agents.learned.family import DEFAULT_TEST_KEY  # noqa: E402
-from mtg_env.bench.sealed import _Floors, run_cell, sealed_config_from_dict  # noqa: E402
+from agents.learned import learned_agent
+from agents.learned.family import DEFAULT_TEST_KEY
+from mtg_env.bench.sealed import _Floors, run_cell, sealed_config_from_dict
 
 CONFIG = Path(__file__).parent.parent / "examples" / "bench_learned.toml"
 
@@ -60,9 +60,18 @@ def main() -> None:
             new_s = time.perf_counter() - start
             for agent in agents:
                 start = time.perf_counter()
-                old_args = argparse.Namespace(agent=agent, suite=family, weights=None, shifted=False,
-                                              configs=args.configs, seeds=args.seeds, train_horizon=100,
-                                              multiples=[multiple], cache=args.out / "old_cache", tunings=("family",))  # fmt: skip
+                old_args = argparse.Namespace(
+                    agent=agent,
+                    suite=family,
+                    weights=None,
+                    shifted=False,
+                    configs=args.configs,
+                    seeds=args.seeds,
+                    train_horizon=100,
+                    multiples=[multiple],
+                    cache=args.out / "old_cache",
+                    tunings=("family",),
+                )
                 old = run_old(old_args)["cells"][0]
                 old_s = time.perf_counter() - start
                 e = new["entrants"][agent]

@@ -188,8 +188,8 @@ def test_search_players_play_the_baselines(name: str, knobs: dict[str, Any], kwa
 def test_schedules_and_divergence() -> None:
     game = _game("quadratic", {"num_tasks": 2}, 20)
     base = {"baseline": "gradient", "lr": 0.01, "trunk_ratio": 1.0}
-    cands = [{**base, "schedule": s} for s in ("constant", "cosine", "warmup")] + [{**base, "lr": 1e3,
-                                                                                      "schedule": "constant"}]  # fmt: skip
+    cands = [{**base, "schedule": s} for s in ("constant", "cosine", "warmup")]
+    cands.append({**base, "lr": 1e3, "schedule": "constant"})
     start, final = play_candidates(game, cands, [1] * 4)
     assert math.isinf(final[3])  # a step of 1000 diverges, and scores +inf
     assert final[0] < final[1] and final[0] < final[2] < start[2]  # the decayed schedules move less in 20 steps

@@ -102,14 +102,14 @@ def _linear_regression_floor(suite: TaskSuite) -> Floor:
     for _ in range(_ALS_ITERATIONS):
         feats = torch.cat([x @ w_mat.T, sw.unsqueeze(-1)], -1)  # [M, N, k + 1]
         heads = torch.linalg.lstsq(feats, target.unsqueeze(-1), driver="gelsd").solution.squeeze(-1)  # [M, k + 1]
-        v, a = heads[:, :k], heads[:, k]
+        v = heads[:, :k]
         # pred_m = v_mᵀ W x + a_m: linear in (vec W, a); solve all tasks' rows at once.
         rows = torch.einsum("mk,mnd->mnkd", v, x).reshape(m, -1, k * d)
         intercepts = torch.zeros(m, x.shape[1], m, dtype=x.dtype)
         intercepts[torch.arange(m), :, torch.arange(m)] = sw
         big = torch.cat([rows, intercepts], -1).reshape(-1, k * d + m)
         theta = torch.linalg.lstsq(big, target.reshape(-1, 1), driver="gelsd").solution.squeeze(-1)
-        w_mat, a = theta[: k * d].reshape(k, d), theta[k * d :]
+        w_mat = theta[: k * d].reshape(k, d)
         value = float((big @ theta - target.reshape(-1)).square().sum())
         if value > best - 1e-13 * max(1.0, abs(best)):
             best = min(best, value)
@@ -142,4 +142,3 @@ def _best_run(suite: TaskSuite) -> float:
         final = suite.batched_losses(params[:, :h], params[:, h:], batch).sum(-1)
         best = torch.minimum(best, torch.nan_to_num(final, nan=math.inf))
     return float(best.min())
-

@@ -87,9 +87,13 @@ class SearchSpace:
             if not values or not all(isinstance(v, (int, float)) and 0 <= v < 1 for v in values):
                 raise ValueError(f"[search] {name} must be a non-empty list of numbers in [0, 1), got {values!r}")
         if not self.trunk_ratios or not all(isinstance(v, (int, float)) and v > 0 for v in self.trunk_ratios):
-            raise ValueError(f"[search] trunk_ratios must be a non-empty list of numbers > 0, got {self.trunk_ratios!r}")
+            raise ValueError(
+                f"[search] trunk_ratios must be a non-empty list of numbers > 0, got {self.trunk_ratios!r}"
+            )
         if not self.schedules or any(s not in SCHEDULES for s in self.schedules):
-            raise ValueError(f"[search] schedules must be a non-empty list of {list(SCHEDULES)}, got {self.schedules!r}")
+            raise ValueError(
+                f"[search] schedules must be a non-empty list of {list(SCHEDULES)}, got {self.schedules!r}"
+            )
 
     def step_sizes(self) -> tuple[float, ...]:
         lo = math.log10(self.low)
@@ -114,7 +118,8 @@ class SearchSpace:
         lrs = self.step_sizes()
         sizes = ", ".join(f"{b} {len(self.candidates(b))}" for b in BASELINE_CONTROLS)
         return (
-            f"step size: {len(lrs)} log-spaced from {lrs[0]:.3g} to {lrs[-1]:.3g} ({self.points_per_decade} per decade); "
+            f"step size: {len(lrs)} log-spaced from {lrs[0]:.3g} to {lrs[-1]:.3g} ({self.points_per_decade} per "
+            "decade); "
             f"momentum μ ∈ {list(self.momentum)}; Adam β1 ∈ {list(self.beta1)}, β2 (and RMSprop α) ∈ "
             f"{list(self.beta2)}; trunk/head step ratio ∈ {list(self.trunk_ratios)}; schedule ∈ {list(self.schedules)}"
             f" (candidates: {sizes})"
@@ -212,7 +217,9 @@ def play_candidates(game: Game, candidates: list[dict[str, Any]], seeds: list[in
     return start, torch.where(alive, final, torch.full_like(final, math.inf))
 
 
-def play_rule(rule: Any, suite_name: str, options: dict[str, Any], horizon: int, seeds: list[int]) -> tuple[Tensor, Tensor]:
+def play_rule(
+    rule: Any, suite_name: str, options: dict[str, Any], horizon: int, seeds: list[int]
+) -> tuple[Tensor, Tensor]:
     """The learned ``rule`` (batched form) playing every task of the games ``seeds``: ``(L_0 [B], L_T [B])``."""
     from agents.learned import EngineDriver, StepRule
 
@@ -383,9 +390,7 @@ def _gaps(start: Tensor, final: Tensor, floor: float) -> np.ndarray:
         return np.where(np.isfinite(f), (f - floor) / np.maximum(s - floor, 1e-300), np.inf)
 
 
-def tune_baselines(
-    config: SealedConfig, suite: str, horizon: int, floors: _Floors
-) -> dict[str, dict[str, Any]]:
+def tune_baselines(config: SealedConfig, suite: str, horizon: int, floors: _Floors) -> dict[str, dict[str, Any]]:
     """Successive halving for every baseline on the tuning stream: per baseline its chosen candidate, its rung-1
     mean gap, the game-steps spent and whether the choice lies on an edge of the step-size grid."""
     from agents.learned.family import draw_games
@@ -468,8 +473,6 @@ def run_cell(
     chosen = tune_baselines(config, suite, horizon, floors)
     tuned_s = time.perf_counter() - began
     draws = draw_games(suite, "test", config.test_draws, config.test_seeds, key=key)
-    starts: dict[str, list[np.ndarray]] = {}
-    finals: dict[str, list[np.ndarray]] = {}
     floor_kinds = []
     gaps: dict[str, list[float]] = {}
     for options, seeds in draws:
@@ -481,16 +484,14 @@ def run_cell(
             sl = slice(i * len(seeds), (i + 1) * len(seeds))
             per[b] = (start[sl].cpu().numpy(), final[sl].cpu().numpy())
         for agent, rule in rules.items():
-            s, f = play_rule(rule, suite, options, horizon, list(seeds))
-            per[agent] = (s.cpu().numpy(), f.cpu().numpy())
+            rule_start, rule_final = play_rule(rule, suite, options, horizon, list(seeds))
+            per[agent] = (rule_start.cpu().numpy(), rule_final.cpu().numpy())
         floor = floors.get(suite, options)
-        for _, f in per.values():  # a non-convex suite's best run is lowered to any loss a game reached
-            floor = floor.lowered(float(np.min(f)))
+        for _, reached in per.values():  # a non-convex suite's best run is lowered to any loss a game reached
+            floor = floor.lowered(float(np.min(reached)))
         floor_kinds.append(floor.kind)
-        for name, (s, f) in per.items():
-            starts.setdefault(name, []).append(s)
-            finals.setdefault(name, []).append(f)
-            gaps.setdefault(name, []).extend(_gaps(torch.as_tensor(s), torch.as_tensor(f), floor.value).tolist())
+        for name, (s0, s1) in per.items():
+            gaps.setdefault(name, []).extend(_gaps(torch.as_tensor(s0), torch.as_tensor(s1), floor.value).tolist())
     arrays = {k: np.asarray(v) for k, v in gaps.items()}
     base = list(config.baselines)
     best_mean = min(base, key=lambda k: float(_mean(arrays[k])))
@@ -561,8 +562,10 @@ def _knobs(knobs: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-HEADER = ("| family | horizon | entrant | mean gap vs best tuned (mean) | ratio [95% CI] | median gap vs best tuned "
-          "(median) | ratio [95% CI] | diverged (entrant / baselines) | L* |\n|---|---|---|---|---|---|---|---|---|")  # fmt: skip
+HEADER = (
+    "| family | horizon | entrant | mean gap vs best tuned (mean) | ratio [95% CI] | median gap vs best tuned "
+    "(median) | ratio [95% CI] | diverged (entrant / baselines) | L* |\n|---|---|---|---|---|---|---|---|---|"
+)
 
 
 def cell_rows(cell: dict[str, Any], header: bool = False) -> str:

@@ -187,8 +187,7 @@ class SearchPlayers:
 def _game(suite_name: str, options: dict[str, Any], horizon: int, mode: str = "update") -> Game:
     from agents.learned.family import build_suite
 
-    dtype = "float64" if suite_name == "quadratic" else "float32"
-    suite = build_suite(suite_name, options, dtype=dtype)
+    suite = build_suite(suite_name, options, dtype=_dtype(suite_name))
     return Game(suite, consensus_rule("sum", num_tasks=suite.num_tasks), action_mode=mode, horizon=horizon)  # type: ignore[arg-type]
 
 
@@ -255,6 +254,8 @@ class SealedConfig:
     """Horizons, as multiples of ``train_horizon``."""
     train_horizon: int = 100
     """The meta-training horizon."""
+    train_horizons: tuple[tuple[str, int], ...] = ()
+    """Per family, a meta-training horizon other than ``train_horizon`` (digits' rule trained on 50 steps)."""
     search: SearchSpace = field(default_factory=SearchSpace)
     tuning_draws: int = 4
     """Tuning-stream game draws per family."""
@@ -263,7 +264,7 @@ class SealedConfig:
     eta: int = 4
     """Successive halving keeps the best 1/η of each baseline's candidates after rung 0."""
     budget_game_steps: int = 20_000_000
-    """The tuning budget of every baseline at each family and horizon ×1 (scaled by the multiple), in game-steps."""
+    """The tuning budget of every baseline in one cell at 1× (× the multiple at k×), in game-steps."""
     test_draws: int = 8
     """Sealed test draws per family."""
     test_seeds: int = 3
@@ -287,10 +288,15 @@ class SealedConfig:
         if self.test_key is not None:
             check_key(self.test_key)
 
-    def tuning_cost(self, baseline: str, multiple: int) -> int:
-        """Game-steps successive halving spends on ``baseline`` at one family and horizon."""
+    def horizon(self, family: str, multiple: int) -> int:
+        """The horizon of ``family``'s cell at ``multiple`` × its meta-training horizon."""
+        return dict(self.train_horizons).get(family, self.train_horizon) * multiple
+
+    def tuning_cost(self, baseline: str, multiple: int, family: str | None = None) -> int:
+        """Game-steps successive halving spends on ``baseline`` at one family (default: the longest) and horizon."""
         count = len(self.search.candidates(baseline))
-        horizon = self.train_horizon * multiple
+        families = self.families if family is None else (family,)
+        horizon = max(self.horizon(f, multiple) for f in families)
         return (count + math.ceil(count / self.eta) * self.tuning_seeds) * self.tuning_draws * horizon
 
     def check(self) -> None:
@@ -311,8 +317,8 @@ class SealedConfig:
                        test_seeds=2, bootstrap_reps=min(self.bootstrap_reps, 1000))  # fmt: skip
 
 
-_TOP = {"name", "protocol", "families", "entrants", "baselines", "multiples", "train_horizon", "search", "tuning",
-        "test", "bootstrap_reps"}  # fmt: skip
+_TOP = {"name", "protocol", "families", "entrants", "baselines", "multiples", "train_horizon", "train_horizons",
+        "search", "tuning", "test", "bootstrap_reps"}  # fmt: skip
 
 
 def sealed_config_from_dict(data: dict[str, Any]) -> SealedConfig:
@@ -347,6 +353,7 @@ def sealed_config_from_dict(data: dict[str, Any]) -> SealedConfig:
         baselines=tuple(data.get("baselines", BASELINE_CONTROLS)),
         multiples=tuple(data.get("multiples", (1, 2, 5))),
         train_horizon=data.get("train_horizon", 100),
+        train_horizons=tuple(sorted(dict(data.get("train_horizons", {})).items())),
         search=space,
         tuning_draws=tuning.get("draws", 4),
         tuning_seeds=tuning.get("seeds", 2),
@@ -384,10 +391,22 @@ class _Floors:
         return Floor(**self.table[key])
 
 
-def _gaps(start: Tensor, final: Tensor, floor: float) -> np.ndarray:
+#: A gap below this fraction of max(1, |L*|, |L_T|) is round-off: it counts as reached, so two rules at the floor tie
+#: (an exact floor lets gaps fall to 1e-16, where ratios of round-off would decide a cell).
+RESOLUTION = {"float64": 1e-12, "float32": 1e-6}
+
+
+def _gaps(start: Tensor, final: Tensor, floor: float, dtype: str = "float64") -> np.ndarray:
+    """``[B]`` normalised gaps (L_T − L*) / (L_0 − L*), at least the dtype's resolution; +inf where diverged."""
     s, f = start.cpu().numpy(), final.cpu().numpy()
     with np.errstate(invalid="ignore", over="ignore"):
-        return np.where(np.isfinite(f), (f - floor) / np.maximum(s - floor, 1e-300), np.inf)
+        resolution = RESOLUTION[dtype] * np.maximum(np.maximum(1.0, abs(floor)), np.abs(f))
+        gap = np.maximum(f - floor, resolution) / np.maximum(s - floor, 1e-300)
+        return np.where(np.isfinite(f), gap, np.inf)
+
+
+def _dtype(suite: str) -> str:
+    return "float64" if suite == "quadratic" else "float32"
 
 
 def tune_baselines(config: SealedConfig, suite: str, horizon: int, floors: _Floors) -> dict[str, dict[str, Any]]:
@@ -405,7 +424,7 @@ def tune_baselines(config: SealedConfig, suite: str, horizon: int, floors: _Floo
         game = _game(suite, options, horizon)
         start, final = play_candidates(game, everyone, [seeds[0]] * len(everyone))
         records.append((options, start, final))
-        rung0[d] = _gaps(start, final, floors.get(suite, options).value)
+        rung0[d] = _gaps(start, final, floors.get(suite, options).value, _dtype(suite))
     mean0 = rung0.mean(0)
     kept: list[dict[str, Any]] = []
     offset = 0
@@ -420,7 +439,9 @@ def tune_baselines(config: SealedConfig, suite: str, horizon: int, floors: _Floo
         game = _game(suite, options, horizon)
         batch = [c for _ in seeds[1:] for c in kept]
         start, final = play_candidates(game, batch, [s for s in seeds[1:] for _ in kept])
-        rung1[d] = _gaps(start, final, floors.get(suite, options).value).reshape(config.tuning_seeds, len(kept))
+        rung1[d] = _gaps(start, final, floors.get(suite, options).value, _dtype(suite)).reshape(
+            config.tuning_seeds, len(kept)
+        )
     mean1 = rung1.reshape(-1, len(kept)).mean(0)
     lrs = config.search.step_sizes()
     chosen: dict[str, dict[str, Any]] = {}
@@ -429,7 +450,7 @@ def tune_baselines(config: SealedConfig, suite: str, horizon: int, floors: _Floo
         best = min(idx, key=lambda i: (mean1[i], i))
         cand = kept[best]
         chosen[b] = {"knobs": cand, "tuning_gap": float(mean1[best]),
-                     "game_steps": config.tuning_cost(b, horizon // config.train_horizon or 1),
+                     "game_steps": config.tuning_cost(b, 1, suite) * horizon // config.horizon(suite, 1),
                      "at_edge": cand["lr"] in (lrs[0], lrs[-1])}  # fmt: skip
     return chosen
 
@@ -468,7 +489,7 @@ def run_cell(
     """One family at one horizon: tune the baselines, play everyone on the sealed draws, compare."""
     from agents.learned.family import draw_games
 
-    horizon = config.train_horizon * multiple
+    horizon = config.horizon(suite, multiple)
     began = time.perf_counter()
     chosen = tune_baselines(config, suite, horizon, floors)
     tuned_s = time.perf_counter() - began
@@ -491,7 +512,9 @@ def run_cell(
             floor = floor.lowered(float(np.min(reached)))
         floor_kinds.append(floor.kind)
         for name, (s0, s1) in per.items():
-            gaps.setdefault(name, []).extend(_gaps(torch.as_tensor(s0), torch.as_tensor(s1), floor.value).tolist())
+            gaps.setdefault(name, []).extend(
+                _gaps(torch.as_tensor(s0), torch.as_tensor(s1), floor.value, _dtype(suite)).tolist()
+            )
     arrays = {k: np.asarray(v) for k, v in gaps.items()}
     base = list(config.baselines)
     best_mean = min(base, key=lambda k: float(_mean(arrays[k])))

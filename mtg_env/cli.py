@@ -168,6 +168,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray)")
     bench.add_argument("--out", type=Path, default=None, help="output directory (default runs/bench_<name>)")
     bench.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    bench.add_argument("--validation", action="store_true", help="sealed-protocol configs: score on the development "
+                       "validation stream, not the sealed test stream")  # fmt: skip
     bench.add_argument("--test-key", default=None, help="sealed-protocol configs (protocol = 'sealed'): the 128-bit "
                        "key of the sealed test draws, 32 hex digits, or 'new' for a fresh random one")  # fmt: skip
     _threads_option(bench)
@@ -432,8 +434,8 @@ def _bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     sealed = _sealed_config(args)
     if sealed is not None:
         return _bench_sealed(args, sealed)
-    if args.test_key is not None:
-        parser.error("--test-key applies to a sealed-protocol config (protocol = 'sealed')")
+    if args.test_key is not None or args.validation:
+        parser.error("--test-key and --validation apply to a sealed-protocol config (protocol = 'sealed')")
     try:  # the whole config is checked before anything is written or played: one line that names the key
         if args.config is None:
             config = quick_config() if args.quick else default_config()
@@ -504,7 +506,8 @@ def _bench_sealed(args: argparse.Namespace, config: Any) -> int:
     out = args.out or Path("runs") / f"bench_{config.name}"
     start = time.perf_counter()
     try:
-        run_sealed(config, out, test_key=args.test_key, progress=not args.no_progress)
+        stream = "validation" if args.validation else "test"
+        run_sealed(config, out, test_key=args.test_key, progress=not args.no_progress, stream=stream)
     except ValueError as err:
         raise CLIError(" ".join(str(err).split())) from None
     print(f"{config.name}: {time.perf_counter() - start:.0f} s wall; wrote {out / 'report.md'} and report.json")

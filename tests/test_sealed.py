@@ -235,3 +235,14 @@ def test_cli_runs_the_quick_sealed_bench(tmp_path: Any, capsys: Any) -> None:
         main(["bench", config, "--quick", "--out", str(tmp_path / "b"), "--test-key", "xyz"])
     with pytest.raises(SystemExit):
         main(["bench", "--quick", "--test-key", key])  # the built-in benchmark has no sealed stream
+    assert main(["bench", config, "--quick", "--out", str(tmp_path / "v"), "--no-progress", "--validation"]) == 0
+    assert "DEVELOPMENT RUN on the validation stream" in (tmp_path / "v" / "report.md").read_text()
+
+
+def test_a_gap_at_the_floor_is_round_off_not_a_win() -> None:
+    from mtg_env.bench.sealed import _gaps
+
+    start, final = torch.tensor([10.0, 10.0, 10.0]), torch.tensor([-2.0 + 1e-16, -2.0 + 1e-15, math.inf])
+    gaps = _gaps(start, final, -2.0, "float64")
+    assert gaps[0] == gaps[1] == pytest.approx(2e-12 / 12)  # both at the floor: tied at the resolution
+    assert math.isinf(gaps[2])

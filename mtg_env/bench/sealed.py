@@ -484,16 +484,23 @@ def _median(x: np.ndarray) -> np.ndarray:
 
 
 def run_cell(
-    config: SealedConfig, suite: str, multiple: int, floors: _Floors, rules: dict[str, Any], key: str
+    config: SealedConfig,
+    suite: str,
+    multiple: int,
+    floors: _Floors,
+    rules: dict[str, Any],
+    key: str,
+    stream: str = "test",
 ) -> dict[str, Any]:
-    """One family at one horizon: tune the baselines, play everyone on the sealed draws, compare."""
+    """One family at one horizon: tune the baselines, play everyone on the sealed draws (``stream="validation"``:
+    the development stream's instead; ``key`` is then unused), compare."""
     from agents.learned.family import draw_games
 
     horizon = config.horizon(suite, multiple)
     began = time.perf_counter()
     chosen = tune_baselines(config, suite, horizon, floors)
     tuned_s = time.perf_counter() - began
-    draws = draw_games(suite, "test", config.test_draws, config.test_seeds, key=key)
+    draws = draw_games(suite, stream, config.test_draws, config.test_seeds, key=key if stream == "test" else None)
     floor_kinds = []
     gaps: dict[str, list[float]] = {}
     for options, seeds in draws:
@@ -537,10 +544,15 @@ def run_cell(
 
 
 def run_sealed(
-    config: SealedConfig, out: str | Path, test_key: str | None = None, progress: bool = True
+    config: SealedConfig,
+    out: str | Path,
+    test_key: str | None = None,
+    progress: bool = True,
+    stream: str = "test",
 ) -> dict[str, Any]:
     """Run every cell of ``config`` into ``out`` (``report.md``, ``report.json``, ``floors.json``); returns the
-    report. ``test_key`` overrides the config's sealed key (``"new"``: a fresh random one, printed)."""
+    report. ``test_key`` overrides the config's sealed key (``"new"``: a fresh random one, printed);
+    ``stream="validation"`` scores on the development stream instead of the sealed one."""
     from agents.learned import learned_agent
     from agents.learned.family import DEFAULT_TEST_KEY, check_key, new_test_key
 
@@ -555,11 +567,11 @@ def run_sealed(
     for suite in config.families:
         rules = {agent: learned_agent(agent, suite=suite).rule for agent, f in config.entrants if f == suite}
         for multiple in config.multiples:
-            cell = run_cell(config, suite, multiple, floors, rules, key)
+            cell = run_cell(config, suite, multiple, floors, rules, key, stream)
             cells.append(cell)
             if progress:
                 print(cell_rows(cell, header=not cells[:-1]), flush=True)
-    report = {"name": config.name, "test_key": key, "search": config.search.describe(),
+    report = {"name": config.name, "test_key": key, "stream": stream, "search": config.search.describe(),
               "config": _plain(asdict(config)), "cells": cells}  # fmt: skip
     (out / "report.json").write_text(json.dumps(_plain(report), indent=1))
     (out / "report.md").write_text(report_markdown(config, report))
@@ -614,7 +626,10 @@ def report_markdown(config: SealedConfig, report: dict[str, Any]) -> str:
         "",
         f"Sealed test key `{report['test_key']}`: {config.test_draws} draws × {config.test_seeds} seeds per cell "
         "from the hashed test stream (agents.learned.family.draw_games), disjoint from every training, validation, "
-        "trunk-search and tuning stream.",
+        "trunk-search and tuning stream."
+        if report["stream"] == "test"
+        else f"DEVELOPMENT RUN on the validation stream ({config.test_draws} draws × {config.test_seeds} seeds per "
+        "cell): not a sealed result.",
         "",
         f"External tuning (per family and horizon, successive halving on {config.tuning_draws} tuning-stream draws: "
         f"rung 0 every candidate × 1 seed, rung 1 the best 1/{config.eta} × {config.tuning_seeds} seeds): "

@@ -29,8 +29,45 @@ from mtg_env.bench.sealed import _Floors, run_cell, sealed_config_from_dict
 CONFIG = Path(__file__).parent.parent / "examples" / "bench_learned.toml"
 
 
+def _num(x: Any) -> str:
+    x = float(x)
+    return f"{x:.2f}" if x == 0 or 0.01 <= abs(x) < 1000 else f"{x:.1e}"
+
+
 def _ci(r: Any) -> str:
-    return f"{r[0]:.2f} [{r[1]:.2f}, {r[2]:.2f}]"
+    return f"{_num(r[0])} [{_num(r[1])}, {_num(r[2])}]"
+
+
+def _knobs(knobs: dict[str, Any]) -> str:
+    parts = [f"lr {knobs['lr']:.3g}"]
+    for key, label in (("momentum", "μ"), ("beta1", "β1"), ("beta2", "β2"), ("trunk_ratio", "ratio")):
+        if key in knobs:
+            parts.append(f"{label} {knobs[key]:g}")
+    return ", ".join([*parts, knobs["schedule"]])
+
+
+def render(rows: list[dict[str, Any]]) -> str:
+    """The side-by-side table of ``rows`` (what ``OUT/table.json`` holds) in Markdown."""
+    lines = [
+        "| family | horizon | entrant | old: mean ratio [95% CI] | old: median ratio [95% CI] | old div. | "
+        "sealed: mean ratio [95% CI] | sealed: median ratio [95% CI] | sealed div. (entrant / baselines) | "
+        "best tuned by mean: knobs (mean gap) | by median | L* |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        old, new, agent = row["old"], row["new"], row["agent"]
+        e = new["entrants"][agent]
+        base_div = ", ".join(f"{b} {n}" for b, n in new["diverged"].items() if b in new["tuned"] and n)
+        bm, bd = new["best_mean"], new["best_median"]
+        lines.append(
+            f"| {row['family']} | {row['multiple']}× ({new['horizon']}) | {agent} | {_ci(old['ratio_mean'])} "
+            f"(vs {old['best_mean']}) | {_ci(old['ratio_median'])} (vs {old['best_median']}) | "
+            f"{old['diverged']['learned']} | **{_ci(e['ratio_mean'])}** | **{_ci(e['ratio_median'])}** | "
+            f"{new['diverged'][agent]} / {base_div or 0} | {bm}: {_knobs(new['tuned'][bm]['knobs'])} "
+            f"({new['mean'][bm]:.2g}) | {bd} ({new['median'][bd]:.2g}) | {', '.join(new['floor_kinds'])} |"
+        )
+    games = {r["new"]["games"] for r in rows} | {r["old"]["games"] for r in rows}
+    return "\n".join(lines) + f"\n\nGames per cell: {sorted(games)}.\n"
 
 
 def main() -> None:
@@ -40,7 +77,11 @@ def main() -> None:
     parser.add_argument("--configs", type=int, default=8, help="old protocol: draws (default 8)")
     parser.add_argument("--seeds", type=int, default=3, help="old protocol: seeds per draw (default 3)")
     parser.add_argument("--out", type=Path, default=Path("runs/sealed_vs_old"))
+    parser.add_argument("--render", action="store_true", help="only print OUT/table.json as the Markdown table")
     args = parser.parse_args()
+    if args.render:
+        print(render(json.loads((args.out / "table.json").read_text())))
+        return
     import tomllib
 
     config = sealed_config_from_dict(tomllib.loads(CONFIG.read_text()))
@@ -85,6 +126,7 @@ def main() -> None:
                       f"(n={new['games']}) | {_ci(e['ratio_median'])} | {new['diverged'][agent]} / {base_div} | "
                       f"{best} ({new['mean'][best]:.3g}) | {old_s:.0f} / {new_s:.0f} |", flush=True)  # fmt: skip
             (args.out / "table.json").write_text(json.dumps(rows, indent=1, default=str))
+            (args.out / "table.md").write_text(render(rows))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ from agents.learned import learned_agent
 from agents.learned.family import DEFAULT_TEST_KEY
 from mtg_env.bench.sealed import _Floors, run_cell, sealed_config_from_dict
 
+#: A gap at or below this counts as at the floor in the table (the old protocol's floor sat 1e-9 below L*).
+AT_FLOOR = 1e-9
 CONFIG = Path(__file__).parent.parent / "examples" / "bench_learned.toml"
 
 
@@ -46,13 +48,19 @@ def _knobs(knobs: dict[str, Any]) -> str:
     return ", ".join([*parts, knobs["schedule"]])
 
 
+def _floored(cell: dict[str, Any], name: str) -> int:
+    """Games of ``name`` that ended within 1e-9 of the start's gap from L*: at the floor, where ratios are noise."""
+    return sum(1 for g in cell["gaps"][name] if float(g) <= AT_FLOOR)
+
+
 def render(rows: list[dict[str, Any]]) -> str:
     """The side-by-side table of ``rows`` (what ``OUT/table.json`` holds) in Markdown."""
     lines = [
         "| family | horizon | entrant | old: mean ratio [95% CI] | old: median ratio [95% CI] | old div. | "
         "sealed: mean ratio [95% CI] | sealed: median ratio [95% CI] | sealed div. (entrant / baselines) | "
-        "best tuned by mean: knobs (mean gap) | by median | L* |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "best tuned by mean: knobs (mean gap) | by median | at the floor (gap ≤ 1e-9): entrant / best by median "
+        "| L* |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         old, new, agent = row["old"], row["new"], row["agent"]
@@ -64,7 +72,8 @@ def render(rows: list[dict[str, Any]]) -> str:
             f"(vs {old['best_mean']}) | {_ci(old['ratio_median'])} (vs {old['best_median']}) | "
             f"{old['diverged']['learned']} | **{_ci(e['ratio_mean'])}** | **{_ci(e['ratio_median'])}** | "
             f"{new['diverged'][agent]} / {base_div or 0} | {bm}: {_knobs(new['tuned'][bm]['knobs'])} "
-            f"({new['mean'][bm]:.2g}) | {bd} ({new['median'][bd]:.2g}) | {', '.join(new['floor_kinds'])} |"
+            f"({new['mean'][bm]:.2g}) | {bd} ({new['median'][bd]:.2g}) | {_floored(new, agent)} / "
+            f"{_floored(new, bd)} | {', '.join(new['floor_kinds'])} |"
         )
     games = {r["new"]["games"] for r in rows} | {r["old"]["games"] for r in rows}
     return "\n".join(lines) + f"\n\nGames per cell: {sorted(games)}.\n"

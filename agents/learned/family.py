@@ -4,6 +4,10 @@ Each draw is a dict of suite options (:func:`mtg_env.suites.make_suite` keyword 
 numpy ``Generator`` the caller seeds (no global randomness). The *shifted* family moves every draw out of
 the training range: 3× the dimensions, 10× the conditioning, twice the tasks (quadratic, regression), wider
 trunks (digits).
+
+:func:`draw_games` draws games from hashed streams, one per purpose (``tuning``, ``validation``, the sealed ``test``):
+SHA-256 of (the stream's domain, a 128-bit key, the suite, the family, the index), with game seeds in a range of the
+stream's own, so no meta-training, trunk-search or tuning run can draw a sealed test game (``tests/test_sealed.py``).
 """
 
 from __future__ import annotations

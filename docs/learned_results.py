@@ -193,7 +193,7 @@ def run(args: argparse.Namespace, rule: Any = None) -> dict[str, Any]:
             for row in play_learned(rule, workload, seeds):
                 learned.append(_score(row["final"], row["initial"], floor))
                 learned_acc.append(_accuracy(row["held_out"]))
-        for tuning in ("family", "draw"):
+        for tuning in getattr(args, "tunings", ("family", "draw")):
             base = baseline_scores(args.suite, args.shifted, configs, seeds, horizon, dtype, protocol, args.cache,
                                    tuning_configs if tuning == "family" else None)  # fmt: skip
             arrays = {name: np.asarray(base["scores"][name], dtype=float) for name in BASELINES}
@@ -254,8 +254,10 @@ def main() -> None:
         default=Path("runs/baselines"),
         help="where the tuned baselines' scores are kept between runs (default runs/baselines)",
     )
+    parser.add_argument("--tuning", default="family,draw", help="which tunings to run (default family,draw)")
     args = parser.parse_args()
     args.multiples = [int(m) for m in args.multiples.split(",")]
+    args.tunings = tuple(args.tuning.split(","))
     report = run(args)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

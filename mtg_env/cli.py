@@ -168,6 +168,10 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray)")
     bench.add_argument("--out", type=Path, default=None, help="output directory (default runs/bench_<name>)")
     bench.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    bench.add_argument("--validation", action="store_true", help="sealed-protocol configs: score on the development "
+                       "validation stream, not the sealed test stream")  # fmt: skip
+    bench.add_argument("--test-key", default=None, help="sealed-protocol configs (protocol = 'sealed'): the 128-bit "
+                       "key of the sealed test draws, 32 hex digits, or 'new' for a fresh random one")  # fmt: skip
     _threads_option(bench)
     _coalitions_parser(sub)
     return parser
@@ -533,6 +537,11 @@ def _bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error(f"--workers must be >= 1, got {args.workers}")
     if args.address is not None and args.backend != "ray":
         parser.error("--address applies to --backend ray")
+    sealed = _sealed_config(args)
+    if sealed is not None:
+        return _bench_sealed(args, sealed)
+    if args.test_key is not None or args.validation:
+        parser.error("--test-key and --validation apply to a sealed-protocol config (protocol = 'sealed')")
     try:  # the whole config is checked before anything is written or played: one line that names the key
         if args.config is None:
             config = quick_config() if args.quick else default_config()
@@ -565,6 +574,49 @@ def _bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
               f"{out / 'results.skipped'}")  # fmt: skip
     print(f"{config.name}: {seconds:.0f} s wall, {cpu_seconds:.0f} s CPU on the {args.backend} backend; wrote "
           f"{out / 'results.jsonl'}, {out / 'leaderboard.md'} (.csv, .json) and figures")  # fmt: skip
+    return 0
+
+
+def _sealed_config(args: argparse.Namespace) -> Any:
+    """The :class:`~mtg_env.bench.sealed.SealedConfig` of ``args.config`` if it is a TOML file with
+    ``protocol = "sealed"`` (``--quick`` applied), else ``None``."""
+    path = args.config
+    if path is None or path.suffix != ".toml" or not path.is_file():
+        return None
+    import importlib
+
+    from mtg_env.bench.sealed import is_sealed, sealed_config_from_dict
+
+    try:
+        toml: Any = importlib.import_module("tomllib")
+    except ImportError:  # Python 3.10: load_config says what to install
+        return None
+    try:
+        data = toml.loads(path.read_text())
+    except toml.TOMLDecodeError:
+        return None  # load_config reports it
+    if not is_sealed(data):
+        return None
+    try:
+        config = sealed_config_from_dict(data)
+        config = config.quick() if args.quick else config
+        config.check()
+    except (ValueError, TypeError) as err:
+        raise CLIError(" ".join(str(err).split())) from None
+    return config
+
+
+def _bench_sealed(args: argparse.Namespace, config: Any) -> int:
+    from mtg_env.bench.sealed import run_sealed
+
+    out = args.out or Path("runs") / f"bench_{config.name}"
+    start = time.perf_counter()
+    try:
+        stream = "validation" if args.validation else "test"
+        run_sealed(config, out, test_key=args.test_key, progress=not args.no_progress, stream=stream)
+    except ValueError as err:
+        raise CLIError(" ".join(str(err).split())) from None
+    print(f"{config.name}: {time.perf_counter() - start:.0f} s wall; wrote {out / 'report.md'} and report.json")
     return 0
 
 

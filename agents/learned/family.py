@@ -4,10 +4,15 @@ Each draw is a dict of suite options (:func:`mtg_env.suites.make_suite` keyword 
 numpy ``Generator`` the caller seeds (no global randomness). The *shifted* family moves every draw out of
 the training range: 3× the dimensions, 10× the conditioning, twice the tasks (quadratic, regression), wider
 trunks (digits).
+
+:func:`draw_games` draws games from hashed streams, one per purpose (``tuning``, ``validation``, the sealed ``test``):
+SHA-256 of (the stream's domain, a 128-bit key, the suite, the family, the index), with game seeds in a range of the
+stream's own, so no meta-training, trunk-search or tuning run can draw a sealed test game (``tests/test_sealed.py``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Any
 
@@ -78,3 +83,81 @@ def loss_floor(suite: TaskSuite) -> float:
         total = float(suite.losses(heads.to(suite.dtype), trunk.to(suite.dtype)).sum())
     # Less a hair, so that round-off never puts a reached loss below the floor (its log stays finite).
     return total - 1e-9 * max(1.0, abs(total))
+
+
+# ------------------------------------------------------------------------------------- hashed streams
+#: Purposes of the hashed draw streams. A draw of stream s is SHA-256 of (its domain, a 128-bit key, the suite, the
+#: family, its index), so one stream's draws can only be made by hashing its own domain: no training, validation,
+#: trunk-search or tuning run of the package (each seeds numpy with a short list of small ints) can produce them.
+STREAM_DOMAINS: dict[str, bytes] = {
+    "tuning": b"mtg_env.family.tuning/v1",
+    "validation": b"mtg_env.family.validation/v1",
+    "test": b"mtg_env.family.sealed-test/v1",
+}
+#: Each hashed stream's game seeds lie in [base, base + 2**60): above every seed another part of the package uses
+#: (meta-training < 2**40 + 2**39, tuning seeds 100,000.., held-out seeds 0..), and apart from each other.
+SEED_BASES: dict[str, int] = {"tuning": 2**60, "validation": 2**61, "test": 2**62}
+_SEED_SPAN = 2**60
+#: The keys of the development streams (fixed: anyone re-draws the same tuning and validation games).
+TUNING_KEY = "6d74672d66616d696c792d74756e696e"
+VALIDATION_KEY = "6d74672d66616d696c792d76616c6964"
+#: The sealed test stream's default key (a fresh one: ``mtg-env bench --test-key new``).
+DEFAULT_TEST_KEY = "9f3c1d7a52e84b06a1c5e2f7d8b94e13"
+
+
+def check_key(key: str) -> str:
+    """``key`` as 32 lowercase hex digits (128 bits), or a ``ValueError`` that says how to write one."""
+    text = key.strip().lower() if isinstance(key, str) else ""
+    if len(text) != 32 or any(c not in "0123456789abcdef" for c in text):
+        raise ValueError(f"a stream key is 32 hex digits (128 bits), e.g. {DEFAULT_TEST_KEY!r}, got {key!r}")
+    return text
+
+
+def new_test_key() -> str:
+    """A fresh random 128-bit test key (from the OS's entropy, not from any seeded generator)."""
+    import secrets
+
+    return secrets.token_hex(16)
+
+
+def _digest(stream: str, key: str, suite: str, shifted: bool, index: int, part: bytes) -> bytes:
+    fields = [STREAM_DOMAINS[stream], bytes.fromhex(check_key(key)), suite.encode(),
+              b"shifted" if shifted else b"family", index.to_bytes(8, "little"), part]  # fmt: skip
+    # Length-prefixed fields: no two field lists hash the same message.
+    message = b"".join(len(f).to_bytes(4, "little") + f for f in fields)
+    return hashlib.sha256(message).digest()
+
+
+def draw_games(
+    suite: str, stream: str, count: int, seeds_per_game: int, key: str | None = None, shifted: bool = False
+) -> list[tuple[dict[str, Any], list[int]]]:
+    """``count`` games of ``suite``'s family from a hashed stream: per draw its suite options and
+    ``seeds_per_game`` game seeds.
+
+    Args:
+        suite: A suite of :data:`FAMILIES`.
+        stream: ``"tuning"`` (baselines' external tuning), ``"validation"`` (development) or ``"test"`` (the sealed
+            draws a report is scored on).
+        count: Draws.
+        seeds_per_game: Game seeds per draw.
+        key: 32 hex digits; default the stream's (:data:`DEFAULT_TEST_KEY` for ``test``).
+        shifted: The shifted family.
+    """
+    if stream not in STREAM_DOMAINS:
+        raise ValueError(f"stream must be one of {sorted(STREAM_DOMAINS)}, got {stream!r}")
+    if key is None:
+        key = {"tuning": TUNING_KEY, "validation": VALIDATION_KEY, "test": DEFAULT_TEST_KEY}[stream]
+    out = []
+    for index in range(count):
+        digest = _digest(stream, key, suite, shifted, index, b"config")
+        # 2**256 + digest: nine 32-bit words of entropy, the last 1; every other numpy stream of the package is seeded
+        # with three or four words.
+        rng = np.random.default_rng(np.random.SeedSequence(int.from_bytes(digest, "little") + 2**256))
+        config = sample_config(suite, rng, shifted=shifted)
+        seeds = [
+            SEED_BASES[stream]
+            + int.from_bytes(_digest(stream, key, suite, shifted, index, b"seed%d" % j)[:8], "little") % _SEED_SPAN
+            for j in range(seeds_per_game)
+        ]
+        out.append((config, seeds))
+    return out

@@ -1,0 +1,248 @@
+"""The sealed protocol (mtg_env.bench.sealed): its test stream is no other stream, its L* is the true minimum, its
+search space covers the learned rules' controls, its players are the baselines, and `mtg-env bench` runs it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from agents.learned.family import (
+    DEFAULT_TEST_KEY,
+    FAMILIES,
+    SEED_BASES,
+    build_suite,
+    check_key,
+    draw_games,
+    loss_floor,
+    sample_config,
+)
+from agents.learned.train import _STREAM_GAMES, _STREAM_SEARCH, _STREAM_VALID, MetaTrainConfig, _draws
+from mtg_env.bench.floors import Floor, least_squares_floor, true_floor
+from mtg_env.bench.sealed import (
+    BASELINE_CONTROLS,
+    SealedConfig,
+    SearchSpace,
+    _game,
+    paired_ratio_ci,
+    play_candidates,
+    sealed_config_from_dict,
+)
+from mtg_env.tuning import Baseline, TuningProtocol, Workload, play
+from tests.conftest import ROOT, load_script
+
+#: The meta-training runs' sizes (docs/train_weights.py): iterations, configs and seeds per iteration.
+_TRAINING = {"quadratic": (120, 2, 8), "regression": (240, 2, 8), "digits": (90, 2, 4)}
+
+
+def _game_key(suite: str, config: dict[str, Any], seed: int) -> tuple[Any, ...]:
+    return (suite, tuple(sorted((k, str(v)) for k, v in config.items())), seed)
+
+
+def _other_streams(suite: str) -> tuple[set[tuple[Any, ...]], set[int], list[dict[str, Any]]]:
+    """Every game (config, seed) another stream of the package draws for ``suite``: meta-training (games, validation,
+    trunk search), the old learned tables (evaluation and tuning streams, seeds 0.. and the tuning seeds), and the
+    sealed protocol's own tuning and validation streams. Returns the games, their seeds and their configs."""
+    games: set[tuple[Any, ...]] = set()
+    configs: list[dict[str, Any]] = []
+    iterations, per, seeds = _TRAINING[suite]
+    config = MetaTrainConfig(agent="learned_mlp", suite=suite, iterations=iterations, configs=per, games=seeds)
+    draws = [d for it in range(iterations) for d in _draws(config, it, _STREAM_GAMES, per, seeds)]
+    draws += _draws(config, 0, _STREAM_VALID, config.val_configs, config.val_games)
+    draws += _draws(config, 0, _STREAM_SEARCH, config.val_configs, config.games)
+    results = load_script("docs/learned_results.py", "learned_results_streams")
+    index = list(FAMILIES).index(suite)
+    tuning_seeds = list(results.PROTOCOL.tuning_seeds) + list(TuningProtocol().tuning_seeds)
+    for stream in (results.EVAL_STREAM, results.TUNE_STREAM):
+        rng = np.random.default_rng([*stream, index])
+        draws += [(sample_config(suite, rng), list(range(10)) + tuning_seeds) for _ in range(32)]
+    for stream in ("tuning", "validation"):
+        draws += draw_games(suite, stream, 16, 3)
+    for options, seeds_ in draws:
+        configs.append(options)
+        games.update(_game_key(suite, options, s) for s in seeds_)
+    return games, {key[2] for key in games}, configs
+
+
+@pytest.mark.parametrize("suite", FAMILIES)
+def test_sealed_stream_differs_from_every_other_stream(suite: str) -> None:
+    games, seeds, configs = _other_streams(suite)
+    sealed = draw_games(suite, "test", 24, 3)
+    sealed_seeds = [s for _, ss in sealed for s in ss]
+    # By construction: the sealed games' seeds lie in a range no other stream reaches.
+    assert all(SEED_BASES["test"] <= s < SEED_BASES["test"] + 2**60 for s in sealed_seeds)
+    assert not seeds & set(sealed_seeds)
+    assert max(seeds) < SEED_BASES["test"]
+    assert not games & {_game_key(suite, c, s) for c, ss in sealed for s in ss}
+    if suite != "digits":  # digits' family has 3 widths × 1000 splits: its configs may repeat, its games cannot
+        seed_key = "game_seed" if suite == "quadratic" else "data_seed"
+        assert not {c[seed_key] for c in configs} & {c[seed_key] for c, _ in sealed}
+
+
+def test_test_key_draws_a_disjoint_reproducible_set() -> None:
+    first = draw_games("regression", "test", 16, 3)
+    assert first == draw_games("regression", "test", 16, 3, key=DEFAULT_TEST_KEY)  # the same key: the same games
+    fresh = draw_games("regression", "test", 16, 3, key="0123456789abcdef0123456789abcdef")
+    assert not {s for _, ss in first for s in ss} & {s for _, ss in fresh for s in ss}
+    assert not {c["data_seed"] for c, _ in first} & {c["data_seed"] for c, _ in fresh}
+    # The stream, not just the key, decides the draws: the same key on the validation stream gives other games.
+    val = draw_games("regression", "validation", 16, 3, key=DEFAULT_TEST_KEY)
+    assert not {s for _, ss in first for s in ss} & {s for _, ss in val for s in ss}
+    with pytest.raises(ValueError, match="32 hex digits"):
+        check_key("not-a-key")
+
+
+def _direct_least_squares(suite: Any) -> float:
+    """Σ_m the MSE of task m's own affine least-squares fit on its n_m training samples (numpy, unweighted)."""
+    x, y, w = (t.detach().double().numpy() for t in suite.train_batch())
+    total = 0.0
+    for m in range(x.shape[0]):
+        n = int(np.count_nonzero(w[m]))
+        design = np.hstack([x[m, :n], np.ones((n, 1))])
+        coef, *_ = np.linalg.lstsq(design, y[m, :n], rcond=None)
+        total += float(np.mean((design @ coef - y[m, :n]) ** 2))
+    return total
+
+
+def test_regression_floor_is_a_direct_least_squares_solve() -> None:
+    suite = build_suite("regression", {"num_tasks": 3, "input_dim": 6, "trunk": "linear", "trunk_width": 3})
+    floor = true_floor(suite)
+    assert floor.kind == "least squares" and floor.exact
+    # rel 1e-7: the suite keeps its per-sample weights 1/n_m in float32
+    assert floor.value == pytest.approx(_direct_least_squares(suite), rel=1e-7)
+    assert loss_floor(suite) == 0.0  # the old floor was 0: ratios were pulled toward 1
+    # The floor is reached by the game's own parametrisation: heads at their exact best response to a trunk that
+    # spans the task slopes (W = the stacked least-squares slopes).
+    x, y, w = (t.double() for t in suite.train_batch())
+    design = torch.cat([x, torch.ones_like(x[..., :1])], -1) * w.sqrt().unsqueeze(-1)
+    slopes = torch.linalg.lstsq(design, (y * w.sqrt()).unsqueeze(-1)).solution.squeeze(-1)[:, :-1]
+    trunk = torch.cat([slopes.reshape(-1), torch.zeros(3, dtype=torch.float64)]).float()
+    heads = suite.best_response(torch.zeros(suite.head_offsets[-1]), trunk)
+    reached = float(suite.losses(heads, trunk, suite.train_batch()).sum())
+    assert reached == pytest.approx(floor.value, rel=1e-4)
+
+
+def test_bottleneck_floor_is_labelled_and_bounded() -> None:
+    suite = build_suite("regression", {"num_tasks": 4, "input_dim": 8, "trunk": "linear", "trunk_width": 2,
+                                       "relatedness": 0.2})  # fmt: skip
+    floor = true_floor(suite)
+    assert floor.kind == "rank-constrained (ALS)" and not floor.exact
+    assert floor.lower == pytest.approx(least_squares_floor(suite))
+    assert floor.lower is not None and floor.lower < floor.value  # the bottleneck costs loss
+
+
+def test_floor_kinds_per_suite() -> None:
+    quadratic = build_suite("quadratic", {"num_tasks": 3}, dtype="float64")
+    floor = true_floor(quadratic)
+    assert floor.kind == "closed form" and floor.value == pytest.approx(loss_floor(quadratic), rel=1e-8)
+    mlp = build_suite("regression", {"trunk": "mlp", "hidden": 4, "num_tasks": 2, "input_dim": 3})
+    best = true_floor(mlp)
+    assert best.kind == "best run" and not best.exact and best.value > 0
+    start = float(mlp.losses(*mlp.params_for_seed(0), mlp.train_batch()).sum())
+    assert best.value < start
+    assert best.lowered(best.value / 2) == Floor(best.value / 2, "best known")
+    assert floor.lowered(floor.value - 1.0) == floor  # an exact floor is never lowered
+
+
+def test_search_space_covers_every_control_of_the_learned_rules() -> None:
+    space = SearchSpace()
+    lrs = space.step_sizes()
+    assert lrs[0] == pytest.approx(1e-4) and lrs[-1] == pytest.approx(10.0) and len(lrs) == 16  # 3 per decade
+    adam = space.candidates("adam")
+    assert {c["beta1"] for c in adam} == {0.5, 0.9} and {c["beta2"] for c in adam} == {0.99, 0.999}
+    assert {c["momentum"] for c in space.candidates("momentum")} == {0.5, 0.9, 0.99}
+    for baseline in BASELINE_CONTROLS:
+        cands = space.candidates(baseline)
+        assert {c["schedule"] for c in cands} == {"constant", "cosine", "warmup"}
+        assert {c["trunk_ratio"] for c in cands} == {0.1, 0.3, 1.0, 3.0, 10.0}
+        assert {c["lr"] for c in cands} == set(lrs)
+    with pytest.raises(ValueError, match="points_per_decade"):
+        SearchSpace(points_per_decade=2)
+
+
+@pytest.mark.parametrize(
+    ("name", "knobs", "kwargs"),
+    [
+        ("gradient", {}, {}),
+        ("momentum", {"momentum": 0.9}, {"momentum": 0.9}),
+        ("adam", {"beta1": 0.9, "beta2": 0.999}, {"betas": (0.9, 0.999)}),
+        ("rmsprop", {"beta2": 0.99}, {"alpha": 0.99}),
+    ],
+)
+def test_search_players_play_the_baselines(name: str, knobs: dict[str, Any], kwargs: dict[str, Any]) -> None:
+    """At a constant schedule, candidate (lr, knobs, ratio r) is the baseline with trunk_lr = r · lr."""
+    options = {"num_tasks": 2, "input_dim": 4, "trunk": "mlp", "hidden": 8, "trunk_width": 2}
+    game = _game("regression", options, 15)
+    cands = [{"baseline": name, "lr": lr, "trunk_ratio": 3.0, "schedule": "constant", **knobs} for lr in (1e-3, 1e-2)]
+    _, final = play_candidates(game, cands, [5, 6])
+    workload = Workload("regression", "sum", 15, tuple(sorted(options.items())))
+    results = play(workload, Baseline(name, trunk_ratio=3.0, **kwargs), [1e-3, 1e-2], [5, 6])
+    expected = [sum(r.final_train_loss or [math.inf]) for r in results]
+    assert final.tolist() == pytest.approx(expected, rel=1e-4)
+
+
+def test_schedules_and_divergence() -> None:
+    game = _game("quadratic", {"num_tasks": 2}, 20)
+    base = {"baseline": "gradient", "lr": 0.01, "trunk_ratio": 1.0}
+    cands = [{**base, "schedule": s} for s in ("constant", "cosine", "warmup")]
+    cands.append({**base, "lr": 1e3, "schedule": "constant"})
+    start, final = play_candidates(game, cands, [1] * 4)
+    assert math.isinf(final[3])  # a step of 1000 diverges, and scores +inf
+    assert final[0] < final[1] and final[0] < final[2] < start[2]  # the decayed schedules move less in 20 steps
+
+
+def test_budget_is_declared_and_enforced() -> None:
+    config = SealedConfig(name="t", families=("quadratic",), entrants=())
+    adam = config.tuning_cost("adam", 1)
+    assert adam == (960 + 240 * config.tuning_seeds) * config.tuning_draws * config.train_horizon
+    assert all(config.tuning_cost(b, 1) <= adam for b in BASELINE_CONTROLS)  # the same cap fits every baseline
+    with pytest.raises(ValueError, match="budget_game_steps"):
+        replace(config, budget_game_steps=adam - 1).check()
+
+
+def test_paired_ratio_ci() -> None:
+    a, b = np.array([1.0, 2.0, 3.0, 4.0]), np.array([2.0, 4.0, 6.0, 8.0])
+    point, low, high = paired_ratio_ci(a, b, lambda x: x.mean(-1), 200)
+    assert point == low == high == pytest.approx(0.5)  # paired: every resample keeps the ratio
+    point, _, high = paired_ratio_ci(np.array([1.0, math.inf]), b[:2], lambda x: x.mean(-1), 200)
+    assert math.isinf(point) and math.isinf(high)
+
+
+def test_the_learned_config_parses() -> None:
+    import tomllib
+
+    config = sealed_config_from_dict(tomllib.loads((ROOT / "examples" / "bench_learned.toml").read_text()))
+    config.check()
+    assert config.families == ("quadratic", "regression", "digits") and config.multiples == (1, 2, 5)
+    assert ("learned_mlp", "digits") in config.entrants and config.test_draws * config.test_seeds >= 24
+    with pytest.raises(ValueError, match="unknown sealed-protocol key"):
+        sealed_config_from_dict({"protocol": "sealed", "familes": ["quadratic"]})
+
+
+def test_cli_runs_the_quick_sealed_bench(tmp_path: Any, capsys: Any) -> None:
+    from mtg_env.cli import CLIError, main
+
+    config = str(ROOT / "examples" / "bench_learned.toml")
+    key = "00112233445566778899aabbccddeeff"
+    assert main(["bench", config, "--quick", "--out", str(tmp_path), "--no-progress", "--test-key", key]) == 0
+    report = (tmp_path / "report.md").read_text()
+    assert key in report and "learned_mlp" in report and "closed form" in report
+    with pytest.raises(CLIError, match="32 hex digits"):
+        main(["bench", config, "--quick", "--out", str(tmp_path / "b"), "--test-key", "xyz"])
+    with pytest.raises(SystemExit):
+        main(["bench", "--quick", "--test-key", key])  # the built-in benchmark has no sealed stream
+    assert main(["bench", config, "--quick", "--out", str(tmp_path / "v"), "--no-progress", "--validation"]) == 0
+    assert "DEVELOPMENT RUN on the validation stream" in (tmp_path / "v" / "report.md").read_text()
+
+
+def test_a_gap_at_the_floor_is_round_off_not_a_win() -> None:
+    from mtg_env.bench.sealed import _gaps
+
+    start, final = torch.tensor([10.0, 10.0, 10.0]), torch.tensor([-2.0 + 1e-16, -2.0 + 1e-15, math.inf])
+    gaps = _gaps(start, final, -2.0, "float64")
+    assert gaps[0] == gaps[1] == pytest.approx(2e-12 / 12)  # both at the floor: tied at the resolution
+    assert math.isinf(gaps[2])

@@ -33,7 +33,8 @@ TWO_TASK_RULES = [name for name, spec in RULE_TABLE.items() if spec.min_tasks <=
 def play(rule: str, start: int, steps: int, lr: float) -> np.ndarray:
     """The trunk's path (steps + 1 points) when both agents play GradientAgent(lr) under ``rule``."""
     env = mtg_env.parallel_env(
-        suite="toy2d", start=start, consensus=rule, dtype="float64", max_cycles=steps, max_update=10.0
+        suite="toy2d", start=start, consensus=rule, dtype="float64", max_cycles=steps, max_update=10.0,
+        update_units="raw",
     )
     observations, infos = env.reset(seed=0)
     agents = {a: GradientAgent(lr=lr) for a in env.agents}

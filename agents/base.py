@@ -146,7 +146,8 @@ class ObservationReader:
                     PolicyWarning(
                         f"the player's intended action left the action space [{self.low.min():.4g}, "
                         f"{self.high.max():.4g}] and was clipped: this step it does not play its rule as written "
-                        "(raise max_update / widen log_step_range, or lower its step size; max_update=None: no bound); warned once per "
+                        "(raise max_update / widen log_step_range, or lower its step size; max_update=None: no bound); "
+                        "warned once per "
                         "episode, clipped_steps counts every such step"
                     ),
                     stacklevel=3,

@@ -10,6 +10,7 @@ the same numbers bit for bit (``tests/test_lbfgs.py`` compares the two).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -65,12 +66,13 @@ def _run(
     if flat_grad.abs().max() <= tolerance_grad:
         return
     d: Tensor = flat_grad.neg()
-    t: float | Tensor = 0.0
+    # Step sizes, curvature pairs and scalars are 0-d tensors or floats, as in torch: typed loosely.
+    t: Any = 0.0
     old_dirs: list[Tensor] = []
     old_stps: list[Tensor] = []
-    ro: list[Tensor] = []
-    h_diag: float | Tensor = 1
-    al: list[Tensor | None] = [None] * history_size
+    ro: list[Any] = []
+    h_diag: Any = 1
+    al: list[Any] = [None] * history_size
     prev_flat_grad: Tensor | None = None
     n_iter = 0
     while n_iter < max_iter:
@@ -94,17 +96,18 @@ def _run(
             q = flat_grad.neg()
             for i in range(len(old_dirs) - 1, -1, -1):
                 al[i] = old_stps[i].dot(q) * ro[i]
-                q.add_(old_dirs[i], alpha=-al[i])  # type: ignore[operator]
+                q.add_(old_dirs[i], alpha=-al[i])
             d = r = torch.mul(q, h_diag)
             for i in range(len(old_dirs)):
                 be_i = old_dirs[i].dot(r) * ro[i]
-                r.add_(old_stps[i], alpha=al[i] - be_i)  # type: ignore[operator]
+                r.add_(old_stps[i], alpha=al[i] - be_i)
         if prev_flat_grad is None:
             prev_flat_grad = flat_grad.clone(memory_format=torch.contiguous_format)
         else:
             prev_flat_grad.copy_(flat_grad)
         prev_loss = loss
-        t = min(1.0, 1.0 / flat_grad.abs().sum()) * lr if n_iter == 1 else lr
+        first: Any = min(1.0, 1.0 / flat_grad.abs().sum())  # type: ignore[call-overload]
+        t = first * lr if n_iter == 1 else lr
         gtd = flat_grad.dot(d)
         if gtd > -tolerance_change:
             break

@@ -134,7 +134,7 @@ class MultiTaskGameEnv(ParallelEnv):
     | `dtype`          | `"float32"`    | `float32` or `float64` (theory work); a suite instance's own |
     | `device`         | `"cpu"`        | where tensors live (`"cuda"` on a GPU); a suite instance's own |
     | `max_update`     | `1.0`          | bound of each `update`-mode action coordinate, in its units (None: none) |
-    | `update_units`   | `"relative"`   | `relative`: reference descent steps (see Action Space); `raw`: the update (v5) |
+    | `update_units`   | `"relative"`   | `relative`: reference descent steps (Action Space); `raw`: updates (v5) |
     | `log_step_range` | `(-5.0, -1.0)` | log step sizes a `step_size` action spans (α 0.0067 … 0.37) |
     | `step_size_units` | `"unit"`      | `unit`: actions in [−1, 1]; `log`: the log step sizes (v1) |
     | `pad_heads`      | `True`         | `update` mode: head parts padded to the largest (one shape) |
@@ -153,8 +153,8 @@ class MultiTaskGameEnv(ParallelEnv):
     ``log_step_low``, ``log_step_high``, ``unit_actions`` (0 or 1) and ``relative_updates`` (0 or 1). The task's name is
     ``env.task_name(agent)``. With ``numeric_infos=False`` (v1): ``task`` (name), ``loss``, ``t``, ``nash_gap``
     where cheap; after ``reset`` also ``head_size``, ``trunk_size``, ``action_mode``, ``log_step_range``,
-    ``step_size_units`` and ``update_units``; on divergence ``termination == "diverged"`` and a ``reason`` (``"out_of_domain"`` and a
-    ``reason`` when a loss leaves the consensus rule's domain, see Episode End); and every
+    ``step_size_units`` and ``update_units``; on divergence ``termination == "diverged"`` and a ``reason``
+    (``"out_of_domain"`` and a ``reason`` when a loss leaves the consensus rule's domain, see Episode End); and every
     ``metrics_every`` steps ``metrics``: the agent's ``nash_gap``, ``stationarity`` and held-out ``loss``, and
     the game's metrics (see :meth:`metrics`).
 

@@ -73,7 +73,7 @@ def test_raw_units_restore_the_v5_box_and_relative_units_descend_on_average() ->
     space = rel.action_space("task_0")
     assert space.low.min() == UPHILL and space.high.max() == 1.0
     assert (space.low + space.high).min() > 0  # a uniform action's mean is downhill
-    obs, info = rel.reset(seed=0)
+    _, info = rel.reset(seed=0)
     assert info["task_0"]["relative_updates"] == 1.0
     with pytest.raises(ValueError, match="update_units"):
         mtg_env.parallel_env(update_units="units")
@@ -81,14 +81,14 @@ def test_raw_units_restore_the_v5_box_and_relative_units_descend_on_average() ->
 
 def test_an_action_of_one_moves_each_head_by_its_reference_descent_step_and_lowers_the_loss() -> None:
     env = mtg_env.parallel_env(max_cycles=20)
-    obs, info = env.reset(seed=0)
+    _, info = env.reset(seed=0)
     start = np.mean([i["loss"] for i in info.values()])
     heads0, _ = env.get_parameters()
     grads = env.engine_state.head_grads[0].clone()
     steps = reference_steps(grads)
-    obs, _, _, _, info = env.step({a: np.ones_like(env.action_space(a).high) for a in env.agents})
+    env.step({a: np.ones_like(env.action_space(a).high) for a in env.agents})
     torch.testing.assert_close(env.get_parameters()[0], heads0 + steps, rtol=0, atol=0)
     assert bool((steps * grads <= 0).all())  # downhill on every coordinate
     while env.agents:
-        obs, _, _, _, info = env.step({a: np.ones_like(env.action_space(a).high) for a in env.agents})
+        _, _, _, _, info = env.step({a: np.ones_like(env.action_space(a).high) for a in env.agents})
     assert np.mean([i["loss"] for i in info.values()]) < start

@@ -249,6 +249,7 @@ class DigitsSuite(TaskSuite):
             w_std = torch.cat([w0[:, :-1] * sd, w0[:, -1:] + w0[:, :-1] @ mu[:, None]], dim=1)
             w = w_std.clone().requires_grad_(True)
             target = labels[:, i]
+
             def closure(w: Tensor = w, target: Tensor = target, design: Tensor = std_design) -> Tensor:
                 w.grad = None
                 loss = F.cross_entropy(design @ w.T, target)

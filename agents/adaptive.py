@@ -60,7 +60,7 @@ class _AdaptiveAgent(ReaderPlayer):
         self._m = b1 * self._m + (1 - b1) * g
         self._v = b2 * self._v + (1 - b2) * g * g
         step = -self._lrs * (self._m / c1) / (np.sqrt(self._v / c2) + self.eps)
-        return reader.update_action(step[: reader.head_size], step[reader.head_size :])
+        return reader.update_action(step[: reader.head_size], step[reader.head_size :], observation)
 
 
 class AdamAgent(_AdaptiveAgent):

@@ -10,6 +10,7 @@ import numpy as np
 from gymnasium import spaces
 
 from mtg_env._args import real_arg
+from mtg_env.engine.codec import decode_numpy, encode
 from mtg_env.env import FEATURES
 
 _HEAD_NORM = FEATURES.index("symlog_head_grad_norm")
@@ -72,6 +73,9 @@ class ObservationReader:
             self.mode = str(info["action_mode"])
         else:
             self.mode = "step_size" if info["step_size_mode"] else "update"
+        #: ``update`` mode: actions in units of each coordinate's reference descent step (v6's default), else the
+        #: update itself (``update_units="raw"``, or an env older than v6).
+        self.relative = bool(info.get("relative_updates", 0)) or info.get("update_units") == "relative"
         self.log_step_range: tuple[float, float] | None = None
         self.unit_actions = False
         if self.mode == "step_size":
@@ -95,12 +99,25 @@ class ObservationReader:
         h, slot, n = self.head_size, self.head_slot, self.trunk_size
         return observation[:h], observation[slot : slot + n]
 
-    def update_action(self, head_update: np.ndarray, trunk_proposal: np.ndarray) -> np.ndarray:
-        """The ``update``-mode action for a head update ``[h]`` and a trunk proposal ``[n]`` (padding zero)."""
+    def update_action(self, head_update: np.ndarray, trunk_proposal: np.ndarray, observation: np.ndarray) -> np.ndarray:
+        """The ``update``-mode action that plays a head update ``[h]`` and a trunk proposal ``[n]`` (padding zero),
+        in the env's units: in relative units (:mod:`mtg_env.engine.codec`) against the gradients of
+        ``observation``, the one the action answers; the conversion is exact, so the env plays these updates
+        bit for bit."""
         action = np.zeros(self.head_slot + self.trunk_size, dtype=np.float64)
         action[: self.head_size] = head_update
         action[self.head_slot :] = trunk_proposal
+        if self.relative:
+            action = encode(action, observation[: self.head_slot + self.trunk_size])
         return self.clip(action)
+
+    def update_of(self, action: np.ndarray, observation: np.ndarray) -> np.ndarray:
+        """The update ``[head slot + n]`` (float64) that an ``update``-mode ``action`` plays against ``observation``
+        (the inverse of :meth:`update_action`)."""
+        action = np.asarray(action, dtype=np.float64)
+        if not self.relative:
+            return action
+        return decode_numpy(action, observation[: self.head_slot + self.trunk_size])
 
     def grad_norms(self, observation: np.ndarray) -> tuple[float, float]:
         """(‖∇_Θ ℓ‖, ‖∇_Ψ ℓ‖) from the features (either mode): the inverse of symlog."""
@@ -129,7 +146,8 @@ class ObservationReader:
                     PolicyWarning(
                         f"the player's intended action left the action space [{self.low.min():.4g}, "
                         f"{self.high.max():.4g}] and was clipped: this step it does not play its rule as written "
-                        "(raise max_update / widen log_step_range, or lower its step size); warned once per "
+                        "(raise max_update / widen log_step_range, or lower its step size; max_update=None: no bound); "
+                        "warned once per "
                         "episode, clipped_steps counts every such step"
                     ),
                     stacklevel=3,

@@ -88,7 +88,7 @@ class GradientAgent(ReaderPlayer):
         if reader.mode == "step_size":
             return reader.step_action(np.log([alpha, beta]))
         g_head, g_trunk = reader.grads(observation)
-        return reader.update_action(-alpha * g_head, -beta * g_trunk)
+        return reader.update_action(-alpha * g_head, -beta * g_trunk, observation)
 
     def __repr__(self) -> str:
         args = [f"lr={self.lr}"]

@@ -56,7 +56,7 @@ class MomentumAgent(ReaderPlayer):
         self.t += 1
         g = np.concatenate(reader.grads(observation)).astype(np.float64)
         self._u = self.momentum * self._u - self._lrs * g
-        return reader.update_action(self._u[: reader.head_size], self._u[reader.head_size :])
+        return reader.update_action(self._u[: reader.head_size], self._u[reader.head_size :], observation)
 
     def __repr__(self) -> str:
         trunk = "" if self.trunk_lr is None else f", trunk_lr={self.trunk_lr}"

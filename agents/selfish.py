@@ -48,8 +48,8 @@ class SelfishAgent:
         reader = self._reader
         if reader is None:
             raise RuntimeError("call agent.reset(observation, info, action_space) before act()")
-        action = np.asarray(self.inner.act(observation, info), dtype=np.float64)
-        return reader.update_action(action[: reader.head_size], self.scale * action[reader.head_slot :])
+        update = reader.update_of(self.inner.act(observation, info), observation)  # in the env's units: decode
+        return reader.update_action(update[: reader.head_size], self.scale * update[reader.head_slot :], observation)
 
     def __repr__(self) -> str:
         return f"SelfishAgent({self.inner!r}, scale={self.scale})"

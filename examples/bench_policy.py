@@ -28,7 +28,7 @@ class SignDescent:
     def act(self, observation: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
         assert self._reader is not None, "reset() first"
         g_head, g_trunk = self._reader.grads(observation)
-        return self._reader.update_action(-self.lr * np.sign(g_head), -self.lr * np.sign(g_trunk))
+        return self._reader.update_action(-self.lr * np.sign(g_head), -self.lr * np.sign(g_trunk), observation)
 
     def __repr__(self) -> str:
         return f"SignDescent(lr={self.lr})"

@@ -27,7 +27,14 @@ def main() -> None:
         metrics = {
             f["task"]: round(f.get("test_accuracy", f.get("test_mse", float("nan"))), 3) for f in history.final.values()
         }
-        print(f"{name:<18} held-out metrics: {metrics}")
+        if history.terminated:  # a loss left its range: the dictator's trunk ignores the other tasks
+            worst = max(range(len(history.tasks)), key=lambda m: history.losses[-1][m])
+            print(
+                f"{name:<18} diverged at step {history.steps}: task {history.tasks[worst]!r}'s loss reached "
+                f"{history.losses[-1][worst]:.4g} (from {history.losses[0][worst]:.4g})"
+            )
+        else:
+            print(f"{name:<18} held-out metrics after {history.steps} steps: {metrics}")
 
 
 if __name__ == "__main__":

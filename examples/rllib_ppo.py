@@ -71,10 +71,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)  # on a busy machine more threads cost many times the run time
     result = train(args.iterations, args.seed)
-    print(
-        f"RLlib PPO, shared module, {result['iterations']} iterations: episode return (−Σ_t Σ_m ℓ_m) "
-        f"mean {result['episode_return_mean']:.3f}"
-    )
+    from _compare import print_table, references
+
+    rows = {"RLlib PPO (training episodes)": (result["episode_return_mean"], float("nan"))}
+    rows.update(references(GAME, [args.seed + 1000 + i for i in range(3)]))
+    print_table(rows, f"RLlib PPO, shared module, {result['iterations']} iterations, {GAME['suite']} suite:")
 
 
 if __name__ == "__main__":

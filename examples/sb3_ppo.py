@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
 import supersuit as ss
 import torch
+from _compare import episode, print_table, references
 from stable_baselines3 import PPO
 
 import mtg_env
@@ -39,16 +41,15 @@ def main() -> None:
     torch.manual_seed(args.seed)  # SB3's network init draws from torch's global RNG (this script's)
     model = PPO("MlpPolicy", venv, n_steps=256, batch_size=256, learning_rate=3e-4, verbose=0, device="cpu")
     model.learn(total_timesteps=args.timesteps)
-    # Evaluate: play one episode on a new seed with the deterministic policy.
-    env, eval_venv = make_vec_env(args.seed + 1000, **game)
-    obs = eval_venv.reset()
-    for _ in range(game["max_cycles"]):
-        action, _ = model.predict(obs, deterministic=True)
-        obs, rewards, _, _ = eval_venv.step(action)
-    lo, hi = env.log_step_range
-    chosen = [[round(lo + (float(v) + 1) * (hi - lo) / 2, 2) for v in a.clip(-1, 1)] for a in action]
-    print(f"PPO's final losses per task on a held-out seed: {[round(float(-r), 4) for r in rewards]}")
-    print(f"log step sizes it chose at the end (head, trunk) per task: {chosen}")
+    # Evaluate on held-out seeds, beside a random policy and the paper's agent on the same episodes.
+    held_out = [args.seed + 1000 + i for i in range(3)]
+    rows = {
+        "PPO (deterministic)": tuple(
+            np.mean([episode(game, s, lambda a, o: model.predict(o, deterministic=True)[0]) for s in held_out], axis=0)
+        ),
+        **references(game, held_out),
+    }
+    print_table(rows, f"{game['suite']}, {game['action_mode']} mode, {len(held_out)} held-out seeds:")
 
 
 if __name__ == "__main__":

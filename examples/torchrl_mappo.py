@@ -113,6 +113,15 @@ def main() -> None:
         if iteration % 5 == 0 or iteration == args.iterations - 1:
             mean_loss = -data["next", "task", "reward"].mean().item()
             print(f"iteration {iteration:3d}: mean task loss over the rollout {mean_loss:.4f}")
+    # What the numbers mean: the mean of ℓ_m over every agent and every step of a rollout (whole episodes from
+    # t = 0, so the untrained start of each episode weighs in); lower is better. PPO's few iterations here need not
+    # lower it (it may rise while the policy explores); set it beside the same mean for two fixed policies.
+    from _compare import references
+
+    steps = GAME["max_cycles"] * len(env.group_map["task"])
+    print("the same mean over whole episodes of 3 held-out seeds:")
+    for name, (ret, _) in references(GAME, [args.seed + 1000 + i for i in range(3)]).items():
+        print(f"  {name:<34}{-ret / steps:.4f}")
 
 
 if __name__ == "__main__":

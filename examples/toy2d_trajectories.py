@@ -33,7 +33,13 @@ TWO_TASK_RULES = [name for name, spec in RULE_TABLE.items() if spec.min_tasks <=
 def play(rule: str, start: int, steps: int, lr: float) -> np.ndarray:
     """The trunk's path (steps + 1 points) when both agents play GradientAgent(lr) under ``rule``."""
     env = mtg_env.parallel_env(
-        suite="toy2d", start=start, consensus=rule, dtype="float64", max_cycles=steps, max_update=10.0
+        suite="toy2d",
+        start=start,
+        consensus=rule,
+        dtype="float64",
+        max_cycles=steps,
+        max_update=10.0,
+        update_units="raw",
     )
     observations, infos = env.reset(seed=0)
     agents = {a: GradientAgent(lr=lr) for a in env.agents}
@@ -81,11 +87,12 @@ def main() -> None:
                     f"{'yes' if dist < args.reached else 'no'}"
                 )
         print(f"{'':<13}({time.perf_counter() - clock:.1f} s)")
-    figure = plot(paths, args.out)
+    figure = plot(paths, args.out, args.steps, args.lr)
     print(f"wrote {figure}")
 
 
-def plot(paths: dict[str, list[np.ndarray]], out: Path) -> Path:
+def plot(paths: dict[str, list[np.ndarray]], out: Path, steps: int, lr: float) -> Path:
+    """One panel per rule: the trunk's path from each standard start over the landscape (f1 + f2) / 2."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -98,20 +105,32 @@ def plot(paths: dict[str, list[np.ndarray]], out: Path) -> Path:
     landscape = toy_losses(points).mean(1).reshape(xx.shape).numpy()  # (f1 + f2) / 2
     cols = 4
     rows = -(-len(paths) // cols)
-    fig = Figure(figsize=(4 * cols, 3.6 * rows), dpi=90)
+    fig = Figure(figsize=(4 * cols, 3.6 * rows + 0.8), dpi=90)
     FigureCanvasAgg(fig)
+    fill = None
     for i, (rule, trajectories) in enumerate(paths.items()):
         ax = fig.add_subplot(rows, cols, i + 1)
-        ax.contourf(xx, yy, landscape, levels=30, cmap="Greys")
+        fill = ax.contourf(xx, yy, landscape, levels=30, cmap="Greys")
         ax.plot(PARETO_X1, [PARETO_X2, PARETO_X2], color="tab:green", lw=4, label="Pareto set")
-        for path in trajectories:
-            ax.plot(path[:, 0], path[:, 1], color="tab:red", lw=1.2)
-            ax.scatter(path[0, 0], path[0, 1], color="black", s=12, zorder=3)
-            ax.scatter(path[-1, 0], path[-1, 1], color="tab:red", s=18, zorder=3)
-        ax.set_title(rule)
+        for j, path in enumerate(trajectories):
+            ax.plot(path[:, 0], path[:, 1], color="tab:red", lw=1.2, label="trunk's path" if j == 0 else None)
+            ax.scatter(path[0, 0], path[0, 1], color="black", s=12, zorder=3, label="start" if j == 0 else None)
+            ax.scatter(path[-1, 0], path[-1, 1], color="tab:red", s=18, zorder=3, label="end" if j == 0 else None)
+        ax.set_title(f"{rule} consensus")
         ax.set_xlim(-10, 10)
         ax.set_ylim(-10, 10)
+        ax.set_xlabel("trunk x1 (unitless)")
+        ax.set_ylabel("trunk x2 (unitless)")
+        if i == 0:
+            ax.legend(loc="lower left", fontsize="small", framealpha=0.9)
+    fig.suptitle(
+        f"toy2d (CAGrad's two-objective toy): trunk paths from the {len(STANDARD_STARTS)} standard starts, "
+        f"GradientAgent(lr={lr:g}) for both tasks, {steps} steps; shading: (f1 + f2) / 2"
+    )
     fig.tight_layout()
+    if fill is not None:
+        bar = fig.colorbar(fill, ax=fig.axes, shrink=0.6, pad=0.01)
+        bar.set_label("(f1 + f2) / 2 (loss, unitless)")
     out.mkdir(parents=True, exist_ok=True)
     path = out / "toy2d_trajectories.png"
     fig.savefig(path)

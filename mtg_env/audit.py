@@ -129,6 +129,7 @@ def _quadratic_env(game: tuple[int, int, int, float], steps: int, **kwargs: Any)
         consensus="sum",
         max_cycles=steps,
         max_update=1e6,
+        update_units="raw",  # the paper's literal updates, as the audit's findings were measured (v5)
         **kwargs,
     )
 

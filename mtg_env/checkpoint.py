@@ -56,6 +56,7 @@ def fingerprint(env: MultiTaskGameEnv) -> dict[str, Any]:
             "consensus": rule_config(env.consensus),
             "action_mode": env.action_mode,
             "step_size_units": env.step_size_units,
+            "update_units": env.update_units,
             "log_step_range": list(env.log_step_range),
             "max_update": env.max_update,
             "pad_heads": env.pad_heads,

@@ -413,6 +413,7 @@ def _run(args: argparse.Namespace) -> int:
             device=args.device,
             # The paper's agents play their rule as written: no bound on an update (RL learners want one).
             max_update=None,
+            update_units="raw",  # the updates themselves (relative units play the same, with a conversion's cost)
             log_step_range=(-30.0, 5.0),  # step_size mode: any step size a baseline agent would take
             trunk_optimizer=args.trunk_optimizer,
             trunk_optimizer_kwargs=None if args.trunk_optimizer_lr is None else {"lr": args.trunk_optimizer_lr},

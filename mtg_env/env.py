@@ -21,6 +21,7 @@ from mtg_env import checkpoint as _checkpoint
 from mtg_env import engine
 from mtg_env._args import bool_arg, int_arg, is_real
 from mtg_env.consensus import ConsensusRule, consensus_rule, rule_name
+from mtg_env.engine.codec import UPDATE_UNITS, UPHILL, UpdateUnits, decode
 from mtg_env.engine.game import FEATURES, NUM_FEATURES, ActionMode, Game
 from mtg_env.engine.optim import optimizer_spec
 from mtg_env.engine.rng import check_seed
@@ -52,11 +53,21 @@ class MultiTaskGameEnv(ParallelEnv):
     the papers do: Adam on the aggregated gradient. ``head_optimizer`` does the same for every head.
 
     ## Action Space
-    ``update`` mode (the paper's literal game): a ``Box(-max_update, max_update, (h_m + n,))`` holding
-    concat[u_head, u_trunk], the head update and the trunk proposal. ``max_update=None`` removes the bound
-    (an unbounded Box: no player's rule is ever clipped; PettingZoo's and Gymnasium's checkers warn about it).
-    The baseline agents never clip silently: they warn once and count the clipped steps. Sizes: ``env.head_size(agent)``
-    and ``env.trunk_size``.
+    ``update`` mode (the paper's literal game): concat[u_head, u_trunk], the head update and the trunk proposal,
+    in units of each coordinate's *reference descent step* (``update_units="relative"``, :mod:`mtg_env.engine.codec`):
+    coordinate i of the action plays u_i = a_i · d_i, d_i = −sign(g_i) · 2^k_i, where g_i is the agent's own
+    observed gradient of that coordinate and 2^k_i is 2^-3 |g_i| rounded up to a power of two, at least 2^-6. The
+    Box is ``Box(-max_update / 4, max_update, (h_m + n,))``: 1 on every coordinate is a gradient step of step size
+    1/8 to 1/4, 0 no move, and uphill moves go at most a quarter as far, so a random action (what a library's
+    untrained policy sends) descends on average and a random policy plays whole episodes. Each d_i is a power of
+    two, so a player converts its intended update exactly (``ObservationReader.update_action``); the paper's
+    gradient player (α ≤ 1/8) and Adam (lr 1e-3) play their rules unclipped, the same updates bit for bit as in raw
+    units. ``update_units="raw"``: the action is the update itself, in ``Box(-max_update, max_update)`` (v5; ±1 per
+    coordinate on the digits suite's 17 000 parameters ends a random game at its first step). An action given to
+    the engine as the tuple ``(head_updates, proposals)`` is always the update itself. ``max_update=None`` removes
+    the bound (an unbounded Box: no player's rule is ever clipped; PettingZoo's and Gymnasium's checkers warn about
+    it). The baseline agents never clip silently: they warn once and count the clipped steps. Sizes:
+    ``env.head_size(agent)`` and ``env.trunk_size``.
 
     ``step_size`` mode: a ``Box(-1, 1, (2,))`` (the range Gaussian policies start in) mapped affinely onto
     natural-log step sizes (log α, log β) in ``log_step_range`` = (lo, hi): −1 is lo, 1 is hi, 0 the middle;
@@ -122,7 +133,8 @@ class MultiTaskGameEnv(ParallelEnv):
     | `render_mode`    | `None`         | `human`, `ansi` (text table) or `rgb_array` (loss curves) |
     | `dtype`          | `"float32"`    | `float32` or `float64` (theory work); a suite instance's own |
     | `device`         | `"cpu"`        | where tensors live (`"cuda"` on a GPU); a suite instance's own |
-    | `max_update`     | `1.0`          | bound of each `update`-mode action coordinate (None: none) |
+    | `max_update`     | `1.0`          | bound of each `update`-mode action coordinate, in its units (None: none) |
+    | `update_units`   | `"relative"`   | `relative`: reference descent steps (Action Space); `raw`: updates (v5) |
     | `log_step_range` | `(-5.0, -1.0)` | log step sizes a `step_size` action spans (α 0.0067 … 0.37) |
     | `step_size_units` | `"unit"`      | `unit`: actions in [−1, 1]; `log`: the log step sizes (v1) |
     | `pad_heads`      | `True`         | `update` mode: head parts padded to the largest (one shape) |
@@ -138,11 +150,11 @@ class MultiTaskGameEnv(ParallelEnv):
     RLlib build specs from them: ``loss``, ``t``, ``diverged`` (0 or 1), ``nash_gap`` (ℓ_m − min_Θ ℓ_m,
     Definition 1) where the suite computes it cheaply (quadratic, toy2d), and what a player needs to read its
     observation and form its action: ``head_size``, ``trunk_size``, ``step_size_mode`` (0 or 1),
-    ``log_step_low``, ``log_step_high`` and ``unit_actions`` (0 or 1). The task's name is
+    ``log_step_low``, ``log_step_high``, ``unit_actions`` (0 or 1) and ``relative_updates`` (0 or 1). The task's name is
     ``env.task_name(agent)``. With ``numeric_infos=False`` (v1): ``task`` (name), ``loss``, ``t``, ``nash_gap``
-    where cheap; after ``reset`` also ``head_size``, ``trunk_size``, ``action_mode``, ``log_step_range`` and
-    ``step_size_units``; on divergence ``termination == "diverged"`` and a ``reason`` (``"out_of_domain"`` and a
-    ``reason`` when a loss leaves the consensus rule's domain, see Episode End); and every
+    where cheap; after ``reset`` also ``head_size``, ``trunk_size``, ``action_mode``, ``log_step_range``,
+    ``step_size_units`` and ``update_units``; on divergence ``termination == "diverged"`` and a ``reason``
+    (``"out_of_domain"`` and a ``reason`` when a loss leaves the consensus rule's domain, see Episode End); and every
     ``metrics_every`` steps ``metrics``: the agent's ``nash_gap``, ``stationarity`` and held-out ``loss``, and
     the game's metrics (see :meth:`metrics`).
 
@@ -159,6 +171,10 @@ class MultiTaskGameEnv(ParallelEnv):
     instruction set or BLAS) results agree to round-off, not to the bit.
 
     ## Version History
+    * v6: ``update``-mode actions in units of each coordinate's reference descent step (``update_units="relative"``,
+      the Box ``[-max_update/4, max_update]``): a random policy plays whole episodes (v5's ±1 per coordinate ended
+      every random digits game at its first step), and the baseline agents convert exactly, so they play the same
+      updates as in v5. ``update_units="raw"`` restores v5 exactly. Numeric infos gain ``relative_updates``.
     * v5: results the same on every CPU, and rules as their sources compute them: game b of a batch equals the
       lone game under every MKL code path (the quadratic suite's A z no longer a GEMM over the games; the digits
       head gradients from a plain backward); ``nash_mtl`` is the exact bargaining solution (torchjd's ECOS
@@ -190,7 +206,7 @@ class MultiTaskGameEnv(ParallelEnv):
 
     # Not a ClassVar: PettingZoo reads metadata per instance, and __init__ sets a per-suite name.
     metadata: dict[str, Any] = {  # noqa: RUF012
-        "name": "mtg_v5",
+        "name": "mtg_v6",
         "render_modes": ["human", "ansi", "rgb_array"],
         "is_parallelizable": True,
         "render_fps": 10,
@@ -218,6 +234,7 @@ class MultiTaskGameEnv(ParallelEnv):
         trunk_optimizer_kwargs: Mapping[str, Any] | None = None,
         head_optimizer: str | type[torch.optim.Optimizer] | None = None,
         head_optimizer_kwargs: Mapping[str, Any] | None = None,
+        update_units: UpdateUnits = "relative",
         **suite_kwargs: Any,
     ):
         if action_mode not in ("update", "step_size"):
@@ -241,6 +258,12 @@ class MultiTaskGameEnv(ParallelEnv):
         if step_size_units not in ("unit", "log"):
             raise ValueError(f"step_size_units must be 'unit' ([-1, 1] actions) or 'log', got {step_size_units!r}")
         self.step_size_units = step_size_units
+        if update_units not in UPDATE_UNITS:
+            raise ValueError(
+                f"update_units must be 'relative' (units of a reference descent step) or 'raw' (the update itself, "
+                f"v5), got {update_units!r}"
+            )
+        self.update_units: UpdateUnits = update_units
         bool_arg("numeric_infos", numeric_infos)
         if numeric_infos and self.metrics_every:
             raise ValueError(
@@ -280,7 +303,7 @@ class MultiTaskGameEnv(ParallelEnv):
         self.render_mode = render_mode
         self.max_update = float("inf") if max_update is None else float(max_update)
         self.log_step_range = (lo, hi)
-        self.metadata = {**type(self).metadata, "name": f"mtg_{self.suite.name}_v5"}
+        self.metadata = {**type(self).metadata, "name": f"mtg_{self.suite.name}_v6"}
 
         self.possible_agents = [f"task_{m}" for m in range(self.suite.num_tasks)]
         self.agents: list[str] = []
@@ -304,6 +327,7 @@ class MultiTaskGameEnv(ParallelEnv):
             divergence_threshold=divergence_threshold,
             trunk_optimizer=self.trunk_optimizer,
             head_optimizer=self.head_optimizer,
+            update_units=update_units,
         )
         self._build_spaces()
         # Actions of all agents stack into one [M, k] array unless update-mode heads differ in size;
@@ -330,7 +354,8 @@ class MultiTaskGameEnv(ParallelEnv):
                 low = np.concatenate([-grad_lim, f_low])
                 high = np.concatenate([grad_lim, f_high])
                 self._observation_spaces[agent] = spaces.Box(low, high, dtype=self.np_dtype)
-                self._action_spaces[agent] = spaces.Box(-self.max_update, self.max_update, (h + n,), self.np_dtype)
+                low_update = UPHILL * self.max_update if self.update_units == "relative" else -self.max_update
+                self._action_spaces[agent] = spaces.Box(low_update, self.max_update, (h + n,), self.np_dtype)
             else:
                 self._observation_spaces[agent] = spaces.Box(f_low, f_high, dtype=self.np_dtype)
                 lo, hi = self.log_step_range if self.step_size_units == "log" else (-1.0, 1.0)
@@ -433,6 +458,7 @@ class MultiTaskGameEnv(ParallelEnv):
                 action_mode=self.action_mode,
                 log_step_range=self.log_step_range,
                 step_size_units=self.step_size_units,
+                update_units=self.update_units,
             )
         if not finite:  # a start that is already non-finite: report it, the first step will terminate
             for info in infos.values():
@@ -532,6 +558,10 @@ class MultiTaskGameEnv(ParallelEnv):
             return lo + (tensors[0] + 1.0) * (0.5 * (hi - lo))  # [−1, 1] onto the log step sizes [lo, hi]
         if self._stackable:
             return tensors[0]  # [1, M, k]: log step sizes, or updates of equal-size heads
+        if self.action_mode == "update" and self.update_units == "relative":
+            # The engine takes the parts as the updates themselves: decode them here, with the one codec.
+            state = self.engine_state
+            return decode(tensors[0], state.head_grads), decode(tensors[1], state.jacobian)
         return tensors[0], tensors[1]  # (head updates [1, H], proposals [1, M, n])
 
     def check_action(self, agent: str, action: Any) -> None:
@@ -567,7 +597,7 @@ class MultiTaskGameEnv(ParallelEnv):
         if lo < low or hi > high:
             digits = 9 if self.np_dtype == np.float32 else 17  # enough to tell a value 1 ulp outside the bound
             if self.action_mode == "update":
-                limit = f"[{-self.max_update}, {self.max_update}] (raise max_update=... or clip the action)"
+                limit = f"[{float(low):g}, {float(high):g}] (raise max_update=... or clip the action)"
             elif self.step_size_units == "unit":
                 limit = f"[-1, 1], mapped onto the log step sizes {list(self.log_step_range)} (clip the action)"
             else:
@@ -609,6 +639,7 @@ class MultiTaskGameEnv(ParallelEnv):
                 "log_step_low": lo,
                 "log_step_high": hi,
                 "unit_actions": float(self.step_size_units == "unit"),
+                "relative_updates": float(self.update_units == "relative"),
             }
             for m, agent in enumerate(self.agents):
                 values = {"loss": losses[m], "t": float(self._t), "diverged": float(diverged)}

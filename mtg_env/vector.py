@@ -57,8 +57,9 @@ class VectorGameEnv:
         extra = 0 if mode == "step_size" else self.game.max_head + self.game.trunk_size
         self.observation_size = extra + NUM_FEATURES
         if mode == "update":
-            bound = self.single.max_update
-            low, high = torch.full((self.action_size,), -bound), torch.full((self.action_size,), bound)
+            space = self.single.action_space(self.single.possible_agents[0])  # the Box's bounds (units' own)
+            low = torch.full((self.action_size,), float(space.low.flat[0]))
+            high = torch.full((self.action_size,), float(space.high.flat[0]))
         elif self.single.step_size_units == "unit":
             low, high = torch.full((2,), -1.0), torch.full((2,), 1.0)
         else:

@@ -184,7 +184,7 @@ def test_rmsprop_rejects_bad_hyperparameters(kwargs: dict[str, Any]) -> None:
 
 # ------------------------------------------------------------------------- GradientAgent in an env
 def test_gradient_agent_update_mode_is_minus_step_times_gradient() -> None:
-    env = make_env("quadratic", "update", dtype="float64", max_cycles=6, max_update=100.0)  # no clipping
+    env = make_env("quadratic", "update", dtype="float64", max_cycles=6, max_update=100.0, update_units="raw")
     obs, infos = env.reset(seed=0)
     agents = {a: GradientAgent(lr=0.05, trunk_lr=0.02, schedule="robbins_monro", power=0.6) for a in env.agents}
     for a in env.agents:
@@ -242,7 +242,7 @@ def test_gradient_agent_says_when_its_step_size_is_clipped() -> None:
 
 
 def test_gradient_agent_update_mode_clips_to_the_action_space_and_counts_it() -> None:
-    env = make_env("quadratic", "update", dtype="float64", max_update=1e-3, max_cycles=5)
+    env = make_env("quadratic", "update", dtype="float64", max_update=1e-3, max_cycles=5, update_units="raw")
     obs, infos = env.reset(seed=0)
     agents = {a: GradientAgent(lr=10.0) for a in env.agents}
     for a in env.agents:
@@ -450,7 +450,7 @@ def test_momentum_zero_is_the_gradient_agent() -> None:
 
 def test_momentum_agent_plays_the_heavy_ball_rule_on_the_quadratic_suite() -> None:
     # A hand loop of u_t = mu u_{t-1} - lr g_t per player, with the env's gradients: the agent's actions match.
-    env = make_env("quadratic", "update", dtype="float64", max_cycles=8, max_update=100.0)
+    env = make_env("quadratic", "update", dtype="float64", max_cycles=8, max_update=100.0, update_units="raw")
     obs, infos = env.reset(seed=3)
     lr, beta, mu = 0.05, 0.02, 0.7
     agents = {a: MomentumAgent(lr=lr, momentum=mu, trunk_lr=beta) for a in env.agents}

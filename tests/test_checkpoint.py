@@ -151,8 +151,8 @@ def policy(env: mtg_env.MultiTaskGameEnv, obs: dict[str, np.ndarray], t: int) ->
     if env.action_mode == "step_size":
         action = env.step_size_action(0.03 + 0.01 * (t % 3))
         return {a: action for a in env.agents}
-    bound = env.max_update
-    return {a: np.clip(-0.05 * o[: env.head_slot(a) + env.trunk_size], -bound, bound) for a, o in obs.items()}
+    space = env.action_space(env.possible_agents[0])
+    return {a: np.clip(-0.05 * o[: env.head_slot(a) + env.trunk_size], space.low, space.high) for a, o in obs.items()}
 
 
 def play(env: mtg_env.MultiTaskGameEnv, steps: int) -> dict[str, np.ndarray]:
@@ -255,6 +255,7 @@ FOREIGN = [
     ),
     ("another_log_step_range", "cagrad", {"log_step_range": (-6.0, -1.0)}, r"log_step_range: expected \[-5.0, -1.0\]"),
     ("another_max_update", "update", {"max_update": 2.0}, r"max_update: expected 1.0 \(this env\), found 2.0"),
+    ("another_update_units", "update", {"update_units": "raw"}, r"update_units: expected 'relative' \(this env\)"),
     ("another_divergence_threshold", "cagrad", {"divergence_threshold": 1e4}, r"divergence_threshold: expected 1000.0"),
     (
         "another_famo_gamma",

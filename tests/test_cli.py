@@ -38,7 +38,7 @@ def test_run_quadratic_converges_and_writes_everything(tmp_path: Path, capsys: p
     assert config["agent"] == "GradientAgent(lr=0.1, schedule='constant')"
     assert config["action_mode"] == "update"
     assert (config["steps"], config["seed"], config["dtype"]) == (200, 0, "float64")
-    assert config["env"] == "mtg_quadratic_v5"
+    assert config["env"] == "mtg_quadratic_v6"
     assert summary["steps_played"] == 200 and summary["terminated"] is False
 
     history = json.loads((out / "history.json").read_text())
@@ -50,7 +50,7 @@ def test_run_quadratic_converges_and_writes_everything(tmp_path: Path, capsys: p
     printed = capsys.readouterr().out
     for name in names:
         assert name in printed
-    assert "mtg_quadratic_v5" in printed and "200 steps" in printed
+    assert "mtg_quadratic_v6" in printed and "200 steps" in printed
     assert str(out / "summary.json") in printed
 
 

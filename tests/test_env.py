@@ -73,7 +73,7 @@ def test_reset_with_the_same_seed_replays_and_other_seeds_differ() -> None:
 
 # ------------------------------------------------------------------------------ one step
 def test_sum_consensus_is_eq_24_and_heads_follow_eq_23() -> None:
-    env = make_env("regression", dtype="float64", consensus="sum")
+    env = make_env("regression", dtype="float64", consensus="sum", update_units="raw")  # actions: the updates
     obs, _ = env.reset(seed=0)
     heads0, trunk0 = env.get_parameters()
     alpha, beta = 0.05, 0.02
@@ -94,7 +94,7 @@ def test_sum_consensus_is_eq_24_and_heads_follow_eq_23() -> None:
 
 
 def test_mean_consensus_is_eq_21() -> None:
-    env = make_env("quadratic", dtype="float64", consensus="mean")
+    env = make_env("quadratic", dtype="float64", consensus="mean", update_units="raw")
     _obs, _ = env.reset(seed=0)
     _, trunk0 = env.get_parameters()
     actions = {a: np.concatenate([np.zeros(2), np.full(2, 0.1 * (i + 1))]) for i, a in enumerate(env.agents)}
@@ -105,7 +105,7 @@ def test_mean_consensus_is_eq_21() -> None:
 
 def test_a_callable_consensus_decides_the_trunk_move() -> None:
     dictator = lambda proposals: proposals[1]  # noqa: E731 - the trunk follows task_1 only
-    env = make_env("quadratic", dtype="float64", consensus=dictator)
+    env = make_env("quadratic", dtype="float64", consensus=dictator, update_units="raw")
     env.reset(seed=0)
     _, trunk0 = env.get_parameters()
     actions = {a: np.concatenate([np.zeros(2), np.full(2, 0.1 * (i + 1))]) for i, a in enumerate(env.agents)}
@@ -115,7 +115,8 @@ def test_a_callable_consensus_decides_the_trunk_move() -> None:
 
 
 def test_step_size_mode_plays_the_same_game_as_update_mode() -> None:
-    upd, ss = make_env("digits", "update", dtype="float64"), make_env("digits", "step_size", dtype="float64")
+    upd = make_env("digits", "update", dtype="float64", update_units="raw")  # actions: the updates themselves
+    ss = make_env("digits", "step_size", dtype="float64")
     obs_u, _ = upd.reset(seed=5)
     ss.reset(seed=5)
     alpha, beta = 0.1, 0.03
@@ -333,7 +334,7 @@ def test_render_modes_return_a_table_and_an_image() -> None:
     img = env.render()
     assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 and img.std() > 0
     text = env.render("ansi")  # RLlib's wrapper passes the mode explicitly
-    assert text.splitlines()[0].startswith("mtg_quadratic_v5  t=1/")
+    assert text.splitlines()[0].startswith("mtg_quadratic_v6  t=1/")
     assert all(a in text for a in env.possible_agents)
 
 

@@ -83,7 +83,7 @@ def test_spaces_are_cached_and_typed() -> None:
 def test_agents_and_infos_name_the_tasks() -> None:
     env = mtg_env.parallel_env(suite="digits", batch_size=32)
     assert env.possible_agents == ["task_0", "task_1", "task_2", "task_3"]
-    assert env.metadata["name"] == "mtg_digits_v5"
+    assert env.metadata["name"] == "mtg_digits_v6"
     _, infos = env.reset(seed=0)
     assert [env.task_name(a) for a in env.agents] == ["digit", "parity", "ge5", "ink"]
     assert all(isinstance(v, float) for info in infos.values() for v in info.values())  # numbers only (TorchRL)

@@ -84,3 +84,39 @@ def test_sb3_ppo_learns_step_sizes_that_beat_a_random_policy_on_held_out_seeds()
     learned = [episode_return(env, lambda o: model.predict(o, deterministic=True)[0], s) for s in held_out]
     random = [episode_return(env, lambda o: rng.uniform(-1, 1, 2).astype(np.float32), s) for s in held_out]
     assert np.mean(learned) > np.mean(random), (learned, random)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", list(PLAIN))
+def test_a_random_policy_plays_at_least_half_of_max_cycles_on_the_defaults(mode: str) -> None:
+    """What every library's untrained policy sends (uniform in the Box) must not end the game at once: the median
+    episode over 6 seeds lasts at least half of ``max_cycles`` (v5's update Box, ±1 per coordinate on digits'
+    17 000 parameters, ended 6 of 6 at step 1)."""
+    env = mtg_env.parallel_env(**PLAIN[mode])
+    lengths = []
+    for seed in range(6):
+        env.reset(seed=seed)
+        for m, agent in enumerate(env.possible_agents):
+            env.action_space(agent).seed(100 * seed + m)
+        steps = 0
+        while env.agents:
+            env.step({a: env.action_space(a).sample() for a in env.agents})
+            steps += 1
+        lengths.append(steps)
+    assert np.median(lengths) >= env.max_cycles / 2, lengths
+
+
+@pytest.mark.slow
+def test_sb3_ppo_learns_updates_that_beat_a_random_policy_on_held_out_seeds() -> None:
+    """The plain recipe in ``update`` mode (one shared policy over 17 000-coordinate actions) learns something a
+    random policy does not: in relative units a constant action is a descent step, an easy thing to learn."""
+    env = mtg_env.parallel_env(max_cycles=100)
+    torch.manual_seed(0)
+    model = sb3.PPO("MlpPolicy", sb3_vec_env(env, seed=0), n_steps=256, batch_size=256, device="cpu")
+    model.learn(total_timesteps=4096)
+    rng = np.random.default_rng(0)
+    space = env.action_space("task_0")
+    held_out = range(1000, 1004)
+    learned = [episode_return(env, lambda o: model.predict(o, deterministic=True)[0], s) for s in held_out]
+    random = [episode_return(env, lambda o: rng.uniform(space.low, space.high).astype(np.float32), s) for s in held_out]
+    assert np.mean(learned) > np.mean(random), (learned, random)

@@ -20,7 +20,7 @@ def test_readme_quickstart_runs_and_learns(capsys: pytest.CaptureFixture[str]) -
     namespace: dict = {}
     exec(compile(blocks[0], "README.md", "exec"), namespace)
     env = namespace["env"]
-    assert env.agents == [] and env.metadata["name"] == "mtg_digits_v5"
+    assert env.agents == [] and env.metadata["name"] == "mtg_digits_v6"
     accuracies = [v["test_accuracy"] for v in env.evaluate().values() if "test_accuracy" in v]
     assert len(accuracies) == 3 and min(accuracies) > 0.5  # 100 steps from chance level (0.1 / 0.5)
     assert "test_accuracy" in capsys.readouterr().out

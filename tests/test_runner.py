@@ -182,7 +182,7 @@ def test_progress_bar_goes_to_stderr(capsys: pytest.CaptureFixture[str]) -> None
     env = make_env("quadratic", max_cycles=3)
     run_episode(env, make_agents("gradient", env), seed=0, progress=True)
     captured = capsys.readouterr()
-    assert "mtg_quadratic_v5" in captured.err
+    assert "mtg_quadratic_v6" in captured.err
     assert "3/3" in captured.err
     assert captured.out == ""
 

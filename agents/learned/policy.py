@@ -81,7 +81,7 @@ class LearnedAgent(ReaderPlayer):
             )
         self.t += 1
         u = update.view(-1).double().cpu().numpy()
-        return reader.update_action(u[: reader.head_size], u[reader.head_size :])
+        return reader.update_action(u[: reader.head_size], u[reader.head_size :], observation)
 
     def __repr__(self) -> str:
         weights = "" if self.weights is None else f", weights={Path(self.weights).name!r}"

@@ -421,10 +421,13 @@ def _figures(summary: dict[str, Any]) -> dict[str, bytes]:
     matplotlib.use("Agg", force=False)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
     policies = summary["policies"]
     colors = {p: f"C{i}" for i, p in enumerate(policies)}
     figures: dict[str, bytes] = {}
+    seeds = len(summary["config"].get("protocol", {}).get("eval_seeds", []))
+    run = f"{len(policies)} policies, {len(summary['curves'])} workloads, {seeds} held-out seeds"
 
     fig = Figure(figsize=(6.5, 4.2), dpi=100)
     FigureCanvasAgg(fig)
@@ -475,35 +478,52 @@ def _figures(summary: dict[str, Any]) -> dict[str, bytes]:
             ax.fill_between(t, c["low"], c["high"], color=colors[p], alpha=0.2, lw=0)
         ax.set_title(w, fontsize="small")
         ax.tick_params(labelsize="x-small")
+        ax.set_xlabel("step t", fontsize="x-small")
+        ax.set_ylabel("batch loss, mean over tasks", fontsize="x-small")
         if min(min(c["low"]) for c in summary["curves"][w].values()) > 0:
             ax.set_yscale("log")
-        if k == 0:
-            ax.legend(fontsize="x-small")
-    fig.suptitle("Mean batch loss over held-out seeds (95 % bootstrap band)", fontsize="medium")
-    fig.tight_layout()
+    handles = [Line2D([], [], color=colors[p], lw=1.5, label=p) for p in policies]
+    fig.suptitle(f"Mean batch loss over held-out seeds (95 % bootstrap band)\n{run}", fontsize="medium")
+    fig.legend(handles=handles, loc="lower center", fontsize="small", ncol=min(len(policies), 6), title="policy")
+    fig.tight_layout(rect=(0, 0.1 if rows > 1 else 0.16, 1, 1))
     figures["loss_curves.png"] = _png(fig)
 
     if summary["manipulability"]:
-        table = [row for row in summary["manipulability"] if row["own_gain"] is not None]
-        devs = sorted({row["deviator"] for row in table})
-        rules = list(dict.fromkeys(row["rule"] for row in table))
-        fig = Figure(figsize=(2 + 1.5 * len(rules), 4.2), dpi=100)
+        every = summary["manipulability"]  # rows whose games all diverged are marked, not dropped
+        devs = sorted({row["deviator"] for row in every})
+        rules = list(dict.fromkeys(row["rule"] for row in every))
+        fig = Figure(figsize=(3 + 1.5 * len(rules), 4.6), dpi=100)
         FigureCanvasAgg(fig)
         ax = fig.add_subplot()
         width = 0.8 / (2 * len(devs))
         for i, d in enumerate(devs):
             for j, part in enumerate(("own_gain", "others_change")):
-                vals = np.array([next(r[part] for r in table if r["rule"] == rule and r["deviator"] == d)
-                                 for rule in rules])  # fmt: skip
+                found = [next((r for r in every if r["rule"] == rule and r["deviator"] == d), None) for rule in rules]
+                vals = np.array([r[part] if r is not None and r[part] is not None else [np.nan] * 3 for r in found])
                 x = np.arange(len(rules)) + (2 * i + j - (2 * len(devs) - 1) / 2) * width
                 err = np.abs(vals[:, 1:].T - vals[:, 0])
                 label = f"{d}: {'own gain' if j == 0 else 'others’ change'}"
-                ax.bar(x, vals[:, 0], width, yerr=err, capsize=2, label=label, hatch="" if j == 0 else "//",
-                       color=f"C{i}", alpha=1.0 if j == 0 else 0.5)  # fmt: skip
+                ax.bar(x, np.nan_to_num(vals[:, 0]), width, yerr=np.nan_to_num(err), capsize=2, label=label,
+                       hatch="" if j == 0 else "//", color=f"C{i}", alpha=1.0 if j == 0 else 0.5)  # fmt: skip
+                if j == 0:  # diverged games: counted on the bar, or an x where every game diverged
+                    for xi, r in zip(x, found, strict=True):
+                        if r is not None and r["diverged"]:
+                            ax.annotate(f"{r['diverged']} diverged", (xi, 0), xytext=(0, 3), textcoords="offset points",
+                                        ha="center", va="bottom", fontsize="x-small", color="tab:red",
+                                        bbox={"facecolor": "white", "alpha": 0.85, "lw": 0})  # fmt: skip
+                        if r is not None and r["own_gain"] is None:
+                            ax.scatter([xi], [0], marker="x", color="tab:red", zorder=3,
+                                       label="every game diverged" if i == 0 else None)  # fmt: skip
         ax.set_xticks(np.arange(len(rules)), rules)
+        ax.set_xlabel("consensus rule")
         ax.axhline(0.0, color="k", lw=0.6)
         ax.set_ylabel("% of the reference's progress")
-        ax.set_title("Manipulability: one deviator among reference players", fontsize="medium")
+        ax.set_title(
+            f"Manipulability: one deviator among reference players ({run}; red: games the deviator made diverge, "
+            "left out of the bars)",
+            fontsize="small",
+            wrap=True,
+        )
         ax.legend(fontsize="x-small")
         ax.grid(alpha=0.3, axis="y")
         fig.tight_layout()

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from mtg_env.consensus import RULE_TABLE, apply_rule, is_batched_rule, rule_differentiable, rule_name, step_rule
+from mtg_env.engine.codec import decode
 from mtg_env.engine.features import features
 from mtg_env.engine.game import Game
 from mtg_env.engine.optim import BoundOptimizer
@@ -263,7 +264,8 @@ def updates(game: Game, state: GameState, actions: Tensor | Updates) -> Updates:
 
     ``step_size`` mode: ``actions [B, M, 2]`` natural-log step sizes; u = −exp(a)·g (Eq. 23, and the
     proposals −β_m ∇_Ψ ℓ_m). ``update`` mode: ``actions [B, M, max_head + n]`` (head m's update in its first
-    h_m entries, padding after it, then the trunk proposal), or the two parts as a tuple.
+    h_m entries, padding after it, then the trunk proposal), in ``game.update_units`` (relative: decoded against
+    the state's gradients, :mod:`mtg_env.engine.codec`), or the two parts as a tuple (the updates themselves).
     """
     bsz, m, n = state.batch_size, game.num_tasks, game.trunk_size
     if game.action_mode == "step_size":
@@ -287,9 +289,13 @@ def updates(game: Game, state: GameState, actions: Tensor | Updates) -> Updates:
             f"got {tuple(actions.shape)}"
         )
     actions = actions.to(game.device, game.dtype)
-    if game.uniform_heads:
-        return actions[:, :, :k].reshape(bsz, -1), actions[:, :, k:]
-    return actions[:, :, :k].reshape(bsz, -1)[:, game.padded_head_index], actions[:, :, k:]
+    heads = actions[:, :, :k].reshape(bsz, -1)
+    if not game.uniform_heads:
+        heads = heads[:, game.padded_head_index]
+    proposals = actions[:, :, k:]
+    if game.update_units == "relative":  # units of each coordinate's reference step (exact: powers of two)
+        return decode(heads, state.head_grads), decode(proposals, state.jacobian)
+    return heads, proposals
 
 
 def consensus(

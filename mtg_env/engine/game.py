@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from mtg_env.consensus import ConsensusRule, rule_loss_floor, rule_name, rule_state_kind
+from mtg_env.engine.codec import UPDATE_UNITS, UpdateUnits
 from mtg_env.engine.optim import BoundOptimizer, OptimizerSpec
 
 if TYPE_CHECKING:  # the suites import the engine's randomness: no runtime import back
@@ -61,6 +62,10 @@ class Game:
     trunk_optimizer: OptimizerSpec | None = None
     """The optimizer after the consensus rule (:mod:`mtg_env.engine.optim`): Ψ ← opt(Ψ, gradient −C(P)), its
     state in :attr:`GameState.trunk_opt`; ``None``: Ψ ← Ψ + C(P) (Eq. 21/24)."""
+    update_units: UpdateUnits = "relative"
+    """``update`` mode: ``relative``, an action is the update in units of each coordinate's reference descent step
+    (:mod:`mtg_env.engine.codec`); ``raw``, the action is the update itself (v5). An action given as the tuple
+    ``(head_updates, proposals)`` is always the update itself."""
     head_optimizer: OptimizerSpec | None = None
     """The same for the heads (Θ_m ← opt(Θ_m, gradient −u_m), one state per coordinate, so per task);
     ``None``: Θ_m ← Θ_m + u_m (Eq. 23)."""
@@ -99,6 +104,8 @@ class Game:
     def __post_init__(self) -> None:
         if self.action_mode not in ("update", "step_size"):
             raise ValueError(f"action_mode must be 'update' or 'step_size', got {self.action_mode!r}")
+        if self.update_units not in UPDATE_UNITS:
+            raise ValueError(f"update_units must be one of {list(UPDATE_UNITS)}, got {self.update_units!r}")
         reward = self.divergence_reward
         if not (
             reward in ("remaining", "clipped_loss")

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mtg_env._args import int_arg, real_arg
+from mtg_env._lbfgs import lbfgs_strong_wolfe
 from mtg_env.engine.rng import STREAM_BATCH, GameRNG, check_seed
 from mtg_env.suites.base import (
     Split,
@@ -248,24 +249,17 @@ class DigitsSuite(TaskSuite):
             w_std = torch.cat([w0[:, :-1] * sd, w0[:, -1:] + w0[:, :-1] @ mu[:, None]], dim=1)
             w = w_std.clone().requires_grad_(True)
             target = labels[:, i]
-            opt = torch.optim.LBFGS(
-                [w],
-                lr=1.0,
-                max_iter=max_iter,
-                tolerance_grad=1e-10,
-                tolerance_change=1e-14,
-                history_size=20,
-                line_search_fn="strong_wolfe",
-            )
 
-            def closure(w: Tensor = w, target: Tensor = target, design: Tensor = std_design, opt: Any = opt) -> Tensor:
-                opt.zero_grad()
+            def closure(w: Tensor = w, target: Tensor = target, design: Tensor = std_design) -> Tensor:
+                w.grad = None
                 loss = F.cross_entropy(design @ w.T, target)
                 loss.backward()
                 return loss
 
-            with torch.enable_grad():
-                opt.step(closure)
+            # torch.optim.LBFGS's algorithm without torch.optim, whose first use imports torch._dynamo (2.4 s).
+            lbfgs_strong_wolfe(
+                w, closure, lr=1.0, max_iter=max_iter, tolerance_grad=1e-10, tolerance_change=1e-14, history_size=20
+            )
             w_std = w.detach()
             w_raw = w_std[:, :-1] / sd
             w = torch.cat([w_raw, w_std[:, -1:] - w_raw @ mu[:, None]], dim=1)

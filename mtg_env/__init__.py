@@ -6,7 +6,7 @@ Learning Games", Axioms 2023).
 """
 
 from mtg_env.consensus import CONSENSUS_RULES, RULE_TABLE, ConsensusRule, ConsensusWarning, consensus_rule
-from mtg_env.engine import Game, GameState, StepOutput
+from mtg_env.engine import Game, GameState, NoiseSpec, RegSpec, StepOutput
 from mtg_env.env import FEATURES, MultiTaskGameEnv, env, parallel_env
 from mtg_env.suites import (
     SUITES,
@@ -33,7 +33,9 @@ __all__ = [
     "Game",
     "GameState",
     "MultiTaskGameEnv",
+    "NoiseSpec",
     "QuadraticSuite",
+    "RegSpec",
     "RegressionSuite",
     "StepOutput",
     "TaskSpec",

@@ -186,7 +186,7 @@ def _floor_closed_form(s: Any, alpha: float, sigma: float) -> tuple[float, float
 
 
 def test_constant_steps_stall_at_the_closed_form_noise_floor() -> None:
-    """Gaussian gradient noise, constant steps: the engine's stationary E‖z − z*‖² (mean over 200 games of each
+    """Gaussian gradient noise, constant steps: the engine's stationary E‖z − z*‖² (mean over 100 games of each
     game's time average) matches the Lyapunov equation's tr Σ within its 99.9% CI, for two step sizes, and the
     floor scales ∝ α (the small-α formula α tr(K⁻¹Q)/2 within 10%)."""
     s = _quadratic()
@@ -196,11 +196,11 @@ def test_constant_steps_stall_at_the_closed_form_noise_floor() -> None:
     floors = []
     for alpha in (0.01, 0.03):
         game = Game(s, consensus_rule("sum"), action_mode="step_size", horizon=10**6, noise=NoiseSpec(grad_std=sigma))
-        bsz = 200
+        bsz = 100
         state, _ = reset(game, list(range(bsz)), heads=theta.expand(bsz, -1), trunk=psi.expand(bsz, -1))
         act = torch.full((bsz, 3, 2), math.log(alpha), dtype=F64)
         total = torch.zeros(bsz, dtype=F64)
-        burn, keep = 400, 1500
+        burn, keep = 300, 1000
         for t in range(burn + keep):
             state, _ = step(game, state, act)
             if t >= burn:
@@ -222,16 +222,16 @@ def test_robbins_monro_steps_converge_under_noise() -> None:
     theta, psi = s.equilibrium()
     star = torch.cat([theta, psi])
     game = Game(s, consensus_rule("sum"), action_mode="step_size", horizon=10**6, noise=NoiseSpec(grad_std=sigma))
-    bsz = 200
+    bsz = 100
     state, _ = reset(game, list(range(bsz)))
     err = []
-    for t in range(3000):
+    for t in range(2000):
         act = torch.full((bsz, 3, 2), math.log(c / (t + t0)), dtype=F64)
         state, _ = step(game, state, act)
         err.append(float((torch.cat([state.heads, state.trunk], 1) - star).square().sum(1).mean()))
     floor, _ = _floor_closed_form(s, c / t0, sigma)
     assert err[-1] < 0.1 * floor, (err[-1], floor)
-    assert err[-1] < 0.6 * err[1500]  # still falling (≈ 1/t)
+    assert err[-1] < 0.7 * err[1000]  # still falling (≈ 1/t)
 
 
 # ------------------------------------------------------------------------------------------ regularisation

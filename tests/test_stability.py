@@ -1,0 +1,67 @@
+"""The stability audit (mtg_env/stability.py, ``mtg-env audit --stability``): its findings on a tiny configuration,
+and its closed forms."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from mtg_env.audit import run_audit
+from mtg_env.stability import StabilityConfig, noise_models, regularisation, regularisation_closed_form
+
+TINY = StabilityConfig(
+    steps=150, seeds=3, sigmas=(0.0, 0.3), delays=(0,), rules=("sum", "krum"), lambdas=(0.0, 1.0), reg_seeds=3
+)
+
+
+@pytest.mark.slow
+def test_noise_section_measures_what_it_claims(tmp_path: Path) -> None:
+    """Gradient noise raises the final Nash gap above the noise-free game's; a sign-flipped task drags `sum` away
+    from the equilibrium while krum, which drops the outlier, stays closer; the figure is written."""
+    section = noise_models(TINY, tmp_path, lambda: None)
+    data = section.data
+    gaussian = data["gaussian"]["sum"]
+    assert gaussian[1]["gap"][0] > 100 * max(gaussian[0]["gap"][0], 1e-12)
+    byz_sum = data["byzantine"]["sum"][1]["dist"][0]
+    byz_krum = data["byzantine"]["krum"][1]["dist"][0]
+    assert byz_sum > 0.1 and byz_krum < byz_sum
+    assert (tmp_path / "stability_noise.png").stat().st_size > 10_000
+    assert len(section.rows) == len(TINY.rules) * (2 * len(TINY.sigmas) + len(TINY.delays) + 4)
+
+
+def test_regularisation_closed_form_limits() -> None:
+    """At λ = 0 the closed form is plain gradient descent's (ρ(I − αK), the Lyapunov floor); a large λ makes the
+    head steps overshoot (ρ > 1, no floor)."""
+    from mtg_env.stability import _suite
+
+    suite = _suite(TINY)
+    rho0, floor0 = regularisation_closed_form(suite, TINY.alpha, 0.0, 0.3)
+    K = suite.joint_hessian()
+    assert math.isclose(rho0, float((1 - TINY.alpha * torch.linalg.eigvalsh(K)).abs().max()), rel_tol=1e-12)
+    assert 0 < floor0 < math.inf
+    rho_big, floor_big = regularisation_closed_form(suite, TINY.alpha, 1000.0, 0.3)
+    assert rho_big > 1 and floor_big == math.inf
+
+
+def test_regularisation_section_and_report(tmp_path: Path) -> None:
+    """The λ table holds both targets with the closed-form columns for the best response; the report links the
+    figures."""
+    section = regularisation(TINY, tmp_path, lambda: None)
+    assert [row[0] for row in section.rows] == ["best_response"] * 2 + ["ema"] * 2
+    assert (tmp_path / "stability_regularisation.png").exists()
+    assert "ρ closed form" in section.markdown()
+
+
+@pytest.mark.slow
+def test_cli_flag_runs_the_stability_experiments(tmp_path: Path, monkeypatch: object) -> None:
+    """``run_audit(stability=True)`` writes the stability report (its command in the header)."""
+    import mtg_env.stability as stab
+
+    monkeypatch.setattr(stab.StabilityConfig, "quick", classmethod(lambda cls: TINY))  # type: ignore[attr-defined]
+    sections = run_audit(tmp_path, quick=True, stability=True)
+    report = (tmp_path / "report.md").read_text()
+    assert "--stability --quick" in report
+    assert [s.title.split(":")[0] for s in sections] == ["Assumption 7", "Assumption 6"]

@@ -128,6 +128,24 @@ def _play(
     }
 
 
+def delay_spectral_radius(suite: QuadraticSuite, alpha: float, k: int) -> float:
+    """The spectral radius of `sum` gradient play when the trunk uses the proposals of k steps ago: with
+    e = z − z*, e_{t+1} = e_t − αS_Θ K e_t − αS_Ψ K e_{t−k} (S_Θ, S_Ψ select the head and trunk rows), a linear map
+    of (e_t, …, e_{t−k}) in companion form. The game converges from every start iff it is below 1."""
+    K = suite.joint_hessian()
+    h = suite.head_offsets[-1]
+    d = K.shape[0]
+    now = torch.eye(d, dtype=F64) - alpha * torch.cat([K[:h], torch.zeros(d - h, d, dtype=F64)])
+    late = -alpha * torch.cat([torch.zeros(h, d, dtype=F64), K[h:]])
+    if k == 0:
+        return float(torch.linalg.eigvals(now + late).abs().max())
+    big = torch.zeros(d * (k + 1), d * (k + 1), dtype=F64)
+    big[:d, :d] = now
+    big[:d, d * k :] = late
+    big[d:, :-d] = torch.eye(d * k, dtype=F64)
+    return float(torch.linalg.eigvals(big).abs().max())
+
+
 def _mean_ci(values: np.ndarray) -> tuple[float, float]:
     """Mean and the half-width of its 95% normal-approximation CI (inf when some game diverged)."""
     v = np.asarray(values, dtype=float)
@@ -183,8 +201,12 @@ def noise_models(cfg: StabilityConfig, out: Path, tick: Tick) -> Section:
                         "diverged": float(res["diverged"].mean()),
                     }
                 )
+                closed = "—"
+                if rule == "sum" and key == "delay":
+                    closed = f"{delay_spectral_radius(suite, cfg.alpha, int(level)):.4f}"
+                    data[key][rule][-1]["rho"] = float(closed)
                 rows.append(
-                    [label, level, rule, _cell(res["gap"]), _cell(res["dist"]), f"{res['diverged'].mean():.0%}"]
+                    [label, level, rule, _cell(res["gap"]), _cell(res["dist"]), f"{res['diverged'].mean():.0%}", closed]
                 )
     figure = _plot_noise(out / "stability_noise.png", models, data, cfg)
     worst = {
@@ -203,7 +225,15 @@ def noise_models(cfg: StabilityConfig, out: Path, tick: Tick) -> Section:
     return Section(
         title="Assumption 7: stability under noise models",
         finding=finding,
-        columns=["noise model", "level", "rule", "head Nash gap", "‖z − z*‖²", "diverged"],
+        columns=[
+            "noise model",
+            "level",
+            "rule",
+            "head Nash gap",
+            "‖z − z*‖²",
+            "diverged",
+            "ρ closed form (sum, delay)",
+        ],
         rows=rows,
         figures=[figure.name],
         data=data,

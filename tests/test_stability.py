@@ -46,6 +46,34 @@ def test_regularisation_closed_form_limits() -> None:
     assert rho_big > 1 and floor_big == math.inf
 
 
+def test_delay_closed_form_predicts_divergence() -> None:
+    """Stale proposals under `sum`: the engine diverges exactly where the companion map's spectral radius exceeds 1
+    (at α = 0.04: k = 0 only), and grows at that rate where it is above 1."""
+    from mtg_env.consensus import consensus_rule
+    from mtg_env.engine import Game, NoiseSpec, reset, step
+    from mtg_env.stability import _suite, delay_spectral_radius
+
+    suite = _suite(TINY)
+    theta, psi = suite.equilibrium()
+    star = torch.cat([theta, psi])
+    for k in (0, 1, 2):
+        rho = delay_spectral_radius(suite, TINY.alpha, k)
+        game = Game(suite, consensus_rule("sum"), action_mode="step_size", horizon=10**6, divergence_threshold=None,
+                    noise=NoiseSpec(delay=k) if k else None)  # fmt: skip
+        state, _ = reset(game, [0])
+        act = torch.full((1, 5, 2), math.log(TINY.alpha), dtype=torch.float64)
+        errs = []
+        for _ in range(300):
+            state, _ = step(game, state, act)
+            errs.append(float((torch.cat([state.heads, state.trunk], 1)[0] - star).norm()))
+        assert (rho < 1) == (k == 0), (k, rho)  # at α = 0.04 one step of staleness already destabilises
+        if rho < 1:
+            assert errs[-1] < 1e-3 * errs[0]
+        else:
+            measured = (errs[-1] / errs[-101]) ** (1 / 100)
+            assert abs(measured - rho) < 2e-3, (k, measured, rho)
+
+
 def test_regularisation_section_and_report(tmp_path: Path) -> None:
     """The λ table holds both targets with the closed-form columns for the best response; the report links the
     figures."""

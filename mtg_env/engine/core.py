@@ -22,7 +22,16 @@ from torch import Tensor
 from mtg_env.consensus import RULE_TABLE, apply_rule, is_batched_rule, rule_differentiable, rule_name, step_rule
 from mtg_env.engine.features import features
 from mtg_env.engine.game import Game
-from mtg_env.engine.noise import attack, delayed, init_aux, noisy_batch, noisy_gradients, regularise
+from mtg_env.engine.noise import (
+    ANCHOR_KEY,
+    attack,
+    delayed,
+    init_aux,
+    noisy_batch,
+    noisy_gradients,
+    penalise,
+    regularise,
+)
 from mtg_env.engine.optim import BoundOptimizer
 from mtg_env.engine.rng import STREAM_CONSENSUS, GameRNG, episode_keys
 from mtg_env.engine.state import GameState, StepOutput
@@ -125,6 +134,27 @@ def _observe(
     if noise is not None:
         head_grads, jac = noisy_gradients(noise, head_grads, jac, rng)
     return losses, head_grads, jac, aux
+
+
+def observed(game: Game, state: GameState) -> tuple[Tensor, Tensor, Tensor]:
+    """The losses, head gradients and Jacobian a state of step t holds, recomputed from its parameters, its step's
+    batch, its noise draws and its regulariser's stored target (what a checkpoint's stored values must equal)."""
+    rng = state.rng
+    batch = game.suite.sample_batch(rng)
+    noise, reg = game.noise, game.regularisation
+    if noise is not None:
+        batch = noisy_batch(noise, game.suite, batch, rng)
+    losses, head_grads, jac = losses_and_grads(game.suite, state.heads, state.trunk, batch)
+    if reg is not None:
+        target = (
+            state.aux[ANCHOR_KEY]
+            if reg.target == "ema"
+            else game.suite.best_response_batch(state.trunk).to(state.heads.dtype)
+        )
+        losses, head_grads = penalise(reg, game.head_indicator, state.heads, target, losses, head_grads)
+    if noise is not None:
+        head_grads, jac = noisy_gradients(noise, head_grads, jac, rng)
+    return losses, head_grads, jac
 
 
 def _differentiable(*tensors: Tensor) -> bool:

@@ -281,14 +281,22 @@ def regularise(
     the dynamics (see docs/open_directions_noise_regularisation.md for the rate on quadratics). The ``ema``
     anchor is updated first, a ← decay·a + (1 − decay)·Θ (except at reset, where it is the start), then used.
     """
-    lam = reg.strength
     if reg.target == "best_response":
-        target = suite.best_response_batch(trunk.detach()).to(heads.dtype)  # type: ignore[attr-defined]
+        target = suite.best_response_batch(trunk.detach()).to(heads.dtype)
     else:
         anchor = aux[ANCHOR_KEY]
         fresh = (t == 0).unsqueeze(1)
         target = torch.where(fresh, anchor, reg.decay * anchor + (1.0 - reg.decay) * heads.detach())
         aux = {**aux, ANCHOR_KEY: target}
+    losses, head_grads = penalise(reg, indicator, heads, target, losses, head_grads)
+    return losses, head_grads, aux
+
+
+def penalise(
+    reg: RegSpec, indicator: Tensor, heads: Tensor, target: Tensor, losses: Tensor, head_grads: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The losses plus λ/2 ‖Θ_m − target_m‖² per task and the head gradients plus λ(Θ − target)."""
+    lam = reg.strength
     diff = heads - target
     penalty = 0.5 * lam * (diff.square() @ indicator)
     pull = lam * diff
@@ -297,4 +305,4 @@ def regularise(
         penalty = penalty.detach()
     if not head_grads.requires_grad:
         pull = pull.detach()
-    return losses + penalty, head_grads + pull, aux
+    return losses + penalty, head_grads + pull

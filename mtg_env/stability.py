@@ -267,23 +267,27 @@ def noise_models(cfg: StabilityConfig, out: Path, tick: Tick) -> Section:
 
 def _plot_noise(path: Path, models: list[Any], data: dict[str, Any], cfg: StabilityConfig) -> Path:
     fig = _figure(len(models))
-    fig.set_size_inches(5 * len(models), 4.2)
-    for i, (key, label, levels) in enumerate(models):
-        ax = fig.add_subplot(1, len(models), i + 1)
-        x = np.arange(len(levels))
-        for rule in cfg.rules:
-            y = [row["gap"][0] for row in data[key][rule]]
-            err = [row["gap"][1] for row in data[key][rule]]
-            y_plot = np.array([v if math.isfinite(v) else np.nan for v in y])
-            err_plot = np.array([e if math.isfinite(e) else 0.0 for e in err])
-            ax.errorbar(x, np.maximum(y_plot, 1e-18), yerr=err_plot, marker="o", capsize=3, label=rule)
-        ax.set_xticks(x, [lv for lv, _ in levels], fontsize="small")
-        ax.set_yscale("log")
-        ax.set_xlabel(label)
-        ax.set_ylabel("final head Nash gap Σ_m (ℓ_m − min ℓ_m) [loss units]")
-        ax.set_title(f"{key}: Nash gap after {cfg.steps} steps")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="small", title="consensus rule")
+    fig.set_size_inches(5 * len(models), 8.4)
+    metrics = (
+        ("gap", "final head Nash gap Σ_m (ℓ_m − min ℓ_m) [loss units]", "Nash gap"),
+        ("dist", "final ‖z − z*‖² to the `sum` equilibrium [param. units²]", "distance to z*"),
+    )
+    for r, (metric, ylabel, what) in enumerate(metrics):
+        for i, (key, label, levels) in enumerate(models):
+            ax = fig.add_subplot(2, len(models), r * len(models) + i + 1)
+            x = np.arange(len(levels))
+            for rule in cfg.rules:
+                y = np.array([row[metric][0] if math.isfinite(row[metric][0]) else np.nan for row in data[key][rule]])
+                err = np.array([row[metric][1] if math.isfinite(row[metric][1]) else 0.0 for row in data[key][rule]])
+                ax.errorbar(x, np.maximum(y, 1e-18), yerr=err, marker="o", capsize=3, label=rule)
+            ax.set_xticks(x, [lv for lv, _ in levels], fontsize="small")
+            ax.set_yscale("log")
+            ax.set_xlabel(label)
+            ax.set_ylabel(ylabel, fontsize="small")
+            ax.set_title(f"{key}: {what} after {cfg.steps} steps\n(values below 1e-18 drawn at it; missing: diverged)",
+                         fontsize="small")  # fmt: skip
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize="x-small", title="consensus rule", title_fontsize="x-small")
     fig.tight_layout()
     fig.savefig(path)
     return path

@@ -8,7 +8,7 @@ Learning Games", Axioms 2023).
 from mtg_env.coalitions import CoalitionAnalysis
 from mtg_env.coalitions import analyse as analyse_coalitions
 from mtg_env.consensus import CONSENSUS_RULES, RULE_TABLE, ConsensusRule, ConsensusWarning, consensus_rule
-from mtg_env.engine import Game, GameState, StepOutput
+from mtg_env.engine import Game, GameState, NoiseSpec, RegSpec, StepOutput
 from mtg_env.env import FEATURES, MultiTaskGameEnv, env, parallel_env
 from mtg_env.suites import (
     SUITES,
@@ -40,7 +40,9 @@ __all__ = [
     "ModuleSuite",
     "MultiDigits",
     "MultiTaskGameEnv",
+    "NoiseSpec",
     "QuadraticSuite",
+    "RegSpec",
     "RegressionSuite",
     "StepOutput",
     "TaskSpec",

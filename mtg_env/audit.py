@@ -452,26 +452,38 @@ def theorem1(cfg: AuditConfig, out: Path, tick: Tick = _no_tick) -> Section:
 EXPERIMENTS = (theorem3, assumption2, definition1, remarks, theorem1)
 
 
-def run_audit(out: str | Path, quick: bool = False, progress: bool = False) -> list[Section]:
+def run_audit(out: str | Path, quick: bool = False, progress: bool = False, stability: bool = False) -> list[Section]:
     """Run every experiment; write ``out/report.md``, ``out/audit.json`` and the figures.
 
     Args:
         out: Output directory (created).
         quick: The small configuration (``AuditConfig.quick()``) the tests run.
         progress: Show a progress bar over the episodes played (tqdm, on stderr).
+        stability: Run the open directions' experiments instead (:mod:`mtg_env.stability`: noise models and
+            regularisation toward equilibrium, Assumptions 7 and 6).
     """
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cfg = AuditConfig.quick() if quick else AuditConfig()
+    cfg: Any
+    if stability:
+        from mtg_env import stability as stab
+
+        cfg = stab.StabilityConfig.quick() if quick else stab.StabilityConfig()
+        experiments: Sequence[Callable[[Any, Path, Tick], Section]] = stab.EXPERIMENTS
+        total = stab.episodes(cfg)
+    else:
+        cfg = AuditConfig.quick() if quick else AuditConfig()
+        experiments = EXPERIMENTS
+        total = cfg.episodes()
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=cfg.episodes(), desc="audit", unit="episode")
+        bar = tqdm(total=total, desc="audit", unit="episode")
     start = time.perf_counter()
     sections = []
     try:
-        for experiment in EXPERIMENTS:
+        for experiment in experiments:
             if bar is not None:
                 bar.set_postfix_str(experiment.__name__)
             clock = time.perf_counter()
@@ -483,9 +495,15 @@ def run_audit(out: str | Path, quick: bool = False, progress: bool = False) -> l
             bar.close()
     seconds = time.perf_counter() - start
     header = (
-        f"# mtg_env audit{' (quick)' if quick else ''}\n\n"
-        f"Reproduce: `mtg-env audit --out {out_dir}{' --quick' if quick else ''}` ({seconds:.0f} s here). "
-        "Every experiment plays the env with the paper's gradient agents; float64 on the quadratic games.\n\n"
+        f"# mtg_env audit{' (stability)' if stability else ''}{' (quick)' if quick else ''}\n\n"
+        f"Reproduce: `mtg-env audit --out {out_dir}{' --stability' if stability else ''}{' --quick' if quick else ''}`"
+        f" ({seconds:.0f} s here). "
+        + (
+            "Every experiment plays the engine batched over seeds with the paper's gradient rule (constant steps); "
+            "float64.\n\n"
+            if stability
+            else "Every experiment plays the env with the paper's gradient agents; float64 on the quadratic games.\n\n"
+        )
     )
     (out_dir / "report.md").write_text(header + "\n".join(s.markdown() for s in sections))
     payload = {"quick": quick, "config": asdict(cfg), "seconds": seconds, "sections": [asdict(s) for s in sections]}

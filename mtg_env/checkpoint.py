@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,10 +26,10 @@ from torch import Tensor
 
 from mtg_env import engine
 from mtg_env.consensus import rule_config, rule_name
-from mtg_env.engine.core import _finite, in_domain, losses_and_grads
+from mtg_env.engine.core import _finite, in_domain, observed
 from mtg_env.engine.features import features
 from mtg_env.engine.game import Game
-from mtg_env.engine.rng import GameRNG, check_seed
+from mtg_env.engine.rng import check_seed
 from mtg_env.engine.state import RULE_PREFIX, GameState
 
 if TYPE_CHECKING:
@@ -65,6 +65,9 @@ def fingerprint(env: MultiTaskGameEnv) -> dict[str, Any]:
             "divergence_threshold": env.game.divergence_threshold,
             "trunk_optimizer": _optimizer(env.trunk_optimizer),
             "head_optimizer": _optimizer(env.head_optimizer),
+            # Only when on: checkpoints of games without them keep their fingerprint.
+            **({"noise": asdict(env.noise)} if env.noise is not None else {}),
+            **({"regularisation": asdict(env.regularisation)} if env.regularisation is not None else {}),
         }
     )
 
@@ -304,14 +307,7 @@ def _check_recomputed(game: Game, state: GameState) -> None:
     """The stored losses and gradients are those of the stored parameters on step t's batch: recomputed here, they
     must agree to √eps of the dtype (relative to the largest entry). Recomputing on another CPU moves them by a few
     hundred ulps at most (another summation order); a tampered value that passes is one no larger than that."""
-    batch = game.suite.sample_batch(GameRNG(state.seeds, state.episodes, state.t, state.keys))
-    recomputed = dict(
-        zip(
-            ("losses", "head_grads", "jacobian"),
-            losses_and_grads(game.suite, state.heads, state.trunk, batch),
-            strict=True,
-        )
-    )
+    recomputed = dict(zip(("losses", "head_grads", "jacobian"), observed(game, state), strict=True))
     tolerance = torch.finfo(game.dtype).eps ** 0.5
     for key, fresh in recomputed.items():
         stored = getattr(state, key)

@@ -112,6 +112,11 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--out", type=Path, default=Path("runs/audit"), help="output directory (default runs/audit)")
     audit.add_argument("--quick", action="store_true", help="small sizes: about a minute")
     audit.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    audit.add_argument(
+        "--stability",
+        action="store_true",
+        help="the open directions instead: noise models (Assumption 7) and regularisation (Assumption 6)",
+    )
     _threads_option(audit)
     meta = sub.add_parser(
         "meta-train",
@@ -665,7 +670,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         from mtg_env.audit import run_audit
 
         _check_out_dir(args.out)
-        sections = run_audit(args.out, quick=args.quick, progress=not args.no_progress)
+        sections = run_audit(args.out, quick=args.quick, progress=not args.no_progress, stability=args.stability)
         for section in sections:
             print(f"- {section.title}: {section.finding}")
         print(f"wrote {args.out / 'report.md'}")

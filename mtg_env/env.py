@@ -23,6 +23,7 @@ from mtg_env._args import bool_arg, int_arg, is_real
 from mtg_env.consensus import ConsensusRule, consensus_rule, rule_name
 from mtg_env.engine.codec import UPDATE_UNITS, UPHILL, UpdateUnits, decode
 from mtg_env.engine.game import FEATURES, NUM_FEATURES, ActionMode, Game
+from mtg_env.engine.noise import NoiseSpec, RegSpec, noise_spec, reg_spec
 from mtg_env.engine.optim import optimizer_spec
 from mtg_env.engine.rng import check_seed
 from mtg_env.engine.state import GameState, StepOutput
@@ -143,6 +144,8 @@ class MultiTaskGameEnv(ParallelEnv):
     | `trunk_optimizer_kwargs` | `None` | its options (`lr`, `betas`, `eps`, `momentum`, …; torch's defaults) |
     | `head_optimizer` | `None`         | the same on every head (per coordinate, so per task)      |
     | `head_optimizer_kwargs` | `None`  | its options                                               |
+    | `noise`          | `None`         | a `NoiseSpec` or dict: gradient, label, Byzantine, delay |
+    | `regularisation` | `None`         | a `RegSpec` or dict: λ/2 ‖Θ_m − Θ̂_m‖² toward equilibrium |
     | `**suite_kwargs` |                | options of the suite (see its class)                      |
 
     ## Infos
@@ -235,6 +238,8 @@ class MultiTaskGameEnv(ParallelEnv):
         head_optimizer: str | type[torch.optim.Optimizer] | None = None,
         head_optimizer_kwargs: Mapping[str, Any] | None = None,
         update_units: UpdateUnits = "relative",
+        noise: NoiseSpec | Mapping[str, Any] | None = None,
+        regularisation: RegSpec | Mapping[str, Any] | None = None,
         **suite_kwargs: Any,
     ):
         if action_mode not in ("update", "step_size"):
@@ -277,6 +282,8 @@ class MultiTaskGameEnv(ParallelEnv):
         #: The optimizers after the consensus rule (trunk) and on the heads (validated specs, or None).
         self.trunk_optimizer = optimizer_spec(trunk_optimizer, trunk_optimizer_kwargs, "trunk_optimizer")
         self.head_optimizer = optimizer_spec(head_optimizer, head_optimizer_kwargs, "head_optimizer")
+        #: The noise models and the regulariser (validated specs; ``None`` when off: the v5 game exactly).
+        self.noise, self.regularisation = noise_spec(noise), reg_spec(regularisation)
         if max_update is not None and not (is_real(max_update) and 0 < max_update < float("inf")):
             raise ValueError(f"max_update must be a finite number > 0 or None (no bound), got {max_update!r}")
         if not (isinstance(log_step_range, (tuple, list)) and len(log_step_range) == 2):
@@ -328,6 +335,8 @@ class MultiTaskGameEnv(ParallelEnv):
             trunk_optimizer=self.trunk_optimizer,
             head_optimizer=self.head_optimizer,
             update_units=update_units,
+            noise=self.noise,
+            regularisation=self.regularisation,
         )
         self._build_spaces()
         # Actions of all agents stack into one [M, k] array unless update-mode heads differ in size;

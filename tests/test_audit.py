@@ -102,13 +102,15 @@ def test_non_convex_end_points_spread(audit: tuple[Path, dict[str, Section]]) ->
 def test_cli_audit_passes_its_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen = {}
 
-    def fake(out: Path, quick: bool, progress: bool) -> list[Section]:
-        seen.update(out=out, quick=quick, progress=progress)
+    def fake(out: Path, quick: bool, progress: bool, stability: bool) -> list[Section]:
+        seen.update(out=out, quick=quick, progress=progress, stability=stability)
         return [Section("T", "finding", ["a"], [[1]])]
 
     monkeypatch.setattr("mtg_env.audit.run_audit", fake)
     assert cli.main(["audit", "--quick", "--no-progress", "--out", str(tmp_path)]) == 0
-    assert seen == {"out": tmp_path, "quick": True, "progress": False}
+    assert seen == {"out": tmp_path, "quick": True, "progress": False, "stability": False}
+    assert cli.main(["audit", "--stability", "--no-progress", "--out", str(tmp_path)]) == 0
+    assert seen == {"out": tmp_path, "quick": False, "progress": False, "stability": True}
 
 
 @pytest.mark.parametrize("first", [1.0 - 2**-52, 1.0, 1.0 + 2**-52, 1.0 + 1e-12, 0.5, 1.5, 2.0, 2.5])

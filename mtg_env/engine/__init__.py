@@ -14,6 +14,7 @@ rule's state is tensors of it (:attr:`GameState.rule_state`), so one state stepp
 
 from mtg_env.engine.core import losses_and_grads, reset, reset_where, step, updates
 from mtg_env.engine.game import FEATURES, NUM_FEATURES, Game
+from mtg_env.engine.noise import NoiseSpec, RegSpec
 from mtg_env.engine.optim import OPTIMIZERS, OptimizerSpec, optimizer_spec
 from mtg_env.engine.rng import GameRNG
 from mtg_env.engine.state import GameState, StepOutput
@@ -25,7 +26,9 @@ __all__ = [
     "Game",
     "GameRNG",
     "GameState",
+    "NoiseSpec",
     "OptimizerSpec",
+    "RegSpec",
     "StepOutput",
     "losses_and_grads",
     "optimizer_spec",

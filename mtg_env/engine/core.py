@@ -23,6 +23,16 @@ from mtg_env.consensus import RULE_TABLE, apply_rule, is_batched_rule, rule_diff
 from mtg_env.engine.codec import decode
 from mtg_env.engine.features import features
 from mtg_env.engine.game import Game
+from mtg_env.engine.noise import (
+    ANCHOR_KEY,
+    attack,
+    delayed,
+    init_aux,
+    noisy_batch,
+    noisy_gradients,
+    penalise,
+    regularise,
+)
 from mtg_env.engine.optim import BoundOptimizer
 from mtg_env.engine.rng import STREAM_CONSENSUS, GameRNG, episode_keys
 from mtg_env.engine.state import GameState, StepOutput
@@ -105,6 +115,46 @@ def losses_and_grads(
         head_grads, jac = head_grads.detach(), jac.detach()
     if not differentiable:
         losses = losses.detach()
+    return losses, head_grads, jac
+
+
+def _observe(
+    game: Game, heads: Tensor, trunk: Tensor, rng: GameRNG, differentiable: bool, aux: dict[str, Tensor]
+) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
+    """Draw the step's batch and compute what the players see: losses, head gradients, trunk Jacobian, with the
+    game's label noise, regulariser and gradient noise (each skipped when off: then exactly today's game)."""
+    batch = game.suite.sample_batch(rng)
+    noise, reg = game.noise, game.regularisation
+    if noise is not None:
+        batch = noisy_batch(noise, game.suite, batch, rng)
+    losses, head_grads, jac = losses_and_grads(game.suite, heads, trunk, batch, differentiable, game.second_order)
+    if reg is not None:
+        losses, head_grads, aux = regularise(
+            reg, game.suite, game.head_indicator, heads, trunk, losses, head_grads, aux, rng.steps
+        )
+    if noise is not None:
+        head_grads, jac = noisy_gradients(noise, head_grads, jac, rng)
+    return losses, head_grads, jac, aux
+
+
+def observed(game: Game, state: GameState) -> tuple[Tensor, Tensor, Tensor]:
+    """The losses, head gradients and Jacobian a state of step t holds, recomputed from its parameters, its step's
+    batch, its noise draws and its regulariser's stored target (what a checkpoint's stored values must equal)."""
+    rng = state.rng
+    batch = game.suite.sample_batch(rng)
+    noise, reg = game.noise, game.regularisation
+    if noise is not None:
+        batch = noisy_batch(noise, game.suite, batch, rng)
+    losses, head_grads, jac = losses_and_grads(game.suite, state.heads, state.trunk, batch)
+    if reg is not None:
+        target = (
+            state.aux[ANCHOR_KEY]
+            if reg.target == "ema"
+            else game.suite.best_response_batch(state.trunk).to(state.heads.dtype)
+        )
+        losses, head_grads = penalise(reg, game.head_indicator, state.heads, target, losses, head_grads)
+    if noise is not None:
+        head_grads, jac = noisy_gradients(noise, head_grads, jac, rng)
     return losses, head_grads, jac
 
 
@@ -213,11 +263,11 @@ def reset(
     init_heads, init_trunk = game.suite.init_params(rng)
     heads = init_heads if heads is None else heads.to(device, game.dtype)
     trunk = init_trunk if trunk is None else trunk.to(device, game.dtype)
-    batch = game.suite.sample_batch(rng)
     differentiable = _differentiable(heads, trunk)
-    losses, head_grads, jac = losses_and_grads(game.suite, heads, trunk, batch, differentiable, game.second_order)
-    finite = _finite(game, losses, heads, trunk, torch.full_like(losses, float("inf")))  # reset: only finiteness
     bsz = seed_t.shape[0]
+    aux = init_aux(game.noise, game.regularisation, heads, trunk, game.num_tasks)
+    losses, head_grads, jac, aux = _observe(game, heads, trunk, rng, differentiable, aux)
+    finite = _finite(game, losses, heads, trunk, torch.full_like(losses, float("inf")))  # reset: only finiteness
     state = GameState(
         heads=heads,
         trunk=trunk,
@@ -235,6 +285,7 @@ def reset(
         trunk_opt=_zero_opt_state(game.trunk_opt, trunk),
         head_opt=_zero_opt_state(game.head_opt, heads),
         rule_state=fresh_rule_state(game, bsz),
+        aux=aux,
         rule_objects=fresh_rule_objects(game, bsz),
     )
     # A start outside the rule's domain is reported here; the game's first step then ends it.
@@ -386,6 +437,10 @@ def step(game: Game, state: GameState, actions: Tensor | Updates) -> tuple[GameS
     """
     differentiable = _differentiable(*(actions if isinstance(actions, tuple) else (actions,)), state.heads, state.trunk)
     head_updates, proposals = updates(game, state, actions)
+    aux = state.aux
+    if game.noise is not None:  # the adversary replaces its task's proposal; the rule may see stale ones
+        proposals = attack(game.noise, proposals, state.rng)
+        proposals, aux = delayed(game.noise, proposals, aux, state.t)
     usable = None if game.loss_floor is None else in_domain(game, state.losses)
     move, rule_state, rule_objects = consensus(game, state, proposals, differentiable, usable)
     heads, head_opt = _move(game.head_opt, state.heads, head_updates, state.head_opt, state.t)
@@ -393,8 +448,8 @@ def step(game: Game, state: GameState, actions: Tensor | Updates) -> tuple[GameS
     if game.trunk_opt is not None:  # the trunk's actual move (the observed feature compares against it)
         move = trunk - state.trunk
     t = state.t + 1
-    batch = game.suite.sample_batch(GameRNG(state.seeds, state.episodes, t, state.keys))
-    losses, head_grads, jac = losses_and_grads(game.suite, heads, trunk, batch, differentiable, game.second_order)
+    rng = GameRNG(state.seeds, state.episodes, t, state.keys)
+    losses, head_grads, jac, aux = _observe(game, heads, trunk, rng, differentiable, aux)
     finite = _finite(game, losses, heads, trunk, state.start_losses)
     if usable is None:
         out_of_domain = torch.zeros_like(finite)
@@ -414,6 +469,7 @@ def step(game: Game, state: GameState, actions: Tensor | Updates) -> tuple[GameS
         trunk_opt=trunk_opt,
         head_opt=head_opt,
         rule_state=rule_state,
+        aux=aux,
         rule_objects=rule_objects,
     )
     return new, _output(game, new, finite, out_of_domain)

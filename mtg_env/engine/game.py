@@ -11,6 +11,7 @@ from torch import Tensor
 
 from mtg_env.consensus import ConsensusRule, rule_loss_floor, rule_name, rule_state_kind
 from mtg_env.engine.codec import UPDATE_UNITS, UpdateUnits
+from mtg_env.engine.noise import NoiseSpec, RegSpec, noise_spec, reg_spec
 from mtg_env.engine.optim import BoundOptimizer, OptimizerSpec
 
 if TYPE_CHECKING:  # the suites import the engine's randomness: no runtime import back
@@ -69,6 +70,12 @@ class Game:
     head_optimizer: OptimizerSpec | None = None
     """The same for the heads (Θ_m ← opt(Θ_m, gradient −u_m), one state per coordinate, so per task);
     ``None``: Θ_m ← Θ_m + u_m (Eq. 23)."""
+    noise: NoiseSpec | None = None
+    """Noise models (Assumption 7; :mod:`mtg_env.engine.noise`): gradient, label, Byzantine, stale proposals;
+    ``None`` (or a spec with every model off, stored as ``None``): today's game bit for bit."""
+    regularisation: RegSpec | None = None
+    """λ/2 ‖Θ_m − Θ̂_m‖² added to each player's loss (Assumption 6; :mod:`mtg_env.engine.noise`); ``None`` or
+    λ = 0: off."""
 
     num_tasks: int = field(init=False)
     trunk_size: int = field(init=False)
@@ -139,6 +146,13 @@ class Game:
             if spec is not None and not isinstance(spec, OptimizerSpec):
                 raise TypeError(f"{name} must be an OptimizerSpec (mtg_env.engine.optim.optimizer_spec) or None")
         suite = self.suite
+        noise, reg = noise_spec(self.noise), reg_spec(self.regularisation)
+        if noise is not None:
+            noise.check(suite)
+        if reg is not None:
+            reg.check(suite)
+        object.__setattr__(self, "noise", noise)
+        object.__setattr__(self, "regularisation", reg)
         sizes = suite.head_sizes
         device = suite.device
         index = suite.head_task_index()

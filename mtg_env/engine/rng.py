@@ -26,6 +26,13 @@ _MAX_SEED = 2**63 - 1
 STREAM_INIT = 1
 STREAM_BATCH = 2
 STREAM_CONSENSUS = 3
+#: The noise models' streams (:mod:`mtg_env.engine.noise`): gradient noise, label flips, the classes flipped
+#: labels move to, the Byzantine task's random proposals, and the noise on regression targets.
+STREAM_GRAD_NOISE = 4
+STREAM_LABEL_NOISE = 5
+STREAM_LABEL_CLASS = 6
+STREAM_BYZANTINE = 7
+STREAM_TARGET_NOISE = 8
 
 
 def mix32_(x: Tensor) -> Tensor:

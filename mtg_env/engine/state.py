@@ -12,6 +12,8 @@ from mtg_env.engine.rng import GameRNG
 
 #: How :meth:`GameState.tensors` names the consensus rule's state entries (``rule.<name>``).
 RULE_PREFIX = "rule."
+#: How :meth:`GameState.tensors` names the noise and regularisation state entries (``aux.<name>``).
+AUX_PREFIX = "aux."
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,9 @@ class GameState:
     """The consensus rule's state of every game, ``[B, ...]`` per entry (see
     :func:`mtg_env.consensus.rule_state_kind`; e.g. FAMO's ``logits [B, M]``), reset with the game; empty for a
     rule without state."""
+    aux: dict[str, Tensor] = field(default_factory=dict)
+    """The noise models' and regulariser's state, ``[B, ...]`` per entry (:mod:`mtg_env.engine.noise`: the
+    stale proposals' buffer, the proximal anchor); empty when those options are off."""
     rule_objects: tuple[Any, ...] = ()
     """Per-game copies of a consensus callable that keeps state on itself (``reset()``, no ``init_state``); one for
     a batched one. The engine steps copies of them and never the objects held here; empty for any other rule."""
@@ -74,15 +79,19 @@ class GameState:
 
     def tensors(self) -> dict[str, Tensor]:
         """Every tensor by name, the rule state's entries as ``rule.<name>``."""
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("rule_state", "rule_objects")}
+        skip = ("rule_state", "rule_objects", "aux")
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
         out.update({RULE_PREFIX + k: v for k, v in self.rule_state.items()})
+        out.update({AUX_PREFIX + k: v for k, v in self.aux.items()})
         return out
 
     def with_tensors(self, tensors: Mapping[str, Tensor]) -> GameState:
         """A new state with the tensors named as in :meth:`tensors` replaced (the others kept)."""
-        plain: dict[str, Any] = {k: v for k, v in tensors.items() if not k.startswith(RULE_PREFIX)}
+        prefixes = (RULE_PREFIX, AUX_PREFIX)
+        plain: dict[str, Any] = {k: v for k, v in tensors.items() if not k.startswith(prefixes)}
         rule = {k[len(RULE_PREFIX) :]: v for k, v in tensors.items() if k.startswith(RULE_PREFIX)}
-        return replace(self, **plain, rule_state={**self.rule_state, **rule})
+        aux = {k[len(AUX_PREFIX) :]: v for k, v in tensors.items() if k.startswith(AUX_PREFIX)}
+        return replace(self, **plain, rule_state={**self.rule_state, **rule}, aux={**self.aux, **aux})
 
     def detach(self) -> GameState:
         """The same state cut from any autograd graph (e.g. between truncated unrolls)."""

@@ -183,6 +183,21 @@ class TaskSuite(abc.ABC):
             return self.eval_batch()
         raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
 
+    #: The suite implements :meth:`best_response_batch` (the regulariser toward the best response needs it).
+    batched_best_response: bool = False
+    #: The suite implements :meth:`perturb_labels` (label noise, :class:`mtg_env.engine.noise.NoiseSpec`).
+    supports_label_noise: bool = False
+
+    def best_response_batch(self, trunk: Tensor) -> Tensor:
+        """``[B, H]`` every head's exact best response to each game's trunk ``[B, n]`` (batched, no loop over
+        games); only suites with :attr:`batched_best_response`."""
+        raise NotImplementedError(f"suite {self.name!r} has no batched exact best response")
+
+    def perturb_labels(self, batch: Any, rng: GameRNG, levels: Sequence[float]) -> Any:
+        """The batch of B games with task m's labels or targets perturbed at ``levels[m]``, drawn from the
+        label-noise streams of ``rng`` (a new batch; only suites with :attr:`supports_label_noise`)."""
+        raise NotImplementedError(f"suite {self.name!r} has no labels or targets to perturb")
+
     def best_response(self, heads: Tensor, trunk: Tensor, split: Split = "train") -> Tensor | None:
         """Each head's best response to ``trunk`` on the ``split`` objective, as a flat heads vector.
 

@@ -28,7 +28,14 @@ from torch import Tensor
 
 from mtg_env._args import int_arg, real_arg
 from mtg_env._lbfgs import lbfgs_strong_wolfe
-from mtg_env.engine.rng import STREAM_BATCH, GameRNG, check_seed
+from mtg_env.engine.rng import (
+    STREAM_BATCH,
+    STREAM_LABEL_CLASS,
+    STREAM_LABEL_NOISE,
+    STREAM_TARGET_NOISE,
+    GameRNG,
+    check_seed,
+)
 from mtg_env.suites.base import (
     Split,
     TaskSpec,
@@ -146,6 +153,25 @@ class DigitsSuite(TaskSuite):
         idx = torch.topk(keys, self.batch_size, dim=1, largest=False, sorted=True).indices.to(self.device)
         x, labels, ink = self._train
         return x[idx], labels[idx], ink[idx]
+
+    supports_label_noise = True
+
+    def perturb_labels(
+        self, batch: tuple[Tensor, Tensor, Tensor], rng: GameRNG, levels: Sequence[float]
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Each label of classification task m (digit, parity, >= 5) replaced, with probability levels[m], by one of
+        its other classes drawn uniformly; the ink target (task 3, a regression) plus levels[3]·N(0, 1)."""
+        x, labels, ink = batch
+        bsz = rng.seeds.shape[0]
+        shape = (bsz, *labels.shape[-2:])  # [B, N, 3]
+        count = shape[1] * shape[2]
+        classes = torch.tensor([10, 2, 2], device=self.device)
+        probs = torch.tensor(levels[:3], dtype=torch.float64, device=self.device)
+        flip = rng.uniform(STREAM_LABEL_NOISE, count).to(self.device).view(shape) < probs
+        offset = 1 + rng.integers(STREAM_LABEL_CLASS, count, (classes - 1).repeat(shape[1]).to(rng.seeds.device))
+        moved = (labels + offset.to(self.device).view(shape)) % classes
+        z = rng.normal(STREAM_TARGET_NOISE, shape[1], self.dtype).to(self.device)
+        return x, torch.where(flip, moved, labels.expand(shape)), ink + levels[3] * z
 
     def train_batch(self) -> tuple[Tensor, Tensor, Tensor]:
         return self._train

@@ -47,6 +47,7 @@ class QuadraticSuite(TaskSuite):
 
     name = "quadratic"
     exact_best_response = True
+    batched_best_response = True
     cheap_nash_gap = True
 
     def __init__(
@@ -167,6 +168,19 @@ class QuadraticSuite(TaskSuite):
             h = self.head_sizes[m]
             parts.append(self._inv_hh[m] @ (v[:h] - a[:h, h:] @ psi))
         return torch.cat(parts).to(heads.dtype) if parts else heads.detach().clone()
+
+    def best_response_batch(self, trunk: Tensor) -> Tensor:
+        """``[B, H]`` Θ̂_m(Ψ) = A_ΘΘ⁻¹ (b_Θ − A_ΘΨ Ψ) for every game's trunk ``[B, n]``, in float64 then the trunk's
+        dtype (elementwise products and sums over the last dimension: each game's row is independent of B)."""
+        psi = trunk.detach().to(torch.float64)
+        parts = []
+        for m, (a, v) in enumerate(zip(self._A64, self._b64, strict=True)):
+            h = self.head_sizes[m]
+            rhs = v[:h] - (psi.unsqueeze(1) * a[:h, h:]).sum(-1)  # [B, h]
+            parts.append((rhs.unsqueeze(1) * self._inv_hh[m]).sum(-1))
+        if not parts:
+            return trunk.new_zeros(trunk.shape[0], 0)
+        return torch.cat(parts, 1).to(trunk.dtype)
 
     def nash_gaps(self, heads: Tensor, trunk: Tensor, split: Split = "train") -> Tensor:
         """Exact head Nash gap per task, ½ gᵀ A_ΘΘ⁻¹ g, computed in float64 (a game without data: the

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from mtg_env._args import choice_arg, int_arg, real_arg
-from mtg_env.engine.rng import STREAM_BATCH, GameRNG, check_seed
+from mtg_env.engine.rng import STREAM_BATCH, STREAM_TARGET_NOISE, GameRNG, check_seed
 from mtg_env.suites.base import (
     Split,
     TaskSpec,
@@ -176,6 +176,17 @@ class RegressionSuite(TaskSuite):
         xb = x.reshape(-1, d).index_select(0, flat).view(bsz, m, self.batch_size, d)
         yb = y.reshape(-1).index_select(0, flat).view(bsz, m, self.batch_size)
         return xb, yb, self._batch_weights
+
+    supports_label_noise = True
+
+    def perturb_labels(self, batch: Batch, rng: GameRNG, levels: Sequence[float]) -> Batch:
+        """Targets plus levels[m]·N(0, 1) per sample of task m (a whole shared split becomes one copy per game)."""
+        x, y, w = batch
+        bsz = rng.seeds.shape[0]
+        shape = (bsz, *y.shape[-2:])
+        z = rng.normal(STREAM_TARGET_NOISE, shape[1] * shape[2], self.dtype).to(self.device).view(shape)
+        scale = torch.tensor(levels, dtype=self.dtype, device=self.device).view(1, -1, 1)
+        return x, y + scale * z, w
 
     def train_batch(self) -> Batch:
         return self._train

@@ -60,7 +60,7 @@ def test_env_noise_off_equals_env_without_options() -> None:
     """The env: dicts of off values give the same observations and rewards as no options."""
     kw: dict[str, Any] = {"suite": "quadratic", "action_mode": "step_size", "max_cycles": 5}
     a = mtg_env.parallel_env(**kw)
-    b = mtg_env.parallel_env(**kw, noise={"grad_std": 0.0, "delay": 0}, regularisation={"strength": 0.0})
+    b = mtg_env.parallel_env(**kw, noise_model={"grad_std": 0.0, "delay": 0}, regularisation={"strength": 0.0})
     assert b.noise is None and b.regularisation is None
     oa, _ = a.reset(seed=7)
     ob, _ = b.reset(seed=7)
@@ -314,26 +314,26 @@ def test_bad_noise_is_refused_naming_the_argument(kwargs: dict[str, Any], match:
     with pytest.raises(ValueError, match=match):
         NoiseSpec(**kwargs)
     with pytest.raises(ValueError, match=match):
-        mtg_env.parallel_env(suite="quadratic", noise=kwargs)
+        mtg_env.parallel_env(suite="quadratic", noise_model=kwargs)
 
 
 def test_bad_input_that_depends_on_the_suite() -> None:
     with pytest.raises(ValueError, match=r"noise.byzantine must be a task index in \[0, 2\] \(3 tasks\), got 3"):
-        mtg_env.parallel_env(suite="quadratic", noise={"byzantine": 3})
+        mtg_env.parallel_env(suite="quadratic", noise_model={"byzantine": 3})
     with pytest.raises(ValueError, match=r"noise\.label_noise needs a suite with labels"):
-        mtg_env.parallel_env(suite="quadratic", noise={"label_noise": 0.1})
+        mtg_env.parallel_env(suite="quadratic", noise_model={"label_noise": 0.1})
     with pytest.raises(ValueError, match="one level per task"):
-        mtg_env.parallel_env(suite="regression", noise={"label_noise": (0.1, 0.2)})
+        mtg_env.parallel_env(suite="regression", noise_model={"label_noise": (0.1, 0.2)})
     with pytest.raises(ValueError, match="target='ema'"):
         mtg_env.parallel_env(suite="regression", regularisation={"strength": 1.0})
     with pytest.raises(ValueError, match="unknown fields"):
-        mtg_env.parallel_env(suite="quadratic", noise={"sigma": 1.0})
+        mtg_env.parallel_env(suite="quadratic", noise_model={"sigma": 1.0})
     with pytest.raises(ValueError, match=r"regularisation\.strength"):
         RegSpec(strength=float("nan"))
     with pytest.raises(ValueError, match=r"regularisation\.decay"):
         RegSpec(strength=1.0, decay=1.0)
-    with pytest.raises(TypeError, match="noise must be a NoiseSpec"):
-        mtg_env.parallel_env(suite="quadratic", noise=0.1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="noise_model must be a NoiseSpec"):
+        mtg_env.parallel_env(suite="quadratic", noise_model=0.1)  # type: ignore[arg-type]
 
 
 def test_repr_echoes_the_constructor() -> None:
@@ -348,7 +348,7 @@ def test_checkpoint_of_a_noisy_regularised_game_resumes_exactly(tmp_path: Any) -
         "suite": "quadratic",
         "action_mode": "step_size",
         "max_cycles": 20,
-        "noise": {"grad_std": 0.2, "delay": 2, "byzantine": 1, "attack": "random"},
+        "noise_model": {"grad_std": 0.2, "delay": 2, "byzantine": 1, "attack": "random"},
         "regularisation": {"strength": 0.5, "target": "ema"},
     }
     a = mtg_env.parallel_env(**kw)

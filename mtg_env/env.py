@@ -144,7 +144,7 @@ class MultiTaskGameEnv(ParallelEnv):
     | `trunk_optimizer_kwargs` | `None` | its options (`lr`, `betas`, `eps`, `momentum`, …; torch's defaults) |
     | `head_optimizer` | `None`         | the same on every head (per coordinate, so per task)      |
     | `head_optimizer_kwargs` | `None`  | its options                                               |
-    | `noise_model`    | `None`         | a `NoiseSpec` or dict: gradient, label, Byzantine, delay (not the regression suite's `noise`) |
+    | `noise_model`    | `None`         | a `NoiseSpec` or dict: gradient, label, Byzantine, delay noise |
     | `regularisation` | `None`         | a `RegSpec` or dict: λ/2 ‖Θ_m − Θ̂_m‖² toward equilibrium |
     | `**suite_kwargs` |                | options of the suite (see its class)                      |
 

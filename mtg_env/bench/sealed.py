@@ -610,6 +610,11 @@ HEADER = (
 )
 
 
+def _num(x: float) -> str:
+    """A ratio in the table: two decimals, or two significant digits far from 1."""
+    return f"{x:.2f}" if x == 0 or 0.01 <= abs(x) < 1000 else f"{x:.1e}"
+
+
 def cell_rows(cell: dict[str, Any], header: bool = False) -> str:
     """The cell's rows of the report's main table (one per entrant)."""
     lines = [HEADER] if header else []
@@ -619,9 +624,10 @@ def cell_rows(cell: dict[str, Any], header: bool = False) -> str:
         rm, rd = e["ratio_mean"], e["ratio_median"]
         lines.append(
             f"| {cell['family']} | {cell['multiple']}× ({cell['horizon']}) | {agent} | "
-            f"{cell['mean'][agent]:.3g} vs {bm} {cell['mean'][bm]:.3g} | **{rm[0]:.2f}** [{rm[1]:.2f}, {rm[2]:.2f}] | "
-            f"{cell['median'][agent]:.3g} vs {bd} {cell['median'][bd]:.3g} | **{rd[0]:.2f}** [{rd[1]:.2f}, "
-            f"{rd[2]:.2f}] | {cell['diverged'][agent]} / {base_div} | {cell['at_floor'][agent]} / "
+            f"{cell['mean'][agent]:.3g} vs {bm} {cell['mean'][bm]:.3g} | **{_num(rm[0])}** [{_num(rm[1])}, "
+            f"{_num(rm[2])}] | "
+            f"{cell['median'][agent]:.3g} vs {bd} {cell['median'][bd]:.3g} | **{_num(rd[0])}** [{_num(rd[1])}, "
+            f"{_num(rd[2])}] | {cell['diverged'][agent]} / {base_div} | {cell['at_floor'][agent]} / "
             f"{cell['at_floor'][bd]} | {', '.join(cell['floor_kinds'])} |"
         )
     return "\n".join(lines)

@@ -6,13 +6,13 @@ Pure functions of the game's tensors; the env exposes them as ``env.metrics()`` 
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from mtg_env import _copy
 from mtg_env._minnorm import min_norm_convex_combination, pareto_stationarity
 from mtg_env.consensus import AggregatorRule, ConsensusRule, consensus_rule, rule_state_kind
 from mtg_env.suites.base import Split, TaskSuite
@@ -101,7 +101,7 @@ def _measure(rule: ConsensusRule, num_tasks: int, proposals: Tensor, rule_state:
         move, _ = rule.step(dict(rule_state), proposals, None, torch.Generator().manual_seed(0))  # type: ignore[attr-defined]
         return move  # type: ignore[no-any-return]
     if rule_state_kind(rule) == "object":
-        return copy.deepcopy(rule)(proposals)
+        return _copy.deepcopy(rule)(proposals)
     return rule(proposals)
 
 

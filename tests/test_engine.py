@@ -376,3 +376,34 @@ def test_a_refused_vector_step_changes_no_game_and_names_the_game_and_task() -> 
     for t in range(4):
         got, want = venv.step(actions), twin.step(actions)
         assert torch.equal(got[1], want[1]), f"rewards differ {t + 1} steps after the refused one"
+
+
+def test_copying_a_stateful_callable_each_step_leaks_no_reference_to_none() -> None:
+    """The engine copies a stateful callable at every step. ``copy.deepcopy`` of the ``torch.Generator`` it holds went
+    through torch's ``__reduce_ex__``, which drops a reference to ``None`` per call (torch 2.13): the 100 000-step toy
+    replay ran None's count to zero and Python aborted. 300 steps must leave the count where it was."""
+    import sys
+
+    class Seeded:
+        batched = True
+
+        def __init__(self) -> None:
+            self.generator = torch.Generator().manual_seed(0)
+            self.calls = 0
+
+        def reset(self) -> None:
+            self.calls = 0
+
+        def __call__(self, proposals: torch.Tensor) -> torch.Tensor:
+            self.calls += 1
+            return proposals.mean(1)
+
+    suite = make_suite("toy2d", dtype="float64", start=None)
+    game = Game(suite, Seeded(), action_mode="update", horizon=10_000, divergence_threshold=None)
+    state, _ = engine.reset(game, [0, 1])
+    step = (torch.zeros(2, 0, dtype=torch.float64), torch.zeros(2, 2, 2, dtype=torch.float64))
+    state, _ = engine.step(game, state, step)
+    before = sys.getrefcount(None)
+    for _ in range(300):
+        state, _ = engine.step(game, state, step)
+    assert sys.getrefcount(None) - before > -30, "each step dropped a reference to None"

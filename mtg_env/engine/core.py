@@ -12,13 +12,13 @@ state twice plays the same step twice.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
+from mtg_env import _copy
 from mtg_env.consensus import RULE_TABLE, apply_rule, is_batched_rule, rule_differentiable, rule_name, step_rule
 from mtg_env.engine.codec import decode
 from mtg_env.engine.features import features
@@ -226,7 +226,7 @@ def fresh_rule_objects(game: Game, batch_size: int) -> tuple[Any, ...]:
     if game.rule_kind != "object":
         return ()
     count = 1 if is_batched_rule(game.consensus) else batch_size
-    objects: tuple[Any, ...] = tuple(copy.deepcopy(game.consensus) for _ in range(count))
+    objects: tuple[Any, ...] = tuple(_copy.deepcopy(game.consensus) for _ in range(count))
     for rule in objects:
         rule.reset()
     return objects
@@ -372,7 +372,7 @@ def consensus(
     rule_state, objects = state.rule_state, state.rule_objects
     if is_batched_rule(rule):
         if objects:  # a batched callable that keeps state on itself: a copy moves, the state's object stays
-            moved = copy.deepcopy(objects[0])
+            moved = _copy.deepcopy(objects[0])
             move = moved(proposals)
             objects = (moved,)
         else:
@@ -396,7 +396,7 @@ def consensus(
                 if game.rule_kind == "tensors":
                     out, game_state = step_rule(rule, game_state, proposals[b], seeds[b], losses[b])
                 elif objects:
-                    moved = copy.deepcopy(objects[b])
+                    moved = _copy.deepcopy(objects[b])
                     out = apply_rule(moved, proposals[b], seeds[b], losses[b])
                     new_objects.append(moved)
                 else:

@@ -132,7 +132,7 @@ class MultiTaskGameEnv(ParallelEnv):
     | `trunk_optimizer_kwargs` | `None` | its options (`lr`, `betas`, `eps`, `momentum`, …; torch's defaults) |
     | `head_optimizer` | `None`         | the same on every head (per coordinate, so per task)      |
     | `head_optimizer_kwargs` | `None`  | its options                                               |
-    | `noise`          | `None`         | a `NoiseSpec` or dict: gradient, label, Byzantine, delay |
+    | `noise_model`    | `None`         | a `NoiseSpec` or dict: gradient, label, Byzantine, delay |
     | `regularisation` | `None`         | a `RegSpec` or dict: λ/2 ‖Θ_m − Θ̂_m‖² toward equilibrium |
     | `**suite_kwargs` |                | options of the suite (see its class)                      |
 
@@ -221,7 +221,7 @@ class MultiTaskGameEnv(ParallelEnv):
         trunk_optimizer_kwargs: Mapping[str, Any] | None = None,
         head_optimizer: str | type[torch.optim.Optimizer] | None = None,
         head_optimizer_kwargs: Mapping[str, Any] | None = None,
-        noise: NoiseSpec | Mapping[str, Any] | None = None,
+        noise_model: NoiseSpec | Mapping[str, Any] | None = None,
         regularisation: RegSpec | Mapping[str, Any] | None = None,
         **suite_kwargs: Any,
     ):
@@ -260,7 +260,7 @@ class MultiTaskGameEnv(ParallelEnv):
         self.trunk_optimizer = optimizer_spec(trunk_optimizer, trunk_optimizer_kwargs, "trunk_optimizer")
         self.head_optimizer = optimizer_spec(head_optimizer, head_optimizer_kwargs, "head_optimizer")
         #: The noise models and the regulariser (validated specs; ``None`` when off: the v5 game exactly).
-        self.noise, self.regularisation = noise_spec(noise), reg_spec(regularisation)
+        self.noise_model, self.regularisation = noise_spec(noise_model), reg_spec(regularisation)
         if max_update is not None and not (is_real(max_update) and 0 < max_update < float("inf")):
             raise ValueError(f"max_update must be a finite number > 0 or None (no bound), got {max_update!r}")
         if not (isinstance(log_step_range, (tuple, list)) and len(log_step_range) == 2):
@@ -311,7 +311,7 @@ class MultiTaskGameEnv(ParallelEnv):
             divergence_threshold=divergence_threshold,
             trunk_optimizer=self.trunk_optimizer,
             head_optimizer=self.head_optimizer,
-            noise=self.noise,
+            noise_model=self.noise_model,
             regularisation=self.regularisation,
         )
         self._build_spaces()

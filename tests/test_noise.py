@@ -370,3 +370,11 @@ def test_checkpoint_of_a_noisy_regularised_game_resumes_exactly(tmp_path: Any) -
     plain = mtg_env.parallel_env(suite="quadratic", action_mode="step_size", max_cycles=20)
     with pytest.raises(ValueError, match="another configuration"):
         plain.load(tmp_path / "c.pt")
+
+
+def test_noise_model_leaves_the_regression_suites_own_noise_option() -> None:
+    """The regression suite's ``noise=`` (its per-task target noise, a suite option) still reaches the suite beside
+    the game's ``noise_model``."""
+    env = mtg_env.parallel_env(suite="regression", noise=[0.1, 0.2, 0.4], noise_model={"label_noise": 0.1})
+    assert env.suite.describe()["noise"] == [0.1, 0.2, 0.4]
+    assert env.noise_model is not None and env.noise_model.label_noise == 0.1

@@ -66,7 +66,7 @@ def fingerprint(env: MultiTaskGameEnv) -> dict[str, Any]:
             "trunk_optimizer": _optimizer(env.trunk_optimizer),
             "head_optimizer": _optimizer(env.head_optimizer),
             # Only when on: checkpoints of games without them keep their fingerprint.
-            **({"noise": asdict(env.noise)} if env.noise is not None else {}),
+            **({"noise_model": asdict(env.noise_model)} if env.noise_model is not None else {}),
             **({"regularisation": asdict(env.regularisation)} if env.regularisation is not None else {}),
         }
     )

@@ -144,7 +144,7 @@ class MultiTaskGameEnv(ParallelEnv):
     | `trunk_optimizer_kwargs` | `None` | its options (`lr`, `betas`, `eps`, `momentum`, …; torch's defaults) |
     | `head_optimizer` | `None`         | the same on every head (per coordinate, so per task)      |
     | `head_optimizer_kwargs` | `None`  | its options                                               |
-    | `noise_model`    | `None`         | a `NoiseSpec` or dict: gradient, label, Byzantine, delay noise |
+    | `noise_model`    | `None`         | a `NoiseSpec` or dict: gradient, label, Byzantine, delay |
     | `regularisation` | `None`         | a `RegSpec` or dict: λ/2 ‖Θ_m − Θ̂_m‖² toward equilibrium |
     | `**suite_kwargs` |                | options of the suite (see its class)                      |
 
@@ -177,7 +177,9 @@ class MultiTaskGameEnv(ParallelEnv):
     * v6: ``update``-mode actions in units of each coordinate's reference descent step (``update_units="relative"``,
       the Box ``[-max_update/4, max_update]``): a random policy plays whole episodes (v5's ±1 per coordinate ended
       every random digits game at its first step), and the baseline agents convert exactly, so they play the same
-      updates as in v5. ``update_units="raw"`` restores v5 exactly. Numeric infos gain ``relative_updates``.
+      updates as in v5. ``update_units="raw"`` restores v5 exactly. Numeric infos gain ``relative_updates``. New
+      options, off by default (the game is then unchanged): ``noise_model`` (gradient, label, Byzantine and stale
+      noise; Assumption 7) and ``regularisation`` (λ/2 ‖Θ_m − Θ̂_m‖²; Assumption 6).
     * v5: results the same on every CPU, and rules as their sources compute them: game b of a batch equals the
       lone game under every MKL code path (the quadratic suite's A z no longer a GEMM over the games; the digits
       head gradients from a plain backward); ``nash_mtl`` is the exact bargaining solution (torchjd's ECOS
@@ -283,9 +285,7 @@ class MultiTaskGameEnv(ParallelEnv):
         self.trunk_optimizer = optimizer_spec(trunk_optimizer, trunk_optimizer_kwargs, "trunk_optimizer")
         self.head_optimizer = optimizer_spec(head_optimizer, head_optimizer_kwargs, "head_optimizer")
         #: The noise models and the regulariser (validated specs; ``None`` when off: the v5 game exactly).
-        # Named noise_model, not noise: the regression suite's own `noise` (its label noise per task) passes through
-        # **suite_kwargs.
-        self.noise, self.regularisation = noise_spec(noise_model, "noise_model"), reg_spec(regularisation)
+        self.noise_model, self.regularisation = noise_spec(noise_model), reg_spec(regularisation)
         if max_update is not None and not (is_real(max_update) and 0 < max_update < float("inf")):
             raise ValueError(f"max_update must be a finite number > 0 or None (no bound), got {max_update!r}")
         if not (isinstance(log_step_range, (tuple, list)) and len(log_step_range) == 2):
@@ -337,7 +337,7 @@ class MultiTaskGameEnv(ParallelEnv):
             trunk_optimizer=self.trunk_optimizer,
             head_optimizer=self.head_optimizer,
             update_units=update_units,
-            noise=self.noise,
+            noise_model=self.noise_model,
             regularisation=self.regularisation,
         )
         self._build_spaces()

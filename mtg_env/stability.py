@@ -210,7 +210,7 @@ def noise_models(cfg: StabilityConfig, out: Path, tick: Tick) -> Section:
         for rule in cfg.rules:
             data[key][rule] = []
             for level, options in levels:
-                res = _play(suite, cfg, rule, cfg.seeds, cfg.steps, noise=NoiseSpec(**options))
+                res = _play(suite, cfg, rule, cfg.seeds, cfg.steps, noise_model=NoiseSpec(**options))
                 tick()
                 data[key][rule].append(
                     {
@@ -310,7 +310,7 @@ def label_noise(cfg: StabilityConfig, out: Path, tick: Tick) -> Section:
         data[rule] = []
         for name, level in levels:
             game = Game(suite, consensus_rule(rule, num_tasks=m), action_mode="step_size", horizon=cfg.label_steps,
-                        noise=NoiseSpec(label_noise=level))  # fmt: skip
+                        noise_model=NoiseSpec(label_noise=level))  # fmt: skip
             state, _ = reset(game, list(range(cfg.label_seeds)))
             act = torch.full((cfg.label_seeds, m, 2), math.log(cfg.label_alpha), dtype=F64)
             for _ in range(cfg.label_steps):
@@ -390,7 +390,7 @@ def noise_floor(cfg: StabilityConfig, out: Path, tick: Tick) -> Section:
     star = torch.cat([theta, psi])
     bsz, steps = cfg.reg_seeds, cfg.floor_steps
     game = Game(suite, consensus_rule("sum"), action_mode="step_size", horizon=steps,
-                noise=NoiseSpec(grad_std=sigma))  # fmt: skip
+                noise_model=NoiseSpec(grad_std=sigma))  # fmt: skip
     t0 = 100.0
     c = cfg.alpha * t0
     schedules: dict[str, Callable[[int], float]] = {f"constant α = {a:g}": _constant(a) for a in cfg.floor_alphas}
@@ -513,7 +513,7 @@ def regularisation(cfg: StabilityConfig, out: Path, tick: Tick) -> Section:
         for lam in cfg.lambdas:
             reg = RegSpec(lam, target) if lam > 0 else None  # type: ignore[arg-type]
             noisy = _play(suite, cfg, "sum", cfg.reg_seeds, cfg.steps, regularisation=reg,
-                          noise=NoiseSpec(grad_std=cfg.reg_sigma))  # fmt: skip
+                          noise_model=NoiseSpec(grad_std=cfg.reg_sigma))  # fmt: skip
             clean = _play(suite, cfg, "sum", cfg.reg_seeds, cfg.steps, regularisation=reg)
             tick()
             rho, floor = regularisation_closed_form(suite, cfg.alpha, lam, cfg.reg_sigma)

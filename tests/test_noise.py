@@ -46,10 +46,10 @@ def test_noise_free_limit_is_todays_game_bit_for_bit(suite: str) -> None:
         rule,
         action_mode="step_size",
         horizon=6,
-        noise=NoiseSpec(grad_std=0.0, label_noise=0.0, byzantine=None, delay=0, grad_dist="student_t"),
+        noise_model=NoiseSpec(grad_std=0.0, label_noise=0.0, byzantine=None, delay=0, grad_dist="student_t"),
         regularisation=RegSpec(strength=0.0, target="ema"),
     )
-    assert off.noise is None and off.regularisation is None
+    assert off.noise_model is None and off.regularisation is None
     for t, (a, b) in enumerate(zip(_play(plain, [3, 4], 6), _play(off, [3, 4], 6), strict=True)):
         assert a.keys() == b.keys(), f"step {t}"
         for k in a:
@@ -61,7 +61,7 @@ def test_env_noise_off_equals_env_without_options() -> None:
     kw: dict[str, Any] = {"suite": "quadratic", "action_mode": "step_size", "max_cycles": 5}
     a = mtg_env.parallel_env(**kw)
     b = mtg_env.parallel_env(**kw, noise_model={"grad_std": 0.0, "delay": 0}, regularisation={"strength": 0.0})
-    assert b.noise is None and b.regularisation is None
+    assert b.noise_model is None and b.regularisation is None
     oa, _ = a.reset(seed=7)
     ob, _ = b.reset(seed=7)
     for t in range(5):
@@ -78,7 +78,7 @@ def test_noise_is_per_game_pure_and_seeded() -> None:
     """Game b of a batch equals the lone game of its seed (each draw keyed by its own seed), a state stepped twice
     plays the same step (the delay buffer and anchor are not modified in place), and another seed differs."""
     noise = NoiseSpec(grad_std=0.3, grad_dist="student_t", grad_df=4, byzantine=0, attack="random", delay=2)
-    game = Game(_quadratic(), consensus_rule("sum"), action_mode="step_size", horizon=8, noise=noise,
+    game = Game(_quadratic(), consensus_rule("sum"), action_mode="step_size", horizon=8, noise_model=noise,
                 regularisation=RegSpec(0.5, "ema"))  # fmt: skip
     batch = _play(game, [5, 6, 7], 8)
     lone = _play(game, [6], 8)
@@ -103,7 +103,7 @@ def test_gradient_noise_is_added_to_what_players_observe() -> None:
     s = _quadratic()
     for dist, df, var in (("gaussian", 3, 1.0), ("student_t", 6, 6 / 4)):
         game = Game(s, consensus_rule("sum"), action_mode="step_size", horizon=2,
-                    noise=NoiseSpec(grad_std=0.5, grad_dist=dist, grad_df=df))  # type: ignore[arg-type]  # fmt: skip
+                    noise_model=NoiseSpec(grad_std=0.5, grad_dist=dist, grad_df=df))  # type: ignore[arg-type]  # fmt: skip
         state, _ = reset(game, list(range(2500)))
         _, hg, jac = s.closed_form(state.heads, state.trunk)
         z = torch.cat([state.head_grads - hg, (state.jacobian - jac).flatten(1)], 1) / 0.5
@@ -123,12 +123,12 @@ def test_byzantine_attacks_replace_one_proposal() -> None:
     props = -0.1 * state0.jacobian
     for attack, expect in (("sign_flip", -1.0), ("scale", 4.0)):
         game = Game(s, consensus_rule("sum"),
-                    noise=NoiseSpec(byzantine=2, attack=attack, attack_scale=4.0))  # type: ignore[arg-type]  # fmt: skip
+                    noise_model=NoiseSpec(byzantine=2, attack=attack, attack_scale=4.0))  # type: ignore[arg-type]  # fmt: skip
         state, _ = reset(game, [0])
         new, _ = step(game, state, (torch.zeros_like(state.heads), props))
         want = props[:, 0] + props[:, 1] + expect * props[:, 2]
         torch.testing.assert_close(new.trunk - state.trunk, want, rtol=1e-14, atol=1e-15)
-    game = Game(s, consensus_rule("sum"), noise=NoiseSpec(byzantine=2, attack="random"))
+    game = Game(s, consensus_rule("sum"), noise_model=NoiseSpec(byzantine=2, attack="random"))
     state, _ = reset(game, [0])
     new, _ = step(game, state, (torch.zeros_like(state.heads), props))
     bad = new.trunk - state.trunk - props[:, 0] - props[:, 1]
@@ -139,7 +139,7 @@ def test_delay_uses_proposals_of_k_steps_ago() -> None:
     """With delay k the trunk's move at step t is the rule on step max(t − k, 0)'s proposals."""
     s = _quadratic()
     k = 2
-    game = Game(s, consensus_rule("sum"), action_mode="update", noise=NoiseSpec(delay=k))
+    game = Game(s, consensus_rule("sum"), action_mode="update", noise_model=NoiseSpec(delay=k))
     state, _ = reset(game, [0])
     sent = [torch.full((1, 3, 2), float(t + 1), dtype=F64) for t in range(6)]
     for t, p in enumerate(sent):
@@ -195,7 +195,9 @@ def test_constant_steps_stall_at_the_closed_form_noise_floor() -> None:
     star = torch.cat([theta, psi])
     floors = []
     for alpha in (0.01, 0.03):
-        game = Game(s, consensus_rule("sum"), action_mode="step_size", horizon=10**6, noise=NoiseSpec(grad_std=sigma))
+        game = Game(
+            s, consensus_rule("sum"), action_mode="step_size", horizon=10**6, noise_model=NoiseSpec(grad_std=sigma)
+        )
         bsz = 100
         state, _ = reset(game, list(range(bsz)), heads=theta.expand(bsz, -1), trunk=psi.expand(bsz, -1))
         act = torch.full((bsz, 3, 2), math.log(alpha), dtype=F64)
@@ -221,7 +223,7 @@ def test_robbins_monro_steps_converge_under_noise() -> None:
     sigma, c, t0 = 0.2, 5.0, 100.0
     theta, psi = s.equilibrium()
     star = torch.cat([theta, psi])
-    game = Game(s, consensus_rule("sum"), action_mode="step_size", horizon=10**6, noise=NoiseSpec(grad_std=sigma))
+    game = Game(s, consensus_rule("sum"), action_mode="step_size", horizon=10**6, noise_model=NoiseSpec(grad_std=sigma))
     bsz = 100
     state, _ = reset(game, list(range(bsz)))
     err = []
@@ -297,17 +299,17 @@ def test_regulariser_penalty_in_loss_and_gradient() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"grad_std": float("nan")}, "noise.grad_std must be a finite number >= 0"),
-        ({"grad_std": -0.1}, "noise.grad_std must be a finite number >= 0"),
-        ({"grad_std": float("inf")}, "noise.grad_std"),
-        ({"label_noise": -1.0}, "noise.label_noise"),
-        ({"label_noise": (0.1, float("nan"))}, r"noise.label_noise\[1\]"),
-        ({"grad_dist": "cauchy"}, "noise.grad_dist"),
-        ({"grad_df": 0}, "noise.grad_df"),
-        ({"byzantine": -1}, "noise.byzantine"),
-        ({"attack": "flip"}, "noise.attack"),
-        ({"attack_scale": float("nan")}, "noise.attack_scale"),
-        ({"delay": -2}, "noise.delay"),
+        ({"grad_std": float("nan")}, "noise_model.grad_std must be a finite number >= 0"),
+        ({"grad_std": -0.1}, "noise_model.grad_std must be a finite number >= 0"),
+        ({"grad_std": float("inf")}, "noise_model.grad_std"),
+        ({"label_noise": -1.0}, "noise_model.label_noise"),
+        ({"label_noise": (0.1, float("nan"))}, r"noise_model.label_noise\[1\]"),
+        ({"grad_dist": "cauchy"}, "noise_model.grad_dist"),
+        ({"grad_df": 0}, "noise_model.grad_df"),
+        ({"byzantine": -1}, "noise_model.byzantine"),
+        ({"attack": "flip"}, "noise_model.attack"),
+        ({"attack_scale": float("nan")}, "noise_model.attack_scale"),
+        ({"delay": -2}, "noise_model.delay"),
     ],
 )
 def test_bad_noise_is_refused_naming_the_argument(kwargs: dict[str, Any], match: str) -> None:
@@ -318,9 +320,9 @@ def test_bad_noise_is_refused_naming_the_argument(kwargs: dict[str, Any], match:
 
 
 def test_bad_input_that_depends_on_the_suite() -> None:
-    with pytest.raises(ValueError, match=r"noise.byzantine must be a task index in \[0, 2\] \(3 tasks\), got 3"):
+    with pytest.raises(ValueError, match=r"noise_model.byzantine must be a task index in \[0, 2\] \(3 tasks\), got 3"):
         mtg_env.parallel_env(suite="quadratic", noise_model={"byzantine": 3})
-    with pytest.raises(ValueError, match=r"noise\.label_noise needs a suite with labels"):
+    with pytest.raises(ValueError, match=r"noise_model\.label_noise needs a suite with labels"):
         mtg_env.parallel_env(suite="quadratic", noise_model={"label_noise": 0.1})
     with pytest.raises(ValueError, match="one level per task"):
         mtg_env.parallel_env(suite="regression", noise_model={"label_noise": (0.1, 0.2)})
@@ -368,3 +370,11 @@ def test_checkpoint_of_a_noisy_regularised_game_resumes_exactly(tmp_path: Any) -
     plain = mtg_env.parallel_env(suite="quadratic", action_mode="step_size", max_cycles=20)
     with pytest.raises(ValueError, match="another configuration"):
         plain.load(tmp_path / "c.pt")
+
+
+def test_noise_model_leaves_the_regression_suites_own_noise_option() -> None:
+    """The regression suite's ``noise=`` (its per-task target noise, a suite option) still reaches the suite beside
+    the game's ``noise_model``."""
+    env = mtg_env.parallel_env(suite="regression", noise=[0.1, 0.2, 0.4], noise_model={"label_noise": 0.1})
+    assert env.suite.describe()["noise"] == [0.1, 0.2, 0.4]
+    assert env.noise_model is not None and env.noise_model.label_noise == 0.1

@@ -70,7 +70,7 @@ def test_delay_closed_form_predicts_divergence() -> None:
     for k in (0, 1, 2):
         rho = delay_spectral_radius(suite, TINY.alpha, k)
         game = Game(suite, consensus_rule("sum"), action_mode="step_size", horizon=10**6, divergence_threshold=None,
-                    noise=NoiseSpec(delay=k) if k else None)  # fmt: skip
+                    noise_model=NoiseSpec(delay=k) if k else None)  # fmt: skip
         state, _ = reset(game, [0])
         act = torch.full((1, 5, 2), math.log(TINY.alpha), dtype=torch.float64)
         errs = []

@@ -124,7 +124,7 @@ def _observe(
     """Draw the step's batch and compute what the players see: losses, head gradients, trunk Jacobian, with the
     game's label noise, regulariser and gradient noise (each skipped when off: then exactly today's game)."""
     batch = game.suite.sample_batch(rng)
-    noise, reg = game.noise, game.regularisation
+    noise, reg = game.noise_model, game.regularisation
     if noise is not None:
         batch = noisy_batch(noise, game.suite, batch, rng)
     losses, head_grads, jac = losses_and_grads(game.suite, heads, trunk, batch, differentiable, game.second_order)
@@ -142,7 +142,7 @@ def observed(game: Game, state: GameState) -> tuple[Tensor, Tensor, Tensor]:
     batch, its noise draws and its regulariser's stored target (what a checkpoint's stored values must equal)."""
     rng = state.rng
     batch = game.suite.sample_batch(rng)
-    noise, reg = game.noise, game.regularisation
+    noise, reg = game.noise_model, game.regularisation
     if noise is not None:
         batch = noisy_batch(noise, game.suite, batch, rng)
     losses, head_grads, jac = losses_and_grads(game.suite, state.heads, state.trunk, batch)
@@ -265,7 +265,7 @@ def reset(
     trunk = init_trunk if trunk is None else trunk.to(device, game.dtype)
     differentiable = _differentiable(heads, trunk)
     bsz = seed_t.shape[0]
-    aux = init_aux(game.noise, game.regularisation, heads, trunk, game.num_tasks)
+    aux = init_aux(game.noise_model, game.regularisation, heads, trunk, game.num_tasks)
     losses, head_grads, jac, aux = _observe(game, heads, trunk, rng, differentiable, aux)
     finite = _finite(game, losses, heads, trunk, torch.full_like(losses, float("inf")))  # reset: only finiteness
     state = GameState(
@@ -438,9 +438,9 @@ def step(game: Game, state: GameState, actions: Tensor | Updates) -> tuple[GameS
     differentiable = _differentiable(*(actions if isinstance(actions, tuple) else (actions,)), state.heads, state.trunk)
     head_updates, proposals = updates(game, state, actions)
     aux = state.aux
-    if game.noise is not None:  # the adversary replaces its task's proposal; the rule may see stale ones
-        proposals = attack(game.noise, proposals, state.rng)
-        proposals, aux = delayed(game.noise, proposals, aux, state.t)
+    if game.noise_model is not None:  # the adversary replaces its task's proposal; the rule may see stale ones
+        proposals = attack(game.noise_model, proposals, state.rng)
+        proposals, aux = delayed(game.noise_model, proposals, aux, state.t)
     usable = None if game.loss_floor is None else in_domain(game, state.losses)
     move, rule_state, rule_objects = consensus(game, state, proposals, differentiable, usable)
     heads, head_opt = _move(game.head_opt, state.heads, head_updates, state.head_opt, state.t)

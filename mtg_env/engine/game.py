@@ -70,7 +70,7 @@ class Game:
     head_optimizer: OptimizerSpec | None = None
     """The same for the heads (Θ_m ← opt(Θ_m, gradient −u_m), one state per coordinate, so per task);
     ``None``: Θ_m ← Θ_m + u_m (Eq. 23)."""
-    noise: NoiseSpec | None = None
+    noise_model: NoiseSpec | None = None
     """Noise models (Assumption 7; :mod:`mtg_env.engine.noise`): gradient, label, Byzantine, stale proposals;
     ``None`` (or a spec with every model off, stored as ``None``): today's game bit for bit."""
     regularisation: RegSpec | None = None
@@ -146,12 +146,12 @@ class Game:
             if spec is not None and not isinstance(spec, OptimizerSpec):
                 raise TypeError(f"{name} must be an OptimizerSpec (mtg_env.engine.optim.optimizer_spec) or None")
         suite = self.suite
-        noise, reg = noise_spec(self.noise), reg_spec(self.regularisation)
+        noise, reg = noise_spec(self.noise_model), reg_spec(self.regularisation)
         if noise is not None:
             noise.check(suite)
         if reg is not None:
             reg.check(suite)
-        object.__setattr__(self, "noise", noise)
+        object.__setattr__(self, "noise_model", noise)
         object.__setattr__(self, "regularisation", reg)
         sizes = suite.head_sizes
         device = suite.device

@@ -85,23 +85,25 @@ class NoiseSpec:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "grad_std", _level("noise.grad_std", self.grad_std))
+        set_(self, "grad_std", _level("noise_model.grad_std", self.grad_std))
         if self.grad_dist not in ("gaussian", "student_t"):
-            raise ValueError(f"noise.grad_dist must be 'gaussian' or 'student_t', got {self.grad_dist!r}")
+            raise ValueError(f"noise_model.grad_dist must be 'gaussian' or 'student_t', got {self.grad_dist!r}")
         if not is_int(self.grad_df) or not 1 <= self.grad_df <= MAX_DF:
-            raise ValueError(f"noise.grad_df (Student-t ν) must be an int in [1, {MAX_DF}], got {self.grad_df!r}")
+            raise ValueError(f"noise_model.grad_df (Student-t ν) must be an int in [1, {MAX_DF}], got {self.grad_df!r}")
         label = self.label_noise
         if isinstance(label, (list, tuple)):
-            set_(self, "label_noise", tuple(_level(f"noise.label_noise[{m}]", v) for m, v in enumerate(label)))
+            set_(self, "label_noise", tuple(_level(f"noise_model.label_noise[{m}]", v) for m, v in enumerate(label)))
         else:
-            set_(self, "label_noise", _level("noise.label_noise", label))
+            set_(self, "label_noise", _level("noise_model.label_noise", label))
         if self.byzantine is not None and (not is_int(self.byzantine) or self.byzantine < 0):
-            raise ValueError(f"noise.byzantine must be a task index (an int >= 0) or None, got {self.byzantine!r}")
+            raise ValueError(
+                f"noise_model.byzantine must be a task index (an int >= 0) or None, got {self.byzantine!r}"
+            )
         if self.attack not in ("sign_flip", "scale", "random"):
-            raise ValueError(f"noise.attack must be 'sign_flip', 'scale' or 'random', got {self.attack!r}")
-        set_(self, "attack_scale", _level("noise.attack_scale", self.attack_scale))
+            raise ValueError(f"noise_model.attack must be 'sign_flip', 'scale' or 'random', got {self.attack!r}")
+        set_(self, "attack_scale", _level("noise_model.attack_scale", self.attack_scale))
         if not is_int(self.delay) or self.delay < 0:
-            raise ValueError(f"noise.delay must be an int >= 0 (steps of staleness), got {self.delay!r}")
+            raise ValueError(f"noise_model.delay must be an int >= 0 (steps of staleness), got {self.delay!r}")
 
     @property
     def has_label_noise(self) -> bool:
@@ -122,12 +124,14 @@ class NoiseSpec:
         on a suite without labels or targets."""
         m = suite.num_tasks
         if self.byzantine is not None and self.byzantine >= m:
-            raise ValueError(f"noise.byzantine must be a task index in [0, {m - 1}] ({m} tasks), got {self.byzantine}")
+            raise ValueError(
+                f"noise_model.byzantine must be a task index in [0, {m - 1}] ({m} tasks), got {self.byzantine}"
+            )
         if isinstance(self.label_noise, tuple) and len(self.label_noise) != m:
-            raise ValueError(f"noise.label_noise must list one level per task ({m}), got {len(self.label_noise)}")
+            raise ValueError(f"noise_model.label_noise must list one level per task ({m}), got {len(self.label_noise)}")
         if self.has_label_noise and not getattr(suite, "supports_label_noise", False):
             raise ValueError(
-                f"noise.label_noise needs a suite with labels or targets drawn each step (digits, regression); "
+                f"noise_model.label_noise needs a suite with labels or targets drawn each step (digits, regression); "
                 f"suite {suite.name!r} has none (on quadratic games use gradient noise, which perturbs b_m's "
                 "gradient the same way)"
             )
@@ -170,7 +174,7 @@ class RegSpec:
             )
 
 
-def noise_spec(value: NoiseSpec | Mapping[str, Any] | None, name: str = "noise") -> NoiseSpec | None:
+def noise_spec(value: NoiseSpec | Mapping[str, Any] | None, name: str = "noise_model") -> NoiseSpec | None:
     """A :class:`NoiseSpec` from itself, a dict of its fields, or ``None``; ``None`` when every model is off."""
     return _spec(NoiseSpec, value, name)
 

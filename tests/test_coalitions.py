@@ -323,9 +323,8 @@ def test_cli_writes_the_analysis(tmp_path: Path, capsys: pytest.CaptureFixture[s
     printed = capsys.readouterr().out
     assert "best partition (exhaustive): {0, 1} | {2, 3}" in printed and "quadratic blocks 2,2" in printed
     options = ["--option", "num_tasks=3", "--option", "trunk=mlp", "--option", "task_sizes=[20, 30, 40]"]
-    assert (
-        main(["coalitions", "--suite", "regression", *options, "--steps", "5", "--lr", "0.05", "--out", str(out)]) == 0
-    )
+    args = ["coalitions", "--suite", "regression", *options, "--steps", "5", "--lr", "0.05", "--out", str(out)]
+    assert main(args) == 0
     suite = json.loads((out / "coalitions.json").read_text())["suite"]
     assert (suite["num_tasks"], suite["trunk"], suite["task_sizes"]) == (3, "mlp", [20, 30, 40])
 

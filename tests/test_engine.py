@@ -77,7 +77,8 @@ def test_game_b_is_the_same_alone_first_or_last_of_512(name: str, mode: str, dty
 @pytest.mark.parametrize("mode", ["step_size", "update"])
 def test_env_plays_the_engine_game(name: str, mode: str) -> None:
     env = mtg_env.parallel_env(suite=name, action_mode=mode, dtype="float64", device=DEVICE, consensus="mean",
-                               max_cycles=20, step_size_units="log", max_update=None, **SUITES[name])  # fmt: skip
+                               max_cycles=20, step_size_units="log", max_update=None, update_units="raw",
+                               **SUITES[name])  # fmt: skip  # raw: the actions are the updates
     game = Game(env.suite, env.consensus, action_mode=mode, horizon=20)
     obs, _ = env.reset(seed=77)
     state, out = engine.reset(game, [77])

@@ -49,7 +49,7 @@ def perturbed_rule(name: str, seed: int = 0) -> torch.nn.Module:
 @pytest.mark.parametrize(("name", "mode"), NAMES)
 @pytest.mark.parametrize("suite", ["regression", "digits"])
 def test_batched_form_equals_policy_form(name: str, mode: str, suite: str) -> None:
-    env = make_env(suite, mode, max_update=None, max_cycles=10)
+    env = make_env(suite, mode, max_update=None, max_cycles=10, update_units="raw")  # actions: the updates
     rule = perturbed_rule(name).to(env.device)
     obs, infos = env.reset(seed=3)
     players = {a: LearnedAgent(rule, name) for a in env.agents}
@@ -104,7 +104,7 @@ class _AMSGradHeadsHeavyBallTrunk:
         head = -self.lr * (self.m / (1 - 0.9**self.t)) / (np.sqrt(self.v_max) + 1e-8)
         self.buf = self.beta * self.buf + g_trunk
         ramp = min(1.0, self.t / self.warmup)
-        return self.reader.update_action(head, -self.trunk_lr * ramp * self.buf)
+        return self.reader.update_action(head, -self.trunk_lr * ramp * self.buf, observation)
 
 
 def test_untrained_mlp_rule_plays_its_base_steps() -> None:

@@ -141,7 +141,10 @@ def test_torchrl_mappo_optimisation_steps() -> None:
 
 @pytest.mark.parametrize("mode", ["step_size", "update"])
 def test_gymnasium_single_agent_view(mode: str) -> None:
-    env = JointControlEnv(suite="quadratic", action_mode=mode, max_cycles=6)
+    # Raw update units: v6's relative Box is [-1/4, 1], and Gymnasium's checker warns about any Box that is not
+    # symmetric (a recommendation; mtg_env.wrappers.UnitActions maps [-1, 1] onto it).
+    units = {"update_units": "raw"} if mode == "update" else {}
+    env = JointControlEnv(suite="quadratic", action_mode=mode, max_cycles=6, **units)
     check_env(env, skip_render_check=True)  # v2: step_size actions in [-1, 1], as gymnasium recommends
     obs, info = env.reset(seed=0)
     game = env.game

@@ -194,7 +194,9 @@ def test_digits_regression_gap_is_exact_and_repeatable_with_dead_units() -> None
 
 
 def test_quadratic_with_empty_heads_is_a_pure_trunk_game() -> None:
-    env = mtg_env.parallel_env(suite="quadratic", head_dim=0, trunk_dim=3, dtype="float64", max_cycles=400)
+    env = mtg_env.parallel_env(
+        suite="quadratic", head_dim=0, trunk_dim=3, dtype="float64", max_cycles=400, update_units="raw"
+    )  # raw: the actions below are the updates
     obs, infos = env.reset(seed=0)
     assert env.head_size("task_0") == 0 and infos["task_0"]["nash_gap"] == 0.0
     while env.agents:

@@ -148,7 +148,7 @@ class ModuleSuite(TaskSuite):
             tasks, ``test_loss`` for others.
         init: ``"seeded"`` (the game's seed draws the layers' parameters as PyTorch's default initialisation does)
             or ``"module"`` (every game starts at the module's parameters); see the module docstring.
-        name: The suite's name (the env is ``mtg_<name>_v5``).
+        name: The suite's name (the env is ``mtg_<name>_v6``).
         device: Where the game runs; default the model's device. A model on another device is refused.
         dtype: ``"float32"`` or ``"float64"``; default the model's. The suite's copies of the modules are cast to it.
 

@@ -285,7 +285,9 @@ def test_a_checkpoint_round_trip_finishes_identically() -> None:
         suite=bench_suite(batch_size=8), consensus="upgrad", max_cycles=20, max_update=None, trunk_optimizer="adam",
         trunk_optimizer_kwargs={"lr": 0.01},
     )  # fmt: skip
-    with pytest.raises(ValueError, match=r"another configuration: suite\.batch_size"):  # another batch size: another game
+    with pytest.raises(
+        ValueError, match=r"another configuration: suite\.batch_size"
+    ):  # another batch size: another game
         other.load_state_dict(torch.load(io.BytesIO(buffer.getvalue()), weights_only=False))
 
 

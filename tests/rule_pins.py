@@ -8,6 +8,7 @@ residual, which reads the rule's state without moving it).
 
 from __future__ import annotations
 
+import os
 import platform
 import warnings
 from pathlib import Path
@@ -111,9 +112,10 @@ def trajectory(name: str) -> dict[str, torch.Tensor]:
 
 
 def platform_tag() -> str:
-    """Where pins are exact: the same torch build on the same kind of CPU (elsewhere float sums may round apart)."""
+    """Where pins are exact: the same torch build on the same kind of CPU and the same MKL code path (``MKL_CBWR``:
+    MKL picks its kernels by instruction set, so another branch rounds GEMMs apart)."""
     capability = torch.backends.cpu.get_cpu_capability()
-    return f"torch {torch.__version__}, {platform.machine()}, {capability}"
+    return f"torch {torch.__version__}, {platform.machine()}, {capability}, MKL_CBWR={os.environ.get('MKL_CBWR', '')}"
 
 
 def write() -> None:

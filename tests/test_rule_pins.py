@@ -1,6 +1,8 @@
 """Every stateful rule plays the pinned trajectories of ``tests/data/rule_pins.pt`` (see ``tests/rule_pins.py``):
-bit for bit on the platform that wrote them, to 1e-12 elsewhere (another CPU or torch build may round float sums
-apart)."""
+bit for bit on the platform that wrote them (torch build, CPU capability, MKL code path); elsewhere to √eps of the
+game's dtype: another CPU or MKL branch rounds each operation apart by an ulp, which a few training steps grow by a
+few hundred ulps at most (measured under MKL_CBWR=AVX2 against pins written on the AVX-512 path); a change of
+behaviour moves a trajectory by far more."""
 
 from __future__ import annotations
 
@@ -20,8 +22,10 @@ def test_stateful_rule_plays_its_pinned_trajectory(name: str) -> None:
     got = trajectory(name)
     assert set(got) == set(expected)
     exact = PINS["platform"] == platform_tag()
+    dtype = torch.float64 if CASES[name][0].get("dtype") == "float64" else torch.float32
+    tolerance = torch.finfo(dtype).eps ** 0.5
     for key, value in expected.items():
         if exact:
             assert torch.equal(got[key], value), f"{name}: {key} differs from the pin"
         else:
-            torch.testing.assert_close(got[key], value, rtol=1e-12, atol=1e-12, msg=f"{name}: {key}")
+            torch.testing.assert_close(got[key], value, rtol=tolerance, atol=tolerance, msg=f"{name}: {key}")

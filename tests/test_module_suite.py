@@ -551,6 +551,10 @@ def test_the_bring_your_own_model_example_matches_its_references() -> None:
         text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},  # this checkout's package, whatever the venv installed
     )
-    differences = [float(line.split()[-1]) for line in done.stdout.splitlines() if "largest parameter" in line]
-    assert len(differences) == 2 and max(differences) < 1e-5, done.stdout
+    lines = done.stdout.splitlines()
+    differences = [float(line.split()[-1]) for line in lines if "largest parameter" in line]
+    assert len(differences) == 2 and max(differences) < 1e-4, done.stdout  # float32 round-off after 300 steps
+    ours = [line.split("digit accuracy")[1] for line in lines if line.startswith(("  env, Gradient", "  env, sum"))]
+    theirs = [line.split("digit accuracy")[1] for line in lines if "same start and batches" in line]
+    assert len(ours) == 2 and ours == theirs, done.stdout  # env and reference print the same held-out metrics
     assert "learned_mlp" in done.stdout and "IQM normalised score" in done.stdout

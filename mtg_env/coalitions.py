@@ -210,6 +210,19 @@ def _check_players(suite: TaskSuite, tasks: Sequence[int] | None) -> tuple[int, 
     return players
 
 
+def _coalition_game(suite: TaskSuite, member: Tensor, config: Any) -> tuple[Game, Tensor]:
+    """The game whose game b plays the coalition ``member[b]``, and the member mask of every head coordinate. No
+    divergence threshold: a non-member's loss may wander (its head is frozen while the trunk moves)."""
+    game = Game(
+        suite,
+        CoalitionRule(member, config.rule),
+        action_mode="update",
+        horizon=config.horizon,
+        divergence_threshold=None,
+    )
+    return game, member[:, game.head_index]
+
+
 def play_coalitions(
     suite: TaskSuite, masks: Sequence[int], config: CoalitionConfig, players: Sequence[int] | None = None
 ) -> CoalitionPlay:
@@ -237,16 +250,8 @@ def play_coalitions(
     member[:, list(players)] = bits
     member = member.repeat(len(seeds), 1)  # game b = r·C + c: seed r, coalition c
     seed_t = torch.tensor(seeds, dtype=torch.int64, device=device).repeat_interleave(c)
-    # No divergence threshold: a non-member's loss may wander (its head is frozen while the trunk moves); the
-    # members' losses are checked below.
-    game = Game(
-        suite,
-        CoalitionRule(member, config.rule),
-        action_mode="update",
-        horizon=config.horizon,
-        divergence_threshold=None,
-    )
-    head_member = member[:, game.head_index]
+    # The members' losses are checked below.
+    game, head_member = _coalition_game(suite, member, config)
     start = time.perf_counter()
     curves = []
     marks = set(curve_steps(config.horizon))
@@ -557,14 +562,7 @@ def tag_affinities(suite: TaskSuite, config: CoalitionConfig, players: Sequence[
     seeds, device = config.seeds, suite.device
     member = torch.zeros(len(seeds), m_all, dtype=torch.bool, device=device)
     member[:, list(players)] = True
-    game = Game(
-        suite,
-        CoalitionRule(member, config.rule),
-        action_mode="update",
-        horizon=config.horizon,
-        divergence_threshold=None,
-    )
-    head_member = member[:, game.head_index]
+    game, head_member = _coalition_game(suite, member, config)
     floors = torch.as_tensor(loss_floors(suite), dtype=torch.float64, device=device)[list(players)]
     cols = torch.tensor(players, device=device)
     ratios = []

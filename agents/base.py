@@ -11,7 +11,7 @@ from gymnasium import spaces
 
 from mtg_env._args import real_arg
 from mtg_env.engine.codec import decode_numpy, encode
-from mtg_env.env import FEATURES
+from mtg_env.envs.parallel import FEATURES
 
 _HEAD_NORM = FEATURES.index("symlog_head_grad_norm")
 _TRUNK_NORM = FEATURES.index("symlog_trunk_grad_norm")

@@ -17,7 +17,7 @@ from agents.gradient import GradientAgent
 from agents.learned.checkpoint import LEARNED, learned_agent
 from agents.momentum import MomentumAgent
 from mtg_env._io import dump_json, load_json, write_atomic
-from mtg_env.env import MultiTaskGameEnv
+from mtg_env.envs.parallel import MultiTaskGameEnv
 
 #: Players by name, for :func:`make_agents` and the ``mtg-env`` command: the baselines, and the learned agents
 #: (:mod:`agents.learned`; their factories take ``suite=`` to pick shipped weights, or ``weights=PATH``).

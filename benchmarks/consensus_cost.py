@@ -6,7 +6,7 @@ rounds; the figure is the median round. Two more rows price the optimizer after 
 (``trunk_optimizer="adam"``): `mean+adam` and `famo+adam`. Run: ``python benchmarks/consensus_cost.py [--steps 60]``.
 
 ``--two-task B``: instead, one engine step of B toy2d games (update mode) under each two-task closed form of
-:mod:`mtg_env.two_task` (one batched call) and under the named rule it stands for (one call per game), both
+:mod:`mtg_env.consensus.two_task` (one batched call) and under the named rule it stands for (one call per game), both
 relative to the batched `mean`.
 """
 
@@ -22,9 +22,9 @@ from _timing import median_seconds_per_step  # benchmarks/ is on sys.path when r
 
 import mtg_env
 from mtg_env.consensus import RULE_TABLE, consensus_rule
+from mtg_env.consensus.two_task import TWO_TASK_RULES, TwoTaskRule
 from mtg_env.engine import Game, reset, step
 from mtg_env.suites.toy2d import Toy2DSuite
-from mtg_env.two_task import TWO_TASK_RULES, TwoTaskRule
 
 
 def stepper(rule: str, **options: Any) -> Callable[[], None]:

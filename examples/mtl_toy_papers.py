@@ -46,6 +46,7 @@ import torch
 from torch import Tensor
 
 from mtg_env.consensus import consensus_rule
+from mtg_env.consensus.two_task import TWO_TASK_RULES, TwoTaskRule
 from mtg_env.engine import Game, reset, step
 from mtg_env.suites.toy2d import (
     CAGRAD_STARTS,
@@ -56,7 +57,6 @@ from mtg_env.suites.toy2d import (
     distance_to_pareto_set,
     toy_losses,
 )
-from mtg_env.two_task import TWO_TASK_RULES, TwoTaskRule
 
 
 @dataclass(frozen=True)
@@ -139,9 +139,9 @@ class AdamAfterRules:
 
     The papers' update x ← Adam(x, grad = −C(P)) with P = −G (each agent proposes its descent direction), as
     ``torch.optim.Adam`` computes it (betas 0.9, 0.999, eps 1e-8, bias-corrected), one Adam state per game.
-    Two-task closed forms (:mod:`mtg_env.two_task`) move each rule's games in one call; ``random`` (RLW: weights
-    softmax(N(0, I)) drawn every step, the law torchjd's ``Random`` draws from) draws all its games' weights at
-    once from this callable's seeded generator; any other rule runs game by game.
+    Two-task closed forms (:mod:`mtg_env.consensus.two_task`) move each rule's games in one call; ``random`` (RLW:
+    weights softmax(N(0, I)) drawn every step, the law torchjd's ``Random`` draws from) draws all its games'
+    weights at once from this callable's seeded generator; any other rule runs game by game.
 
     Args:
         rules: One ``(name, options)`` per game.

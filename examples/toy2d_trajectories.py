@@ -21,12 +21,12 @@ import torch
 import mtg_env
 from agents import GradientAgent
 from mtg_env.consensus import RULE_TABLE
-from mtg_env.loss_rules import LOSS_RULES
+from mtg_env.consensus.loss_rules import LOSS_RULES
 from mtg_env.metrics import pareto_stationarity
 from mtg_env.suites.toy2d import PARETO_X1, PARETO_X2, STANDARD_STARTS, distance_to_pareto_set, toy_losses
 
-# The rules of mtg_env.loss_rules are left out of this figure: three of them take logs or ratios of the losses,
-# and toy2d's losses go negative (pass --rules uw,gradvac,fairgrad for the others).
+# The rules of mtg_env.consensus.loss_rules are left out of this figure: three of them take logs or ratios of the
+# losses, and toy2d's losses go negative (pass --rules uw,gradvac,fairgrad for the others).
 TWO_TASK_RULES = [name for name, spec in RULE_TABLE.items() if spec.min_tasks <= 2 and name not in LOSS_RULES]
 
 

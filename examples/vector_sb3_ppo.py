@@ -1,4 +1,4 @@
-"""Stable-Baselines3: one PPO policy for every task of many games, through ``mtg_env.vector.to_sb3``.
+"""Stable-Baselines3: one PPO policy for every task of many games, through ``mtg_env.wrappers.to_sb3``.
 
 The adapter is an SB3 ``VecEnv`` with one env per (game, task), ``games × tasks`` in all, stepped together
 by the engine. The env's defaults (v2) suit SB3's plain recipe: step-size actions in [−1, 1] (where SB3's
@@ -16,7 +16,8 @@ import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecEnv
 
-from mtg_env.vector import to_sb3, vector_env
+from mtg_env import vector_env
+from mtg_env.wrappers import to_sb3
 
 GAME = {"suite": "regression", "action_mode": "step_size"}
 

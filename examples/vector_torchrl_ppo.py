@@ -1,4 +1,4 @@
-"""TorchRL: MAPPO on many games at once, through the vector env's TorchRL adapter (``mtg_env.vector.to_torchrl``).
+"""TorchRL: MAPPO on many games at once, through the vector env's TorchRL adapter (``mtg_env.wrappers.to_torchrl``).
 
 The adapter is an ``EnvBase`` of ``batch_size=[games]`` with keys ``observation [games, tasks, 8]``, ``action
 [games, tasks, 2]`` (log step sizes), ``reward [games, tasks, 1]`` and ``done [games, 1]``: one shared actor
@@ -22,7 +22,8 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.modules import MultiAgentMLP, ProbabilisticActor, TanhNormal
 from torchrl.objectives import ClipPPOLoss, ValueEstimators
 
-from mtg_env.vector import to_torchrl, vector_env
+from mtg_env import vector_env
+from mtg_env.wrappers import to_torchrl
 
 with warnings.catch_warnings():
     # TorchRL 0.14 deprecates its own weight-updater classes as torchrl.collectors defines them.

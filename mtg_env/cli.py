@@ -17,7 +17,7 @@ from agents.runner import AGENTS
 from mtg_env._io import dump_json
 from mtg_env.consensus import CONSENSUS_RULES
 from mtg_env.engine.optim import OPTIMIZERS
-from mtg_env.engine.rng import check_seed
+from mtg_env.rng import check_seed
 from mtg_env.suites import SUITES
 
 #: The agent ``mtg-env run`` plays when ``--agent`` is not given, per suite (``gradient`` for the others). On
@@ -373,7 +373,7 @@ def _set_threads(threads: int) -> None:
 def _run(args: argparse.Namespace) -> int:
     from agents import make_agents, run_episode
     from agents.learned import LearnedAgent
-    from mtg_env.env import MultiTaskGameEnv
+    from mtg_env.envs.parallel import MultiTaskGameEnv
 
     if args.steps < 1:
         raise CLIError("--steps must be >= 1")

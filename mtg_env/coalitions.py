@@ -60,7 +60,7 @@ from mtg_env._args import choice_arg, int_arg, real_arg
 from mtg_env._io import dump_json, write_atomic
 from mtg_env.consensus import apply_rule, consensus_rule
 from mtg_env.engine import Game, GameRNG, reset, step
-from mtg_env.engine.rng import check_seed
+from mtg_env.rng import check_seed
 from mtg_env.suites import QuadraticSuite, TaskSuite, make_suite
 
 #: Most tasks for which :func:`analyse` plays every coalition (2^12 − 1 = 4095 per seed) and computes exact

@@ -13,8 +13,8 @@ import torch
 from torch import Tensor
 
 from mtg_env import _copy
-from mtg_env._minnorm import min_norm_convex_combination, pareto_stationarity
 from mtg_env.consensus import AggregatorRule, ConsensusRule, consensus_rule, rule_state_kind
+from mtg_env.consensus.minnorm import min_norm_convex_combination, pareto_stationarity
 from mtg_env.suites.base import Split, TaskSuite
 
 __all__ = ["game_metrics", "lyapunov", "min_norm_convex_combination", "pareto_stationarity"]
@@ -38,7 +38,7 @@ def game_metrics(
         ``nash_gap_total`` (Σ_m); ``nash_gap_exact`` (False when the best response is approximate);
         ``consensus_residual`` ‖C(−∇_Ψ ℓ_1, …, −∇_Ψ ℓ_M)‖, the trunk's step under the rule with unit step
         sizes (zero at a fixed point of the consensus dynamics; a torchjd rule is called on a fresh copy, a
-        stateful rule of :mod:`mtg_env.loss_rules` on ``rule_state`` (one game's state; else its own) without
+        stateful rule of :mod:`mtg_env.consensus.loss_rules` on ``rule_state`` (one game's state; else its own) without
         losses, which moves nothing, a callable of your own on a copy); ``pareto_stationarity``; and, where the
         equilibrium is known (argument, or the suite's closed form), ``lyapunov`` V (Eq. 28) and
         ``distance`` √V to it.
@@ -92,7 +92,7 @@ def _undefined_metrics(num_tasks: int, losses: Tensor) -> dict[str, Any]:
 
 def _measure(rule: ConsensusRule, num_tasks: int, proposals: Tensor, rule_state: Mapping[str, Tensor] | None) -> Tensor:
     """C(P) measured without changing the game: a torchjd rule on a fresh copy with its own generator (Nash-MTL's
-    warm start, a randomized rule's draws); a stateful rule of :mod:`mtg_env.loss_rules` on the game's state
+    warm start, a randomized rule's draws); a stateful rule of :mod:`mtg_env.consensus.loss_rules` on the game's state
     without losses (a randomized one drawing from a generator seeded 0, as a fresh torchjd rule does); any other
     callable on a copy."""
     if isinstance(rule, AggregatorRule):

@@ -27,8 +27,8 @@ from torch import Tensor
 
 from agents.base import Policy
 from mtg_env import engine
-from mtg_env.engine.rng import check_seed
-from mtg_env.env import MultiTaskGameEnv
+from mtg_env.envs.parallel import MultiTaskGameEnv
+from mtg_env.rng import check_seed
 
 #: ``lr -> Policy``: a fresh player (with its own state) for one task at step size ``lr``.
 PolicyFactory = Callable[[float], Policy]

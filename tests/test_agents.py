@@ -12,7 +12,7 @@ from gymnasium import spaces
 
 from agents import AdamAgent, GradientAgent, MomentumAgent, PolicyWarning, RMSpropAgent, make_agents, run_episode
 from agents.gradient import SCHEDULES, step_size
-from mtg_env.env import NUM_FEATURES
+from mtg_env.envs.parallel import NUM_FEATURES
 from tests.conftest import make_env
 
 AGENT_CLASSES = (GradientAgent, AdamAgent, RMSpropAgent, MomentumAgent)

@@ -128,7 +128,7 @@ def plant(marker: str) -> Any:
     """What a crafted pickle calls when it is loaded: leaves a marker file, then returns a genuine FAMO rule (so a
     loader that checks only the type of what it unpickled is fooled)."""
     Path(marker).write_text("code ran")
-    from mtg_env.loss_rules import FAMO
+    from mtg_env.consensus.loss_rules import FAMO
 
     return FAMO()
 

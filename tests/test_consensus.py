@@ -12,7 +12,7 @@ from scipy.optimize import nnls
 
 import mtg_env
 from mtg_env.consensus import RULE_TABLE, AggregatorRule, consensus_rule, mean_rule, sum_rule
-from mtg_env.loss_rules import LOSS_RULES
+from mtg_env.consensus.loss_rules import LOSS_RULES
 from mtg_env.metrics import min_norm_convex_combination, pareto_stationarity
 from tests.conftest import steps_action
 

@@ -12,9 +12,9 @@ import torch
 import mtg_env
 from mtg_env import engine
 from mtg_env.consensus import consensus_rule
+from mtg_env.consensus.loss_rules import LOSS_RULES
 from mtg_env.engine import Game, GameRNG
 from mtg_env.engine.optim import optimizer_spec
-from mtg_env.loss_rules import LOSS_RULES
 from mtg_env.suites import make_suite
 from tests.conftest import DEVICE
 

@@ -14,7 +14,7 @@ from pettingzoo.test import api_test, max_cycles_test, parallel_api_test, parall
 from pettingzoo.utils.conversions import parallel_to_aec
 
 import mtg_env
-from mtg_env.loss_rules import LOSS_RULES
+from mtg_env.consensus.loss_rules import LOSS_RULES
 from tests.conftest import DEVICE, MODES, SMALL_SUITES, make_env
 
 CASES = [(s, m) for s in SMALL_SUITES for m in MODES]

@@ -2,7 +2,8 @@
 not copied) on fixed inputs, and their life in the engine: per-game state, resets, checkpoints, measurements.
 
 References: LibMTL (github.com/median-research-group/LibMTL) ``LibMTL/weighting/{UW,DWA,FAMO,GradVac,FairGrad,
-DB_MTL}.py``; FAMO's authors, github.com/Cranial-XIX/FAMO ``famo.py``. The convention (see mtg_env.loss_rules):
+DB_MTL}.py``; FAMO's authors, github.com/Cranial-XIX/FAMO ``famo.py``. The convention (see
+mtg_env.consensus.loss_rules):
 with unit proposals P = −∇ℓ (rows), C(P) is minus the reference's aggregated gradient.
 """
 
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 import mtg_env
 from mtg_env import engine
 from mtg_env.consensus import RULE_TABLE, consensus_rule, rule_name
-from mtg_env.loss_rules import LOSS_RULES
+from mtg_env.consensus.loss_rules import LOSS_RULES
 from tests.test_engine import make_game, play
 
 M, N = 3, 6

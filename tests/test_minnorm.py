@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.optimize import minimize
 
-from mtg_env._minnorm import min_norm_convex_combination, min_norm_weights
+from mtg_env.consensus.minnorm import min_norm_convex_combination, min_norm_weights
 
 
 def scipy_min_norm(gram: np.ndarray) -> float:

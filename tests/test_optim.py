@@ -11,10 +11,10 @@ import torch
 
 import mtg_env
 from mtg_env import engine
-from mtg_env.checkpoint import upgrade_checkpoint
 from mtg_env.consensus import consensus_rule
 from mtg_env.engine import Game
 from mtg_env.engine.optim import BoundOptimizer, optimizer_spec
+from mtg_env.envs.checkpoint import upgrade_checkpoint
 from mtg_env.suites import make_suite
 from tests.test_engine import make_game, play
 
@@ -237,7 +237,7 @@ def test_game_refuses_an_unvalidated_optimizer() -> None:
 
 def test_a_checkpoint_from_before_the_optimizers_still_loads() -> None:
     """A checkpoint of the old format without the optimizer state (as written before it existed) of a rule without
-    state converts (mtg_env.checkpoint.upgrade_checkpoint, nothing unpickled) and continues a game without one."""
+    state converts (mtg_env.envs.checkpoint.upgrade_checkpoint, nothing unpickled) and continues a game without one."""
     config: dict[str, Any] = {"suite": "regression", "action_mode": "step_size", "max_cycles": 10}
     env = mtg_env.parallel_env(**config)
     env.reset(seed=2)

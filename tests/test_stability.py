@@ -1,5 +1,5 @@
-"""The stability audit (mtg_env/stability.py, ``mtg-env audit --stability``): its findings on a tiny configuration,
-and its closed forms."""
+"""The stability audit (mtg_env/audit/stability.py, ``mtg-env audit --stability``): its findings on a tiny
+configuration, and its closed forms."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from mtg_env.audit import run_audit
-from mtg_env.stability import StabilityConfig, noise_models, regularisation, regularisation_closed_form
+from mtg_env.audit.regularisation import regularisation
+from mtg_env.audit.stability import StabilityConfig, noise_models, regularisation_closed_form
 
 TINY = StabilityConfig(
     steps=150,
@@ -46,7 +47,7 @@ def test_noise_section_measures_what_it_claims(tmp_path: Path) -> None:
 def test_regularisation_closed_form_limits() -> None:
     """At λ = 0 the closed form is plain gradient descent's (ρ(I − αK), the Lyapunov floor); a large λ makes the
     head steps overshoot (ρ > 1, no floor)."""
-    from mtg_env.stability import _suite
+    from mtg_env.audit.stability import _suite
 
     suite = _suite(TINY)
     rho0, floor0 = regularisation_closed_form(suite, TINY.alpha, 0.0, 0.3)
@@ -60,9 +61,9 @@ def test_regularisation_closed_form_limits() -> None:
 def test_delay_closed_form_predicts_divergence() -> None:
     """Stale proposals under `sum`: the engine diverges exactly where the companion map's spectral radius exceeds 1
     (at α = 0.04: k = 0 only), and grows at that rate where it is above 1."""
+    from mtg_env.audit.stability import _suite, delay_spectral_radius
     from mtg_env.consensus import consensus_rule
     from mtg_env.engine import Game, NoiseSpec, reset, step
-    from mtg_env.stability import _suite, delay_spectral_radius
 
     suite = _suite(TINY)
     theta, psi = suite.equilibrium()
@@ -97,7 +98,7 @@ def test_regularisation_section_and_report(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_cli_flag_runs_the_stability_experiments(tmp_path: Path, monkeypatch: object) -> None:
     """``run_audit(stability=True)`` writes the stability report (its command in the header)."""
-    import mtg_env.stability as stab
+    import mtg_env.audit.stability as stab
 
     monkeypatch.setattr(stab.StabilityConfig, "quick", classmethod(lambda cls: TINY))  # type: ignore[attr-defined]
     sections = run_audit(tmp_path, quick=True, stability=True)

@@ -10,7 +10,7 @@ import torch
 from scipy.optimize import minimize_scalar
 
 from mtg_env.consensus import AggregatorRule, consensus_rule
-from mtg_env.two_task import TWO_TASK_RULES, TwoTaskRule
+from mtg_env.consensus.two_task import TWO_TASK_RULES, TwoTaskRule
 
 
 def pairs(seed: int, b: int = 60, n: int = 5) -> torch.Tensor:

@@ -16,7 +16,8 @@ import pytest
 import torch
 
 import mtg_env
-from mtg_env.vector import to_sb3, to_torchrl, vector_env
+from mtg_env import vector_env
+from mtg_env.wrappers import to_sb3, to_torchrl
 
 torchrl = pytest.importorskip("torchrl")
 sb3 = pytest.importorskip("stable_baselines3")

@@ -358,7 +358,7 @@ class BenchConfig:
         """
         for i, p in enumerate(self.policies):
             _check_policy(p, i)
-        from mtg_env.env import _check_device
+        from mtg_env.envs.parallel import _check_device
 
         _check_device(self.device)
         tasks: dict[str, int] = {}

@@ -16,8 +16,8 @@ from mtg_env.engine.core import losses_and_grads, reset, reset_where, step, upda
 from mtg_env.engine.game import FEATURES, NUM_FEATURES, Game
 from mtg_env.engine.noise import NoiseSpec, RegSpec
 from mtg_env.engine.optim import OPTIMIZERS, OptimizerSpec, optimizer_spec
-from mtg_env.engine.rng import GameRNG
 from mtg_env.engine.state import GameState, StepOutput
+from mtg_env.rng import GameRNG
 
 __all__ = [
     "FEATURES",

@@ -34,8 +34,8 @@ from mtg_env.engine.noise import (
     regularise,
 )
 from mtg_env.engine.optim import BoundOptimizer
-from mtg_env.engine.rng import STREAM_CONSENSUS, GameRNG, episode_keys
 from mtg_env.engine.state import GameState, StepOutput
+from mtg_env.rng import STREAM_CONSENSUS, GameRNG, episode_keys
 
 if TYPE_CHECKING:
     from mtg_env.suites.base import TaskSuite

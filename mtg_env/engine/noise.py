@@ -1,7 +1,7 @@
 """Perturbations of the game (the paper's Assumption 7) and regularisation toward equilibrium (Assumption 6).
 
 :class:`NoiseSpec` composes four noise models, each off by default, every draw a pure function of the game's
-(seed, episode, step) through its own stream (:mod:`mtg_env.engine.rng`), batched over games:
+(seed, episode, step) through its own stream (:mod:`mtg_env.rng`), batched over games:
 
 - gradient noise (``grad_std``, Gaussian or Student-t with ``grad_df`` degrees of freedom) added to what the
   players observe and the ``step_size`` mode scales: every head gradient and every trunk Jacobian row;
@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from mtg_env._args import is_int, is_real
-from mtg_env.engine.rng import STREAM_BYZANTINE, STREAM_GRAD_NOISE, GameRNG
+from mtg_env.rng import STREAM_BYZANTINE, STREAM_GRAD_NOISE, GameRNG
 
 if TYPE_CHECKING:
     from mtg_env.suites.base import TaskSuite

@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import Tensor
 
-from mtg_env.engine.rng import GameRNG
+from mtg_env.rng import GameRNG
 
 #: How :meth:`GameState.tensors` names the consensus rule's state entries (``rule.<name>``).
 RULE_PREFIX = "rule."

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from mtg_env.engine.rng import GameRNG, check_seed
+from mtg_env.rng import GameRNG, check_seed
 
 TaskKind = Literal["classification", "regression", "quadratic"]
 Split = Literal["train", "eval"]
@@ -124,7 +124,7 @@ class TaskSuite(abc.ABC):
     @abc.abstractmethod
     def init_params(self, rng: GameRNG) -> tuple[Tensor, Tensor]:
         """Initial ``(heads [B, H], trunk [B, n])`` of B games, drawn from ``rng`` (stream
-        :data:`~mtg_env.engine.rng.STREAM_INIT`), on the suite's device and dtype."""
+        :data:`~mtg_env.rng.STREAM_INIT`), on the suite's device and dtype."""
 
     @abc.abstractmethod
     def sample_batch(self, rng: GameRNG) -> Any:
@@ -209,7 +209,7 @@ class TaskSuite(abc.ABC):
     def loss_lower_bounds(self) -> tuple[float, ...] | None:
         """A lower bound b_m of each task's loss over all parameters and batches (ℓ_m >= b_m), or ``None`` when
         unknown (the default for a suite of your own). A consensus rule that needs every loss above a floor (the
-        log-loss and loss-ratio rules of :mod:`mtg_env.loss_rules`) is refused when the game is built if some
+        log-loss and loss-ratio rules of :mod:`mtg_env.consensus.loss_rules`) is refused when the game is built if some
         b_m is below its floor; b_m equal to the floor is accepted (e.g. 0 for a cross-entropy or a squared error,
         reached only in the limit or by rounding: a game whose loss then reaches the floor ends)."""
         return None
@@ -283,7 +283,7 @@ def fan_in_bounds(shapes: Sequence[tuple[int, ...]]) -> Tensor:
 
 def uniform_params(rng: GameRNG, bounds: Tensor, dtype: torch.dtype) -> Tensor:
     """``[B, len(bounds)]`` draws of U(−bounds, bounds) from the init stream, in ``dtype`` (drawn in float64)."""
-    from mtg_env.engine.rng import STREAM_INIT
+    from mtg_env.rng import STREAM_INIT
 
     u = rng.uniform(STREAM_INIT, bounds.numel())
     return ((u * 2 - 1) * bounds.to(u.device)).to(dtype)

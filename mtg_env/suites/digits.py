@@ -28,7 +28,7 @@ from torch import Tensor
 
 from mtg_env._args import int_arg, real_arg
 from mtg_env._lbfgs import lbfgs_strong_wolfe
-from mtg_env.engine.rng import (
+from mtg_env.rng import (
     STREAM_BATCH,
     STREAM_LABEL_CLASS,
     STREAM_LABEL_NOISE,

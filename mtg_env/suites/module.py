@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtg_env._args import int_arg
-from mtg_env.engine.rng import STREAM_BATCH, STREAM_INIT, GameRNG
+from mtg_env.rng import STREAM_BATCH, STREAM_INIT, GameRNG
 from mtg_env.suites.base import Split, TaskSpec, TaskSuite, least_squares, resolve_device
 
 #: ``loss(outputs, targets) -> scalar``: a task's loss on a batch (mean over the batch, as the model trains on).

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from mtg_env._args import int_arg, real_arg
-from mtg_env.engine.rng import check_seed
+from mtg_env.rng import check_seed
 from mtg_env.suites.digits import load_digits_arrays
 from mtg_env.suites.module import ModuleSuite
 

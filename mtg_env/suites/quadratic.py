@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from mtg_env._args import int_arg, real_arg
-from mtg_env.engine.rng import STREAM_INIT, GameRNG, check_seed
+from mtg_env.rng import STREAM_INIT, GameRNG, check_seed
 from mtg_env.suites.base import Split, TaskSpec, TaskSuite
 
 #: Most matrix entries a random quadratic game may hold (num_tasks · (head_dim + trunk_dim)²): 0.8 GB in float64.

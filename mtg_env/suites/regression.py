@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from mtg_env._args import choice_arg, int_arg, real_arg
-from mtg_env.engine.rng import STREAM_BATCH, STREAM_TARGET_NOISE, GameRNG, check_seed
+from mtg_env.rng import STREAM_BATCH, STREAM_TARGET_NOISE, GameRNG, check_seed
 from mtg_env.suites.base import (
     Split,
     TaskSpec,

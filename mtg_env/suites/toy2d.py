@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from mtg_env._args import int_arg, is_int, real_arg
-from mtg_env.engine.rng import STREAM_INIT, GameRNG
+from mtg_env.rng import STREAM_INIT, GameRNG
 from mtg_env.suites.base import Split, TaskSpec, TaskSuite
 
 LOWER = 5e-6

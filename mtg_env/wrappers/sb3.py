@@ -1,12 +1,12 @@
 """The vector env as a Stable-Baselines3 ``VecEnv``, every task of every game one env (see ``to_sb3``).
 
-    vec = mtg_env.vector.to_sb3(mtg_env.vector_env(num_games=16, suite="regression", action_mode="step_size"))
+    vec = mtg_env.wrappers.to_sb3(mtg_env.vector_env(num_games=16, suite="regression", action_mode="step_size"))
     model = PPO("MlpPolicy", vec, seed=0)            # game b plays seed 0 + b
     model.learn(20_000)
 
 Env ``i = b · M + m`` is task m of game b: one shared policy acts for every task, as with SuperSuit's
 ``pettingzoo_env_to_vec_env_v1``, but B games are stepped at once by the engine. Observations ``[B · M, d]``,
-actions ``[B · M, k]`` (the padded layout of :class:`~mtg_env.vector.VectorGameEnv` in ``update`` mode),
+actions ``[B · M, k]`` (the padded layout of :class:`~mtg_env.envs.VectorGameEnv` in ``update`` mode),
 rewards ``[B · M]``; a game's end is every one of its M envs' end. Finished games reset in the same step, the
 last observation in ``infos[i]["terminal_observation"]``, as SB3 expects.
 """
@@ -27,13 +27,13 @@ from torch import Tensor
 
 from mtg_env import engine
 from mtg_env.engine.game import NUM_FEATURES
-from mtg_env.vector import VectorGameEnv
+from mtg_env.envs.vector import VectorGameEnv
 
 __all__ = ["SB3GameVecEnv"]
 
 
 class SB3GameVecEnv(VecEnv):
-    """A :class:`~mtg_env.vector.VectorGameEnv` as an SB3 ``VecEnv`` of ``B · M`` envs (see the module docstring).
+    """A :class:`~mtg_env.envs.VectorGameEnv` as an SB3 ``VecEnv`` of ``B · M`` envs (see the module docstring).
 
     Args:
         venv: The games; this adapter resets and steps them (``venv.state`` stays current).
@@ -53,7 +53,7 @@ class SB3GameVecEnv(VecEnv):
 
     def __init__(self, venv: VectorGameEnv):
         if not isinstance(venv, VectorGameEnv):
-            raise TypeError(f"venv must be a mtg_env.vector.VectorGameEnv, got {type(venv).__name__}")
+            raise TypeError(f"venv must be a mtg_env.envs.VectorGameEnv, got {type(venv).__name__}")
         self.venv = venv
         self.num_games, self.num_tasks = venv.num_games, venv.num_tasks
         single = venv.single

@@ -17,7 +17,6 @@ from pettingzoo.utils.conversions import parallel_to_aec_wrapper
 from pettingzoo.utils.wrappers import OrderEnforcingWrapper
 from torch import Tensor
 
-from mtg_env import checkpoint as _checkpoint
 from mtg_env import engine
 from mtg_env._args import bool_arg, int_arg, is_real
 from mtg_env.consensus import ConsensusRule, consensus_rule, rule_name
@@ -25,8 +24,9 @@ from mtg_env.engine.codec import UPDATE_UNITS, UPHILL, UpdateUnits, decode
 from mtg_env.engine.game import FEATURES, NUM_FEATURES, ActionMode, Game
 from mtg_env.engine.noise import NoiseSpec, RegSpec, noise_spec, reg_spec
 from mtg_env.engine.optim import optimizer_spec
-from mtg_env.engine.rng import check_seed
 from mtg_env.engine.state import GameState, StepOutput
+from mtg_env.envs import checkpoint as _checkpoint
+from mtg_env.rng import check_seed
 from mtg_env.suites import TaskSuite, make_suite
 from mtg_env.suites.base import Split
 
@@ -749,7 +749,7 @@ class MultiTaskGameEnv(ParallelEnv):
         the live agents, the loss history and a fingerprint of every option that shapes the game. Plain data (CPU
         tensors, numbers, strings, lists; no pickle inside): ``torch.save`` stores it and
         ``torch.load(path, weights_only=True)`` reads it back without running code. ``load_state_dict`` on an env
-        of the same configuration continues the episode bit for bit (see :mod:`mtg_env.checkpoint`).
+        of the same configuration continues the episode bit for bit (see :mod:`mtg_env.envs.checkpoint`).
 
         Raises:
             TypeError: for a consensus callable that keeps its state on itself (give it ``init_state`` and ``step``).

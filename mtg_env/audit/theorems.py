@@ -1,29 +1,12 @@
-"""The audit: reproducible checks of the paper's results on games where the answer is known.
-
-``mtg-env audit [--out DIR] [--quick]`` runs every experiment below and writes ``DIR/report.md`` (tables
-and PNG figures, each figure's numbers in the table beside it) and ``DIR/audit.json``. Every experiment
-plays the env itself, with the paper's gradient agents.
-
-- Theorem 3: on random convex quadratic games (float64) gradient agents with `sum` consensus approach the
-  closed-form equilibrium; V_t (Eq. 28) and the stationarity terms against t for each schedule, the
-  empirical rate (log-log slope of V_t) and whether V_t / t → 0 (Assumption 5, Proposition 3).
-- Assumption 2 as printed (Σ α_t < ∞): from a far start the iterates travel at most K·Σ α_t (K the
-  largest gradient norm met), so they stop short of the equilibrium; Robbins–Monro does not.
-- Definition 1 and Proposition 2: for any trunk, best-responding heads have zero head Nash gap, while
-  L_MT differs: the Definition-1 equilibria form a set (one per trunk), and the `sum` dynamics select the
-  minimiser of L_MT.
-- Remarks 10 and 13: on non-convex suites (digits; regression with an MLP trunk) different seeds and
-  consensus rules end at different points: the spread of final losses and head Nash gaps.
-- Theorem 1 / Proposition 1: the single-task case converges to the unique minimiser.
+"""The paper's results, checked (``mtg-env audit``): Theorem 3, Assumption 2, Definition 1 and Proposition 2,
+Remarks 10 and 13, Theorem 1 — each an experiment returning a :class:`~mtg_env.audit.report.Section` (see
+:mod:`mtg_env.audit` for what each shows).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +16,8 @@ from torch import Tensor
 
 from agents.gradient import GradientAgent
 from agents.runner import make_agents, run_episode
-from mtg_env.env import MultiTaskGameEnv
+from mtg_env.audit.report import Section, Tick, _no_tick, _plot_bars, _plot_curves, _plot_strips, _span
+from mtg_env.envs.parallel import MultiTaskGameEnv
 from mtg_env.metrics import lyapunov
 from mtg_env.suites import QuadraticSuite
 
@@ -70,50 +54,6 @@ class AuditConfig:
         assumption2, definition1, theorem1 = 2, 1, 2
         remarks = 2 * 2 * self.remark_seeds  # two suites, two rules
         return theorem3 + assumption2 + definition1 + remarks + theorem1
-
-
-Tick = Callable[[], None]
-"""Called once per episode an experiment plays (drives the progress bar)."""
-
-
-def _no_tick() -> None:
-    return None
-
-
-@dataclass
-class Section:
-    """One experiment: a title, a finding in a sentence, a table, and figures."""
-
-    title: str
-    finding: str
-    columns: list[str]
-    rows: list[list[Any]]
-    figures: list[str] = field(default_factory=list)
-    data: dict[str, Any] = field(default_factory=dict)
-
-    def markdown(self) -> str:
-        lines = [f"## {self.title}", "", self.finding, ""]
-        lines.append("| " + " | ".join(self.columns) + " |")
-        lines.append("|" + "---|" * len(self.columns))
-        for row in self.rows:
-            lines.append("| " + " | ".join(_fmt(v) for v in row) + " |")
-        lines.append("")
-        lines += [f"![{self.title}]({name})" for name in self.figures]
-        return "\n".join(lines) + "\n"
-
-
-def _span(values: Sequence[float], spec: str) -> str:
-    """'a to b', or 'a' when there is one value."""
-    lo, hi = format(min(values), spec), format(max(values), spec)
-    return lo if lo == hi else f"{lo} to {hi}"
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, float):
-        return f"{v:.3g}" if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e4) else f"{v:.4f}".rstrip("0").rstrip(".")
-    return str(v)
 
 
 # --------------------------------------------------------------------------------- plumbing
@@ -452,136 +392,7 @@ def theorem1(cfg: AuditConfig, out: Path, tick: Tick = _no_tick) -> Section:
 EXPERIMENTS = (theorem3, assumption2, definition1, remarks, theorem1)
 
 
-def run_audit(out: str | Path, quick: bool = False, progress: bool = False, stability: bool = False) -> list[Section]:
-    """Run every experiment; write ``out/report.md``, ``out/audit.json`` and the figures.
-
-    Args:
-        out: Output directory (created).
-        quick: The small configuration (``AuditConfig.quick()``) the tests run.
-        progress: Show a progress bar over the episodes played (tqdm, on stderr).
-        stability: Run the open directions' experiments instead (:mod:`mtg_env.stability`: noise models and
-            regularisation toward equilibrium, Assumptions 7 and 6).
-    """
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cfg: Any
-    if stability:
-        from mtg_env import stability as stab
-
-        cfg = stab.StabilityConfig.quick() if quick else stab.StabilityConfig()
-        experiments: Sequence[Callable[[Any, Path, Tick], Section]] = stab.EXPERIMENTS
-        total = stab.episodes(cfg)
-    else:
-        cfg = AuditConfig.quick() if quick else AuditConfig()
-        experiments = EXPERIMENTS
-        total = cfg.episodes()
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, desc="audit", unit="episode")
-    start = time.perf_counter()
-    sections = []
-    try:
-        for experiment in experiments:
-            if bar is not None:
-                bar.set_postfix_str(experiment.__name__)
-            clock = time.perf_counter()
-            section = experiment(cfg, out_dir, bar.update if bar is not None else _no_tick)
-            section.data["seconds"] = round(time.perf_counter() - clock, 2)
-            sections.append(section)
-    finally:
-        if bar is not None:
-            bar.close()
-    seconds = time.perf_counter() - start
-    header = (
-        f"# mtg_env audit{' (stability)' if stability else ''}{' (quick)' if quick else ''}\n\n"
-        f"Reproduce: `mtg-env audit --out {out_dir}{' --stability' if stability else ''}{' --quick' if quick else ''}`"
-        f" ({seconds:.0f} s here). "
-        + (
-            "Every experiment plays the engine batched over seeds with the paper's gradient rule (constant steps); "
-            "float64.\n\n"
-            if stability
-            else "Every experiment plays the env with the paper's gradient agents; float64 on the quadratic games.\n\n"
-        )
-    )
-    (out_dir / "report.md").write_text(header + "\n".join(s.markdown() for s in sections))
-    payload = {"quick": quick, "config": asdict(cfg), "seconds": seconds, "sections": [asdict(s) for s in sections]}
-    (out_dir / "audit.json").write_text(json.dumps(payload, indent=1, default=_json_default))
-    return sections
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return str(value)
-
-
 def _zeta(p: float, terms: int = 200000) -> float:
     """Σ_{t≥0} 1/(1+t)^p, with the integral tail."""
     head = sum(1.0 / (1 + t) ** p for t in range(terms))
     return head + terms ** (1 - p) / (p - 1)
-
-
-# ---------------------------------------------------------------------------------- figures
-def _figure(ncols: int) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5 * ncols, 3.8), dpi=90)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _plot_curves(
-    path: Path, panels: dict[str, dict[str, np.ndarray]], ylabel: str, loglog: bool = True, logy: bool = True
-) -> Path:
-    fig = _figure(len(panels))
-    for i, (title, curves) in enumerate(panels.items()):
-        ax = fig.add_subplot(1, len(panels), i + 1)
-        for label, values in curves.items():
-            t = np.arange(1, len(values) + 1)
-            ax.plot(t, np.maximum(values, 1e-300), label=label)
-        if loglog:
-            ax.set_xscale("log")
-        if logy:
-            ax.set_yscale("log")
-        ax.set_title(title)
-        ax.set_xlabel("step t")
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path)
-    return path
-
-
-def _plot_bars(path: Path, labels: Sequence[str], values: Sequence[float], ylabel: str) -> Path:
-    fig = _figure(1)
-    ax = fig.add_subplot()
-    ax.bar(range(len(values)), values, color=["tab:green"] + ["tab:gray"] * (len(values) - 1))
-    ax.set_xticks(range(len(values)), [str(label)[:12] for label in labels], rotation=20, fontsize="small")
-    ax.set_ylabel(ylabel)
-    fig.tight_layout()
-    fig.savefig(path)
-    return path
-
-
-def _plot_strips(path: Path, groups: dict[str, np.ndarray], ylabel: str) -> Path:
-    fig = _figure(1)
-    ax = fig.add_subplot()
-    for i, values in enumerate(groups.values()):
-        ax.scatter(np.full(len(values), i), values, alpha=0.7)
-    labels = [name.replace("regression (MLP trunk)", "regression\n(MLP trunk)") for name in groups]
-    ax.set_xticks(range(len(groups)), labels, fontsize="small")
-    ax.set_yscale("log")
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    return path

@@ -16,7 +16,7 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo.utils import BaseParallelWrapper
 
-from mtg_env.env import MultiTaskGameEnv
+from mtg_env.envs.parallel import MultiTaskGameEnv
 
 
 class UnitActions(BaseParallelWrapper):

@@ -29,11 +29,11 @@ from mtg_env.consensus import rule_config, rule_name
 from mtg_env.engine.core import _finite, in_domain, observed
 from mtg_env.engine.features import features
 from mtg_env.engine.game import Game
-from mtg_env.engine.rng import check_seed
 from mtg_env.engine.state import RULE_PREFIX, GameState
+from mtg_env.rng import check_seed
 
 if TYPE_CHECKING:
-    from mtg_env.env import MultiTaskGameEnv
+    from mtg_env.envs.parallel import MultiTaskGameEnv
 
 #: The format this version writes and reads.
 FORMAT = "mtg_env.checkpoint/2"
@@ -361,7 +361,8 @@ def _legacy_message(env: MultiTaskGameEnv, checkpoint: Mapping[str, Any]) -> str
         f"checkpoint of format {LEGACY_FORMAT!r} (written before this mtg_env) keeps its consensus rule as a pickle, "
         "which is never unpickled (a pickle can run code). "
         + (
-            "This env's rule keeps no state, so mtg_env.checkpoint.upgrade_checkpoint(checkpoint, env) converts it "
+            "This env's rule keeps no state, so mtg_env.envs.checkpoint.upgrade_checkpoint(checkpoint, env) converts "
+            "it "
             "(the pickle is dropped unread); then load_state_dict the result"
             if env.game.rule_kind == "none"
             else f"This env's rule {rule_name(env.consensus)!r} keeps state, which only that pickle holds: regenerate "

@@ -1,47 +1,11 @@
-"""Consensus rules: how the shared trunk turns the players' proposals into one update.
-
-Each agent m proposes a trunk update p_m (a row of the proposal matrix P ∈ R^{M×n}); the trunk moves by
-Ψ ← Ψ + C(P). A rule is any callable ``C(P: Tensor[M, n]) -> Tensor[n]``; a rule that draws random
-numbers may define ``bind(generator)``, which the engine calls before every call with a CPU
-``torch.Generator`` seeded from the game's (seed, episode, step), so the seed decides every draw, on every
-device alike (a rule on a CUDA game draws on the CPU and moves its draws to ``P.device``). A rule with
-``loss_aware = True`` is called as ``C(P, losses)`` with the game's current
-losses ``[M]``: the loss-based methods of :mod:`mtg_env.loss_rules` (FAMO, uncertainty weighting, DWA, DB-MTL,
-GLS, GradNorm, and GradVac and FairGrad, which LibMTL ships and torchjd lacks).
-
-State. The engine is pure (a step never modifies the state it is given), so a rule that keeps state across
-steps gives it to the engine as tensors: ``init_state(M, n, dtype, device) -> dict[str, Tensor]`` (one game's
-state at reset) and ``step(state, P, losses, generator) -> (C(P), new state)``, a pure function; the engine
-carries every game's state in :attr:`mtg_env.engine.GameState.rule_state` and the env's checkpoints store it as
-tensors. The rules of :mod:`mtg_env.loss_rules` and Nash-MTL (its warm start) work so. A callable that keeps
-state on itself and defines ``reset()`` still works: every game gets its own reset copy, and each step moves a
-copy of it (its state then cannot be checkpointed). See :func:`rule_state_kind`.
-
-The rules of the multi-task learning literature come from `torchjd <https://torchjd.org>`_, whose
-aggregators act on *gradients* (rows g_m, the trunk then moving by −A(G)). Proposals are descent steps,
-p_m = −β g_m, so a torchjd aggregator A becomes the consensus rule
-
-    C(P) = −A(−P),
-
-the rows −P being the gradients scaled by β > 0. Every rule of the table is positively homogeneous,
-C(s·P) = s·C(P) for s > 0 (:attr:`RuleSpec.homogeneous`), so C(P) = −β A(G): the agents' step sizes reach
-the trunk. torchjd's cut-offs are absolute (e.g. CAGrad and UPGrad treat a squared norm below 1e-4 as
-zero), and proposals carry the step sizes, so the aggregator is called on P / s with s the largest row norm
-and its answer multiplied by s: the rule then holds C(s·P) = s·C(P) from s = 1e-8 to 1e8. Nash-MTL's
-bargaining direction is scale-invariant by design (degree 0: Gα = 1/α fixes the step's size, which the
-paper then sets with the optimizer's learning rate); here its step is the unit bargaining direction times
-the proposals' mean norm (1/M) Σ_m ‖p_m‖, the agents' mean step, so it too is homogeneous; its
-``max_norm`` option (default 0: none) caps the step. ``mgda`` is solved exactly (Wolfe's min-norm-point
-algorithm, :mod:`mtg_env._minnorm`) for any number of tasks. See :data:`RULE_TABLE`.
-"""
+"""Resolving a rule by name (:func:`consensus_rule`), torchjd's aggregators as rules (:class:`AggregatorRule`), and
+what the engine asks of a rule: its state kind, loss floor, config, differentiability, one step."""
 
 from __future__ import annotations
 
 import inspect
 import math
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -49,323 +13,26 @@ import torch
 from torch import Tensor
 
 from mtg_env._args import int_arg, real_arg
-from mtg_env._minnorm import min_norm_weights, pareto_stationarity
-
-
-class ConsensusWarning(UserWarning):
-    """A consensus rule could not do what it promises this step (e.g. Nash-MTL's solver failed)."""
-
-
-#: A consensus rule: proposals ``P`` of shape ``[M, n]`` (rows = tasks) to one trunk update ``[n]``.
-ConsensusRule = Callable[[Tensor], Tensor]
-#: One game's state of a stateful rule: tensors by name (see :func:`rule_state_kind`).
-RuleState = dict[str, Tensor]
-
-
-def sum_rule(proposals: Tensor) -> Tensor:
-    """Sum of the proposals (Eq. 24); batched: ``[..., M, n] -> [..., n]``."""
-    return proposals.sum(-2)
-
-
-def mean_rule(proposals: Tensor) -> Tensor:
-    """Mean of the proposals (Eq. 21); batched: ``[..., M, n] -> [..., n]``."""
-    return proposals.mean(-2)
-
-
-@dataclass(frozen=True)
-class RuleSpec:
-    """A named consensus rule: what it does, where it comes from, and how to build it."""
-
-    meaning: str
-    """One line: what C(P) is."""
-    paper: str
-    """Where the rule is defined."""
-    aggregator: str | None = None
-    """The torchjd aggregator class behind it (``None`` for our own sum, mean and exact mgda)."""
-    randomized: bool = False
-    """Whether the rule draws random numbers (then the env's generator feeds it)."""
-    min_tasks: int = 1
-    """Fewest tasks the rule is defined for (with its default options)."""
-    differentiable: bool = True
-    """Whether its output is differentiable in the proposals (a differentiable unroll can pass through it);
-    rules solved by quadprog or cvxpy are not, nor are torchjd's aggregators that run under ``no_grad``
-    (PCGrad, GradDrop, IMTL-G); tested: a rule marked differentiable returns an output with a graph."""
-    homogeneous: bool = False
-    """Whether C(s·P) = s·C(P) for every s > 0 (tested for s in [1e-8, 1e8]): the rule is positively
-    homogeneous by its paper (or, for ``nash_mtl``, by its step-size convention), and the env calls the torchjd
-    aggregator on P / s(P), s(P) its largest row norm, and multiplies back, so torchjd's absolute cut-offs
-    (e.g. a squared norm below 1e-4) act on a matrix of unit scale, whatever the agents' step sizes."""
-
-
-#: Every rule available by name: ``consensus="<name>"`` in the env, or :func:`consensus_rule`.
-RULE_TABLE: dict[str, RuleSpec] = {
-    "sum": RuleSpec("Σ_m p_m", "Lee 2023, Eq. 24 (Definition 3)", homogeneous=True),
-    "mean": RuleSpec("(1/M) Σ_m p_m", "Lee 2023, Eq. 20-21 (pseudo-gradient)", homogeneous=True),
-    "mgda": RuleSpec(
-        "minimum-norm point of the convex hull of the proposals (exact: Wolfe's min-norm-point algorithm)",
-        "Désidéri 2012; Sener & Koltun 2018",
-        homogeneous=True,
-    ),
-    "pcgrad": RuleSpec(
-        "each proposal projected off the ones it conflicts with (random order), then summed",
-        "Yu et al. 2020 (PCGrad)",
-        "PCGrad",
-        randomized=True,
-        differentiable=False,
-        homogeneous=True,
-    ),
-    "cagrad": RuleSpec(
-        "the mean, moved to raise the worst task's improvement within a ball of radius c·‖mean‖ (c=0.5)",
-        "Liu et al. 2021 (CAGrad)",
-        "CAGrad",
-        differentiable=False,
-        homogeneous=True,
-    ),
-    "nash_mtl": RuleSpec(
-        "the Nash bargaining direction Σ α_m p_m (Gα = 1/α), scaled to the proposals' mean norm (1/M) Σ_m ‖p_m‖",
-        "Navon et al. 2022 (Nash-MTL)",
-        "NashMTL",
-        differentiable=False,
-        homogeneous=True,
-    ),
-    "upgrad": RuleSpec(
-        "mean of the proposals each projected onto the dual cone of all of them (never conflicts)",
-        "Quinton & Rey 2024 (Jacobian descent, UPGrad)",
-        "UPGrad",
-        differentiable=False,
-        homogeneous=True,
-    ),
-    "imtl_g": RuleSpec(
-        "Σ α_m p_m with equal projections onto every unit proposal",
-        "Liu et al. 2021 (IMTL-G)",
-        "IMTLG",
-        differentiable=False,
-        homogeneous=True,
-    ),
-    "aligned_mtl": RuleSpec(
-        "proposals orthonormalised by the Gram eigen-decomposition (condition number 1), then summed",
-        "Senushkin et al. 2023 (Aligned-MTL)",
-        "AlignedMTL",
-        homogeneous=True,
-    ),
-    "dualproj": RuleSpec(
-        "the mean projected onto the dual cone of the proposals",
-        "Lopez-Paz & Ranzato 2017 (A-GEM/DualProj)",
-        "DualProj",
-        differentiable=False,
-        homogeneous=True,
-    ),
-    "graddrop": RuleSpec(
-        "per coordinate, keep only the proposals of one sign, drawn by sign purity",
-        "Chen et al. 2020 (GradDrop)",
-        "GradDrop",
-        randomized=True,
-        differentiable=False,
-        homogeneous=True,
-    ),
-    "random": RuleSpec(
-        "Σ w_m p_m with w = softmax(N(0, I)) drawn every step (random loss weighting)",
-        "Lin et al. 2022 (RLW)",
-        "Random",
-        randomized=True,
-        homogeneous=True,
-    ),
-    "krum": RuleSpec(
-        "the proposal closest to its M − f − 2 nearest others (f = n_byzantine, default 1 if M ≥ 4)",
-        "Blanchard et al. 2017 (Krum)",
-        "Krum",
-        min_tasks=3,
-        homogeneous=True,
-    ),
-    "trimmed_mean": RuleSpec(
-        "per coordinate, the mean after dropping the trim_number (default 1) largest and smallest",
-        "Yin et al. 2018 (trimmed mean)",
-        "TrimmedMean",
-        min_tasks=3,
-        homogeneous=True,
-    ),
-    # Loss-aware and stateful rules (mtg_env.loss_rules): they see the current losses and keep state per game.
-    "uw": RuleSpec(
-        "Σ p_m / (2 e^{s_m}), the log variances s learned on Σ ℓ_m / (2 e^{s_m}) + s_m / 2 (loss-aware)",
-        "Kendall et al. 2018 (uncertainty weighting)",
-    ),
-    "dwa": RuleSpec(
-        "Σ w_m p_m, w = M softmax(r / T), r_m = ℓ_m now / ℓ_m a step earlier, T = 2 (loss-aware; losses > 0)",
-        "Liu et al. 2019 (DWA)",
-    ),
-    "famo": RuleSpec(
-        "Σ w_m p_m, w ∝ softmax(ξ)_m / ℓ_m, the logits ξ moved by Adam to balance the log-loss decreases "
-        "(loss-aware; losses > 0)",
-        "Liu et al. 2023 (FAMO)",
-    ),
-    "gradvac": RuleSpec(
-        "each proposal moved towards the others (random order) up to EMA targets of their cosines, then summed",
-        "Wang et al. 2021 (GradVac)",
-        randomized=True,
-    ),
-    "fairgrad": RuleSpec(
-        "Σ w_m p_m with (P Pᵀ) w = w^{-1/α}, the α-fair allocation; C(βP) = β^{(1-α)/(1+α)} C(P), scale-invariant "
-        "at the default α = 1",
-        "Ban & Ji 2024 (FairGrad)",
-        differentiable=False,
-    ),
-    "db_mtl": RuleSpec(
-        "log-loss proposals p_m / ℓ_m averaged over steps, each scaled to the longest, summed (loss-aware; losses > 0)",
-        "Lin et al. 2023 (DB-MTL)",
-    ),
-    "gls": RuleSpec(
-        "the gradient of (Π ℓ_m)^{1/M}: (1/M)(Π ℓ)^{1/M} Σ p_m / ℓ_m (loss-aware; losses > 0)",
-        "Chennupati et al. 2019 (geometric loss strategy)",
-    ),
-    "gradnorm": RuleSpec(
-        "Σ w_m p_m, w = M softmax(s), s learned by Adam to equalise ‖w_m p_m‖ up to loss-ratio targets (α = 1.5; "
-        "loss-aware; losses > 0)",
-        "Chen et al. 2018 (GradNorm)",
-    ),
-}
-
-#: Names of the built-in consensus rules.
-CONSENSUS_RULES: tuple[str, ...] = tuple(RULE_TABLE)
-
-_OWN_RULES: dict[str, ConsensusRule] = {"sum": sum_rule, "mean": mean_rule}
-#: Rules built by :mod:`mtg_env.loss_rules`.
-_LOSS_RULES = ("uw", "dwa", "famo", "gradvac", "fairgrad", "db_mtl", "gls", "gradnorm")
-
-
-class MinNormAggregator:
-    """MGDA's aggregator, exact: the minimum-norm point Σ_m w_m g_m of the convex hull of the rows of G
-    (Désidéri 2012; Sener & Koltun 2018, Eq. 3), the weights from Wolfe's algorithm on the Gram matrix
-    (:func:`mtg_env._minnorm.min_norm_weights`), computed outside autograd; the combination keeps the graph."""
-
-    def __call__(self, gradients: Tensor) -> Tensor:
-        weights = min_norm_weights(gradients.detach() @ gradients.detach().T)
-        return weights.to(gradients.dtype) @ gradients
-
-    def __repr__(self) -> str:
-        return "MinNormAggregator()"
-
-
-def bargaining_weights(gram: Tensor, start: Tensor | None = None, max_iter: int = 100) -> Tensor | None:
-    """The Nash bargaining weights α > 0 with Kα = 1/α (elementwise) for a Gram matrix K = G Gᵀ (Navon et al.
-    2022, Eq. 4: ⟨g_m, d⟩ = 1/α_m for d = Σ α_m g_m), in float64; ``None`` when there is none.
-
-    Kα = 1/α is the stationarity condition of φ(α) = ½ αᵀKα − Σ_m log α_m, strictly convex and self-concordant
-    on α > 0, so damped Newton steps (α − Δ/(1 + λ), λ the Newton decrement; full steps once λ < 0.25) stay
-    positive and converge to its unique minimiser whenever one exists, quadratically near it. φ has no
-    minimiser exactly when 0 is in the convex hull of the rows (then Newton's iterates run off and the
-    iteration cap ends the search).
-
-    Args:
-        gram: ``[M, M]`` symmetric positive semi-definite.
-        start: Optional positive ``[M]`` starting point (e.g. an approximate solver's answer).
-        max_iter: Newton steps at most.
-    """
-    k = gram.detach().to(torch.float64).cpu()
-    diag = k.diagonal()
-    if not bool(torch.isfinite(k).all()) or not bool((diag > 0).all()):
-        return None
-    alpha = 1.0 / diag.sqrt()  # the solution when the rows are orthogonal
-    if start is not None:
-        start = start.detach().to(torch.float64).cpu()
-        if start.shape == alpha.shape and bool(torch.isfinite(start).all()) and bool((start > 0).all()):
-            alpha = start
-    for _ in range(max_iter):
-        grad = k @ alpha - 1.0 / alpha
-        hess = k + torch.diag(alpha.pow(-2))
-        delta, info = torch.linalg.solve_ex(hess, grad)
-        if int(info) != 0 or not bool(torch.isfinite(delta).all()):
-            return None  # the iterates ran off towards a direction with Kα = 0: no minimiser
-        decrement = max(float(grad @ delta), 0.0) ** 0.5
-        alpha = alpha - delta if decrement < 0.25 else alpha - delta / (1.0 + decrement)
-        if decrement < 1e-9:  # quadratic convergence: the next error is far below round-off
-            break
-    else:
-        return None
-    return alpha if _meets_bargaining(k, alpha) else None
-
-
-def _meets_bargaining(gram: Tensor, alpha: Tensor, rtol: float = 1e-9) -> bool:
-    """Whether α > 0 solves Kα = 1/α to ``rtol`` (relative to 1/α)."""
-    if not bool(torch.isfinite(alpha).all()) or not bool((alpha > 0).all()):
-        return False
-    inverse = 1.0 / alpha
-    return float((gram @ alpha - inverse).norm()) <= rtol * float(inverse.norm())
-
-
-def _near_bargaining(gram: Tensor, alpha: Tensor) -> bool:
-    """Whether d = Σ α_m g_m is a bargaining direction to the accuracy torchjd's solve aims at: every
-    ⟨g_m, d⟩ > 0 and Σ_m g_m / ⟨g_m, d⟩ within 1 − 1e-3 in cosine of d (the optimality condition up to scale)."""
-    dots = gram @ alpha
-    if not bool(torch.isfinite(dots).all()) or not bool((dots > 0).all()):
-        return False
-    inverse = 1.0 / dots
-    cos = float(inverse @ gram @ alpha) / (float(inverse @ gram @ inverse) * float(alpha @ gram @ alpha)) ** 0.5
-    return cos > 1 - 1e-3
-
-
-class IMTLGAggregator:
-    """IMTL-G's aggregator (Liu et al. 2021; torchjd's generalisation to linearly dependent rows): the
-    combination d = Σ_m α_m g_m with Σα = 1 whose projections onto every unit row g_m/‖g_m‖ are equal,
-    α = (G Gᵀ)⁺ diag(G Gᵀ)^½ normalised.
-
-    torchjd forms the pseudo-inverse of the Gram matrix, whose condition number is the square of G's: on
-    near-duplicate rows the answer was 1e-2 off. Here the same quantities come from the SVD of G itself,
-    G = U Σ Vᵀ: v = (G Gᵀ)⁺ s = U Σ⁻² Uᵀ s and Gᵀv = V Σ⁻¹ Uᵀ s, s the row norms, singular values below
-    max(M, n)·eps·σ_max dropped (the pseudo-inverse's cut, on G's scale), all in float64. Non-differentiable
-    (as torchjd's)."""
-
-    def __call__(self, gradients: Tensor) -> Tensor:
-        g = gradients.detach().to(torch.float64)
-        norms = g.norm(dim=1)
-        u, sigma, vh = torch.linalg.svd(g, full_matrices=False)
-        keep = sigma > max(g.shape) * torch.finfo(torch.float64).eps * sigma.max()
-        u, sigma, vh = u[:, keep], sigma[keep], vh[keep]
-        coords = u.T @ norms
-        total = float((coords / sigma.square()) @ u.sum(0))  # Σ_m v_m
-        if abs(total) < 1e-12:  # torchjd's cut: no combination with Σα = 1 (the rows cancel)
-            return gradients.sum(0) * 0.0
-        direction = vh.T @ (coords / sigma) / total
-        return direction.to(gradients.dtype)
-
-    def __repr__(self) -> str:
-        return "IMTLGAggregator()"
-
-
-class KrumAggregator:
-    """Krum (Blanchard et al. 2017) and Multi-Krum: the mean of the ``n_selected`` rows with the least score,
-    a row's score the sum of its distances to its M − f − 2 nearest other rows (f = ``n_byzantine``); torchjd's
-    ``Krum`` options and weights.
-
-    The distances are ‖g_i − g_j‖ computed from the differences, the same operations for (i, j) and (j, i), and
-    equal scores go to the lowest index (a stable sort). torchjd's take them from the Gram matrix
-    (‖g_i‖² + ‖g_j‖² − 2⟨g_i, g_j⟩: cancellation for close rows, and a GEMM not symmetric to the bit), so with
-    M − f − 2 = 1, where the two closest rows always tie, rounding picked the row, and the pick changed with the
-    scale of the proposals and with MKL's code path."""
-
-    def __init__(self, n_byzantine: int, n_selected: int = 1) -> None:
-        self.n_byzantine = n_byzantine
-        self.n_selected = n_selected
-
-    def __call__(self, gradients: Tensor) -> Tensor:
-        m = gradients.shape[0]
-        if m < self.n_byzantine + 3 or m < self.n_selected:
-            raise ValueError(
-                f"krum with n_byzantine={self.n_byzantine}, n_selected={self.n_selected} needs at least "
-                f"{max(self.n_byzantine + 3, self.n_selected)} proposals, got {m}"
-            )
-        g = gradients.detach()
-        # [M, M], exactly symmetric (g_j − g_i and g_i − g_j have the same magnitudes), zero diagonal; a row at a
-        # time, so memory stays M·n
-        distances = torch.stack([(g - row).norm(dim=1) for row in g])
-        nearest = torch.sort(distances, dim=1, stable=True).values[:, 1 : m - self.n_byzantine - 1]
-        scores = nearest.sum(dim=1)
-        chosen = torch.sort(scores, stable=True).indices[: self.n_selected]
-        weights = torch.zeros(m, dtype=gradients.dtype, device=gradients.device)
-        weights[chosen] = 1.0 / self.n_selected
-        return weights @ gradients
-
-    def __repr__(self) -> str:
-        return f"KrumAggregator(n_byzantine={self.n_byzantine}, n_selected={self.n_selected})"
+from mtg_env.consensus.aggregators import (
+    IMTLGAggregator,
+    KrumAggregator,
+    MinNormAggregator,
+    _near_bargaining,
+    bargaining_weights,
+)
+from mtg_env.consensus.loss_rules import make_loss_rule
+from mtg_env.consensus.minnorm import pareto_stationarity
+from mtg_env.consensus.table import (
+    _LOSS_RULES,
+    _OWN_RULES,
+    CONSENSUS_RULES,
+    RULE_TABLE,
+    ConsensusRule,
+    ConsensusWarning,
+    RuleState,
+    mean_rule,
+    sum_rule,
+)
 
 
 class AggregatorRule:
@@ -623,8 +290,6 @@ def consensus_rule(rule: str | ConsensusRule, num_tasks: int | None = None, **op
             "or pass a callable f(P: Tensor[M, n]) -> Tensor[n]"
         )
     if rule in _LOSS_RULES:
-        from mtg_env.loss_rules import make_loss_rule  # a leaf import: loss_rules needs nothing from here
-
         return make_loss_rule(rule, **options)  # type: ignore[no-any-return]
     if rule in _OWN_RULES:
         if options:
@@ -730,7 +395,7 @@ def is_batched_rule(rule: ConsensusRule) -> bool:
 
 def rule_state_kind(rule: ConsensusRule) -> str:
     """How ``rule`` keeps state across steps: ``"tensors"`` (it defines ``init_state`` and ``step``, the pure form of
-    :mod:`mtg_env.loss_rules`: the engine carries the state as tensors; an empty ``init_state`` means none),
+    :mod:`mtg_env.consensus.loss_rules`: the engine carries the state as tensors; an empty ``init_state`` means none),
     ``"object"`` (a callable that keeps state on itself and defines ``reset()``: the engine gives every game its own
     copy and steps a copy of it, never the object in the state), or ``"none"``."""
     if callable(getattr(rule, "init_state", None)) and callable(getattr(rule, "step", None)):
@@ -749,7 +414,7 @@ def rule_loss_floor(
     rule: ConsensusRule, num_tasks: int, dtype: torch.dtype, device: torch.device | str
 ) -> Tensor | None:
     """``[M]``: the floor every finite loss must stay above for ``rule`` (a rule with ``positive_losses = True``
-    and a ``loss_floor`` method, as those of :mod:`mtg_env.loss_rules`), or ``None`` for a rule that takes any
+    and a ``loss_floor`` method, as those of :mod:`mtg_env.consensus.loss_rules`), or ``None`` for a rule that takes any
     losses."""
     floor = getattr(rule, "loss_floor", None)
     if getattr(rule, "positive_losses", False) is not True or not callable(floor):

@@ -1,6 +1,6 @@
 """The vector env as a TorchRL ``EnvBase``: B games as one env of ``batch_size=[B]``.
 
-    env = mtg_env.vector.to_torchrl(mtg_env.vector_env(num_games=64, suite="regression", action_mode="step_size"))
+    env = mtg_env.wrappers.to_torchrl(mtg_env.vector_env(num_games=64, suite="regression", action_mode="step_size"))
     env.set_seed(0)                                  # game b plays seed 0 + b
     data = env.rollout(200, policy, break_when_any_done=False)
 
@@ -25,7 +25,7 @@ from torchrl.envs import EnvBase
 
 from mtg_env import engine
 from mtg_env.engine.state import GameState
-from mtg_env.vector import VectorGameEnv
+from mtg_env.envs.vector import VectorGameEnv
 
 __all__ = ["TorchRLGameEnv"]
 
@@ -35,7 +35,7 @@ _SNAP_FRACTION = 1e-5
 
 
 class TorchRLGameEnv(EnvBase):
-    """A :class:`~mtg_env.vector.VectorGameEnv` as a batched TorchRL env (see the module docstring).
+    """A :class:`~mtg_env.envs.VectorGameEnv` as a batched TorchRL env (see the module docstring).
 
     Args:
         venv: The games. The env steps them through :mod:`mtg_env.engine` and keeps ``venv.state`` current.
@@ -49,7 +49,7 @@ class TorchRLGameEnv(EnvBase):
 
     def __init__(self, venv: VectorGameEnv, seed: int | None = None):
         if not isinstance(venv, VectorGameEnv):
-            raise TypeError(f"venv must be a mtg_env.vector.VectorGameEnv, got {type(venv).__name__}")
+            raise TypeError(f"venv must be a mtg_env.envs.VectorGameEnv, got {type(venv).__name__}")
         super().__init__(device=venv.device, batch_size=torch.Size([venv.num_games]))
         self.venv = venv
         b, m, d, k = venv.num_games, venv.num_tasks, venv.observation_size, venv.action_size

@@ -7,8 +7,9 @@
 Game b of the vector env plays exactly the episode that ``parallel_env`` (same options) plays with the same
 seed. Finished games reset in the same step (SB3's convention): the returned observation is the new
 episode's first, the last one is in ``infos["final_observation"]`` (rows of finished games), and the game
-plays its seed's next episode. Adapters: :func:`to_torchrl` (a TorchRL ``EnvBase``) and :func:`to_sb3` (an
-SB3 ``VecEnv`` with every task of every game as one env, for one shared policy).
+plays its seed's next episode. Adapters (a layer above, :mod:`mtg_env.wrappers`): :func:`~mtg_env.wrappers.to_torchrl`
+(a TorchRL ``EnvBase``) and :func:`~mtg_env.wrappers.to_sb3` (an SB3 ``VecEnv`` with every task of every game as
+one env, for one shared policy).
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from torch import Tensor
 
 from mtg_env import engine
 from mtg_env.engine.game import NUM_FEATURES, Game
-from mtg_env.engine.rng import check_seed
 from mtg_env.engine.state import GameState, StepOutput
-from mtg_env.env import MultiTaskGameEnv
+from mtg_env.envs.parallel import MultiTaskGameEnv
+from mtg_env.rng import check_seed
 
 
 class VectorGameEnv:
@@ -189,23 +190,3 @@ class VectorGameEnv:
 def vector_env(num_games: int, **kwargs: Any) -> VectorGameEnv:
     """``num_games`` games at once, torch in and out; takes :func:`mtg_env.parallel_env`'s arguments."""
     return VectorGameEnv(num_games, **kwargs)
-
-
-def to_torchrl(venv: VectorGameEnv) -> Any:
-    """The vector env as a TorchRL ``EnvBase`` with ``batch_size=[B]`` (needs ``pip install mtg-env[marl]``);
-    see :mod:`mtg_env._torchrl_vector`."""
-    try:
-        from mtg_env._torchrl_vector import TorchRLGameEnv
-    except ImportError as err:  # pragma: no cover - depends on the installed extras
-        raise ImportError("to_torchrl needs TorchRL: pip install 'mtg-env[marl]'") from err
-    return TorchRLGameEnv(venv)
-
-
-def to_sb3(venv: VectorGameEnv) -> Any:
-    """The vector env as a Stable-Baselines3 ``VecEnv`` with every task of every game as one of its B · M envs
-    (one shared policy); needs ``pip install mtg-env[marl]``; see :mod:`mtg_env._sb3_vector`."""
-    try:
-        from mtg_env._sb3_vector import SB3GameVecEnv
-    except ImportError as err:  # pragma: no cover - depends on the installed extras
-        raise ImportError("to_sb3 needs Stable-Baselines3: pip install 'mtg-env[marl]'") from err
-    return SB3GameVecEnv(venv)

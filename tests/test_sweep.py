@@ -92,7 +92,7 @@ def _cluster() -> Any:
 
     if ray.is_initialized():
         pytest.skip("a Ray session is already running in this process")
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     return cluster

@@ -4,7 +4,8 @@ In ``update`` mode they are the textbook per-coordinate rules applied to the age
 [∇_Θ ℓ_m; ∇_Ψ ℓ_m] (the trunk part becomes the agent's proposal). In ``step_size`` mode the env fixes
 the direction to −g, so only a scalar step per block can adapt: the agents then use the norm form of
 the same rule, α = lr / (√v̂ + ε) with v the moving average of ‖g‖²/dim (no momentum direction), which
-gives steps whose per-coordinate RMS matches the per-coordinate rule's.
+gives steps whose per-coordinate RMS matches the per-coordinate rule's. The rule itself (both forms) is
+:class:`agents.rules.AdaptiveRule`; this module is its numpy players.
 """
 
 from __future__ import annotations
@@ -13,14 +14,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from gymnasium import spaces
 
-from agents.base import ObservationReader, ReaderPlayer, check_step_sizes
+from agents.base import ObservationReader, RulePlayer, check_step_sizes
+from agents.rules import AdaptiveRule
 from mtg_env._args import real_arg
 
 
-class _AdaptiveAgent(ReaderPlayer):
-    """Moment bookkeeping shared by Adam (beta1 > 0, bias-corrected) and RMSprop (beta1 = 0)."""
+class _AdaptiveAgent(RulePlayer):
+    """The numpy player of :class:`~agents.rules.AdaptiveRule`: Adam (beta1 > 0, bias-corrected) and RMSprop
+    (beta1 = 0, no bias correction)."""
 
     _bias_correction = True
 
@@ -28,39 +32,23 @@ class _AdaptiveAgent(ReaderPlayer):
         self.lr, self.trunk_lr = check_step_sizes(lr, trunk_lr)
         self._beta1, self._beta2, self.eps = beta1, beta2, real_arg("eps", eps, low=0.0, low_open=True)
         self._reader = None
-        self.t = 0
+        self._rule = None
+
+    def make_rule(self, lrs: torch.Tensor) -> AdaptiveRule:
+        return AdaptiveRule(lrs, self._beta1, self._beta2, self.eps, self._bias_correction)
 
     def reset(self, observation: np.ndarray, info: Mapping[str, Any], action_space: spaces.Box) -> None:
-        self._reader = ObservationReader(info, action_space)
-        self.t = 0
-        size = self._reader.head_size + self._reader.trunk_size
-        if self._reader.mode == "update":
-            self._m = np.zeros(size, dtype=np.float64)
-            self._v = np.zeros(size, dtype=np.float64)
-            self._lrs = np.empty(size, dtype=np.float64)
-            self._lrs[: self._reader.head_size] = self.lr
-            self._lrs[self._reader.head_size :] = self.lr if self.trunk_lr is None else self.trunk_lr
-        else:
-            self._v = np.zeros(2, dtype=np.float64)  # (head, trunk) mean squared gradient coordinate
+        reader = ObservationReader(info, action_space)
+        self._start(reader, per_block=reader.mode == "step_size")
 
     def act(self, observation: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
-        reader = self._started()
-        self.t += 1
-        b1, b2 = self._beta1, self._beta2
-        c1 = 1.0 - b1**self.t if self._bias_correction else 1.0
-        c2 = 1.0 - b2**self.t if self._bias_correction else 1.0
-        if reader.mode == "step_size":
-            norms = np.asarray(reader.grad_norms(observation), dtype=np.float64)
-            dims = np.maximum([reader.head_size, reader.trunk_size], 1)
-            self._v = b2 * self._v + (1 - b2) * norms**2 / dims
-            lrs = np.array([self.lr, self.lr if self.trunk_lr is None else self.trunk_lr])
-            steps = lrs / (np.sqrt(self._v / c2) + self.eps)
-            return reader.step_action(np.log(steps))
-        g = np.concatenate(reader.grads(observation)).astype(np.float64)
-        self._m = b1 * self._m + (1 - b1) * g
-        self._v = b2 * self._v + (1 - b2) * g * g
-        step = -self._lrs * (self._m / c1) / (np.sqrt(self._v / c2) + self.eps)
-        return reader.update_action(step[: reader.head_size], step[reader.head_size :], observation)
+        reader, rule = self._rule_started()
+        if reader.mode == "update":
+            return self._update_action(observation)
+        assert isinstance(rule, AdaptiveRule)
+        norms = torch.tensor([reader.grad_norms(observation)], dtype=torch.float64)
+        dims = torch.tensor([[max(reader.head_size, 1), max(reader.trunk_size, 1)]], dtype=torch.float64)
+        return reader.step_action(np.log(rule.norm_step(norms, dims)[0].numpy()))
 
 
 class AdamAgent(_AdaptiveAgent):

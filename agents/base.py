@@ -7,8 +7,10 @@ from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+import torch
 from gymnasium import spaces
 
+from agents.rules import Rule, coordinate_lrs
 from mtg_env._args import real_arg
 from mtg_env.engine.codec import decode_numpy, encode
 from mtg_env.envs.parallel import FEATURES
@@ -48,6 +50,46 @@ class ReaderPlayer:
         if self._reader is None:
             raise RuntimeError("call agent.reset(observation, info, action_space) before act()")
         return self._reader
+
+
+class RulePlayer(ReaderPlayer):
+    """A player whose arithmetic is a rule of :mod:`agents.rules`, run with B = 1 on its own gradient: this is the
+    adapter from its observation to the rule's tensors and from the rule's update to its action."""
+
+    lr: float
+    """The head step size."""
+    trunk_lr: float | None
+    """The trunk step size (``None``: ``lr``)."""
+    _rule: Rule | None = None
+
+    def make_rule(self, lrs: torch.Tensor) -> Rule:
+        """This player's rule for B players with step sizes ``lrs [B, D]`` (its other settings its own)."""
+        raise NotImplementedError
+
+    @property
+    def t(self) -> int:
+        """Steps played this episode."""
+        return 0 if self._rule is None else self._rule.t
+
+    def _start(self, reader: ObservationReader, per_block: bool = False) -> None:
+        """Begin an episode with ``reader`` and a fresh rule: one step size per coordinate [∇_Θ ℓ; ∇_Ψ ℓ], or per
+        block (head, trunk) when ``per_block``."""
+        trunk_lr = self.lr if self.trunk_lr is None else self.trunk_lr
+        sizes = (1, 1) if per_block else (reader.head_size, reader.trunk_size)
+        self._rule = self.make_rule(coordinate_lrs([self.lr], [trunk_lr], *sizes))
+        self._reader = reader
+
+    def _rule_started(self) -> tuple[ObservationReader, Rule]:
+        reader = self._started()
+        assert self._rule is not None
+        return reader, self._rule
+
+    def _update_action(self, observation: np.ndarray) -> np.ndarray:
+        """The ``update``-mode action: the rule's update for the gradients of ``observation``."""
+        reader, rule = self._rule_started()
+        g = torch.from_numpy(np.concatenate(reader.grads(observation)))[None]
+        update = rule.step(g)[0].numpy()
+        return reader.update_action(update[: reader.head_size], update[reader.head_size :], observation)
 
 
 class ObservationReader:

@@ -1,8 +1,7 @@
-"""Batched torch forms of the baseline players: B games' players act at once on the engine's tensors.
+"""Batched forms of the baseline players: B games' players act at once on the engine's tensors.
 
-Each form plays exactly what its numpy player (:mod:`agents.gradient`, :mod:`agents.momentum`,
-:mod:`agents.adaptive`) plays in ``update`` mode, game by game, with one step size per game (a tensor
-``lrs [B]``): the same float64 arithmetic in the same order, cast to the game's dtype at the end, so a
+Each form runs its player's rule (:mod:`agents.rules`, the one the numpy player runs in ``update`` mode) with
+one row per game and one step size per game (a tensor ``lrs [B]``), cast to the game's dtype at the end, so a
 batch of games gives the numbers the env gives one game at a time (tested). The tuning protocol
 (:mod:`mtg_env.tuning`) uses them to run a whole grid of step sizes × seeds as one batch.
 """
@@ -14,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from agents.rules import Rule, coordinate_lrs
 from mtg_env.engine import Game
 
 #: The numpy player each batched form reproduces, by the name :func:`agents.make_agents` knows it by.
@@ -22,6 +22,8 @@ BATCHED_BASELINES: tuple[str, ...] = ("gradient", "momentum", "adam", "rmsprop")
 
 class BatchedBaseline:
     """The baseline ``name`` (with ``kwargs`` as :data:`agents.AGENTS` takes them) for B games of ``game``.
+
+    Every game's row holds all its tasks' coordinates, [heads; proposals flattened]; a task plays its own part.
 
     Args:
         name: ``gradient``, ``momentum``, ``adam`` or ``rmsprop``.
@@ -48,43 +50,23 @@ class BatchedBaseline:
             for lr in lrs.tolist()
         ]
         self.name, self.game = name, game
-        device = game.device
+        head_lr = [p.lr for p in self.players]
+        trunk_lr = [p.lr if p.trunk_lr is None else p.trunk_lr for p in self.players]
         h, n = int(game.head_index.numel()), game.trunk_size
-        head_lr = torch.tensor([p.lr for p in self.players], dtype=torch.float64, device=device)
-        trunk_lr = torch.tensor(
-            [p.lr if p.trunk_lr is None else p.trunk_lr for p in self.players], dtype=torch.float64, device=device
-        )
         #: ``[B, H + M n]`` each coordinate's step size in the layout [heads; proposals flattened].
-        self.lrs = torch.cat([head_lr[:, None].expand(-1, h), trunk_lr[:, None].expand(-1, game.num_tasks * n)], 1)
-        self.t = 0
-        self._first: Any = self.players[0]
-        self._m = torch.zeros_like(self.lrs)
-        self._v = torch.zeros_like(self.lrs)
+        self.lrs = coordinate_lrs(head_lr, trunk_lr, h, game.num_tasks * n, game.device)
+        #: The players' rule, one row per game (their other arguments are the same in every game).
+        self.rule: Rule = self.players[0].make_rule(self.lrs)
+
+    @property
+    def t(self) -> int:
+        """Steps played."""
+        return self.rule.t
 
     def act(self, head_grads: Tensor, jacobian: Tensor) -> tuple[Tensor, Tensor]:
         """``(head_updates [B, H], proposals [B, M, n])`` for the games' gradients, in the game's dtype."""
         game, bsz = self.game, head_grads.shape[0]
         h = int(game.head_index.numel())
         g = torch.cat([head_grads.reshape(bsz, -1), jacobian.reshape(bsz, -1)], 1)
-        p = self._first
-        if self.name == "gradient":
-            # As GradientAgent: (α_t, β_t) from its own schedule, times the gradient in the game's dtype (a
-            # Python float times a float32 array stays float32 in numpy).
-            steps = torch.tensor([q.steps(self.t) for q in self.players], dtype=torch.float64, device=g.device)
-            rates = torch.cat([steps[:, :1].expand(-1, h), steps[:, 1:].expand(-1, g.shape[1] - h)], 1)
-            step = -rates.to(g.dtype) * g
-        elif self.name == "momentum":
-            self._m = p.momentum * self._m - self.lrs * g.to(torch.float64)
-            step = self._m
-        else:
-            g = g.to(torch.float64)
-            b1, b2 = p._beta1, p._beta2
-            t = self.t + 1
-            c1 = 1.0 - b1**t if p._bias_correction else 1.0
-            c2 = 1.0 - b2**t if p._bias_correction else 1.0
-            self._m = b1 * self._m + (1 - b1) * g
-            self._v = b2 * self._v + (1 - b2) * g * g
-            step = -self.lrs * (self._m / c1) / ((self._v / c2).sqrt() + p.eps)
-        self.t += 1
-        step = step.to(game.dtype)
+        step = self.rule.step(g).to(game.dtype)
         return step[:, :h], step[:, h:].reshape(bsz, game.num_tasks, game.trunk_size)

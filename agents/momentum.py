@@ -1,4 +1,7 @@
-"""Heavy-ball momentum (Polyak 1964) on the agent's own gradient: the paper's rule (Eq. 23) with a velocity."""
+"""Heavy-ball momentum (Polyak 1964) on the agent's own gradient: the paper's rule (Eq. 23) with a velocity.
+
+The rule itself is :class:`agents.rules.MomentumRule`; this module is its numpy player.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +9,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import torch
 from gymnasium import spaces
 
-from agents.base import ObservationReader, ReaderPlayer, check_step_sizes
+from agents.base import ObservationReader, RulePlayer, check_step_sizes
+from agents.rules import MomentumRule
 from mtg_env._args import real_arg
 
 
-class MomentumAgent(ReaderPlayer):
+class MomentumAgent(RulePlayer):
     """Heavy-ball player: u_t = μ u_{t−1} − α g_t on [∇_Θ ℓ_m; ∇_Ψ ℓ_m], with u_{−1} = 0.
 
     The head part of u_t is the head update, the trunk part (with step β) the player's trunk proposal; with
@@ -31,10 +36,11 @@ class MomentumAgent(ReaderPlayer):
     def __init__(self, lr: float = 0.1, momentum: float = 0.9, trunk_lr: float | None = None):
         self.lr, self.trunk_lr = check_step_sizes(lr, trunk_lr)
         self.momentum = real_arg("momentum", momentum, 0.0, 1.0, high_open=True, hint="the heavy-ball coefficient")
-        self.t = 0
         self._reader = None
-        self._u = np.zeros(0, dtype=np.float64)
-        self._lrs = np.zeros(0, dtype=np.float64)
+        self._rule = None
+
+    def make_rule(self, lrs: torch.Tensor) -> MomentumRule:
+        return MomentumRule(lrs, self.momentum)
 
     def reset(self, observation: np.ndarray, info: Mapping[str, Any], action_space: spaces.Box) -> None:
         reader = ObservationReader(info, action_space)
@@ -43,20 +49,10 @@ class MomentumAgent(ReaderPlayer):
                 f"MomentumAgent needs action_mode='update' (got {reader.mode!r}): in step_size mode the env fixes "
                 "the direction to -g, so a velocity cannot be played; use GradientAgent or AdamAgent there"
             )
-        self._reader = reader
-        self.t = 0
-        h, n = reader.head_size, reader.trunk_size
-        self._u = np.zeros(h + n, dtype=np.float64)
-        self._lrs = np.empty(h + n, dtype=np.float64)
-        self._lrs[:h] = self.lr
-        self._lrs[h:] = self.lr if self.trunk_lr is None else self.trunk_lr
+        self._start(reader)
 
     def act(self, observation: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
-        reader = self._started()
-        self.t += 1
-        g = np.concatenate(reader.grads(observation)).astype(np.float64)
-        self._u = self.momentum * self._u - self._lrs * g
-        return reader.update_action(self._u[: reader.head_size], self._u[reader.head_size :], observation)
+        return self._update_action(observation)
 
     def __repr__(self) -> str:
         trunk = "" if self.trunk_lr is None else f", trunk_lr={self.trunk_lr}"

@@ -105,6 +105,19 @@ def test_the_batched_path_gives_the_env_paths_numbers(suite: str, name: str, kwa
     assert [r.lrs[0] for r in batched] == lrs and [r.seed for r in batched] == seeds
 
 
+@pytest.mark.parametrize("suite", ["regression", "digits"])
+@pytest.mark.parametrize("name", ["adam", "rmsprop", "momentum", "gradient"])
+def test_the_batched_path_gives_the_env_paths_numbers_in_float64(suite: str, name: str) -> None:
+    # float64 games keep every ulp of the players' float64 arithmetic (float32 games round most away): the batched
+    # adaptive rules' square root must be the numpy players' correctly rounded one, not MKL's (one ulp apart).
+    w = Workload(suite, "sum", horizon=12, suite_options=SMALL[suite], dtype="float64")
+    lrs, seeds = [0.01, 0.05], [5, 6]
+    batched = play(w, Baseline(name), lrs, seeds, batched=True)
+    one_by_one = play(w, Baseline(name), lrs, seeds, batched=False)
+    for b, (x, y) in enumerate(zip(batched, one_by_one, strict=True)):
+        assert x.to_dict() == y.to_dict(), f"game {b} (lr {lrs[b]}) differs"
+
+
 def test_a_game_does_not_depend_on_the_others_in_its_batch() -> None:
     w = workload("regression", "upgrad")
     alone = play(w, Baseline("adam"), [0.02], [11])[0]

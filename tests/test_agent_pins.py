@@ -1,0 +1,34 @@
+"""Every baseline player, in every form, plays the pinned trajectories of ``tests/data/agent_pins.pt`` (see
+``tests/agent_pins.py``): bit for bit on the platform that wrote them (torch build, CPU capability, MKL code path);
+elsewhere to √eps of the game's dtype, as the rule pins (``tests/test_rule_pins.py``): another CPU or MKL branch
+rounds the suites' products apart by an ulp, which ten steps grow by far less than a change of rule would."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.agent_pins import CASES, PIN_FILE, case_dtype, trajectory
+from tests.conftest import DEVICE
+from tests.rule_pins import platform_tag
+
+PINS = torch.load(PIN_FILE, weights_only=True)
+
+
+def test_every_case_is_pinned() -> None:
+    assert sorted(PINS["pins"]) == sorted(CASES)
+
+
+@pytest.mark.skipif(DEVICE != "cpu", reason="the pins are CPU trajectories")
+@pytest.mark.parametrize("name", list(CASES))
+def test_baseline_plays_its_pinned_trajectory(name: str) -> None:
+    expected = PINS["pins"][name]
+    got = trajectory(name)
+    assert set(got) == set(expected)
+    exact = PINS["platform"] == platform_tag()
+    tolerance = torch.finfo(case_dtype(name)).eps ** 0.5
+    for key, value in expected.items():
+        if exact:
+            assert torch.equal(got[key], value), f"{name}: {key} differs from the pin"
+        else:
+            torch.testing.assert_close(got[key], value, rtol=tolerance, atol=tolerance, msg=f"{name}: {key}")

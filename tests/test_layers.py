@@ -6,11 +6,11 @@ pyproject.toml, checked by import-linter's own ``lint-imports``; the circle chec
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 
 import grimp
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = ROOT / "pyproject.toml"

@@ -27,7 +27,7 @@ import numpy as np
 
 from mtg_env._io import write_atomic
 from mtg_env.bench import stats
-from mtg_env.bench.spec import BenchConfig
+from mtg_env.bench.config import BenchConfig
 
 CLIP = (-1.0, 2.0)
 TAU_MAX = 4.0

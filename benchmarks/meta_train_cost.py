@@ -24,7 +24,7 @@ from _timing import median_seconds_per_step  # benchmarks/ is on sys.path when r
 
 from agents.batched import BatchedBaseline
 from agents.learned import EngineDriver, new_rule
-from agents.learned.train import _step_log_ratio
+from agents.learned.meta_loss import _step_log_ratio
 from mtg_env import engine
 from mtg_env.consensus import consensus_rule
 from mtg_env.engine import Game

@@ -21,7 +21,7 @@ from agents.learned.checkpoint import WEIGHTS_DIR, load_rule
 from agents.learned.train import MetaTrainConfig, meta_train
 
 #: The shipped rules: name -> meta-training config (CPU, one thread; each rule with its suite's default options,
-#: :data:`agents.learned.train.SUITE_RULE_OPTIONS`).
+#: :data:`agents.learned.meta_config.SUITE_RULE_OPTIONS`).
 RUNS: dict[str, MetaTrainConfig] = {
     "learned_mlp_quadratic": MetaTrainConfig(
         agent="learned_mlp", suite="quadratic", iterations=120, games=8, configs=2, horizons=(20, 50, 100),

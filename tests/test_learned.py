@@ -26,8 +26,9 @@ from agents.learned import (
     shipped,
 )
 from agents.learned.family import build_suite, loss_floor, sample_config
+from agents.learned.meta_loss import _STREAM_VALID, _draws
 from agents.learned.rules import LSTMRule
-from agents.learned.train import _STREAM_VALID, MetaTrainConfig, _draws, evaluate_rule, meta_train
+from agents.learned.train import MetaTrainConfig, evaluate_rule, meta_train
 from mtg_env import engine
 from mtg_env.cli import main, parse_budget
 from tests.conftest import make_env

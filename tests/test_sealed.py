@@ -21,7 +21,8 @@ from agents.learned.family import (
     loss_floor,
     sample_config,
 )
-from agents.learned.train import _STREAM_GAMES, _STREAM_SEARCH, _STREAM_VALID, MetaTrainConfig, _draws
+from agents.learned.meta_loss import _STREAM_GAMES, _STREAM_SEARCH, _STREAM_VALID, _draws
+from agents.learned.train import MetaTrainConfig
 from mtg_env.bench.floors import Floor, least_squares_floor, true_floor
 from mtg_env.bench.sealed import (
     BASELINE_CONTROLS,

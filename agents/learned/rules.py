@@ -121,7 +121,7 @@ class MLPRuleConfig:
     """Also learn an additive direction for the heads' Adam step, −α(m̂/(√v̂ + ε) + B(c·b)) (a third network output).
     It does not vanish where the gradient does, so the rule no longer stops at the game's fixed points (it held the
     quadratic family at ≈ 1e-11 of its start); off by default, on for digits, whose games end far from one and
-    where it is worth a quarter of the final loss at 1× (``agents.learned.train.DIGITS_RULE``)."""
+    where it is worth a quarter of the final loss at 1× (``agents.learned.meta_config.DIGITS_RULE``)."""
     seed: int = 0
     """Seed of the initial weights."""
 
@@ -152,7 +152,7 @@ class MLPRule(nn.Module):
     moves keep growing (see ``brake_threshold``); players of one rule see the same moves and make the same cuts, so
     their steps stay equal and the game still converges where ``sum`` does. (The continuous, wearing-off variant,
     ``brake_step = 0`` and ``brake_recovery < 1``, is what the quadratic rule meta-trains with:
-    ``agents.learned.train.TRAINING_BRAKE``.)
+    ``agents.learned.meta_config.TRAINING_BRAKE``.)
 
     Parameters: the MLP (heads), log α, log η₀ (η before the first BB estimate) and γ of the heads, the trunk's
     time network, log α_Ψ and logit β.

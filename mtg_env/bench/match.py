@@ -13,7 +13,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from mtg_env.bench.spec import PolicySpec
+from mtg_env.bench.parts import PolicySpec
 from mtg_env.tuning import TuningProtocol, Workload, play, tune
 
 MatchKind = Literal["tune", "eval", "mixed"]

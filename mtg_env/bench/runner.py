@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mtg_env._io import write_atomic
+from mtg_env.bench.config import BenchConfig
 from mtg_env.bench.match import MatchSpec, canonical, run_match
-from mtg_env.bench.spec import SELFISH, BenchConfig
+from mtg_env.bench.parts import SELFISH
 
 Backend = Literal["local", "process", "ray"]
 BACKENDS: tuple[str, ...] = ("local", "process", "ray")

@@ -1,0 +1,197 @@
+"""What a meta-training run is (:mod:`agents.learned.train`): :class:`MetaTrainConfig` with the rules' per-suite
+default options (the brakes), :class:`MetaTrainResult`, and :class:`NonFiniteMetaUpdate`, the error that stops a run."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from agents.learned.checkpoint import LEARNED
+from agents.learned.rules import Rule
+from mtg_env._args import real_arg
+
+Method = Literal["tbptt", "es", "pes"]
+
+
+#: The MLP rule's trunk brake for the minibatch suites: continuous (cuts by the excess), a slow growth average
+#: (weight 0.05, from step 10) with a low threshold, no warm-up ramp (measured with the per-player gradient signal:
+#: regression 1.02–1.08 and digits 0.69–0.97 of the tuned baseline with a fast brake, 0.95–1.02 and 0.41–0.74 with
+#: this one; README, "Learned agents").
+MINIBATCH_BRAKE: dict[str, Any] = {"brake_weight": 0.05, "brake_threshold": 0.05, "brake_warmup": 10,
+                                   "brake_recovery": 1.0, "brake_step": 0.0, "trunk_warmup": 1}  # fmt: skip
+
+#: Digits' rule: the minibatch brake, and a learned direction offset on the heads' Adam step (its games end far from a
+#: stationary point, where the offset pays: without it the rule is level with tuned Adam at 1×, README).
+DIGITS_RULE: dict[str, Any] = {**MINIBATCH_BRAKE, "direction_offset": True}
+
+#: The brake the quadratic rule is meta-trained with: continuous and wearing off, so a trunk step that turns a game
+#: unstable costs the meta-loss (the game hovers at its stability edge) and the learned step stays clear of it. With
+#: the play brake (quantised, holding) in the loop meta-training learned a larger step that leaned on it (held-out
+#: quadratic draws, mean ratio at 1× 4.71 instead of 0.002, one training-family game diverged at 2×).
+TRAINING_BRAKE: dict[str, Any] = {"brake_step": 0.0, "brake_threshold": 0.1, "brake_recovery": 0.95}
+
+#: Options a rule meta-trains with but does not play with, per (agent, suite) when :attr:`MetaTrainConfig.train_rule`
+#: is ``None``: ``best.pt`` holds the rule with :meth:`MetaTrainConfig.rule_options` alone.
+SUITE_TRAIN_RULE_OPTIONS: dict[tuple[str, str], dict[str, Any]] = {("learned_mlp", "quadratic"): TRAINING_BRAKE}
+
+#: A rule's default options per (agent, suite) when :attr:`MetaTrainConfig.rule` is ``None``.
+SUITE_RULE_OPTIONS: dict[tuple[str, str], dict[str, Any]] = {
+    ("learned_mlp", "digits"): DIGITS_RULE,
+    ("learned_mlp", "regression"): {**MINIBATCH_BRAKE, "brake_threshold": 0.25},
+}
+
+
+@dataclass(frozen=True)
+class MetaTrainConfig:
+    """Hyper-parameters of a meta-training run."""
+
+    agent: str = "learned_mlp"
+    """The learned agent (``learned_mlp``, ``learned_lstm`` or ``learned_step``)."""
+    suite: str = "quadratic"
+    """The game family (``quadratic``, ``regression`` or ``digits``)."""
+    method: Method = "tbptt"
+    """``tbptt``, ``es`` or ``pes`` (see :mod:`agents.learned.train`)."""
+    iterations: int = 100
+    """Meta-iterations (episodes) at most."""
+    budget_s: float | None = None
+    """Stop after the iteration that passes this many seconds of wall time (``None``: no limit)."""
+    games: int = 8
+    """B: seeds per drawn game."""
+    configs: int = 2
+    """Games drawn from the family per iteration."""
+    horizons: tuple[int, ...] = (20, 50, 100)
+    """Curriculum: episode lengths, each for an equal share of the iterations."""
+    truncation: int = 10
+    """TBPTT / PES: steps per truncation."""
+    late_weight: float = 0.0
+    """The meta-loss weighs step t by 1 + late_weight · t / horizon (0: every step alike): more weight on where
+    the episode ends, which is what the final-loss comparison scores."""
+    meta_lr: float = 3e-3
+    """Adam's step on the rule's parameters."""
+    grad_clip: float = 1.0
+    """Meta-gradient norm clip."""
+    es_pairs: int = 8
+    """ES / PES: antithetic pairs per estimate."""
+    es_sigma: float = 0.01
+    """ES / PES: perturbation scale σ."""
+    val_every: int = 10
+    """Meta-validate every this many iterations (and after the last)."""
+    val_configs: int = 4
+    """Held-out game draws for validation."""
+    val_games: int = 4
+    """Held-out seeds per validation draw."""
+    trunk_search: tuple[float, ...] = ()
+    """Factors of the trunk step to try after training (``learned_mlp``, ``learned_step``; empty: none): the best
+    rule's trunk log step moved by log f for each f, scored by the meta-loss on whole episodes of ``val_configs``
+    training-family draws × ``games`` seeds at the longest horizon; the best is kept in ``best.pt``."""
+    val_metric: str = "mean"
+    """What meta-validation scores to keep the best rule: ``"mean"``, the meta-loss (the mean over the episode of
+    the per-step log-ratio on the games' batches); ``"final"``, log((L_T − L*) / (L_0 − L*)) on the whole training
+    objective at the episode's end, what ``docs/learned_results.py`` scores."""
+    consensus: str = "sum"
+    """The trunk's consensus rule."""
+    dtype: str = "float32"
+    """The games' dtype (the rule runs in float32)."""
+    seed: int = 0
+    """Decides every draw of the run."""
+    device: str = "cpu"
+    """Where the games and the rule live (``cuda`` on a GPU)."""
+    rule: dict[str, Any] | None = None
+    """Options of the rule's config (e.g. ``{"init_lr": 0.03}``); ``None``: the suite's defaults
+    (:data:`SUITE_RULE_OPTIONS`), ``{}``: the rule class's own."""
+    train_rule: dict[str, Any] | None = None
+    """Options on top of ``rule`` used only while meta-training (``best.pt`` plays without them); ``None``: the
+    suite's (:data:`SUITE_TRAIN_RULE_OPTIONS`), ``{}``: none."""
+
+    def __post_init__(self) -> None:
+        if self.agent not in LEARNED:
+            raise ValueError(f"agent must be one of {sorted(LEARNED)}, got {self.agent!r}")
+        if self.method not in ("tbptt", "es", "pes"):
+            raise ValueError(f"method must be 'tbptt', 'es' or 'pes', got {self.method!r}")
+        for name in ("iterations", "games", "configs", "truncation", "es_pairs", "val_every", "val_configs",
+                     "val_games"):  # fmt: skip
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if not self.horizons or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.horizons):
+            raise ValueError(f"horizons must be a non-empty tuple of ints >= 1, got {self.horizons!r}")
+        if self.budget_s is not None and not self.budget_s > 0:
+            raise ValueError(f"budget_s must be > 0 seconds or None, got {self.budget_s!r}")
+        real_arg("late_weight", self.late_weight, low=0.0, hint="0: every step alike")
+        if any(
+            isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f < math.inf for f in self.trunk_search
+        ):
+            raise ValueError(f"trunk_search must hold finite factors > 0, got {self.trunk_search!r}")
+        if self.trunk_search and self.agent == "learned_lstm":
+            raise ValueError(
+                "trunk_search needs a rule with a trunk step (learned_mlp, learned_step), not learned_lstm"
+            )
+        if self.val_metric not in ("mean", "final"):
+            raise ValueError(f"val_metric must be 'mean' or 'final', got {self.val_metric!r}")
+        for name in ("meta_lr", "grad_clip", "es_sigma"):  # inf or NaN would turn the rule's weights into NaN
+            real_arg(name, getattr(self, name), low=0.0, low_open=True)
+        try:
+            kind = torch.device(self.device).type
+        except (RuntimeError, TypeError, ValueError) as err:
+            raise ValueError(
+                f"device must be a torch device such as 'cpu' or 'cuda', got {self.device!r} ({err})"
+            ) from None
+        if kind not in ("cpu", "cuda"):
+            raise ValueError(f"device must be a CPU or CUDA device, got {self.device!r}")
+
+    def rule_options(self) -> dict[str, Any]:
+        """The options the played rule (``best.pt``) is built with: ``rule``, or the suite's defaults when ``None``."""
+        if self.rule is not None:
+            return dict(self.rule)
+        return dict(SUITE_RULE_OPTIONS.get((self.agent, self.suite), {}))
+
+    def training_rule_options(self) -> dict[str, Any]:
+        """The options the rule meta-trains with: :meth:`rule_options` updated by ``train_rule`` (or the suite's)."""
+        extra = (
+            self.train_rule
+            if self.train_rule is not None
+            else SUITE_TRAIN_RULE_OPTIONS.get((self.agent, self.suite), {})
+        )
+        return {**self.rule_options(), **extra}
+
+    @property
+    def mode(self) -> str:
+        """The action mode of the agent's games."""
+        return LEARNED[self.agent][2]
+
+    def horizon(self, iteration: int) -> int:
+        """The curriculum's episode length at ``iteration`` (0-based)."""
+        stage = min(len(self.horizons) - 1, iteration * len(self.horizons) // self.iterations)
+        return self.horizons[stage]
+
+
+@dataclass
+class MetaTrainResult:
+    """What a run did: its log rows, best validation meta-loss and where it wrote."""
+
+    rows: list[dict[str, float]]
+    best_val: float
+    best_iteration: int
+    out: Path | None
+    rule: Rule
+    seconds: float
+    trunk_factor: float = 1.0
+    """The factor ``trunk_search`` kept (1: none searched)."""
+    skipped_steps: int = 0
+    """Meta-steps left out because a game that blew up gave a non-finite meta-gradient (the rule not moved)."""
+
+
+class NonFiniteMetaUpdate(FloatingPointError):
+    """A meta-iteration produced a non-finite meta-loss or left non-finite values in the rule's parameters: the run
+    stops there, before anything of that iteration is written (``last.pt`` keeps the iteration before)."""
+
+
+def _config_dict(config: MetaTrainConfig) -> dict[str, Any]:
+    d = asdict(config)
+    d["horizons"] = list(config.horizons)
+    d["trunk_search"] = list(config.trunk_search)
+    return d

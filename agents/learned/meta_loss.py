@@ -1,0 +1,121 @@
+"""The meta-loss of a meta-training run (:mod:`agents.learned.train`): the games an iteration draws from its random
+streams, the rule unrolled on them through the engine (:class:`_Unroll`), the clamped per-step log-ratio
+log((L_t − L*) / (L_0 − L*)), and :func:`evaluate_rule` over whole episodes."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from agents.learned.batched import EngineDriver
+from agents.learned.family import build_suite, loss_floor, sample_config
+from agents.learned.meta_config import MetaTrainConfig
+from agents.learned.rules import Rule
+from mtg_env import engine
+from mtg_env.consensus import consensus_rule
+from mtg_env.engine import Game, GameState
+from mtg_env.suites import TaskSuite
+
+#: Offsets of the random streams (game draws, game seeds, ES noise, validation draws) under the run's seed.
+_STREAM_GAMES, _STREAM_NOISE, _STREAM_VALID, _STREAM_SEARCH = 1, 2, 3, 4
+#: Held-out game seeds start here; training seeds stay below.
+VALID_SEED_BASE = 2**40
+#: Meta-loss of a step is clamped into [log 1e-12, log 1e3] (a diverging game counts as 1000× its start).
+_LOG_LOW, _LOG_HIGH = math.log(1e-12), math.log(1e3)
+
+
+def _rng(config: MetaTrainConfig, stream: int, iteration: int) -> np.random.Generator:
+    return np.random.default_rng([config.seed, stream, iteration])
+
+
+def _game(config: MetaTrainConfig, suite_options: dict[str, Any], horizon: int) -> tuple[Game, float]:
+    suite = build_suite(config.suite, suite_options, device=config.device, dtype=config.dtype)
+    rule = consensus_rule(config.consensus, num_tasks=suite.num_tasks)
+    game = Game(suite, rule, action_mode=config.mode, horizon=horizon)  # type: ignore[arg-type]
+    return game, loss_floor(suite)
+
+
+def _draws(
+    config: MetaTrainConfig, iteration: int, stream: int, count: int, games: int
+) -> list[tuple[dict, list[int]]]:
+    """``count`` (suite options, B seeds) pairs of ``iteration`` (validation: its own stream, held-out seeds)."""
+    rng = _rng(config, stream, iteration)
+    base = VALID_SEED_BASE if stream == _STREAM_VALID else 0
+    out = []
+    for _ in range(count):
+        options = sample_config(config.suite, rng)
+        seeds = [base + int(s) for s in rng.integers(0, 2**39, size=games)]
+        out.append((options, seeds))
+    return out
+
+
+def _step_log_ratio(total: Tensor, start: Tensor, floor: float) -> Tensor:
+    """``[B]`` log((L_t − L*) / (L_0 − L*)), clamped (a diverged game's NaN counts as the upper clamp)."""
+    ratio = torch.log((total - floor).clamp_min(1e-30)) - torch.log((start - floor).clamp_min(1e-30))
+    ratio = torch.nan_to_num(ratio, nan=_LOG_HIGH, posinf=_LOG_HIGH, neginf=_LOG_LOW)
+    return ratio.clamp(_LOG_LOW, _LOG_HIGH)
+
+
+class _Unroll:
+    """One drawn game's B games and the rule's memory, advanced a stretch of steps at a time."""
+
+    def __init__(self, driver: EngineDriver, seeds: list[int], floor: float, late_weight: float = 0.0):
+        self.driver = driver
+        self.floor = floor
+        self.late_weight = late_weight
+        self.state, self.out = engine.reset(driver.game, seeds)
+        self.start = self.out.losses.detach().sum(1)
+        self.memory = driver.start(self.out)
+
+    def advance(self, steps: int) -> Tensor:
+        """Play ``steps`` steps; the sum over them of the mean over games of the log-ratio (keeps its graph)."""
+        total = torch.zeros((), device=self.start.device)
+        for _ in range(steps):
+            actions, self.memory = self.driver.act(self.state, self.out, self.memory)
+            self.state, self.out = engine.step(self.driver.game, self.state, actions)
+            step_loss = _step_log_ratio(self.out.losses.sum(1), self.start, self.floor)
+            if self.late_weight:
+                progress = self.state.t.to(step_loss.dtype) / self.driver.game.horizon
+                step_loss = step_loss * (1.0 + self.late_weight * progress)
+            total = total + step_loss.mean().float()
+        return total
+
+    def detach(self) -> None:
+        """Cut the graph (between truncations)."""
+        self.state = self.state.detach()
+        self.out = replace(self.out, losses=self.out.losses.detach())
+        self.memory = {k: v.detach() for k, v in self.memory.items()}
+
+
+def _driver(rule: Rule, game: Game) -> EngineDriver:
+    return EngineDriver(rule, game, log_step_range=(-12.0, 2.0))
+
+
+def _whole_loss(suite: TaskSuite, batch: Any, state: GameState) -> Tensor:
+    """``[B]`` Σ_m ℓ_m of each game on ``batch`` (the whole training objective)."""
+    return torch.stack([suite.losses(state.heads[b], state.trunk[b], batch).sum() for b in range(state.batch_size)])
+
+
+def evaluate_rule(
+    rule: Rule, config: MetaTrainConfig, draws: list[tuple[dict, list[int]]], horizon: int, final: bool = False
+) -> float:
+    """Mean over draws of the mean per-step log-ratio of a whole episode (no autograd); ``final``: of the log-ratio
+    of the whole training objective at the episode's end instead."""
+    values = []
+    with torch.no_grad():
+        for options, seeds in draws:
+            game, floor = _game(config, options, horizon)
+            unroll = _Unroll(_driver(rule, game), seeds, floor, config.late_weight)
+            if not final:
+                values.append(float(unroll.advance(horizon)) / horizon)
+                continue
+            batch = game.suite.train_batch()
+            start = _whole_loss(game.suite, batch, unroll.state)
+            unroll.advance(horizon)
+            values.append(float(_step_log_ratio(_whole_loss(game.suite, batch, unroll.state), start, floor).mean()))
+    return float(np.mean(values))

@@ -1,0 +1,144 @@
+"""The sealed protocol's config (:mod:`mtg_env.bench.sealed`): :class:`SealedConfig`, its budget check and its
+file form (``protocol = "sealed"``, e.g. ``examples/bench_learned.toml``)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from mtg_env._args import int_arg
+from mtg_env.bench.sealed_search import BASELINE_CONTROLS, SearchSpace
+
+
+# ----------------------------------------------------------------------------------------- the config
+@dataclass(frozen=True)
+class SealedConfig:
+    """A sealed-protocol benchmark (its file form: ``examples/bench_learned.toml``)."""
+
+    name: str
+    families: tuple[str, ...]
+    """Game families (:data:`agents.learned.family.FAMILIES`)."""
+    entrants: tuple[tuple[str, str], ...]
+    """Self-tuning track: (learned agent, family) pairs, each played with its shipped weights."""
+    baselines: tuple[str, ...] = tuple(BASELINE_CONTROLS)
+    """External-tuning track."""
+    multiples: tuple[int, ...] = (1, 2, 5)
+    """Horizons, as multiples of ``train_horizon``."""
+    train_horizon: int = 100
+    """The meta-training horizon."""
+    train_horizons: tuple[tuple[str, int], ...] = ()
+    """Per family, a meta-training horizon other than ``train_horizon`` (digits' rule trained on 50 steps)."""
+    search: SearchSpace = field(default_factory=SearchSpace)
+    tuning_draws: int = 4
+    """Tuning-stream game draws per family."""
+    tuning_seeds: int = 2
+    """Seeds per tuning draw in rung 1 (rung 0 plays one)."""
+    eta: int = 4
+    """Successive halving keeps the best 1/η of each baseline's candidates after rung 0."""
+    budget_game_steps: int = 20_000_000
+    """The tuning budget of every baseline in one cell at 1× (× the multiple at k×), in game-steps."""
+    test_draws: int = 8
+    """Sealed test draws per family."""
+    test_seeds: int = 3
+    """Seeds per test draw (test_draws × test_seeds games per cell)."""
+    test_key: str | None = None
+    """The sealed stream's 128-bit key (32 hex digits; ``None``: :data:`agents.learned.family.DEFAULT_TEST_KEY`)."""
+    bootstrap_reps: int = 2000
+
+    def __post_init__(self) -> None:
+        from agents.learned.family import FAMILIES, check_key
+
+        for f in self.families:
+            if f not in FAMILIES:
+                raise ValueError(f"families: no game family {f!r}; available: {list(FAMILIES)}")
+        for b in self.baselines:
+            if b not in BASELINE_CONTROLS:
+                raise ValueError(f"baselines: {b!r} is not tunable here; available: {list(BASELINE_CONTROLS)}")
+        for name in ("train_horizon", "tuning_draws", "tuning_seeds", "eta", "test_draws", "test_seeds",
+                     "bootstrap_reps", "budget_game_steps"):  # fmt: skip
+            int_arg(name, getattr(self, name), low=1)
+        if self.test_key is not None:
+            check_key(self.test_key)
+
+    def horizon(self, family: str, multiple: int) -> int:
+        """The horizon of ``family``'s cell at ``multiple`` × its meta-training horizon."""
+        return dict(self.train_horizons).get(family, self.train_horizon) * multiple
+
+    def tuning_cost(self, baseline: str, multiple: int, family: str | None = None) -> int:
+        """Game-steps successive halving spends on ``baseline`` at one family (default: the longest) and horizon."""
+        count = len(self.search.candidates(baseline))
+        families = self.families if family is None else (family,)
+        horizon = max(self.horizon(f, multiple) for f in families)
+        return (count + math.ceil(count / self.eta) * self.tuning_seeds) * self.tuning_draws * horizon
+
+    def check(self) -> None:
+        """Refuse a config whose search overruns its declared budget (naming the baseline and the sums)."""
+        for b in self.baselines:
+            for k in self.multiples:
+                cost, cap = self.tuning_cost(b, k), self.budget_game_steps * k
+                if cost > cap:
+                    raise ValueError(
+                        f"budget_game_steps: tuning {b} at {k}× costs {cost:,} game-steps, over the budget "
+                        f"{cap:,} (= {self.budget_game_steps:,} × {k}); shrink [search] or [tuning], or raise it"
+                    )
+
+    def quick(self) -> SealedConfig:
+        """``--quick``: the first family at 1× half the horizon, 2 tuning draws, 1 tuning seed, 8 test games."""
+        return replace(self, name=f"{self.name}_quick", families=self.families[:1], multiples=(1,),
+                       train_horizon=max(1, self.train_horizon // 2), tuning_draws=2, tuning_seeds=1, test_draws=4,
+                       test_seeds=2, bootstrap_reps=min(self.bootstrap_reps, 1000))  # fmt: skip
+
+
+_TOP = {"name", "protocol", "families", "entrants", "baselines", "multiples", "train_horizon", "train_horizons",
+        "search", "tuning", "test", "bootstrap_reps"}  # fmt: skip
+
+
+def sealed_config_from_dict(data: dict[str, Any]) -> SealedConfig:
+    """A :class:`SealedConfig` from a parsed file with ``protocol = "sealed"``."""
+    unknown = sorted(set(data) - _TOP)
+    if unknown:
+        raise ValueError(f"unknown sealed-protocol key(s) {unknown}; known: {sorted(_TOP)}")
+    search = dict(data.get("search", {}))
+    for key in ("momentum", "beta1", "beta2", "trunk_ratios", "schedules"):
+        if key in search:
+            search[key] = tuple(search[key])
+    tuning, test = dict(data.get("tuning", {})), dict(data.get("test", {}))
+    unknown = sorted(set(tuning) - {"draws", "seeds", "eta", "budget_game_steps"}) + sorted(
+        set(test) - {"draws", "seeds", "key"}
+    )
+    if unknown:
+        raise ValueError(f"unknown [tuning]/[test] key(s) {unknown}")
+    entrants = []
+    for i, e in enumerate(data.get("entrants", [])):
+        if not isinstance(e, dict) or not isinstance(e.get("agent"), str):
+            raise TypeError(f"entrants[{i}] must be a table with agent = 'learned_mlp' (and families = [...])")
+        for f in e.get("families", data.get("families", [])):
+            entrants.append((e["agent"], f))
+    try:
+        space = SearchSpace(**search)
+    except TypeError as err:
+        raise TypeError(f"[search] {err}") from None
+    return SealedConfig(
+        name=data.get("name", "sealed"),
+        families=tuple(data.get("families", ())),
+        entrants=tuple(entrants),
+        baselines=tuple(data.get("baselines", BASELINE_CONTROLS)),
+        multiples=tuple(data.get("multiples", (1, 2, 5))),
+        train_horizon=data.get("train_horizon", 100),
+        train_horizons=tuple(sorted(dict(data.get("train_horizons", {})).items())),
+        search=space,
+        tuning_draws=tuning.get("draws", 4),
+        tuning_seeds=tuning.get("seeds", 2),
+        eta=tuning.get("eta", 4),
+        budget_game_steps=tuning.get("budget_game_steps", 20_000_000),
+        test_draws=test.get("draws", 8),
+        test_seeds=test.get("seeds", 3),
+        test_key=test.get("key"),
+        bootstrap_reps=data.get("bootstrap_reps", 2000),
+    )
+
+
+def is_sealed(data: Any) -> bool:
+    """Whether a parsed bench file is a sealed-protocol config (``protocol = "sealed"``)."""
+    return isinstance(data, dict) and data.get("protocol") == "sealed"

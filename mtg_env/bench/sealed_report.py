@@ -1,0 +1,82 @@
+"""The sealed protocol's report (:mod:`mtg_env.bench.sealed`): the main table's rows per cell and ``report.md``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mtg_env.bench.sealed_config import SealedConfig
+
+
+def _knobs(knobs: dict[str, Any]) -> str:
+    parts = [f"lr {knobs['lr']:.3g}"]
+    for k, label in (("momentum", "μ"), ("beta1", "β1"), ("beta2", "β2"), ("trunk_ratio", "ratio")):
+        if k in knobs:
+            parts.append(f"{label} {knobs[k]:g}")
+    parts.append(knobs["schedule"])
+    return ", ".join(parts)
+
+
+HEADER = (
+    "| family | horizon | entrant | mean gap vs best tuned (mean) | ratio [95% CI] | median gap vs best tuned "
+    "(median) | ratio [95% CI] | diverged (entrant / baselines) | at the floor (entrant / best by median) | L* |"
+    "\n|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def _num(x: float) -> str:
+    """A ratio in the table: two decimals, or two significant digits far from 1."""
+    return f"{x:.2f}" if x == 0 or 0.01 <= abs(x) < 1000 else f"{x:.1e}"
+
+
+def cell_rows(cell: dict[str, Any], header: bool = False) -> str:
+    """The cell's rows of the report's main table (one per entrant)."""
+    lines = [HEADER] if header else []
+    bm, bd = cell["best_mean"], cell["best_median"]
+    base_div = sum(v for k, v in cell["diverged"].items() if k in cell["tuned"])
+    for agent, e in cell["entrants"].items():
+        rm, rd = e["ratio_mean"], e["ratio_median"]
+        lines.append(
+            f"| {cell['family']} | {cell['multiple']}× ({cell['horizon']}) | {agent} | "
+            f"{cell['mean'][agent]:.3g} vs {bm} {cell['mean'][bm]:.3g} | **{_num(rm[0])}** [{_num(rm[1])}, "
+            f"{_num(rm[2])}] | "
+            f"{cell['median'][agent]:.3g} vs {bd} {cell['median'][bd]:.3g} | **{_num(rd[0])}** [{_num(rd[1])}, "
+            f"{_num(rd[2])}] | {cell['diverged'][agent]} / {base_div} | {cell['at_floor'][agent]} / "
+            f"{cell['at_floor'][bd]} | {', '.join(cell['floor_kinds'])} |"
+        )
+    return "\n".join(lines)
+
+
+def report_markdown(config: SealedConfig, report: dict[str, Any]) -> str:
+    """The report: the protocol (search space, budget, streams), the main table, the tuned baselines."""
+    lines = [
+        f"# {config.name}: learned rules under the sealed protocol",
+        "",
+        f"Sealed test key `{report['test_key']}`: {config.test_draws} draws × {config.test_seeds} seeds per cell "
+        "from the hashed test stream (agents.learned.family.draw_games), disjoint from every training, validation, "
+        "trunk-search and tuning stream."
+        if report["stream"] == "test"
+        else f"DEVELOPMENT RUN on the validation stream ({config.test_draws} draws × {config.test_seeds} seeds per "
+        "cell): not a sealed result.",
+        "",
+        f"External tuning (per family and horizon, successive halving on {config.tuning_draws} tuning-stream draws: "
+        f"rung 0 every candidate × 1 seed, rung 1 the best 1/{config.eta} × {config.tuning_seeds} seeds): "
+        f"{report['search']}. Budget: {config.budget_game_steps:,} game-steps per baseline at 1× (× the multiple); "
+        "spent: " + ", ".join(f"{b} {config.tuning_cost(b, 1):,}" for b in config.baselines) + " at 1×.",
+        "",
+        "Self-tuning: the learned rules as shipped. Score: the normalised gap (L_T − L*) / (L_0 − L*) on the whole "
+        "training objective, +inf when diverged; ratios < 1 favour the entrant; paired bootstrap 95 % CI over games "
+        f"({config.bootstrap_reps} resamples).",
+        "",
+        HEADER,
+    ]
+    lines += [cell_rows(c) for c in report["cells"]]
+    lines += ["", "## The tuned baselines", "",
+              "| family | horizon | baseline | knobs | mean gap | median gap | diverged | tuning gap | at grid edge |",
+              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for c in report["cells"]:
+        for b, t in c["tuned"].items():
+            lines.append(
+                f"| {c['family']} | {c['multiple']}× | {b} | {_knobs(t['knobs'])} | {c['mean'][b]:.3g} | "
+                f"{c['median'][b]:.3g} | {c['diverged'][b]} | {t['tuning_gap']:.3g} | {t['at_edge']} |"
+            )
+    return "\n".join(lines) + "\n"

@@ -1,4 +1,4 @@
-"""Per-player trunk step sizes move the fixed point of ``sum`` consensus (README, "Learned agents").
+"""Per-player trunk step sizes move the fixed point of ``sum`` consensus (docs/results/learned.md).
 
     python docs/fixed_point_shift.py
 

@@ -1,4 +1,4 @@
-"""The learned agents against the tuned baselines, on held-out games of each family (README "Learned agents").
+"""The learned agents against the tuned baselines, on held-out games of each family (docs/results/learned.md).
 
     python docs/learned_results.py --agent learned_mlp --suite quadratic
     python docs/learned_results.py --agent learned_mlp --suite quadratic --shifted

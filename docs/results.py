@@ -1,11 +1,12 @@
-"""Regenerate the figures of the README's Results section, each from the command that gives it.
+"""Regenerate the figures of the results pages (``docs/results/*.md``), each from the command that gives it.
 
     python docs/results.py                      # run every figure, print the blocks, change nothing
-    python docs/results.py --write              # ... and rewrite the blocks in README.md
+    python docs/results.py --write              # ... and rewrite the blocks in their pages
     python docs/results.py --only main_job quadratic --write
 
-Every figure lives in README.md between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->``; its first
-line is a comment naming the command and the commit it was produced on. Deterministic figures (seeded runs,
+Every figure lives in its page (:attr:`Figure.page`) between ``<!-- results:NAME -->`` and
+``<!-- /results:NAME -->``, beside the prose that explains it; its first line is a comment naming the command and
+the commit it was produced on. Deterministic figures (seeded runs,
 one torch thread) are the command's output as printed, and ``tests/test_readme_figures.py`` fails when the code
 no longer prints them: figures that take under a minute in the default run, the others in a ``slow`` test.
 They are compared by :func:`same_figure`, to the printed precision: another CPU (another instruction set, or
@@ -31,13 +32,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "README.md"
+RESULTS = ROOT / "docs" / "results"
 
 
 @dataclass(frozen=True)
 class Figure:
-    """One README figure: the command that gives it and how its output becomes the block."""
+    """One figure: the command that gives it, how its output becomes the block, and the page it lives in."""
 
+    page: str
+    """The results page holding the block, under ``docs/results/`` (``"games.md"``)."""
     command: list[str]
     """argv; ``{tmp}`` is replaced by a fresh temporary directory."""
     render: Callable[[list[str]], str]
@@ -156,7 +159,7 @@ def _bench(outputs: list[str]) -> str:
     lines = outputs[0].splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("# Benchmark"))
     body = [line for line in lines[start + 1 :] if " s wall, " not in line]
-    body = ["#" + line if line.startswith("## ") else line for line in body]  # under the README's heading
+    body = ["#" + line if line.startswith("## ") else line for line in body]  # under the page's heading
     return "\n".join(line.rstrip() for line in body).strip("\n")
 
 
@@ -184,47 +187,57 @@ def _module_suite(outputs: list[str]) -> str:
 
 PY = sys.executable
 FIGURES: dict[str, Figure] = {
-    "main_job": Figure([PY, "-m", "mtg_env.cli", "run", "--no-progress", "--out", "{tmp}"], _main_job),
-    "quadratic": Figure([PY, "examples/quadratic_equilibrium.py"], _verbatim()),
-    "ppo": Figure([PY, "examples/ppo_vs_paper.py", "--out", "{tmp}"], _untimed(_verbatim("wrote "))),
+    "main_job": Figure("games.md", [PY, "-m", "mtg_env.cli", "run", "--no-progress", "--out", "{tmp}"], _main_job),
+    "quadratic": Figure("games.md", [PY, "examples/quadratic_equilibrium.py"], _verbatim()),
+    "ppo": Figure("games.md", [PY, "examples/ppo_vs_paper.py", "--out", "{tmp}"], _untimed(_verbatim("wrote "))),
     "toy2d": Figure(
+        "games.md",
         [PY, "examples/toy2d_trajectories.py", "--out", "{tmp}"],
         _verbatim("wrote ", "("),
     ),
     "toy_papers": Figure(
+        "games.md",
         [PY, "examples/mtl_toy_papers.py", "--out", "{tmp}"],
         _verbatim("wrote ", "(total", "[one engine batch"),
     ),
     "audit": Figure(
+        "audit.md",
         [PY, "-m", "mtg_env.cli", "audit", "--no-progress", "--out", "docs/audit"],
         _audit,
     ),
     "bench": Figure(
-        [PY, "-m", "mtg_env.cli", "bench", "--backend", "process", "--no-progress", "--out", "{tmp}"], _bench
+        "bench.md",
+        [PY, "-m", "mtg_env.cli", "bench", "--backend", "process", "--no-progress", "--out", "{tmp}"],
+        _bench,
     ),
     "step_overhead": Figure(
+        "speed.md",
         [PY, "benchmarks/step_overhead.py"],
         lambda outs: _timing_table(outs, 32, 2, "steps/s vs the batched reference"),
         deterministic=False,
         runs=3,
     ),
     "engine": Figure(
+        "speed.md",
         [PY, "benchmarks/engine_throughput.py", "--rounds", "3"],
         _engine,
         deterministic=False,
         runs=3,
     ),
     "multidigits": Figure(
+        "games.md",
         [PY, "examples/multidigits_rules.py"],
         lambda outs: "\n".join(_drop(outs[0].splitlines(), "(")).strip("\n"),
     ),
     "module_suite_step": Figure(
+        "speed.md",
         [PY, "benchmarks/module_suite_step.py", "--rounds", "5"],
         _module_suite,
         deterministic=False,
         runs=3,
     ),
     "consensus_cost": Figure(
+        "speed.md",
         [PY, "benchmarks/consensus_cost.py"],
         lambda outs: _timing_table(outs, 14, 1, "step cost vs `mean`"),
         deterministic=False,
@@ -252,16 +265,16 @@ def same_figure(expected: str, printed: str) -> str | None:
     across a rounding boundary), and two numbers both below :data:`ROUND_OFF` in magnitude are equal."""
     a_lines, b_lines = expected.splitlines(), printed.splitlines()
     if len(a_lines) != len(b_lines):
-        return f"{len(a_lines)} lines in the README, {len(b_lines)} printed"
+        return f"{len(a_lines)} lines in the page, {len(b_lines)} printed"
     for row, (a, b) in enumerate(zip(a_lines, b_lines, strict=True)):
         if _NUMBER.sub("#", a) != _NUMBER.sub("#", b):
-            return f"line {row + 1}: README {a!r}, printed {b!r}"
+            return f"line {row + 1}: page {a!r}, printed {b!r}"
         for x, y in zip(_NUMBER.findall(a), _NUMBER.findall(b), strict=True):
             fx, fy = float(x), float(y)
             if abs(fx) < ROUND_OFF and abs(fy) < ROUND_OFF:
                 continue
             if abs(fx - fy) > 1.0001 * max(_last_place(x), _last_place(y)):
-                return f"line {row + 1}: README {x}, printed {y} (in {b!r})"
+                return f"line {row + 1}: page {x}, printed {y} (in {b!r})"
     return None
 
 
@@ -278,7 +291,7 @@ def _commit() -> str:
 
 
 def figure_body(block: str) -> str:
-    """A README block without its provenance line."""
+    """A block without its provenance line."""
     lines = block.splitlines()
     return "\n".join(lines[1:]) if lines and lines[0].startswith("<!-- produced by") else block
 
@@ -305,33 +318,40 @@ def _pattern(name: str) -> re.Pattern[str]:
     return re.compile(rf"(<!-- results:{name} -->\n)(.*?)\n?(<!-- /results:{name} -->)", flags=re.S)
 
 
-def readme_block(name: str, text: str | None = None) -> str:
-    """The block of figure ``name`` as it stands in the README (or in ``text``)."""
-    match = _pattern(name).search(README.read_text() if text is None else text)
+def page_path(name: str) -> Path:
+    """The results page that holds figure ``name``'s block."""
+    return RESULTS / FIGURES[name].page
+
+
+def figure_block(name: str, text: str | None = None) -> str:
+    """The block of figure ``name`` as it stands in its page (or in ``text``, that page's text)."""
+    page = page_path(name)
+    match = _pattern(name).search(page.read_text() if text is None else text)
     if match is None:
-        raise KeyError(f"README.md has no block <!-- results:{name} --> ... <!-- /results:{name} -->")
+        raise KeyError(
+            f"{page.relative_to(ROOT)} has no block <!-- results:{name} --> ... <!-- /results:{name} -->; "
+            f"move it back or change FIGURES[{name!r}].page"
+        )
     return match.group(2)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=sorted(FIGURES), help="figures to regenerate (default: all)")
-    parser.add_argument("--write", action="store_true", help="rewrite the blocks in README.md")
+    parser.add_argument("--write", action="store_true", help="rewrite the blocks in their pages")
     args = parser.parse_args(argv)
-    text = README.read_text()
-    for name in args.only or list(FIGURES):
-        readme_block(name, text)  # fail before running anything if a block is missing
+    names = args.only or list(FIGURES)
+    olds = {name: figure_body(figure_block(name)) for name in names}  # fail before running anything if one is missing
     commit = _commit()
-    for name in args.only or list(FIGURES):
+    for name in names:
         block, seconds = run_figure(name)
-        old = figure_body(readme_block(name, text))
-        status = "unchanged" if block == old else "CHANGED"
+        status = "unchanged" if block == olds[name] else "CHANGED"
         print(f"## {name} ({seconds:.0f} s, {status})\n{block}\n", flush=True)
-        if args.write:  # into the README as it is now (it may have been edited while the figure ran)
+        if args.write:  # into the page as it is now (it may have been edited while the figure ran)
+            page = page_path(name)
             block = provenance(name, commit) + "\n" + block
-            text = _pattern(name).sub(lambda m, b=block: m.group(1) + b + "\n" + m.group(3), README.read_text())
-            README.write_text(text)
-            print(f"wrote {name} into {README}")
+            page.write_text(_pattern(name).sub(lambda m, b=block: m.group(1) + b + "\n" + m.group(3), page.read_text()))
+            print(f"wrote {name} into {page.relative_to(ROOT)}")
     return 0
 
 

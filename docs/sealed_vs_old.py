@@ -1,4 +1,4 @@
-"""The shipped learned rules under the old protocol and the sealed one, side by side (README "Learned agents").
+"""The shipped learned rules under the old protocol and the sealed one, side by side (docs/results/learned.md).
 
     python docs/sealed_vs_old.py --families quadratic,regression --multiples 1 --out runs/sealed_vs_old
 
@@ -6,7 +6,9 @@ Old: ``docs/learned_results.py`` with per-family tuning (the evaluation stream `
 models, L* = 0 off the quadratic game, a step-size grid 1e-4..1 only, heads and trunk one step), on ``--configs`` ×
 ``--seeds`` games. New: a cell of ``examples/bench_learned.toml`` (:mod:`mtg_env.bench.sealed`: the sealed test
 stream, the true L*, the baselines externally tuned over the full search space). Writes ``OUT/table.md`` and
-``OUT/table.json`` and prints each row as it comes (with its seconds, the cost of a cell).
+``OUT/table.json`` and prints each row as it comes (with its seconds, the cost of a cell). ``--render`` prints the
+table of ``OUT/table.json`` (``--out docs/sealed``: the stored run), which the ``<!-- sealed:results -->`` block of
+``docs/results/learned.md`` holds (``tests/test_readme_figures.py`` checks it).
 """
 
 from __future__ import annotations

@@ -129,7 +129,7 @@ PAPERS: dict[str, Paper] = {
             ("imtl_g", "IMTL-G", {}),
             ("nash_mtl", "Nash-MTL", {}),
         ),
-        {},  # the figure's per-rule outcomes are not stated in FAMO's text; see the README's discussion
+        {},  # the figure's per-rule outcomes are not stated in FAMO's text; see docs/results/games.md
     ),
 }
 

@@ -390,7 +390,8 @@ def test_the_quick_benchmark_is_small() -> None:
 
 
 def test_the_example_user_policy_enters_by_import_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The README's example benchmark, shrunk: the user's sign descent is tuned and played like the baselines.
+    # The bench guide's example benchmark (docs/guides/enter_the_bench.md), shrunk: the user's sign descent is tuned
+    # and played like the baselines.
     root = Path(__file__).resolve().parent.parent
     monkeypatch.syspath_prepend(str(root / "examples"))
     config = load_config(root / "examples" / "bench_sign_descent.toml")

@@ -246,11 +246,11 @@ def test_a_benchmark_without_a_yardstick_is_refused() -> None:
         config_from_dict(data)
 
 
-def test_the_readme_and_the_config_docs_describe_the_role() -> None:
+def test_the_bench_guide_and_the_config_docs_describe_the_role() -> None:
     import mtg_env.bench.spec as spec
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    for text in (spec.__doc__ or "", readme):
+    guide = (Path(__file__).resolve().parent.parent / "docs" / "guides" / "enter_the_bench.md").read_text()
+    for text in (spec.__doc__ or "", guide):
         assert 'role = "yardstick"' in text and '"entrant"' in text
 
 

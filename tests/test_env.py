@@ -442,7 +442,8 @@ def test_a_rule_output_that_requires_grad_does_not_grow_a_graph() -> None:
 
 
 class _NoisyRule:
-    """A randomized callable rule written as the README documents: it draws from the generator it is bound to."""
+    """A randomized callable rule written as docs/guides/add_a_consensus_rule.md documents: it draws from the
+    generator it is bound to."""
 
     def __init__(self) -> None:
         self.generator: torch.Generator | None = None

@@ -525,15 +525,16 @@ def test_adam_after_the_rule_is_torch_adam_on_the_summed_gradient() -> None:
                                rtol=0, atol=1e-12)  # fmt: skip
 
 
-# ---------------------------------------------------------------------------------------- README and example
+# ------------------------------------------------------------------------------------------ guide and example
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_the_readme_bring_your_own_model_block_runs_and_learns(capsys: pytest.CaptureFixture[str]) -> None:
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+def test_the_guide_bring_your_own_model_block_runs_and_learns(capsys: pytest.CaptureFixture[str]) -> None:
+    guide = "docs/guides/add_a_suite.md"
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / guide).read_text(), flags=re.S)
     block = next(b for b in blocks if "mtg_env.ModuleSuite(" in b)
     namespace: dict[str, Any] = {}
-    exec(compile(block, "README.md", "exec"), namespace)
+    exec(compile(block, guide, "exec"), namespace)
     env, history = namespace["env"], namespace["history"]
     assert history.steps == 200 and not history.terminated
     evaluated = env.evaluate()

@@ -20,12 +20,13 @@ Method = Literal["tbptt", "es", "pes"]
 #: The MLP rule's trunk brake for the minibatch suites: continuous (cuts by the excess), a slow growth average
 #: (weight 0.05, from step 10) with a low threshold, no warm-up ramp (measured with the per-player gradient signal:
 #: regression 1.02–1.08 and digits 0.69–0.97 of the tuned baseline with a fast brake, 0.95–1.02 and 0.41–0.74 with
-#: this one; README, "Learned agents").
+#: this one; docs/results/learned.md).
 MINIBATCH_BRAKE: dict[str, Any] = {"brake_weight": 0.05, "brake_threshold": 0.05, "brake_warmup": 10,
                                    "brake_recovery": 1.0, "brake_step": 0.0, "trunk_warmup": 1}  # fmt: skip
 
 #: Digits' rule: the minibatch brake, and a learned direction offset on the heads' Adam step (its games end far from a
-#: stationary point, where the offset pays: without it the rule is level with tuned Adam at 1×, README).
+#: stationary point, where the offset pays: without it the rule is level with tuned Adam at 1×; see
+#: docs/results/learned.md).
 DIGITS_RULE: dict[str, Any] = {**MINIBATCH_BRAKE, "direction_offset": True}
 
 #: The brake the quadratic rule is meta-trained with: continuous and wearing off, so a trunk step that turns a game

@@ -42,7 +42,7 @@ STEP_FEATURES: tuple[int, ...] = tuple(range(7))
 
 #: Time scales τ of the embedding tanh(t / τ): a warm-up clock that saturates (tanh(100 / 30) = 0.9975) well inside
 #: any training horizon of 100 steps or more, so a rule never meets a time input past its horizon that it did not
-#: see in training (a scale of 1000 did: the rules trained on 100 steps blew up at 500, see README).
+#: see in training (a scale of 1000 did: the rules trained on 100 steps blew up at 500, see docs/results/learned.md).
 TIME_SCALES: tuple[float, ...] = (3.0, 10.0, 30.0)
 
 #: State of a rule for B games of K coordinates: named tensors with leading dimensions ``[B, K]``.

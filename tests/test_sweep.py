@@ -195,3 +195,29 @@ def test_the_shipped_example_sweep_reads() -> None:
         6,
         ["late_weight", "meta_lr", "truncation"],
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "meta-train needs --agent"),
+        (["--sweep", "SWEEP", "--iterations", "5", "--meta-lr", "0.1"], "drop --iterations, --meta-lr"),
+        (["--agent", "learned_mlp", "--address", "127.0.0.1:6379"], "--address goes with --sweep"),
+        (["--sweep", "MISSING"], "cannot read it"),
+    ],
+)
+def test_the_cli_refuses_a_sweep_it_cannot_run_naming_the_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    """``mtg-env meta-train --sweep``: a run flag beside the file, ``--address`` without a sweep, a missing file:
+    exit 2 with one line naming it, and nothing written."""
+    from mtg_env.cli import main
+
+    sweep = _write(tmp_path, "meta_lr = {grid = [1e-3]}")
+    args = [str(sweep) if a == "SWEEP" else str(tmp_path / "nope.toml") if a == "MISSING" else a for a in args]
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["meta-train", *args, "--out", str(out)])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()

@@ -16,9 +16,16 @@ def _meta_train_parser(sub: Any) -> None:
         help="meta-train a learned agent on a suite's family of games",
         description="Meta-train a learned agent (TBPTT through the engine, or antithetic ES / PES) on games drawn "
         "from a suite's family; write DIR/last.pt (resumable), DIR/best.pt (the best rule on held-out games), "
-        "DIR/log.csv and DIR/meta_loss.png.",
+        "DIR/log.csv and DIR/meta_loss.png. With --sweep FILE: a sweep of meta-hyper-parameters on Ray Tune "
+        "(agents/learned/sweep.py), the run and its search space in FILE; writes DIR/best.pt (the best trial's "
+        "weights), DIR/sweep.json and DIR/tune/.",
     )
-    meta.add_argument("--agent", required=True, choices=["learned_mlp", "learned_lstm", "learned_step"])
+    meta.add_argument(
+        "--agent",
+        default=None,
+        choices=["learned_mlp", "learned_lstm", "learned_step"],
+        help="required without --sweep",
+    )
     meta.add_argument("--suite", default="quadratic", choices=list(FAMILIES), help="game family (default: quadratic)")
     meta.add_argument("--method", default="tbptt", choices=["tbptt", "es", "pes"], help="default: tbptt")
     meta.add_argument("--budget", default=None, help="wall-time budget such as 90s, 10m or 1h (default: none)")
@@ -47,6 +54,14 @@ def _meta_train_parser(sub: Any) -> None:
         "--out", type=Path, required=True, help="output directory: a new or empty one, or the run's own with --resume"
     )
     meta.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    meta.add_argument(
+        "--sweep",
+        type=Path,
+        default=None,
+        help="a sweep file (TOML: [meta_train], [search], [sweep]; see examples/sweep_meta_train.toml): run it on "
+        "Ray Tune instead of one run (needs pip install 'mtg-env[tune]')",
+    )
+    meta.add_argument("--address", default=None, help="with --sweep: a Ray cluster address (default: a local Ray)")
     meta.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _threads_option(meta)
 
@@ -72,9 +87,58 @@ def _number_list(flag: str, text: str, kind: type, example: str) -> tuple[Any, .
         raise CLIError(f"{flag} must be comma-separated {kind.__name__}s ({example}), got {text!r}") from None
 
 
+#: Flags that set the run itself: with --sweep, the file's [meta_train] does (a flag beside it is refused).
+_RUN_FLAGS = ("agent", "suite", "method", "budget", "iterations", "horizons", "games", "configs", "truncation",
+              "meta_lr", "val_every", "trunk_search", "val_metric", "seed", "device")  # fmt: skip
+
+
+def _run_defaults() -> dict[str, Any]:
+    """The meta-train flags' defaults, as the parser gives them."""
+    parser = argparse.ArgumentParser()
+    _meta_train_parser(parser.add_subparsers())
+    return vars(parser.parse_args(["meta-train", "--out", "."]))
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from agents.learned.sweep import load_sweep, run_sweep
+
+    defaults = _run_defaults()
+    given = [f"--{name.replace('_', '-')}" for name in _RUN_FLAGS if getattr(args, name) != defaults[name]]
+    if given:
+        raise CLIError(f"with --sweep the run is the file's [meta_train]; drop {', '.join(given)} (or set it there)")
+    try:
+        config = load_sweep(args.sweep)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    _check_out_dir(args.out)
+    try:
+        import ray.tune  # noqa: F401
+    except ImportError:
+        raise CLIError("--sweep needs Ray Tune: pip install 'mtg-env[tune]'") from None
+    try:
+        result = run_sweep(
+            config, args.out, address=args.address, resume=args.resume, verbose=0 if args.no_progress else 1
+        )
+    except (FileExistsError, FileNotFoundError, RuntimeError) as err:
+        raise CLIError(str(err)) from None
+    best = result.best
+    print(
+        f"swept {len(result.trials)} trials of {config.base.agent} on {config.base.suite}; best held-out meta-loss "
+        f"{best['best_val']:.4f} with {best['params']}"
+    )
+    print(f"wrote {result.weights} (use it with --weights), {args.out / 'sweep.json'}, {args.out / 'tune'}")
+    return 0
+
+
 def _meta_train(args: argparse.Namespace) -> int:
     from agents.learned.train import MetaTrainConfig, NonFiniteMetaUpdate, meta_train
 
+    if args.sweep is not None:
+        return _sweep(args)
+    if args.address is not None:
+        raise CLIError("--address goes with --sweep (a single run does not use Ray)")
+    if args.agent is None:
+        raise CLIError("meta-train needs --agent (learned_mlp, learned_lstm or learned_step), or --sweep FILE")
     try:
         horizons = _number_list("--horizons", args.horizons, int, "episode lengths such as 20,50,100")
         trunk_search = (

@@ -132,6 +132,27 @@ class Restored:
     features: np.ndarray
 
 
+def restore(env: MultiTaskGameEnv, checkpoint: Any) -> None:
+    """Install ``checkpoint`` in ``env`` once :func:`verify` has checked all of it (a refused one changes nothing).
+
+    Raises:
+        TypeError: for a consensus callable that keeps its state on itself (its games cannot be restored from data).
+        ValueError: from :func:`verify`, naming the field.
+    """
+    if env.game.rule_kind == "object":
+        raise TypeError(
+            f"consensus rule {rule_name(env.consensus)!r} keeps its state on itself (a callable with reset()): "
+            "its games cannot be restored from data; give it init_state and step (see mtg_env.consensus)"
+        )
+    restored = verify(env, checkpoint)
+    # Everything checked: install.
+    env._state = restored.state
+    env._seed, env._episode = restored.seed, restored.episode
+    env.agents = restored.agents
+    env._feats = restored.features
+    env._loss_history = restored.loss_history
+
+
 def verify(env: MultiTaskGameEnv, checkpoint: Any) -> Restored:
     """Check every field of ``checkpoint`` against ``env`` (nothing is installed): a ``ValueError`` names the first
     field that is of another configuration or that no game of this one can reach."""

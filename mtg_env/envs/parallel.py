@@ -227,17 +227,16 @@ class MultiTaskGameEnv(ParallelEnv):
         self._setup(EnvConfig.from_kwargs(**kwargs))
 
     @classmethod
-    def from_config(cls, config: EnvConfig) -> MultiTaskGameEnv:
-        """The env of ``config`` (the same env as ``MultiTaskGameEnv(**config.kwargs())``)."""
+    def from_config(cls, config: EnvConfig, game: Game | None = None) -> MultiTaskGameEnv:
+        """The env of ``config`` (the same env as ``MultiTaskGameEnv(**config.kwargs())``).
+
+        Args:
+            config: Every option, checked.
+            game: ``config.make_game()`` when the caller has already built it: the env plays it (sharing its
+                suite) instead of building another.
+        """
         if not isinstance(config, EnvConfig):
             raise TypeError(f"config must be a mtg_env.EnvConfig, got {type(config).__name__}")
-        env = cls.__new__(cls)
-        env._setup(config)
-        return env
-
-    @classmethod
-    def _of_game(cls, config: EnvConfig, game: Game) -> MultiTaskGameEnv:
-        """The env of ``config`` that plays ``game``, already built from it (the vector env's one-game view)."""
         env = cls.__new__(cls)
         env._setup(config, game)
         return env

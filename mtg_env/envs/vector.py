@@ -42,7 +42,9 @@ class VectorGameEnv:
     Observations ``[B, M, d]``: the 8 features in ``step_size`` mode; in ``update`` mode each task's head
     gradient padded with zeros to the largest head, then its trunk gradient, then the features
     (``d = max_head + n + 8``). Actions ``[B, M, k]`` in the same layout: ``k = 2`` log step sizes, or
-    ``max_head + n`` (a task's head update in its first h_m entries; the padding is ignored).
+    ``max_head + n`` (a task's head update in its first h_m entries; the padding is ignored). The layout and its
+    bounds (``observation_low``/``_high``, ``action_low``/``_high``) are :mod:`mtg_env.engine.layout`'s.
+    ``VectorGameEnv.from_config(B, cfg)`` takes the options as one :class:`~mtg_env.envs.config.EnvConfig`.
     """
 
     def __init__(self, num_games: int, **kwargs: Any):
@@ -83,7 +85,7 @@ class VectorGameEnv:
     def single(self) -> MultiTaskGameEnv:
         """One game of this configuration as a parallel env, sharing this env's :class:`~mtg_env.engine.Game`
         (built on first use: for its per-agent spaces and queries, e.g. SB3's ``get_attr`` and ``env_method``)."""
-        return MultiTaskGameEnv._of_game(self.config, self.game)
+        return MultiTaskGameEnv.from_config(self.config, self.game)
 
     # ------------------------------------------------------------------------------ episodes
     def reset(self, seed: int | list[int] | None = None) -> tuple[Tensor, dict[str, Tensor]]:

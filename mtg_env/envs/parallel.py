@@ -249,7 +249,18 @@ class MultiTaskGameEnv(ParallelEnv):
         self.suite = self.game.suite
         self.consensus = self.game.consensus
         self.device, self.dtype = self.game.device, self.game.dtype
+        # The options as attributes, as before the config: copies that the env never reads back (PettingZoo's API
+        # test sets max_cycles; the game, frozen, keeps its own), so setting one changes nothing.
         self.render_mode = config.render_mode
+        self.action_mode, self.max_cycles = config.action_mode, config.max_cycles
+        self.metrics_every, self.numeric_infos = config.metrics_every, config.numeric_infos
+        self.divergence_reward, self.pad_heads = config.divergence_reward, config.pad_heads
+        self.step_size_units, self.update_units = config.step_size_units, config.update_units
+        self.log_step_range, self.max_update = config.log_step_range, config.update_bound
+        #: The optimizers after the consensus rule (trunk) and on the heads (validated specs, or None).
+        self.trunk_optimizer, self.head_optimizer = config.trunk_spec, config.head_spec
+        #: The noise models and the regulariser (validated specs; ``None`` when off: the v5 game exactly).
+        self.noise_model, self.regularisation = config.noise, config.reg
         self.metadata = {**type(self).metadata, "name": f"mtg_{self.suite.name}_v6"}
         self._spaces = AgentSpaces(config, self.game)
         self.np_dtype: Any = self._spaces.np_dtype
@@ -260,22 +271,6 @@ class MultiTaskGameEnv(ParallelEnv):
         self._episode = 0
         self._state: GameState | None = None
         self._loss_history: list[list[float]] = []
-
-    # The options, read from the config (as attributes, as before the config existed).
-    action_mode = property(lambda self: self.config.action_mode, doc="``update`` or ``step_size``.")
-    max_cycles = property(lambda self: self.config.max_cycles, doc="Steps before truncation.")
-    metrics_every = property(lambda self: self.config.metrics_every, doc="Steps between metrics (0: never).")
-    numeric_infos = property(lambda self: self.config.numeric_infos, doc="Numbers-only infos.")
-    divergence_reward = property(lambda self: self.config.divergence_reward, doc="Reward on divergence.")
-    pad_heads = property(lambda self: self.config.pad_heads, doc="Update-mode heads padded to one shape.")
-    step_size_units = property(lambda self: self.config.step_size_units, doc="``unit`` or ``log``.")
-    update_units = property(lambda self: self.config.update_units, doc="``relative`` or ``raw``.")
-    log_step_range = property(lambda self: self.config.log_step_range, doc="(lo, hi) natural-log step sizes.")
-    max_update = property(lambda self: self.config.update_bound, doc="The update bound (``inf``: none).")
-    trunk_optimizer = property(lambda self: self.config.trunk_spec, doc="The trunk's optimizer spec, or None.")
-    head_optimizer = property(lambda self: self.config.head_spec, doc="The heads' optimizer spec, or None.")
-    noise_model = property(lambda self: self.config.noise, doc="The noise models' spec, or None.")
-    regularisation = property(lambda self: self.config.reg, doc="The regulariser's spec, or None.")
 
     # --------------------------------------------------------------------------------- spaces
     def observation_space(self, agent: str) -> spaces.Box:
@@ -523,7 +518,7 @@ class MultiTaskGameEnv(ParallelEnv):
     def __repr__(self) -> str:
         return (
             f"MultiTaskGameEnv(suite={self.suite.name!r}, consensus={rule_name(self.consensus)!r}, "
-            f"action_mode={self.action_mode!r}, max_cycles={self.max_cycles})"
+            f"action_mode={self.config.action_mode!r}, max_cycles={self.config.max_cycles})"
         )
 
 

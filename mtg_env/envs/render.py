@@ -21,7 +21,7 @@ def render_text(env: MultiTaskGameEnv) -> str:
     head_norm = env._feats[:, 2].tolist()
     trunk_norm = env.engine_state.jacobian[0].norm(dim=1).tolist()
     lines = [
-        f"{env.metadata['name']}  t={env._t}/{env.max_cycles}  consensus={rule_name(env.consensus)}",
+        f"{env.metadata['name']}  t={env._t}/{env.config.max_cycles}  consensus={rule_name(env.consensus)}",
         f"{'agent':<9}{'task':<14}{'loss':>12}{'|g_head|':>12}{'|g_trunk|':>12}"
         + (f"{'nash_gap':>12}" if gaps else ""),
     ]

@@ -65,3 +65,21 @@ def test_step_size_actions_agree_between_env_player_and_wrapper() -> None:
     wrapped = UnitActions(log_env)
     unit = env.step_size_action(alpha, beta)
     np.testing.assert_allclose(wrapped.to_env_action("task_0", unit), np.log([alpha, beta]), rtol=1e-15)
+
+
+def test_one_assembly_of_update_observations_for_the_env_padded_or_not_and_the_vector_env() -> None:
+    """Digits heads differ in size: the padded env, the unpadded env and the vector env show the same gradients and
+    features, the padded ones with zeros after each head (the layout's one assembly)."""
+    kwargs = {"suite": "digits", "hidden": (16, 8), "batch_size": 32, "max_cycles": 3}
+    padded, plain = mtg_env.parallel_env(**kwargs), mtg_env.parallel_env(pad_heads=False, **kwargs)
+    venv = mtg_env.vector_env(1, **kwargs)
+    obs_p, _ = padded.reset(seed=2)
+    obs_u, _ = plain.reset(seed=2)
+    obs_v, _ = venv.reset(seed=2)
+    widest = max(padded.suite.head_sizes)
+    for m, agent in enumerate(padded.possible_agents):
+        h = padded.head_size(agent)
+        assert obs_p[agent].shape == (widest + padded.trunk_size + layout.NUM_FEATURES,)
+        np.testing.assert_array_equal(obs_p[agent], obs_v[0, m].numpy())
+        np.testing.assert_array_equal(obs_p[agent][h:widest], 0.0)
+        np.testing.assert_array_equal(obs_u[agent], np.concatenate((obs_p[agent][:h], obs_p[agent][widest:])))

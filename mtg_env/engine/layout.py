@@ -53,6 +53,30 @@ NUM_FEATURES = len(FEATURES)
 _Array = TypeVar("_Array", Tensor, np.ndarray, float)
 
 
+# ------------------------------------------------------------------------------------------ observations
+def observations(
+    features: Tensor, head_grads: Tensor, jacobian: Tensor, padded_head_index: Tensor, max_head: int
+) -> Tensor:
+    """``update``-mode observations ``[B, M, max_head + n + NUM_FEATURES]`` of B games in the padded layout: each
+    task's head gradient followed by zeros up to the largest head, its trunk gradient, its features; non-finite
+    values (only after a divergence, or gradients beyond the float range) kept inside the Box (NaN 0, ±inf ±largest).
+
+    Args:
+        features: ``[B, M, NUM_FEATURES]``.
+        head_grads: ``[B, H]`` every head's gradient, the tasks' heads concatenated.
+        jacobian: ``[B, M, n]`` each task's trunk gradient.
+        padded_head_index: ``[H]`` where each head coordinate sits in a flattened ``[M, max_head]`` layout
+            (:attr:`mtg_env.engine.Game.padded_head_index`).
+        max_head: The largest head.
+    """
+    bsz, m = features.shape[:2]
+    heads = torch.zeros(bsz, m * max(1, max_head), dtype=features.dtype, device=features.device)
+    heads[:, padded_head_index] = head_grads
+    heads = heads.view(bsz, m, -1)[:, :, :max_head]
+    big = largest(features.dtype)
+    return torch.cat([heads, jacobian, features], dim=2).nan_to_num(nan=0.0, posinf=big, neginf=-big)
+
+
 # ----------------------------------------------------------------------------------------------- checks
 def check_action_mode(action_mode: object) -> None:
     """``action_mode`` is ``"update"`` or ``"step_size"``, else a ``ValueError`` naming it."""

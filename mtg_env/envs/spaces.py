@@ -48,8 +48,9 @@ class AgentSpaces:
         #: Actions of all agents stack into one [M, k] array unless update-mode heads differ in size; then they
         #: are concatenated and split by ``offsets`` (one gather each).
         self.stackable = config.action_mode == "step_size" or uniform or pad
-        #: The dtype's largest value: observations are kept inside their Box with it.
-        self.big = game.big
+        self._padded_index, self._max_head = game.padded_head_index, game.max_head
+        #: Every head slot is the widest head (padded, or heads of one size): observations are the padded layout.
+        self._every_slot_full = all(slot == game.max_head for slot in self.slots)
         low, high = config.action_bounds()
         self.observation_spaces: dict[str, spaces.Box] = {}
         self.action_spaces: dict[str, spaces.Box] = {}
@@ -212,15 +213,11 @@ class AgentSpaces:
         feats = out.features[0].cpu().numpy()
         if self.config.action_mode == "step_size":
             return dict(zip(live, feats.copy(), strict=True)), feats
-        heads = out.head_grads[0].cpu().numpy()
-        jac = out.jacobian[0].cpu().numpy()
-        obs = {}
-        for m, agent in enumerate(live):
-            head = heads[self.offsets[m] : self.offsets[m + 1]]
-            pad = np.zeros(self.slots[m] - head.shape[0], dtype=self.np_dtype)
-            obs[agent] = np.concatenate((head, pad, jac[m], feats[m]))
-        # Keep observations inside their Box (after a divergence, or gradients beyond the float range).
-        if bool(out.diverged[0]) or not (np.isfinite(heads).all() and np.isfinite(jac).all()):
-            for agent, o in obs.items():
-                obs[agent] = np.nan_to_num(o, nan=0.0, posinf=self.big, neginf=-self.big)
+        rows = layout.observations(out.features, out.head_grads, out.jacobian, self._padded_index, self._max_head)
+        padded = rows[0].cpu().numpy()  # [M, max_head + n + 8]
+        if self._every_slot_full:
+            return dict(zip(live, padded, strict=True)), feats
+        # Heads of unequal sizes, unpadded (pad_heads=False): each agent's head part is its own h_m.
+        widest = self._max_head
+        obs = {a: np.concatenate((padded[m, : self.head_sizes[m]], padded[m, widest:])) for m, a in enumerate(live)}
         return obs, feats

@@ -179,16 +179,10 @@ class VectorGameEnv:
         return a
 
     def _observe(self, out: StepOutput) -> Tensor:
-        feats = out.features
-        if self.game.action_mode == "step_size":
-            return feats
+        if self.config.action_mode == "step_size":
+            return out.features
         game = self.game
-        bsz = feats.shape[0]
-        heads = torch.zeros(bsz, game.num_tasks * max(1, game.max_head), dtype=self.dtype, device=self.device)
-        heads[:, game.padded_head_index] = out.head_grads
-        heads = heads.view(bsz, game.num_tasks, -1)[:, :, : game.max_head]
-        obs = torch.cat([heads, out.jacobian, feats], dim=2)
-        return obs.nan_to_num(nan=0.0, posinf=game.big, neginf=-game.big)
+        return layout.observations(out.features, out.head_grads, out.jacobian, game.padded_head_index, game.max_head)
 
     # ------------------------------------------------------------------------------ queries
     @property

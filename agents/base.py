@@ -13,7 +13,7 @@ from gymnasium import spaces
 from agents.rules import Rule, coordinate_lrs
 from mtg_env._args import real_arg
 from mtg_env.engine.codec import decode_numpy, encode
-from mtg_env.envs.parallel import FEATURES
+from mtg_env.engine.layout import FEATURES, log_steps_to_unit
 
 _HEAD_NORM = FEATURES.index("symlog_head_grad_norm")
 _TRUNK_NORM = FEATURES.index("symlog_trunk_grad_norm")
@@ -171,8 +171,7 @@ class ObservationReader:
         assert self.log_step_range is not None
         action = np.asarray(log_steps, dtype=np.float64)
         if self.unit_actions:
-            lo, hi = self.log_step_range
-            action = 2.0 * (action - lo) / (hi - lo) - 1.0
+            action = log_steps_to_unit(action, self.log_step_range)
         return self.clip(action)
 
     def clip(self, action: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ from mtg_env.coalitions import CoalitionAnalysis
 from mtg_env.coalitions import analyse as analyse_coalitions
 from mtg_env.consensus import CONSENSUS_RULES, RULE_TABLE, ConsensusRule, ConsensusWarning, consensus_rule
 from mtg_env.engine import Game, GameState, NoiseSpec, RegSpec, StepOutput
-from mtg_env.envs import FEATURES, MultiTaskGameEnv, VectorGameEnv, env, parallel_env, vector_env
+from mtg_env.envs import FEATURES, EnvConfig, MultiTaskGameEnv, VectorGameEnv, env, parallel_env, vector_env
 from mtg_env.suites import (
     SUITES,
     DigitsSuite,
@@ -34,6 +34,7 @@ __all__ = [
     "ConsensusRule",
     "ConsensusWarning",
     "DigitsSuite",
+    "EnvConfig",
     "Game",
     "GameState",
     "ModuleSuite",

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import mtg_env
+from mtg_env.engine.layout import log_steps_to_unit
 
 DEVICE = os.environ.get("MTG_TEST_DEVICE", "cpu")
 
@@ -48,8 +49,7 @@ def steps_action(env: mtg_env.MultiTaskGameEnv, alpha: float, beta: float) -> np
     """The ``step_size``-mode action of ``env`` (in its units) that plays step sizes α (head) and β (trunk)."""
     log = np.log([alpha, beta])
     if env.step_size_units == "unit":
-        lo, hi = env.log_step_range
-        log = 2.0 * (log - lo) / (hi - lo) - 1.0
+        log = log_steps_to_unit(log, env.log_step_range)
     return log.astype(env.np_dtype)
 
 

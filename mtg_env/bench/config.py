@@ -122,9 +122,9 @@ class BenchConfig:
         """
         for i, p in enumerate(self.policies):
             _check_policy(p, i)
-        from mtg_env.envs.parallel import _check_device
+        from mtg_env.envs.config import check_device
 
-        _check_device(self.device)
+        check_device(self.device)
         tasks: dict[str, int] = {}
         for i, s in enumerate(self.suites):
             for rule in self.rules:

@@ -13,7 +13,8 @@ rule's state is tensors of it (:attr:`GameState.rule_state`), so one state stepp
 """
 
 from mtg_env.engine.core import losses_and_grads, reset, reset_where, step, updates
-from mtg_env.engine.game import FEATURES, NUM_FEATURES, Game
+from mtg_env.engine.game import Game
+from mtg_env.engine.layout import FEATURES, NUM_FEATURES
 from mtg_env.engine.noise import NoiseSpec, RegSpec
 from mtg_env.engine.optim import OPTIMIZERS, OptimizerSpec, optimizer_spec
 from mtg_env.engine.state import GameState, StepOutput

@@ -16,7 +16,7 @@ def symlog(x: Tensor) -> Tensor:
 def features(
     game: Game, losses: Tensor, prev_losses: Tensor, head_grads: Tensor, jacobian: Tensor, last_move: Tensor, t: Tensor
 ) -> Tensor:
-    """``[B, M, 8]`` features (see :data:`~mtg_env.engine.game.FEATURES`), clipped into their bounds.
+    """``[B, M, 8]`` features (see :data:`~mtg_env.engine.layout.FEATURES`), clipped into their bounds.
 
     0 symlog ℓ_m; 1 symlog(ℓ_m − previous ℓ_m); 2 symlog ‖∇_Θm ℓ_m‖; 3 symlog ‖∇_Ψ ℓ_m‖;
     4 cos(∇_Ψ ℓ_m, mean_j ∇_Ψ ℓ_j); 5 cos(−∇_Ψ ℓ_m, last trunk move); 6 progress t / horizon;

@@ -9,28 +9,40 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from torch import Tensor
 
+from mtg_env._args import int_arg, is_real
 from mtg_env.consensus import ConsensusRule, rule_loss_floor, rule_name, rule_state_kind
-from mtg_env.engine.codec import UPDATE_UNITS, UpdateUnits
+from mtg_env.engine.codec import UpdateUnits
+from mtg_env.engine.layout import ActionMode, check_action_mode, check_update_units, feature_bounds, largest
 from mtg_env.engine.noise import NoiseSpec, RegSpec, noise_spec, reg_spec
 from mtg_env.engine.optim import BoundOptimizer, OptimizerSpec
 
 if TYPE_CHECKING:  # the suites import the engine's randomness: no runtime import back
     from mtg_env.suites.base import TaskSuite
 
-ActionMode = Literal["update", "step_size"]
+#: The engine counts steps in int64.
+MAX_HORIZON = 2**62
 
-#: Names of the scalar features of every observation (see :func:`mtg_env.engine.features.features`).
-FEATURES: tuple[str, ...] = (
-    "symlog_loss",
-    "symlog_loss_change",
-    "symlog_head_grad_norm",
-    "symlog_trunk_grad_norm",
-    "cos_trunk_grad_mean_grad",
-    "cos_descent_last_trunk_move",
-    "progress",
-    "symlog_trunk_move_norm",
-)
-NUM_FEATURES = len(FEATURES)
+
+def check_horizon(horizon: object, name: str = "horizon") -> int:
+    """``horizon`` (the env's ``max_cycles``) as an int in [1, 2**62], or an error naming ``name``."""
+    value = int_arg(name, horizon, low=1, hint="steps before truncation")
+    if value > MAX_HORIZON:  # the engine counts steps in int64
+        raise ValueError(f"{name} must be at most 2**62, got {value}")
+    return value
+
+
+def check_divergence_reward(
+    reward: object, dtype: torch.dtype | None = None
+) -> float | Literal["remaining", "clipped_loss"]:
+    """``reward`` as ``"remaining"``, ``"clipped_loss"`` or a float (finite, and within ``dtype``'s range where
+    given), or a ``ValueError`` naming ``divergence_reward``."""
+    if isinstance(reward, str) and reward in ("remaining", "clipped_loss"):
+        return reward  # type: ignore[return-value]
+    if isinstance(reward, str) or not (is_real(reward) and math.isfinite(reward)):  # type: ignore[arg-type]
+        raise ValueError(f"divergence_reward must be 'remaining', 'clipped_loss' or a finite number, got {reward!r}")
+    if dtype is not None and abs(reward) > largest(dtype):  # type: ignore[arg-type]
+        raise ValueError(f"divergence_reward must be finite in {dtype} (|r| <= {largest(dtype):.4g}), got {reward!r}")
+    return float(reward)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, eq=False)
@@ -109,24 +121,10 @@ class Game:
     of the losses), in the game's dtype; ``None`` for a rule that takes any losses."""
 
     def __post_init__(self) -> None:
-        if self.action_mode not in ("update", "step_size"):
-            raise ValueError(f"action_mode must be 'update' or 'step_size', got {self.action_mode!r}")
-        if self.update_units not in UPDATE_UNITS:
-            raise ValueError(f"update_units must be one of {list(UPDATE_UNITS)}, got {self.update_units!r}")
-        reward = self.divergence_reward
-        if not (
-            reward in ("remaining", "clipped_loss")
-            if isinstance(reward, str)
-            else not isinstance(reward, bool) and isinstance(reward, (int, float)) and math.isfinite(reward)
-        ):
-            raise ValueError(
-                f"divergence_reward must be 'remaining', 'clipped_loss' or a finite number, got {reward!r}"
-            )
-        big = float(torch.finfo(self.suite.dtype).max)
-        if not isinstance(reward, str) and abs(reward) > big:
-            raise ValueError(
-                f"divergence_reward must be finite in {self.suite.dtype} (|r| <= {big:.4g}), got {reward!r}"
-            )
+        check_action_mode(self.action_mode)
+        check_update_units(self.update_units)
+        object.__setattr__(self, "divergence_reward", check_divergence_reward(self.divergence_reward, self.dtype))
+        big = largest(self.suite.dtype)
         threshold = self.divergence_threshold
         if threshold is not None and (
             isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 1.0 < threshold < math.inf
@@ -139,8 +137,7 @@ class Game:
                     f"got {threshold!r}"
                 )
             object.__setattr__(self, "divergence_threshold", float(threshold))
-        if isinstance(self.horizon, bool) or not isinstance(self.horizon, int) or self.horizon < 1:
-            raise ValueError(f"horizon (max_cycles) must be an int >= 1, got {self.horizon!r}")
+        object.__setattr__(self, "horizon", check_horizon(self.horizon, "horizon (max_cycles)"))
         for name in ("trunk_optimizer", "head_optimizer"):
             spec = getattr(self, name)
             if spec is not None and not isinstance(spec, OptimizerSpec):
@@ -166,10 +163,7 @@ class Game:
         offsets = torch.tensor(suite.head_offsets[:-1], device=device)
         within = torch.arange(index.numel(), device=device) - offsets[index]
         set_(self, "padded_head_index", index * max(1, self.max_head) + within)
-        big = float(torch.finfo(suite.dtype).max)
-        s_max = math.log1p(big)
-        low = torch.tensor([-s_max, -s_max, 0.0, 0.0, -1.0, -1.0, 0.0, 0.0], dtype=suite.dtype, device=device)
-        high = torch.tensor([s_max, s_max, s_max, s_max, 1.0, 1.0, 1.0, s_max], dtype=suite.dtype, device=device)
+        low, high = feature_bounds(suite.dtype, device)
         set_(self, "feature_low", low)
         set_(self, "feature_high", high)
         set_(self, "big", big)

@@ -113,7 +113,7 @@ class StepOutput:
     jacobian: Tensor
     """``[B, M, n]``."""
     features: Tensor
-    """``[B, M, 8]`` the observation features (:data:`~mtg_env.engine.game.FEATURES`), inside their bounds."""
+    """``[B, M, 8]`` the observation features (:data:`~mtg_env.engine.layout.FEATURES`), inside their bounds."""
     rewards: Tensor
     """``[B, M]`` −loss, or the divergence reward on the step a game diverges."""
     diverged: Tensor

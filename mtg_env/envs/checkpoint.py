@@ -54,20 +54,20 @@ def fingerprint(env: MultiTaskGameEnv) -> dict[str, Any]:
             "head_sizes": list(env.suite.head_sizes),
             "trunk_size": env.trunk_size,
             "consensus": rule_config(env.consensus),
-            "action_mode": env.action_mode,
-            "step_size_units": env.step_size_units,
-            "update_units": env.update_units,
-            "log_step_range": list(env.log_step_range),
-            "max_update": env.max_update,
-            "pad_heads": env.pad_heads,
-            "max_cycles": env.max_cycles,
-            "divergence_reward": env.divergence_reward,
+            "action_mode": env.config.action_mode,
+            "step_size_units": env.config.step_size_units,
+            "update_units": env.config.update_units,
+            "log_step_range": list(env.config.log_step_range),
+            "max_update": env.config.update_bound,
+            "pad_heads": env.config.pad_heads,
+            "max_cycles": env.config.max_cycles,
+            "divergence_reward": env.config.divergence_reward,
             "divergence_threshold": env.game.divergence_threshold,
-            "trunk_optimizer": _optimizer(env.trunk_optimizer),
-            "head_optimizer": _optimizer(env.head_optimizer),
+            "trunk_optimizer": _optimizer(env.config.trunk_spec),
+            "head_optimizer": _optimizer(env.config.head_spec),
             # Only when on: checkpoints of games without them keep their fingerprint.
-            **({"noise_model": asdict(env.noise_model)} if env.noise_model is not None else {}),
-            **({"regularisation": asdict(env.regularisation)} if env.regularisation is not None else {}),
+            **({"noise_model": asdict(env.config.noise)} if env.config.noise is not None else {}),
+            **({"regularisation": asdict(env.config.reg)} if env.config.reg is not None else {}),
         }
     )
 
@@ -132,6 +132,27 @@ class Restored:
     features: np.ndarray
 
 
+def restore(env: MultiTaskGameEnv, checkpoint: Any) -> None:
+    """Install ``checkpoint`` in ``env`` once :func:`verify` has checked all of it (a refused one changes nothing).
+
+    Raises:
+        TypeError: for a consensus callable that keeps its state on itself (its games cannot be restored from data).
+        ValueError: from :func:`verify`, naming the field.
+    """
+    if env.game.rule_kind == "object":
+        raise TypeError(
+            f"consensus rule {rule_name(env.consensus)!r} keeps its state on itself (a callable with reset()): "
+            "its games cannot be restored from data; give it init_state and step (see mtg_env.consensus)"
+        )
+    restored = verify(env, checkpoint)
+    # Everything checked: install.
+    env._state = restored.state
+    env._seed, env._episode = restored.seed, restored.episode
+    env.agents = restored.agents
+    env._feats = restored.features
+    env._loss_history = restored.loss_history
+
+
 def verify(env: MultiTaskGameEnv, checkpoint: Any) -> Restored:
     """Check every field of ``checkpoint`` against ``env`` (nothing is installed): a ``ValueError`` names the first
     field that is of another configuration or that no game of this one can reach."""
@@ -159,8 +180,8 @@ def verify(env: MultiTaskGameEnv, checkpoint: Any) -> Restored:
     state = template.with_tensors({k: v.detach().to(env.device) for k, v in tensors.items()})
     _check_counters(state, template, seed, episode)
     t = int(state.t[0])
-    if not 0 <= t <= env.max_cycles:
-        raise ValueError(f"checkpoint state 't' must be in [0, max_cycles={env.max_cycles}], got {t}")
+    if not 0 <= t <= env.config.max_cycles:
+        raise ValueError(f"checkpoint state 't' must be in [0, max_cycles={env.config.max_cycles}], got {t}")
     live = bool(agents)
     if bool(state.done[0]) == live:
         raise ValueError(
@@ -169,7 +190,7 @@ def verify(env: MultiTaskGameEnv, checkpoint: Any) -> Restored:
         )
     if live:
         _check_live(env, state, template)
-    elif t < env.max_cycles:
+    elif t < env.config.max_cycles:
         _check_ended(env, state)
     history = _history(env, checkpoint["loss_history"], state, live)
     feats = features(game, state.losses, state.prev_losses, state.head_grads, state.jacobian, state.last_move, state.t)
@@ -254,7 +275,7 @@ def _check_live(env: MultiTaskGameEnv, state: GameState, template: GameState) ->
     the state of a fresh reset apart from the parameters (a start may be given)."""
     game = env.game
     t = int(state.t[0])
-    if t >= env.max_cycles:
+    if t >= env.config.max_cycles:
         raise ValueError(f"checkpoint state 't' is {t} = max_cycles but the game is live (it is truncated there)")
     tensors = state.tensors()
     always = [

@@ -1,36 +1,40 @@
-"""The multi-task training process as a PettingZoo ``ParallelEnv`` (see the class docstring)."""
+"""The multi-task training process as a PettingZoo ``ParallelEnv`` (see the class docstring).
+
+The class is the PettingZoo API and its documentation; its parts live beside it: the options and their checks
+(:mod:`mtg_env.envs.config`), the agents' spaces, actions in and observations out (:mod:`mtg_env.envs.spaces`,
+after the layout of :mod:`mtg_env.engine.layout`), the infos (:mod:`mtg_env.envs.infos`), rendering
+(:mod:`mtg_env.envs.render`) and checkpoints (:mod:`mtg_env.envs.checkpoint`).
+"""
 
 from __future__ import annotations
 
-import difflib
-import math
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from gymnasium import spaces
 from pettingzoo import AECEnv, ParallelEnv
-from pettingzoo.utils.conversions import parallel_to_aec_wrapper
-from pettingzoo.utils.wrappers import OrderEnforcingWrapper
 from torch import Tensor
 
 from mtg_env import engine
-from mtg_env._args import bool_arg, int_arg, is_real
-from mtg_env.consensus import ConsensusRule, consensus_rule, rule_name
-from mtg_env.engine.codec import UPDATE_UNITS, UPHILL, UpdateUnits, decode
-from mtg_env.engine.game import FEATURES, NUM_FEATURES, ActionMode, Game
-from mtg_env.engine.noise import NoiseSpec, RegSpec, noise_spec, reg_spec
-from mtg_env.engine.optim import optimizer_spec
+from mtg_env.consensus import rule_name
+from mtg_env.engine.game import Game
+from mtg_env.engine.layout import FEATURES, NUM_FEATURES, ActionMode
 from mtg_env.engine.state import GameState, StepOutput
 from mtg_env.envs import checkpoint as _checkpoint
+from mtg_env.envs import infos as _infos
+from mtg_env.envs import queries as _queries
+from mtg_env.envs import render as _render
+from mtg_env.envs.aec import aec_env
+from mtg_env.envs.config import RENDER_MODES, EnvConfig
+from mtg_env.envs.spaces import AgentSpaces
 from mtg_env.rng import check_seed
-from mtg_env.suites import TaskSuite, make_suite
 from mtg_env.suites.base import Split
 
-__all__ = ["FEATURES", "NUM_FEATURES", "ActionMode", "MultiTaskGameEnv", "env", "parallel_env"]
+__all__ = ["FEATURES", "NUM_FEATURES", "ActionMode", "EnvConfig", "MultiTaskGameEnv", "env", "parallel_env"]
 
 
 class MultiTaskGameEnv(ParallelEnv):
@@ -212,182 +216,73 @@ class MultiTaskGameEnv(ParallelEnv):
     # Not a ClassVar: PettingZoo reads metadata per instance, and __init__ sets a per-suite name.
     metadata: dict[str, Any] = {  # noqa: RUF012
         "name": "mtg_v6",
-        "render_modes": ["human", "ansi", "rgb_array"],
+        "render_modes": list(RENDER_MODES),
         "is_parallelizable": True,
         "render_fps": 10,
     }
 
-    def __init__(
-        self,
-        suite: str | TaskSuite = "digits",
-        consensus: str | ConsensusRule = "sum",
-        action_mode: ActionMode = "update",
-        max_cycles: int = 500,
-        render_mode: str | None = None,
-        dtype: str | None = None,
-        device: str | torch.device | None = None,
-        max_update: float | None = 1.0,
-        log_step_range: tuple[float, float] = (-5.0, -1.0),
-        consensus_kwargs: Mapping[str, Any] | None = None,
-        metrics_every: int = 0,
-        divergence_reward: float | Literal["remaining", "clipped_loss"] = "remaining",
-        numeric_infos: bool = True,
-        step_size_units: Literal["unit", "log"] = "unit",
-        pad_heads: bool = True,
-        divergence_threshold: float | None = 1e3,
-        trunk_optimizer: str | type[torch.optim.Optimizer] | None = None,
-        trunk_optimizer_kwargs: Mapping[str, Any] | None = None,
-        head_optimizer: str | type[torch.optim.Optimizer] | None = None,
-        head_optimizer_kwargs: Mapping[str, Any] | None = None,
-        update_units: UpdateUnits = "relative",
-        noise_model: NoiseSpec | Mapping[str, Any] | None = None,
-        regularisation: RegSpec | Mapping[str, Any] | None = None,
-        **suite_kwargs: Any,
-    ):
-        if action_mode not in ("update", "step_size"):
-            raise ValueError(f"action_mode must be 'update' or 'step_size', got {action_mode!r}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
-        self.metrics_every = int_arg("metrics_every", metrics_every, low=0, hint="0: never")
-        if not (
-            divergence_reward in ("remaining", "clipped_loss")
-            if isinstance(divergence_reward, str)
-            else is_real(divergence_reward) and math.isfinite(divergence_reward)
-        ):
-            raise ValueError(
-                f"divergence_reward must be 'remaining', 'clipped_loss' or a finite number, got {divergence_reward!r}"
-            )
-        self.divergence_reward: float | str = (
-            divergence_reward if isinstance(divergence_reward, str) else float(divergence_reward)
-        )
-        bool_arg("pad_heads", pad_heads)
-        self.pad_heads = pad_heads
-        if step_size_units not in ("unit", "log"):
-            raise ValueError(f"step_size_units must be 'unit' ([-1, 1] actions) or 'log', got {step_size_units!r}")
-        self.step_size_units = step_size_units
-        if update_units not in UPDATE_UNITS:
-            raise ValueError(
-                f"update_units must be 'relative' (units of a reference descent step) or 'raw' (the update itself, "
-                f"v5), got {update_units!r}"
-            )
-        self.update_units: UpdateUnits = update_units
-        bool_arg("numeric_infos", numeric_infos)
-        if numeric_infos and self.metrics_every:
-            raise ValueError(
-                "metrics_every needs numeric_infos=False: numeric infos keep one fixed set of number-valued keys, "
-                "and the metrics are a nested dict"
-            )
-        self.numeric_infos = numeric_infos
-        max_cycles = int_arg("max_cycles", max_cycles, low=1, hint="steps before truncation")
-        if max_cycles > 2**62:  # the engine counts steps in int64
-            raise ValueError(f"max_cycles must be at most 2**62, got {max_cycles}")
-        #: The optimizers after the consensus rule (trunk) and on the heads (validated specs, or None).
-        self.trunk_optimizer = optimizer_spec(trunk_optimizer, trunk_optimizer_kwargs, "trunk_optimizer")
-        self.head_optimizer = optimizer_spec(head_optimizer, head_optimizer_kwargs, "head_optimizer")
-        #: The noise models and the regulariser (validated specs; ``None`` when off: the v5 game exactly).
-        self.noise_model, self.regularisation = noise_spec(noise_model), reg_spec(regularisation)
-        if max_update is not None and not (is_real(max_update) and 0 < max_update < float("inf")):
-            raise ValueError(f"max_update must be a finite number > 0 or None (no bound), got {max_update!r}")
-        if not (isinstance(log_step_range, (tuple, list)) and len(log_step_range) == 2):
-            raise ValueError(f"log_step_range must be a pair (low, high), got {log_step_range!r}")
-        if not all(is_real(v) for v in log_step_range):
-            raise ValueError(f"log_step_range must hold two numbers, got {log_step_range!r}")
-        lo, hi = (float(v) for v in log_step_range)
-        if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-            raise ValueError(f"log_step_range must be finite (low, high) with low < high, got {log_step_range}")
-        if device is not None:
-            _check_device(device)
-        self.suite = make_suite(suite, device=device, dtype=dtype, **suite_kwargs)
-        self.device = self.suite.device
-        self.dtype = self.suite.dtype
-        self.np_dtype: Any = np.float32 if self.dtype == torch.float32 else np.float64
-        largest = float(torch.finfo(self.dtype).max)
-        if max_update is not None and max_update > largest:
-            raise ValueError(f"max_update must be at most {largest:.4g} (the largest {self.dtype}), got {max_update!r}")
-        if consensus_kwargs is not None and not isinstance(consensus_kwargs, Mapping):
-            raise TypeError(f"consensus_kwargs must be a dict of the rule's options or None, got {consensus_kwargs!r}")
-        self.consensus = consensus_rule(consensus, num_tasks=self.suite.num_tasks, **dict(consensus_kwargs or {}))
-        self.action_mode: ActionMode = action_mode
-        self.max_cycles = max_cycles
-        self.render_mode = render_mode
-        self.max_update = float("inf") if max_update is None else float(max_update)
-        self.log_step_range = (lo, hi)
-        self.metadata = {**type(self).metadata, "name": f"mtg_{self.suite.name}_v6"}
+    def __init__(self, **kwargs: Any):
+        """Build the env from the options of the Arguments table (the fields of :class:`EnvConfig`, every other
+        keyword a suite option); ``MultiTaskGameEnv.from_config(cfg)`` takes them as one :class:`EnvConfig`."""
+        self._setup(EnvConfig.from_kwargs(**kwargs))
 
-        self.possible_agents = [f"task_{m}" for m in range(self.suite.num_tasks)]
-        self.agents: list[str] = []
-        self._index = {a: m for m, a in enumerate(self.possible_agents)}
-        self._head_sizes = self.suite.head_sizes
-        self._offsets = self.suite.head_offsets
-        self._uniform_heads = len(set(self._head_sizes)) == 1
-        # Update mode with heads of unequal sizes: every agent's head part padded to the largest head, so all
-        # agents share one observation and one action shape (SuperSuit, TorchRL's groups and one shared policy
-        # expect that). The padding of an observation is zero; the padding of an action is ignored.
-        self._pad = pad_heads and action_mode == "update" and not self._uniform_heads
-        widest = max(self._head_sizes) if self._head_sizes else 0
-        self._slots = tuple(widest if self._pad else h for h in self._head_sizes)
+    @classmethod
+    def from_config(cls, config: EnvConfig, game: Game | None = None) -> MultiTaskGameEnv:
+        """The env of ``config`` (the same env as ``MultiTaskGameEnv(**config.kwargs())``).
+
+        Args:
+            config: Every option, checked.
+            game: ``config.make_game()`` when the caller has already built it: the env plays it (sharing its
+                suite) instead of building another.
+        """
+        if not isinstance(config, EnvConfig):
+            raise TypeError(f"config must be a mtg_env.EnvConfig, got {type(config).__name__}")
+        env = cls.__new__(cls)
+        env._setup(config, game)
+        return env
+
+    def _setup(self, config: EnvConfig, game: Game | None = None) -> None:
+        #: Every option of this env, checked (see :class:`EnvConfig`).
+        self.config = config
         #: The game this env plays: one game (B = 1) of the engine.
-        self.game = Game(
-            self.suite,
-            self.consensus,
-            action_mode=action_mode,
-            horizon=self.max_cycles,
-            divergence_reward=self.divergence_reward,  # type: ignore[arg-type]  # checked above
-            divergence_threshold=divergence_threshold,
-            trunk_optimizer=self.trunk_optimizer,
-            head_optimizer=self.head_optimizer,
-            update_units=update_units,
-            noise_model=self.noise_model,
-            regularisation=self.regularisation,
-        )
-        self._build_spaces()
-        # Actions of all agents stack into one [M, k] array unless update-mode heads differ in size;
-        # then they are concatenated and split by these positions (one gather each).
-        self._stackable = action_mode == "step_size" or self._uniform_heads or self._pad
+        self.game = config.make_game() if game is None else game
+        self.suite = self.game.suite
+        self.consensus = self.game.consensus
+        self.device, self.dtype = self.game.device, self.game.dtype
+        # The options as attributes, as before the config: copies that the env never reads back (PettingZoo's API
+        # test sets max_cycles; the game, frozen, keeps its own), so setting one changes nothing.
+        self.render_mode = config.render_mode
+        self.action_mode, self.max_cycles = config.action_mode, config.max_cycles
+        self.metrics_every, self.numeric_infos = config.metrics_every, config.numeric_infos
+        self.divergence_reward, self.pad_heads = config.divergence_reward, config.pad_heads
+        self.step_size_units, self.update_units = config.step_size_units, config.update_units
+        self.log_step_range, self.max_update = config.log_step_range, config.update_bound
+        #: The optimizers after the consensus rule (trunk) and on the heads (validated specs, or None).
+        self.trunk_optimizer, self.head_optimizer = config.trunk_spec, config.head_spec
+        #: The noise models and the regulariser (validated specs; ``None`` when off: the v5 game exactly).
+        self.noise_model, self.regularisation = config.noise, config.reg
+        self.metadata = {**type(self).metadata, "name": f"mtg_{self.suite.name}_v6"}
+        self._spaces = AgentSpaces(config, self.game)
+        self.np_dtype: Any = self._spaces.np_dtype
+        self.state_space = self._spaces.state_space
+        self.possible_agents = list(self._spaces.agents)
+        self.agents: list[str] = []
         self._seed: int | None = None
         self._episode = 0
         self._state: GameState | None = None
         self._loss_history: list[list[float]] = []
 
     # --------------------------------------------------------------------------------- spaces
-    def _build_spaces(self) -> None:
-        # The feature bounds are the engine's (features are clipped into them there).
-        big = self.game.big
-        f_low = self.game.feature_low.cpu().numpy()
-        f_high = self.game.feature_high.cpu().numpy()
-        self._big = big
-        n = self.suite.trunk_size
-        self._observation_spaces: dict[str, spaces.Box] = {}
-        self._action_spaces: dict[str, spaces.Box] = {}
-        for agent, h in zip(self.possible_agents, self._slots, strict=True):  # h: the head's slot (padded)
-            if self.action_mode == "update":
-                grad_lim: np.ndarray = np.full(h + n, big, dtype=self.np_dtype)
-                low = np.concatenate([-grad_lim, f_low])
-                high = np.concatenate([grad_lim, f_high])
-                self._observation_spaces[agent] = spaces.Box(low, high, dtype=self.np_dtype)
-                low_update = UPHILL * self.max_update if self.update_units == "relative" else -self.max_update
-                self._action_spaces[agent] = spaces.Box(low_update, self.max_update, (h + n,), self.np_dtype)
-            else:
-                self._observation_spaces[agent] = spaces.Box(f_low, f_high, dtype=self.np_dtype)
-                lo, hi = self.log_step_range if self.step_size_units == "log" else (-1.0, 1.0)
-                self._action_spaces[agent] = spaces.Box(lo, hi, (2,), self.np_dtype)
-        m = self.suite.num_tasks
-        self.state_space = spaces.Box(np.tile(f_low, m), np.tile(f_high, m), dtype=self.np_dtype)
-        # Every agent's Box has these bounds, in the Box's own dtype: an action clipped to the Box passes the range
-        # check whatever numpy's casting rules (numpy 1.x compares a float32 array with a Python float in float64).
-        first = self._action_spaces[self.possible_agents[0]]
-        self._action_low, self._action_high = first.low.flat[0], first.high.flat[0]
-
     def observation_space(self, agent: str) -> spaces.Box:
         """The agent's observation space (the same object on every call)."""
-        return self._observation_spaces[self._check_agent(agent)]
+        return self._spaces.observation_spaces[self._check_agent(agent)]
 
     def action_space(self, agent: str) -> spaces.Box:
         """The agent's action space (the same object on every call)."""
-        return self._action_spaces[self._check_agent(agent)]
+        return self._spaces.action_spaces[self._check_agent(agent)]
 
     def _check_agent(self, agent: str) -> str:
-        if agent not in self._index:
+        if agent not in self._spaces.index:
             raise KeyError(f"unknown agent {agent!r}; agents are {self.possible_agents}")
         return agent
 
@@ -398,12 +293,12 @@ class MultiTaskGameEnv(ParallelEnv):
 
     def head_size(self, agent: str) -> int:
         """Number of head parameters h_m of ``agent``."""
-        return self._head_sizes[self._index[self._check_agent(agent)]]
+        return self._spaces.head_sizes[self._spaces.index[self._check_agent(agent)]]
 
     def head_slot(self, agent: str) -> int:
         """Length of the head part of ``agent``'s ``update``-mode observation and action: h_m, or the largest
         head when heads are padded (``pad_heads``); the trunk part starts there."""
-        return self._slots[self._index[self._check_agent(agent)]]
+        return self._spaces.slots[self._spaces.index[self._check_agent(agent)]]
 
     def step_size_action(self, alpha: float, beta: float | None = None) -> np.ndarray:
         """The ``step_size``-mode action (in this env's units) that plays head step α and trunk step β (default α).
@@ -412,26 +307,11 @@ class MultiTaskGameEnv(ParallelEnv):
             ValueError: outside ``step_size`` mode, for a step that is not > 0, or one whose log is outside
                 ``log_step_range`` (the env would have to clip it: widen the range instead).
         """
-        if self.action_mode != "step_size":
-            raise ValueError("step_size_action is for action_mode='step_size'; in update mode the action is the update")
-        steps = [alpha, alpha if beta is None else beta]
-        if not all(is_real(v) and 0 < v < float("inf") for v in steps):
-            raise ValueError(f"step sizes must be finite numbers > 0, got alpha={alpha!r}, beta={beta!r}")
-        log = np.log(np.asarray(steps, dtype=np.float64))
-        lo, hi = self.log_step_range
-        if not (lo <= log.min() and log.max() <= hi):
-            raise ValueError(
-                f"step sizes {steps} (log {log.round(3).tolist()}) are outside log_step_range {[lo, hi]}: "
-                f"steps from {math.exp(lo):.3g} to {math.exp(hi):.3g}; set log_step_range=... to widen it"
-            )
-        if self.step_size_units == "log":
-            return np.clip(log, lo, hi).astype(self.np_dtype)
-        # Into [-1, 1]; the clip only absorbs round-off of the affine map at the ends.
-        return np.clip(2.0 * (log - lo) / (hi - lo) - 1.0, -1.0, 1.0).astype(self.np_dtype)
+        return self._spaces.step_size_action(alpha, beta)
 
     def task_name(self, agent: str) -> str:
         """The task an agent plays, e.g. ``"digit"``."""
-        return self.suite.tasks[self._index[self._check_agent(agent)]].name
+        return self.suite.tasks[self._spaces.index[self._check_agent(agent)]].name
 
     # ---------------------------------------------------------------------------- episodes
     def reset(
@@ -446,7 +326,7 @@ class MultiTaskGameEnv(ParallelEnv):
                 env does not know are ignored (PettingZoo's API test passes a dummy one), except near misses of
                 these two (``"head"``, ``"Trunk"``), which are refused as typos.
         """
-        start = self._start_params(options)  # validate before touching any state
+        start = self._spaces.start_params(options)  # validate before touching any state
         if seed is not None:
             self._seed, self._episode = check_seed(seed), 0
         elif self._seed is None:
@@ -458,56 +338,10 @@ class MultiTaskGameEnv(ParallelEnv):
         self.agents = self.possible_agents[:]
         self._loss_history = []
         observations, losses, finite = self._observe(out)
-        infos = self._infos(losses, None)
-        if self.numeric_infos:
-            return observations, infos
-        for agent, h, slot in zip(self.agents, self._head_sizes, self._slots, strict=True):
-            infos[agent].update(
-                head_size=h,
-                head_slot=slot,
-                trunk_size=self.trunk_size,
-                action_mode=self.action_mode,
-                log_step_range=self.log_step_range,
-                step_size_units=self.step_size_units,
-                update_units=self.update_units,
-            )
-        if not finite:  # a start that is already non-finite: report it, the first step will terminate
-            for info in infos.values():
-                info["warning"] = "non-finite loss or parameter at reset"
-        elif bool(out.out_of_domain[0]):  # likewise a start outside the rule's domain
-            for info in infos.values():
-                info["warning"] = f"a loss at reset is outside the domain of {rule_name(self.consensus)!r}"
+        infos = _infos.step_infos(self, losses, None)
+        if not self.config.numeric_infos:
+            _infos.reset_extras(self, infos, finite, bool(out.out_of_domain[0]))
         return observations, infos
-
-    def _start_params(self, options: Mapping[str, Any] | None) -> dict[str, Tensor | None]:
-        out: dict[str, Tensor | None] = {"heads": None, "trunk": None}
-        if options is None:
-            return out
-        if not isinstance(options, Mapping):
-            raise TypeError(f"reset options must be a dict such as {{'heads': ..., 'trunk': ...}}, got {options!r}")
-        # Keys the env does not use are ignored, as Gymnasium's envs do (PettingZoo's API test passes a dummy
-        # one); a near miss of a key it does use is a typo that would silently drop the starting point.
-        for key in options:
-            near = difflib.get_close_matches(str(key), list(out), n=1, cutoff=0.6)
-            if key not in out and near:
-                raise ValueError(f"unknown reset option {key!r}; did you mean {near[0]!r}? (options: 'heads', 'trunk')")
-        for key, size in (("heads", self._offsets[-1]), ("trunk", self.trunk_size)):
-            if key not in options or options[key] is None:
-                continue
-            given = options[key]
-            if isinstance(given, Tensor):
-                given = given.detach().cpu()  # a starting point, not a node of the caller's graph
-            try:
-                array = np.asarray(given, dtype=self.np_dtype)
-            except (TypeError, ValueError) as err:
-                raise ValueError(f"reset option {key!r} must be a numeric array of shape ({size},) ({err})") from None
-            value = torch.as_tensor(array, device=self.device)
-            if value.shape != (size,):
-                raise ValueError(f"reset option {key!r} must have shape ({size},), got {tuple(value.shape)}")
-            if not torch.isfinite(value).all():
-                raise ValueError(f"reset option {key!r} must be finite")
-            out[key] = value.clone()
-        return out
 
     def step(
         self, actions: Mapping[str, Any]
@@ -517,7 +351,7 @@ class MultiTaskGameEnv(ParallelEnv):
             raise RuntimeError("step() called before reset(); call env.reset(seed=...) first")
         if not self.agents:
             raise RuntimeError("step() called after the episode ended (all agents done); call env.reset()")
-        actions_t = self._parse_actions(actions)
+        actions_t = self._spaces.parse(actions, self.agents, self._state)
         # The engine is pure: a rule that raises leaves self._state, the game, exactly as it was.
         state, out = engine.step(self.game, self._state, actions_t)
         self._state = state
@@ -525,55 +359,21 @@ class MultiTaskGameEnv(ParallelEnv):
         agents = self.agents
         rewards = dict(zip(agents, out.rewards[0].tolist(), strict=True))
         stuck = bool(out.out_of_domain[0])
-        reason = self._divergence_reason(losses) if not finite else self._domain_reason(losses) if stuck else None
+        reason = (
+            _infos.divergence_reason(self, losses)
+            if not finite
+            else _infos.domain_reason(self, losses)
+            if stuck
+            else None
+        )
         truncated = bool(out.truncated[0])
         terminated = not finite or stuck
         terminations = dict.fromkeys(agents, terminated)
         truncations = dict.fromkeys(agents, truncated)
-        infos = self._infos(losses, reason, diverged=not finite)
+        infos = _infos.step_infos(self, losses, reason, diverged=not finite)
         if terminated or truncated:
             self.agents = []
         return observations, rewards, terminations, truncations, infos
-
-    def _parse_actions(self, actions: Mapping[str, Any]) -> Tensor | tuple[Tensor, Tensor]:
-        """Validate every action, then make them the engine's actions of one game."""
-        if not isinstance(actions, Mapping):
-            raise TypeError(f"actions must be a dict {{agent: action}}, got {type(actions).__name__}")
-        unknown = [a for a in actions if a not in self._index]
-        if unknown:
-            raise ValueError(f"action for unknown agent(s) {unknown}; live agents are {self.agents}")
-        missing = [a for a in self.agents if a not in actions]
-        if missing:
-            raise ValueError(f"no action for agent(s) {missing}; every live agent {self.agents} must act each step")
-        arrays = [self._as_array(a, actions[a]) for a in self.agents]
-        low, high = self._action_low, self._action_high
-        if self._stackable:
-            joint = np.stack(arrays)
-            parts: tuple[np.ndarray, ...] = (joint,)
-        else:  # heads of different sizes: copy each action's two parts straight to where they belong
-            heads = np.empty(self._offsets[-1], dtype=self.np_dtype)
-            trunk = np.empty((len(arrays), self.trunk_size), dtype=self.np_dtype)
-            for m, arr in enumerate(arrays):
-                h = self._head_sizes[m]
-                heads[self._offsets[m] : self._offsets[m + 1]] = arr[:h]
-                trunk[m] = arr[h:]
-            parts = (heads, trunk)
-        # One range test over all actions at once; NaN fails it too (comparisons with NaN are false).
-        # Only when it fails does the slow path look for the agent to name.
-        if not all(low <= p.min() and p.max() <= high and np.isfinite(p).all() for p in parts if p.size):
-            for agent, arr in zip(self.agents, arrays, strict=True):
-                self._check_values(agent, arr, low, high)
-        tensors = [torch.from_numpy(p).to(self.device).unsqueeze(0) for p in parts]
-        if self.action_mode == "step_size" and self.step_size_units == "unit":
-            lo, hi = self.log_step_range
-            return lo + (tensors[0] + 1.0) * (0.5 * (hi - lo))  # [−1, 1] onto the log step sizes [lo, hi]
-        if self._stackable:
-            return tensors[0]  # [1, M, k]: log step sizes, or updates of equal-size heads
-        if self.action_mode == "update" and self.update_units == "relative":
-            # The engine takes the parts as the updates themselves: decode them here, with the one codec.
-            state = self.engine_state
-            return decode(tensors[0], state.head_grads), decode(tensors[1], state.jacobian)
-        return tensors[0], tensors[1]  # (head updates [1, H], proposals [1, M, n])
 
     def check_action(self, agent: str, action: Any) -> None:
         """Refuse one agent's action as :meth:`step` would (unknown or finished agent, shape, NaN, outside the
@@ -581,141 +381,14 @@ class MultiTaskGameEnv(ParallelEnv):
         acts."""
         if agent not in self.agents:
             raise ValueError(f"{agent!r} is not a live agent; live agents are {self.agents}")
-        self._check_values(agent, self._as_array(agent, action), self._action_low, self._action_high)
-
-    def _as_array(self, agent: str, action: Any) -> np.ndarray:
-        shape = self._action_spaces[agent].shape
-        if isinstance(action, Tensor):
-            action = action.detach().cpu().numpy()
-        try:
-            arr = np.asarray(action, dtype=self.np_dtype)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"action for {agent!r} is not a numeric array ({err}); expected shape {shape}") from None
-        if arr.shape != shape:
-            h, slot = self.head_size(agent), self.head_slot(agent)
-            head = f"head {h}" if h == slot else f"head {h} padded to {slot}"
-            what = f"{head} + trunk {self.trunk_size}" if self.action_mode == "update" else "(head step, trunk step)"
-            raise ValueError(f"action for {agent!r} has shape {arr.shape}, expected {shape} = {what}")
-        return arr
-
-    def _check_values(self, agent: str, arr: np.ndarray, low: Any, high: Any) -> None:
-        if not np.isfinite(arr).all():
-            bad = int(np.flatnonzero(~np.isfinite(arr))[0])
-            raise ValueError(
-                f"action for {agent!r} is not finite (value {arr[bad]} at index {bad}); send finite numbers"
-            )
-        lo, hi = arr.min(), arr.max()
-        if lo < low or hi > high:
-            digits = 9 if self.np_dtype == np.float32 else 17  # enough to tell a value 1 ulp outside the bound
-            if self.action_mode == "update":
-                limit = f"[{float(low):g}, {float(high):g}] (raise max_update=... or clip the action)"
-            elif self.step_size_units == "unit":
-                limit = f"[-1, 1], mapped onto the log step sizes {list(self.log_step_range)} (clip the action)"
-            else:
-                limit = f"{list(self.log_step_range)} (set log_step_range=... or clip the action)"
-            raise ValueError(
-                f"action for {agent!r} is outside its action space: values span [{lo:.{digits}g}, {hi:.{digits}g}], "
-                f"allowed {limit}; np.clip(action, space.low, space.high) does it"
-            )
+        self._spaces.check_values(agent, self._spaces.as_array(agent, action))
 
     def _observe(self, out: StepOutput) -> tuple[dict[str, np.ndarray], list[float], bool]:
         """Observations of all agents, the losses as floats, and whether everything is finite."""
-        feats = out.features[0].cpu().numpy()
+        observations, self._feats = self._spaces.observe(out, self.agents)
         losses = out.losses[0].tolist()
-        finite = not bool(out.diverged[0])
-        self._feats = feats
         self._loss_history.append(losses)
-        if self.action_mode == "step_size":
-            return dict(zip(self.agents, feats.copy(), strict=True)), losses, finite
-        heads = out.head_grads[0].cpu().numpy()
-        jac = out.jacobian[0].cpu().numpy()
-        obs = {}
-        for m, agent in enumerate(self.agents):
-            head = heads[self._offsets[m] : self._offsets[m + 1]]
-            pad = np.zeros(self._slots[m] - head.shape[0], dtype=self.np_dtype)
-            obs[agent] = np.concatenate((head, pad, jac[m], feats[m]))
-        # Keep observations inside their Box (after a divergence, or gradients beyond the float range).
-        if not (finite and np.isfinite(heads).all() and np.isfinite(jac).all()):
-            for agent, o in obs.items():
-                obs[agent] = np.nan_to_num(o, nan=0.0, posinf=self._big, neginf=-self._big)
-        return obs, losses, finite
-
-    def _infos(self, losses: list[float], reason: str | None, diverged: bool = False) -> dict[str, dict[str, Any]]:
-        gaps = self._cheap_gaps()
-        if self.numeric_infos:  # the same numeric keys at reset and at every step (TorchRL builds specs from them)
-            numeric: dict[str, dict[str, Any]] = {}
-            lo, hi = self.log_step_range
-            constants = {
-                "step_size_mode": float(self.action_mode == "step_size"),
-                "log_step_low": lo,
-                "log_step_high": hi,
-                "unit_actions": float(self.step_size_units == "unit"),
-                "relative_updates": float(self.update_units == "relative"),
-            }
-            for m, agent in enumerate(self.agents):
-                values = {"loss": losses[m], "t": float(self._t), "diverged": float(diverged)}
-                if gaps is not None:
-                    values["nash_gap"] = gaps[m]
-                values.update(
-                    head_size=float(self._head_sizes[m]),
-                    head_slot=float(self._slots[m]),
-                    trunk_size=float(self.trunk_size),
-                    **constants,
-                )
-                numeric[agent] = values
-            return numeric
-        metrics = (
-            self.metrics() if self.metrics_every and self._t % self.metrics_every == 0 and reason is None else None
-        )
-        infos: dict[str, dict[str, Any]] = {}
-        for m, agent in enumerate(self.agents):
-            info: dict[str, Any] = {"task": self.suite.tasks[m].name, "loss": losses[m], "t": self._t}
-            if gaps is not None:
-                info["nash_gap"] = gaps[m]
-            if reason is not None:
-                info["termination"] = "diverged" if diverged else "out_of_domain"
-                info["reason"] = reason
-            if metrics is not None:
-                info["metrics"] = {**metrics["agents"][agent], **metrics["game"]}
-            infos[agent] = info
-        return infos
-
-    def _cheap_gaps(self) -> list[float] | None:
-        """Per-task Nash gaps where the suite computes them cheaply (reported every step), else None."""
-        if not self.suite.cheap_nash_gap:
-            return None
-        return self.suite.nash_gaps(self._heads, self._trunk).tolist()
-
-    def _domain_reason(self, losses: list[float]) -> str:
-        """Why a game left its consensus rule's domain (a loss at or below the rule's floor)."""
-        floor = self.game.loss_floor
-        assert floor is not None
-        low = [
-            f"{a} is {loss:.6g} (floor {f:.3g})"
-            for a, loss, f in zip(self.agents, losses, floor.tolist(), strict=True)
-            if math.isfinite(loss) and loss <= f
-        ]
-        where = ", ".join(low) if low else "was at or below its floor at reset"
-        return (
-            f"loss of {where}: consensus rule {rule_name(self.consensus)!r} takes logarithms or ratios of the losses "
-            "and needs every loss above its floor, so the game cannot step on"
-        )
-
-    def _divergence_reason(self, losses: list[float]) -> str:
-        bad = [a for a, loss in zip(self.agents, losses, strict=True) if not np.isfinite(loss)]
-        if bad:
-            return f"non-finite loss for {bad}"
-        threshold = self.game.divergence_threshold
-        if threshold is not None:
-            start = self.engine_state.start_losses[0].tolist()
-            high = [
-                a
-                for a, loss, s in zip(self.agents, losses, start, strict=True)
-                if abs(loss) > threshold * max(1, abs(s))
-            ]
-            if high:
-                return f"loss of {high} above {threshold:g} times its start (divergence_threshold)"
-        return "non-finite parameters"
+        return observations, losses, not bool(out.diverged[0])
 
     # ----------------------------------------------------------------------------- queries
     @property
@@ -762,18 +435,7 @@ class MultiTaskGameEnv(ParallelEnv):
         configuration, or with a value no game of this one reaches (a tampered or corrupted one), raises a
         ``ValueError`` that names the field (expected vs found), and leaves the env exactly as it was. Nothing in
         it is unpickled: a checkpoint of the old format (the rule as a pickle) is refused with how to convert it."""
-        if self.game.rule_kind == "object":
-            raise TypeError(
-                f"consensus rule {rule_name(self.consensus)!r} keeps its state on itself (a callable with reset()): "
-                "its games cannot be restored from data; give it init_state and step (see mtg_env.consensus)"
-            )
-        restored = _checkpoint.verify(self, checkpoint)
-        # Everything checked: install.
-        self._state = restored.state
-        self._seed, self._episode = restored.seed, restored.episode
-        self.agents = restored.agents
-        self._feats = restored.features
-        self._loss_history = restored.loss_history
+        _checkpoint.restore(self, checkpoint)
 
     def save(self, path: str | Path) -> None:
         """Write :meth:`state_dict` to ``path`` (``torch.save``)."""
@@ -819,33 +481,12 @@ class MultiTaskGameEnv(ParallelEnv):
         :func:`mtg_env.metrics.game_metrics`.
         """
         self._require_started()
-        from mtg_env.metrics import game_metrics
-
-        state = self.engine_state
-        rule = state.rule_objects[0] if state.rule_objects else self.consensus
-        game_state = {k: v[0] for k, v in state.rule_state.items()} if state.rule_state else None
-        values = game_metrics(self.suite, self._heads, self._trunk, rule, split, rule_state=game_state)
-        per_agent = {
-            agent: {
-                "loss": values["loss"][m],
-                "nash_gap": values["nash_gap"][m],
-                "stationarity": values["stationarity"][m],
-            }
-            for m, agent in enumerate(self.possible_agents)
-        }
-        game = {k: v for k, v in values.items() if k not in ("loss", "nash_gap", "stationarity")}
-        return {"agents": per_agent, "game": game}
+        return _queries.metrics(self, split)
 
     def evaluate(self) -> dict[str, dict[str, Any]]:
         """Per agent: task name, loss on the whole training objective, and the suite's held-out metrics."""
         self._require_started()
-        with torch.no_grad():
-            train = self.suite.losses(self._heads, self._trunk, self.suite.train_batch()).tolist()
-        held_out = self.suite.evaluate(self._heads, self._trunk)
-        return {
-            agent: {"task": task.name, "train_loss": train[m], **held_out[task.name]}
-            for m, (agent, task) in enumerate(zip(self.possible_agents, self.suite.tasks, strict=True))
-        }
+        return _queries.evaluate(self)
 
     def _require_started(self) -> None:
         if self._state is None:
@@ -854,60 +495,21 @@ class MultiTaskGameEnv(ParallelEnv):
     # ----------------------------------------------------------------------------- render
     def render(self, mode: str | None = None) -> str | np.ndarray | None:
         """Render per ``render_mode`` (or ``mode``, for wrappers that pass it): ``ansi`` a text table,
-        ``human`` the same printed, ``rgb_array`` the loss curves as an ``[H, W, 3]`` uint8 image."""
+        ``human`` the same printed, ``rgb_array`` the loss curves as an ``[H, W, 3]`` uint8 image
+        (:mod:`mtg_env.envs.render`)."""
         mode = mode or self.render_mode
         if mode is None:
             return None
-        if mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render mode must be one of {self.metadata['render_modes']}, got {mode!r}")
+        if mode not in RENDER_MODES:
+            raise ValueError(f"render mode must be one of {list(RENDER_MODES)}, got {mode!r}")
         self._require_started()
         if mode == "rgb_array":
-            return self._render_rgb()
-        text = self._render_text()
+            return _render.render_rgb(self)
+        text = _render.render_text(self)
         if mode == "human":
             print(text)
             return None
         return text
-
-    def _render_text(self) -> str:
-        losses = self.engine_state.losses[0].tolist()
-        gaps = self._cheap_gaps()
-        head_norm = self._feats[:, 2].tolist()
-        trunk_norm = self.engine_state.jacobian[0].norm(dim=1).tolist()
-        lines = [
-            f"{self.metadata['name']}  t={self._t}/{self.max_cycles}  consensus={rule_name(self.consensus)}",
-            f"{'agent':<9}{'task':<14}{'loss':>12}{'|g_head|':>12}{'|g_trunk|':>12}"
-            + (f"{'nash_gap':>12}" if gaps else ""),
-        ]
-        for m, agent in enumerate(self.possible_agents):
-            head = float(np.expm1(head_norm[m]))  # undo symlog (norms are >= 0)
-            row = f"{agent:<9}{self.suite.tasks[m].name:<14}{losses[m]:>12.5g}{head:>12.4g}{trunk_norm[m]:>12.4g}"
-            if gaps:
-                row += f"{gaps[m]:>12.4g}"
-            lines.append(row)
-        return "\n".join(lines)
-
-    def _render_rgb(self) -> np.ndarray:
-        try:
-            import matplotlib
-
-            matplotlib.use("Agg", force=False)
-            from matplotlib.backends.backend_agg import FigureCanvasAgg
-            from matplotlib.figure import Figure
-        except ImportError as err:  # pragma: no cover - matplotlib is a dependency
-            raise ImportError("rgb_array rendering needs matplotlib: pip install matplotlib") from err
-        fig = Figure(figsize=(6.4, 4.0), dpi=80)
-        canvas = FigureCanvasAgg(fig)
-        ax = fig.add_subplot()
-        history = np.asarray(self._loss_history, dtype=np.float64)
-        for m, task in enumerate(self.suite.tasks):
-            ax.plot(history[:, m], label=task.name)
-        ax.set_xlabel("step")
-        ax.set_ylabel("loss")
-        ax.set_title(f"{self.metadata['name']} ({rule_name(self.consensus)} consensus)")
-        ax.legend(loc="upper right", fontsize="small")
-        canvas.draw()
-        return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
     def close(self) -> None:
         """Release rendering resources. None are held between calls (each ``rgb_array`` frame draws on its own
@@ -916,20 +518,8 @@ class MultiTaskGameEnv(ParallelEnv):
     def __repr__(self) -> str:
         return (
             f"MultiTaskGameEnv(suite={self.suite.name!r}, consensus={rule_name(self.consensus)!r}, "
-            f"action_mode={self.action_mode!r}, max_cycles={self.max_cycles})"
+            f"action_mode={self.config.action_mode!r}, max_cycles={self.config.max_cycles})"
         )
-
-
-def _check_device(device: Any) -> None:
-    """A CPU or a usable CUDA device, or an error naming ``device``."""
-    try:
-        kind = torch.device(device).type
-    except (RuntimeError, TypeError, ValueError, OverflowError) as err:
-        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r} ({err})") from None
-    if kind not in ("cpu", "cuda"):
-        raise ValueError(f"device must be a CPU or CUDA device, got {device!r}")
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} asks for CUDA, but this torch build has no usable GPU; use device='cpu'")
 
 
 def parallel_env(**kwargs: Any) -> MultiTaskGameEnv:
@@ -937,25 +527,7 @@ def parallel_env(**kwargs: Any) -> MultiTaskGameEnv:
     return MultiTaskGameEnv(**kwargs)
 
 
-class _CheckedAEC(parallel_to_aec_wrapper):
-    """PettingZoo's parallel-to-AEC conversion, with each action checked when its agent gives it: a refused
-    action is not kept (the agent stays selected and may act again), and a step the game refuses (e.g. a consensus
-    callable that raises) leaves the turn order and the other agents' actions as they were."""
-
-    env: MultiTaskGameEnv
-
-    def step(self, action: Any) -> None:
-        agent = self.agent_selection
-        if not (self.terminations[agent] or self.truncations[agent]):
-            self.env.check_action(agent, action)
-        try:
-            super().step(action)
-        except Exception:
-            self._actions.pop(agent, None)
-            raise
-
-
 def env(**kwargs: Any) -> AECEnv:
     """The environment in PettingZoo's AEC API (agents act in turn), via PettingZoo's ``parallel_to_aec`` wrapper
-    (order enforcement included), with every action checked as its agent gives it."""
-    return OrderEnforcingWrapper(_CheckedAEC(MultiTaskGameEnv(**kwargs)))
+    (order enforcement included), with every action checked as its agent gives it (:mod:`mtg_env.envs.aec`)."""
+    return aec_env(MultiTaskGameEnv(**kwargs))

@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import replace
+from functools import cached_property
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from mtg_env import engine
-from mtg_env.engine.game import NUM_FEATURES, Game
+from mtg_env.engine import layout
+from mtg_env.engine.game import Game
 from mtg_env.engine.state import GameState, StepOutput
+from mtg_env.envs.config import EnvConfig
 from mtg_env.envs.parallel import MultiTaskGameEnv
 from mtg_env.rng import check_seed
 
@@ -39,37 +42,50 @@ class VectorGameEnv:
     Observations ``[B, M, d]``: the 8 features in ``step_size`` mode; in ``update`` mode each task's head
     gradient padded with zeros to the largest head, then its trunk gradient, then the features
     (``d = max_head + n + 8``). Actions ``[B, M, k]`` in the same layout: ``k = 2`` log step sizes, or
-    ``max_head + n`` (a task's head update in its first h_m entries; the padding is ignored).
+    ``max_head + n`` (a task's head update in its first h_m entries; the padding is ignored). The layout and its
+    bounds (``observation_low``/``_high``, ``action_low``/``_high``) are :mod:`mtg_env.engine.layout`'s.
+    ``VectorGameEnv.from_config(B, cfg)`` takes the options as one :class:`~mtg_env.envs.config.EnvConfig`.
     """
 
     def __init__(self, num_games: int, **kwargs: Any):
-        if isinstance(num_games, bool) or not isinstance(num_games, int) or num_games < 1:
-            raise ValueError(f"num_games must be an int >= 1, got {num_games!r}")
-        if kwargs.get("render_mode") is not None:
+        _check_num_games(num_games)
+        self._setup(num_games, EnvConfig.from_kwargs(**kwargs))
+
+    @classmethod
+    def from_config(cls, num_games: int, config: EnvConfig) -> VectorGameEnv:
+        """``num_games`` games of ``config`` (the same as ``VectorGameEnv(num_games, **config.kwargs())``)."""
+        if not isinstance(config, EnvConfig):
+            raise TypeError(f"config must be a mtg_env.EnvConfig, got {type(config).__name__}")
+        _check_num_games(num_games)
+        venv = cls.__new__(cls)
+        venv._setup(num_games, config)
+        return venv
+
+    def _setup(self, num_games: int, config: EnvConfig) -> None:
+        if config.render_mode is not None:
             raise ValueError("render_mode is not supported by the vector env; render a parallel_env instead")
-        #: One game's env: it validates the options and owns the spaces of one game.
-        self.single = MultiTaskGameEnv(**kwargs)
-        self.game: Game = self.single.game
+        #: Every option of these games, checked (see :class:`EnvConfig`).
+        self.config = config
+        self.game: Game = config.make_game()
         self.num_games = num_games
         self.num_tasks = self.game.num_tasks
         self.device, self.dtype = self.game.device, self.game.dtype
-        mode = self.game.action_mode
-        self.action_size = self.game.action_size
-        extra = 0 if mode == "step_size" else self.game.max_head + self.game.trunk_size
-        self.observation_size = extra + NUM_FEATURES
-        if mode == "update":
-            space = self.single.action_space(self.single.possible_agents[0])  # the Box's bounds (units' own)
-            low = torch.full((self.action_size,), float(space.low.flat[0]))
-            high = torch.full((self.action_size,), float(space.high.flat[0]))
-        elif self.single.step_size_units == "unit":
-            low, high = torch.full((2,), -1.0), torch.full((2,), 1.0)
-        else:
-            lo, hi = self.single.log_step_range
-            low, high = torch.tensor([lo, lo]), torch.tensor([hi, hi])
+        mode, slot, n = config.action_mode, self.game.max_head, self.game.trunk_size
+        self.action_size = layout.action_size(mode, slot, n)
+        self.observation_size = layout.observation_size(mode, slot, n)
+        low, high = config.action_bounds()
         #: Bounds of one task's action ``[k]`` (as the single env's Box, in the padded layout).
-        self.action_low = low.to(self.device, self.dtype)
-        self.action_high = high.to(self.device, self.dtype)
+        self.action_low = torch.full((self.action_size,), low, dtype=self.dtype, device=self.device)
+        self.action_high = torch.full((self.action_size,), high, dtype=self.dtype, device=self.device)
+        #: Bounds of one task's observation ``[d]`` (the padded layout).
+        self.observation_low, self.observation_high = layout.observation_bounds(mode, slot, n, self.dtype, self.device)
         self._state: GameState | None = None
+
+    @cached_property
+    def single(self) -> MultiTaskGameEnv:
+        """One game of this configuration as a parallel env, sharing this env's :class:`~mtg_env.engine.Game`
+        (built on first use: for its per-agent spaces and queries, e.g. SB3's ``get_attr`` and ``env_method``)."""
+        return MultiTaskGameEnv.from_config(self.config, self.game)
 
     # ------------------------------------------------------------------------------ episodes
     def reset(self, seed: int | list[int] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
@@ -138,9 +154,8 @@ class VectorGameEnv:
     def engine_actions(self, actions: Tensor) -> Tensor:
         """The engine's actions for (checked) actions of this env: ``step_size`` actions in [−1, 1] become log
         step sizes in ``log_step_range`` (as in the single env); other actions pass through."""
-        if self.game.action_mode == "step_size" and self.single.step_size_units == "unit":
-            lo, hi = self.single.log_step_range
-            return lo + (actions + 1.0) * (0.5 * (hi - lo))
+        if self.config.action_mode == "step_size" and self.config.step_size_units == "unit":
+            return layout.unit_to_log_steps(actions, self.config.log_step_range)
         return actions
 
     def _check(self, actions: Tensor) -> Tensor:
@@ -164,16 +179,10 @@ class VectorGameEnv:
         return a
 
     def _observe(self, out: StepOutput) -> Tensor:
-        feats = out.features
-        if self.game.action_mode == "step_size":
-            return feats
+        if self.config.action_mode == "step_size":
+            return out.features
         game = self.game
-        bsz = feats.shape[0]
-        heads = torch.zeros(bsz, game.num_tasks * max(1, game.max_head), dtype=self.dtype, device=self.device)
-        heads[:, game.padded_head_index] = out.head_grads
-        heads = heads.view(bsz, game.num_tasks, -1)[:, :, : game.max_head]
-        obs = torch.cat([heads, out.jacobian, feats], dim=2)
-        return obs.nan_to_num(nan=0.0, posinf=game.big, neginf=-game.big)
+        return layout.observations(out.features, out.head_grads, out.jacobian, game.padded_head_index, game.max_head)
 
     # ------------------------------------------------------------------------------ queries
     @property
@@ -185,6 +194,11 @@ class VectorGameEnv:
 
     def __repr__(self) -> str:
         return f"VectorGameEnv(num_games={self.num_games}, {self.single!r})"
+
+
+def _check_num_games(num_games: Any) -> None:
+    if isinstance(num_games, bool) or not isinstance(num_games, int) or num_games < 1:
+        raise ValueError(f"num_games must be an int >= 1, got {num_games!r}")
 
 
 def vector_env(num_games: int, **kwargs: Any) -> VectorGameEnv:

@@ -13,8 +13,10 @@ import torch
 from torch import Tensor
 
 from mtg_env import engine
+from mtg_env.engine.game import Game
 from mtg_env.envs.parallel import MultiTaskGameEnv
 from mtg_env.rng import check_seed
+from mtg_env.suites.base import TaskSuite
 from mtg_env.tuning.players import PolicyFactory, _batched_form
 from mtg_env.tuning.protocol import Workload
 
@@ -89,8 +91,9 @@ def play(
         One :class:`GameResult` per game, in order. A game's numbers depend only on its seed and step sizes,
         not on the others in the batch.
     """
-    env = workload.make_env()
-    m = env.suite.num_tasks
+    config = workload.config()
+    game = config.make_game()
+    m = game.num_tasks
     factories = list(players) if isinstance(players, Sequence) else [players] * m
     if len(factories) != m:
         raise ValueError(f"players must be one factory or one per task ({m}), got {len(factories)}")
@@ -104,7 +107,8 @@ def play(
     if not seeds:
         return []
     if batched:
-        return _play_batched(env, factories, table, seeds, nash_gap)
+        return _play_batched(game, factories, table, seeds, nash_gap)
+    env = MultiTaskGameEnv.from_config(config, game)
     return [_play_env(env, factories, table[b], seed, nash_gap) for b, seed in enumerate(seeds)]
 
 
@@ -119,8 +123,7 @@ def _lr_table(lrs: Any, games: int, tasks: int) -> np.ndarray:
     return table
 
 
-def _final(env: MultiTaskGameEnv, heads: Tensor, trunk: Tensor, nash_gap: bool) -> dict[str, Any]:
-    suite = env.suite
+def _final(suite: TaskSuite, heads: Tensor, trunk: Tensor, nash_gap: bool) -> dict[str, Any]:
     with torch.no_grad():
         train = suite.losses(heads, trunk, suite.train_batch()).tolist()
     if not all(math.isfinite(v) for v in train):
@@ -129,10 +132,10 @@ def _final(env: MultiTaskGameEnv, heads: Tensor, trunk: Tensor, nash_gap: bool) 
     return {"final_train_loss": train, "held_out": suite.evaluate(heads, trunk), "nash_gap": gap}
 
 
-def _initial(env: MultiTaskGameEnv, seed: int) -> list[float]:
-    heads, trunk = env.suite.params_for_seed(seed)
+def _initial(suite: TaskSuite, seed: int) -> list[float]:
+    heads, trunk = suite.params_for_seed(seed)
     with torch.no_grad():
-        return [float(v) for v in env.suite.losses(heads, trunk, env.suite.train_batch()).tolist()]
+        return [float(v) for v in suite.losses(heads, trunk, suite.train_batch()).tolist()]
 
 
 def _play_env(
@@ -148,13 +151,13 @@ def _play_env(
     losses[~np.isfinite(losses)] = np.inf
     final: dict[str, Any] = {"final_train_loss": None, "held_out": None, "nash_gap": None}
     if not history.terminated:
-        final = _final(env, *env.get_parameters(), nash_gap)
+        final = _final(env.suite, *env.get_parameters(), nash_gap)
     return GameResult(
         seed=seed,
         lrs=[float(v) for v in lrs],
         diverged=history.terminated or final["final_train_loss"] is None,
         steps=history.steps,
-        initial_train_loss=_initial(env, seed),
+        initial_train_loss=_initial(env.suite, seed),
         curve=losses.mean(axis=1).tolist(),
         task_curves=losses.tolist(),
         **final,
@@ -162,9 +165,8 @@ def _play_env(
 
 
 def _play_batched(
-    env: MultiTaskGameEnv, factories: list[PolicyFactory], table: np.ndarray, seeds: list[int], nash_gap: bool
+    game: Game, factories: list[PolicyFactory], table: np.ndarray, seeds: list[int], nash_gap: bool
 ) -> list[GameResult]:
-    game = env.game
     # One batched player per task, with that task's step size in every game; task m's moves come from its own.
     forms = [
         factory.batched(game, torch.as_tensor(table[:, task]))  # type: ignore[attr-defined]
@@ -200,14 +202,14 @@ def _play_batched(
         diverged = not bool(alive[b])
         final: dict[str, Any] = {"final_train_loss": None, "held_out": None, "nash_gap": None}
         if not diverged:
-            final = _final(env, state.heads[b], state.trunk[b], nash_gap)
+            final = _final(game.suite, state.heads[b], state.trunk[b], nash_gap)
         results.append(
             GameResult(
                 seed=seed,
                 lrs=[float(v) for v in table[b]],
                 diverged=diverged or final["final_train_loss"] is None,
                 steps=int(steps[b]),
-                initial_train_loss=_initial(env, seed),
+                initial_train_loss=_initial(game.suite, seed),
                 curve=curves[b].mean(dim=1).tolist(),
                 task_curves=curves[b].tolist(),
                 **final,

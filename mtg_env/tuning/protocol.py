@@ -7,6 +7,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from mtg_env.envs.config import EnvConfig
 from mtg_env.envs.parallel import MultiTaskGameEnv
 from mtg_env.rng import check_seed
 
@@ -149,8 +150,12 @@ class Workload:
             **dict(self.suite_options),
         }
 
+    def config(self) -> EnvConfig:
+        """The env's options for this workload (checked)."""
+        return EnvConfig.from_kwargs(**self.env_kwargs())
+
     def make_env(self) -> MultiTaskGameEnv:
-        return MultiTaskGameEnv(**self.env_kwargs())
+        return MultiTaskGameEnv.from_config(self.config())
 
     @property
     def name(self) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo.utils import BaseParallelWrapper
 
+from mtg_env.engine.layout import from_unit
 from mtg_env.envs.parallel import MultiTaskGameEnv
 
 
@@ -40,8 +41,7 @@ class UnitActions(BaseParallelWrapper):
     def to_env_action(self, agent: str, action: Any) -> np.ndarray:
         """The wrapped env's action for a [−1, 1] action."""
         unit = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
-        low, high = self._low[agent], self._high[agent]
-        return (low + (unit + 1.0) * 0.5 * (high - low)).astype(self.env.action_space(agent).dtype)
+        return from_unit(unit, self._low[agent], self._high[agent]).astype(self.env.action_space(agent).dtype)
 
     def step(self, actions: dict[str, Any]) -> Any:
         return self.env.step({a: self.to_env_action(a, x) for a, x in actions.items()})

@@ -26,7 +26,6 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvO
 from torch import Tensor
 
 from mtg_env import engine
-from mtg_env.engine.game import NUM_FEATURES
 from mtg_env.envs.vector import VectorGameEnv
 
 __all__ = ["SB3GameVecEnv"]
@@ -38,17 +37,17 @@ class SB3GameVecEnv(VecEnv):
     Args:
         venv: The games; this adapter resets and steps them (``venv.state`` stays current).
 
-    Spaces: ``observation_space`` is one task's ``Box`` of shape ``(d,)``: the single env's in ``step_size``
-    mode (every task has the same), in ``update`` mode the padded layout (gradients within the dtype's range,
-    the features within theirs). ``action_space`` is ``Box(venv.action_low, venv.action_high, (k,))`` in
-    float32; actions are clipped into it before the step (SB3 clips too, but rounding can leave a value a hair
-    outside).
+    Spaces: ``observation_space`` is one task's ``Box`` of shape ``(d,)`` (``venv.observation_low`` and ``_high``):
+    the single env's in ``step_size`` mode (every task has the same), in ``update`` mode the padded layout
+    (gradients within the dtype's range, the features within theirs). ``action_space`` is
+    ``Box(venv.action_low, venv.action_high, (k,))`` in float32; actions are clipped into it before the step (SB3
+    clips too, but rounding can leave a value a hair outside).
 
     Seeding: :meth:`seed` (which ``PPO(seed=...)`` calls) seeds the next :meth:`reset`: game b, that is envs
     ``b · M`` to ``b · M + M − 1``, plays episode 0 of ``seed + b``, the episode ``parallel_env`` plays after
     ``reset(seed=seed + b)``. A reset without a new seed plays every game's next episode (random seeds on the
     very first reset). Attributes (``get_attr``, ``env_method``) are those of ``venv.single``, the one-game env
-    that holds the configuration every env shares.
+    of the configuration every env shares (``venv.config``).
     """
 
     def __init__(self, venv: VectorGameEnv):
@@ -56,17 +55,9 @@ class SB3GameVecEnv(VecEnv):
             raise TypeError(f"venv must be a mtg_env.envs.VectorGameEnv, got {type(venv).__name__}")
         self.venv = venv
         self.num_games, self.num_tasks = venv.num_games, venv.num_tasks
-        single = venv.single
-        first = single.observation_space(single.possible_agents[0])
-        if venv.game.action_mode == "step_size":
-            if any(single.observation_space(a) != first for a in single.possible_agents):
-                raise ValueError("step_size observation spaces differ between tasks; expected one shared Box")
-            obs_low, obs_high = first.low, first.high
-        else:  # every task's Box starts with its gradients (±max) and ends with the same feature bounds
-            grad = np.full(venv.observation_size - NUM_FEATURES, first.high[0], dtype=first.dtype)
-            obs_low = np.concatenate([-grad, first.low[-NUM_FEATURES:]])
-            obs_high = np.concatenate([grad, first.high[-NUM_FEATURES:]])
-        observation_space = spaces.Box(obs_low, obs_high, dtype=first.dtype)
+        # One task's Box in the padded layout (mtg_env.engine.layout): every task has the same.
+        obs_low, obs_high = venv.observation_low.cpu().numpy(), venv.observation_high.cpu().numpy()
+        observation_space = spaces.Box(obs_low, obs_high, dtype=obs_low.dtype)
         # Actions are clipped in the games' dtype: in float64 games a float32 bound can round above the true one.
         self._low, self._high = venv.action_low.cpu().numpy(), venv.action_high.cpu().numpy()
         action_space = spaces.Box(self._low.astype(np.float32), self._high.astype(np.float32), dtype=np.float32)

@@ -53,12 +53,9 @@ class TorchRLGameEnv(EnvBase):
         super().__init__(device=venv.device, batch_size=torch.Size([venv.num_games]))
         self.venv = venv
         b, m, d, k = venv.num_games, venv.num_tasks, venv.observation_size, venv.action_size
-        game, dtype, device = venv.game, venv.dtype, venv.device
-        if game.action_mode == "step_size":
-            obs_low, obs_high = game.feature_low, game.feature_high
-        else:  # padded head gradient and trunk gradient (bounded by the dtype's range), then the features
-            grad = torch.full((d - game.feature_low.numel(),), game.big, dtype=dtype, device=device)
-            obs_low, obs_high = torch.cat([-grad, game.feature_low]), torch.cat([grad, game.feature_high])
+        dtype, device = venv.dtype, venv.device
+        # The padded layout (mtg_env.engine.layout): gradients within the dtype's range, then the features.
+        obs_low, obs_high = venv.observation_low, venv.observation_high
         self.observation_spec = Composite(
             observation=Bounded(
                 low=obs_low.expand(b, m, d).clone(),

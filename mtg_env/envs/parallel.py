@@ -125,32 +125,12 @@ class MultiTaskGameEnv(ParallelEnv):
     the usual rewards (v1 infos: ``termination == "out_of_domain"`` and a ``reason`` naming the task).
 
     ## Arguments
-    | argument         | default        | meaning                                                   |
-    |------------------|----------------|-----------------------------------------------------------|
-    | `suite`          | `"digits"`     | `quadratic`, `digits`, `regression`, or a `TaskSuite`     |
-    | `consensus`      | `"sum"`        | a name in `mtg_env.CONSENSUS_RULES`, or f(P[M, n]) -> [n]  |
-    | `consensus_kwargs` | `None`       | options of a named rule (e.g. `{"c": 0.4}` for `cagrad`)  |
-    | `metrics_every`  | `0`            | `infos[a]["metrics"]` every k steps (0: never; `numeric_infos=False`) |
-    | `divergence_reward` | `"remaining"` | reward on the step that diverges (see Rewards)          |
-    | `numeric_infos`  | `True`         | numbers only, the same keys every step (TorchRL); `False`: v1 infos |
-    | `action_mode`    | `"update"`     | `update` or `step_size`                                   |
-    | `max_cycles`     | `500`          | steps before truncation                                   |
-    | `render_mode`    | `None`         | `human`, `ansi` (text table) or `rgb_array` (loss curves) |
-    | `dtype`          | `"float32"`    | `float32` or `float64` (theory work); a suite instance's own |
-    | `device`         | `"cpu"`        | where tensors live (`"cuda"` on a GPU); a suite instance's own |
-    | `max_update`     | `1.0`          | bound of each `update`-mode action coordinate, in its units (None: none) |
-    | `update_units`   | `"relative"`   | `relative`: reference descent steps (Action Space); `raw`: updates (v5) |
-    | `log_step_range` | `(-5.0, -1.0)` | log step sizes a `step_size` action spans (α 0.0067 … 0.37) |
-    | `step_size_units` | `"unit"`      | `unit`: actions in [−1, 1]; `log`: the log step sizes (v1) |
-    | `pad_heads`      | `True`         | `update` mode: head parts padded to the largest (one shape) |
-    | `divergence_threshold` | `1e3`    | diverged also when a loss exceeds threshold × its start (None: v1) |
-    | `trunk_optimizer` | `None`        | after the rule: `sgd`, `momentum`, `adam`, `adamw`, `torch.optim.Adam`… |
-    | `trunk_optimizer_kwargs` | `None` | its options (`lr`, `betas`, `eps`, `momentum`, …; torch's defaults) |
-    | `head_optimizer` | `None`         | the same on every head (per coordinate, so per task)      |
-    | `head_optimizer_kwargs` | `None`  | its options                                               |
-    | `noise_model`    | `None`         | a `NoiseSpec` or dict: gradient, label, Byzantine, delay |
-    | `regularisation` | `None`         | a `RegSpec` or dict: λ/2 ‖Θ_m − Θ̂_m‖² toward equilibrium |
-    | `**suite_kwargs` |                | options of the suite (see its class)                      |
+    Every option is a field of :class:`~mtg_env.envs.config.EnvConfig`, documented there with its default and checked
+    once: ``suite``, ``consensus`` (+ ``consensus_kwargs``), ``action_mode``, ``max_cycles``, ``render_mode``, ``dtype``,
+    ``device``, ``max_update``, ``update_units``, ``log_step_range``, ``step_size_units``, ``pad_heads``,
+    ``metrics_every``, ``numeric_infos``, ``divergence_reward``, ``divergence_threshold``, ``trunk_optimizer`` /
+    ``head_optimizer`` (+ ``_kwargs``), ``noise_model``, ``regularisation``; any other keyword is an option of the
+    suite (see its class). ``MultiTaskGameEnv.from_config(cfg)`` takes them as one ``EnvConfig``.
 
     ## Infos
     Default (``numeric_infos=True``): numbers only, the same keys at reset and at every step, as TorchRL and
@@ -178,38 +158,18 @@ class MultiTaskGameEnv(ParallelEnv):
     instruction set or BLAS) results agree to round-off, not to the bit.
 
     ## Version History
-    * v6: ``update``-mode actions in units of each coordinate's reference descent step (``update_units="relative"``,
-      the Box ``[-max_update/4, max_update]``): a random policy plays whole episodes (v5's ±1 per coordinate ended
-      every random digits game at its first step), and the baseline agents convert exactly, so they play the same
-      updates as in v5. ``update_units="raw"`` restores v5 exactly. Numeric infos gain ``relative_updates``. New
-      options, off by default (the game is then unchanged): ``noise_model`` (gradient, label, Byzantine and stale
-      noise; Assumption 7) and ``regularisation`` (λ/2 ‖Θ_m − Θ̂_m‖²; Assumption 6).
-    * v5: results the same on every CPU, and rules as their sources compute them: game b of a batch equals the
-      lone game under every MKL code path (the quadratic suite's A z no longer a GEMM over the games; the digits
-      head gradients from a plain backward); ``nash_mtl`` is the exact bargaining solution (torchjd's ECOS
-      weights refined by Newton's method; ``rule.refinements`` counts ECOS's misses); ``imtl_g`` from the SVD
-      of the proposals (accurate on near-duplicates); ``krum`` from exact distances with ties to the lowest
-      index; ``fairgrad`` exact at every scale; ``db_mtl`` defaults to LibMTL's σ = 0 (was 0.5).
-    * v4: a feature every player observes alike: symlog of the norm of the trunk's last move (index 7; the
-      observation is one longer). A rule that adapts the trunk step to it stays common to all players, where one
-      that reads its own gradient moves ``sum``'s fixed point (the learned MLP rule's brake reads it).
-    * v3: consensus as the MTL literature computes it: the named rules are exactly positively homogeneous
-      (torchjd's absolute cut-offs no longer zero out or average small proposals: ``cagrad``, ``upgrad`` and
-      ``dualproj`` differ at small step sizes), ``mgda`` is the exact minimum-norm point for any number of
-      tasks, ``nash_mtl`` steps by its unit direction times the proposals' mean norm (``max_norm`` default 0:
-      no cap); optional optimizers after the rule (``trunk_optimizer``, ``head_optimizer``) and loss-aware
-      rules; every argument checked without coercion (a suite instance keeps its dtype and device).
-    * v2: defaults that work with the MARL libraries' plain recipes: ``step_size`` actions in [−1, 1] over
-      ``log_step_range=(-5, -1)`` (its middle, α ≈ 0.05, a sound step on every shipped suite); numeric
-      infos; a finite divergence reward that never makes divergence
-      pay (``"remaining"``), and a game that blows up (a loss 1000 times its start) counts as diverged;
-      ``update``-mode heads padded to one shape for every agent. v1's behaviour:
-      ``step_size_units="log"``, ``log_step_range=(-20, 2)``,
-      ``numeric_infos=False``, ``divergence_reward="clipped_loss"``, ``pad_heads=False``,
-      ``divergence_threshold=None``.
-    * v1: the game runs on :mod:`mtg_env.engine`. Randomness is counter-based per game (every draw a hash
-      of seed, episode, step): the same seed gives other initial parameters and batches than v0;
-      ``reset(seed=None)`` plays the seed's next episode; features are computed in the env's dtype.
+    Each version in one line; what changed and how to get the old behaviour back: ``CHANGELOG.md``.
+
+    * v6: ``update``-mode actions in units of each coordinate's reference descent step (``update_units="raw"``: v5);
+      off-by-default ``noise_model`` and ``regularisation``.
+    * v5: results the same on every CPU (game b of a batch equals the lone game under every MKL code path), and
+      ``nash_mtl``, ``imtl_g``, ``krum``, ``fairgrad``, ``db_mtl`` as their sources compute them.
+    * v4: a feature every player observes alike: symlog of the norm of the trunk's last move (index 7).
+    * v3: consensus as the MTL literature computes it (exactly homogeneous rules, exact ``mgda``); optimizers after
+      the rule; loss-aware rules; every argument checked without coercion.
+    * v2: defaults that work with the MARL libraries' plain recipes (``step_size`` actions in [−1, 1], numeric infos,
+      a finite divergence reward, padded heads, a divergence threshold).
+    * v1: the game runs on :mod:`mtg_env.engine`; counter-based randomness per game.
     * v0: initial release.
     """
 

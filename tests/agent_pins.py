@@ -27,7 +27,7 @@ from agents import AGENTS, SelfishAgent, make_agents, run_episode
 from agents.batched import BatchedBaseline
 from mtg_env import engine
 from mtg_env.tuning import Baseline, Selfish, Workload, play
-from tests.rule_pins import platform_tag
+from tests.pins import write_pins
 
 PIN_FILE = Path(__file__).resolve().parent / "data" / "agent_pins.pt"
 
@@ -225,11 +225,7 @@ def case_dtype(name: str) -> torch.dtype:
 
 
 def write() -> None:
-    torch.set_num_threads(1)
-    pins = {name: trajectory(name) for name in CASES}
-    PIN_FILE.parent.mkdir(exist_ok=True)
-    torch.save({"platform": platform_tag(), "pins": pins}, PIN_FILE)
-    print(f"wrote {len(pins)} cases to {PIN_FILE} ({platform_tag()})")
+    write_pins(PIN_FILE, CASES, trajectory)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 import mtg_env
-from tests.rule_pins import platform_tag
+from tests.pins import platform_tag
 
 #: name -> (env options, seed): a stateful loss-aware rule (float64), Nash-MTL's warm start, an optimizer's state.
 CASES: dict[str, tuple[dict[str, Any], int]] = {

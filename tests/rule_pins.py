@@ -8,8 +8,6 @@ residual, which reads the rule's state without moving it).
 
 from __future__ import annotations
 
-import os
-import platform
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ import numpy as np
 import torch
 
 import mtg_env
+from tests.pins import write_pins
 
 PIN_FILE = Path(__file__).resolve().parent / "data" / "rule_pins.pt"
 
@@ -111,19 +110,8 @@ def trajectory(name: str) -> dict[str, torch.Tensor]:
         return {**lone_trajectory(config, steps), **vector_trajectory(config, steps)}
 
 
-def platform_tag() -> str:
-    """Where pins are exact: the same torch build on the same kind of CPU and the same MKL code path (``MKL_CBWR``:
-    MKL picks its kernels by instruction set, so another branch rounds GEMMs apart)."""
-    capability = torch.backends.cpu.get_cpu_capability()
-    return f"torch {torch.__version__}, {platform.machine()}, {capability}, MKL_CBWR={os.environ.get('MKL_CBWR', '')}"
-
-
 def write() -> None:
-    torch.set_num_threads(1)
-    pins = {name: trajectory(name) for name in CASES}
-    PIN_FILE.parent.mkdir(exist_ok=True)
-    torch.save({"platform": platform_tag(), "pins": pins}, PIN_FILE)
-    print(f"wrote {len(pins)} cases to {PIN_FILE} ({platform_tag()})")
+    write_pins(PIN_FILE, CASES, trajectory)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import torch
 
 from tests.agent_pins import CASES, PIN_FILE, case_dtype, trajectory
 from tests.conftest import DEVICE
-from tests.rule_pins import platform_tag
+from tests.pins import assert_matches_pin
 
 PINS = torch.load(PIN_FILE, weights_only=True)
 
@@ -22,13 +22,4 @@ def test_every_case_is_pinned() -> None:
 @pytest.mark.skipif(DEVICE != "cpu", reason="the pins are CPU trajectories")
 @pytest.mark.parametrize("name", list(CASES))
 def test_baseline_plays_its_pinned_trajectory(name: str) -> None:
-    expected = PINS["pins"][name]
-    got = trajectory(name)
-    assert set(got) == set(expected)
-    exact = PINS["platform"] == platform_tag()
-    tolerance = torch.finfo(case_dtype(name)).eps ** 0.5
-    for key, value in expected.items():
-        if exact:
-            assert torch.equal(got[key], value), f"{name}: {key} differs from the pin"
-        else:
-            torch.testing.assert_close(got[key], value, rtol=tolerance, atol=tolerance, msg=f"{name}: {key}")
+    assert_matches_pin(name, trajectory(name), PINS["pins"][name], PINS["platform"], case_dtype(name))

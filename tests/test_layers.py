@@ -103,6 +103,17 @@ def test_the_game_library_never_imports_the_players(graph: grimp.ImportGraph) ->
     assert not graph.chain_exists(importer="mtg_env.envs", imported="agents", as_packages=True)
 
 
+def test_no_source_file_is_over_500_lines() -> None:
+    """Files a reader can hold in mind: the package and the players, each at most about 500 lines."""
+    long = {
+        str(p.relative_to(ROOT)): n
+        for base in ("mtg_env", "agents")
+        for p in (ROOT / base).rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 500
+    }
+    assert not long, f"files over 500 lines: {dict(sorted(long.items(), key=lambda kv: -kv[1]))}"
+
+
 def test_the_contract_fails_on_an_upward_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same contract on a copy of the two packages with one upward import added (the engine importing the
     env) is broken: the check can fail."""

@@ -13,7 +13,7 @@ import torch
 
 from tests.conftest import DEVICE
 from tests.legacy_checkpoints import CASES, continuation, new_env
-from tests.rule_pins import platform_tag
+from tests.pins import platform_tag
 
 DATA = torch.load(Path(__file__).parent / "data" / "checkpoints_756ea33.pt", weights_only=True)
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from tests.conftest import DEVICE
-from tests.rule_pins import CASES, PIN_FILE, platform_tag, trajectory
+from tests.pins import assert_matches_pin
+from tests.rule_pins import CASES, PIN_FILE, trajectory
 
 PINS = torch.load(PIN_FILE, weights_only=True)
 
@@ -18,14 +19,5 @@ PINS = torch.load(PIN_FILE, weights_only=True)
 @pytest.mark.skipif(DEVICE != "cpu", reason="the pins are CPU trajectories")
 @pytest.mark.parametrize("name", list(CASES))
 def test_stateful_rule_plays_its_pinned_trajectory(name: str) -> None:
-    expected = PINS["pins"][name]
-    got = trajectory(name)
-    assert set(got) == set(expected)
-    exact = PINS["platform"] == platform_tag()
     dtype = torch.float64 if CASES[name][0].get("dtype") == "float64" else torch.float32
-    tolerance = torch.finfo(dtype).eps ** 0.5
-    for key, value in expected.items():
-        if exact:
-            assert torch.equal(got[key], value), f"{name}: {key} differs from the pin"
-        else:
-            torch.testing.assert_close(got[key], value, rtol=tolerance, atol=tolerance, msg=f"{name}: {key}")
+    assert_matches_pin(name, trajectory(name), PINS["pins"][name], PINS["platform"], dtype)

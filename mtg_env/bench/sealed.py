@@ -17,7 +17,7 @@ the meta-training horizon):
 
 Both are scored on the sealed *test* stream (hashed from a 128-bit key: no training, validation, trunk-search or
 tuning run can draw those games; :func:`agents.learned.family.draw_games`). A game's score is its normalised gap
-(L_T − L*) / (L_0 − L*) on the whole training objective, L* the suite's true minimum (:mod:`mtg_env.bench.floors`),
+(L_T − L*) / (L_0 − L*) on the whole training objective, L* the suite's true minimum (:mod:`mtg_env.suites.floors`),
 +inf for a diverged game. Each cell reports the mean and median gap, the entrant's ratio to the best externally tuned
 baseline (by mean, and by median) with a paired bootstrap 95 % CI over games, the winning baseline with its knobs, and
 every divergence.
@@ -36,8 +36,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mtg_env.bench.floors import Floor, true_floor
-
 # The search space and its players, the config and the report live in their own modules; re-exported here.
 from mtg_env.bench.sealed_config import SealedConfig, is_sealed, sealed_config_from_dict
 from mtg_env.bench.sealed_report import HEADER, cell_rows, report_markdown
@@ -52,6 +50,7 @@ from mtg_env.bench.sealed_search import (
     play_candidates,
     play_rule,
 )
+from mtg_env.suites.floors import Floor, true_floor
 
 __all__ = [
     "AT_FLOOR",

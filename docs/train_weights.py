@@ -21,27 +21,28 @@ from agents.learned.checkpoint import WEIGHTS_DIR, load_rule
 from agents.learned.train import MetaTrainConfig, meta_train
 
 #: The shipped rules: name -> meta-training config (CPU, one thread; each rule with its suite's default options,
-#: :data:`agents.learned.meta_config.SUITE_RULE_OPTIONS`).
+#: :data:`agents.learned.meta_config.SUITE_RULE_OPTIONS`). Each pins ``floor="legacy"``, the meta-loss they were
+#: trained with, whatever MetaTrainConfig's default.
 RUNS: dict[str, MetaTrainConfig] = {
     "learned_mlp_quadratic": MetaTrainConfig(
         agent="learned_mlp", suite="quadratic", iterations=120, games=8, configs=2, horizons=(20, 50, 100),
-        meta_lr=3e-3, val_every=10, dtype="float64",
+        meta_lr=3e-3, floor="legacy", val_every=10, dtype="float64",
     ),
     "learned_mlp_regression": MetaTrainConfig(
         agent="learned_mlp", suite="regression", iterations=240, games=8, configs=2, horizons=(20, 50, 100),
-        meta_lr=3e-3, val_every=20, trunk_search=(0.5, 0.71, 1.0, 1.41, 2.0, 2.83, 4.0, 5.66, 8.0),
+        meta_lr=3e-3, floor="legacy", val_every=20, trunk_search=(0.5, 0.71, 1.0, 1.41, 2.0, 2.83, 4.0, 5.66, 8.0),
     ),
     "learned_mlp_digits": MetaTrainConfig(
         agent="learned_mlp", suite="digits", iterations=90, games=4, configs=2, horizons=(20, 50),
-        meta_lr=3e-3, val_every=10, val_configs=2, val_games=2,
+        meta_lr=3e-3, floor="legacy", val_every=10, val_configs=2, val_games=2,
     ),
     "learned_lstm_quadratic": MetaTrainConfig(
         agent="learned_lstm", suite="quadratic", iterations=120, games=8, configs=2, horizons=(20, 50, 100),
-        meta_lr=3e-3, val_every=10, dtype="float64",
+        meta_lr=3e-3, floor="legacy", val_every=10, dtype="float64",
     ),
     "learned_step_regression": MetaTrainConfig(
         agent="learned_step", suite="regression", iterations=80, games=8, configs=2, horizons=(20, 50, 100),
-        meta_lr=3e-3, val_every=10,
+        meta_lr=3e-3, floor="legacy", val_every=10,
     ),
 }  # fmt: skip
 

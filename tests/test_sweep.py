@@ -49,6 +49,14 @@ def test_a_sweep_file_reads_into_a_checked_config(tmp_path: Path) -> None:
     assert (config.scheduler, config.num_samples, config.seed, config.rungs) == ("fifo", 3, 5, 2)
 
 
+def test_a_sweep_searches_and_sets_the_floor(tmp_path: Path) -> None:
+    """``floor`` is a MetaTrainConfig field like the others: ``[search]`` draws it, ``[meta_train]`` sets it."""
+    config = load_sweep(_write(tmp_path, 'floor = {grid = ["true", "legacy"]}'))
+    assert config.search == {"floor": {"grid": ["true", "legacy"]}} and config.base.floor == "legacy"
+    config = load_sweep(_write(tmp_path, "meta_lr = {grid = [1e-3]}", meta={**TINY, "floor": "true"}))
+    assert config.base.floor == "true"
+
+
 @pytest.mark.parametrize(
     ("search", "sweep", "match"),
     [
@@ -59,6 +67,7 @@ def test_a_sweep_file_reads_into_a_checked_config(tmp_path: Path) -> None:
         ("meta_lr = {uniform = [1e-2, 1e-3]}", "", r"uniform needs \[low, high\]"),
         ("truncation = {randint = [1.5, 4]}", "", r"randint needs int bounds"),
         ("truncation = {choice = [4, 0]}", "", r"the value 0 is refused by the run: truncation must be an int >= 1"),
+        ('floor = {choice = ["true", "exact"]}', "", r"the value 'exact' is refused by the run: floor must be one of"),
         ("method = {grid = []}", "", r"grid needs a list of values"),
         ("meta_lr = {grid = [1e-3]}", 'scheduler = "pbt"', r"scheduler must be 'asha' or 'fifo'"),
         ("meta_lr = {grid = [1e-3]}", "num_samples = 0", r"num_samples must be an int >= 1"),
@@ -202,6 +211,7 @@ def test_the_shipped_example_sweep_reads() -> None:
     [
         ([], "meta-train needs --agent"),
         (["--sweep", "SWEEP", "--iterations", "5", "--meta-lr", "0.1"], "drop --iterations, --meta-lr"),
+        (["--sweep", "SWEEP", "--floor", "true"], "drop --floor"),
         (["--agent", "learned_mlp", "--address", "127.0.0.1:6379"], "--address goes with --sweep"),
         (["--sweep", "MISSING"], "cannot read it"),
     ],

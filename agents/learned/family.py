@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from mtg_env.suites import TaskSuite, make_suite
+from mtg_env.suites.floors import Floor, exact_floor
 
 #: Suites with a game family.
 FAMILIES: tuple[str, ...] = ("quadratic", "regression", "digits")
@@ -70,10 +71,35 @@ def build_suite(
     return make_suite(suite, device=device, dtype=dtype, **config)
 
 
+#: What meta-training measures the per-step ratio (L_t − L*) / (L_0 − L*) from (:attr:`MetaTrainConfig.floor
+#: <agents.learned.meta_config.MetaTrainConfig.floor>`): ``true``, the suite's L* on the whole training objective
+#: (:func:`true_loss_floor`); ``legacy``, :func:`loss_floor` on the step's batch (the shipped weights' runs).
+FLOORS: tuple[str, ...] = ("true", "legacy")
+
+
+def true_loss_floor(suite: TaskSuite) -> Floor:
+    """The L* meta-training with ``floor="true"`` measures from: the exact minimum of the whole training objective
+    where it is known without training (:func:`mtg_env.suites.floors.exact_floor`: the quadratic game's closed form,
+    a linear-trunk regression's least squares, or ALS under a bottleneck; milliseconds per drawn game), else the
+    suite's own lower bound Σ_m b_m (kind ``lower bound``: 0 for regression's MLP trunk and digits, whose
+    :func:`~mtg_env.suites.floors.true_floor` is a best run of 1.3–1.8 s and 3.6–4.8 s per drawn game, more than a
+    whole meta-iteration)."""
+    exact = exact_floor(suite)
+    if exact is not None:
+        return exact
+    bounds = suite.loss_lower_bounds
+    if bounds is None:
+        raise ValueError(
+            f"suite {suite.name!r} has neither an exact floor nor loss_lower_bounds; use floor='legacy' or give "
+            "the suite loss_lower_bounds"
+        )
+    return Floor(float(sum(bounds)), "lower bound")
+
+
 def loss_floor(suite: TaskSuite) -> float:
-    """A lower bound of the total training loss Σ_m ℓ_m that the meta-loss and the result tables measure from:
-    the quadratic game's L_MT at its equilibrium (its minimum; the losses themselves can be negative), else 0
-    (losses are MSE or cross-entropy)."""
+    """The legacy floor (``floor="legacy"``): a lower bound of the total training loss Σ_m ℓ_m that the meta-loss of
+    the shipped weights' runs and the old result tables measure from: the quadratic game's L_MT at its equilibrium
+    (its minimum; the losses themselves can be negative), else 0 (losses are MSE or cross-entropy)."""
     if suite.name != "quadratic":
         return 0.0
     equilibrium = suite.equilibrium()

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import torch
 
 from agents.learned.checkpoint import LEARNED
+from agents.learned.family import FLOORS
 from agents.learned.rules import Rule
 from mtg_env._args import real_arg
 
@@ -93,6 +94,14 @@ class MetaTrainConfig:
     """What meta-validation scores to keep the best rule: ``"mean"``, the meta-loss (the mean over the episode of
     the per-step log-ratio on the games' batches); ``"final"``, log((L_T − L*) / (L_0 − L*)) on the whole training
     objective at the episode's end, what ``docs/learned_results.py`` scores."""
+    floor: str = "legacy"
+    """What the meta-loss log((L_t − L*) / (L_0 − L*)) measures from (:data:`agents.learned.family.FLOORS`):
+    ``"true"``, L* the true minimum of the whole training objective where a solve gives it (the quadratic's closed
+    form; regression's linear trunk: least squares, or ALS under a bottleneck), L_t then that whole objective; else
+    (regression's MLP trunk, digits, whose true L* only a best run of seconds per drawn game gives) the suite's
+    lower bound 0 on the step's batch loss, as legacy (:func:`~agents.learned.family.true_loss_floor`).
+    ``"legacy"``: L_t the step's batch loss, L* the quadratic's equilibrium loss, else 0
+    (:func:`~agents.learned.family.loss_floor`; how the shipped weights were trained)."""
     consensus: str = "sum"
     """The trunk's consensus rule."""
     dtype: str = "float32"
@@ -133,6 +142,8 @@ class MetaTrainConfig:
             )
         if self.val_metric not in ("mean", "final"):
             raise ValueError(f"val_metric must be 'mean' or 'final', got {self.val_metric!r}")
+        if self.floor not in FLOORS:
+            raise ValueError(f"floor must be one of {list(FLOORS)}, got {self.floor!r}")
         for name in ("meta_lr", "grad_clip", "es_sigma"):  # inf or NaN would turn the rule's weights into NaN
             real_arg(name, getattr(self, name), low=0.0, low_open=True)
         try:

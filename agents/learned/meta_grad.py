@@ -15,10 +15,10 @@ from agents.learned.meta_loss import (
     _STREAM_GAMES,
     _STREAM_NOISE,
     _draws,
-    _driver,
     _game,
     _rng,
     _Unroll,
+    _unroll,
     evaluate_rule,
 )
 from agents.learned.rules import Rule
@@ -40,8 +40,8 @@ def _tbptt_iteration(
     horizon = config.horizon(iteration)
     unrolls = []
     for options, seeds in _draws(config, iteration, _STREAM_GAMES, config.configs, config.games):
-        game, floor = _game(config, options, horizon)
-        unrolls.append(_Unroll(_driver(rule, game), seeds, floor, config.late_weight))
+        game, floor, whole = _game(config, options, horizon)
+        unrolls.append(_unroll(config, rule, game, seeds, floor, whole))
     losses = []
     done, skipped = 0, 0
     while done < horizon:
@@ -99,8 +99,8 @@ def _pes_iteration(
         clones.append(clone)
         games = []
         for options, seeds in draws:
-            game, floor = _game(config, options, horizon)
-            games.append(_Unroll(_driver(clone, game), seeds, floor, config.late_weight))
+            game, floor, whole = _game(config, options, horizon)
+            games.append(_unroll(config, clone, game, seeds, floor, whole))
         particles.append(games)
     accumulated = torch.zeros(2 * pairs, dim, dtype=theta.dtype, device=theta.device)
     values = []

@@ -1,6 +1,7 @@
 """The meta-loss of a meta-training run (:mod:`agents.learned.train`): the games an iteration draws from its random
 streams, the rule unrolled on them through the engine (:class:`_Unroll`), the clamped per-step log-ratio
-log((L_t − L*) / (L_0 − L*)), and :func:`evaluate_rule` over whole episodes."""
+log((L_t − L*) / (L_0 − L*)) (L and L* as :attr:`MetaTrainConfig.floor` says), and :func:`evaluate_rule` over whole
+episodes."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import torch
 from torch import Tensor
 
 from agents.learned.batched import EngineDriver
-from agents.learned.family import build_suite, loss_floor, sample_config
+from agents.learned.family import build_suite, loss_floor, sample_config, true_loss_floor
 from agents.learned.meta_config import MetaTrainConfig
 from agents.learned.rules import Rule
 from mtg_env import engine
@@ -33,11 +34,18 @@ def _rng(config: MetaTrainConfig, stream: int, iteration: int) -> np.random.Gene
     return np.random.default_rng([config.seed, stream, iteration])
 
 
-def _game(config: MetaTrainConfig, suite_options: dict[str, Any], horizon: int) -> tuple[Game, float]:
+def _game(config: MetaTrainConfig, suite_options: dict[str, Any], horizon: int) -> tuple[Game, float, bool]:
+    """One drawn game, the L* its meta-loss measures from and whether L_t is the whole training objective
+    (:attr:`MetaTrainConfig.floor`). A true L* is the minimum of the whole objective, which a minibatch's loss (an
+    unbiased estimate of it) falls below at about half the steps near the floor: measured from it, L_t is the whole
+    objective. A suite's lower bound holds for every batch: the step's batch loss is measured from it, as legacy."""
     suite = build_suite(config.suite, suite_options, device=config.device, dtype=config.dtype)
     rule = consensus_rule(config.consensus, num_tasks=suite.num_tasks)
     game = Game(suite, rule, action_mode=config.mode, horizon=horizon)  # type: ignore[arg-type]
-    return game, loss_floor(suite)
+    if config.floor == "legacy":
+        return game, loss_floor(suite), False
+    floor = true_loss_floor(suite)
+    return game, floor.value, floor.kind != "lower bound"
 
 
 def _draws(
@@ -62,15 +70,30 @@ def _step_log_ratio(total: Tensor, start: Tensor, floor: float) -> Tensor:
 
 
 class _Unroll:
-    """One drawn game's B games and the rule's memory, advanced a stretch of steps at a time."""
+    """One drawn game's B games and the rule's memory, advanced a stretch of steps at a time.
 
-    def __init__(self, driver: EngineDriver, seeds: list[int], floor: float, late_weight: float = 0.0):
+    ``whole``: L_t is the whole training objective at the step's parameters (what a true L* is the minimum of; a
+    minibatch's loss is an unbiased estimate of it, below L* at about half the steps near the floor), else the loss
+    of the step's batch the engine already computed."""
+
+    def __init__(
+        self, driver: EngineDriver, seeds: list[int], floor: float, late_weight: float = 0.0, whole: bool = False
+    ):
         self.driver = driver
         self.floor = floor
         self.late_weight = late_weight
+        suite = driver.game.suite
+        # A suite without data batches (the quadratic) has its whole objective as every step's loss already.
+        self.batch = suite.train_batch() if whole else None
         self.state, self.out = engine.reset(driver.game, seeds)
-        self.start = self.out.losses.detach().sum(1)
+        self.start = self._total().detach()
         self.memory = driver.start(self.out)
+
+    def _total(self) -> Tensor:
+        """``[B]`` L_t: the step batch's Σ_m ℓ_m, or with ``whole`` the whole training objective's (keeps its graph)."""
+        if self.batch is None:
+            return self.out.losses.sum(1)
+        return self.driver.game.suite.batched_losses(self.state.heads, self.state.trunk, self.batch).sum(-1)
 
     def advance(self, steps: int) -> Tensor:
         """Play ``steps`` steps; the sum over them of the mean over games of the log-ratio (keeps its graph)."""
@@ -78,7 +101,7 @@ class _Unroll:
         for _ in range(steps):
             actions, self.memory = self.driver.act(self.state, self.out, self.memory)
             self.state, self.out = engine.step(self.driver.game, self.state, actions)
-            step_loss = _step_log_ratio(self.out.losses.sum(1), self.start, self.floor)
+            step_loss = _step_log_ratio(self._total(), self.start, self.floor)
             if self.late_weight:
                 progress = self.state.t.to(step_loss.dtype) / self.driver.game.horizon
                 step_loss = step_loss * (1.0 + self.late_weight * progress)
@@ -96,6 +119,11 @@ def _driver(rule: Rule, game: Game) -> EngineDriver:
     return EngineDriver(rule, game, log_step_range=(-12.0, 2.0))
 
 
+def _unroll(config: MetaTrainConfig, rule: Rule, game: Game, seeds: list[int], floor: float, whole: bool) -> _Unroll:
+    """The unroll of ``rule`` on ``game``'s ``seeds``, measured from ``floor`` (``whole``: on the whole objective)."""
+    return _Unroll(_driver(rule, game), seeds, floor, config.late_weight, whole)
+
+
 def _whole_loss(suite: TaskSuite, batch: Any, state: GameState) -> Tensor:
     """``[B]`` Σ_m ℓ_m of each game on ``batch`` (the whole training objective)."""
     return torch.stack([suite.losses(state.heads[b], state.trunk[b], batch).sum() for b in range(state.batch_size)])
@@ -109,8 +137,8 @@ def evaluate_rule(
     values = []
     with torch.no_grad():
         for options, seeds in draws:
-            game, floor = _game(config, options, horizon)
-            unroll = _Unroll(_driver(rule, game), seeds, floor, config.late_weight)
+            game, floor, whole = _game(config, options, horizon)
+            unroll = _unroll(config, rule, game, seeds, floor, whole)
             if not final:
                 values.append(float(unroll.advance(horizon)) / horizon)
                 continue

@@ -7,8 +7,10 @@ antithetic evolution strategies (ES) over whole episodes, and persistent ES (PES
 One meta-iteration plays ``configs`` games drawn from the suite's family (:mod:`agents.learned.family`), B =
 ``games`` seeds each, for one episode of the curriculum's horizon, with every player of every game driven by
 the rule (its batched form, :class:`~agents.learned.batched.EngineDriver`). The meta-loss of a stretch of
-steps is the mean over steps, games and configs of log((L_t − L*) / (L_0 − L*)), L = Σ_m ℓ_m the game's total
-batch loss and L* its floor (:func:`~agents.learned.family.loss_floor`): scale-free, so every game counts alike.
+steps is the mean over steps, games and configs of log((L_t − L*) / (L_0 − L*)): scale-free, so every game counts
+alike. With ``floor="true"`` L = Σ_m ℓ_m is the game's whole training objective and L* its true minimum where a
+solve gives it (:func:`~agents.learned.family.true_loss_floor`); with ``floor="legacy"`` L is the step's batch loss
+and L* :func:`~agents.learned.family.loss_floor`.
 
 * ``tbptt``: the episode in truncations of ``truncation`` steps; the meta-gradient of each truncation flows
   through the engine's differentiable step into the rule's parameters (first order: observations detached,

@@ -8,8 +8,17 @@ from mtg_env.suites.floors import (
     BEST_RUN_SEEDS,
     BEST_RUN_STEPS,
     Floor,
+    exact_floor,
     least_squares_floor,
     true_floor,
 )
 
-__all__ = ["BEST_RUN_LRS", "BEST_RUN_SEEDS", "BEST_RUN_STEPS", "Floor", "least_squares_floor", "true_floor"]
+__all__ = [
+    "BEST_RUN_LRS",
+    "BEST_RUN_SEEDS",
+    "BEST_RUN_STEPS",
+    "Floor",
+    "exact_floor",
+    "least_squares_floor",
+    "true_floor",
+]

@@ -48,6 +48,14 @@ def _meta_train_parser(sub: Any) -> None:
         help="what validation keeps the best rule by: mean (the meta-loss, default) or final (the whole training "
         "objective at the episode's end, as the result tables score)",
     )
+    meta.add_argument(
+        "--floor",
+        default="legacy",
+        choices=["true", "legacy"],
+        help="what the meta-loss measures from: true (the whole training objective's exact L* where a solve gives "
+        "it: quadratic, regression's linear trunk; else the suite's bound 0) or legacy (the batch loss from the "
+        "quadratic's equilibrium loss, else 0; default, as the shipped weights were trained)",
+    )
     meta.add_argument("--seed", type=int, default=0, help="seed of every draw (default 0)")
     meta.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     meta.add_argument(
@@ -89,7 +97,7 @@ def _number_list(flag: str, text: str, kind: type, example: str) -> tuple[Any, .
 
 #: Flags that set the run itself: with --sweep, the file's [meta_train] does (a flag beside it is refused).
 _RUN_FLAGS = ("agent", "suite", "method", "budget", "iterations", "horizons", "games", "configs", "truncation",
-              "meta_lr", "val_every", "trunk_search", "val_metric", "seed", "device")  # fmt: skip
+              "meta_lr", "val_every", "trunk_search", "val_metric", "floor", "seed", "device")  # fmt: skip
 
 
 def _run_defaults() -> dict[str, Any]:
@@ -159,6 +167,7 @@ def _meta_train(args: argparse.Namespace) -> int:
             meta_lr=args.meta_lr,
             val_every=args.val_every,
             val_metric=args.val_metric,
+            floor=args.floor,
             trunk_search=trunk_search,
             dtype="float64" if args.suite == "quadratic" else "float32",
             seed=args.seed,

@@ -10,7 +10,7 @@ import torch
 
 from mtg_env.suites.base import TaskSpec, TaskSuite, parse_dtype, resolve_device
 from mtg_env.suites.digits import DigitsSuite
-from mtg_env.suites.floors import Floor, least_squares_floor, true_floor
+from mtg_env.suites.floors import Floor, exact_floor, least_squares_floor, true_floor
 from mtg_env.suites.module import ModuleSuite
 from mtg_env.suites.multidigits import MultiDigits
 from mtg_env.suites.quadratic import QuadraticSuite
@@ -118,6 +118,7 @@ __all__ = [
     "TaskSpec",
     "TaskSuite",
     "Toy2DSuite",
+    "exact_floor",
     "least_squares_floor",
     "make_suite",
     "true_floor",

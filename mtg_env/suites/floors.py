@@ -39,7 +39,8 @@ class Floor:
     value: float
     """The minimum of L = Σ_m ℓ_m on the training sets (or the best known value)."""
     kind: str
-    """``closed form``, ``least squares``, ``rank-constrained (ALS)``, ``best run`` or ``best known``."""
+    """``closed form``, ``least squares``, ``rank-constrained (ALS)``, ``best run``, ``best known`` or ``lower bound``
+    (the suite's own bound on its losses, :meth:`~mtg_env.suites.base.TaskSuite.loss_lower_bounds`)."""
     lower: float | None = None
     """A proven lower bound, where one is known and differs (the unconstrained least squares)."""
 
@@ -57,6 +58,14 @@ class Floor:
 
 def true_floor(suite: TaskSuite) -> Floor:
     """L* of ``suite``'s training objective (see the module docstring)."""
+    exact = exact_floor(suite)
+    return exact if exact is not None else Floor(_best_run(suite), "best run")
+
+
+def exact_floor(suite: TaskSuite) -> Floor | None:
+    """L* where no training run is needed to know it (milliseconds): the quadratic game's closed form, a linear-trunk
+    regression's least squares (or, under a bottleneck, the best of ALS); ``None`` for the non-convex suites, whose
+    floor only a best run gives (seconds per game)."""
     if suite.name == "quadratic":
         equilibrium = suite.equilibrium()
         assert equilibrium is not None  # the quadratic game has a closed-form one
@@ -66,7 +75,7 @@ def true_floor(suite: TaskSuite) -> Floor:
         return Floor(value, "closed form")
     if suite.name == "regression" and getattr(suite, "kind", None) == "linear":
         return _linear_regression_floor(suite)
-    return Floor(_best_run(suite), "best run")
+    return None
 
 
 def _weighted(suite: TaskSuite) -> tuple[Tensor, Tensor, Tensor]:

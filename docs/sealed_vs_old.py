@@ -97,7 +97,7 @@ def main() -> None:
 
     config = sealed_config_from_dict(tomllib.loads(CONFIG.read_text()))
     args.out.mkdir(parents=True, exist_ok=True)
-    floors = _Floors(args.out / "floors.json")
+    floors = _Floors(args.out / "floors.json", config.device)
     rows: list[dict[str, Any]] = []
     print("| family | horizon | entrant | old: mean ratio [95% CI] | old: median ratio | old: diverged | "
           "new: mean ratio [95% CI] | new: median ratio | new: diverged (entrant / baselines) | new: best tuned "
@@ -106,7 +106,7 @@ def main() -> None:
         for family in args.families.split(","):
             agents = [a for a, f in config.entrants if f == family]
             start = time.perf_counter()
-            rules = {a: learned_agent(a, suite=family).rule for a in agents}
+            rules = {a: learned_agent(a, suite=family).rule.to(config.device) for a in agents}
             new = run_cell(replace(config, multiples=(multiple,)), family, multiple, floors, rules,
                            config.test_key or DEFAULT_TEST_KEY)  # fmt: skip
             new_s = time.perf_counter() - start

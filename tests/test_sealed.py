@@ -4,6 +4,7 @@ search space covers the learned rules' controls, its players are the baselines, 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -247,3 +248,80 @@ def test_a_gap_at_the_floor_is_round_off_not_a_win() -> None:
     gaps = _gaps(start, final, -2.0, "float64")
     assert gaps[0] == gaps[1] == pytest.approx(2e-12 / 12)  # both at the floor: tied at the resolution
     assert math.isinf(gaps[2])
+
+
+# ------------------------------------------------------------------------------------------ the device
+_TINY_SPACE = SearchSpace(low=1e-2, high=1.0, points_per_decade=3, momentum=(0.9,), beta1=(0.9,), beta2=(0.999,),
+                          trunk_ratios=(1.0,), schedules=("constant",))  # fmt: skip
+
+
+def _tiny_cell_config(suite: str, **kwargs: Any) -> SealedConfig:
+    return SealedConfig(name="t", families=(suite,), entrants=(("learned_mlp", suite),), baselines=("gradient", "adam"),
+                        multiples=(1,), train_horizon=8, search=_TINY_SPACE, tuning_draws=1, tuning_seeds=1,
+                        test_draws=2, test_seeds=2, bootstrap_reps=20, **kwargs)  # fmt: skip
+
+
+#: A tiny cell's gaps per player on the validation stream, from main before the sealed protocol had a device
+#: (float.hex): quadratic (closed-form floors) and regression (two MLP-trunk draws: best-run floors).
+_CELL_PINS = {
+    "quadratic": {
+        "gradient": ["0x1.68cc6d8b85c4ap-7", "0x1.2a6b1f5aeb068p-5", "0x1.30ccc5d70fd46p-8", "0x1.25388ddfe9726p-8"],
+        "adam": ["0x1.6bad57dbcaaa3p-4", "0x1.b912143d4dac5p-4", "0x1.4cf9c79365ea2p-4", "0x1.997a020d56ad3p-4"],
+        "learned_mlp": ["0x1.ceb11db6b3ba7p-2", "0x1.36f899b91cfd3p-2", "0x1.4463b3a27d5c1p-1", "0x1.2d3b2cd81eb04p-1"],
+    },
+    "regression": {
+        "gradient": ["0x1.1adcf9a2a01c0p-1", "0x1.dee7716965093p-1", "0x1.5e74d796450d1p-1", "0x1.bd7a061ea02bdp-1"],
+        "adam": ["0x1.13c93e97b1577p-1", "0x1.228c0f4c84d38p-1", "0x1.39ff905b3b90bp-2", "0x1.1065f620e566cp-3"],
+        "learned_mlp": ["0x1.a9e0e8f3f62c4p-2", "0x1.e9ccce5534535p-2", "0x1.2cbe404655fdcp-2", "0x1.1068ce9b5fa63p-3"],
+    },
+}
+
+
+@pytest.mark.parametrize("suite", list(_CELL_PINS))
+def test_a_cell_on_the_cpu_device_is_unchanged(suite: str) -> None:
+    from agents.learned import learned_agent
+    from mtg_env.bench.sealed import _Floors, run_cell
+
+    config = _tiny_cell_config(suite, device="cpu")
+    assert _tiny_cell_config(suite).device == "cpu"  # the default
+    rules = {"learned_mlp": learned_agent("learned_mlp", suite=suite).rule}
+    cell = run_cell(config, suite, 1, _Floors(None, config.device), rules, "0" * 32, "validation")
+    for name, pins in _CELL_PINS[suite].items():
+        assert cell["gaps"][name] == pytest.approx([float.fromhex(p) for p in pins], rel=1e-6), name
+
+
+def test_every_game_and_floor_of_a_cell_is_built_on_its_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a GPU: CUDA faked as present, and every suite a cell builds (the tuning and test games, the learned
+    rule's games, the floors' games) recorded, then built on the CPU: each asked for the config's device."""
+    import agents.learned.family as family
+    from agents.learned import learned_agent
+    from mtg_env.bench.sealed import _Floors, run_cell
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    config = _tiny_cell_config("quadratic", device="cuda")
+    asked: list[str] = []
+    real = family.build_suite
+
+    def spy(suite: str, options: dict[str, Any], device: Any = "cpu", dtype: str = "float32") -> Any:
+        asked.append(str(device))
+        return real(suite, options, device="cpu", dtype=dtype)
+
+    monkeypatch.setattr(family, "build_suite", spy)
+    rules = {"learned_mlp": learned_agent("learned_mlp", suite="quadratic").rule}
+    floors = _Floors(None, config.device)
+    run_cell(config, "quadratic", 1, floors, rules, "0" * 32, "validation")
+    # tuning rungs 0 and 1, one floor per tuning and test draw, and per test draw the baselines' game and the rule's
+    assert len(asked) == 2 + 1 + 2 + 2 * 2 and set(asked) == {"cuda"}
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_a_cuda_device_without_a_gpu_is_refused_naming_it(device: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    message = f"device={device!r} asks for CUDA, but this torch build has no usable GPU; use device='cpu'"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        SealedConfig(name="t", families=("quadratic",), entrants=(), device=device)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        sealed_config_from_dict({"protocol": "sealed", "families": ["quadratic"], "device": device})
+    with pytest.raises(ValueError, match="device must be a CPU or CUDA device, got 'meta'"):
+        SealedConfig(name="t", families=("quadratic",), entrants=(), device="meta")
+    assert sealed_config_from_dict({"protocol": "sealed", "families": ["quadratic"], "device": "cpu"}).device == "cpu"

@@ -77,10 +77,11 @@ __all__ = [
 
 # ------------------------------------------------------------------------------------------ the run
 class _Floors:
-    """L* per drawn game, computed once and kept in ``DIR/floors.json``."""
+    """L* per drawn game, computed once (its suite on ``device``) and kept in ``DIR/floors.json``."""
 
-    def __init__(self, path: Path | None):
+    def __init__(self, path: Path | None, device: str = "cpu"):
         self.path = path
+        self.device = device
         self.table: dict[str, Any] = {}
         if path is not None and path.exists():
             self.table = json.loads(path.read_text())
@@ -88,7 +89,7 @@ class _Floors:
     def get(self, suite: str, options: dict[str, Any]) -> Floor:
         key = json.dumps([suite, options], sort_keys=True, default=str)
         if key not in self.table:
-            game = _game(suite, options, 1)
+            game = _game(suite, options, 1, device=self.device)
             self.table[key] = asdict(true_floor(game.suite))
             if self.path is not None:
                 self.path.write_text(json.dumps(self.table, indent=0, sort_keys=True))
@@ -126,7 +127,7 @@ def tune_baselines(config: SealedConfig, suite: str, horizon: int, floors: _Floo
     rung0 = np.zeros((len(draws), len(everyone)))
     records = []
     for d, (options, seeds) in enumerate(draws):
-        game = _game(suite, options, horizon)
+        game = _game(suite, options, horizon, device=config.device)
         start, final = play_candidates(game, everyone, [seeds[0]] * len(everyone))
         records.append((options, start, final))
         rung0[d] = _gaps(start, final, floors.get(suite, options).value, _dtype(suite))
@@ -141,7 +142,7 @@ def tune_baselines(config: SealedConfig, suite: str, horizon: int, floors: _Floo
     # Rung 1: the survivors on every tuning draw × the other tuning seeds.
     rung1 = np.zeros((len(draws), config.tuning_seeds, len(kept)))
     for d, (options, seeds) in enumerate(draws):
-        game = _game(suite, options, horizon)
+        game = _game(suite, options, horizon, device=config.device)
         batch = [c for _ in seeds[1:] for c in kept]
         start, final = play_candidates(game, batch, [s for s in seeds[1:] for _ in kept])
         rung1[d] = _gaps(start, final, floors.get(suite, options).value, _dtype(suite)).reshape(
@@ -209,7 +210,7 @@ def run_cell(
     floor_kinds = []
     gaps: dict[str, list[float]] = {}
     for options, seeds in draws:
-        game = _game(suite, options, horizon)
+        game = _game(suite, options, horizon, device=config.device)
         batch = [chosen[b]["knobs"] for b in config.baselines for _ in seeds]
         start, final = play_candidates(game, batch, list(seeds) * len(config.baselines))
         per: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -217,7 +218,7 @@ def run_cell(
             sl = slice(i * len(seeds), (i + 1) * len(seeds))
             per[b] = (start[sl].cpu().numpy(), final[sl].cpu().numpy())
         for agent, rule in rules.items():
-            rule_start, rule_final = play_rule(rule, suite, options, horizon, list(seeds))
+            rule_start, rule_final = play_rule(rule, suite, options, horizon, list(seeds), config.device)
             per[agent] = (rule_start.cpu().numpy(), rule_final.cpu().numpy())
         floor = floors.get(suite, options)
         for _, reached in per.values():  # a non-convex suite's best run is lowered to any loss a game reached
@@ -267,11 +268,12 @@ def run_sealed(
     key = new_test_key() if key == "new" else check_key(key)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    floors = _Floors(out / "floors.json")
+    floors = _Floors(out / "floors.json", config.device)
     torch.set_num_threads(1)
     cells = []
     for suite in config.families:
-        rules = {agent: learned_agent(agent, suite=suite).rule for agent, f in config.entrants if f == suite}
+        rules = {agent: learned_agent(agent, suite=suite).rule.to(config.device)
+                 for agent, f in config.entrants if f == suite}  # fmt: skip
         for multiple in config.multiples:
             cell = run_cell(config, suite, multiple, floors, rules, key, stream)
             cells.append(cell)

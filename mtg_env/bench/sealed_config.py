@@ -45,9 +45,16 @@ class SealedConfig:
     test_key: str | None = None
     """The sealed stream's 128-bit key (32 hex digits; ``None``: :data:`agents.learned.family.DEFAULT_TEST_KEY`)."""
     bootstrap_reps: int = 2000
+    device: str = "cpu"
+    """Where every tensor of a cell lives: the games, the baselines' players, the learned rules and the best-run
+    floors (``"cuda"`` on a GPU; a floor's least-squares solves run on the CPU in float64, as the rank-revealing
+    driver they use is CPU-only)."""
 
     def __post_init__(self) -> None:
         from agents.learned.family import FAMILIES, check_key
+        from mtg_env.envs.parallel import _check_device
+
+        _check_device(self.device)  # a CUDA device on a machine without one is refused here, naming it
 
         for f in self.families:
             if f not in FAMILIES:
@@ -91,7 +98,7 @@ class SealedConfig:
 
 
 _TOP = {"name", "protocol", "families", "entrants", "baselines", "multiples", "train_horizon", "train_horizons",
-        "search", "tuning", "test", "bootstrap_reps"}  # fmt: skip
+        "search", "tuning", "test", "bootstrap_reps", "device"}  # fmt: skip
 
 
 def sealed_config_from_dict(data: dict[str, Any]) -> SealedConfig:
@@ -136,6 +143,7 @@ def sealed_config_from_dict(data: dict[str, Any]) -> SealedConfig:
         test_seeds=test.get("seeds", 3),
         test_key=test.get("key"),
         bootstrap_reps=data.get("bootstrap_reps", 2000),
+        device=data.get("device", "cpu"),
     )
 
 

@@ -13,6 +13,10 @@ How it is known depends on the suite, and every value says how (:attr:`Floor.kin
 * ``best run``: non-convex suites (regression's MLP trunk, digits): the lowest L of long full-batch Adam runs
   (several step sizes and starts, float64). A caller lowers it to any loss a played game reached
   (:meth:`Floor.lowered`), so a gap is never negative; the kind then says ``best known``.
+
+The best run trains where the suite lives (its device); the least-squares solves run on the CPU in float64 (the
+rank-revealing ``gelsd`` driver is CPU-only; the designs are a few hundred rows), so a floor is the same number on
+every device up to the suite's own data.
 """
 
 from __future__ import annotations
@@ -133,11 +137,11 @@ def _best_run(suite: TaskSuite) -> float:
     heads = torch.stack([h for h, _ in starts for _ in BEST_RUN_LRS]).to(torch.float64)
     trunk = torch.stack([t for _, t in starts for _ in BEST_RUN_LRS]).to(torch.float64)
     params = torch.cat([heads, trunk], 1).requires_grad_(True)
-    lrs = torch.tensor(list(BEST_RUN_LRS) * len(starts), dtype=torch.float64)[:, None]
+    lrs = torch.tensor(list(BEST_RUN_LRS) * len(starts), dtype=torch.float64, device=params.device)[:, None]
     h = heads.shape[1]
     batch = tuple(t.to(torch.float64) if t.is_floating_point() else t for t in suite.train_batch())
     m1, m2 = torch.zeros_like(params), torch.zeros_like(params)
-    best = torch.full((params.shape[0],), math.inf, dtype=torch.float64)
+    best = torch.full((params.shape[0],), math.inf, dtype=torch.float64, device=params.device)
     for t in range(1, BEST_RUN_STEPS + 1):
         total = suite.batched_losses(params[:, :h], params[:, h:], batch).sum(-1)
         (grad,) = torch.autograd.grad(total.sum(), params)

@@ -52,9 +52,9 @@ class SealedConfig:
 
     def __post_init__(self) -> None:
         from agents.learned.family import FAMILIES, check_key
-        from mtg_env.envs.parallel import _check_device
+        from mtg_env.envs.config import check_device
 
-        _check_device(self.device)  # a CUDA device on a machine without one is refused here, naming it
+        check_device(self.device)  # a CUDA device on a machine without one is refused here, naming it
 
         for f in self.families:
             if f not in FAMILIES:

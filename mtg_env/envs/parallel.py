@@ -125,9 +125,9 @@ class MultiTaskGameEnv(ParallelEnv):
     the usual rewards (v1 infos: ``termination == "out_of_domain"`` and a ``reason`` naming the task).
 
     ## Arguments
-    Every option is a field of :class:`~mtg_env.envs.config.EnvConfig`, documented there with its default and checked
-    once: ``suite``, ``consensus`` (+ ``consensus_kwargs``), ``action_mode``, ``max_cycles``, ``render_mode``, ``dtype``,
-    ``device``, ``max_update``, ``update_units``, ``log_step_range``, ``step_size_units``, ``pad_heads``,
+    Every option is a field of :class:`~mtg_env.envs.config.EnvConfig`, documented there with its default and
+    checked once: ``suite``, ``consensus`` (+ ``consensus_kwargs``), ``action_mode``, ``max_cycles``, ``render_mode``,
+    ``dtype``, ``device``, ``max_update``, ``update_units``, ``log_step_range``, ``step_size_units``, ``pad_heads``,
     ``metrics_every``, ``numeric_infos``, ``divergence_reward``, ``divergence_threshold``, ``trunk_optimizer`` /
     ``head_optimizer`` (+ ``_kwargs``), ``noise_model``, ``regularisation``; any other keyword is an option of the
     suite (see its class). ``MultiTaskGameEnv.from_config(cfg)`` takes them as one ``EnvConfig``.

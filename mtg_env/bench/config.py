@@ -192,6 +192,8 @@ class BenchConfig:
         d = asdict(self)
         d["protocol"] = self.protocol.to_dict()
         d.pop("extra")
+        if d["mixed"] is not None and not d["mixed"]["reference_lr"]:
+            d["mixed"].pop("reference_lr")  # the option's default: digests of files without it stay as they were
         return d
 
     def digest(self) -> str:

@@ -17,7 +17,7 @@ _TOP_KEYS = {"name", "policies", "suites", "rules", "horizons", "tuning", "mixed
              "reference", "bootstrap_reps", "smoothing", "max_game_steps"}  # fmt: skip
 _POLICY_KEYS = {"name", "baseline", "factory", "kwargs", "role", "is_baseline"}
 _TUNING_KEYS = {"low", "high", "points_per_decade", "search", "trials", "tuning_seeds", "eval_seeds"}
-_MIXED_KEYS = {"reference", "deviators", "selfish_scale", "rules"}
+_MIXED_KEYS = {"reference", "deviators", "selfish_scale", "rules", "reference_lr"}
 
 
 def _table(value: Any, key: str) -> dict[str, Any]:
@@ -107,6 +107,7 @@ def _mixed(data: dict[str, Any]) -> MixedSpec | None:
         deviators=_list(m.get("deviators", [SELFISH]), "[mixed] deviators"),
         selfish_scale=real_arg("[mixed] selfish_scale", m.get("selfish_scale", 4.0), 0.0, low_open=True),
         rules=_list(m.get("rules", ()), "[mixed] rules"),
+        reference_lr=_list(m.get("reference_lr", ()), "[mixed] reference_lr"),
     )
 
 

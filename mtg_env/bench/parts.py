@@ -148,12 +148,21 @@ class MixedSpec:
     selfish_scale: float = 4.0
     rules: tuple[str, ...] = ()
     """The rules to play them under (default: all the benchmark's)."""
+    reference_lr: tuple[str, ...] = ()
+    """Deviators (policy names among ``deviators``) played at the reference's tuned step size, as ``"selfish"`` is,
+    instead of their own: a deviator that rescales the reference's own moves (e.g. the learned deviator of
+    :mod:`agents.learned.deviator`) then differs from the reference by its manipulation alone."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.reference, str):
             raise TypeError(f"[mixed] reference must be a policy name, got {_shown(self.reference)}")
         _names(self.deviators, "[mixed] deviators")
         _names(self.rules, "[mixed] rules")
+        _names(self.reference_lr, "[mixed] reference_lr")
+        for i, d in enumerate(self.reference_lr):
+            if d not in self.deviators or d == SELFISH:
+                raise ValueError(f"[mixed] reference_lr[{i}]: {d!r} is not a deviator of [mixed] deviators "
+                                 f"{list(self.deviators)} other than {SELFISH!r} (which plays at it)")  # fmt: skip
         real_arg("[mixed] selfish_scale", self.selfish_scale, 0.0, low_open=True)
 
 

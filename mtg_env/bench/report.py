@@ -72,7 +72,8 @@ def leaderboard_markdown(summary: dict[str, Any]) -> str:
             "*Own gain*: how much lower the deviator's final training loss is than in the all-reference game; "
             "*others*: how much the other tasks' losses rise (their mean); both in % of the reference "
             "population's mean progress per task in that game (mean_j |L₀ − L_ref|_j); IQM over seeds × (suite, "
-            "task) with a stratified bootstrap 95 % CI. A game the deviator made diverge is counted apart.",
+            "task) with a stratified bootstrap 95 % CI. A game the deviator made diverge is counted apart."
+            + _at_reference_lr(mixed),
             "",
             "| rule | deviator | own gain % | others' change % | own gain > 0 | diverged |",
             "|---|---|---|---|---|---|",
@@ -153,3 +154,11 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, np.generic):
         return _jsonable(value.item())
     return value
+
+
+def _at_reference_lr(mixed: dict[str, Any]) -> str:
+    """The report's note on the deviators played at the reference's tuned step size (``[mixed] reference_lr``)."""
+    names = mixed.get("reference_lr") or []
+    if not names:
+        return ""
+    return f" Played at the reference's tuned step size (as selfish), not their own: {', '.join(names)}."

@@ -63,7 +63,7 @@ def play_matches(config: BenchConfig, best: dict[tuple[str, str], float]) -> lis
                 if w.consensus not in rules:
                     continue
                 ref_lr = best[(ref.name, w.name)]
-                dev_lr = ref_lr if d == SELFISH else best[(d, w.name)]
+                dev_lr = ref_lr if d == SELFISH or d in mixed.reference_lr else best[(d, w.name)]
                 count = _num_tasks(w.suite, dict(w.suite_options))
                 for m in range(count):
                     lineup = tuple(dev if k == m else ref for k in range(count))

@@ -29,6 +29,7 @@ A benchmark is a small TOML (or YAML) file, so a published result is re-run by o
     reference = "gradient"
     deviators = ["selfish", "adam"]
     selfish_scale = 4.0
+    reference_lr = []                 # deviators played at the reference's tuned step size (as selfish is)
 
 Other top-level keys: ``reference`` (the policy the probability of improvement compares against; default the
 first), ``dtype``, ``device``, ``nash_gap``, ``bootstrap_reps`` (int >= 1), ``smoothing`` (int >= 1) and

@@ -47,6 +47,11 @@ Updates = tuple[Tensor, Tensor]
 _DIFFERENTIABLE = tuple(name for name, spec in RULE_TABLE.items() if spec.differentiable)
 
 
+def _plain(x: Tensor) -> Tensor:
+    """``x`` cut from autograd (a no-op, without the call, for the usual tensor that needs no gradient)."""
+    return x.detach() if x.requires_grad else x
+
+
 def losses_and_grads(
     suite: TaskSuite, heads: Tensor, trunk: Tensor, batch: Any, differentiable: bool = False, second_order: bool = False
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -68,7 +73,7 @@ def losses_and_grads(
     second = differentiable and second_order
     if suite.jacobian == "closed_form":
         if not differentiable:
-            heads, trunk = heads.detach(), trunk.detach()
+            heads, trunk = _plain(heads), _plain(trunk)
         losses, head_grads, jac = suite.closed_form(heads, trunk, batch)
     else:
         with torch.enable_grad():
@@ -112,9 +117,9 @@ def losses_and_grads(
                 )
                 jac = trunk_jac.transpose(0, 1)
     if not second:
-        head_grads, jac = head_grads.detach(), jac.detach()
+        head_grads, jac = _plain(head_grads), _plain(jac)
     if not differentiable:
-        losses = losses.detach()
+        losses = _plain(losses)
     return losses, head_grads, jac
 
 
@@ -165,20 +170,23 @@ def _differentiable(*tensors: Tensor) -> bool:
 def _finite(game: Game, losses: Tensor, heads: Tensor, trunk: Tensor, start: Tensor) -> Tensor:
     """``[B]``: the game has not diverged: every loss and parameter finite and, with a divergence threshold,
     every |ℓ_m| ≤ threshold · max(1, |ℓ_m at reset|). x·0 is 0 exactly when every entry of x is finite (inf·0
-    and nan·0 are nan): far cheaper than isfinite(x).all() on the parameters, and one small matmul for both."""
-    with torch.no_grad():
-        losses = losses.detach()
-        probe = torch.cat([losses, heads.detach() @ game.zero_heads, trunk.detach() @ game.zero_trunk], 1)
-        ok = (probe * 0 == 0).all(1)
-        if game.divergence_threshold is not None:
-            bound = game.divergence_threshold * start.detach().abs().clamp_min(1.0)
-            ok = ok & (losses.abs() <= bound).all(1)
-        return ok
+    and nan·0 are nan): far cheaper than isfinite(x).all(), and three small chained matmuls for all of them."""
+    losses = _plain(losses)
+    probe = torch.mm(losses, game.zero_losses)
+    probe = torch.addmm(torch.addmm(probe, _plain(heads), game.zero_heads), _plain(trunk), game.zero_trunk)
+    ok = probe.view(-1) == 0
+    if game.divergence_threshold is not None:
+        bound = game.divergence_threshold * _plain(start).abs().clamp_min(1.0)
+        ok = ok & (losses.abs() <= bound).all(1)
+    return ok
 
 
-def _rewards(game: Game, state: GameState, finite: Tensor) -> Tensor:
-    """−loss, or on the step a game diverges the divergence reward (see :attr:`Game.divergence_reward`)."""
+def _rewards(game: Game, state: GameState, finite: Tensor, all_finite: bool = False) -> Tensor:
+    """−loss, or on the step a game diverges the divergence reward (see :attr:`Game.divergence_reward`);
+    ``all_finite``: the caller knows that no game diverged (then −loss without forming the penalty)."""
     losses = state.losses
+    if all_finite:
+        return -losses
     mode = game.divergence_reward
     if mode == "remaining":
         remaining = (game.horizon - state.t + 1).clamp_min(1).to(losses.dtype).unsqueeze(1)
@@ -191,16 +199,36 @@ def _rewards(game: Game, state: GameState, finite: Tensor) -> Tensor:
     return torch.where(finite.unsqueeze(1), -losses, penalty)
 
 
-def _output(game: Game, state: GameState, finite: Tensor, out_of_domain: Tensor) -> StepOutput:
+def _output(
+    game: Game,
+    state: GameState,
+    finite: Tensor,
+    out_of_domain: Tensor | None,
+    ended: Tensor | None = None,
+    diverged: Tensor | None = None,
+) -> StepOutput:
+    """What a step reports; ``out_of_domain`` ``None`` for a rule without a loss floor (no game is outside it);
+    ``ended`` (``t >= horizon``) and ``diverged`` (``~finite``) where the caller has them already."""
     feats = features(game, state.losses, state.prev_losses, state.head_grads, state.jacobian, state.last_move, state.t)
+    if diverged is None:
+        diverged = ~finite
+    # On the CPU one look tells whether any game diverged (no device to wait for): then the penalty is skipped.
+    all_finite = finite.device.type == "cpu" and not bool(diverged.any())
+    if ended is None:
+        ended = state.t >= game.horizon
+    if out_of_domain is None:
+        out_of_domain = torch.zeros_like(finite)
+        truncated = finite & ended
+    else:
+        truncated = finite & ~out_of_domain & ended
     return StepOutput(
         losses=state.losses,
         head_grads=state.head_grads,
         jacobian=state.jacobian,
         features=feats,
-        rewards=_rewards(game, state, finite),
-        diverged=~finite,
-        truncated=finite & ~out_of_domain & (state.t >= game.horizon),
+        rewards=_rewards(game, state, finite, all_finite),
+        diverged=diverged,
+        truncated=truncated,
         out_of_domain=out_of_domain,
     )
 
@@ -324,6 +352,14 @@ def updates(game: Game, state: GameState, actions: Tensor | Updates) -> Updates:
             shape = tuple(actions.shape) if isinstance(actions, Tensor) else type(actions).__name__
             raise ValueError(f"step_size actions must be a tensor of shape ({bsz}, {m}, 2), got {shape}")
         steps = actions.to(game.device, game.dtype).exp()  # actions made elsewhere (a CPU policy) move to the game
+        h = game.uniform_head_size
+        if h is not None and not steps.requires_grad:
+            # Equal heads: each task's step broadcast over its head, no gather (the products are the same, and
+            # negating before or after a product is exact). Not in a differentiable unroll, where the gather's
+            # backward sums the gradient of a step size in its own order.
+            neg = steps.neg()
+            head_updates = neg.narrow(2, 0, 1) * state.head_grads.reshape(bsz, m, h)
+            return head_updates.view(bsz, m * h), neg.narrow(2, 1, 1) * state.jacobian
         return -steps[:, game.head_index, 0] * state.head_grads, -steps[:, :, 1:] * state.jacobian
     if isinstance(actions, tuple):
         head_updates, proposals = actions
@@ -451,10 +487,14 @@ def step(game: Game, state: GameState, actions: Tensor | Updates) -> tuple[GameS
     rng = GameRNG(state.seeds, state.episodes, t, state.keys)
     losses, head_grads, jac, aux = _observe(game, heads, trunk, rng, differentiable, aux)
     finite = _finite(game, losses, heads, trunk, state.start_losses)
-    if usable is None:
-        out_of_domain = torch.zeros_like(finite)
+    diverged = ~finite
+    ended = t >= game.horizon
+    if usable is None:  # a rule without a loss floor: no game leaves its domain
+        out_of_domain = None
+        done = state.done | diverged | ended
     else:  # it could not step (a start outside the domain), or cannot step on before its horizon
-        out_of_domain = finite & (~usable | (~in_domain(game, losses) & (t < game.horizon)))
+        out_of_domain = finite & (~usable | (~in_domain(game, losses) & ~ended))
+        done = state.done | diverged | out_of_domain | ended
     new = replace(
         state,
         heads=heads,
@@ -465,14 +505,14 @@ def step(game: Game, state: GameState, actions: Tensor | Updates) -> tuple[GameS
         last_move=move.detach(),
         head_grads=head_grads,
         jacobian=jac,
-        done=state.done | ~finite | out_of_domain | (t >= game.horizon),
+        done=done,
         trunk_opt=trunk_opt,
         head_opt=head_opt,
         rule_state=rule_state,
         aux=aux,
         rule_objects=rule_objects,
     )
-    return new, _output(game, new, finite, out_of_domain)
+    return new, _output(game, new, finite, out_of_domain, ended, diverged)
 
 
 def reset_where(

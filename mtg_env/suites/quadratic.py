@@ -247,6 +247,8 @@ def _batch_invariant_matvec(mats: Tensor, z: Tensor) -> Tensor:
     """
     per_row = z.shape[-1] ** 2 * (mats.shape[0] if mats.dim() == 3 else 1)
     rows = max(1, _MATVEC_CHUNK // max(1, per_row))
+    if z.shape[0] <= rows:  # one chunk (the usual case): no split and no copy
+        return (z.unsqueeze(-2) * mats).sum(-1)
     return torch.cat([(chunk.unsqueeze(-2) * mats).sum(-1) for chunk in z.split(rows, dim=0)], dim=0)
 
 

@@ -170,11 +170,12 @@ def _differentiable(*tensors: Tensor) -> bool:
 def _finite(game: Game, losses: Tensor, heads: Tensor, trunk: Tensor, start: Tensor) -> Tensor:
     """``[B]``: the game has not diverged: every loss and parameter finite and, with a divergence threshold,
     every |ℓ_m| ≤ threshold · max(1, |ℓ_m at reset|). x·0 is 0 exactly when every entry of x is finite (inf·0
-    and nan·0 are nan): far cheaper than isfinite(x).all(), and three small chained matmuls for all of them."""
+    and nan·0 are nan): far cheaper than isfinite(x).all(), and three chained matrix-vector products for all of
+    them (a [1, n] @ [n, 1] matmul took 40 µs at n = 16 512 where the matrix-vector product takes 4)."""
     losses = _plain(losses)
-    probe = torch.mm(losses, game.zero_losses)
-    probe = torch.addmm(torch.addmm(probe, _plain(heads), game.zero_heads), _plain(trunk), game.zero_trunk)
-    ok = probe.view(-1) == 0
+    probe = torch.mv(losses, game.zero_losses)
+    probe = torch.addmv(torch.addmv(probe, _plain(heads), game.zero_heads), _plain(trunk), game.zero_trunk)
+    ok = probe == 0
     if game.divergence_threshold is not None:
         bound = game.divergence_threshold * _plain(start).abs().clamp_min(1.0)
         ok = ok & (losses.abs() <= bound).all(1)

@@ -116,11 +116,11 @@ class Game:
     big: float = field(init=False)
     """The dtype's largest finite value."""
     zero_losses: Tensor = field(init=False, repr=False)
-    """``[M, 1]`` zeros: losses @ zero_losses is 0 exactly when every loss is finite."""
+    """``[M]`` zeros: losses @ zero_losses is 0 exactly when every loss is finite."""
     zero_heads: Tensor = field(init=False, repr=False)
-    """``[H, 1]`` zeros: heads @ zero_heads is 0 exactly when every head coordinate is finite."""
+    """``[H]`` zeros: heads @ zero_heads is 0 exactly when every head coordinate is finite."""
     zero_trunk: Tensor = field(init=False, repr=False)
-    """``[n, 1]`` zeros, the same for the trunk."""
+    """``[n]`` zeros, the same for the trunk."""
     trunk_opt: BoundOptimizer | None = field(init=False, repr=False)
     """``trunk_optimizer`` bound to the game's dtype, device and horizon."""
     head_opt: BoundOptimizer | None = field(init=False, repr=False)
@@ -191,9 +191,9 @@ class Game:
         set_(self, "feature_row_low", low[row_of])
         set_(self, "feature_row_high", high[row_of])
         set_(self, "big", big)
-        set_(self, "zero_losses", torch.zeros(suite.num_tasks, 1, dtype=suite.dtype, device=device))
-        set_(self, "zero_heads", torch.zeros(index.numel(), 1, dtype=suite.dtype, device=device))
-        set_(self, "zero_trunk", torch.zeros(suite.trunk_size, 1, dtype=suite.dtype, device=device))
+        set_(self, "zero_losses", torch.zeros(suite.num_tasks, dtype=suite.dtype, device=device))
+        set_(self, "zero_heads", torch.zeros(index.numel(), dtype=suite.dtype, device=device))
+        set_(self, "zero_trunk", torch.zeros(suite.trunk_size, dtype=suite.dtype, device=device))
         for name, spec in (("trunk_opt", self.trunk_optimizer), ("head_opt", self.head_optimizer)):
             set_(self, name, None if spec is None else BoundOptimizer(spec, suite.dtype, device, self.horizon))
         kind = rule_state_kind(self.consensus)

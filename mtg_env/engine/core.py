@@ -460,7 +460,7 @@ def consensus(
         shape = tuple(move.shape) if isinstance(move, Tensor) else type(move).__name__
         raise ValueError(f"consensus rule {rule_name(rule)!r} returned {shape}, expected {expected}")
     move = move.to(game.device, game.dtype)
-    return (move if differentiable else move.detach()), rule_state, objects
+    return (move if differentiable else _plain(move)), rule_state, objects
 
 
 def step(game: Game, state: GameState, actions: Tensor | Updates) -> tuple[GameState, StepOutput]:
@@ -503,7 +503,7 @@ def step(game: Game, state: GameState, actions: Tensor | Updates) -> tuple[GameS
         t=t,
         losses=losses,
         prev_losses=state.losses,
-        last_move=move.detach(),
+        last_move=_plain(move),
         head_grads=head_grads,
         jacobian=jac,
         done=done,

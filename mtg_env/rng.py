@@ -21,6 +21,8 @@ from torch import Tensor
 
 _MASK32 = 0xFFFFFFFF
 _MAX_SEED = 2**63 - 1
+#: Up to this many games on the CPU, :meth:`GameRNG.key` hashes Python ints instead of tensors.
+_FEW_GAMES = 16
 
 #: Stream numbers: each kind of draw has its own, so adding draws of one kind never shifts another.
 STREAM_INIT = 1
@@ -118,7 +120,14 @@ class GameRNG:
     def key(self, stream: int) -> Tensor:
         """``[B, 1]`` int64: the hash of (seed, episode, step, stream) of every game."""
         base = episode_keys(self.seeds, self.episodes) if self.base is None else self.base
-        h = mix32_((self.steps & _MASK32) ^ _mix_int(stream + 0x5BD1E995))
+        salt = _mix_int(stream + 0x5BD1E995)
+        steps = self.steps
+        if steps.device.type == "cpu" and steps.dim() == 1 and steps.shape == base.shape and len(steps) <= _FEW_GAMES:
+            # A few games on the CPU: the same hashes as Python ints (exact integer arithmetic either way), as
+            # the ~20 tensor ops below cost more than the hashing itself.
+            pairs = zip(steps.tolist(), base.tolist(), strict=True)
+            return torch.tensor([_mix_int(_mix_int((s & _MASK32) ^ salt) ^ b) for s, b in pairs]).unsqueeze(1)
+        h = mix32_((self.steps & _MASK32) ^ salt)
         return mix32_(h ^ base).unsqueeze(1)
 
     def bits(self, stream: int, count: int) -> Tensor:

@@ -21,7 +21,7 @@ from torch import Tensor
 from mtg_env import _copy
 from mtg_env.consensus import RULE_TABLE, apply_rule, is_batched_rule, rule_differentiable, rule_name, step_rule
 from mtg_env.engine.codec import decode
-from mtg_env.engine.features import features
+from mtg_env.engine.features import _plain
 from mtg_env.engine.game import Game
 from mtg_env.engine.noise import (
     ANCHOR_KEY,
@@ -34,6 +34,7 @@ from mtg_env.engine.noise import (
     regularise,
 )
 from mtg_env.engine.optim import BoundOptimizer
+from mtg_env.engine.outcome import _finite, _output, in_domain
 from mtg_env.engine.state import GameState, StepOutput
 from mtg_env.rng import STREAM_CONSENSUS, GameRNG, episode_keys
 
@@ -68,7 +69,7 @@ def losses_and_grads(
     second = differentiable and second_order
     if suite.jacobian == "closed_form":
         if not differentiable:
-            heads, trunk = heads.detach(), trunk.detach()
+            heads, trunk = _plain(heads), _plain(trunk)
         losses, head_grads, jac = suite.closed_form(heads, trunk, batch)
     else:
         with torch.enable_grad():
@@ -112,9 +113,9 @@ def losses_and_grads(
                 )
                 jac = trunk_jac.transpose(0, 1)
     if not second:
-        head_grads, jac = head_grads.detach(), jac.detach()
+        head_grads, jac = _plain(head_grads), _plain(jac)
     if not differentiable:
-        losses = losses.detach()
+        losses = _plain(losses)
     return losses, head_grads, jac
 
 
@@ -160,59 +161,6 @@ def observed(game: Game, state: GameState) -> tuple[Tensor, Tensor, Tensor]:
 
 def _differentiable(*tensors: Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-
-
-def _finite(game: Game, losses: Tensor, heads: Tensor, trunk: Tensor, start: Tensor) -> Tensor:
-    """``[B]``: the game has not diverged: every loss and parameter finite and, with a divergence threshold,
-    every |ℓ_m| ≤ threshold · max(1, |ℓ_m at reset|). x·0 is 0 exactly when every entry of x is finite (inf·0
-    and nan·0 are nan): far cheaper than isfinite(x).all() on the parameters, and one small matmul for both."""
-    with torch.no_grad():
-        losses = losses.detach()
-        probe = torch.cat([losses, heads.detach() @ game.zero_heads, trunk.detach() @ game.zero_trunk], 1)
-        ok = (probe * 0 == 0).all(1)
-        if game.divergence_threshold is not None:
-            bound = game.divergence_threshold * start.detach().abs().clamp_min(1.0)
-            ok = ok & (losses.abs() <= bound).all(1)
-        return ok
-
-
-def _rewards(game: Game, state: GameState, finite: Tensor) -> Tensor:
-    """−loss, or on the step a game diverges the divergence reward (see :attr:`Game.divergence_reward`)."""
-    losses = state.losses
-    mode = game.divergence_reward
-    if mode == "remaining":
-        remaining = (game.horizon - state.t + 1).clamp_min(1).to(losses.dtype).unsqueeze(1)
-        penalty = -(remaining * state.start_losses.detach().abs().nan_to_num(nan=1.0).clamp(1.0, game.big))
-        penalty = penalty.clamp_min(-game.big)
-    elif mode == "clipped_loss":
-        penalty = (-losses).nan_to_num(nan=-game.big).clamp(-game.big, game.big)
-    else:
-        penalty = torch.full_like(losses, float(mode))
-    return torch.where(finite.unsqueeze(1), -losses, penalty)
-
-
-def _output(game: Game, state: GameState, finite: Tensor, out_of_domain: Tensor) -> StepOutput:
-    feats = features(game, state.losses, state.prev_losses, state.head_grads, state.jacobian, state.last_move, state.t)
-    return StepOutput(
-        losses=state.losses,
-        head_grads=state.head_grads,
-        jacobian=state.jacobian,
-        features=feats,
-        rewards=_rewards(game, state, finite),
-        diverged=~finite,
-        truncated=finite & ~out_of_domain & (state.t >= game.horizon),
-        out_of_domain=out_of_domain,
-    )
-
-
-def in_domain(game: Game, losses: Tensor) -> Tensor:
-    """``[B]``: every finite loss is above the consensus rule's floor (always true for a rule without one); the
-    engine never calls the rule on a game outside it. Non-finite losses pass: the game has diverged."""
-    if game.loss_floor is None:
-        return torch.ones(losses.shape[0], dtype=torch.bool, device=losses.device)
-    with torch.no_grad():
-        losses = losses.detach()
-        return ((losses > game.loss_floor) | ~torch.isfinite(losses)).all(1)
 
 
 def fresh_rule_state(game: Game, batch_size: int) -> dict[str, Tensor]:
@@ -324,6 +272,14 @@ def updates(game: Game, state: GameState, actions: Tensor | Updates) -> Updates:
             shape = tuple(actions.shape) if isinstance(actions, Tensor) else type(actions).__name__
             raise ValueError(f"step_size actions must be a tensor of shape ({bsz}, {m}, 2), got {shape}")
         steps = actions.to(game.device, game.dtype).exp()  # actions made elsewhere (a CPU policy) move to the game
+        h = game.uniform_head_size
+        if h is not None and not steps.requires_grad:
+            # Equal heads: each task's step broadcast over its head, no gather (the products are the same, and
+            # negating before or after a product is exact). Not in a differentiable unroll, where the gather's
+            # backward sums the gradient of a step size in its own order.
+            neg = steps.neg()
+            head_updates = neg.narrow(2, 0, 1) * state.head_grads.reshape(bsz, m, h)
+            return head_updates.view(bsz, m * h), neg.narrow(2, 1, 1) * state.jacobian
         return -steps[:, game.head_index, 0] * state.head_grads, -steps[:, :, 1:] * state.jacobian
     if isinstance(actions, tuple):
         head_updates, proposals = actions
@@ -423,7 +379,7 @@ def consensus(
         shape = tuple(move.shape) if isinstance(move, Tensor) else type(move).__name__
         raise ValueError(f"consensus rule {rule_name(rule)!r} returned {shape}, expected {expected}")
     move = move.to(game.device, game.dtype)
-    return (move if differentiable else move.detach()), rule_state, objects
+    return (move if differentiable else _plain(move)), rule_state, objects
 
 
 def step(game: Game, state: GameState, actions: Tensor | Updates) -> tuple[GameState, StepOutput]:
@@ -451,10 +407,14 @@ def step(game: Game, state: GameState, actions: Tensor | Updates) -> tuple[GameS
     rng = GameRNG(state.seeds, state.episodes, t, state.keys)
     losses, head_grads, jac, aux = _observe(game, heads, trunk, rng, differentiable, aux)
     finite = _finite(game, losses, heads, trunk, state.start_losses)
-    if usable is None:
-        out_of_domain = torch.zeros_like(finite)
+    diverged = ~finite
+    ended = t >= game.horizon
+    if usable is None:  # a rule without a loss floor: no game leaves its domain
+        out_of_domain = None
+        done = state.done | diverged | ended
     else:  # it could not step (a start outside the domain), or cannot step on before its horizon
-        out_of_domain = finite & (~usable | (~in_domain(game, losses) & (t < game.horizon)))
+        out_of_domain = finite & (~usable | (~in_domain(game, losses) & ~ended))
+        done = state.done | diverged | out_of_domain | ended
     new = replace(
         state,
         heads=heads,
@@ -462,17 +422,17 @@ def step(game: Game, state: GameState, actions: Tensor | Updates) -> tuple[GameS
         t=t,
         losses=losses,
         prev_losses=state.losses,
-        last_move=move.detach(),
+        last_move=_plain(move),
         head_grads=head_grads,
         jacobian=jac,
-        done=state.done | ~finite | out_of_domain | (t >= game.horizon),
+        done=done,
         trunk_opt=trunk_opt,
         head_opt=head_opt,
         rule_state=rule_state,
         aux=aux,
         rule_objects=rule_objects,
     )
-    return new, _output(game, new, finite, out_of_domain)
+    return new, _output(game, new, finite, out_of_domain, ended, diverged)
 
 
 def reset_where(

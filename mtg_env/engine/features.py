@@ -13,6 +13,11 @@ def symlog(x: Tensor) -> Tensor:
     return torch.copysign(torch.log1p(x.abs()), x)
 
 
+def _plain(x: Tensor) -> Tensor:
+    """``x`` cut from autograd (a no-op, without the call, for the usual tensor that needs no gradient)."""
+    return x.detach() if x.requires_grad else x
+
+
 def features(
     game: Game, losses: Tensor, prev_losses: Tensor, head_grads: Tensor, jacobian: Tensor, last_move: Tensor, t: Tensor
 ) -> Tensor:
@@ -25,24 +30,29 @@ def features(
     cosine a hair above 1; a change between two huge finite losses can exceed the dtype's range).
     Computed from detached values: features are observations, not part of a differentiable unroll.
     """
-    losses, prev_losses, head_grads = losses.detach(), prev_losses.detach(), head_grads.detach()
-    jacobian, last_move = jacobian.detach(), last_move.detach()
-    # Few, batched ops: at B = 1 a step is dominated by per-op overhead, not by arithmetic.
-    gram = jacobian @ jacobian.transpose(1, 2)  # [B, M, M]
-    squares = torch.stack(
-        [head_grads.square() @ game.head_indicator, torch.diagonal(gram, dim1=1, dim2=2)], dim=2
-    )  # [B, M, 2]: ‖∇_Θm ℓ_m‖², ‖∇_Ψ ℓ_m‖²
-    norms = squares.clamp_min(0).sqrt()
-    trunk_norm = norms[:, :, 1:]
-    # ⟨∇_Ψ ℓ_m, mean_j ∇_Ψ ℓ_j⟩ and −⟨∇_Ψ ℓ_m, ΔΨ⟩, against the norms of the mean and of ΔΨ.
-    dots = torch.cat([gram.mean(2, keepdim=True), -(jacobian @ last_move.unsqueeze(2))], dim=2)  # [B, M, 2]
-    others = torch.stack([gram.mean((1, 2)), last_move.square().sum(1)], dim=1).clamp_min(0).sqrt()  # [B, 2]
-    dens = trunk_norm * others.unsqueeze(1)
-    positive = dens > 0
-    cosines = torch.where(positive, dots / torch.where(positive, dens, 1.0), 0.0)
-    m = losses.shape[1]
-    progress = (t.to(losses.dtype) / game.horizon).clamp(max=1.0).view(-1, 1, 1).expand(-1, m, 1)
-    move = symlog(others[:, 1:]).unsqueeze(1).expand(-1, m, 1)  # [B, M, 1]: ‖ΔΨ‖, common to every task
-    feats = torch.cat([symlog(torch.cat([losses.unsqueeze(2), (losses - prev_losses).unsqueeze(2), norms], 2)),
-                       cosines, progress, move], dim=2)  # fmt: skip
-    return torch.minimum(torch.maximum(feats.nan_to_num(nan=0.0), game.feature_low), game.feature_high)
+    losses, prev_losses, head_grads = _plain(losses), _plain(prev_losses), _plain(head_grads)
+    jacobian, last_move = _plain(jacobian), _plain(last_move)
+    # At small B a step is dominated by per-op overhead, not by arithmetic, so every elementwise stage runs once
+    # on one row per game ([B, 6M + 3], the layout of :attr:`Game.feature_index`) and a gather places the values.
+    bsz, m = losses.shape
+    gram = torch.bmm(jacobian, jacobian.transpose(1, 2))  # [B, M, M]
+    # ‖∇_Θm ℓ_m‖², ‖∇_Ψ ℓ_m‖², ‖mean_j ∇_Ψ ℓ_j‖², ‖ΔΨ‖², then their square roots: [B, 2M + 2].
+    norms = torch.cat(
+        [
+            torch.mm(head_grads.square(), game.head_indicator),
+            torch.diagonal(gram, dim1=1, dim2=2),
+            gram.mean((1, 2)).unsqueeze(1),
+            last_move.square().sum(1, keepdim=True),
+        ],
+        1,
+    )
+    norms = norms.clamp_min(0).sqrt()
+    # ⟨∇_Ψ ℓ_m, mean_j ∇_Ψ ℓ_j⟩ and −⟨∇_Ψ ℓ_m, ΔΨ⟩, against the norms of the mean and of ΔΨ: [B, M, 2].
+    dots = torch.stack([gram.mean(2), torch.bmm(jacobian, last_move.unsqueeze(2)).view(bsz, m).neg()], 2)
+    dens = norms.narrow(1, m, m).unsqueeze(2) * norms.narrow(1, 2 * m, 2).unsqueeze(1)
+    cosines = torch.where(dens > 0, dots / dens, 0.0)
+    progress = (t.to(losses.dtype) / game.horizon).unsqueeze(1)  # >= 0; the bounds below cap it at 1
+    symlogs = symlog(torch.cat([losses, losses - prev_losses, norms], 1))
+    row = torch.cat([symlogs, cosines.view(bsz, 2 * m), progress], 1)
+    row = torch.clamp(row.nan_to_num(nan=0.0), game.feature_row_low, game.feature_row_high)
+    return row.index_select(1, game.feature_index).view(bsz, m, -1)

@@ -93,6 +93,8 @@ class Game:
     trunk_size: int = field(init=False)
     head_sizes: tuple[int, ...] = field(init=False)
     max_head: int = field(init=False)
+    uniform_head_size: int | None = field(init=False, repr=False)
+    """The size of every head when all are equal (0 for empty heads), else ``None``."""
     head_index: Tensor = field(init=False, repr=False)
     """``[H]`` the task of each head coordinate."""
     head_indicator: Tensor = field(init=False, repr=False)
@@ -100,13 +102,25 @@ class Game:
     padded_head_index: Tensor = field(init=False, repr=False)
     """``[H]`` where each head coordinate sits in a flattened ``[M, max_head]`` padded layout."""
     feature_low: Tensor = field(init=False, repr=False)
+    """``[8]`` the lower bound of each feature."""
     feature_high: Tensor = field(init=False, repr=False)
+    """``[8]`` the upper bound of each feature."""
+    feature_index: Tensor = field(init=False, repr=False)
+    """``[M · 8]`` where feature f of task m sits in the row of ``6M + 3`` values per game that
+    :func:`~mtg_env.engine.features.features` computes (symlog of the M losses, M loss changes, M head norms, M
+    trunk norms, the mean's norm and the move's norm; M · 2 cosines; progress)."""
+    feature_row_low: Tensor = field(init=False, repr=False)
+    """``[6M + 3]`` the lower bound of each value of that row."""
+    feature_row_high: Tensor = field(init=False, repr=False)
+    """``[6M + 3]`` the upper bound of each value of that row."""
     big: float = field(init=False)
     """The dtype's largest finite value."""
+    zero_losses: Tensor = field(init=False, repr=False)
+    """``[M]`` zeros: losses @ zero_losses is 0 exactly when every loss is finite."""
     zero_heads: Tensor = field(init=False, repr=False)
-    """``[H, 1]`` zeros: heads @ zero_heads is 0 exactly when every head coordinate is finite."""
+    """``[H]`` zeros: heads @ zero_heads is 0 exactly when every head coordinate is finite."""
     zero_trunk: Tensor = field(init=False, repr=False)
-    """``[n, 1]`` zeros, the same for the trunk."""
+    """``[n]`` zeros, the same for the trunk."""
     trunk_opt: BoundOptimizer | None = field(init=False, repr=False)
     """``trunk_optimizer`` bound to the game's dtype, device and horizon."""
     head_opt: BoundOptimizer | None = field(init=False, repr=False)
@@ -158,6 +172,7 @@ class Game:
         set_(self, "trunk_size", suite.trunk_size)
         set_(self, "head_sizes", sizes)
         set_(self, "max_head", max(sizes) if sizes else 0)
+        set_(self, "uniform_head_size", sizes[0] if sizes and len(set(sizes)) == 1 else None)
         set_(self, "head_index", index)
         set_(self, "head_indicator", torch.nn.functional.one_hot(index, suite.num_tasks).to(suite.dtype))
         offsets = torch.tensor(suite.head_offsets[:-1], device=device)
@@ -166,9 +181,19 @@ class Game:
         low, high = feature_bounds(suite.dtype, device)
         set_(self, "feature_low", low)
         set_(self, "feature_high", high)
+        m = suite.num_tasks
+        tasks = torch.arange(m, device=device)
+        columns = [tasks, m + tasks, 2 * m + tasks, 3 * m + tasks]  # features 0-3 of task m
+        columns += [4 * m + 2 + 2 * tasks, 4 * m + 3 + 2 * tasks, torch.full_like(tasks, 6 * m + 2)]  # 4-6
+        columns.append(torch.full_like(tasks, 4 * m + 1))  # 7: the move's norm, the same for every task
+        set_(self, "feature_index", torch.stack(columns, 1).reshape(-1))
+        row_of = [0] * m + [1] * m + [2] * m + [3] * m + [3, 7] + [4, 5] * m + [6]  # the feature of each row value
+        set_(self, "feature_row_low", low[row_of])
+        set_(self, "feature_row_high", high[row_of])
         set_(self, "big", big)
-        set_(self, "zero_heads", torch.zeros(index.numel(), 1, dtype=suite.dtype, device=device))
-        set_(self, "zero_trunk", torch.zeros(suite.trunk_size, 1, dtype=suite.dtype, device=device))
+        set_(self, "zero_losses", torch.zeros(suite.num_tasks, dtype=suite.dtype, device=device))
+        set_(self, "zero_heads", torch.zeros(index.numel(), dtype=suite.dtype, device=device))
+        set_(self, "zero_trunk", torch.zeros(suite.trunk_size, dtype=suite.dtype, device=device))
         for name, spec in (("trunk_opt", self.trunk_optimizer), ("head_opt", self.head_optimizer)):
             set_(self, name, None if spec is None else BoundOptimizer(spec, suite.dtype, device, self.horizon))
         kind = rule_state_kind(self.consensus)

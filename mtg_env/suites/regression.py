@@ -135,6 +135,8 @@ class RegressionSuite(TaskSuite):
         self._counts_int = counts.long().to(self.device)
         # Row of sample 0 of task m in the flattened [M · n_max] table, for each of a batch's M · batch_size draws.
         self._row_offsets = (torch.arange(num_tasks) * n_max).repeat_interleave(batch_size or 1).to(self.device)
+        # Each of a batch's M · batch_size draws is uniform below its task's n_m (fixed: not rebuilt every step).
+        self._draw_highs = self._counts_int.repeat_interleave(batch_size or 1)
         per_batch = batch_size or 1
         self._batch_weights = put(torch.full((num_tasks, per_batch), 1.0 / per_batch, dtype=torch.float64))
 
@@ -168,8 +170,7 @@ class RegressionSuite(TaskSuite):
             return self._train
         m, bsz = self.num_tasks, rng.seeds.shape[0]
         # Uniform over each task's own n_m samples, as flat rows of the [M · n_max] training table.
-        high = self._counts_int.repeat_interleave(self.batch_size)
-        rows = rng.integers(STREAM_BATCH, m * self.batch_size, high) + self._row_offsets
+        rows = rng.integers(STREAM_BATCH, m * self.batch_size, self._draw_highs) + self._row_offsets
         x, y, _ = self._train
         flat = rows.view(-1)
         d = x.shape[-1]

@@ -136,9 +136,9 @@ def test_legacy_meta_training_is_unchanged(suite: str, method: str) -> None:
 
 
 def test_the_shipped_weights_recipes_pin_the_legacy_floor() -> None:
-    """docs/train_weights.py reproduces the shipped weights: each recipe is the config its file was trained with
+    """scripts/train_weights.py reproduces the shipped weights: each recipe is the config its file was trained with
     (fields the file predates at the value that reproduces its run: floor legacy, no trunk search, mean)."""
-    recipes = load_script("docs/train_weights.py", "train_weights_floor").RUNS
+    recipes = load_script("scripts/train_weights.py", "train_weights_floor").RUNS
     predates = {"floor": "legacy", "trunk_search": [], "val_metric": "mean"}
     for name, config in recipes.items():
         assert config.floor == "legacy", name

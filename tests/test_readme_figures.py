@@ -1,5 +1,5 @@
 """The results pages' figures (``docs/results/*.md``, once the README's) are what the code prints now
-(``python docs/results.py --write`` redoes them).
+(``python scripts/results.py --write`` redoes them).
 
 Every deterministic figure is checked against a fresh run of its command: in the default run when it takes
 under a minute, else in a ``slow`` test. The comparison is to the printed precision (``results.same_figure``):
@@ -17,7 +17,7 @@ from tests.conftest import load_script
 ROOT = Path(__file__).resolve().parent.parent
 
 
-results = load_script("docs/results.py", "readme_results")
+results = load_script("scripts/results.py", "readme_results")
 
 #: Deterministic figures whose command runs in under a minute on this 2-core machine.
 QUICK = ["main_job", "quadratic"]
@@ -30,7 +30,7 @@ def check_figure(name: str) -> None:
     difference = results.same_figure(results.figure_body(results.figure_block(name)), block)
     assert difference is None, (
         f"figure {name!r} in {results.page_path(name).relative_to(ROOT)} is stale ({difference}): run "
-        f"`python docs/results.py --only {name} --write`"
+        f"`python scripts/results.py --only {name} --write`"
     )
 
 
@@ -53,7 +53,7 @@ def test_every_figure_has_its_block_with_its_command_and_commit(name: str) -> No
     assert page.parent == ROOT / "docs" / "results" and page.is_file(), page
     block = results.figure_block(name)
     first = block.splitlines()[0]
-    assert first.startswith(f"<!-- produced by `python docs/results.py --only {name} --write` at commit "), (
+    assert first.startswith(f"<!-- produced by `python scripts/results.py --only {name} --write` at commit "), (
         f"block {name!r} in {page.name} does not say which command and commit produced it"
     )
     assert results.figure_body(block).strip(), f"block {name!r} in {page.name} is empty"
@@ -72,17 +72,17 @@ def test_a_missing_block_is_reported_with_its_page() -> None:
 
 
 def test_the_sealed_block_is_what_its_render_prints_from_the_stored_table() -> None:
-    # docs/sealed_vs_old.py --render prints the table of its table.json; the block in the learned results page
+    # scripts/sealed_vs_old.py --render prints the table of its table.json; the block in the learned results page
     # holds that table (the hour-long run that wrote table.json is not repeated here).
     import json
     import re
 
-    sealed = load_script("docs/sealed_vs_old.py", "readme_sealed")
+    sealed = load_script("scripts/sealed_vs_old.py", "readme_sealed")
     table = sealed.render(json.loads((ROOT / "docs" / "sealed" / "table.json").read_text()))
     text = (ROOT / "docs" / "results" / "learned.md").read_text()
     match = re.search(r"<!-- sealed:results -->\n(.*?)<!-- /sealed:results -->", text, flags=re.S)
     assert match is not None, "docs/results/learned.md has no <!-- sealed:results --> block"
-    assert match.group(1).splitlines()[0].startswith("<!-- produced by `python docs/sealed_vs_old.py ")
+    assert match.group(1).splitlines()[0].startswith("<!-- produced by `python scripts/sealed_vs_old.py ")
     assert table.strip() in match.group(1)
 
 

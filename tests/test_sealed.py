@@ -37,7 +37,7 @@ from mtg_env.bench.sealed import (
 from mtg_env.tuning import Baseline, TuningProtocol, Workload, play
 from tests.conftest import ROOT, load_script
 
-#: The meta-training runs' sizes (docs/train_weights.py): iterations, configs and seeds per iteration.
+#: The meta-training runs' sizes (scripts/train_weights.py): iterations, configs and seeds per iteration.
 _TRAINING = {"quadratic": (120, 2, 8), "regression": (240, 2, 8), "digits": (90, 2, 4)}
 
 
@@ -56,7 +56,7 @@ def _other_streams(suite: str) -> tuple[set[tuple[Any, ...]], set[int], list[dic
     draws = [d for it in range(iterations) for d in _draws(config, it, _STREAM_GAMES, per, seeds)]
     draws += _draws(config, 0, _STREAM_VALID, config.val_configs, config.val_games)
     draws += _draws(config, 0, _STREAM_SEARCH, config.val_configs, config.games)
-    results = load_script("docs/learned_results.py", "learned_results_streams")
+    results = load_script("scripts/learned_results.py", "learned_results_streams")
     index = list(FAMILIES).index(suite)
     tuning_seeds = list(results.PROTOCOL.tuning_seeds) + list(TuningProtocol().tuning_seeds)
     for stream in (results.EVAL_STREAM, results.TUNE_STREAM):

@@ -2,7 +2,7 @@
 reward only.
 
 The deviator plays task m (every m) of batched engine games while the other tasks play the reference gradient rule,
-everyone at the reference's tuned step size on the workload (an :class:`Arena`: ``docs/train_deviator.py`` builds
+everyone at the reference's tuned step size on the workload (an :class:`Arena`: ``scripts/train_deviator.py`` builds
 them from a benchmark file with the bench's own tuning, the step size the bench gives it with ``[mixed]
 reference_lr``). Its fitness is its
 own final training loss against the all-reference game of the same seed, in the bench's own measure (the
@@ -15,7 +15,7 @@ Each iteration plays, per workload, one batch: the all-reference games and the c
 members θ ± σ ε_i on every (seed, task). Every draw is from explicit seeds (``torch.Generator``); the training seeds
 are disjoint from the benchmark's tuning and held-out seeds (:func:`train_seeds` checks it).
 
-    python docs/train_deviator.py      # the shipped weights, agents/learned/weights/learned_deviator.pt
+    python scripts/train_deviator.py      # the shipped weights, agents/learned/weights/learned_deviator.pt
 """
 
 from __future__ import annotations

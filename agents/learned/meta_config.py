@@ -93,7 +93,7 @@ class MetaTrainConfig:
     val_metric: str = "mean"
     """What meta-validation scores to keep the best rule: ``"mean"``, the meta-loss (the mean over the episode of
     the per-step log-ratio on the games' batches); ``"final"``, log((L_T − L*) / (L_0 − L*)) on the whole training
-    objective at the episode's end, what ``docs/learned_results.py`` scores."""
+    objective at the episode's end, what ``scripts/learned_results.py`` scores."""
     floor: str = "legacy"
     """What the meta-loss log((L_t − L*) / (L_0 − L*)) measures from (:data:`agents.learned.family.FLOORS`):
     ``"true"``, L* the true minimum of the whole training objective where a solve gives it (the quadratic's closed

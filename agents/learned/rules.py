@@ -144,7 +144,7 @@ class MLPRule(nn.Module):
     ``sum``/``mean`` consensus the trunk stops where Σ_m D_m ∇_Ψ ℓ_m = 0, which is the minimiser of L = Σ_m ℓ_m
     only when every player's scaling D_m is the same; a per-player adaptive step (Adam's RMS, a player's own BB
     estimate, a network reading the player's own gradient) makes the D_m differ and moves the fixed point
-    (``python docs/fixed_point_shift.py``: on the quadratic family, trunk steps 10 % apart leave L_T − L* at 7e-5 of
+    (``python scripts/fixed_point_shift.py``: on the quadratic family, trunk steps 10 % apart leave L_T − L* at 7e-5 of
     its start instead of 1e-11). Coefficients that depend on the clock only are the same for every player, so the
     trunk converges where ``sum`` does. The trunk step ramps up over ``trunk_warmup`` steps. A **brake** slows a
     game whose curvature is beyond the learned step: it reads the one observation every player shares besides the

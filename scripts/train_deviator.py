@@ -1,7 +1,7 @@
 """Reproduce the learned deviator's shipped weights (``agents/learned/weights/learned_deviator.pt``) on the CPU.
 
-    python docs/train_deviator.py                                   # for examples/bench_deviator.toml
-    python docs/train_deviator.py --bench FILE --out PATH --iterations 40
+    python scripts/train_deviator.py                                   # for examples/bench_deviator.toml
+    python scripts/train_deviator.py --bench FILE --out PATH --iterations 40
 
 The arenas are the benchmark's workloads under its ``[mixed] rules`` at the step size the bench's own tuning gives
 its reference (``gradient``) on each, the step size the bench plays the deviator at (``[mixed] reference_lr``); the

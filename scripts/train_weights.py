@@ -1,7 +1,7 @@
 """Reproduce the learned agents' shipped weights (``agents/learned/weights/*.pt``) on the CPU.
 
-    python docs/train_weights.py                        # every shipped rule, one after the other
-    python docs/train_weights.py learned_mlp_quadratic  # one of them
+    python scripts/train_weights.py                        # every shipped rule, one after the other
+    python scripts/train_weights.py learned_mlp_quadratic  # one of them
 
 Each entry is one ``meta_train`` run with a fixed iteration count (not a wall-time budget, so the result does
 not depend on the machine's speed); its best rule on held-out games is copied into the package, with the run's

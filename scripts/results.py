@@ -1,8 +1,8 @@
 """Regenerate the figures of the results pages (``docs/results/*.md``), each from the command that gives it.
 
-    python docs/results.py                      # run every figure, print the blocks, change nothing
-    python docs/results.py --write              # ... and rewrite the blocks in their pages
-    python docs/results.py --only main_job quadratic --write
+    python scripts/results.py                      # run every figure, print the blocks, change nothing
+    python scripts/results.py --write              # ... and rewrite the blocks in their pages
+    python scripts/results.py --only main_job quadratic --write
 
 Every figure lives in its page (:attr:`Figure.page`) between ``<!-- results:NAME -->`` and
 ``<!-- /results:NAME -->``, beside the prose that explains it; its first line is a comment naming the command and
@@ -280,7 +280,7 @@ def same_figure(expected: str, printed: str) -> str | None:
 
 def provenance(name: str, commit: str) -> str:
     """The block's first line: the command that gives it and the commit it was produced on."""
-    return f"<!-- produced by `python docs/results.py --only {name} --write` at commit {commit} -->"
+    return f"<!-- produced by `python scripts/results.py --only {name} --write` at commit {commit} -->"
 
 
 def _commit() -> str:

@@ -1,10 +1,10 @@
 """Per-player trunk step sizes move the fixed point of ``sum`` consensus (docs/results/learned.md).
 
-    python docs/fixed_point_shift.py
+    python scripts/fixed_point_shift.py
 
 Under ``sum`` consensus the trunk stops where Σ_m η_m ∇_Ψ ℓ_m = 0: the minimiser of L = Σ_m ℓ_m only when every
 player's trunk step η_m is the same. This script plays gradient descent on the held-out quadratic game draws of
-``docs/learned_results.py`` (4 draws × 5 seeds, float64, 500 steps), each draw at its tuned step size α (the
+``scripts/learned_results.py`` (4 draws × 5 seeds, float64, 500 steps), each draw at its tuned step size α (the
 gradient baseline's, tuned on that draw), with task m's trunk step α·(1 + ε·(m − (M − 1)/2)) — players whose
 steps differ by ε — and prints the final (L_T − L*) / (L_0 − L*): any per-player adaptive trunk step (Adam's RMS, a
 player's own curvature estimate, a network reading the player's own gradient) is such an ε, and leaves L_T at a

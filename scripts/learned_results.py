@@ -1,7 +1,7 @@
 """The learned agents against the tuned baselines, on held-out games of each family (docs/results/learned.md).
 
-    python docs/learned_results.py --agent learned_mlp --suite quadratic
-    python docs/learned_results.py --agent learned_mlp --suite quadratic --shifted
+    python scripts/learned_results.py --agent learned_mlp --suite quadratic
+    python scripts/learned_results.py --agent learned_mlp --suite quadratic --shifted
 
 For ``--configs`` games drawn from the suite's family (or its shifted family; :mod:`agents.learned.family`),
 never seen in meta-training, and each of 1×, 2×, 5× the meta-training horizon:

@@ -1,8 +1,8 @@
 """The shipped learned rules under the old protocol and the sealed one, side by side (docs/results/learned.md).
 
-    python docs/sealed_vs_old.py --families quadratic,regression --multiples 1 --out runs/sealed_vs_old
+    python scripts/sealed_vs_old.py --families quadratic,regression --multiples 1 --out runs/sealed_vs_old
 
-Old: ``docs/learned_results.py`` with per-family tuning (the evaluation stream ``EVAL_STREAM`` that selected the
+Old: ``scripts/learned_results.py`` with per-family tuning (the evaluation stream ``EVAL_STREAM`` that selected the
 models, L* = 0 off the quadratic game, a step-size grid 1e-4..1 only, heads and trunk one step), on ``--configs`` ×
 ``--seeds`` games. New: a cell of ``examples/bench_learned.toml`` (:mod:`mtg_env.bench.sealed`: the sealed test
 stream, the true L*, the baselines externally tuned over the full search space). Writes ``OUT/table.md`` and

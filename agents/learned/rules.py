@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from agents.learned.guard import apply_guard, guard_state
+
 #: Which observation features (indices into :data:`mtg_env.engine.FEATURES`) the update rules read: the
 #: loss change, the conflict with the other tasks and the alignment with the last trunk move (bounded,
 #: scale-free), and the progress t / horizon (in [0, 1] at any horizon: a rule can anneal toward the end of
@@ -122,6 +124,16 @@ class MLPRuleConfig:
     It does not vanish where the gradient does, so the rule no longer stops at the game's fixed points (it held the
     quadratic family at ≈ 1e-11 of its start); off by default, on for digits, whose games end far from one and
     where it is worth a quarter of the final loss at 1× (``agents.learned.meta_config.DIGITS_RULE``)."""
+    guard: bool = True
+    """Play with the curvature guard (:mod:`agents.learned.guard`): each block's update capped at ``guard_step`` / L̂
+    of a secant curvature estimate L̂ along its last move, its first update at ``guard_radius``·√K. Off: the rule
+    as meta-trained before the guard (the shipped weights' files say nothing of it and play it on)."""
+    guard_step: float = 1.9
+    """c of the guard: the largest effective step times L̂ (< 2: stable along the estimated direction)."""
+    guard_radius: float = 1.0
+    """The bound of a block's first update (no secant yet), per √coordinate, in the parameters' units."""
+    guard_memory: float = 0.9
+    """L̂ is the newest secant or, if larger, the last L̂ times this (a cap lifts by at most 1/0.9 per step)."""
     seed: int = 0
     """Seed of the initial weights."""
 
@@ -222,7 +234,7 @@ class MLPRule(nn.Module):
             "growth": common,
             "brake": common,
             "cooldown": common,
-        }
+        } | (guard_state(g, num_groups, dtype) if self.config.guard else {})
 
     def forward(
         self, g: Tensor, features: Tensor, is_trunk: Tensor, t: Tensor, state: RuleState, groups: Tensor | None = None
@@ -308,7 +320,14 @@ class MLPRule(nn.Module):
             cooldown = state["cooldown"]
         log_step = log_step + brake
         update = g.new_zeros(g.shape).index_copy(1, heads, head_update).index_copy(1, trunk, -torch.exp(log_step) * mu)
-        return update, {
+        guard: RuleState = {}
+        if cfg.guard:  # GD along g; the heavy ball as GD along (1 + β)μ/2 (both stable below 2/L)
+            direction = g.new_zeros(g.shape).index_copy(1, heads, g_h).index_copy(1, trunk, 0.5 * (1.0 + beta) * mu)
+            update, guard = apply_guard(
+                update, direction, g, groups, is_trunk, move[:, 0], state, cfg.guard_step, cfg.guard_radius, cfg.guard_memory
+            )
+            head_update = update[:, heads]
+        return update, guard | {
             "m": m, "v": v, "v_max": v_max, "prev_g": g_h, "prev_u": head_update.detach(), "eta": eta, "mu": mu,
             "log_step": log_step, "mass": beta * state["mass"] + 1.0, "signal": signal,
             "signalled": torch.maximum(state["signalled"], valid.to(dtype)), "growth": growth, "brake": brake,
@@ -326,6 +345,16 @@ class LSTMRuleConfig:
     """p of the LogAndSign preprocessing."""
     output_scale: float = 0.1
     """The network's output times this is the update."""
+    guard: bool = True
+    """Play with the curvature guard (:mod:`agents.learned.guard`): each block's update capped at ``guard_step`` / L̂
+    of a secant curvature estimate L̂ along its last move, its first update at ``guard_radius``·√K. Off: the rule
+    as meta-trained before the guard (the shipped weights' files say nothing of it and play it on)."""
+    guard_step: float = 1.9
+    """c of the guard: the largest effective step times L̂ (< 2: stable along the estimated direction)."""
+    guard_radius: float = 1.0
+    """The bound of a block's first update (no secant yet), per √coordinate, in the parameters' units."""
+    guard_memory: float = 0.9
+    """L̂ is the newest secant or, if larger, the last L̂ times this (a cap lifts by at most 1/0.9 per step)."""
     seed: int = 0
     """Seed of the initial weights."""
 
@@ -380,6 +409,16 @@ class StepRuleConfig:
     """Width of the hidden layer."""
     init_log_step: float = -3.0
     """Initial natural-log step size (head and trunk) of the untrained rule."""
+    guard: bool = True
+    """Play with the curvature guard (:mod:`agents.learned.guard`): each block's update capped at ``guard_step`` / L̂
+    of a secant curvature estimate L̂ along its last move, its first update at ``guard_radius``·√K. Off: the rule
+    as meta-trained before the guard (the shipped weights' files say nothing of it and play it on)."""
+    guard_step: float = 1.9
+    """c of the guard: the largest effective step times L̂ (< 2: stable along the estimated direction)."""
+    guard_radius: float = 1.0
+    """The bound of a block's first update (no secant yet), per √coordinate, in the parameters' units."""
+    guard_memory: float = 0.9
+    """L̂ is the newest secant or, if larger, the last L̂ times this (a cap lifts by at most 1/0.9 per step)."""
     seed: int = 0
     """Seed of the initial weights."""
 

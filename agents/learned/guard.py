@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 #: The guard's state keys (kept beside the rule's own).
-GUARD_KEYS: tuple[str, ...] = ("guard_g", "guard_u", "guard_l", "guard_seen")
+GUARD_KEYS: tuple[str, ...] = ("guard_g", "guard_u", "guard_l", "guard_seen", "guard_armed")
 
 
 def guard_state(g: Tensor, num_groups: int, dtype: torch.dtype) -> dict[str, Tensor]:
@@ -43,7 +43,7 @@ def guard_state(g: Tensor, num_groups: int, dtype: torch.dtype) -> dict[str, Ten
     b, k = g.shape
     blocks = torch.zeros(b, num_groups, dtype=dtype, device=g.device)
     coords = torch.zeros(b, k, dtype=dtype, device=g.device)
-    return {"guard_g": coords, "guard_u": coords, "guard_l": blocks, "guard_seen": blocks}
+    return {"guard_g": coords, "guard_u": coords, "guard_l": blocks, "guard_seen": blocks, "guard_armed": blocks}
 
 
 def block_norms(x: Tensor, groups: Tensor, num_groups: int) -> Tensor:
@@ -63,8 +63,11 @@ def apply_guard(
     step: float,
     radius: float,
     memory: float,
-) -> tuple[Tensor, dict[str, Tensor]]:
-    """The guarded update ``[B, K]`` and the guard's next state (see the module docstring).
+    growth: float,
+    restart: Tensor | None = None,
+    capped_coords: Tensor | None = None,
+) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    """The guarded update ``[B, K]`` (see the module docstring).
 
     Args:
         update: ``[B, K]`` the rule's update (head updates and trunk proposals).
@@ -78,8 +81,19 @@ def apply_guard(
         step: c, the largest effective step times L̂.
         radius: The bound of a block's first update, per √coordinate.
         memory: The factor by which an estimate fades per step when the newest secant is smaller.
+        growth: The block is armed (capped from then on) once its gradient norm grows by more than this factor.
+        restart: ``[B, K]`` the gradients of a heavy ball's coordinates (zero elsewhere): where such a block is
+            capped, it plays the gradient step c·g / L̂ instead of the scaled heavy ball (and the rule restarts its
+            momentum): the momentum built on an unstable step would carry the overshoot on.
+        capped_coords: ``[K]`` bool: the coordinates whose blocks the secant caps (default all); the others' blocks only
+            take the bound of their first update (a rule whose step is a secant step already, the MLP rule's
+            Barzilai–Borwein heads, needs no second one).
+
+    Returns:
+        The guarded update, ``[B, K]`` bool the coordinates whose block was capped, the guard's next state.
     """
     num_groups = state["guard_l"].shape[1]
+    restart_k = is_trunk if restart is not None else None
     dtype = update.dtype
     # Which blocks are trunk proposals, and how many coordinates each block has (the same in both forms).
     blocks = torch.zeros(num_groups, dtype=dtype, device=g.device)
@@ -95,16 +109,28 @@ def apply_guard(
         secant = changed / torch.where(fresh, moved, 1.0)
         curvature = torch.where(fresh, torch.maximum(secant, memory * state["guard_l"]), state["guard_l"])
         seen = torch.maximum(state["guard_seen"], fresh.to(dtype))
+        # Armed for good once the block's gradient grew by more than ``growth`` over one of its moves: the sign of an
+        # unstable step (a stable game whose gradients only shrink never meets the cap).
+        norm, last = block_norms(g, groups, num_groups), block_norms(state["guard_g"], groups, num_groups)
+        armed = torch.maximum(state["guard_armed"], (fresh & (norm > growth * last)).to(dtype))
     size = block_norms(update, groups, num_groups)
     reach = block_norms(direction.detach(), groups, num_groups)
     # The cap: c·‖d‖ / L̂ once a secant is known (none where the gradient did not change), else the trust radius.
     flat = curvature <= 0
     limit = torch.where(
-        seen > 0,
+        armed > 0,
         torch.where(flat, math.inf, step * reach / torch.where(flat, 1.0, curvature)),
-        radius * sizes.sqrt(),
+        torch.where(seen > 0, math.inf, radius * sizes.sqrt()),
     )
+    if capped_coords is not None:  # the other blocks take the first-move bound only
+        capped_block = blocks.index_add(0, groups, capped_coords.to(dtype)) > 0
+        limit = torch.where(capped_block | (seen <= 0), limit, math.inf)
     over = size > limit
     scale = torch.where(over, limit / torch.where(over, size, 1.0), 1.0)  # [B, G]
-    guarded = torch.where(over[:, groups], update * scale[:, groups], update)
-    return guarded, {"guard_g": g, "guard_u": guarded.detach(), "guard_l": curvature, "guard_seen": seen}
+    capped = over[:, groups]
+    guarded = torch.where(capped, update * scale[:, groups], update)
+    if restart is not None:  # a capped heavy ball restarts: a gradient step at the cap, c·g / L̂
+        gd = -step * restart / torch.where(flat | (armed <= 0), 1.0, curvature)[:, groups]
+        guarded = torch.where(capped & (armed > 0)[:, groups] & restart_k, gd, guarded)
+    return guarded, capped, {"guard_g": g, "guard_u": guarded.detach(), "guard_l": curvature, "guard_seen": seen,
+                     "guard_armed": armed}

@@ -134,6 +134,8 @@ class MLPRuleConfig:
     """The bound of a block's first update (no secant yet), per √coordinate, in the parameters' units."""
     guard_memory: float = 0.9
     """L̂ is the newest secant or, if larger, the last L̂ times this (a cap lifts by at most 1/0.9 per step)."""
+    guard_growth: float = 1.0
+    """The cap holds from the first step on which the block's gradient norm grew by more than this factor."""
     seed: int = 0
     """Seed of the initial weights."""
 
@@ -321,11 +323,14 @@ class MLPRule(nn.Module):
         log_step = log_step + brake
         update = g.new_zeros(g.shape).index_copy(1, heads, head_update).index_copy(1, trunk, -torch.exp(log_step) * mu)
         guard: RuleState = {}
-        if cfg.guard:  # GD along g; the heavy ball as GD along (1 + β)μ/2 (both stable below 2/L)
-            direction = g.new_zeros(g.shape).index_copy(1, heads, g_h).index_copy(1, trunk, 0.5 * (1.0 + beta) * mu)
-            update, guard = apply_guard(
-                update, direction, g, groups, is_trunk, move[:, 0], state, cfg.guard_step, cfg.guard_radius, cfg.guard_memory
+        if cfg.guard:  # heads: the first move only (BB is a secant step); trunk: the heavy ball, stable for αL < 2(1+β)
+            direction = g.new_zeros(g.shape).index_copy(1, heads, g_h).index_copy(1, trunk, (1.0 + beta) * mu)
+            restart = g.new_zeros(g.shape).index_copy(1, trunk, g[:, trunk])
+            update, capped, guard = apply_guard(
+                update, direction, g, groups, is_trunk, move[:, 0], state, cfg.guard_step, cfg.guard_radius,
+                cfg.guard_memory, cfg.guard_growth, restart, is_trunk,
             )
+            mu = torch.where(capped[:, trunk], g[:, trunk], mu)
             head_update = update[:, heads]
         return update, guard | {
             "m": m, "v": v, "v_max": v_max, "prev_g": g_h, "prev_u": head_update.detach(), "eta": eta, "mu": mu,
@@ -355,6 +360,8 @@ class LSTMRuleConfig:
     """The bound of a block's first update (no secant yet), per √coordinate, in the parameters' units."""
     guard_memory: float = 0.9
     """L̂ is the newest secant or, if larger, the last L̂ times this (a cap lifts by at most 1/0.9 per step)."""
+    guard_growth: float = 1.0
+    """The cap holds from the first step on which the block's gradient norm grew by more than this factor."""
     seed: int = 0
     """Seed of the initial weights."""
 
@@ -419,6 +426,8 @@ class StepRuleConfig:
     """The bound of a block's first update (no secant yet), per √coordinate, in the parameters' units."""
     guard_memory: float = 0.9
     """L̂ is the newest secant or, if larger, the last L̂ times this (a cap lifts by at most 1/0.9 per step)."""
+    guard_growth: float = 1.0
+    """The cap holds from the first step on which the block's gradient norm grew by more than this factor."""
     seed: int = 0
     """Seed of the initial weights."""
 

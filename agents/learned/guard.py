@@ -134,3 +134,54 @@ def apply_guard(
         guarded = torch.where(capped & (armed > 0)[:, groups] & restart_k, gd, guarded)
     return guarded, capped, {"guard_g": g, "guard_u": guarded.detach(), "guard_l": curvature, "guard_seen": seen,
                      "guard_armed": armed}
+
+
+def norm_guard_state(batch: int, num_groups: int, dtype: torch.dtype, device: torch.device) -> dict[str, Tensor]:
+    """The fresh state of :func:`apply_norm_guard` for ``batch`` games of ``num_groups`` blocks."""
+    blocks = torch.zeros(batch, num_groups, dtype=dtype, device=device)
+    return {"guard_n": blocks, "guard_s": blocks, "guard_l": blocks, "guard_seen": blocks, "guard_armed": blocks}
+
+
+def apply_norm_guard(
+    log_steps: Tensor,
+    norms: Tensor,
+    trunk_block: Tensor,
+    sizes: Tensor,
+    move: Tensor,
+    state: dict[str, Tensor],
+    step: float,
+    radius: float,
+    memory: float,
+    growth: float,
+    raise_limit: float,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """The guard of a rule that plays gradient steps and sees the gradients' norms only (``step_size`` mode, whose
+    observation is the features): the guarded log steps ``[B, G]`` of the blocks and the guard's next state.
+
+    The secant is bounded from the norms: ‖g_t − g_{t−1}‖ ≤ ‖g_t‖ + ‖g_{t−1}‖, with equality when the last step
+    overshot along the gradient (g_t = (1 − αL)·g_{t−1}, αL > 2), the step the guard is there to stop; the block is
+    armed once its gradient norm grew by more than ``growth``, so a game whose gradients only shrink never meets the
+    cap. Until then a step is at most ``raise_limit`` times the block's last one (a step rule's network can jump
+    by orders of magnitude on features it never met; the others' gradients need not grow before the game does).
+    Otherwise as :func:`apply_guard` (whose arguments these are, per block; ``sizes`` the blocks' coordinates,
+    ``trunk_block [G]`` bool the trunk proposals').
+    """
+    dtype = log_steps.dtype
+    norms = norms.detach().to(dtype)
+    with torch.no_grad():
+        moved = torch.where(trunk_block, torch.minimum(state["guard_s"], move.to(dtype).unsqueeze(1)), state["guard_s"])
+        fresh = moved > 0
+        secant = (norms + state["guard_n"]) / torch.where(fresh, moved, 1.0)
+        curvature = torch.where(fresh, torch.maximum(secant, memory * state["guard_l"]), state["guard_l"])
+        seen = torch.maximum(state["guard_seen"], fresh.to(dtype))
+        armed = torch.maximum(state["guard_armed"], (fresh & (norms > growth * state["guard_n"])).to(dtype))
+        # The largest step: c / L̂ once armed, none after the first move otherwise, radius·√K / ‖g‖ on the first.
+        first = radius * sizes.to(dtype).sqrt() / norms
+        last = state["guard_s"] / torch.where(state["guard_n"] > 0, state["guard_n"], 1.0)  # the last step played
+        raised = torch.where(last > 0, raise_limit * last, math.inf)
+        limit = torch.where(armed > 0, step / curvature, torch.where(seen > 0, raised, first))
+        log_limit = limit.log()  # +inf where no bound (a zero curvature or gradient)
+    capped = log_steps > log_limit
+    guarded = torch.where(capped, log_limit, log_steps)
+    return guarded, {"guard_n": norms, "guard_s": guarded.detach().exp() * norms, "guard_l": curvature,
+                     "guard_seen": seen, "guard_armed": armed}  # fmt: skip

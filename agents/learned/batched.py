@@ -70,7 +70,11 @@ class EngineDriver:
         #: ``[K]`` the block of each coordinate: task m's head is block 2m, its trunk proposal 2m + 1.
         self.groups = 2 * self.coord_task + self.is_trunk.long()
         #: ``[M, 2]`` each task's head and trunk sizes (the step rule's guard bounds a first move by them).
-        self.sizes = torch.zeros(2 * m, device=device).index_add(0, self.groups, torch.ones_like(self.groups, dtype=torch.float32)).view(m, 2)
+        self.sizes = (
+            torch.zeros(2 * m, device=device)
+            .index_add(0, self.groups, torch.ones_like(self.groups, dtype=torch.float32))
+            .view(m, 2)
+        )
 
     def gradients(self, out: StepOutput) -> Tensor:
         """``[B, K]`` every task's head gradient then its trunk gradient (detached: the first-order meta-gradient)."""

@@ -30,12 +30,33 @@ apply it alike.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+
+@dataclass(frozen=True)
+class GuardConfig:
+    """The guard's options, shared by every rule's config (they add no weights: a rule file without them plays the
+    defaults, the guard on)."""
+
+    guard: bool = True
+    """Play with the curvature guard (this module): a block's first update at most ``guard_radius``·√K; once its
+    gradient grew, its effective step at most ``guard_step`` / L̂ of a secant curvature estimate L̂ along its last
+    move. Off: the rule as meta-trained (the shipped weights' files predate the option and play it on)."""
+    guard_step: float = 1.9
+    """c of the guard: the largest effective step times L̂ (< 2: stable along the estimated direction)."""
+    guard_radius: float = 1.0
+    """The bound of a block's first update (no secant yet), per √coordinate, in the parameters' units."""
+    guard_memory: float = 0.9
+    """L̂ is the newest secant or, if larger, the last L̂ times this (a cap lifts by at most 1/0.9 per step)."""
+    guard_growth: float = 1.0
+    """The cap holds from the first step on which the block's gradient norm grew by more than this factor."""
+
+
 #: The guard's state keys (kept beside the rule's own).
-GUARD_KEYS: tuple[str, ...] = ("guard_g", "guard_u", "guard_l", "guard_seen", "guard_armed")
+GUARD_KEYS: tuple[str, ...] = ("guard_g", "guard_u", "guard_l", "guard_seen", "guard_armed", "guard_g0")
 
 
 def guard_state(g: Tensor, num_groups: int, dtype: torch.dtype) -> dict[str, Tensor]:
@@ -43,7 +64,14 @@ def guard_state(g: Tensor, num_groups: int, dtype: torch.dtype) -> dict[str, Ten
     b, k = g.shape
     blocks = torch.zeros(b, num_groups, dtype=dtype, device=g.device)
     coords = torch.zeros(b, k, dtype=dtype, device=g.device)
-    return {"guard_g": coords, "guard_u": coords, "guard_l": blocks, "guard_seen": blocks, "guard_armed": blocks}
+    return {
+        "guard_g": coords,
+        "guard_u": coords,
+        "guard_l": blocks,
+        "guard_seen": blocks,
+        "guard_armed": blocks,
+        "guard_g0": blocks,
+    }
 
 
 def block_norms(x: Tensor, groups: Tensor, num_groups: int) -> Tensor:
@@ -66,6 +94,7 @@ def apply_guard(
     growth: float,
     restart: Tensor | None = None,
     capped_coords: Tensor | None = None,
+    fallback: bool = False,
 ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
     """The guarded update ``[B, K]`` (see the module docstring).
 
@@ -88,12 +117,15 @@ def apply_guard(
         capped_coords: ``[K]`` bool: the coordinates whose blocks the secant caps (default all); the others' blocks only
             take the bound of their first update (a rule whose step is a secant step already, the MLP rule's
             Barzilai–Borwein heads, needs no second one).
+        fallback: The block is armed only once its gradient norm grows beyond its first one (worse off than at the
+            start, and getting worse), and on every such step it plays g / L̂ instead of the rule's update: for a
+            rule whose update is not a step along the gradient (the LSTM's is bounded and need not descend), a cap
+            on its length does not stop a drift uphill.
 
     Returns:
         The guarded update, ``[B, K]`` bool the coordinates whose block was capped, the guard's next state.
     """
     num_groups = state["guard_l"].shape[1]
-    restart_k = is_trunk if restart is not None else None
     dtype = update.dtype
     # Which blocks are trunk proposals, and how many coordinates each block has (the same in both forms).
     blocks = torch.zeros(num_groups, dtype=dtype, device=g.device)
@@ -112,7 +144,10 @@ def apply_guard(
         # Armed for good once the block's gradient grew by more than ``growth`` over one of its moves: the sign of an
         # unstable step (a stable game whose gradients only shrink never meets the cap).
         norm, last = block_norms(g, groups, num_groups), block_norms(state["guard_g"], groups, num_groups)
-        armed = torch.maximum(state["guard_armed"], (fresh & (norm > growth * last)).to(dtype))
+        growing = fresh & (norm > growth * last)
+        if fallback:  # worse off than at the start, and getting worse
+            growing = growing & (norm > state["guard_g0"])
+        armed = torch.maximum(state["guard_armed"], growing.to(dtype))
     size = block_norms(update, groups, num_groups)
     reach = block_norms(direction.detach(), groups, num_groups)
     # The cap: c·‖d‖ / L̂ once a secant is known (none where the gradient did not change), else the trust radius.
@@ -131,9 +166,15 @@ def apply_guard(
     guarded = torch.where(capped, update * scale[:, groups], update)
     if restart is not None:  # a capped heavy ball restarts: a gradient step at the cap, c·g / L̂
         gd = -step * restart / torch.where(flat | (armed <= 0), 1.0, curvature)[:, groups]
-        guarded = torch.where(capped & (armed > 0)[:, groups] & restart_k, gd, guarded)
+        guarded = torch.where(capped & (armed > 0)[:, groups] & is_trunk, gd, guarded)
+    if fallback:  # a block whose gradient grows past its first one plays the secant's Newton step along g, g / L̂
+        growing = growing & ~flat
+        gd = -g / torch.where(growing, curvature, 1.0)[:, groups]
+        guarded = torch.where(growing[:, groups], gd, guarded)
+        capped = capped | growing[:, groups]
+    first = torch.where(seen > 0, state["guard_g0"], norm)  # the block's first gradient norm
     return guarded, capped, {"guard_g": g, "guard_u": guarded.detach(), "guard_l": curvature, "guard_seen": seen,
-                     "guard_armed": armed}
+                             "guard_armed": armed, "guard_g0": first}  # fmt: skip
 
 
 def norm_guard_state(batch: int, num_groups: int, dtype: torch.dtype, device: torch.device) -> dict[str, Tensor]:
@@ -145,14 +186,12 @@ def norm_guard_state(batch: int, num_groups: int, dtype: torch.dtype, device: to
 def apply_norm_guard(
     log_steps: Tensor,
     norms: Tensor,
+    rise: Tensor,
     trunk_block: Tensor,
     sizes: Tensor,
     move: Tensor,
     state: dict[str, Tensor],
-    step: float,
-    radius: float,
-    memory: float,
-    growth: float,
+    config: GuardConfig,
     raise_limit: float,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """The guard of a rule that plays gradient steps and sees the gradients' norms only (``step_size`` mode, whose
@@ -160,21 +199,25 @@ def apply_norm_guard(
 
     The secant is bounded from the norms: ‖g_t − g_{t−1}‖ ≤ ‖g_t‖ + ‖g_{t−1}‖, with equality when the last step
     overshot along the gradient (g_t = (1 − αL)·g_{t−1}, αL > 2), the step the guard is there to stop; the block is
-    armed once its gradient norm grew by more than ``growth``, so a game whose gradients only shrink never meets the
-    cap. Until then a step is at most ``raise_limit`` times the block's last one (a step rule's network can jump
+    armed once its gradient norm grew by more than ``growth`` on a step that more than doubled its player's loss
+    (``rise [B, G]``: Δℓ − |ℓ_{t−1}| > 0; a growing gradient with a falling or gently noisy loss is a game leaving a
+    flat stretch or minibatch noise, not an overshoot), so a game whose gradients only shrink never meets the cap.
+    Until then a step is at most ``raise_limit`` times the block's last one (a step rule's network can jump
     by orders of magnitude on features it never met; the others' gradients need not grow before the game does).
     Otherwise as :func:`apply_guard` (whose arguments these are, per block; ``sizes`` the blocks' coordinates,
-    ``trunk_block [G]`` bool the trunk proposals').
+    ``trunk_block [G]`` bool the trunk proposals'; ``config`` the rule's guard options).
     """
     dtype = log_steps.dtype
     norms = norms.detach().to(dtype)
+    step, radius, memory, growth = config.guard_step, config.guard_radius, config.guard_memory, config.guard_growth
     with torch.no_grad():
         moved = torch.where(trunk_block, torch.minimum(state["guard_s"], move.to(dtype).unsqueeze(1)), state["guard_s"])
         fresh = moved > 0
         secant = (norms + state["guard_n"]) / torch.where(fresh, moved, 1.0)
         curvature = torch.where(fresh, torch.maximum(secant, memory * state["guard_l"]), state["guard_l"])
         seen = torch.maximum(state["guard_seen"], fresh.to(dtype))
-        armed = torch.maximum(state["guard_armed"], (fresh & (norms > growth * state["guard_n"])).to(dtype))
+        overshot = fresh & (norms > growth * state["guard_n"]) & (rise > 0)
+        armed = torch.maximum(state["guard_armed"], overshot.to(dtype))
         # The largest step: c / L̂ once armed, none after the first move otherwise, radius·√K / ‖g‖ on the first.
         first = radius * sizes.to(dtype).sqrt() / norms
         last = state["guard_s"] / torch.where(state["guard_n"] > 0, state["guard_n"], 1.0)  # the last step played

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from agents.learned.guard import apply_guard, apply_norm_guard, guard_state, norm_guard_state
+from agents.learned.guard import GuardConfig, apply_guard, apply_norm_guard, guard_state, norm_guard_state
 
 #: Which observation features (indices into :data:`mtg_env.engine.FEATURES`) the update rules read: the
 #: loss change, the conflict with the other tasks and the alignment with the last trunk move (bounded,
@@ -69,7 +69,7 @@ def seeded_init(module: nn.Module, seed: int) -> None:
 
 
 @dataclass(frozen=True)
-class MLPRuleConfig:
+class MLPRuleConfig(GuardConfig):
     """Hyper-parameters of :class:`MLPRule`."""
 
     hidden: int = 32
@@ -124,18 +124,6 @@ class MLPRuleConfig:
     It does not vanish where the gradient does, so the rule no longer stops at the game's fixed points (it held the
     quadratic family at ≈ 1e-11 of its start); off by default, on for digits, whose games end far from one and
     where it is worth a quarter of the final loss at 1× (``agents.learned.meta_config.DIGITS_RULE``)."""
-    guard: bool = True
-    """Play with the curvature guard (:mod:`agents.learned.guard`): each block's update capped at ``guard_step`` / L̂
-    of a secant curvature estimate L̂ along its last move, its first update at ``guard_radius``·√K. Off: the rule
-    as meta-trained before the guard (the shipped weights' files say nothing of it and play it on)."""
-    guard_step: float = 1.9
-    """c of the guard: the largest effective step times L̂ (< 2: stable along the estimated direction)."""
-    guard_radius: float = 1.0
-    """The bound of a block's first update (no secant yet), per √coordinate, in the parameters' units."""
-    guard_memory: float = 0.9
-    """L̂ is the newest secant or, if larger, the last L̂ times this (a cap lifts by at most 1/0.9 per step)."""
-    guard_growth: float = 1.0
-    """The cap holds from the first step on which the block's gradient norm grew by more than this factor."""
     seed: int = 0
     """Seed of the initial weights."""
 
@@ -327,8 +315,19 @@ class MLPRule(nn.Module):
             direction = g.new_zeros(g.shape).index_copy(1, heads, g_h).index_copy(1, trunk, (1.0 + beta) * mu)
             restart = g.new_zeros(g.shape).index_copy(1, trunk, g[:, trunk])
             update, capped, guard = apply_guard(
-                update, direction, g, groups, is_trunk, move[:, 0], state, cfg.guard_step, cfg.guard_radius,
-                cfg.guard_memory, cfg.guard_growth, restart, is_trunk,
+                update,
+                direction,
+                g,
+                groups,
+                is_trunk,
+                move[:, 0],
+                state,
+                cfg.guard_step,
+                cfg.guard_radius,
+                cfg.guard_memory,
+                cfg.guard_growth,
+                restart,
+                is_trunk,
             )
             mu = torch.where(capped[:, trunk], g[:, trunk], mu)
             head_update = update[:, heads]
@@ -341,7 +340,7 @@ class MLPRule(nn.Module):
 
 
 @dataclass(frozen=True)
-class LSTMRuleConfig:
+class LSTMRuleConfig(GuardConfig):
     """Hyper-parameters of :class:`LSTMRule` (Andrychowicz et al. 2016's values)."""
 
     hidden: int = 20
@@ -350,18 +349,6 @@ class LSTMRuleConfig:
     """p of the LogAndSign preprocessing."""
     output_scale: float = 0.1
     """The network's output times this is the update."""
-    guard: bool = True
-    """Play with the curvature guard (:mod:`agents.learned.guard`): each block's update capped at ``guard_step`` / L̂
-    of a secant curvature estimate L̂ along its last move, its first update at ``guard_radius``·√K. Off: the rule
-    as meta-trained before the guard (the shipped weights' files say nothing of it and play it on)."""
-    guard_step: float = 1.9
-    """c of the guard: the largest effective step times L̂ (< 2: stable along the estimated direction)."""
-    guard_radius: float = 1.0
-    """The bound of a block's first update (no secant yet), per √coordinate, in the parameters' units."""
-    guard_memory: float = 0.9
-    """L̂ is the newest secant or, if larger, the last L̂ times this (a cap lifts by at most 1/0.9 per step)."""
-    guard_growth: float = 1.0
-    """The cap holds from the first step on which the block's gradient norm grew by more than this factor."""
     seed: int = 0
     """Seed of the initial weights."""
 
@@ -413,32 +400,30 @@ class LSTMRule(nn.Module):
             groups = is_trunk.long() if groups is None else groups
             move = torch.expm1(features[:, 0, MOVE].to(g.dtype))
             update, _, guard = apply_guard(
-                update, g, g, groups, is_trunk, move, state, cfg.guard_step, cfg.guard_radius, cfg.guard_memory,
+                update,
+                g,
+                g,
+                groups,
+                is_trunk,
+                move,
+                state,
+                cfg.guard_step,
+                cfg.guard_radius,
+                cfg.guard_memory,
                 cfg.guard_growth,
+                fallback=True,
             )
         return update, guard | {"h": torch.stack([h1, c1, h2, c2], dim=1).view(b, k, 4, hidden)}
 
 
 @dataclass(frozen=True)
-class StepRuleConfig:
+class StepRuleConfig(GuardConfig):
     """Hyper-parameters of :class:`StepRule`."""
 
     hidden: int = 32
     """Width of the hidden layer."""
     init_log_step: float = -3.0
     """Initial natural-log step size (head and trunk) of the untrained rule."""
-    guard: bool = True
-    """Play with the curvature guard (:mod:`agents.learned.guard`): each block's update capped at ``guard_step`` / L̂
-    of a secant curvature estimate L̂ along its last move, its first update at ``guard_radius``·√K. Off: the rule
-    as meta-trained before the guard (the shipped weights' files say nothing of it and play it on)."""
-    guard_step: float = 1.9
-    """c of the guard: the largest effective step times L̂ (< 2: stable along the estimated direction)."""
-    guard_radius: float = 1.0
-    """The bound of a block's first update (no secant yet), per √coordinate, in the parameters' units."""
-    guard_memory: float = 0.9
-    """L̂ is the newest secant or, if larger, the last L̂ times this (a cap lifts by at most 1/0.9 per step)."""
-    guard_growth: float = 1.0
-    """The cap holds from the first step on which the block's gradient norm grew by more than this factor."""
     guard_raise: float = 2.0
     """Until the guard is armed, a block's step is at most this times its last one (after the first move)."""
     seed: int = 0
@@ -496,10 +481,11 @@ class StepRule(nn.Module):
         norms = torch.expm1(features[:, :, 2:4].to(dtype)).reshape(b, 2 * m)  # ‖∇_Θm ℓ_m‖, ‖∇_Ψ ℓ_m‖ per block
         move = torch.expm1(features[:, 0, MOVE].to(dtype))
         trunk_block = torch.tensor([False, True], device=log_steps.device).repeat(m)
-        guarded, guard = apply_norm_guard(
-            log_steps.reshape(b, 2 * m), norms, trunk_block, sizes.reshape(2 * m), move, state, cfg.guard_step,
-            cfg.guard_radius, cfg.guard_memory, cfg.guard_growth, cfg.guard_raise,
-        )
+        blocks, sizes = log_steps.reshape(b, 2 * m), sizes.reshape(2 * m)
+        # The player's loss change beyond a doubling, Δℓ − |ℓ_{t−1}| (symlog undone): > 0 on an overshoot's jump.
+        loss, change = (torch.sign(x) * torch.expm1(x.abs()) for x in features[:, :, :2].to(dtype).unbind(2))
+        rise = (change - (loss - change).abs()).repeat_interleave(2, dim=1)
+        guarded, guard = apply_norm_guard(blocks, norms, rise, trunk_block, sizes, move, state, cfg, cfg.guard_raise)
         return guarded.clamp(*log_step_range).view(b, m, 2), guard
 
 

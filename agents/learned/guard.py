@@ -53,6 +53,8 @@ class GuardConfig:
     """L̂ is the newest secant or, if larger, the last L̂ times this (a cap lifts by at most 1/0.9 per step)."""
     guard_growth: float = 1.0
     """The cap holds from the first step on which the block's gradient norm grew by more than this factor."""
+    guard_slack: float = 10.0
+    """Before the cap holds, an effective step is at most this times it (a step 10× the stable one never is)."""
 
 
 #: The guard's state keys (kept beside the rule's own).
@@ -92,6 +94,7 @@ def apply_guard(
     radius: float,
     memory: float,
     growth: float,
+    slack: float,
     restart: Tensor | None = None,
     capped_coords: Tensor | None = None,
     fallback: bool = False,
@@ -111,6 +114,8 @@ def apply_guard(
         radius: The bound of a block's first update, per √coordinate.
         memory: The factor by which an estimate fades per step when the newest secant is smaller.
         growth: The block is armed (capped from then on) once its gradient norm grows by more than this factor.
+        slack: Before it is armed, a block's effective step is at most ``slack`` times the cap (a step ten times
+            the stable one along the measured direction is never safe; the game need not show it first).
         restart: ``[B, K]`` the gradients of a heavy ball's coordinates (zero elsewhere): where such a block is
             capped, it plays the gradient step c·g / L̂ instead of the scaled heavy ball (and the rule restarts its
             momentum): the momentum built on an unstable step would carry the overshoot on.
@@ -150,13 +155,11 @@ def apply_guard(
         armed = torch.maximum(state["guard_armed"], growing.to(dtype))
     size = block_norms(update, groups, num_groups)
     reach = block_norms(direction.detach(), groups, num_groups)
-    # The cap: c·‖d‖ / L̂ once a secant is known (none where the gradient did not change), else the trust radius.
+    # The cap: c·‖d‖ / L̂ once armed (none where the gradient did not change), ``slack`` times that before, the
+    # trust radius on the first move.
     flat = curvature <= 0
-    limit = torch.where(
-        armed > 0,
-        torch.where(flat, math.inf, step * reach / torch.where(flat, 1.0, curvature)),
-        torch.where(seen > 0, math.inf, radius * sizes.sqrt()),
-    )
+    bound = torch.where(flat, math.inf, step * reach / torch.where(flat, 1.0, curvature))
+    limit = torch.where(armed > 0, bound, torch.where(seen > 0, slack * bound, radius * sizes.sqrt()))
     if capped_coords is not None:  # the other blocks take the first-move bound only
         capped_block = blocks.index_add(0, groups, capped_coords.to(dtype)) > 0
         limit = torch.where(capped_block | (seen <= 0), limit, math.inf)

@@ -326,6 +326,7 @@ class MLPRule(nn.Module):
                 cfg.guard_radius,
                 cfg.guard_memory,
                 cfg.guard_growth,
+                cfg.guard_slack,
                 restart,
                 is_trunk,
             )
@@ -411,6 +412,7 @@ class LSTMRule(nn.Module):
                 cfg.guard_radius,
                 cfg.guard_memory,
                 cfg.guard_growth,
+                cfg.guard_slack,
                 fallback=True,
             )
         return update, guard | {"h": torch.stack([h1, c1, h2, c2], dim=1).view(b, k, 4, hidden)}

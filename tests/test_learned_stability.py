@@ -13,6 +13,7 @@ import torch
 import mtg_env
 from agents.learned import EngineDriver, LearnedAgent
 from agents.learned.checkpoint import load_rule, pretrained_path, save_rule
+from agents.learned.family import loss_floor
 from agents.learned.rules import Rule, StepRule
 from mtg_env import engine
 from mtg_env.engine import Game
@@ -101,17 +102,17 @@ def test_the_shipped_rules_never_diverge_over_ten_times_the_horizon(
 
 
 @pytest.mark.parametrize("consensus", ["sum", "upgrad"])
-def test_the_guard_is_bit_identical_to_no_guard_where_the_step_is_safe(consensus: str) -> None:
+def test_the_guard_keeps_the_result_where_the_step_is_safe(consensus: str) -> None:
     """At condition 10 (the training family's low end) the shipped quadratic MLP rule's steps are safe: the guard
-    never caps them, and the guarded rule plays the unguarded one exactly. (Not so the LSTM's: its bounded update is
-    capped now and then on this game too, which moves its result a little; the other shipped files are pinned on
-    their own suites in tests/test_learned.py.)"""
+    caps at most a rare head step (its loose bound, 10× the secant's): the final gaps stay within 10 % of the
+    unguarded ones."""
     name, suite = "learned_mlp", "quadratic"
     game = stiff_game(consensus, 100, condition=10.0)
     guarded = play(shipped_rule(name, suite), game, [0, 1, 2])[2]
     plain = play(shipped_rule(name, suite, guard=False), game, [0, 1, 2])[2]
-    for t, (a, b) in enumerate(zip(guarded, plain, strict=True)):
-        assert torch.equal(a, b), f"step {t}: {a} != {b}"
+    floor = float(loss_floor(game.suite))
+    assert torch.equal(guarded[0], plain[0])  # the first move is within the trust radius here
+    torch.testing.assert_close(guarded[-1] - floor, plain[-1] - floor, rtol=0.1, atol=1e-9)  # 6 % apart, one game
 
 
 @pytest.mark.parametrize("name", ["learned_mlp", "learned_lstm", "learned_step"])

@@ -55,6 +55,8 @@ class GuardConfig:
     """The cap holds from the first step on which the block's gradient norm grew by more than this factor."""
     guard_slack: float = 10.0
     """Before the cap holds, an effective step is at most this times it (a step 10× the stable one never is)."""
+    guard_free: float = 10.0
+    """Blocks the cap never holds (the MLP rule's Barzilai–Borwein heads): after the first move, this times it."""
 
 
 #: The guard's state keys (kept beside the rule's own).
@@ -90,14 +92,11 @@ def apply_guard(
     is_trunk: Tensor,
     move: Tensor,
     state: dict[str, Tensor],
-    step: float,
-    radius: float,
-    memory: float,
-    growth: float,
-    slack: float,
+    config: GuardConfig,
     restart: Tensor | None = None,
     capped_coords: Tensor | None = None,
     fallback: bool = False,
+    rise: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
     """The guarded update ``[B, K]`` (see the module docstring).
 
@@ -110,32 +109,37 @@ def apply_guard(
         is_trunk: ``[K]`` bool: the coordinate is a trunk proposal's.
         move: ``[B]`` ‖ΔΨ‖, the consensus's last trunk move (the same for every player).
         state: The guard's state (:func:`guard_state`, or the last call's).
-        step: c, the largest effective step times L̂.
-        radius: The bound of a block's first update, per √coordinate.
-        memory: The factor by which an estimate fades per step when the newest secant is smaller.
-        growth: The block is armed (capped from then on) once its gradient norm grows by more than this factor.
-        slack: Before it is armed, a block's effective step is at most ``slack`` times the cap (a step ten times
-            the stable one along the measured direction is never safe; the game need not show it first).
+        config: The rule's guard options (:class:`GuardConfig`): c = ``guard_step``, the first move's
+            ``guard_radius``, L̂'s ``guard_memory``, the arming ``guard_growth``, the ``guard_slack`` before it and
+            the ``guard_free`` of blocks outside ``capped_coords``.
         restart: ``[B, K]`` the gradients of a heavy ball's coordinates (zero elsewhere): where such a block is
             capped, it plays the gradient step c·g / L̂ instead of the scaled heavy ball (and the rule restarts its
             momentum): the momentum built on an unstable step would carry the overshoot on.
-        capped_coords: ``[K]`` bool: the coordinates whose blocks the secant caps (default all); the others' blocks only
-            take the bound of their first update (a rule whose step is a secant step already, the MLP rule's
-            Barzilai–Borwein heads, needs no second one).
+        capped_coords: ``[K]`` bool: the coordinates whose blocks a growing gradient arms (default all); the
+            others' blocks are armed by ``rise`` alone and before that take ``guard_free`` times the cap (a rule whose
+            step is a secant step already, the MLP rule's Barzilai–Borwein heads, needs no tighter one while its
+            loss does not jump; its fallback step before a curvature estimate, or where the game's moves spoil it,
+            does).
         fallback: The block is armed only once its gradient norm grows beyond its first one (worse off than at the
             start, and getting worse), and on every such step it plays g / L̂ instead of the rule's update: for a
             rule whose update is not a step along the gradient (the LSTM's is bounded and need not descend), a cap
             on its length does not stop a drift uphill.
+        rise: ``[B, K]`` Δℓ − |ℓ_{t−1}| of each coordinate's player (> 0: its loss more than doubled on the last
+            step), which arms the blocks outside ``capped_coords``.
 
     Returns:
         The guarded update, ``[B, K]`` bool the coordinates whose block was capped, the guard's next state.
     """
     num_groups = state["guard_l"].shape[1]
     dtype = update.dtype
+    step, radius, memory, growth = config.guard_step, config.guard_radius, config.guard_memory, config.guard_growth
     # Which blocks are trunk proposals, and how many coordinates each block has (the same in both forms).
     blocks = torch.zeros(num_groups, dtype=dtype, device=g.device)
     trunk_block = blocks.index_add(0, groups, is_trunk.to(dtype)) > 0
     sizes = blocks.index_add(0, groups, torch.ones(groups.shape, dtype=dtype, device=g.device))
+    capped_block = torch.ones(num_groups, dtype=torch.bool, device=g.device)
+    if capped_coords is not None:
+        capped_block = blocks.index_add(0, groups, capped_coords.to(dtype)) > 0
     with torch.no_grad():
         moved = block_norms(state["guard_u"], groups, num_groups)  # ‖s‖ per block (0 before the first move)
         moved = torch.where(trunk_block, torch.minimum(moved, move.to(dtype).unsqueeze(1)), moved)
@@ -149,7 +153,10 @@ def apply_guard(
         # Armed for good once the block's gradient grew by more than ``growth`` over one of its moves: the sign of an
         # unstable step (a stable game whose gradients only shrink never meets the cap).
         norm, last = block_norms(g, groups, num_groups), block_norms(state["guard_g"], groups, num_groups)
-        growing = fresh & (norm > growth * last)
+        growing = fresh & (norm > growth * last) & capped_block
+        if rise is not None:  # a block outside capped_coords: the player's loss more than doubled (an overshoot)
+            jumped = torch.zeros_like(moved).index_add(1, groups, rise.to(dtype)) > 0
+            growing = growing | (fresh & jumped & ~capped_block)
         if fallback:  # worse off than at the start, and getting worse
             growing = growing & (norm > state["guard_g0"])
         armed = torch.maximum(state["guard_armed"], growing.to(dtype))
@@ -159,10 +166,8 @@ def apply_guard(
     # trust radius on the first move.
     flat = curvature <= 0
     bound = torch.where(flat, math.inf, step * reach / torch.where(flat, 1.0, curvature))
-    limit = torch.where(armed > 0, bound, torch.where(seen > 0, slack * bound, radius * sizes.sqrt()))
-    if capped_coords is not None:  # the other blocks take the first-move bound only
-        capped_block = blocks.index_add(0, groups, capped_coords.to(dtype)) > 0
-        limit = torch.where(capped_block | (seen <= 0), limit, math.inf)
+    before = torch.where(capped_block, config.guard_slack, config.guard_free) * bound  # not armed yet
+    limit = torch.where(armed > 0, bound, torch.where(seen > 0, before, radius * sizes.sqrt()))
     over = size > limit
     scale = torch.where(over, limit / torch.where(over, size, 1.0), 1.0)  # [B, G]
     capped = over[:, groups]

@@ -311,25 +311,14 @@ class MLPRule(nn.Module):
         log_step = log_step + brake
         update = g.new_zeros(g.shape).index_copy(1, heads, head_update).index_copy(1, trunk, -torch.exp(log_step) * mu)
         guard: RuleState = {}
-        if cfg.guard:  # heads: the first move only (BB is a secant step); trunk: the heavy ball, stable for αL < 2(1+β)
+        if cfg.guard:  # heads: loosely (BB is a secant step); trunk: the heavy ball, stable while αL < 2(1 + β)
             direction = g.new_zeros(g.shape).index_copy(1, heads, g_h).index_copy(1, trunk, (1.0 + beta) * mu)
             restart = g.new_zeros(g.shape).index_copy(1, trunk, g[:, trunk])
+            loss, change = (torch.sign(x) * torch.expm1(x.abs()) for x in features[..., :2].to(dtype).unbind(2))
             update, capped, guard = apply_guard(
-                update,
-                direction,
-                g,
-                groups,
-                is_trunk,
-                move[:, 0],
-                state,
-                cfg.guard_step,
-                cfg.guard_radius,
-                cfg.guard_memory,
-                cfg.guard_growth,
-                cfg.guard_slack,
-                restart,
-                is_trunk,
-            )
+                update, direction, g, groups, is_trunk, move[:, 0], state, cfg, restart, is_trunk,
+                rise=change - (loss - change).abs(),
+            )  # fmt: skip
             mu = torch.where(capped[:, trunk], g[:, trunk], mu)
             head_update = update[:, heads]
         return update, guard | {
@@ -400,21 +389,7 @@ class LSTMRule(nn.Module):
             cfg = self.config
             groups = is_trunk.long() if groups is None else groups
             move = torch.expm1(features[:, 0, MOVE].to(g.dtype))
-            update, _, guard = apply_guard(
-                update,
-                g,
-                g,
-                groups,
-                is_trunk,
-                move,
-                state,
-                cfg.guard_step,
-                cfg.guard_radius,
-                cfg.guard_memory,
-                cfg.guard_growth,
-                cfg.guard_slack,
-                fallback=True,
-            )
+            update, _, guard = apply_guard(update, g, g, groups, is_trunk, move, state, cfg, fallback=True)
         return update, guard | {"h": torch.stack([h1, c1, h2, c2], dim=1).view(b, k, 4, hidden)}
 
 

@@ -121,7 +121,8 @@ def apply_guard(
             loss does not jump; its fallback step before a curvature estimate, or where the game's moves spoil it,
             does).
         fallback: The block is armed only once its gradient norm grows beyond its first one (worse off than at the
-            start, and getting worse), and on every such step it plays g / L̂ instead of the rule's update: for a
+            start, and getting worse), keeps the looser ``guard_slack`` bound when armed, and on every such step it
+            plays g / L̂ instead of the rule's update: for a
             rule whose update is not a step along the gradient (the LSTM's is bounded and need not descend), a cap
             on its length does not stop a drift uphill.
         rise: ``[B, K]`` Δℓ − |ℓ_{t−1}| of each coordinate's player (> 0: its loss more than doubled on the last
@@ -167,7 +168,9 @@ def apply_guard(
     flat = curvature <= 0
     bound = torch.where(flat, math.inf, step * reach / torch.where(flat, 1.0, curvature))
     before = torch.where(capped_block, config.guard_slack, config.guard_free) * bound  # not armed yet
-    limit = torch.where(armed > 0, bound, torch.where(seen > 0, before, radius * sizes.sqrt()))
+    # A rule with a fallback keeps its looser bound when armed: the fallback step is what stops its drift.
+    armed_limit = before if fallback else bound
+    limit = torch.where(armed > 0, armed_limit, torch.where(seen > 0, before, radius * sizes.sqrt()))
     over = size > limit
     scale = torch.where(over, limit / torch.where(over, size, 1.0), 1.0)  # [B, G]
     capped = over[:, groups]

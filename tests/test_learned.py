@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -111,11 +111,11 @@ class _AMSGradHeadsHeavyBallTrunk:
 def test_untrained_mlp_rule_plays_its_base_steps() -> None:
     """The MLP rule's output layers start at zero: with the BB share shut (and the brake off: its growth average
     never exceeds 1) it plays AMSGrad on the heads and a heavy ball on the trunk at its initial step sizes, the
-    trunk's ramped up over its warm-up."""
+    trunk's ramped up over its warm-up (the curvature guard off: it may cap them)."""
     env = make_env("regression", max_update=None, max_cycles=15)
     rule = new_rule(
         "learned_mlp", init_lr=0.02, init_gate=-30.0, init_trunk_lr=0.005, init_trunk_momentum=0.8, trunk_warmup=5,
-        brake_threshold=1.0,
+        brake_threshold=1.0, guard=False,
     )  # fmt: skip
     histories = []
     for players in (
@@ -131,8 +131,11 @@ def test_the_mlp_rules_trunk_step_is_the_same_for_every_player() -> None:
     """Under `sum` consensus the trunk stops where Σ_m D_m ∇_Ψ ℓ_m = 0, the minimiser of Σ_m ℓ_m only when every
     player's scaling D_m is equal: a trained rule's trunk proposal is −α(t)·(its heavy-ball buffer), with α(t) the
     same for players whose gradients and own features differ by orders of magnitude, brake included (it reads the
-    trunk's moves, which every player sees alike; here they grow tenfold a step, so it engages)."""
+    trunk's moves, which every player sees alike; here they grow tenfold a step, so it engages). The curvature guard
+    is off: where its cap binds, it caps each player's proposal by the player's own curvature estimate."""
     rule = perturbed_rule("learned_mlp", seed=2)
+    rule = type(rule)(replace(rule.config, guard=False)).requires_grad_(False).eval()
+    rule.load_state_dict(perturbed_rule("learned_mlp", seed=2).state_dict())
     gen = torch.Generator().manual_seed(0)
     is_trunk = torch.tensor([False, False, True, True, True, True])
     state = rule.init_state(torch.zeros(2, 6), is_trunk)
@@ -179,13 +182,14 @@ def test_meta_training_builds_the_rule_with_its_suites_default_options() -> None
 def test_the_brake_keeps_a_too_large_trunk_step_from_diverging() -> None:
     """A trunk step 2–3× too large for the game (stable below ≈ 0.013): with the brake the games slow down and keep
     converging; without it (a threshold the growth average cannot reach) they diverge. (It is a safety net, not a
-    guarantee: at 8× too large and the default threshold 0.4, one of these three games still diverges.)"""
+    guarantee: at 8× too large and the default threshold 0.4, one of these three games still diverges; the curvature
+    guard, off here, is: tests/test_learned_stability.py.)"""
     options = {"num_tasks": 3, "head_dim": 2, "trunk_dim": 8, "condition": 100.0}
     suite = build_suite("quadratic", options, dtype="float64")
     game = engine.Game(suite, mtg_env.consensus.consensus_rule("sum", num_tasks=3), horizon=200)
     outcomes = {}
     for threshold in (0.1, 1.0):
-        rule = new_rule("learned_mlp", init_trunk_lr=0.03, brake_threshold=threshold).double()
+        rule = new_rule("learned_mlp", init_trunk_lr=0.03, brake_threshold=threshold, guard=False).double()
         driver = EngineDriver(rule, game)
         with torch.no_grad():
             state, out = engine.reset(game, [0, 1, 2])
@@ -612,8 +616,10 @@ PINNED = {
     ("learned_lstm", "quadratic"): (-1.3215757462863758, 18.17181786339351),
     ("learned_mlp", "digits"): (4.513725697994232, 5.184441804885864),
     ("learned_mlp", "quadratic"): (-1.1549580513784028, 18.17181786339351),
-    ("learned_mlp", "regression"): (0.9376350045204163, 5.420470833778381),
-    ("learned_step", "regression"): (1.3036287724971771, 5.420470833778381),
+    # With the curvature guard, which arms a head whose player's loss doubles (0.9376350045204163 without).
+    ("learned_mlp", "regression"): (0.9455032348632812, 5.420470833778381),
+    # With the curvature guard (its first-step bound and, on a doubled loss, its cap; 1.3036287724971771 without).
+    ("learned_step", "regression"): (1.2856228351593018, 5.420470833778381),
 }
 
 

@@ -69,6 +69,12 @@ class EngineDriver:
         )  # fmt: skip
         #: ``[K]`` the block of each coordinate: task m's head is block 2m, its trunk proposal 2m + 1.
         self.groups = 2 * self.coord_task + self.is_trunk.long()
+        #: ``[M, 2]`` each task's head and trunk sizes (the step rule's guard bounds a first move by them).
+        self.sizes = (
+            torch.zeros(2 * m, device=device)
+            .index_add(0, self.groups, torch.ones_like(self.groups, dtype=torch.float32))
+            .view(m, 2)
+        )
 
     def gradients(self, out: StepOutput) -> Tensor:
         """``[B, K]`` every task's head gradient then its trunk gradient (detached: the first-order meta-gradient)."""
@@ -77,13 +83,14 @@ class EngineDriver:
     def start(self, out: StepOutput) -> RuleState:
         """The rule's fresh state for the games of ``out`` (from :func:`mtg_env.engine.reset`)."""
         if isinstance(self.rule, StepRule):
-            return {}
+            return self.rule.init_state(out.losses.shape[0], self.game.num_tasks)
         return self.rule.init_state(self.gradients(out), self.is_trunk, 2 * self.game.num_tasks)
 
     def act(self, state: GameState, out: StepOutput, memory: RuleState) -> tuple[Tensor | Updates, RuleState]:
         """The engine's actions for this step and the rule's next state."""
         if isinstance(self.rule, StepRule):
-            return self.rule(out.features, self.log_step_range).to(self.game.dtype), memory
+            log_steps, memory = self.rule.play(out.features, self.log_step_range, self.sizes, memory)
+            return log_steps.to(self.game.dtype), memory
         g = self.gradients(out)
         feats = out.features[:, self.coord_task]
         update, memory = self.rule(g, feats, self.is_trunk, state.t, memory, self.groups)
@@ -96,8 +103,8 @@ class EngineDriver:
 
     def reset_where(self, mask: Tensor, out: StepOutput | None, memory: RuleState) -> RuleState:
         """Fresh rule state for the games where ``mask [B]`` is true (after :func:`mtg_env.engine.reset_where`)."""
-        if not memory or out is None or isinstance(self.rule, StepRule):
+        if not memory or out is None:
             return memory
-        fresh = self.rule.init_state(self.gradients(out), self.is_trunk, 2 * self.game.num_tasks)
+        fresh = self.start(out)
         index = mask.nonzero().flatten()
         return {k: v.index_copy(0, index, fresh[k].to(v.dtype)) for k, v in memory.items()}

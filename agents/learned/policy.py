@@ -53,9 +53,12 @@ class LearnedAgent(ReaderPlayer):
         self._reader = reader
         self.t = 0
         self._memory = {}
-        if not isinstance(self.rule, StepRule):
-            h, n = reader.head_size, reader.trunk_size
-            device = next(self.rule.parameters()).device
+        h, n = reader.head_size, reader.trunk_size
+        device = next(self.rule.parameters()).device
+        if isinstance(self.rule, StepRule):
+            self._sizes = torch.tensor([[float(h), float(n)]], device=device)
+            self._memory = self.rule.init_state(1)
+        else:
             self._is_trunk = torch.cat([torch.zeros(h, dtype=torch.bool), torch.ones(n, dtype=torch.bool)]).to(device)
             self._memory = self.rule.init_state(torch.zeros(1, h + n, device=device), self._is_trunk)
 
@@ -66,7 +69,9 @@ class LearnedAgent(ReaderPlayer):
         with torch.no_grad():
             if isinstance(self.rule, StepRule):
                 assert reader.log_step_range is not None
-                log_steps = self.rule(feats.view(1, 1, -1), reader.log_step_range)
+                log_steps, self._memory = self.rule.play(
+                    feats.view(1, 1, -1), reader.log_step_range, self._sizes, self._memory
+                )
                 self.t += 1
                 return reader.step_action(log_steps.view(2).double().cpu().numpy())
             g_head, g_trunk = reader.grads(observation)

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from agents.learned.guard import GuardConfig, apply_guard, apply_norm_guard, guard_state, norm_guard_state
+
 #: Which observation features (indices into :data:`mtg_env.engine.FEATURES`) the update rules read: the
 #: loss change, the conflict with the other tasks and the alignment with the last trunk move (bounded,
 #: scale-free), and the progress t / horizon (in [0, 1] at any horizon: a rule can anneal toward the end of
@@ -67,7 +69,7 @@ def seeded_init(module: nn.Module, seed: int) -> None:
 
 
 @dataclass(frozen=True)
-class MLPRuleConfig:
+class MLPRuleConfig(GuardConfig):
     """Hyper-parameters of :class:`MLPRule`."""
 
     hidden: int = 32
@@ -222,7 +224,7 @@ class MLPRule(nn.Module):
             "growth": common,
             "brake": common,
             "cooldown": common,
-        }
+        } | (guard_state(g, num_groups, dtype) if self.config.guard else {})
 
     def forward(
         self, g: Tensor, features: Tensor, is_trunk: Tensor, t: Tensor, state: RuleState, groups: Tensor | None = None
@@ -308,7 +310,18 @@ class MLPRule(nn.Module):
             cooldown = state["cooldown"]
         log_step = log_step + brake
         update = g.new_zeros(g.shape).index_copy(1, heads, head_update).index_copy(1, trunk, -torch.exp(log_step) * mu)
-        return update, {
+        guard: RuleState = {}
+        if cfg.guard:  # heads: loosely (BB is a secant step); trunk: the heavy ball, stable while αL < 2(1 + β)
+            direction = g.new_zeros(g.shape).index_copy(1, heads, g_h).index_copy(1, trunk, (1.0 + beta) * mu)
+            restart = g.new_zeros(g.shape).index_copy(1, trunk, g[:, trunk])
+            loss, change = (torch.sign(x) * torch.expm1(x.abs()) for x in features[..., :2].to(dtype).unbind(2))
+            update, capped, guard = apply_guard(
+                update, direction, g, groups, is_trunk, move[:, 0], state, cfg, restart, is_trunk,
+                rise=change - (loss - change).abs(),
+            )  # fmt: skip
+            mu = torch.where(capped[:, trunk], g[:, trunk], mu)
+            head_update = update[:, heads]
+        return update, guard | {
             "m": m, "v": v, "v_max": v_max, "prev_g": g_h, "prev_u": head_update.detach(), "eta": eta, "mu": mu,
             "log_step": log_step, "mass": beta * state["mass"] + 1.0, "signal": signal,
             "signalled": torch.maximum(state["signalled"], valid.to(dtype)), "growth": growth, "brake": brake,
@@ -317,7 +330,7 @@ class MLPRule(nn.Module):
 
 
 @dataclass(frozen=True)
-class LSTMRuleConfig:
+class LSTMRuleConfig(GuardConfig):
     """Hyper-parameters of :class:`LSTMRule` (Andrychowicz et al. 2016's values)."""
 
     hidden: int = 20
@@ -347,7 +360,9 @@ class LSTMRule(nn.Module):
     def init_state(self, g: Tensor, is_trunk: Tensor, num_groups: int = 2) -> RuleState:
         """Zero hidden and cell states ``[B, K, 4, hidden]`` for gradients ``g [B, K]`` (every coordinate alike)."""
         b, k = g.shape
-        return {"h": torch.zeros(b, k, 4, self.config.hidden, dtype=self.out.weight.dtype, device=g.device)}
+        dtype = self.out.weight.dtype
+        guard = guard_state(g, num_groups, dtype) if self.config.guard else {}
+        return {"h": torch.zeros(b, k, 4, self.config.hidden, dtype=dtype, device=g.device)} | guard
 
     def preprocess(self, g: Tensor) -> Tensor:
         """LogAndSign: (log|g| / p, sign g) where |g| ≥ e^−p, else (−1, e^p·g); ``[B, K] -> [B, K, 2]``."""
@@ -360,8 +375,8 @@ class LSTMRule(nn.Module):
     def forward(
         self, g: Tensor, features: Tensor, is_trunk: Tensor, t: Tensor, state: RuleState, groups: Tensor | None = None
     ) -> tuple[Tensor, RuleState]:
-        """The update ``[B, K]`` and the next state (``features``, ``is_trunk``, ``t`` and ``groups`` are not
-        read: the canonical rule sees the gradient alone)."""
+        """The update ``[B, K]`` and the next state (the canonical rule sees the gradient alone; the guard reads
+        ``features``' trunk move, ``is_trunk`` and ``groups``)."""
         g = g.detach().to(self.out.weight.dtype)
         b, k = g.shape
         hidden = self.config.hidden
@@ -369,17 +384,25 @@ class LSTMRule(nn.Module):
         h1, c1 = self.cell1(self.preprocess(g).reshape(b * k, 2), (s[:, 0], s[:, 1]))
         h2, c2 = self.cell2(h1, (s[:, 2], s[:, 3]))
         update = self.config.output_scale * self.out(h2).view(b, k)
-        return update, {"h": torch.stack([h1, c1, h2, c2], dim=1).view(b, k, 4, hidden)}
+        guard: RuleState = {}
+        if self.config.guard:  # every block a step along g (the LSTM's update is bounded, not curvature-aware)
+            cfg = self.config
+            groups = is_trunk.long() if groups is None else groups
+            move = torch.expm1(features[:, 0, MOVE].to(g.dtype))
+            update, _, guard = apply_guard(update, g, g, groups, is_trunk, move, state, cfg, fallback=True)
+        return update, guard | {"h": torch.stack([h1, c1, h2, c2], dim=1).view(b, k, 4, hidden)}
 
 
 @dataclass(frozen=True)
-class StepRuleConfig:
+class StepRuleConfig(GuardConfig):
     """Hyper-parameters of :class:`StepRule`."""
 
     hidden: int = 32
     """Width of the hidden layer."""
     init_log_step: float = -3.0
     """Initial natural-log step size (head and trunk) of the untrained rule."""
+    guard_raise: float = 2.0
+    """Until the guard is armed, a block's step is at most this times its last one (after the first move)."""
     seed: int = 0
     """Seed of the initial weights."""
 
@@ -408,11 +431,39 @@ class StepRule(nn.Module):
             self.base[1] += math.log(factor)
 
     def forward(self, features: Tensor, log_step_range: tuple[float, float]) -> Tensor:
-        """Log step sizes ``[B, M, 2]`` for features ``[B, M, 8]``, inside ``log_step_range``."""
+        """Log step sizes ``[B, M, 2]`` for features ``[B, M, 8]``, inside ``log_step_range`` (unguarded)."""
         lo, hi = log_step_range
         head = self.base[0] + self.net(features.detach()[..., list(STEP_FEATURES)].to(self.base.dtype))  # [B, M, 1]
         raw = torch.cat([head, self.base[1].expand_as(head)], dim=-1)
         return raw.clamp(lo, hi)
+
+    def init_state(self, batch: int, num_tasks: int = 1) -> RuleState:
+        """The guard's fresh state for ``batch`` games of ``num_tasks`` players (none without the guard)."""
+        if not self.config.guard:
+            return {}
+        return norm_guard_state(batch, 2 * num_tasks, self.base.dtype, self.base.device)
+
+    def play(
+        self, features: Tensor, log_step_range: tuple[float, float], sizes: Tensor, state: RuleState
+    ) -> tuple[Tensor, RuleState]:
+        """:meth:`forward` with the guard (:func:`~agents.learned.guard.apply_norm_guard`, when ``config.guard``):
+        log step sizes ``[B, M, 2]`` and the next state. ``sizes [M, 2]``: each task's head and trunk sizes. The
+        guard reads the gradient norms and the trunk move from the features (all a ``step_size`` player sees)."""
+        log_steps = self(features, log_step_range)
+        cfg = self.config
+        if not cfg.guard:
+            return log_steps, state
+        b, m, _ = log_steps.shape
+        dtype = log_steps.dtype
+        norms = torch.expm1(features[:, :, 2:4].to(dtype)).reshape(b, 2 * m)  # ‖∇_Θm ℓ_m‖, ‖∇_Ψ ℓ_m‖ per block
+        move = torch.expm1(features[:, 0, MOVE].to(dtype))
+        trunk_block = torch.tensor([False, True], device=log_steps.device).repeat(m)
+        blocks, sizes = log_steps.reshape(b, 2 * m), sizes.reshape(2 * m)
+        # The player's loss change beyond a doubling, Δℓ − |ℓ_{t−1}| (symlog undone): > 0 on an overshoot's jump.
+        loss, change = (torch.sign(x) * torch.expm1(x.abs()) for x in features[:, :, :2].to(dtype).unbind(2))
+        rise = (change - (loss - change).abs()).repeat_interleave(2, dim=1)
+        guarded, guard = apply_norm_guard(blocks, norms, rise, trunk_block, sizes, move, state, cfg, cfg.guard_raise)
+        return guarded.clamp(*log_step_range).view(b, m, 2), guard
 
 
 #: Any learned rule.

@@ -1,0 +1,241 @@
+"""The curvature guard every learned rule plays with: stability by construction, from the rule's own memory.
+
+A learned rule's step is tuned on its training family; on a game whose curvature is far beyond it (an
+ill-conditioned quadratic, condition 1e4–1e5) its step is far above 2/L and the game blows up within a few steps.
+The guard needs no knowledge of the game. Per block (a player's head, or its trunk proposal) it keeps a secant
+estimate of the curvature along the block's last move,
+
+    L̂ = ‖g_t − g_{t−1}‖ / ‖s‖,
+
+s the block's last update (a head) or, for a trunk proposal, the shorter of the player's last proposal and the
+consensus's last move ΔΨ (‖ΔΨ‖ is every player's feature ``symlog_trunk_move_norm``): the trunk gradient changes
+by the consensus move, which under ``sum`` adds up every player's proposal, so the gradient change per unit of the
+player's own proposal is the curvature the player's step meets. It caps the block's update u at
+
+    ‖u‖ ≤ c·‖d‖ / L̂,
+
+d the update's direction (the gradient for a gradient step, the heavy ball's (1 + β)·momentum for a heavy ball):
+an effective step of at most c / L̂, stable along the estimated direction for c < 2 (c < 2(1 + β) for the heavy
+ball). A growing mode dominates the moves within a step or two, so L̂ then measures its curvature and the cap stops
+it. Before a block has moved (the first step) its update is at most ``radius``·√K (K its coordinates), a trust
+region in the parameters' units: no secant is known yet, and an unbounded gradient step on a stiff game is what
+blows it up on its first move.
+
+The cap only ever shrinks an update, and it leaves one that is within it bit for bit: where the rule's step is
+already safe the guarded rule plays exactly the unguarded one. Everything is per coordinate or per block, so a
+player's :class:`~agents.learned.policy.LearnedAgent` and the batched :class:`~agents.learned.batched.EngineDriver`
+apply it alike.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    """The guard's options, shared by every rule's config (they add no weights: a rule file without them plays the
+    defaults, the guard on)."""
+
+    guard: bool = True
+    """Play with the curvature guard (this module): a block's first update at most ``guard_radius``·√K; once its
+    gradient grew, its effective step at most ``guard_step`` / L̂ of a secant curvature estimate L̂ along its last
+    move. Off: the rule as meta-trained (the shipped weights' files predate the option and play it on)."""
+    guard_step: float = 1.9
+    """c of the guard: the largest effective step times L̂ (< 2: stable along the estimated direction)."""
+    guard_radius: float = 1.0
+    """The bound of a block's first update (no secant yet), per √coordinate, in the parameters' units."""
+    guard_memory: float = 0.9
+    """L̂ is the newest secant or, if larger, the last L̂ times this (a cap lifts by at most 1/0.9 per step)."""
+    guard_growth: float = 1.0
+    """The cap holds from the first step on which the block's gradient norm grew by more than this factor."""
+    guard_slack: float = 10.0
+    """Before the cap holds, an effective step is at most this times it (a step 10× the stable one never is)."""
+    guard_free: float = 10.0
+    """Blocks the cap never holds (the MLP rule's Barzilai–Borwein heads): after the first move, this times it."""
+
+
+#: The guard's state keys (kept beside the rule's own).
+GUARD_KEYS: tuple[str, ...] = ("guard_g", "guard_u", "guard_l", "guard_seen", "guard_armed", "guard_g0")
+
+
+def guard_state(g: Tensor, num_groups: int, dtype: torch.dtype) -> dict[str, Tensor]:
+    """The guard's fresh state for gradients ``g [B, K]`` in ``num_groups`` blocks: no move made, no estimate."""
+    b, k = g.shape
+    blocks = torch.zeros(b, num_groups, dtype=dtype, device=g.device)
+    coords = torch.zeros(b, k, dtype=dtype, device=g.device)
+    return {
+        "guard_g": coords,
+        "guard_u": coords,
+        "guard_l": blocks,
+        "guard_seen": blocks,
+        "guard_armed": blocks,
+        "guard_g0": blocks,
+    }
+
+
+def block_norms(x: Tensor, groups: Tensor, num_groups: int) -> Tensor:
+    """``[B, G]`` the Euclidean norm of each block of ``x [B, K]`` (coordinate k in block ``groups[k]``)."""
+    zeros = x.new_zeros(x.shape[0], num_groups)
+    return zeros.index_add(1, groups, x.square()).sqrt()
+
+
+def apply_guard(
+    update: Tensor,
+    direction: Tensor,
+    g: Tensor,
+    groups: Tensor,
+    is_trunk: Tensor,
+    move: Tensor,
+    state: dict[str, Tensor],
+    config: GuardConfig,
+    restart: Tensor | None = None,
+    capped_coords: Tensor | None = None,
+    fallback: bool = False,
+    rise: Tensor | None = None,
+) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    """The guarded update ``[B, K]`` (see the module docstring).
+
+    Args:
+        update: ``[B, K]`` the rule's update (head updates and trunk proposals).
+        direction: ``[B, K]`` d: the update is a step of some size along it (the gradient; the heavy ball's
+            (1 + β)·momentum), so ‖u‖ / ‖d‖ is the block's effective step.
+        g: ``[B, K]`` this step's gradients.
+        groups: ``[K]`` the block of each coordinate.
+        is_trunk: ``[K]`` bool: the coordinate is a trunk proposal's.
+        move: ``[B]`` ‖ΔΨ‖, the consensus's last trunk move (the same for every player).
+        state: The guard's state (:func:`guard_state`, or the last call's).
+        config: The rule's guard options (:class:`GuardConfig`): c = ``guard_step``, the first move's
+            ``guard_radius``, L̂'s ``guard_memory``, the arming ``guard_growth``, the ``guard_slack`` before it and
+            the ``guard_free`` of blocks outside ``capped_coords``.
+        restart: ``[B, K]`` the gradients of a heavy ball's coordinates (zero elsewhere): where such a block is
+            capped, it plays the gradient step c·g / L̂ instead of the scaled heavy ball (and the rule restarts its
+            momentum): the momentum built on an unstable step would carry the overshoot on.
+        capped_coords: ``[K]`` bool: the coordinates whose blocks a growing gradient arms (default all); the
+            others' blocks are armed by ``rise`` alone and before that take ``guard_free`` times the cap (a rule whose
+            step is a secant step already, the MLP rule's Barzilai–Borwein heads, needs no tighter one while its
+            loss does not jump; its fallback step before a curvature estimate, or where the game's moves spoil it,
+            does).
+        fallback: The block is armed only once its gradient norm grows beyond its first one (worse off than at the
+            start, and getting worse), keeps the looser ``guard_slack`` bound when armed, and on every such step it
+            plays g / L̂ instead of the rule's update: for a
+            rule whose update is not a step along the gradient (the LSTM's is bounded and need not descend), a cap
+            on its length does not stop a drift uphill.
+        rise: ``[B, K]`` Δℓ − |ℓ_{t−1}| of each coordinate's player (> 0: its loss more than doubled on the last
+            step), which arms the blocks outside ``capped_coords``.
+
+    Returns:
+        The guarded update, ``[B, K]`` bool the coordinates whose block was capped, the guard's next state.
+    """
+    num_groups = state["guard_l"].shape[1]
+    dtype = update.dtype
+    step, radius, memory, growth = config.guard_step, config.guard_radius, config.guard_memory, config.guard_growth
+    # Which blocks are trunk proposals, and how many coordinates each block has (the same in both forms).
+    blocks = torch.zeros(num_groups, dtype=dtype, device=g.device)
+    trunk_block = blocks.index_add(0, groups, is_trunk.to(dtype)) > 0
+    sizes = blocks.index_add(0, groups, torch.ones(groups.shape, dtype=dtype, device=g.device))
+    capped_block = torch.ones(num_groups, dtype=torch.bool, device=g.device)
+    if capped_coords is not None:
+        capped_block = blocks.index_add(0, groups, capped_coords.to(dtype)) > 0
+    with torch.no_grad():
+        moved = block_norms(state["guard_u"], groups, num_groups)  # ‖s‖ per block (0 before the first move)
+        moved = torch.where(trunk_block, torch.minimum(moved, move.to(dtype).unsqueeze(1)), moved)
+        changed = block_norms(g - state["guard_g"], groups, num_groups)
+        fresh = moved > 0
+        # The newest secant, or the last estimate fading by ``memory`` per step if that is larger: a secant along a
+        # flat direction does not lift the cap at once (a stiff direction the last move missed may come back).
+        secant = changed / torch.where(fresh, moved, 1.0)
+        curvature = torch.where(fresh, torch.maximum(secant, memory * state["guard_l"]), state["guard_l"])
+        seen = torch.maximum(state["guard_seen"], fresh.to(dtype))
+        # Armed for good once the block's gradient grew by more than ``growth`` over one of its moves: the sign of an
+        # unstable step (a stable game whose gradients only shrink never meets the cap).
+        norm, last = block_norms(g, groups, num_groups), block_norms(state["guard_g"], groups, num_groups)
+        growing = fresh & (norm > growth * last) & capped_block
+        if rise is not None:  # a block outside capped_coords: the player's loss more than doubled (an overshoot)
+            jumped = torch.zeros_like(moved).index_add(1, groups, rise.to(dtype)) > 0
+            growing = growing | (fresh & jumped & ~capped_block)
+        if fallback:  # worse off than at the start, and getting worse
+            growing = growing & (norm > state["guard_g0"])
+        armed = torch.maximum(state["guard_armed"], growing.to(dtype))
+    size = block_norms(update, groups, num_groups)
+    reach = block_norms(direction.detach(), groups, num_groups)
+    # The cap: c·‖d‖ / L̂ once armed (none where the gradient did not change), ``slack`` times that before, the
+    # trust radius on the first move.
+    flat = curvature <= 0
+    bound = torch.where(flat, math.inf, step * reach / torch.where(flat, 1.0, curvature))
+    before = torch.where(capped_block, config.guard_slack, config.guard_free) * bound  # not armed yet
+    # A rule with a fallback keeps its looser bound when armed: the fallback step is what stops its drift.
+    armed_limit = before if fallback else bound
+    limit = torch.where(armed > 0, armed_limit, torch.where(seen > 0, before, radius * sizes.sqrt()))
+    over = size > limit
+    scale = torch.where(over, limit / torch.where(over, size, 1.0), 1.0)  # [B, G]
+    capped = over[:, groups]
+    guarded = torch.where(capped, update * scale[:, groups], update)
+    if restart is not None:  # a capped heavy ball restarts: a gradient step at the cap, c·g / L̂
+        gd = -step * restart / torch.where(flat | (armed <= 0), 1.0, curvature)[:, groups]
+        guarded = torch.where(capped & (armed > 0)[:, groups] & is_trunk, gd, guarded)
+    if fallback:  # a block whose gradient grows past its first one plays the secant's Newton step along g, g / L̂
+        growing = growing & ~flat
+        gd = -g / torch.where(growing, curvature, 1.0)[:, groups]
+        guarded = torch.where(growing[:, groups], gd, guarded)
+        capped = capped | growing[:, groups]
+    first = torch.where(seen > 0, state["guard_g0"], norm)  # the block's first gradient norm
+    return guarded, capped, {"guard_g": g, "guard_u": guarded.detach(), "guard_l": curvature, "guard_seen": seen,
+                             "guard_armed": armed, "guard_g0": first}  # fmt: skip
+
+
+def norm_guard_state(batch: int, num_groups: int, dtype: torch.dtype, device: torch.device) -> dict[str, Tensor]:
+    """The fresh state of :func:`apply_norm_guard` for ``batch`` games of ``num_groups`` blocks."""
+    blocks = torch.zeros(batch, num_groups, dtype=dtype, device=device)
+    return {"guard_n": blocks, "guard_s": blocks, "guard_l": blocks, "guard_seen": blocks, "guard_armed": blocks}
+
+
+def apply_norm_guard(
+    log_steps: Tensor,
+    norms: Tensor,
+    rise: Tensor,
+    trunk_block: Tensor,
+    sizes: Tensor,
+    move: Tensor,
+    state: dict[str, Tensor],
+    config: GuardConfig,
+    raise_limit: float,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """The guard of a rule that plays gradient steps and sees the gradients' norms only (``step_size`` mode, whose
+    observation is the features): the guarded log steps ``[B, G]`` of the blocks and the guard's next state.
+
+    The secant is bounded from the norms: ‖g_t − g_{t−1}‖ ≤ ‖g_t‖ + ‖g_{t−1}‖, with equality when the last step
+    overshot along the gradient (g_t = (1 − αL)·g_{t−1}, αL > 2), the step the guard is there to stop; the block is
+    armed once its gradient norm grew by more than ``growth`` on a step that more than doubled its player's loss
+    (``rise [B, G]``: Δℓ − |ℓ_{t−1}| > 0; a growing gradient with a falling or gently noisy loss is a game leaving a
+    flat stretch or minibatch noise, not an overshoot), so a game whose gradients only shrink never meets the cap.
+    Until then a step is at most ``raise_limit`` times the block's last one (a step rule's network can jump
+    by orders of magnitude on features it never met; the others' gradients need not grow before the game does).
+    Otherwise as :func:`apply_guard` (whose arguments these are, per block; ``sizes`` the blocks' coordinates,
+    ``trunk_block [G]`` bool the trunk proposals'; ``config`` the rule's guard options).
+    """
+    dtype = log_steps.dtype
+    norms = norms.detach().to(dtype)
+    step, radius, memory, growth = config.guard_step, config.guard_radius, config.guard_memory, config.guard_growth
+    with torch.no_grad():
+        moved = torch.where(trunk_block, torch.minimum(state["guard_s"], move.to(dtype).unsqueeze(1)), state["guard_s"])
+        fresh = moved > 0
+        secant = (norms + state["guard_n"]) / torch.where(fresh, moved, 1.0)
+        curvature = torch.where(fresh, torch.maximum(secant, memory * state["guard_l"]), state["guard_l"])
+        seen = torch.maximum(state["guard_seen"], fresh.to(dtype))
+        overshot = fresh & (norms > growth * state["guard_n"]) & (rise > 0)
+        armed = torch.maximum(state["guard_armed"], overshot.to(dtype))
+        # The largest step: c / L̂ once armed, none after the first move otherwise, radius·√K / ‖g‖ on the first.
+        first = radius * sizes.to(dtype).sqrt() / norms
+        last = state["guard_s"] / torch.where(state["guard_n"] > 0, state["guard_n"], 1.0)  # the last step played
+        raised = torch.where(last > 0, raise_limit * last, math.inf)
+        limit = torch.where(armed > 0, step / curvature, torch.where(seen > 0, raised, first))
+        log_limit = limit.log()  # +inf where no bound (a zero curvature or gradient)
+    capped = log_steps > log_limit
+    guarded = torch.where(capped, log_limit, log_steps)
+    return guarded, {"guard_n": norms, "guard_s": guarded.detach().exp() * norms, "guard_l": curvature,
+                     "guard_seen": seen, "guard_armed": armed}  # fmt: skip

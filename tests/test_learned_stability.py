@@ -1,0 +1,168 @@
+"""The learned rules' curvature guard (agents/learned/guard.py): the shipped rules stay stable on ill-conditioned
+quadratics under every consensus rule, both forms play the guard alike, and where the step is already safe the
+guarded rule plays the unguarded one bit for bit."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+import mtg_env
+from agents.learned import EngineDriver, LearnedAgent
+from agents.learned.checkpoint import load_rule, pretrained_path, save_rule
+from agents.learned.family import loss_floor
+from agents.learned.rules import Rule, StepRule
+from mtg_env import engine
+from mtg_env.engine import Game
+from mtg_env.suites import QuadraticSuite
+from tests.conftest import make_env
+
+#: The shipped weights the guard must keep stable (the MLP rule's two quadratic-capable files, the step rule's and
+#: the LSTM's).
+SHIPPED = [
+    ("learned_mlp", "quadratic"),
+    ("learned_mlp", "regression"),
+    ("learned_step", "regression"),
+    ("learned_lstm", "quadratic"),
+]
+CONSENSUS = ("sum", "mean", "mgda", "upgrad")
+
+
+def shipped_rule(name: str, suite: str, **config: object) -> Rule:
+    """The shipped rule ``name`` trained on ``suite``, with config fields replaced by ``config``."""
+    _, rule, _ = load_rule(pretrained_path(name, suite))
+    if not config:
+        return rule
+    guarded = type(rule)(replace(rule.config, **config))  # type: ignore[arg-type]
+    guarded.load_state_dict(rule.state_dict())
+    return guarded
+
+
+def stiff_game(consensus: str, horizon: int, condition: float = 1e5, game_seed: int = 1000, **kwargs: object) -> Game:
+    """The ill-conditioned quadratic of the issue (3 tasks, heads of 2, a trunk of 8, float64)."""
+    suite = QuadraticSuite(
+        num_tasks=3, head_dim=2, trunk_dim=8, condition=condition, game_seed=game_seed, dtype="float64"
+    )
+    return Game(suite, mtg_env.consensus.consensus_rule(consensus, num_tasks=3), horizon=horizon, **kwargs)  # type: ignore[arg-type]
+
+
+def play(rule: Rule, game: Game, seeds: list[int]) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """``(diverged [B], final total losses [B], total losses per step)`` of ``rule`` over the whole horizon."""
+    driver = EngineDriver(rule, game, log_step_range=(-12.0, 2.0))
+    diverged = torch.zeros(len(seeds), dtype=torch.bool)
+    history = []
+    with torch.no_grad():
+        state, out = engine.reset(game, seeds)
+        memory = driver.start(out)
+        for _ in range(game.horizon):
+            actions, memory = driver.act(state, out, memory)
+            state, out = engine.step(game, state, actions)
+            diverged |= out.diverged
+            history.append(out.losses.sum(1))
+    return diverged, out.losses.sum(1), history
+
+
+def _mode(name: str) -> str:
+    return "step_size" if name == "learned_step" else "update"
+
+
+def test_without_the_guard_the_shipped_quadratic_mlp_rule_diverges_at_condition_1e5() -> None:
+    """The failure the guard is for (what the tests below would meet without it)."""
+    rule = shipped_rule("learned_mlp", "quadratic", guard=False)
+    diverged, _, _ = play(rule, stiff_game("sum", 100), [0, 1])
+    assert diverged.all()
+
+
+@pytest.mark.parametrize(("name", "suite"), SHIPPED)
+@pytest.mark.parametrize("consensus", CONSENSUS)
+def test_the_shipped_rules_never_diverge_at_condition_1e5(name: str, suite: str, consensus: str) -> None:
+    game = stiff_game(consensus, 100, action_mode=_mode(name))
+    with torch.no_grad():
+        start = engine.reset(game, [0, 1])[1].losses.sum(1)
+    diverged, final, _ = play(shipped_rule(name, suite), game, [0, 1])
+    assert not diverged.any(), f"{name} ({suite}) diverged under {consensus}"
+    if name != "learned_lstm":  # the LSTM's bounded moves can still leave a loss above its start (not a blow-up)
+        assert (final < start).all(), f"{name} ({suite}) under {consensus}: the total loss grew, {start} -> {final}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "suite"), SHIPPED)
+@pytest.mark.parametrize("consensus", CONSENSUS)
+@pytest.mark.parametrize("condition", [1e4, 1e5])
+def test_the_shipped_rules_never_diverge_over_ten_times_the_horizon(
+    name: str, suite: str, consensus: str, condition: float
+) -> None:
+    for game_seed in (1000, 1001, 1002):
+        game = stiff_game(consensus, 1000, condition, game_seed, action_mode=_mode(name))
+        diverged, _, _ = play(shipped_rule(name, suite), game, [0, 1])
+        assert not diverged.any(), f"{name} ({suite}) diverged under {consensus}, game {game_seed}"
+
+
+@pytest.mark.parametrize("consensus", ["sum", "upgrad"])
+def test_the_guard_keeps_the_result_where_the_step_is_safe(consensus: str) -> None:
+    """At condition 10 (the training family's low end) the shipped quadratic MLP rule's steps are safe: the guard
+    caps at most a rare head step (its loose bound, 10× the secant's): the final gaps stay within 10 % of the
+    unguarded ones."""
+    name, suite = "learned_mlp", "quadratic"
+    game = stiff_game(consensus, 100, condition=10.0)
+    guarded = play(shipped_rule(name, suite), game, [0, 1, 2])[2]
+    plain = play(shipped_rule(name, suite, guard=False), game, [0, 1, 2])[2]
+    floor = float(loss_floor(game.suite))
+    assert torch.equal(guarded[0], plain[0])  # the first move is within the trust radius here
+    torch.testing.assert_close(guarded[-1] - floor, plain[-1] - floor, rtol=0.1, atol=1e-9)  # 6 % apart, one game
+
+
+@pytest.mark.parametrize("name", ["learned_mlp", "learned_lstm", "learned_step"])
+def test_both_forms_agree_with_the_guard_active(name: str) -> None:
+    """The env's per-agent players and the batched driver play the same guarded updates on a stiff game, where the
+    guard engages (without it these games blow up)."""
+    suite = {"learned_mlp": "quadratic", "learned_lstm": "quadratic", "learned_step": "regression"}[name]
+    rule = shipped_rule(name, suite)
+    mode = _mode(name)
+    kwargs = {"num_tasks": 3, "head_dim": 2, "trunk_dim": 8, "condition": 1e5, "game_seed": 1000}
+    env = make_env(
+        "quadratic", mode, max_update=None, max_cycles=12, dtype="float64", update_units="raw",
+        log_step_range=(-12.0, 2.0), **kwargs,
+    )  # fmt: skip
+    obs, infos = env.reset(seed=3)
+    players = {a: LearnedAgent(rule, name) for a in env.agents}
+    for a in env.agents:
+        players[a].reset(obs[a], infos[a], env.action_space(a))
+    driver = EngineDriver(rule, env.game, log_step_range=env.log_step_range)
+    state, out = engine.reset(env.game, [3])
+    memory = driver.start(out)
+    for t in range(12):
+        actions = {a: players[a].act(obs[a], infos[a]) for a in env.agents}
+        with torch.no_grad():
+            batched, memory = driver.act(state, out, memory)
+        for m, a in enumerate(env.agents):
+            if mode == "update":
+                head_updates, proposals = batched
+                lo = env.suite.head_offsets[m]
+                expected = np.concatenate([head_updates[0, lo : lo + 2].numpy(), proposals[0, m].numpy()])
+            else:
+                expected = batched[0, m].numpy()
+                if env.step_size_units == "unit":
+                    lo, hi = env.log_step_range
+                    expected = 2.0 * (expected - lo) / (hi - lo) - 1.0
+            # The LSTM computes in float32: its batched matmuls round differently from the lone player's, and the
+            # stiff game amplifies the round-off over the steps.
+            rtol = 1e-4 if name == "learned_lstm" else 1e-9
+            np.testing.assert_allclose(actions[a], expected, rtol=rtol, atol=1e-7, err_msg=f"step {t}, {a}")
+        obs, _, terminations, _, infos = env.step(actions)
+        state, out = engine.step(env.game, state, batched)
+        assert not any(terminations.values()), f"step {t}: the game diverged"
+    assert float(memory["guard_seen"].min()) == 1.0  # every block moved and has a curvature estimate
+
+
+def test_the_guard_is_on_by_default_and_a_rule_file_keeps_it_off(tmp_path: object) -> None:
+    """The shipped files predate the option and play it on; a rule saved with it off loads with it off."""
+    for name, suite in SHIPPED:
+        assert load_rule(pretrained_path(name, suite))[1].config.guard
+    rule = shipped_rule("learned_step", "regression", guard=False)
+    path = save_rule(tmp_path / "r.pt", "learned_step", rule)  # type: ignore[operator]
+    loaded = load_rule(path)[1]
+    assert isinstance(loaded, StepRule) and not loaded.config.guard

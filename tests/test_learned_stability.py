@@ -166,3 +166,15 @@ def test_the_guard_is_on_by_default_and_a_rule_file_keeps_it_off(tmp_path: objec
     path = save_rule(tmp_path / "r.pt", "learned_step", rule)  # type: ignore[operator]
     loaded = load_rule(path)[1]
     assert isinstance(loaded, StepRule) and not loaded.config.guard
+
+
+def test_meta_training_runs_without_the_guard_unless_asked() -> None:
+    """The guard is a safeguard of play: a run meta-trains the rule as the shipped ones were (no guard), unless its
+    ``rule`` or ``train_rule`` asks; the played rule (``best.pt``) keeps the guard on."""
+    from agents.learned.train import MetaTrainConfig
+
+    plain = MetaTrainConfig(agent="learned_mlp", suite="quadratic")
+    assert plain.training_rule_options()["guard"] is False
+    assert "guard" not in plain.rule_options()  # best.pt: the rule's default, on
+    asked = MetaTrainConfig(agent="learned_mlp", suite="quadratic", train_rule={"guard": True})
+    assert asked.training_rule_options()["guard"] is True

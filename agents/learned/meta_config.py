@@ -162,13 +162,17 @@ class MetaTrainConfig:
         return dict(SUITE_RULE_OPTIONS.get((self.agent, self.suite), {}))
 
     def training_rule_options(self) -> dict[str, Any]:
-        """The options the rule meta-trains with: :meth:`rule_options` updated by ``train_rule`` (or the suite's)."""
+        """The options the rule meta-trains with: :meth:`rule_options` updated by ``train_rule`` (or the suite's).
+
+        The curvature guard (:mod:`agents.learned.guard`) is a safeguard of play: meta-training runs without it
+        unless ``rule`` or ``train_rule`` sets ``guard`` (the shipped rules were trained so, and
+        ``scripts/train_weights.py`` reproduces them), and ``best.pt`` plays with it (the rule's default)."""
         extra = (
             self.train_rule
             if self.train_rule is not None
             else SUITE_TRAIN_RULE_OPTIONS.get((self.agent, self.suite), {})
         )
-        return {**self.rule_options(), **extra}
+        return {"guard": False, **self.rule_options(), **extra}
 
     @property
     def mode(self) -> str:

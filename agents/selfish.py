@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from agents.base import ObservationReader, Policy
+from agents.base import ObservationReader, Policy, ReaderPlayer
 
 
-class SelfishAgent:
+class SelfishAgent(ReaderPlayer):
     """Plays ``inner``'s head update as is and ``scale`` times its trunk proposal.
 
     Under `sum` or `mean` consensus a proposal scaled by k > 1 pulls the trunk k times harder towards this
@@ -34,22 +34,24 @@ class SelfishAgent:
     def reset(self, observation: np.ndarray, info: Mapping[str, Any], action_space: spaces.Box) -> None:
         reader = ObservationReader(info, action_space)
         if reader.mode != "update":
-            raise ValueError(f"SelfishAgent needs action_mode='update', got {reader.mode!r}")
+            raise ValueError(f"{type(self).__name__} needs action_mode='update', got {reader.mode!r}")
         self.inner.reset(observation, info, action_space)
         self._reader = reader
 
     @property
     def clipped_steps(self) -> int:
         """Steps whose action (inner's or its own scaling) was clipped into the action space."""
-        own = 0 if self._reader is None else self._reader.clipped_steps
-        return own + int(getattr(self.inner, "clipped_steps", 0))
+        return super().clipped_steps + int(getattr(self.inner, "clipped_steps", 0))
+
+    def scales(self, observation: np.ndarray) -> tuple[float, float]:
+        """(trunk factor, head factor) for this observation: ``(scale, 1)``; a subclass may read the observation."""
+        return self.scale, 1.0
 
     def act(self, observation: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
-        reader = self._reader
-        if reader is None:
-            raise RuntimeError("call agent.reset(observation, info, action_space) before act()")
+        reader = self._started()
+        trunk, head = self.scales(observation)
         update = reader.update_of(self.inner.act(observation, info), observation)  # in the env's units: decode
-        return reader.update_action(update[: reader.head_size], self.scale * update[reader.head_slot :], observation)
+        return reader.update_action(head * update[: reader.head_size], trunk * update[reader.head_slot :], observation)
 
     def __repr__(self) -> str:
         return f"SelfishAgent({self.inner!r}, scale={self.scale})"

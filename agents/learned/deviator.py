@@ -17,20 +17,18 @@ Weights files hold plain tensors and values (``torch.load(weights_only=True)``) 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from gymnasium import spaces
 from torch import Tensor
 
-from agents.base import ObservationReader, ReaderPlayer
 from agents.batched import BatchedBaseline
 from agents.gradient import GradientAgent
 from agents.learned.checkpoint import WEIGHTS_DIR, non_finite, read_torch_file, torch_bytes
+from agents.selfish import SelfishAgent
 from mtg_env._args import int_arg, real_arg
 from mtg_env._io import write_atomic
 from mtg_env.engine import NUM_FEATURES, Game
@@ -109,7 +107,7 @@ def init_theta(config: DeviatorConfig, seed: int) -> Tensor:
 
 
 # ------------------------------------------------------------------------------------------ the two forms
-class LearnedDeviator(ReaderPlayer):
+class LearnedDeviator(SelfishAgent):
     """The numpy form: plays :class:`~agents.GradientAgent` at ``lr`` with its trunk proposal × exp(s_trunk) (and
     its head update × exp(s_head) when the config says so), s from the features of its observation.
     ``update`` mode only.
@@ -129,35 +127,22 @@ class LearnedDeviator(ReaderPlayer):
         if not np.all(np.isfinite(theta)):
             raise ValueError("theta holds NaN or infinite values")
         self.theta = theta
-        self.inner = GradientAgent(lr=lr)
-        self._reader = None
-
-    def reset(self, observation: np.ndarray, info: Mapping[str, Any], action_space: spaces.Box) -> None:
-        reader = ObservationReader(info, action_space)
-        if reader.mode != "update":
-            raise ValueError(f"LearnedDeviator needs action_mode='update', got {reader.mode!r}")
-        self.inner.reset(observation, info, action_space)
-        self._reader = reader
-
-    @property
-    def clipped_steps(self) -> int:
-        """Steps whose action (the gradient player's or its scaling) was clipped into the action space."""
-        return super().clipped_steps + self.inner.clipped_steps
+        gradient = GradientAgent(lr=lr)
+        super().__init__(gradient)
+        self.lr = gradient.lr
 
     def log_scales(self, observation: np.ndarray) -> np.ndarray:
         """(s_trunk, s_head) for this observation."""
         return log_scales_numpy(self.theta, observation[-NUM_FEATURES:], self.config)
 
-    def act(self, observation: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
-        reader = self._started()
+    def scales(self, observation: np.ndarray) -> tuple[float, float]:
+        """(exp(s_trunk), exp(s_head)) from this observation's features (the head's is 1 unless the config scales
+        it); :class:`~agents.SelfishAgent` plays the gradient player's update so scaled."""
         s_trunk, s_head = np.exp(self.log_scales(observation))
-        # As the batched form: the gradient player's update in the game's dtype, scaled in float64.
-        update = reader.update_of(self.inner.act(observation, info), observation)
-        head = s_head * update[: reader.head_size]
-        return reader.update_action(head, s_trunk * update[reader.head_slot :], observation)
+        return s_trunk, s_head
 
     def __repr__(self) -> str:
-        return f"LearnedDeviator(lr={self.inner.lr}, config={self.config})"
+        return f"LearnedDeviator(lr={self.lr}, config={self.config})"
 
 
 class BatchedDeviator:

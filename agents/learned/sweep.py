@@ -55,6 +55,7 @@ from typing import Any, Literal
 
 import tomllib
 
+from agents.learned.meta_config import _config_dict
 from agents.learned.train import MetaTrainConfig, meta_train
 from mtg_env._io import dump_json
 
@@ -354,7 +355,7 @@ def run_sweep(
             "checkpoint": None if result.checkpoint is None else result.checkpoint.path,
         })  # fmt: skip
     finished = [t for t in trials if t["checkpoint"] is not None and math.isfinite(t["best_val"])]
-    summary = {"base": _jsonable(config.base), "search": config.search, "trials": trials}
+    summary = {"base": _config_dict(config.base), "search": config.search, "trials": trials}
     if not finished:
         dump_json(out / "sweep.json", {**summary, "best": None})
         raise RuntimeError(f"no trial of the sweep in {out} finished; their errors are in {out / 'sweep.json'}")
@@ -363,7 +364,3 @@ def run_sweep(
     os.replace(out / "best.pt.tmp", out / "best.pt")
     dump_json(out / "sweep.json", {**summary, "best": best})
     return SweepResult(trials, best, out)
-
-
-def _jsonable(config: MetaTrainConfig) -> dict[str, Any]:
-    return {f.name: (list(v) if isinstance(v := getattr(config, f.name), tuple) else v) for f in fields(config)}

@@ -301,7 +301,7 @@ def test_final_validation_scores_the_whole_training_objective_at_the_end() -> No
     rule = perturbed_rule("learned_mlp").double()
     draws = _draws(config, 0, _STREAM_VALID, config.val_configs, config.val_games)
     expected = []
-    for options, seeds in draws:
+    for options, seeds, _, _ in draws:
         suite = build_suite("quadratic", options, dtype="float64")
         game = engine.Game(suite, mtg_env.consensus.consensus_rule("sum", num_tasks=suite.num_tasks), horizon=20)
         driver, floor, batch = (
@@ -493,7 +493,9 @@ def test_meta_train_refusals_are_one_line_and_exit_2(
     err = refused([*TINY_CLI, "--out", str(out), "--device", "bogus"], capsys)
     assert err.startswith("mtg-env meta-train: device must be a torch device such as 'cpu' or 'cuda', got 'bogus'")
     err = refused([*TINY_CLI, "--out", str(out), "--suite", "toy2d"], capsys)
-    assert err.startswith("mtg-env meta-train: argument --suite: invalid choice: 'toy2d'")
+    assert err.startswith("mtg-env meta-train: no game family 'toy2d'; available: ['digits', 'quadratic', 'regr")
+    err = refused([*TINY_CLI, "--out", str(out), "--consensus", "sum,pcgrad"], capsys)
+    assert err.startswith("mtg-env meta-train: consensus 'pcgrad' is not differentiable, and method 'tbptt'")
     assert not out.exists()
 
 

@@ -53,9 +53,10 @@ def _other_streams(suite: str) -> tuple[set[tuple[Any, ...]], set[int], list[dic
     configs: list[dict[str, Any]] = []
     iterations, per, seeds = _TRAINING[suite]
     config = MetaTrainConfig(agent="learned_mlp", suite=suite, iterations=iterations, configs=per, games=seeds)
-    draws = [d for it in range(iterations) for d in _draws(config, it, _STREAM_GAMES, per, seeds)]
-    draws += _draws(config, 0, _STREAM_VALID, config.val_configs, config.val_games)
-    draws += _draws(config, 0, _STREAM_SEARCH, config.val_configs, config.games)
+    ours = [d for it in range(iterations) for d in _draws(config, it, _STREAM_GAMES, per, seeds)]
+    ours += _draws(config, 0, _STREAM_VALID, config.val_configs, config.val_games)
+    ours += _draws(config, 0, _STREAM_SEARCH, config.val_configs, config.games)
+    draws = [(d.options, d.seeds) for d in ours]
     results = load_script("scripts/learned_results.py", "learned_results_streams")
     index = list(FAMILIES).index(suite)
     tuning_seeds = list(results.PROTOCOL.tuning_seeds) + list(TuningProtocol().tuning_seeds)

@@ -14,20 +14,157 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from mtg_env.suites import TaskSuite, make_suite
+from mtg_env.suites import IMPORT_PATH, TaskSuite, make_suite
 from mtg_env.suites.floors import Floor, exact_floor
 
 #: Suites with a game family.
 FAMILIES: tuple[str, ...] = ("quadratic", "regression", "digits")
 
 
+@dataclass(frozen=True)
+class Family:
+    """A distribution of games meta-training can draw from: how one game's suite options are drawn, and the suite
+    that builds them.
+
+    The built-in families are :data:`FAMILIES`; a user's own (a :class:`~mtg_env.suites.ModuleSuite` of their model
+    over drawn widths, data seeds, …) is a ``Family`` put in a module and named by import path,
+    ``"package.module:FAMILY"``, in :attr:`MetaTrainConfig.suite <agents.learned.meta_config.MetaTrainConfig.suite>`
+    (a path resolves in every process, Ray Tune's workers included), or registered under a name with
+    :func:`register_family` (that process only)."""
+
+    name: str
+    """What the family is called in logs and a rule file's meta."""
+    sample: Callable[[np.random.Generator, bool], dict[str, Any]]
+    """``sample(rng, shifted)``: one game's suite options, every random choice from ``rng``; ``shifted`` asks for
+    the family's out-of-distribution variant (a family without one may ignore it)."""
+    suite: str | Callable[..., TaskSuite]
+    """What builds a game from its options: a suite name of :data:`mtg_env.suites.SUITES`, an import path
+    ``"package.module:factory"``, or a callable ``factory(**options)`` (given ``device`` and ``dtype`` where it
+    takes them) returning a :class:`~mtg_env.suites.TaskSuite`."""
+    dtype: str = "float32"
+    """The precision its games play in when a run's ``dtype`` is ``"auto"``."""
+    loss_lower_bound: float | None = None
+    """A lower bound of Σ_m ℓ_m for every game of the family (e.g. 0 for MSE and cross-entropy losses), which
+    meta-training with ``floor="true"`` measures from where the suite knows neither an exact floor nor
+    ``loss_lower_bounds`` (a :class:`~mtg_env.suites.ModuleSuite` knows neither)."""
+
+    def build(self, options: dict[str, Any], device: str | torch.device = "cpu", dtype: str = "float32") -> TaskSuite:
+        """The suite of one drawn game."""
+        if isinstance(self.suite, str):
+            return make_suite(self.suite, device=device, dtype=dtype, **options)
+        import inspect
+
+        try:
+            params = inspect.signature(self.suite).parameters
+        except (TypeError, ValueError):
+            params = {}  # type: ignore[assignment]
+        open_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        call = dict(options)
+        for key, value in (("device", device), ("dtype", dtype)):
+            if key in params or open_kwargs:
+                call[key] = value
+        return make_suite(self.suite(**call), device=device, dtype=dtype)
+
+
+def _sample_quadratic(rng: np.random.Generator, shifted: bool) -> dict[str, Any]:
+    seed = int(rng.integers(0, 2**31))
+    tasks, head, trunk = int(rng.integers(2, 5)), int(rng.integers(1, 4)), int(rng.integers(5, 16))
+    condition = float(math.exp(rng.uniform(math.log(10.0), math.log(300.0))))
+    if shifted:
+        tasks, head, trunk, condition = 2 * tasks, 3 * head, 3 * trunk, 10 * condition
+    return {"num_tasks": tasks, "head_dim": head, "trunk_dim": trunk, "condition": condition, "game_seed": seed}
+
+
+def _sample_regression(rng: np.random.Generator, shifted: bool) -> dict[str, Any]:
+    seed = int(rng.integers(0, 2**31))
+    tasks, inputs, width = int(rng.integers(2, 5)), int(rng.integers(4, 13)), int(rng.integers(2, 7))
+    kind = "mlp" if rng.uniform() < 0.5 else "linear"
+    relatedness = float(rng.uniform(0.0, 1.0))
+    if shifted:
+        tasks, inputs, width = 2 * tasks, 3 * inputs, 3 * width
+    return {
+        "num_tasks": tasks,
+        "input_dim": inputs,
+        "trunk_width": width,
+        "trunk": kind,
+        "hidden": 16,
+        "relatedness": relatedness,
+        "data_seed": seed,
+    }
+
+
+def _sample_digits(rng: np.random.Generator, shifted: bool) -> dict[str, Any]:
+    seed = int(rng.integers(0, 2**31))
+    widths = [(16,), (32,), (32, 16)]
+    hidden = (128, 64) if shifted else widths[int(rng.integers(0, len(widths)))]
+    return {"hidden": hidden, "batch_size": 64, "split_seed": seed % 1000}
+
+
+#: The built-in families by name (the sealed protocol's and the shipped weights').
+_BUILTIN: dict[str, Family] = {
+    "quadratic": Family("quadratic", _sample_quadratic, "quadratic", dtype="float64"),
+    "regression": Family("regression", _sample_regression, "regression"),
+    "digits": Family("digits", _sample_digits, "digits"),
+}
+_REGISTERED: dict[str, Family] = {}
+
+
+def register_family(family: Family) -> Family:
+    """Make ``family`` drawable by its name in this process (a name of a built-in family, or one taken, is refused:
+    no family is silently replaced). Returns it. Across processes (Ray Tune's workers) name it by import path."""
+    if not isinstance(family, Family):
+        raise TypeError(f"register_family takes a Family, got {type(family).__name__}")
+    if not family.name or ":" in family.name or "," in family.name:
+        raise ValueError(f"a family's name must be non-empty, without ':' or ',', got {family.name!r}")
+    if family.name in _BUILTIN or family.name in _REGISTERED:
+        raise ValueError(f"a family named {family.name!r} exists already; pick another name")
+    _REGISTERED[family.name] = family
+    return family
+
+
+def unregister_family(name: str) -> None:
+    """Forget a family :func:`register_family` added (a built-in one is refused)."""
+    if name in _BUILTIN:
+        raise ValueError(f"{name!r} is a built-in family and cannot be removed")
+    _REGISTERED.pop(name, None)
+
+
+def get_family(name: str) -> Family:
+    """The family called ``name``: built-in, registered, or ``"package.module:ATTR"`` (a :class:`Family` object).
+
+    Raises:
+        ValueError: naming ``name``, the families there are and how to add one."""
+    if isinstance(name, str) and name in _BUILTIN:
+        return _BUILTIN[name]
+    if isinstance(name, str) and name in _REGISTERED:
+        return _REGISTERED[name]
+    if isinstance(name, str) and IMPORT_PATH.fullmatch(name):
+        import importlib
+
+        module, _, attr = name.partition(":")
+        try:  # any error while the user's module runs is its import failing, reported in one line
+            found = getattr(importlib.import_module(module), attr)
+        except Exception as err:
+            raise ValueError(f"cannot import game family {name!r} ({type(err).__name__}: {err})") from None
+        if not isinstance(found, Family):
+            raise ValueError(f"{name!r} is a {type(found).__name__}, not an agents.learned.family.Family")
+        return found
+    raise ValueError(
+        f"no game family {name!r}; available: {sorted(_BUILTIN) + sorted(_REGISTERED)}, or an import path "
+        "'package.module:FAMILY' to an agents.learned.family.Family (e.g. one drawing ModuleSuites of your model)"
+    )
+
+
 def sample_config(suite: str, rng: np.random.Generator, shifted: bool = False) -> dict[str, Any]:
-    """Suite options of one game of ``suite``'s family (or of its shifted family).
+    """Suite options of one game of ``suite``'s family (or of its shifted family); ``suite`` names a family
+    (:func:`get_family`). The built-in ones:
 
     * quadratic: 2–4 tasks, heads of 1–3, trunk of 5–15, condition log-uniform in [10, 300];
       shifted: 3× trunk and heads, 10× condition, 2× tasks.
@@ -35,40 +172,14 @@ def sample_config(suite: str, rng: np.random.Generator, shifted: bool = False) -
       shifted: 2× tasks, 3× inputs and width.
     * digits: trunk widths (16,), (32,) or (32, 16), batches of 64; shifted: the default trunk (128, 64).
     """
-    if suite not in FAMILIES:
-        raise ValueError(f"no game family for suite {suite!r}; available: {list(FAMILIES)}")
-    seed = int(rng.integers(0, 2**31))
-    if suite == "quadratic":
-        tasks, head, trunk = int(rng.integers(2, 5)), int(rng.integers(1, 4)), int(rng.integers(5, 16))
-        condition = float(math.exp(rng.uniform(math.log(10.0), math.log(300.0))))
-        if shifted:
-            tasks, head, trunk, condition = 2 * tasks, 3 * head, 3 * trunk, 10 * condition
-        return {"num_tasks": tasks, "head_dim": head, "trunk_dim": trunk, "condition": condition, "game_seed": seed}
-    if suite == "regression":
-        tasks, inputs, width = int(rng.integers(2, 5)), int(rng.integers(4, 13)), int(rng.integers(2, 7))
-        kind = "mlp" if rng.uniform() < 0.5 else "linear"
-        relatedness = float(rng.uniform(0.0, 1.0))
-        if shifted:
-            tasks, inputs, width = 2 * tasks, 3 * inputs, 3 * width
-        return {
-            "num_tasks": tasks,
-            "input_dim": inputs,
-            "trunk_width": width,
-            "trunk": kind,
-            "hidden": 16,
-            "relatedness": relatedness,
-            "data_seed": seed,
-        }
-    widths = [(16,), (32,), (32, 16)]
-    hidden = (128, 64) if shifted else widths[int(rng.integers(0, len(widths)))]
-    return {"hidden": hidden, "batch_size": 64, "split_seed": seed % 1000}
+    return get_family(suite).sample(rng, shifted)
 
 
 def build_suite(
     suite: str, config: dict[str, Any], device: str | torch.device = "cpu", dtype: str = "float32"
 ) -> TaskSuite:
-    """The suite of one drawn game."""
-    return make_suite(suite, device=device, dtype=dtype, **config)
+    """The suite of one drawn game of family ``suite``."""
+    return get_family(suite).build(config, device=device, dtype=dtype)
 
 
 #: What meta-training measures the per-step ratio (L_t − L*) / (L_0 − L*) from (:attr:`MetaTrainConfig.floor
@@ -77,7 +188,7 @@ def build_suite(
 FLOORS: tuple[str, ...] = ("true", "legacy")
 
 
-def true_loss_floor(suite: TaskSuite) -> Floor:
+def true_loss_floor(suite: TaskSuite, lower_bound: float | None = None) -> Floor:
     """The L* meta-training with ``floor="true"`` measures from: the exact minimum of the whole training objective
     where it is known without training (:func:`mtg_env.suites.floors.exact_floor`: the quadratic game's closed form,
     a linear-trunk regression's least squares, or ALS under a bottleneck; milliseconds per drawn game), else the
@@ -89,9 +200,11 @@ def true_loss_floor(suite: TaskSuite) -> Floor:
         return exact
     bounds = suite.loss_lower_bounds
     if bounds is None:
+        if lower_bound is not None:
+            return Floor(float(lower_bound), "lower bound")
         raise ValueError(
-            f"suite {suite.name!r} has neither an exact floor nor loss_lower_bounds; use floor='legacy' or give "
-            "the suite loss_lower_bounds"
+            f"suite {suite.name!r} has neither an exact floor nor loss_lower_bounds; use floor='legacy', give "
+            "the suite loss_lower_bounds, or give its Family a loss_lower_bound (0 for MSE or cross-entropy losses)"
         )
     return Floor(float(sum(bounds)), "lower bound")
 

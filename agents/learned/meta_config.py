@@ -11,9 +11,10 @@ from typing import Any, Literal
 import torch
 
 from agents.learned.checkpoint import LEARNED
-from agents.learned.family import FLOORS
+from agents.learned.family import FLOORS, get_family
 from agents.learned.rules import Rule
 from mtg_env._args import real_arg
+from mtg_env.consensus.table import RULE_TABLE
 
 Method = Literal["tbptt", "es", "pes"]
 
@@ -53,8 +54,12 @@ class MetaTrainConfig:
 
     agent: str = "learned_mlp"
     """The learned agent (``learned_mlp``, ``learned_lstm`` or ``learned_step``)."""
-    suite: str = "quadratic"
-    """The game family (``quadratic``, ``regression`` or ``digits``)."""
+    suite: str | tuple[str, ...] = "quadratic"
+    """The game family (``quadratic``, ``regression`` or ``digits``; a registered or an import-path
+    :class:`~agents.learned.family.Family`, e.g. ModuleSuites of a user's model), or a mixture of families: a tuple
+    (a list in TOML, ``a,b,c`` on the command line) whose members an iteration's draws take in turn (draw i of
+    iteration k from member (k · configs + i) mod n), so every member is played alike: the generalist's
+    training."""
     method: Method = "tbptt"
     """``tbptt``, ``es`` or ``pes`` (see :mod:`agents.learned.train`)."""
     iterations: int = 100
@@ -102,10 +107,15 @@ class MetaTrainConfig:
     lower bound 0 on the step's batch loss, as legacy (:func:`~agents.learned.family.true_loss_floor`).
     ``"legacy"``: L_t the step's batch loss, L* the quadratic's equilibrium loss, else 0
     (:func:`~agents.learned.family.loss_floor`; how the shipped weights were trained)."""
-    consensus: str = "sum"
-    """The trunk's consensus rule."""
+    consensus: str | tuple[str, ...] = "sum"
+    """The trunk's consensus rule, or a mixture of rules (a tuple): with n families in :attr:`suite`, draw i of
+    iteration k plays rule ((k · configs + i) // n) mod r, so every (family, rule) pair is played in turn. TBPTT
+    differentiates through the rule: each must be differentiable (``mtg_env.consensus.rule_differentiable``;
+    ``sum``, ``mean``, ``mgda``, …); ``es`` and ``pes`` take any."""
     dtype: str = "float32"
-    """The games' dtype (the rule runs in float32)."""
+    """The games' dtype (the rule runs in float32): ``float32``, ``float64`` or ``auto`` (each family's own,
+    :attr:`Family.dtype <agents.learned.family.Family.dtype>`: float64 for quadratics, whose games fall to 1e-15 of
+    their start, float32 else)."""
     seed: int = 0
     """Decides every draw of the run."""
     device: str = "cpu"
@@ -118,6 +128,29 @@ class MetaTrainConfig:
     suite's (:data:`SUITE_TRAIN_RULE_OPTIONS`), ``{}``: none."""
 
     def __post_init__(self) -> None:
+        for name in ("suite", "consensus"):  # a TOML list, or a one-member mixture, as the tuple or name it means
+            value = getattr(self, name)
+            if isinstance(value, list):
+                value = tuple(value)
+            if isinstance(value, tuple) and len(value) == 1:
+                value = value[0]
+            object.__setattr__(self, name, value)
+        for family in self.suites:
+            get_family(family)  # refused naming it, with the families there are
+        if len(set(self.suites)) != len(self.suites):
+            raise ValueError(f"suite lists a family twice: {list(self.suites)}")
+        for name in self.consensuses:
+            if not isinstance(name, str) or name not in RULE_TABLE:
+                raise ValueError(f"consensus must name rules of {sorted(RULE_TABLE)}, got {name!r}")
+            if self.method == "tbptt" and not RULE_TABLE[name].differentiable:
+                raise ValueError(
+                    f"consensus {name!r} is not differentiable, and method 'tbptt' differentiates through the "
+                    "trunk's consensus: use method 'es' or 'pes', or leave it out of the mixture"
+                )
+        if len(set(self.consensuses)) != len(self.consensuses):
+            raise ValueError(f"consensus lists a rule twice: {list(self.consensuses)}")
+        if self.dtype not in ("float32", "float64", "auto"):
+            raise ValueError(f"dtype must be 'float32', 'float64' or 'auto' (each family's own), got {self.dtype!r}")
         if self.agent not in LEARNED:
             raise ValueError(f"agent must be one of {sorted(LEARNED)}, got {self.agent!r}")
         if self.method not in ("tbptt", "es", "pes"):
@@ -155,10 +188,33 @@ class MetaTrainConfig:
         if kind not in ("cpu", "cuda"):
             raise ValueError(f"device must be a CPU or CUDA device, got {self.device!r}")
 
+    @property
+    def suites(self) -> tuple[str, ...]:
+        """The families of the run (one, or a mixture's)."""
+        return self.suite if isinstance(self.suite, tuple) else (self.suite,)
+
+    @property
+    def consensuses(self) -> tuple[str, ...]:
+        """The consensus rules of the run (one, or a mixture's)."""
+        return self.consensus if isinstance(self.consensus, tuple) else (self.consensus,)
+
+    def draw_plan(self, iteration: int, index: int) -> tuple[str, str]:
+        """(family, consensus rule) of draw ``index`` of ``iteration`` (see :attr:`suite` and :attr:`consensus`)."""
+        slot = iteration * self.configs + index
+        families, rules = self.suites, self.consensuses
+        return families[slot % len(families)], rules[(slot // len(families)) % len(rules)]
+
+    def game_dtype(self, family: str) -> str:
+        """The dtype the games of ``family`` play in (``dtype``, or with ``auto`` the family's)."""
+        return get_family(family).dtype if self.dtype == "auto" else self.dtype
+
     def rule_options(self) -> dict[str, Any]:
-        """The options the played rule (``best.pt``) is built with: ``rule``, or the suite's defaults when ``None``."""
+        """The options the played rule (``best.pt``) is built with: ``rule``, or the suite's defaults when ``None``
+        (a mixture has none: the rule class's own)."""
         if self.rule is not None:
             return dict(self.rule)
+        if isinstance(self.suite, tuple):
+            return {}
         return dict(SUITE_RULE_OPTIONS.get((self.agent, self.suite), {}))
 
     def training_rule_options(self) -> dict[str, Any]:
@@ -167,11 +223,12 @@ class MetaTrainConfig:
         The curvature guard (:mod:`agents.learned.guard`) is a safeguard of play: meta-training runs without it
         unless ``rule`` or ``train_rule`` sets ``guard`` (the shipped rules were trained so, and
         ``scripts/train_weights.py`` reproduces them), and ``best.pt`` plays with it (the rule's default)."""
-        extra = (
-            self.train_rule
-            if self.train_rule is not None
-            else SUITE_TRAIN_RULE_OPTIONS.get((self.agent, self.suite), {})
-        )
+        if self.train_rule is not None:
+            extra = self.train_rule
+        elif isinstance(self.suite, tuple):
+            extra = {}
+        else:
+            extra = SUITE_TRAIN_RULE_OPTIONS.get((self.agent, self.suite), {})
         return {"guard": False, **self.rule_options(), **extra}
 
     @property
@@ -210,4 +267,7 @@ def _config_dict(config: MetaTrainConfig) -> dict[str, Any]:
     d = asdict(config)
     d["horizons"] = list(config.horizons)
     d["trunk_search"] = list(config.trunk_search)
+    for name in ("suite", "consensus"):  # a mixture as a list (a checkpoint holds plain values)
+        if isinstance(d[name], tuple):
+            d[name] = list(d[name])
     return d

@@ -39,8 +39,8 @@ def _tbptt_iteration(
 ) -> tuple[float, int]:
     horizon = config.horizon(iteration)
     unrolls = []
-    for options, seeds in _draws(config, iteration, _STREAM_GAMES, config.configs, config.games):
-        game, floor, whole = _game(config, options, horizon)
+    for options, seeds, family, consensus in _draws(config, iteration, _STREAM_GAMES, config.configs, config.games):
+        game, floor, whole = _game(config, options, horizon, family, consensus)
         unrolls.append(_unroll(config, rule, game, seeds, floor, whole))
     losses = []
     done, skipped = 0, 0
@@ -98,8 +98,8 @@ def _pes_iteration(
         clone = copy.deepcopy(rule)
         clones.append(clone)
         games = []
-        for options, seeds in draws:
-            game, floor, whole = _game(config, options, horizon)
+        for options, seeds, family, consensus in draws:
+            game, floor, whole = _game(config, options, horizon, family, consensus)
             games.append(_unroll(config, clone, game, seeds, floor, whole))
         particles.append(games)
     accumulated = torch.zeros(2 * pairs, dim, dtype=theta.dtype, device=theta.device)

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from agents.learned.batched import EngineDriver
-from agents.learned.family import build_suite, loss_floor, sample_config, true_loss_floor
+from agents.learned.family import build_suite, get_family, loss_floor, sample_config, true_loss_floor
 from agents.learned.meta_config import MetaTrainConfig
 from agents.learned.rules import Rule
 from mtg_env import engine
@@ -34,31 +34,50 @@ def _rng(config: MetaTrainConfig, stream: int, iteration: int) -> np.random.Gene
     return np.random.default_rng([config.seed, stream, iteration])
 
 
-def _game(config: MetaTrainConfig, suite_options: dict[str, Any], horizon: int) -> tuple[Game, float, bool]:
-    """One drawn game, the L* its meta-loss measures from and whether L_t is the whole training objective
-    (:attr:`MetaTrainConfig.floor`). A true L* is the minimum of the whole objective, which a minibatch's loss (an
-    unbiased estimate of it) falls below at about half the steps near the floor: measured from it, L_t is the whole
-    objective. A suite's lower bound holds for every batch: the step's batch loss is measured from it, as legacy."""
-    suite = build_suite(config.suite, suite_options, device=config.device, dtype=config.dtype)
-    rule = consensus_rule(config.consensus, num_tasks=suite.num_tasks)
+class Draw(NamedTuple):
+    """One drawn game of an iteration: its suite options, B game seeds, and the family and consensus rule it plays
+    (a mixture's member, :meth:`MetaTrainConfig.draw_plan`)."""
+
+    options: dict[str, Any]
+    seeds: list[int]
+    suite: str
+    consensus: str
+
+
+def _game(
+    config: MetaTrainConfig,
+    suite_options: dict[str, Any],
+    horizon: int,
+    suite_name: str | None = None,
+    consensus: str | None = None,
+) -> tuple[Game, float, bool]:
+    """One drawn game (of family ``suite_name`` under ``consensus``; default the run's first), the L* its meta-loss
+    measures from and whether L_t is the whole training objective (:attr:`MetaTrainConfig.floor`). A true L* is the
+    minimum of the whole objective, which a minibatch's loss (an unbiased estimate of it) falls below at about half
+    the steps near the floor: measured from it, L_t is the whole objective. A suite's lower bound holds for every
+    batch: the step's batch loss is measured from it, as legacy."""
+    family = config.suites[0] if suite_name is None else suite_name
+    suite = build_suite(family, suite_options, device=config.device, dtype=config.game_dtype(family))
+    rule = consensus_rule(config.consensuses[0] if consensus is None else consensus, num_tasks=suite.num_tasks)
     game = Game(suite, rule, action_mode=config.mode, horizon=horizon)  # type: ignore[arg-type]
     if config.floor == "legacy":
         return game, loss_floor(suite), False
-    floor = true_loss_floor(suite)
+    floor = true_loss_floor(suite, get_family(family).loss_lower_bound)
     return game, floor.value, floor.kind != "lower bound"
 
 
-def _draws(
-    config: MetaTrainConfig, iteration: int, stream: int, count: int, games: int
-) -> list[tuple[dict, list[int]]]:
-    """``count`` (suite options, B seeds) pairs of ``iteration`` (validation: its own stream, held-out seeds)."""
+def _draws(config: MetaTrainConfig, iteration: int, stream: int, count: int, games: int) -> list[Draw]:
+    """``count`` draws of ``iteration`` (validation: its own stream, held-out seeds): each its family and rule from
+    :meth:`MetaTrainConfig.draw_plan` (no random choice: a one-family run draws as before mixtures existed), its
+    options and B seeds from the stream."""
     rng = _rng(config, stream, iteration)
     base = VALID_SEED_BASE if stream == _STREAM_VALID else 0
     out = []
-    for _ in range(count):
-        options = sample_config(config.suite, rng)
+    for index in range(count):
+        family, rule = config.draw_plan(iteration, index)
+        options = sample_config(family, rng)
         seeds = [base + int(s) for s in rng.integers(0, 2**39, size=games)]
-        out.append((options, seeds))
+        out.append(Draw(options, seeds, family, rule))
     return out
 
 
@@ -129,15 +148,13 @@ def _whole_loss(suite: TaskSuite, batch: Any, state: GameState) -> Tensor:
     return torch.stack([suite.losses(state.heads[b], state.trunk[b], batch).sum() for b in range(state.batch_size)])
 
 
-def evaluate_rule(
-    rule: Rule, config: MetaTrainConfig, draws: list[tuple[dict, list[int]]], horizon: int, final: bool = False
-) -> float:
+def evaluate_rule(rule: Rule, config: MetaTrainConfig, draws: list[Draw], horizon: int, final: bool = False) -> float:
     """Mean over draws of the mean per-step log-ratio of a whole episode (no autograd); ``final``: of the log-ratio
     of the whole training objective at the episode's end instead."""
     values = []
     with torch.no_grad():
-        for options, seeds in draws:
-            game, floor, whole = _game(config, options, horizon)
+        for options, seeds, family, consensus in draws:
+            game, floor, whole = _game(config, options, horizon, family, consensus)
             unroll = _unroll(config, rule, game, seeds, floor, whole)
             if not final:
                 values.append(float(unroll.advance(horizon)) / horizon)

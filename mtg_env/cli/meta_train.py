@@ -26,7 +26,17 @@ def _meta_train_parser(sub: Any) -> None:
         choices=["learned_mlp", "learned_lstm", "learned_step"],
         help="required without --sweep",
     )
-    meta.add_argument("--suite", default="quadratic", choices=list(FAMILIES), help="game family (default: quadratic)")
+    meta.add_argument(
+        "--suite",
+        default="quadratic",
+        help=f"game family ({', '.join(FAMILIES)}, or 'package.module:FAMILY', an agents.learned.family.Family), or "
+        "a mixture a,b,c whose members the draws take in turn (default: quadratic)",
+    )
+    meta.add_argument(
+        "--consensus",
+        default="sum",
+        help="the trunk's consensus rule, or a mixture a,b,c of rules (tbptt: differentiable ones; default: sum)",
+    )
     meta.add_argument("--method", default="tbptt", choices=["tbptt", "es", "pes"], help="default: tbptt")
     meta.add_argument("--budget", default=None, help="wall-time budget such as 90s, 10m or 1h (default: none)")
     meta.add_argument("--iterations", type=int, default=100, help="meta-iterations at most (default 100)")
@@ -96,8 +106,9 @@ def _number_list(flag: str, text: str, kind: type, example: str) -> tuple[Any, .
 
 
 #: Flags that set the run itself: with --sweep, the file's [meta_train] does (a flag beside it is refused).
-_RUN_FLAGS = ("agent", "suite", "method", "budget", "iterations", "horizons", "games", "configs", "truncation",
-              "meta_lr", "val_every", "trunk_search", "val_metric", "floor", "seed", "device")  # fmt: skip
+_RUN_FLAGS = ("agent", "suite", "consensus", "method", "budget", "iterations", "horizons", "games", "configs",
+              "truncation", "meta_lr", "val_every", "trunk_search", "val_metric", "floor", "seed",
+              "device")  # fmt: skip
 
 
 def _run_defaults() -> dict[str, Any]:
@@ -154,9 +165,11 @@ def _meta_train(args: argparse.Namespace) -> int:
             if (args.trunk_search)
             else ()
         )
+        suites = tuple(part.strip() for part in args.suite.split(","))
         config = MetaTrainConfig(
             agent=args.agent,
-            suite=args.suite,
+            suite=suites,
+            consensus=tuple(part.strip() for part in args.consensus.split(",")),
             method=args.method,
             iterations=args.iterations,
             budget_s=None if args.budget is None else parse_budget(args.budget),
@@ -169,7 +182,8 @@ def _meta_train(args: argparse.Namespace) -> int:
             val_metric=args.val_metric,
             floor=args.floor,
             trunk_search=trunk_search,
-            dtype="float64" if args.suite == "quadratic" else "float32",
+            # each family's own (float64 quadratics, float32 else); one family's written out, as runs before mixtures
+            dtype=("float64" if suites == ("quadratic",) else "float32") if len(suites) == 1 else "auto",
             seed=args.seed,
             device=args.device,
         )

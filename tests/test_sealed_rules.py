@@ -78,6 +78,14 @@ def test_a_bad_consensus_name_is_refused_naming_it() -> None:
     assert sealed_config_from_dict({"protocol": "sealed", "families": ["quadratic"]}).consensus == ("sum",)
 
 
+def test_a_rule_a_family_cannot_play_is_refused_before_any_cell(tmp_path: Path) -> None:
+    # famo takes the log of the losses; the quadratic game's losses go below 0 (krum: at least 3 tasks).
+    config = replace(_tiny_cell_config("quadratic"), consensus=("mean", "famo"))
+    with pytest.raises(ValueError, match=r"consensus: rule 'famo' cannot play family 'quadratic' .*needs every loss"):
+        run_sealed(config, tmp_path / "out", progress=False, stream="validation")
+    assert not (tmp_path / "out").exists()  # refused before anything was written or played
+
+
 def _tiny_dict(**extra: Any) -> dict[str, Any]:
     """``_tiny_cell_config("quadratic")`` in its file form (without entrants)."""
     return {"protocol": "sealed", "name": "t", "families": ["quadratic"], "baselines": ["gradient", "adam"],
@@ -179,3 +187,24 @@ def test_the_quick_bench_plays_the_first_rule(tmp_path: Path) -> None:
     assert config.consensus == ("mean",) and config.multiples == (1,)
     report = run_sealed(config, tmp_path, progress=False, stream="validation")
     assert [c["consensus"] for c in report["cells"]] == ["mean"]
+
+
+def test_the_bench_file_takes_both_keys(tmp_path: Path) -> None:
+    """``mtg-env bench FILE --quick``: the first rule, and the entrant with its own weights beside the shipped ones."""
+    from mtg_env.cli import CLIError, main
+    from tests.conftest import ROOT
+
+    path = _rule_file(tmp_path / "run" / "best.pt")
+    text = (ROOT / "examples" / "bench_learned.toml").read_text()
+    text = text.replace('\ndevice = "cpu"', '\nconsensus = ["mean", "sum"]\ndevice = "cpu"', 1)
+    text += f'\n[[entrants]]\nagent = "learned_mlp"\nweights = "{path}"\nname = "generalist"\n'
+    config = tmp_path / "bench.toml"
+    config.write_text(text)
+    out = tmp_path / "out"
+    assert main(["bench", str(config), "--quick", "--out", str(out), "--no-progress", "--validation"]) == 0
+    (cell,) = json.loads((out / "report.json").read_text())["cells"]
+    assert cell["consensus"] == "mean" and list(cell["entrants"]) == ["learned_mlp", "learned_lstm", "generalist"]
+    assert "| quadratic | 1× (50) | mean | generalist |" in (out / "report.md").read_text()
+    config.write_text(text.replace(str(path), str(tmp_path / "missing.pt")))
+    with pytest.raises(CLIError, match=r"no rule file .*missing\.pt; make one with `mtg-env meta-train"):
+        main(["bench", str(config), "--quick", "--out", str(tmp_path / "b")])

@@ -258,6 +258,25 @@ def run_cell(
     }  # fmt: skip
 
 
+def _check_rules(config: SealedConfig, key: str, stream: str) -> None:
+    """Build every tuning and scored game of every cell under its consensus rule before any is played, so a rule a
+    family cannot play (too few tasks, losses a log-based rule cannot take) is refused before hours are spent."""
+    from agents.learned.family import draw_games
+
+    for suite in config.families:
+        draws = draw_games(suite, "tuning", config.tuning_draws, 1)
+        draws += draw_games(suite, stream, config.test_draws, 1, key=key if stream == "test" else None)
+        for consensus in config.consensus:
+            for options, _ in draws:
+                try:
+                    _game(suite, options, 1, device=config.device, consensus=consensus)
+                except ValueError as err:
+                    raise ValueError(
+                        f"consensus: rule {consensus!r} cannot play family {suite!r} (draw {options}): {err}; drop "
+                        "it from consensus = [...] or the family from families"
+                    ) from None
+
+
 def run_sealed(
     config: SealedConfig,
     out: str | Path,
@@ -274,6 +293,8 @@ def run_sealed(
     config.check()
     key = test_key if test_key is not None else (config.test_key or DEFAULT_TEST_KEY)
     key = new_test_key() if key == "new" else check_key(key)
+    if config.consensus != ("sum",):  # the sum rule plays every family
+        _check_rules(config, key, stream)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     floors = _Floors(out / "floors.json", config.device)

@@ -13,7 +13,12 @@ the meta-training horizon):
   successive halving on the *tuning* stream's draws: rung 0 plays every candidate on each tuning draw with one seed;
   the best 1/η of each baseline's candidates play every tuning draw × every tuning seed in rung 1, and the lowest mean
   normalised gap wins. Its cost in game-steps is counted and held to one declared budget, the same for every baseline.
-* **Self-tuning**: the learned rule as shipped, one set of weights per family, no knob.
+* **Self-tuning**: the learned rule as shipped, one set of weights per family, no knob; or an entrant with its own
+  weights (``weights = "TAG"`` or a rule file's path in its ``[[entrants]]`` table; labelled by ``name``), one file
+  played on every family it lists (:class:`Entrant`).
+
+A cell is one family at one horizon under one consensus rule (``consensus = ["sum", "mean", ...]``; default sum): its
+baselines are tuned, and every player scored, with the trunk moving by that rule; L* is the same for every rule.
 
 Both are scored on the sealed *test* stream (hashed from a 128-bit key: no training, validation, trunk-search or
 tuning run can draw those games; :func:`agents.learned.family.draw_games`). A game's score is its normalised gap

@@ -13,7 +13,12 @@ the meta-training horizon):
   successive halving on the *tuning* stream's draws: rung 0 plays every candidate on each tuning draw with one seed;
   the best 1/η of each baseline's candidates play every tuning draw × every tuning seed in rung 1, and the lowest mean
   normalised gap wins. Its cost in game-steps is counted and held to one declared budget, the same for every baseline.
-* **Self-tuning**: the learned rule as shipped, one set of weights per family, no knob.
+* **Self-tuning**: the learned rule as shipped, one set of weights per family, no knob; or an entrant with its own
+  weights (``weights = "TAG"`` or a rule file's path in its ``[[entrants]]`` table; labelled by ``name``), one file
+  played on every family it lists (:class:`Entrant`).
+
+A cell is one family at one horizon under one consensus rule (``consensus = ["sum", "mean", ...]``; default sum): its
+baselines are tuned, and every player scored, with the trunk moving by that rule; L* is the same for every rule.
 
 Both are scored on the sealed *test* stream (hashed from a 128-bit key: no training, validation, trunk-search or
 tuning run can draw those games; :func:`agents.learned.family.draw_games`). A game's score is its normalised gap
@@ -37,8 +42,8 @@ import torch
 from torch import Tensor
 
 # The search space and its players, the config and the report live in their own modules; re-exported here.
-from mtg_env.bench.sealed_config import SealedConfig, is_sealed, sealed_config_from_dict
-from mtg_env.bench.sealed_report import HEADER, cell_rows, report_markdown
+from mtg_env.bench.sealed_config import Entrant, SealedConfig, is_sealed, sealed_config_from_dict
+from mtg_env.bench.sealed_report import HEADER, cell_rows, report_markdown, show_consensus
 from mtg_env.bench.sealed_search import (
     BASELINE_CONTROLS,
     SCHEDULES,
@@ -59,6 +64,7 @@ __all__ = [
     "RESOLUTION",
     "SCHEDULES",
     "WARMUP_FRACTION",
+    "Entrant",
     "SealedConfig",
     "SearchPlayers",
     "SearchSpace",
@@ -115,9 +121,12 @@ def _gaps(start: Tensor, final: Tensor, floor: float, dtype: str = "float64") ->
 AT_FLOOR = 1e-9
 
 
-def tune_baselines(config: SealedConfig, suite: str, horizon: int, floors: _Floors) -> dict[str, dict[str, Any]]:
-    """Successive halving for every baseline on the tuning stream: per baseline its chosen candidate, its rung-1
-    mean gap, the game-steps spent and whether the choice lies on an edge of the step-size grid."""
+def tune_baselines(
+    config: SealedConfig, suite: str, horizon: int, floors: _Floors, consensus: str = "sum"
+) -> dict[str, dict[str, Any]]:
+    """Successive halving for every baseline on the tuning stream, every game under the consensus rule
+    ``consensus``: per baseline its chosen candidate, its rung-1 mean gap, the game-steps spent and whether the
+    choice lies on an edge of the step-size grid."""
     from agents.learned.family import draw_games
 
     draws = draw_games(suite, "tuning", config.tuning_draws, config.tuning_seeds + 1)
@@ -127,7 +136,7 @@ def tune_baselines(config: SealedConfig, suite: str, horizon: int, floors: _Floo
     rung0 = np.zeros((len(draws), len(everyone)))
     records = []
     for d, (options, seeds) in enumerate(draws):
-        game = _game(suite, options, horizon, device=config.device)
+        game = _game(suite, options, horizon, device=config.device, consensus=consensus)
         start, final = play_candidates(game, everyone, [seeds[0]] * len(everyone))
         records.append((options, start, final))
         rung0[d] = _gaps(start, final, floors.get(suite, options).value, _dtype(suite))
@@ -142,7 +151,7 @@ def tune_baselines(config: SealedConfig, suite: str, horizon: int, floors: _Floo
     # Rung 1: the survivors on every tuning draw × the other tuning seeds.
     rung1 = np.zeros((len(draws), config.tuning_seeds, len(kept)))
     for d, (options, seeds) in enumerate(draws):
-        game = _game(suite, options, horizon, device=config.device)
+        game = _game(suite, options, horizon, device=config.device, consensus=consensus)
         batch = [c for _ in seeds[1:] for c in kept]
         start, final = play_candidates(game, batch, [s for s in seeds[1:] for _ in kept])
         rung1[d] = _gaps(start, final, floors.get(suite, options).value, _dtype(suite)).reshape(
@@ -197,20 +206,23 @@ def run_cell(
     rules: dict[str, Any],
     key: str,
     stream: str = "test",
+    consensus: str = "sum",
 ) -> dict[str, Any]:
-    """One family at one horizon: tune the baselines, play everyone on the sealed draws (``stream="validation"``:
-    the development stream's instead; ``key`` is then unused), compare."""
+    """One family at one horizon under one consensus rule: tune the baselines, play everyone on the sealed draws
+    (``stream="validation"``: the development stream's instead; ``key`` is then unused), compare. ``rules``: the
+    entrants' learned rules by label. L* does not depend on the consensus rule (it is the training objective's
+    minimum), so ``floors`` serves every rule."""
     from agents.learned.family import draw_games
 
     horizon = config.horizon(suite, multiple)
     began = time.perf_counter()
-    chosen = tune_baselines(config, suite, horizon, floors)
+    chosen = tune_baselines(config, suite, horizon, floors, consensus)
     tuned_s = time.perf_counter() - began
     draws = draw_games(suite, stream, config.test_draws, config.test_seeds, key=key if stream == "test" else None)
     floor_kinds = []
     gaps: dict[str, list[float]] = {}
     for options, seeds in draws:
-        game = _game(suite, options, horizon, device=config.device)
+        game = _game(suite, options, horizon, device=config.device, consensus=consensus)
         batch = [chosen[b]["knobs"] for b in config.baselines for _ in seeds]
         start, final = play_candidates(game, batch, list(seeds) * len(config.baselines))
         per: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -218,7 +230,7 @@ def run_cell(
             sl = slice(i * len(seeds), (i + 1) * len(seeds))
             per[b] = (start[sl].cpu().numpy(), final[sl].cpu().numpy())
         for agent, rule in rules.items():
-            rule_start, rule_final = play_rule(rule, suite, options, horizon, list(seeds), config.device)
+            rule_start, rule_final = play_rule(rule, suite, options, horizon, list(seeds), config.device, consensus)
             per[agent] = (rule_start.cpu().numpy(), rule_final.cpu().numpy())
         floor = floors.get(suite, options)
         for _, reached in per.values():  # a non-convex suite's best run is lowered to any loss a game reached
@@ -239,7 +251,8 @@ def run_cell(
             "ratio_median": paired_ratio_ci(arrays[agent], arrays[best_median], _median, config.bootstrap_reps),
         }
     return {
-        "family": suite, "multiple": multiple, "horizon": horizon, "games": len(arrays[base[0]]),
+        "family": suite, "multiple": multiple, "horizon": horizon, "consensus": consensus,
+        "games": len(arrays[base[0]]),
         "mean": {k: float(_mean(v)) for k, v in arrays.items()},
         "median": {k: float(_median(v)) for k, v in arrays.items()},
         "diverged": {k: int(np.sum(~np.isfinite(v))) for k, v in arrays.items()},
@@ -248,6 +261,25 @@ def run_cell(
         "floor_kinds": sorted(set(floor_kinds)), "gaps": {k: v.tolist() for k, v in arrays.items()},
         "seconds": time.perf_counter() - began, "tuning_seconds": tuned_s,
     }  # fmt: skip
+
+
+def _check_rules(config: SealedConfig, key: str, stream: str) -> None:
+    """Build every tuning and scored game of every cell under its consensus rule before any is played, so a rule a
+    family cannot play (too few tasks, losses a log-based rule cannot take) is refused before hours are spent."""
+    from agents.learned.family import draw_games
+
+    for suite in config.families:
+        draws = draw_games(suite, "tuning", config.tuning_draws, 1)
+        draws += draw_games(suite, stream, config.test_draws, 1, key=key if stream == "test" else None)
+        for consensus in config.consensus:
+            for options, _ in draws:
+                try:
+                    _game(suite, options, 1, device=config.device, consensus=consensus)
+                except ValueError as err:
+                    raise ValueError(
+                        f"consensus: rule {consensus!r} cannot play family {suite!r} (draw {options}): {err}; drop "
+                        "it from consensus = [...] or the family from families"
+                    ) from None
 
 
 def run_sealed(
@@ -266,19 +298,23 @@ def run_sealed(
     config.check()
     key = test_key if test_key is not None else (config.test_key or DEFAULT_TEST_KEY)
     key = new_test_key() if key == "new" else check_key(key)
+    if config.consensus != ("sum",):  # the sum rule plays every family
+        _check_rules(config, key, stream)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     floors = _Floors(out / "floors.json", config.device)
     torch.set_num_threads(1)
     cells = []
+    column = show_consensus(config)
     for suite in config.families:
-        rules = {agent: learned_agent(agent, suite=suite).rule.to(config.device)
-                 for agent, f in config.entrants if f == suite}  # fmt: skip
+        rules = {label: learned_agent(agent, suite=suite, weights=weights, allow_other_suite=weights is not None)
+                 .rule.to(config.device) for label, agent, weights in config.players(suite)}  # fmt: skip
         for multiple in config.multiples:
-            cell = run_cell(config, suite, multiple, floors, rules, key, stream)
-            cells.append(cell)
-            if progress:
-                print(cell_rows(cell, header=not cells[:-1]), flush=True)
+            for consensus in config.consensus:
+                cell = run_cell(config, suite, multiple, floors, rules, key, stream, consensus)
+                cells.append(cell)
+                if progress:
+                    print(cell_rows(cell, header=not cells[:-1], consensus=column), flush=True)
     report = {"name": config.name, "test_key": key, "stream": stream, "search": config.search.describe(),
               "config": _plain(asdict(config)), "cells": cells}  # fmt: skip
     (out / "report.json").write_text(json.dumps(_plain(report), indent=1))

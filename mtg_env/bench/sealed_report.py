@@ -23,20 +23,34 @@ HEADER = (
 )
 
 
+def show_consensus(config: SealedConfig) -> bool:
+    """Whether the report's tables carry a consensus column: only when a rule other than the default sum is played
+    (a config without ``consensus`` keeps its tables as they were)."""
+    return tuple(config.consensus) != ("sum",)
+
+
+def _with_consensus(header: str) -> str:
+    """``header`` (a table's two header lines) with a consensus column after the horizon."""
+    names, rule = header.split("\n")
+    return names.replace("| horizon |", "| horizon | consensus |", 1) + "\n" + rule + "---|"
+
+
 def _num(x: float) -> str:
     """A ratio in the table: two decimals, or two significant digits far from 1."""
     return f"{x:.2f}" if x == 0 or 0.01 <= abs(x) < 1000 else f"{x:.1e}"
 
 
-def cell_rows(cell: dict[str, Any], header: bool = False) -> str:
-    """The cell's rows of the report's main table (one per entrant)."""
-    lines = [HEADER] if header else []
+def cell_rows(cell: dict[str, Any], header: bool = False, consensus: bool = False) -> str:
+    """The cell's rows of the report's main table (one per entrant; ``consensus``: with the cell's consensus rule in
+    a column after the horizon)."""
+    lines = [_with_consensus(HEADER) if consensus else HEADER] if header else []
+    rule = f" {cell['consensus']} |" if consensus else ""
     bm, bd = cell["best_mean"], cell["best_median"]
     base_div = sum(v for k, v in cell["diverged"].items() if k in cell["tuned"])
     for agent, e in cell["entrants"].items():
         rm, rd = e["ratio_mean"], e["ratio_median"]
         lines.append(
-            f"| {cell['family']} | {cell['multiple']}× ({cell['horizon']}) | {agent} | "
+            f"| {cell['family']} | {cell['multiple']}× ({cell['horizon']}) |{rule} {agent} | "
             f"{cell['mean'][agent]:.3g} vs {bm} {cell['mean'][bm]:.3g} | **{_num(rm[0])}** [{_num(rm[1])}, "
             f"{_num(rm[2])}] | "
             f"{cell['median'][agent]:.3g} vs {bd} {cell['median'][bd]:.3g} | **{_num(rd[0])}** [{_num(rd[1])}, "
@@ -48,6 +62,11 @@ def cell_rows(cell: dict[str, Any], header: bool = False) -> str:
 
 def report_markdown(config: SealedConfig, report: dict[str, Any]) -> str:
     """The report: the protocol (search space, budget, streams), the main table, the tuned baselines."""
+    column = show_consensus(config)
+    tuned = (
+        "| family | horizon | baseline | knobs | mean gap | median gap | diverged | tuning gap | at grid edge |"
+        "\n|---|---|---|---|---|---|---|---|---|"
+    )
     lines = [
         f"# {config.name}: learned rules under the sealed protocol",
         "",
@@ -67,16 +86,30 @@ def report_markdown(config: SealedConfig, report: dict[str, Any]) -> str:
         "training objective, +inf when diverged; ratios < 1 favour the entrant; paired bootstrap 95 % CI over games "
         f"({config.bootstrap_reps} resamples).",
         "",
-        HEADER,
     ]
-    lines += [cell_rows(c) for c in report["cells"]]
-    lines += ["", "## The tuned baselines", "",
-              "| family | horizon | baseline | knobs | mean gap | median gap | diverged | tuning gap | at grid edge |",
-              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    if column:
+        lines += [
+            f"Consensus rules: {', '.join(config.consensus)}. Each is a cell per family and horizon: its baselines are "
+            "tuned, and every player scored, with the trunk moving by that rule; L* (the training objective's "
+            "minimum) is the same for every rule.",
+            "",
+        ]
+    weighted = [e for e in config.weighted_entrants if e.families]
+    if weighted:
+        lines += [
+            "Entrants with their own weights (one rule file for every family listed): "
+            + "; ".join(f"{e.name} = {e.agent} from {e.weights}" for e in weighted)
+            + ".",
+            "",
+        ]
+    lines += [_with_consensus(HEADER) if column else HEADER]
+    lines += [cell_rows(c, consensus=column) for c in report["cells"]]
+    lines += ["", "## The tuned baselines", "", _with_consensus(tuned) if column else tuned]
     for c in report["cells"]:
+        rule = f" {c['consensus']} |" if column else ""
         for b, t in c["tuned"].items():
             lines.append(
-                f"| {c['family']} | {c['multiple']}× | {b} | {_knobs(t['knobs'])} | {c['mean'][b]:.3g} | "
+                f"| {c['family']} | {c['multiple']}× |{rule} {b} | {_knobs(t['knobs'])} | {c['mean'][b]:.3g} | "
                 f"{c['median'][b]:.3g} | {c['diverged'][b]} | {t['tuning_gap']:.3g} | {t['at_edge']} |"
             )
     return "\n".join(lines) + "\n"

@@ -158,11 +158,20 @@ class SearchPlayers:
         return step[:, : self.h], step[:, self.h :].reshape(bsz, self.game.num_tasks, self.game.trunk_size)
 
 
-def _game(suite_name: str, options: dict[str, Any], horizon: int, mode: str = "update", device: str = "cpu") -> Game:
+def _game(
+    suite_name: str,
+    options: dict[str, Any],
+    horizon: int,
+    mode: str = "update",
+    device: str = "cpu",
+    consensus: str = "sum",
+) -> Game:
+    """One drawn game of ``suite_name`` whose trunk moves by the consensus rule ``consensus``."""
     from agents.learned.family import build_suite
 
     suite = build_suite(suite_name, options, device=device, dtype=_dtype(suite_name))
-    return Game(suite, consensus_rule("sum", num_tasks=suite.num_tasks), action_mode=mode, horizon=horizon)  # type: ignore[arg-type]
+    rule = consensus_rule(consensus, num_tasks=suite.num_tasks)
+    return Game(suite, rule, action_mode=mode, horizon=horizon)  # type: ignore[arg-type]
 
 
 def _dtype(suite: str) -> str:
@@ -195,14 +204,20 @@ def play_candidates(game: Game, candidates: list[dict[str, Any]], seeds: list[in
 
 
 def play_rule(
-    rule: Any, suite_name: str, options: dict[str, Any], horizon: int, seeds: list[int], device: str = "cpu"
+    rule: Any,
+    suite_name: str,
+    options: dict[str, Any],
+    horizon: int,
+    seeds: list[int],
+    device: str = "cpu",
+    consensus: str = "sum",
 ) -> tuple[Tensor, Tensor]:
     """The learned ``rule`` (batched form, its parameters on ``device``) playing every task of the games ``seeds`` on
-    ``device``: ``(L_0 [B], L_T [B])``."""
+    ``device``, the trunk moving by the consensus rule ``consensus``: ``(L_0 [B], L_T [B])``."""
     from agents.learned import EngineDriver, StepRule
 
     mode = "step_size" if isinstance(rule, StepRule) else "update"
-    game = _game(suite_name, options, horizon, mode, device)
+    game = _game(suite_name, options, horizon, mode, device, consensus)
     driver = EngineDriver(rule, game, log_step_range=(-12.0, 2.0))
     with torch.no_grad():
         state, out = engine.reset(game, seeds)

@@ -3,6 +3,7 @@
 
 from agents.learned.batched import EngineDriver
 from agents.learned.checkpoint import (
+    GENERAL,
     LEARNED,
     learned_agent,
     load_rule,
@@ -22,6 +23,7 @@ from agents.learned.rules import (
 )
 
 __all__ = [
+    "GENERAL",
     "LEARNED",
     "EngineDriver",
     "LSTMRule",

@@ -188,8 +188,14 @@ def trained_suite(meta: Mapping[str, Any]) -> str | None:
 
 
 def pretrained_path(name: str, suite: str) -> Path:
-    """The shipped weights of learned agent ``name`` meta-trained on ``suite``."""
+    """The shipped weights of learned agent ``name`` meta-trained on ``suite`` (``suite`` = :data:`GENERAL`: the
+    generalist's)."""
     return WEIGHTS_DIR / f"{name}_{suite}.pt"
+
+
+#: The tag of a generalist's shipped weights (``{agent}_general.pt``): meta-trained on a mixture of every family, sizes,
+#: horizons and consensus rules (``scripts/train_weights.py``), the agent's weights on any suite without its own.
+GENERAL = "general"
 
 
 def shipped() -> list[tuple[str, str]]:
@@ -209,8 +215,10 @@ def learned_agent(
 
     Args:
         name: The learned agent (``learned_mlp``, ``learned_lstm``, ``learned_step``).
-        suite: The suite it will play: picks the shipped weights when ``weights`` is ``None``, and is checked
-            against the suite the weights file says it was meta-trained on.
+        suite: The suite it will play: picks the shipped weights when ``weights`` is ``None`` (the suite's own, or
+            where there are none the agent's generalist, ``{name}_general.pt``, meta-trained on a mixture of
+            suites), and is checked against the suite the weights file says it was meta-trained on (a mixture's
+            file names no single suite and plays any).
         weights: A rule file (e.g. ``DIR/best.pt`` of ``mtg-env meta-train``).
         allow_other_suite: Play weights meta-trained on another suite than ``suite`` (refused otherwise).
 
@@ -226,6 +234,8 @@ def learned_agent(
         if suite is None:
             raise ValueError(f"{name} needs suite=... (to pick its shipped weights) or weights=PATH")
         weights = pretrained_path(name, suite)
+        if not weights.is_file() and pretrained_path(name, GENERAL).is_file():
+            weights = pretrained_path(name, GENERAL)  # no specialist for this suite: the generalist plays
         if not weights.is_file():
             have = [s for n, s in shipped() if n == name]
             if suite in FAMILIES:

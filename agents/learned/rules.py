@@ -119,6 +119,11 @@ class MLPRuleConfig(GuardConfig):
     """Steps between two quantised cuts."""
     brake_recovery: float = 1.0
     """Each step the brake's log factor is multiplied by this (1: a brake holds for good; < 1: it wears off)."""
+    anneal: float = 0.0
+    """w in [0, 1]: every update (heads and trunk alike, so the trunk's fixed point under ``sum`` stays) times
+    1 − w·(1 − cos(π p)) / 2 at progress p = t / horizon: 0 (default) plays as before, 1 a cosine decay to 0, the
+    schedule the tuned baselines win minibatch games with (the learned modulation is bounded by e^±b and cannot
+    anneal further than e^−b on its own)."""
     direction_offset: bool = False
     """Also learn an additive direction for the heads' Adam step, −α(m̂/(√v̂ + ε) + B(c·b)) (a third network output).
     It does not vanish where the gradient does, so the rule no longer stops at the game's fixed points (it held the
@@ -167,6 +172,8 @@ class MLPRule(nn.Module):
             raise ValueError(f"adam_beta1 ({config.adam_beta1}) must be one of decays {config.decays}")
         if not config.max_log_gain > 0:
             raise ValueError(f"max_log_gain must be > 0 (the bound of the step modulation), got {config.max_log_gain}")
+        if not 0.0 <= config.anneal <= 1.0:
+            raise ValueError(f"anneal must be in [0, 1] (0: no decay, 1: cosine to 0), got {config.anneal!r}")
         self._adam_index = config.decays.index(config.adam_beta1)
         inputs = 1 + len(config.decays) + len(TIME_SCALES) + len(RULE_FEATURES)
         self.net = nn.Sequential(
@@ -285,6 +292,12 @@ class MLPRule(nn.Module):
             adam = adam + bound * torch.tanh(cfg.scale * out[..., 2] / bound)
         step_adam = -self.log_lr.exp() * adam
         head_update = torch.exp(gain) * ((1.0 - mix) * step_adam - mix * eta_k * g_h)
+        log_anneal = None
+        if cfg.anneal > 0:  # a cosine decay of every update over the horizon, the same for every player
+            progress = features[:, :1, PROGRESS].to(dtype).clamp(0.0, 1.0)  # [B, 1]
+            factor = 1.0 - cfg.anneal * 0.5 * (1.0 - torch.cos(math.pi * progress))
+            log_anneal = factor.clamp_min(1e-3).log()
+            head_update = head_update * log_anneal.exp()
         # Trunk: heavy ball with coefficients common to every player: the clock's schedule, and the brake.
         clock = torch.cat([time[:, 0, :], features[:, :1, PROGRESS].to(dtype)], dim=1)  # [B, 4]
         schedule = self.trunk_net(clock)  # [B, 2]
@@ -309,6 +322,8 @@ class MLPRule(nn.Module):
             brake = cfg.brake_recovery * state["brake"] - torch.relu(growth - cfg.brake_threshold)
             cooldown = state["cooldown"]
         log_step = log_step + brake
+        if log_anneal is not None:
+            log_step = log_step + log_anneal
         update = g.new_zeros(g.shape).index_copy(1, heads, head_update).index_copy(1, trunk, -torch.exp(log_step) * mu)
         guard: RuleState = {}
         if cfg.guard:  # heads: loosely (BB is a secant step); trunk: the heavy ball, stable while αL < 2(1 + β)

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from agents.learned.batched import EngineDriver
-from agents.learned.family import build_suite, get_family, loss_floor, sample_config, true_loss_floor
+from agents.learned.family import best_loss_floor, build_suite, get_family, loss_floor, sample_config, true_loss_floor
 from agents.learned.meta_config import MetaTrainConfig
 from agents.learned.rules import Rule
 from mtg_env import engine
@@ -62,7 +62,10 @@ def _game(
     game = Game(suite, rule, action_mode=config.mode, horizon=horizon)  # type: ignore[arg-type]
     if config.floor == "legacy":
         return game, loss_floor(suite), False
-    floor = true_loss_floor(suite, get_family(family).loss_lower_bound)
+    if config.floor == "best":
+        floor = best_loss_floor(family, suite_options, suite)
+    else:
+        floor = true_loss_floor(suite, get_family(family).loss_lower_bound)
     return game, floor.value, floor.kind != "lower bound"
 
 

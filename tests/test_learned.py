@@ -15,6 +15,7 @@ import torch
 import mtg_env
 from agents import make_agents, run_episode
 from agents.learned import (
+    GENERAL,
     EngineDriver,
     LearnedAgent,
     MLPRule,
@@ -152,6 +153,38 @@ def test_the_mlp_rules_trunk_step_is_the_same_for_every_player() -> None:
     torch.testing.assert_close(alphas, alphas[:, :1, :1].expand_as(alphas))
     assert (alphas < 0).all()
     assert (state["brake"] < 0).all()
+
+
+@pytest.mark.parametrize("w", [0.5, 1.0])
+def test_anneal_scales_every_update_by_the_cosine_factor_of_the_progress(w: float) -> None:
+    """``anneal = w``: the update, heads and trunk alike, is the rule's unannealed one times 1 − w(1 − cos πp)/2 at
+    the game's progress p, on every step, whatever the weights (the same factor for every player: the trunk's
+    fixed point under sum stays). The brake off and the guard off, which would act on top of it."""
+    base = perturbed_rule("learned_mlp", seed=3)
+    rules = []
+    for anneal in (0.0, w):
+        rule = type(base)(replace(base.config, guard=False, anneal=anneal, brake_threshold=10.0)).eval()
+        rule.load_state_dict(base.state_dict())
+        rules.append(rule.requires_grad_(False))
+    gen = torch.Generator().manual_seed(1)
+    is_trunk = torch.tensor([False, False, False, True, True])
+    states = [r.init_state(torch.zeros(3, 5), is_trunk) for r in rules]
+    for t in range(6):
+        g = torch.randn(3, 5, generator=gen)
+        feats = torch.rand(3, 5, 8, generator=gen)
+        progress = torch.tensor([0.1, 0.5, 0.9])[:, None] + 0.01 * t  # the three games at other points of their horizon
+        feats[..., 6] = progress
+        feats[..., 7] = 0.0
+        with torch.no_grad():
+            plain, _ = rules[0](g, feats, is_trunk, torch.full((3,), t), states[0])
+            annealed, states[1] = rules[1](g, feats, is_trunk, torch.full((3,), t), states[1])
+        # the plain rule continues from the annealed one's state (its memory is of the annealed moves)
+        states[0] = {k: v.clone() for k, v in states[1].items()}
+        factor = 1.0 - w * 0.5 * (1.0 - torch.cos(math.pi * progress))
+        torch.testing.assert_close(annealed, plain * factor, rtol=1e-5, atol=1e-7)
+    assert float(factor[2, 0]) < 0.1 + (1.0 - w)  # late in a game, a strong cut
+    with pytest.raises(ValueError, match=r"anneal must be in \[0, 1\]"):
+        new_rule("learned_mlp", anneal=1.5)
 
 
 def test_the_mlp_rule_at_rest_at_a_stationary_point_stays_there() -> None:
@@ -625,8 +658,41 @@ PINNED = {
 }
 
 
+#: The generalist (``learned_mlp_general.pt``, meta-trained on a mixture of families and rules): total batch loss after
+#: 20 steps on each family's small test suite (seed 0), as the specialists' above, and on toy2d, where no specialist
+#: exists and it is learned_mlp's default.
+GENERAL_PINNED = {
+    "quadratic": None,
+    "regression": None,
+    "digits": None,
+    "toy2d": None,
+}
+
+
 def test_every_shipped_rule_is_pinned() -> None:
-    assert sorted(shipped()) == sorted(PINNED)
+    assert sorted(shipped()) == sorted([*PINNED, ("learned_mlp", GENERAL)])
+
+
+@pytest.mark.parametrize("suite", sorted(GENERAL_PINNED))
+def test_the_generalist_plays_every_suite_and_reproduces_its_pinned_loss(suite: str) -> None:
+    """The generalist plays each family when asked for (weights=...), and is learned_mlp's default on a suite without
+    a specialist (toy2d): no allow_other_suite needed, since its file names a mixture, not one suite."""
+    kwargs = {"max_cycles": 20, "max_update": None, **({"dtype": "float64"} if suite == "quadratic" else {})}
+    if suite == "toy2d":
+        env = mtg_env.parallel_env(suite="toy2d", **kwargs)
+        players = make_agents("learned_mlp", env)
+    else:
+        env = make_env(suite, "update", **kwargs)
+        players = make_agents("learned_mlp", env, weights=pretrained_path("learned_mlp", GENERAL))
+    assert repr(players[env.possible_agents[0]]) == "LearnedAgent('learned_mlp', weights='learned_mlp_general.pt')"
+    history = run_episode(env, players, seed=0, evaluate=False)
+    final, start = GENERAL_PINNED[suite]
+    assert float(history.losses[0].sum()) == pytest.approx(start, rel=1e-6)
+    assert float(history.losses[-1].sum()) == pytest.approx(final, rel=1e-4, abs=1e-6)
+    assert float(history.losses[-1].sum()) < start
+    meta = load_rule(pretrained_path("learned_mlp", GENERAL))[2]
+    assert meta["config"]["suite"] == ["quadratic", "regression", "digits"]
+    assert meta["config"]["consensus"] == ["sum", "mean", "mgda"]
 
 
 @pytest.mark.parametrize(("name", "suite"), sorted(PINNED))

@@ -201,7 +201,8 @@ def best_loss_floor(family: str, options: dict[str, Any], suite: TaskSuite) -> F
     key = json.dumps([family, options, str(suite.dtype)], sort_keys=True, default=str)
     if key not in _BEST_FLOORS:
         try:
-            _BEST_FLOORS[key] = true_floor(suite)
+            with torch.enable_grad():  # a best run differentiates; validation asks from under no_grad
+                _BEST_FLOORS[key] = true_floor(suite)
         except (NotImplementedError, AttributeError, TypeError):
             _BEST_FLOORS[key] = true_loss_floor(suite, get_family(family).loss_lower_bound)
     return _BEST_FLOORS[key]

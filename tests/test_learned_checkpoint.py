@@ -175,10 +175,11 @@ def test_the_cli_refuses_weights_of_another_suite_unless_allowed(
 
 
 def test_a_suite_without_a_game_family_does_not_suggest_meta_training_it() -> None:
-    """toy2d has no game family, and meta-train refuses it: the message says what to do instead."""
+    """toy2d has no game family, and meta-train refuses it: the message says what to do instead (learned_lstm has no
+    generalist; learned_mlp's plays there, tests/test_learned.py)."""
     import mtg_env
 
     env = mtg_env.parallel_env(suite="toy2d")
     with pytest.raises(ValueError, match=r"no shipped weights") as err:
-        make_agents("learned_mlp", env)
+        make_agents("learned_lstm", env)
     assert "--suite toy2d" not in str(err.value) and "--allow-other-suite" in str(err.value)

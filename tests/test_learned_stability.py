@@ -20,13 +20,14 @@ from mtg_env.engine import Game
 from mtg_env.suites import QuadraticSuite
 from tests.conftest import make_env
 
-#: The shipped weights the guard must keep stable (the MLP rule's two quadratic-capable files, the step rule's and
-#: the LSTM's).
+#: The shipped weights the guard must keep stable (the MLP rule's two quadratic-capable files, the step rule's, the
+#: LSTM's and the generalist).
 SHIPPED = [
     ("learned_mlp", "quadratic"),
     ("learned_mlp", "regression"),
     ("learned_step", "regression"),
     ("learned_lstm", "quadratic"),
+    ("learned_mlp", "general"),
 ]
 CONSENSUS = ("sum", "mean", "mgda", "upgrad")
 

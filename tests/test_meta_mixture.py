@@ -81,7 +81,7 @@ def test_auto_dtype_plays_each_family_in_its_own_precision() -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"suite": ("quadratic", "toy2d")}, "no game family 'toy2d'; available: ['digits', 'quadratic', 'regression']"),
+        ({"suite": ("quadratic", "toy2d")}, "suite: no game family 'toy2d'; available: ['digits', 'quadratic', 'regr"),
         ({"suite": ("quadratic", "quadratic")}, "suite lists a family twice"),
         ({"consensus": ("sum", "upgrad")}, "consensus 'upgrad' is not differentiable, and method 'tbptt'"),
         ({"consensus": ("sum", "average")}, "consensus must name rules of"),

@@ -138,7 +138,10 @@ class MetaTrainConfig:
                 value = value[0]
             object.__setattr__(self, name, value)
         for family in self.suites:
-            get_family(family)  # refused naming it, with the families there are
+            try:
+                get_family(family)
+            except ValueError as err:  # naming the field, the family and the families there are
+                raise ValueError(f"suite: {err}") from None
         if len(set(self.suites)) != len(self.suites):
             raise ValueError(f"suite lists a family twice: {list(self.suites)}")
         for name in self.consensuses:

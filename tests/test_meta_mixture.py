@@ -183,3 +183,19 @@ def test_a_user_family_of_module_suites_trains_in_the_mixture(tmp_path: Path, mo
         unregister_family("quadratic")
     with pytest.raises(ValueError, match="exists already"):
         register_family(Family("digits", family.sample, "digits"))
+
+
+def test_a_sweep_file_takes_a_mixture(tmp_path: Path) -> None:
+    """A sweep's base run may be a mixture (TOML lists), and its trials meta-train on it."""
+    from agents.learned.sweep import load_sweep
+
+    path = tmp_path / "sweep.toml"
+    path.write_text(
+        '[meta_train]\nagent = "learned_mlp"\nsuite = ["quadratic", "regression"]\nconsensus = ["sum", "mgda"]\n'
+        'dtype = "auto"\niterations = 4\n[search]\nmeta_lr = {grid = [1e-3, 3e-3]}\n[sweep]\nscheduler = "fifo"\n'
+    )
+    base = load_sweep(path).base
+    assert base.suite == ("quadratic", "regression") and base.consensus == ("sum", "mgda") and base.dtype == "auto"
+    path.write_text(path.read_text().replace('"regression"]', '"toy2d"]'))
+    with pytest.raises(ValueError, match="suite: no game family 'toy2d'"):
+        load_sweep(path)

@@ -4,6 +4,7 @@ the new keys reports what it did before."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import replace
@@ -119,7 +120,13 @@ def test_an_entrant_with_weights_plays_them(tmp_path: Path) -> None:
     assert cell["gaps"]["learned_mlp[best]"] == direct
     assert cell["gaps"]["learned_mlp"] == [float.fromhex(p) for p in _CELL_PINS["quadratic"]["learned_mlp"]]
     md = (tmp_path / "out" / "report.md").read_text()
-    assert "| learned_mlp[best] |" in md and f"learned_mlp[best] = learned_mlp from {path}" in md
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert "| learned_mlp[best] |" in md
+    assert f"learned_mlp[best] = learned_mlp from {path} (sha256 {digest[:16]}…)" in md
+    # the report names the bytes every label played (read once, before any cell)
+    assert report["weights"]["learned_mlp[best] (quadratic)"] == {"weights": str(path), "sha256": digest}
+    shipped = WEIGHTS_DIR / "learned_mlp_quadratic.pt"
+    assert report["weights"]["learned_mlp (quadratic)"]["sha256"] == hashlib.sha256(shipped.read_bytes()).hexdigest()
     # A custom name, and a shipped tag (agents/learned/weights/learned_mlp_regression.pt) played on quadratic.
     tag = {"agent": "learned_mlp", "weights": "regression"}
     named = sealed_config_from_dict(_tiny_dict(entrants=[{**entrants[1], "name": "generalist"}, tag]))

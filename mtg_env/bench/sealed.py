@@ -306,9 +306,14 @@ def run_sealed(
     torch.set_num_threads(1)
     cells = []
     column = show_consensus(config)
+    # Every entrant's file is read once, before any cell: a file replaced while the run goes on changes nothing, and
+    # the report names the bytes each label played (sha256).
+    players = {suite: {label: learned_agent(agent, suite=suite, weights=weights, allow_other_suite=weights is not None)
+                       for label, agent, weights in config.players(suite)} for suite in config.families}  # fmt: skip
+    played = {f"{label} ({suite})": {"weights": str(p.weights), "sha256": p.sha256}
+              for suite, by_label in players.items() for label, p in by_label.items()}  # fmt: skip
     for suite in config.families:
-        rules = {label: learned_agent(agent, suite=suite, weights=weights, allow_other_suite=weights is not None)
-                 .rule.to(config.device) for label, agent, weights in config.players(suite)}  # fmt: skip
+        rules = {label: p.rule.to(config.device) for label, p in players[suite].items()}
         for multiple in config.multiples:
             for consensus in config.consensus:
                 cell = run_cell(config, suite, multiple, floors, rules, key, stream, consensus)
@@ -316,7 +321,7 @@ def run_sealed(
                 if progress:
                     print(cell_rows(cell, header=not cells[:-1], consensus=column), flush=True)
     report = {"name": config.name, "test_key": key, "stream": stream, "search": config.search.describe(),
-              "config": _plain(asdict(config)), "cells": cells}  # fmt: skip
+              "config": _plain(asdict(config)), "weights": played, "cells": cells}  # fmt: skip
     (out / "report.json").write_text(json.dumps(_plain(report), indent=1))
     (out / "report.md").write_text(report_markdown(config, report))
     return report

@@ -60,6 +60,12 @@ def cell_rows(cell: dict[str, Any], header: bool = False, consensus: bool = Fals
     return "\n".join(lines)
 
 
+def _sha(report: dict[str, Any], label: str) -> str:
+    """`` (sha256 …)`` of the bytes ``label`` played (the report's ``weights``), or nothing for an older report."""
+    digests = {v["sha256"] for k, v in report.get("weights", {}).items() if k.startswith(label + " (")}
+    return f" (sha256 {', '.join(sorted(d[:16] for d in digests))}…)" if digests else ""
+
+
 def report_markdown(config: SealedConfig, report: dict[str, Any]) -> str:
     """The report: the protocol (search space, budget, streams), the main table, the tuned baselines."""
     column = show_consensus(config)
@@ -98,7 +104,7 @@ def report_markdown(config: SealedConfig, report: dict[str, Any]) -> str:
     if weighted:
         lines += [
             "Entrants with their own weights (one rule file for every family listed): "
-            + "; ".join(f"{e.name} = {e.agent} from {e.weights}" for e in weighted)
+            + "; ".join(f"{e.name} = {e.agent} from {e.weights}{_sha(report, e.name)}" for e in weighted)
             + ".",
             "",
         ]

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mtg_env.suites import IMPORT_PATH, TaskSuite, make_suite
+from mtg_env.suites import IMPORT_PATH, TaskSuite, call_suite_factory, make_suite
 from mtg_env.suites.floors import Floor, exact_floor, true_floor
 
 #: Suites with a game family.
@@ -59,18 +59,8 @@ class Family:
         """The suite of one drawn game."""
         if isinstance(self.suite, str):
             return make_suite(self.suite, device=device, dtype=dtype, **options)
-        import inspect
-
-        try:
-            params = inspect.signature(self.suite).parameters
-        except (TypeError, ValueError):
-            params = {}  # type: ignore[assignment]
-        open_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-        call = dict(options)
-        for key, value in (("device", device), ("dtype", dtype)):
-            if key in params or open_kwargs:
-                call[key] = value
-        return make_suite(self.suite(**call), device=device, dtype=dtype)
+        built = call_suite_factory(self.suite, f"{self.name}.suite", device, dtype, options)
+        return make_suite(built, device=device, dtype=dtype)  # the factory's device and dtype are the asked ones
 
 
 def _sample_quadratic(rng: np.random.Generator, shifted: bool) -> dict[str, Any]:

@@ -295,9 +295,9 @@ class MLPRule(nn.Module):
         log_anneal = None
         if cfg.anneal > 0:  # a cosine decay of every update over the horizon, the same for every player
             progress = features[:, :1, PROGRESS].to(dtype).clamp(0.0, 1.0)  # [B, 1]
-            factor = 1.0 - cfg.anneal * 0.5 * (1.0 - torch.cos(math.pi * progress))
-            log_anneal = factor.clamp_min(1e-3).log()
-            head_update = head_update * log_anneal.exp()
+            factor = (1.0 - cfg.anneal * 0.5 * (1.0 - torch.cos(math.pi * progress))).clamp_min(1e-3)
+            head_update = head_update * factor
+            log_anneal = factor.log()
         # Trunk: heavy ball with coefficients common to every player: the clock's schedule, and the brake.
         clock = torch.cat([time[:, 0, :], features[:, :1, PROGRESS].to(dtype)], dim=1)  # [B, 4]
         schedule = self.trunk_net(clock)  # [B, 2]

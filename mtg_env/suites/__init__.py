@@ -79,7 +79,6 @@ def _from_factory(
     """The suite ``factory(**kwargs)`` builds, for ``path = "package.module:factory"``; ``device`` and ``dtype`` are
     passed on where the factory takes them (else the suite's own must match them, as an instance's)."""
     import importlib
-    import inspect
 
     module, _, attr = path.partition(":")
     try:  # any error while the user's module runs is its import failing, reported in one line
@@ -88,6 +87,20 @@ def _from_factory(
         raise ValueError(f"cannot import suite factory {path!r} ({type(err).__name__}: {err})") from None
     if not callable(factory):
         raise ValueError(f"suite factory {path!r} is a {type(factory).__name__}, not a callable returning a TaskSuite")
+    return call_suite_factory(factory, path, device, dtype, kwargs)
+
+
+def call_suite_factory(
+    factory: Any,
+    what: str,
+    device: str | torch.device | None,
+    dtype: str | torch.dtype | None,
+    kwargs: dict[str, Any],
+) -> TaskSuite:
+    """``factory(**kwargs)``, given ``device`` and ``dtype`` where it takes them (else the suite's own must match
+    them, as an instance's); its TypeError or ValueError, and a result that is not a suite, name ``what``."""
+    import inspect
+
     call = dict(kwargs)
     params: Mapping[str, inspect.Parameter]
     try:
@@ -101,9 +114,9 @@ def _from_factory(
     try:
         built = factory(**call)
     except (TypeError, ValueError) as err:
-        raise type(err)(f"suite factory {path!r}: {err}") from None
+        raise type(err)(f"suite factory {what!r}: {err}") from None
     if not isinstance(built, TaskSuite):
-        raise TypeError(f"suite factory {path!r} returned {type(built).__name__}, not a TaskSuite")
+        raise TypeError(f"suite factory {what!r} returned {type(built).__name__}, not a TaskSuite")
     return built
 
 
@@ -118,6 +131,7 @@ __all__ = [
     "TaskSpec",
     "TaskSuite",
     "Toy2DSuite",
+    "call_suite_factory",
     "exact_floor",
     "least_squares_floor",
     "make_suite",

@@ -7,10 +7,15 @@ estimate of the curvature along the block's last move,
 
     L̂ = ‖g_t − g_{t−1}‖ / ‖s‖,
 
-s the block's last update (a head) or, for a trunk proposal, the shorter of the player's last proposal and the
-consensus's last move ΔΨ (‖ΔΨ‖ is every player's feature ``symlog_trunk_move_norm``): the trunk gradient changes
-by the consensus move, which under ``sum`` adds up every player's proposal, so the gradient change per unit of the
-player's own proposal is the curvature the player's step meets. It caps the block's update u at
+s the block's last move: for a head, its last update with a tenth of the consensus's last trunk move ΔΨ added in
+quadrature (the head's gradient changes with the trunk as well; ‖ΔΨ‖ is every player's feature
+``symlog_trunk_move_norm``); for a trunk proposal, the player's last proposal, or ‖ΔΨ‖ where the consensus moved less,
+but no less than a quarter of the proposal: the trunk gradient changes by the consensus move, which under ``sum``
+adds up every player's proposal, so the gradient change per unit of the player's own proposal is the curvature the
+player's step meets, and near a trunk equilibrium, where the proposals cancel and ‖ΔΨ‖ → 0, the quarter keeps the
+estimate from inflating (``guard_secant = "shorter"``, the first guard, divides a head's by its update alone and a
+proposal's by the shorter of it and ‖ΔΨ‖: both inflate where the block's own move is small beside what else
+moves, and the cap then stalls a converging game). It caps the block's update u at
 
     ‖u‖ ≤ c·‖d‖ / L̂,
 
@@ -57,7 +62,30 @@ class GuardConfig:
     """Before the cap holds, an effective step is at most this times it (a step 10× the stable one never is)."""
     guard_free: float = 10.0
     """Blocks the cap never holds (the MLP rule's Barzilai–Borwein heads): after the first move, this times it."""
+    guard_secant: str = "bounded"
+    """What a block's secant divides the change of its gradient by. ``"bounded"`` (default): a head's own last
+    update, with ``CROSS``·‖ΔΨ‖ added in quadrature (the head's gradient changes with the trunk too: divided by its
+    own move alone, a head the cap holds reads the trunk's effect on it as a curvature that grows as its capped step
+    shrinks, and stalls); a trunk proposal's, the player's own proposal, shortened to ‖ΔΨ‖ where the consensus moved
+    less, but to no less than ``CANCEL`` of it (near a trunk equilibrium of ``sum`` the proposals cancel, ‖ΔΨ‖ → 0
+    while each player's trunk gradient remains: divided by ‖ΔΨ‖ the estimate inflates without bound, and the cap,
+    different for every player, moves the fixed point). ``"shorter"``: the first guard's (a head's own update; a
+    trunk proposal's, the shorter of it and ‖ΔΨ‖), which the sealed tables before December 2026 were run with."""
 
+    def __post_init__(self) -> None:
+        if self.guard_secant not in GUARD_SECANTS:
+            raise ValueError(
+                f"guard_secant must be one of {GUARD_SECANTS} ('bounded': the default; 'shorter': the first guard's), "
+                f"got {self.guard_secant!r}"
+            )
+
+
+#: ``guard_secant = "bounded"``: a trunk proposal's secant divides by no less than this share of the proposal.
+CANCEL = 0.25
+#: ``guard_secant = "bounded"``: a head's secant divides by its move and this share of ‖ΔΨ‖ in quadrature.
+CROSS = 0.1
+#: The secants a guard can take (:attr:`GuardConfig.guard_secant`).
+GUARD_SECANTS: tuple[str, ...] = ("bounded", "shorter")
 
 #: The guard's state keys (kept beside the rule's own).
 GUARD_KEYS: tuple[str, ...] = ("guard_g", "guard_u", "guard_l", "guard_seen", "guard_armed", "guard_g0")
@@ -143,7 +171,12 @@ def apply_guard(
         capped_block = blocks.index_add(0, groups, capped_coords.to(dtype)) > 0
     with torch.no_grad():
         moved = block_norms(state["guard_u"], groups, num_groups)  # ‖s‖ per block (0 before the first move)
-        moved = torch.where(trunk_block, torch.minimum(moved, move.to(dtype).unsqueeze(1)), moved)
+        consensus = move.to(dtype).unsqueeze(1)
+        if config.guard_secant == "bounded":
+            trunk = torch.minimum(moved, torch.maximum(consensus, CANCEL * moved))
+            moved = torch.where(trunk_block, trunk, torch.hypot(moved, CROSS * consensus) * (moved > 0))
+        else:
+            moved = torch.where(trunk_block, torch.minimum(moved, consensus), moved)
         changed = block_norms(g - state["guard_g"], groups, num_groups)
         fresh = moved > 0
         # The newest secant, or the last estimate fading by ``memory`` per step if that is larger: a secant along a

@@ -91,10 +91,9 @@ class MLPRuleConfig(GuardConfig):
     init_lr: float = 0.01
     """Initial step size α of the heads' Adam step, and η₀ of their gradient step."""
     init_gate: float = 3.0
-    """Initial gate γ: the share sigmoid(γ) of the Barzilai–Borwein step in a head's update (≈ 0.95; −30: Adam
-    alone). Mostly BB: AMSGrad's effective step only shrinks, so alone it stalls once the gradients are far below
-    their early size; BB's scale-free step keeps converging linearly (quadratic family, 5× the horizon: 1e-11 of
-    the start with γ = 3, a stall at 1e-9 with γ = −2)."""
+    """Initial gate γ: the share sigmoid(γ) of the Barzilai–Borwein step in a head's update (≈ 0.95; −30: Adam alone).
+    Mostly BB: AMSGrad's effective step only shrinks, so alone it stalls once the gradients are far below their early
+    size; BB's keeps converging linearly (quadratics at 5× the horizon: 1e-11 with γ = 3, a stall at 1e-9 with −2)."""
     init_trunk_lr: float = 0.01
     """Initial step size of the trunk's heavy-ball proposal (learned)."""
     init_trunk_momentum: float = 0.9
@@ -112,18 +111,23 @@ class MLPRuleConfig(GuardConfig):
     brake_warmup: int = 0
     """Steps before the brake's growth average starts."""
     brake_step: float = 1.39
-    """> 0: the brake cuts the log step by this much (1.39: to a quarter) when the average passes the threshold,
-    then waits ``brake_cooldown`` steps. 0: the continuous brake, cutting the log step by the average's excess over
-    the threshold on every step it is over."""
+    """> 0: the brake cuts the log step by this much (1.39: to a quarter) when the average passes the threshold, then
+    waits ``brake_cooldown`` steps. 0: continuous, a cut by the average's excess over the threshold each step."""
     brake_cooldown: int = 3
     """Steps between two quantised cuts."""
     brake_recovery: float = 1.0
     """Each step the brake's log factor is multiplied by this (1: a brake holds for good; < 1: it wears off)."""
+    trunk_boost: float = 0.0
+    """> 0: a bold driver on the trunk's shared step: while the brake's growth average is in (−``boost_margin``,
+    ``brake_threshold``) (the moves stall) the log step rises by this a step, up to ``boost_max``. 0: off."""
+    boost_margin: float = 0.05
+    """The boost rises only while the moves shrink slower than e^−margin per step."""
+    boost_max: float = 2.3
+    """The boost's largest log factor (2.3: the trunk step at most ≈ 10× its schedule)."""
     anneal: float = 0.0
-    """w in [0, 1]: every update (heads and trunk alike, so the trunk's fixed point under ``sum`` stays) times
-    1 − w·(1 − cos(π p)) / 2 at progress p = t / horizon: 0 (default) plays as before, 1 a cosine decay to 0, the
-    schedule the tuned baselines win minibatch games with (the learned modulation is bounded by e^±b and cannot
-    anneal further than e^−b on its own)."""
+    """w in [0, 1]: every update (heads and trunk alike: the trunk's fixed point under ``sum`` stays) times
+    1 − w·(1 − cos(π p)) / 2 at progress p = t / horizon: 0 (default) plays as before, 1 a cosine decay to 0 (the
+    tuned baselines' schedule on minibatch games, which the modulation, bounded by e^±b, cannot make on its own)."""
     direction_offset: bool = False
     """Also learn an additive direction for the heads' Adam step, −α(m̂/(√v̂ + ε) + B(c·b)) (a third network output).
     It does not vanish where the gradient does, so the rule no longer stops at the game's fixed points (it held the
@@ -172,6 +176,9 @@ class MLPRule(nn.Module):
             raise ValueError(f"adam_beta1 ({config.adam_beta1}) must be one of decays {config.decays}")
         if not config.max_log_gain > 0:
             raise ValueError(f"max_log_gain must be > 0 (the bound of the step modulation), got {config.max_log_gain}")
+        if not all(x >= 0 for x in (config.trunk_boost, config.boost_max, config.boost_margin)):
+            boost = (config.trunk_boost, config.boost_max, config.boost_margin)
+            raise ValueError(f"trunk_boost, boost_max and boost_margin must be >= 0 (0: no boost), got {boost}")
         if not 0.0 <= config.anneal <= 1.0:
             raise ValueError(f"anneal must be in [0, 1] (0: no decay, 1: cosine to 0), got {config.anneal!r}")
         self._adam_index = config.decays.index(config.adam_beta1)
@@ -216,6 +223,9 @@ class MLPRule(nn.Module):
         dtype = self.log_lr.dtype
         heads = torch.zeros(b, kh, dtype=dtype, device=g.device)
         common = torch.zeros(b, 1, dtype=dtype, device=g.device)  # the trunk schedule's state, the same for all
+        extra = ({"boost": common} if self.config.trunk_boost > 0 else {}) | (
+            guard_state(g, num_groups, dtype) if self.config.guard else {}
+        )
         return {
             "m": torch.zeros(b, kh, len(self.config.decays), dtype=dtype, device=g.device),
             "v": heads,
@@ -231,7 +241,7 @@ class MLPRule(nn.Module):
             "growth": common,
             "brake": common,
             "cooldown": common,
-        } | (guard_state(g, num_groups, dtype) if self.config.guard else {})
+        } | extra
 
     def forward(
         self, g: Tensor, features: Tensor, is_trunk: Tensor, t: Tensor, state: RuleState, groups: Tensor | None = None
@@ -322,6 +332,11 @@ class MLPRule(nn.Module):
             brake = cfg.brake_recovery * state["brake"] - torch.relu(growth - cfg.brake_threshold)
             cooldown = state["cooldown"]
         log_step = log_step + brake
+        boosted: RuleState = {}
+        if cfg.trunk_boost > 0:  # a bold driver on the shared growth average: rise while the moves stall
+            stall = seen & (growth > -cfg.boost_margin) & (growth < cfg.brake_threshold) & (cooldown <= 0)
+            boosted = {"boost": (state["boost"] + cfg.trunk_boost * stall.to(dtype)).clamp(max=cfg.boost_max)}
+            log_step = log_step + boosted["boost"]
         if log_anneal is not None:
             log_step = log_step + log_anneal
         update = g.new_zeros(g.shape).index_copy(1, heads, head_update).index_copy(1, trunk, -torch.exp(log_step) * mu)
@@ -341,7 +356,7 @@ class MLPRule(nn.Module):
             "log_step": log_step, "mass": beta * state["mass"] + 1.0, "signal": signal,
             "signalled": torch.maximum(state["signalled"], valid.to(dtype)), "growth": growth, "brake": brake,
             "cooldown": cooldown,
-        }  # fmt: skip
+        } | boosted  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,8 @@ RUNS: dict[str, MetaTrainConfig] = {
         iterations=300, games=4, configs=3, horizons=(20, 50, 100, 200), floor="true", dtype="auto", val_every=15,
         val_configs=9, val_games=2, meta_lr=3e-3, val_metric="final", late_weight=1.0,
         rule={**MINIBATCH_BRAKE, "brake_threshold": 0.25, "guard_slack": 2.0},
-        train_rule={"guard": True},
+        # The guard's first secant, which the file was trained with (it plays with the bounded one, the default since).
+        train_rule={"guard": True, "guard_secant": "shorter"},
     ),
 }  # fmt: skip
 

@@ -282,6 +282,12 @@ _CELL_PINS = {
 }
 
 
+#: How far a pinned gap may move with MKL's code branch (the pins are this machine's AVX-512 one, bit for bit): the
+#: quadratic family plays in float64 (measured under COMPATIBLE, AVX, AVX2: ≤ 5e-9); regression's MLP games in
+#: float32, whose matmuls round by branch and compound over the steps: 128 float32 ulps (measured: ≤ 1.4e-6).
+_PIN_RTOL = {"quadratic": 1e-6, "regression": 128 * float(np.finfo(np.float32).eps)}
+
+
 @pytest.mark.parametrize("suite", list(_CELL_PINS))
 def test_a_cell_on_the_cpu_device_is_unchanged(suite: str) -> None:
     from agents.learned import learned_agent
@@ -292,7 +298,7 @@ def test_a_cell_on_the_cpu_device_is_unchanged(suite: str) -> None:
     rules = {"learned_mlp": learned_agent("learned_mlp", suite=suite).rule}
     cell = run_cell(config, suite, 1, _Floors(None, config.device), rules, "0" * 32, "validation")
     for name, pins in _CELL_PINS[suite].items():
-        assert cell["gaps"][name] == pytest.approx([float.fromhex(p) for p in pins], rel=1e-6), name
+        assert cell["gaps"][name] == pytest.approx([float.fromhex(p) for p in pins], rel=_PIN_RTOL[suite]), name
 
 
 def test_every_game_and_floor_of_a_cell_is_built_on_its_device(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 
 from agents.learned.checkpoint import WEIGHTS_DIR, load_rule
-from agents.learned.meta_config import GENERAL_BOOST
 from agents.learned.train import MINIBATCH_BRAKE, MetaTrainConfig, meta_train
 
 #: The shipped rules: name -> meta-training config (CPU, one thread; each rule with its suite's default options,
@@ -55,11 +54,9 @@ RUNS: dict[str, MetaTrainConfig] = {
         agent="learned_mlp", suite=("quadratic", "regression", "digits"), consensus=("sum", "mean", "mgda"),
         iterations=300, games=4, configs=3, horizons=(20, 50, 100, 200), floor="true", dtype="auto", val_every=15,
         val_configs=9, val_games=2, meta_lr=3e-3, val_metric="final", late_weight=1.0,
-        # It plays with the trunk boost (a bold driver on the shared trunk step; chosen on the validation stream after
-        # training: the trained trunk step suits sum on quadratics but is too small for regression and for mean).
-        rule={**MINIBATCH_BRAKE, "brake_threshold": 0.25, "guard_slack": 2.0, **GENERAL_BOOST},
-        # Trained without the boost, with the guard's first secant (it plays the bounded one, the default since).
-        train_rule={"guard": True, "guard_secant": "shorter", "trunk_boost": 0.0},
+        rule={**MINIBATCH_BRAKE, "brake_threshold": 0.25, "guard_slack": 2.0},
+        # The guard's first secant, which the file was trained with (it plays with the bounded one, the default since).
+        train_rule={"guard": True, "guard_secant": "shorter"},
     ),
 }  # fmt: skip
 

@@ -26,11 +26,6 @@ Method = Literal["tbptt", "es", "pes"]
 MINIBATCH_BRAKE: dict[str, Any] = {"brake_weight": 0.05, "brake_threshold": 0.05, "brake_warmup": 10,
                                    "brake_recovery": 1.0, "brake_step": 0.0, "trunk_warmup": 1}  # fmt: skip
 
-#: The generalist's trunk boost (:attr:`~agents.learned.rules.MLPRuleConfig.trunk_boost`), played, not trained with:
-#: on the validation stream it took the generalist from 2.3 to 1.3 of the best tuned baseline's mean gap on regression
-#: and from 1.7e3 to 0.08 of the median on quadratics under ``mean`` (docs/results/learned.md).
-GENERAL_BOOST: dict[str, Any] = {"trunk_boost": 0.2, "boost_margin": 0.02, "boost_max": 1.4}
-
 #: Digits' rule: the minibatch brake, and a learned direction offset on the heads' Adam step (its games end far from a
 #: stationary point, where the offset pays: without it the rule is level with tuned Adam at 1×; see
 #: docs/results/learned.md).

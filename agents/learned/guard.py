@@ -70,7 +70,7 @@ class GuardConfig:
     less, but to no less than ``CANCEL`` of it (near a trunk equilibrium of ``sum`` the proposals cancel, ‖ΔΨ‖ → 0
     while each player's trunk gradient remains: divided by ‖ΔΨ‖ the estimate inflates without bound, and the cap,
     different for every player, moves the fixed point). ``"shorter"``: the first guard's (a head's own update; a
-    trunk proposal's, the shorter of it and ‖ΔΨ‖), which the sealed tables before December 2026 were run with."""
+    trunk proposal's, the shorter of it and ‖ΔΨ‖), which the sealed keys K1 and K2 of docs/results/learned.md used."""
 
     def __post_init__(self) -> None:
         if self.guard_secant not in GUARD_SECANTS:

@@ -156,9 +156,12 @@ def test_the_mlp_rules_trunk_step_is_the_same_for_every_player() -> None:
     assert (state["brake"] < 0).all()
 
 
-def _boost_trace(rule: torch.nn.Module, shrink: float, steps: int = 12) -> tuple[list[Tensor], Tensor]:
+def _boost_trace(
+    rule: torch.nn.Module, shrink: float, steps: int = 12, drop: int = 10**9
+) -> tuple[list[Tensor], Tensor]:
     """Trunk steps −α [T, B, n] (the update over the heavy-ball buffer) of ``rule`` on two players whose gradients
-    are 1000× apart, fed trunk moves that shrink by ``shrink`` a step relative to the step that made them."""
+    are 1000× apart, fed trunk moves that shrink by ``shrink`` a step relative to the step that made them (and, from
+    step ``drop`` on, 1e-3 of that: a game at its floor)."""
     gen = torch.Generator().manual_seed(4)
     is_trunk = torch.tensor([False, False, True, True, True, True])
     state = rule.init_state(torch.zeros(2, 6), is_trunk)
@@ -168,7 +171,7 @@ def _boost_trace(rule: torch.nn.Module, shrink: float, steps: int = 12) -> tuple
         feats = torch.rand(2, 6, 8, generator=gen)
         feats[..., 6] = t / 20
         # the consensus's last move: the step and momentum mass that made it, times a factor shrinking each step
-        move = (state["log_step"].exp() * state["mass"]).max() * shrink**t
+        move = (state["log_step"].exp() * state["mass"]).max() * shrink**t * (1e-3 if t >= drop else 1.0)
         feats[..., 7] = 0.0 if t == 0 else float(torch.log1p(move))
         with torch.no_grad():
             update, state = rule(g, feats, is_trunk, torch.full((2,), t), state)
@@ -197,7 +200,15 @@ def test_the_trunk_boost_raises_the_shared_step_while_the_moves_stall() -> None:
     torch.testing.assert_close(boost, torch.full((2, 1), 1.2))
     _, unmoved = _boost_trace(rules[0.3], shrink=math.exp(-0.5))  # converging fast: no boost
     assert (unmoved == 0).all()
-    with pytest.raises(ValueError, match="trunk_boost, boost_max and boost_margin must be >= 0"):
+    # boost_floor: once ‖ΔΨ‖ falls under that share of its largest (a game at its floor), the boost is off and reset
+    floored = type(base)(replace(rules[0.3].config, boost_floor=0.01)).requires_grad_(False).eval()
+    floored.load_state_dict(base.state_dict())
+    _, kept = _boost_trace(rules[0.3], shrink=1.0, drop=8)
+    _, reset = _boost_trace(floored, shrink=1.0, drop=8)
+    assert (kept > 0).all() and (reset == 0).all()
+    _, before = _boost_trace(floored, shrink=1.0, steps=8)
+    torch.testing.assert_close(before, _boost_trace(rules[0.3], shrink=1.0, steps=8)[1])  # above the floor: the same
+    with pytest.raises(ValueError, match="trunk_boost, boost_max, boost_margin, boost_floor must be >= 0"):
         new_rule("learned_mlp", trunk_boost=-0.1)
 
 

@@ -7,13 +7,12 @@ engine's outputs (all tasks' K = H + M·n coordinates of B games; see :mod:`agen
 the two forms agree by construction: every operation is per coordinate or per block (a player's head, or its
 trunk proposal).
 
-* :class:`MLPRule` — heads: a per-coordinate MLP in the style of learned_optimization's ``small_fc_lopt``
-  (inputs the gradient, momenta at several decays and the RMS, normalised; a saturating time embedding; the task's
-  features) modulating, within bounds, a mix of a safeguarded Barzilai–Borwein step and AMSGrad's; trunk
-  proposals: a heavy ball whose step and momentum depend on the clock alone, the same for every player (a
-  per-player trunk scaling moves the fixed point of ``sum`` consensus), with a brake on the consensus's growing
-  moves, which every player sees alike. Output
-  layers start at zero, so an untrained rule plays those base steps.
+* :class:`MLPRule` — heads: a per-coordinate MLP in the style of learned_optimization's ``small_fc_lopt`` (inputs
+  the gradient, momenta at several decays and the RMS, normalised; a saturating time embedding; the task's features)
+  modulating, within bounds, a mix of a safeguarded Barzilai–Borwein step and AMSGrad's; trunk proposals: a heavy
+  ball whose step and momentum depend on the clock alone, the same for every player (a per-player trunk scaling
+  moves the fixed point of ``sum``), with a brake on the consensus's growing moves, which every player sees alike.
+  Output layers start at zero, so an untrained rule plays those base steps.
 * :class:`LSTMRule` — the coordinatewise two-layer LSTM of Andrychowicz et al. 2016 with their LogAndSign
   gradient preprocessing (p = 10) and output scale 0.1: the canonical learned optimizer.
 * :class:`StepRule` — ``step_size`` mode: a small network from a task's first 7 features to its head's log step size,
@@ -30,21 +29,18 @@ from torch import Tensor, nn
 
 from agents.learned.guard import GuardConfig, apply_guard, apply_norm_guard, guard_state, norm_guard_state
 
-#: Which observation features (indices into :data:`mtg_env.engine.FEATURES`) the update rules read: the
-#: loss change, the conflict with the other tasks and the alignment with the last trunk move (bounded,
-#: scale-free), and the progress t / horizon (in [0, 1] at any horizon: a rule can anneal toward the end of
-#: whatever horizon it plays); the loss and gradient norms are scale-dependent.
+#: Which observation features (indices into :data:`mtg_env.engine.FEATURES`) the update rules read: the loss change,
+#: the conflict with the other tasks and the alignment with the last trunk move (bounded, scale-free), and the
+#: progress t / horizon (in [0, 1] at any horizon); the loss and gradient norms are scale-dependent.
 RULE_FEATURES: tuple[int, ...] = (1, 4, 5, 6)
-#: The progress feature's index (the same for every player: the trunk's schedule may read it).
-PROGRESS = 6
-#: The trunk-move feature's index, symlog ‖ΔΨ‖ (the same for every player: the trunk's brake reads it).
-MOVE = 7
+#: The indices of the progress and of symlog ‖ΔΨ‖: features the same for every player (the trunk's schedule, brake).
+PROGRESS, MOVE = 6, 7
 #: The features :class:`StepRule` reads: the first seven (the env's v3 observation; the move norm is the trunk's).
 STEP_FEATURES: tuple[int, ...] = tuple(range(7))
 
-#: Time scales τ of the embedding tanh(t / τ): a warm-up clock that saturates (tanh(100 / 30) = 0.9975) well inside
-#: any training horizon of 100 steps or more, so a rule never meets a time input past its horizon that it did not
-#: see in training (a scale of 1000 did: the rules trained on 100 steps blew up at 500, see docs/results/learned.md).
+#: Time scales τ of the embedding tanh(t / τ): a clock that saturates (tanh(100 / 30) = 0.9975) inside any training
+#: horizon of 100 steps or more, so no rule meets a time input it did not see in training (with a scale of 1000 the
+#: rules trained on 100 steps blew up at 500; docs/results/learned.md).
 TIME_SCALES: tuple[float, ...] = (3.0, 10.0, 30.0)
 
 #: State of a rule for B games of K coordinates: named tensors with leading dimensions ``[B, K]``.
@@ -99,13 +95,12 @@ class MLPRuleConfig(GuardConfig):
     init_trunk_momentum: float = 0.9
     """Initial momentum coefficient of the trunk's heavy-ball proposal (learned)."""
     trunk_warmup: int = 20
-    """The trunk step ramps up linearly over this many steps (the same ramp for every player): a step too large for
-    the game turns unstable gradually, while the brake can still catch it."""
+    """The trunk step ramps up linearly over this many steps (for every player alike): a too large step turns
+    unstable gradually, while the brake can still catch it."""
     brake_threshold: float = 0.4
-    """The trunk brake engages when the consensus's trunk moves keep growing, by more than e^0.4 ≈ 50 % per step on
-    average: an exponential moving average (weight ``brake_weight``, counted from step ``brake_warmup`` on) of the
-    log growth, each step's clipped to ±1, of ‖ΔΨ‖ / (α_Ψ·c), the last move over the step that made it and the
-    heavy ball's momentum mass c = Σ_k Π β (so neither the ramp nor the momentum's build-up counts as growth)."""
+    """The trunk brake engages when the consensus's trunk moves keep growing, by more than e^0.4 ≈ 50 % a step on
+    average: an exponential moving average (weight ``brake_weight``, from step ``brake_warmup``) of the log growth,
+    clipped to ±1, of ‖ΔΨ‖ / (α_Ψ·c), the move over the step that made it and the heavy ball's momentum mass c."""
     brake_weight: float = 0.5
     """Weight of the newest step in the brake's growth average."""
     brake_warmup: int = 0
@@ -122,6 +117,8 @@ class MLPRuleConfig(GuardConfig):
     ``brake_threshold``) (the moves stall) the log step rises by this a step, up to ``boost_max``. 0: off."""
     boost_margin: float = 0.05
     """The boost rises only while the moves shrink slower than e^−margin per step."""
+    boost_floor: float = 0.0
+    """> 0: the boost is off and reset while ‖ΔΨ‖ is under this share of its largest (at a floor, moves stall)."""
     boost_max: float = 2.3
     """The boost's largest log factor (2.3: the trunk step at most ≈ 10× its schedule)."""
     anneal: float = 0.0
@@ -176,9 +173,9 @@ class MLPRule(nn.Module):
             raise ValueError(f"adam_beta1 ({config.adam_beta1}) must be one of decays {config.decays}")
         if not config.max_log_gain > 0:
             raise ValueError(f"max_log_gain must be > 0 (the bound of the step modulation), got {config.max_log_gain}")
-        if not all(x >= 0 for x in (config.trunk_boost, config.boost_max, config.boost_margin)):
-            boost = (config.trunk_boost, config.boost_max, config.boost_margin)
-            raise ValueError(f"trunk_boost, boost_max and boost_margin must be >= 0 (0: no boost), got {boost}")
+        boost = (config.trunk_boost, config.boost_max, config.boost_margin, config.boost_floor)
+        if not all(x >= 0 for x in boost):
+            raise ValueError(f"trunk_boost, boost_max, boost_margin, boost_floor must be >= 0 (0: off), got {boost}")
         if not 0.0 <= config.anneal <= 1.0:
             raise ValueError(f"anneal must be in [0, 1] (0: no decay, 1: cosine to 0), got {config.anneal!r}")
         self._adam_index = config.decays.index(config.adam_beta1)
@@ -223,7 +220,7 @@ class MLPRule(nn.Module):
         dtype = self.log_lr.dtype
         heads = torch.zeros(b, kh, dtype=dtype, device=g.device)
         common = torch.zeros(b, 1, dtype=dtype, device=g.device)  # the trunk schedule's state, the same for all
-        extra = ({"boost": common} if self.config.trunk_boost > 0 else {}) | (
+        extra = ({"boost": common, "top_move": common} if self.config.trunk_boost > 0 else {}) | (
             guard_state(g, num_groups, dtype) if self.config.guard else {}
         )
         return {
@@ -335,7 +332,10 @@ class MLPRule(nn.Module):
         boosted: RuleState = {}
         if cfg.trunk_boost > 0:  # a bold driver on the shared growth average: rise while the moves stall
             stall = seen & (growth > -cfg.boost_margin) & (growth < cfg.brake_threshold) & (cooldown <= 0)
-            boosted = {"boost": (state["boost"] + cfg.trunk_boost * stall.to(dtype)).clamp(max=cfg.boost_max)}
+            top = torch.maximum(state["top_move"], move)  # the largest ‖ΔΨ‖ so far, the same for every player
+            live = (move > cfg.boost_floor * top) | (cfg.boost_floor <= 0)
+            boost = (state["boost"] + cfg.trunk_boost * (stall & live).to(dtype)).clamp(max=cfg.boost_max)
+            boosted = {"boost": torch.where(live, boost, 0.0), "top_move": top}
             log_step = log_step + boosted["boost"]
         if log_anneal is not None:
             log_step = log_step + log_anneal

@@ -174,6 +174,7 @@ def apply_guard(
         consensus = move.to(dtype).unsqueeze(1)
         if config.guard_secant == "bounded":
             trunk = torch.minimum(moved, torch.maximum(consensus, CANCEL * moved))
+            # a head that has not moved yet keeps 0 (no secant before its first move, whatever the trunk did)
             moved = torch.where(trunk_block, trunk, torch.hypot(moved, CROSS * consensus) * (moved > 0))
         else:
             moved = torch.where(trunk_block, torch.minimum(moved, consensus), moved)

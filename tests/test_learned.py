@@ -38,9 +38,9 @@ from tests.conftest import make_env
 NAMES = [("learned_mlp", "update"), ("learned_lstm", "update"), ("learned_step", "step_size")]
 
 
-def perturbed_rule(name: str, seed: int = 0) -> torch.nn.Module:
+def perturbed_rule(name: str, seed: int = 0, **config: object) -> torch.nn.Module:
     """A rule whose outputs are not trivial (the untrained ones start at zero output layers)."""
-    rule = new_rule(name)
+    rule = new_rule(name, **config)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in rule.parameters():
@@ -49,11 +49,17 @@ def perturbed_rule(name: str, seed: int = 0) -> torch.nn.Module:
 
 
 # ------------------------------------------------------------------------------------- the two forms
-@pytest.mark.parametrize(("name", "mode"), NAMES)
+#: The trunk's AMSGrad share with its floor (MLPRuleConfig.trunk_adam): per-player state on the trunk coordinates.
+TRUNK_ADAM: dict[str, object] = {"trunk_adam": True, "adam_floor": 0.01}
+
+
+@pytest.mark.parametrize(
+    ("name", "mode", "options"), [(n, m, {}) for n, m in NAMES] + [("learned_mlp", "update", TRUNK_ADAM)]
+)
 @pytest.mark.parametrize("suite", ["regression", "digits"])
-def test_batched_form_equals_policy_form(name: str, mode: str, suite: str) -> None:
+def test_batched_form_equals_policy_form(name: str, mode: str, options: dict[str, object], suite: str) -> None:
     env = make_env(suite, mode, max_update=None, max_cycles=10, update_units="raw")  # actions: the updates
-    rule = perturbed_rule(name).to(env.device)
+    rule = perturbed_rule(name, **options).to(env.device)
     obs, infos = env.reset(seed=3)
     players = {a: LearnedAgent(rule, name) for a in env.agents}
     for a in env.agents:
@@ -212,6 +218,70 @@ def test_the_trunk_boost_raises_the_shared_step_while_the_moves_stall() -> None:
         new_rule("learned_mlp", trunk_boost=-0.1)
 
 
+def _amsgrad(g: Tensor, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> Tensor:
+    """AMSGrad's bias-corrected direction m̂ / (√max v̂ + ε) after each of the gradients ``g [T, ...]``."""
+    m, v, v_max, out = torch.zeros_like(g[0]), torch.zeros_like(g[0]), torch.zeros_like(g[0]), []
+    for t in range(1, g.shape[0] + 1):
+        m = beta1 * m + (1 - beta1) * g[t - 1]
+        v = beta2 * v + (1 - beta2) * g[t - 1] ** 2
+        v_max = torch.maximum(v_max, v / (1 - beta2**t))
+        out.append(m / (1 - beta1**t) / (v_max.sqrt() + eps))
+    return torch.stack(out)
+
+
+def test_the_trunk_adam_share_adds_amsgrad_that_falls_to_zero_at_the_horizon() -> None:
+    """``trunk_adam``: a trunk proposal is the heavy ball's plus −(1 + cos πp)/2 · α_A · AMSGrad's direction on the
+    player's own trunk gradient (written out independently here), a step that does not depend on the gradient's
+    scale (players 1000× apart take the same one), gone at the horizon's end (p = 1: the shared heavy ball alone,
+    whose fixed point is sum's); with ``adam_floor`` it shrinks in proportion once ‖ΔΨ‖ is under that share of its
+    largest. Heads untouched. Guard off (it caps per player); the clock network's third output zero (its gain 1)."""
+    base = perturbed_rule("learned_mlp", seed=2)
+    plain = type(base)(replace(base.config, guard=False, trunk_warmup=1, brake_threshold=10.0))  # brake off
+    plain.requires_grad_(False).eval()
+    plain.load_state_dict(base.state_dict())
+    plain.double()  # float64: the AMSGrad share is read off as a difference beside heavy-ball steps 1000× larger
+    rules = {}
+    for floor in (0.0, 0.1):
+        rule = type(base)(replace(plain.config, trunk_adam=True, init_trunk_adam_lr=0.02, adam_floor=floor))
+        weights = rule.state_dict() | base.state_dict()
+        last = "trunk_net.2."
+        weights[last + "weight"] = torch.cat([base.state_dict()[last + "weight"], torch.zeros(1, 16)])
+        weights[last + "bias"] = torch.cat([base.state_dict()[last + "bias"], torch.zeros(1)])
+        rule.load_state_dict(weights)
+        rules[floor] = rule.double().requires_grad_(False).eval()
+    gen = torch.Generator().manual_seed(5)
+    is_trunk = torch.tensor([False, False, True, True, True])
+    grads = torch.randn(6, 1, 5, generator=gen, dtype=torch.float64)  # [T, 1, K]; game 1's are 1000× game 0's
+    progress = torch.tensor([0.0, 0.2, 0.5, 0.8, 0.95, 1.0])
+    moves = [0.0, 1.0, 0.5, 0.1, 0.02, 0.01]  # ‖ΔΨ‖: from 0.02 on, under 0.1 of its largest
+    feats = torch.rand(6, 2, 5, 8, generator=gen, dtype=torch.float64)
+    updates: dict[object, list[Tensor]] = {"plain": [], 0.0: [], 0.1: []}
+    for key, rule in [("plain", plain), (0.0, rules[0.0]), (0.1, rules[0.1])]:
+        state = rule.init_state(torch.zeros(2, 5, dtype=torch.float64), is_trunk)
+        for t in range(6):
+            f = feats[t].clone()
+            f[..., 6], f[..., 7] = progress[t], math.log1p(moves[t])
+            g = grads[t].expand(2, 5) * torch.tensor([[1.0], [1e3]], dtype=torch.float64)
+            with torch.no_grad():
+                update, state = rule(g, f, is_trunk, torch.full((2,), t), state)
+            updates[key].append(update)
+    g_trunk = grads.expand(6, 2, 5)[..., 2:] * torch.tensor([[1.0], [1e3]], dtype=torch.float64)
+    share = (0.5 * (1 + torch.cos(math.pi * progress.double()))).view(6, 1, 1)
+    alpha = rules[0.0].trunk_adam_log_lr.exp()  # 0.02 (its log was stored in float32)
+    expected = -alpha * share * _amsgrad(g_trunk)
+    added = torch.stack(updates[0.0]) - torch.stack(updates["plain"])
+    assert torch.equal(added[..., :2], torch.zeros(6, 2, 2, dtype=torch.float64))  # heads untouched
+    torch.testing.assert_close(added[..., 2:], expected, rtol=1e-9, atol=1e-12)
+    # scale-free, up to AMSGrad's ε = 1e-8 beside √v̂ (≥ 0.1 here)
+    torch.testing.assert_close(added[:, 1, 2:], added[:, 0, 2:], rtol=1e-6, atol=1e-12)
+    assert torch.equal(torch.stack(updates[0.0])[-1], torch.stack(updates["plain"])[-1])  # p = 1: the heavy ball
+    floored = torch.stack(updates[0.1]) - torch.stack(updates["plain"])
+    factor = torch.tensor([1.0, 1.0, 1.0, 1.0, 0.2, 0.1], dtype=torch.float64).view(6, 1, 1)  # min(1, move / 0.1)
+    torch.testing.assert_close(floored[..., 2:], expected * factor, rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="adam_floor must be >= 0"):
+        new_rule("learned_mlp", trunk_adam=True, adam_floor=-0.1)
+
+
 @pytest.mark.parametrize("w", [0.5, 1.0])
 def test_anneal_scales_every_update_by_the_cosine_factor_of_the_progress(w: float) -> None:
     """``anneal = w``: the update, heads and trunk alike, is the rule's unannealed one times 1 − w(1 − cos πp)/2 at
@@ -244,11 +314,12 @@ def test_anneal_scales_every_update_by_the_cosine_factor_of_the_progress(w: floa
         new_rule("learned_mlp", anneal=1.5)
 
 
-def test_the_mlp_rule_at_rest_at_a_stationary_point_stays_there() -> None:
+@pytest.mark.parametrize("options", [{}, TRUNK_ADAM], ids=["plain", "trunk_adam"])
+def test_the_mlp_rule_at_rest_at_a_stationary_point_stays_there(options: dict[str, object]) -> None:
     """A fixed point of the game is one of the MLP rule: zero gradients and zero momenta give a zero update
     (heads and trunk), whatever its weights, features and clock. (A learned additive direction on the heads would
     not vanish there; it held the quadratic family at about 1e-11 of its start.)"""
-    rule = perturbed_rule("learned_mlp", seed=3)
+    rule = perturbed_rule("learned_mlp", seed=3, **options)
     gen = torch.Generator().manual_seed(1)
     is_trunk = torch.tensor([False, False, False, True, True])
     g = torch.zeros(3, 5)

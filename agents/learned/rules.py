@@ -22,12 +22,17 @@ trunk proposal).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from agents.learned.guard import GuardConfig, apply_guard, apply_norm_guard, guard_state, norm_guard_state
+from agents.learned.guard import apply_guard, apply_norm_guard, guard_state, norm_guard_state
+from agents.learned.rule_configs import LSTMRuleConfig, MLPRuleConfig, StepRuleConfig
+
+__all__ = [
+    "LSTMRule", "LSTMRuleConfig", "MLPRule", "MLPRuleConfig", "Rule", "RuleState", "StepRule", "StepRuleConfig",
+    "seeded_init",
+]  # fmt: skip
 
 #: Which observation features (indices into :data:`mtg_env.engine.FEATURES`) the update rules read: the loss change,
 #: the conflict with the other tasks and the alignment with the last trunk move (bounded, scale-free), and the
@@ -64,76 +69,6 @@ def seeded_init(module: nn.Module, seed: int) -> None:
                 p.copy_(torch.empty(p.shape, dtype=p.dtype).uniform_(-bound, bound, generator=gen))
 
 
-@dataclass(frozen=True)
-class MLPRuleConfig(GuardConfig):
-    """Hyper-parameters of :class:`MLPRule`."""
-
-    hidden: int = 32
-    """Width of the two hidden layers."""
-    decays: tuple[float, ...] = (0.5, 0.9, 0.99, 0.999)
-    """Momentum decay rates; the one equal to ``adam_beta1`` is the Adam step's first moment."""
-    adam_beta1: float = 0.9
-    """The first-moment decay of the base Adam step (must be one of ``decays``)."""
-    beta2: float = 0.999
-    """The second-moment (RMS) decay."""
-    eps: float = 1e-8
-    """Added to the RMS."""
-    scale: float = 0.1
-    """c: how strongly the network's outputs modulate the base steps (small, as small_fc_lopt's)."""
-    max_log_gain: float = 1.0
-    """Bound of the modulation: the magnitude factor stays in [e^−b, e^b] (a smooth tanh bound, equal to the
-    unbounded exp(c·a) near zero), so no input off the training range can make the rule take an arbitrarily large
-    step."""
-    init_lr: float = 0.01
-    """Initial step size α of the heads' Adam step, and η₀ of their gradient step."""
-    init_gate: float = 3.0
-    """Initial gate γ: the share sigmoid(γ) of the Barzilai–Borwein step in a head's update (≈ 0.95; −30: Adam alone).
-    Mostly BB: AMSGrad's effective step only shrinks, so alone it stalls once the gradients are far below their early
-    size; BB's keeps converging linearly (quadratics at 5× the horizon: 1e-11 with γ = 3, a stall at 1e-9 with −2)."""
-    init_trunk_lr: float = 0.01
-    """Initial step size of the trunk's heavy-ball proposal (learned)."""
-    init_trunk_momentum: float = 0.9
-    """Initial momentum coefficient of the trunk's heavy-ball proposal (learned)."""
-    trunk_warmup: int = 20
-    """The trunk step ramps up linearly over this many steps (for every player alike): a too large step turns
-    unstable gradually, while the brake can still catch it."""
-    brake_threshold: float = 0.4
-    """The trunk brake engages when the consensus's trunk moves keep growing, by more than e^0.4 ≈ 50 % a step on
-    average: an exponential moving average (weight ``brake_weight``, from step ``brake_warmup``) of the log growth,
-    clipped to ±1, of ‖ΔΨ‖ / (α_Ψ·c), the move over the step that made it and the heavy ball's momentum mass c."""
-    brake_weight: float = 0.5
-    """Weight of the newest step in the brake's growth average."""
-    brake_warmup: int = 0
-    """Steps before the brake's growth average starts."""
-    brake_step: float = 1.39
-    """> 0: the brake cuts the log step by this much (1.39: to a quarter) when the average passes the threshold, then
-    waits ``brake_cooldown`` steps. 0: continuous, a cut by the average's excess over the threshold each step."""
-    brake_cooldown: int = 3
-    """Steps between two quantised cuts."""
-    brake_recovery: float = 1.0
-    """Each step the brake's log factor is multiplied by this (1: a brake holds for good; < 1: it wears off)."""
-    trunk_boost: float = 0.0
-    """> 0: a bold driver on the trunk's shared step: while the brake's growth average is in (−``boost_margin``,
-    ``brake_threshold``) (the moves stall) the log step rises by this a step, up to ``boost_max``. 0: off."""
-    boost_margin: float = 0.05
-    """The boost rises only while the moves shrink slower than e^−margin per step."""
-    boost_floor: float = 0.0
-    """> 0: the boost is off and reset while ‖ΔΨ‖ is under this share of its largest (at a floor, moves stall)."""
-    boost_max: float = 2.3
-    """The boost's largest log factor (2.3: the trunk step at most ≈ 10× its schedule)."""
-    anneal: float = 0.0
-    """w in [0, 1]: every update (heads and trunk alike: the trunk's fixed point under ``sum`` stays) times
-    1 − w·(1 − cos(π p)) / 2 at progress p = t / horizon: 0 (default) plays as before, 1 a cosine decay to 0 (the
-    tuned baselines' schedule on minibatch games, which the modulation, bounded by e^±b, cannot make on its own)."""
-    direction_offset: bool = False
-    """Also learn an additive direction for the heads' Adam step, −α(m̂/(√v̂ + ε) + B(c·b)) (a third network output).
-    It does not vanish where the gradient does, so the rule no longer stops at the game's fixed points (it held the
-    quadratic family at ≈ 1e-11 of its start); off by default, on for digits, whose games end far from one and
-    where it is worth a quarter of the final loss at 1× (``agents.learned.meta_config.DIGITS_RULE``)."""
-    seed: int = 0
-    """Seed of the initial weights."""
-
-
 class MLPRule(nn.Module):
     """Per-coordinate MLP update rule (see the module docstring).
 
@@ -162,8 +97,12 @@ class MLPRule(nn.Module):
     ``brake_step = 0`` and ``brake_recovery < 1``, is what the quadratic rule meta-trains with:
     ``agents.learned.meta_config.TRAINING_BRAKE``.)
 
+    With ``trunk_adam`` a proposal adds a per-player AMSGrad step whose share falls to 0 at the horizon's end: it
+    moves the fixed point while it plays and hands the trunk back to the shared heavy ball (see
+    :class:`~agents.learned.rule_configs.MLPRuleConfig`).
+
     Parameters: the MLP (heads), log α, log η₀ (η before the first BB estimate) and γ of the heads, the trunk's
-    time network, log α_Ψ and logit β.
+    time network, log α_Ψ and logit β (and log α_A with ``trunk_adam``).
     """
 
     def __init__(self, config: MLPRuleConfig | None = None):
@@ -176,6 +115,11 @@ class MLPRule(nn.Module):
         boost = (config.trunk_boost, config.boost_max, config.boost_margin, config.boost_floor)
         if not all(x >= 0 for x in boost):
             raise ValueError(f"trunk_boost, boost_max, boost_margin, boost_floor must be >= 0 (0: off), got {boost}")
+        if not (config.adam_floor >= 0 and config.init_trunk_adam_lr > 0):
+            raise ValueError(
+                f"adam_floor must be >= 0 (0: off) and init_trunk_adam_lr > 0, got {config.adam_floor!r} and "
+                f"{config.init_trunk_adam_lr!r}"
+            )
         if not 0.0 <= config.anneal <= 1.0:
             raise ValueError(f"anneal must be in [0, 1] (0: no decay, 1: cosine to 0), got {config.anneal!r}")
         self._adam_index = config.decays.index(config.adam_beta1)
@@ -196,7 +140,8 @@ class MLPRule(nn.Module):
         self.log_eta0 = nn.Parameter(torch.tensor(math.log(config.init_lr)))
         self.gate = nn.Parameter(torch.tensor(float(config.init_gate)))
         # The trunk's schedule: time embedding -> (log-step change, momentum-logit change), zero at initialisation.
-        self.trunk_net = nn.Sequential(nn.Linear(len(TIME_SCALES) + 1, 16), nn.Tanh(), nn.Linear(16, 2))
+        outputs = 3 if config.trunk_adam else 2  # (+ the AMSGrad share's log gain)
+        self.trunk_net = nn.Sequential(nn.Linear(len(TIME_SCALES) + 1, 16), nn.Tanh(), nn.Linear(16, outputs))
         seeded_init(self.trunk_net, config.seed + 1)
         trunk_last = self.trunk_net[-1]
         assert isinstance(trunk_last, nn.Linear)
@@ -205,6 +150,8 @@ class MLPRule(nn.Module):
         self.trunk_log_lr = nn.Parameter(torch.tensor(math.log(config.init_trunk_lr)))
         beta = config.init_trunk_momentum
         self.trunk_logit_beta = nn.Parameter(torch.tensor(math.log(beta / (1.0 - beta))))
+        if config.trunk_adam:
+            self.trunk_adam_log_lr = nn.Parameter(torch.tensor(math.log(config.init_trunk_adam_lr)))
 
     def scale_trunk_step(self, factor: float) -> None:
         """Multiply the trunk step (the same for every player) by ``factor``, in place."""
@@ -220,9 +167,13 @@ class MLPRule(nn.Module):
         dtype = self.log_lr.dtype
         heads = torch.zeros(b, kh, dtype=dtype, device=g.device)
         common = torch.zeros(b, 1, dtype=dtype, device=g.device)  # the trunk schedule's state, the same for all
-        extra = ({"boost": common, "top_move": common} if self.config.trunk_boost > 0 else {}) | (
-            guard_state(g, num_groups, dtype) if self.config.guard else {}
-        )
+        trunk_moments = torch.zeros(b, kt, dtype=dtype, device=g.device)
+        extra = (
+            ({"boost": common, "top_move": common} if self.config.trunk_boost > 0 else {})
+            | ({"trunk_m": trunk_moments, "trunk_v": trunk_moments, "trunk_v_max": trunk_moments, "adam_top": common}
+               if self.config.trunk_adam else {})
+            | (guard_state(g, num_groups, dtype) if self.config.guard else {})
+        )  # fmt: skip
         return {
             "m": torch.zeros(b, kh, len(self.config.decays), dtype=dtype, device=g.device),
             "v": heads,
@@ -310,7 +261,7 @@ class MLPRule(nn.Module):
         schedule = self.trunk_net(clock)  # [B, 2]
         ramp = torch.log(torch.clamp(t1 / cfg.trunk_warmup, max=1.0))  # [B, 1]: a linear warm-up
         log_step = self.trunk_log_lr + ramp + bound * torch.tanh(cfg.scale * schedule[:, :1] / bound)  # [B, 1]
-        beta = torch.sigmoid(self.trunk_logit_beta + cfg.scale * schedule[:, 1:])  # [B, 1]
+        beta = torch.sigmoid(self.trunk_logit_beta + cfg.scale * schedule[:, 1:2])  # [B, 1]
         mu = beta * state["mu"] + g[:, trunk]
         # The brake's signal: log ‖ΔΨ‖ / (α_Ψ·c) of the last move (made with the step and mass in the state).
         move = torch.expm1(features[:, :1, MOVE].to(dtype))  # [B, 1]
@@ -339,7 +290,27 @@ class MLPRule(nn.Module):
             log_step = log_step + boosted["boost"]
         if log_anneal is not None:
             log_step = log_step + log_anneal
-        update = g.new_zeros(g.shape).index_copy(1, heads, head_update).index_copy(1, trunk, -torch.exp(log_step) * mu)
+        proposal = -torch.exp(log_step) * mu
+        adam_state: RuleState = {}
+        if cfg.trunk_adam:  # a per-player AMSGrad share that falls to 0 at the horizon's end (MLPRuleConfig)
+            g_t = g[:, trunk]
+            m_t = cfg.adam_beta1 * state["trunk_m"] + (1.0 - cfg.adam_beta1) * g_t
+            v_t = cfg.beta2 * state["trunk_v"] + (1.0 - cfg.beta2) * g_t.square()
+            v_max_t = torch.maximum(state["trunk_v_max"], v_t / (1.0 - cfg.beta2**t1))
+            direction_t = m_t / (1.0 - cfg.adam_beta1**t1) / (v_max_t.sqrt() + cfg.eps)
+            progress = features[:, :1, PROGRESS].to(dtype).clamp(0.0, 1.0)
+            log_share = torch.log(0.5 * (1.0 + torch.cos(math.pi * progress)).clamp_min(1e-30))
+            log_share = log_share + bound * torch.tanh(cfg.scale * schedule[:, 2:] / bound)
+            top = torch.maximum(state["adam_top"], move)  # the largest ‖ΔΨ‖ so far
+            if cfg.adam_floor > 0:  # handed back to the heavy ball as the moves fall far below their largest
+                ratio = move / (cfg.adam_floor * top).clamp_min(torch.finfo(dtype).tiny)
+                log_share = log_share + torch.where(top > 0, ratio.clamp(1e-30, 1.0).log(), 0.0)
+            log_adam = self.trunk_adam_log_lr + ramp + brake + log_share
+            if log_anneal is not None:
+                log_adam = log_adam + log_anneal
+            proposal = proposal - torch.exp(log_adam) * direction_t
+            adam_state = {"trunk_m": m_t, "trunk_v": v_t, "trunk_v_max": v_max_t, "adam_top": top}
+        update = g.new_zeros(g.shape).index_copy(1, heads, head_update).index_copy(1, trunk, proposal)
         guard: RuleState = {}
         if cfg.guard:  # heads: loosely (BB is a secant step); trunk: the heavy ball, stable while αL < 2(1 + β)
             direction = g.new_zeros(g.shape).index_copy(1, heads, g_h).index_copy(1, trunk, (1.0 + beta) * mu)
@@ -356,21 +327,7 @@ class MLPRule(nn.Module):
             "log_step": log_step, "mass": beta * state["mass"] + 1.0, "signal": signal,
             "signalled": torch.maximum(state["signalled"], valid.to(dtype)), "growth": growth, "brake": brake,
             "cooldown": cooldown,
-        } | boosted  # fmt: skip
-
-
-@dataclass(frozen=True)
-class LSTMRuleConfig(GuardConfig):
-    """Hyper-parameters of :class:`LSTMRule` (Andrychowicz et al. 2016's values)."""
-
-    hidden: int = 20
-    """Units of each of the two LSTM layers."""
-    preprocess_p: float = 10.0
-    """p of the LogAndSign preprocessing."""
-    output_scale: float = 0.1
-    """The network's output times this is the update."""
-    seed: int = 0
-    """Seed of the initial weights."""
+        } | boosted | adam_state  # fmt: skip
 
 
 class LSTMRule(nn.Module):
@@ -421,20 +378,6 @@ class LSTMRule(nn.Module):
             move = torch.expm1(features[:, 0, MOVE].to(g.dtype))
             update, _, guard = apply_guard(update, g, g, groups, is_trunk, move, state, cfg, fallback=True)
         return update, guard | {"h": torch.stack([h1, c1, h2, c2], dim=1).view(b, k, 4, hidden)}
-
-
-@dataclass(frozen=True)
-class StepRuleConfig(GuardConfig):
-    """Hyper-parameters of :class:`StepRule`."""
-
-    hidden: int = 32
-    """Width of the hidden layer."""
-    init_log_step: float = -3.0
-    """Initial natural-log step size (head and trunk) of the untrained rule."""
-    guard_raise: float = 2.0
-    """Until the guard is armed, a block's step is at most this times its last one (after the first move)."""
-    seed: int = 0
-    """Seed of the initial weights."""
 
 
 class StepRule(nn.Module):

@@ -1,0 +1,121 @@
+"""The hyper-parameters of the learned update rules (:mod:`agents.learned.rules`): dataclasses that hold no
+weights, so a rule file stores them beside its state dict (:mod:`agents.learned.checkpoint`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agents.learned.guard import GuardConfig
+
+
+@dataclass(frozen=True)
+class MLPRuleConfig(GuardConfig):
+    """Hyper-parameters of :class:`MLPRule`."""
+
+    hidden: int = 32
+    """Width of the two hidden layers."""
+    decays: tuple[float, ...] = (0.5, 0.9, 0.99, 0.999)
+    """Momentum decay rates; the one equal to ``adam_beta1`` is the Adam step's first moment."""
+    adam_beta1: float = 0.9
+    """The first-moment decay of the base Adam step (must be one of ``decays``)."""
+    beta2: float = 0.999
+    """The second-moment (RMS) decay."""
+    eps: float = 1e-8
+    """Added to the RMS."""
+    scale: float = 0.1
+    """c: how strongly the network's outputs modulate the base steps (small, as small_fc_lopt's)."""
+    max_log_gain: float = 1.0
+    """Bound of the modulation: the magnitude factor stays in [e^−b, e^b] (a smooth tanh bound, equal to the
+    unbounded exp(c·a) near zero), so no input off the training range can make the rule take an arbitrarily large
+    step."""
+    init_lr: float = 0.01
+    """Initial step size α of the heads' Adam step, and η₀ of their gradient step."""
+    init_gate: float = 3.0
+    """Initial gate γ: the share sigmoid(γ) of the Barzilai–Borwein step in a head's update (≈ 0.95; −30: Adam alone).
+    Mostly BB: AMSGrad's effective step only shrinks, so alone it stalls once the gradients are far below their early
+    size; BB's keeps converging linearly (quadratics at 5× the horizon: 1e-11 with γ = 3, a stall at 1e-9 with −2)."""
+    init_trunk_lr: float = 0.01
+    """Initial step size of the trunk's heavy-ball proposal (learned)."""
+    init_trunk_momentum: float = 0.9
+    """Initial momentum coefficient of the trunk's heavy-ball proposal (learned)."""
+    trunk_warmup: int = 20
+    """The trunk step ramps up linearly over this many steps (for every player alike): a too large step turns
+    unstable gradually, while the brake can still catch it."""
+    brake_threshold: float = 0.4
+    """The trunk brake engages when the consensus's trunk moves keep growing, by more than e^0.4 ≈ 50 % a step on
+    average: an exponential moving average (weight ``brake_weight``, from step ``brake_warmup``) of the log growth,
+    clipped to ±1, of ‖ΔΨ‖ / (α_Ψ·c), the move over the step that made it and the heavy ball's momentum mass c."""
+    brake_weight: float = 0.5
+    """Weight of the newest step in the brake's growth average."""
+    brake_warmup: int = 0
+    """Steps before the brake's growth average starts."""
+    brake_step: float = 1.39
+    """> 0: the brake cuts the log step by this much (1.39: to a quarter) when the average passes the threshold, then
+    waits ``brake_cooldown`` steps. 0: continuous, a cut by the average's excess over the threshold each step."""
+    brake_cooldown: int = 3
+    """Steps between two quantised cuts."""
+    brake_recovery: float = 1.0
+    """Each step the brake's log factor is multiplied by this (1: a brake holds for good; < 1: it wears off)."""
+    trunk_boost: float = 0.0
+    """> 0: a bold driver on the trunk's shared step: while the brake's growth average is in (−``boost_margin``,
+    ``brake_threshold``) (the moves stall) the log step rises by this a step, up to ``boost_max``. 0: off."""
+    boost_margin: float = 0.05
+    """The boost rises only while the moves shrink slower than e^−margin per step."""
+    boost_floor: float = 0.0
+    """> 0: the boost is off and reset while ‖ΔΨ‖ is under this share of its largest (at a floor, moves stall)."""
+    boost_max: float = 2.3
+    """The boost's largest log factor (2.3: the trunk step at most ≈ 10× its schedule)."""
+    anneal: float = 0.0
+    """w in [0, 1]: every update (heads and trunk alike: the trunk's fixed point under ``sum`` stays) times
+    1 − w·(1 − cos(π p)) / 2 at progress p = t / horizon: 0 (default) plays as before, 1 a cosine decay to 0 (the
+    tuned baselines' schedule on minibatch games, which the modulation, bounded by e^±b, cannot make on its own)."""
+    direction_offset: bool = False
+    """Also learn an additive direction for the heads' Adam step, −α(m̂/(√v̂ + ε) + B(c·b)) (a third network output).
+    It does not vanish where the gradient does, so the rule no longer stops at the game's fixed points (it held the
+    quadratic family at ≈ 1e-11 of its start); off by default, on for digits, whose games end far from one and
+    where it is worth a quarter of the final loss at 1× (``agents.learned.meta_config.DIGITS_RULE``)."""
+    trunk_adam: bool = False
+    """Also give each trunk proposal a per-player AMSGrad step on the player's own trunk gradient,
+    −s·α_A·m̂/(√v̂_max + ε) (first moment at ``adam_beta1``, AMSGrad's running maximum of v̂ as the heads'), with a
+    learned step α_A and a share s = (1 + cos πp)/2 · e^B(c·a) at progress p (a the clock network's third output):
+    per coordinate it preconditions the trunk as the tuned Adam baselines do on MLP trunks, where the heavy ball's
+    one step cannot serve every layer. Being per-player it moves the fixed point of ``sum`` while it plays (see
+    :class:`~agents.learned.rules.MLPRule`); its share falls to 0 at the horizon's end and hands the trunk back to
+    the shared heavy ball, whose fixed point is the game's. The brake, the warm-up and ``anneal`` scale it as they
+    scale the heavy ball. Off by default (the shipped files predate it)."""
+    init_trunk_adam_lr: float = 0.01
+    """Initial step α_A of the trunk's AMSGrad share (``trunk_adam``)."""
+    adam_floor: float = 0.0
+    """> 0: the AMSGrad share also times min(1, ‖ΔΨ‖ / (this · the largest ‖ΔΨ‖ so far)): a game converging to
+    its fixed point, whose moves fall far below its largest, is handed back to the heavy ball early (every player
+    sees the same moves: the factor is the same for all)."""
+    seed: int = 0
+    """Seed of the initial weights."""
+
+
+@dataclass(frozen=True)
+class LSTMRuleConfig(GuardConfig):
+    """Hyper-parameters of :class:`LSTMRule` (Andrychowicz et al. 2016's values)."""
+
+    hidden: int = 20
+    """Units of each of the two LSTM layers."""
+    preprocess_p: float = 10.0
+    """p of the LogAndSign preprocessing."""
+    output_scale: float = 0.1
+    """The network's output times this is the update."""
+    seed: int = 0
+    """Seed of the initial weights."""
+
+
+@dataclass(frozen=True)
+class StepRuleConfig(GuardConfig):
+    """Hyper-parameters of :class:`StepRule`."""
+
+    hidden: int = 32
+    """Width of the hidden layer."""
+    init_log_step: float = -3.0
+    """Initial natural-log step size (head and trunk) of the untrained rule."""
+    guard_raise: float = 2.0
+    """Until the guard is armed, a block's step is at most this times its last one (after the first move)."""
+    seed: int = 0
+    """Seed of the initial weights."""

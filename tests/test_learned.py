@@ -26,6 +26,7 @@ from agents.learned import (
     pretrained_path,
     save_rule,
     shipped,
+    with_options,
 )
 from agents.learned.family import build_suite, loss_floor, sample_config
 from agents.learned.meta_loss import _STREAM_VALID, _draws
@@ -280,6 +281,37 @@ def test_the_trunk_adam_share_adds_amsgrad_that_falls_to_zero_at_the_horizon() -
     torch.testing.assert_close(floored[..., 2:], expected * factor, rtol=1e-9, atol=1e-12)
     with pytest.raises(ValueError, match="adam_floor must be >= 0"):
         new_rule("learned_mlp", trunk_adam=True, adam_floor=-0.1)
+
+
+def test_with_options_adds_what_the_options_add_and_keeps_what_was_trained() -> None:
+    """``with_options``: a trained rule with options that add parameters plays as before where what they add is at
+    its untrained value (a zero output row: the heads' direction offset B(0) = 0), and as before plus the new term
+    otherwise (``trunk_adam``: its AMSGrad share); the trained rule is untouched; an option that would reshape what
+    was trained is refused, naming the parameter."""
+    rule = perturbed_rule("learned_mlp", seed=4)
+    before = {k: v.clone() for k, v in rule.state_dict().items()}
+    offset = with_options("learned_mlp", rule, direction_offset=True)
+    adam = with_options("learned_mlp", rule, trunk_adam=True, init_trunk_adam_lr=0.05)
+    assert offset.config.direction_offset and adam.config.trunk_adam and not rule.config.trunk_adam
+    assert float(adam.trunk_adam_log_lr.detach().exp()) == pytest.approx(0.05)
+    gen = torch.Generator().manual_seed(6)
+    is_trunk = torch.tensor([False, False, True, True])
+    states = {
+        k: r.init_state(torch.zeros(1, 4), is_trunk) for k, r in [("plain", rule), ("offset", offset), ("adam", adam)]
+    }
+    for t in range(5):
+        g, feats = torch.randn(1, 4, generator=gen), torch.rand(1, 4, 8, generator=gen)
+        feats[..., 6] = t / 10
+        with torch.no_grad():
+            out = {k: r(g, feats, is_trunk, torch.tensor([t]), states[k]) for k, r in
+                   [("plain", rule), ("offset", offset), ("adam", adam)]}  # fmt: skip
+        states = {k: v[1] for k, v in out.items()}
+        assert torch.equal(out["offset"][0], out["plain"][0])
+        assert torch.equal(out["adam"][0][:, :2], out["plain"][0][:, :2])  # heads: as before
+        assert not torch.equal(out["adam"][0][:, 2:], out["plain"][0][:, 2:])  # the trunk: plus the AMSGrad share
+    assert all(torch.equal(v, before[k]) for k, v in rule.state_dict().items())
+    with pytest.raises(ValueError, match=r"reshape the trained parameter 'net.0.weight'"):
+        with_options("learned_mlp", rule, hidden=16)
 
 
 @pytest.mark.parametrize("w", [0.5, 1.0])

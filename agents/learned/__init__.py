@@ -11,6 +11,7 @@ from agents.learned.checkpoint import (
     pretrained_path,
     save_rule,
     shipped,
+    with_options,
 )
 from agents.learned.policy import LearnedAgent
 from agents.learned.rules import (
@@ -39,4 +40,5 @@ __all__ = [
     "pretrained_path",
     "save_rule",
     "shipped",
+    "with_options",
 ]

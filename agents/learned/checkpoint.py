@@ -45,6 +45,36 @@ def new_rule(name: str, **config: Any) -> Rule:
     return rule
 
 
+def with_options(name: str, rule: Rule, **options: Any) -> Rule:
+    """A copy of the trained ``rule`` (of the learned agent ``name``) with config fields ``options`` changed: its
+    trained parameters kept, the parameters the options add at their untrained values (a new output row of a layer
+    zero, as every output layer starts; a new step at its ``init_`` value), so only what the options add plays
+    differently. ``rule`` is not changed.
+
+    Raises:
+        ValueError: if an option removes or reshapes a trained parameter other than by adding output rows (that
+            would drop what was trained), naming it.
+    """
+    new = new_rule(name, **{**asdict(getattr(rule, "config")), **options})  # noqa: B009 - every rule has a config
+    trained, fresh = rule.state_dict(), new.state_dict()
+    lost = sorted(set(trained) - set(fresh))
+    if lost:
+        raise ValueError(f"options {sorted(options)} remove the trained parameters {lost}; pick options that add")
+    for key, value in trained.items():
+        target = fresh[key]
+        if target.shape == value.shape:
+            fresh[key] = value.clone()
+        elif target.shape[1:] == value.shape[1:] and target.shape[0] > value.shape[0]:
+            fresh[key] = torch.cat([value, torch.zeros_like(target[value.shape[0] :])])  # new output rows: zero
+        else:
+            raise ValueError(
+                f"options {sorted(options)} reshape the trained parameter {key!r} from {tuple(value.shape)} to "
+                f"{tuple(target.shape)}; only new output rows can be added"
+            )
+    new.load_state_dict(fresh)
+    return new.to(next(rule.parameters()).device)
+
+
 def save_rule(path: str | Path, name: str, rule: nn.Module, meta: dict[str, Any] | None = None) -> Path:
     """Write a rule's weights and config (and ``meta``: how it was trained, ``meta["config"]["suite"]`` the suite
     it was trained on) to ``path``, atomically.

@@ -154,13 +154,16 @@ def test_legacy_meta_training_is_unchanged(suite: str, method: str) -> None:
 def test_the_shipped_weights_recipes_pin_the_legacy_floor() -> None:
     """scripts/train_weights.py reproduces the shipped weights: each recipe is the config its file was trained with
     (fields the file predates at the value that reproduces its run: floor legacy, no trunk search, mean)."""
-    recipes = load_script("scripts/train_weights.py", "train_weights_floor").RUNS
+    script = load_script("scripts/train_weights.py", "train_weights_floor")
+    recipes = script.RUNS
     predates = {"floor": "legacy", "trunk_search": [], "val_metric": "mean"}
     for name, config in recipes.items():
         meta = torch.load(Path(WEIGHTS_DIR) / f"{name}.pt", weights_only=True)["meta"]["config"]
         if name.endswith("_general"):  # trained after the floor existed: its file holds every field but the guard's
             train_rule = {"guard_secant": "shorter", **meta["train_rule"]}  # secant (trained with the first one)
             assert _config_dict(config) == {**meta, "train_rule": train_rule}, name
+            added = torch.load(Path(WEIGHTS_DIR) / f"{name}.pt", weights_only=True)["meta"].get("added_options")
+            assert added == script.ADDED_OPTIONS.get(name), name  # options added after training, as the recipe adds
             continue
         assert config.floor == "legacy", name
         assert _config_dict(config) == {**predates, **meta}, name

@@ -36,9 +36,9 @@ def _game(suite_name: str, mode: str, device: str, options: dict) -> Game:
     return Game(suite, consensus_rule("sum", num_tasks=suite.num_tasks), action_mode=mode, horizon=10**9)
 
 
-def reference(game: Game, games: int) -> Callable[[], None]:
-    """One step of B games played by the batched gradient agent (lr 0.01)."""
-    player = BatchedBaseline("gradient", game, torch.full((games,), 0.01))
+def reference(game: Game, games: int, name: str = "gradient") -> Callable[[], None]:
+    """One step of B games played by the batched baseline ``name`` (gradient: the reference; adam) at lr 0.01."""
+    player = BatchedBaseline(name, game, torch.full((games,), 0.01))
     box = list(engine.reset(game, list(range(games))))
 
     def step() -> None:
@@ -49,9 +49,9 @@ def reference(game: Game, games: int) -> Callable[[], None]:
     return step
 
 
-def learned_play(name: str, game: Game, games: int) -> Callable[[], None]:
-    """One step of B games played by the learned rule's batched form."""
-    rule = new_rule(name).to(game.device)
+def learned_play(name: str, game: Game, games: int, **options: object) -> Callable[[], None]:
+    """One step of B games played by the learned rule's batched form (untrained, with config ``options``)."""
+    rule = new_rule(name, **options).to(game.device)
     driver = EngineDriver(rule, game)
     state, out = engine.reset(game, list(range(games)))
     box = [state, out, driver.start(out)]
@@ -122,10 +122,15 @@ def main() -> None:
     update = _game(args.suite, "update", args.device, options)
     step_game = _game(args.suite, "step_size", args.device, options)
     b, k = args.games, args.truncation
-    runners: dict[str, Callable[[], None]] = {"gradient (reference)": reference(update, b)}
+    runners: dict[str, Callable[[], None]] = {
+        "gradient (reference)": reference(update, b),
+        "adam": reference(update, b, "adam"),
+    }
     for name in ("learned_mlp", "learned_lstm", "learned_step"):
         game = step_game if name == "learned_step" else update
         runners[f"{name} play"] = learned_play(name, game, b)
+    # the generalist's options: the trunk's AMSGrad share (per-coordinate state on the trunk's coordinates too)
+    runners["learned_mlp+trunk_adam play"] = learned_play("learned_mlp", update, b, trunk_adam=True, adam_floor=0.01)
     trunc_runners = {
         f"{name} meta-train": learned_truncation(name, step_game if name == "learned_step" else update, b, k)
         for name in ("learned_mlp", "learned_lstm", "learned_step")
@@ -139,9 +144,10 @@ def main() -> None:
     print(
         f"{args.suite} ({sizes}), B = {b} games, device {args.device}, truncation {k}, median of {args.rounds} rounds"
     )
-    print(f"{'player':<26}{'ms/step':>10}{'vs gradient':>13}{'game-steps/s':>15}")
+    adam = play["adam"]
+    print(f"{'player':<30}{'ms/step':>10}{'vs gradient':>13}{'vs adam':>9}{'game-steps/s':>15}")
     for name, t in {**play, **meta}.items():
-        print(f"{name:<26}{1e3 * t:>10.3f}{t / base:>13.2f}{b / t:>15.0f}")
+        print(f"{name:<30}{1e3 * t:>10.3f}{t / base:>13.2f}{t / adam:>9.2f}{b / t:>15.0f}")
 
 
 if __name__ == "__main__":

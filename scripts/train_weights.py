@@ -68,6 +68,9 @@ RUNS: dict[str, MetaTrainConfig] = {
 #: that stream (docs/results/learned.md, "The trunk's AMSGrad share").
 ADDED_OPTIONS: dict[str, dict[str, object]] = {
     "learned_mlp_general": {"trunk_adam": True, "init_trunk_adam_lr": 0.01, "adam_floor": 0.01},
+    # The regression specialist's: α_A = 0.03 among {0.003, 0.01, 0.03, 0.05, 0.1} on the same stream (regression
+    # 1x 0.96 -> 0.88, 2x 1.14 -> 1.05).
+    "learned_mlp_regression": {"trunk_adam": True, "init_trunk_adam_lr": 0.03, "adam_floor": 0.01},
 }
 
 

@@ -811,9 +811,11 @@ PINNED = {
     ("learned_lstm", "quadratic"): (-1.3215757462863758, 18.17181786339351),
     ("learned_mlp", "digits"): (4.513725697994232, 5.184441804885864),
     ("learned_mlp", "quadratic"): (-1.1549580513784028, 18.17181786339351),
-    # With the curvature guard (0.9376350045204163 without; its first secant, guard_secant "shorter", which armed a
-    # head whose player's loss doubled and then read the trunk's effect on it as curvature: 0.9455032348632812).
-    ("learned_mlp", "regression"): (0.9376353174448013, 5.420470833778381),
+    # With the trunk's AMSGrad share added after training (scripts/train_weights.py ADDED_OPTIONS; 0.9376353174448013
+    # without it) and the curvature guard (0.9376350045204163 without either; its first secant, guard_secant
+    # "shorter", which armed a head whose player's loss doubled and then read the trunk's effect on it as curvature:
+    # 0.9455032348632812).
+    ("learned_mlp", "regression"): (0.8199029713869095, 5.420470833778381),
     # With the curvature guard (its first-step bound and, on a doubled loss, its cap; 1.3036287724971771 without).
     ("learned_step", "regression"): (1.2856228351593018, 5.420470833778381),
 }

@@ -158,12 +158,12 @@ def test_the_shipped_weights_recipes_pin_the_legacy_floor() -> None:
     recipes = script.RUNS
     predates = {"floor": "legacy", "trunk_search": [], "val_metric": "mean"}
     for name, config in recipes.items():
-        meta = torch.load(Path(WEIGHTS_DIR) / f"{name}.pt", weights_only=True)["meta"]["config"]
+        file_meta = torch.load(Path(WEIGHTS_DIR) / f"{name}.pt", weights_only=True)["meta"]
+        assert file_meta.get("added_options") == script.ADDED_OPTIONS.get(name), name  # added after training
+        meta = file_meta["config"]
         if name.endswith("_general"):  # trained after the floor existed: its file holds every field but the guard's
             train_rule = {"guard_secant": "shorter", **meta["train_rule"]}  # secant (trained with the first one)
             assert _config_dict(config) == {**meta, "train_rule": train_rule}, name
-            added = torch.load(Path(WEIGHTS_DIR) / f"{name}.pt", weights_only=True)["meta"].get("added_options")
-            assert added == script.ADDED_OPTIONS.get(name), name  # options added after training, as the recipe adds
             continue
         assert config.floor == "legacy", name
         assert _config_dict(config) == {**predates, **meta}, name

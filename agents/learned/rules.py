@@ -258,7 +258,7 @@ class MLPRule(nn.Module):
             log_anneal = factor.log()
         # Trunk: heavy ball with coefficients common to every player: the clock's schedule, and the brake.
         clock = torch.cat([time[:, 0, :], features[:, :1, PROGRESS].to(dtype)], dim=1)  # [B, 4]
-        schedule = self.trunk_net(clock)  # [B, 2]
+        schedule = self.trunk_net(clock)  # [B, 2] (log step, momentum logit), [B, 3] with trunk_adam (its share)
         ramp = torch.log(torch.clamp(t1 / cfg.trunk_warmup, max=1.0))  # [B, 1]: a linear warm-up
         log_step = self.trunk_log_lr + ramp + bound * torch.tanh(cfg.scale * schedule[:, :1] / bound)  # [B, 1]
         beta = torch.sigmoid(self.trunk_logit_beta + cfg.scale * schedule[:, 1:2])  # [B, 1]

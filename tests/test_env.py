@@ -380,7 +380,9 @@ def test_gradient_agents_learn_digits_to_90_percent_in_500_steps(seed: int) -> N
 @pytest.mark.parametrize("consensus", ["sum", "mean"])
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_gradient_agents_learn_digits_across_seeds(consensus: str, seed: int) -> None:
-    env = mtg_env.parallel_env(suite="digits", consensus=consensus, max_cycles=500)
+    # max_update=None: the mean rule's trunk step, 0.3, leaves v6's relative action box on some steps (the
+    # player would be clipped and warn); this test is about learning, not the box.
+    env = mtg_env.parallel_env(suite="digits", consensus=consensus, max_cycles=500, max_update=None)
     lr = 0.1 if consensus == "sum" else 0.3  # mean divides the trunk step by M = 4
     history = run_episode(env, make_agents("gradient", env, lr=lr), seed=seed)
     accuracies = [f["test_accuracy"] for f in history.final.values() if "test_accuracy" in f]

@@ -169,9 +169,11 @@ class MLPRule(nn.Module):
         common = torch.zeros(b, 1, dtype=dtype, device=g.device)  # the trunk schedule's state, the same for all
         trunk_moments = torch.zeros(b, kt, dtype=dtype, device=g.device)
         extra = (
-            ({"boost": common, "top_move": common} if self.config.trunk_boost > 0 else {})
-            | ({"trunk_m": trunk_moments, "trunk_v": trunk_moments, "trunk_v_max": trunk_moments, "adam_top": common}
+            ({"boost": common} if self.config.trunk_boost > 0 else {})
+            | ({"trunk_m": trunk_moments, "trunk_v": trunk_moments, "trunk_v_max": trunk_moments}
                if self.config.trunk_adam else {})
+            # the largest ‖ΔΨ‖ so far, the same for every player: the boost's floor and the AMSGrad share's read it
+            | ({"top_move": common} if self.config.trunk_boost > 0 or self.config.trunk_adam else {})
             | (guard_state(g, num_groups, dtype) if self.config.guard else {})
         )  # fmt: skip
         return {
@@ -251,13 +253,13 @@ class MLPRule(nn.Module):
         step_adam = -self.log_lr.exp() * adam
         head_update = torch.exp(gain) * ((1.0 - mix) * step_adam - mix * eta_k * g_h)
         log_anneal = None
+        progress = features[:, :1, PROGRESS].to(dtype)  # [B, 1]: t / horizon, the same for every player
         if cfg.anneal > 0:  # a cosine decay of every update over the horizon, the same for every player
-            progress = features[:, :1, PROGRESS].to(dtype).clamp(0.0, 1.0)  # [B, 1]
-            factor = (1.0 - cfg.anneal * 0.5 * (1.0 - torch.cos(math.pi * progress))).clamp_min(1e-3)
+            factor = (1.0 - cfg.anneal * 0.5 * (1.0 - torch.cos(math.pi * progress.clamp(0.0, 1.0)))).clamp_min(1e-3)
             head_update = head_update * factor
             log_anneal = factor.log()
         # Trunk: heavy ball with coefficients common to every player: the clock's schedule, and the brake.
-        clock = torch.cat([time[:, 0, :], features[:, :1, PROGRESS].to(dtype)], dim=1)  # [B, 4]
+        clock = torch.cat([time[:, 0, :], progress], dim=1)  # [B, 4]
         schedule = self.trunk_net(clock)  # [B, 2] (log step, momentum logit), [B, 3] with trunk_adam (its share)
         ramp = torch.log(torch.clamp(t1 / cfg.trunk_warmup, max=1.0))  # [B, 1]: a linear warm-up
         log_step = self.trunk_log_lr + ramp + bound * torch.tanh(cfg.scale * schedule[:, :1] / bound)  # [B, 1]
@@ -281,12 +283,12 @@ class MLPRule(nn.Module):
             cooldown = state["cooldown"]
         log_step = log_step + brake
         boosted: RuleState = {}
+        top = torch.maximum(state["top_move"], move) if "top_move" in state else move  # the largest ‖ΔΨ‖ so far
         if cfg.trunk_boost > 0:  # a bold driver on the shared growth average: rise while the moves stall
             stall = seen & (growth > -cfg.boost_margin) & (growth < cfg.brake_threshold) & (cooldown <= 0)
-            top = torch.maximum(state["top_move"], move)  # the largest ‖ΔΨ‖ so far, the same for every player
             live = (move > cfg.boost_floor * top) | (cfg.boost_floor <= 0)
             boost = (state["boost"] + cfg.trunk_boost * (stall & live).to(dtype)).clamp(max=cfg.boost_max)
-            boosted = {"boost": torch.where(live, boost, 0.0), "top_move": top}
+            boosted = {"boost": torch.where(live, boost, 0.0)}
             log_step = log_step + boosted["boost"]
         if log_anneal is not None:
             log_step = log_step + log_anneal
@@ -298,10 +300,8 @@ class MLPRule(nn.Module):
             v_t = cfg.beta2 * state["trunk_v"] + (1.0 - cfg.beta2) * g_t.square()
             v_max_t = torch.maximum(state["trunk_v_max"], v_t / (1.0 - cfg.beta2**t1))
             direction_t = m_t / (1.0 - cfg.adam_beta1**t1) / (v_max_t.sqrt() + cfg.eps)
-            progress = features[:, :1, PROGRESS].to(dtype).clamp(0.0, 1.0)
-            log_share = torch.log(0.5 * (1.0 + torch.cos(math.pi * progress)).clamp_min(1e-30))
+            log_share = torch.log(0.5 * (1.0 + torch.cos(math.pi * progress.clamp(0.0, 1.0))).clamp_min(1e-30))
             log_share = log_share + bound * torch.tanh(cfg.scale * schedule[:, 2:] / bound)
-            top = torch.maximum(state["adam_top"], move)  # the largest ‖ΔΨ‖ so far
             if cfg.adam_floor > 0:  # handed back to the heavy ball as the moves fall far below their largest
                 ratio = move / (cfg.adam_floor * top).clamp_min(torch.finfo(dtype).tiny)
                 log_share = log_share + torch.where(top > 0, ratio.clamp(1e-30, 1.0).log(), 0.0)
@@ -309,7 +309,7 @@ class MLPRule(nn.Module):
             if log_anneal is not None:
                 log_adam = log_adam + log_anneal
             proposal = proposal - torch.exp(log_adam) * direction_t
-            adam_state = {"trunk_m": m_t, "trunk_v": v_t, "trunk_v_max": v_max_t, "adam_top": top}
+            adam_state = {"trunk_m": m_t, "trunk_v": v_t, "trunk_v_max": v_max_t}
         update = g.new_zeros(g.shape).index_copy(1, heads, head_update).index_copy(1, trunk, proposal)
         guard: RuleState = {}
         if cfg.guard:  # heads: loosely (BB is a secant step); trunk: the heavy ball, stable while αL < 2(1 + β)
@@ -327,7 +327,7 @@ class MLPRule(nn.Module):
             "log_step": log_step, "mass": beta * state["mass"] + 1.0, "signal": signal,
             "signalled": torch.maximum(state["signalled"], valid.to(dtype)), "growth": growth, "brake": brake,
             "cooldown": cooldown,
-        } | boosted | adam_state  # fmt: skip
+        } | boosted | adam_state | ({"top_move": top} if "top_move" in state else {})  # fmt: skip
 
 
 class LSTMRule(nn.Module):

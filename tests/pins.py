@@ -1,7 +1,7 @@
 """What every table of pinned values shares (``rule_pins``, ``agent_pins``, ``legacy_checkpoints``): where a pin is
 exact, how a table is written, and how a replay is compared with it.
 
-A pin is exact on the platform that wrote it: the same torch build on the same kind of CPU and the same MKL code
+A pin is exact on the platform that wrote it: the same torch build on the same CPU model and the same MKL code
 path (``MKL_CBWR``: MKL picks its kernels by instruction set, so another branch rounds GEMMs apart). Elsewhere a
 replay agrees to √eps of the game's dtype: another CPU or MKL branch rounds each operation apart by an ulp, which a
 few steps grow by a few hundred ulps at most, while a change of behaviour moves a trajectory by far more.
@@ -17,10 +17,24 @@ from pathlib import Path
 import torch
 
 
+def cpu_model() -> str:
+    """The CPU's vendor and model name (``/proc/cpuinfo`` on Linux, else what :mod:`platform` says): MKL's kernels
+    depend on them beyond the instruction set (the same AVX-512 capability plays an Intel Xeon's GEMMs and an AMD
+    EPYC's apart by an ulp), so a pin is exact only on the model that wrote it."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    fields = dict(line.split(":", 1) for line in lines if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    return f"{fields.get('vendor_id', 'unknown vendor')} {fields.get('model name', platform.processor())}"
+
+
 def platform_tag() -> str:
-    """The platform a pin is exact on (torch build, machine, CPU capability, MKL code path)."""
+    """The platform a pin is exact on (torch build, machine, CPU model and capability, MKL code path)."""
     capability = torch.backends.cpu.get_cpu_capability()
-    return f"torch {torch.__version__}, {platform.machine()}, {capability}, MKL_CBWR={os.environ.get('MKL_CBWR', '')}"
+    mkl = os.environ.get("MKL_CBWR", "")
+    return f"torch {torch.__version__}, {platform.machine()}, {cpu_model()}, {capability}, MKL_CBWR={mkl}"
 
 
 def write_pins(path: Path, names: Iterable[str], trajectory: Callable[[str], dict[str, torch.Tensor]]) -> None:

@@ -28,6 +28,7 @@ from agents.learned import (
     shipped,
     with_options,
 )
+from agents.learned.blocks import Blocks
 from agents.learned.family import build_suite, loss_floor, sample_config
 from agents.learned.meta_loss import _STREAM_VALID, _draws
 from agents.learned.rules import LSTMRule
@@ -147,15 +148,16 @@ def test_the_mlp_rules_trunk_step_is_the_same_for_every_player() -> None:
     rule.load_state_dict(perturbed_rule("learned_mlp", seed=2).state_dict())
     gen = torch.Generator().manual_seed(0)
     is_trunk = torch.tensor([False, False, True, True, True, True])
-    state = rule.init_state(torch.zeros(2, 6), is_trunk)
+    blocks = Blocks(is_trunk)
+    state = rule.init_state(torch.zeros(2, 6), blocks)
     steps = []
     for t in range(8):
         g = torch.randn(2, 6, generator=gen) * torch.tensor([[1.0], [1e3]])  # player 1's gradients 1000× larger
-        feats = torch.rand(2, 6, 8, generator=gen)
+        feats = torch.rand(2, 2, 8, generator=gen)
         feats[..., 6] = t / 10  # the progress and the trunk's last move are the game's, the same for every player
         feats[..., 7] = 0.0 if t == 0 else math.log1p(1e-3 * 10.0**t)
         with torch.no_grad():
-            update, state = rule(g, feats, is_trunk, torch.full((2,), t), state)
+            update, state = rule(g, feats, blocks, torch.full((2,), t), state)
         steps.append(update[:, is_trunk] / state["mu"])
     alphas = torch.stack(steps)  # [T, B, n]: −α(t) per player and coordinate
     torch.testing.assert_close(alphas, alphas[:, :1, :1].expand_as(alphas))
@@ -171,17 +173,18 @@ def _boost_trace(
     step ``drop`` on, 1e-3 of that: a game at its floor)."""
     gen = torch.Generator().manual_seed(4)
     is_trunk = torch.tensor([False, False, True, True, True, True])
-    state = rule.init_state(torch.zeros(2, 6), is_trunk)
+    blocks = Blocks(is_trunk)
+    state = rule.init_state(torch.zeros(2, 6), blocks)
     alphas = []
     for t in range(steps):
         g = torch.randn(2, 6, generator=gen) * torch.tensor([[1.0], [1e3]])
-        feats = torch.rand(2, 6, 8, generator=gen)
+        feats = torch.rand(2, 2, 8, generator=gen)
         feats[..., 6] = t / 20
         # the consensus's last move: the step and momentum mass that made it, times a factor shrinking each step
         move = (state["log_step"].exp() * state["mass"]).max() * shrink**t * (1e-3 if t >= drop else 1.0)
         feats[..., 7] = 0.0 if t == 0 else float(torch.log1p(move))
         with torch.no_grad():
-            update, state = rule(g, feats, is_trunk, torch.full((2,), t), state)
+            update, state = rule(g, feats, blocks, torch.full((2,), t), state)
         alphas.append(update[:, is_trunk] / state["mu"])
     return alphas, state.get("boost", torch.zeros(2, 1))
 
@@ -252,19 +255,20 @@ def test_the_trunk_adam_share_adds_amsgrad_that_falls_to_zero_at_the_horizon() -
         rules[floor] = rule.double().requires_grad_(False).eval()
     gen = torch.Generator().manual_seed(5)
     is_trunk = torch.tensor([False, False, True, True, True])
+    blocks = Blocks(is_trunk)
     grads = torch.randn(6, 1, 5, generator=gen, dtype=torch.float64)  # [T, 1, K]; game 1's are 1000× game 0's
     progress = torch.tensor([0.0, 0.2, 0.5, 0.8, 0.95, 1.0])
     moves = [0.0, 1.0, 0.5, 0.1, 0.02, 0.01]  # ‖ΔΨ‖: from 0.02 on, under 0.1 of its largest
-    feats = torch.rand(6, 2, 5, 8, generator=gen, dtype=torch.float64)
+    feats = torch.rand(6, 2, 2, 8, generator=gen, dtype=torch.float64)
     updates: dict[object, list[Tensor]] = {"plain": [], 0.0: [], 0.1: []}
     for key, rule in [("plain", plain), (0.0, rules[0.0]), (0.1, rules[0.1])]:
-        state = rule.init_state(torch.zeros(2, 5, dtype=torch.float64), is_trunk)
+        state = rule.init_state(torch.zeros(2, 5, dtype=torch.float64), blocks)
         for t in range(6):
             f = feats[t].clone()
             f[..., 6], f[..., 7] = progress[t], math.log1p(moves[t])
             g = grads[t].expand(2, 5) * torch.tensor([[1.0], [1e3]], dtype=torch.float64)
             with torch.no_grad():
-                update, state = rule(g, f, is_trunk, torch.full((2,), t), state)
+                update, state = rule(g, f, blocks, torch.full((2,), t), state)
             updates[key].append(update)
     g_trunk = grads.expand(6, 2, 5)[..., 2:] * torch.tensor([[1.0], [1e3]], dtype=torch.float64)
     share = (0.5 * (1 + torch.cos(math.pi * progress.double()))).view(6, 1, 1)
@@ -296,14 +300,15 @@ def test_with_options_adds_what_the_options_add_and_keeps_what_was_trained() -> 
     assert float(adam.trunk_adam_log_lr.detach().exp()) == pytest.approx(0.05)
     gen = torch.Generator().manual_seed(6)
     is_trunk = torch.tensor([False, False, True, True])
+    blocks = Blocks(is_trunk)
     states = {
-        k: r.init_state(torch.zeros(1, 4), is_trunk) for k, r in [("plain", rule), ("offset", offset), ("adam", adam)]
+        k: r.init_state(torch.zeros(1, 4), blocks) for k, r in [("plain", rule), ("offset", offset), ("adam", adam)]
     }
     for t in range(5):
-        g, feats = torch.randn(1, 4, generator=gen), torch.rand(1, 4, 8, generator=gen)
+        g, feats = torch.randn(1, 4, generator=gen), torch.rand(1, 2, 8, generator=gen)
         feats[..., 6] = t / 10
         with torch.no_grad():
-            out = {k: r(g, feats, is_trunk, torch.tensor([t]), states[k]) for k, r in
+            out = {k: r(g, feats, blocks, torch.tensor([t]), states[k]) for k, r in
                    [("plain", rule), ("offset", offset), ("adam", adam)]}  # fmt: skip
         states = {k: v[1] for k, v in out.items()}
         assert torch.equal(out["offset"][0], out["plain"][0])
@@ -327,16 +332,17 @@ def test_anneal_scales_every_update_by_the_cosine_factor_of_the_progress(w: floa
         rules.append(rule.requires_grad_(False))
     gen = torch.Generator().manual_seed(1)
     is_trunk = torch.tensor([False, False, False, True, True])
-    states = [r.init_state(torch.zeros(3, 5), is_trunk) for r in rules]
+    blocks = Blocks(is_trunk)
+    states = [r.init_state(torch.zeros(3, 5), blocks) for r in rules]
     for t in range(6):
         g = torch.randn(3, 5, generator=gen)
-        feats = torch.rand(3, 5, 8, generator=gen)
+        feats = torch.rand(3, 2, 8, generator=gen)
         progress = torch.tensor([0.1, 0.5, 0.9])[:, None] + 0.01 * t  # the three games at other points of their horizon
         feats[..., 6] = progress
         feats[..., 7] = 0.0
         with torch.no_grad():
-            plain, _ = rules[0](g, feats, is_trunk, torch.full((3,), t), states[0])
-            annealed, states[1] = rules[1](g, feats, is_trunk, torch.full((3,), t), states[1])
+            plain, _ = rules[0](g, feats, blocks, torch.full((3,), t), states[0])
+            annealed, states[1] = rules[1](g, feats, blocks, torch.full((3,), t), states[1])
         # the plain rule continues from the annealed one's state (its memory is of the annealed moves)
         states[0] = {k: v.clone() for k, v in states[1].items()}
         factor = 1.0 - w * 0.5 * (1.0 - torch.cos(math.pi * progress))
@@ -354,10 +360,11 @@ def test_the_mlp_rule_at_rest_at_a_stationary_point_stays_there(options: dict[st
     rule = perturbed_rule("learned_mlp", seed=3, **options)
     gen = torch.Generator().manual_seed(1)
     is_trunk = torch.tensor([False, False, False, True, True])
+    blocks = Blocks(is_trunk)
     g = torch.zeros(3, 5)
-    state = rule.init_state(g, is_trunk)
+    state = rule.init_state(g, blocks)
     with torch.no_grad():
-        update, _ = rule(g, torch.rand(3, 5, 8, generator=gen), is_trunk, torch.tensor([0, 4, 30]), state)
+        update, _ = rule(g, torch.rand(3, 2, 8, generator=gen), blocks, torch.tensor([0, 4, 30]), state)
     assert torch.equal(update, torch.zeros_like(update))
 
 

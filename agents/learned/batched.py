@@ -6,9 +6,10 @@
     actions, memory = driver.act(state, out, memory)      # update mode: (head_updates, proposals)
     state, out = engine.step(game, state, actions)          # differentiable in the rule's parameters
 
-Coordinates are laid out as ``[heads (H) ; task 0's trunk proposal (n) ; … ; task M−1's (n)]``: K = H + M·n,
-each reading its own task's features. Task m's coordinates are exactly what its :class:`~agents.learned.policy.
-LearnedAgent` sees in the env (its h_m head gradients and its trunk gradient), so the two forms agree.
+Coordinates are laid out as ``[heads (H) ; task 0's trunk proposal (n) ; … ; task M−1's (n)]``: K = H + M·n, in
+2M blocks (:class:`~agents.learned.blocks.Blocks`), each reading its own task's features. Task m's coordinates are
+exactly what its :class:`~agents.learned.policy.LearnedAgent` sees in the env (its h_m head gradients and its trunk
+gradient), so the two forms agree.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from agents.learned.blocks import Blocks
 from agents.learned.rules import LSTMRule, MLPRule, Rule, RuleState, StepRule
 from mtg_env.engine import Game, GameState, StepOutput
 from mtg_env.engine.core import Updates
@@ -61,20 +63,17 @@ class EngineDriver:
         self.max_update = max_update
         device = game.device
         m, n = game.num_tasks, game.trunk_size
-        #: ``[K]`` the task of each coordinate, and whether it is a trunk coordinate.
-        self.coord_task = torch.cat([game.head_index, torch.arange(m, device=device).repeat_interleave(n)])
-        self.is_trunk = torch.cat(
+        coord_task = torch.cat([game.head_index, torch.arange(m, device=device).repeat_interleave(n)])
+        is_trunk = torch.cat(
             [torch.zeros(game.head_index.numel(), dtype=torch.bool, device=device),
              torch.ones(m * n, dtype=torch.bool, device=device)]
         )  # fmt: skip
-        #: ``[K]`` the block of each coordinate: task m's head is block 2m, its trunk proposal 2m + 1.
-        self.groups = 2 * self.coord_task + self.is_trunk.long()
+        #: The coordinates' blocks: task m's head is block 2m, its trunk proposal 2m + 1.
+        self.blocks = Blocks(is_trunk, 2 * coord_task + is_trunk.long(), 2 * m)
+        #: ``[2M]`` the task of each block (a block reads its task's features).
+        self.block_task = torch.arange(m, device=device).repeat_interleave(2)
         #: ``[M, 2]`` each task's head and trunk sizes (the step rule's guard bounds a first move by them).
-        self.sizes = (
-            torch.zeros(2 * m, device=device)
-            .index_add(0, self.groups, torch.ones_like(self.groups, dtype=torch.float32))
-            .view(m, 2)
-        )
+        self.sizes = self.blocks.sizes.view(m, 2)
 
     def gradients(self, out: StepOutput) -> Tensor:
         """``[B, K]`` every task's head gradient then its trunk gradient (detached: the first-order meta-gradient)."""
@@ -84,7 +83,7 @@ class EngineDriver:
         """The rule's fresh state for the games of ``out`` (from :func:`mtg_env.engine.reset`)."""
         if isinstance(self.rule, StepRule):
             return self.rule.init_state(out.losses.shape[0], self.game.num_tasks)
-        return self.rule.init_state(self.gradients(out), self.is_trunk, 2 * self.game.num_tasks)
+        return self.rule.init_state(self.gradients(out), self.blocks)
 
     def act(self, state: GameState, out: StepOutput, memory: RuleState) -> tuple[Tensor | Updates, RuleState]:
         """The engine's actions for this step and the rule's next state."""
@@ -92,8 +91,7 @@ class EngineDriver:
             log_steps, memory = self.rule.play(out.features, self.log_step_range, self.sizes, memory)
             return log_steps.to(self.game.dtype), memory
         g = self.gradients(out)
-        feats = out.features[:, self.coord_task]
-        update, memory = self.rule(g, feats, self.is_trunk, state.t, memory, self.groups)
+        update, memory = self.rule(g, out.features[:, self.block_task], self.blocks, state.t, memory)
         update = update.to(self.game.dtype)
         if self.max_update is not None:
             update = update.clamp(-self.max_update, self.max_update)

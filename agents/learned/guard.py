@@ -40,6 +40,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from agents.learned.blocks import Blocks
+
 
 @dataclass(frozen=True)
 class GuardConfig:
@@ -87,90 +89,70 @@ CROSS = 0.1
 #: The secants a guard can take (:attr:`GuardConfig.guard_secant`).
 GUARD_SECANTS: tuple[str, ...] = ("bounded", "shorter")
 
-#: The guard's state keys (kept beside the rule's own).
-GUARD_KEYS: tuple[str, ...] = ("guard_g", "guard_u", "guard_l", "guard_seen", "guard_armed", "guard_g0")
+#: The guard's state keys (kept beside the rule's own): the last gradient (per coordinate), and per block the norm of
+#: the last move and of the last gradient, L̂, whether a move was seen, whether armed, the first gradient norm.
+GUARD_KEYS: tuple[str, ...] = ("guard_g", "guard_s", "guard_n", "guard_l", "guard_seen", "guard_armed", "guard_g0")
 
 
 def guard_state(g: Tensor, num_groups: int, dtype: torch.dtype) -> dict[str, Tensor]:
     """The guard's fresh state for gradients ``g [B, K]`` in ``num_groups`` blocks: no move made, no estimate."""
     b, k = g.shape
     blocks = torch.zeros(b, num_groups, dtype=dtype, device=g.device)
-    coords = torch.zeros(b, k, dtype=dtype, device=g.device)
-    return {
-        "guard_g": coords,
-        "guard_u": coords,
-        "guard_l": blocks,
-        "guard_seen": blocks,
-        "guard_armed": blocks,
-        "guard_g0": blocks,
-    }
-
-
-def block_norms(x: Tensor, groups: Tensor, num_groups: int) -> Tensor:
-    """``[B, G]`` the Euclidean norm of each block of ``x [B, K]`` (coordinate k in block ``groups[k]``)."""
-    zeros = x.new_zeros(x.shape[0], num_groups)
-    return zeros.index_add(1, groups, x.square()).sqrt()
+    return {"guard_g": torch.zeros(b, k, dtype=dtype, device=g.device)} | {key: blocks for key in GUARD_KEYS[1:]}
 
 
 def apply_guard(
-    update: Tensor,
-    direction: Tensor,
+    update: tuple[Tensor, Tensor],
+    reach: Tensor | None,
     g: Tensor,
-    groups: Tensor,
-    is_trunk: Tensor,
+    blocks: Blocks,
     move: Tensor,
     state: dict[str, Tensor],
     config: GuardConfig,
-    restart: Tensor | None = None,
-    capped_coords: Tensor | None = None,
+    restart: bool = False,
+    capped_blocks: Tensor | None = None,
     fallback: bool = False,
     rise: Tensor | None = None,
-) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-    """The guarded update ``[B, K]`` (see the module docstring).
+) -> tuple[tuple[Tensor, Tensor], Tensor, dict[str, Tensor]]:
+    """The guarded update (see the module docstring), as the heads' ``[B, h]`` and the trunk proposals' ``[B, P, n]``.
 
     Args:
-        update: ``[B, K]`` the rule's update (head updates and trunk proposals).
-        direction: ``[B, K]`` d: the update is a step of some size along it (the gradient; the heavy ball's
-            (1 + β)·momentum), so ‖u‖ / ‖d‖ is the block's effective step.
+        update: The rule's update: the heads' ``[B, h]`` and the trunk proposals' ``[B, P, n]``
+            (:meth:`Blocks.split`).
+        reach: ``[B, G]`` ‖d‖ per block, d the direction the update is a step along (the heavy ball's
+            (1 + β)·momentum), so ‖u‖ / ‖d‖ is the block's effective step; ``None``: the gradient, d = g.
         g: ``[B, K]`` this step's gradients.
-        groups: ``[K]`` the block of each coordinate.
-        is_trunk: ``[K]`` bool: the coordinate is a trunk proposal's.
+        blocks: The coordinates' layout (:class:`~agents.learned.blocks.Blocks`).
         move: ``[B]`` ‖ΔΨ‖, the consensus's last trunk move (the same for every player).
         state: The guard's state (:func:`guard_state`, or the last call's).
         config: The rule's guard options (:class:`GuardConfig`): c = ``guard_step``, the first move's
             ``guard_radius``, L̂'s ``guard_memory``, the arming ``guard_growth``, the ``guard_slack`` before it and
-            the ``guard_free`` of blocks outside ``capped_coords``.
-        restart: ``[B, K]`` the gradients of a heavy ball's coordinates (zero elsewhere): where such a block is
-            capped, it plays the gradient step c·g / L̂ instead of the scaled heavy ball (and the rule restarts its
-            momentum): the momentum built on an unstable step would carry the overshoot on.
-        capped_coords: ``[K]`` bool: the coordinates whose blocks a growing gradient arms (default all); the
-            others' blocks are armed by ``rise`` alone and before that take ``guard_free`` times the cap (a rule whose
-            step is a secant step already, the MLP rule's Barzilai–Borwein heads, needs no tighter one while its
-            loss does not jump; its fallback step before a curvature estimate, or where the game's moves spoil it,
-            does).
+            the ``guard_free`` of blocks outside ``capped_blocks``.
+        restart: The trunk proposals are heavy balls: where one is capped, it plays the gradient step c·g / L̂
+            instead of the scaled heavy ball (and the rule restarts its momentum): the momentum built on an unstable
+            step would carry the overshoot on.
+        capped_blocks: ``[G]`` bool: the blocks a growing gradient arms (default all); the others are armed by
+            ``rise`` alone and before that take ``guard_free`` times the cap (a rule whose step is a secant step
+            already, the MLP rule's Barzilai–Borwein heads, needs no tighter one while its loss does not jump; its
+            fallback step before a curvature estimate, or where the game's moves spoil it, does).
         fallback: The block is armed only once its gradient norm grows beyond its first one (worse off than at the
             start, and getting worse), keeps the looser ``guard_slack`` bound when armed, and on every such step it
-            plays g / L̂ instead of the rule's update: for a
-            rule whose update is not a step along the gradient (the LSTM's is bounded and need not descend), a cap
-            on its length does not stop a drift uphill.
-        rise: ``[B, K]`` Δℓ − |ℓ_{t−1}| of each coordinate's player (> 0: its loss more than doubled on the last
-            step), which arms the blocks outside ``capped_coords``.
+            plays g / L̂ instead of the rule's update: for a rule whose update is not a step along the gradient (the
+            LSTM's is bounded and need not descend), a cap on its length does not stop a drift uphill.
+        rise: ``[B, G]`` Δℓ − |ℓ_{t−1}| of each block's player (> 0: its loss more than doubled on the last step),
+            which arms the blocks outside ``capped_blocks``.
 
     Returns:
-        The guarded update, ``[B, K]`` bool the coordinates whose block was capped, the guard's next state.
+        The guarded update (heads, trunk proposals), ``[B, G]`` bool the blocks that were capped (or played the
+        fallback), the guard's next state.
     """
-    num_groups = state["guard_l"].shape[1]
-    dtype = update.dtype
+    dtype = update[0].dtype
     step, radius, memory, growth = config.guard_step, config.guard_radius, config.guard_memory, config.guard_growth
-    # Which blocks are trunk proposals, and how many coordinates each block has (the same in both forms).
-    blocks = torch.zeros(num_groups, dtype=dtype, device=g.device)
-    trunk_block = blocks.index_add(0, groups, is_trunk.to(dtype)) > 0
-    sizes = blocks.index_add(0, groups, torch.ones(groups.shape, dtype=dtype, device=g.device))
-    capped_block = torch.ones(num_groups, dtype=torch.bool, device=g.device)
-    if capped_coords is not None:
-        capped_block = blocks.index_add(0, groups, capped_coords.to(dtype)) > 0
+    trunk_block = blocks.trunk_block
+    capped_block = torch.ones_like(trunk_block) if capped_blocks is None else capped_blocks
+    g_head, g_trunk = blocks.split(g)
     with torch.no_grad():
-        moved = block_norms(state["guard_u"], groups, num_groups)  # ‖s‖ per block (0 before the first move)
+        moved = state["guard_s"]  # ‖s‖ per block (0 before the first move)
         consensus = move.to(dtype).unsqueeze(1)
         if config.guard_secant == "bounded":
             trunk = torch.minimum(moved, torch.maximum(consensus, CANCEL * moved))
@@ -178,7 +160,8 @@ def apply_guard(
             moved = torch.where(trunk_block, trunk, torch.hypot(moved, CROSS * consensus) * (moved > 0))
         else:
             moved = torch.where(trunk_block, torch.minimum(moved, consensus), moved)
-        changed = block_norms(g - state["guard_g"], groups, num_groups)
+        last_head, last_trunk = blocks.split(state["guard_g"])
+        changed = blocks.norms(g_head - last_head, g_trunk - last_trunk)
         fresh = moved > 0
         # The newest secant, or the last estimate fading by ``memory`` per step if that is larger: a secant along a
         # flat direction does not lift the cap at once (a stiff direction the last move missed may come back).
@@ -187,39 +170,48 @@ def apply_guard(
         seen = torch.maximum(state["guard_seen"], fresh.to(dtype))
         # Armed for good once the block's gradient grew by more than ``growth`` over one of its moves: the sign of an
         # unstable step (a stable game whose gradients only shrink never meets the cap).
-        norm, last = block_norms(g, groups, num_groups), block_norms(state["guard_g"], groups, num_groups)
-        growing = fresh & (norm > growth * last) & capped_block
-        if rise is not None:  # a block outside capped_coords: the player's loss more than doubled (an overshoot)
-            jumped = torch.zeros_like(moved).index_add(1, groups, rise.to(dtype)) > 0
-            growing = growing | (fresh & jumped & ~capped_block)
+        norm = blocks.norms(g_head, g_trunk)
+        growing = fresh & (norm > growth * state["guard_n"]) & capped_block
+        if rise is not None:  # a block outside capped_blocks: the player's loss more than doubled (an overshoot)
+            growing = growing | (fresh & (rise.to(dtype) > 0) & ~capped_block)
         if fallback:  # worse off than at the start, and getting worse
             growing = growing & (norm > state["guard_g0"])
         armed = torch.maximum(state["guard_armed"], growing.to(dtype))
-    size = block_norms(update, groups, num_groups)
-    reach = block_norms(direction.detach(), groups, num_groups)
+    size = blocks.norms(*update)
     # The cap: c·‖d‖ / L̂ once armed (none where the gradient did not change), ``slack`` times that before, the
     # trust radius on the first move.
     flat = curvature <= 0
+    reach = norm if reach is None else reach.detach()
     bound = torch.where(flat, math.inf, step * reach / torch.where(flat, 1.0, curvature))
     before = torch.where(capped_block, config.guard_slack, config.guard_free) * bound  # not armed yet
     # A rule with a fallback keeps its looser bound when armed: the fallback step is what stops its drift.
     armed_limit = before if fallback else bound
-    limit = torch.where(armed > 0, armed_limit, torch.where(seen > 0, before, radius * sizes.sqrt()))
+    limit = torch.where(armed > 0, armed_limit, torch.where(seen > 0, before, radius * blocks.sizes.to(dtype).sqrt()))
     over = size > limit
-    scale = torch.where(over, limit / torch.where(over, size, 1.0), 1.0)  # [B, G]
-    capped = over[:, groups]
-    guarded = torch.where(capped, update * scale[:, groups], update)
-    if restart is not None:  # a capped heavy ball restarts: a gradient step at the cap, c·g / L̂
-        gd = -step * restart / torch.where(flat | (armed <= 0), 1.0, curvature)[:, groups]
-        guarded = torch.where(capped & (armed > 0)[:, groups] & is_trunk, gd, guarded)
+    scale = torch.where(over, limit / torch.where(over, size, 1.0), 1.0)  # [B, G]: exactly 1 where within the cap
+    scale_head, scale_trunk = blocks.spread(scale)
+    guarded_head, guarded_trunk = update[0] * scale_head, update[1] * scale_trunk
+    length = torch.where(over, limit, size)  # the guarded move's norm
+    capped = over
+    if restart:  # a capped heavy ball restarts: a gradient step at the cap, c·g / L̂
+        restarted = over & (armed > 0) & trunk_block
+        inverse = step / torch.where(restarted, curvature, 1.0)
+        gd = -g_trunk * blocks.spread(inverse)[1]
+        guarded_trunk = torch.where(blocks.spread(restarted)[1], gd, guarded_trunk)
+        length = torch.where(restarted, inverse * norm, length)
     if fallback:  # a block whose gradient grows past its first one plays the secant's Newton step along g, g / L̂
         growing = growing & ~flat
-        gd = -g / torch.where(growing, curvature, 1.0)[:, groups]
-        guarded = torch.where(growing[:, groups], gd, guarded)
-        capped = capped | growing[:, groups]
+        inverse = 1.0 / torch.where(growing, curvature, 1.0)
+        (grow_head, grow_trunk), (inv_head, inv_trunk) = blocks.spread(growing), blocks.spread(inverse)
+        guarded_head = torch.where(grow_head, -g_head * inv_head, guarded_head)
+        guarded_trunk = torch.where(grow_trunk, -g_trunk * inv_trunk, guarded_trunk)
+        length = torch.where(growing, inverse * norm, length)
+        capped = capped | growing
     first = torch.where(seen > 0, state["guard_g0"], norm)  # the block's first gradient norm
-    return guarded, capped, {"guard_g": g, "guard_u": guarded.detach(), "guard_l": curvature, "guard_seen": seen,
-                             "guard_armed": armed, "guard_g0": first}  # fmt: skip
+    return (guarded_head, guarded_trunk), capped, {
+        "guard_g": g, "guard_s": length.detach(), "guard_n": norm, "guard_l": curvature, "guard_seen": seen,
+        "guard_armed": armed, "guard_g0": first,
+    }  # fmt: skip
 
 
 def norm_guard_state(batch: int, num_groups: int, dtype: torch.dtype, device: torch.device) -> dict[str, Tensor]:

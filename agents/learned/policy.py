@@ -11,6 +11,7 @@ import torch
 from gymnasium import spaces
 
 from agents.base import ObservationReader, ReaderPlayer
+from agents.learned.blocks import Blocks
 from agents.learned.rules import LSTMRule, MLPRule, Rule, RuleState, StepRule
 from mtg_env.engine import NUM_FEATURES
 
@@ -59,8 +60,9 @@ class LearnedAgent(ReaderPlayer):
             self._sizes = torch.tensor([[float(h), float(n)]], device=device)
             self._memory = self.rule.init_state(1)
         else:
-            self._is_trunk = torch.cat([torch.zeros(h, dtype=torch.bool), torch.ones(n, dtype=torch.bool)]).to(device)
-            self._memory = self.rule.init_state(torch.zeros(1, h + n, device=device), self._is_trunk)
+            is_trunk = torch.cat([torch.zeros(h, dtype=torch.bool), torch.ones(n, dtype=torch.bool)]).to(device)
+            self._blocks = Blocks(is_trunk)  # block 0 its head, block 1 its trunk proposal
+            self._memory = self.rule.init_state(torch.zeros(1, h + n, device=device), self._blocks)
 
     def act(self, observation: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
         reader = self._started()
@@ -76,11 +78,10 @@ class LearnedAgent(ReaderPlayer):
                 return reader.step_action(log_steps.view(2).double().cpu().numpy())
             g_head, g_trunk = reader.grads(observation)
             g = torch.as_tensor(np.concatenate([g_head, g_trunk]).astype(np.float64), device=device).unsqueeze(0)
-            k = g.shape[1]
             update, self._memory = self.rule(
                 g,
-                feats.view(1, 1, -1).expand(1, k, -1),
-                self._is_trunk,
+                feats.view(1, 1, -1).expand(1, 2, -1),  # both blocks read the player's features
+                self._blocks,
                 torch.tensor([self.t], device=device),
                 self._memory,
             )

@@ -26,6 +26,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from agents.learned.blocks import Blocks
 from agents.learned.guard import apply_guard, apply_norm_guard, guard_state, norm_guard_state
 from agents.learned.rule_configs import LSTMRuleConfig, MLPRuleConfig, StepRuleConfig
 
@@ -158,12 +159,11 @@ class MLPRule(nn.Module):
         with torch.no_grad():
             self.trunk_log_lr.add_(math.log(factor))
 
-    def init_state(self, g: Tensor, is_trunk: Tensor, num_groups: int = 2) -> RuleState:
-        """Zero moments for gradients ``g [B, K]`` with trunk coordinates ``is_trunk [K]``, in ``num_groups``
-        blocks: the heads' moments over the head coordinates, the heavy ball's over the trunk's."""
-        b = g.shape[0]
-        kt = int(is_trunk.sum())
-        kh = is_trunk.numel() - kt
+    def init_state(self, g: Tensor, blocks: Blocks) -> RuleState:
+        """Zero moments for gradients ``g [B, K]`` laid out as ``blocks``: the heads' moments over the head
+        coordinates, the heavy ball's over the trunk's."""
+        b, num_groups = g.shape[0], blocks.num_groups
+        kh, kt = blocks.num_heads, blocks.num_trunks * blocks.trunk_size
         dtype = self.log_lr.dtype
         heads = torch.zeros(b, kh, dtype=dtype, device=g.device)
         common = torch.zeros(b, 1, dtype=dtype, device=g.device)  # the trunk schedule's state, the same for all
@@ -194,28 +194,27 @@ class MLPRule(nn.Module):
         } | extra
 
     def forward(
-        self, g: Tensor, features: Tensor, is_trunk: Tensor, t: Tensor, state: RuleState, groups: Tensor | None = None
+        self, g: Tensor, features: Tensor, blocks: Blocks, t: Tensor, state: RuleState
     ) -> tuple[Tensor, RuleState]:
         """The update ``[B, K]`` and the next state.
 
         Args:
-            g: ``[B, K]`` gradients.
-            features: ``[B, K, 8]`` the observation features of each coordinate's task.
-            is_trunk: ``[K]`` bool: the coordinate is a trunk proposal (else a head coordinate).
+            g: ``[B, K]`` gradients, laid out as ``blocks``.
+            features: ``[B, G, 8]`` the observation features of each block's player.
+            blocks: The coordinates' layout (:class:`~agents.learned.blocks.Blocks`: the heads, then the trunk
+                proposals).
             t: ``[B]`` steps already taken this episode (0 on the first action).
             state: From :meth:`init_state` or the previous call.
-            groups: ``[K]`` the block of each coordinate (default: ``is_trunk``, one player's head and trunk).
         """
         cfg = self.config
         dtype = self.log_lr.dtype
         g = g.detach().to(dtype)
+        features = features.to(dtype)
         b = g.shape[0]
-        groups = is_trunk.long() if groups is None else groups
         # The network and the head steps run on the head coordinates, the heavy ball on the trunk's (most of K on a
-        # wide trunk): each keeps its state on its own coordinates only.
-        heads, trunk = (~is_trunk).nonzero().flatten(), is_trunk.nonzero().flatten()  # [Kh], [Kt]
-        kh = heads.numel()
-        g_h, groups_h = g[:, heads], groups[heads]
+        # wide trunk, a [B, P, n] view): each keeps its state on its own coordinates only.
+        g_h, g_t = blocks.split(g)  # [B, Kh], [B, P, n]
+        kh, groups_h = blocks.num_heads, blocks.head_groups
         t1 = (t.to(dtype) + 1.0).unsqueeze(1)  # [B, 1]
         decays = torch.tensor(cfg.decays, dtype=dtype, device=g.device)
         m = decays * state["m"] + (1.0 - decays) * g_h.unsqueeze(2)
@@ -228,8 +227,8 @@ class MLPRule(nn.Module):
         normed = torch.cat([(g_h / rms).unsqueeze(2), m_hat / rms.unsqueeze(2)], dim=2).clamp(-10.0, 10.0)
         # Barzilai–Borwein (short) step per head: η = sᵀy / yᵀy, kept where the curvature estimate is not positive.
         s, y = state["prev_u"], g_h - state["prev_g"]
-        blocks = torch.zeros_like(state["eta"])
-        sy, yy = blocks.index_add(1, groups_h, s * y), blocks.index_add(1, groups_h, y * y)
+        zeros = torch.zeros_like(state["eta"])
+        sy, yy = zeros.index_add(1, groups_h, s * y), zeros.index_add(1, groups_h, y * y)
         fresh = (sy > 0) & (yy > 0)
         estimate = (sy / torch.where(fresh, yy, 1.0)).clamp(1e-6, 1e2)
         # Safeguard: η at most doubles per step (a noisy or game-distorted curvature estimate cannot blow up).
@@ -240,7 +239,7 @@ class MLPRule(nn.Module):
         eta_k = torch.where(eta_k > 0, eta_k, self.log_eta0.exp())
         time = torch.tanh(t1.unsqueeze(2) / torch.tensor(TIME_SCALES, dtype=dtype, device=g.device))  # [B, 1, 3]
         inputs = torch.cat(
-            [normed, time.expand(b, kh, len(TIME_SCALES)), features[:, heads][:, :, list(RULE_FEATURES)].to(dtype)],
+            [normed, time.expand(b, kh, len(TIME_SCALES)), features[:, :, list(RULE_FEATURES)][:, groups_h]],
             dim=2,
         )
         out = self.net(inputs)
@@ -253,7 +252,7 @@ class MLPRule(nn.Module):
         step_adam = -self.log_lr.exp() * adam
         head_update = torch.exp(gain) * ((1.0 - mix) * step_adam - mix * eta_k * g_h)
         log_anneal = None
-        progress = features[:, :1, PROGRESS].to(dtype)  # [B, 1]: t / horizon, the same for every player
+        progress = features[:, :1, PROGRESS]  # [B, 1]: t / horizon, the same for every player
         if cfg.anneal > 0:  # a cosine decay of every update over the horizon, the same for every player
             factor = (1.0 - cfg.anneal * 0.5 * (1.0 - torch.cos(math.pi * progress.clamp(0.0, 1.0)))).clamp_min(1e-3)
             head_update = head_update * factor
@@ -264,9 +263,10 @@ class MLPRule(nn.Module):
         ramp = torch.log(torch.clamp(t1 / cfg.trunk_warmup, max=1.0))  # [B, 1]: a linear warm-up
         log_step = self.trunk_log_lr + ramp + bound * torch.tanh(cfg.scale * schedule[:, :1] / bound)  # [B, 1]
         beta = torch.sigmoid(self.trunk_logit_beta + cfg.scale * schedule[:, 1:2])  # [B, 1]
-        mu = beta * state["mu"] + g[:, trunk]
+        beta_t = beta.unsqueeze(2)  # [B, 1, 1]: the same for every trunk coordinate
+        mu = beta_t * state["mu"].view(g_t.shape) + g_t  # [B, P, n]
         # The brake's signal: log ‖ΔΨ‖ / (α_Ψ·c) of the last move (made with the step and mass in the state).
-        move = torch.expm1(features[:, :1, MOVE].to(dtype))  # [B, 1]
+        move = torch.expm1(features[:, :1, MOVE])  # [B, 1]
         valid = (move > 0) & (state["mass"] > 0)
         signal = move.clamp_min(torch.finfo(dtype).tiny).log() - state["log_step"] - state["mass"].clamp_min(1).log()
         signal = torch.where(valid, signal, state["signal"])
@@ -292,14 +292,14 @@ class MLPRule(nn.Module):
             log_step = log_step + boosted["boost"]
         if log_anneal is not None:
             log_step = log_step + log_anneal
-        proposal = -torch.exp(log_step) * mu
+        proposal = -torch.exp(log_step).unsqueeze(2) * mu  # [B, P, n]
         adam_state: RuleState = {}
         if cfg.trunk_adam:  # a per-player AMSGrad share that falls to 0 at the horizon's end (MLPRuleConfig)
-            g_t = g[:, trunk]
-            m_t = cfg.adam_beta1 * state["trunk_m"] + (1.0 - cfg.adam_beta1) * g_t
-            v_t = cfg.beta2 * state["trunk_v"] + (1.0 - cfg.beta2) * g_t.square()
-            v_max_t = torch.maximum(state["trunk_v_max"], v_t / (1.0 - cfg.beta2**t1))
-            direction_t = m_t / (1.0 - cfg.adam_beta1**t1) / (v_max_t.sqrt() + cfg.eps)
+            t1_t = t1.unsqueeze(2)  # [B, 1, 1]
+            m_t = cfg.adam_beta1 * state["trunk_m"].view(g_t.shape) + (1.0 - cfg.adam_beta1) * g_t
+            v_t = cfg.beta2 * state["trunk_v"].view(g_t.shape) + (1.0 - cfg.beta2) * g_t.square()
+            v_max_t = torch.maximum(state["trunk_v_max"].view(g_t.shape), v_t / (1.0 - cfg.beta2**t1_t))
+            direction_t = m_t / (1.0 - cfg.adam_beta1**t1_t) / (v_max_t.sqrt() + cfg.eps)
             log_share = torch.log(0.5 * (1.0 + torch.cos(math.pi * progress.clamp(0.0, 1.0))).clamp_min(1e-30))
             log_share = log_share + bound * torch.tanh(cfg.scale * schedule[:, 2:] / bound)
             if cfg.adam_floor > 0:  # handed back to the heavy ball as the moves fall far below their largest
@@ -308,23 +308,22 @@ class MLPRule(nn.Module):
             log_adam = self.trunk_adam_log_lr + ramp + brake + log_share
             if log_anneal is not None:
                 log_adam = log_adam + log_anneal
-            proposal = proposal - torch.exp(log_adam) * direction_t
-            adam_state = {"trunk_m": m_t, "trunk_v": v_t, "trunk_v_max": v_max_t}
-        update = g.new_zeros(g.shape).index_copy(1, heads, head_update).index_copy(1, trunk, proposal)
+            proposal = proposal - torch.exp(log_adam).unsqueeze(2) * direction_t
+            adam_state = {"trunk_m": m_t.flatten(1), "trunk_v": v_t.flatten(1), "trunk_v_max": v_max_t.flatten(1)}
         guard: RuleState = {}
         if cfg.guard:  # heads: loosely (BB is a secant step); trunk: the heavy ball, stable while αL < 2(1 + β)
-            direction = g.new_zeros(g.shape).index_copy(1, heads, g_h).index_copy(1, trunk, (1.0 + beta) * mu)
-            restart = g.new_zeros(g.shape).index_copy(1, trunk, g[:, trunk])
-            loss, change = (torch.sign(x) * torch.expm1(x.abs()) for x in features[..., :2].to(dtype).unbind(2))
-            update, capped, guard = apply_guard(
-                update, direction, g, groups, is_trunk, move[:, 0], state, cfg, restart, is_trunk,
-                rise=change - (loss - change).abs(),
+            # ‖d‖ per block: the gradient's on a head, the heavy ball's (1 + β)·‖μ‖ on a trunk proposal
+            reach = blocks.norms(g_h, mu) * torch.where(blocks.trunk_block, 1.0 + beta, 1.0)
+            loss, change = (torch.sign(x) * torch.expm1(x.abs()) for x in features[..., :2].unbind(2))  # [B, G]
+            (head_update, proposal), capped, guard = apply_guard(
+                (head_update, proposal), reach, g, blocks, move[:, 0], state, cfg, restart=True,
+                capped_blocks=blocks.trunk_block, rise=change - (loss - change).abs(),
             )  # fmt: skip
-            mu = torch.where(capped[:, trunk], g[:, trunk], mu)
-            head_update = update[:, heads]
+            mu = torch.where(blocks.spread(capped)[1], g_t, mu)
+        update = blocks.join(head_update, proposal)
         return update, guard | {
-            "m": m, "v": v, "v_max": v_max, "prev_g": g_h, "prev_u": head_update.detach(), "eta": eta, "mu": mu,
-            "log_step": log_step, "mass": beta * state["mass"] + 1.0, "signal": signal,
+            "m": m, "v": v, "v_max": v_max, "prev_g": g_h, "prev_u": head_update.detach(), "eta": eta,
+            "mu": mu.flatten(1), "log_step": log_step, "mass": beta * state["mass"] + 1.0, "signal": signal,
             "signalled": torch.maximum(state["signalled"], valid.to(dtype)), "growth": growth, "brake": brake,
             "cooldown": cooldown,
         } | boosted | adam_state | ({"top_move": top} if "top_move" in state else {})  # fmt: skip
@@ -344,11 +343,12 @@ class LSTMRule(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def init_state(self, g: Tensor, is_trunk: Tensor, num_groups: int = 2) -> RuleState:
-        """Zero hidden and cell states ``[B, K, 4, hidden]`` for gradients ``g [B, K]`` (every coordinate alike)."""
+    def init_state(self, g: Tensor, blocks: Blocks) -> RuleState:
+        """Zero hidden and cell states ``[B, K, 4, hidden]`` for gradients ``g [B, K]`` laid out as ``blocks`` (every
+        coordinate alike)."""
         b, k = g.shape
         dtype = self.out.weight.dtype
-        guard = guard_state(g, num_groups, dtype) if self.config.guard else {}
+        guard = guard_state(g, blocks.num_groups, dtype) if self.config.guard else {}
         return {"h": torch.zeros(b, k, 4, self.config.hidden, dtype=dtype, device=g.device)} | guard
 
     def preprocess(self, g: Tensor) -> Tensor:
@@ -360,10 +360,10 @@ class LSTMRule(nn.Module):
         return torch.stack([log_part, sign_part], dim=2)
 
     def forward(
-        self, g: Tensor, features: Tensor, is_trunk: Tensor, t: Tensor, state: RuleState, groups: Tensor | None = None
+        self, g: Tensor, features: Tensor, blocks: Blocks, t: Tensor, state: RuleState
     ) -> tuple[Tensor, RuleState]:
         """The update ``[B, K]`` and the next state (the canonical rule sees the gradient alone; the guard reads
-        ``features``' trunk move, ``is_trunk`` and ``groups``)."""
+        ``features [B, G, 8]``' trunk move and the ``blocks``; as :meth:`MLPRule.forward`)."""
         g = g.detach().to(self.out.weight.dtype)
         b, k = g.shape
         hidden = self.config.hidden
@@ -374,9 +374,9 @@ class LSTMRule(nn.Module):
         guard: RuleState = {}
         if self.config.guard:  # every block a step along g (the LSTM's update is bounded, not curvature-aware)
             cfg = self.config
-            groups = is_trunk.long() if groups is None else groups
             move = torch.expm1(features[:, 0, MOVE].to(g.dtype))
-            update, _, guard = apply_guard(update, g, g, groups, is_trunk, move, state, cfg, fallback=True)
+            parts, _, guard = apply_guard(blocks.split(update), None, g, blocks, move, state, cfg, fallback=True)
+            update = blocks.join(*parts)
         return update, guard | {"h": torch.stack([h1, c1, h2, c2], dim=1).view(b, k, 4, hidden)}
 
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 
 import torch
-from _timing import median_seconds_per_step  # benchmarks/ is on sys.path when run as a script
+from _timing import median_seconds_per_step, steady_allocator  # benchmarks/ is on sys.path when run as a script
 
 from agents.batched import BatchedBaseline
 from agents.learned import EngineDriver, new_rule
@@ -29,6 +29,9 @@ from mtg_env import engine
 from mtg_env.consensus import consensus_rule
 from mtg_env.engine import Game
 from mtg_env.suites import make_suite
+
+#: The learned rules timed.
+AGENTS = ("learned_mlp", "learned_lstm", "learned_step")
 
 
 def _game(suite_name: str, mode: str, device: str, options: dict) -> Game:
@@ -114,8 +117,13 @@ def main() -> None:
     parser.add_argument("--truncation", type=int, default=10, help="TBPTT truncation length (default 10)")
     parser.add_argument("--steps", type=int, default=20, help="calls per timed round (default 20)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument(
+        "--agents", nargs="+", default=list(AGENTS), choices=AGENTS,
+        help="the learned rules to time (default all; the LSTM takes minutes at B = 64 on digits)",
+    )  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(1)
+    steady = steady_allocator()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("--device cuda: this torch build sees no GPU")
     options = {"batch_size": 64} if args.suite == "digits" else {}
@@ -126,14 +134,15 @@ def main() -> None:
         "gradient (reference)": reference(update, b),
         "adam": reference(update, b, "adam"),
     }
-    for name in ("learned_mlp", "learned_lstm", "learned_step"):
+    for name in args.agents:
         game = step_game if name == "learned_step" else update
         runners[f"{name} play"] = learned_play(name, game, b)
-    # the generalist's options: the trunk's AMSGrad share (per-coordinate state on the trunk's coordinates too)
-    runners["learned_mlp+trunk_adam play"] = learned_play("learned_mlp", update, b, trunk_adam=True, adam_floor=0.01)
+    if "learned_mlp" in args.agents:  # the generalist's options: the trunk's AMSGrad share (state on the trunk too)
+        share = {"trunk_adam": True, "adam_floor": 0.01}
+        runners["learned_mlp+trunk_adam play"] = learned_play("learned_mlp", update, b, **share)
     trunc_runners = {
         f"{name} meta-train": learned_truncation(name, step_game if name == "learned_step" else update, b, k)
-        for name in ("learned_mlp", "learned_lstm", "learned_step")
+        for name in args.agents
     }
     timer = cuda_median if args.device.startswith("cuda") else median_seconds_per_step
     play = timer(runners, args.steps, args.rounds, 2)
@@ -143,6 +152,7 @@ def main() -> None:
     sizes = f"trunk {update.trunk_size}, heads {update.head_index.numel()}, {update.num_tasks} tasks"
     print(
         f"{args.suite} ({sizes}), B = {b} games, device {args.device}, truncation {k}, median of {args.rounds} rounds"
+        f"{'' if steady else ' (allocator thresholds not fixed: not glibc)'}"
     )
     adam = play["adam"]
     print(f"{'player':<30}{'ms/step':>10}{'vs gradient':>13}{'vs adam':>9}{'game-steps/s':>15}")

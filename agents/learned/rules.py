@@ -1,11 +1,11 @@
 """Learned update rules as batched torch modules acting on per-coordinate inputs ``[B, K]``.
 
-A rule sees, for each of K coordinates of B games, the gradient g, the task's observation features and the
-step count, carries its own per-coordinate state, and returns an update. The same module plays inside the
-PettingZoo env (one agent's K = h_m + n coordinates, B = 1; see :mod:`agents.learned.policy`) and on the
-engine's outputs (all tasks' K = H + M·n coordinates of B games; see :mod:`agents.learned.batched`), so
-the two forms agree by construction: every operation is per coordinate or per block (a player's head, or its
-trunk proposal).
+A rule sees, for each of K coordinates of B games, the gradient g, the task's observation features (one row a
+block: :class:`~agents.learned.blocks.Blocks`) and the step count, carries its own per-coordinate state, and returns
+an update. The same module plays inside the PettingZoo env (one agent's K = h_m + n coordinates, B = 1; see
+:mod:`agents.learned.policy`) and on the engine's outputs (all tasks' K = H + M·n coordinates of B games; see
+:mod:`agents.learned.batched`), so the two forms agree by construction: every operation is per coordinate or per
+block (a player's head, or its trunk proposal).
 
 * :class:`MLPRule` — heads: a per-coordinate MLP in the style of learned_optimization's ``small_fc_lopt`` (inputs
   the gradient, momenta at several decays and the RMS, normalised; a saturating time embedding; the task's features)

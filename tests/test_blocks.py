@@ -104,3 +104,29 @@ def test_the_guard_remembers_the_norm_of_the_move_it_played() -> None:
             capped = max(capped, float(memory["guard_armed"].sum()))
             state, out = engine.step(game, state, (heads, proposals))
     assert capped > 0  # the cap engaged
+
+
+def test_the_guard_keeps_meta_gradients_finite_where_a_block_does_not_move() -> None:
+    """An untrained LSTM rule proposes exactly 0 (its output layer starts at zero): the guard's ‖u‖ of such a block
+    must not turn the meta-gradient into NaN (√0's derivative), so meta-training with the guard on can start there."""
+    from agents.learned.family import build_suite
+
+    options = {"num_tasks": 2, "head_dim": 2, "trunk_dim": 4, "condition": 10.0}
+    suite = build_suite("quadratic", options, dtype="float64")
+    game = engine.Game(suite, consensus_rule("sum", num_tasks=2), horizon=5)
+    rule = new_rule("learned_lstm", guard=True).double()
+    driver = EngineDriver(rule, game)
+    state, out = engine.reset(game, [0, 1])
+    memory = driver.start(out)
+    for _ in range(3):
+        actions, memory = driver.act(state, out, memory)
+        state, out = engine.step(game, state, actions)
+    out.losses.sum().backward()
+    grads = [p.grad for p in rule.parameters() if p.grad is not None]
+    assert grads and all(bool(torch.isfinite(g).all()) for g in grads)
+
+
+def test_blocks_on_two_devices_are_refused() -> None:
+    is_trunk = torch.tensor([False, True])
+    with pytest.raises(ValueError, match="groups is on meta, is_trunk on cpu"):
+        Blocks(is_trunk, torch.tensor([0, 1], device="meta"))

@@ -43,6 +43,8 @@ class Blocks:
                 f"groups must be a [K] int64 tensor like is_trunk ({tuple(is_trunk.shape)}), got dtype {groups.dtype}, "
                 f"shape {tuple(groups.shape)}"
             )
+        if groups.device != is_trunk.device:
+            raise ValueError(f"groups is on {groups.device}, is_trunk on {is_trunk.device}: put both on one device")
         flags, index = is_trunk.cpu(), groups.cpu()
         h = int((~flags).sum())
         if flags[:h].any():
@@ -80,9 +82,8 @@ class Blocks:
         #: ``[G]`` bool: the block is a trunk proposal; ``[G]`` the coordinates of each block.
         self.trunk_block = torch.zeros(num_groups, dtype=torch.bool, device=device)
         self.trunk_block[self.trunk_groups] = True
-        self.sizes = torch.zeros(num_groups, device=device).index_add(
-            0, groups, torch.ones(groups.shape, device=device)
-        )
+        ones = torch.ones(groups.shape, dtype=torch.float32, device=device)
+        self.sizes = torch.zeros(num_groups, dtype=torch.float32, device=device).index_add(0, groups, ones)
 
     @property
     def num_coords(self) -> int:

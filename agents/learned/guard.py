@@ -97,8 +97,8 @@ GUARD_KEYS: tuple[str, ...] = ("guard_g", "guard_s", "guard_n", "guard_l", "guar
 def guard_state(g: Tensor, num_groups: int, dtype: torch.dtype) -> dict[str, Tensor]:
     """The guard's fresh state for gradients ``g [B, K]`` in ``num_groups`` blocks: no move made, no estimate."""
     b, k = g.shape
-    blocks = torch.zeros(b, num_groups, dtype=dtype, device=g.device)
-    return {"guard_g": torch.zeros(b, k, dtype=dtype, device=g.device)} | {key: blocks for key in GUARD_KEYS[1:]}
+    state = {key: torch.zeros(b, num_groups, dtype=dtype, device=g.device) for key in GUARD_KEYS[1:]}
+    return {"guard_g": torch.zeros(b, k, dtype=dtype, device=g.device)} | state
 
 
 def apply_guard(
@@ -177,7 +177,10 @@ def apply_guard(
         if fallback:  # worse off than at the start, and getting worse
             growing = growing & (norm > state["guard_g0"])
         armed = torch.maximum(state["guard_armed"], growing.to(dtype))
-    size = blocks.norms(*update)
+    # ‖u‖ per block, with a gradient that stays finite where a block's update is 0 (√0's derivative is inf, and the
+    # masked branch of a where still carries it: an untrained LSTM's zero update gave NaN meta-gradients)
+    squares = blocks.sums(update[0].square(), update[1].square())
+    size = torch.where(squares > 0, torch.where(squares > 0, squares, 1.0).sqrt(), 0.0)
     # The cap: c·‖d‖ / L̂ once armed (none where the gradient did not change), ``slack`` times that before, the
     # trust radius on the first move.
     flat = curvature <= 0

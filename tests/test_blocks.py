@@ -33,11 +33,11 @@ def test_block_sums_norms_and_spreads_equal_the_per_coordinate_ones() -> None:
     torch.testing.assert_close(blocks.sums(head, trunk), expected, rtol=1e-15, atol=1e-15)
     torch.testing.assert_close(blocks.norms(head, trunk), expected.new_zeros(5, 6).index_add(1, groups, x**2).sqrt())
     v = torch.randn(5, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    assert torch.equal(blocks.to_coords(v), v[:, groups])
     per_head, per_trunk = blocks.spread(v)
     assert torch.equal(blocks.join(per_head * head, per_trunk * trunk), v[:, groups] * x)
+    assert torch.equal(blocks.join(per_head, per_trunk.expand(-1, -1, 4)), v[:, groups])
     assert torch.equal(blocks.trunk_block, torch.tensor([False, True] * 3))
-    assert blocks.sizes.tolist() == [2.0, 4.0, 2.0, 4.0, 3.0, 4.0] and blocks.num_coords == 19
+    assert blocks.sizes.tolist() == [2.0, 4.0, 2.0, 4.0, 3.0, 4.0]
 
 
 def test_the_engine_driver_and_the_env_player_lay_out_their_blocks_alike() -> None:

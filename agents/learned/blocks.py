@@ -11,7 +11,7 @@ K = h + M·n coordinates would copy the trunk (most of K) several times a step.
     blocks = Blocks(is_trunk, groups)               # validated once
     head, trunk = blocks.split(g)                   # [B, h], [B, P, n] views of g [B, K]
     norms = blocks.norms(head, trunk)               # [B, G]: each block's Euclidean norm
-    per_head, per_trunk = blocks.spread(v)          # v [B, G] -> [B, h], [B, P, 1]
+    per_head, per_trunk = blocks.spread(v)          # v [B, G] -> [B, h], [B, P, 1] (per_trunk(v): the second)
 """
 
 from __future__ import annotations
@@ -71,8 +71,6 @@ class Blocks:
                 f"blocks {sorted(shared)} hold both head and trunk coordinates; a block is one or the other"
             )
         device = is_trunk.device
-        self.is_trunk = is_trunk
-        self.groups = groups
         #: h, the number of head coordinates; G, the number of blocks; P trunk proposals of n coordinates each.
         self.num_heads, self.num_groups = h, num_groups
         self.num_trunks, self.trunk_size = len(runs), int(counts[0]) if runs else 0
@@ -84,11 +82,6 @@ class Blocks:
         self.trunk_block[self.trunk_groups] = True
         ones = torch.ones(groups.shape, dtype=torch.float32, device=device)
         self.sizes = torch.zeros(num_groups, dtype=torch.float32, device=device).index_add(0, groups, ones)
-
-    @property
-    def num_coords(self) -> int:
-        """K, the number of coordinates."""
-        return self.num_heads + self.num_trunks * self.trunk_size
 
     def split(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Views ``[B, h]`` (the heads) and ``[B, P, n]`` (the trunk proposals) of ``x [B, K]``."""
@@ -111,12 +104,11 @@ class Blocks:
     def spread(self, v: Tensor) -> tuple[Tensor, Tensor]:
         """A per-block ``v [B, G]`` per coordinate: ``[B, h]`` on the heads, ``[B, P, 1]`` (broadcasting) on the
         trunk."""
-        return v[:, self.head_groups], v[:, self.trunk_groups].unsqueeze(2)
+        return v[:, self.head_groups], self.per_trunk(v)
 
-    def to_coords(self, v: Tensor) -> Tensor:
-        """A per-block ``v [B, G]`` as ``[B, K]`` (materialised: one value per coordinate)."""
-        head, trunk = self.spread(v)
-        return self.join(head, trunk.expand(-1, -1, self.trunk_size))
+    def per_trunk(self, v: Tensor) -> Tensor:
+        """The trunk proposals' part of :meth:`spread`: ``[B, P, 1]``."""
+        return v[:, self.trunk_groups].unsqueeze(2)
 
     def __repr__(self) -> str:
         return f"Blocks(heads={self.num_heads}, trunks={self.num_trunks}x{self.trunk_size}, groups={self.num_groups})"

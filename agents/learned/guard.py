@@ -199,8 +199,8 @@ def apply_guard(
     if restart:  # a capped heavy ball restarts: a gradient step at the cap, c·g / L̂
         restarted = over & (armed > 0) & trunk_block
         inverse = step / torch.where(restarted, curvature, 1.0)
-        gd = -g_trunk * blocks.spread(inverse)[1]
-        guarded_trunk = torch.where(blocks.spread(restarted)[1], gd, guarded_trunk)
+        gd = -g_trunk * blocks.per_trunk(inverse)
+        guarded_trunk = torch.where(blocks.per_trunk(restarted), gd, guarded_trunk)
         length = torch.where(restarted, inverse * norm, length)
     if fallback:  # a block whose gradient grows past its first one plays the secant's Newton step along g, g / L̂
         growing = growing & ~flat

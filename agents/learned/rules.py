@@ -319,7 +319,7 @@ class MLPRule(nn.Module):
                 (head_update, proposal), reach, g, blocks, move[:, 0], state, cfg, restart=True,
                 capped_blocks=blocks.trunk_block, rise=change - (loss - change).abs(),
             )  # fmt: skip
-            mu = torch.where(blocks.spread(capped)[1], g_t, mu)
+            mu = torch.where(blocks.per_trunk(capped), g_t, mu)
         update = blocks.join(head_update, proposal)
         return update, guard | {
             "m": m, "v": v, "v_max": v_max, "prev_g": g_h, "prev_u": head_update.detach(), "eta": eta,

@@ -52,10 +52,11 @@ def reference(game: Game, games: int, name: str = "gradient") -> Callable[[], No
     return step
 
 
-def learned_play(name: str, game: Game, games: int, **options: object) -> Callable[[], None]:
-    """One step of B games played by the learned rule's batched form (untrained, with config ``options``)."""
+def learned_play(name: str, game: Game, games: int, compile: bool = False, **options: object) -> Callable[[], None]:
+    """One step of B games played by the learned rule's batched form (untrained, with config ``options``;
+    ``compile``: its step compiled, :class:`~agents.learned.EngineDriver`)."""
     rule = new_rule(name, **options).to(game.device)
-    driver = EngineDriver(rule, game)
+    driver = EngineDriver(rule, game, compile=compile)
     state, out = engine.reset(game, list(range(games)))
     box = [state, out, driver.start(out)]
 
@@ -67,11 +68,11 @@ def learned_play(name: str, game: Game, games: int, **options: object) -> Callab
     return step
 
 
-def learned_truncation(name: str, game: Game, games: int, truncation: int) -> Callable[[], None]:
+def learned_truncation(name: str, game: Game, games: int, truncation: int, compile: bool = False) -> Callable[[], None]:
     """One TBPTT truncation (forward through ``truncation`` steps, backward, meta-step) of the learned rule."""
     rule = new_rule(name).to(game.device)
     optimizer = torch.optim.Adam(rule.parameters(), lr=1e-3)
-    driver = EngineDriver(rule, game)
+    driver = EngineDriver(rule, game, compile=compile)
     state, out = engine.reset(game, list(range(games)))
     start = out.losses.sum(1)
     box = [state, out, driver.start(out)]
@@ -121,6 +122,10 @@ def main() -> None:
         "--agents", nargs="+", default=list(AGENTS), choices=AGENTS,
         help="the learned rules to time (default all; the LSTM takes minutes at B = 64 on digits)",
     )  # fmt: skip
+    parser.add_argument(
+        "--compile", action="store_true",
+        help="also time each rule with its step compiled (EngineDriver(compile=True); compiling takes a minute)",
+    )  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(1)
     steady = steady_allocator()
@@ -137,13 +142,20 @@ def main() -> None:
     for name in args.agents:
         game = step_game if name == "learned_step" else update
         runners[f"{name} play"] = learned_play(name, game, b)
-    if "learned_mlp" in args.agents:  # the generalist's options: the trunk's AMSGrad share (state on the trunk too)
-        share = {"trunk_adam": True, "adam_floor": 0.01}
+    share = {"trunk_adam": True, "adam_floor": 0.01}  # the generalist's options: the trunk's AMSGrad share
+    if "learned_mlp" in args.agents:
         runners["learned_mlp+trunk_adam play"] = learned_play("learned_mlp", update, b, **share)
     trunc_runners = {
         f"{name} meta-train": learned_truncation(name, step_game if name == "learned_step" else update, b, k)
         for name in args.agents
     }
+    if args.compile:
+        for name in args.agents:
+            game = step_game if name == "learned_step" else update
+            runners[f"{name} play, compiled"] = learned_play(name, game, b, compile=True)
+            trunc_runners[f"{name} meta-train, compiled"] = learned_truncation(name, game, b, k, compile=True)
+        if "learned_mlp" in args.agents:
+            runners["learned_mlp+trunk_adam play, compiled"] = learned_play("learned_mlp", update, b, True, **share)
     timer = cuda_median if args.device.startswith("cuda") else median_seconds_per_step
     play = timer(runners, args.steps, args.rounds, 2)
     meta = timer(trunc_runners, max(1, args.steps // k), args.rounds, 1)
@@ -155,9 +167,9 @@ def main() -> None:
         f"{'' if steady else ' (allocator thresholds not fixed: not glibc)'}"
     )
     adam = play["adam"]
-    print(f"{'player':<30}{'ms/step':>10}{'vs gradient':>13}{'vs adam':>9}{'game-steps/s':>15}")
+    print(f"{'player':<40}{'ms/step':>10}{'vs gradient':>13}{'vs adam':>9}{'game-steps/s':>15}")
     for name, t in {**play, **meta}.items():
-        print(f"{name:<30}{1e3 * t:>10.3f}{t / base:>13.2f}{t / adam:>9.2f}{b / t:>15.0f}")
+        print(f"{name:<40}{1e3 * t:>10.3f}{t / base:>13.2f}{t / adam:>9.2f}{b / t:>15.0f}")
 
 
 if __name__ == "__main__":

@@ -165,32 +165,41 @@ class MLPRule(nn.Module):
         b, num_groups = g.shape[0], blocks.num_groups
         kh, kt = blocks.num_heads, blocks.num_trunks * blocks.trunk_size
         dtype = self.log_lr.dtype
-        heads = torch.zeros(b, kh, dtype=dtype, device=g.device)
-        common = torch.zeros(b, 1, dtype=dtype, device=g.device)  # the trunk schedule's state, the same for all
-        trunk_moments = torch.zeros(b, kt, dtype=dtype, device=g.device)
+        # A fresh tensor for every key (no two keys one tensor: a compiled step would specialise on the aliasing of
+        # its first call and compile again for the second).
+
+        def heads() -> Tensor:
+            return torch.zeros(b, kh, dtype=dtype, device=g.device)
+
+        def common() -> Tensor:  # the trunk schedule's state, the same for every player
+            return torch.zeros(b, 1, dtype=dtype, device=g.device)
+
+        def trunk_moments() -> Tensor:
+            return torch.zeros(b, kt, dtype=dtype, device=g.device)
+
         extra = (
-            ({"boost": common} if self.config.trunk_boost > 0 else {})
-            | ({"trunk_m": trunk_moments, "trunk_v": trunk_moments, "trunk_v_max": trunk_moments}
+            ({"boost": common()} if self.config.trunk_boost > 0 else {})
+            | ({"trunk_m": trunk_moments(), "trunk_v": trunk_moments(), "trunk_v_max": trunk_moments()}
                if self.config.trunk_adam else {})
             # the largest ‖ΔΨ‖ so far, the same for every player: the boost's floor and the AMSGrad share's read it
-            | ({"top_move": common} if self.config.trunk_boost > 0 or self.config.trunk_adam else {})
+            | ({"top_move": common()} if self.config.trunk_boost > 0 or self.config.trunk_adam else {})
             | (guard_state(g, num_groups, dtype) if self.config.guard else {})
         )  # fmt: skip
         return {
             "m": torch.zeros(b, kh, len(self.config.decays), dtype=dtype, device=g.device),
-            "v": heads,
-            "v_max": heads,
-            "prev_g": heads,
-            "prev_u": heads,
+            "v": heads(),
+            "v_max": heads(),
+            "prev_g": heads(),
+            "prev_u": heads(),
             "eta": torch.zeros(b, num_groups, dtype=dtype, device=g.device),
-            "mu": torch.zeros(b, kt, dtype=dtype, device=g.device),
-            "log_step": common,
-            "mass": common,
-            "signal": common,
-            "signalled": common,
-            "growth": common,
-            "brake": common,
-            "cooldown": common,
+            "mu": trunk_moments(),
+            "log_step": common(),
+            "mass": common(),
+            "signal": common(),
+            "signalled": common(),
+            "growth": common(),
+            "brake": common(),
+            "cooldown": common(),
         } | extra
 
     def forward(
@@ -322,7 +331,7 @@ class MLPRule(nn.Module):
             mu = torch.where(blocks.per_trunk(capped), g_t, mu)
         update = blocks.join(head_update, proposal)
         return update, guard | {
-            "m": m, "v": v, "v_max": v_max, "prev_g": g_h, "prev_u": head_update.detach(), "eta": eta,
+            "m": m, "v": v, "v_max": v_max, "prev_g": g_h.contiguous(), "prev_u": head_update.detach(), "eta": eta,
             "mu": mu.flatten(1), "log_step": log_step, "mass": beta * state["mass"] + 1.0, "signal": signal,
             "signalled": torch.maximum(state["signalled"], valid.to(dtype)), "growth": growth, "brake": brake,
             "cooldown": cooldown,

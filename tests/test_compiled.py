@@ -1,0 +1,154 @@
+"""The learned rules' step compiled (``EngineDriver(..., compile=True)``): it plays what the eager rule plays, to
+float32 round-off, meta-gradients included, and compiles once per shape (a step that compiled again every call, or for
+every new driver, would cost more than it saves).
+
+Tolerances: the rules compute in float32 (ε = 1.2e-7). A fused kernel reassociates a sum of at most K terms and keeps
+intermediates in registers, so an action differs from the eager one by a few ε relative to the largest coordinate per
+operation it passes through, a few hundred in a step; over five steps of a stable game 1e-4 of the actions' scale
+bounds that with room, while a wrong operand (a stale state, a swapped block) moves actions by O(1) of their scale.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+
+import pytest
+import torch
+import torch._dynamo.utils
+
+from agents.learned import EngineDriver, load_rule, new_rule, pretrained_path
+from agents.learned.rules import Rule
+from mtg_env import engine
+from mtg_env.consensus import consensus_rule
+from mtg_env.suites import make_suite
+
+SEEDS = [0, 1, 2, 3]
+
+
+def _game(mode: str) -> engine.Game:
+    suite = make_suite("quadratic", num_tasks=3, head_dim=2, trunk_dim=4, condition=100.0)
+    return engine.Game(suite, consensus_rule("sum", num_tasks=3), action_mode=mode, horizon=50)
+
+
+def _flat(actions: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    if isinstance(actions, torch.Tensor):
+        return actions.flatten(1)
+    return torch.cat([actions[0], actions[1].flatten(1)], dim=1)
+
+
+def _play(rule: Rule, game: engine.Game, compile: bool, steps: int = 5) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The actions of ``steps`` steps of the seeded games, and the differentiable sum of the losses after each."""
+    driver = EngineDriver(rule, game, log_step_range=(-12.0, 2.0), compile=compile)
+    state, out = engine.reset(game, SEEDS)
+    memory, actions, total = driver.start(out), [], torch.zeros((), dtype=torch.float64)
+    for _ in range(steps):
+        action, memory = driver.act(state, out, memory)
+        actions.append(_flat(action).detach())
+        state, out = engine.step(game, state, action)
+        total = total + out.losses.sum()
+    return actions, total
+
+
+def _moving_lstm() -> tuple[Rule, str]:
+    """An LSTM rule whose output layer is not zero (an untrained one leaves every parameter where it is)."""
+    rule = new_rule("learned_lstm", guard=True)
+    with torch.no_grad():
+        rule.out.weight.copy_(torch.randn(rule.out.weight.shape, generator=torch.Generator().manual_seed(0)))
+    return rule, "update"
+
+
+RULES: dict[str, Callable[[], tuple[Rule, str]]] = {
+    # the generalist's shipped weights: the heads' network trained, the guard, the trunk's AMSGrad share
+    "learned_mlp general": lambda: (load_rule(pretrained_path("learned_mlp", "general"))[1], "update"),
+    "learned_lstm": _moving_lstm,
+    "learned_step": lambda: (new_rule("learned_step", guard=True), "step_size"),
+}
+
+
+@pytest.mark.parametrize("name", list(RULES))
+def test_the_compiled_step_plays_what_the_eager_rule_plays(name: str) -> None:
+    rule, mode = RULES[name]()
+    game = _game(mode)
+    with torch.no_grad():
+        eager, _ = _play(rule, game, compile=False)
+        compiled, _ = _play(rule, game, compile=True)
+    for step, (a, b) in enumerate(zip(eager, compiled, strict=True)):
+        scale = a.abs().max()
+        assert scale > 0, f"step {step}: the rule did not move (the comparison would be vacuous)"
+        assert (b - a).abs().max() <= 1e-4 * scale, f"step {step}: compiled {b} vs eager {a}"
+
+
+# Dynamo reads .grad of the state tensors it wraps, which warns for a tensor with a history (torch's warning, once a
+# compile: the rule's state carries the meta-graph between steps).
+@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning")
+def test_meta_gradients_through_the_compiled_step_equal_the_eager_ones() -> None:
+    """Meta-training differentiates through the step: the compiled graph's backward gives the eager gradients."""
+    game = _game("update")
+    grads = {}
+    for compile in (False, True):
+        rule = load_rule(pretrained_path("learned_mlp", "general"))[1]
+        _, total = _play(rule, game, compile=compile, steps=4)
+        total.backward()
+        grads[compile] = {k: p.grad.clone() for k, p in rule.named_parameters() if p.grad is not None}
+    assert grads[False].keys() == grads[True].keys() and "trunk_log_lr" in grads[False]
+    for key, eager in grads[False].items():
+        assert torch.isfinite(eager).all()
+        scale = eager.abs().max().clamp_min(1e-12)
+        assert (grads[True][key] - eager).abs().max() <= 1e-3 * scale, key
+
+
+def test_the_step_compiles_once_per_shape() -> None:
+    """Every step after the first, and a second driver of the same shapes, run the first compiled graph; new shapes
+    (another B) compile once more."""
+    game = _game("update")
+    rule = load_rule(pretrained_path("learned_mlp", "general"))[1]
+    stats = torch._dynamo.utils.counters["stats"]
+
+    def graphs_after(seeds: list[int]) -> int:
+        driver = EngineDriver(rule, game, compile=True)
+        with torch.no_grad():
+            state, out = engine.reset(game, seeds)
+            memory = driver.start(out)
+            for _ in range(4):
+                actions, memory = driver.act(state, out, memory)
+                state, out = engine.step(game, state, actions)
+        return int(stats["unique_graphs"])
+
+    first = graphs_after([10, 11, 12])
+    assert graphs_after([13, 14, 15]) == first
+    assert graphs_after([16, 17]) == first + 1
+
+
+def test_the_compiled_step_is_safe_with_several_torch_threads() -> None:
+    """TorchInductor's multi-threaded kernels for this step corrupted the heap (torch 2.13, 2 threads, B = 8 games of
+    the default quadratic suite: the process aborted); the driver compiles one-thread kernels. In a subprocess, so
+    a crash fails this test rather than killing the run."""
+    script = (
+        "import torch\n"
+        "torch.set_num_threads(2)\n"
+        "from agents.learned import EngineDriver, new_rule\n"
+        "from mtg_env import engine\n"
+        "from mtg_env.consensus import consensus_rule\n"
+        "from mtg_env.suites import make_suite\n"
+        "suite = make_suite('quadratic')\n"
+        "game = engine.Game(suite, consensus_rule('sum', num_tasks=suite.num_tasks), horizon=100)\n"
+        "driver = EngineDriver(new_rule('learned_mlp'), game, compile=True)\n"
+        "state, out = engine.reset(game, list(range(8)))\n"
+        "memory = driver.start(out)\n"
+        "with torch.no_grad():\n"
+        "    for _ in range(3):\n"
+        "        actions, memory = driver.act(state, out, memory)\n"
+        "        state, out = engine.step(game, state, actions)\n"
+        "print(bool(torch.isfinite(out.losses).all()))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "True"
+
+
+def test_compile_must_be_a_bool() -> None:
+    game = _game("update")
+    with pytest.raises(TypeError, match="compile must be True or False, got 'yes'"):
+        EngineDriver(new_rule("learned_mlp"), game, compile="yes")  # type: ignore[arg-type]

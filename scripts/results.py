@@ -31,6 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mtg_env._platform import cpu_model
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results"
 
@@ -48,6 +50,16 @@ class Figure:
     deterministic: bool = True
     """Reproduced exactly (one run, compared by the test) rather than summarised over ``runs`` runs."""
     runs: int = 1
+    keep: str | None = None
+    """A directory of the repository the command's ``{tmp}`` is with ``--write`` (the report it generates:
+    ``docs/audit``, written as ``--out docs/audit``); a run that only checks the figure writes into a temporary
+    directory, never into the repository."""
+    chaotic: str | None = None
+    """A regular expression of the lines that report a training run amplifying round-off (PPO's, the audit's
+    non-convex digits games): seeded and exact on the CPU model that produced them (the block names the model),
+    but on another CPU the same sums in another order train another policy or reach another end point. There
+    those lines' text must match and their ``mean ± spread`` pairs agree within the larger spread; their other
+    numbers are not compared (:func:`same_figure`); every other line is compared as usual."""
 
 
 def _drop(lines: list[str], *prefixes: str) -> list[str]:
@@ -101,10 +113,12 @@ def _is_number(text: str) -> bool:
 
 
 def _audit(outputs: list[str]) -> str:
-    """The audit's findings, from the report data its command wrote (``docs/audit/audit.json``)."""
+    """The audit's findings, from the report data its command wrote (``audit.json`` beside the ``report.md`` its
+    last line names; cwd-relative paths are the repository's)."""
     import json
 
-    data = json.loads((ROOT / "docs" / "audit" / "audit.json").read_text())
+    report = Path(outputs[0].strip().splitlines()[-1].removeprefix("wrote "))
+    data = json.loads((ROOT / report.parent / "audit.json").read_text())
     return "\n".join(f"- **{s['title']}.** {s['finding']}" for s in data["sections"])
 
 
@@ -189,7 +203,9 @@ PY = sys.executable
 FIGURES: dict[str, Figure] = {
     "main_job": Figure("games.md", [PY, "-m", "mtg_env.cli", "run", "--no-progress", "--out", "{tmp}"], _main_job),
     "quadratic": Figure("games.md", [PY, "examples/quadratic_equilibrium.py"], _verbatim()),
-    "ppo": Figure("games.md", [PY, "examples/ppo_vs_paper.py", "--out", "{tmp}"], _untimed(_verbatim("wrote "))),
+    "ppo": Figure(
+        "games.md", [PY, "examples/ppo_vs_paper.py", "--out", "{tmp}"], _untimed(_verbatim("wrote ")), chaotic=r" ± "
+    ),
     "toy2d": Figure(
         "games.md",
         [PY, "examples/toy2d_trajectories.py", "--out", "{tmp}"],
@@ -202,8 +218,10 @@ FIGURES: dict[str, Figure] = {
     ),
     "audit": Figure(
         "audit.md",
-        [PY, "-m", "mtg_env.cli", "audit", "--no-progress", "--out", "docs/audit"],
+        [PY, "-m", "mtg_env.cli", "audit", "--no-progress", "--out", "{tmp}"],
         _audit,
+        keep="docs/audit",
+        chaotic=r"^- \*\*Remarks 10 and 13",
     ),
     "bench": Figure(
         "bench.md",
@@ -249,6 +267,8 @@ FIGURES: dict[str, Figure] = {
 #: Below this a printed number is round-off (see the module docstring).
 ROUND_OFF = 1e-12
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+#: ``mean ± spread``: the two numbers.
+_SPREAD = re.compile(rf"({_NUMBER.pattern}) ± ({_NUMBER.pattern})")
 
 
 def _last_place(token: str) -> float:
@@ -258,17 +278,24 @@ def _last_place(token: str) -> float:
     return 10.0 ** (int(exponent or 0) - decimals)
 
 
-def same_figure(expected: str, printed: str) -> str | None:
+def same_figure(expected: str, printed: str, chaotic: str | None = None) -> str | None:
     """``None`` when the block ``printed`` is the block ``expected`` to the printed precision; else what differs.
 
     Text must match exactly; numbers may differ by one unit in the last printed digit (round-off moving a value
-    across a rounding boundary), and two numbers both below :data:`ROUND_OFF` in magnitude are equal."""
+    across a rounding boundary), and two numbers both below :data:`ROUND_OFF` in magnitude are equal.
+    ``chaotic`` (:attr:`Figure.chaotic`, given on another CPU than the one that produced the block): on the lines it
+    matches only the ``mean ± spread`` pairs are compared, each mean within the larger of the two spreads."""
     a_lines, b_lines = expected.splitlines(), printed.splitlines()
     if len(a_lines) != len(b_lines):
         return f"{len(a_lines)} lines in the page, {len(b_lines)} printed"
     for row, (a, b) in enumerate(zip(a_lines, b_lines, strict=True)):
         if _NUMBER.sub("#", a) != _NUMBER.sub("#", b):
             return f"line {row + 1}: page {a!r}, printed {b!r}"
+        if chaotic is not None and re.search(chaotic, a):
+            for (x, dx), (y, dy) in zip(_SPREAD.findall(a), _SPREAD.findall(b), strict=True):
+                if abs(float(x) - float(y)) > max(float(dx), float(dy)):
+                    return f"line {row + 1}: page {x} ± {dx}, printed {y} ± {dy} (in {b!r})"
+            continue
         for x, y in zip(_NUMBER.findall(a), _NUMBER.findall(b), strict=True):
             fx, fy = float(x), float(y)
             if abs(fx) < ROUND_OFF and abs(fy) < ROUND_OFF:
@@ -279,8 +306,16 @@ def same_figure(expected: str, printed: str) -> str | None:
 
 
 def provenance(name: str, commit: str) -> str:
-    """The block's first line: the command that gives it and the commit it was produced on."""
-    return f"<!-- produced by `python scripts/results.py --only {name} --write` at commit {commit} -->"
+    """The block's first line: the command that gives it and the commit it was produced on (a chaotic figure's:
+    and the CPU model)."""
+    cpu = f" on {cpu_model()}" if FIGURES[name].chaotic is not None else ""
+    return f"<!-- produced by `python scripts/results.py --only {name} --write` at commit {commit}{cpu} -->"
+
+
+def produced_on(block: str) -> str | None:
+    """The CPU model a block's provenance line names (``None``: it names none)."""
+    match = re.match(r"<!-- produced by .* at commit \S+ on (.+) -->", block.splitlines()[0] if block else "")
+    return match.group(1) if match else None
 
 
 def _commit() -> str:
@@ -296,22 +331,30 @@ def figure_body(block: str) -> str:
     return "\n".join(lines[1:]) if lines and lines[0].startswith("<!-- produced by") else block
 
 
-def run_figure(name: str) -> tuple[str, float]:
-    """Run figure ``name``'s command (``runs`` times) with one torch thread; its block and the seconds taken."""
+def run_figure(name: str, write: bool = False) -> tuple[str, float]:
+    """Run figure ``name``'s command (``runs`` times) with one torch thread; its block and the seconds taken.
+    ``write``: the command writes into the figure's :attr:`Figure.keep` directory of the repository."""
     figure = FIGURES[name]
     # One thread: the deterministic figures are bit-exact only at a fixed thread count, and the timings are
     # the house's one-thread ratios.
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
     outputs = []
     start = time.perf_counter()
-    for _ in range(figure.runs):
-        with tempfile.TemporaryDirectory() as tmp:
-            argv = [part.replace("{tmp}", tmp) for part in figure.command]
+    with tempfile.TemporaryDirectory() as scratch:  # alive until the block is rendered (it may read the output)
+        for run in range(figure.runs):
+            tmp = Path(scratch) / str(run)
+            tmp.mkdir()
+            out = figure.keep if write and figure.keep is not None else str(tmp)
+            argv = [part.replace("{tmp}", out) for part in figure.command]
             done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"figure {name!r}: {' '.join(argv)} exited {done.returncode}:\n{done.stderr[-2000:]}")
-        outputs.append(done.stdout)
-    return figure.render(outputs), time.perf_counter() - start
+            if done.returncode != 0:
+                raise RuntimeError(
+                    f"figure {name!r}: {' '.join(argv)} exited {done.returncode}:\n{done.stderr[-2000:]}"
+                )
+            outputs.append(done.stdout)
+        seconds = time.perf_counter() - start
+        block = figure.render(outputs)
+    return block, seconds
 
 
 def _pattern(name: str) -> re.Pattern[str]:
@@ -344,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     olds = {name: figure_body(figure_block(name)) for name in names}  # fail before running anything if one is missing
     commit = _commit()
     for name in names:
-        block, seconds = run_figure(name)
+        block, seconds = run_figure(name, write=args.write)
         status = "unchanged" if block == olds[name] else "CHANGED"
         print(f"## {name} ({seconds:.0f} s, {status})\n{block}\n", flush=True)
         if args.write:  # into the page as it is now (it may have been edited while the figure ran)

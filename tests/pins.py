@@ -16,18 +16,7 @@ from pathlib import Path
 
 import torch
 
-
-def cpu_model() -> str:
-    """The CPU's vendor and model name (``/proc/cpuinfo`` on Linux, else what :mod:`platform` says): MKL's kernels
-    depend on them beyond the instruction set (the same AVX-512 capability plays an Intel Xeon's GEMMs and an AMD
-    EPYC's apart by an ulp), so a pin is exact only on the model that wrote it."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return platform.processor() or "unknown CPU"
-    fields = dict(line.split(":", 1) for line in lines if ":" in line)
-    fields = {key.strip(): value.strip() for key, value in fields.items()}
-    return f"{fields.get('vendor_id', 'unknown vendor')} {fields.get('model name', platform.processor())}"
+from mtg_env._platform import cpu_model
 
 
 def platform_tag() -> str:

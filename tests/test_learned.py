@@ -352,11 +352,11 @@ def test_anneal_scales_every_update_by_the_cosine_factor_of_the_progress(w: floa
         new_rule("learned_mlp", anneal=1.5)
 
 
-@pytest.mark.parametrize("options", [{}, TRUNK_ADAM], ids=["plain", "trunk_adam"])
-def test_the_mlp_rule_at_rest_at_a_stationary_point_stays_there(options: dict[str, object]) -> None:
-    """A fixed point of the game is one of the MLP rule: zero gradients and zero momenta give a zero update
-    (heads and trunk), whatever its weights, features and clock. (A learned additive direction on the heads would
-    not vanish there; it held the quadratic family at about 1e-11 of its start.)"""
+VANISHING_OFFSET = {"direction_offset": True, "offset_vanishes": True}
+
+
+def _update_at_rest(options: dict[str, object]) -> torch.Tensor:
+    """The update of a perturbed MLP rule (every weight nonzero) at zero gradients and zero momenta."""
     rule = perturbed_rule("learned_mlp", seed=3, **options)
     gen = torch.Generator().manual_seed(1)
     is_trunk = torch.tensor([False, False, False, True, True])
@@ -365,7 +365,25 @@ def test_the_mlp_rule_at_rest_at_a_stationary_point_stays_there(options: dict[st
     state = rule.init_state(g, blocks)
     with torch.no_grad():
         update, _ = rule(g, torch.rand(3, 2, 8, generator=gen), blocks, torch.tensor([0, 4, 30]), state)
+    return update
+
+
+@pytest.mark.parametrize("options", [{}, TRUNK_ADAM, VANISHING_OFFSET], ids=["plain", "trunk_adam", "vanishing_offset"])
+def test_the_mlp_rule_at_rest_at_a_stationary_point_stays_there(options: dict[str, object]) -> None:
+    """A fixed point of the game is one of the MLP rule: zero gradients and zero momenta give a zero update
+    (heads and trunk), whatever its weights, features and clock; with the heads' direction offset too when it
+    vanishes with the gradient (``offset_vanishes``)."""
+    update = _update_at_rest(options)
     assert torch.equal(update, torch.zeros_like(update))
+
+
+def test_a_direction_offset_that_does_not_vanish_moves_the_rule_off_a_fixed_point() -> None:
+    """The plain offset does not vanish where the gradient does (it held the quadratic family at about 1e-11 of its
+    start): the heads move at rest, the trunk does not."""
+    update = _update_at_rest({"direction_offset": True})
+    assert (update[:, :3].abs() > 0).all() and torch.equal(update[:, 3:], torch.zeros_like(update[:, 3:]))
+    with pytest.raises(ValueError, match=r"offset_vanishes .* needs direction_offset=True"):
+        new_rule("learned_mlp", offset_vanishes=True)
 
 
 def test_meta_training_builds_the_rule_with_its_suites_default_options() -> None:

@@ -74,6 +74,10 @@ class MLPRuleConfig(GuardConfig):
     It does not vanish where the gradient does, so the rule no longer stops at the game's fixed points (it held the
     quadratic family at ≈ 1e-11 of its start); off by default, on for digits, whose games end far from one and
     where it is worth a quarter of the final loss at 1× (``agents.learned.meta_config.DIGITS_RULE``)."""
+    offset_vanishes: bool = False
+    """With ``direction_offset``: scale the offset by min(1, |g|/(√v̂_max + ε)), the normalised gradient's size, so it
+    vanishes where the gradient does and a fixed point of the game stays one of the rule (the offset's gain on
+    digits without giving up the quadratic family's convergence)."""
     trunk_adam: bool = False
     """Also give each trunk proposal a per-player AMSGrad step on the player's own trunk gradient,
     −s·α_A·m̂/(√v̂_max + ε) (first moment at ``adam_beta1``, AMSGrad's running maximum of v̂ as the heads'), with a

@@ -121,6 +121,8 @@ class MLPRule(nn.Module):
                 f"adam_floor must be >= 0 (0: off) and init_trunk_adam_lr > 0, got {config.adam_floor!r} and "
                 f"{config.init_trunk_adam_lr!r}"
             )
+        if config.offset_vanishes and not config.direction_offset:
+            raise ValueError("offset_vanishes scales the heads' direction offset: it needs direction_offset=True")
         if not 0.0 <= config.anneal <= 1.0:
             raise ValueError(f"anneal must be in [0, 1] (0: no decay, 1: cosine to 0), got {config.anneal!r}")
         self._adam_index = config.decays.index(config.adam_beta1)
@@ -257,7 +259,10 @@ class MLPRule(nn.Module):
         mix = torch.sigmoid(self.gate + cfg.scale * out[..., 1])
         adam = normed[:, :, 1 + self._adam_index]
         if cfg.direction_offset:
-            adam = adam + bound * torch.tanh(cfg.scale * out[..., 2] / bound)
+            offset = bound * torch.tanh(cfg.scale * out[..., 2] / bound)
+            if cfg.offset_vanishes:  # as large as the normalised gradient, at most: 0 where the gradient is
+                offset = offset * normed[:, :, 0].abs().clamp(max=1.0)
+            adam = adam + offset
         step_adam = -self.log_lr.exp() * adam
         head_update = torch.exp(gain) * ((1.0 - mix) * step_adam - mix * eta_k * g_h)
         log_anneal = None

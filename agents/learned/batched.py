@@ -14,6 +14,7 @@ gradient), so the two forms agree.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -113,7 +114,13 @@ class EngineDriver:
         if isinstance(self.rule, StepRule):
             log_steps, memory = self._play(out.features, self.log_step_range, self.sizes, memory)
             return log_steps.to(self.game.dtype), memory
-        return self._play(out.head_grads, out.jacobian, out.features, state.t, memory)
+        if not self.compiled:
+            return self._play(out.head_grads, out.jacobian, out.features, state.t, memory)
+        with warnings.catch_warnings():
+            # Dynamo reads .grad of the inputs it wraps; for the rule's state, which carries the meta-graph between
+            # steps when meta-training, torch warns that a non-leaf's .grad is not populated (torch's false alarm).
+            warnings.filterwarnings("ignore", "The .grad attribute of a Tensor that is not a leaf", UserWarning)
+            return self._play(out.head_grads, out.jacobian, out.features, state.t, memory)
 
     def _update(
         self, head_grads: Tensor, jacobian: Tensor, features: Tensor, t: Tensor, memory: RuleState

@@ -25,6 +25,9 @@ if [ "$what" = learned ]; then
     timeout 120 python3 benchmarks/meta_train_cost.py --device cuda 2>&1 | tee "$out/meta_train_cuda.txt"
     timeout 120 python3 benchmarks/meta_train_cost.py --device cuda --suite regression --games 1024 2>&1 \
         | tee "$out/meta_train_regression_cuda.txt"
+    # The rule's step compiled (Triton kernels; EngineDriver(compile=True)): small games are launch-bound on a GPU.
+    timeout 240 python3 benchmarks/meta_train_cost.py --device cuda --suite quadratic --agents learned_mlp \
+        learned_step --compile 2>&1 | tee "$out/meta_train_quadratic_compiled_cuda.txt"
     timeout 150 python3 -c "from mtg_env.cli import main; main()" meta-train --agent learned_mlp --suite quadratic \
         --device cuda --budget 60s --out "$out/meta_train_run" 2>&1 | tr '\r' '\n' | tail -4 | tee "$out/meta_train_run.txt"
     exit 0

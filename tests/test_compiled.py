@@ -150,3 +150,23 @@ def test_compile_must_be_a_bool() -> None:
     game = _game("update")
     with pytest.raises(TypeError, match="compile must be True or False, got 'yes'"):
         EngineDriver(new_rule("learned_mlp"), game, compile="yes")  # type: ignore[arg-type]
+
+
+def test_the_compiled_step_plays_the_rules_parameters_as_they_are_now() -> None:
+    """The parameters are the graph's inputs, not constants baked in at compile time: after an in-place change (a
+    meta-step, ``scale_trunk_step``) the compiled driver plays the changed rule, as the eager one does."""
+    game = _game("update")
+    actions = {}
+    for compile in (False, True):
+        rule = load_rule(pretrained_path("learned_mlp", "general"))[1]
+        driver = EngineDriver(rule, game, compile=compile)
+        with torch.no_grad():
+            state, out = engine.reset(game, SEEDS)
+            memory = driver.start(out)
+            first, _ = driver.act(state, out, memory)
+            rule.scale_trunk_step(3.0)
+            second, _ = driver.act(state, out, memory)
+        actions[compile] = (_flat(first), _flat(second))
+    for a, b in zip(actions[False], actions[True], strict=True):
+        assert (b - a).abs().max() <= 1e-4 * a.abs().max()
+    assert not torch.allclose(actions[True][0], actions[True][1])  # the change moved the trunk's proposals

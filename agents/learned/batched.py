@@ -14,6 +14,7 @@ gradient), so the two forms agree.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -111,15 +112,15 @@ class EngineDriver:
 
     def act(self, state: GameState, out: StepOutput, memory: RuleState) -> tuple[Tensor | Updates, RuleState]:
         """The engine's actions for this step and the rule's next state."""
-        if isinstance(self.rule, StepRule):
-            log_steps, memory = self._play(out.features, self.log_step_range, self.sizes, memory)
-            return log_steps.to(self.game.dtype), memory
-        if not self.compiled:
-            return self._play(out.head_grads, out.jacobian, out.features, state.t, memory)
-        with warnings.catch_warnings():
-            # Dynamo reads .grad of the inputs it wraps; for the rule's state, which carries the meta-graph between
-            # steps when meta-training, torch warns that a non-leaf's .grad is not populated (torch's false alarm).
-            warnings.filterwarnings("ignore", "The .grad attribute of a Tensor that is not a leaf", UserWarning)
+        with warnings.catch_warnings() if self.compiled else contextlib.nullcontext():
+            if self.compiled:
+                # Dynamo reads .grad of the inputs it wraps; for the rule's state, which carries the meta-graph
+                # between steps when meta-training, torch warns that a non-leaf's .grad is not populated (a false
+                # alarm of torch's, raised by compiling only).
+                warnings.filterwarnings("ignore", "The .grad attribute of a Tensor that is not a leaf", UserWarning)
+            if isinstance(self.rule, StepRule):
+                log_steps, memory = self._play(out.features, self.log_step_range, self.sizes, memory)
+                return log_steps.to(self.game.dtype), memory
             return self._play(out.head_grads, out.jacobian, out.features, state.t, memory)
 
     def _update(

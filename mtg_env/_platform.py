@@ -16,4 +16,7 @@ def cpu_model() -> str:
         return platform.processor() or "unknown CPU"
     fields = dict(line.split(":", 1) for line in lines if ":" in line)
     fields = {key.strip(): value.strip() for key, value in fields.items()}
-    return f"{fields.get('vendor_id', 'unknown vendor')} {fields.get('model name', platform.processor())}"
+    # The model name alone can be generic (a VM's "AMD EPYC" for every generation): family, model and stepping too.
+    numbers = ", ".join(f"{key} {fields[key]}" for key in ("cpu family", "model", "stepping") if key in fields)
+    name = f"{fields.get('vendor_id', 'unknown vendor')} {fields.get('model name', platform.processor())}"
+    return f"{name} ({numbers})" if numbers else name

@@ -59,7 +59,8 @@ class Figure:
     non-convex digits games): seeded and exact on the CPU model that produced them (the block names the model),
     but on another CPU the same sums in another order train another policy or reach another end point. There
     those lines' text must match and their ``mean ± spread`` pairs agree within the larger spread; their other
-    numbers are not compared (:func:`same_figure`); every other line is compared as usual."""
+    numbers are not compared (:func:`same_figure`), so a matched line without such pairs (the audit's) is compared
+    by its text alone; every other line is compared as usual."""
 
 
 def _drop(lines: list[str], *prefixes: str) -> list[str]:
@@ -117,8 +118,10 @@ def _audit(outputs: list[str]) -> str:
     last line names; cwd-relative paths are the repository's)."""
     import json
 
-    report = Path(outputs[0].strip().splitlines()[-1].removeprefix("wrote "))
-    data = json.loads((ROOT / report.parent / "audit.json").read_text())
+    written = re.findall(r"^wrote (.*report\.md)$", outputs[0], flags=re.M)
+    if not written:
+        raise ValueError(f"the audit printed no `wrote .../report.md` line; its output ended {outputs[0][-300:]!r}")
+    data = json.loads((ROOT / Path(written[-1]).parent / "audit.json").read_text())
     return "\n".join(f"- **{s['title']}.** {s['finding']}" for s in data["sections"])
 
 
@@ -204,7 +207,7 @@ FIGURES: dict[str, Figure] = {
     "main_job": Figure("games.md", [PY, "-m", "mtg_env.cli", "run", "--no-progress", "--out", "{tmp}"], _main_job),
     "quadratic": Figure("games.md", [PY, "examples/quadratic_equilibrium.py"], _verbatim()),
     "ppo": Figure(
-        "games.md", [PY, "examples/ppo_vs_paper.py", "--out", "{tmp}"], _untimed(_verbatim("wrote ")), chaotic=r" ± "
+        "games.md", [PY, "examples/ppo_vs_paper.py", "--out", "{tmp}"], _untimed(_verbatim("wrote ")), chaotic=r"^PPO "
     ),
     "toy2d": Figure(
         "games.md",

@@ -10,12 +10,14 @@ bounds that with room, while a wrong operand (a stale state, a swapped block) mo
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from collections.abc import Callable
 
 import pytest
 import torch
+import torch._dynamo
 import torch._dynamo.utils
 
 from agents.learned import EngineDriver, load_rule, new_rule, pretrained_path
@@ -25,6 +27,13 @@ from mtg_env.consensus import consensus_rule
 from mtg_env.suites import make_suite
 
 SEEDS = [0, 1, 2, 3]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_compiler() -> None:
+    """Each test starts with no compiled graph: torch counts graphs per code object across the process, and a test
+    that ran after others' graphs could find the limit reached and compare the eager rule with itself."""
+    torch._dynamo.reset()
 
 
 def _game(mode: str) -> engine.Game:
@@ -117,6 +126,70 @@ def test_the_step_compiles_once_per_shape() -> None:
     first = graphs_after([10, 11, 12])
     assert graphs_after([13, 14, 15]) == first
     assert graphs_after([16, 17]) == first + 1
+
+
+def test_under_autograd_the_step_compiles_a_few_graphs_then_none() -> None:
+    """Meta-training: as the meta-graph reaches more of the rule's state, torch compiles again (the state's
+    requires_grad is part of a graph's guards), two or three times a shape; then every step reuses them."""
+    game = _game("update")
+    rule = load_rule(pretrained_path("learned_mlp", "general"))[1]
+    stats = torch._dynamo.utils.counters["stats"]
+    before = int(stats["unique_graphs"])
+    _, total = _play(rule, game, compile=True, steps=6)
+    settled = int(stats["unique_graphs"])
+    _, total = _play(rule, game, compile=True, steps=12)
+    assert 1 <= settled - before <= 4 and int(stats["unique_graphs"]) == settled
+    total.backward()
+
+
+def test_past_the_limit_the_driver_refuses_rather_than_play_uncompiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch falls back to the eager rule without saying so once a function has compiled its limit of graphs; the
+    driver raises, naming the option and what to do."""
+    import agents.learned.batched as batched
+
+    monkeypatch.setattr(batched, "RECOMPILE_LIMIT", 2)
+    game = _game("update")
+    rule = load_rule(pretrained_path("learned_mlp", "general"))[1]
+    with torch.no_grad(), pytest.raises(RuntimeError, match=r"compile=True: this process has compiled .* 2 times"):
+        for games in (1, 2, 3):  # a new B, a new graph
+            driver = EngineDriver(rule, game, compile=True)
+            state, out = engine.reset(game, list(range(games)))
+            driver.act(state, out, driver.start(out))
+
+
+def test_reset_games_play_on_compiled_as_eager() -> None:
+    """Autoreset (``engine.reset_where`` and ``driver.reset_where``) inside a compiled run: the same actions as the
+    eager driver's, with no new graph."""
+    game = _game("update")
+    rule = load_rule(pretrained_path("learned_mlp", "general"))[1]
+    stats = torch._dynamo.utils.counters["stats"]
+    actions: dict[bool, list[torch.Tensor]] = {}
+    for compile in (False, True):
+        driver = EngineDriver(rule, game, compile=compile)
+        actions[compile] = []
+        with torch.no_grad():
+            state, out = engine.reset(game, list(range(6)))
+            memory = driver.start(out)
+            for step in range(10):
+                if step in (4, 7):
+                    mask = torch.tensor([True, False, True, False, False, True])
+                    state, fresh = engine.reset_where(game, state, mask)
+                    assert fresh is not None
+                    memory = driver.reset_where(mask, fresh, memory)
+                    merged = {}
+                    for name in ("head_grads", "jacobian", "features"):  # what a driver reads of an output
+                        value = getattr(out, name).clone()
+                        value[mask] = getattr(fresh, name)
+                        merged[name] = value
+                    out = dataclasses.replace(out, **merged)
+                if compile and step == 1:
+                    graphs = int(stats["unique_graphs"])
+                action, memory = driver.act(state, out, memory)
+                actions[compile].append(_flat(action))
+                state, out = engine.step(game, state, action)
+    assert int(stats["unique_graphs"]) == graphs
+    for a, b in zip(actions[False], actions[True], strict=True):
+        assert (b - a).abs().max() <= 1e-4 * a.abs().max()
 
 
 def test_the_compiled_step_is_safe_with_several_torch_threads() -> None:

@@ -14,7 +14,6 @@ gradient), so the two forms agree.
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +25,12 @@ from agents.learned.blocks import Blocks
 from agents.learned.rules import LSTMRule, MLPRule, Rule, RuleState, StepRule
 from mtg_env.engine import Game, GameState, StepOutput
 from mtg_env.engine.core import Updates
+
+#: How many graphs of the rules' compiled step one process may compile (``EngineDriver(compile=True)``): one per game
+#: shape (B, the game's sizes), rule config and grad mode (meta-training adds two or three a shape, as the meta-graph
+#: reaches the rule's state). torch's own limit, 8 a function, is shared by every driver and falls back to eager
+#: silently once hit; past this one the driver raises.
+RECOMPILE_LIMIT = 64
 
 
 class EngineDriver:
@@ -43,9 +48,11 @@ class EngineDriver:
             tensor operations whatever the game's size, so on small games it is bound by their dispatch, which
             fusing removes (``benchmarks/meta_train_cost.py --compile``: B = 64 quadratics play at 4.1x Adam's cost
             eager and 1.8x compiled; its kernels run on one thread). The first step of each new shape (B, the
-            game's sizes) compiles, 10-20 s; later drivers of the same rule class and shapes reuse it. Results equal
-            the eager rule's to float32 round-off (fused kernels reassociate sums), not bit for bit: the pins and
-            seeded replays are of the eager rule. Autograd works through it (meta-training).
+            game's sizes) compiles, 10-20 s; later drivers of the same rule class and shapes reuse it; under
+            autograd (meta-training) the first two or three steps of a shape compile again as the meta-graph
+            reaches the rule's state. At most :data:`RECOMPILE_LIMIT` graphs a process (then a RuntimeError, not a
+            silent fall back to eager). Results equal the eager rule's to float32 round-off (fused kernels
+            reassociate sums), not bit for bit: the pins and seeded replays are of the eager rule.
     """
 
     def __init__(
@@ -112,16 +119,36 @@ class EngineDriver:
 
     def act(self, state: GameState, out: StepOutput, memory: RuleState) -> tuple[Tensor | Updates, RuleState]:
         """The engine's actions for this step and the rule's next state."""
-        with warnings.catch_warnings() if self.compiled else contextlib.nullcontext():
-            if self.compiled:
-                # Dynamo reads .grad of the inputs it wraps; for the rule's state, which carries the meta-graph
-                # between steps when meta-training, torch warns that a non-leaf's .grad is not populated (a false
-                # alarm of torch's, raised by compiling only).
-                warnings.filterwarnings("ignore", "The .grad attribute of a Tensor that is not a leaf", UserWarning)
-            if isinstance(self.rule, StepRule):
-                log_steps, memory = self._play(out.features, self.log_step_range, self.sizes, memory)
-                return log_steps.to(self.game.dtype), memory
-            return self._play(out.head_grads, out.jacobian, out.features, state.t, memory)
+        if not self.compiled:
+            return self._act(state, out, memory)
+        with (
+            warnings.catch_warnings(),
+            torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT, fail_on_recompile_limit_hit=True),
+        ):
+            # Dynamo reads .grad of the inputs it wraps; for the rule's state, which carries the meta-graph between
+            # steps when meta-training, torch warns that a non-leaf's .grad is not populated (a false alarm of
+            # torch's, raised by compiling only).
+            warnings.filterwarnings("ignore", "The .grad attribute of a Tensor that is not a leaf", UserWarning)
+            try:
+                return self._act(state, out, memory)
+            except torch._dynamo.exc.FailOnRecompileLimitHit as err:
+                raise RuntimeError(
+                    f"compile=True: this process has compiled the learned rules' step {RECOMPILE_LIMIT} times (one "
+                    "graph per game shape, rule config and grad mode); past that torch would play it uncompiled "
+                    "without saying so. Play games of many shapes with compile=False, or call torch._dynamo.reset() "
+                    "between batches of shapes"
+                ) from err
+
+    def _act(self, state: GameState, out: StepOutput, memory: RuleState) -> tuple[Tensor | Updates, RuleState]:
+        inputs = (out.head_grads, out.jacobian, out.features)
+        if self.compiled:  # a graph is specialised to its inputs' strides (the engine's are views, a merged output not)
+            head_grads, jacobian, features = (x.contiguous() for x in inputs)
+        else:
+            head_grads, jacobian, features = inputs
+        if isinstance(self.rule, StepRule):
+            log_steps, memory = self._play(features, self.log_step_range, self.sizes, memory)
+            return log_steps.to(self.game.dtype), memory
+        return self._play(head_grads, jacobian, features, state.t, memory)
 
     def _update(
         self, head_grads: Tensor, jacobian: Tensor, features: Tensor, t: Tensor, memory: RuleState

@@ -25,6 +25,7 @@ import numpy as np
 import supersuit as ss
 import torch
 from stable_baselines3 import PPO
+from stable_baselines3.common.utils import set_random_seed
 
 import mtg_env
 from agents import GradientAgent
@@ -42,7 +43,10 @@ TRAIN_SEEDS = range(5)
 
 
 def train_ppo(timesteps: int, seed: int, out: Path) -> Path:
-    torch.manual_seed(seed)  # SB3's network init uses torch's global RNG (this script's, not the package's)
+    # SB3 draws from the global RNGs (this script's, not the package's): torch's for the network's init and its
+    # actions, numpy's for the minibatches' shuffle (unseeded, the figure moved from run to run on one machine).
+    # set_random_seed seeds random, numpy and torch, as PPO(seed=...) would.
+    set_random_seed(seed)
     env = mtg_env.parallel_env(**GAME)
     env.reset(seed=seed)  # seed the env itself: PPO(seed=...) crashes on SuperSuit's ConcatVecEnv
     venv = ss.concat_vec_envs_v1(

@@ -1,0 +1,63 @@
+"""The seventh key (K7): cells of the sealed protocol played on a fresh test key at 1x (100 steps), with the tuned
+baselines' choices from the tuning stream (the key does not enter tuning, so these are the bench's own choices).
+
+    KEY=d482540abae1601e7ec27060e64016ab DRAWS=8 python docs/sealed/general/k7/play.py digits 1 OUT \\
+        gen=agents/learned/weights/learned_mlp_general.pt digits=agents/learned/weights/learned_mlp_digits.pt \\
+        digits_vanishing=docs/sealed/general/k7/learned_mlp_digits_vanishing.pt
+    KEY=... DRAWS=16 python docs/sealed/general/k7/play.py regression 1 OUT gen=... regression=...
+    KEY=... DRAWS=16 python docs/sealed/general/k7/play.py quadratic 1 OUT gen=...
+    (digits:mean, digits:mgda: FAMILY:CONSENSUS)
+
+The config is docs/sealed/general/k5_sum.toml's (search grid, tuning draws, bootstrap) with the family, multiple and
+consensus given here and DRAWS x 3 test games. ``CACHE`` (a directory, optional) keeps each cell's tuning result, so a
+second cell of the same family, horizon and consensus does not tune again (digits: about 30 minutes a cell here).
+``learned_mlp_digits_vanishing.pt`` is the shipped digits rule with ``offset_vanishes=True`` (``with_options``), the
+variant chosen on the validation stream before this key was drawn (docs/results/learned.md, eighth session).
+"""
+
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+import mtg_env.bench.sealed as sealed
+from agents.learned.checkpoint import load_rule
+
+tomllib = importlib.import_module("tomllib")  # Python 3.11+ (as run here)
+ROOT = Path(__file__).resolve().parents[4]
+torch.set_num_threads(1)
+family, _, consensus = sys.argv[1].partition(":")
+consensus = consensus or "sum"
+multiple, out = int(sys.argv[2]), Path(sys.argv[3])
+data = tomllib.loads((ROOT / "docs/sealed/general/k5_sum.toml").read_text())
+data["families"], data["multiples"], data["consensus"], data["entrants"] = [family], [multiple], [consensus], []
+data["test"]["draws"], data["test"]["seeds"] = int(os.environ.get("DRAWS", 16)), 3
+config = sealed.sealed_config_from_dict(data)
+tune = sealed.tune_baselines
+if "CACHE" in os.environ:
+    cache = Path(os.environ["CACHE"]) / f"tuned_{family}_{consensus}_{multiple}.json"
+
+    def tune(config, suite, horizon, floors, consensus="sum", _tune=sealed.tune_baselines):  # type: ignore[no-redef]
+        if cache.exists():
+            return json.loads(cache.read_text())
+        chosen = _tune(config, suite, horizon, floors, consensus)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(chosen))
+        return chosen
+
+    sealed.tune_baselines = tune
+rules = {name: load_rule(path)[1] for name, path in (arg.split("=", 1) for arg in sys.argv[4:])}
+out.mkdir(parents=True, exist_ok=True)
+floors = sealed._Floors(out / "floors.json")
+cell = sealed.run_cell(config, family, multiple, floors, rules, os.environ["KEY"], "test", consensus)
+(out / f"{family}_{consensus}_{multiple}.json").write_text(json.dumps(cell, default=str))
+print(f"{family} {consensus} {multiple}x ({cell['games']} games) best mean {cell['best_mean']}")
+for name, entrant in cell["entrants"].items():
+    m, md = entrant["ratio_mean"], entrant["ratio_median"]
+    print(
+        f"  {name:<18} mean {m[0]:.3g} [{m[1]:.3g}, {m[2]:.3g}]  median {md[0]:.3g} [{md[1]:.3g}, {md[2]:.3g}]  "
+        f"diverged {cell['diverged'][name]}"
+    )

@@ -170,38 +170,32 @@ class MLPRule(nn.Module):
         # A fresh tensor for every key (no two keys one tensor: a compiled step would specialise on the aliasing of
         # its first call and compile again for the second).
 
-        def heads() -> Tensor:
-            return torch.zeros(b, kh, dtype=dtype, device=g.device)
+        def zeros(*shape: int) -> Tensor:
+            return torch.zeros(b, *shape, dtype=dtype, device=g.device)
 
-        def common() -> Tensor:  # the trunk schedule's state, the same for every player
-            return torch.zeros(b, 1, dtype=dtype, device=g.device)
-
-        def trunk_moments() -> Tensor:
-            return torch.zeros(b, kt, dtype=dtype, device=g.device)
-
+        # kh: the heads' coordinates, kt: the trunk proposals', 1: the trunk schedule's, the same for every player
         extra = (
-            ({"boost": common()} if self.config.trunk_boost > 0 else {})
-            | ({"trunk_m": trunk_moments(), "trunk_v": trunk_moments(), "trunk_v_max": trunk_moments()}
-               if self.config.trunk_adam else {})
+            ({"boost": zeros(1)} if self.config.trunk_boost > 0 else {})
+            | ({"trunk_m": zeros(kt), "trunk_v": zeros(kt), "trunk_v_max": zeros(kt)} if self.config.trunk_adam else {})
             # the largest ‖ΔΨ‖ so far, the same for every player: the boost's floor and the AMSGrad share's read it
-            | ({"top_move": common()} if self.config.trunk_boost > 0 or self.config.trunk_adam else {})
+            | ({"top_move": zeros(1)} if self.config.trunk_boost > 0 or self.config.trunk_adam else {})
             | (guard_state(g, num_groups, dtype) if self.config.guard else {})
         )  # fmt: skip
         return {
-            "m": torch.zeros(b, kh, len(self.config.decays), dtype=dtype, device=g.device),
-            "v": heads(),
-            "v_max": heads(),
-            "prev_g": heads(),
-            "prev_u": heads(),
-            "eta": torch.zeros(b, num_groups, dtype=dtype, device=g.device),
-            "mu": trunk_moments(),
-            "log_step": common(),
-            "mass": common(),
-            "signal": common(),
-            "signalled": common(),
-            "growth": common(),
-            "brake": common(),
-            "cooldown": common(),
+            "m": zeros(kh, len(self.config.decays)),
+            "v": zeros(kh),
+            "v_max": zeros(kh),
+            "prev_g": zeros(kh),
+            "prev_u": zeros(kh),
+            "eta": zeros(num_groups),
+            "mu": zeros(kt),
+            "log_step": zeros(1),
+            "mass": zeros(1),
+            "signal": zeros(1),
+            "signalled": zeros(1),
+            "growth": zeros(1),
+            "brake": zeros(1),
+            "cooldown": zeros(1),
         } | extra
 
     def forward(

@@ -31,6 +31,8 @@ from mtg_env.engine.core import Updates
 #: reaches the rule's state). torch's own limit, 8 a function, is shared by every driver and falls back to eager
 #: silently once hit; past this one the driver raises.
 RECOMPILE_LIMIT = 64
+#: The steps of each batch size and grad mode a compiled driver watches for compiles (see :meth:`EngineDriver.act`).
+COMPILING_STEPS = 4
 
 
 class EngineDriver:
@@ -50,8 +52,9 @@ class EngineDriver:
             eager and 1.8x compiled; its kernels run on one thread). The first step of each new shape (B, the
             game's sizes) compiles, 10-20 s; later drivers of the same rule class and shapes reuse it; under
             autograd (meta-training) the first two or three steps of a shape compile again as the meta-graph
-            reaches the rule's state. At most :data:`RECOMPILE_LIMIT` graphs a process (then a RuntimeError, not a
-            silent fall back to eager). Results equal the eager rule's to float32 round-off (fused kernels
+            reaches the rule's state. At most :data:`RECOMPILE_LIMIT` graphs a process (then a RuntimeError, not
+            torch's silent fall back to eager; checked on each batch size's first :data:`COMPILING_STEPS` steps, where
+            graphs compile). Results equal the eager rule's to float32 round-off (fused kernels
             reassociate sums), not bit for bit: the pins and seeded replays are of the eager rule.
     """
 
@@ -86,6 +89,8 @@ class EngineDriver:
         self.max_update = max_update
         #: Whether the rule's step runs compiled (``compile``).
         self.compiled = compile
+        #: Compiled steps played per (batch size, grad mode): the first :data:`COMPILING_STEPS` are watched.
+        self._calls: dict[tuple[int, bool], int] = {}
         #: One step of the rule (compiled with ``compile``): ``StepRule.play``, or :meth:`_update`.
         self._play: Callable[..., tuple[Any, RuleState]] = rule.play if isinstance(rule, StepRule) else self._update
         if compile:
@@ -121,13 +126,22 @@ class EngineDriver:
         """The engine's actions for this step and the rule's next state."""
         if not self.compiled:
             return self._act(state, out, memory)
+        # Graphs compile on a shape's first steps (under autograd the first two or three, as the meta-graph reaches
+        # the rule's state). Only there does the driver raise torch's limit and make hitting it an error, and
+        # silence torch's tracing warning: patching torch's config costs about 0.1 ms a call, a quarter of a
+        # compiled step on small games.
+        key = (out.head_grads.shape[0], torch.is_grad_enabled())
+        calls = self._calls.get(key, 0)
+        if calls >= COMPILING_STEPS:
+            return self._act(state, out, memory)
+        self._calls[key] = calls + 1
         with (
             warnings.catch_warnings(),
             torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT, fail_on_recompile_limit_hit=True),
         ):
             # Dynamo reads .grad of the inputs it wraps; for the rule's state, which carries the meta-graph between
             # steps when meta-training, torch warns that a non-leaf's .grad is not populated (a false alarm of
-            # torch's, raised by compiling only).
+            # torch's, raised by tracing only).
             warnings.filterwarnings("ignore", "The .grad attribute of a Tensor that is not a leaf", UserWarning)
             try:
                 return self._act(state, out, memory)

@@ -60,7 +60,20 @@ TRUNK_ADAM: dict[str, object] = {"trunk_adam": True, "adam_floor": 0.01}
 )
 @pytest.mark.parametrize("suite", ["regression", "digits"])
 def test_batched_form_equals_policy_form(name: str, mode: str, options: dict[str, object], suite: str) -> None:
-    env = make_env(suite, mode, max_update=None, max_cycles=10, update_units="raw")  # actions: the updates
+    assert_forms_agree(name, mode, options, suite)
+
+
+@pytest.mark.parametrize("name", ["learned_mlp", "learned_lstm"])
+@pytest.mark.parametrize("consensus", ["mean", "upgrad"])
+def test_the_forms_agree_on_sum_scaled_proposals(name: str, consensus: str) -> None:
+    """The env's info ``sum_scale`` (the agent's factor) and the game's (the driver's) are one number."""
+    assert_forms_agree(name, "update", {"sum_scaled": True}, "regression", consensus)
+
+
+def assert_forms_agree(name: str, mode: str, options: dict[str, object], suite: str, consensus: str = "sum") -> None:
+    """The env form (one LearnedAgent a player) and the batched form (EngineDriver) play the same actions for 6
+    steps of one game."""
+    env = make_env(suite, mode, max_update=None, max_cycles=10, update_units="raw", consensus=consensus)
     rule = perturbed_rule(name, **options).to(env.device)
     obs, infos = env.reset(seed=3)
     players = {a: LearnedAgent(rule, name) for a in env.agents}

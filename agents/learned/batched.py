@@ -23,6 +23,7 @@ from torch import Tensor
 
 from agents.learned.blocks import Blocks
 from agents.learned.rules import LSTMRule, MLPRule, Rule, RuleState, StepRule
+from mtg_env.consensus import rule_name
 from mtg_env.engine import Game, GameState, StepOutput
 from mtg_env.engine.core import Updates
 
@@ -111,6 +112,8 @@ class EngineDriver:
         self.block_task = torch.arange(m, device=device).repeat_interleave(2)
         #: ``[M, 2]`` each task's head and trunk sizes (the step rule's guard bounds a first move by them).
         self.sizes = self.blocks.sizes.view(m, 2)
+        #: The factor of every trunk proposal: the game's ``sum_scale`` for a rule with ``sum_scaled``, else 1.
+        self.trunk_scale = trunk_scale(rule, game.sum_scale, f"the game's consensus rule {rule_name(game.consensus)!r}")
 
     def gradients(self, out: StepOutput) -> Tensor:
         """``[B, K]`` every task's head gradient then its trunk gradient (detached: the first-order meta-gradient)."""
@@ -171,9 +174,11 @@ class EngineDriver:
         g = _coordinates(head_grads, jacobian)
         update, memory = self.rule(g, features[:, self.block_task], self.blocks, t, memory)
         update = update.to(self.game.dtype)
+        h = self.game.head_index.numel()
+        if self.trunk_scale != 1.0:
+            update = torch.cat([update[:, :h], update[:, h:] * self.trunk_scale], dim=1)
         if self.max_update is not None:
             update = update.clamp(-self.max_update, self.max_update)
-        h = self.game.head_index.numel()
         bsz = update.shape[0]
         return (update[:, :h], update[:, h:].reshape(bsz, self.game.num_tasks, self.game.trunk_size)), memory
 
@@ -189,3 +194,21 @@ class EngineDriver:
 def _coordinates(head_grads: Tensor, jacobian: Tensor) -> Tensor:
     """``[B, K]``: the heads' gradients ``[B, H]`` then each task's trunk gradient ``[B, M, n]``, detached."""
     return torch.cat([head_grads.detach(), jacobian.detach().flatten(1)], dim=1)
+
+
+def trunk_scale(rule: Rule, sum_scale: float | None, source: str) -> float:
+    """The factor of ``rule``'s trunk proposals: ``sum_scale`` (the game's M / γ) when its config has
+    ``sum_scaled``, else 1. ``source`` names where ``sum_scale`` came from, for the error.
+
+    Raises:
+        ValueError: for a rule with ``sum_scaled`` and no ``sum_scale`` (the consensus rule has no unanimity gain).
+    """
+    if not getattr(rule.config, "sum_scaled", False):
+        return 1.0
+    if sum_scale is None:
+        raise ValueError(
+            f"the rule plays with sum_scaled=True, but {source} has no unanimity gain (it does not move the trunk "
+            "along a proposal every player makes, see mtg_env.consensus.unanimity_gain); play it with "
+            "sum_scaled=False (agents.learned.with_options)"
+        )
+    return float(sum_scale)

@@ -11,6 +11,7 @@ import torch
 from gymnasium import spaces
 
 from agents.base import ObservationReader, ReaderPlayer
+from agents.learned.batched import trunk_scale
 from agents.learned.blocks import Blocks
 from agents.learned.rules import LSTMRule, MLPRule, Rule, RuleState, StepRule
 from mtg_env.engine import NUM_FEATURES
@@ -51,6 +52,8 @@ class LearnedAgent(ReaderPlayer):
                 f"{self.name} plays action_mode={self.mode!r}; this env has action_mode={reader.mode!r} "
                 f"(make the env with action_mode={self.mode!r})"
             )
+        scale = info.get("sum_scale")
+        self._trunk_scale = trunk_scale(self.rule, None if scale is None else float(scale), "this env's info")
         self._reader = reader
         self.t = 0
         self._memory = {}
@@ -87,7 +90,7 @@ class LearnedAgent(ReaderPlayer):
             )
         self.t += 1
         u = update.view(-1).double().cpu().numpy()
-        return reader.update_action(u[: reader.head_size], u[reader.head_size :], observation)
+        return reader.update_action(u[: reader.head_size], u[reader.head_size :] * self._trunk_scale, observation)
 
     def __repr__(self) -> str:
         weights = "" if self.weights is None else f", weights={Path(self.weights).name!r}"

@@ -93,6 +93,13 @@ class MLPRuleConfig(GuardConfig):
     """> 0: the AMSGrad share also times min(1, ‖ΔΨ‖ / (this · the largest ‖ΔΨ‖ so far)): a game converging to
     its fixed point, whose moves fall far below its largest, is handed back to the heavy ball early (every player
     sees the same moves: the factor is the same for all)."""
+    sum_scaled: bool = False
+    """Scale every trunk proposal by the game's ``sum_scale``, M / γ (γ the consensus rule's unanimity gain,
+    :func:`mtg_env.consensus.unanimity_gain`), so that proposals every player makes alike move the trunk as under
+    ``sum``, whatever the consensus rule: under ``mean`` the game then plays exactly as under ``sum`` (the mean of M
+    proposals M times the size is their sum), so a rule trained under ``sum`` keeps its trunk step under the rules
+    that average. 1 under ``sum`` (the rule plays as without it). Applied by the agent (the env's info
+    ``sum_scale``) and by :class:`~agents.learned.batched.EngineDriver` (the game's), after the rule's guard."""
     seed: int = 0
     """Seed of the initial weights."""
 
@@ -107,6 +114,13 @@ class LSTMRuleConfig(GuardConfig):
     """p of the LogAndSign preprocessing."""
     output_scale: float = 0.1
     """The network's output times this is the update."""
+    sum_scaled: bool = False
+    """Scale every trunk proposal by the game's ``sum_scale``, M / γ (γ the consensus rule's unanimity gain,
+    :func:`mtg_env.consensus.unanimity_gain`), so that proposals every player makes alike move the trunk as under
+    ``sum``, whatever the consensus rule: under ``mean`` the game then plays exactly as under ``sum`` (the mean of M
+    proposals M times the size is their sum), so a rule trained under ``sum`` keeps its trunk step under the rules
+    that average. 1 under ``sum`` (the rule plays as without it). Applied by the agent (the env's info
+    ``sum_scale``) and by :class:`~agents.learned.batched.EngineDriver` (the game's), after the rule's guard."""
     seed: int = 0
     """Seed of the initial weights."""
 

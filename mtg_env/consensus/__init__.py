@@ -38,12 +38,14 @@ The package: :mod:`~mtg_env.consensus.table` (the rule table and the type), :mod
 (resolving a rule, torchjd's aggregators as rules, what the engine asks of a rule),
 :mod:`~mtg_env.consensus.aggregators` (exact MGDA, Nash-MTL's bargaining solution, IMTL-G, Krum),
 :mod:`~mtg_env.consensus.loss_base`, :mod:`~mtg_env.consensus.loss_weighting` and
-:mod:`~mtg_env.consensus.loss_rules` (the loss-aware rules), :mod:`~mtg_env.consensus.two_task` (closed forms for
+:mod:`~mtg_env.consensus.loss_rules` (the loss-aware rules), :mod:`~mtg_env.consensus.gain` (the unanimity gain,
+what a rule does to proposals every player makes alike), :mod:`~mtg_env.consensus.two_task` (closed forms for
 two tasks) and :mod:`~mtg_env.consensus.minnorm` (Wolfe's min-norm point). It imports only :mod:`mtg_env.rng`-level
 helpers below it; the engine imports it.
 """
 
 from mtg_env.consensus.aggregators import IMTLGAggregator, KrumAggregator, MinNormAggregator, bargaining_weights
+from mtg_env.consensus.gain import unanimity_gain
 from mtg_env.consensus.loss_base import LossRule
 from mtg_env.consensus.loss_rules import LOSS_RULES, make_loss_rule
 from mtg_env.consensus.rule import (
@@ -97,4 +99,5 @@ __all__ = [
     "rule_state_kind",
     "step_rule",
     "sum_rule",
+    "unanimity_gain",
 ]

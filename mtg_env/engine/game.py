@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor
 
 from mtg_env._args import int_arg, is_real
-from mtg_env.consensus import ConsensusRule, rule_loss_floor, rule_name, rule_state_kind
+from mtg_env.consensus import ConsensusRule, rule_loss_floor, rule_name, rule_state_kind, unanimity_gain
 from mtg_env.engine.codec import UpdateUnits
 from mtg_env.engine.layout import ActionMode, check_action_mode, check_update_units, feature_bounds, largest
 from mtg_env.engine.noise import NoiseSpec, RegSpec, noise_spec, reg_spec
@@ -215,6 +216,19 @@ class Game:
     @property
     def device(self) -> torch.device:
         return self.suite.device
+
+    @cached_property
+    def sum_scale(self) -> float | None:
+        """M / γ, γ the consensus rule's unanimity gain (:func:`mtg_env.consensus.unanimity_gain`): the factor by which
+        every player scales its trunk proposal so that unanimous proposals move the trunk as their sum would (1 under
+        ``sum``, M under ``mean``, ``mgda`` and ``upgrad``). ``None`` for a rule that does not move the trunk along a
+        proposal every player makes, or that fails on such proposals (a rule of your own may not expect M equal
+        rows; its error then surfaces where it plays, not in an info). Computed on first use (the env's infos carry
+        it as ``sum_scale``)."""
+        try:
+            return self.num_tasks / unanimity_gain(self.consensus, self.num_tasks)
+        except Exception:  # any failure of a user's rule on unanimous proposals means: no gain known
+            return None
 
     @property
     def uniform_heads(self) -> bool:

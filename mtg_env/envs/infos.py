@@ -28,6 +28,8 @@ def step_infos(
             "unit_actions": float(cfg.step_size_units == "unit"),
             "relative_updates": float(cfg.update_units == "relative"),
         }
+        if env.game.sum_scale is not None:  # a constant of the game (see Game.sum_scale)
+            constants["sum_scale"] = env.game.sum_scale
         t = float(env._t)
         for m, agent in enumerate(env.agents):
             values = {"loss": losses[m], "t": t, "diverged": float(diverged)}
@@ -70,6 +72,8 @@ def reset_extras(env: MultiTaskGameEnv, infos: dict[str, dict[str, Any]], finite
             step_size_units=cfg.step_size_units,
             update_units=cfg.update_units,
         )
+        if env.game.sum_scale is not None:
+            infos[agent]["sum_scale"] = env.game.sum_scale
     if not finite:  # a start that is already non-finite: report it, the first step will terminate
         for info in infos.values():
             info["warning"] = "non-finite loss or parameter at reset"

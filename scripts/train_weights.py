@@ -66,11 +66,28 @@ RUNS: dict[str, MetaTrainConfig] = {
 #: {0, 0.01, 0.1}, where it took regression from 2.34 to 1.14 and digits from 1.37 to 1.15 (the tuned baseline's mean
 #: gap = 1) and kept the quadratics won; meta-training with it on (from scratch or from this file) scored worse on
 #: that stream (docs/results/learned.md, "The trunk's AMSGrad share").
+#: ``sum_scaled`` (ninth session, every MLP file): trunk proposals scaled by the game's ``sum_scale`` = M / γ, so that
+#: under ``mean`` a file plays its ``sum`` game; on the same stream at 1x, under ``mean``: the generalist's quadratic
+#: median 1.1e3 -> 0.051, regression 3.33 -> 1.36, digits 2.48 -> 1.61; the digits specialist 1.73 -> 0.82; the
+#: regression specialist 1.28 -> 0.97; the quadratic specialist's median 5.5e5 -> 0.072; under ``sum`` nothing changes.
+#: Not the LSTM's: under ``mean`` its quadratic mean ratio went 0.025 -> 0.105. The generalist's trunk boost (0.05 a
+#: step, ``boost_floor`` 0.001), chosen on that stream among boosts {0.05, 0.1, 0.2} x floors {0, 0.001, 0.01} x margins
+#: {0.05, 0.1} x maxima {2.3, 4.6}: under ``sum`` the quadratic median's CI upper end 6.07 -> 1.71, regression 1.26 ->
+#: 1.18 (2x 1.40 -> 1.21, 5x 1.32 -> 1.01), digits 1.20 -> 1.21 (docs/results/learned.md, ninth session).
 ADDED_OPTIONS: dict[str, dict[str, object]] = {
-    "learned_mlp_general": {"trunk_adam": True, "init_trunk_adam_lr": 0.01, "adam_floor": 0.01},
+    "learned_mlp_general": {
+        "trunk_adam": True,
+        "init_trunk_adam_lr": 0.01,
+        "adam_floor": 0.01,
+        "sum_scaled": True,
+        "trunk_boost": 0.05,
+        "boost_floor": 0.001,
+    },
     # The regression specialist's: α_A = 0.03 among {0.003, 0.01, 0.03, 0.05, 0.1} on the same stream (regression
     # 1x 0.96 -> 0.88, 2x 1.14 -> 1.05).
-    "learned_mlp_regression": {"trunk_adam": True, "init_trunk_adam_lr": 0.03, "adam_floor": 0.01},
+    "learned_mlp_regression": {"trunk_adam": True, "init_trunk_adam_lr": 0.03, "adam_floor": 0.01, "sum_scaled": True},
+    "learned_mlp_digits": {"sum_scaled": True},
+    "learned_mlp_quadratic": {"sum_scaled": True},
 }
 
 

@@ -175,12 +175,15 @@ class EngineDriver:
         update, memory = self.rule(g, features[:, self.block_task], self.blocks, t, memory)
         update = update.to(self.game.dtype)
         h = self.game.head_index.numel()
-        if self.trunk_scale != 1.0:
-            update = torch.cat([update[:, :h], update[:, h:] * self.trunk_scale], dim=1)
+        heads, proposals = update[:, :h], update[:, h:].reshape(-1, self.game.num_tasks, self.game.trunk_size)
+        if self.trunk_scale != 1.0:  # sum_scaled: the proposals as the consensus rule needs them to move as sum's
+            proposals = proposals * self.trunk_scale
         if self.max_update is not None:
-            update = update.clamp(-self.max_update, self.max_update)
-        bsz = update.shape[0]
-        return (update[:, :h], update[:, h:].reshape(bsz, self.game.num_tasks, self.game.trunk_size)), memory
+            heads, proposals = (
+                heads.clamp(-self.max_update, self.max_update),
+                proposals.clamp(-self.max_update, self.max_update),
+            )
+        return (heads, proposals), memory
 
     def reset_where(self, mask: Tensor, out: StepOutput | None, memory: RuleState) -> RuleState:
         """Fresh rule state for the games where ``mask [B]`` is true (after :func:`mtg_env.engine.reset_where`)."""

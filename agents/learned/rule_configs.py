@@ -115,12 +115,7 @@ class LSTMRuleConfig(GuardConfig):
     output_scale: float = 0.1
     """The network's output times this is the update."""
     sum_scaled: bool = False
-    """Scale every trunk proposal by the game's ``sum_scale``, M / γ (γ the consensus rule's unanimity gain,
-    :func:`mtg_env.consensus.unanimity_gain`), so that proposals every player makes alike move the trunk as under
-    ``sum``, whatever the consensus rule: under ``mean`` the game then plays exactly as under ``sum`` (the mean of M
-    proposals M times the size is their sum), so a rule trained under ``sum`` keeps its trunk step under the rules
-    that average. 1 under ``sum`` (the rule plays as without it). Applied by the agent (the env's info
-    ``sum_scale``) and by :class:`~agents.learned.batched.EngineDriver` (the game's), after the rule's guard."""
+    """Trunk proposals times the game's ``sum_scale``: as :attr:`MLPRuleConfig.sum_scaled`."""
     seed: int = 0
     """Seed of the initial weights."""
 

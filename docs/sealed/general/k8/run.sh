@@ -1,19 +1,24 @@
 #!/bin/bash
-# K8 cells at 1x (and sum at 2x, 5x): the shipped files after this session's choice beside the files before it.
-cd /work/main
-. .venv/bin/activate
-export KEY=$(cat /work/runs/s9/k8.key) CACHE=/work/runs/s7
-W=agents/learned/weights B=docs/sealed/general/k8
-OUT=/work/runs/s9/k8
-P=docs/sealed/general/k7/play.py
+# The eighth key (K8), drawn after the ninth session's choice was committed (5d60f10: every shipped MLP file plays
+# sum_scaled, the generalist adds the trunk boost): the shipped files beside the files before it (*_before.pt, from
+# bdbe173) on the same draws, at 1x under sum, mean, mgda, upgrad (digits: sum, mean, mgda), and at 2x and 5x under sum and mean. Run from the repository
+# root: bash docs/sealed/general/k8/run.sh OUT (CACHE=DIR keeps each cell's tuning: digits about 40 minutes a cell).
+set -e
+export KEY=3b159ee53c0942beeb924b5bd2f6cbfc
+W=agents/learned/weights B=docs/sealed/general/k8 P=docs/sealed/general/k7/play.py OUT=${1:?usage: run.sh OUT}
 for c in sum mean mgda upgrad; do
-  DRAWS=16 python $P quadratic:$c 1 $OUT gen=$W/learned_mlp_general.pt gen_before=$B/learned_mlp_general_before.pt quad=$W/learned_mlp_quadratic.pt quad_before=$B/learned_mlp_quadratic_before.pt
-  DRAWS=16 python $P regression:$c 1 $OUT gen=$W/learned_mlp_general.pt gen_before=$B/learned_mlp_general_before.pt reg=$W/learned_mlp_regression.pt reg_before=$B/learned_mlp_regression_before.pt
+  DRAWS=16 python $P quadratic:$c 1 "$OUT" gen=$W/learned_mlp_general.pt gen_before=$B/learned_mlp_general_before.pt \
+    quad=$W/learned_mlp_quadratic.pt quad_before=$B/learned_mlp_quadratic_before.pt
+  DRAWS=16 python $P regression:$c 1 "$OUT" gen=$W/learned_mlp_general.pt gen_before=$B/learned_mlp_general_before.pt \
+    reg=$W/learned_mlp_regression.pt reg_before=$B/learned_mlp_regression_before.pt
 done
-for c in sum mean; do
-  DRAWS=8 python $P digits:$c 1 $OUT gen=$W/learned_mlp_general.pt gen_before=$B/learned_mlp_general_before.pt dig=$W/learned_mlp_digits.pt dig_before=$B/learned_mlp_digits_before.pt
+for c in sum mean mgda; do
+  DRAWS=8 python $P digits:$c 1 "$OUT" gen=$W/learned_mlp_general.pt gen_before=$B/learned_mlp_general_before.pt \
+    dig=$W/learned_mlp_digits.pt dig_before=$B/learned_mlp_digits_before.pt
 done
-for m in 2 5; do
-  DRAWS=16 python $P quadratic $m $OUT gen=$W/learned_mlp_general.pt gen_before=$B/learned_mlp_general_before.pt quad=$W/learned_mlp_quadratic.pt
-  DRAWS=16 python $P regression $m $OUT gen=$W/learned_mlp_general.pt gen_before=$B/learned_mlp_general_before.pt reg=$W/learned_mlp_regression.pt
-done
+for m in 2 5; do for c in sum mean; do
+  DRAWS=16 python $P quadratic:$c $m "$OUT" gen=$W/learned_mlp_general.pt gen_before=$B/learned_mlp_general_before.pt \
+    quad=$W/learned_mlp_quadratic.pt
+  DRAWS=16 python $P regression:$c $m "$OUT" gen=$W/learned_mlp_general.pt gen_before=$B/learned_mlp_general_before.pt \
+    reg=$W/learned_mlp_regression.pt
+done; done

@@ -3,8 +3,7 @@ trunk moves under any consensus rule as under ``sum`` when every player proposes
 
 from __future__ import annotations
 
-import math
-
+import numpy as np
 import pytest
 import torch
 from torch import Tensor
@@ -16,27 +15,37 @@ from mtg_env.engine import Game
 from tests.conftest import make_env
 from tests.test_learned import perturbed_rule
 
-#: The gains the rules' papers give for M players proposing one p: the sum, and the rules that average.
-KNOWN = {"sum": "M", "mean": 1.0, "mgda": 1.0, "upgrad": 1.0, "pcgrad": "M", "nash_mtl": 1.0, "imtl_g": 1.0}
+#: The gains the rules' papers give for M players proposing one p: the sum, and the rules that average (CAGrad's
+#: c = 0.5 adds c·‖g₀‖ along the mean: 1.5).
+KNOWN = {
+    "sum": "M", "pcgrad": "M", "graddrop": "M", "mean": 1.0, "mgda": 1.0, "upgrad": 1.0, "nash_mtl": 1.0, "imtl_g": 1.0,
+    "aligned_mtl": 1.0, "dualproj": 1.0, "random": 1.0, "krum": 1.0, "trimmed_mean": 1.0, "cagrad": 1.5,
+}  # fmt: skip
+#: Rules without a constant gain: the loss-aware ones (their weights follow the losses) and FairGrad, whose move has
+#: a fixed norm whatever the proposals' size (not positively homogeneous).
+NO_GAIN = {"uw", "dwa", "famo", "gradvac", "fairgrad", "db_mtl", "gls", "gradnorm"}
 
 
-@pytest.mark.parametrize("name", CONSENSUS_RULES)
+def test_every_named_rule_is_known_here() -> None:
+    assert set(KNOWN) | NO_GAIN == set(CONSENSUS_RULES)
+
+
+@pytest.mark.parametrize("name", sorted(KNOWN))
 def test_every_named_rule_moves_unanimous_proposals_along_them(name: str) -> None:
     m = max(3, RULE_TABLE[name].min_tasks)
     rule = consensus_rule(name, num_tasks=m)
-    gain = unanimity_gain(rule, m)
-    assert math.isfinite(gain) and gain > 0
-    if name in KNOWN:
-        assert gain == pytest.approx(m if KNOWN[name] == "M" else KNOWN[name], rel=1e-6)
+    gain = unanimity_gain(rule, m, trunk_size=7)
+    assert gain == (m if KNOWN[name] == "M" else KNOWN[name])  # rounded to 12 digits: exact
+    p = torch.tensor([0.3, 2.0, -1.0, 0.0, 5.0, 1e-3, -4.0], dtype=torch.float64)  # any other unanimous p
+    move = rule(p.expand(m, 7).clone()) if name not in ("random", "graddrop") else None
+    if move is not None:  # (the randomized rules draw from the env's generator: measured with seed 0 above)
+        torch.testing.assert_close(move, gain * p, rtol=1e-6, atol=1e-12)
 
 
-def test_the_gain_is_what_the_rule_does_to_any_unanimous_proposal() -> None:
-    """γ is measured on one p; a homogeneous rule moves any other unanimous p by the same γ."""
-    for name in ("mean", "mgda", "upgrad", "cagrad"):
-        rule = consensus_rule(name, num_tasks=4)
-        p = torch.tensor([0.3, 2.0, -1.0, 0.0, 5.0], dtype=torch.float64)
-        move = rule(p.expand(4, 5).clone())
-        torch.testing.assert_close(move, unanimity_gain(rule, 4) * p, rtol=1e-6, atol=1e-12)
+@pytest.mark.parametrize("name", sorted(NO_GAIN))
+def test_a_rule_whose_gain_changes_has_none(name: str) -> None:
+    with pytest.raises(ValueError, match=rf"'{name}'.*(weighs the proposals by the losses|not positively homogeneous)"):
+        unanimity_gain(consensus_rule(name, num_tasks=3), 3)
 
 
 class _Opposite:
@@ -75,6 +84,28 @@ def test_measuring_the_gain_leaves_a_stateful_rule_as_it_was() -> None:
     assert rule.calls == 1
 
 
+def test_measuring_the_gain_leaves_the_global_generators_where_they_were() -> None:
+    def noisy(proposals: Tensor) -> Tensor:  # a rule of your own that draws from the global generators
+        np.random.rand()  # noqa: NPY002
+        return proposals.mean(0) * (1.0 + 0.0 * torch.rand(()))
+
+    torch.manual_seed(0)
+    np.random.seed(0)  # noqa: NPY002
+    assert unanimity_gain(noisy, 3) == 1.0
+    after = (torch.rand(1), np.random.rand())  # noqa: NPY002
+    torch.manual_seed(0)
+    np.random.seed(0)  # noqa: NPY002
+    assert after == (torch.rand(1), np.random.rand())  # noqa: NPY002
+
+
+def test_the_gain_is_measured_at_the_games_trunk_size() -> None:
+    """A rule of your own that only works at its game's trunk size has its gain (a weighted mean here: 0.5)."""
+    env = make_env("quadratic", num_tasks=3)
+    weights = torch.full((env.trunk_size,), 0.5, dtype=env.game.dtype)
+    env = make_env("quadratic", num_tasks=3, consensus=lambda p: p.mean(0) * weights)
+    assert env.game.sum_scale == 6.0
+
+
 @pytest.mark.parametrize("bad", [0, -1, 2.5, True])
 def test_num_tasks_must_be_a_positive_int(bad: object) -> None:
     with pytest.raises((ValueError, TypeError), match="num_tasks"):
@@ -94,19 +125,34 @@ def test_the_env_tells_every_player_the_games_sum_scale(consensus: str, scale: f
         assert all(info["sum_scale"] == env.game.sum_scale for info in infos.values())
 
 
-def test_a_consensus_without_a_gain_has_no_sum_scale_and_a_scaled_rule_is_refused_naming_it() -> None:
-    env = make_env("quadratic", consensus=_Opposite(), num_tasks=2, max_update=None)
+@pytest.mark.parametrize("consensus", [_Opposite(), "db_mtl", "fairgrad"], ids=["opposite", "db_mtl", "fairgrad"])
+def test_where_the_game_has_no_sum_scale_a_scaled_rule_plays_its_proposals_as_they_are(consensus: object) -> None:
+    """No info key, and both forms play the rule's own proposals (the shipped files play every consensus rule)."""
+    env = make_env("regression", consensus=consensus, num_tasks=3, max_update=None)
     obs, infos = env.reset(seed=0)
     assert env.game.sum_scale is None
     assert all("sum_scale" not in info for info in infos.values())
-    rule = new_rule("learned_mlp", sum_scaled=True)
-    with pytest.raises(ValueError, match=r"sum_scaled=True.*_Opposite object.*no unanimity gain"):
-        EngineDriver(rule, env.game)
+    rule = perturbed_rule("learned_mlp", sum_scaled=True)
+    assert EngineDriver(rule, env.game).trunk_scale == 1.0
     agent = LearnedAgent(rule, "learned_mlp")
-    with pytest.raises(ValueError, match=r"sum_scaled=True.*this env's info has no unanimity gain"):
-        agent.reset(obs[env.agents[0]], infos[env.agents[0]], env.action_space(env.agents[0]))
-    # without the option the rule plays any consensus rule, as before
-    EngineDriver(new_rule("learned_mlp"), env.game)
+    agent.reset(obs[env.agents[0]], infos[env.agents[0]], env.action_space(env.agents[0]))
+    assert agent.trunk_scale == 1.0
+    plain = LearnedAgent(perturbed_rule("learned_mlp"), "learned_mlp")
+    plain.reset(obs[env.agents[0]], infos[env.agents[0]], env.action_space(env.agents[0]))
+    a = env.agents[0]
+    np.testing.assert_array_equal(agent.act(obs[a], infos[a]), plain.act(obs[a], infos[a]))
+
+
+def test_a_rule_without_the_option_never_measures_the_gain() -> None:
+    calls = []
+
+    def logged(proposals: Tensor) -> Tensor:
+        calls.append(proposals.shape)
+        return proposals.sum(0)
+
+    suite = make_env("quadratic", num_tasks=2).suite
+    EngineDriver(new_rule("learned_mlp"), Game(suite, logged, action_mode="update", horizon=5))
+    assert calls == []
 
 
 # ------------------------------------------------------------------------------------- the scaled rule's play

@@ -23,12 +23,12 @@ from torch import Tensor
 
 from agents.learned.blocks import Blocks
 from agents.learned.rules import LSTMRule, MLPRule, Rule, RuleState, StepRule
-from mtg_env.consensus import rule_name
 from mtg_env.engine import Game, GameState, StepOutput
 from mtg_env.engine.core import Updates
 
 #: How many graphs of the rules' compiled step one process may compile (``EngineDriver(compile=True)``): one per game
-#: shape (B, the game's sizes), rule config and grad mode (meta-training adds two or three a shape, as the meta-graph
+#: shape (B, the game's sizes), rule config, trunk scale (``sum_scaled``: one per consensus rule's ``sum_scale``) and
+#: grad mode (meta-training adds two or three a shape, as the meta-graph
 #: reaches the rule's state). torch's own limit, 8 a function, is shared by every driver and falls back to eager
 #: silently once hit; past this one the driver raises.
 RECOMPILE_LIMIT = 64
@@ -112,8 +112,9 @@ class EngineDriver:
         self.block_task = torch.arange(m, device=device).repeat_interleave(2)
         #: ``[M, 2]`` each task's head and trunk sizes (the step rule's guard bounds a first move by them).
         self.sizes = self.blocks.sizes.view(m, 2)
-        #: The factor of every trunk proposal: the game's ``sum_scale`` for a rule with ``sum_scaled``, else 1.
-        self.trunk_scale = trunk_scale(rule, game.sum_scale, f"the game's consensus rule {rule_name(game.consensus)!r}")
+        #: The factor of every trunk proposal: the game's ``sum_scale`` for a rule with ``sum_scaled`` (1 where the game
+        #: has none: a consensus rule without a constant unanimity gain), else 1.
+        self.trunk_scale = trunk_scale(rule, lambda: game.sum_scale)
 
     def gradients(self, out: StepOutput) -> Tensor:
         """``[B, K]`` every task's head gradient then its trunk gradient (detached: the first-order meta-gradient)."""
@@ -151,9 +152,9 @@ class EngineDriver:
             except torch._dynamo.exc.FailOnRecompileLimitHit as err:
                 raise RuntimeError(
                     f"compile=True: this process has compiled the learned rules' step {RECOMPILE_LIMIT} times (one "
-                    "graph per game shape, rule config and grad mode); past that torch would play it uncompiled "
-                    "without saying so. Play games of many shapes with compile=False, or call torch._dynamo.reset() "
-                    "between batches of shapes"
+                    "graph per game shape, rule config, trunk scale and grad mode); past that torch would play it "
+                    "uncompiled without saying so. Play games of many shapes with compile=False, or call "
+                    "torch._dynamo.reset() between batches of shapes"
                 ) from err
 
     def _act(self, state: GameState, out: StepOutput, memory: RuleState) -> tuple[Tensor | Updates, RuleState]:
@@ -199,19 +200,11 @@ def _coordinates(head_grads: Tensor, jacobian: Tensor) -> Tensor:
     return torch.cat([head_grads.detach(), jacobian.detach().flatten(1)], dim=1)
 
 
-def trunk_scale(rule: Rule, sum_scale: float | None, source: str) -> float:
-    """The factor of ``rule``'s trunk proposals: ``sum_scale`` (the game's M / γ) when its config has
-    ``sum_scaled``, else 1. ``source`` names where ``sum_scale`` came from, for the error.
-
-    Raises:
-        ValueError: for a rule with ``sum_scaled`` and no ``sum_scale`` (the consensus rule has no unanimity gain).
-    """
+def trunk_scale(rule: Rule, sum_scale: Callable[[], float | None]) -> float:
+    """The factor of ``rule``'s trunk proposals: the game's ``sum_scale()`` (M / γ) when its config has ``sum_scaled``
+    and the game has one, else 1 (``sum_scale`` is not called for a rule without the option: measuring it calls the
+    consensus rule)."""
     if not getattr(rule.config, "sum_scaled", False):
         return 1.0
-    if sum_scale is None:
-        raise ValueError(
-            f"the rule plays with sum_scaled=True, but {source} has no unanimity gain (it does not move the trunk "
-            "along a proposal every player makes, see mtg_env.consensus.unanimity_gain); play it with "
-            "sum_scaled=False (agents.learned.with_options)"
-        )
-    return float(sum_scale)
+    scale = sum_scale()
+    return 1.0 if scale is None else float(scale)

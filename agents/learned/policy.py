@@ -39,6 +39,7 @@ class LearnedAgent(ReaderPlayer):
         self.t = 0
         self._reader = None
         self._memory: RuleState = {}
+        self.trunk_scale = 1.0
 
     @property
     def mode(self) -> str:
@@ -52,8 +53,9 @@ class LearnedAgent(ReaderPlayer):
                 f"{self.name} plays action_mode={self.mode!r}; this env has action_mode={reader.mode!r} "
                 f"(make the env with action_mode={self.mode!r})"
             )
-        scale = info.get("sum_scale")
-        self._trunk_scale = trunk_scale(self.rule, None if scale is None else float(scale), "this env's info")
+        scale = info.get("sum_scale")  # absent where the game's consensus rule has no constant unanimity gain
+        #: The factor of this player's trunk proposals: the env's ``sum_scale`` for a rule with ``sum_scaled``, else 1.
+        self.trunk_scale = trunk_scale(self.rule, lambda: None if scale is None else float(scale))
         self._reader = reader
         self.t = 0
         self._memory = {}
@@ -90,7 +92,7 @@ class LearnedAgent(ReaderPlayer):
             )
         self.t += 1
         u = update.view(-1).double().cpu().numpy()
-        return reader.update_action(u[: reader.head_size], u[reader.head_size :] * self._trunk_scale, observation)
+        return reader.update_action(u[: reader.head_size], u[reader.head_size :] * self.trunk_scale, observation)
 
     def __repr__(self) -> str:
         weights = "" if self.weights is None else f", weights={Path(self.weights).name!r}"

@@ -96,10 +96,13 @@ class MLPRuleConfig(GuardConfig):
     sum_scaled: bool = False
     """Scale every trunk proposal by the game's ``sum_scale``, M / γ (γ the consensus rule's unanimity gain,
     :func:`mtg_env.consensus.unanimity_gain`), so that proposals every player makes alike move the trunk as under
-    ``sum``, whatever the consensus rule: under ``mean`` the game then plays exactly as under ``sum`` (the mean of M
-    proposals M times the size is their sum), so a rule trained under ``sum`` keeps its trunk step under the rules
-    that average. 1 under ``sum`` (the rule plays as without it). Applied by the agent (the env's info
-    ``sum_scale``) and by :class:`~agents.learned.batched.EngineDriver` (the game's), after the rule's guard."""
+    ``sum``: under ``mean`` the game then plays exactly as under ``sum`` (the mean of M proposals M times the size is
+    their sum; with a ``max_update`` bound, up to the clipping of the larger proposals), so a rule trained under
+    ``sum`` keeps its trunk step under the rules that average. 1 under ``sum`` (the rule plays as without it), and 1
+    where the game has no ``sum_scale`` (a consensus rule without a constant gain: the loss-aware rules, ``fairgrad``):
+    there the proposals are played as they are (``trunk_scale`` of the agent or driver says which). Applied by the
+    agent (the env's info ``sum_scale``) and by :class:`~agents.learned.batched.EngineDriver` (the game's), after
+    the rule's guard."""
     seed: int = 0
     """Seed of the initial weights."""
 

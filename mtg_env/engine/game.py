@@ -219,14 +219,16 @@ class Game:
 
     @cached_property
     def sum_scale(self) -> float | None:
-        """M / γ, γ the consensus rule's unanimity gain (:func:`mtg_env.consensus.unanimity_gain`): the factor by which
-        every player scales its trunk proposal so that unanimous proposals move the trunk as their sum would (1 under
-        ``sum``, M under ``mean``, ``mgda`` and ``upgrad``). ``None`` for a rule that does not move the trunk along a
-        proposal every player makes, or that fails on such proposals (a rule of your own may not expect M equal
-        rows; its error then surfaces where it plays, not in an info). Computed on first use (the env's infos carry
-        it as ``sum_scale``)."""
+        """M / γ, γ the consensus rule's unanimity gain (:func:`mtg_env.consensus.unanimity_gain`, measured in float64
+        at the game's trunk size, on its device): the factor by which every player scales its trunk proposal so that
+        unanimous proposals move the trunk as their sum would (1 under ``sum``, M under ``mean``, ``mgda`` and
+        ``upgrad``). ``None`` where the rule has no constant gain: the loss-aware rules (their weights follow the
+        losses), a rule that is not positively homogeneous (``fairgrad`` fixes the move's norm), one that does not move
+        the trunk along a proposal every player makes, or one that fails on such proposals (a rule of your own may not
+        expect M equal rows; its error then surfaces where it plays, not in an info). Computed on first use, which
+        calls the rule once on a unanimous matrix (the env's infos carry it as ``sum_scale``)."""
         try:
-            return self.num_tasks / unanimity_gain(self.consensus, self.num_tasks)
+            return self.num_tasks / unanimity_gain(self.consensus, self.num_tasks, self.trunk_size, device=self.device)
         except Exception:  # any failure of a user's rule on unanimous proposals means: no gain known
             return None
 

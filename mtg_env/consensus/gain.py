@@ -30,7 +30,7 @@ def unanimity_gain(
     that only works at its game's shape plays here too) and on p / 2¹⁰, at the rule's fresh state (a stateful rule's
     ``init_state``, a copy of an object rule after ``reset()``), with seed 0 for a randomized rule;
     γ = ⟨C(P), p⟩ / ‖p‖², rounded to 12 significant digits (a solver's round-off: ``upgrad``'s 1 + 2e-16 is 1), exact
-    for ``sum`` and ``mean``. Torch's and numpy's global generators are restored after (a rule of your own may draw
+    for ``sum`` and ``mean``. Torch's CPU and numpy's global generators are restored after (a rule of your own may draw
     from them).
 
     M / γ is the scale at which unanimous proposals move the trunk as their sum would (what a rule trained under

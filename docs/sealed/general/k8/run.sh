@@ -1,7 +1,7 @@
 #!/bin/bash
 # The eighth key (K8), drawn after the ninth session's choice was committed (5d60f10: every shipped MLP file plays
 # sum_scaled, the generalist adds the trunk boost): the shipped files beside the files before it (*_before.pt, from
-# bdbe173) on the same draws, at 1x under sum, mean, mgda, upgrad (digits: sum, mean, mgda), and at 2x and 5x under sum and mean. Run from the repository
+# bdbe173) on the same draws, at 1x under sum, mean, mgda, upgrad, and at 2x and 5x under sum and mean. Run from the repository
 # root: bash docs/sealed/general/k8/run.sh OUT (CACHE=DIR keeps each cell's tuning: digits about 40 minutes a cell).
 set -e
 export KEY=3b159ee53c0942beeb924b5bd2f6cbfc
@@ -12,7 +12,7 @@ for c in sum mean mgda upgrad; do
   DRAWS=16 python $P regression:$c 1 "$OUT" gen=$W/learned_mlp_general.pt gen_before=$B/learned_mlp_general_before.pt \
     reg=$W/learned_mlp_regression.pt reg_before=$B/learned_mlp_regression_before.pt
 done
-for c in sum mean mgda; do
+for c in sum mean mgda upgrad; do
   DRAWS=8 python $P digits:$c 1 "$OUT" gen=$W/learned_mlp_general.pt gen_before=$B/learned_mlp_general_before.pt \
     dig=$W/learned_mlp_digits.pt dig_before=$B/learned_mlp_digits_before.pt
 done

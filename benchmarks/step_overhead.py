@@ -81,7 +81,9 @@ class Reference:
 
 
 def env_stepper(mode: str) -> Callable[[], None]:
-    env = mtg_env.parallel_env(suite="digits", consensus="mean", action_mode=mode, max_cycles=10**9, max_update=None)
+    env = mtg_env.parallel_env(
+        suite="digits", consensus="mean", action_mode=mode, max_cycles=10**9, max_update=None, update_units="raw"
+    )  # raw: the action is the update −LR·g itself (v6 made relative units the default)
     obs, _ = env.reset(seed=0)
     state = {"obs": obs}
     step_action = env.step_size_action(LR, LR) if mode == "step_size" else None  # α = β = LR, in the env's units

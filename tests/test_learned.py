@@ -849,7 +849,8 @@ PINNED = {
     ("learned_lstm", "quadratic"): (-1.3215757462863758, 18.17181786339351),
     # With the trunk's AMSGrad share added after training (tenth session; 4.513725697994232 without it).
     ("learned_mlp", "digits"): (4.009877324104309, 5.184441804885864),
-    ("learned_mlp", "quadratic"): (-1.1549580513784028, 18.17181786339351),
+    # With the trunk boost added after training (tenth session; -1.1549580513784028 without it).
+    ("learned_mlp", "quadratic"): (-1.3071564030223777, 18.17181786339351),
     # With the trunk's AMSGrad share added after training (scripts/train_weights.py ADDED_OPTIONS; 0.9376353174448013
     # without it) and the curvature guard (0.9376350045204163 without either; its first secant, guard_secant
     # "shorter", which armed a head whose player's loss doubled and then read the trunk's effect on it as curvature:

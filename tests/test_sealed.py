@@ -273,8 +273,8 @@ _CELL_PINS = {
     "quadratic": {
         "gradient": ["0x1.68cc6d8b85c4ap-7", "0x1.2a6b1f5aeb068p-5", "0x1.30ccc5d70fd46p-8", "0x1.25388ddfe9726p-8"],
         "adam": ["0x1.6bad57dbcaaa3p-4", "0x1.b912143d4dac5p-4", "0x1.4cf9c79365ea2p-4", "0x1.997a020d56ad3p-4"],
-        # with the trunk boost the shipped file adds (tenth session); before it 0x1.ceb11db6b3ba7p-2, 0x1.36f899b91cfd3p-2,
-        # 0x1.4463b3a27d5c1p-1, 0x1.2d3b2cd81eb04p-1
+        # with the trunk boost the shipped file adds (tenth session); before it 0x1.ceb11db6b3ba7p-2,
+        # 0x1.36f899b91cfd3p-2, 0x1.4463b3a27d5c1p-1, 0x1.2d3b2cd81eb04p-1
         "learned_mlp": ["0x1.bdd14515857c5p-2", "0x1.326edebf7fea3p-2", "0x1.23cf114d61d34p-1", "0x1.13238aed6fc9cp-1"],
     },
     "regression": {

@@ -1,5 +1,6 @@
-"""The seventh key (K7): cells of the sealed protocol played on a fresh test key at 1x (100 steps), with the tuned
-baselines' choices from the tuning stream (the key does not enter tuning, so these are the bench's own choices).
+"""Cells of the sealed protocol played on a test key (``KEY``), with the tuned baselines' choices from the tuning stream
+(the key does not enter tuning, so these are the bench's own choices). Written for the seventh key (K7, below); the
+later keys' scripts play their cells with it too (``docs/sealed/general/k8/run.sh``, ``k9/run.sh``, ``k10/run.sh``).
 
     KEY=d482540abae1601e7ec27060e64016ab DRAWS=8 python docs/sealed/general/k7/play.py digits 1 OUT \\
         gen=agents/learned/weights/learned_mlp_general.pt digits=agents/learned/weights/learned_mlp_digits.pt \\

@@ -94,8 +94,11 @@ ADDED_OPTIONS: dict[str, dict[str, object]] = {
     # The quadratic specialist's trunk boost (tenth session), the generalist's (0.05 a step, floor 0.001), chosen on the
     # same stream against 0.1: under ``sum`` at 1x the mean ratio 0.0052 -> 0.00075 and the median 0.098 -> 0.0032 (its
     # CI's upper end 6.38 -> 0.47), at 5x the mean 924 -> 3.5 (0.1: 59), 2x unchanged; ``mean`` alike; ``mgda`` 4.77 ->
-    # 4.69, ``upgrad`` 2.45 -> 2.22 (docs/results/learned.md, tenth session).
-    "learned_mlp_quadratic": {"sum_scaled": True, "trunk_boost": 0.05, "boost_floor": 0.001},
+    # 4.69, ``upgrad`` 2.45 -> 2.22 (docs/results/learned.md, tenth session). On 48 x 3 draws of that stream the boost
+    # under ``upgrad`` made 9 games 10x worse and 8 better (mean 2.53 -> 3.08), and on K10 it cost ``upgrad``
+    # 1.84 -> 3.99: it plays only under a linear consensus rule (``boost_linear_only``; ``mgda`` 5.81 -> 5.97 on the
+    # 144 games, ``upgrad`` 3.08 -> 2.53, ``sum`` and ``mean`` bit for bit as with the boost).
+    "learned_mlp_quadratic": {"sum_scaled": True, "trunk_boost": 0.05, "boost_floor": 0.001, "boost_linear_only": True},
 }
 
 

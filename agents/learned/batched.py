@@ -115,6 +115,8 @@ class EngineDriver:
         #: The factor of every trunk proposal: the game's ``sum_scale`` for a rule with ``sum_scaled`` (1 where the game
         #: has none: a consensus rule without a constant unanimity gain), else 1.
         self.trunk_scale = trunk_scale(rule, lambda: game.sum_scale)
+        #: Whether the rule's boost may play in these games (``boost_linear_only``: the game's ``linear_consensus``).
+        self.linear_consensus = boost_allowed(rule, lambda: game.linear_consensus)
 
     def gradients(self, out: StepOutput) -> Tensor:
         """``[B, K]`` every task's head gradient then its trunk gradient (detached: the first-order meta-gradient)."""
@@ -124,6 +126,8 @@ class EngineDriver:
         """The rule's fresh state for the games of ``out`` (from :func:`mtg_env.engine.reset`)."""
         if isinstance(self.rule, StepRule):
             return self.rule.init_state(out.losses.shape[0], self.game.num_tasks)
+        if isinstance(self.rule, MLPRule):
+            return self.rule.init_state(self.gradients(out), self.blocks, linear_consensus=self.linear_consensus)
         return self.rule.init_state(self.gradients(out), self.blocks)
 
     def act(self, state: GameState, out: StepOutput, memory: RuleState) -> tuple[Tensor | Updates, RuleState]:
@@ -208,3 +212,13 @@ def trunk_scale(rule: Rule, sum_scale: Callable[[], float | None]) -> float:
         return 1.0
     scale = sum_scale()
     return 1.0 if scale is None else float(scale)
+
+
+def boost_allowed(rule: Rule, linear_consensus: Callable[[], bool]) -> bool:
+    """What ``rule`` is told of the games' consensus rule: ``linear_consensus()`` for a rule whose boost plays only
+    under a linear one (``trunk_boost`` > 0 with ``boost_linear_only``), else True (``linear_consensus`` is then not
+    called: measuring it calls the consensus rule)."""
+    config = rule.config
+    if getattr(config, "trunk_boost", 0.0) > 0 and getattr(config, "boost_linear_only", False):
+        return bool(linear_consensus())
+    return True

@@ -11,7 +11,7 @@ import torch
 from gymnasium import spaces
 
 from agents.base import ObservationReader, ReaderPlayer
-from agents.learned.batched import trunk_scale
+from agents.learned.batched import boost_allowed, trunk_scale
 from agents.learned.blocks import Blocks
 from agents.learned.rules import LSTMRule, MLPRule, Rule, RuleState, StepRule
 from mtg_env.engine import NUM_FEATURES
@@ -67,7 +67,13 @@ class LearnedAgent(ReaderPlayer):
         else:
             is_trunk = torch.cat([torch.zeros(h, dtype=torch.bool), torch.ones(n, dtype=torch.bool)]).to(device)
             self._blocks = Blocks(is_trunk)  # block 0 its head, block 1 its trunk proposal
-            self._memory = self.rule.init_state(torch.zeros(1, h + n, device=device), self._blocks)
+            g = torch.zeros(1, h + n, device=device)
+            if isinstance(self.rule, MLPRule):  # the boost of a rule with boost_linear_only plays where the info says
+                linear = info.get("linear_consensus")  # absent from an env before the key: told nothing, as linear
+                allowed = boost_allowed(self.rule, lambda: True if linear is None else bool(linear))
+                self._memory = self.rule.init_state(g, self._blocks, linear_consensus=allowed)
+            else:
+                self._memory = self.rule.init_state(g, self._blocks)
 
     def act(self, observation: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
         reader = self._started()

@@ -161,9 +161,10 @@ class MLPRule(nn.Module):
         with torch.no_grad():
             self.trunk_log_lr.add_(math.log(factor))
 
-    def init_state(self, g: Tensor, blocks: Blocks) -> RuleState:
+    def init_state(self, g: Tensor, blocks: Blocks, linear_consensus: bool = True) -> RuleState:
         """Zero moments for gradients ``g [B, K]`` laid out as ``blocks``: the heads' moments over the head
-        coordinates, the heavy ball's over the trunk's."""
+        coordinates, the heavy ball's over the trunk's. ``linear_consensus``: whether the games' consensus rule is
+        linear (:attr:`mtg_env.engine.Game.linear_consensus`); with ``boost_linear_only`` the boost plays only then."""
         b, num_groups = g.shape[0], blocks.num_groups
         kh, kt = blocks.num_heads, blocks.num_trunks * blocks.trunk_size
         dtype = self.log_lr.dtype
@@ -175,7 +176,8 @@ class MLPRule(nn.Module):
 
         # kh: the heads' coordinates, kt: the trunk proposals', 1: the trunk schedule's, the same for every player
         extra = (
-            ({"boost": zeros(1)} if self.config.trunk_boost > 0 else {})
+            ({"boost": zeros(1), "boost_on": zeros(1) + float(linear_consensus or not self.config.boost_linear_only)}
+             if self.config.trunk_boost > 0 else {})
             | ({"trunk_m": zeros(kt), "trunk_v": zeros(kt), "trunk_v_max": zeros(kt)} if self.config.trunk_adam else {})
             # the largest ‖ΔΨ‖ so far, the same for every player: the boost's floor and the AMSGrad share's read it
             | ({"top_move": zeros(1)} if self.config.trunk_boost > 0 or self.config.trunk_adam else {})
@@ -295,8 +297,9 @@ class MLPRule(nn.Module):
         if cfg.trunk_boost > 0:  # a bold driver on the shared growth average: rise while the moves stall
             stall = seen & (growth > -cfg.boost_margin) & (growth < cfg.brake_threshold) & (cooldown <= 0)
             live = (move > cfg.boost_floor * top) | (cfg.boost_floor <= 0)
-            boost = (state["boost"] + cfg.trunk_boost * (stall & live).to(dtype)).clamp(max=cfg.boost_max)
-            boosted = {"boost": torch.where(live, boost, 0.0)}
+            rise = cfg.trunk_boost * (stall & live).to(dtype) * state["boost_on"]  # boost_on: 0 where it may not play
+            boost = (state["boost"] + rise).clamp(max=cfg.boost_max)
+            boosted = {"boost": torch.where(live, boost, 0.0), "boost_on": state["boost_on"]}
             log_step = log_step + boosted["boost"]
         if log_anneal is not None:
             log_step = log_step + log_anneal

@@ -39,13 +39,13 @@ The package: :mod:`~mtg_env.consensus.table` (the rule table and the type), :mod
 :mod:`~mtg_env.consensus.aggregators` (exact MGDA, Nash-MTL's bargaining solution, IMTL-G, Krum),
 :mod:`~mtg_env.consensus.loss_base`, :mod:`~mtg_env.consensus.loss_weighting` and
 :mod:`~mtg_env.consensus.loss_rules` (the loss-aware rules), :mod:`~mtg_env.consensus.gain` (the unanimity gain,
-what a rule does to proposals every player makes alike), :mod:`~mtg_env.consensus.two_task` (closed forms for
+what a rule does to proposals every player makes alike, and whether a rule is linear), :mod:`~mtg_env.consensus.two_task` (closed forms for
 two tasks) and :mod:`~mtg_env.consensus.minnorm` (Wolfe's min-norm point). It imports only :mod:`mtg_env.rng`-level
 helpers below it; the engine imports it.
 """
 
 from mtg_env.consensus.aggregators import IMTLGAggregator, KrumAggregator, MinNormAggregator, bargaining_weights
-from mtg_env.consensus.gain import unanimity_gain
+from mtg_env.consensus.gain import is_linear, unanimity_gain
 from mtg_env.consensus.loss_base import LossRule
 from mtg_env.consensus.loss_rules import LOSS_RULES, make_loss_rule
 from mtg_env.consensus.rule import (
@@ -89,6 +89,7 @@ __all__ = [
     "bargaining_weights",
     "consensus_rule",
     "is_batched_rule",
+    "is_linear",
     "make_loss_rule",
     "mean_rule",
     "rule_config",

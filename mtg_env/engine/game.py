@@ -11,7 +11,14 @@ import torch
 from torch import Tensor
 
 from mtg_env._args import int_arg, is_real
-from mtg_env.consensus import ConsensusRule, rule_loss_floor, rule_name, rule_state_kind, unanimity_gain
+from mtg_env.consensus import (
+    ConsensusRule,
+    is_linear,
+    rule_loss_floor,
+    rule_name,
+    rule_state_kind,
+    unanimity_gain,
+)
 from mtg_env.engine.codec import UpdateUnits
 from mtg_env.engine.layout import ActionMode, check_action_mode, check_update_units, feature_bounds, largest
 from mtg_env.engine.noise import NoiseSpec, RegSpec, noise_spec, reg_spec
@@ -231,6 +238,20 @@ class Game:
             return self.num_tasks / unanimity_gain(self.consensus, self.num_tasks, self.trunk_size, device=self.device)
         except Exception:  # any failure of a user's rule on unanimous proposals means: no gain known
             return None
+
+    @cached_property
+    def linear_consensus(self) -> bool:
+        """Whether the consensus rule is a fixed weighted sum of the proposals, C(P) = Σ_m w_m p_m with the same w at
+        every step (:func:`mtg_env.consensus.is_linear`, measured in float64 at the game's number of tasks and trunk
+        size, on its device): ``sum`` and ``mean`` are; ``mgda``, ``upgrad`` and the projection, bargaining,
+        randomized and loss-aware rules are not. Under a linear rule the trunk's fixed points do not depend on the
+        players' step sizes; under the others the point a game reaches depends on its path. ``False`` where the rule
+        fails on the test matrices. Computed on first use, which calls the rule on a few fixed matrices (the env's
+        infos carry it as ``linear_consensus``)."""
+        try:
+            return is_linear(self.consensus, self.num_tasks, self.trunk_size, device=self.device)
+        except Exception:  # any failure of a user's rule on the test matrices means: not known to be linear
+            return False
 
     @property
     def uniform_heads(self) -> bool:

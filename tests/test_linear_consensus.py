@@ -1,0 +1,210 @@
+"""Whether a consensus rule is linear (``mtg_env.consensus.is_linear``, ``Game.linear_consensus``, the env's info
+``linear_consensus``), and the learned MLP rule's trunk boost that plays only under a linear one
+(``MLPRuleConfig.boost_linear_only``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor
+
+from agents.learned import EngineDriver, LearnedAgent, new_rule
+from agents.learned.checkpoint import load_rule, pretrained_path
+from agents.learned.rules import MLPRule
+from mtg_env import engine
+from mtg_env.consensus import CONSENSUS_RULES, apply_rule, consensus_rule, is_linear
+from mtg_env.engine import Game
+from tests.conftest import make_env
+
+#: The named rules that are a fixed weighted sum of the proposals; every other named rule projects, selects, clips,
+#: bargains, draws its weights or follows the losses.
+LINEAR = {"sum", "mean"}
+
+
+@pytest.mark.parametrize("name", sorted(CONSENSUS_RULES))
+@pytest.mark.parametrize(("m", "n"), [(3, 4), (5, 16)])
+def test_sum_and_mean_are_the_linear_named_rules(name: str, m: int, n: int) -> None:
+    assert is_linear(consensus_rule(name, num_tasks=m), m, n) == (name in LINEAR)
+
+
+def test_at_trunk_size_one_aligned_mtl_is_the_mean_and_so_linear() -> None:
+    """Measured at the game's shape: on one coordinate aligned_mtl's balancing leaves the mean."""
+    rule = consensus_rule("aligned_mtl", num_tasks=3)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(20):
+        p = torch.randn(3, 1, generator=gen, dtype=torch.float64)
+        torch.testing.assert_close(apply_rule(rule, p, 0), p.mean(0), rtol=1e-12, atol=1e-12)
+    assert is_linear(rule, 3, 1) and not is_linear(rule, 3, 4)
+
+
+class _StatefulMean:
+    """A rule of your own that keeps state (a counter): its weights could follow it, so it is not known linear."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def reset(self) -> None:
+        self.calls = 0
+
+    def __call__(self, proposals: Tensor) -> Tensor:
+        self.calls += 1
+        return proposals.mean(0)
+
+
+def _global_random_weights(proposals: Tensor) -> Tensor:  # new weights at every call, from the global generator
+    return (torch.rand(proposals.shape[0], 1, dtype=proposals.dtype) * proposals).sum(0)
+
+
+@pytest.mark.parametrize(
+    ("rule", "linear"),
+    [
+        (lambda p: (torch.tensor([0.2, 0.3, 0.5], dtype=p.dtype)[:, None] * p).sum(0), True),
+        (lambda p: -2.0 * p[0] + p[2], True),
+        (lambda p: p.sum(0).clamp(-1.0, 1.0), False),
+        (lambda p: p[p.norm(dim=1).argmin()], False),  # selects a proposal
+        (lambda p: p.mean(0) + 1e-3, False),  # affine, not linear
+        (_global_random_weights, False),
+        (_StatefulMean(), False),
+    ],
+    ids=["weighted", "signed", "clipped", "selects", "affine", "random_weights", "stateful"],
+)
+def test_a_rule_of_your_own_is_linear_only_if_it_is_a_fixed_weighted_sum(rule: object, linear: bool) -> None:
+    assert is_linear(rule, 3, 4) is linear  # type: ignore[arg-type]
+
+
+def test_measuring_leaves_the_global_generators_and_the_rule_as_they_were() -> None:
+    stateful = _StatefulMean()
+    stateful(torch.ones(2, 3))
+    torch.manual_seed(0)
+    np.random.seed(0)  # noqa: NPY002
+    assert not is_linear(_global_random_weights, 3)
+    assert not is_linear(stateful, 3)
+    after = (torch.rand(1), np.random.rand())  # noqa: NPY002
+    torch.manual_seed(0)
+    np.random.seed(0)  # noqa: NPY002
+    assert after == (torch.rand(1), np.random.rand())  # noqa: NPY002
+    assert stateful.calls == 1
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
+def test_the_sizes_must_be_positive_ints(bad: object) -> None:
+    with pytest.raises((ValueError, TypeError), match="num_tasks"):
+        is_linear(consensus_rule("mean"), bad)  # type: ignore[arg-type]
+    with pytest.raises((ValueError, TypeError), match="trunk_size"):
+        is_linear(consensus_rule("mean"), 3, bad)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------- the game and the env
+@pytest.mark.parametrize(("consensus", "linear"), [("sum", True), ("mean", True), ("mgda", False), ("upgrad", False)])
+@pytest.mark.parametrize("numeric", [True, False])
+def test_the_env_tells_every_player_whether_the_consensus_is_linear(
+    consensus: str, linear: bool, numeric: bool
+) -> None:
+    env = make_env("quadratic", consensus=consensus, num_tasks=3, numeric_infos=numeric)
+    _, infos = env.reset(seed=0)
+    assert env.game.linear_consensus is linear
+    assert all(info["linear_consensus"] == linear for info in infos.values())
+    if numeric:  # the same numeric keys every step, as numbers
+        assert all(isinstance(info["linear_consensus"], float) for info in infos.values())
+        _, _, _, _, infos = env.step({a: env.action_space(a).sample() * 0 for a in env.agents})
+        assert all(info["linear_consensus"] == float(linear) for info in infos.values())
+    else:
+        assert all(info["linear_consensus"] is linear for info in infos.values())
+
+
+def test_a_rule_that_fails_on_the_test_matrices_is_not_linear_and_the_game_still_plays() -> None:
+    def picky(proposals: Tensor) -> Tensor:
+        if bool((proposals < -1.5).any()):  # the test matrices' conflicting rows reach -2 and below
+            raise ValueError("picky: a proposal below -1.5")
+        return proposals.sum(0)
+
+    env = make_env("quadratic", consensus=picky, num_tasks=3)
+    _, infos = env.reset(seed=0)
+    assert env.game.linear_consensus is False
+    assert all(info["linear_consensus"] == 0.0 for info in infos.values())
+    env.step({a: env.action_space(a).sample() * 0 for a in env.agents})
+
+
+# ------------------------------------------------------------------------------------- the gated boost
+def _shipped_quadratic(**options: object) -> MLPRule:
+    """The shipped quadratic MLP rule (a trunk boost of 0.05) with config fields replaced by ``options``."""
+    from dataclasses import replace
+
+    _, rule, _ = load_rule(pretrained_path("learned_mlp", "quadratic"))
+    assert isinstance(rule, MLPRule)
+    replaced = MLPRule(replace(rule.config, **options))  # type: ignore[arg-type]
+    replaced.load_state_dict(rule.state_dict())
+    return replaced
+
+
+def _losses(rule: torch.nn.Module, consensus: str, steps: int = 60) -> Tensor:
+    """``[steps, B, M]`` the losses of 3 quadratic games (float64) played by ``rule`` through the engine."""
+    env = make_env("quadratic", consensus=consensus, num_tasks=3, dtype="float64")
+    game = Game(env.suite, env.game.consensus, action_mode="update", horizon=steps)
+    driver = EngineDriver(rule, game)
+    history = []
+    with torch.no_grad():
+        state, out = engine.reset(game, [0, 1, 2])
+        memory = driver.start(out)
+        for _ in range(steps):
+            actions, memory = driver.act(state, out, memory)
+            state, out = engine.step(game, state, actions)
+            history.append(out.losses)
+    return torch.stack(history)
+
+
+def test_under_a_linear_rule_the_gated_boost_plays_as_the_boost() -> None:
+    gated = _losses(_shipped_quadratic(boost_linear_only=True), "sum")
+    torch.testing.assert_close(gated, _losses(_shipped_quadratic(boost_linear_only=False), "sum"), rtol=0, atol=0)
+    assert not torch.allclose(gated, _losses(_shipped_quadratic(trunk_boost=0.0), "sum"), rtol=1e-6)  # it boosts
+
+
+@pytest.mark.parametrize("consensus", ["upgrad", "mgda"])
+def test_under_a_rule_that_is_not_linear_the_gated_boost_never_rises(consensus: str) -> None:
+    gated = _losses(_shipped_quadratic(boost_linear_only=True), consensus)
+    torch.testing.assert_close(gated, _losses(_shipped_quadratic(trunk_boost=0.0), consensus), rtol=0, atol=0)
+    ungated = _losses(_shipped_quadratic(boost_linear_only=False), consensus)
+    assert not torch.allclose(gated, ungated, rtol=1e-6)  # the boost would have played here
+
+
+@pytest.mark.parametrize(("consensus", "on"), [("sum", 1.0), ("upgrad", 0.0)])
+def test_the_agent_reads_the_info_as_the_driver_reads_the_game(consensus: str, on: float) -> None:
+    env = make_env("quadratic", consensus=consensus, num_tasks=3, dtype="float64", max_update=None)
+    obs, infos = env.reset(seed=0)
+    rule = _shipped_quadratic(boost_linear_only=True)
+    driver = EngineDriver(rule, env.game)
+    with torch.no_grad():
+        _, out = engine.reset(env.game, [0])
+    assert float(driver.start(out)["boost_on"][0, 0]) == on
+    a = env.agents[0]
+    agent = LearnedAgent(rule, "learned_mlp")
+    agent.reset(obs[a], infos[a], env.action_space(a))
+    assert float(agent._memory["boost_on"][0, 0]) == on
+
+
+def test_without_the_info_an_agent_counts_the_game_as_linear() -> None:
+    """An env before the key (or a wrapper that drops it) tells the agent nothing: the boost plays, as it did."""
+    env = make_env("quadratic", consensus="upgrad", num_tasks=3, dtype="float64", max_update=None)
+    obs, infos = env.reset(seed=0)
+    a = env.agents[0]
+    info = {k: v for k, v in infos[a].items() if k != "linear_consensus"}
+    agent = LearnedAgent(_shipped_quadratic(boost_linear_only=True), "learned_mlp")
+    agent.reset(obs[a], info, env.action_space(a))
+    assert float(agent._memory["boost_on"][0, 0]) == 1.0
+
+
+def test_a_rule_without_the_option_never_measures_linearity() -> None:
+    calls = []
+
+    def logged(proposals: Tensor) -> Tensor:
+        calls.append(proposals.shape)
+        return proposals.sum(0)
+
+    suite = make_env("quadratic", num_tasks=2).suite
+    game = Game(suite, logged, action_mode="update", horizon=5)
+    for rule in (new_rule("learned_mlp", trunk_boost=0.05), new_rule("learned_mlp", boost_linear_only=True)):
+        assert EngineDriver(rule, game).linear_consensus is True
+    assert calls == []
+    assert EngineDriver(new_rule("learned_mlp", trunk_boost=0.05, boost_linear_only=True), game).linear_consensus
+    assert calls  # measured: logged is a sum, so linear

@@ -39,9 +39,9 @@ The package: :mod:`~mtg_env.consensus.table` (the rule table and the type), :mod
 :mod:`~mtg_env.consensus.aggregators` (exact MGDA, Nash-MTL's bargaining solution, IMTL-G, Krum),
 :mod:`~mtg_env.consensus.loss_base`, :mod:`~mtg_env.consensus.loss_weighting` and
 :mod:`~mtg_env.consensus.loss_rules` (the loss-aware rules), :mod:`~mtg_env.consensus.gain` (the unanimity gain,
-what a rule does to proposals every player makes alike, and whether a rule is linear), :mod:`~mtg_env.consensus.two_task` (closed forms for
-two tasks) and :mod:`~mtg_env.consensus.minnorm` (Wolfe's min-norm point). It imports only :mod:`mtg_env.rng`-level
-helpers below it; the engine imports it.
+what a rule does to proposals every player makes alike, and whether a rule is linear),
+:mod:`~mtg_env.consensus.two_task` (closed forms for two tasks) and :mod:`~mtg_env.consensus.minnorm` (Wolfe's
+min-norm point). It imports only :mod:`mtg_env.rng`-level helpers below it; the engine imports it.
 """
 
 from mtg_env.consensus.aggregators import IMTLGAggregator, KrumAggregator, MinNormAggregator, bargaining_weights

@@ -145,10 +145,10 @@ class MultiTaskGameEnv(ParallelEnv):
     :attr:`mtg_env.engine.Game.sum_scale`). The task's name is
     ``env.task_name(agent)``. With ``numeric_infos=False`` (v1): ``task`` (name), ``loss``, ``t``, ``nash_gap``
     where cheap; after ``reset`` also ``head_size``, ``trunk_size``, ``action_mode``, ``log_step_range``,
-    ``step_size_units``, ``update_units``, ``linear_consensus`` (a bool) and ``sum_scale``; on divergence ``termination == "diverged"`` and a
-    ``reason`` (``"out_of_domain"`` and a ``reason`` when a loss leaves the consensus rule's domain, see Episode
-    End); and every ``metrics_every`` steps ``metrics``: the agent's ``nash_gap``, ``stationarity`` and held-out
-    ``loss``, and the game's metrics (see :meth:`metrics`).
+    ``step_size_units``, ``update_units``, ``linear_consensus`` (a bool) and ``sum_scale``; on divergence
+    ``termination == "diverged"`` and a ``reason`` (``"out_of_domain"`` and a ``reason`` when a loss leaves the
+    consensus rule's domain, see Episode End); and every ``metrics_every`` steps ``metrics``: the agent's
+    ``nash_gap``, ``stationarity`` and held-out ``loss``, and the game's metrics (see :meth:`metrics`).
 
     ## Threads and determinism
     The env never sets torch's thread count (a library must not change its host's global settings); set it

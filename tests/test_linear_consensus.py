@@ -113,6 +113,24 @@ def test_the_env_tells_every_player_whether_the_consensus_is_linear(
         assert all(info["linear_consensus"] is linear for info in infos.values())
 
 
+@pytest.mark.parametrize("consensus", ["sum", "mean", "upgrad", "db_mtl"])
+def test_the_vector_env_tells_each_game_what_the_single_env_tells_its_players(consensus: str) -> None:
+    """The game's constants at reset, one per game: linear_consensus, and sum_scale where the rule has a gain."""
+    import mtg_env
+
+    venv = mtg_env.vector_env(num_games=3, suite="regression", consensus=consensus, num_tasks=3)
+    _, infos = venv.reset(seed=0)
+    env = make_env("regression", consensus=consensus, num_tasks=3)
+    _, single = env.reset(seed=0)
+    info = single[env.agents[0]]
+    assert infos["linear_consensus"].dtype == torch.bool
+    assert infos["linear_consensus"].tolist() == [bool(info["linear_consensus"])] * 3
+    if "sum_scale" in info:
+        assert infos["sum_scale"].tolist() == pytest.approx([info["sum_scale"]] * 3)
+    else:
+        assert consensus == "db_mtl" and "sum_scale" not in infos
+
+
 def test_a_rule_that_fails_on_the_test_matrices_is_not_linear_and_the_game_still_plays() -> None:
     def picky(proposals: Tensor) -> Tensor:
         if bool((proposals < -1.5).any()):  # the test matrices' conflicting rows reach -2 and below

@@ -91,11 +91,22 @@ class VectorGameEnv:
     def reset(self, seed: int | list[int] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """Start every game: game b gets ``seed + b`` (an int), ``seed[b]`` (a list of B ints) or a random seed.
 
-        Returns ``(observations [B, M, d], infos)`` with ``infos["losses"] [B, M]`` and ``infos["seeds"] [B]``.
+        Returns ``(observations [B, M, d], infos)`` with ``infos["losses"] [B, M]``, ``infos["seeds"] [B]``, and the
+        game's constants that the single env's infos carry, one per game: ``linear_consensus [B]`` (bool,
+        :attr:`~mtg_env.engine.Game.linear_consensus`) and, where the consensus rule has a unanimity gain,
+        ``sum_scale [B]`` (:attr:`~mtg_env.engine.Game.sum_scale`).
         """
         seeds = self.seeds_for(seed)
         self._state, out = engine.reset(self.game, seeds)
-        return self._observe(out), {"losses": out.losses.clone(), "seeds": self._state.seeds.clone()}
+        b, device = self.num_games, self.game.device
+        infos = {
+            "losses": out.losses.clone(),
+            "seeds": self._state.seeds.clone(),
+            "linear_consensus": torch.full((b,), self.game.linear_consensus, dtype=torch.bool, device=device),
+        }
+        if self.game.sum_scale is not None:
+            infos["sum_scale"] = torch.full((b,), self.game.sum_scale, dtype=self.game.dtype, device=device)
+        return self._observe(out), infos
 
     def seeds_for(self, seed: int | list[int] | None) -> list[int]:
         """The B game seeds that ``reset(seed=...)`` uses (validated: ints in [0, 2**63)); random for ``None``."""

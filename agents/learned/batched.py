@@ -115,8 +115,9 @@ class EngineDriver:
         #: The factor of every trunk proposal: the game's ``sum_scale`` for a rule with ``sum_scaled`` (1 where the game
         #: has none: a consensus rule without a constant unanimity gain), else 1.
         self.trunk_scale = trunk_scale(rule, lambda: game.sum_scale)
-        #: Whether the rule's boost may play in these games (``boost_linear_only``: the game's ``linear_consensus``).
-        self.linear_consensus = boost_allowed(rule, lambda: game.linear_consensus)
+        #: Whether the rule's trunk boost may play in these games: the game's ``linear_consensus`` for a rule with
+        #: ``boost_linear_only``, else True.
+        self.boost_allowed = boost_allowed(rule, lambda: game.linear_consensus)
 
     def gradients(self, out: StepOutput) -> Tensor:
         """``[B, K]`` every task's head gradient then its trunk gradient (detached: the first-order meta-gradient)."""
@@ -127,7 +128,7 @@ class EngineDriver:
         if isinstance(self.rule, StepRule):
             return self.rule.init_state(out.losses.shape[0], self.game.num_tasks)
         if isinstance(self.rule, MLPRule):
-            return self.rule.init_state(self.gradients(out), self.blocks, linear_consensus=self.linear_consensus)
+            return self.rule.init_state(self.gradients(out), self.blocks, linear_consensus=self.boost_allowed)
         return self.rule.init_state(self.gradients(out), self.blocks)
 
     def act(self, state: GameState, out: StepOutput, memory: RuleState) -> tuple[Tensor | Updates, RuleState]:

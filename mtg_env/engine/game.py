@@ -242,12 +242,12 @@ class Game:
     @cached_property
     def linear_consensus(self) -> bool:
         """Whether the consensus rule is a fixed weighted sum of the proposals, C(P) = Σ_m w_m p_m with the same w at
-        every step (:func:`mtg_env.consensus.is_linear`, measured in float64 at the game's number of tasks and trunk
-        size, on its device): ``sum`` and ``mean`` are; ``mgda``, ``upgrad`` and the projection, bargaining,
-        randomized and loss-aware rules are not. Under a linear rule the trunk's fixed points do not depend on the
-        players' step sizes; under the others the point a game reaches depends on its path. ``False`` where the rule
-        fails on the test matrices. Computed on first use, which calls the rule on a few fixed matrices (the env's
-        infos carry it as ``linear_consensus``)."""
+        every step (:func:`mtg_env.consensus.is_linear`, a finite probe in float64 at the game's number of tasks and
+        trunk size, on its device): with two or more players ``sum`` and ``mean`` are; ``mgda``, ``upgrad`` and the
+        projection, bargaining, randomized and loss-aware rules are not. Under a linear rule, with every player's trunk
+        step the same multiple of its gradient, the trunk's fixed points do not depend on that step; under the others
+        the point a game reaches depends on its path. ``False`` where the rule fails on the test matrices. Computed on
+        first use, which calls the rule on fixed matrices (the env's infos carry it as ``linear_consensus``)."""
         try:
             return is_linear(self.consensus, self.num_tasks, self.trunk_size, device=self.device)
         except Exception:  # any failure of a user's rule on the test matrices means: not known to be linear

@@ -24,3 +24,5 @@ for m in 2 5; do for c in sum mean; do
   DRAWS=16 python $P regression:$c $m "$OUT" gen=$W/learned_mlp_general.pt gen_before=$B/learned_mlp_general_before.pt \
     reg=$W/learned_mlp_regression.pt
 done; done
+# Added in the tenth session: the digits cell at 2x under sum, the generalist and the digits specialist K8 scored.
+DRAWS=8 python $P digits:sum 2 "$OUT" gen=$W/learned_mlp_general.pt dig=$DIG

@@ -16,6 +16,8 @@ from mtg_env import engine
 from mtg_env.consensus import CONSENSUS_RULES, apply_rule, consensus_rule, is_linear
 from mtg_env.engine import Game
 from tests.conftest import make_env
+from tests.test_sum_scale import _Counting
+from tests.test_sum_scale import _losses as _game_losses
 
 #: The named rules that are a fixed weighted sum of the proposals; every other named rule projects, selects, clips,
 #: bargains, draws its weights or follows the losses.
@@ -54,20 +56,6 @@ def test_at_trunk_size_one_aligned_mtl_is_the_mean_and_so_linear() -> None:
     assert is_linear(rule, 3, 1) and not is_linear(rule, 3, 4)
 
 
-class _StatefulMean:
-    """A rule of your own that keeps state (a counter): its weights could follow it, so it is not known linear."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def reset(self) -> None:
-        self.calls = 0
-
-    def __call__(self, proposals: Tensor) -> Tensor:
-        self.calls += 1
-        return proposals.mean(0)
-
-
 def _agem(proposals: Tensor) -> Tensor:
     """An A-GEM-like rule: the mean, projected off the first proposal where it conflicts with it."""
     g, first = proposals.mean(0), proposals[0]
@@ -93,7 +81,7 @@ def _global_random_weights(proposals: Tensor) -> Tensor:  # new weights at every
         (lambda p: (p * torch.clamp(50.0 / p.norm(dim=1, keepdim=True), max=1.0)).sum(0), False),  # rows capped
         (lambda p: p.sum(0, keepdim=True), False),  # a wrong shape: [1, n]
         (_global_random_weights, False),
-        (_StatefulMean(), False),
+        (_Counting(), False),  # keeps state (a counter): its weights could follow it
     ],
     ids=[
         "weighted",
@@ -115,7 +103,7 @@ def test_a_rule_of_your_own_is_linear_only_if_it_is_a_fixed_weighted_sum(rule: o
 
 
 def test_measuring_leaves_the_global_generators_and_the_rule_as_they_were() -> None:
-    stateful = _StatefulMean()
+    stateful = _Counting()
     stateful(torch.ones(2, 3))
     torch.manual_seed(0)
     np.random.seed(0)  # noqa: NPY002
@@ -197,20 +185,9 @@ def _shipped_quadratic(**options: object) -> MLPRule:
     return replaced
 
 
-def _losses(rule: torch.nn.Module, consensus: str, steps: int = 60) -> Tensor:
-    """``[steps, B, M]`` the losses of 3 quadratic games (float64) played by ``rule`` through the engine."""
-    env = make_env("quadratic", consensus=consensus, num_tasks=3, dtype="float64")
-    game = Game(env.suite, env.game.consensus, action_mode="update", horizon=steps)
-    driver = EngineDriver(rule, game)
-    history = []
-    with torch.no_grad():
-        state, out = engine.reset(game, [0, 1, 2])
-        memory = driver.start(out)
-        for _ in range(steps):
-            actions, memory = driver.act(state, out, memory)
-            state, out = engine.step(game, state, actions)
-            history.append(out.losses)
-    return torch.stack(history)
+def _losses(rule: torch.nn.Module, consensus: str) -> Tensor:
+    """``[60, B, M]``: 60 steps, long enough for the boost to rise (tests/test_sum_scale.py's games)."""
+    return _game_losses(rule, consensus, steps=60)
 
 
 def test_under_a_linear_rule_the_gated_boost_plays_as_the_boost() -> None:

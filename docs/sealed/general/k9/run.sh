@@ -2,7 +2,7 @@
 # The ninth key (K9), drawn after the tenth session's first choice was committed (cb63aa2: the digits specialist
 # plays the trunk's AMSGrad share, alpha_A = 0.005): the shipped digits file beside the file before it
 # (learned_mlp_digits_before.pt, from 3bb7e7c) on the same draws, at 1x under sum, mean, mgda, upgrad, and at 2x under
-# sum. Run from the repository root: bash docs/sealed/general/k9/run.sh OUT (CACHE=DIR keeps each cell's tuning:
+# sum and mean. Run from the repository root: bash docs/sealed/general/k9/run.sh OUT (CACHE=DIR keeps each cell's tuning:
 # digits 40-70 minutes a cell here at 1x, 85 at 2x).
 set -e
 export KEY=cec467479f2f32c6aa9da8cf37bd8eb4
@@ -11,3 +11,4 @@ for c in sum mean mgda upgrad; do
   DRAWS=8 python $P digits:$c 1 "$OUT" dig=$W/learned_mlp_digits.pt dig_before=$B/learned_mlp_digits_before.pt
 done
 DRAWS=8 python $P digits:sum 2 "$OUT" dig=$W/learned_mlp_digits.pt dig_before=$B/learned_mlp_digits_before.pt
+DRAWS=8 python $P digits:mean 2 "$OUT" dig=$W/learned_mlp_digits.pt dig_before=$B/learned_mlp_digits_before.pt

@@ -118,6 +118,9 @@ class EngineDriver:
         #: Whether the rule's trunk boost may play in these games: the game's ``linear_consensus`` for a rule with
         #: ``boost_linear_only``, else True.
         self.boost_allowed = boost_allowed(rule, lambda: game.linear_consensus)
+        #: Whether the rule's AMSGrad share may play in these games: the game's ``min_bounded_consensus`` and not its
+        #: ``linear_consensus`` for a rule with ``adam_min_bounded_only``, else False (then not measured).
+        self.adam_allowed = adam_allowed(rule, lambda: game.min_bounded_consensus and not game.linear_consensus)
 
     def gradients(self, out: StepOutput) -> Tensor:
         """``[B, K]`` every task's head gradient then its trunk gradient (detached: the first-order meta-gradient)."""
@@ -128,7 +131,10 @@ class EngineDriver:
         if isinstance(self.rule, StepRule):
             return self.rule.init_state(out.losses.shape[0], self.game.num_tasks)
         if isinstance(self.rule, MLPRule):
-            return self.rule.init_state(self.gradients(out), self.blocks, linear_consensus=self.boost_allowed)
+            return self.rule.init_state(
+                self.gradients(out), self.blocks, linear_consensus=self.boost_allowed,
+                min_bounded_consensus=self.adam_allowed,
+            )  # fmt: skip
         return self.rule.init_state(self.gradients(out), self.blocks)
 
     def act(self, state: GameState, out: StepOutput, memory: RuleState) -> tuple[Tensor | Updates, RuleState]:
@@ -213,6 +219,17 @@ def trunk_scale(rule: Rule, sum_scale: Callable[[], float | None]) -> float:
         return 1.0
     scale = sum_scale()
     return 1.0 if scale is None else float(scale)
+
+
+def adam_allowed(rule: Rule, min_bounded: Callable[[], bool]) -> bool:
+    """What ``rule`` is told of the games' consensus rule for its AMSGrad share: ``min_bounded()`` (the shortest
+    proposal bounds the move, and the rule is not linear) for a rule with ``trunk_adam`` and
+    ``adam_min_bounded_only``, else False (``min_bounded`` is then not called: measuring it calls the consensus
+    rule)."""
+    config = rule.config
+    if getattr(config, "trunk_adam", False) and getattr(config, "adam_min_bounded_only", False):
+        return bool(min_bounded())
+    return False
 
 
 def boost_allowed(rule: Rule, linear_consensus: Callable[[], bool]) -> bool:

@@ -11,7 +11,7 @@ import torch
 from gymnasium import spaces
 
 from agents.base import ObservationReader, ReaderPlayer
-from agents.learned.batched import boost_allowed, trunk_scale
+from agents.learned.batched import adam_allowed, boost_allowed, trunk_scale
 from agents.learned.blocks import Blocks
 from agents.learned.rules import LSTMRule, MLPRule, Rule, RuleState, StepRule
 from mtg_env.engine import NUM_FEATURES
@@ -68,10 +68,14 @@ class LearnedAgent(ReaderPlayer):
             is_trunk = torch.cat([torch.zeros(h, dtype=torch.bool), torch.ones(n, dtype=torch.bool)]).to(device)
             self._blocks = Blocks(is_trunk)  # block 0 its head, block 1 its trunk proposal
             g = torch.zeros(1, h + n, device=device)
-            if isinstance(self.rule, MLPRule):  # the boost of a rule with boost_linear_only plays where the info says
+            if isinstance(self.rule, MLPRule):  # gated boost and share: they play where the infos say
                 linear = info.get("linear_consensus")  # absent from an env before the key: told nothing, as linear
                 allowed = boost_allowed(self.rule, lambda: True if linear is None else bool(linear))
-                self._memory = self.rule.init_state(g, self._blocks, linear_consensus=allowed)
+                bounded = info.get("min_bounded_consensus")  # absent: told nothing, as not min-bounded
+                share = adam_allowed(self.rule, lambda: bool(bounded) and linear is not None and not bool(linear))
+                self._memory = self.rule.init_state(
+                    g, self._blocks, linear_consensus=allowed, min_bounded_consensus=share
+                )
             else:
                 self._memory = self.rule.init_state(g, self._blocks)
 

@@ -96,6 +96,20 @@ class MLPRuleConfig(GuardConfig):
     scale the heavy ball. Off by default (the shipped files predate it)."""
     init_trunk_adam_lr: float = 0.01
     """Initial step α_A of the trunk's AMSGrad share (``trunk_adam``)."""
+    trunk_adam_beta1: float | None = None
+    """The first-moment decay of the trunk's AMSGrad share (``trunk_adam``); ``None``: ``adam_beta1``, the heads'.
+    0 makes the share an RMSprop step on the AMSGrad maximum: each player's current gradient over its own gradients'
+    largest RMS so far."""
+    adam_min_bounded_only: bool = False
+    """The AMSGrad share (``trunk_adam``) plays only in games whose consensus rule lets the shortest proposal bound
+    the move and is not linear (``mgda``: the game's ``min_bounded_consensus`` and not its ``linear_consensus``,
+    :attr:`mtg_env.engine.Game.min_bounded_consensus`; the env's infos of those names). There every player's proposal
+    caps the trunk's move, so a player whose gradients are small (near its own optimum) holds the others back: a
+    share normalised by each player's own gradient RMS evens the players' proposals early in the game, as the tuned
+    RMSprop and Adam baselines that win under ``mgda`` do, and falls to 0 by the horizon's end. Under the other rules
+    the share does not play (under a linear rule a per-player step moves the trunk's fixed point while it plays).
+    ``EngineDriver`` reads the game's, the agent the infos; a game that does not say (``MLPRule.init_state``
+    without it) counts as not min-bounded: the share is off there."""
     adam_floor: float = 0.0
     """> 0: the AMSGrad share also times min(1, ‖ΔΨ‖ / (this · the largest ‖ΔΨ‖ so far)): a game converging to
     its fixed point, whose moves fall far below its largest, is handed back to the heavy ball early (every player

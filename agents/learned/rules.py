@@ -121,6 +121,13 @@ class MLPRule(nn.Module):
                 f"adam_floor must be >= 0 (0: off) and init_trunk_adam_lr > 0, got {config.adam_floor!r} and "
                 f"{config.init_trunk_adam_lr!r}"
             )
+        b1 = config.trunk_adam_beta1
+        if b1 is not None and not (isinstance(b1, float) and 0.0 <= b1 < 1.0):
+            raise ValueError(f"trunk_adam_beta1 must be None (adam_beta1) or a float in [0, 1), got {b1!r}")
+        if (b1 is not None or config.adam_min_bounded_only) and not config.trunk_adam:
+            raise ValueError(
+                "trunk_adam_beta1 and adam_min_bounded_only set the trunk's AMSGrad share: they need trunk_adam=True"
+            )
         if config.offset_vanishes and not config.direction_offset:
             raise ValueError("offset_vanishes scales the heads' direction offset: it needs direction_offset=True")
         if not 0.0 <= config.anneal <= 1.0:
@@ -161,10 +168,15 @@ class MLPRule(nn.Module):
         with torch.no_grad():
             self.trunk_log_lr.add_(math.log(factor))
 
-    def init_state(self, g: Tensor, blocks: Blocks, linear_consensus: bool = True) -> RuleState:
+    def init_state(
+        self, g: Tensor, blocks: Blocks, linear_consensus: bool = True, min_bounded_consensus: bool = False
+    ) -> RuleState:
         """Zero moments for gradients ``g [B, K]`` laid out as ``blocks``: the heads' moments over the head
         coordinates, the heavy ball's over the trunk's. ``linear_consensus``: whether the games' consensus rule is
-        linear (:attr:`mtg_env.engine.Game.linear_consensus`); with ``boost_linear_only`` the boost plays only then."""
+        linear (:attr:`mtg_env.engine.Game.linear_consensus`); with ``boost_linear_only`` the boost plays only then.
+        ``min_bounded_consensus``: whether it lets the shortest proposal bound the move and is not linear
+        (:attr:`mtg_env.engine.Game.min_bounded_consensus`); with ``adam_min_bounded_only`` the AMSGrad share plays
+        only then."""
         b, num_groups = g.shape[0], blocks.num_groups
         kh, kt = blocks.num_heads, blocks.num_trunks * blocks.trunk_size
         dtype = self.log_lr.dtype
@@ -179,6 +191,7 @@ class MLPRule(nn.Module):
             ({"boost": zeros(1), "boost_on": zeros(1) + float(linear_consensus or not self.config.boost_linear_only)}
              if self.config.trunk_boost > 0 else {})
             | ({"trunk_m": zeros(kt), "trunk_v": zeros(kt), "trunk_v_max": zeros(kt)} if self.config.trunk_adam else {})
+            | ({"adam_on": zeros(1) + float(min_bounded_consensus)} if self.config.adam_min_bounded_only else {})
             # the largest ‖ΔΨ‖ so far, the same for every player: the boost's floor and the AMSGrad share's read it
             | ({"top_move": zeros(1)} if self.config.trunk_boost > 0 or self.config.trunk_adam else {})
             | (guard_state(g, num_groups, dtype) if self.config.guard else {})
@@ -307,10 +320,11 @@ class MLPRule(nn.Module):
         adam_state: RuleState = {}
         if cfg.trunk_adam:  # a per-player AMSGrad share that falls to 0 at the horizon's end (MLPRuleConfig)
             t1_t = t1.unsqueeze(2)  # [B, 1, 1]
-            m_t = cfg.adam_beta1 * state["trunk_m"].view(g_t.shape) + (1.0 - cfg.adam_beta1) * g_t
+            b1 = cfg.adam_beta1 if cfg.trunk_adam_beta1 is None else cfg.trunk_adam_beta1
+            m_t = b1 * state["trunk_m"].view(g_t.shape) + (1.0 - b1) * g_t
             v_t = cfg.beta2 * state["trunk_v"].view(g_t.shape) + (1.0 - cfg.beta2) * g_t.square()
             v_max_t = torch.maximum(state["trunk_v_max"].view(g_t.shape), v_t / (1.0 - cfg.beta2**t1_t))
-            direction_t = m_t / (1.0 - cfg.adam_beta1**t1_t) / (v_max_t.sqrt() + cfg.eps)
+            direction_t = m_t / (1.0 - b1**t1_t) / (v_max_t.sqrt() + cfg.eps)
             log_share = torch.log(0.5 * (1.0 + torch.cos(math.pi * progress.clamp(0.0, 1.0))).clamp_min(1e-30))
             log_share = log_share + bound * torch.tanh(cfg.scale * schedule[:, 2:] / bound)
             if cfg.adam_floor > 0:  # handed back to the heavy ball as the moves fall far below their largest
@@ -319,8 +333,13 @@ class MLPRule(nn.Module):
             log_adam = self.trunk_adam_log_lr + ramp + brake + log_share
             if log_anneal is not None:
                 log_adam = log_adam + log_anneal
-            proposal = proposal - torch.exp(log_adam).unsqueeze(2) * direction_t
+            share = torch.exp(log_adam)
+            if "adam_on" in state:  # adam_min_bounded_only: 0 where the share may not play
+                share = share * state["adam_on"]
+            proposal = proposal - share.unsqueeze(2) * direction_t
             adam_state = {"trunk_m": m_t.flatten(1), "trunk_v": v_t.flatten(1), "trunk_v_max": v_max_t.flatten(1)}
+            if "adam_on" in state:
+                adam_state["adam_on"] = state["adam_on"]
         guard: RuleState = {}
         if cfg.guard:  # heads: loosely (BB is a secant step); trunk: the heavy ball, stable while αL < 2(1 + β)
             # ‖d‖ per block: the gradient's on a head, the heavy ball's (1 + β)·‖μ‖ on a trunk proposal

@@ -45,7 +45,7 @@ min-norm point). It imports only :mod:`mtg_env.rng`-level helpers below it; the 
 """
 
 from mtg_env.consensus.aggregators import IMTLGAggregator, KrumAggregator, MinNormAggregator, bargaining_weights
-from mtg_env.consensus.gain import is_linear, unanimity_gain
+from mtg_env.consensus.gain import is_linear, is_min_bounded, unanimity_gain
 from mtg_env.consensus.loss_base import LossRule
 from mtg_env.consensus.loss_rules import LOSS_RULES, make_loss_rule
 from mtg_env.consensus.rule import (
@@ -90,6 +90,7 @@ __all__ = [
     "consensus_rule",
     "is_batched_rule",
     "is_linear",
+    "is_min_bounded",
     "make_loss_rule",
     "mean_rule",
     "rule_config",

@@ -1,5 +1,6 @@
 """Measured properties of a consensus rule: its unanimity gain, what it does to proposals every player makes alike
-(:func:`unanimity_gain`), and whether it is a fixed weighted sum of the proposals (:func:`is_linear`)."""
+(:func:`unanimity_gain`), whether it is a fixed weighted sum of the proposals (:func:`is_linear`), and whether the
+shortest proposal bounds its move (:func:`is_min_bounded`)."""
 
 from __future__ import annotations
 
@@ -147,6 +148,62 @@ def is_linear(
             for y, cy in zip(mats[i + 1 :], moves[i + 1 :], strict=True):
                 assert cx is not None and cy is not None
                 if not close(move(x + y), cx + cy, x, y):
+                    return False
+    finally:
+        torch.random.set_rng_state(cpu_state)
+        np.random.set_state(np_state)  # noqa: NPY002
+    return True
+
+
+def is_min_bounded(
+    rule: ConsensusRule,
+    num_tasks: int,
+    trunk_size: int = 4,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
+) -> bool:
+    """Whether no move is longer than the shortest proposal, ‖C(P)‖ ≤ min_m ‖p_m‖: every player holds a veto on the size
+    of the trunk's move. ``mgda`` is (its move is the min-norm point of the proposals' convex hull, so ⟨C(P), p_m⟩ ≥
+    ‖C(P)‖² for every m); ``sum``, ``mean``, ``upgrad`` and every other named rule are not (proposals that agree, of
+    norms 1 and 10, move the trunk by more than 1; ``aligned_mtl`` scales its move to the proposals' smallest singular
+    value but counts one far below the others as 0). Under such a rule the player whose proposal is shortest (whose
+    gradient is smallest, as near its own optimum) holds every player back, and the point a game reaches on its Pareto
+    set depends on how the proposals' sizes compare: the tuned baselines that win there normalise each player's proposal
+    by its own gradients' RMS (RMSprop, Adam).
+
+    A finite probe, in ``dtype`` on ``device``: rows that agree with norms from 1e-4 to 1e4 (rising and falling: a rule
+    that moves by more than about M·1e-8 times their mean fails), and :func:`is_linear`'s proposal matrices, each with
+    the seeds of two steps, within 1e3 ulps of the shortest proposal's norm. With one player every rule that moves the
+    trunk by at most the proposal is min-bounded (``sum`` too). A rule that keeps state across steps (other than an
+    empty tensor state) or weighs the proposals by the losses is not counted as min-bounded (its moves follow what the
+    probe cannot set). Torch's CPU and numpy's global generators are restored after; the rule itself is not touched.
+
+    Raises:
+        ValueError: if ``num_tasks`` or ``trunk_size`` is not a positive int. A rule that fails on the test matrices
+            raises its own error (:attr:`mtg_env.engine.Game.min_bounded_consensus` reads any failure as not
+            min-bounded).
+    """
+    m = int_arg("num_tasks", num_tasks, low=1)
+    n = int_arg("trunk_size", trunk_size, low=1)
+    if getattr(rule, "loss_aware", False) is True:
+        return False
+    kind = rule_state_kind(rule)
+    if kind == "object" or (kind == "tensors" and rule.init_state(m, n, dtype, device)):  # type: ignore[attr-defined]
+        return False
+    slack = 1.0 + 1e3 * torch.finfo(dtype).eps
+    gen = torch.Generator().manual_seed(1)
+    wide = 10.0 ** torch.linspace(-4.0, 4.0, m, dtype=torch.float64)[:, None]  # rows that agree, norms 1e-4 to 1e4
+    agree = wide * (torch.randn(n, generator=gen, dtype=torch.float64) + 0.1 * torch.randn(m, n, generator=gen))
+    cpu_state, np_state = torch.random.get_rng_state(), np.random.get_state()  # noqa: NPY002
+    try:
+        for x in [agree, agree.flip(0), *_test_matrices(m, n)]:
+            x = x.to(dtype=dtype, device=device)
+            shortest = float(x.to(torch.float64).norm(dim=1).min())
+            for seed in (0, 1):
+                out = torch.as_tensor(_move(rule, x.clone(), m, n, dtype, device, seed)).detach()
+                if out.shape != (n,) or not bool(torch.isfinite(out).all()):
+                    return False
+                if float(out.to(torch.float64).norm()) > slack * shortest:
                     return False
     finally:
         torch.random.set_rng_state(cpu_state)

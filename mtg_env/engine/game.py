@@ -14,6 +14,7 @@ from mtg_env._args import int_arg, is_real
 from mtg_env.consensus import (
     ConsensusRule,
     is_linear,
+    is_min_bounded,
     rule_loss_floor,
     rule_name,
     rule_state_kind,
@@ -251,6 +252,20 @@ class Game:
         try:
             return is_linear(self.consensus, self.num_tasks, self.trunk_size, device=self.device)
         except Exception:  # any failure of a user's rule on the test matrices means: not known to be linear
+            return False
+
+    @cached_property
+    def min_bounded_consensus(self) -> bool:
+        """Whether no move of the consensus rule is longer than the shortest proposal, ‖C(P)‖ ≤ min_m ‖p_m‖
+        (:func:`mtg_env.consensus.is_min_bounded`, a finite probe in float64 at the game's number of tasks and trunk
+        size, on its device): of the named rules only ``mgda`` is; ``sum``, ``mean``, ``upgrad`` and the others are not
+        (with one player every rule that moves by at most the proposal is). Under such a rule every player's proposal
+        caps the move, so how the players' proposal sizes compare steers the point a game reaches. ``False`` where the
+        rule fails on the test matrices. Computed on first use, which calls the rule on fixed matrices (the env's infos
+        carry it as ``min_bounded_consensus``)."""
+        try:
+            return is_min_bounded(self.consensus, self.num_tasks, self.trunk_size, device=self.device)
+        except Exception:  # any failure of a user's rule on the test matrices means: not known to be min-bounded
             return False
 
     @property

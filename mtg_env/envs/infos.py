@@ -28,6 +28,7 @@ def step_infos(
             "unit_actions": float(cfg.step_size_units == "unit"),
             "relative_updates": float(cfg.update_units == "relative"),
             "linear_consensus": float(env.game.linear_consensus),  # a constant of the game (Game.linear_consensus)
+            "min_bounded_consensus": float(env.game.min_bounded_consensus),  # (Game.min_bounded_consensus)
         }
         if env.game.sum_scale is not None:  # a constant of the game (see Game.sum_scale)
             constants["sum_scale"] = env.game.sum_scale
@@ -74,6 +75,7 @@ def reset_extras(env: MultiTaskGameEnv, infos: dict[str, dict[str, Any]], finite
             update_units=cfg.update_units,
         )
         infos[agent]["linear_consensus"] = env.game.linear_consensus
+        infos[agent]["min_bounded_consensus"] = env.game.min_bounded_consensus
         if env.game.sum_scale is not None:
             infos[agent]["sum_scale"] = env.game.sum_scale
     if not finite:  # a start that is already non-finite: report it, the first step will terminate

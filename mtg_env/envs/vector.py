@@ -92,8 +92,9 @@ class VectorGameEnv:
         """Start every game: game b gets ``seed + b`` (an int), ``seed[b]`` (a list of B ints) or a random seed.
 
         Returns ``(observations [B, M, d], infos)`` with ``infos["losses"] [B, M]``, ``infos["seeds"] [B]``, and the
-        game's constants that the single env's infos carry, one per game: ``linear_consensus [B]`` (bool,
-        :attr:`~mtg_env.engine.Game.linear_consensus`) and, where the consensus rule has a unanimity gain,
+        game's constants that the single env's infos carry, one per game: ``linear_consensus [B]`` and
+        ``min_bounded_consensus [B]`` (bools, :attr:`~mtg_env.engine.Game.linear_consensus`,
+        :attr:`~mtg_env.engine.Game.min_bounded_consensus`) and, where the consensus rule has a unanimity gain,
         ``sum_scale [B]`` (:attr:`~mtg_env.engine.Game.sum_scale`).
         """
         seeds = self.seeds_for(seed)
@@ -103,6 +104,7 @@ class VectorGameEnv:
             "losses": out.losses.clone(),
             "seeds": self._state.seeds.clone(),
             "linear_consensus": torch.full((b,), self.game.linear_consensus, dtype=torch.bool, device=device),
+            "min_bounded_consensus": torch.full((b,), self.game.min_bounded_consensus, dtype=torch.bool, device=device),
         }
         if self.game.sum_scale is not None:
             infos["sum_scale"] = torch.full((b,), self.game.sum_scale, dtype=self.game.dtype, device=device)

@@ -1,0 +1,278 @@
+"""Whether the shortest proposal bounds a consensus rule's move (``mtg_env.consensus.is_min_bounded``,
+``Game.min_bounded_consensus``, the env's info ``min_bounded_consensus``), and the learned MLP rule's AMSGrad share
+that plays only under such a rule (``MLPRuleConfig.adam_min_bounded_only``, with ``trunk_adam_beta1``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor
+
+from agents.learned import EngineDriver, LearnedAgent, new_rule
+from agents.learned.checkpoint import load_rule, pretrained_path, with_options
+from agents.learned.rules import MLPRule
+from mtg_env import engine
+from mtg_env.consensus import CONSENSUS_RULES, consensus_rule, is_min_bounded
+from mtg_env.engine import Game
+from tests.conftest import make_env
+from tests.test_sum_scale import _Counting
+from tests.test_sum_scale import _losses as _game_losses
+
+SHAPES = [(2, 4), (3, 4), (5, 16), (3, 5), (3, 13), (5, 2), (4, 1), (8, 1)]
+
+
+@pytest.mark.parametrize("name", sorted(CONSENSUS_RULES))
+@pytest.mark.parametrize(("m", "n"), SHAPES)
+def test_mgda_is_the_min_bounded_named_rule(name: str, m: int, n: int) -> None:
+    if name in ("krum", "trimmed_mean") and m < 3:
+        pytest.skip("krum and trimmed_mean need at least 3 tasks")
+    """aligned_mtl scales its move to the proposals' smallest singular value, but treats one too small as 0 (rank
+    deficient): on rows of norms 1e-4, 0.86 and 9e3 that agree it moves 700 times the shortest."""
+    assert is_min_bounded(consensus_rule(name, num_tasks=m), m, n) is (name == "mgda")
+
+
+@pytest.mark.parametrize("n", [1, 4, 16])
+def test_mgdas_move_is_never_longer_than_its_shortest_proposal(n: int) -> None:
+    """The theorem the probe checks, on random proposals the probe does not use: the min-norm point d of the
+    proposals' convex hull has ⟨d, p_m⟩ ≥ ‖d‖² for every m, so ‖d‖ ≤ ‖p_m‖."""
+    gen = torch.Generator().manual_seed(3)
+    for m in (2, 3, 5):
+        rule = consensus_rule("mgda", num_tasks=m)
+        for _ in range(20):
+            p = torch.randn(m, n, generator=gen, dtype=torch.float64) * torch.rand(m, 1, generator=gen) * 10
+            d = rule(p)
+            assert float(d.norm()) <= float(p.norm(dim=1).min()) * (1 + 1e-12)
+            assert bool(((p @ d) >= d @ d - 1e-12 * float(p.norm()) ** 2).all())
+
+
+@pytest.mark.parametrize("name", ["sum", "mean", "upgrad", "mgda"])
+def test_with_one_player_a_rule_that_moves_by_the_proposal_is_min_bounded(name: str) -> None:
+    assert is_min_bounded(consensus_rule(name, num_tasks=1), 1, 4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_probe_works_in_the_games_dtype(dtype: torch.dtype) -> None:
+    """Its slack is in the dtype's ulps: mgda's solver in float32 overshoots the shortest row by about 2e-8."""
+    assert is_min_bounded(consensus_rule("mgda", num_tasks=3), 3, 4, dtype=dtype)
+    assert is_min_bounded(consensus_rule("mgda", num_tasks=5), 5, 16, dtype=dtype)
+    assert not is_min_bounded(consensus_rule("sum"), 3, 4, dtype=dtype)
+    assert not is_min_bounded(consensus_rule("upgrad", num_tasks=3), 3, 4, dtype=dtype)
+
+
+def _shortest(proposals: Tensor) -> Tensor:
+    return proposals[proposals.norm(dim=1).argmin()]
+
+
+def _mean_capped(proposals: Tensor) -> Tensor:
+    """The mean, shortened to the shortest proposal's norm where it is longer."""
+    mean, cap = proposals.mean(0), proposals.norm(dim=1).min()
+    return mean * torch.clamp(cap / mean.norm().clamp_min(1e-300), max=1.0)
+
+
+def _global_random(proposals: Tensor) -> Tensor:  # a random row, from the global generator
+    return proposals[int(torch.randint(proposals.shape[0], (1,)))]
+
+
+@pytest.mark.parametrize(
+    ("rule", "bounded"),
+    [
+        (_shortest, True),
+        (_mean_capped, True),
+        (lambda p: 0.5 * consensus_rule("mgda", num_tasks=3)(p), True),
+        (lambda p: (1.0 + 1e-9) * _shortest(p), False),  # beyond the slack
+        (lambda p: (1.0 + 1e-14) * _shortest(p), True),  # within 1e3 ulps of float64 (2.2e-13)
+        (lambda p: p.mean(0) * 1e-6, False),  # small moves are not enough: the probe's rows are up to 1e8 apart
+        (lambda p: p.mean(0) * 1e-9, True),  # a finite probe: a rule this timid passes it
+        (_global_random, False),  # not the shortest row, at some step
+        (lambda p: _shortest(p).unsqueeze(0), False),  # a wrong shape: [1, n]
+        (lambda p: _shortest(p) * float("nan"), False),
+        (_Counting(), False),  # keeps state: its moves could follow it
+    ],
+    ids=[
+        "shortest",
+        "mean_capped",
+        "half_mgda",
+        "over",
+        "ulps",
+        "small_mean",
+        "timid_mean",
+        "random_row",
+        "shape",
+        "nan",
+        "stateful",
+    ],
+)
+def test_a_rule_of_your_own_is_min_bounded_only_if_it_never_outruns_its_shortest_proposal(
+    rule: object, bounded: bool
+) -> None:
+    assert is_min_bounded(rule, 3, 4) is bounded  # type: ignore[arg-type]
+
+
+def test_a_loss_aware_rule_is_not_counted() -> None:
+    assert not is_min_bounded(consensus_rule("db_mtl", num_tasks=3), 3, 4)
+
+
+def test_measuring_leaves_the_global_generators_and_the_rule_as_they_were() -> None:
+    stateful = _Counting()
+    stateful(torch.ones(2, 3))
+    torch.manual_seed(0)
+    np.random.seed(0)  # noqa: NPY002
+    assert not is_min_bounded(_global_random, 3)
+    assert not is_min_bounded(stateful, 3)
+    after = (torch.rand(1), np.random.rand())  # noqa: NPY002
+    torch.manual_seed(0)
+    np.random.seed(0)  # noqa: NPY002
+    assert after == (torch.rand(1), np.random.rand())  # noqa: NPY002
+    assert stateful.calls == 1
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
+def test_the_sizes_must_be_positive_ints(bad: object) -> None:
+    with pytest.raises((ValueError, TypeError), match="num_tasks"):
+        is_min_bounded(consensus_rule("mgda"), bad)  # type: ignore[arg-type]
+    with pytest.raises((ValueError, TypeError), match="trunk_size"):
+        is_min_bounded(consensus_rule("mgda"), 3, bad)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------- the game and the env
+@pytest.mark.parametrize(("consensus", "bounded"), [("sum", False), ("mean", False), ("mgda", True), ("upgrad", False)])
+@pytest.mark.parametrize("numeric", [True, False])
+def test_the_env_tells_every_player_whether_the_shortest_proposal_bounds_the_move(
+    consensus: str, bounded: bool, numeric: bool
+) -> None:
+    env = make_env("quadratic", consensus=consensus, num_tasks=3, numeric_infos=numeric)
+    _, infos = env.reset(seed=0)
+    assert env.game.min_bounded_consensus is bounded
+    if numeric:  # the same numeric keys every step, as numbers
+        assert all(info["min_bounded_consensus"] == float(bounded) for info in infos.values())
+        _, _, _, _, infos = env.step({a: env.action_space(a).sample() * 0 for a in env.agents})
+        assert all(info["min_bounded_consensus"] == float(bounded) for info in infos.values())
+    else:
+        assert all(info["min_bounded_consensus"] is bounded for info in infos.values())
+
+
+@pytest.mark.parametrize("consensus", ["sum", "mgda", "db_mtl"])
+def test_the_vector_env_tells_each_game_what_the_single_env_tells_its_players(consensus: str) -> None:
+    import mtg_env
+
+    venv = mtg_env.vector_env(num_games=3, suite="regression", consensus=consensus, num_tasks=3)
+    _, infos = venv.reset(seed=0)
+    env = make_env("regression", consensus=consensus, num_tasks=3)
+    _, single = env.reset(seed=0)
+    assert infos["min_bounded_consensus"].dtype == torch.bool
+    expected = bool(single[env.agents[0]]["min_bounded_consensus"])
+    assert infos["min_bounded_consensus"].tolist() == [expected] * 3
+    assert expected is (consensus == "mgda")
+
+
+def test_a_rule_that_fails_on_the_test_matrices_is_not_min_bounded_and_the_game_still_plays() -> None:
+    def picky(proposals: Tensor) -> Tensor:
+        if bool((proposals.abs() > 1e3).any()):  # the test matrices reach 1e4
+            raise ValueError("picky: a proposal above 1e3")
+        return _shortest(proposals)
+
+    env = make_env("quadratic", consensus=picky, num_tasks=3)
+    _, infos = env.reset(seed=0)
+    assert env.game.min_bounded_consensus is False
+    assert all(info["min_bounded_consensus"] == 0.0 for info in infos.values())
+    env.step({a: env.action_space(a).sample() * 0 for a in env.agents})
+
+
+# ------------------------------------------------------------------------------------- the gated share
+def _quadratic(**options: object) -> MLPRule:
+    """The shipped quadratic MLP rule's weights before its share (no ``trunk_adam``), with ``options`` added."""
+    _, rule, _ = load_rule(pretrained_path("learned_mlp", "quadratic"))
+    base = with_options("learned_mlp", rule, trunk_adam=False, trunk_adam_beta1=None, adam_min_bounded_only=False)
+    out = with_options("learned_mlp", base, **options) if options else base
+    assert isinstance(out, MLPRule)
+    return out
+
+
+SHARE = {"trunk_adam": True, "init_trunk_adam_lr": 0.3, "trunk_adam_beta1": 0.0}
+
+
+@pytest.mark.parametrize("consensus", ["sum", "upgrad"])
+def test_where_the_shortest_proposal_does_not_bound_the_move_the_gated_share_is_off(consensus: str) -> None:
+    gated = _game_losses(_quadratic(**SHARE, adam_min_bounded_only=True), consensus, steps=40)
+    torch.testing.assert_close(gated, _game_losses(_quadratic(), consensus, steps=40), rtol=0, atol=0)
+    ungated = _game_losses(_quadratic(**SHARE), consensus, steps=40)
+    assert not torch.allclose(gated, ungated, rtol=1e-6)  # the share would have played here
+
+
+def test_under_mgda_the_gated_share_plays_as_the_share() -> None:
+    gated = _game_losses(_quadratic(**SHARE, adam_min_bounded_only=True), "mgda", steps=40)
+    torch.testing.assert_close(gated, _game_losses(_quadratic(**SHARE), "mgda", steps=40), rtol=0, atol=0)
+    assert not torch.allclose(gated, _game_losses(_quadratic(), "mgda", steps=40), rtol=1e-6)  # it plays
+
+
+def test_with_beta1_zero_the_shares_first_moment_is_the_gradient() -> None:
+    """trunk_adam_beta1 = 0: an RMSprop step on the AMSGrad maximum (the moment is the current trunk gradient)."""
+    env = make_env("quadratic", consensus="mgda", num_tasks=3, dtype="float64")
+    game = Game(env.suite, env.game.consensus, action_mode="update", horizon=10)
+    driver = EngineDriver(_quadratic(**SHARE, adam_min_bounded_only=True), game)
+    with torch.no_grad():
+        state, out = engine.reset(game, [0, 1])
+        memory = driver.start(out)
+        for _ in range(3):
+            g_trunk = driver.blocks.split(driver.gradients(out))[1].flatten(1)
+            actions, memory = driver.act(state, out, memory)
+            torch.testing.assert_close(memory["trunk_m"], g_trunk.to(memory["trunk_m"].dtype), rtol=0, atol=0)
+            state, out = engine.step(game, state, actions)
+
+
+@pytest.mark.parametrize(("consensus", "on"), [("mgda", 1.0), ("upgrad", 0.0), ("sum", 0.0)])
+def test_the_agent_reads_the_infos_as_the_driver_reads_the_game(consensus: str, on: float) -> None:
+    env = make_env("quadratic", consensus=consensus, num_tasks=3, dtype="float64", max_update=None)
+    obs, infos = env.reset(seed=0)
+    rule = _quadratic(**SHARE, adam_min_bounded_only=True)
+    driver = EngineDriver(rule, env.game)
+    with torch.no_grad():
+        _, out = engine.reset(env.game, [0])
+    assert float(driver.start(out)["adam_on"][0, 0]) == on
+    a = env.agents[0]
+    agent = LearnedAgent(rule, "learned_mlp")
+    agent.reset(obs[a], infos[a], env.action_space(a))
+    assert float(agent._memory["adam_on"][0, 0]) == on
+
+
+def test_without_the_infos_an_agent_plays_without_the_share() -> None:
+    """An env before the key (or a wrapper that drops it) tells the agent nothing: the share stays off."""
+    env = make_env("quadratic", consensus="mgda", num_tasks=3, dtype="float64", max_update=None)
+    obs, infos = env.reset(seed=0)
+    a = env.agents[0]
+    info = {k: v for k, v in infos[a].items() if k != "min_bounded_consensus"}
+    agent = LearnedAgent(_quadratic(**SHARE, adam_min_bounded_only=True), "learned_mlp")
+    agent.reset(obs[a], info, env.action_space(a))
+    assert float(agent._memory["adam_on"][0, 0]) == 0.0
+
+
+def test_a_rule_without_the_option_never_measures_the_consensus() -> None:
+    calls = []
+
+    def logged(proposals: Tensor) -> Tensor:
+        calls.append(proposals.shape)
+        return _shortest(proposals)
+
+    suite = make_env("quadratic", num_tasks=2).suite
+    game = Game(suite, logged, action_mode="update", horizon=5)
+    for rule in (new_rule("learned_mlp"), new_rule("learned_mlp", trunk_adam=True)):
+        assert EngineDriver(rule, game).adam_allowed is False
+    assert calls == []
+    assert EngineDriver(new_rule("learned_mlp", trunk_adam=True, adam_min_bounded_only=True), game).adam_allowed
+    assert calls  # measured: the shortest row is min-bounded, and not linear
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"trunk_adam_beta1": 0.0}, "need trunk_adam=True"),
+        ({"adam_min_bounded_only": True}, "need trunk_adam=True"),
+        ({"trunk_adam": True, "trunk_adam_beta1": 1.0}, "trunk_adam_beta1 must be"),
+        ({"trunk_adam": True, "trunk_adam_beta1": -0.1}, "trunk_adam_beta1 must be"),
+        ({"trunk_adam": True, "trunk_adam_beta1": 0}, "trunk_adam_beta1 must be"),  # an int is not coerced
+    ],
+)
+def test_the_shares_options_are_checked(options: dict[str, object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        new_rule("learned_mlp", **options)

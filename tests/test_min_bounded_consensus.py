@@ -181,9 +181,18 @@ def test_a_rule_that_fails_on_the_test_matrices_is_not_min_bounded_and_the_game_
 
 # ------------------------------------------------------------------------------------- the gated share
 def _quadratic(**options: object) -> MLPRule:
-    """The shipped quadratic MLP rule's weights before its share (no ``trunk_adam``), with ``options`` added."""
+    """The shipped quadratic MLP rule without its AMSGrad share (its trunk network's share row and α_A dropped), with
+    ``options`` added."""
+    from dataclasses import replace
+
     _, rule, _ = load_rule(pretrained_path("learned_mlp", "quadratic"))
-    base = with_options("learned_mlp", rule, trunk_adam=False, trunk_adam_beta1=None, adam_min_bounded_only=False)
+    assert isinstance(rule, MLPRule)
+    base = MLPRule(replace(rule.config, trunk_adam=False, trunk_adam_beta1=None, adam_min_bounded_only=False))
+    state = {k: v for k, v in rule.state_dict().items() if k != "trunk_adam_log_lr"}
+    last = len(base.trunk_net) - 1
+    for key in (f"trunk_net.{last}.weight", f"trunk_net.{last}.bias"):
+        state[key] = state[key][:2]  # (log step, momentum logit): the share's row goes
+    base.load_state_dict(state)
     out = with_options("learned_mlp", base, **options) if options else base
     assert isinstance(out, MLPRule)
     return out
@@ -276,3 +285,12 @@ def test_a_rule_without_the_option_never_measures_the_consensus() -> None:
 def test_the_shares_options_are_checked(options: dict[str, object], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         new_rule("learned_mlp", **options)
+
+
+@pytest.mark.parametrize(("consensus", "plays"), [("mgda", True), ("sum", False), ("mean", False), ("upgrad", False)])
+def test_the_shipped_quadratic_specialist_plays_its_share_only_under_mgda(consensus: str, plays: bool) -> None:
+    _, rule, meta = load_rule(pretrained_path("learned_mlp", "quadratic"))
+    assert isinstance(rule, MLPRule) and rule.config.adam_min_bounded_only and rule.config.trunk_adam_beta1 == 0.0
+    assert meta["added_options"]["adam_min_bounded_only"] is True
+    env = make_env("quadratic", consensus=consensus, num_tasks=3)
+    assert EngineDriver(rule, env.game).adam_allowed is plays

@@ -70,6 +70,16 @@ def test_the_forms_agree_on_sum_scaled_proposals(name: str, consensus: str) -> N
     assert_forms_agree(name, "update", {"sum_scaled": True}, "regression", consensus)
 
 
+@pytest.mark.parametrize("consensus", ["mgda", "upgrad"])
+def test_the_forms_agree_with_the_gated_share(consensus: str) -> None:
+    """The infos ``min_bounded_consensus`` and ``linear_consensus`` (the agent's gate) and the game's (the driver's)
+    turn the AMSGrad share on in the same games (under ``mgda``: on)."""
+    options: dict[str, object] = {
+        "trunk_adam": True, "trunk_adam_beta1": 0.0, "adam_min_bounded_only": True, "init_trunk_adam_lr": 0.3
+    }  # fmt: skip
+    assert_forms_agree("learned_mlp", "update", options, "regression", consensus)
+
+
 def assert_forms_agree(name: str, mode: str, options: dict[str, object], suite: str, consensus: str = "sum") -> None:
     """The env form (one LearnedAgent a player) and the batched form (EngineDriver) play the same actions for 6
     steps of one game."""

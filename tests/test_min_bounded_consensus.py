@@ -11,6 +11,7 @@ from torch import Tensor
 
 from agents.learned import EngineDriver, LearnedAgent, new_rule
 from agents.learned.checkpoint import load_rule, pretrained_path, with_options
+from agents.learned.rule_configs import MLPRuleConfig
 from agents.learned.rules import MLPRule
 from mtg_env import engine
 from mtg_env.consensus import CONSENSUS_RULES, consensus_rule, is_min_bounded
@@ -25,10 +26,10 @@ SHAPES = [(2, 4), (3, 4), (5, 16), (3, 5), (3, 13), (5, 2), (4, 1), (8, 1)]
 @pytest.mark.parametrize("name", sorted(CONSENSUS_RULES))
 @pytest.mark.parametrize(("m", "n"), SHAPES)
 def test_mgda_is_the_min_bounded_named_rule(name: str, m: int, n: int) -> None:
-    if name in ("krum", "trimmed_mean") and m < 3:
-        pytest.skip("krum and trimmed_mean need at least 3 tasks")
     """aligned_mtl scales its move to the proposals' smallest singular value, but treats one too small as 0 (rank
     deficient): on rows of norms 1e-4, 0.86 and 9e3 that agree it moves 700 times the shortest."""
+    if name in ("krum", "trimmed_mean") and m < 3:
+        pytest.skip("krum and trimmed_mean need at least 3 tasks")
     assert is_min_bounded(consensus_rule(name, num_tasks=m), m, n) is (name == "mgda")
 
 
@@ -127,6 +128,17 @@ def test_measuring_leaves_the_global_generators_and_the_rule_as_they_were() -> N
     assert stateful.calls == 1
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.int64])
+def test_a_half_dtype_is_refused_by_both_probes(dtype: torch.dtype) -> None:
+    """Their tolerances are in float32's or float64's ulps: in bfloat16 1e3 ulps is a factor 8.8, and imtl_g (2.0
+    times its shortest proposal) would pass (found in review)."""
+    from mtg_env.consensus import is_linear
+
+    for probe in (is_min_bounded, is_linear):
+        with pytest.raises(ValueError, match=r"dtype must be torch\.float32 or torch\.float64"):
+            probe(consensus_rule("mgda", num_tasks=3), 3, 4, dtype=dtype)
+
+
 @pytest.mark.parametrize("bad", [0, -1, 2.5, True])
 def test_the_sizes_must_be_positive_ints(bad: object) -> None:
     with pytest.raises((ValueError, TypeError), match="num_tasks"):
@@ -187,7 +199,8 @@ def _quadratic(**options: object) -> MLPRule:
 
     _, rule, _ = load_rule(pretrained_path("learned_mlp", "quadratic"))
     assert isinstance(rule, MLPRule)
-    base = MLPRule(replace(rule.config, trunk_adam=False, trunk_adam_beta1=None, adam_min_bounded_only=False))
+    unshared = replace(rule.config, trunk_adam=False, trunk_adam_beta1=None, adam_min_bounded_only=False)
+    base = MLPRule(replace(unshared, init_trunk_adam_lr=MLPRuleConfig.init_trunk_adam_lr))
     state = {k: v for k, v in rule.state_dict().items() if k != "trunk_adam_log_lr"}
     last = len(base.trunk_net) - 1
     for key in (f"trunk_net.{last}.weight", f"trunk_net.{last}.bias"):
@@ -201,7 +214,34 @@ def _quadratic(**options: object) -> MLPRule:
 SHARE = {"trunk_adam": True, "init_trunk_adam_lr": 0.3, "trunk_adam_beta1": 0.0}
 
 
-@pytest.mark.parametrize("consensus", ["sum", "upgrad"])
+def test_the_file_before_the_share_is_the_shipped_file_without_it() -> None:
+    """docs/sealed/general/k12's before-file, which K12 scored beside the shipped one, is what _quadratic() builds."""
+    from pathlib import Path
+
+    before = Path(__file__).resolve().parents[1] / "docs/sealed/general/k12/learned_mlp_quadratic_before.pt"
+    _, rule, _ = load_rule(before)
+    expected, got = _quadratic().state_dict(), rule.state_dict()
+    assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
+    assert rule.config == _quadratic().config
+
+
+@pytest.mark.parametrize("consensus", ["sum", "mean", "upgrad"])
+def test_the_shipped_file_plays_as_the_file_before_through_the_env(consensus: str) -> None:
+    """One LearnedAgent a player, 30 steps of a float64 game: the same losses bit for bit."""
+    from agents.runner import run_episode
+
+    _, shipped, _ = load_rule(pretrained_path("learned_mlp", "quadratic"))
+
+    def losses(rule: MLPRule) -> np.ndarray:
+        env = make_env("quadratic", consensus=consensus, num_tasks=3, dtype="float64", max_cycles=30)
+        history = run_episode(env, {a: LearnedAgent(rule, "learned_mlp") for a in env.possible_agents}, seed=5)
+        return np.asarray(history.losses)
+
+    assert isinstance(shipped, MLPRule)
+    np.testing.assert_array_equal(losses(shipped), losses(_quadratic()))
+
+
+@pytest.mark.parametrize("consensus", ["sum", "mean", "upgrad"])
 def test_where_the_shortest_proposal_does_not_bound_the_move_the_gated_share_is_off(consensus: str) -> None:
     gated = _game_losses(_quadratic(**SHARE, adam_min_bounded_only=True), consensus, steps=40)
     torch.testing.assert_close(gated, _game_losses(_quadratic(), consensus, steps=40), rtol=0, atol=0)
@@ -266,7 +306,7 @@ def test_a_rule_without_the_option_never_measures_the_consensus() -> None:
     suite = make_env("quadratic", num_tasks=2).suite
     game = Game(suite, logged, action_mode="update", horizon=5)
     for rule in (new_rule("learned_mlp"), new_rule("learned_mlp", trunk_adam=True)):
-        assert EngineDriver(rule, game).adam_allowed is False
+        assert EngineDriver(rule, game).adam_allowed is True  # no share, or one that plays everywhere
     assert calls == []
     assert EngineDriver(new_rule("learned_mlp", trunk_adam=True, adam_min_bounded_only=True), game).adam_allowed
     assert calls  # measured: the shortest row is min-bounded, and not linear

@@ -119,7 +119,7 @@ class EngineDriver:
         #: ``boost_linear_only``, else True.
         self.boost_allowed = boost_allowed(rule, lambda: game.linear_consensus)
         #: Whether the rule's AMSGrad share may play in these games: the game's ``min_bounded_consensus`` and not its
-        #: ``linear_consensus`` for a rule with ``adam_min_bounded_only``, else False (then not measured).
+        #: ``linear_consensus`` for a rule with ``trunk_adam`` and ``adam_min_bounded_only``, else True (not measured).
         self.adam_allowed = adam_allowed(rule, lambda: game.min_bounded_consensus and not game.linear_consensus)
 
     def gradients(self, out: StepOutput) -> Tensor:
@@ -224,12 +224,12 @@ def trunk_scale(rule: Rule, sum_scale: Callable[[], float | None]) -> float:
 def adam_allowed(rule: Rule, min_bounded: Callable[[], bool]) -> bool:
     """What ``rule`` is told of the games' consensus rule for its AMSGrad share: ``min_bounded()`` (the shortest
     proposal bounds the move, and the rule is not linear) for a rule with ``trunk_adam`` and
-    ``adam_min_bounded_only``, else False (``min_bounded`` is then not called: measuring it calls the consensus
-    rule)."""
+    ``adam_min_bounded_only``, else True (an ungated share plays everywhere; ``min_bounded`` is then not called:
+    measuring it calls the consensus rule)."""
     config = rule.config
     if getattr(config, "trunk_adam", False) and getattr(config, "adam_min_bounded_only", False):
         return bool(min_bounded())
-    return False
+    return True
 
 
 def boost_allowed(rule: Rule, linear_consensus: Callable[[], bool]) -> bool:

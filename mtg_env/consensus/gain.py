@@ -111,11 +111,13 @@ def is_linear(
     identity that fails.
 
     Raises:
-        ValueError: if ``num_tasks`` or ``trunk_size`` is not a positive int. A rule that fails on the test matrices
-            raises its own error (:attr:`mtg_env.engine.Game.linear_consensus` reads any failure as not linear).
+        ValueError: if ``num_tasks`` or ``trunk_size`` is not a positive int (TypeError if not an int at all), or
+            ``dtype`` is not float32 or float64. A rule that fails on the test matrices raises its own error
+            (:attr:`mtg_env.engine.Game.linear_consensus` reads any failure as not linear).
     """
     m = int_arg("num_tasks", num_tasks, low=1)
     n = int_arg("trunk_size", trunk_size, low=1)
+    dtype = _probe_dtype(dtype)
     if getattr(rule, "loss_aware", False) is True:
         return False
     kind = rule_state_kind(rule)
@@ -179,12 +181,13 @@ def is_min_bounded(
     probe cannot set). Torch's CPU and numpy's global generators are restored after; the rule itself is not touched.
 
     Raises:
-        ValueError: if ``num_tasks`` or ``trunk_size`` is not a positive int. A rule that fails on the test matrices
-            raises its own error (:attr:`mtg_env.engine.Game.min_bounded_consensus` reads any failure as not
-            min-bounded).
+        ValueError: if ``num_tasks`` or ``trunk_size`` is not a positive int (TypeError if not an int at all), or
+            ``dtype`` is not float32 or float64. A rule that fails on the test matrices raises its own error
+            (:attr:`mtg_env.engine.Game.min_bounded_consensus` reads any failure as not min-bounded).
     """
     m = int_arg("num_tasks", num_tasks, low=1)
     n = int_arg("trunk_size", trunk_size, low=1)
+    dtype = _probe_dtype(dtype)
     if getattr(rule, "loss_aware", False) is True:
         return False
     kind = rule_state_kind(rule)
@@ -209,6 +212,16 @@ def is_min_bounded(
         torch.random.set_rng_state(cpu_state)
         np.random.set_state(np_state)  # noqa: NPY002
     return True
+
+
+def _probe_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The probes' tolerances are in ulps of float32 or float64; a half dtype's (eps 1e-3, 8e-3) would pass a rule
+    that moves twice the bound."""
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(
+            f"dtype must be torch.float32 or torch.float64 (the probe's tolerance is in its ulps), got {dtype}"
+        )
+    return dtype
 
 
 def _test_matrices(m: int, n: int) -> list[torch.Tensor]:

@@ -95,7 +95,10 @@ class MLPRuleConfig(GuardConfig):
     the shared heavy ball, whose fixed point is the game's. The brake, the warm-up and ``anneal`` scale it as they
     scale the heavy ball. Off by default (the shipped files predate it)."""
     init_trunk_adam_lr: float = 0.01
-    """Initial step α_A of the trunk's AMSGrad share (``trunk_adam``)."""
+    """Initial step α_A of the trunk's AMSGrad share (``trunk_adam``): a step in the trunk's own units (about α_A a
+    coordinate), which the guard does not size (its safe step follows the heavy ball's reach). Too large a share
+    diverges: the regression specialist's at α_A = 0.3 diverged in 22 of 48 validation games under ``sum``. Check a
+    new value with ``-m slow tests/test_learned_stability.py``."""
     trunk_adam_beta1: float | None = None
     """The first-moment decay of the trunk's AMSGrad share (``trunk_adam``); ``None``: ``adam_beta1``, the heads'.
     0 makes the share an RMSprop step on the AMSGrad maximum: each player's current gradient over its own gradients'

@@ -97,8 +97,8 @@ class MLPRuleConfig(GuardConfig):
     init_trunk_adam_lr: float = 0.01
     """Initial step α_A of the trunk's AMSGrad share (``trunk_adam``): a step in the trunk's own units (about α_A a
     coordinate). The guard measures its safe step along the heavy ball's direction and was not built to bound the
-    share; too large a share diverges: the regression specialist's at α_A = 0.3 diverged in 22 of 48 validation games under ``sum``. Check a
-    new value with ``-m slow tests/test_learned_stability.py``."""
+    share; too large a share diverges: the regression specialist's at α_A = 0.3 diverged in 22 of 48 validation
+    games under ``sum``. Check a new value with ``-m slow tests/test_learned_stability.py``."""
     trunk_adam_beta1: float | None = None
     """The first-moment decay of the trunk's AMSGrad share (``trunk_adam``); ``None``: ``adam_beta1``, the heads'.
     0 makes the share an RMSprop step on the AMSGrad maximum: each player's current gradient over its own gradients'

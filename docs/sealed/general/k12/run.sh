@@ -3,7 +3,7 @@
 # plays an RMSprop share, alpha_A = 0.3 and first-moment decay 0, where the consensus rule is min-bounded, i.e. under
 # mgda): the shipped quadratic file beside the file before it (learned_mlp_quadratic_before.pt, from b3123b8) on the
 # same draws under mgda at 1x and 2x (under sum, mean and upgrad the two play bit for bit alike: tested in
-# tests/test_min_bounded_consensus.py); and the digits specialist at 2x under upgrad. Run from the repository root:
+# tests/test_min_bounded_consensus.py); and the digits specialist at 2x under upgrad and mgda. Run from the repository root:
 # bash docs/sealed/general/k12/run.sh OUT (CACHE=DIR keeps each cell's tuning: digits at 2x about 85 minutes a cell
 # here).
 set -e
@@ -13,3 +13,4 @@ for m in 1 2; do
   DRAWS=16 python $P quadratic:mgda $m "$OUT" quad=$W/learned_mlp_quadratic.pt quad_before=$B/learned_mlp_quadratic_before.pt
 done
 DRAWS=8 python $P digits:upgrad 2 "$OUT" dig=$W/learned_mlp_digits.pt
+DRAWS=8 python $P digits:mgda 2 "$OUT" dig=$W/learned_mlp_digits.pt

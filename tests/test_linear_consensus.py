@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import torch
@@ -13,7 +15,7 @@ from agents.learned import EngineDriver, LearnedAgent, new_rule
 from agents.learned.checkpoint import load_rule, pretrained_path
 from agents.learned.rules import MLPRule
 from mtg_env import engine
-from mtg_env.consensus import CONSENSUS_RULES, apply_rule, consensus_rule, is_linear
+from mtg_env.consensus import CONSENSUS_RULES, apply_rule, consensus_rule, is_linear, is_min_bounded
 from mtg_env.engine import Game
 from tests.conftest import make_env
 from tests.test_sum_scale import _Counting
@@ -102,13 +104,15 @@ def test_a_rule_of_your_own_is_linear_only_if_it_is_a_fixed_weighted_sum(rule: o
     assert is_linear(rule, 3, 4) is linear  # type: ignore[arg-type]
 
 
-def test_measuring_leaves_the_global_generators_and_the_rule_as_they_were() -> None:
+@pytest.mark.parametrize("probe", [is_linear, is_min_bounded])
+def test_measuring_leaves_the_global_generators_and_the_rule_as_they_were(probe: Callable[..., bool]) -> None:
+    """Both probes (is_min_bounded: tests/test_min_bounded_consensus.py)."""
     stateful = _Counting()
     stateful(torch.ones(2, 3))
     torch.manual_seed(0)
     np.random.seed(0)  # noqa: NPY002
-    assert not is_linear(_global_random_weights, 3)
-    assert not is_linear(stateful, 3)
+    assert not probe(_global_random_weights, 3)
+    assert not probe(stateful, 3)
     after = (torch.rand(1), np.random.rand())  # noqa: NPY002
     torch.manual_seed(0)
     np.random.seed(0)  # noqa: NPY002
@@ -116,12 +120,13 @@ def test_measuring_leaves_the_global_generators_and_the_rule_as_they_were() -> N
     assert stateful.calls == 1
 
 
+@pytest.mark.parametrize("probe", [is_linear, is_min_bounded])
 @pytest.mark.parametrize("bad", [0, -1, 2.5, True])
-def test_the_sizes_must_be_positive_ints(bad: object) -> None:
+def test_the_sizes_must_be_positive_ints(probe: Callable[..., bool], bad: object) -> None:
     with pytest.raises((ValueError, TypeError), match="num_tasks"):
-        is_linear(consensus_rule("mean"), bad)  # type: ignore[arg-type]
+        probe(consensus_rule("mean"), bad)
     with pytest.raises((ValueError, TypeError), match="trunk_size"):
-        is_linear(consensus_rule("mean"), 3, bad)  # type: ignore[arg-type]
+        probe(consensus_rule("mean"), 3, bad)
 
 
 # ------------------------------------------------------------------------------------- the game and the env

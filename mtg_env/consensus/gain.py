@@ -5,6 +5,8 @@ shortest proposal bounds its move (:func:`is_min_bounded`)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -56,9 +58,7 @@ def unanimity_gain(
     p = torch.ones(n, dtype=dtype, device=device)
     p[1::2] = -1.0
     gains = []
-    # a rule of your own may draw from the global generators: measuring must not move them
-    cpu_state, np_state = torch.random.get_rng_state(), np.random.get_state()  # noqa: NPY002
-    try:
+    with _global_generators_kept():  # a rule of your own may draw from them: measuring must not move them
         for scale in _SCALES:
             move = _move(rule, (scale * p).expand(m, n).clone(), m, n, dtype, device)
             move = torch.as_tensor(move).detach().to(device=p.device, dtype=torch.float64)
@@ -72,9 +72,6 @@ def unanimity_gain(
                     "its players when they all agree is needed to scale proposals as under sum)"
                 )
             gains.append(float(f"{gain:.12g}"))
-    finally:
-        torch.random.set_rng_state(cpu_state)
-        np.random.set_state(np_state)  # noqa: NPY002
     if gains[0] != gains[1]:
         raise ValueError(
             f"consensus rule {name!r} moves unanimous proposals by {gains[0]:.6g} times p and by {gains[1]:.6g} times "
@@ -115,18 +112,12 @@ def is_linear(
             ``dtype`` is not float32 or float64. A rule that fails on the test matrices raises its own error
             (:attr:`mtg_env.engine.Game.linear_consensus` reads any failure as not linear).
     """
-    m = int_arg("num_tasks", num_tasks, low=1)
-    n = int_arg("trunk_size", trunk_size, low=1)
-    dtype = _probe_dtype(dtype)
-    if getattr(rule, "loss_aware", False) is True:
-        return False
-    kind = rule_state_kind(rule)
-    if kind == "object" or (kind == "tensors" and rule.init_state(m, n, dtype, device)):  # type: ignore[attr-defined]
+    m, n, dtype = _probe_args(num_tasks, trunk_size, dtype)
+    if _follows_more_than_proposals(rule, m, n, dtype, device):
         return False
     eps = torch.finfo(dtype).eps
     mats = [x.to(dtype=dtype, device=device) for x in _test_matrices(m, n)]
-    cpu_state, np_state = torch.random.get_rng_state(), np.random.get_state()  # noqa: NPY002
-    try:
+    with _global_generators_kept():
 
         def move(x: torch.Tensor, seed: int = 0) -> torch.Tensor | None:
             out = torch.as_tensor(_move(rule, x.clone(), m, n, dtype, device, seed)).detach()
@@ -151,9 +142,6 @@ def is_linear(
                 assert cx is not None and cy is not None
                 if not close(move(x + y), cx + cy, x, y):
                     return False
-    finally:
-        torch.random.set_rng_state(cpu_state)
-        np.random.set_state(np_state)  # noqa: NPY002
     return True
 
 
@@ -185,20 +173,14 @@ def is_min_bounded(
             ``dtype`` is not float32 or float64. A rule that fails on the test matrices raises its own error
             (:attr:`mtg_env.engine.Game.min_bounded_consensus` reads any failure as not min-bounded).
     """
-    m = int_arg("num_tasks", num_tasks, low=1)
-    n = int_arg("trunk_size", trunk_size, low=1)
-    dtype = _probe_dtype(dtype)
-    if getattr(rule, "loss_aware", False) is True:
-        return False
-    kind = rule_state_kind(rule)
-    if kind == "object" or (kind == "tensors" and rule.init_state(m, n, dtype, device)):  # type: ignore[attr-defined]
+    m, n, dtype = _probe_args(num_tasks, trunk_size, dtype)
+    if _follows_more_than_proposals(rule, m, n, dtype, device):
         return False
     slack = 1.0 + 1e3 * torch.finfo(dtype).eps
     gen = torch.Generator().manual_seed(1)
     wide = 10.0 ** torch.linspace(-4.0, 4.0, m, dtype=torch.float64)[:, None]  # rows that agree, norms 1e-4 to 1e4
     agree = wide * (torch.randn(n, generator=gen, dtype=torch.float64) + 0.1 * torch.randn(m, n, generator=gen))
-    cpu_state, np_state = torch.random.get_rng_state(), np.random.get_state()  # noqa: NPY002
-    try:
+    with _global_generators_kept():
         for x in [agree, agree.flip(0), *_test_matrices(m, n)]:
             x = x.to(dtype=dtype, device=device)
             shortest = float(x.to(torch.float64).norm(dim=1).min())
@@ -208,10 +190,36 @@ def is_min_bounded(
                     return False
                 if float(out.to(torch.float64).norm()) > slack * shortest:
                     return False
+    return True
+
+
+@contextmanager
+def _global_generators_kept() -> Iterator[None]:
+    """Torch's CPU and numpy's global generators as they were, after the block."""
+    cpu_state, np_state = torch.random.get_rng_state(), np.random.get_state()  # noqa: NPY002
+    try:
+        yield
     finally:
         torch.random.set_rng_state(cpu_state)
         np.random.set_state(np_state)  # noqa: NPY002
-    return True
+
+
+def _probe_args(num_tasks: int, trunk_size: int, dtype: torch.dtype) -> tuple[int, int, torch.dtype]:
+    """The probes' checked arguments (positive ints; float32 or float64)."""
+    m = int_arg("num_tasks", num_tasks, low=1)
+    n = int_arg("trunk_size", trunk_size, low=1)
+    return m, n, _probe_dtype(dtype)
+
+
+def _follows_more_than_proposals(
+    rule: ConsensusRule, m: int, n: int, dtype: torch.dtype, device: torch.device | str
+) -> bool:
+    """Whether the rule's moves may follow more than the proposals a probe sets: the losses (``loss_aware``), or a
+    state it keeps across steps (an object rule's, or a non-empty tensor state)."""
+    if getattr(rule, "loss_aware", False) is True:
+        return True
+    kind = rule_state_kind(rule)
+    return kind == "object" or (kind == "tensors" and bool(rule.init_state(m, n, dtype, device)))  # type: ignore[attr-defined]
 
 
 def _probe_dtype(dtype: torch.dtype) -> torch.dtype:

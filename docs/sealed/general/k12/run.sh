@@ -9,7 +9,7 @@
 set -e
 export KEY=11d6a168811a918beabc07a2761b87aa
 W=agents/learned/weights B=docs/sealed/general/k12 P=docs/sealed/general/k7/play.py OUT=${1:?usage: run.sh OUT}
-for m in 1 2; do
+for m in 1 2 5; do
   DRAWS=16 python $P quadratic:mgda $m "$OUT" quad=$W/learned_mlp_quadratic.pt quad_before=$B/learned_mlp_quadratic_before.pt
 done
 DRAWS=8 python $P digits:upgrad 2 "$OUT" dig=$W/learned_mlp_digits.pt

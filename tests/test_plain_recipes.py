@@ -107,6 +107,24 @@ def test_a_random_policy_plays_at_least_half_of_max_cycles_on_the_defaults(mode:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("consensus", ["mean", "upgrad"])
+def test_a_random_policy_plays_whole_episodes_under_mean_and_upgrad(consensus: str) -> None:
+    """docs/engine.md's table: under ``mean`` and ``upgrad`` a random policy plays every seed's 500 steps (under
+    ``sum`` 6 of 8, under ``mgda`` none: ``scripts/episode_lengths.py``)."""
+    env = mtg_env.parallel_env(consensus=consensus)
+    for seed in range(3):
+        env.reset(seed=seed)
+        for m, agent in enumerate(env.possible_agents):
+            env.action_space(agent).seed(100 * seed + m)
+        steps = 0
+        while env.agents:
+            _, _, terminated, _, _ = env.step({a: env.action_space(a).sample() for a in env.agents})
+            steps += 1
+            assert not any(terminated.values()), (consensus, seed, steps)
+        assert steps == env.max_cycles
+
+
+@pytest.mark.slow
 def test_sb3_ppo_learns_updates_that_beat_a_random_policy_on_held_out_seeds() -> None:
     """The plain recipe in ``update`` mode (one shared policy over 17 000-coordinate actions) learns something a
     random policy does not: in relative units a constant action is a descent step, an easy thing to learn."""

@@ -62,10 +62,10 @@ class MultiTaskGameEnv(ParallelEnv):
     in units of each coordinate's *reference descent step* (``update_units="relative"``, :mod:`mtg_env.engine.codec`):
     coordinate i of the action plays u_i = a_i · d_i, d_i = −sign(g_i) · 2^k_i, where g_i is the agent's own
     observed gradient of that coordinate and 2^k_i is 2^-3 |g_i| rounded up to a power of two, at least 2^-6. The
-    Box is ``Box(-max_update / 4, max_update, (h_m + n,))``: 1 on every coordinate is a gradient step of step size
-    1/8 to 1/4, 0 no move, and uphill moves go at most a quarter as far, so a random action (what a library's
-    untrained policy sends) descends on average and a random policy plays whole episodes. Each d_i is a power of
-    two, so a player converts its intended update exactly (``ObservationReader.update_action``); the paper's
+    Box is ``Box(-max_update / 4, max_update, (h_m + n,))``: 1 is a gradient step of step size 1/8 to 1/4 where
+    |g_i| ≥ 1/8 and a sign step of 2^-6 below, 0 no move, and uphill moves go at most a quarter as far, so a random
+    action (what a library's untrained policy sends) descends on average (how long per rule: docs/engine.md). Each
+    d_i is a power of two, so a player converts its update exactly (``ObservationReader.update_action``); the paper's
     gradient player (α ≤ 1/8) and Adam (lr 1e-3) play their rules unclipped, the same updates bit for bit as in raw
     units. ``update_units="raw"``: the action is the update itself, in ``Box(-max_update, max_update)`` (v5; ±1 per
     coordinate on the digits suite's 17 000 parameters ends a random game at its first step). An action given to

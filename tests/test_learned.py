@@ -911,7 +911,7 @@ def test_the_generalist_plays_every_suite_and_reproduces_its_pinned_loss(suite: 
     assert meta["config"]["consensus"] == ["sum", "mean", "mgda"]
     assert meta["added_options"] == {  # scripts/train_weights.py ADDED_OPTIONS
         "trunk_adam": True, "init_trunk_adam_lr": 0.01, "adam_floor": 0.01, "sum_scaled": True, "trunk_boost": 0.05,
-        "boost_floor": 0.001,
+        "boost_floor": 0.001, "balance_min_bounded": True,
     }  # fmt: skip
 
 

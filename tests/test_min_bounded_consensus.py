@@ -178,7 +178,9 @@ def _quadratic(**options: object) -> MLPRule:
 
     _, rule, _ = load_rule(pretrained_path("learned_mlp", "quadratic"))
     assert isinstance(rule, MLPRule)
-    unshared = replace(rule.config, trunk_adam=False, trunk_adam_beta1=None, adam_min_bounded_only=False)
+    unshared = replace(
+        rule.config, trunk_adam=False, trunk_adam_beta1=None, adam_min_bounded_only=False, balance_min_bounded=False
+    )
     base = MLPRule(replace(unshared, init_trunk_adam_lr=MLPRuleConfig.init_trunk_adam_lr))
     state = {k: v for k, v in rule.state_dict().items() if k != "trunk_adam_log_lr"}
     last = len(base.trunk_net) - 1

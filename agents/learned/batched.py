@@ -23,7 +23,7 @@ from torch import Tensor
 
 from agents.learned.blocks import Blocks
 from agents.learned.rules import LSTMRule, MLPRule, Rule, RuleState, StepRule
-from mtg_env.engine import Game, GameState, StepOutput
+from mtg_env.engine import Game, GameState, StepOutput, trunk_grad_norm_mean
 from mtg_env.engine.core import Updates
 
 #: How many graphs of the rules' compiled step one process may compile (``EngineDriver(compile=True)``): one per game
@@ -121,6 +121,9 @@ class EngineDriver:
         #: Whether the rule's AMSGrad share may play in these games: the game's ``min_bounded_consensus`` and not its
         #: ``linear_consensus`` for a rule with ``trunk_adam`` and ``adam_min_bounded_only``, else True (not measured).
         self.adam_allowed = adam_allowed(rule, lambda: game.min_bounded_consensus and not game.linear_consensus)
+        #: Whether the rule balances its trunk proposals in these games (``balance_min_bounded``): the game's
+        #: ``min_bounded_consensus`` and not its ``linear_consensus``; False (not measured) for a rule without it.
+        self.balanced = balance_allowed(rule, lambda: game.min_bounded_consensus and not game.linear_consensus)
 
     def gradients(self, out: StepOutput) -> Tensor:
         """``[B, K]`` every task's head gradient then its trunk gradient (detached: the first-order meta-gradient)."""
@@ -133,7 +136,7 @@ class EngineDriver:
         if isinstance(self.rule, MLPRule):
             return self.rule.init_state(
                 self.gradients(out), self.blocks, linear_consensus=self.boost_allowed,
-                min_bounded_consensus=self.adam_allowed,
+                min_bounded_consensus=self.adam_allowed, balanced=self.balanced,
             )  # fmt: skip
         return self.rule.init_state(self.gradients(out), self.blocks)
 
@@ -184,6 +187,8 @@ class EngineDriver:
     ) -> tuple[Updates, RuleState]:
         """``update`` mode's step: the rule on every task's coordinates, its update split into the engine's action."""
         g = _coordinates(head_grads, jacobian)
+        if "balance_on" in memory:  # balance_min_bounded: G of this step, the same for every player
+            memory = memory | {"trunk_grad_norm_mean": trunk_grad_norm_mean(jacobian).unsqueeze(1)}
         update, memory = self.rule(g, features[:, self.block_task], self.blocks, t, memory)
         update = update.to(self.game.dtype)
         h = self.game.head_index.numel()
@@ -230,6 +235,15 @@ def adam_allowed(rule: Rule, min_bounded: Callable[[], bool]) -> bool:
     if getattr(config, "trunk_adam", False) and getattr(config, "adam_min_bounded_only", False):
         return bool(min_bounded())
     return True
+
+
+def balance_allowed(rule: Rule, min_bounded: Callable[[], bool]) -> bool:
+    """Whether ``rule`` balances its trunk proposals in the games: ``min_bounded()`` (the shortest proposal bounds the
+    move, and the rule is not linear) for a rule with ``balance_min_bounded``, else False (``min_bounded`` is then
+    not called: measuring it calls the consensus rule)."""
+    if getattr(rule.config, "balance_min_bounded", False):
+        return bool(min_bounded())
+    return False
 
 
 def boost_allowed(rule: Rule, linear_consensus: Callable[[], bool]) -> bool:

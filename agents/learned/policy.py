@@ -11,7 +11,7 @@ import torch
 from gymnasium import spaces
 
 from agents.base import ObservationReader, ReaderPlayer
-from agents.learned.batched import adam_allowed, boost_allowed, trunk_scale
+from agents.learned.batched import adam_allowed, balance_allowed, boost_allowed, trunk_scale
 from agents.learned.blocks import Blocks
 from agents.learned.rules import LSTMRule, MLPRule, Rule, RuleState, StepRule
 from mtg_env.engine import NUM_FEATURES
@@ -73,8 +73,12 @@ class LearnedAgent(ReaderPlayer):
                 allowed = boost_allowed(self.rule, lambda: True if linear is None else bool(linear))
                 bounded = info.get("min_bounded_consensus")  # absent: told nothing, as not min-bounded
                 share = adam_allowed(self.rule, lambda: bool(bounded) and linear is not None and not bool(linear))
+                # balanced where min-bounded and not linear, and where the env gives G (absent: told nothing, off)
+                balanced = "trunk_grad_norm_mean" in info and balance_allowed(
+                    self.rule, lambda: bool(bounded) and linear is not None and not bool(linear)
+                )
                 self._memory = self.rule.init_state(
-                    g, self._blocks, linear_consensus=allowed, min_bounded_consensus=share
+                    g, self._blocks, linear_consensus=allowed, min_bounded_consensus=share, balanced=balanced
                 )
             else:
                 self._memory = self.rule.init_state(g, self._blocks)
@@ -93,6 +97,14 @@ class LearnedAgent(ReaderPlayer):
                 return reader.step_action(log_steps.view(2).double().cpu().numpy())
             g_head, g_trunk = reader.grads(observation)
             g = torch.as_tensor(np.concatenate([g_head, g_trunk]).astype(np.float64), device=device).unsqueeze(0)
+            if "balance_on" in self._memory:  # balance_min_bounded: G of this step, from the env's infos
+                if "trunk_grad_norm_mean" not in info:
+                    raise ValueError(
+                        f"{self.name}: the env's info lacks 'trunk_grad_norm_mean', which this rule's "
+                        "balance_min_bounded reads every step (it was there at reset); pass each step's infos"
+                    )
+                common = torch.tensor([[float(info["trunk_grad_norm_mean"])]], dtype=torch.float64, device=device)
+                self._memory = self._memory | {"trunk_grad_norm_mean": common}
             update, self._memory = self.rule(
                 g,
                 feats.view(1, 1, -1).expand(1, 2, -1),  # both blocks read the player's features

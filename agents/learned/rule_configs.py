@@ -113,6 +113,18 @@ class MLPRuleConfig(GuardConfig):
     the share does not play (under a linear rule a per-player step moves the trunk's fixed point while it plays).
     ``EngineDriver`` reads the game's, the agent the infos; a game that does not say (``MLPRule.init_state``
     without it) counts as not min-bounded: the share is off there."""
+    balance_min_bounded: bool = False
+    """Balance the players' trunk proposals in games whose consensus rule lets the shortest proposal bound the move
+    and is not linear (``mgda``; the game's ``min_bounded_consensus`` and not its ``linear_consensus``, as for
+    ``adam_min_bounded_only``). MGDA's min-norm point leans toward the shortest proposals, so a player whose gradient
+    stays long (a hard task, or one whose head sharpens) loses its say in the trunk. Balanced, player m's heavy ball
+    steps by G / ‖∇_Ψ ℓ_m‖ times the common step, G the mean over the game's players of ‖∇_Ψ ℓ_j‖ (the env's
+    ``trunk_grad_norm_mean`` info; :func:`mtg_env.engine.trunk_grad_norm_mean`), as if every player's gradient were
+    G long; and the AMSGrad share's direction (``trunk_adam``) is scaled to RMS 1 per player. The consensus rule then
+    weighs the players by their directions, not their lengths. G falls with the gradients, so the game still
+    converges; the guard sees the balanced step. Under the other rules nothing changes. ``EngineDriver`` reads the
+    game's property and computes G from the step's Jacobian; the agent reads the infos; a game that does not say
+    counts as not min-bounded (no balance)."""
     adam_floor: float = 0.0
     """> 0: the AMSGrad share also times min(1, ‖ΔΨ‖ / (this · the largest ‖ΔΨ‖ so far)): a game converging to
     its fixed point, whose moves fall far below its largest, is handed back to the heavy ball early (every player

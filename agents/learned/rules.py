@@ -26,6 +26,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from agents.learned.balance import balance_heavy_ball, common_scale, unit_rms
 from agents.learned.blocks import Blocks
 from agents.learned.guard import apply_guard, apply_norm_guard, guard_state, norm_guard_state
 from agents.learned.rule_configs import LSTMRuleConfig, MLPRuleConfig, StepRuleConfig
@@ -124,6 +125,8 @@ class MLPRule(nn.Module):
         b1 = config.trunk_adam_beta1
         if b1 is not None and not (isinstance(b1, float) and 0.0 <= b1 < 1.0):
             raise ValueError(f"trunk_adam_beta1 must be None (adam_beta1) or a float in [0, 1), got {b1!r}")
+        if not isinstance(config.balance_min_bounded, bool):
+            raise TypeError(f"balance_min_bounded must be a bool, got {config.balance_min_bounded!r}")
         if (b1 is not None or config.adam_min_bounded_only) and not config.trunk_adam:
             raise ValueError(
                 "trunk_adam_beta1 and adam_min_bounded_only set the trunk's AMSGrad share: they need trunk_adam=True"
@@ -169,14 +172,17 @@ class MLPRule(nn.Module):
             self.trunk_log_lr.add_(math.log(factor))
 
     def init_state(
-        self, g: Tensor, blocks: Blocks, linear_consensus: bool = True, min_bounded_consensus: bool = False
-    ) -> RuleState:
+        self, g: Tensor, blocks: Blocks, linear_consensus: bool = True, min_bounded_consensus: bool = False,
+        balanced: bool = False,
+    ) -> RuleState:  # fmt: skip
         """Zero moments for gradients ``g [B, K]`` laid out as ``blocks``: the heads' moments over the head
         coordinates, the heavy ball's over the trunk's. ``linear_consensus``: whether the games' consensus rule is
         linear (:attr:`mtg_env.engine.Game.linear_consensus`); with ``boost_linear_only`` the boost plays only then.
         ``min_bounded_consensus``: whether it lets the shortest proposal bound the move and is not linear
         (:attr:`mtg_env.engine.Game.min_bounded_consensus`); with ``adam_min_bounded_only`` the AMSGrad share plays
-        only then."""
+        only then. ``balanced``: whether a rule with ``balance_min_bounded`` balances its proposals in these games
+        (min-bounded and not linear); the caller then adds ``state["trunk_grad_norm_mean"]`` (``[B, 1]``, G:
+        :func:`mtg_env.engine.trunk_grad_norm_mean`) before every call (the rule's next state drops it)."""
         b, num_groups = g.shape[0], blocks.num_groups
         kh, kt = blocks.num_heads, blocks.num_trunks * blocks.trunk_size
         dtype = self.log_lr.dtype
@@ -192,6 +198,7 @@ class MLPRule(nn.Module):
              if self.config.trunk_boost > 0 else {})
             | ({"trunk_m": zeros(kt), "trunk_v": zeros(kt), "trunk_v_max": zeros(kt)} if self.config.trunk_adam else {})
             | ({"adam_on": zeros(1) + float(min_bounded_consensus)} if self.config.adam_min_bounded_only else {})
+            | ({"balance_on": zeros(1) + float(balanced)} if self.config.balance_min_bounded else {})
             # the largest ‖ΔΨ‖ so far, the same for every player: the boost's floor and the AMSGrad share's read it
             | ({"top_move": zeros(1)} if self.config.trunk_boost > 0 or self.config.trunk_adam else {})
             | (guard_state(g, num_groups, dtype) if self.config.guard else {})
@@ -317,6 +324,10 @@ class MLPRule(nn.Module):
         if log_anneal is not None:
             log_step = log_step + log_anneal
         proposal = -torch.exp(log_step).unsqueeze(2) * mu  # [B, P, n]
+        balance_on, balance_state = None, {}
+        if "balance_on" in state:  # balance_min_bounded: each player's step as if its gradient were G long
+            balance_on, balance_state = state["balance_on"].unsqueeze(2) > 0, {"balance_on": state["balance_on"]}
+            proposal = balance_heavy_ball(proposal, g_t, common_scale(state, dtype), balance_on)
         adam_state: RuleState = {}
         if cfg.trunk_adam:  # a per-player AMSGrad share that falls to 0 at the horizon's end (MLPRuleConfig)
             t1_t = t1.unsqueeze(2)  # [B, 1, 1]
@@ -325,6 +336,8 @@ class MLPRule(nn.Module):
             v_t = cfg.beta2 * state["trunk_v"].view(g_t.shape) + (1.0 - cfg.beta2) * g_t.square()
             v_max_t = torch.maximum(state["trunk_v_max"].view(g_t.shape), v_t / (1.0 - cfg.beta2**t1_t))
             direction_t = m_t / (1.0 - b1**t1_t) / (v_max_t.sqrt() + cfg.eps)
+            if balance_on is not None:  # balanced: RMS 1 for every player
+                direction_t = unit_rms(direction_t, balance_on)
             log_share = torch.log(0.5 * (1.0 + torch.cos(math.pi * progress.clamp(0.0, 1.0))).clamp_min(1e-30))
             log_share = log_share + bound * torch.tanh(cfg.scale * schedule[:, 2:] / bound)
             if cfg.adam_floor > 0:  # handed back to the heavy ball as the moves fall far below their largest
@@ -356,7 +369,7 @@ class MLPRule(nn.Module):
             "mu": mu.flatten(1), "log_step": log_step, "mass": beta * state["mass"] + 1.0, "signal": signal,
             "signalled": torch.maximum(state["signalled"], valid.to(dtype)), "growth": growth, "brake": brake,
             "cooldown": cooldown,
-        } | boosted | adam_state | ({"top_move": top} if "top_move" in state else {})  # fmt: skip
+        } | boosted | adam_state | balance_state | ({"top_move": top} if "top_move" in state else {})  # fmt: skip
 
 
 class LSTMRule(nn.Module):

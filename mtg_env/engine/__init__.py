@@ -13,6 +13,7 @@ rule's state is tensors of it (:attr:`GameState.rule_state`), so one state stepp
 """
 
 from mtg_env.engine.core import losses_and_grads, reset, reset_where, step, updates
+from mtg_env.engine.features import trunk_grad_norm_mean
 from mtg_env.engine.game import Game
 from mtg_env.engine.layout import FEATURES, NUM_FEATURES
 from mtg_env.engine.noise import NoiseSpec, RegSpec
@@ -36,5 +37,6 @@ __all__ = [
     "reset",
     "reset_where",
     "step",
+    "trunk_grad_norm_mean",
     "updates",
 ]

@@ -18,6 +18,13 @@ def _plain(x: Tensor) -> Tensor:
     return x.detach() if x.requires_grad else x
 
 
+def trunk_grad_norm_mean(jacobian: Tensor) -> Tensor:
+    """``[B]`` the mean over each game's players of ‖∇_Ψ ℓ_m‖ (``jacobian [B, M, n]``, detached, its dtype): the
+    common gradient scale the env's ``trunk_grad_norm_mean`` info reports and a rule that balances its trunk proposal
+    reads (``MLPRuleConfig.balance_min_bounded``)."""
+    return torch.linalg.vector_norm(_plain(jacobian), dim=2).mean(1)
+
+
 def features(
     game: Game, losses: Tensor, prev_losses: Tensor, head_grads: Tensor, jacobian: Tensor, last_move: Tensor, t: Tensor
 ) -> Tensor:

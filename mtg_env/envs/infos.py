@@ -7,6 +7,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from mtg_env.consensus import rule_name
+from mtg_env.engine import trunk_grad_norm_mean
 
 if TYPE_CHECKING:
     from mtg_env.envs.parallel import MultiTaskGameEnv
@@ -18,6 +19,8 @@ def step_infos(
     """Every live agent's info after a reset or a step (``reason``: why the game ended, or ``None``)."""
     gaps = cheap_gaps(env)
     cfg = env.config
+    # G, the mean over the players of ‖∇_Ψ ℓ_m‖ at this step, the same for every agent (a balancing rule reads it)
+    common = float(trunk_grad_norm_mean(env.engine_state.jacobian)[0])
     if cfg.numeric_infos:  # the same numeric keys at reset and at every step (TorchRL builds specs from them)
         numeric: dict[str, dict[str, Any]] = {}
         lo, hi = cfg.log_step_range
@@ -34,7 +37,7 @@ def step_infos(
             constants["sum_scale"] = env.game.sum_scale
         t = float(env._t)
         for m, agent in enumerate(env.agents):
-            values = {"loss": losses[m], "t": t, "diverged": float(diverged)}
+            values = {"loss": losses[m], "t": t, "diverged": float(diverged), "trunk_grad_norm_mean": common}
             if gaps is not None:
                 values["nash_gap"] = gaps[m]
             values.update(
@@ -48,7 +51,12 @@ def step_infos(
     metrics = env.metrics() if cfg.metrics_every and env._t % cfg.metrics_every == 0 and reason is None else None
     infos: dict[str, dict[str, Any]] = {}
     for m, agent in enumerate(env.agents):
-        info: dict[str, Any] = {"task": env.suite.tasks[m].name, "loss": losses[m], "t": env._t}
+        info: dict[str, Any] = {
+            "task": env.suite.tasks[m].name,
+            "loss": losses[m],
+            "t": env._t,
+            "trunk_grad_norm_mean": common,
+        }
         if gaps is not None:
             info["nash_gap"] = gaps[m]
         if reason is not None:

@@ -95,7 +95,8 @@ class VectorGameEnv:
         game's constants that the single env's infos carry, one per game: ``linear_consensus [B]`` and
         ``min_bounded_consensus [B]`` (bools, :attr:`~mtg_env.engine.Game.linear_consensus`,
         :attr:`~mtg_env.engine.Game.min_bounded_consensus`) and, where the consensus rule has a unanimity gain,
-        ``sum_scale [B]`` (:attr:`~mtg_env.engine.Game.sum_scale`).
+        ``sum_scale [B]`` (:attr:`~mtg_env.engine.Game.sum_scale`); and ``trunk_grad_norm_mean [B]``, each game's
+        mean over its players of ‖∇_Ψ ℓ_m‖ (:func:`mtg_env.engine.trunk_grad_norm_mean`; also after every step).
         """
         seeds = self.seeds_for(seed)
         self._state, out = engine.reset(self.game, seeds)
@@ -105,6 +106,7 @@ class VectorGameEnv:
             "seeds": self._state.seeds.clone(),
             "linear_consensus": torch.full((b,), self.game.linear_consensus, dtype=torch.bool, device=device),
             "min_bounded_consensus": torch.full((b,), self.game.min_bounded_consensus, dtype=torch.bool, device=device),
+            "trunk_grad_norm_mean": engine.trunk_grad_norm_mean(self._state.jacobian),
         }
         if self.game.sum_scale is not None:
             infos["sum_scale"] = torch.full((b,), self.game.sum_scale, dtype=self.game.dtype, device=device)
@@ -133,7 +135,8 @@ class VectorGameEnv:
         Returns:
             ``observations [B, M, d]``, ``rewards [B, M]``, ``terminated [B]`` (diverged, or a loss reached the
             consensus rule's floor: ``infos["out_of_domain"]``), ``truncated [B]``, and ``infos``: ``losses [B, M]``
-            (before any reset), ``t [B]``, ``done [B]``, ``out_of_domain [B]``, and, where a game finished,
+            (before any reset), ``t [B]``, ``done [B]``, ``out_of_domain [B]``, ``trunk_grad_norm_mean [B]`` (of the
+            observations returned: a finished game's fresh start), and, where a game finished,
             ``final_observation [B, M, d]`` (rows of finished games; others zero).
 
         Raises:
@@ -162,6 +165,7 @@ class VectorGameEnv:
             obs = obs.clone()
             obs[done] = self._observe(fresh)
         self._state = replace(state, done=torch.zeros_like(state.done))
+        infos["trunk_grad_norm_mean"] = engine.trunk_grad_norm_mean(state.jacobian)  # of the observations returned
         return obs, out.rewards, terminated, out.truncated, infos
 
     def engine_actions(self, actions: Tensor) -> Tensor:

@@ -134,8 +134,9 @@ class MultiTaskGameEnv(ParallelEnv):
 
     ## Infos
     Default (``numeric_infos=True``): numbers only, the same keys at reset and at every step, as TorchRL and
-    RLlib build specs from them: ``loss``, ``t``, ``diverged`` (0 or 1), ``nash_gap`` (ℓ_m − min_Θ ℓ_m,
-    Definition 1) where the suite computes it cheaply (quadratic, toy2d), and what a player needs to read its
+    RLlib build specs from them: ``loss``, ``t``, ``diverged`` (0 or 1), ``trunk_grad_norm_mean`` (the mean over the
+    players of ‖∇_Ψ ℓ_m‖, the same for all: :func:`mtg_env.engine.trunk_grad_norm_mean`), ``nash_gap`` (ℓ_m − min_Θ
+    ℓ_m, Definition 1) where the suite computes it cheaply (quadratic, toy2d), and what a player needs to read its
     observation and form its action: ``head_size``, ``trunk_size``, ``step_size_mode`` (0 or 1),
     ``log_step_low``, ``log_step_high``, ``unit_actions`` (0 or 1), ``relative_updates`` (0 or 1),
     ``linear_consensus`` (0 or 1: whether the consensus rule is a fixed weighted sum of the proposals, as ``sum`` and
@@ -143,9 +144,9 @@ class MultiTaskGameEnv(ParallelEnv):
     is longer than the shortest proposal, as under ``mgda``; see :attr:`mtg_env.engine.Game.min_bounded_consensus`) and
     ``sum_scale`` (M / γ for a consensus rule that moves unanimous proposals by γ times one: the factor that makes them
     move the trunk as under ``sum``, 1 under ``sum``, M under ``mean``; absent for a rule without such a gain; see
-    :attr:`mtg_env.engine.Game.sum_scale`). The task's name is
-    ``env.task_name(agent)``. With ``numeric_infos=False`` (v1): ``task`` (name), ``loss``, ``t``, ``nash_gap`` where
-    cheap; after ``reset`` also ``head_size``, ``trunk_size``, ``action_mode``, ``log_step_range``, ``step_size_units``,
+    :attr:`mtg_env.engine.Game.sum_scale`). The task's name is ``env.task_name(agent)``. With ``numeric_infos=False``
+    (v1): ``task``, ``loss``, ``t``, ``trunk_grad_norm_mean``, ``nash_gap`` where cheap; after ``reset`` also
+    ``head_size``, ``trunk_size``, ``action_mode``, ``log_step_range``, ``step_size_units``,
     ``update_units``, ``linear_consensus`` and ``min_bounded_consensus`` (bools) and ``sum_scale``; on divergence
     ``termination == "diverged"`` and a ``reason`` (``"out_of_domain"`` and a ``reason`` when a loss leaves the
     consensus rule's domain, see Episode End); and every ``metrics_every`` steps ``metrics``: the agent's

@@ -119,12 +119,30 @@ def test_the_agent_reads_the_infos_as_the_driver_reads_the_game(consensus: str, 
 
 @pytest.mark.parametrize("key", ["min_bounded_consensus", "trunk_grad_norm_mean"])
 def test_an_env_that_does_not_say_turns_the_balance_off(key: str) -> None:
+    """Off, and the agent plays on without G: as the rule without the option does."""
     env = make_env("quadratic", consensus="mgda", num_tasks=3, dtype="float64", max_update=None)
     obs, infos = env.reset(seed=0)
     a = env.agents[0]
-    agent = LearnedAgent(new_rule("learned_mlp", **BALANCED), "learned_mlp")
-    agent.reset(obs[a], {k: v for k, v in infos[a].items() if k != key}, env.action_space(a))
+    rule = new_rule("learned_mlp", **BALANCED)
+    agent = LearnedAgent(rule, "learned_mlp")
+    plain = LearnedAgent(with_options("learned_mlp", rule, balance_min_bounded=False), "learned_mlp")
+    told = {k: v for k, v in infos[a].items() if k != key}
+    agent.reset(obs[a], told, env.action_space(a))
     assert float(agent._memory["balance_on"][0, 0]) == 0.0
+    plain.reset(obs[a], told, env.action_space(a))
+    for _ in range(3):
+        bare = {k: v for k, v in told.items() if k != "trunk_grad_norm_mean"}
+        np.testing.assert_array_equal(agent.act(obs[a], bare), plain.act(obs[a], bare))
+
+
+@pytest.mark.parametrize("consensus", ["sum", "upgrad"])
+def test_where_the_balance_is_off_the_agent_needs_no_g(consensus: str) -> None:
+    env = make_env("quadratic", consensus=consensus, num_tasks=3, dtype="float64", max_update=None)
+    obs, infos = env.reset(seed=0)
+    a = env.agents[0]
+    agent = LearnedAgent(load_rule(pretrained_path("learned_mlp", "quadratic"))[1], "learned_mlp")
+    agent.reset(obs[a], infos[a], env.action_space(a))
+    assert np.isfinite(agent.act(obs[a], {})).all()  # an info without G (or without anything) plays
 
 
 def test_an_info_without_g_mid_game_is_refused_naming_the_agent() -> None:

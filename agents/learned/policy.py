@@ -39,6 +39,7 @@ class LearnedAgent(ReaderPlayer):
         self.t = 0
         self._reader = None
         self._memory: RuleState = {}
+        self._balanced = False  # whether the rule balances its proposals in this game (balance_min_bounded)
         self.trunk_scale = 1.0
 
     @property
@@ -77,6 +78,7 @@ class LearnedAgent(ReaderPlayer):
                 balanced = "trunk_grad_norm_mean" in info and balance_allowed(
                     self.rule, lambda: bool(bounded) and linear is not None and not bool(linear)
                 )
+                self._balanced = balanced
                 self._memory = self.rule.init_state(
                     g, self._blocks, linear_consensus=allowed, min_bounded_consensus=share, balanced=balanced
                 )
@@ -98,12 +100,15 @@ class LearnedAgent(ReaderPlayer):
             g_head, g_trunk = reader.grads(observation)
             g = torch.as_tensor(np.concatenate([g_head, g_trunk]).astype(np.float64), device=device).unsqueeze(0)
             if "balance_on" in self._memory:  # balance_min_bounded: G of this step, from the env's infos
-                if "trunk_grad_norm_mean" not in info:
-                    raise ValueError(
-                        f"{self.name}: the env's info lacks 'trunk_grad_norm_mean', which this rule's "
-                        "balance_min_bounded reads every step (it was there at reset); pass each step's infos"
-                    )
-                common = torch.tensor([[float(info["trunk_grad_norm_mean"])]], dtype=torch.float64, device=device)
+                value = 0.0  # where the balance is off G is not read (and not needed)
+                if self._balanced:
+                    if "trunk_grad_norm_mean" not in info:
+                        raise ValueError(
+                            f"{self.name}: the env's info lacks 'trunk_grad_norm_mean', which this rule's "
+                            "balance_min_bounded reads every step (it was there at reset); pass each step's infos"
+                        )
+                    value = float(info["trunk_grad_norm_mean"])
+                common = torch.tensor([[value]], dtype=torch.float64, device=device)
                 self._memory = self._memory | {"trunk_grad_norm_mean": common}
             update, self._memory = self.rule(
                 g,

@@ -121,8 +121,12 @@ class MLPRuleConfig(GuardConfig):
     steps by G / ‖∇_Ψ ℓ_m‖ times the common step, G the mean over the game's players of ‖∇_Ψ ℓ_j‖ (the env's
     ``trunk_grad_norm_mean`` info; :func:`mtg_env.engine.trunk_grad_norm_mean`), as if every player's gradient were
     G long; and the AMSGrad share's direction (``trunk_adam``) is scaled to RMS 1 per player. The consensus rule then
-    weighs the players by their directions, not their lengths. G falls with the gradients, so the game still
-    converges; the guard sees the balanced step. Under the other rules nothing changes. ``EngineDriver`` reads the
+    weighs the players by their directions, not their lengths. The move still vanishes where MGDA's min-norm point
+    does (Pareto stationarity: G itself need not fall), and the share's schedule still takes it to 0 by the horizon's
+    end. The factor G / ‖∇_Ψ ℓ_m‖ is not bounded: a player whose gradient collapses while its momentum does not
+    proposes far, and the guard (which sees the balanced step) caps it; with ``guard=False`` (meta-training's
+    default) nothing does, though MGDA's move stays within the shortest proposal. Under the other rules nothing
+    changes. ``EngineDriver`` reads the
     game's property and computes G from the step's Jacobian; the agent reads the infos; a game that does not say
     counts as not min-bounded (no balance)."""
     adam_floor: float = 0.0

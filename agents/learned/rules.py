@@ -181,8 +181,9 @@ class MLPRule(nn.Module):
         ``min_bounded_consensus``: whether it lets the shortest proposal bound the move and is not linear
         (:attr:`mtg_env.engine.Game.min_bounded_consensus`); with ``adam_min_bounded_only`` the AMSGrad share plays
         only then. ``balanced``: whether a rule with ``balance_min_bounded`` balances its proposals in these games
-        (min-bounded and not linear); the caller then adds ``state["trunk_grad_norm_mean"]`` (``[B, 1]``, G:
-        :func:`mtg_env.engine.trunk_grad_norm_mean`) before every call (the rule's next state drops it)."""
+        (min-bounded and not linear). A rule with the option reads ``state["trunk_grad_norm_mean"]`` (``[B, 1]``, G:
+        :func:`mtg_env.engine.trunk_grad_norm_mean`; unused where the balance is off) that the caller adds before
+        every call (the rule's next state drops it)."""
         b, num_groups = g.shape[0], blocks.num_groups
         kh, kt = blocks.num_heads, blocks.num_trunks * blocks.trunk_size
         dtype = self.log_lr.dtype

@@ -14,8 +14,10 @@ for m in 1 2 5; do
   DRAWS=16 python $P quadratic:mgda $m "$OUT" quad=$W/learned_mlp_quadratic.pt \
     quad_before=$B/learned_mlp_quadratic_before.pt $GEN
 done
-for m in 1 2; do
+for m in 1 2 5; do
   DRAWS=16 python $P regression:mgda $m "$OUT" reg=$W/learned_mlp_regression.pt \
     reg_before=$B/learned_mlp_regression_before.pt $GEN
+done
+for m in 1 2; do
   DRAWS=8 python $P digits:mgda $m "$OUT" dig=$W/learned_mlp_digits.pt dig_before=$B/learned_mlp_digits_before.pt $GEN
 done

@@ -34,9 +34,9 @@ from mtg_env.suites import make_suite
 AGENTS = ("learned_mlp", "learned_lstm", "learned_step")
 
 
-def _game(suite_name: str, mode: str, device: str, options: dict) -> Game:
+def _game(suite_name: str, mode: str, device: str, options: dict, consensus: str = "sum") -> Game:
     suite = make_suite(suite_name, device=device, **options)
-    return Game(suite, consensus_rule("sum", num_tasks=suite.num_tasks), action_mode=mode, horizon=10**9)
+    return Game(suite, consensus_rule(consensus, num_tasks=suite.num_tasks), action_mode=mode, horizon=10**9)
 
 
 def reference(game: Game, games: int, name: str = "gradient") -> Callable[[], None]:
@@ -126,14 +126,18 @@ def main() -> None:
         "--compile", action="store_true",
         help="also time each rule with its step compiled (EngineDriver(compile=True); compiling takes a minute)",
     )  # fmt: skip
+    parser.add_argument(
+        "--consensus", default="sum",
+        help="the trunk's consensus rule (default sum; under mgda the shipped files' balance plays: see below)",
+    )  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(1)
     steady = steady_allocator()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("--device cuda: this torch build sees no GPU")
     options = {"batch_size": 64} if args.suite == "digits" else {}
-    update = _game(args.suite, "update", args.device, options)
-    step_game = _game(args.suite, "step_size", args.device, options)
+    update = _game(args.suite, "update", args.device, options, args.consensus)
+    step_game = _game(args.suite, "step_size", args.device, options, args.consensus)
     b, k = args.games, args.truncation
     runners: dict[str, Callable[[], None]] = {
         "gradient (reference)": reference(update, b),
@@ -145,6 +149,10 @@ def main() -> None:
     share = {"trunk_adam": True, "adam_floor": 0.01}  # the generalist's options: the trunk's AMSGrad share
     if "learned_mlp" in args.agents:
         runners["learned_mlp+trunk_adam play"] = learned_play("learned_mlp", update, b, **share)
+        # what every shipped MLP file plays: the share and the balance (which plays where the rule is min-bounded)
+        runners["learned_mlp+share+balance play"] = learned_play(
+            "learned_mlp", update, b, **share, balance_min_bounded=True
+        )
     trunc_runners = {
         f"{name} meta-train": learned_truncation(name, step_game if name == "learned_step" else update, b, k)
         for name in args.agents
@@ -163,7 +171,8 @@ def main() -> None:
     base = play["gradient (reference)"]
     sizes = f"trunk {update.trunk_size}, heads {update.head_index.numel()}, {update.num_tasks} tasks"
     print(
-        f"{args.suite} ({sizes}), B = {b} games, device {args.device}, truncation {k}, median of {args.rounds} rounds"
+        f"{args.suite} ({sizes}) under {args.consensus}, B = {b} games, device {args.device}, truncation {k}, "
+        f"median of {args.rounds} rounds"
         f"{'' if steady else ' (allocator thresholds not fixed: not glibc)'}"
     )
     adam = play["adam"]

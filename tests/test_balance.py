@@ -110,11 +110,11 @@ def test_the_agent_reads_the_infos_as_the_driver_reads_the_game(consensus: str, 
     rule = new_rule("learned_mlp", **BALANCED)
     with torch.no_grad():
         _, out = engine.reset(env.game, [0])
-    assert float(EngineDriver(rule, env.game).start(out)["balance_on"][0, 0]) == on
+    assert ("balance_on" in EngineDriver(rule, env.game).start(out)) is bool(on)
     a = env.agents[0]
     agent = LearnedAgent(rule, "learned_mlp")
     agent.reset(obs[a], infos[a], env.action_space(a))
-    assert float(agent._memory["balance_on"][0, 0]) == on
+    assert ("balance_on" in agent._memory) is bool(on)
 
 
 @pytest.mark.parametrize("key", ["min_bounded_consensus", "trunk_grad_norm_mean"])
@@ -128,7 +128,7 @@ def test_an_env_that_does_not_say_turns_the_balance_off(key: str) -> None:
     plain = LearnedAgent(with_options("learned_mlp", rule, balance_min_bounded=False), "learned_mlp")
     told = {k: v for k, v in infos[a].items() if k != key}
     agent.reset(obs[a], told, env.action_space(a))
-    assert float(agent._memory["balance_on"][0, 0]) == 0.0
+    assert "balance_on" not in agent._memory
     plain.reset(obs[a], told, env.action_space(a))
     for _ in range(3):
         bare = {k: v for k, v in told.items() if k != "trunk_grad_norm_mean"}

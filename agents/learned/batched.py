@@ -187,7 +187,7 @@ class EngineDriver:
     ) -> tuple[Updates, RuleState]:
         """``update`` mode's step: the rule on every task's coordinates, its update split into the engine's action."""
         g = _coordinates(head_grads, jacobian)
-        if "balance_on" in memory:  # balance_min_bounded: G of this step, the same for every player
+        if "balance_on" in memory:  # balance_min_bounded, where it plays: G of this step, the same for every player
             memory = memory | {"trunk_grad_norm_mean": trunk_grad_norm_mean(jacobian).unsqueeze(1)}
         update, memory = self.rule(g, features[:, self.block_task], self.blocks, t, memory)
         update = update.to(self.game.dtype)

@@ -39,7 +39,6 @@ class LearnedAgent(ReaderPlayer):
         self.t = 0
         self._reader = None
         self._memory: RuleState = {}
-        self._balanced = False  # whether the rule balances its proposals in this game (balance_min_bounded)
         self.trunk_scale = 1.0
 
     @property
@@ -78,7 +77,6 @@ class LearnedAgent(ReaderPlayer):
                 balanced = "trunk_grad_norm_mean" in info and balance_allowed(
                     self.rule, lambda: bool(bounded) and linear is not None and not bool(linear)
                 )
-                self._balanced = balanced
                 self._memory = self.rule.init_state(
                     g, self._blocks, linear_consensus=allowed, min_bounded_consensus=share, balanced=balanced
                 )
@@ -99,15 +97,13 @@ class LearnedAgent(ReaderPlayer):
                 return reader.step_action(log_steps.view(2).double().cpu().numpy())
             g_head, g_trunk = reader.grads(observation)
             g = torch.as_tensor(np.concatenate([g_head, g_trunk]).astype(np.float64), device=device).unsqueeze(0)
-            if "balance_on" in self._memory:  # balance_min_bounded: G of this step, from the env's infos
-                value = 0.0  # where the balance is off G is not read (and not needed)
-                if self._balanced:
-                    if "trunk_grad_norm_mean" not in info:
-                        raise ValueError(
-                            f"{self.name}: the env's info lacks 'trunk_grad_norm_mean', which this rule's "
-                            "balance_min_bounded reads every step (it was there at reset); pass each step's infos"
-                        )
-                    value = float(info["trunk_grad_norm_mean"])
+            if "balance_on" in self._memory:  # balance_min_bounded, where it plays: G of this step, from the infos
+                if "trunk_grad_norm_mean" not in info:
+                    raise ValueError(
+                        f"{self.name}: the env's info lacks 'trunk_grad_norm_mean', which this rule's "
+                        "balance_min_bounded reads every step (it was there at reset); pass each step's infos"
+                    )
+                value = float(info["trunk_grad_norm_mean"])
                 common = torch.tensor([[value]], dtype=torch.float64, device=device)
                 self._memory = self._memory | {"trunk_grad_norm_mean": common}
             update, self._memory = self.rule(

@@ -181,9 +181,10 @@ class MLPRule(nn.Module):
         ``min_bounded_consensus``: whether it lets the shortest proposal bound the move and is not linear
         (:attr:`mtg_env.engine.Game.min_bounded_consensus`); with ``adam_min_bounded_only`` the AMSGrad share plays
         only then. ``balanced``: whether a rule with ``balance_min_bounded`` balances its proposals in these games
-        (min-bounded and not linear). A rule with the option reads ``state["trunk_grad_norm_mean"]`` (``[B, 1]``, G:
-        :func:`mtg_env.engine.trunk_grad_norm_mean`; unused where the balance is off) that the caller adds before
-        every call (the rule's next state drops it)."""
+        (min-bounded and not linear): the state then carries ``balance_on`` (elsewhere the rule does no balancing work),
+        and the rule reads ``state["trunk_grad_norm_mean"]`` (``[B, 1]``, G:
+        :func:`mtg_env.engine.trunk_grad_norm_mean`) that the caller adds before every call (the rule's next state
+        drops it)."""
         b, num_groups = g.shape[0], blocks.num_groups
         kh, kt = blocks.num_heads, blocks.num_trunks * blocks.trunk_size
         dtype = self.log_lr.dtype
@@ -199,7 +200,7 @@ class MLPRule(nn.Module):
              if self.config.trunk_boost > 0 else {})
             | ({"trunk_m": zeros(kt), "trunk_v": zeros(kt), "trunk_v_max": zeros(kt)} if self.config.trunk_adam else {})
             | ({"adam_on": zeros(1) + float(min_bounded_consensus)} if self.config.adam_min_bounded_only else {})
-            | ({"balance_on": zeros(1) + float(balanced)} if self.config.balance_min_bounded else {})
+            | ({"balance_on": zeros(1) + 1.0} if self.config.balance_min_bounded and balanced else {})
             # the largest ‖ΔΨ‖ so far, the same for every player: the boost's floor and the AMSGrad share's read it
             | ({"top_move": zeros(1)} if self.config.trunk_boost > 0 or self.config.trunk_adam else {})
             | (guard_state(g, num_groups, dtype) if self.config.guard else {})

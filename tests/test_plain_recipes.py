@@ -86,15 +86,10 @@ def test_sb3_ppo_learns_step_sizes_that_beat_a_random_policy_on_held_out_seeds()
     assert np.mean(learned) > np.mean(random), (learned, random)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("mode", list(PLAIN))
-def test_a_random_policy_plays_at_least_half_of_max_cycles_on_the_defaults(mode: str) -> None:
-    """What every library's untrained policy sends (uniform in the Box) must not end the game at once: the median
-    episode over 6 seeds lasts at least half of ``max_cycles`` (v5's update Box, ±1 per coordinate on digits'
-    17 000 parameters, ended 6 of 6 at step 1)."""
-    env = mtg_env.parallel_env(**PLAIN[mode])
+def random_episode_lengths(env: mtg_env.MultiTaskGameEnv, seeds: range) -> list[int]:
+    """Steps each episode of a random policy (uniform in the Box; space m of seed s seeded 100 s + m) lasted."""
     lengths = []
-    for seed in range(6):
+    for seed in seeds:
         env.reset(seed=seed)
         for m, agent in enumerate(env.possible_agents):
             env.action_space(agent).seed(100 * seed + m)
@@ -103,6 +98,17 @@ def test_a_random_policy_plays_at_least_half_of_max_cycles_on_the_defaults(mode:
             env.step({a: env.action_space(a).sample() for a in env.agents})
             steps += 1
         lengths.append(steps)
+    return lengths
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", list(PLAIN))
+def test_a_random_policy_plays_at_least_half_of_max_cycles_on_the_defaults(mode: str) -> None:
+    """What every library's untrained policy sends (uniform in the Box) must not end the game at once: the median
+    episode over 6 seeds lasts at least half of ``max_cycles`` (v5's update Box, ±1 per coordinate on digits'
+    17 000 parameters, ended 6 of 6 at step 1)."""
+    env = mtg_env.parallel_env(**PLAIN[mode])
+    lengths = random_episode_lengths(env, range(6))
     assert np.median(lengths) >= env.max_cycles / 2, lengths
 
 
@@ -112,16 +118,7 @@ def test_a_random_policy_plays_whole_episodes_under_mean_and_upgrad(consensus: s
     """docs/engine.md's table: under ``mean`` and ``upgrad`` a random policy plays every seed's 500 steps (under
     ``sum`` 6 of 8, under ``mgda`` none: ``scripts/episode_lengths.py``)."""
     env = mtg_env.parallel_env(consensus=consensus)
-    for seed in range(3):
-        env.reset(seed=seed)
-        for m, agent in enumerate(env.possible_agents):
-            env.action_space(agent).seed(100 * seed + m)
-        steps = 0
-        while env.agents:
-            _, _, terminated, _, _ = env.step({a: env.action_space(a).sample() for a in env.agents})
-            steps += 1
-            assert not any(terminated.values()), (consensus, seed, steps)
-        assert steps == env.max_cycles
+    assert random_episode_lengths(env, range(3)) == [env.max_cycles] * 3
 
 
 @pytest.mark.slow

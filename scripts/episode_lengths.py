@@ -19,9 +19,11 @@ import mtg_env
 from agents import make_agents
 
 
-def play(consensus: str, seed: int, policy: str, lr: float, max_cycles: int) -> tuple[int, str]:
+def play(
+    consensus: str, seed: int, policy: str, lr: float, max_cycles: int, max_update: float = 1.0
+) -> tuple[int, str]:
     """(steps played, why it ended early or "") of one episode of ``parallel_env(consensus=...)``."""
-    env = mtg_env.parallel_env(consensus=consensus, max_cycles=max_cycles, numeric_infos=False)
+    env = mtg_env.parallel_env(consensus=consensus, max_cycles=max_cycles, max_update=max_update, numeric_infos=False)
     obs, infos = env.reset(seed=seed)
     players = make_agents("gradient", env, lr=lr) if policy == "gradient" else {}
     for m, agent in enumerate(env.possible_agents):
@@ -48,11 +50,12 @@ def main() -> None:
     parser.add_argument("--consensus", nargs="+", default=["sum", "mean", "mgda", "upgrad"])
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--max-cycles", type=int, default=500)
+    parser.add_argument("--max-update", type=float, default=1.0, help="the env's max_update (default 1, the env's)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"policy {args.policy}" + (f" (lr {args.lr:g})" if args.policy == "gradient" else ""), flush=True)
     for rule in args.consensus:
-        runs = [play(rule, seed, args.policy, args.lr, args.max_cycles) for seed in range(args.seeds)]
+        runs = [play(rule, seed, args.policy, args.lr, args.max_cycles, args.max_update) for seed in range(args.seeds)]
         whole = sum(steps == args.max_cycles for steps, _ in runs)
         print(f"{rule:>8}: {whole}/{args.seeds} whole; steps {[steps for steps, _ in runs]}", flush=True)
         for seed, (steps, why) in enumerate(runs):

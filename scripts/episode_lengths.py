@@ -20,12 +20,18 @@ from agents import make_agents
 
 
 def play(
-    consensus: str, seed: int, policy: str, lr: float, max_cycles: int, max_update: float = 1.0
+    consensus: str,
+    seed: int,
+    policy: str,
+    lr: float,
+    max_cycles: int,
+    max_update: float = 1.0,
+    trunk_lr: float | None = None,
 ) -> tuple[int, str]:
     """(steps played, why it ended early or "") of one episode of ``parallel_env(consensus=...)``."""
     env = mtg_env.parallel_env(consensus=consensus, max_cycles=max_cycles, max_update=max_update, numeric_infos=False)
     obs, infos = env.reset(seed=seed)
-    players = make_agents("gradient", env, lr=lr) if policy == "gradient" else {}
+    players = make_agents("gradient", env, lr=lr, trunk_lr=trunk_lr) if policy == "gradient" else {}
     for m, agent in enumerate(env.possible_agents):
         env.action_space(agent).seed(100 * seed + m)
         if players:
@@ -47,15 +53,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--policy", choices=("random", "gradient"), default="random")
     parser.add_argument("--lr", type=float, default=0.1, help="GradientAgent's step size (--policy gradient)")
+    parser.add_argument("--trunk-lr", type=float, default=None, help="its trunk step size (default: --lr)")
     parser.add_argument("--consensus", nargs="+", default=["sum", "mean", "mgda", "upgrad"])
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--max-cycles", type=int, default=500)
     parser.add_argument("--max-update", type=float, default=1.0, help="the env's max_update (default 1, the env's)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(f"policy {args.policy}" + (f" (lr {args.lr:g})" if args.policy == "gradient" else ""), flush=True)
+    steps = f" (lr {args.lr:g}, trunk_lr {args.trunk_lr})" if args.policy == "gradient" else ""
+    print(f"policy {args.policy}{steps}, max_update {args.max_update:g}", flush=True)
     for rule in args.consensus:
-        runs = [play(rule, seed, args.policy, args.lr, args.max_cycles, args.max_update) for seed in range(args.seeds)]
+        runs = [
+            play(rule, seed, args.policy, args.lr, args.max_cycles, args.max_update, args.trunk_lr)
+            for seed in range(args.seeds)
+        ]
         whole = sum(steps == args.max_cycles for steps, _ in runs)
         print(f"{rule:>8}: {whole}/{args.seeds} whole; steps {[steps for steps, _ in runs]}", flush=True)
         for seed, (steps, why) in enumerate(runs):

@@ -3,10 +3,12 @@ digits games (docs/results/learned.md, twelfth session).
 
     python scripts/mgda_per_task.py TUNED.json RULE.pt --consensus mgda --draws 8
 
-``TUNED.json``: the sealed protocol's tuned baselines for the cell (``sealed.tune_baselines``' result, as the
-bench's ``CACHE`` keeps it, e.g. ``tuned_digits_mgda_1.json``). Prints each task's mean final loss and head Nash gap
-(its loss minus its best response's, so the loss minus the gap is what the trunk's features allow) for both players,
-and the learned rule's loss over Adam's per task.
+``TUNED.json``: the sealed protocol's tuned baselines for the cell (``sealed.tune_baselines``' result, as
+``docs/sealed/general/k7/play.py`` keeps it under ``CACHE=DIR``: ``DIR/tuned_digits_mgda_1.json`` after a digits
+``mgda`` 1x cell). The digits file before the balance is ``docs/sealed/general/k13/learned_mlp_digits_before.pt``.
+Prints each task's mean final loss and head Nash gap (its loss minus its best response's, so the loss minus the gap
+is what the trunk's features allow) for both players, and the learned rule's loss over Adam's per task (the mean of
+the games' ratios: with few draws one game can pull it far).
 """
 
 from __future__ import annotations
@@ -34,11 +36,11 @@ def _final(game: engine.Game, heads: torch.Tensor, trunk: torch.Tensor) -> torch
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("tuned")
-    parser.add_argument("rule")
-    parser.add_argument("--consensus", default="mgda")
+    parser.add_argument("tuned", help="the cell's tuned baselines (JSON), e.g. CACHE/tuned_digits_mgda_1.json")
+    parser.add_argument("rule", help="a learned-rule file, e.g. docs/sealed/general/k13/learned_mlp_digits_before.pt")
+    parser.add_argument("--consensus", default="mgda", help="default mgda")
     parser.add_argument("--horizon", type=int, default=100, help="steps (digits at 1x: 100)")
-    parser.add_argument("--draws", type=int, default=8)
+    parser.add_argument("--draws", type=int, default=8, help="validation draws, 3 seeds each (default 8: 24 games)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     with open(args.tuned) as f:

@@ -26,16 +26,15 @@ def common_scale(state: dict[str, Tensor], dtype: torch.dtype) -> Tensor:
     return state[COMMON_KEY].to(dtype).unsqueeze(2)
 
 
-def balance_heavy_ball(proposal: Tensor, g_t: Tensor, common: Tensor, on: Tensor) -> Tensor:
+def balance_heavy_ball(proposal: Tensor, g_t: Tensor, common: Tensor) -> Tensor:
     """``proposal [B, P, n]`` (a heavy ball along player p's own gradients ``g_t [B, P, n]``) times G / ‖g_p‖ where
-    ``on [B, 1, 1]`` and the player's gradient is not zero; unchanged elsewhere."""
+    the player's gradient is not zero; unchanged where it is."""
     length = torch.linalg.vector_norm(g_t, dim=2, keepdim=True)  # [B, P, 1]
     scaled = proposal * (common / length.clamp_min(torch.finfo(proposal.dtype).tiny))
-    return torch.where(on & (length > 0), scaled, proposal)
+    return torch.where(length > 0, scaled, proposal)
 
 
-def unit_rms(direction: Tensor, on: Tensor) -> Tensor:
-    """``direction [B, P, n]`` scaled to RMS 1 over each player's trunk where ``on [B, 1, 1]`` (and not zero)."""
+def unit_rms(direction: Tensor) -> Tensor:
+    """``direction [B, P, n]`` scaled to RMS 1 over each player's trunk (a zero direction stays zero)."""
     rms = direction.square().mean(2, keepdim=True).sqrt()
-    unit = direction / rms.clamp_min(torch.finfo(direction.dtype).tiny)
-    return torch.where(on & (rms > 0), unit, direction)
+    return torch.where(rms > 0, direction / rms.clamp_min(torch.finfo(direction.dtype).tiny), direction)

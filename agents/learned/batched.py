@@ -118,12 +118,16 @@ class EngineDriver:
         #: Whether the rule's trunk boost may play in these games: the game's ``linear_consensus`` for a rule with
         #: ``boost_linear_only``, else True.
         self.boost_allowed = boost_allowed(rule, lambda: game.linear_consensus)
+
+        def min_bounded() -> bool:  # measured only when a rule's option asks
+            return game.min_bounded_consensus and not game.linear_consensus
+
         #: Whether the rule's AMSGrad share may play in these games: the game's ``min_bounded_consensus`` and not its
         #: ``linear_consensus`` for a rule with ``trunk_adam`` and ``adam_min_bounded_only``, else True (not measured).
-        self.adam_allowed = adam_allowed(rule, lambda: game.min_bounded_consensus and not game.linear_consensus)
+        self.adam_allowed = adam_allowed(rule, min_bounded)
         #: Whether the rule balances its trunk proposals in these games (``balance_min_bounded``): the game's
         #: ``min_bounded_consensus`` and not its ``linear_consensus``; False (not measured) for a rule without it.
-        self.balanced = balance_allowed(rule, lambda: game.min_bounded_consensus and not game.linear_consensus)
+        self.balanced = balance_allowed(rule, min_bounded)
 
     def gradients(self, out: StepOutput) -> Tensor:
         """``[B, K]`` every task's head gradient then its trunk gradient (detached: the first-order meta-gradient)."""

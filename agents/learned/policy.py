@@ -72,11 +72,10 @@ class LearnedAgent(ReaderPlayer):
                 linear = info.get("linear_consensus")  # absent from an env before the key: told nothing, as linear
                 allowed = boost_allowed(self.rule, lambda: True if linear is None else bool(linear))
                 bounded = info.get("min_bounded_consensus")  # absent: told nothing, as not min-bounded
-                share = adam_allowed(self.rule, lambda: bool(bounded) and linear is not None and not bool(linear))
+                min_bounded = bool(bounded) and linear is not None and not bool(linear)
+                share = adam_allowed(self.rule, lambda: min_bounded)
                 # balanced where min-bounded and not linear, and where the env gives G (absent: told nothing, off)
-                balanced = "trunk_grad_norm_mean" in info and balance_allowed(
-                    self.rule, lambda: bool(bounded) and linear is not None and not bool(linear)
-                )
+                balanced = "trunk_grad_norm_mean" in info and balance_allowed(self.rule, lambda: min_bounded)
                 self._memory = self.rule.init_state(
                     g, self._blocks, linear_consensus=allowed, min_bounded_consensus=share, balanced=balanced
                 )

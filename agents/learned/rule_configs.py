@@ -126,9 +126,8 @@ class MLPRuleConfig(GuardConfig):
     end. The factor G / ‖∇_Ψ ℓ_m‖ is not bounded: a player whose gradient collapses while its momentum does not
     proposes far, and the guard (which sees the balanced step) caps it; with ``guard=False`` (meta-training's
     default) nothing does, though MGDA's move stays within the shortest proposal. Under the other rules nothing
-    changes. ``EngineDriver`` reads the
-    game's property and computes G from the step's Jacobian; the agent reads the infos; a game that does not say
-    counts as not min-bounded (no balance)."""
+    changes. ``EngineDriver`` reads the game's property and computes G from the step's Jacobian; the agent reads the
+    infos; a game that does not say counts as not min-bounded (no balance)."""
     adam_floor: float = 0.0
     """> 0: the AMSGrad share also times min(1, ‖ΔΨ‖ / (this · the largest ‖ΔΨ‖ so far)): a game converging to
     its fixed point, whose moves fall far below its largest, is handed back to the heavy ball early (every player

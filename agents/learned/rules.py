@@ -326,10 +326,10 @@ class MLPRule(nn.Module):
         if log_anneal is not None:
             log_step = log_step + log_anneal
         proposal = -torch.exp(log_step).unsqueeze(2) * mu  # [B, P, n]
-        balance_on, balance_state = None, {}
-        if "balance_on" in state:  # balance_min_bounded: each player's step as if its gradient were G long
-            balance_on, balance_state = state["balance_on"].unsqueeze(2) > 0, {"balance_on": state["balance_on"]}
-            proposal = balance_heavy_ball(proposal, g_t, common_scale(state, dtype), balance_on)
+        # balance_min_bounded where it plays (the key is there only then): each player's step as if its gradient were G
+        balance_state = {"balance_on": state["balance_on"]} if "balance_on" in state else {}
+        if balance_state:
+            proposal = balance_heavy_ball(proposal, g_t, common_scale(state, dtype))
         adam_state: RuleState = {}
         if cfg.trunk_adam:  # a per-player AMSGrad share that falls to 0 at the horizon's end (MLPRuleConfig)
             t1_t = t1.unsqueeze(2)  # [B, 1, 1]
@@ -338,8 +338,8 @@ class MLPRule(nn.Module):
             v_t = cfg.beta2 * state["trunk_v"].view(g_t.shape) + (1.0 - cfg.beta2) * g_t.square()
             v_max_t = torch.maximum(state["trunk_v_max"].view(g_t.shape), v_t / (1.0 - cfg.beta2**t1_t))
             direction_t = m_t / (1.0 - b1**t1_t) / (v_max_t.sqrt() + cfg.eps)
-            if balance_on is not None:  # balanced: RMS 1 for every player
-                direction_t = unit_rms(direction_t, balance_on)
+            if balance_state:  # balanced: RMS 1 for every player
+                direction_t = unit_rms(direction_t)
             log_share = torch.log(0.5 * (1.0 + torch.cos(math.pi * progress.clamp(0.0, 1.0))).clamp_min(1e-30))
             log_share = log_share + bound * torch.tanh(cfg.scale * schedule[:, 2:] / bound)
             if cfg.adam_floor > 0:  # handed back to the heavy ball as the moves fall far below their largest

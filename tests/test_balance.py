@@ -208,3 +208,33 @@ def test_the_files_before_the_balance_are_the_shipped_files_without_it(name: str
     assert old.config == unbalanced.config
     expected, got = unbalanced.state_dict(), old.state_dict()
     assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+def _restart(floor: torch.Tensor | None) -> torch.Tensor:
+    """The guard's restart of two capped trunk proposals (armed, L̂ = 4), whose gradients are 1 and 4 long."""
+    from agents.learned.guard import GuardConfig, apply_guard, guard_state
+
+    h, n = 1, 2
+    blocks = Blocks(torch.tensor([False] * 2 * h + [True] * 2 * n), torch.tensor([0, 2, 1, 1, 3, 3]), 4)
+    g = torch.tensor([[0.5, 0.5, 0.6, 0.8, 0.0, 4.0]], dtype=torch.float64)
+    state = guard_state(g, 4, torch.float64) | {
+        "guard_l": torch.full((1, 4), 4.0, dtype=torch.float64),
+        "guard_seen": torch.ones(1, 4, dtype=torch.float64),
+        "guard_armed": torch.ones(1, 4, dtype=torch.float64),
+    }
+    heads, trunk = blocks.split(-100.0 * g)  # far beyond the cap c·‖g‖ / L̂: both proposals are capped
+    (_, guarded), capped, _ = apply_guard(
+        (heads, trunk), None, g, blocks, torch.zeros(1, dtype=torch.float64), state, GuardConfig(guard_step=1.0),
+        restart=True, restart_floor=floor,
+    )  # fmt: skip
+    assert capped[0, blocks.trunk_block].all()
+    return guarded[0]
+
+
+def test_balanced_a_capped_player_whose_gradient_is_short_restarts_as_if_it_were_g_long() -> None:
+    """A restart is a gradient step at the cap, c·g / L̂. Under MGDA the shortest proposal bounds every player's move,
+    so balanced, a restart is never shorter than a gradient G long; a longer gradient restarts as it did."""
+    plain, lifted = _restart(None), _restart(torch.tensor([[2.5]], dtype=torch.float64))
+    torch.testing.assert_close(plain, torch.tensor([[-0.15, -0.2], [0.0, -1.0]], dtype=torch.float64))
+    torch.testing.assert_close(lifted[0], 2.5 * plain[0], rtol=1e-15, atol=0)  # ‖g‖ = 1 < G: as if 2.5 long
+    assert torch.equal(lifted[1], plain[1])  # ‖g‖ = 4 > G: unchanged

@@ -4,7 +4,9 @@ MGDA's move is the min-norm point of the players' proposals, so it leans toward 
 gradient stays long (a hard task, or one whose head sharpens) loses its say in the trunk. Balanced, every player's
 heavy ball steps as if its gradient were G long, G the mean over the game's players of ‖∇_Ψ ℓ_m‖ (the same for every
 player: the env's ``trunk_grad_norm_mean`` info), and its AMSGrad share's direction has RMS 1. The rule then weighs
-the players by their directions, not their lengths; the move still vanishes where MGDA's min-norm point does.
+the players by their directions, not their lengths; the move still vanishes where MGDA's min-norm point does. Where
+the curvature guard caps a balanced proposal, its restart steps as if the player's gradient were at least G long
+(``restart_floor`` of :func:`agents.learned.guard.apply_guard`).
 """
 
 from __future__ import annotations

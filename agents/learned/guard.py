@@ -113,6 +113,7 @@ def apply_guard(
     capped_blocks: Tensor | None = None,
     fallback: bool = False,
     rise: Tensor | None = None,
+    restart_floor: Tensor | None = None,
 ) -> tuple[tuple[Tensor, Tensor], Tensor, dict[str, Tensor]]:
     """The guarded update (see the module docstring), as the heads' ``[B, h]`` and the trunk proposals' ``[B, P, n]``.
 
@@ -141,6 +142,9 @@ def apply_guard(
             LSTM's is bounded and need not descend), a cap on its length does not stop a drift uphill.
         rise: ``[B, G]`` Δℓ − |ℓ_{t−1}| of each block's player (> 0: its loss more than doubled on the last step),
             which arms the blocks outside ``capped_blocks``.
+        restart_floor: ``[B, 1]``, with ``restart``: a restarted trunk proposal steps as if its gradient were at
+            least this long, c·g·max(1, floor / ‖g‖) / L̂ (the balance's G, :mod:`agents.learned.balance`: under a
+            min-norm consensus a capped player whose gradient is short would otherwise bound every player's move).
 
     Returns:
         The guarded update (heads, trunk proposals), ``[B, G]`` bool the blocks that were capped (or played the
@@ -199,6 +203,9 @@ def apply_guard(
     if restart:  # a capped heavy ball restarts: a gradient step at the cap, c·g / L̂
         restarted = over & (armed > 0) & trunk_block
         inverse = step / torch.where(restarted, curvature, 1.0)
+        if restart_floor is not None:  # never shorter than a gradient of the floor's length
+            lift = restart_floor.to(dtype) / torch.where(norm > 0, norm, 1.0)
+            inverse = inverse * torch.where(trunk_block & (norm > 0), lift.clamp_min(1.0), 1.0)
         gd = -g_trunk * blocks.per_trunk(inverse)
         guarded_trunk = torch.where(blocks.per_trunk(restarted), gd, guarded_trunk)
         length = torch.where(restarted, inverse * norm, length)

@@ -363,6 +363,7 @@ class MLPRule(nn.Module):
             (head_update, proposal), capped, guard = apply_guard(
                 (head_update, proposal), reach, g, blocks, move[:, 0], state, cfg, restart=True,
                 capped_blocks=blocks.trunk_block, rise=change - (loss - change).abs(),
+                restart_floor=common_scale(state, dtype)[:, :, 0] if balance_state else None,
             )  # fmt: skip
             mu = torch.where(blocks.per_trunk(capped), g_t, mu)
         update = blocks.join(head_update, proposal)

@@ -1,0 +1,20 @@
+#!/bin/bash
+# The fourteenth key (K14), drawn after the thirteenth session's choice was committed: under a min-bounded consensus
+# rule (mgda) a balanced rule's guard restarts a capped trunk proposal as if its gradient were at least G long (G the
+# players' mean trunk-gradient length), so a capped player whose gradient is short no longer bounds every player's
+# move. The shipped files, on the same draws as K13's grid (mgda; under sum, mean and upgrad nothing changed, bit for
+# bit). The files as the twelfth session shipped them are the same weights played by the code before (commit
+# 84df2ed): run K13's script there on this key for them (docs/results/learned.md, thirteenth session). Run from the
+# repository root: bash docs/sealed/general/k14/run.sh OUT (CACHE=DIR keeps each cell's tuning).
+set -e
+export KEY=${KEY:?set KEY to the fourteenth key (docs/results/learned.md, thirteenth session)}
+W=agents/learned/weights P=docs/sealed/general/k7/play.py OUT=${1:?usage: run.sh OUT}
+for m in 1 2 5; do
+  DRAWS=16 python $P quadratic:mgda $m "$OUT" quad=$W/learned_mlp_quadratic.pt gen=$W/learned_mlp_general.pt
+done
+for m in 1 2 5; do
+  DRAWS=16 python $P regression:mgda $m "$OUT" reg=$W/learned_mlp_regression.pt gen=$W/learned_mlp_general.pt
+done
+for m in 1 2; do
+  DRAWS=8 python $P digits:mgda $m "$OUT" dig=$W/learned_mlp_digits.pt gen=$W/learned_mlp_general.pt
+done

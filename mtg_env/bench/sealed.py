@@ -259,6 +259,7 @@ def run_cell(
         "at_floor": {k: int(np.sum(v <= AT_FLOOR)) for k, v in arrays.items()},
         "best_mean": best_mean, "best_median": best_median, "tuned": chosen, "entrants": entrants,
         "floor_kinds": sorted(set(floor_kinds)), "gaps": {k: v.tolist() for k, v in arrays.items()},
+        "draws": [{"options": _plain(options), "seeds": [int(s) for s in seeds]} for options, seeds in draws],
         "seconds": time.perf_counter() - began, "tuning_seconds": tuned_s,
     }  # fmt: skip
 

@@ -3,24 +3,30 @@
 A family draws games of different kinds (regression: a linear or an MLP trunk with even odds; digits: three trunk
 widths), whose final gaps can differ by orders of magnitude. A cell's median then sits where the kinds meet, and its
 bootstrap CI spans them. This prints, per value of the option, the games' count, the median gap of the best tuned
-baseline and of each entrant, and the geometric mean over the games of the entrant's gap over the baseline's (paired,
-game by game)::
+baseline and of each entrant (a diverged game counts as an infinite gap, as in the cell's own median), and the
+geometric mean over the games of the entrant's gap over the baseline's (paired, game by game, over the games where
+both are finite; the others are counted)::
 
     KEY=... DRAWS=16 python docs/sealed/general/k7/play.py regression 1 OUT \\
         reg=agents/learned/weights/learned_mlp_regression.pt
     python scripts/cell_groups.py OUT/regression_sum_1.json --by trunk
 
 The cell JSON is one of ``mtg_env.bench.sealed.run_cell`` (a ``report.json``'s cells, or the cell files the sealed
-keys' scripts write); its ``draws`` record each draw's options and seeds, in the order of its ``gaps`` (cells written
-before the draws were recorded cannot be split). The baseline is the cell's best by the median (``--baseline``
-names another). Games where either gap is not finite are counted apart.
+keys' scripts write); its ``draws`` record each draw's options and seeds, in the order of its ``gaps``. A cell written
+before the draws were recorded is split by drawing them again (they depend on the stream and the key only):
+``--key KEY`` for a test-stream cell, ``--key validation`` for a development one, with ``--seeds`` (3 in the sealed
+keys' scripts)::
+
+    python scripts/cell_groups.py docs/sealed/general/k14/regression_mgda_1.json --by trunk \\
+        --key a05d0b11fc0747d603ea4d166a459c3e
+
+The baseline is the cell's best by the median (``--baseline`` names another).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,29 +40,42 @@ def _value(options: dict[str, Any], key: str) -> str:
     return json.dumps(options[key])
 
 
+def redraw(cell: dict[str, Any], key: str, seeds: int) -> list[dict[str, Any]]:
+    """The draws of ``cell`` drawn again: ``key`` the test key, or ``"validation"`` (the development stream)."""
+    from agents.learned.family import draw_games
+
+    games = len(next(iter(cell["gaps"].values())))
+    if games % seeds:
+        raise SystemExit(f"--seeds {seeds}: the cell's {games} games are not whole draws of {seeds} seeds each")
+    stream = "validation" if key == "validation" else "test"
+    drawn = draw_games(cell["family"], stream, games // seeds, seeds, key=None if stream == "validation" else key)
+    return [{"options": options, "seeds": list(s)} for options, s in drawn]
+
+
 def groups(cell: dict[str, Any], by: str, baseline: str | None = None) -> dict[str, dict[str, Any]]:
-    """Per value of the drawn option ``by``: ``games``, ``not_finite`` and, per player, ``median`` (its median gap)
-    and, per entrant, ``geo_ratio`` (the geometric mean of its gap over ``baseline``'s, game by game)."""
+    """Per value of the drawn option ``by``: ``games``; per player ``median`` (its median gap, a diverged game
+    infinite); per entrant ``geo_ratio`` (the geometric mean of its gap over ``baseline``'s, over the games where both
+    are finite) and ``not_finite`` (the games left out of it)."""
     if "draws" not in cell:
-        raise SystemExit("this cell records no draws (written before run_cell recorded them): play it again")
+        raise SystemExit("this cell records no draws (written before run_cell recorded them): pass --key to redraw")
     baseline = baseline or cell["best_median"]
     if baseline not in cell["gaps"]:
         raise SystemExit(f"--baseline {baseline!r}: the cell's players are {sorted(cell['gaps'])}")
     labels = [_value(d["options"], by) for d in cell["draws"] for _ in d["seeds"]]
-    if len(labels) != len(cell["gaps"][baseline]):
-        raise SystemExit(f"the cell's draws name {len(labels)} games, its gaps {len(cell['gaps'][baseline])}")
-    gaps = {name: np.asarray(values, dtype=np.float64) for name, values in cell["gaps"].items()}
+    # a report.json writes a non-finite gap as a string ("inf"); float() reads both forms
+    gaps = {name: np.asarray([float(v) for v in values]) for name, values in cell["gaps"].items()}
+    if len(labels) != len(gaps[baseline]):
+        raise SystemExit(f"the cell's draws name {len(labels)} games, its gaps {len(gaps[baseline])}")
     out: dict[str, dict[str, Any]] = {}
     for label in sorted(set(labels)):
         rows = np.asarray([lab == label for lab in labels])
-        finite = rows & np.all([np.isfinite(v) for v in gaps.values()], axis=0)
-        group: dict[str, Any] = {"games": int(rows.sum()), "not_finite": int(rows.sum() - finite.sum())}
-        group["median"] = {name: float(np.median(v[finite])) if finite.any() else math.nan for name, v in gaps.items()}
-        group["geo_ratio"] = {
-            name: float(np.exp(np.mean(np.log(v[finite] / gaps[baseline][finite])))) if finite.any() else math.nan
-            for name, v in gaps.items()
-            if name in cell["entrants"]
-        }
+        group: dict[str, Any] = {"games": int(rows.sum()), "geo_ratio": {}, "not_finite": {}}
+        group["median"] = {name: float(np.median(np.where(np.isnan(v), np.inf, v)[rows])) for name, v in gaps.items()}
+        for name in cell["entrants"]:
+            both = rows & np.isfinite(gaps[name]) & np.isfinite(gaps[baseline])
+            ratio = np.log(gaps[name][both] / gaps[baseline][both])
+            group["geo_ratio"][name] = float(np.exp(ratio.mean())) if both.any() else float("nan")
+            group["not_finite"][name] = int(rows.sum() - both.sum())
         out[label] = group
     return out
 
@@ -66,16 +85,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("cell", type=Path, help="a cell JSON of mtg_env.bench.sealed.run_cell")
     parser.add_argument("--by", required=True, help="the drawn option to split by (regression: trunk)")
     parser.add_argument("--baseline", default=None, help="the tuned baseline to compare with (default: best median)")
+    parser.add_argument("--key", default=None, help="redraw a cell without draws: its test key, or 'validation'")
+    parser.add_argument("--seeds", type=int, default=3, help="with --key: seeds per draw (default 3)")
     args = parser.parse_args(argv)
     cell = json.loads(args.cell.read_text())
+    if args.key is not None:
+        cell["draws"] = redraw(cell, args.key, args.seeds)
+    split = groups(cell, args.by, args.baseline)
     baseline = args.baseline or cell["best_median"]
     print(f"{cell['family']} {cell['consensus']} {cell['multiple']}x, by {args.by}; ratios to {baseline}")
-    for label, group in groups(cell, args.by, args.baseline).items():
+    for label, group in split.items():
         shown = {k: v for k, v in group["median"].items() if k == baseline or k in cell["entrants"]}
         medians = ", ".join(f"{k} {v:.3g}" for k, v in shown.items())
-        ratios = ", ".join(f"{k} {v:.3g}" for k, v in group["geo_ratio"].items())
-        extra = f", {group['not_finite']} not finite" if group["not_finite"] else ""
-        print(f"  {args.by}={label}: {group['games']} games{extra}; median gap: {medians}; geometric mean: {ratios}")
+        ratios = ", ".join(
+            f"{k} {v:.3g}" + (f" ({group['not_finite'][k]} not finite)" if group["not_finite"][k] else "")
+            for k, v in group["geo_ratio"].items()
+        )
+        print(f"  {args.by}={label}: {group['games']} games; median gap: {medians}; geometric mean: {ratios}")
     return 0
 
 

@@ -210,31 +210,62 @@ def test_the_files_before_the_balance_are_the_shipped_files_without_it(name: str
     assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
 
 
-def _restart(floor: torch.Tensor | None) -> torch.Tensor:
-    """The guard's restart of two capped trunk proposals (armed, L̂ = 4), whose gradients are 1 and 4 long."""
+def _restart(floor: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The guard's restart of three capped trunk proposals (armed, L̂ = 4), whose gradients are 1, 4 and 0 long:
+    the guarded heads, trunk proposals and each block's recorded move (the next secant's divisor)."""
     from agents.learned.guard import GuardConfig, apply_guard, guard_state
 
     h, n = 1, 2
-    blocks = Blocks(torch.tensor([False] * 2 * h + [True] * 2 * n), torch.tensor([0, 2, 1, 1, 3, 3]), 4)
-    g = torch.tensor([[0.5, 0.5, 0.6, 0.8, 0.0, 4.0]], dtype=torch.float64)
-    state = guard_state(g, 4, torch.float64) | {
-        "guard_l": torch.full((1, 4), 4.0, dtype=torch.float64),
-        "guard_seen": torch.ones(1, 4, dtype=torch.float64),
-        "guard_armed": torch.ones(1, 4, dtype=torch.float64),
+    is_trunk = torch.tensor([False] * 3 * h + [True] * 3 * n)
+    blocks = Blocks(is_trunk, torch.tensor([0, 2, 4, 1, 1, 3, 3, 5, 5]), 6)
+    g = torch.tensor([[0.5, 0.5, 0.5, 0.6, 0.8, 0.0, 4.0, 0.0, 0.0]], dtype=torch.float64)
+    state = guard_state(g, 6, torch.float64) | {
+        "guard_l": torch.full((1, 6), 4.0, dtype=torch.float64),
+        "guard_seen": torch.ones(1, 6, dtype=torch.float64),
+        "guard_armed": torch.ones(1, 6, dtype=torch.float64),
     }
-    heads, trunk = blocks.split(-100.0 * g)  # far beyond the cap c·‖g‖ / L̂: both proposals are capped
-    (_, guarded), capped, _ = apply_guard(
+    heads, trunk = blocks.split(-100.0 * g + 0.01)  # far beyond the cap c·‖g‖ / L̂: every proposal is capped
+    (guarded_heads, guarded), capped, after = apply_guard(
         (heads, trunk), None, g, blocks, torch.zeros(1, dtype=torch.float64), state, GuardConfig(guard_step=1.0),
         restart=True, restart_floor=floor,
     )  # fmt: skip
     assert capped[0, blocks.trunk_block].all()
-    return guarded[0]
+    return guarded_heads[0], guarded[0], after["guard_s"][0]
 
 
 def test_balanced_a_capped_player_whose_gradient_is_short_restarts_as_if_it_were_g_long() -> None:
     """A restart is a gradient step at the cap, c·g / L̂. Under MGDA the shortest proposal bounds every player's move,
-    so balanced, a restart is never shorter than a gradient G long; a longer gradient restarts as it did."""
-    plain, lifted = _restart(None), _restart(torch.tensor([[2.5]], dtype=torch.float64))
-    torch.testing.assert_close(plain, torch.tensor([[-0.15, -0.2], [0.0, -1.0]], dtype=torch.float64))
+    so balanced, a restart is never shorter than a gradient G long; a longer gradient restarts as it did, a zero one
+    stays at rest, the heads are untouched, and the move recorded for the next secant is the one played."""
+    plain_heads, plain, plain_moved = _restart(None)
+    heads, lifted, moved = _restart(torch.tensor([[2.5]], dtype=torch.float64))
+    torch.testing.assert_close(plain, torch.tensor([[-0.15, -0.2], [0.0, -1.0], [0.0, 0.0]], dtype=torch.float64))
     torch.testing.assert_close(lifted[0], 2.5 * plain[0], rtol=1e-15, atol=0)  # ‖g‖ = 1 < G: as if 2.5 long
-    assert torch.equal(lifted[1], plain[1])  # ‖g‖ = 4 > G: unchanged
+    assert torch.equal(lifted[1], plain[1]) and torch.equal(lifted[2], plain[2])  # ‖g‖ = 4 > G; ‖g‖ = 0
+    assert torch.equal(heads, plain_heads)
+    trunks = torch.tensor([1, 3, 5])  # the trunk proposals' blocks
+    torch.testing.assert_close(moved[trunks], torch.linalg.vector_norm(lifted, dim=1), rtol=1e-15, atol=0)
+    torch.testing.assert_close(plain_moved[trunks], torch.tensor([0.25, 1.0, 0.0], dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"restart_floor must be \[B, 1\]"):
+        _restart(torch.tensor([2.5], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("suite", ["regression", "digits"])
+def test_the_forms_agree_where_restarts_are_lifted(suite: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rule's trunk step 30x: the heavy ball overshoots, the guard restarts, and the lift changes restarts; the
+    agent (G from the infos) and the driver (G from the Jacobian) still play the same actions."""
+    import agents.learned.guard as guard
+    import agents.learned.rules as rules
+
+    lifted: list[bool] = []
+
+    def spy(*args: object, **kwargs: object) -> object:
+        out = guard.apply_guard(*args, **kwargs)  # type: ignore[arg-type]
+        if kwargs.get("restart_floor") is not None:
+            plain = guard.apply_guard(*args, **(kwargs | {"restart_floor": None}))  # type: ignore[arg-type]
+            lifted.append(not torch.equal(out[0][1], plain[0][1]))
+        return out
+
+    monkeypatch.setattr(rules, "apply_guard", spy)
+    assert_forms_agree("learned_mlp", "update", BALANCED, suite, "mgda", steps=12, trunk_scale=30.0)
+    assert sum(lifted) >= 4

@@ -80,11 +80,16 @@ def test_the_forms_agree_with_the_gated_share(consensus: str) -> None:
     assert_forms_agree("learned_mlp", "update", options, "regression", consensus)
 
 
-def assert_forms_agree(name: str, mode: str, options: dict[str, object], suite: str, consensus: str = "sum") -> None:
-    """The env form (one LearnedAgent a player) and the batched form (EngineDriver) play the same actions for 6
-    steps of one game."""
-    env = make_env(suite, mode, max_update=None, max_cycles=10, update_units="raw", consensus=consensus)
+def assert_forms_agree(
+    name: str, mode: str, options: dict[str, object], suite: str, consensus: str = "sum", steps: int = 6,
+    trunk_scale: float = 1.0,
+) -> None:  # fmt: skip
+    """The env form (one LearnedAgent a player) and the batched form (EngineDriver) play the same actions for
+    ``steps`` steps of one game (the rule's trunk step times ``trunk_scale``)."""
+    env = make_env(suite, mode, max_update=None, max_cycles=steps + 4, update_units="raw", consensus=consensus)
     rule = perturbed_rule(name, **options).to(env.device)
+    if trunk_scale != 1.0:
+        rule.scale_trunk_step(trunk_scale)
     obs, infos = env.reset(seed=3)
     players = {a: LearnedAgent(rule, name) for a in env.agents}
     for a in env.agents:
@@ -92,7 +97,7 @@ def assert_forms_agree(name: str, mode: str, options: dict[str, object], suite: 
     driver = EngineDriver(rule, env.game, log_step_range=env.log_step_range)
     state, out = engine.reset(env.game, [3, 11])  # game 0 is the env's game; game 1 must not disturb it
     memory = driver.start(out)
-    for t in range(6):
+    for t in range(steps):
         actions = {a: players[a].act(obs[a], infos[a]) for a in env.agents}
         with torch.no_grad():
             batched, memory = driver.act(state, out, memory)

@@ -304,28 +304,34 @@ def test_a_cell_on_the_cpu_device_is_unchanged(suite: str) -> None:
         assert cell["gaps"][name] == pytest.approx([float.fromhex(p) for p in pins], rel=_PIN_RTOL[suite]), name
     # the cell records its draws, in the order of its gaps (scripts/cell_groups.py splits a cell by them)
     from agents.learned.family import draw_games
+    from mtg_env.bench.sealed import _plain
 
     drawn = draw_games(suite, "validation", config.test_draws, config.test_seeds)
-    assert cell["draws"] == [{"options": options, "seeds": list(seeds)} for options, seeds in drawn]
+    assert cell["draws"] == [{"options": _plain(options), "seeds": list(seeds)} for options, seeds in drawn]
+    redrawn = load_script("scripts/cell_groups.py", "cell_groups").redraw(cell, "validation", config.test_seeds)
+    assert [_plain(d) for d in redrawn] == cell["draws"]  # a cell without draws is split by drawing them again
     assert sum(len(d["seeds"]) for d in cell["draws"]) == cell["games"]
 
 
 def test_a_cells_games_split_by_a_drawn_option() -> None:
-    """scripts/cell_groups.py: per value of the option, the games, the median gaps and the entrant's geometric mean
-    ratio to the best baseline, game by game; a game that is not finite is counted apart."""
+    """scripts/cell_groups.py: per value of the option, the games, the median gaps (a diverged game infinite) and the
+    entrant's geometric mean ratio to the best baseline, game by game where both are finite (the rest counted); a
+    player that is neither (here gradient descent) leaves out no game."""
     groups = load_script("scripts/cell_groups.py", "cell_groups").groups
     cell = {
         "best_median": "adam", "entrants": {"rule": {}},
         "draws": [{"options": {"trunk": "linear"}, "seeds": [0, 1]}, {"options": {"trunk": "mlp"}, "seeds": [0, 1]},
                   {"options": {"trunk": "linear"}, "seeds": [0, 1]}],
-        "gaps": {"adam": [1.0, 2.0, 10.0, 20.0, 4.0, 1.0], "rule": [2.0, 8.0, 5.0, float("inf"), 4.0, 0.5]},
+        "gaps": {"adam": [1.0, 2.0, 10.0, 20.0, 4.0, 1.0], "rule": [2.0, 8.0, 5.0, "inf", 4.0, 0.5],
+                 "gradient": ["inf", "inf", 1.0, 1.0, 1.0, 1.0]},
     }  # fmt: skip
     split = groups(cell, "trunk")
-    assert split['"linear"']["games"] == 4 and split['"linear"']["not_finite"] == 0
-    assert split['"linear"']["geo_ratio"]["rule"] == pytest.approx((2 * 4 * 1 * 0.5) ** 0.25)
-    assert split['"linear"']["median"] == {"adam": pytest.approx(1.5), "rule": pytest.approx(3.0)}
-    assert split['"mlp"'] == {"games": 2, "not_finite": 1, "median": {"adam": 10.0, "rule": 5.0},
-                              "geo_ratio": {"rule": 0.5}}  # fmt: skip
+    linear, mlp = split['"linear"'], split['"mlp"']
+    assert linear["games"] == 4 and linear["not_finite"] == {"rule": 0}
+    assert linear["geo_ratio"]["rule"] == pytest.approx((2 * 4 * 1 * 0.5) ** 0.25)
+    assert linear["median"] == {"adam": 1.5, "rule": 3.0, "gradient": float("inf")}
+    assert mlp["median"] == {"adam": 15.0, "rule": float("inf"), "gradient": 1.0}
+    assert mlp["not_finite"] == {"rule": 1} and mlp["geo_ratio"] == {"rule": 0.5}
     with pytest.raises(SystemExit, match=r"'width'.*pick one"):
         groups(cell, "width")
     with pytest.raises(SystemExit, match="records no draws"):

@@ -145,6 +145,7 @@ def apply_guard(
         restart_floor: ``[B, 1]``, with ``restart``: a restarted trunk proposal steps as if its gradient were at
             least this long, c·g·max(1, floor / ‖g‖) / L̂ (the balance's G, :mod:`agents.learned.balance`: under a
             min-norm consensus a capped player whose gradient is short would otherwise bound every player's move).
+            Lifted, the restart is longer than the cap: for that player the balance, not the cap, sets its step.
 
     Returns:
         The guarded update (heads, trunk proposals), ``[B, G]`` bool the blocks that were capped (or played the
@@ -204,6 +205,9 @@ def apply_guard(
         restarted = over & (armed > 0) & trunk_block
         inverse = step / torch.where(restarted, curvature, 1.0)
         if restart_floor is not None:  # never shorter than a gradient of the floor's length
+            if restart_floor.shape != (norm.shape[0], 1):
+                expected = [norm.shape[0], 1]
+                raise ValueError(f"restart_floor must be [B, 1] = {expected}, got {list(restart_floor.shape)}")
             lift = restart_floor.to(dtype) / torch.where(norm > 0, norm, 1.0)
             inverse = inverse * torch.where(trunk_block & (norm > 0), lift.clamp_min(1.0), 1.0)
         gd = -g_trunk * blocks.per_trunk(inverse)

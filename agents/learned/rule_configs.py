@@ -127,7 +127,9 @@ class MLPRuleConfig(GuardConfig):
     proposes far, and the guard (which sees the balanced step) caps it; with ``guard=False`` (meta-training's
     default) nothing does, though MGDA's move stays within the shortest proposal. Where the guard caps a balanced
     proposal, its restart (a gradient step at the cap) steps as if the player's gradient were at least G long: a
-    capped player whose gradient is short would otherwise bound every player's move. Under the other rules nothing
+    capped player whose gradient is short would otherwise bound every player's move. Such a restart is longer than
+    the cap: for that player the balance, not the guard, sets the step (no stability test diverges with it:
+    tests/test_learned_stability.py). Under the other rules nothing
     changes. ``EngineDriver`` reads the game's property and computes G from the step's Jacobian; the agent reads the
     infos; a game that does not say counts as not min-bounded (no balance)."""
     adam_floor: float = 0.0

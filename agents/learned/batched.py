@@ -55,8 +55,11 @@ class EngineDriver:
             autograd (meta-training) the first two or three steps of a shape compile again as the meta-graph
             reaches the rule's state. At most :data:`RECOMPILE_LIMIT` graphs a process (then a RuntimeError, not
             torch's silent fall back to eager; checked on each batch size's first :data:`COMPILING_STEPS` steps, where
-            graphs compile). Results equal the eager rule's to float32 round-off (fused kernels
-            reassociate sums), not bit for bit: the pins and seeded replays are of the eager rule.
+            graphs compile). A step equals the eager rule's to float32 round-off (fused kernels
+            reassociate sums), not bit for bit: the pins and seeded replays are of the eager rule. Over a game the
+            difference can grow where the game amplifies round-off: under ``mgda`` (a min-norm point that is often
+            exactly 0, and a brake that reads the log of the move) a float64 quadratic game's losses differed by
+            order 1 after 7 steps (the agent and driver forms of the eager rule drift so too).
     """
 
     def __init__(

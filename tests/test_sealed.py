@@ -251,6 +251,24 @@ def test_a_gap_at_the_floor_is_round_off_not_a_win() -> None:
     assert math.isinf(gaps[2])
 
 
+def test_the_report_marks_a_median_ratio_at_the_floor_a_tie() -> None:
+    """Where both medians are at the floor the median ratio compares round-off: the report's row says it is a tie."""
+    from mtg_env.bench.sealed_report import cell_rows
+
+    def row(baseline_median: float) -> str:
+        cell = {
+            "family": "quadratic", "multiple": 1, "horizon": 8, "consensus": "sum", "best_mean": "adam",
+            "best_median": "adam", "tuned": {"adam": {}}, "diverged": {"adam": 0, "rule": 0},
+            "mean": {"adam": 1e-3, "rule": 1e-4}, "median": {"adam": baseline_median, "rule": 1e-14},
+            "at_floor": {"adam": 30, "rule": 33}, "floor_kinds": ["closed form"],
+            "entrants": {"rule": {"ratio_mean": [0.1, 0.05, 0.2], "ratio_median": [1e-3, 1e-5, 0.02]}},
+        }  # fmt: skip
+        return cell_rows(cell)
+
+    assert "(a tie: both medians at the floor)" in row(1e-11)
+    assert "tie" not in row(1e-6)  # the baseline's median above the floor: the ratio stands
+
+
 # ------------------------------------------------------------------------------------------ the device
 _TINY_SPACE = SearchSpace(low=1e-2, high=1.0, points_per_decade=3, momentum=(0.9,), beta1=(0.9,), beta2=(0.999,),
                           trunk_ratios=(1.0,), schedules=("constant",))  # fmt: skip

@@ -43,7 +43,7 @@ from torch import Tensor
 
 # The search space and its players, the config and the report live in their own modules; re-exported here.
 from mtg_env.bench.sealed_config import Entrant, SealedConfig, is_sealed, sealed_config_from_dict
-from mtg_env.bench.sealed_report import HEADER, cell_rows, report_markdown, show_consensus
+from mtg_env.bench.sealed_report import AT_FLOOR, HEADER, cell_rows, report_markdown, show_consensus
 from mtg_env.bench.sealed_search import (
     BASELINE_CONTROLS,
     SCHEDULES,
@@ -114,11 +114,6 @@ def _gaps(start: Tensor, final: Tensor, floor: float, dtype: str = "float64") ->
         resolution = RESOLUTION[dtype] * np.maximum(np.maximum(1.0, abs(floor)), np.abs(f))
         gap = np.maximum(f - floor, resolution) / np.maximum(s - floor, 1e-300)
         return np.where(np.isfinite(f), gap, np.inf)
-
-
-#: Games whose gap is at most this are counted "at the floor" in the report: there, ratios of gaps compare round-off
-#: and near-zero residues (1e-15 against 1e-11 of the start), so the count says more than the median ratio.
-AT_FLOOR = 1e-9
 
 
 def tune_baselines(

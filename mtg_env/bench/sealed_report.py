@@ -16,6 +16,11 @@ def _knobs(knobs: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+#: Games whose gap is at most this are counted "at the floor" in the report: there, ratios of gaps compare round-off
+#: and near-zero residues (1e-15 against 1e-11 of the start), so the count says more than the median ratio; where
+#: both medians are at the floor, the median ratio is marked a tie.
+AT_FLOOR = 1e-9
+
 HEADER = (
     "| family | horizon | entrant | mean gap vs best tuned (mean) | ratio [95% CI] | median gap vs best tuned "
     "(median) | ratio [95% CI] | diverged (entrant / baselines) | at the floor (entrant / best by median) | L* |"
@@ -49,12 +54,14 @@ def cell_rows(cell: dict[str, Any], header: bool = False, consensus: bool = Fals
     base_div = sum(v for k, v in cell["diverged"].items() if k in cell["tuned"])
     for agent, e in cell["entrants"].items():
         rm, rd = e["ratio_mean"], e["ratio_median"]
+        floor_tie = max(float(cell["median"][agent]), float(cell["median"][bd])) <= AT_FLOOR
+        tie = " (a tie: both medians at the floor)" if floor_tie else ""
         lines.append(
             f"| {cell['family']} | {cell['multiple']}× ({cell['horizon']}) |{rule} {agent} | "
             f"{cell['mean'][agent]:.3g} vs {bm} {cell['mean'][bm]:.3g} | **{_num(rm[0])}** [{_num(rm[1])}, "
             f"{_num(rm[2])}] | "
             f"{cell['median'][agent]:.3g} vs {bd} {cell['median'][bd]:.3g} | **{_num(rd[0])}** [{_num(rd[1])}, "
-            f"{_num(rd[2])}] | {cell['diverged'][agent]} / {base_div} | {cell['at_floor'][agent]} / "
+            f"{_num(rd[2])}]{tie} | {cell['diverged'][agent]} / {base_div} | {cell['at_floor'][agent]} / "
             f"{cell['at_floor'][bd]} | {', '.join(cell['floor_kinds'])} |"
         )
     return "\n".join(lines)

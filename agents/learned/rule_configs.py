@@ -129,9 +129,9 @@ class MLPRuleConfig(GuardConfig):
     proposal, its restart (a gradient step at the cap) steps as if the player's gradient were at least G long: a
     capped player whose gradient is short would otherwise bound every player's move. Such a restart is longer than
     the cap: for that player the balance, not the guard, sets the step (no stability test diverges with it:
-    tests/test_learned_stability.py). Under the other rules nothing
-    changes. ``EngineDriver`` reads the game's property and computes G from the step's Jacobian; the agent reads the
-    infos; a game that does not say counts as not min-bounded (no balance)."""
+    tests/test_learned_stability.py). Under the other rules nothing changes. ``EngineDriver`` reads the game's
+    property and computes G from the step's Jacobian; the agent reads the infos; a game that does not say counts as
+    not min-bounded (no balance)."""
     adam_floor: float = 0.0
     """> 0: the AMSGrad share also times min(1, ‖ΔΨ‖ / (this · the largest ‖ΔΨ‖ so far)): a game converging to
     its fixed point, whose moves fall far below its largest, is handed back to the heavy ball early (every player

@@ -328,8 +328,9 @@ class MLPRule(nn.Module):
         proposal = -torch.exp(log_step).unsqueeze(2) * mu  # [B, P, n]
         # balance_min_bounded where it plays (the key is there only then): each player's step as if its gradient were G
         balance_state = {"balance_on": state["balance_on"]} if "balance_on" in state else {}
-        if balance_state:
-            proposal = balance_heavy_ball(proposal, g_t, common_scale(state, dtype))
+        common = common_scale(state, dtype) if balance_state else None  # [B, 1, 1] G of this step
+        if common is not None:
+            proposal = balance_heavy_ball(proposal, g_t, common)
         adam_state: RuleState = {}
         if cfg.trunk_adam:  # a per-player AMSGrad share that falls to 0 at the horizon's end (MLPRuleConfig)
             t1_t = t1.unsqueeze(2)  # [B, 1, 1]
@@ -363,7 +364,7 @@ class MLPRule(nn.Module):
             (head_update, proposal), capped, guard = apply_guard(
                 (head_update, proposal), reach, g, blocks, move[:, 0], state, cfg, restart=True,
                 capped_blocks=blocks.trunk_block, rise=change - (loss - change).abs(),
-                restart_floor=common_scale(state, dtype)[:, :, 0] if balance_state else None,
+                restart_floor=None if common is None else common[:, :, 0],
             )  # fmt: skip
             mu = torch.where(blocks.per_trunk(capped), g_t, mu)
         update = blocks.join(head_update, proposal)

@@ -21,11 +21,12 @@ from mtg_env.engine import Game
 from mtg_env.suites import QuadraticSuite
 from tests.conftest import make_env
 
-#: The shipped weights the guard must keep stable (the MLP rule's two quadratic-capable files, the step rule's, the
-#: LSTM's and the generalist).
+#: The shipped weights the guard must keep stable (the MLP rule's files, the step rule's, the LSTM's and the
+#: generalist; the digits specialist too: the portfolio, learned_portfolio, may pick it for any game).
 SHIPPED = [
     ("learned_mlp", "quadratic"),
     ("learned_mlp", "regression"),
+    ("learned_mlp", "digits"),
     ("learned_step", "regression"),
     ("learned_lstm", "quadratic"),
     ("learned_mlp", "general"),

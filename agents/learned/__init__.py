@@ -14,6 +14,7 @@ from agents.learned.checkpoint import (
     with_options,
 )
 from agents.learned.policy import LearnedAgent
+from agents.learned.portfolio import PortfolioConfig, PortfolioRule
 from agents.learned.rules import (
     LSTMRule,
     LSTMRuleConfig,
@@ -32,6 +33,8 @@ __all__ = [
     "LearnedAgent",
     "MLPRule",
     "MLPRuleConfig",
+    "PortfolioConfig",
+    "PortfolioRule",
     "StepRule",
     "StepRuleConfig",
     "learned_agent",

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from agents.learned.blocks import Blocks
+from agents.learned.portfolio import PortfolioRule
 from agents.learned.rules import LSTMRule, MLPRule, Rule, RuleState, StepRule
 from mtg_env.engine import Game, GameState, StepOutput, trunk_grad_norm_mean
 from mtg_env.engine.core import Updates
@@ -41,7 +42,8 @@ class EngineDriver:
 
     Args:
         rule: An :class:`MLPRule` or :class:`LSTMRule` (``update`` games) or a :class:`StepRule`
-            (``step_size`` games).
+            (``step_size`` games), or a :class:`~agents.learned.portfolio.PortfolioRule`, whose expert for ``game``
+            (:meth:`~agents.learned.portfolio.PortfolioRule.expert_for_game`) then plays (``rule`` is that expert).
         game: The engine's game spec.
         log_step_range: ``step_size`` mode: the log step sizes the rule's output is clamped into (the env's).
         max_update: ``update`` mode: the bound of each update coordinate (the env's ``max_update``; ``None``:
@@ -64,15 +66,20 @@ class EngineDriver:
 
     def __init__(
         self,
-        rule: Rule,
+        rule: Rule | PortfolioRule,
         game: Game,
         log_step_range: tuple[float, float] = (-5.0, -1.0),
         max_update: float | None = None,
         compile: bool = False,
     ):
+        #: The rule given: a portfolio (:class:`~agents.learned.portfolio.PortfolioRule`), or the rule itself.
+        self.given = rule
+        if isinstance(rule, PortfolioRule):  # the expert the portfolio picks for this game plays it
+            rule = rule.expert_for_game(game)
+        assert not isinstance(rule, PortfolioRule)
         step_rule = isinstance(rule, StepRule)
         if not (step_rule or isinstance(rule, (MLPRule, LSTMRule))):
-            raise TypeError(f"rule must be an MLPRule, LSTMRule or StepRule, got {type(rule).__name__}")
+            raise TypeError(f"rule must be an MLPRule, LSTMRule, StepRule or PortfolioRule, got {type(rule).__name__}")
         expected = "step_size" if step_rule else "update"
         if game.action_mode != expected:
             raise ValueError(

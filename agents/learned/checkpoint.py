@@ -15,8 +15,12 @@ from torch import Tensor, nn
 
 from agents.learned.family import FAMILIES
 from agents.learned.policy import LearnedAgent
+from agents.learned.portfolio import PortfolioConfig, PortfolioRule
 from agents.learned.rules import LSTMRule, LSTMRuleConfig, MLPRule, MLPRuleConfig, Rule, StepRule, StepRuleConfig
 from mtg_env._io import write_atomic
+
+#: A rule a learned-rule file holds: one that plays (:data:`~agents.learned.rules.Rule`) or a portfolio of them.
+AnyRule = Rule | PortfolioRule
 
 #: Marks a file written by :func:`save_rule`. /2: the MLP rule without the heads' direction offset, with scalar head
 #: parameters and the brake on the trunk's moves (env v4); /1 files cannot play it.
@@ -27,13 +31,15 @@ LEARNED: dict[str, tuple[type[nn.Module], type, str]] = {
     "learned_mlp": (MLPRule, MLPRuleConfig, "update"),
     "learned_lstm": (LSTMRule, LSTMRuleConfig, "update"),
     "learned_step": (StepRule, StepRuleConfig, "step_size"),
+    # Assembled, not meta-trained: the specialists and a selector fitted by scripts/fit_portfolio.py.
+    "learned_portfolio": (PortfolioRule, PortfolioConfig, "update"),
 }
 
 #: Where the shipped weights live (package data).
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 
-def new_rule(name: str, **config: Any) -> Rule:
+def new_rule(name: str, **config: Any) -> AnyRule:
     """A fresh (untrained) rule of the learned agent ``name`` with the given config fields."""
     if name not in LEARNED:
         raise ValueError(f"unknown learned agent {name!r}; available: {sorted(LEARNED)}")
@@ -41,11 +47,11 @@ def new_rule(name: str, **config: Any) -> Rule:
     if "decays" in config:
         config["decays"] = tuple(config["decays"])
     rule = rule_cls(config_cls(**config))
-    assert isinstance(rule, (MLPRule, LSTMRule, StepRule))
+    assert isinstance(rule, (MLPRule, LSTMRule, StepRule, PortfolioRule))
     return rule
 
 
-def with_options(name: str, rule: Rule, **options: Any) -> Rule:
+def with_options(name: str, rule: AnyRule, **options: Any) -> Rule:
     """A copy of the trained ``rule`` (of the learned agent ``name``) with config fields ``options`` changed: its
     trained parameters kept, the parameters the options add at their untrained values (a new output row of a layer
     zero, as every output layer starts; a new step at its ``init_`` value), so only what the options add plays
@@ -55,7 +61,10 @@ def with_options(name: str, rule: Rule, **options: Any) -> Rule:
         ValueError: if an option removes or reshapes a trained parameter other than by adding output rows (that
             would drop what was trained), naming it.
     """
+    if isinstance(rule, PortfolioRule):
+        raise TypeError("with_options changes one rule's config; give it one expert of the portfolio (rule.expert(k))")
     new = new_rule(name, **{**asdict(getattr(rule, "config")), **options})  # noqa: B009 - every rule has a config
+    assert not isinstance(new, PortfolioRule)
     trained, fresh = rule.state_dict(), new.state_dict()
     lost = sorted(set(trained) - set(fresh))
     if lost:
@@ -166,7 +175,7 @@ def check_state_dict(path: Path, state: Any, expected: Mapping[str, Tensor], wha
         raise ValueError(f"{path}: {what}'s tensors {bad} hold NaN or infinite values")
 
 
-def load_rule(path: str | Path, device: str | torch.device = "cpu") -> tuple[str, Rule, dict[str, Any]]:
+def load_rule(path: str | Path, device: str | torch.device = "cpu") -> tuple[str, AnyRule, dict[str, Any]]:
     """``(agent name, rule, meta)`` from a file written by :func:`save_rule`.
 
     Raises:
@@ -178,7 +187,7 @@ def load_rule(path: str | Path, device: str | torch.device = "cpu") -> tuple[str
     return name, rule, meta
 
 
-def read_rule(path: Path, device: str | torch.device = "cpu") -> tuple[str, Rule, dict[str, Any], str]:
+def read_rule(path: Path, device: str | torch.device = "cpu") -> tuple[str, AnyRule, dict[str, Any], str]:
     """:func:`load_rule`, and the sha256 of the file's bytes (those the rule was read from)."""
     payload, sha256 = read_torch_file(path, "learned-rule file")
     if not isinstance(payload, dict) or not str(payload.get("format", "")).startswith("mtg_env.learned_rule/"):
@@ -268,7 +277,9 @@ def learned_agent(
             weights = pretrained_path(name, GENERAL)  # no specialist for this suite: the generalist plays
         if not weights.is_file():
             have = [s for n, s in shipped() if n == name]
-            if suite in FAMILIES:
+            if name == "learned_portfolio":
+                how = "fit one with scripts/fit_portfolio.py and pass weights=PATH (--weights)"
+            elif suite in FAMILIES:
                 how = (
                     f"meta-train some with `mtg-env meta-train --agent {name} --suite {suite} --out DIR` and pass "
                     "weights=DIR/best.pt (--weights)"

@@ -158,6 +158,11 @@ class MetaTrainConfig:
             raise ValueError(f"dtype must be 'float32', 'float64' or 'auto' (each family's own), got {self.dtype!r}")
         if self.agent not in LEARNED:
             raise ValueError(f"agent must be one of {sorted(LEARNED)}, got {self.agent!r}")
+        if self.agent == "learned_portfolio":
+            raise ValueError(
+                "agent 'learned_portfolio' is not meta-trained: it holds meta-trained rules and a selector, fitted "
+                "with scripts/fit_portfolio.py; meta-train one of learned_mlp, learned_lstm, learned_step"
+            )
         if self.method not in ("tbptt", "es", "pes"):
             raise ValueError(f"method must be 'tbptt', 'es' or 'pes', got {self.method!r}")
         for name in ("iterations", "games", "configs", "truncation", "es_pairs", "val_every", "val_configs",

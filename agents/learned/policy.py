@@ -13,6 +13,7 @@ from gymnasium import spaces
 from agents.base import ObservationReader, ReaderPlayer
 from agents.learned.batched import adam_allowed, balance_allowed, boost_allowed, trunk_scale
 from agents.learned.blocks import Blocks
+from agents.learned.portfolio import PortfolioRule
 from agents.learned.rules import LSTMRule, MLPRule, Rule, RuleState, StepRule
 from mtg_env.engine import NUM_FEATURES
 
@@ -23,16 +24,27 @@ class LearnedAgent(ReaderPlayer):
 
     Args:
         rule: An :class:`MLPRule` or :class:`LSTMRule` (``update`` mode) or a :class:`StepRule` (``step_size``
-            mode). Its parameters are not changed by playing.
+            mode), or a :class:`~agents.learned.portfolio.PortfolioRule` (``update`` mode), whose expert for the env
+            (:meth:`~agents.learned.portfolio.PortfolioRule.expert_for_info`, from the reset's infos: the same for
+            every player) plays from each reset. Its parameters are not changed by playing.
         name: The registry name (for ``repr``), e.g. ``"learned_mlp"``.
         weights: Where the rule's weights came from (for ``repr``), if from a file.
         sha256: The sha256 of that file's bytes, if known (``mtg-env run`` records it in its summary).
     """
 
-    def __init__(self, rule: Rule, name: str = "learned", weights: str | Path | None = None, sha256: str | None = None):
-        if not isinstance(rule, (MLPRule, LSTMRule, StepRule)):
-            raise TypeError(f"rule must be an MLPRule, LSTMRule or StepRule, got {type(rule).__name__}")
-        self.rule = rule
+    def __init__(
+        self,
+        rule: Rule | PortfolioRule,
+        name: str = "learned",
+        weights: str | Path | None = None,
+        sha256: str | None = None,
+    ):
+        if not isinstance(rule, (MLPRule, LSTMRule, StepRule, PortfolioRule)):
+            raise TypeError(f"rule must be an MLPRule, LSTMRule, StepRule or PortfolioRule, got {type(rule).__name__}")
+        #: The rule given (a portfolio, or the rule that plays).
+        self.given = rule
+        #: The rule that plays: ``rule``, or for a portfolio its expert for the env of the last reset.
+        self.rule: Rule = rule if not isinstance(rule, PortfolioRule) else rule.experts[0]  # type: ignore[assignment]
         self.name = name
         self.weights = None if weights is None else str(weights)
         self.sha256 = sha256
@@ -44,7 +56,7 @@ class LearnedAgent(ReaderPlayer):
     @property
     def mode(self) -> str:
         """The action mode this agent plays."""
-        return "step_size" if isinstance(self.rule, StepRule) else "update"
+        return "step_size" if isinstance(self.given, StepRule) else "update"
 
     def reset(self, observation: np.ndarray, info: Mapping[str, Any], action_space: spaces.Box) -> None:
         reader = ObservationReader(info, action_space)
@@ -56,6 +68,8 @@ class LearnedAgent(ReaderPlayer):
         scale = info.get("sum_scale")  # absent where the game's consensus rule has no constant unanimity gain
         #: The factor of this player's trunk proposals: the env's ``sum_scale`` for a rule with ``sum_scaled``, else 1.
         self.trunk_scale = trunk_scale(self.rule, lambda: None if scale is None else float(scale))
+        if isinstance(self.given, PortfolioRule):
+            self.rule = self.given.expert_for_info(info, reader.trunk_size)  # type: ignore[assignment]
         self._reader = reader
         self.t = 0
         self._memory = {}

@@ -60,6 +60,7 @@ from agents.learned.meta_config import (
 )
 from agents.learned.meta_grad import _ITERATIONS
 from agents.learned.meta_loss import _STREAM_SEARCH, _STREAM_VALID, VALID_SEED_BASE, _draws, evaluate_rule
+from agents.learned.portfolio import PortfolioRule
 from agents.learned.rules import LSTMRule, Rule
 
 __all__ = [
@@ -132,6 +133,7 @@ def meta_train(
     if out_dir is not None:
         _check_out(out_dir, resume)
     rule = new_rule(config.agent, **config.training_rule_options())
+    assert not isinstance(rule, PortfolioRule)  # MetaTrainConfig refuses it
     rule.to(torch_device)
     optimizer = torch.optim.Adam(rule.parameters(), lr=config.meta_lr)
     rows: list[dict[str, float]] = []
@@ -195,6 +197,7 @@ def meta_train(
     seconds = time.perf_counter() - began
     skipped_steps = int(sum(row.get("skipped", 0) for row in rows))
     best_rule = new_rule(config.agent, **config.rule_options())
+    assert not isinstance(best_rule, PortfolioRule)
     best_rule.to(torch_device)
     best_rule.load_state_dict(best_state)
     factor, search = 1.0, {}

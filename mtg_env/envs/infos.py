@@ -32,6 +32,7 @@ def step_infos(
             "relative_updates": float(cfg.update_units == "relative"),
             "linear_consensus": float(env.game.linear_consensus),  # a constant of the game (Game.linear_consensus)
             "min_bounded_consensus": float(env.game.min_bounded_consensus),  # (Game.min_bounded_consensus)
+            "stochastic_gradients": float(env.game.stochastic_gradients),  # (Game.stochastic_gradients)
         }
         if env.game.sum_scale is not None:  # a constant of the game (see Game.sum_scale)
             constants["sum_scale"] = env.game.sum_scale
@@ -84,6 +85,7 @@ def reset_extras(env: MultiTaskGameEnv, infos: dict[str, dict[str, Any]], finite
         )
         infos[agent]["linear_consensus"] = env.game.linear_consensus
         infos[agent]["min_bounded_consensus"] = env.game.min_bounded_consensus
+        infos[agent]["stochastic_gradients"] = env.game.stochastic_gradients
         if env.game.sum_scale is not None:
             infos[agent]["sum_scale"] = env.game.sum_scale
     if not finite:  # a start that is already non-finite: report it, the first step will terminate

@@ -133,23 +133,23 @@ class MultiTaskGameEnv(ParallelEnv):
     suite (see its class). ``MultiTaskGameEnv.from_config(cfg)`` takes them as one ``EnvConfig``.
 
     ## Infos
-    Default (``numeric_infos=True``): numbers only, the same keys at reset and at every step, as TorchRL and
-    RLlib build specs from them: ``loss``, ``t``, ``diverged`` (0 or 1), ``trunk_grad_norm_mean`` (the mean over the
-    players of ‖∇_Ψ ℓ_m‖, the same for all: :func:`mtg_env.engine.trunk_grad_norm_mean`), ``nash_gap`` (ℓ_m − min_Θ
-    ℓ_m, Definition 1) where the suite computes it cheaply (quadratic, toy2d), and what a player needs to read its
-    observation and form its action: ``head_size``, ``trunk_size``, ``step_size_mode`` (0 or 1),
-    ``log_step_low``, ``log_step_high``, ``unit_actions`` (0 or 1), ``relative_updates`` (0 or 1),
-    ``linear_consensus`` (0 or 1: whether the consensus rule is a fixed weighted sum of the proposals, as ``sum`` and
-    ``mean`` are; see :attr:`mtg_env.engine.Game.linear_consensus`), ``min_bounded_consensus`` (0 or 1: whether no move
-    is longer than the shortest proposal, as under ``mgda``; see :attr:`mtg_env.engine.Game.min_bounded_consensus`) and
-    ``sum_scale`` (M / γ for a consensus rule that moves unanimous proposals by γ times one: the factor that makes them
-    move the trunk as under ``sum``, 1 under ``sum``, M under ``mean``; absent for a rule without such a gain; see
-    :attr:`mtg_env.engine.Game.sum_scale`). The task's name is ``env.task_name(agent)``. With ``numeric_infos=False``
-    (v1): ``task``, ``loss``, ``t``, ``trunk_grad_norm_mean``, ``nash_gap`` where cheap; after ``reset`` also
-    ``head_size``, ``trunk_size``, ``action_mode``, ``log_step_range``, ``step_size_units``,
-    ``update_units``, ``linear_consensus`` and ``min_bounded_consensus`` (bools) and ``sum_scale``; on divergence
-    ``termination == "diverged"`` and a ``reason`` (``"out_of_domain"`` and a ``reason`` when a loss leaves the
-    consensus rule's domain, see Episode End); and every ``metrics_every`` steps ``metrics``: the agent's
+    Default (``numeric_infos=True``): numbers only, the same keys at reset and at every step, as TorchRL and RLlib build
+    specs from them: ``loss``, ``t``, ``diverged`` (0 or 1), ``trunk_grad_norm_mean`` (the mean over the players of ‖∇_Ψ
+    ℓ_m‖, the same for all: :func:`mtg_env.engine.trunk_grad_norm_mean`), ``nash_gap`` (ℓ_m − min_Θ ℓ_m, Definition 1)
+    where the suite computes it cheaply (quadratic, toy2d), and what a player needs to read its observation and form its
+    action: ``head_size``, ``trunk_size``, ``step_size_mode`` (0 or 1), ``log_step_low``, ``log_step_high``,
+    ``unit_actions`` (0 or 1), ``relative_updates`` (0 or 1), ``linear_consensus`` (0 or 1: the consensus rule is a
+    fixed weighted sum of the proposals, as ``sum`` and ``mean``; ``Game.linear_consensus``), ``min_bounded_consensus``
+    (0 or 1: no move is longer than the shortest proposal, as under ``mgda``; ``Game.min_bounded_consensus``),
+    ``stochastic_gradients`` (0 or 1: the gradients are estimates; ``Game.stochastic_gradients``) and ``sum_scale`` (M /
+    γ for a consensus rule that moves unanimous proposals by γ times one: the factor that makes them move the trunk as
+    under ``sum``, 1 under ``sum``, M under ``mean``; absent for a rule without such a gain; ``Game.sum_scale``; the
+    properties of :class:`mtg_env.engine.Game`). The task's name is ``env.task_name(agent)``. With
+    ``numeric_infos=False`` (v1): ``task``, ``loss``, ``t``, ``trunk_grad_norm_mean``, ``nash_gap`` where cheap; after
+    ``reset`` also ``head_size``, ``trunk_size``, ``action_mode``, ``log_step_range``, ``step_size_units``,
+    ``update_units``, ``linear_consensus``, ``min_bounded_consensus``, ``stochastic_gradients`` (bools), ``sum_scale``;
+    on divergence ``termination == "diverged"`` and a ``reason`` (``"out_of_domain"`` and a ``reason`` when a loss
+    leaves the consensus rule's domain, see Episode End); and every ``metrics_every`` steps ``metrics``: the agent's
     ``nash_gap``, ``stationarity`` and held-out ``loss``, and the game's metrics (see :meth:`metrics`).
 
     ## Threads and determinism

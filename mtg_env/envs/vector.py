@@ -92,11 +92,11 @@ class VectorGameEnv:
         """Start every game: game b gets ``seed + b`` (an int), ``seed[b]`` (a list of B ints) or a random seed.
 
         Returns ``(observations [B, M, d], infos)`` with ``infos["losses"] [B, M]``, ``infos["seeds"] [B]``, and the
-        game's constants that the single env's infos carry, one per game: ``linear_consensus [B]`` and
-        ``min_bounded_consensus [B]`` (bools, :attr:`~mtg_env.engine.Game.linear_consensus`,
-        :attr:`~mtg_env.engine.Game.min_bounded_consensus`) and, where the consensus rule has a unanimity gain,
-        ``sum_scale [B]`` (:attr:`~mtg_env.engine.Game.sum_scale`); and ``trunk_grad_norm_mean [B]``, each game's
-        mean over its players of ‖∇_Ψ ℓ_m‖ (:func:`mtg_env.engine.trunk_grad_norm_mean`; also after every step).
+        game's constants that the single env's infos carry, one per game: ``linear_consensus [B]``,
+        ``min_bounded_consensus [B]`` and ``stochastic_gradients [B]`` (bools, the game's properties of those names)
+        and, where the consensus rule has a unanimity gain, ``sum_scale [B]`` (:attr:`~mtg_env.engine.Game.sum_scale`);
+        and ``trunk_grad_norm_mean [B]``, each game's mean over its players of ‖∇_Ψ ℓ_m‖
+        (:func:`mtg_env.engine.trunk_grad_norm_mean`; also after every step).
         """
         seeds = self.seeds_for(seed)
         self._state, out = engine.reset(self.game, seeds)
@@ -106,6 +106,7 @@ class VectorGameEnv:
             "seeds": self._state.seeds.clone(),
             "linear_consensus": torch.full((b,), self.game.linear_consensus, dtype=torch.bool, device=device),
             "min_bounded_consensus": torch.full((b,), self.game.min_bounded_consensus, dtype=torch.bool, device=device),
+            "stochastic_gradients": torch.full((b,), self.game.stochastic_gradients, dtype=torch.bool, device=device),
             "trunk_grad_norm_mean": engine.trunk_grad_norm_mean(self._state.jacobian),
         }
         if self.game.sum_scale is not None:

@@ -206,6 +206,15 @@ class TaskSuite(abc.ABC):
         return None
 
     @property
+    def stochastic_gradients(self) -> bool:
+        """Whether the losses and gradients a step sees are random estimates: a minibatch drawn each step (the suites
+        with a ``batch_size`` that is not ``None``), so two steps at the same parameters see different gradients.
+        ``False`` (the default, a suite of your own included) where they are exact: the full objective. A suite of
+        your own that samples should say so (override this property): a learned rule may read it
+        (:class:`~agents.learned.portfolio.PortfolioRule` picks its expert by it)."""
+        return getattr(self, "batch_size", None) is not None
+
+    @property
     def loss_lower_bounds(self) -> tuple[float, ...] | None:
         """A lower bound b_m of each task's loss over all parameters and batches (ℓ_m >= b_m), or ``None`` when
         unknown (the default for a suite of your own). A consensus rule that needs every loss above a floor (the

@@ -1,0 +1,222 @@
+"""The learned portfolio (agents/learned/portfolio.py, ``learned_portfolio``): the shipped file holds the shipped
+specialists bit for bit and a selector fitted on the tuning stream; every player of a game picks the same expert,
+the batched driver the same one, and the pick then plays exactly as that expert alone; the games' property it reads
+(``stochastic_gradients``) is right for every suite and told to every player."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+
+import mtg_env
+from agents import make_agents, run_episode
+from agents.learned import EngineDriver, LearnedAgent, load_rule, new_rule, save_rule
+from agents.learned.checkpoint import GENERAL, pretrained_path, read_rule
+from agents.learned.family import FAMILIES, draw_games
+from agents.learned.meta_config import MetaTrainConfig
+from agents.learned.portfolio import FEATURES, PortfolioConfig, PortfolioRule, game_features
+from mtg_env import engine
+from mtg_env.bench.sealed_search import _game
+from tests.conftest import make_env
+
+SHIPPED = pretrained_path("learned_portfolio", GENERAL)
+
+
+def _portfolio(selector: list[list[float]] | None = None) -> PortfolioRule:
+    """The three shipped MLP specialists in a portfolio (quadratic, regression, digits), with ``selector``."""
+    experts = [read_rule(pretrained_path("learned_mlp", f))[1] for f in FAMILIES]
+    config = PortfolioConfig(experts=tuple(("learned_mlp", asdict(r.config)) for r in experts), labels=FAMILIES)
+    rule = PortfolioRule(config)
+    for slot, expert in zip(rule.experts, experts, strict=True):
+        slot.load_state_dict(expert.state_dict())
+    if selector is not None:
+        with torch.no_grad():
+            rule.selector.copy_(torch.tensor(selector))
+    return rule
+
+
+# ------------------------------------------------------------------------------------- the shipped file
+def test_the_shipped_portfolio_holds_the_shipped_specialists_bit_for_bit() -> None:
+    name, rule, meta = load_rule(SHIPPED)
+    assert name == "learned_portfolio" and isinstance(rule, PortfolioRule)
+    assert rule.config.labels == FAMILIES
+    assert meta["selector"]["fitted_on"] == "tuning stream" and meta["selector"]["games"] > 0
+    for label, expert in zip(rule.config.labels, rule.experts, strict=True):
+        specialist = read_rule(pretrained_path("learned_mlp", label))[1]
+        assert asdict(expert.config) == asdict(specialist.config)
+        for key, value in specialist.state_dict().items():
+            assert torch.equal(expert.state_dict()[key], value), (label, key)
+
+
+@pytest.mark.parametrize("consensus", ["sum", "mean", "mgda", "upgrad"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_shipped_selector_picks_each_familys_specialist_on_its_validation_games(
+    family: str, consensus: str
+) -> None:
+    """On games of each family it was not fitted on (the validation stream), under every named rule, the shipped
+    selector picks the specialist of that family."""
+    rule = load_rule(SHIPPED)[1]
+    assert isinstance(rule, PortfolioRule)
+    for options, _ in draw_games(family, "validation", 6, 1):
+        game = _game(family, options, 5, device="cpu", consensus=consensus)
+        assert rule.expert_for_game(game) is rule.experts[FAMILIES.index(family)], options
+
+
+@pytest.mark.parametrize("suite", FAMILIES)
+def test_the_portfolio_plays_each_familys_test_suite_exactly_as_its_specialist(suite: str) -> None:
+    """The agent form (every player its own copy, from the env's infos) plays the test suite's episode with the
+    losses of the specialist alone, bit for bit: the pick does not touch the expert's play."""
+    kwargs = {"max_cycles": 12, "max_update": None, **({"dtype": "float64"} if suite == "quadratic" else {})}
+    histories = []
+    for name, weights in (("learned_portfolio", SHIPPED), ("learned_mlp", pretrained_path("learned_mlp", suite))):
+        env = make_env(suite, "update", **kwargs)
+        players = make_agents(name, env, weights=weights, allow_other_suite=True)
+        histories.append(run_episode(env, players, seed=3, evaluate=False).losses)
+        if name == "learned_portfolio":
+            # every player (each with its own copy of the file) the same expert: the family's specialist
+            assert all(p.rule is p.given.experts[FAMILIES.index(suite)] for p in players.values())
+    assert len(histories[0]) == len(histories[1]) == 13
+    for a, b in zip(*histories, strict=True):
+        assert torch.equal(torch.as_tensor(a), torch.as_tensor(b))
+
+
+def test_the_driver_plays_the_expert_the_agents_pick_and_equals_that_expert_alone() -> None:
+    """The batched driver picks from the game what the agents pick from their infos; its B games then play as
+    EngineDriver(expert) does, bit for bit."""
+    selector = [[0.0] * len(FEATURES) for _ in FAMILIES]
+    selector[1][2] = 1.0  # stochastic games: the regression specialist; the others the quadratic one
+    rule = _portfolio(selector)
+    env = make_env("regression", "update", max_update=None)
+    game = env.game
+    driver = EngineDriver(rule, game)
+    assert driver.given is rule and driver.rule is rule.experts[1]
+    obs, infos = env.reset(seed=0)
+    for agent in env.agents:
+        player = LearnedAgent(rule, name="learned_portfolio")
+        player.reset(obs[agent], infos[agent], env.action_space(agent))
+        assert player.rule is driver.rule
+    alone = EngineDriver(rule.experts[1], game)
+    runs = []
+    for d in (driver, alone):
+        with torch.no_grad():
+            state, out = engine.reset(game, [5, 6])
+            memory = d.start(out)
+            for _ in range(8):
+                actions, memory = d.act(state, out, memory)
+                state, out = engine.step(game, state, actions)
+        runs.append(out.losses)
+    assert torch.equal(runs[0], runs[1])
+    quadratic = make_env("quadratic", "update").game
+    assert EngineDriver(rule, quadratic).rule is rule.experts[0]
+
+
+def test_a_file_round_trips_and_a_bad_portfolio_is_refused_naming_what(tmp_path: Path) -> None:
+    rule = _portfolio([[0.1 * (i + 1) * (k + 1) for i in range(len(FEATURES))] for k in range(len(FAMILIES))])
+    path = save_rule(tmp_path / "p.pt", "learned_portfolio", rule, {"config": {"suite": list(FAMILIES)}})
+    name, back, _ = load_rule(path)
+    assert name == "learned_portfolio" and isinstance(back, PortfolioRule)
+    assert torch.equal(back.selector, rule.selector)
+    assert back.config == rule.config
+    experts = rule.config.experts
+    with pytest.raises(ValueError, match="at least one expert"):
+        PortfolioRule(PortfolioConfig(experts=(), labels=()))
+    with pytest.raises(ValueError, match="labels must name each of the 3 experts once"):
+        PortfolioRule(PortfolioConfig(experts=experts, labels=("a", "a", "b")))
+    with pytest.raises(ValueError, match=r"experts\[0\] must be \(name, config dict\)"):
+        PortfolioRule(PortfolioConfig(experts=(("learned_step", {}),), labels=("x",)))
+    with pytest.raises(ValueError, match=r"experts\[0\] \('x'\): learned_mlp's config refuses"):
+        PortfolioRule(PortfolioConfig(experts=(("learned_mlp", {"no_such": 1}),), labels=("x",)))
+    with pytest.raises(TypeError, match="does not play itself"):
+        rule(torch.zeros(1, 3))
+    with pytest.raises(ValueError, match="trunk_size must be a positive int"):
+        game_features(0, False, True, False)
+    with pytest.raises(ValueError, match="'learned_portfolio' is not meta-trained"):
+        MetaTrainConfig(agent="learned_portfolio")
+    env = make_env("regression", "step_size")
+    player = make_agents("learned_portfolio", env, weights=path)["task_0"]
+    obs, infos = env.reset(seed=0)
+    with pytest.raises(ValueError, match="plays action_mode='update'"):
+        player.reset(obs["task_0"], infos["task_0"], env.action_space("task_0"))
+    assert new_rule("learned_portfolio", **asdict(rule.config)).selector.abs().sum() == 0
+
+
+def test_the_registry_plays_the_portfolio_on_any_suite_from_its_general_file() -> None:
+    env = mtg_env.parallel_env(suite="toy2d", max_cycles=5, max_update=None)
+    players = make_agents("learned_portfolio", env)
+    assert repr(players[env.possible_agents[0]]) == (
+        "LearnedAgent('learned_portfolio', weights='learned_portfolio_general.pt')"
+    )
+    history = run_episode(env, players, seed=0, evaluate=False)
+    assert len(history.losses) == 6
+
+
+# ------------------------------------------------------------------------------------- what it reads of a game
+@pytest.mark.parametrize(
+    ("suite", "options", "stochastic"),
+    [
+        ("quadratic", {}, False),
+        ("toy2d", {}, False),
+        ("regression", {}, True),
+        ("regression", {"batch_size": None}, False),
+        ("digits", {"hidden": (8,)}, True),
+        ("digits", {"hidden": (8,), "batch_size": None}, False),
+    ],
+)
+def test_every_player_is_told_whether_the_gradients_are_estimates(suite: str, options: dict, stochastic: bool) -> None:
+    for numeric in (True, False):
+        env = mtg_env.parallel_env(suite=suite, numeric_infos=numeric, **options)
+        _, infos = env.reset(seed=0)
+        assert env.game.stochastic_gradients is stochastic
+        assert all(info["stochastic_gradients"] == stochastic for info in infos.values())
+    venv = mtg_env.vector_env(num_games=2, suite=suite, **options)
+    _, vinfos = venv.reset(seed=0)
+    assert vinfos["stochastic_gradients"].tolist() == [stochastic] * 2
+
+
+def test_gradient_or_label_noise_makes_exact_gradients_estimates() -> None:
+    assert not mtg_env.parallel_env(suite="quadratic").game.stochastic_gradients
+    noisy = mtg_env.parallel_env(suite="quadratic", noise_model=mtg_env.NoiseSpec(grad_std=0.1))
+    assert noisy.game.stochastic_gradients
+    labels = mtg_env.parallel_env(
+        suite="digits", hidden=(8,), batch_size=None, noise_model=mtg_env.NoiseSpec(label_noise=0.1)
+    )
+    assert labels.game.stochastic_gradients
+
+
+def test_the_fit_finds_the_experts_regions_where_the_expected_regret_from_zero_stalls() -> None:
+    """scripts/fit_portfolio.py's fit on games where each expert is best in its own region (exact gradients: the
+    first; noisy ones on a small trunk: the second; noisy on a large trunk: the third) picks the best expert in every
+    game; minimising the expected regret from a zero selector alone misses some (on the collected games it stalled at
+    one expert for all)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "fit_portfolio", Path(__file__).parents[1] / "scripts/fit_portfolio.py"
+    )
+    assert spec is not None and spec.loader is not None
+    fit_portfolio = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fit_portfolio)
+    rows = []
+    for n in (5, 9, 15, 20, 40, 80, 150, 300, 1000, 2000, 3000):
+        for noisy in (False, True):
+            best = 0 if not noisy else (1 if n < 500 else 2)
+            gaps = [1e-3 if k == best else 10.0 ** -(1 + k % 2) for k in range(3)]
+            rows.append({"game": [n, noisy, True, False], "gaps": gaps})
+    x, regret = fit_portfolio.regrets(rows)
+    weight = fit_portfolio.fit_selector(x, regret, l2=1e-4, tau=0.25)
+    picks = (x @ weight.T).argmax(1)
+    assert float(regret.gather(1, picks[:, None]).max()) == 0.0
+    stalled = torch.zeros_like(weight, requires_grad=True)
+    optimizer = torch.optim.LBFGS([stalled], max_iter=500, line_search_fn="strong_wolfe")
+
+    def expected_regret() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = (torch.softmax(x @ stalled.T, dim=1) * regret).sum(1).mean()
+        loss.backward()
+        return loss
+
+    optimizer.step(expected_regret)
+    assert float(regret.gather(1, (x @ stalled.T).argmax(1)[:, None]).mean()) > 0.1  # 0.31 here: some games missed

@@ -9,14 +9,15 @@ and each game's normalised gap (L_T − L*) / (L_0 − L*) per expert is written
 ``OUT/gaps.json`` (one entry per cell, kept across runs: a cell already there is not played again).
 
 ``fit``: the selector (:class:`agents.learned.portfolio.PortfolioRule`, a softmax over the experts, linear in the
-features) is fitted by cost-sensitive logistic regression: the cross-entropy to soft targets that weigh each game's
-experts by e^(−r_k/τ), r_k = log(gap_k / min_j gap_j) the expert's log regret (a game where the experts tie has no
-preference), plus a small L2 penalty; it prints each cell's picks and their mean log regret beside each expert's
-alone. The rule file (the experts' weights and the selector) goes to ``--out``.
+features) minimises the expected log regret Σ_k p_k · r_k, r_k = log(gap_k / min_j gap_j) (a game where the experts
+tie costs nothing whichever is picked), from the fit of a convex surrogate (cost-sensitive logistic regression to soft
+targets e^(−r_k/τ)), plus a small L2 penalty (:func:`fit_selector`); it prints each cell's picks and their mean log
+regret beside each expert's alone, and which expert plays where. The rule file (the experts' weights and the
+selector) goes to ``--out``. The shipped file: ``collect`` with the defaults (16 draws x 2 seeds), then ``fit``.
 
 Usage::
 
-    python scripts/fit_portfolio.py collect OUT [--draws 8] [--seeds 2]
+    python scripts/fit_portfolio.py collect OUT [--draws 16] [--seeds 2]
     python scripts/fit_portfolio.py fit OUT --out agents/learned/weights/learned_portfolio_general.pt
     python scripts/fit_portfolio.py collect VAL --stream validation   # then, never fitted on:
     python scripts/fit_portfolio.py evaluate VAL --out agents/learned/weights/learned_portfolio_general.pt
@@ -40,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 from agents.learned.checkpoint import pretrained_path, read_rule, save_rule  # noqa: E402
 from agents.learned.family import FAMILIES, draw_games  # noqa: E402
 from agents.learned.portfolio import PortfolioConfig, PortfolioRule, game_features  # noqa: E402
+from mtg_env._io import write_atomic  # noqa: E402
 from mtg_env.bench.sealed import _Floors, _gaps  # noqa: E402
 from mtg_env.bench.sealed_config import sealed_config_from_dict  # noqa: E402
 from mtg_env.bench.sealed_search import _dtype, _game, play_rule  # noqa: E402
@@ -60,16 +62,26 @@ def _horizons() -> object:
     return sealed_config_from_dict(data)
 
 
+def _experts() -> tuple[dict[str, torch.nn.Module], dict[str, str]]:
+    """The shipped specialists in :data:`EXPERTS` order, and the sha256 of each one's file."""
+    read = {name: read_rule(pretrained_path("learned_mlp", name)) for name in EXPERTS}
+    return {name: r[1] for name, r in read.items()}, {name: r[3] for name, r in read.items()}
+
+
 def collect(out: Path, draws: int, seeds: int, stream: str = "tuning") -> None:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "gaps.json"
+    experts, sha256 = _experts()
+    setup = {"stream": stream, "draws": draws, "seeds": seeds, "experts": sha256}
     table = json.loads(path.read_text()) if path.exists() else {}
-    if table and table.get("stream", stream) != stream:
-        raise SystemExit(f"{path} holds the {table['stream']} stream's games, not the {stream} stream's")
-    table["stream"] = stream
+    if table and table.get("setup") != setup:
+        raise SystemExit(
+            f"{path} was collected with {table.get('setup')}, not {setup}: resume with the same stream, draws, seeds "
+            "and experts, or collect into another directory"
+        )
+    table["setup"] = setup
     config = _horizons()
     floors = _Floors(out / "floors.json")
-    experts = {name: read_rule(pretrained_path("learned_mlp", name))[1] for name in EXPERTS}
     for family in FAMILIES:
         for consensus in CONSENSUS:
             for multiple in MULTIPLES[family]:
@@ -98,7 +110,7 @@ def collect(out: Path, draws: int, seeds: int, stream: str = "tuning") -> None:
                     for i in range(len(game_seeds)):
                         rows.append({"game": properties, "gaps": [gaps[name][i] for name in EXPERTS]})
                 table[cell] = rows
-                path.write_text(json.dumps(table, default=str))
+                write_atomic(path, json.dumps(table, default=str).encode())  # an interrupted write loses nothing
                 print(f"{cell}: {len(rows)} games in {time.perf_counter() - began:.0f} s", flush=True)
 
 
@@ -143,7 +155,7 @@ def fit(out: Path, target_file: Path, l2: float, tau: float) -> None:
     table = _cells(out)
     rows = [row for cell in table.values() for row in cell]
     x, regret = regrets(rows)
-    experts = {name: read_rule(pretrained_path("learned_mlp", name))[1] for name in EXPERTS}
+    experts, _ = _experts()
     config = PortfolioConfig(
         experts=tuple(("learned_mlp", _config(rule)) for rule in experts.values()), labels=tuple(EXPERTS)
     )
@@ -213,10 +225,18 @@ def _regions(rule: PortfolioRule) -> list[str]:
 
 
 def _cells(out: Path, stream: str = "tuning") -> dict[str, list[dict]]:
-    """The collected cells of ``out/gaps.json``, which must hold the ``stream``'s games."""
+    """The collected cells of ``out/gaps.json``, which must hold the ``stream``'s games played by the specialists
+    shipped now."""
     table = json.loads((out / "gaps.json").read_text())
-    if table.pop("stream", "tuning") != stream:
-        raise SystemExit(f"{out / 'gaps.json'} does not hold the {stream} stream's games")
+    setup = table.pop("setup", {})
+    if setup.get("stream") != stream:
+        raise SystemExit(
+            f"{out / 'gaps.json'} holds the {setup.get('stream')} stream's games, not the {stream} stream's"
+        )
+    if setup.get("experts") != _experts()[1]:
+        raise SystemExit(
+            f"{out / 'gaps.json'}: the shipped specialists changed since its games were played; collect again"
+        )
     return table
 
 
@@ -224,7 +244,8 @@ def evaluate(out: Path, rule_file: Path) -> None:
     """Each cell's picks of the portfolio in ``rule_file`` and their mean log regret, on games collected from the
     validation stream (never fitted on)."""
     rule = read_rule(rule_file)[1]
-    assert isinstance(rule, PortfolioRule)
+    if not isinstance(rule, PortfolioRule) or rule.config.labels != tuple(EXPERTS):
+        raise SystemExit(f"{rule_file} is not a portfolio of the experts {list(EXPERTS)}, in that order")
     table = _cells(out, "validation")
     weight = rule.selector.detach().double()
     total, alone, games = 0.0, torch.zeros(len(EXPERTS), dtype=torch.float64), 0
@@ -250,7 +271,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("step", choices=["collect", "fit", "evaluate"])
     parser.add_argument("dir", type=Path, help="where gaps.json (and floors.json) live")
-    parser.add_argument("--draws", type=int, default=8, help="collect: tuning-stream draws per cell")
+    parser.add_argument("--draws", type=int, default=16, help="collect: draws per cell")
     parser.add_argument("--seeds", type=int, default=2, help="collect: seeds per draw")
     parser.add_argument("--out", type=Path, help="fit: the rule file to write; evaluate: the rule file to read")
     parser.add_argument(

@@ -161,7 +161,7 @@ def run(args: argparse.Namespace, rule: Any = None) -> dict[str, Any]:
     """The table for ``args`` (see :func:`main`); ``rule``: a rule module to score instead of ``args``' weights."""
     torch.set_num_threads(1)
     if rule is None:
-        rule = learned_agent(args.agent, suite=args.suite).rule if args.weights is None else load_rule(args.weights)[1]
+        rule = learned_agent(args.agent, suite=args.suite).given if args.weights is None else load_rule(args.weights)[1]
     suite_index = ["quadratic", "regression", "digits"].index(args.suite)
     rng = np.random.default_rng([*EVAL_STREAM, suite_index])
     configs = [sample_config(args.suite, rng, shifted=args.shifted) for _ in range(args.configs)]

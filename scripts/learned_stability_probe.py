@@ -21,6 +21,7 @@ import torch
 
 from agents.learned import EngineDriver, StepRule
 from agents.learned.checkpoint import load_rule
+from agents.learned.portfolio import PortfolioRule
 from mtg_env import engine
 from mtg_env.consensus import consensus_rule
 from mtg_env.engine import Game
@@ -33,6 +34,8 @@ HORIZONS = (100, 1000)
 
 def probe(weights: str, games: int, guard: bool) -> None:
     _, rule, _ = load_rule(weights)
+    if isinstance(rule, PortfolioRule):
+        raise SystemExit(f"{weights} is a portfolio: probe each of its experts' files (agents/learned/weights/*.pt)")
     if not guard:
         rule.config = replace(rule.config, guard=False)
     mode = "step_size" if isinstance(rule, StepRule) else "update"

@@ -106,7 +106,7 @@ def main() -> None:
         for family in args.families.split(","):
             agents = [a for a, f in config.entrants if f == family]
             start = time.perf_counter()
-            rules = {a: learned_agent(a, suite=family).rule.to(config.device) for a in agents}
+            rules = {a: learned_agent(a, suite=family).given.to(config.device) for a in agents}
             new = run_cell(replace(config, multiples=(multiple,)), family, multiple, floors, rules,
                            config.test_key or DEFAULT_TEST_KEY)  # fmt: skip
             new_s = time.perf_counter() - start

@@ -5,8 +5,11 @@ the batched driver the same one, and the pick then plays exactly as that expert 
 
 from __future__ import annotations
 
+import importlib.util
+import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -23,6 +26,17 @@ from mtg_env.bench.sealed_search import _game
 from tests.conftest import make_env
 
 SHIPPED = pretrained_path("learned_portfolio", GENERAL)
+
+
+def _fit_script() -> Any:
+    """scripts/fit_portfolio.py as a module."""
+    spec = importlib.util.spec_from_file_location(
+        "fit_portfolio", Path(__file__).parents[1] / "scripts/fit_portfolio.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _portfolio(selector: list[list[float]] | None = None) -> PortfolioRule:
@@ -83,22 +97,15 @@ def test_the_portfolio_plays_each_familys_test_suite_exactly_as_its_specialist(s
         assert torch.equal(torch.as_tensor(a), torch.as_tensor(b))
 
 
-def test_the_driver_plays_the_expert_the_agents_pick_and_equals_that_expert_alone() -> None:
-    """The batched driver picks from the game what the agents pick from their infos; its B games then play as
-    EngineDriver(expert) does, bit for bit."""
+def test_the_driver_plays_its_pick_as_that_specialists_file_alone() -> None:
+    """The batched driver's pick plays its B games as the specialist's own file (read separately) does, bit for bit."""
     selector = [[0.0] * len(FEATURES) for _ in FAMILIES]
-    selector[1][2] = 1.0  # stochastic games: the regression specialist; the others the quadratic one
+    selector[1][2] = 1.0  # noisy gradients: the regression specialist; exact ones the quadratic one
     rule = _portfolio(selector)
-    env = make_env("regression", "update", max_update=None)
-    game = env.game
+    game = make_env("regression", "update", max_update=None).game
     driver = EngineDriver(rule, game)
     assert driver.given is rule and driver.rule is rule.experts[1]
-    obs, infos = env.reset(seed=0)
-    for agent in env.agents:
-        player = LearnedAgent(rule, name="learned_portfolio")
-        player.reset(obs[agent], infos[agent], env.action_space(agent))
-        assert player.rule is driver.rule
-    alone = EngineDriver(rule.experts[1], game)
+    alone = EngineDriver(read_rule(pretrained_path("learned_mlp", "regression"))[1], game)
     runs = []
     for d in (driver, alone):
         with torch.no_grad():
@@ -109,8 +116,37 @@ def test_the_driver_plays_the_expert_the_agents_pick_and_equals_that_expert_alon
                 state, out = engine.step(game, state, actions)
         runs.append(out.losses)
     assert torch.equal(runs[0], runs[1])
-    quadratic = make_env("quadratic", "update").game
-    assert EngineDriver(rule, quadratic).rule is rule.experts[0]
+    assert EngineDriver(rule, make_env("quadratic", "update").game).rule is rule.experts[0]
+
+
+@pytest.mark.parametrize("numeric", [True, False])
+@pytest.mark.parametrize("consensus", ["sum", "mean", "mgda", "upgrad"])
+def test_every_player_picks_what_the_driver_picks_and_scales_its_trunk_as_it_does(
+    consensus: str, numeric: bool
+) -> None:
+    """Experts of different configs (one without ``sum_scaled``) and random selectors over every feature: each
+    player, from its infos (numeric or named), picks the driver's expert and plays its trunk scale, on games with exact
+    and noisy gradients."""
+    experts = [read_rule(pretrained_path("learned_mlp", f))[1] for f in FAMILIES]
+    configs = [asdict(r.config) for r in experts]
+    configs[0]["sum_scaled"] = False
+    rule = PortfolioRule(PortfolioConfig(experts=tuple(("learned_mlp", c) for c in configs), labels=FAMILIES))
+    generator = torch.Generator().manual_seed(7)
+    picked = set()
+    for _ in range(6):
+        with torch.no_grad():
+            rule.selector.copy_(torch.randn(rule.selector.shape, generator=generator))
+        for suite in ("quadratic", "regression"):
+            env = make_env(suite, "update", consensus=consensus, numeric_infos=numeric)
+            driver = EngineDriver(rule, env.game)
+            obs, infos = env.reset(seed=0)
+            for agent in env.agents:
+                player = LearnedAgent(rule, name="learned_portfolio")
+                player.reset(obs[agent], infos[agent], env.action_space(agent))
+                assert player.rule is driver.rule, (suite, agent)
+                assert player.trunk_scale == driver.trunk_scale, (suite, agent)
+            picked.add(FAMILIES[list(rule.experts).index(driver.rule)])
+    assert picked == set(FAMILIES)  # every expert was picked somewhere
 
 
 def test_a_file_round_trips_and_a_bad_portfolio_is_refused_naming_what(tmp_path: Path) -> None:
@@ -141,6 +177,14 @@ def test_a_file_round_trips_and_a_bad_portfolio_is_refused_naming_what(tmp_path:
     with pytest.raises(ValueError, match="plays action_mode='update'"):
         player.reset(obs["task_0"], infos["task_0"], env.action_space("task_0"))
     assert new_rule("learned_portfolio", **asdict(rule.config)).selector.abs().sum() == 0
+    with pytest.raises(ValueError, match="labels must be a list of non-empty strings"):
+        PortfolioRule(PortfolioConfig(experts=experts, labels="abc"))  # type: ignore[arg-type]
+    for field, value in (("labels", "abc"), ("labels", [1, 2, 3]), ("experts", [["learned_mlp", "x"]] * 3)):
+        payload = torch.load(path, weights_only=True)
+        payload["config"][field] = value
+        torch.save(payload, tmp_path / "bad.pt")
+        with pytest.raises(ValueError, match=r"bad\.pt: the rule's config is not one learned_portfolio accepts"):
+            load_rule(tmp_path / "bad.pt")
 
 
 def test_the_registry_plays_the_portfolio_on_any_suite_from_its_general_file() -> None:
@@ -151,6 +195,9 @@ def test_the_registry_plays_the_portfolio_on_any_suite_from_its_general_file() -
     )
     history = run_episode(env, players, seed=0, evaluate=False)
     assert len(history.losses) == 6
+    assert repr(players[env.possible_agents[0]]) == (  # toy2d: exact gradients on a trunk of 2, as the quadratics'
+        "LearnedAgent('learned_portfolio', weights='learned_portfolio_general.pt', expert='quadratic')"
+    )
 
 
 # ------------------------------------------------------------------------------------- what it reads of a game
@@ -170,35 +217,47 @@ def test_every_player_is_told_whether_the_gradients_are_estimates(suite: str, op
         env = mtg_env.parallel_env(suite=suite, numeric_infos=numeric, **options)
         _, infos = env.reset(seed=0)
         assert env.game.stochastic_gradients is stochastic
-        assert all(info["stochastic_gradients"] == stochastic for info in infos.values())
+        for info in infos.values():  # a number in the numeric infos, a bool in the named ones
+            assert info["stochastic_gradients"] == stochastic
+            assert type(info["stochastic_gradients"]) is (float if numeric else bool)
     venv = mtg_env.vector_env(num_games=2, suite=suite, **options)
     _, vinfos = venv.reset(seed=0)
     assert vinfos["stochastic_gradients"].tolist() == [stochastic] * 2
 
 
-def test_gradient_or_label_noise_makes_exact_gradients_estimates() -> None:
-    assert not mtg_env.parallel_env(suite="quadratic").game.stochastic_gradients
-    noisy = mtg_env.parallel_env(suite="quadratic", noise_model=mtg_env.NoiseSpec(grad_std=0.1))
-    assert noisy.game.stochastic_gradients
-    labels = mtg_env.parallel_env(
-        suite="digits", hidden=(8,), batch_size=None, noise_model=mtg_env.NoiseSpec(label_noise=0.1)
+def test_gradient_or_label_noise_makes_gradients_estimates_and_the_other_noise_models_do_not() -> None:
+    def stochastic(suite: str = "quadratic", **options: object) -> bool:
+        return mtg_env.parallel_env(suite=suite, **options).game.stochastic_gradients
+
+    assert not stochastic()
+    assert stochastic(noise_model=mtg_env.NoiseSpec(grad_std=0.1))
+    assert stochastic("digits", hidden=(8,), batch_size=None, noise_model=mtg_env.NoiseSpec(label_noise=0.1))
+    assert stochastic(
+        "digits", hidden=(8,), batch_size=None, noise_model=mtg_env.NoiseSpec(label_noise=(0.0, 0.2, 0.0, 0.0))
     )
-    assert labels.game.stochastic_gradients
+    assert not stochastic("digits", hidden=(8,), batch_size=None, noise_model=mtg_env.NoiseSpec(label_noise=(0.0,) * 4))
+    assert not stochastic(num_tasks=4, noise_model=mtg_env.NoiseSpec(byzantine=1))  # attacks, not estimates
+    assert not stochastic(noise_model=mtg_env.NoiseSpec(delay=2))  # stale proposals of exact gradients
 
 
-def test_the_fit_finds_the_experts_regions_where_the_expected_regret_from_zero_stalls() -> None:
+def test_which_suites_draw_minibatches() -> None:
+    from tests.test_module_suite import bench_suite
+
+    assert bench_suite(batch_size=32).stochastic_gradients
+    assert not bench_suite(batch_size=None).stochastic_gradients
+    assert mtg_env.MultiDigits(n_train=200, n_test=50, batch_size=16).stochastic_gradients
+    assert not mtg_env.MultiDigits(n_train=200, n_test=50, batch_size=None).stochastic_gradients
+    # digits draws without replacement: a batch of the whole train split is the exact objective
+    full = mtg_env.DigitsSuite(hidden=(8,), batch_size=None).describe()["n_train"]
+    assert not mtg_env.DigitsSuite(hidden=(8,), batch_size=full).stochastic_gradients
+    assert mtg_env.DigitsSuite(hidden=(8,), batch_size=full - 1).stochastic_gradients
+
+
+def test_the_fit_finds_each_experts_region() -> None:
     """scripts/fit_portfolio.py's fit on games where each expert is best in its own region (exact gradients: the
     first; noisy ones on a small trunk: the second; noisy on a large trunk: the third) picks the best expert in every
-    game; minimising the expected regret from a zero selector alone misses some (on the collected games it stalled at
-    one expert for all)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "fit_portfolio", Path(__file__).parents[1] / "scripts/fit_portfolio.py"
-    )
-    assert spec is not None and spec.loader is not None
-    fit_portfolio = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fit_portfolio)
+    game."""
+    fit_portfolio = _fit_script()
     rows = []
     for n in (5, 9, 15, 20, 40, 80, 150, 300, 1000, 2000, 3000):
         for noisy in (False, True):
@@ -209,14 +268,17 @@ def test_the_fit_finds_the_experts_regions_where_the_expected_regret_from_zero_s
     weight = fit_portfolio.fit_selector(x, regret, l2=1e-4, tau=0.25)
     picks = (x @ weight.T).argmax(1)
     assert float(regret.gather(1, picks[:, None]).max()) == 0.0
-    stalled = torch.zeros_like(weight, requires_grad=True)
-    optimizer = torch.optim.LBFGS([stalled], max_iter=500, line_search_fn="strong_wolfe")
 
-    def expected_regret() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = (torch.softmax(x @ stalled.T, dim=1) * regret).sum(1).mean()
-        loss.backward()
-        return loss
 
-    optimizer.step(expected_regret)
-    assert float(regret.gather(1, (x @ stalled.T).argmax(1)[:, None]).mean()) > 0.1  # 0.31 here: some games missed
+def test_the_fit_refuses_games_played_by_other_specialists_or_another_stream(tmp_path: Path) -> None:
+    fit_portfolio = _fit_script()
+    games = json.loads((Path(__file__).parents[1] / "docs/sealed/portfolio/tuning/gaps.json").read_text())
+    assert len(fit_portfolio._cells(Path(__file__).parents[1] / "docs/sealed/portfolio/tuning")) == 32
+    with pytest.raises(SystemExit, match="holds the tuning stream's games, not the validation stream's"):
+        fit_portfolio._cells(Path(__file__).parents[1] / "docs/sealed/portfolio/tuning", "validation")
+    games["setup"]["experts"]["digits"] = "0" * 64
+    (tmp_path / "gaps.json").write_text(json.dumps(games))
+    with pytest.raises(SystemExit, match="the shipped specialists changed since its games were played"):
+        fit_portfolio._cells(tmp_path)
+    with pytest.raises(SystemExit, match="resume with the same stream, draws, seeds and experts"):
+        fit_portfolio.collect(tmp_path, 16, 2)

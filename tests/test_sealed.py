@@ -391,3 +391,17 @@ def test_a_cuda_device_without_a_gpu_is_refused_naming_it(device: str, monkeypat
     with pytest.raises(ValueError, match="device must be a CPU or CUDA device, got 'meta'"):
         SealedConfig(name="t", families=("quadratic",), entrants=(), device="meta")
     assert sealed_config_from_dict({"protocol": "sealed", "families": ["quadratic"], "device": "cpu"}).device == "cpu"
+
+
+def test_a_portfolio_entrant_plays_each_game_with_its_pick(tmp_path: Any) -> None:
+    """The bench gives the driver the portfolio itself, not the agent's first expert: on regression it plays the
+    regression specialist's gaps exactly."""
+    from mtg_env.bench.sealed import run_sealed
+
+    config = replace(
+        _tiny_cell_config("regression"), entrants=(("learned_mlp", "regression"), ("learned_portfolio", "regression"))
+    )
+    report = run_sealed(config, tmp_path, progress=False, stream="validation")
+    gaps = report["cells"][0]["gaps"]
+    assert gaps["learned_portfolio"] == gaps["learned_mlp"]
+    assert report["weights"]["learned_portfolio (regression)"]["weights"].endswith("learned_portfolio_general.pt")

@@ -62,7 +62,10 @@ def with_options(name: str, rule: AnyRule, **options: Any) -> Rule:
             would drop what was trained), naming it.
     """
     if isinstance(rule, PortfolioRule):
-        raise TypeError("with_options changes one rule's config; give it one expert of the portfolio (rule.expert(k))")
+        raise TypeError(
+            "with_options changes one rule's config, not a portfolio's: give it one expert, "
+            "with_options(rule.config.experts[k][0], rule.expert(k), ...)"
+        )
     new = new_rule(name, **{**asdict(getattr(rule, "config")), **options})  # noqa: B009 - every rule has a config
     assert not isinstance(new, PortfolioRule)
     trained, fresh = rule.state_dict(), new.state_dict()

@@ -156,8 +156,9 @@ class MetaTrainConfig:
             raise ValueError(f"consensus lists a rule twice: {list(self.consensuses)}")
         if self.dtype not in ("float32", "float64", "auto"):
             raise ValueError(f"dtype must be 'float32', 'float64' or 'auto' (each family's own), got {self.dtype!r}")
+        trainable = sorted(set(LEARNED) - {"learned_portfolio"})
         if self.agent not in LEARNED:
-            raise ValueError(f"agent must be one of {sorted(LEARNED)}, got {self.agent!r}")
+            raise ValueError(f"agent must be one of {trainable}, got {self.agent!r}")
         if self.agent == "learned_portfolio":
             raise ValueError(
                 "agent 'learned_portfolio' is not meta-trained: it holds meta-trained rules and a selector, fitted "

@@ -43,8 +43,11 @@ class LearnedAgent(ReaderPlayer):
             raise TypeError(f"rule must be an MLPRule, LSTMRule, StepRule or PortfolioRule, got {type(rule).__name__}")
         #: The rule given (a portfolio, or the rule that plays).
         self.given = rule
-        #: The rule that plays: ``rule``, or for a portfolio its expert for the env of the last reset.
-        self.rule: Rule = rule if not isinstance(rule, PortfolioRule) else rule.experts[0]  # type: ignore[assignment]
+        #: The rule that plays: ``rule``, or for a portfolio its expert for the env of the last reset (before the
+        #: first reset its first expert: the batched forms take ``given``, which picks per game).
+        self.rule: Rule = rule if not isinstance(rule, PortfolioRule) else rule.expert(0)
+        #: For a portfolio, the label of the expert that plays since the last reset (``None`` before the first).
+        self.expert: str | None = None
         self.name = name
         self.weights = None if weights is None else str(weights)
         self.sha256 = sha256
@@ -65,11 +68,12 @@ class LearnedAgent(ReaderPlayer):
                 f"{self.name} plays action_mode={self.mode!r}; this env has action_mode={reader.mode!r} "
                 f"(make the env with action_mode={self.mode!r})"
             )
+        if isinstance(self.given, PortfolioRule):  # first the expert: what follows reads its config
+            self.rule = self.given.expert_for_info(info, reader.trunk_size)
+            self.expert = self.given.config.labels[list(self.given.experts).index(self.rule)]
         scale = info.get("sum_scale")  # absent where the game's consensus rule has no constant unanimity gain
         #: The factor of this player's trunk proposals: the env's ``sum_scale`` for a rule with ``sum_scaled``, else 1.
         self.trunk_scale = trunk_scale(self.rule, lambda: None if scale is None else float(scale))
-        if isinstance(self.given, PortfolioRule):
-            self.rule = self.given.expert_for_info(info, reader.trunk_size)  # type: ignore[assignment]
         self._reader = reader
         self.t = 0
         self._memory = {}
@@ -132,4 +136,5 @@ class LearnedAgent(ReaderPlayer):
 
     def __repr__(self) -> str:
         weights = "" if self.weights is None else f", weights={Path(self.weights).name!r}"
-        return f"LearnedAgent({self.name!r}{weights})"
+        expert = "" if self.expert is None else f", expert={self.expert!r}"
+        return f"LearnedAgent({self.name!r}{weights}{expert})"

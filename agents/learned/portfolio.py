@@ -86,7 +86,11 @@ class PortfolioRule(nn.Module):
 
     def __init__(self, config: PortfolioConfig):
         super().__init__()
-        experts: tuple[tuple[Any, ...], ...] = tuple(tuple(e) for e in config.experts)  # a file's lists as tuples
+        experts: tuple[tuple[Any, ...], ...] = tuple(  # a file's lists as tuples
+            tuple(e) if isinstance(e, (list, tuple)) else (e,) for e in config.experts
+        )
+        if not isinstance(config.labels, (list, tuple)) or not all(isinstance(x, str) and x for x in config.labels):
+            raise ValueError(f"labels must be a list of non-empty strings, one per expert, got {config.labels!r}")
         labels = tuple(config.labels)
         if not experts:
             raise ValueError("a portfolio needs at least one expert, got none")
@@ -94,7 +98,8 @@ class PortfolioRule(nn.Module):
             raise ValueError(f"labels must name each of the {len(experts)} experts once, got {list(labels)}")
         modules = []
         for i, entry in enumerate(experts):
-            if len(entry) != 2 or entry[0] not in EXPERT_RULES or not isinstance(entry[1], Mapping):
+            sound = len(entry) == 2 and isinstance(entry[1], Mapping) and all(isinstance(k, str) for k in entry[1])
+            if not (sound and isinstance(entry[0], str) and entry[0] in EXPERT_RULES):
                 raise ValueError(
                     f"experts[{i}] must be (name, config dict) with name one of {sorted(EXPERT_RULES)}, got {entry!r}"
                 )
@@ -103,7 +108,7 @@ class PortfolioRule(nn.Module):
             rule_cls, config_cls = EXPERT_RULES[name]
             try:
                 modules.append(rule_cls(config_cls(**fields)))
-            except TypeError as err:
+            except (TypeError, ValueError) as err:
                 raise ValueError(
                     f"experts[{i}] ({labels[i]!r}): {name}'s config refuses these fields ({err})"
                 ) from None

@@ -309,7 +309,7 @@ def run_sealed(
     played = {f"{label} ({suite})": {"weights": str(p.weights), "sha256": p.sha256}
               for suite, by_label in players.items() for label, p in by_label.items()}  # fmt: skip
     for suite in config.families:
-        rules = {label: p.rule.to(config.device) for label, p in players[suite].items()}
+        rules = {label: p.given.to(config.device) for label, p in players[suite].items()}  # a portfolio picks per game
         for multiple in config.multiples:
             for consensus in config.consensus:
                 cell = run_cell(config, suite, multiple, floors, rules, key, stream, consensus)

@@ -21,7 +21,7 @@ class Entrant:
     name: str
     """Its label in the results (the file form's default: ``"{agent}[{tag or file stem}]"``)."""
     agent: str
-    """The learned agent (``learned_mlp``, ``learned_lstm``, ``learned_step``)."""
+    """The learned agent (``learned_mlp``, ``learned_lstm``, ``learned_step``, ``learned_portfolio``)."""
     weights: str
     """The rule file (a shipped ``agents/learned/weights/{agent}_{tag}.pt``, or ``mtg-env meta-train``'s best.pt)."""
     families: tuple[str, ...]
@@ -30,6 +30,8 @@ class Entrant:
 
 def _make_one(agent: str) -> str:
     """How to make a rule file for ``agent``, for the messages that refuse a missing one."""
+    if agent == "learned_portfolio":
+        return 'fit one with `python scripts/fit_portfolio.py fit DIR --out FILE`, then set weights = "FILE"'
     command = f"mtg-env meta-train --agent {agent} --suite SUITE --out DIR"
     return f'make one with `{command}`, then set weights = "DIR/best.pt"'
 

@@ -92,6 +92,7 @@ class DigitsSuite(TaskSuite):
         if batch_size is not None and not 1 <= batch_size <= n_train:
             raise ValueError(f"batch_size must be in [1, {n_train}] (the train split's size) or None, got {batch_size}")
         self.batch_size = batch_size
+        self._n_train = n_train
         self.hidden = hidden
         self._config = {
             "suite": self.name,
@@ -133,6 +134,11 @@ class DigitsSuite(TaskSuite):
 
     # ------------------------------------------------------------------------------ the game
     jacobian = "backward"  # every task sees the same images: one forward, one batched backward
+
+    @property
+    def stochastic_gradients(self) -> bool:
+        """A batch is drawn without replacement: one of the whole train split is the exact objective."""
+        return self.batch_size is not None and self.batch_size < self._n_train
 
     @property
     def loss_lower_bounds(self) -> tuple[float, ...]:

@@ -46,8 +46,17 @@ from mtg_env.bench.sealed import _Floors, _gaps  # noqa: E402
 from mtg_env.bench.sealed_config import sealed_config_from_dict  # noqa: E402
 from mtg_env.bench.sealed_search import _dtype, _game, play_rule  # noqa: E402
 
-#: The experts, in the selector's order: each family's shipped MLP specialist.
-EXPERTS = FAMILIES
+#: The experts, in the selector's order: shipped ``learned_mlp`` files by tag (``collect --experts``; ``fit`` and
+#: ``evaluate`` read them from the collected games): by default each family's specialist.
+EXPERTS: tuple[str, ...] = FAMILIES
+
+
+def _use(names: object) -> None:
+    """Make ``names`` (shipped ``learned_mlp`` tags) the experts."""
+    global EXPERTS
+    EXPERTS = tuple(str(name) for name in names)  # type: ignore[attr-defined]
+
+
 CONSENSUS = ("sum", "mean", "mgda", "upgrad")
 #: Horizon multiples per family (digits at 5x costs over an hour of one core per cell here).
 MULTIPLES = {"quadratic": (1, 2, 5), "regression": (1, 2, 5), "digits": (1, 2)}
@@ -63,7 +72,7 @@ def _horizons() -> object:
 
 
 def _experts() -> tuple[dict[str, torch.nn.Module], dict[str, str]]:
-    """The shipped specialists in :data:`EXPERTS` order, and the sha256 of each one's file."""
+    """The shipped experts in :data:`EXPERTS` order, and the sha256 of each one's file."""
     read = {name: read_rule(pretrained_path("learned_mlp", name)) for name in EXPERTS}
     return {name: r[1] for name, r in read.items()}, {name: r[3] for name, r in read.items()}
 
@@ -229,6 +238,7 @@ def _cells(out: Path, stream: str = "tuning") -> dict[str, list[dict]]:
     shipped now."""
     table = json.loads((out / "gaps.json").read_text())
     setup = table.pop("setup", {})
+    _use(setup.get("experts", {}))
     if setup.get("stream") != stream:
         raise SystemExit(
             f"{out / 'gaps.json'} holds the {setup.get('stream')} stream's games, not the {stream} stream's"
@@ -243,10 +253,10 @@ def _cells(out: Path, stream: str = "tuning") -> dict[str, list[dict]]:
 def evaluate(out: Path, rule_file: Path) -> None:
     """Each cell's picks of the portfolio in ``rule_file`` and their mean log regret, on games collected from the
     validation stream (never fitted on)."""
+    table = _cells(out, "validation")  # its experts, in order
     rule = read_rule(rule_file)[1]
     if not isinstance(rule, PortfolioRule) or rule.config.labels != tuple(EXPERTS):
         raise SystemExit(f"{rule_file} is not a portfolio of the experts {list(EXPERTS)}, in that order")
-    table = _cells(out, "validation")
     weight = rule.selector.detach().double()
     total, alone, games = 0.0, torch.zeros(len(EXPERTS), dtype=torch.float64), 0
     for cell, cell_rows in table.items():
@@ -273,6 +283,9 @@ def main() -> None:
     parser.add_argument("dir", type=Path, help="where gaps.json (and floors.json) live")
     parser.add_argument("--draws", type=int, default=16, help="collect: draws per cell")
     parser.add_argument("--seeds", type=int, default=2, help="collect: seeds per draw")
+    parser.add_argument(
+        "--experts", default=",".join(FAMILIES), help="collect: the shipped learned_mlp files by tag, comma-separated"
+    )
     parser.add_argument("--out", type=Path, help="fit: the rule file to write; evaluate: the rule file to read")
     parser.add_argument(
         "--stream", default="tuning", choices=["tuning", "validation"], help="collect: the games' stream"
@@ -282,6 +295,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.step == "collect":
+        _use(args.experts.split(","))
         collect(args.dir, args.draws, args.seeds, args.stream)
         return
     if args.out is None:

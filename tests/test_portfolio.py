@@ -282,3 +282,18 @@ def test_the_fit_refuses_games_played_by_other_specialists_or_another_stream(tmp
         fit_portfolio._cells(tmp_path)
     with pytest.raises(SystemExit, match="resume with the same stream, draws, seeds and experts"):
         fit_portfolio.collect(tmp_path, 16, 2)
+
+
+@pytest.mark.parametrize("consensus", ["sum", "mean", "mgda", "upgrad"])
+def test_the_shipped_portfolio_never_diverges_at_condition_1e5(consensus: str) -> None:
+    """Issue 23's stiff quadratic (and with gradient noise, which the selector reads): whichever expert it picks stays
+    stable (each expert's 10x-horizon runs are in tests/test_learned_stability.py)."""
+    from tests.test_learned_stability import play, stiff_game
+
+    rule = load_rule(SHIPPED)[1]
+    for noise in (None, mtg_env.NoiseSpec(grad_std=0.01)):
+        game = stiff_game(consensus, 100, noise_model=noise)
+        with torch.no_grad():
+            start = engine.reset(game, [0, 1])[1].losses.sum(1)
+        diverged, final, _ = play(rule, game, [0, 1])  # type: ignore[arg-type]
+        assert not diverged.any() and (final < start).all(), (consensus, noise)

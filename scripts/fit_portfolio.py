@@ -51,10 +51,21 @@ from mtg_env.bench.sealed_search import _dtype, _game, play_rule  # noqa: E402
 EXPERTS: tuple[str, ...] = FAMILIES
 
 
-def _use(names: object) -> None:
-    """Make ``names`` (shipped ``learned_mlp`` tags) the experts."""
+#: Each expert's rule file, by label.
+FILES: dict[str, Path] = {}
+
+
+def _use(entries: object) -> None:
+    """Make ``entries`` the experts: each a shipped ``learned_mlp`` tag (``"digits"``: learned_mlp_digits.pt) or
+    ``"LABEL=PATH"``, a rule file of one's own (a path relative to the repository, or absolute)."""
     global EXPERTS
-    EXPERTS = tuple(str(name) for name in names)  # type: ignore[attr-defined]
+    files = {}
+    for entry in map(str, entries):  # type: ignore[call-overload]
+        label, _, path = entry.partition("=")
+        files[label] = Path(path) if path else pretrained_path("learned_mlp", label)
+    EXPERTS = tuple(files)
+    FILES.clear()
+    FILES.update(files)
 
 
 CONSENSUS = ("sum", "mean", "mgda", "upgrad")
@@ -72,16 +83,24 @@ def _horizons() -> object:
 
 
 def _experts() -> tuple[dict[str, torch.nn.Module], dict[str, str]]:
-    """The shipped experts in :data:`EXPERTS` order, and the sha256 of each one's file."""
-    read = {name: read_rule(pretrained_path("learned_mlp", name)) for name in EXPERTS}
+    """The experts in :data:`EXPERTS` order, and the sha256 of each one's file."""
+    if not FILES:
+        _use(EXPERTS)
+    read = {name: read_rule(ROOT / FILES[name] if not FILES[name].is_absolute() else FILES[name]) for name in EXPERTS}
     return {name: r[1] for name, r in read.items()}, {name: r[3] for name, r in read.items()}
+
+
+def _files() -> dict[str, str]:
+    """Each expert's rule file as given (a shipped tag's: none), for the collection's setup."""
+    shipped = {name: pretrained_path("learned_mlp", name) for name in EXPERTS}
+    return {name: str(path) for name, path in FILES.items() if path != shipped[name]}
 
 
 def collect(out: Path, draws: int, seeds: int, stream: str = "tuning") -> None:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "gaps.json"
     experts, sha256 = _experts()
-    setup = {"stream": stream, "draws": draws, "seeds": seeds, "experts": sha256}
+    setup = {"stream": stream, "draws": draws, "seeds": seeds, "experts": sha256, "files": _files()}
     table = json.loads(path.read_text()) if path.exists() else {}
     if table and table.get("setup") != setup:
         raise SystemExit(
@@ -238,7 +257,8 @@ def _cells(out: Path, stream: str = "tuning") -> dict[str, list[dict]]:
     shipped now."""
     table = json.loads((out / "gaps.json").read_text())
     setup = table.pop("setup", {})
-    _use(setup.get("experts", {}))
+    files = setup.get("files", {})
+    _use([f"{name}={files[name]}" if name in files else name for name in setup.get("experts", {})])
     if setup.get("stream") != stream:
         raise SystemExit(
             f"{out / 'gaps.json'} holds the {setup.get('stream')} stream's games, not the {stream} stream's"
@@ -284,7 +304,9 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=16, help="collect: draws per cell")
     parser.add_argument("--seeds", type=int, default=2, help="collect: seeds per draw")
     parser.add_argument(
-        "--experts", default=",".join(FAMILIES), help="collect: the shipped learned_mlp files by tag, comma-separated"
+        "--experts",
+        default=",".join(FAMILIES),
+        help="collect: comma-separated shipped learned_mlp tags (digits: learned_mlp_digits.pt) or LABEL=PATH files",
     )
     parser.add_argument("--out", type=Path, help="fit: the rule file to write; evaluate: the rule file to read")
     parser.add_argument(

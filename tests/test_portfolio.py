@@ -297,3 +297,13 @@ def test_the_shipped_portfolio_never_diverges_at_condition_1e5(consensus: str) -
             start = engine.reset(game, [0, 1])[1].losses.sum(1)
         diverged, final, _ = play(rule, game, [0, 1])  # type: ignore[arg-type]
         assert not diverged.any() and (final < start).all(), (consensus, noise)
+
+
+def test_the_fit_takes_shipped_tags_and_rule_files_of_ones_own() -> None:
+    fit_portfolio = _fit_script()
+    fit_portfolio._use(["digits", "mine=docs/sealed/portfolio/learned_mlp_regression_anneal.pt"])
+    assert fit_portfolio.EXPERTS == ("digits", "mine")
+    assert fit_portfolio.FILES["digits"] == pretrained_path("learned_mlp", "digits")
+    assert fit_portfolio._files() == {"mine": "docs/sealed/portfolio/learned_mlp_regression_anneal.pt"}  # for the setup
+    experts, sha256 = fit_portfolio._experts()
+    assert experts["mine"].config.anneal == 1.0 and len(sha256["mine"]) == 64

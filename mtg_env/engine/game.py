@@ -268,13 +268,13 @@ class Game:
         except Exception:  # any failure of a user's rule on the test matrices means: not known to be min-bounded
             return False
 
-    @property
+    @cached_property
     def stochastic_gradients(self) -> bool:
         """Whether the gradients the players observe are random estimates: the suite's
         (:attr:`~mtg_env.suites.TaskSuite.stochastic_gradients`: a minibatch each step), or a noise model that adds
         gradient or label noise (:attr:`noise_model`). The env's infos carry it as ``stochastic_gradients``."""
         noise = self.noise_model
-        noisy = noise is not None and (noise.grad_std > 0 or _any_positive(noise.label_noise))
+        noisy = noise is not None and (noise.grad_std > 0 or noise.has_label_noise)
         return bool(self.suite.stochastic_gradients) or noisy
 
     @property
@@ -312,8 +312,3 @@ def _check_domain(rule: ConsensusRule, suite: TaskSuite, floor: Tensor) -> None:
         f"suite {suite.name!r} has losses as low as {bounds[m]:.6g} (task {suite.tasks[m].name!r}, task_{m}): a game "
         f"would leave the rule's domain mid-episode; {fix}"
     )
-
-
-def _any_positive(value: float | tuple[float, ...]) -> bool:
-    """Whether a noise level (one for every task, or one per task) is positive anywhere."""
-    return any(v > 0 for v in value) if isinstance(value, tuple) else value > 0

@@ -357,7 +357,17 @@ def consensus(
                     new_objects.append(moved)
                 else:
                     out = apply_rule(rule, proposals[b], seeds[b], losses[b])
-            except ValueError as err:
+            except Exception as err:
+                if not bool(torch.isfinite(proposals[b]).all()):
+                    # A diverging game (its proposals are not finite) moves by a non-finite step and is done, as
+                    # under ``sum``: a solver that refuses such input (MGDA's Gram, CAGrad's SVD) must not stop
+                    # the batch's other games. A rule that copes with it (Krum) keeps its own answer.
+                    moves.append(torch.full((n,), float("nan"), dtype=proposals.dtype, device=proposals.device))
+                    states.append({k: v[b] for k, v in rule_state.items()})
+                    new_objects.extend(objects[b : b + 1])
+                    continue
+                if not isinstance(err, ValueError):
+                    raise
                 if bsz == 1:
                     raise
                 raise ValueError(f"game {b} of the batch: {err}") from err

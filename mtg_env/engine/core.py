@@ -358,10 +358,10 @@ def consensus(
                 else:
                     out = apply_rule(rule, proposals[b], seeds[b], losses[b])
             except Exception as err:
-                if not bool(torch.isfinite(proposals[b]).all()):
-                    # A diverging game (its proposals are not finite) moves by a non-finite step and is done, as
-                    # under ``sum``: a solver that refuses such input (MGDA's Gram, CAGrad's SVD) must not stop
-                    # the batch's other games. A rule that copes with it (Krum) keeps its own answer.
+                if not bool(torch.isfinite(proposals[b].detach().norm(dim=-1)).all()):
+                    # A diverging game (proposals not finite, or so long that their norms overflow) moves by a
+                    # non-finite step and is done, as under ``sum``: a solver that refuses such input (MGDA's Gram,
+                    # CAGrad's SVD) must not stop the batch's other games. A rule that copes keeps its own answer.
                     moves.append(torch.full((n,), float("nan"), dtype=proposals.dtype, device=proposals.device))
                     states.append({k: v[b] for k, v in rule_state.items()})
                     new_objects.extend(objects[b : b + 1])

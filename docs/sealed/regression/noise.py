@@ -22,6 +22,7 @@ import torch
 
 from agents.learned.family import draw_games
 from mtg_env import engine
+from mtg_env.bench.sealed import _gaps
 from mtg_env.bench.sealed_search import SearchPlayers, _game, _train_totals
 from mtg_env.suites.floors import true_floor
 
@@ -38,7 +39,8 @@ def floor_of(options: dict) -> float:
 
 
 def gaps(options: dict, seeds: list[int], knobs: list[dict], consensus: str) -> np.ndarray:
-    """``[len(knobs), len(seeds)]`` final gaps; +inf where a game diverged."""
+    """``[len(knobs), len(seeds)]`` final gaps as a sealed cell measures them (at least float32's resolution, 1e-6
+    of the loss; +inf where a game diverged)."""
     game = _game("regression", options, 100, consensus=consensus)
     floor = floor_of({k: v for k, v in options.items() if k != "batch_size"})
     with torch.no_grad():
@@ -48,8 +50,7 @@ def gaps(options: dict, seeds: list[int], knobs: list[dict], consensus: str) -> 
         for _ in range(game.horizon):
             state, _ = engine.step(game, state, players.act(state.head_grads, state.jacobian))
         final = _train_totals(game, state.heads, state.trunk)
-    gap = ((final - floor) / (start - floor)).numpy().reshape(len(knobs), len(seeds))
-    return np.where(np.isfinite(gap) & (gap >= 0), gap, np.inf)
+    return _gaps(start, final, floor, "float32").reshape(len(knobs), len(seeds))  # the sealed cells' measure
 
 
 def main(consensus: str) -> None:

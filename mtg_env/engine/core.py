@@ -363,7 +363,7 @@ def consensus(
                     # non-finite step and is done, as under ``sum``: a solver that refuses such input (MGDA's Gram,
                     # CAGrad's SVD) must not stop the batch's other games. A rule that copes keeps its own answer.
                     moves.append(torch.full((n,), float("nan"), dtype=proposals.dtype, device=proposals.device))
-                    states.append({k: v[b] for k, v in rule_state.items()})
+                    states.append(game_state)  # the rule raised: this game's state is as it was
                     new_objects.extend(objects[b : b + 1])
                     continue
                 if not isinstance(err, ValueError):

@@ -20,29 +20,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.learned.family import draw_games
+from agents.learned.family import best_loss_floor, draw_games
 from mtg_env import engine
 from mtg_env.bench.sealed import _gaps
 from mtg_env.bench.sealed_search import SearchPlayers, _game, _train_totals
-from mtg_env.suites.floors import true_floor
 
 HERE = Path(__file__).parent
-_FLOORS: dict[str, float] = {}
-
-
-def floor_of(options: dict) -> float:
-    """L*: the sealed protocol's (least squares for a linear trunk, a best run for an MLP trunk), once per draw."""
-    key = json.dumps(options, sort_keys=True)
-    if key not in _FLOORS:
-        _FLOORS[key] = true_floor(_game("regression", options, 100).suite).value
-    return _FLOORS[key]
 
 
 def gaps(options: dict, seeds: list[int], knobs: list[dict], consensus: str) -> np.ndarray:
     """``[len(knobs), len(seeds)]`` final gaps as a sealed cell measures them (at least float32's resolution, 1e-6
     of the loss; +inf where a game diverged)."""
     game = _game("regression", options, 100, consensus=consensus)
-    floor = floor_of({k: v for k, v in options.items() if k != "batch_size"})
+    drawn = {k: v for k, v in options.items() if k != "batch_size"}  # L* is the drawn game's, whatever the batch
+    floor = best_loss_floor("regression", drawn, _game("regression", drawn, 100).suite).value  # once per draw
     with torch.no_grad():
         players = SearchPlayers(game, [k for k in knobs for _ in seeds])
         state, _ = engine.reset(game, [s for _ in knobs for s in seeds])

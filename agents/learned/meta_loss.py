@@ -19,7 +19,7 @@ from agents.learned.meta_config import MetaTrainConfig
 from agents.learned.rules import Rule
 from mtg_env import engine
 from mtg_env.consensus import consensus_rule
-from mtg_env.engine import Game, GameState
+from mtg_env.engine import Game, GameState, StepOutput
 from mtg_env.suites import TaskSuite
 
 #: Offsets of the random streams (game draws, game seeds, ES noise, validation draws) under the run's seed.
@@ -96,7 +96,13 @@ class _Unroll:
 
     ``whole``: L_t is the whole training objective at the step's parameters (what a true L* is the minimum of; a
     minibatch's loss is an unbiased estimate of it, below L* at about half the steps near the floor), else the loss
-    of the step's batch the engine already computed."""
+    of the step's batch the engine already computed.
+
+    A game whose loss or gradients stop being finite is dead for the rest of the unroll: its meta-loss counts the
+    upper clamp as before, but it gives no meta-gradient to the truncation it died in or any later one (its actions'
+    gradient rows are zeroed when backward runs), and the rule reads zeros for its observations. Otherwise its NaNs
+    reach every shared meta-parameter (0 · NaN through its own rows) and every later meta-step of the iteration
+    would be skipped, the other games' signal with it."""
 
     def __init__(
         self, driver: EngineDriver, seeds: list[int], floor: float, late_weight: float = 0.0, whole: bool = False
@@ -110,6 +116,8 @@ class _Unroll:
         self.state, self.out = engine.reset(driver.game, seeds)
         self.start = self._total().detach()
         self.memory = driver.start(self.out)
+        #: ``[B]`` bool: the games whose loss or gradients have stopped being finite.
+        self.dead = ~torch.isfinite(self.start)
 
     def _total(self) -> Tensor:
         """``[B]`` L_t: the step batch's Σ_m ℓ_m, or with ``whole`` the whole training objective's (keeps its graph)."""
@@ -121,14 +129,42 @@ class _Unroll:
         """Play ``steps`` steps; the sum over them of the mean over games of the log-ratio (keeps its graph)."""
         total = torch.zeros((), device=self.start.device)
         for _ in range(steps):
-            actions, self.memory = self.driver.act(self.state, self.out, self.memory)
+            actions, self.memory = self.driver.act(self.state, self._observed(), self.memory)
+            self._cut_dead(actions)
             self.state, self.out = engine.step(self.driver.game, self.state, actions)
-            step_loss = _step_log_ratio(self._total(), self.start, self.floor)
+            total_t = self._total()
+            # A new tensor, not in place: the where of _observed saved the old one for backward.
+            self.dead = self.dead | ~torch.isfinite(total_t.detach()) | ~self._finite_gradients()
+            step_loss = _step_log_ratio(total_t, self.start, self.floor)
             if self.late_weight:
                 progress = self.state.t.to(step_loss.dtype) / self.driver.game.horizon
                 step_loss = step_loss * (1.0 + self.late_weight * progress)
             total = total + step_loss.mean().float()
         return total
+
+    def _finite_gradients(self) -> Tensor:
+        """``[B]`` bool: the step's head gradients and trunk Jacobian are finite in each game."""
+        out = self.out
+        heads = torch.isfinite(out.head_grads.detach()).flatten(1).all(1)
+        return heads & torch.isfinite(out.jacobian.detach()).flatten(1).all(1)
+
+    def _observed(self) -> StepOutput:
+        """What the rule reads this step: the engine's output, zeros in the dead games' rows (no check first: on a GPU
+        it would wait for the device every step)."""
+        out = self.out
+
+        def zeroed(x: Tensor) -> Tensor:
+            return torch.where(self.dead.view(-1, *([1] * (x.dim() - 1))), x.new_zeros(()), x)
+
+        return replace(out, head_grads=zeroed(out.head_grads), jacobian=zeroed(out.jacobian),
+                       features=zeroed(out.features))  # fmt: skip
+
+    def _cut_dead(self, actions: Tensor | tuple[Tensor, ...]) -> None:
+        """Zero the gradient rows of the games dead by the time backward runs (read then, not now: a game that dies
+        later in this truncation gives none of its steps' gradient)."""
+        for action in actions if isinstance(actions, tuple) else (actions,):
+            if action.requires_grad:
+                action.register_hook(lambda grad: grad.masked_fill(self.dead.view(-1, *([1] * (grad.dim() - 1))), 0))
 
     def detach(self) -> None:
         """Cut the graph (between truncations)."""

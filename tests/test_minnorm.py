@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -66,3 +68,15 @@ def test_min_norm_edge_cases_and_bad_input() -> None:
     assert torch.equal(min_norm_weights(torch.tensor([[4.0]])), torch.tensor([1.0], dtype=torch.float64))
     with pytest.raises(ValueError, match=r"gram must be a non-empty square matrix \[M, M\], got shape \(2, 3\)"):
         min_norm_weights(torch.ones(2, 3))
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_a_non_finite_gram_is_refused_before_any_solve(bad: float, capfd: pytest.CaptureFixture[str]) -> None:
+    """An infinite diagonal (a diverged game's rows, norms overflowing) or a NaN is refused by name; before, an infinite
+    diagonal scaled G to NaN and LAPACK printed "Intel oneMKL ERROR: Parameter 4 was incorrect" to stderr."""
+    gram = torch.tensor([[1.0, 0.5, 0.0], [0.5, bad, 0.0], [0.0, 0.0, 2.0]], dtype=torch.float64)
+    with pytest.raises(ValueError, match="gram has non-finite entries"):
+        min_norm_weights(gram)
+    with pytest.raises(ValueError, match="gram has non-finite entries"):
+        min_norm_convex_combination(torch.tensor([[1.0, 0.0], [1e200, 1e200]], dtype=torch.float64))
+    assert capfd.readouterr().err == ""

@@ -33,10 +33,12 @@ def min_norm_weights(gram: Tensor, tol: float = 1e-12) -> Tensor:
     device = gram.device
     g = gram.detach().to(torch.float64).cpu()
     m = g.shape[0]
+    # Before any solve: an infinite diagonal (rows whose norms overflow) would scale G to NaN, and LAPACK's gelsd
+    # prints an error of its own on NaN input.
+    if not torch.isfinite(g).all():
+        raise ValueError("gram has non-finite entries (NaN, or rows whose squared norms overflow float64)")
     scale = float(g.diagonal().max())
-    if not scale > 0.0:  # every row is zero (or the input is not finite): every weighting is a minimiser
-        if not torch.isfinite(g).all():
-            raise ValueError("gram has non-finite entries")
+    if not scale > 0.0:  # every row is zero: every weighting is a minimiser
         w = torch.zeros(m, dtype=torch.float64)
         w[0] = 1.0
         return w.to(device)

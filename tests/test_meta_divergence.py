@@ -5,6 +5,9 @@ game (times its share of the mean), and the dead game's meta-loss still counts t
 from __future__ import annotations
 
 import dataclasses
+import gc
+import math
+import weakref
 
 import pytest
 import torch
@@ -22,25 +25,31 @@ def _config(consensus: str) -> MetaTrainConfig:
     return MetaTrainConfig(agent="learned_mlp", suite="quadratic", consensus=consensus)
 
 
-def _kill(unroll: object, game: int) -> None:
-    """Game ``game``'s trunk becomes NaN (what an overflowing step leaves), the others' state and graph as they were."""
+def _kill(unroll: object, game: int, factor: float = math.nan) -> None:
+    """Game ``game``'s trunk times ``factor`` (NaN: what an overflowing step leaves; 1e60: a float64 game past float32's
+    range, which the float32 rule reads before the game's own losses overflow), the others' state and graph as they
+    were."""
     state = unroll.state  # type: ignore[attr-defined]
     rows = torch.zeros(state.trunk.shape[0], dtype=torch.bool)
     rows[game] = True
-    trunk = torch.where(rows.view(-1, *([1] * (state.trunk.dim() - 1))), torch.nan, state.trunk)
+    blown = state.trunk.detach() * factor  # a value put there, not a function of the rule (0 · NaN in backward)
+    trunk = torch.where(rows.view(-1, *([1] * (state.trunk.dim() - 1))), blown, state.trunk)
     unroll.state = dataclasses.replace(state, trunk=trunk)  # type: ignore[attr-defined]
 
 
-def _meta_gradient(consensus: str, seeds: list[int], kill: int | None, before: int, after: int) -> tuple[list, float]:
+def _meta_gradient(
+    consensus: str, seeds: list[int], kill: int | None, before: int, after: int, agent: str = "learned_mlp",
+    dtype: str = "auto", factor: float = math.nan,
+) -> tuple[list, float]:  # fmt: skip
     """The meta-gradient of ``before + after`` unrolled steps (one truncation, one graph), game ``kill`` of the batch
-    made NaN between them; and the meta-loss of the ``after`` steps."""
-    config = _config(consensus)
-    rule = perturbed_rule("learned_mlp", seed=3)
+    made to diverge between them; and the meta-loss of the ``after`` steps."""
+    config = dataclasses.replace(_config(consensus), agent=agent, dtype=dtype)
+    rule = perturbed_rule(agent, seed=3)
     game, floor, whole = _game(config, QUADRATIC, before + after + 2)
     unroll = _unroll(config, rule, game, seeds, floor, whole)
     first = unroll.advance(before)
     if kill is not None:
-        _kill(unroll, kill)
+        _kill(unroll, kill, factor)
     second = unroll.advance(after)
     (first + second).backward()
     return [p.grad.clone() for p in rule.parameters()], float(second.detach())
@@ -60,6 +69,34 @@ def test_a_diverging_game_leaves_the_others_meta_gradient_finite_and_unchanged(c
         torch.testing.assert_close(g * 3, a * 2, rtol=1e-5, atol=1e-7)
     # The dead game still counts: the upper clamp on each of its steps, in the mean over three games.
     assert loss == pytest.approx((2 * alone_loss + after * _LOG_HIGH) / 3, rel=1e-5)
+
+
+@pytest.mark.parametrize("agent", ["learned_mlp", "learned_lstm"])
+@pytest.mark.parametrize("factor", [math.nan, 1e60])
+def test_a_float64_game_past_float32s_range_is_dead_before_the_rule_reads_it(agent: str, factor: float) -> None:
+    """A float64 game (the quadratic recipes' dtype) 1e60 from the start is finite in its own dtype, not in the rule's
+    float32: the rule must not read it (its NaNs would reach the shared meta-gradient and stay in its memory), and the
+    others' meta-gradient is that of the batch without it, in this truncation and the next."""
+    grads, _ = _meta_gradient("sum", SEEDS, 1, 2, 3, agent, "float64", factor)
+    alone, _ = _meta_gradient("sum", [SEEDS[0], SEEDS[2]], None, 2, 3, agent, "float64")
+    for g, a in zip(grads, alone, strict=True):
+        torch.testing.assert_close(g * 3, a * 2, rtol=1e-5, atol=1e-7)
+
+
+def test_an_unroll_is_freed_once_its_truncations_are_done() -> None:
+    """The backward hooks must not keep an unroll (its games, states, suite) alive after meta-training drops it: a
+    graph that outlives a truncation (the engine's rewards) holds the hooks."""
+    config = _config("sum")
+    rule = perturbed_rule("learned_mlp", seed=3)
+    game, floor, whole = _game(config, QUADRATIC, 8)
+    unroll = _unroll(config, rule, game, SEEDS, floor, whole)
+    for _ in range(2):
+        unroll.advance(3).backward()
+        unroll.detach()
+    ref = weakref.ref(unroll)
+    del unroll
+    gc.collect()
+    assert ref() is None
 
 
 def test_an_iteration_with_a_diverging_game_takes_every_meta_step(monkeypatch: pytest.MonkeyPatch) -> None:

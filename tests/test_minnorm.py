@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.optimize import minimize
 
-from mtg_env.consensus.minnorm import min_norm_convex_combination, min_norm_weights
+from mtg_env.consensus.minnorm import min_norm_convex_combination, min_norm_weights, pareto_stationarity
 
 
 def scipy_min_norm(gram: np.ndarray) -> float:
@@ -78,5 +78,16 @@ def test_a_non_finite_gram_is_refused_before_any_solve(bad: float, capfd: pytest
     with pytest.raises(ValueError, match="gram has non-finite entries"):
         min_norm_weights(gram)
     with pytest.raises(ValueError, match="gram has non-finite entries"):
-        min_norm_convex_combination(torch.tensor([[1.0, 0.0], [1e200, 1e200]], dtype=torch.float64))
+        min_norm_convex_combination(torch.tensor([[1.0, 0.0], [bad, 1.0]], dtype=torch.float64))
     assert capfd.readouterr().err == ""
+
+
+def test_finite_rows_whose_gram_would_overflow_keep_their_weights() -> None:
+    """The weights do not depend on the rows' common scale, so rows of norm 1e200 (a float64 game far out, its
+    squared norms past float64's range) get the weights of the same rows at norm 1, and the metric stays finite."""
+    rows = torch.tensor([[1.0, 0.2, 0.0], [-0.5, 1.0, 0.3], [0.1, -0.4, 1.0]], dtype=torch.float64)
+    assert torch.allclose(min_norm_convex_combination(rows * 1e200), min_norm_convex_combination(rows), atol=1e-12)
+    assert math.isfinite(pareto_stationarity(rows * 1e200))
+    g = rows * 3.7  # where nothing overflows, the scaling (by a power of two) changes no bit
+    assert torch.equal(min_norm_convex_combination(g), min_norm_weights(g @ g.T))
+    assert pareto_stationarity(rows * 1e200) == pytest.approx(1e200 * pareto_stationarity(rows), rel=1e-9)

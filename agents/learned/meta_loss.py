@@ -98,11 +98,14 @@ class _Unroll:
     minibatch's loss is an unbiased estimate of it, below L* at about half the steps near the floor), else the loss
     of the step's batch the engine already computed.
 
-    A game whose loss or gradients stop being finite is dead for the rest of the unroll: its meta-loss counts the
-    upper clamp as before, but it gives no meta-gradient to the truncation it died in or any later one (its actions'
-    gradient rows are zeroed when backward runs), and the rule reads zeros for its observations. Otherwise its NaNs
-    reach every shared meta-parameter (0 · NaN through its own rows) and every later meta-step of the iteration
-    would be skipped, the other games' signal with it."""
+    A game is dead for the rest of the unroll once its loss, its observations (in the rule's dtype: a float64 game
+    passes through float32's overflow before its own) or the rule's memory of it stop being finite. Its meta-loss
+    counts the upper clamp as before, but it gives no meta-gradient to the truncation it died in or any later one (its
+    actions' gradient rows are zeroed when backward runs), the rule reads zeros for its observations, and its memory
+    goes back to its fresh state. Otherwise its NaNs reach every shared meta-parameter (0 · NaN through its own rows)
+    and every later meta-step of the iteration would be skipped, the other games' signal with it. (A truncation in
+    which the rule's own arithmetic overflows on finite input can still give a NaN meta-gradient: that meta-step is
+    skipped and counted.)"""
 
     def __init__(
         self, driver: EngineDriver, seeds: list[int], floor: float, late_weight: float = 0.0, whole: bool = False
@@ -116,8 +119,20 @@ class _Unroll:
         self.state, self.out = engine.reset(driver.game, seeds)
         self.start = self._total().detach()
         self.memory = driver.start(self.out)
-        #: ``[B]`` bool: the games whose loss or gradients have stopped being finite.
-        self.dead = ~torch.isfinite(self.start)
+        #: The rule's fresh state of every game: a dead game's memory goes back to its rows.
+        self._fresh = {k: v.detach().clone() for k, v in self.memory.items()}
+        self._dtype = next(driver.rule.parameters()).dtype
+        # ``[B]`` bool, the dead games, in a box the backward hooks read (not ``self``: a hook kept alive by a graph
+        # that outlives this unroll, as the rewards' does, would keep the whole unroll alive with it).
+        self._dead = [~torch.isfinite(self.start)]
+
+    @property
+    def dead(self) -> Tensor:
+        """``[B]`` bool: the games whose loss, observations or rule memory have stopped being finite."""
+        return self._dead[0]
+
+    def _mark(self, dead: Tensor) -> None:
+        self._dead[0] = self._dead[0] | dead  # a new tensor, not in place: a where of _observed saved the old one
 
     def _total(self) -> Tensor:
         """``[B]`` L_t: the step batch's Σ_m ℓ_m, or with ``whole`` the whole training objective's (keeps its graph)."""
@@ -128,49 +143,68 @@ class _Unroll:
     def advance(self, steps: int) -> Tensor:
         """Play ``steps`` steps; the sum over them of the mean over games of the log-ratio (keeps its graph)."""
         total = torch.zeros((), device=self.start.device)
+        self.memory = self._remembered()  # once a truncation: within one, a dead game's rule reads only zeros
         for _ in range(steps):
+            self._mark(~self._finite_observations())
             actions, self.memory = self.driver.act(self.state, self._observed(), self.memory)
             self._cut_dead(actions)
             self.state, self.out = engine.step(self.driver.game, self.state, actions)
             total_t = self._total()
-            # A new tensor, not in place: the where of _observed saved the old one for backward.
-            self.dead = self.dead | ~torch.isfinite(total_t.detach()) | ~self._finite_gradients()
+            self._mark(~torch.isfinite(total_t.detach()))
             step_loss = _step_log_ratio(total_t, self.start, self.floor)
             if self.late_weight:
                 progress = self.state.t.to(step_loss.dtype) / self.driver.game.horizon
                 step_loss = step_loss * (1.0 + self.late_weight * progress)
             total = total + step_loss.mean().float()
+        # A rule whose own arithmetic overflowed on a game's finite input (that truncation's meta-step is skipped)
+        # starts the next one from the game's fresh state.
+        self._mark(~_finite_rows(self.memory.values(), self._dtype, self.dead))
         return total
 
-    def _finite_gradients(self) -> Tensor:
-        """``[B]`` bool: the step's head gradients and trunk Jacobian are finite in each game."""
+    def _finite_observations(self) -> Tensor:
+        """``[B]`` bool: what the rule reads of each game this step is finite in the rule's dtype."""
         out = self.out
-        heads = torch.isfinite(out.head_grads.detach()).flatten(1).all(1)
-        return heads & torch.isfinite(out.jacobian.detach()).flatten(1).all(1)
+        return _finite_rows((out.head_grads, out.jacobian, out.features), self._dtype, self.dead)
 
     def _observed(self) -> StepOutput:
         """What the rule reads this step: the engine's output, zeros in the dead games' rows (no check first: on a GPU
         it would wait for the device every step)."""
-        out = self.out
+        out, dead = self.out, self.dead
 
         def zeroed(x: Tensor) -> Tensor:
-            return torch.where(self.dead.view(-1, *([1] * (x.dim() - 1))), x.new_zeros(()), x)
+            return torch.where(dead.view(-1, *([1] * (x.dim() - 1))), x.new_zeros(()), x)
 
         return replace(out, head_grads=zeroed(out.head_grads), jacobian=zeroed(out.jacobian),
                        features=zeroed(out.features))  # fmt: skip
 
+    def _remembered(self) -> dict[str, Tensor]:
+        """The rule's memory, the dead games' rows back to their fresh state."""
+        dead = self.dead
+        return {k: torch.where(dead.view(-1, *([1] * (v.dim() - 1))), self._fresh[k], v) if k in self._fresh else v
+                for k, v in self.memory.items()}  # fmt: skip
+
     def _cut_dead(self, actions: Tensor | tuple[Tensor, ...]) -> None:
         """Zero the gradient rows of the games dead by the time backward runs (read then, not now: a game that dies
         later in this truncation gives none of its steps' gradient)."""
+        box = self._dead
         for action in actions if isinstance(actions, tuple) else (actions,):
             if action.requires_grad:
-                action.register_hook(lambda grad: grad.masked_fill(self.dead.view(-1, *([1] * (grad.dim() - 1))), 0))
+                action.register_hook(lambda grad: grad.masked_fill(box[0].view(-1, *([1] * (grad.dim() - 1))), 0))
 
     def detach(self) -> None:
         """Cut the graph (between truncations)."""
         self.state = self.state.detach()
-        self.out = replace(self.out, losses=self.out.losses.detach())
+        self.out = replace(self.out, losses=self.out.losses.detach(), rewards=self.out.rewards.detach())
         self.memory = {k: v.detach() for k, v in self.memory.items()}
+
+
+def _finite_rows(tensors: Any, dtype: torch.dtype, like: Tensor) -> Tensor:
+    """``[B]`` bool (``like``'s shape and device): every floating tensor's row b is finite once cast to ``dtype``."""
+    finite = torch.ones_like(like, dtype=torch.bool)
+    for x in tensors:
+        if x.is_floating_point():
+            finite = finite & torch.isfinite(x.detach().to(dtype)).reshape(x.shape[0], -1).all(1)
+    return finite
 
 
 def _driver(rule: Rule, game: Game) -> EngineDriver:

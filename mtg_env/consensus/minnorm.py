@@ -6,6 +6,8 @@ without importing each other.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -92,10 +94,22 @@ def min_norm_convex_combination(jacobian: Tensor) -> Tensor:
     """Weights w on the simplex minimising ‖Σ_m w_m g_m‖ over the rows g_m of ``jacobian`` ``[M, n]`` (float64),
     exact for any M (see :func:`min_norm_weights`)."""
     g = jacobian.detach().to(torch.float64)
+    # The weights do not depend on the rows' common scale: divide it out, so that finite rows whose squared norms
+    # would overflow (a game far out, not yet diverged) still have a finite Gram matrix. By a power of two, which is
+    # exact: the weights are those of the rows as given, bit for bit (min_norm_weights scales G to its largest
+    # diagonal entry itself). Non-finite rows stay so, and min_norm_weights refuses them.
+    top = g.abs().max() if g.numel() else g.new_zeros(())
+    if bool(torch.isfinite(top)) and float(top) > 0.0:
+        g = torch.ldexp(g, -torch.frexp(top).exponent)
     return min_norm_weights(g @ g.T)
 
 
 def pareto_stationarity(jacobian: Tensor) -> float:
     """‖min-norm convex combination of the task gradients‖: zero exactly at Pareto-stationary points."""
     w = min_norm_convex_combination(jacobian)
-    return float((w @ jacobian.detach().to(torch.float64).to(w.device)).norm())
+    x = w @ jacobian.detach().to(torch.float64).to(w.device)
+    norm = float(x.norm())
+    if math.isinf(norm) and bool(torch.isfinite(x).all()):  # finite entries whose squares overflow
+        exponent = torch.frexp(x.abs().max()).exponent
+        norm = math.ldexp(float(torch.ldexp(x, -exponent).norm()), int(exponent))
+    return norm

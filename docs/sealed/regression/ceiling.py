@@ -10,11 +10,13 @@ four baselines' knobs as K15's cell chose them on the tuning stream
 trunk/head ratio x 0.3 .. 3 (12 knob sets each, 48 in all). Entrants,
 each scored as a sealed cell scores one (the mean and the median gap against the best tuned baseline's, paired
 bootstrap 95 % CIs, L* lowered to any loss a game reached):
-- ``oracle_draw``: for each draw, the knob set with the least mean gap over its 3 seeds (a rule that knew the best
-  step and ratio of each drawn task, the same for its seeds);
-- ``oracle_game``: for each game, the least gap over the 48 knob sets (that, and each seed's luck too);
+- ``oracle_draw``: for each draw, the knob set with the least mean gap over its 3 seeds (a rule that knew which of
+  the 48 settings suits each drawn task best, the same for its seeds);
+- ``oracle_game``: for each game, the least gap over the 48 knob sets, after the fact (that, and a pick among each
+  run's noise);
 - ``portfolio``: the shipped learned portfolio (on regression games, the regression specialist).
-If the oracles do not meet the bar, no rule that plays the baselines' own updates with a better step per game can.
+Where the per-draw oracle misses the bar, a rule whose edge is a better fixed setting per task (among these) misses it too; one that
+adapts within a game is not bound by it (nor by the per-game oracle, whose pick among each run's noise no rule makes).
 """
 
 from __future__ import annotations

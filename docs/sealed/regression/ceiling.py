@@ -15,8 +15,9 @@ bootstrap 95 % CIs, L* lowered to any loss a game reached):
 - ``oracle_game``: for each game, the least gap over the 48 knob sets, after the fact (that, and a pick among each
   run's noise);
 - ``portfolio``: the shipped learned portfolio (on regression games, the regression specialist).
-Where the per-draw oracle misses the bar, a rule whose edge is a better fixed setting per task (among these) misses it too; one that
-adapts within a game is not bound by it (nor by the per-game oracle, whose pick among each run's noise no rule makes).
+Where the per-draw oracle misses the bar, a rule whose edge is a better fixed setting per task (among these) misses it
+too; one that adapts within a game is not bound by it (nor by the per-game oracle, whose pick among each run's noise
+no rule makes).
 """
 
 from __future__ import annotations

@@ -172,7 +172,7 @@ class _Unroll:
         out, dead = self.out, self.dead
 
         def zeroed(x: Tensor) -> Tensor:
-            return torch.where(dead.view(-1, *([1] * (x.dim() - 1))), x.new_zeros(()), x)
+            return torch.where(_rows(dead, x), x.new_zeros(()), x)
 
         return replace(out, head_grads=zeroed(out.head_grads), jacobian=zeroed(out.jacobian),
                        features=zeroed(out.features))  # fmt: skip
@@ -180,7 +180,7 @@ class _Unroll:
     def _remembered(self) -> dict[str, Tensor]:
         """The rule's memory, the dead games' rows back to their fresh state."""
         dead = self.dead
-        return {k: torch.where(dead.view(-1, *([1] * (v.dim() - 1))), self._fresh[k], v) if k in self._fresh else v
+        return {k: torch.where(_rows(dead, v), self._fresh[k], v) if k in self._fresh else v
                 for k, v in self.memory.items()}  # fmt: skip
 
     def _cut_dead(self, actions: Tensor | tuple[Tensor, ...]) -> None:
@@ -189,13 +189,18 @@ class _Unroll:
         box = self._dead
         for action in actions if isinstance(actions, tuple) else (actions,):
             if action.requires_grad:
-                action.register_hook(lambda grad: grad.masked_fill(box[0].view(-1, *([1] * (grad.dim() - 1))), 0))
+                action.register_hook(lambda grad: grad.masked_fill(_rows(box[0], grad), 0))
 
     def detach(self) -> None:
         """Cut the graph (between truncations)."""
         self.state = self.state.detach()
         self.out = replace(self.out, losses=self.out.losses.detach(), rewards=self.out.rewards.detach())
         self.memory = {k: v.detach() for k, v in self.memory.items()}
+
+
+def _rows(mask: Tensor, x: Tensor) -> Tensor:
+    """``mask [B]`` viewed to broadcast over ``x [B, ...]``'s rows."""
+    return mask.view(-1, *([1] * (x.dim() - 1)))
 
 
 def _finite_rows(tensors: Any, dtype: torch.dtype, like: Tensor) -> Tensor:

@@ -32,26 +32,18 @@ import torch
 
 from agents.learned.checkpoint import WEIGHTS_DIR, load_rule
 from agents.learned.family import best_loss_floor, draw_games
-from mtg_env import engine
 from mtg_env.bench.sealed import _gaps, _mean, _median, paired_ratio_ci
-from mtg_env.bench.sealed_search import SearchPlayers, _game, _train_totals, play_rule
+from mtg_env.bench.sealed_search import _game, play_candidates, play_rule
 
 HERE = Path(__file__).parent
 REPS = 2000  # the sealed cells' bootstrap replicates (docs/sealed/general/k5_sum.toml)
 
 
 def finals(options: dict, seeds: list[int], knobs: list[dict], consensus: str, horizon: int) -> tuple[np.ndarray, ...]:
-    """``(L_0, L_T)``, each ``[len(knobs), len(seeds)]``: every knob set played on every seed."""
+    """``(L_0, L_T)``, each ``[len(knobs), len(seeds)]``: every knob set played on every seed, as a sealed cell plays
+    its baselines (``play_candidates``: +inf where a game diverged)."""
     game = _game("regression", options, horizon, consensus=consensus)
-    with torch.no_grad():
-        players = SearchPlayers(game, [k for k in knobs for _ in seeds])
-        state, _ = engine.reset(game, [s for _ in knobs for s in seeds])
-        start = _train_totals(game, state.heads, state.trunk)
-        alive = torch.ones_like(start, dtype=torch.bool)
-        for _ in range(game.horizon):
-            state, out = engine.step(game, state, players.act(state.head_grads, state.jacobian))
-            alive &= ~out.diverged
-        final = torch.where(alive, _train_totals(game, state.heads, state.trunk), torch.inf)
+    start, final = play_candidates(game, [k for k in knobs for _ in seeds], [s for _ in knobs for s in seeds])
     shape = (len(knobs), len(seeds))
     return start.cpu().numpy().reshape(shape), final.cpu().numpy().reshape(shape)
 

@@ -21,9 +21,8 @@ import numpy as np
 import torch
 
 from agents.learned.family import best_loss_floor, draw_games
-from mtg_env import engine
 from mtg_env.bench.sealed import _gaps
-from mtg_env.bench.sealed_search import SearchPlayers, _game, _train_totals
+from mtg_env.bench.sealed_search import _game, play_candidates
 
 HERE = Path(__file__).parent
 
@@ -34,13 +33,7 @@ def gaps(options: dict, seeds: list[int], knobs: list[dict], consensus: str) -> 
     game = _game("regression", options, 100, consensus=consensus)
     drawn = {k: v for k, v in options.items() if k != "batch_size"}  # L* is the drawn game's, whatever the batch
     floor = best_loss_floor("regression", drawn, _game("regression", drawn, 100).suite).value  # once per draw
-    with torch.no_grad():
-        players = SearchPlayers(game, [k for k in knobs for _ in seeds])
-        state, _ = engine.reset(game, [s for _ in knobs for s in seeds])
-        start = _train_totals(game, state.heads, state.trunk)
-        for _ in range(game.horizon):
-            state, _ = engine.step(game, state, players.act(state.head_grads, state.jacobian))
-        final = _train_totals(game, state.heads, state.trunk)
+    start, final = play_candidates(game, [k for k in knobs for _ in seeds], [s for _ in knobs for s in seeds])
     return _gaps(start, final, floor, "float32").reshape(len(knobs), len(seeds))  # the sealed cells' measure
 
 

@@ -250,6 +250,46 @@ def test_the_trunk_boost_raises_the_shared_step_while_the_moves_stall() -> None:
         new_rule("learned_mlp", trunk_boost=-0.1)
 
 
+def test_a_trunk_that_reads_the_moves_sets_one_step_for_every_player_from_how_the_moves_go() -> None:
+    """``trunk_reads_moves``: untrained (its network's output layer at zero) the rule plays bit for bit as without it;
+    trained, the trunk's step is the same for every player (gradients 1000× apart), so ``sum`` keeps its fixed point,
+    and it follows the consensus's moves: moves that stall and moves that shrink give different steps, where the
+    clock's schedule alone gives one. The heads are untouched, and the network is meta-trainable (a loss of the
+    update reaches its weights). Guard off (it caps per player)."""
+    base = perturbed_rule("learned_mlp", seed=2)
+    plain = type(base)(replace(base.config, guard=False)).requires_grad_(False).eval()
+    plain.load_state_dict(base.state_dict())
+    zero = type(base)(replace(plain.config, trunk_reads_moves=True)).requires_grad_(False).eval()
+    zero.load_state_dict(zero.state_dict() | base.state_dict())  # move_net as initialised: its last layer zero
+    for shrink in (1.0, 0.6):
+        for ours, theirs in zip(_boost_trace(zero, shrink)[0], _boost_trace(plain, shrink)[0], strict=True):
+            assert torch.equal(ours, theirs)
+    trained = type(base)(replace(plain.config, trunk_reads_moves=True)).requires_grad_(False).eval()
+    gen = torch.Generator().manual_seed(7)
+    drawn = {k: torch.randn(v.shape, generator=gen) for k, v in zero.state_dict().items() if k.startswith("move_net")}
+    trained.load_state_dict(zero.state_dict() | drawn)
+    stalled, shrinking = (torch.stack(_boost_trace(trained, shrink)[0]) for shrink in (1.0, 0.6))
+    for alphas in (stalled, shrinking):
+        torch.testing.assert_close(alphas, alphas[:, :1, :1].expand_as(alphas))  # one step for every player
+    clock = torch.stack(_boost_trace(plain, 1.0)[0])
+    assert not torch.allclose(stalled[3:], clock[3:]) and not torch.allclose(stalled[3:], shrinking[3:])
+    # the heads play as without it, and the moves' network gets a meta-gradient
+    is_trunk = torch.tensor([False, False, True, True])
+    blocks = Blocks(is_trunk)
+    trained.requires_grad_(True)
+    g = torch.randn(1, 4, generator=gen)
+    state = trained.init_state(g, blocks)
+    reference = plain.init_state(g, blocks)
+    for t in range(4):
+        feats = torch.rand(1, 2, 8, generator=gen)
+        feats[..., 6], feats[..., 7] = t / 10, 0.0 if t == 0 else math.log1p(0.5**t)
+        update, state = trained(g, feats, blocks, torch.full((1,), t), state)
+        expected, reference = plain(g, feats, blocks, torch.full((1,), t), reference)
+        torch.testing.assert_close(update[:, ~is_trunk], expected[:, ~is_trunk])
+    update[:, is_trunk].sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in trained.move_net.parameters())
+
+
 def _amsgrad(g: Tensor, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> Tensor:
     """AMSGrad's bias-corrected direction m̂ / (√max v̂ + ε) after each of the gradients ``g [T, ...]``."""
     m, v, v_max, out = torch.zeros_like(g[0]), torch.zeros_like(g[0]), torch.zeros_like(g[0]), []

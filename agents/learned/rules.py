@@ -165,6 +165,13 @@ class MLPRule(nn.Module):
         self.trunk_logit_beta = nn.Parameter(torch.tensor(math.log(beta / (1.0 - beta))))
         if config.trunk_adam:
             self.trunk_adam_log_lr = nn.Parameter(torch.tensor(math.log(config.init_trunk_adam_lr)))
+        if config.trunk_reads_moves:  # (growth average, newest growth, log fall from the top move) -> (log step, logit)
+            self.move_net = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 2))
+            seeded_init(self.move_net, config.seed + 2)
+            move_last = self.move_net[-1]
+            assert isinstance(move_last, nn.Linear)
+            nn.init.zeros_(move_last.weight)
+            nn.init.zeros_(move_last.bias)
 
     def scale_trunk_step(self, factor: float) -> None:
         """Multiply the trunk step (the same for every player) by ``factor``, in place."""
@@ -202,7 +209,8 @@ class MLPRule(nn.Module):
             | ({"adam_on": zeros(1) + float(min_bounded_consensus)} if self.config.adam_min_bounded_only else {})
             | ({"balance_on": zeros(1) + 1.0} if self.config.balance_min_bounded and balanced else {})
             # the largest ‖ΔΨ‖ so far, the same for every player: the boost's floor and the AMSGrad share's read it
-            | ({"top_move": zeros(1)} if self.config.trunk_boost > 0 or self.config.trunk_adam else {})
+            | ({"top_move": zeros(1)} if self.config.trunk_boost > 0 or self.config.trunk_adam
+               or self.config.trunk_reads_moves else {})
             | (guard_state(g, num_groups, dtype) if self.config.guard else {})
         )  # fmt: skip
         return {
@@ -290,22 +298,31 @@ class MLPRule(nn.Module):
             head_update = head_update * factor
             log_anneal = factor.log()
         # Trunk: heavy ball with coefficients common to every player: the clock's schedule, and the brake.
+        # The brake's signal: log ‖ΔΨ‖ / (α_Ψ·c) of the last move (made with the step and mass in the state).
+        move = torch.expm1(features[:, :1, MOVE])  # [B, 1]
+        valid = (move > 0) & (state["mass"] > 0)
+        tiny = torch.finfo(dtype).tiny
+        signal = move.clamp_min(tiny).log() - state["log_step"] - state["mass"].clamp_min(1).log()
+        signal = torch.where(valid, signal, state["signal"])
+        seen = valid & (state["signalled"] > 0) & (t1 > cfg.brake_warmup)
+        w = cfg.brake_weight
+        newest = (signal - state["signal"]).clamp(-1.0, 1.0)
+        growth = torch.where(seen, (1 - w) * state["growth"] + w * newest, state["growth"])
+        top = torch.maximum(state["top_move"], move) if "top_move" in state else move  # the largest ‖ΔΨ‖ so far
         clock = torch.cat([time[:, 0, :], progress], dim=1)  # [B, 4]
         schedule = self.trunk_net(clock)  # [B, 2] (log step, momentum logit), [B, 3] with trunk_adam (its share)
         ramp = torch.log(torch.clamp(t1 / cfg.trunk_warmup, max=1.0))  # [B, 1]: a linear warm-up
         log_step = self.trunk_log_lr + ramp + bound * torch.tanh(cfg.scale * schedule[:, :1] / bound)  # [B, 1]
-        beta = torch.sigmoid(self.trunk_logit_beta + cfg.scale * schedule[:, 1:2])  # [B, 1]
+        logit_beta = self.trunk_logit_beta + cfg.scale * schedule[:, 1:2]  # [B, 1]
+        if cfg.trunk_reads_moves:  # the moves' shared history: the same for every player (MLPRuleConfig)
+            fall = torch.where(top > 0, (move.clamp_min(tiny) / top.clamp_min(tiny)).log().clamp(-10.0, 0.0), 0.0)
+            history = torch.cat([growth, torch.where(seen, newest, 0.0), fall / 5.0], dim=1)  # [B, 3]
+            adjust = self.move_net(history)  # [B, 2]
+            log_step = log_step + bound * torch.tanh(cfg.scale * adjust[:, :1] / bound)
+            logit_beta = logit_beta + cfg.scale * adjust[:, 1:2]
+        beta = torch.sigmoid(logit_beta)  # [B, 1]
         beta_t = beta.unsqueeze(2)  # [B, 1, 1]: the same for every trunk coordinate
         mu = beta_t * state["mu"].view(g_t.shape) + g_t  # [B, P, n]
-        # The brake's signal: log ‖ΔΨ‖ / (α_Ψ·c) of the last move (made with the step and mass in the state).
-        move = torch.expm1(features[:, :1, MOVE])  # [B, 1]
-        valid = (move > 0) & (state["mass"] > 0)
-        signal = move.clamp_min(torch.finfo(dtype).tiny).log() - state["log_step"] - state["mass"].clamp_min(1).log()
-        signal = torch.where(valid, signal, state["signal"])
-        seen = valid & (state["signalled"] > 0) & (t1 > cfg.brake_warmup)
-        w = cfg.brake_weight
-        growth = (signal - state["signal"]).clamp(-1.0, 1.0)
-        growth = torch.where(seen, (1 - w) * state["growth"] + w * growth, state["growth"])
         if cfg.brake_step > 0:
             ready = (growth > cfg.brake_threshold) & (state["cooldown"] <= 0)
             brake = cfg.brake_recovery * state["brake"] - cfg.brake_step * ready.to(dtype)
@@ -315,7 +332,6 @@ class MLPRule(nn.Module):
             cooldown = state["cooldown"]
         log_step = log_step + brake
         boosted: RuleState = {}
-        top = torch.maximum(state["top_move"], move) if "top_move" in state else move  # the largest ‖ΔΨ‖ so far
         if cfg.trunk_boost > 0:  # a bold driver on the shared growth average: rise while the moves stall
             stall = seen & (growth > -cfg.boost_margin) & (growth < cfg.brake_threshold) & (cooldown <= 0)
             live = (move > cfg.boost_floor * top) | (cfg.boost_floor <= 0)

@@ -70,6 +70,15 @@ def test_the_forms_agree_on_sum_scaled_proposals(name: str, consensus: str) -> N
     assert_forms_agree(name, "update", {"sum_scaled": True}, "regression", consensus)
 
 
+@pytest.mark.parametrize("consensus", ["sum", "mgda"])
+def test_the_forms_agree_on_a_trunk_that_reads_the_moves(consensus: str) -> None:
+    """``trunk_reads_moves`` (its network perturbed, as every weight of ``perturbed_rule``): each agent reads the move
+    norm from its own observation, the driver from the game's; both take the same trunk step."""
+    assert_forms_agree(
+        "learned_mlp", "update", {"trunk_reads_moves": True, "trunk_adam": True}, "regression", consensus
+    )
+
+
 @pytest.mark.parametrize("consensus", ["mgda", "upgrad"])
 def test_the_forms_agree_with_the_gated_share(consensus: str) -> None:
     """The infos ``min_bounded_consensus`` and ``linear_consensus`` (the agent's gate) and the game's (the driver's)

@@ -1,0 +1,116 @@
+"""A trunk step that reads the consensus's moves (``MLPRuleConfig.trunk_reads_moves``) against one that reads the clock
+alone: the regression specialist's options, meta-trained from several seeds each, picked on the tuning stream, scored on
+the validation stream (never the test stream).
+
+    python docs/sealed/regression/moves.py train moves|clock SEED        # -> runs/moves/<variant>_s<SEED>/best.pt
+    python docs/sealed/regression/moves.py score STREAM CONSENSUS MULTIPLE NAME=FILE [NAME=FILE ...]
+
+``train``: 240 TBPTT iterations (one thread, about 3.5 minutes here) on the regression family under ``sum``, ``mean``
+and ``mgda`` in turn, horizons 20 -> 50 -> 100, the meta-loss from the true floor with late weight 1, the best rule
+by the final gap on held-out draws of meta-training's own stream, then the trunk step search of the shipped recipe. Both
+variants play what the shipped regression specialist plays (its minibatch brake, the trunk's AMSGrad share with its
+floor, the sum scaling, the balance under ``mgda``) and a cosine decay of every update (``anneal = 1``); ``moves``
+adds the trunk's reading of the moves.
+
+``score``: the stream's first 16 draws x 3 seeds of the family, as a sealed cell plays them, the four baselines at
+the knobs K15's cell chose on the tuning stream (docs/sealed/general/k15/regression_<rule>_<multiple>.json); for each
+entrant, on all games, the linear-trunk and the MLP-trunk ones: the mean-gap and the median-gap ratio to the best
+tuned baseline with paired bootstrap 95 % CIs, and the geometric mean of the per-game ratios to the best baseline by
+median, over the games where neither diverged (a tuned baseline can: ``div`` counts them). The picked files and the
+outputs are beside this script (``moves/``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from agents.learned.checkpoint import load_rule
+from agents.learned.family import best_loss_floor, draw_games
+from agents.learned.meta_config import MINIBATCH_BRAKE, MetaTrainConfig
+from agents.learned.train import meta_train
+from mtg_env.bench.sealed import _gaps, _mean, _median, paired_ratio_ci
+from mtg_env.bench.sealed_search import _game, play_candidates, play_rule
+
+HERE = Path(__file__).parent
+REPS = 2000  # the sealed cells' bootstrap replicates
+#: What the shipped regression specialist plays (its recipe's options and those added after its training), and anneal.
+PLAYED = {**MINIBATCH_BRAKE, "brake_threshold": 0.25, "trunk_adam": True, "init_trunk_adam_lr": 0.03,
+          "adam_floor": 0.01, "sum_scaled": True, "balance_min_bounded": True, "anneal": 1.0}  # fmt: skip
+
+
+def train(variant: str, seed: int) -> None:
+    if variant not in ("moves", "clock"):
+        raise SystemExit(f"variant must be moves or clock, got {variant!r}")
+    config = MetaTrainConfig(
+        agent="learned_mlp", suite="regression", consensus=("sum", "mean", "mgda"), iterations=240, games=8,
+        configs=2, horizons=(20, 50, 100), meta_lr=3e-3, floor="true", val_every=20, val_metric="final",
+        late_weight=1.0, rule={**PLAYED, "trunk_reads_moves": variant == "moves"}, seed=seed,
+        trunk_search=(0.5, 0.71, 1.0, 1.41, 2.0, 2.83, 4.0, 5.66, 8.0),
+    )  # fmt: skip
+    out = Path("runs") / "moves" / f"{variant}_s{seed}"
+    shutil.rmtree(out, ignore_errors=True)
+    began = time.perf_counter()
+    result = meta_train(config, out=out, progress=False)
+    print(f"{out}: {time.perf_counter() - began:.0f} s, best {result.best_val:.4f} at {result.best_iteration}")
+
+
+def score(stream: str, consensus: str, multiple: int, files: dict[str, str]) -> str:
+    cell = json.loads((HERE.parent / f"general/k15/regression_{consensus}_{multiple}.json").read_text())
+    horizon, tuned = int(cell["horizon"]), cell["tuned"]
+    names = list(tuned)
+    rules = {k: load_rule(v)[1] for k, v in files.items()}
+    gaps: dict[str, list[np.ndarray]] = {k: [] for k in [*names, *rules]}
+    kinds: list[str] = []
+    for options, seeds in draw_games("regression", stream, 16, 3):
+        seeds = list(seeds)
+        game = _game("regression", options, horizon, consensus=consensus)
+        start, final = play_candidates(game, [tuned[b]["knobs"] for b in names for _ in seeds], seeds * len(names))
+        per = {b: (start[3 * i : 3 * i + 3].numpy(), final[3 * i : 3 * i + 3].numpy()) for i, b in enumerate(names)}
+        for k, rule in rules.items():
+            per[k] = tuple(
+                x.numpy() for x in play_rule(rule, "regression", options, horizon, seeds, consensus=consensus)
+            )
+        drawn = {k: v for k, v in options.items() if k != "batch_size"}  # L* is the drawn game's, whatever the batch
+        floor = best_loss_floor("regression", drawn, _game("regression", drawn, horizon).suite)
+        floor = floor.lowered(float(min(np.min(v[1]) for v in per.values())))
+        for k, (s0, s1) in per.items():
+            gaps[k].append(_gaps(torch.as_tensor(s0), torch.as_tensor(s1), floor.value, "float32"))
+        kinds += [options["trunk"]] * len(seeds)
+    arrays = {k: np.concatenate(v) for k, v in gaps.items()}
+    kind = np.array(kinds)
+    lines = [f"regression, `{consensus}`, {multiple}x ({horizon} steps), {stream} stream, 16 draws x 3 seeds", "",
+             "| games | entrant | mean ratio [95 % CI] | median ratio [95 % CI] | geometric mean | div (entrant / "
+             "baseline) | meets the bar |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for games, mask in (("all", kind == kind), ("linear", kind == "linear"), ("MLP", kind == "mlp")):
+        a = {k: v[mask] for k, v in arrays.items()}
+        best_mean = min(names, key=lambda k: float(_mean(a[k])))
+        best_median = min(names, key=lambda k: float(_median(a[k])))
+        for k in rules:
+            m = paired_ratio_ci(a[k], a[best_mean], _mean, REPS)
+            md = paired_ratio_ci(a[k], a[best_median], _median, REPS)
+            both = np.isfinite(a[k]) & np.isfinite(a[best_median])  # over the games where neither diverged
+            geo = float(
+                np.exp(np.mean(np.log(np.maximum(a[k][both], 1e-12) / np.maximum(a[best_median][both], 1e-12))))
+            )
+            met = "yes" if m[2] < 1 and md[2] < 1 else "no"
+            div = f"{int(np.sum(~np.isfinite(a[k])))} / {int(np.sum(~np.isfinite(a[best_median])))}"
+            lines.append(f"| {games} | {k} | {m[0]:.3f} [{m[1]:.3f}, {m[2]:.3f}] | {md[0]:.3f} [{md[1]:.3f}, "
+                         f"{md[2]:.3f}] | {geo:.3f} | {div} | {met} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    args = sys.argv[1:]
+    if len(args) == 3 and args[0] == "train":
+        train(args[1], int(args[2]))
+    elif len(args) >= 5 and args[0] == "score":
+        print(score(args[1], args[2], int(args[3]), dict(a.split("=", 1) for a in args[4:])))
+    else:
+        raise SystemExit(__doc__)

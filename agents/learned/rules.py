@@ -101,10 +101,12 @@ class MLPRule(nn.Module):
 
     With ``trunk_adam`` a proposal adds a per-player AMSGrad step whose share falls to 0 at the horizon's end: it
     moves the fixed point while it plays and hands the trunk back to the shared heavy ball (see
-    :class:`~agents.learned.rule_configs.MLPRuleConfig`).
+    :class:`~agents.learned.rule_configs.MLPRuleConfig`). With ``trunk_reads_moves`` the trunk's shared step and
+    momentum also read the moves' history every player sees alike (the brake's growth, ‖ΔΨ‖ against its largest).
 
     Parameters: the MLP (heads), log α, log η₀ (η before the first BB estimate) and γ of the heads, the trunk's
-    time network, log α_Ψ and logit β (and log α_A with ``trunk_adam``).
+    time network, log α_Ψ and logit β (and log α_A with ``trunk_adam``, the moves' network with
+    ``trunk_reads_moves``).
     """
 
     def __init__(self, config: MLPRuleConfig | None = None):

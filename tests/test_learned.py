@@ -282,6 +282,14 @@ def test_a_trunk_that_reads_the_moves_sets_one_step_for_every_player_from_how_th
         torch.testing.assert_close(alphas, alphas[:, :1, :1].expand_as(alphas))  # one step for every player
     clock = torch.stack(_boost_trace(plain, 1.0)[0])
     assert not torch.allclose(stalled[3:], clock[3:]) and not torch.allclose(stalled[3:], shrinking[3:])
+    # each input and each output plays: without the fall from the largest move (a game whose moves drop to 1e-3 of
+    # it), or without the momentum logit's change, the steps differ (the momentum's through the brake's signal)
+    for part, index in (("0.weight", (slice(None), 2)), ("2.weight", 1), ("2.bias", 1)):
+        cut = type(base)(trained.config).requires_grad_(False).eval()
+        cut.load_state_dict(trained.state_dict())
+        dict(cut.named_parameters())["move_net." + part][index] = 0.0
+        torch.testing.assert_close(*(torch.stack(_boost_trace(r, 1.0)[0])[:2] for r in (cut, trained)))
+        assert not torch.allclose(*(torch.stack(_boost_trace(r, 1.0, drop=6)[0])[7:] for r in (cut, trained)))
     # the heads play as without it, and the moves' network gets a meta-gradient
     is_trunk = torch.tensor([False, False, True, True])
     blocks = Blocks(is_trunk)

@@ -33,7 +33,7 @@ from agents.learned.rule_configs import LSTMRuleConfig, MLPRuleConfig, StepRuleC
 
 __all__ = [
     "LSTMRule", "LSTMRuleConfig", "MLPRule", "MLPRuleConfig", "Rule", "RuleState", "StepRule", "StepRuleConfig",
-    "seeded_init",
+    "seeded_init", "zero_init",
 ]  # fmt: skip
 
 #: Which observation features (indices into :data:`mtg_env.engine.FEATURES`) the update rules read: the loss change,
@@ -71,6 +71,13 @@ def seeded_init(module: nn.Module, seed: int) -> None:
                 p.copy_(torch.empty(p.shape, dtype=p.dtype).uniform_(-bound, bound, generator=gen))
 
 
+def zero_init(layer: nn.Module) -> None:
+    """Zero an output layer (a Linear): an untrained rule's network adds nothing to the base steps it modulates."""
+    assert isinstance(layer, nn.Linear)
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+
+
 class MLPRule(nn.Module):
     """Per-coordinate MLP update rule (see the module docstring).
 
@@ -101,8 +108,7 @@ class MLPRule(nn.Module):
 
     With ``trunk_adam`` a proposal adds a per-player AMSGrad step whose share falls to 0 at the horizon's end: it
     moves the fixed point while it plays and hands the trunk back to the shared heavy ball (see
-    :class:`~agents.learned.rule_configs.MLPRuleConfig`). With ``trunk_reads_moves`` the trunk's shared step and
-    momentum also read the moves' history every player sees alike (the brake's growth, ‖ΔΨ‖ against its largest).
+    :class:`~agents.learned.rule_configs.MLPRuleConfig`; there too ``trunk_reads_moves``, a trunk that reads the moves).
 
     Parameters: the MLP (heads), log α, log η₀ (η before the first BB estimate) and γ of the heads, the trunk's
     time network, log α_Ψ and logit β (and log α_A with ``trunk_adam``, the moves' network with
@@ -147,10 +153,7 @@ class MLPRule(nn.Module):
             nn.Linear(config.hidden, 3 if config.direction_offset else 2),
         )
         seeded_init(self, config.seed)
-        last = self.net[-1]
-        assert isinstance(last, nn.Linear)
-        nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
+        zero_init(self.net[-1])
         self.log_lr = nn.Parameter(torch.tensor(math.log(config.init_lr)))
         self.log_eta0 = nn.Parameter(torch.tensor(math.log(config.init_lr)))
         self.gate = nn.Parameter(torch.tensor(float(config.init_gate)))
@@ -158,10 +161,7 @@ class MLPRule(nn.Module):
         outputs = 3 if config.trunk_adam else 2  # (+ the AMSGrad share's log gain)
         self.trunk_net = nn.Sequential(nn.Linear(len(TIME_SCALES) + 1, 16), nn.Tanh(), nn.Linear(16, outputs))
         seeded_init(self.trunk_net, config.seed + 1)
-        trunk_last = self.trunk_net[-1]
-        assert isinstance(trunk_last, nn.Linear)
-        nn.init.zeros_(trunk_last.weight)
-        nn.init.zeros_(trunk_last.bias)
+        zero_init(self.trunk_net[-1])
         self.trunk_log_lr = nn.Parameter(torch.tensor(math.log(config.init_trunk_lr)))
         beta = config.init_trunk_momentum
         self.trunk_logit_beta = nn.Parameter(torch.tensor(math.log(beta / (1.0 - beta))))
@@ -170,10 +170,7 @@ class MLPRule(nn.Module):
         if config.trunk_reads_moves:  # (growth average, newest growth, log fall from the top move) -> (log step, logit)
             self.move_net = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 2))
             seeded_init(self.move_net, config.seed + 2)
-            move_last = self.move_net[-1]
-            assert isinstance(move_last, nn.Linear)
-            nn.init.zeros_(move_last.weight)
-            nn.init.zeros_(move_last.bias)
+            zero_init(self.move_net[-1])
 
     def scale_trunk_step(self, factor: float) -> None:
         """Multiply the trunk step (the same for every player) by ``factor``, in place."""
@@ -318,8 +315,7 @@ class MLPRule(nn.Module):
         logit_beta = self.trunk_logit_beta + cfg.scale * schedule[:, 1:2]  # [B, 1]
         if cfg.trunk_reads_moves:  # the moves' shared history: the same for every player (MLPRuleConfig)
             fall = torch.where(top > 0, (move.clamp_min(tiny) / top.clamp_min(tiny)).log().clamp(-10.0, 0.0), 0.0)
-            history = torch.cat([growth, torch.where(seen, newest, 0.0), fall / 5.0], dim=1)  # [B, 3]
-            adjust = self.move_net(history)  # [B, 2]
+            adjust = self.move_net(torch.cat([growth, torch.where(seen, newest, 0.0), fall / 5.0], dim=1))  # [B, 2]
             log_step = log_step + bound * torch.tanh(cfg.scale * adjust[:, :1] / bound)
             logit_beta = logit_beta + cfg.scale * adjust[:, 1:2]
         beta = torch.sigmoid(logit_beta)  # [B, 1]
@@ -404,9 +400,7 @@ class LSTMRule(nn.Module):
         self.cell2 = nn.LSTMCell(config.hidden, config.hidden)
         self.out = nn.Linear(config.hidden, 1)
         seeded_init(self, config.seed)
-        # Zero output at initialisation: an untrained rule leaves the parameters where they are (no random walk).
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        zero_init(self.out)  # an untrained rule leaves the parameters where they are (no random walk)
 
     def init_state(self, g: Tensor, blocks: Blocks) -> RuleState:
         """Zero hidden and cell states ``[B, K, 4, hidden]`` for gradients ``g [B, K]`` laid out as ``blocks`` (every
@@ -457,10 +451,7 @@ class StepRule(nn.Module):
         self.config = config = config or StepRuleConfig()
         self.net = nn.Sequential(nn.Linear(len(STEP_FEATURES), config.hidden), nn.Tanh(), nn.Linear(config.hidden, 1))
         seeded_init(self, config.seed)
-        last = self.net[-1]
-        assert isinstance(last, nn.Linear)
-        nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
+        zero_init(self.net[-1])
         self.base = nn.Parameter(torch.full((2,), float(config.init_log_step)))
 
     def scale_trunk_step(self, factor: float) -> None:

@@ -4,6 +4,7 @@ the validation stream (never the test stream).
 
     python docs/sealed/regression/moves.py train moves|clock SEED        # -> runs/moves/<variant>_s<SEED>/best.pt
     python docs/sealed/regression/moves.py score STREAM CONSENSUS MULTIPLE NAME=FILE [NAME=FILE ...]
+                                                   [NAME=by_kind:LINEAR,MLP]   # entrants LINEAR and MLP by trunk kind
 
 ``train``: 240 TBPTT iterations (one thread, about 3.5 minutes here) on the regression family under ``sum``, ``mean``
 and ``mgda`` in turn, horizons 20 -> 50 -> 100, the meta-loss from the true floor with late weight 1, the best rule
@@ -16,8 +17,10 @@ adds the trunk's reading of the moves.
 the knobs K15's cell chose on the tuning stream (docs/sealed/general/k15/regression_<rule>_<multiple>.json); for each
 entrant, on all games, the linear-trunk and the MLP-trunk ones: the mean-gap and the median-gap ratio to the best
 tuned baseline with paired bootstrap 95 % CIs, and the geometric mean of the per-game ratios to the best baseline by
-median, over the games where neither diverged (a tuned baseline can: ``div`` counts them). The picked files and the
-outputs are beside this script (``moves/``)."""
+median, over the games where neither diverged (a tuned baseline can: ``div`` counts them). ``NAME=by_kind:A,B`` adds an
+entrant that plays as entrant A on the linear-trunk games and as B on the MLP-trunk ones (a selector that knows the
+kind, as the portfolio's size feature tells it apart). The picked files and the outputs are beside this script
+(``moves/``)."""
 
 from __future__ import annotations
 
@@ -64,8 +67,11 @@ def score(stream: str, consensus: str, multiple: int, files: dict[str, str]) -> 
     cell = json.loads((HERE.parent / f"general/k15/regression_{consensus}_{multiple}.json").read_text())
     horizon, tuned = int(cell["horizon"]), cell["tuned"]
     names = list(tuned)
-    rules = {k: load_rule(v)[1] for k, v in files.items()}
-    gaps: dict[str, list[np.ndarray]] = {k: [] for k in [*names, *rules]}
+    by_kind = {k: v.removeprefix("by_kind:").split(",") for k, v in files.items() if v.startswith("by_kind:")}
+    rules = {k: load_rule(v)[1] for k, v in files.items() if k not in by_kind}
+    if any(len(pair) != 2 or not set(pair) <= set(rules) for pair in by_kind.values()):
+        raise SystemExit(f"by_kind:LINEAR,MLP names two file entrants of {sorted(rules)}, got {by_kind}")
+    gaps: dict[str, list[np.ndarray]] = {k: [] for k in [*names, *rules, *by_kind]}
     kinds: list[str] = []
     for options, seeds in draw_games("regression", stream, 16, 3):
         seeds = list(seeds)
@@ -76,6 +82,8 @@ def score(stream: str, consensus: str, multiple: int, files: dict[str, str]) -> 
             per[k] = tuple(
                 x.numpy() for x in play_rule(rule, "regression", options, horizon, seeds, consensus=consensus)
             )
+        for k, (linear, mlp) in by_kind.items():
+            per[k] = per[linear if options["trunk"] == "linear" else mlp]
         drawn = {k: v for k, v in options.items() if k != "batch_size"}  # L* is the drawn game's, whatever the batch
         floor = best_loss_floor("regression", drawn, _game("regression", drawn, horizon).suite)
         floor = floor.lowered(float(min(np.min(v[1]) for v in per.values())))
@@ -91,7 +99,7 @@ def score(stream: str, consensus: str, multiple: int, files: dict[str, str]) -> 
         a = {k: v[mask] for k, v in arrays.items()}
         best_mean = min(names, key=lambda k: float(_mean(a[k])))
         best_median = min(names, key=lambda k: float(_median(a[k])))
-        for k in rules:
+        for k in [*rules, *by_kind]:
             m = paired_ratio_ci(a[k], a[best_mean], _mean, REPS)
             md = paired_ratio_ci(a[k], a[best_median], _median, REPS)
             both = np.isfinite(a[k]) & np.isfinite(a[best_median])  # over the games where neither diverged

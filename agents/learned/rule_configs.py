@@ -149,11 +149,11 @@ class MLPRuleConfig(GuardConfig):
     trunk_reads_moves: bool = False
     """The trunk's shared step and momentum also read the consensus's own history, not only the clock: a small network
     (zero at initialisation: an untrained rule plays as without it) of the brake's growth average (the log growth of
-    ‖ΔΨ‖ / (α_Ψ·c), averaged), its newest log growth, and log(‖ΔΨ‖ / the largest ‖ΔΨ‖ so far) adds, within the bound
-    ``max_log_gain``, to the trunk's log step and momentum logit. Every player sees the same moves, so every player's
-    step stays the same and the game still stops where ``sum`` does; a game can then set its own trunk step from how
-    its moves go (a game whose moves stall at a noise floor, one whose moves still fall), where the clock's schedule is
-    the same for every game. Off by default (the shipped files predate it)."""
+    ‖ΔΨ‖ / (α_Ψ·c), averaged), its newest log growth, and log(‖ΔΨ‖ / the largest ‖ΔΨ‖ so far) adds to the trunk's log
+    step (within ±``max_log_gain``, beside the clock schedule's) and to its momentum logit. Every player sees the same
+    moves, so every player's step stays the same and the game still stops where ``sum`` does; a game can then set its
+    own trunk step from how its moves go (a game whose moves stall at a noise floor, one whose moves still fall), where
+    the clock's schedule is the same for every game. Off by default (the shipped files predate it)."""
     seed: int = 0
     """Seed of the initial weights."""
 

@@ -358,7 +358,7 @@ class MLPRule(nn.Module):
             log_share = torch.log(0.5 * (1.0 + torch.cos(math.pi * progress.clamp(0.0, 1.0))).clamp_min(1e-30))
             log_share = log_share + bound * torch.tanh(cfg.scale * schedule[:, 2:] / bound)
             if cfg.adam_floor > 0:  # handed back to the heavy ball as the moves fall far below their largest
-                ratio = move / (cfg.adam_floor * top).clamp_min(torch.finfo(dtype).tiny)
+                ratio = move / (cfg.adam_floor * top).clamp_min(tiny)
                 log_share = log_share + torch.where(top > 0, ratio.clamp(1e-30, 1.0).log(), 0.0)
             log_adam = self.trunk_adam_log_lr + ramp + brake + log_share
             if log_anneal is not None:

@@ -13,10 +13,14 @@ block (a player's head, or its trunk proposal).
   ball whose step and momentum depend on the clock alone, the same for every player (a per-player trunk scaling
   moves the fixed point of ``sum``), with a brake on the consensus's growing moves, which every player sees alike.
   Output layers start at zero, so an untrained rule plays those base steps.
-* :class:`LSTMRule` — the coordinatewise two-layer LSTM of Andrychowicz et al. 2016 with their LogAndSign
-  gradient preprocessing (p = 10) and output scale 0.1: the canonical learned optimizer.
-* :class:`StepRule` — ``step_size`` mode: a small network from a task's first 7 features to its head's log step size,
-  shared by all tasks, and one learned trunk log step for every player, starting at a constant step.
+* :class:`LSTMRule` (:mod:`agents.learned.lstm_rule`) — the coordinatewise two-layer LSTM of Andrychowicz et al.
+  2016 with their LogAndSign gradient preprocessing (p = 10) and output scale 0.1: the canonical learned optimizer.
+* :class:`StepRule` (:mod:`agents.learned.step_rule`) — ``step_size`` mode: a small network from a task's first 7
+  features to its head's log step size, shared by all tasks, and one learned trunk log step for every player, starting
+  at a constant step.
+
+What the three share (the features they read, the clock, the seeded initialisation) is in
+:mod:`agents.learned.rule_base`.
 """
 
 from __future__ import annotations
@@ -28,54 +32,16 @@ from torch import Tensor, nn
 
 from agents.learned.balance import balance_heavy_ball, common_scale, unit_rms
 from agents.learned.blocks import Blocks
-from agents.learned.guard import apply_guard, apply_norm_guard, guard_state, norm_guard_state
+from agents.learned.guard import apply_guard, guard_state
+from agents.learned.lstm_rule import LSTMRule
+from agents.learned.rule_base import MOVE, PROGRESS, RULE_FEATURES, TIME_SCALES, RuleState, seeded_init, zero_init
 from agents.learned.rule_configs import LSTMRuleConfig, MLPRuleConfig, StepRuleConfig
+from agents.learned.step_rule import StepRule
 
 __all__ = [
     "LSTMRule", "LSTMRuleConfig", "MLPRule", "MLPRuleConfig", "Rule", "RuleState", "StepRule", "StepRuleConfig",
     "seeded_init", "zero_init",
 ]  # fmt: skip
-
-#: Which observation features (indices into :data:`mtg_env.engine.FEATURES`) the update rules read: the loss change,
-#: the conflict with the other tasks and the alignment with the last trunk move (bounded, scale-free), and the
-#: progress t / horizon (in [0, 1] at any horizon); the loss and gradient norms are scale-dependent.
-RULE_FEATURES: tuple[int, ...] = (1, 4, 5, 6)
-#: The indices of the progress and of symlog ‖ΔΨ‖: features the same for every player (the trunk's schedule, brake).
-PROGRESS, MOVE = 6, 7
-#: The features :class:`StepRule` reads: the first seven (the env's v3 observation; the move norm is the trunk's).
-STEP_FEATURES: tuple[int, ...] = tuple(range(7))
-
-#: Time scales τ of the embedding tanh(t / τ): a clock that saturates (tanh(100 / 30) = 0.9975) inside any training
-#: horizon of 100 steps or more, so no rule meets a time input it did not see in training (with a scale of 1000 the
-#: rules trained on 100 steps blew up at 500; docs/results/learned.md).
-TIME_SCALES: tuple[float, ...] = (3.0, 10.0, 30.0)
-
-#: State of a rule for B games of K coordinates: named tensors with leading dimensions ``[B, K]``.
-RuleState = dict[str, Tensor]
-
-
-def seeded_init(module: nn.Module, seed: int) -> None:
-    """Re-draw every Linear / LSTMCell weight and bias of ``module`` from U(±1/√fan_in) (PyTorch's default
-    scale) with a generator seeded by ``seed``: a rule's initial parameters never depend on the global RNG."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for sub in module.modules():
-            if isinstance(sub, nn.Linear):
-                fan_in = sub.in_features
-            elif isinstance(sub, nn.LSTMCell):
-                fan_in = sub.hidden_size
-            else:
-                continue
-            bound = 1.0 / math.sqrt(fan_in)
-            for p in sub.parameters(recurse=False):
-                p.copy_(torch.empty(p.shape, dtype=p.dtype).uniform_(-bound, bound, generator=gen))
-
-
-def zero_init(layer: nn.Module) -> None:
-    """Zero an output layer (a Linear): an untrained rule's network adds nothing to the base steps it modulates."""
-    assert isinstance(layer, nn.Linear)
-    nn.init.zeros_(layer.weight)
-    nn.init.zeros_(layer.bias)
 
 
 class MLPRule(nn.Module):
@@ -176,6 +142,13 @@ class MLPRule(nn.Module):
         """Multiply the trunk step (the same for every player) by ``factor``, in place."""
         with torch.no_grad():
             self.trunk_log_lr.add_(math.log(factor))
+
+    def scale_head_step(self, factor: float) -> None:
+        """Multiply the heads' steps by ``factor``, in place: the Adam step and the Barzilai–Borwein step's start
+        (its estimates after that are the curvature's, at most doubling a step)."""
+        with torch.no_grad():
+            self.log_lr.add_(math.log(factor))
+            self.log_eta0.add_(math.log(factor))
 
     def init_state(
         self, g: Tensor, blocks: Blocks, linear_consensus: bool = True, min_bounded_consensus: bool = False,
@@ -388,111 +361,6 @@ class MLPRule(nn.Module):
             "signalled": torch.maximum(state["signalled"], valid.to(dtype)), "growth": growth, "brake": brake,
             "cooldown": cooldown,
         } | boosted | adam_state | balance_state | ({"top_move": top} if "top_move" in state else {})  # fmt: skip
-
-
-class LSTMRule(nn.Module):
-    """Coordinatewise 2-layer LSTM optimizer (Andrychowicz et al. 2016), shared by every coordinate."""
-
-    def __init__(self, config: LSTMRuleConfig | None = None):
-        super().__init__()
-        self.config = config = config or LSTMRuleConfig()
-        self.cell1 = nn.LSTMCell(2, config.hidden)
-        self.cell2 = nn.LSTMCell(config.hidden, config.hidden)
-        self.out = nn.Linear(config.hidden, 1)
-        seeded_init(self, config.seed)
-        zero_init(self.out)  # an untrained rule leaves the parameters where they are (no random walk)
-
-    def init_state(self, g: Tensor, blocks: Blocks) -> RuleState:
-        """Zero hidden and cell states ``[B, K, 4, hidden]`` for gradients ``g [B, K]`` laid out as ``blocks`` (every
-        coordinate alike)."""
-        b, k = g.shape
-        dtype = self.out.weight.dtype
-        guard = guard_state(g, blocks.num_groups, dtype) if self.config.guard else {}
-        return {"h": torch.zeros(b, k, 4, self.config.hidden, dtype=dtype, device=g.device)} | guard
-
-    def preprocess(self, g: Tensor) -> Tensor:
-        """LogAndSign: (log|g| / p, sign g) where |g| ≥ e^−p, else (−1, e^p·g); ``[B, K] -> [B, K, 2]``."""
-        p = self.config.preprocess_p
-        big = g.abs() >= math.exp(-p)
-        log_part = torch.where(big, g.abs().clamp_min(math.exp(-p)).log() / p, torch.full_like(g, -1.0))
-        sign_part = torch.where(big, torch.sign(g), g * math.exp(p))
-        return torch.stack([log_part, sign_part], dim=2)
-
-    def forward(
-        self, g: Tensor, features: Tensor, blocks: Blocks, t: Tensor, state: RuleState
-    ) -> tuple[Tensor, RuleState]:
-        """The update ``[B, K]`` and the next state (the canonical rule sees the gradient alone; the guard reads
-        ``features [B, G, 8]``' trunk move and the ``blocks``; as :meth:`MLPRule.forward`)."""
-        g = g.detach().to(self.out.weight.dtype)
-        b, k = g.shape
-        hidden = self.config.hidden
-        s = state["h"].reshape(b * k, 4, hidden)
-        h1, c1 = self.cell1(self.preprocess(g).reshape(b * k, 2), (s[:, 0], s[:, 1]))
-        h2, c2 = self.cell2(h1, (s[:, 2], s[:, 3]))
-        update = self.config.output_scale * self.out(h2).view(b, k)
-        guard: RuleState = {}
-        if self.config.guard:  # every block a step along g (the LSTM's update is bounded, not curvature-aware)
-            cfg = self.config
-            move = torch.expm1(features[:, 0, MOVE].to(g.dtype))
-            parts, _, guard = apply_guard(blocks.split(update), None, g, blocks, move, state, cfg, fallback=True)
-            update = blocks.join(*parts)
-        return update, guard | {"h": torch.stack([h1, c1, h2, c2], dim=1).view(b, k, 4, hidden)}
-
-
-class StepRule(nn.Module):
-    """Step-size controller: features ``[B, M, 8]`` (it reads :data:`STEP_FEATURES`) -> log step sizes ``[B, M, 2]``
-    (log α, log β), clamped into the env's ``log_step_range``: a task's head step α from one network of its features,
-    shared by every task; the
-    trunk step β one learned constant, the same for every player (a per-player β moves the fixed point of
-    ``sum``/``mean`` consensus away from the minimiser of Σ_m ℓ_m: see :class:`MLPRule`)."""
-
-    def __init__(self, config: StepRuleConfig | None = None):
-        super().__init__()
-        self.config = config = config or StepRuleConfig()
-        self.net = nn.Sequential(nn.Linear(len(STEP_FEATURES), config.hidden), nn.Tanh(), nn.Linear(config.hidden, 1))
-        seeded_init(self, config.seed)
-        zero_init(self.net[-1])
-        self.base = nn.Parameter(torch.full((2,), float(config.init_log_step)))
-
-    def scale_trunk_step(self, factor: float) -> None:
-        """Multiply the trunk step (the same for every player) by ``factor``, in place."""
-        with torch.no_grad():
-            self.base[1] += math.log(factor)
-
-    def forward(self, features: Tensor, log_step_range: tuple[float, float]) -> Tensor:
-        """Log step sizes ``[B, M, 2]`` for features ``[B, M, 8]``, inside ``log_step_range`` (unguarded)."""
-        lo, hi = log_step_range
-        head = self.base[0] + self.net(features.detach()[..., list(STEP_FEATURES)].to(self.base.dtype))  # [B, M, 1]
-        raw = torch.cat([head, self.base[1].expand_as(head)], dim=-1)
-        return raw.clamp(lo, hi)
-
-    def init_state(self, batch: int, num_tasks: int = 1) -> RuleState:
-        """The guard's fresh state for ``batch`` games of ``num_tasks`` players (none without the guard)."""
-        if not self.config.guard:
-            return {}
-        return norm_guard_state(batch, 2 * num_tasks, self.base.dtype, self.base.device)
-
-    def play(
-        self, features: Tensor, log_step_range: tuple[float, float], sizes: Tensor, state: RuleState
-    ) -> tuple[Tensor, RuleState]:
-        """:meth:`forward` with the guard (:func:`~agents.learned.guard.apply_norm_guard`, when ``config.guard``):
-        log step sizes ``[B, M, 2]`` and the next state. ``sizes [M, 2]``: each task's head and trunk sizes. The
-        guard reads the gradient norms and the trunk move from the features (all a ``step_size`` player sees)."""
-        log_steps = self(features, log_step_range)
-        cfg = self.config
-        if not cfg.guard:
-            return log_steps, state
-        b, m, _ = log_steps.shape
-        dtype = log_steps.dtype
-        norms = torch.expm1(features[:, :, 2:4].to(dtype)).reshape(b, 2 * m)  # ‖∇_Θm ℓ_m‖, ‖∇_Ψ ℓ_m‖ per block
-        move = torch.expm1(features[:, 0, MOVE].to(dtype))
-        trunk_block = torch.tensor([False, True], device=log_steps.device).repeat(m)
-        blocks, sizes = log_steps.reshape(b, 2 * m), sizes.reshape(2 * m)
-        # The player's loss change beyond a doubling, Δℓ − |ℓ_{t−1}| (symlog undone): > 0 on an overshoot's jump.
-        loss, change = (torch.sign(x) * torch.expm1(x.abs()) for x in features[:, :, :2].to(dtype).unbind(2))
-        rise = (change - (loss - change).abs()).repeat_interleave(2, dim=1)
-        guarded, guard = apply_norm_guard(blocks, norms, rise, trunk_block, sizes, move, state, cfg, cfg.guard_raise)
-        return guarded.clamp(*log_step_range).view(b, m, 2), guard
 
 
 #: Any learned rule.

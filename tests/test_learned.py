@@ -648,6 +648,68 @@ def test_trunk_search_keeps_the_trunk_step_with_the_lowest_whole_episode_meta_lo
             assert float(shift.flatten()[0]) == pytest.approx(expected if agent == "learned_mlp" else 0.0, abs=1e-6)
 
 
+@pytest.mark.parametrize("agent", ["learned_mlp", "learned_step"])
+def test_step_search_keeps_the_trunk_and_head_steps_with_the_lowest_whole_episode_meta_loss(
+    agent: str, tmp_path: Path
+) -> None:
+    """With ``head_search`` beside ``trunk_search`` every pair of factors is scored on the same whole episodes;
+    ``best.pt`` keeps the least of the grid, records the grid, and only the trunk and head steps move."""
+    suite = "regression" if agent == "learned_step" else "quadratic"
+    trunks, heads = (0.5, 1.0, 2.0), (1.0, 3.0)
+    base = tiny(agent=agent, suite=suite, iterations=3, dtype="float32" if agent == "learned_step" else "float64")
+    plain = meta_train(base)
+    searched = meta_train(tiny(**{**asdict(base), "trunk_search": trunks, "head_search": heads}), out=tmp_path)
+    meta = load_rule(tmp_path / "best.pt")[2]
+    grid = np.array(meta["step_search"]["scores"])
+    i, j = np.unravel_index(int(np.argmin(grid)), grid.shape)
+    assert grid.shape == (3, 2) and (searched.trunk_factor, searched.head_factor) == (trunks[i], heads[j])
+    assert meta["trunk_search"] == {"factors": list(trunks), "scores": grid[:, j].tolist(), "kept": trunks[i]}
+    assert meta["head_search"] == {"factors": list(heads), "scores": grid[i, :].tolist(), "kept": heads[j]}
+    assert grid.min() <= grid[trunks.index(1.0), heads.index(1.0)]
+    before, after = plain.rule.state_dict(), searched.rule.state_dict()
+    trunk, head = math.log(searched.trunk_factor), math.log(searched.head_factor)
+    moved = {"trunk_log_lr": trunk, "log_lr": head, "log_eta0": head} if agent == "learned_mlp" else {}
+    for name, value in before.items():
+        shift = (after[name] - value).double()
+        if agent == "learned_step" and name == "base":  # [head, trunk]
+            torch.testing.assert_close(shift, torch.tensor([head, trunk], dtype=torch.float64), atol=1e-6, rtol=0)
+        else:
+            torch.testing.assert_close(shift, torch.full_like(shift, moved.get(name, 0.0)), atol=1e-6, rtol=0)
+
+
+def test_a_head_search_alone_scores_the_trained_trunk_step(tmp_path: Path) -> None:
+    """``head_search`` without ``trunk_search``: the trunk keeps its trained step, and the checkpoint records the
+    heads' search alone."""
+    base = tiny(iterations=3)
+    searched = meta_train(tiny(**{**asdict(base), "head_search": (0.5, 1.0, 2.0)}), out=tmp_path)
+    meta = load_rule(tmp_path / "best.pt")[2]
+    assert "trunk_search" not in meta and "step_search" not in meta and searched.trunk_factor == 1.0
+    scores = meta["head_search"]["scores"]
+    assert searched.head_factor == (0.5, 1.0, 2.0)[int(np.argmin(scores))] == meta["head_search"]["kept"]
+    shift = searched.rule.state_dict()["log_lr"] - meta_train(base).rule.state_dict()["log_lr"]
+    assert float(shift) == pytest.approx(math.log(searched.head_factor), abs=1e-6)  # float32 parameters
+
+
+def test_scale_head_step_scales_the_first_head_update_and_leaves_the_trunk(tmp_path: Path) -> None:
+    """The heads' first update is the Adam step's and the Barzilai–Borwein start's mix (no curvature estimate yet):
+    ``scale_head_step(f)`` multiplies it by f, and the trunk's proposals are the same."""
+    rule = perturbed_rule("learned_mlp", seed=5)
+    scaled = perturbed_rule("learned_mlp", seed=5)
+    scaled.scale_head_step(3.0)
+    gen = torch.Generator().manual_seed(0)
+    is_trunk = torch.tensor([False, False, True, True, True, True])
+    blocks = Blocks(is_trunk)
+    g = 0.1 * torch.randn(2, 6, generator=gen)  # (a large gradient's step meets the curvature guard's cap instead)
+    feats = torch.rand(2, 2, 8, generator=gen)
+    feats[..., 6:] = 0.0  # the first step: no progress, no trunk move yet
+    with torch.no_grad():
+        u0, _ = rule(g, feats, blocks, torch.zeros(2), rule.init_state(torch.zeros(2, 6), blocks))
+        u1, _ = scaled(g, feats, blocks, torch.zeros(2), scaled.init_state(torch.zeros(2, 6), blocks))
+    h0, h1, p0, p1 = u0[:, ~is_trunk], u1[:, ~is_trunk], u0[:, is_trunk], u1[:, is_trunk]
+    torch.testing.assert_close(h1, 3.0 * h0)
+    assert torch.equal(p1, p0) and not torch.equal(h0, torch.zeros_like(h0))
+
+
 def test_resume_refuses_another_config(tmp_path: Path) -> None:
     meta_train(tiny(iterations=2), out=tmp_path, stop_after=1)
     with pytest.raises(ValueError, match=r"differs from this run's in \['meta_lr'\]"):
@@ -677,6 +739,7 @@ def test_best_rule_round_trips_through_a_file(tmp_path: Path) -> None:
         ({"late_weight": -1.0}, "late_weight must be a finite number >= 0"),
         ({"late_weight": math.nan}, "late_weight must be a finite number >= 0"),
         ({"val_metric": "last"}, "val_metric must be 'mean' or 'final'"),
+        ({"search_metric": "best"}, "search_metric must be 'mean' or 'final'"),
         ({"trunk_search": (1.0, 0.0)}, "trunk_search must hold finite factors > 0"),
         ({"trunk_search": (math.inf,)}, "trunk_search must hold finite factors > 0"),
         ({"meta_lr": math.inf}, "meta_lr must be a finite number > 0"),
@@ -686,6 +749,9 @@ def test_best_rule_round_trips_through_a_file(tmp_path: Path) -> None:
         ({"es_sigma": -0.1}, "es_sigma must be a finite number > 0"),
         ({"device": "bogus"}, "device must be a torch device"),
         ({"agent": "learned_lstm", "trunk_search": (1.0, 2.0)}, "trunk_search needs a rule with a trunk step"),
+        ({"head_search": (1.0, -2.0)}, "head_search must hold finite factors > 0"),
+        ({"head_search": (True,)}, "head_search must hold finite factors > 0"),
+        ({"agent": "learned_lstm", "head_search": (1.0, 2.0)}, "head_search needs a rule with a head step"),
     ],
 )
 def test_meta_train_config_refuses_bad_values(kwargs: dict[str, object], message: str) -> None:

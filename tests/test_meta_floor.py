@@ -153,17 +153,18 @@ def test_legacy_meta_training_is_unchanged(suite: str, method: str) -> None:
 
 def test_the_shipped_weights_recipes_pin_the_legacy_floor() -> None:
     """scripts/train_weights.py reproduces the shipped weights: each recipe is the config its file was trained with
-    (fields the file predates at the value that reproduces its run: floor legacy, no trunk search, mean)."""
+    (fields the file predates at the value that reproduces its run: floor legacy, no trunk or head search, mean)."""
     script = load_script("scripts/train_weights.py", "train_weights_floor")
     recipes = script.RUNS
-    predates = {"floor": "legacy", "trunk_search": [], "val_metric": "mean"}
+    predates = {"floor": "legacy", "trunk_search": [], "head_search": [], "val_metric": "mean", "search_metric": "mean"}
     for name, config in recipes.items():
         file_meta = torch.load(Path(WEIGHTS_DIR) / f"{name}.pt", weights_only=True)["meta"]
         assert file_meta.get("added_options") == script.ADDED_OPTIONS.get(name), name  # added after training
         meta = file_meta["config"]
         if name.endswith("_general"):  # trained after the floor existed: its file holds every field but the guard's
             train_rule = {"guard_secant": "shorter", **meta["train_rule"]}  # secant (trained with the first one)
-            assert _config_dict(config) == {**meta, "train_rule": train_rule}, name
+            later = {"head_search": [], "search_metric": "mean"}  # fields after its training
+            assert _config_dict(config) == {**later, **meta, "train_rule": train_rule}, name
             continue
         assert config.floor == "legacy", name
         assert _config_dict(config) == {**predates, **meta}, name
@@ -188,6 +189,18 @@ def test_a_checkpoint_from_before_the_floor_resumes_as_legacy(tmp_path: Path) ->
     assert len(meta_train(_config(iterations=2, floor="legacy"), out=tmp_path, resume=True).rows) == 2
 
 
+def test_a_checkpoint_from_before_the_head_search_resumes_as_none_by_the_meta_loss(tmp_path: Path) -> None:
+    meta_train(_config(iterations=2), out=tmp_path, stop_after=1)
+    ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
+    del ckpt["config"]["head_search"], ckpt["config"]["search_metric"]
+    torch.save(ckpt, tmp_path / "last.pt")
+    with pytest.raises(ValueError, match=r"differs from this run's in \['head_search'\]"):
+        meta_train(_config(iterations=2, head_search=(1.0, 2.0)), out=tmp_path, resume=True)
+    with pytest.raises(ValueError, match=r"differs from this run's in \['search_metric'\]"):
+        meta_train(_config(iterations=2, search_metric="final"), out=tmp_path, resume=True)
+    assert len(meta_train(_config(iterations=2), out=tmp_path, resume=True).rows) == 2
+
+
 def test_the_cli_sets_the_floor(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from mtg_env.cli import main
 
@@ -201,3 +214,25 @@ def test_the_cli_sets_the_floor(tmp_path: Path, capsys: pytest.CaptureFixture[st
     with pytest.raises(SystemExit) as exit_info:
         main([*argv, "--floor", "exact", "--out", str(tmp_path / "x")])
     assert exit_info.value.code == 2 and "--floor: invalid choice: 'exact'" in capsys.readouterr().err
+
+
+def test_the_cli_searches_the_trunk_and_head_steps(tmp_path: Path) -> None:
+    from mtg_env.cli import CLIError, main
+
+    argv = ["meta-train", "--agent", "learned_mlp", "--suite", "regression", "--iterations", "1", "--horizons", "4",
+            "--games", "2", "--configs", "1", "--val-every", "1", "--no-progress"]  # fmt: skip
+    search = ["--trunk-search", "1,2", "--head-search", "0.5,1,3", "--search-metric", "final"]
+    assert main([*argv, *search, "--out", str(tmp_path / "a")]) == 0
+    meta = torch.load(tmp_path / "a" / "best.pt", weights_only=True)["meta"]
+    config = meta["config"]
+    assert (config["trunk_search"], config["head_search"], config["search_metric"]) == (
+        [1.0, 2.0],
+        [0.5, 1.0, 3.0],
+        "final",
+    )
+    assert len(meta["step_search"]["scores"]) == 2 and meta["head_search"]["kept"] in (0.5, 1.0, 3.0)
+    with pytest.raises(CLIError, match="--head-search must be comma-separated floats"):
+        main([*argv, "--head-search", "1,x", "--out", str(tmp_path / "b")])
+    with pytest.raises(CLIError, match="search_metric must be 'mean' or 'final', got 'last'"):
+        main([*argv, "--search-metric", "last", "--out", str(tmp_path / "c")])
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()

@@ -70,8 +70,10 @@ def _read_checkpoint(
     wrong = [k for k, kind in _CHECKPOINT_FIELDS.items() if not isinstance(ckpt.get(k), kind)]
     if wrong:
         raise ValueError(f"{path} is a damaged meta-training checkpoint: {wrong} missing or of the wrong type")
-    # A checkpoint from before MetaTrainConfig.floor was written by a run that measured as floor="legacy" does.
-    saved = {"floor": "legacy", **{k: v for k, v in ckpt["config"].items() if k not in ("budget_s", "device")}}
+    # A checkpoint from before MetaTrainConfig.floor was written by a run that measured as floor="legacy" does, one
+    # from before head_search by a run that searched no head step and scored its search by the meta-loss.
+    kept = {k: v for k, v in ckpt["config"].items() if k not in ("budget_s", "device")}
+    saved = {"floor": "legacy", "head_search": [], "search_metric": "mean", **kept}
     mine = {k: v for k, v in _config_dict(config).items() if k not in ("budget_s", "device")}
     if saved != mine:
         diff = sorted(k for k in mine.keys() | saved.keys() if saved.get(k) != mine.get(k))

@@ -95,6 +95,14 @@ class MetaTrainConfig:
     """Factors of the trunk step to try after training (``learned_mlp``, ``learned_step``; empty: none): the best
     rule's trunk log step moved by log f for each f, scored by the meta-loss on whole episodes of ``val_configs``
     training-family draws × ``games`` seeds at the longest horizon; the best is kept in ``best.pt``."""
+    head_search: tuple[float, ...] = ()
+    """Factors of the heads' step to try after training, as :attr:`trunk_search` does the trunk's (``learned_mlp``:
+    its Adam step and the Barzilai–Borwein step's start, ``learned_step``: the head step; empty: none). The same
+    short-horizon bias keeps them small: on regression the heads' tuned baselines step 3–4× the trained rule's
+    (docs/results/learned.md). With both, every (trunk, head) pair is scored on the same episodes, a grid."""
+    search_metric: str = "mean"
+    """What :attr:`trunk_search` and :attr:`head_search` score, as :attr:`val_metric` reads it: ``"mean"``, the
+    meta-loss over the episode (as every search before this field); ``"final"``, the log gap at its end."""
     val_metric: str = "mean"
     """What meta-validation scores to keep the best rule: ``"mean"``, the meta-loss (the mean over the episode of
     the per-step log-ratio on the games' batches); ``"final"``, log((L_T − L*) / (L_0 − L*)) on the whole training
@@ -176,16 +184,15 @@ class MetaTrainConfig:
         if self.budget_s is not None and not self.budget_s > 0:
             raise ValueError(f"budget_s must be > 0 seconds or None, got {self.budget_s!r}")
         real_arg("late_weight", self.late_weight, low=0.0, hint="0: every step alike")
-        if any(
-            isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f < math.inf for f in self.trunk_search
-        ):
-            raise ValueError(f"trunk_search must hold finite factors > 0, got {self.trunk_search!r}")
-        if self.trunk_search and self.agent == "learned_lstm":
-            raise ValueError(
-                "trunk_search needs a rule with a trunk step (learned_mlp, learned_step), not learned_lstm"
-            )
-        if self.val_metric not in ("mean", "final"):
-            raise ValueError(f"val_metric must be 'mean' or 'final', got {self.val_metric!r}")
+        for name, part in (("trunk_search", "a trunk step"), ("head_search", "a head step")):
+            factors = getattr(self, name)
+            if any(isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f < math.inf for f in factors):
+                raise ValueError(f"{name} must hold finite factors > 0, got {factors!r}")
+            if factors and self.agent == "learned_lstm":
+                raise ValueError(f"{name} needs a rule with {part} (learned_mlp, learned_step), not learned_lstm")
+        for name in ("val_metric", "search_metric"):
+            if getattr(self, name) not in ("mean", "final"):
+                raise ValueError(f"{name} must be 'mean' or 'final', got {getattr(self, name)!r}")
         if self.floor not in FLOORS:
             raise ValueError(f"floor must be one of {list(FLOORS)}, got {self.floor!r}")
         for name in ("meta_lr", "grad_clip", "es_sigma"):  # inf or NaN would turn the rule's weights into NaN
@@ -267,6 +274,8 @@ class MetaTrainResult:
     """The factor ``trunk_search`` kept (1: none searched)."""
     skipped_steps: int = 0
     """Meta-steps left out because a game that blew up gave a non-finite meta-gradient (the rule not moved)."""
+    head_factor: float = 1.0
+    """The factor ``head_search`` kept (1: none searched)."""
 
 
 class NonFiniteMetaUpdate(FloatingPointError):
@@ -278,6 +287,7 @@ def _config_dict(config: MetaTrainConfig) -> dict[str, Any]:
     d = asdict(config)
     d["horizons"] = list(config.horizons)
     d["trunk_search"] = list(config.trunk_search)
+    d["head_search"] = list(config.head_search)
     for name in ("suite", "consensus"):  # a mixture as a list (a checkpoint holds plain values)
         if isinstance(d[name], tuple):
             d[name] = list(d[name])

@@ -159,8 +159,8 @@ def check_domain(name: str, domain: Any, base: MetaTrainConfig) -> None:
 
 
 def _cast(name: str, value: Any) -> Any:
-    """TOML lists as the tuples MetaTrainConfig holds (``horizons``, ``trunk_search``)."""
-    return tuple(value) if name in ("horizons", "trunk_search") and isinstance(value, list) else value
+    """TOML lists as the tuples MetaTrainConfig holds (``horizons``, ``trunk_search``, ``head_search``)."""
+    return tuple(value) if name in ("horizons", "trunk_search", "head_search") and isinstance(value, list) else value
 
 
 def base_config(table: dict[str, Any]) -> MetaTrainConfig:

@@ -21,9 +21,10 @@ and L* :func:`~agents.learned.family.loss_floor`.
   accumulated (Vicol et al. 2021), so the estimate is unbiased for the whole episode.
 
 TBPTT's truncated meta-gradient favours small steps (the short-horizon bias of Wu et al. 2018): on regression the
-trained trunk step was a quarter of what the whole-episode meta-loss prefers. ``trunk_search`` corrects it after
-training: the best rule's trunk log step, the same for every player, moved by each of the given factors, is
-scored on whole episodes of training-family draws (a stream of its own) and the best factor kept.
+trained trunk step was a quarter of what the whole-episode meta-loss prefers, and the heads' a third to a quarter of
+the tuned baselines'. ``trunk_search`` and ``head_search`` correct it after training: the best rule's trunk log step
+(the same for every player) and its heads' log steps, moved by each pair of the given factors, are scored on whole
+episodes of training-family draws (a stream of its own) and the best pair kept.
 
 Every random choice is a function of (``seed``, iteration): a run resumed from ``last.pt`` (written after
 every iteration with the meta-optimizer's state) continues exactly as the uninterrupted run. Meta-validation
@@ -36,7 +37,9 @@ import copy
 import csv
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -200,37 +203,61 @@ def meta_train(
     assert not isinstance(best_rule, PortfolioRule)
     best_rule.to(torch_device)
     best_rule.load_state_dict(best_state)
-    factor, search = 1.0, {}
-    if config.trunk_search and completed:
-        factor, scores = trunk_step_search(best_rule, config)
+    factor, head_factor, search = 1.0, 1.0, dict[str, Any]()
+    if (config.trunk_search or config.head_search) and completed:
+        factor, head_factor, search = step_search(best_rule, config)
         best_val = evaluate_rule(best_rule, config, val_draws, val_horizon, final=config.val_metric == "final")
-        search = {"trunk_search": {"factors": list(config.trunk_search), "scores": scores, "kept": factor}}
         seconds = time.perf_counter() - began
     if out_dir is not None:
         meta = {"config": _config_dict(config), "best_iteration": best_iteration, "best_val": best_val,
                 "iterations": iteration, "seconds": seconds, "skipped_steps": skipped_steps, **search}  # fmt: skip
         save_rule(out_dir / "best.pt", config.agent, best_rule, meta)
         write_log(out_dir, rows)
-    return MetaTrainResult(rows, best_val, best_iteration, out_dir, best_rule, seconds, factor, skipped_steps)
+    return MetaTrainResult(
+        rows, best_val, best_iteration, out_dir, best_rule, seconds, factor, skipped_steps, head_factor=head_factor
+    )
 
 
 def trunk_step_search(rule: Rule, config: MetaTrainConfig) -> tuple[float, list[float]]:
     """Score ``rule`` with its trunk step times each factor of ``config.trunk_search`` (the meta-loss on whole
     episodes of the search stream's draws, the longest horizon); load the best into ``rule``. Returns the best
     factor and every factor's score."""
+    factor, _, search = step_search(rule, replace(config, head_search=()))
+    return factor, search["trunk_search"]["scores"]
+
+
+def step_search(rule: Rule, config: MetaTrainConfig) -> tuple[float, float, dict[str, Any]]:
+    """Score ``rule`` with its trunk step times each factor of ``config.trunk_search`` and its heads' steps times each
+    of ``config.head_search`` (every pair; an empty list: the factor 1), by ``config.search_metric`` on whole
+    episodes of the search stream's draws at the longest horizon; load the best pair into ``rule`` (the first of
+    equals, in the lists' order). Returns the kept trunk and head factors and what a checkpoint records of the search:
+    for each list given, its factors, their scores beside the other's kept factor, and the kept one; with both, the
+    whole grid (``scores[i][j]``: trunk factor i, head factor j)."""
     if isinstance(rule, LSTMRule):
-        raise TypeError("trunk_step_search needs a rule with a trunk step (MLPRule or StepRule)")
+        raise TypeError("step_search needs a rule with trunk and head steps (MLPRule or StepRule)")
+    trunks, heads = config.trunk_search or (1.0,), config.head_search or (1.0,)
     draws = _draws(config, 0, _STREAM_SEARCH, config.val_configs, config.games)
     state = copy.deepcopy(rule.state_dict())
-    scores = []
-    for factor in config.trunk_search:
-        rule.load_state_dict(state)
-        rule.scale_trunk_step(factor)
-        scores.append(evaluate_rule(rule, config, draws, max(config.horizons)))
-    best = config.trunk_search[int(np.argmin(scores))]
+    grid = np.zeros((len(trunks), len(heads)))
+    for i, trunk in enumerate(trunks):
+        for j, head in enumerate(heads):
+            rule.load_state_dict(state)
+            rule.scale_trunk_step(trunk)
+            rule.scale_head_step(head)
+            grid[i, j] = evaluate_rule(rule, config, draws, max(config.horizons), config.search_metric == "final")
+    best = int(np.argmin(grid))  # NaN-free: evaluate_rule clamps a game that blew up
+    ti, hj = best // len(heads), best % len(heads)
     rule.load_state_dict(state)
-    rule.scale_trunk_step(best)
-    return float(best), scores
+    rule.scale_trunk_step(trunks[ti])
+    rule.scale_head_step(heads[hj])
+    search: dict[str, Any] = {}
+    if config.trunk_search:
+        search["trunk_search"] = {"factors": list(trunks), "scores": grid[:, hj].tolist(), "kept": float(trunks[ti])}
+    if config.head_search:
+        search["head_search"] = {"factors": list(heads), "scores": grid[ti, :].tolist(), "kept": float(heads[hj])}
+    if config.trunk_search and config.head_search:
+        search["step_search"] = {"trunk": list(trunks), "head": list(heads), "scores": grid.tolist()}
+    return float(trunks[ti]), float(heads[hj]), search
 
 
 def write_log(out_dir: Path, rows: list[dict[str, float]]) -> None:

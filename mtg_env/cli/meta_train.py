@@ -53,10 +53,21 @@ def _meta_train_parser(sub: Any) -> None:
         "0.5,1,2,4 (learned_mlp, learned_step; default: none)",
     )
     meta.add_argument(
+        "--head-search",
+        default="",
+        help="factors of the heads' steps to score on whole episodes after training, every pair with --trunk-search's, "
+        "the best kept, e.g. 1,2,3,4 (learned_mlp, learned_step; default: none)",
+    )
+    meta.add_argument(
         "--val-metric",
         default="mean",
         help="what validation keeps the best rule by: mean (the meta-loss, default) or final (the whole training "
         "objective at the episode's end, as the result tables score)",
+    )
+    meta.add_argument(
+        "--search-metric",
+        default="mean",
+        help="what --trunk-search and --head-search score, as --val-metric reads it: mean (default) or final",
     )
     meta.add_argument(
         "--floor",
@@ -108,8 +119,8 @@ def _number_list(flag: str, text: str, kind: type, example: str) -> tuple[Any, .
 
 #: Flags that set the run itself: with --sweep, the file's [meta_train] does (a flag beside it is refused).
 _RUN_FLAGS = ("agent", "suite", "consensus", "method", "budget", "iterations", "horizons", "games", "configs",
-              "truncation", "meta_lr", "val_every", "trunk_search", "val_metric", "floor", "seed",
-              "device")  # fmt: skip
+              "truncation", "meta_lr", "val_every", "trunk_search", "head_search", "search_metric", "val_metric",
+              "floor", "seed", "device")  # fmt: skip
 
 
 def _run_defaults() -> dict[str, Any]:
@@ -166,6 +177,9 @@ def _meta_train(args: argparse.Namespace) -> int:
             if (args.trunk_search)
             else ()
         )
+        head_search = (
+            _number_list("--head-search", args.head_search, float, "factors such as 1,2,4") if args.head_search else ()
+        )
         suites = tuple(part.strip() for part in args.suite.split(","))
         config = MetaTrainConfig(
             agent=args.agent,
@@ -181,8 +195,10 @@ def _meta_train(args: argparse.Namespace) -> int:
             meta_lr=args.meta_lr,
             val_every=args.val_every,
             val_metric=args.val_metric,
+            search_metric=args.search_metric,
             floor=args.floor,
             trunk_search=trunk_search,
+            head_search=head_search,
             # each family's own (float64 quadratics, float32 else); one family's written out, as runs before mixtures
             dtype=("float64" if suites == ("quadratic",) else "float32") if len(suites) == 1 else "auto",
             seed=args.seed,

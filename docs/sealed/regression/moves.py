@@ -2,7 +2,8 @@
 alone: the regression specialist's options, meta-trained from several seeds each, picked on the tuning stream, scored on
 the validation stream (never the test stream).
 
-    python docs/sealed/regression/moves.py train moves|clock SEED        # -> runs/moves/<variant>_s<SEED>/best.pt
+    python docs/sealed/regression/moves.py train VARIANT SEED   # VARIANTS: moves, clock, moves+heads, ...
+                                                                 # -> runs/moves/<VARIANT>_s<SEED>/best.pt
     python docs/sealed/regression/moves.py score STREAM CONSENSUS MULTIPLE NAME=FILE [NAME=FILE ...]
                                                    [NAME=by_kind:LINEAR,MLP]   # entrants LINEAR and MLP by trunk kind
 
@@ -45,22 +46,35 @@ REPS = 2000  # the sealed cells' bootstrap replicates
 #: What the shipped regression specialist plays (its recipe's options and those added after its training), and anneal.
 PLAYED = {**MINIBATCH_BRAKE, "brake_threshold": 0.25, "trunk_adam": True, "init_trunk_adam_lr": 0.03,
           "adam_floor": 0.01, "sum_scaled": True, "balance_min_bounded": True, "anneal": 1.0}  # fmt: skip
+HEADS = (1.0, 1.41, 2.0, 2.83, 4.0)
+
+
+#: The variants ``train`` takes: whether the trunk reads the moves, the heads' step factors searched with the trunk's
+#: (eighteenth session: ``+heads``; ``()``: the trunk's alone, as the seventeenth session trained), and what the search
+#: scores (``MetaTrainConfig.search_metric``; ``+final``: the final gap the cells score, else the meta-loss).
+VARIANTS = {
+    "moves": (True, (), "mean"), "clock": (False, (), "mean"),
+    "moves+heads": (True, HEADS, "mean"), "clock+heads": (False, HEADS, "mean"),
+    "moves+heads+final": (True, HEADS, "final"), "clock+heads+final": (False, HEADS, "final"),
+}  # fmt: skip
 
 
 def train(variant: str, seed: int) -> None:
-    if variant not in ("moves", "clock"):
-        raise SystemExit(f"variant must be moves or clock, got {variant!r}")
+    if variant not in VARIANTS:
+        raise SystemExit(f"variant must be one of {list(VARIANTS)}, got {variant!r}")
+    moves, heads, search_metric = VARIANTS[variant]
     config = MetaTrainConfig(
         agent="learned_mlp", suite="regression", consensus=("sum", "mean", "mgda"), iterations=240, games=8,
         configs=2, horizons=(20, 50, 100), meta_lr=3e-3, floor="true", val_every=20, val_metric="final",
-        late_weight=1.0, rule={**PLAYED, "trunk_reads_moves": variant == "moves"}, seed=seed,
-        trunk_search=(0.5, 0.71, 1.0, 1.41, 2.0, 2.83, 4.0, 5.66, 8.0),
+        late_weight=1.0, rule={**PLAYED, "trunk_reads_moves": moves}, seed=seed,
+        trunk_search=(0.5, 0.71, 1.0, 1.41, 2.0, 2.83, 4.0, 5.66, 8.0), head_search=heads, search_metric=search_metric,
     )  # fmt: skip
     out = Path("runs") / "moves" / f"{variant}_s{seed}"
     shutil.rmtree(out, ignore_errors=True)
     began = time.perf_counter()
     result = meta_train(config, out=out, progress=False)
-    print(f"{out}: {time.perf_counter() - began:.0f} s, best {result.best_val:.4f} at {result.best_iteration}")
+    print(f"{out}: {time.perf_counter() - began:.0f} s, best {result.best_val:.4f} at {result.best_iteration}, "
+          f"trunk x{result.trunk_factor}, heads x{result.head_factor}")  # fmt: skip
 
 
 def score(stream: str, consensus: str, multiple: int, files: dict[str, str]) -> str:

@@ -32,7 +32,7 @@ from agents.learned.blocks import Blocks
 from agents.learned.family import build_suite, loss_floor, sample_config
 from agents.learned.meta_loss import _STREAM_VALID, _draws
 from agents.learned.rules import LSTMRule
-from agents.learned.train import MetaTrainConfig, evaluate_rule, meta_train
+from agents.learned.train import MetaTrainConfig, evaluate_rule, meta_train, step_search, trunk_step_search
 from mtg_env import engine
 from mtg_env.cli import main, parse_budget
 from tests.conftest import make_env
@@ -688,6 +688,14 @@ def test_a_head_search_alone_scores_the_trained_trunk_step(tmp_path: Path) -> No
     assert searched.head_factor == (0.5, 1.0, 2.0)[int(np.argmin(scores))] == meta["head_search"]["kept"]
     shift = searched.rule.state_dict()["log_lr"] - meta_train(base).rule.state_dict()["log_lr"]
     assert float(shift) == pytest.approx(math.log(searched.head_factor), abs=1e-6)  # float32 parameters
+
+
+def test_the_step_searches_refuse_what_they_cannot_search() -> None:
+    """A trunk search with no factors, and an LSTM rule (no trunk or head step), are refused before any game runs."""
+    with pytest.raises(ValueError, match=r"trunk_step_search scores the factors of config\.trunk_search"):
+        trunk_step_search(new_rule("learned_mlp"), tiny(head_search=(1.0, 2.0)))
+    with pytest.raises(TypeError, match="step_search needs a rule with trunk and head steps"):
+        step_search(new_rule("learned_lstm"), tiny(agent="learned_lstm"))
 
 
 def test_scale_head_step_scales_the_first_head_update_and_leaves_the_trunk(tmp_path: Path) -> None:

@@ -80,6 +80,7 @@ __all__ = [
     "NonFiniteMetaUpdate",
     "evaluate_rule",
     "meta_train",
+    "step_search",
     "trunk_step_search",
     "write_log",
 ]
@@ -222,6 +223,8 @@ def trunk_step_search(rule: Rule, config: MetaTrainConfig) -> tuple[float, list[
     """Score ``rule`` with its trunk step times each factor of ``config.trunk_search`` (the meta-loss on whole
     episodes of the search stream's draws, the longest horizon); load the best into ``rule``. Returns the best
     factor and every factor's score."""
+    if not config.trunk_search:
+        raise ValueError("trunk_step_search scores the factors of config.trunk_search: give it some, e.g. (0.5, 1, 2)")
     factor, _, search = step_search(rule, replace(config, head_search=()))
     return factor, search["trunk_search"]["scores"]
 

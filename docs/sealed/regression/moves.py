@@ -12,7 +12,9 @@ and ``mgda`` in turn, horizons 20 -> 50 -> 100, the meta-loss from the true floo
 by the final gap on held-out draws of meta-training's own stream, then the trunk step search of the shipped recipe. Both
 variants play what the shipped regression specialist plays (its minibatch brake, the trunk's AMSGrad share with its
 floor, the sum scaling, the balance under ``mgda``) and a cosine decay of every update (``anneal = 1``); ``moves``
-adds the trunk's reading of the moves.
+adds the trunk's reading of the moves. ``+heads`` (eighteenth session) searches the heads' steps with the trunk's, every
+pair of :data:`HEADS` and the trunk's factors (``MetaTrainConfig.head_search``); ``+final`` scores that search by the
+final gap rather than the meta-loss; ``+wide`` searches the heads' steps up to 8x (:data:`WIDE`).
 
 ``score``: the stream's first 16 draws x 3 seeds of the family, as a sealed cell plays them, the four baselines at
 the knobs K15's cell chose on the tuning stream (docs/sealed/general/k15/regression_<rule>_<multiple>.json); for each
@@ -47,6 +49,7 @@ REPS = 2000  # the sealed cells' bootstrap replicates
 PLAYED = {**MINIBATCH_BRAKE, "brake_threshold": 0.25, "trunk_adam": True, "init_trunk_adam_lr": 0.03,
           "adam_floor": 0.01, "sum_scaled": True, "balance_min_bounded": True, "anneal": 1.0}  # fmt: skip
 HEADS = (1.0, 1.41, 2.0, 2.83, 4.0)
+WIDE = (*HEADS, 5.66, 8.0)  # the heads' grid widened: +heads's searches kept its edge, 4, in 3 of 6 seeds
 
 
 #: The variants ``train`` takes: whether the trunk reads the moves, the heads' step factors searched with the trunk's
@@ -56,6 +59,7 @@ VARIANTS = {
     "moves": (True, (), "mean"), "clock": (False, (), "mean"),
     "moves+heads": (True, HEADS, "mean"), "clock+heads": (False, HEADS, "mean"),
     "moves+heads+final": (True, HEADS, "final"), "clock+heads+final": (False, HEADS, "final"),
+    "moves+wide": (True, WIDE, "mean"),
 }  # fmt: skip
 
 

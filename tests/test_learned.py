@@ -30,7 +30,7 @@ from agents.learned import (
 )
 from agents.learned.blocks import Blocks
 from agents.learned.family import build_suite, loss_floor, sample_config
-from agents.learned.meta_loss import _STREAM_VALID, _draws
+from agents.learned.meta_loss import _STREAM_SEARCH, _STREAM_VALID, _draws
 from agents.learned.rules import LSTMRule
 from agents.learned.train import MetaTrainConfig, evaluate_rule, meta_train, step_search, trunk_step_search
 from mtg_env import engine
@@ -665,6 +665,7 @@ def test_step_search_keeps_the_trunk_and_head_steps_with_the_lowest_whole_episod
     assert grid.shape == (3, 2) and (searched.trunk_factor, searched.head_factor) == (trunks[i], heads[j])
     assert meta["trunk_search"] == {"factors": list(trunks), "scores": grid[:, j].tolist(), "kept": trunks[i]}
     assert meta["head_search"] == {"factors": list(heads), "scores": grid[i, :].tolist(), "kept": heads[j]}
+    assert (meta["step_search"]["trunk"], meta["step_search"]["head"]) == (list(trunks), list(heads))
     assert grid.min() <= grid[trunks.index(1.0), heads.index(1.0)]
     before, after = plain.rule.state_dict(), searched.rule.state_dict()
     trunk, head = math.log(searched.trunk_factor), math.log(searched.head_factor)
@@ -688,6 +689,34 @@ def test_a_head_search_alone_scores_the_trained_trunk_step(tmp_path: Path) -> No
     assert searched.head_factor == (0.5, 1.0, 2.0)[int(np.argmin(scores))] == meta["head_search"]["kept"]
     shift = searched.rule.state_dict()["log_lr"] - meta_train(base).rule.state_dict()["log_lr"]
     assert float(shift) == pytest.approx(math.log(searched.head_factor), abs=1e-6)  # float32 parameters
+
+
+def test_the_search_metric_scores_the_final_gap_or_the_meta_loss() -> None:
+    """``search_metric = "final"``: each pair is scored by the log gap at the episode's end (``evaluate_rule``'s
+    ``final``), not by the meta-loss over the episode; the kept pair's score is the scaled rule's own."""
+    config = tiny(suite="regression", dtype="float32", trunk_search=(1.0, 2.0), head_search=(1.0, 3.0))
+    grids = {}
+    for metric in ("mean", "final"):
+        rule = perturbed_rule("learned_mlp", seed=6)
+        _, _, search = step_search(rule, replace(config, search_metric=metric))
+        grids[metric] = np.array(search["step_search"]["scores"])
+        draws = _draws(config, 0, _STREAM_SEARCH, config.val_configs, config.games)
+        kept = evaluate_rule(rule, config, draws, max(config.horizons), final=metric == "final")
+        assert kept == pytest.approx(grids[metric].min(), rel=1e-6)
+    assert not np.allclose(grids["mean"], grids["final"])
+
+
+def test_step_rule_scale_head_step_moves_the_head_log_step_alone() -> None:
+    """``StepRule.scale_head_step(f)``: every task's head log step rises by log f (inside the clamp), the trunk's
+    stays."""
+    rule = perturbed_rule("learned_step", seed=7)
+    features = torch.rand(3, 2, 8, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        before = rule(features, (-12.0, 2.0))
+        rule.scale_head_step(2.0)
+        after = rule(features, (-12.0, 2.0))
+    torch.testing.assert_close(after[..., 0] - before[..., 0], torch.full_like(before[..., 0], math.log(2.0)))
+    assert torch.equal(after[..., 1], before[..., 1])
 
 
 def test_the_step_searches_refuse_what_they_cannot_search() -> None:

@@ -93,13 +93,14 @@ class MetaTrainConfig:
     """Held-out seeds per validation draw."""
     trunk_search: tuple[float, ...] = ()
     """Factors of the trunk step to try after training (``learned_mlp``, ``learned_step``; empty: none): the best
-    rule's trunk log step moved by log f for each f, scored by the meta-loss on whole episodes of ``val_configs``
-    training-family draws × ``games`` seeds at the longest horizon; the best is kept in ``best.pt``."""
+    rule's trunk log step moved by log f for each f, scored (:attr:`search_metric`) on whole episodes of
+    ``val_configs`` training-family draws × ``games`` seeds at the longest horizon; the best is kept in ``best.pt``."""
     head_search: tuple[float, ...] = ()
     """Factors of the heads' step to try after training, as :attr:`trunk_search` does the trunk's (``learned_mlp``:
     its Adam step and the Barzilai–Borwein step's start, ``learned_step``: the head step; empty: none). The same
-    short-horizon bias keeps them small: on regression the heads' tuned baselines step 3–4× the trained rule's
-    (docs/results/learned.md). With both, every (trunk, head) pair is scored on the same episodes, a grid."""
+    short-horizon bias keeps them small: on the regression recipe with a cosine decay, the tuned gradient, heavy-ball
+    and Adam baselines of ``sum`` 1× step the heads 3–4× as far as the trained rule (docs/results/learned.md). With
+    both, every (trunk, head) pair is scored on the same episodes, a grid."""
     search_metric: str = "mean"
     """What :attr:`trunk_search` and :attr:`head_search` score, as :attr:`val_metric` reads it: ``"mean"``, the
     meta-loss over the episode (as every search before this field); ``"final"``, the log gap at its end."""

@@ -34,7 +34,16 @@ from agents.learned.balance import balance_heavy_ball, common_scale, unit_rms
 from agents.learned.blocks import Blocks
 from agents.learned.guard import apply_guard, guard_state
 from agents.learned.lstm_rule import LSTMRule
-from agents.learned.rule_base import MOVE, PROGRESS, RULE_FEATURES, TIME_SCALES, RuleState, seeded_init, zero_init
+from agents.learned.rule_base import (  # noqa: F401 - STEP_FEATURES: re-exported, as rules.py defined it before
+    MOVE,
+    PROGRESS,
+    RULE_FEATURES,
+    STEP_FEATURES,
+    TIME_SCALES,
+    RuleState,
+    seeded_init,
+    zero_init,
+)
 from agents.learned.rule_configs import LSTMRuleConfig, MLPRuleConfig, StepRuleConfig
 from agents.learned.step_rule import StepRule
 

@@ -21,10 +21,11 @@ and L* :func:`~agents.learned.family.loss_floor`.
   accumulated (Vicol et al. 2021), so the estimate is unbiased for the whole episode.
 
 TBPTT's truncated meta-gradient favours small steps (the short-horizon bias of Wu et al. 2018): on regression the
-trained trunk step was a quarter of what the whole-episode meta-loss prefers, and the heads' a third to a quarter of
-the tuned baselines'. ``trunk_search`` and ``head_search`` correct it after training: the best rule's trunk log step
-(the same for every player) and its heads' log steps, moved by each pair of the given factors, are scored on whole
-episodes of training-family draws (a stream of its own) and the best pair kept.
+trained trunk step was a quarter of what the whole-episode meta-loss prefers, and with a cosine decay the heads' steps
+a third to a quarter of the tuned baselines' at ``sum`` 1×. ``trunk_search`` and ``head_search`` correct it after
+training: the best rule's trunk log step (the same for every player) and its heads' log steps, moved by each pair of
+the given factors, are scored on whole episodes of training-family draws (a stream of its own, by ``search_metric``)
+and the best pair kept.
 
 Every random choice is a function of (``seed``, iteration): a run resumed from ``last.pt`` (written after
 every iteration with the meta-optimizer's state) continues exactly as the uninterrupted run. Meta-validation
@@ -220,9 +221,9 @@ def meta_train(
 
 
 def trunk_step_search(rule: Rule, config: MetaTrainConfig) -> tuple[float, list[float]]:
-    """Score ``rule`` with its trunk step times each factor of ``config.trunk_search`` (the meta-loss on whole
-    episodes of the search stream's draws, the longest horizon); load the best into ``rule``. Returns the best
-    factor and every factor's score."""
+    """Score ``rule`` with its trunk step times each factor of ``config.trunk_search`` (by ``config.search_metric``
+    on whole episodes of the search stream's draws, the longest horizon); load the best into ``rule``. Returns the
+    best factor and every factor's score (:func:`step_search` without the heads)."""
     if not config.trunk_search:
         raise ValueError("trunk_step_search scores the factors of config.trunk_search: give it some, e.g. (0.5, 1, 2)")
     factor, _, search = step_search(rule, replace(config, head_search=()))

@@ -727,7 +727,7 @@ def test_the_step_searches_refuse_what_they_cannot_search() -> None:
         step_search(new_rule("learned_lstm"), tiny(agent="learned_lstm"))
 
 
-def test_scale_head_step_scales_the_first_head_update_and_leaves_the_trunk(tmp_path: Path) -> None:
+def test_scale_head_step_scales_the_first_head_update_and_leaves_the_trunk() -> None:
     """The heads' first update is the Adam step's and the Barzilai–Borwein start's mix (no curvature estimate yet):
     ``scale_head_step(f)`` multiplies it by f, and the trunk's proposals are the same."""
     rule = perturbed_rule("learned_mlp", seed=5)

@@ -205,7 +205,8 @@ def meta_train(
     assert not isinstance(best_rule, PortfolioRule)
     best_rule.to(torch_device)
     best_rule.load_state_dict(best_state)
-    factor, head_factor, search = 1.0, 1.0, dict[str, Any]()
+    factor, head_factor = 1.0, 1.0
+    search: dict[str, Any] = {}
     if (config.trunk_search or config.head_search) and completed:
         factor, head_factor, search = step_search(best_rule, config)
         best_val = evaluate_rule(best_rule, config, val_draws, val_horizon, final=config.val_metric == "final")

@@ -172,13 +172,9 @@ def _meta_train(args: argparse.Namespace) -> int:
         raise CLIError("meta-train needs --agent (learned_mlp, learned_lstm or learned_step), or --sweep FILE")
     try:
         horizons = _number_list("--horizons", args.horizons, int, "episode lengths such as 20,50,100")
-        trunk_search = (
-            _number_list("--trunk-search", args.trunk_search, float, "factors such as 0.5,1,2")
-            if (args.trunk_search)
-            else ()
-        )
-        head_search = (
-            _number_list("--head-search", args.head_search, float, "factors such as 1,2,4") if args.head_search else ()
+        trunk_search, head_search = (
+            _number_list(flag, text, float, "factors such as 0.5,1,2") if text else ()
+            for flag, text in (("--trunk-search", args.trunk_search), ("--head-search", args.head_search))
         )
         suites = tuple(part.strip() for part in args.suite.split(","))
         config = MetaTrainConfig(

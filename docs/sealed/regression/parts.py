@@ -1,0 +1,165 @@
+"""Which half of a learned regression rule loses, and to what: its heads' updates and its trunk proposals played apart,
+each beside the tuned baselines' (nineteenth session).
+
+    python docs/sealed/regression/parts.py parts STREAM CONSENSUS MULTIPLE FILE   # -> moves/parts_STREAM_RULE_MULT.txt
+    python docs/sealed/regression/parts.py scale STREAM CONSENSUS MULTIPLE FILE   # -> moves/scale_STREAM_RULE_MULT.txt
+
+``parts``: the stream's first 16 draws x 3 seeds of the regression family, as a sealed cell plays them (never the test
+stream), the four baselines at the knobs K15's cell chose on the tuning stream
+(docs/sealed/general/k15/regression_<rule>_<multiple>.json). In every game each of the 25 pairs (H, T) of {the learned
+rule FILE, gradient, momentum, adam, rmsprop} plays: every player's head update is H's, its trunk proposal T's (each
+of the five is stepped on the game's own gradients every step, its state kept whether or not its half is played: a
+learned rule's heads' Barzilai–Borwein secant reads its own head updates, which are the ones played where H is the
+learned rule). (X, X) is baseline X as the cell plays it, and (learned, learned) the learned rule. Also: the learned
+rule with its heads set, at the end, to the average of its last p of head iterates (p = 10, 25, 50 % of the horizon;
+Polyak–Ruppert tail averaging, which no rule state needs: a player knows its own head's path). ``scale``: the learned
+rule with its trunk step times a and its heads' steps times b (``scale_trunk_step``, ``scale_head_step``), a and b in
+{1/4, 1/2, 1, 2, 4}. Both score every entrant on the linear-trunk and on the MLP-trunk games apart, as ``moves.py``
+does (the mean-gap and the median-gap ratio to the best tuned baseline of those games, paired bootstrap 95 % CIs, and
+the geometric mean of the per-game ratios to the best by median), with L* lowered to any loss an entrant reached. The
+outputs are beside this script (``moves/``)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.learned import EngineDriver
+from agents.learned.checkpoint import load_rule
+from agents.learned.family import best_loss_floor, draw_games
+from mtg_env import engine
+from mtg_env.bench.sealed import _gaps, _mean, _median, paired_ratio_ci
+from mtg_env.bench.sealed_search import SearchPlayers, _game, _train_totals, play_rule
+
+HERE = Path(__file__).parent
+REPS = 2000  # the sealed cells' bootstrap replicates
+TAILS = (0.1, 0.25, 0.5)
+FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
+LEARNED = "learned"
+
+
+def _cell(consensus: str, multiple: int) -> tuple[int, dict[str, Any]]:
+    cell = json.loads((HERE.parent / f"general/k15/regression_{consensus}_{multiple}.json").read_text())
+    return int(cell["horizon"]), {b: v["knobs"] for b, v in cell["tuned"].items()}
+
+
+def _play_parts(
+    rule: Any, options: dict[str, Any], horizon: int, seeds: list[int], consensus: str, knobs: dict[str, Any]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(L_0, L_T) of every (heads, trunk) pair and of the learned rule with tail-averaged heads, on games ``seeds``."""
+    sources = [LEARNED, *knobs]
+    game = _game("regression", options, horizon, consensus=consensus)
+    out_all: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for heads_from in sources:
+        for trunk_from in sources:
+            driver = EngineDriver(rule, game, log_step_range=(-12.0, 2.0))  # as play_rule plays a learned rule
+            players = {b: SearchPlayers(game, [knobs[b]] * len(seeds)) for b in knobs}
+            # the sum and count of the last p of the horizon's head iterates, for the learned rule's own play
+            tails: dict[float, list[Any]] = (
+                {p: [torch.zeros(()), 0] for p in TAILS} if heads_from == trunk_from == LEARNED else {}
+            )
+            with torch.no_grad():
+                state, out = engine.reset(game, seeds)
+                start = _train_totals(game, state.heads, state.trunk)
+                memory = driver.start(out)
+                alive = torch.ones(len(seeds), dtype=torch.bool)
+                for t in range(horizon):
+                    acts = {b: p.act(state.head_grads, state.jacobian) for b, p in players.items()}
+                    acts[LEARNED], memory = driver.act(state, out, memory)  # type: ignore[assignment]
+                    heads = torch.where(alive[:, None], acts[heads_from][0], 0.0)
+                    props = torch.where(alive[:, None, None], acts[trunk_from][1], 0.0)
+                    state, out = engine.step(game, state, (heads, props))
+                    alive &= ~out.diverged
+                    for p, tail in tails.items():
+                        if t + 1 > (1.0 - p) * horizon:
+                            tail[0], tail[1] = tail[0] + state.heads, tail[1] + 1
+                final = torch.where(alive, _train_totals(game, state.heads, state.trunk), torch.inf)
+                out_all[f"{heads_from}/{trunk_from}"] = (start.numpy(), final.numpy())
+                for p, (total, count) in tails.items():
+                    averaged = _train_totals(game, total / count, state.trunk)
+                    out_all[f"{LEARNED}, heads averaged over the last {p:.0%}"] = (
+                        start.numpy(), torch.where(alive, averaged, torch.inf).numpy()
+                    )  # fmt: skip
+    return out_all
+
+
+def _play_scaled(
+    rule: Any, options: dict[str, Any], horizon: int, seeds: list[int], consensus: str, knobs: dict[str, Any]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(L_0, L_T) of the four tuned baselines (as pairs X/X) and of the learned rule at every step scaling."""
+    game = _game("regression", options, horizon, consensus=consensus)
+    out_all = {}
+    for b in knobs:
+        players = SearchPlayers(game, [knobs[b]] * len(seeds))
+        with torch.no_grad():
+            state, out = engine.reset(game, seeds)
+            start = _train_totals(game, state.heads, state.trunk)
+            alive = torch.ones(len(seeds), dtype=torch.bool)
+            for _ in range(horizon):
+                state, out = engine.step(game, state, players.act(state.head_grads, state.jacobian))
+                alive &= ~out.diverged
+            final = torch.where(alive, _train_totals(game, state.heads, state.trunk), torch.inf)
+        out_all[f"{b}/{b}"] = (start.numpy(), final.numpy())
+    for a in FACTORS:
+        for h in FACTORS:
+            scaled = copy.deepcopy(rule)
+            scaled.scale_trunk_step(a)
+            scaled.scale_head_step(h)
+            s0, s1 = play_rule(scaled, "regression", options, horizon, seeds, consensus=consensus)
+            out_all[f"trunk x{a:g}, heads x{h:g}"] = (s0.numpy(), s1.numpy())
+    return out_all
+
+
+def run(command: str, stream: str, consensus: str, multiple: int, path: str) -> str:
+    horizon, knobs = _cell(consensus, multiple)
+    rule = load_rule(path)[1]
+    play = _play_parts if command == "parts" else _play_scaled
+    gaps: dict[str, list[np.ndarray]] = {}
+    kinds: list[str] = []
+    for options, seeds in draw_games("regression", stream, 16, 3):
+        seeds = list(seeds)
+        per = play(rule, options, horizon, seeds, consensus, knobs)
+        drawn = {k: v for k, v in options.items() if k != "batch_size"}  # L* is the drawn game's, whatever the batch
+        floor = best_loss_floor("regression", drawn, _game("regression", drawn, horizon).suite)
+        floor = floor.lowered(float(min(np.min(v[1]) for v in per.values())))
+        for k, (s0, s1) in per.items():
+            gaps.setdefault(k, []).append(_gaps(torch.as_tensor(s0), torch.as_tensor(s1), floor.value, "float32"))
+        kinds += [options["trunk"]] * len(seeds)
+    arrays = {k: np.concatenate(v) for k, v in gaps.items()}
+    kind = np.array(kinds)
+    baselines = [f"{b}/{b}" for b in knobs]
+    lines = [f"regression, `{consensus}`, {multiple}x ({horizon} steps), {stream} stream, 16 draws x 3 seeds; {path}",
+             "", "| games | entrant (heads / trunk) | mean ratio [95 % CI] | median ratio [95 % CI] | geometric mean |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for games in ("linear", "mlp"):
+        a = {k: v[kind == games] for k, v in arrays.items()}
+        best_mean = min(baselines, key=lambda k: float(_mean(a[k])))
+        best_median = min(baselines, key=lambda k: float(_median(a[k])))
+        lines.append(f"| {games} ({int(np.sum(kind == games))}) | best tuned: {best_mean} by mean, {best_median} by "
+                     "median | | | |")  # fmt: skip
+        for k in arrays:
+            m = paired_ratio_ci(a[k], a[best_mean], _mean, REPS)
+            md = paired_ratio_ci(a[k], a[best_median], _median, REPS)
+            both = np.isfinite(a[k]) & np.isfinite(a[best_median])
+            geo = float(
+                np.exp(np.mean(np.log(np.maximum(a[k][both], 1e-12) / np.maximum(a[best_median][both], 1e-12))))
+            )
+            lines.append(f"| {games} | {k} | {m[0]:.3f} [{m[1]:.3f}, {m[2]:.3f}] | {md[0]:.3f} [{md[1]:.3f}, "
+                         f"{md[2]:.3f}] | {geo:.3f} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    args = sys.argv[1:]
+    if len(args) != 5 or args[0] not in ("parts", "scale"):
+        raise SystemExit(__doc__)
+    text = run(args[0], args[1], args[2], int(args[3]), args[4])
+    (HERE / "moves" / f"{args[0]}_{args[1]}_{args[2]}_{args[3]}.txt").write_text(text)
+    print(text)

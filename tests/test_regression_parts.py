@@ -1,0 +1,61 @@
+"""docs/sealed/regression/parts.py, the diagnostic that plays a learned rule's heads and trunk apart: what its tables
+rest on. A pair (X, X) is baseline X as a sealed cell plays it, (learned, learned) the learned rule as a cell plays it,
+and a pair mixes the halves it names."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agents.learned.checkpoint import load_rule
+from agents.learned.family import draw_games
+from mtg_env.bench.sealed_search import play_candidates, play_rule
+from tests.conftest import ROOT, load_script
+
+RULE = ROOT / "docs/sealed/regression/moves/moves_heads_s3.pt"
+HORIZON = 10  # 10 steps: the last 10 % of the horizon is the final iterate alone
+
+
+@pytest.fixture(scope="module")
+def played() -> tuple[object, dict, dict, list[int], dict]:
+    parts = load_script("docs/sealed/regression/parts.py", "regression_parts")
+    rule = load_rule(RULE)[1]
+    options, seeds = draw_games("regression", "tuning", 1, 2)[0]
+    _, knobs = parts._cell("sum", 1)
+    return parts, knobs, options, list(seeds), parts._play_parts(rule, options, HORIZON, list(seeds), "sum", knobs)
+
+
+def test_a_baseline_paired_with_itself_is_the_cells_baseline(played: tuple) -> None:
+    parts, knobs, options, seeds, out = played
+    game = parts._game("regression", options, HORIZON, consensus="sum")
+    for name, knob in knobs.items():
+        start, final = play_candidates(game, [knob] * len(seeds), seeds)
+        np.testing.assert_array_equal(out[f"{name}/{name}"][0], start.numpy())
+        np.testing.assert_array_equal(out[f"{name}/{name}"][1], final.numpy(), err_msg=name)
+
+
+def test_the_learned_rule_paired_with_itself_is_play_rule(played: tuple) -> None:
+    _, _, options, seeds, out = played
+    start, final = play_rule(load_rule(RULE)[1], "regression", options, HORIZON, seeds)
+    np.testing.assert_array_equal(out["learned/learned"][0], start.numpy())
+    np.testing.assert_array_equal(out["learned/learned"][1], final.numpy())
+    # the last 10 % of 10 steps is the final iterate: averaging it changes nothing
+    np.testing.assert_array_equal(out["learned, heads averaged over the last 10%"][1], final.numpy())
+    assert not np.array_equal(out["learned, heads averaged over the last 50%"][1], final.numpy())
+
+
+def test_a_mixed_pair_plays_the_heads_of_the_first_and_the_trunk_of_the_second(played: tuple) -> None:
+    """With a baseline that moves only the heads (trunk ratio 0) and one that moves nothing (step 0): the pair (heads
+    mover, still) moves the heads alone, the pair (still, heads mover) nothing; swapped halves would show."""
+    parts, knobs, options, seeds, _ = played
+    gradient = knobs["gradient"]
+    pair = {"mover": {**gradient, "trunk_ratio": 0.0}, "still": {**gradient, "lr": 0.0}}
+    out = parts._play_parts(load_rule(RULE)[1], options, HORIZON, seeds, "sum", pair)
+    assert len(out) == (len(pair) + 1) ** 2 + 3  # every pair, and the learned rule's three tail averages
+    np.testing.assert_array_equal(out["mover/still"][1], out["mover/mover"][1])
+    assert np.all(out["mover/mover"][1] < out["mover/mover"][0])  # the heads alone lower the loss
+    np.testing.assert_array_equal(out["still/mover"][1], out["still/mover"][0])  # nothing moved
+    np.testing.assert_array_equal(out["still/still"][1], out["still/still"][0])
+    # the learned rule's trunk with still heads is neither the learned rule nor the still game
+    assert not np.array_equal(out["still/learned"][1], out["learned/learned"][1])
+    assert not np.array_equal(out["still/learned"][1], out["still/still"][1])

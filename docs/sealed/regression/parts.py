@@ -1,8 +1,8 @@
 """Which half of a learned regression rule loses, and to what: its heads' updates and its trunk proposals played apart,
 each beside the tuned baselines' (nineteenth session).
 
-    python docs/sealed/regression/parts.py parts STREAM CONSENSUS MULTIPLE FILE   # -> moves/parts_STREAM_RULE_MULT.txt
-    python docs/sealed/regression/parts.py scale STREAM CONSENSUS MULTIPLE FILE   # -> moves/scale_STREAM_RULE_MULT.txt
+    python docs/sealed/regression/parts.py parts STREAM CONSENSUS MULTIPLE FILE [FAMILY]  # -> moves/parts_....txt
+    python docs/sealed/regression/parts.py scale STREAM CONSENSUS MULTIPLE FILE [FAMILY]  # -> moves/scale_....txt
 
 ``parts``: the stream's first 16 draws x 3 seeds of the regression family, as a sealed cell plays them (never the test
 stream), the four baselines at the knobs K15's cell chose on the tuning stream
@@ -14,10 +14,11 @@ learned rule). (X, X) is baseline X as the cell plays it, and (learned, learned)
 rule with its heads set, at the end, to the average of its last p of head iterates (p = 10, 25, 50 % of the horizon;
 Polyak–Ruppert tail averaging, which no rule state needs: a player knows its own head's path). ``scale``: the learned
 rule with its trunk step times a and its heads' steps times b (``scale_trunk_step``, ``scale_head_step``), a and b in
-{1/4, 1/2, 1, 2, 4}. Both score every entrant on the linear-trunk and on the MLP-trunk games apart, as ``moves.py``
-does (the mean-gap and the median-gap ratio to the best tuned baseline of those games, paired bootstrap 95 % CIs, and
-the geometric mean of the per-game ratios to the best by median), with L* lowered to any loss an entrant reached. The
-outputs are beside this script (``moves/``)."""
+{1/4, 1/2, 1, 2, 4}. FAMILY (default ``regression``) names the family and its K15 cell; regression's games are scored
+by trunk kind, another family's (``quadratic``: outputs ``moves/parts_quadratic_...``) as one group. Every entrant is
+scored on each group apart, as ``moves.py`` does (the mean-gap and the median-gap ratio to the best tuned baseline of
+those games, paired bootstrap 95 % CIs, and the geometric mean of the per-game ratios to the best by median), with L*
+lowered to any loss an entrant reached. The outputs are beside this script (``moves/``)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ from agents.learned.checkpoint import load_rule
 from agents.learned.family import best_loss_floor, draw_games
 from mtg_env import engine
 from mtg_env.bench.sealed import _gaps, _mean, _median, paired_ratio_ci
-from mtg_env.bench.sealed_search import SearchPlayers, _game, _train_totals, play_rule
+from mtg_env.bench.sealed_search import SearchPlayers, _dtype, _game, _train_totals, play_rule
 
 HERE = Path(__file__).parent
 REPS = 2000  # the sealed cells' bootstrap replicates
@@ -44,17 +45,18 @@ FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
 LEARNED = "learned"
 
 
-def _cell(consensus: str, multiple: int) -> tuple[int, dict[str, Any]]:
-    cell = json.loads((HERE.parent / f"general/k15/regression_{consensus}_{multiple}.json").read_text())
+def _cell(consensus: str, multiple: int, family: str = "regression") -> tuple[int, dict[str, Any]]:
+    cell = json.loads((HERE.parent / f"general/k15/{family}_{consensus}_{multiple}.json").read_text())
     return int(cell["horizon"]), {b: v["knobs"] for b, v in cell["tuned"].items()}
 
 
 def _play_parts(
-    rule: Any, options: dict[str, Any], horizon: int, seeds: list[int], consensus: str, knobs: dict[str, Any]
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    rule: Any, options: dict[str, Any], horizon: int, seeds: list[int], consensus: str, knobs: dict[str, Any],
+    family: str = "regression",
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:  # fmt: skip
     """(L_0, L_T) of every (heads, trunk) pair and of the learned rule with tail-averaged heads, on games ``seeds``."""
     sources = [LEARNED, *knobs]
-    game = _game("regression", options, horizon, consensus=consensus)
+    game = _game(family, options, horizon, consensus=consensus)
     out_all: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for heads_from in sources:
         for trunk_from in sources:
@@ -90,10 +92,11 @@ def _play_parts(
 
 
 def _play_scaled(
-    rule: Any, options: dict[str, Any], horizon: int, seeds: list[int], consensus: str, knobs: dict[str, Any]
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    rule: Any, options: dict[str, Any], horizon: int, seeds: list[int], consensus: str, knobs: dict[str, Any],
+    family: str = "regression",
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:  # fmt: skip
     """(L_0, L_T) of the four tuned baselines (as pairs X/X) and of the learned rule at every step scaling."""
-    game = _game("regression", options, horizon, consensus=consensus)
+    game = _game(family, options, horizon, consensus=consensus)
     out_all = {}
     for b in knobs:
         players = SearchPlayers(game, [knobs[b]] * len(seeds))
@@ -111,33 +114,33 @@ def _play_scaled(
             scaled = copy.deepcopy(rule)
             scaled.scale_trunk_step(a)
             scaled.scale_head_step(h)
-            s0, s1 = play_rule(scaled, "regression", options, horizon, seeds, consensus=consensus)
+            s0, s1 = play_rule(scaled, family, options, horizon, seeds, consensus=consensus)
             out_all[f"trunk x{a:g}, heads x{h:g}"] = (s0.numpy(), s1.numpy())
     return out_all
 
 
-def run(command: str, stream: str, consensus: str, multiple: int, path: str) -> str:
-    horizon, knobs = _cell(consensus, multiple)
+def run(command: str, stream: str, consensus: str, multiple: int, path: str, family: str = "regression") -> str:
+    horizon, knobs = _cell(consensus, multiple, family)
     rule = load_rule(path)[1]
     play = _play_parts if command == "parts" else _play_scaled
     gaps: dict[str, list[np.ndarray]] = {}
     kinds: list[str] = []
-    for options, seeds in draw_games("regression", stream, 16, 3):
+    for options, seeds in draw_games(family, stream, 16, 3):
         seeds = list(seeds)
-        per = play(rule, options, horizon, seeds, consensus, knobs)
+        per = play(rule, options, horizon, seeds, consensus, knobs, family)
         drawn = {k: v for k, v in options.items() if k != "batch_size"}  # L* is the drawn game's, whatever the batch
-        floor = best_loss_floor("regression", drawn, _game("regression", drawn, horizon).suite)
+        floor = best_loss_floor(family, drawn, _game(family, drawn, horizon).suite)
         floor = floor.lowered(float(min(np.min(v[1]) for v in per.values())))
         for k, (s0, s1) in per.items():
-            gaps.setdefault(k, []).append(_gaps(torch.as_tensor(s0), torch.as_tensor(s1), floor.value, "float32"))
-        kinds += [options["trunk"]] * len(seeds)
+            gaps.setdefault(k, []).append(_gaps(torch.as_tensor(s0), torch.as_tensor(s1), floor.value, _dtype(family)))
+        kinds += [options.get("trunk", "all")] * len(seeds)  # regression's trunk kind; other families: one group
     arrays = {k: np.concatenate(v) for k, v in gaps.items()}
     kind = np.array(kinds)
     baselines = [f"{b}/{b}" for b in knobs]
-    lines = [f"regression, `{consensus}`, {multiple}x ({horizon} steps), {stream} stream, 16 draws x 3 seeds; {path}",
+    lines = [f"{family}, `{consensus}`, {multiple}x ({horizon} steps), {stream} stream, 16 draws x 3 seeds; {path}",
              "", "| games | entrant (heads / trunk) | mean ratio [95 % CI] | median ratio [95 % CI] | geometric mean |",
              "|---|---|---|---|---|"]  # fmt: skip
-    for games in ("linear", "mlp"):
+    for games in dict.fromkeys(kinds):
         a = {k: v[kind == games] for k, v in arrays.items()}
         best_mean = min(baselines, key=lambda k: float(_mean(a[k])))
         best_median = min(baselines, key=lambda k: float(_median(a[k])))
@@ -158,8 +161,10 @@ def run(command: str, stream: str, consensus: str, multiple: int, path: str) -> 
 if __name__ == "__main__":
     torch.set_num_threads(1)
     args = sys.argv[1:]
-    if len(args) != 5 or args[0] not in ("parts", "scale"):
+    if len(args) not in (5, 6) or args[0] not in ("parts", "scale"):
         raise SystemExit(__doc__)
-    text = run(args[0], args[1], args[2], int(args[3]), args[4])
-    (HERE / "moves" / f"{args[0]}_{args[1]}_{args[2]}_{args[3]}.txt").write_text(text)
+    family = args[5] if len(args) == 6 else "regression"
+    text = run(args[0], args[1], args[2], int(args[3]), args[4], family)
+    prefix = "" if family == "regression" else f"{family}_"
+    (HERE / "moves" / f"{args[0]}_{prefix}{args[1]}_{args[2]}_{args[3]}.txt").write_text(text)
     print(text)

@@ -4,8 +4,14 @@ and a pair mixes the halves it names."""
 
 from __future__ import annotations
 
+import math
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
 
 from agents.learned.checkpoint import load_rule
 from agents.learned.family import draw_games
@@ -59,3 +65,37 @@ def test_a_mixed_pair_plays_the_heads_of_the_first_and_the_trunk_of_the_second(p
     # the learned rule's trunk with still heads is neither the learned rule nor the still game
     assert not np.array_equal(out["still/learned"][1], out["learned/learned"][1])
     assert not np.array_equal(out["still/learned"][1], out["still/still"][1])
+
+
+def _scale_output(path: Path, values: dict[str, float]) -> None:
+    """A ``scale`` output with one group: each scaling's mean ratio, median ratio and geometric mean all ``value``."""
+    rows = [f"| linear | {k} | {v:.3f} [0.1, 9.0] | {v:.3f} [0.1, 9.0] | {v:.3f} |" for k, v in values.items()]
+    path.write_text("\n".join(["| games | entrant | mean | median | geo |", "|---|---|---|---|---|", *rows]) + "\n")
+
+
+def test_transfer_ranks_the_scalings_on_both_streams(tmp_path: Path) -> None:
+    parts = load_script("docs/sealed/regression/parts.py", "regression_parts_transfer")
+    names = ["trunk x1, heads x1", "trunk x2, heads x1", "trunk x0.5, heads x1", "trunk x1, heads x2"]
+    _scale_output(tmp_path / "t.txt", dict(zip(names, [0.9, 0.8, 1.2, 1.0], strict=True)))
+    _scale_output(tmp_path / "same.txt", dict(zip(names, [0.7, 0.5, 1.5, 0.9], strict=True)))  # the same order
+    _scale_output(tmp_path / "rev.txt", dict(zip(names, [1.0, 1.1, 0.6, 0.8], strict=True)))  # reversed
+    same = parts.transfer(str(tmp_path / "t.txt"), str(tmp_path / "same.txt")).splitlines()
+    # rho 1; the tuning stream's pick (x2, 0.8) is validation's best (0.5); the file (x1, x1) at 0.7
+    expected = "| linear | mean ratio | 1.00 (4) | trunk x2, heads x1 | 0.500 | trunk x2, heads x1: 0.500 | 0.700 |"
+    assert same[4] == expected
+    reverse = parts.transfer(str(tmp_path / "t.txt"), str(tmp_path / "rev.txt")).splitlines()
+    assert reverse[6].startswith("| linear | geometric mean | -1.00 (4) | trunk x2, heads x1 | 1.100 | trunk x0.5")
+
+
+def test_scaled_writes_the_file_with_its_steps_scaled(tmp_path: Path) -> None:
+    out = tmp_path / "scaled.pt"
+    subprocess.run(
+        [sys.executable, str(ROOT / "docs/sealed/regression/parts.py"), "scaled", str(RULE), "0.5", "0.25", str(out)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    before, after = load_rule(RULE)[1], load_rule(out)[1]
+    torch.testing.assert_close(after.trunk_log_lr, before.trunk_log_lr + math.log(0.5), rtol=0, atol=1e-6)
+    torch.testing.assert_close(after.log_lr, before.log_lr + math.log(0.25), rtol=0, atol=1e-6)
+    torch.testing.assert_close(after.log_eta0, before.log_eta0 + math.log(0.25), rtol=0, atol=1e-6)
+    torch.testing.assert_close(after.net[0].weight, before.net[0].weight, rtol=0, atol=0)
+    assert load_rule(out)[2]["scaled"] == {"from": str(RULE), "trunk": 0.5, "heads": 0.25}

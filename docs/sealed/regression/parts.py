@@ -18,7 +18,17 @@ rule with its trunk step times a and its heads' steps times b (``scale_trunk_ste
 by trunk kind, another family's (``quadratic``: outputs ``moves/parts_quadratic_...``) as one group. Every entrant is
 scored on each group apart, as ``moves.py`` does (the mean-gap and the median-gap ratio to the best tuned baseline of
 those games, paired bootstrap 95 % CIs, and the geometric mean of the per-game ratios to the best by median), with L*
-lowered to any loss an entrant reached. The outputs are beside this script (``moves/``)."""
+lowered to any loss an entrant reached. The outputs are beside this script (``moves/``).
+
+    python docs/sealed/regression/parts.py transfer TUNING_SCALE_OUTPUT VALIDATION_SCALE_OUTPUT
+
+``transfer``: whether the order of the 25 scalings on the tuning stream holds on the validation stream (per group and
+statistic, the Spearman rank correlation and the tuning stream's pick scored on validation).
+
+    python docs/sealed/regression/parts.py scaled FILE TRUNK HEADS OUT   # FILE with its steps scaled, written to OUT
+
+(``moves/moves_heads_s3_linear.pt``: ``scaled moves/moves_heads_s3.pt 0.5 0.25``, the linear-trunk games' scaling by
+the median on the tuning stream.)"""
 
 from __future__ import annotations
 
@@ -32,8 +42,9 @@ import numpy as np
 import torch
 
 from agents.learned import EngineDriver
-from agents.learned.checkpoint import load_rule
+from agents.learned.checkpoint import load_rule, save_rule
 from agents.learned.family import best_loss_floor, draw_games
+from agents.learned.rules import MLPRule
 from mtg_env import engine
 from mtg_env.bench.sealed import _gaps, _mean, _median, paired_ratio_ci
 from mtg_env.bench.sealed_search import SearchPlayers, _dtype, _game, _train_totals, play_rule
@@ -158,9 +169,53 @@ def run(command: str, stream: str, consensus: str, multiple: int, path: str, fam
     return "\n".join(lines) + "\n"
 
 
+def _scale_rows(path: str) -> dict[tuple[str, str], tuple[float, float, float]]:
+    """An output of ``scale``: (group, entrant) -> (mean ratio, median ratio, geometric mean) of its scaled rules."""
+    rows = {}
+    for line in Path(path).read_text().splitlines():
+        cells = [c.strip() for c in line.split("|")[1:-1]]
+        if len(cells) == 5 and cells[1].startswith("trunk x"):
+            rows[(cells[0], cells[1])] = (float(cells[2].split()[0]), float(cells[3].split()[0]), float(cells[4]))
+    return rows
+
+
+def transfer(tuning: str, validation: str) -> str:
+    """Whether the scalings' order on the tuning stream holds on the validation stream: per group and statistic, the
+    Spearman rank correlation (ranks by order, ties not averaged) over the scalings finite on both, and the tuning
+    stream's best scaling on validation."""
+    t, v = _scale_rows(tuning), _scale_rows(validation)
+    header = "| games | statistic | Spearman ρ (scalings) | picked on tuning | on validation | best there | x1, x1 |"
+    lines = [f"{tuning} -> {validation}", "", header, "|---|---|---|---|---|---|---|"]
+    for group in dict.fromkeys(g for g, _ in t):
+        keys = [k for k in t if k[0] == group and k in v]
+        for i, statistic in enumerate(("mean ratio", "median ratio", "geometric mean")):
+            a, b = np.array([t[k][i] for k in keys]), np.array([v[k][i] for k in keys])
+            both = np.isfinite(a) & np.isfinite(b)
+            rank_a, rank_b = (np.argsort(np.argsort(x[both])).astype(float) for x in (a, b))
+            rho = float(np.corrcoef(rank_a, rank_b)[0, 1])
+            picked = keys[int(np.argmin(np.where(np.isfinite(a), a, np.inf)))]
+            best = keys[int(np.argmin(np.where(np.isfinite(b), b, np.inf)))]
+            file = v[(group, "trunk x1, heads x1")][i]
+            lines.append(f"| {group} | {statistic} | {rho:.2f} ({int(both.sum())}) | {picked[1]} | "
+                         f"{v[picked][i]:.3f} | {best[1]}: {v[best][i]:.3f} | {file:.3f} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     args = sys.argv[1:]
+    if len(args) == 3 and args[0] == "transfer":
+        print(transfer(args[1], args[2]))
+        raise SystemExit(0)
+    if len(args) == 5 and args[0] == "scaled":
+        name, scaled, meta = load_rule(args[1])
+        if not isinstance(scaled, MLPRule):
+            raise SystemExit(f"scaled takes a learned_mlp file, got {name!r} in {args[1]}")
+        scaled.scale_trunk_step(float(args[2]))
+        scaled.scale_head_step(float(args[3]))
+        meta = {**meta, "scaled": {"from": args[1], "trunk": float(args[2]), "heads": float(args[3])}}
+        print(save_rule(args[4], name, scaled, meta))
+        raise SystemExit(0)
     if len(args) not in (5, 6) or args[0] not in ("parts", "scale"):
         raise SystemExit(__doc__)
     family = args[5] if len(args) == 6 else "regression"

@@ -6,6 +6,8 @@ the validation stream (never the test stream).
                                                                  # -> runs/moves/<VARIANT>_s<SEED>/best.pt
     python docs/sealed/regression/moves.py score STREAM CONSENSUS MULTIPLE NAME=FILE [NAME=FILE ...]
                                                    [NAME=by_kind:LINEAR,MLP]   # entrants LINEAR and MLP by trunk kind
+    python docs/sealed/regression/moves.py scalefree STREAM CONSENSUS MULTIPLE NAME=FILE ...   # the same games, scored
+                                                   # by the per-game ratios' geometric mean (not the bar)
 
 ``train``: 240 TBPTT iterations (one thread, about 3.5 minutes here) on the regression family under ``sum``, ``mean``
 and ``mgda`` in turn, horizons 20 -> 50 -> 100, the meta-loss from the true floor with late weight 1, the best rule
@@ -81,7 +83,11 @@ def train(variant: str, seed: int) -> None:
           f"trunk x{result.trunk_factor}, heads x{result.head_factor}")  # fmt: skip
 
 
-def score(stream: str, consensus: str, multiple: int, files: dict[str, str]) -> str:
+def _cell_gaps(
+    stream: str, consensus: str, multiple: int, files: dict[str, str]
+) -> tuple[dict[str, np.ndarray], np.ndarray, list[str], list[str], int]:
+    """Every entrant's and tuned baseline's gaps on the cell's games: (gaps, each game's trunk kind, the baselines'
+    names, the entrants' names, the horizon)."""
     cell = json.loads((HERE.parent / f"general/k15/regression_{consensus}_{multiple}.json").read_text())
     horizon, tuned = int(cell["horizon"]), cell["tuned"]
     names = list(tuned)
@@ -97,9 +103,8 @@ def score(stream: str, consensus: str, multiple: int, files: dict[str, str]) -> 
         start, final = play_candidates(game, [tuned[b]["knobs"] for b in names for _ in seeds], seeds * len(names))
         per = {b: (start[3 * i : 3 * i + 3].numpy(), final[3 * i : 3 * i + 3].numpy()) for i, b in enumerate(names)}
         for k, rule in rules.items():
-            per[k] = tuple(
-                x.numpy() for x in play_rule(rule, "regression", options, horizon, seeds, consensus=consensus)
-            )
+            first, last = play_rule(rule, "regression", options, horizon, seeds, consensus=consensus)
+            per[k] = (first.numpy(), last.numpy())
         for k, (linear, mlp) in by_kind.items():
             per[k] = per[linear if options["trunk"] == "linear" else mlp]
         drawn = {k: v for k, v in options.items() if k != "batch_size"}  # L* is the drawn game's, whatever the batch
@@ -108,16 +113,32 @@ def score(stream: str, consensus: str, multiple: int, files: dict[str, str]) -> 
         for k, (s0, s1) in per.items():
             gaps[k].append(_gaps(torch.as_tensor(s0), torch.as_tensor(s1), floor.value, "float32"))
         kinds += [options["trunk"]] * len(seeds)
-    arrays = {k: np.concatenate(v) for k, v in gaps.items()}
-    kind = np.array(kinds)
-    lines = [f"regression, `{consensus}`, {multiple}x ({horizon} steps), {stream} stream, 16 draws x 3 seeds", "",
-             "| games | entrant | mean ratio [95 % CI] | median ratio [95 % CI] | geometric mean | div (entrant / "
-             "baseline) | meets the bar |", "|---|---|---|---|---|---|---|"]  # fmt: skip
-    for games, mask in (("all", kind == kind), ("linear", kind == "linear"), ("MLP", kind == "mlp")):
+    return {k: np.concatenate(v) for k, v in gaps.items()}, np.array(kinds), names, [*rules, *by_kind], horizon
+
+
+#: The table ``score`` writes (``ratio_rows``' rows follow it).
+HEADER = ("| games | entrant | mean ratio [95 % CI] | median ratio [95 % CI] | geometric mean | div (entrant / "
+          "baseline) | meets the bar |\n|---|---|---|---|---|---|---|")  # fmt: skip
+
+
+def ratio_rows(
+    arrays: dict[str, np.ndarray], groups: list[tuple[str, np.ndarray]], baselines: list[str], entrants: list[str],
+    name_best: bool = False,
+) -> list[str]:  # fmt: skip
+    """The rows of ``HEADER`` for each group of games (a label and a mask) and entrant: the mean-gap ratio to the
+    baseline with the least mean gap on those games and the median-gap ratio to the one with the least median, each
+    with its paired bootstrap 95 % CI; the geometric mean of the per-game ratios to the best by median over the games
+    where neither diverged; the diverged games of each; whether both CIs end below 1 (the bar). ``name_best``: a row
+    before each group's naming its best baselines."""
+    lines = []
+    for games, mask in groups:
         a = {k: v[mask] for k, v in arrays.items()}
-        best_mean = min(names, key=lambda k: float(_mean(a[k])))
-        best_median = min(names, key=lambda k: float(_median(a[k])))
-        for k in [*rules, *by_kind]:
+        best_mean = min(baselines, key=lambda k: float(_mean(a[k])))
+        best_median = min(baselines, key=lambda k: float(_median(a[k])))
+        if name_best:
+            lines.append(f"| {games} ({int(mask.sum())}) | best tuned: {best_mean} by mean, {best_median} by median "
+                         "| | | | | |")  # fmt: skip
+        for k in entrants:
             m = paired_ratio_ci(a[k], a[best_mean], _mean, REPS)
             md = paired_ratio_ci(a[k], a[best_median], _median, REPS)
             both = np.isfinite(a[k]) & np.isfinite(a[best_median])  # over the games where neither diverged
@@ -128,6 +149,37 @@ def score(stream: str, consensus: str, multiple: int, files: dict[str, str]) -> 
             div = f"{int(np.sum(~np.isfinite(a[k])))} / {int(np.sum(~np.isfinite(a[best_median])))}"
             lines.append(f"| {games} | {k} | {m[0]:.3f} [{m[1]:.3f}, {m[2]:.3f}] | {md[0]:.3f} [{md[1]:.3f}, "
                          f"{md[2]:.3f}] | {geo:.3f} | {div} | {met} |")  # fmt: skip
+    return lines
+
+
+def score(stream: str, consensus: str, multiple: int, files: dict[str, str]) -> str:
+    arrays, kind, names, entrants, horizon = _cell_gaps(stream, consensus, multiple, files)
+    groups = [("all", kind == kind), ("linear", kind == "linear"), ("MLP", kind == "mlp")]
+    title = f"regression, `{consensus}`, {multiple}x ({horizon} steps), {stream} stream, 16 draws x 3 seeds"
+    return "\n".join([title, "", HEADER, *ratio_rows(arrays, groups, names, entrants)]) + "\n"
+
+
+def _geometric_mean(x: np.ndarray) -> np.ndarray:
+    """The geometric mean over the last axis, each gap at least 1e-12 (+inf where a game diverged)."""
+    with np.errstate(divide="ignore"):
+        return np.exp(np.mean(np.log(np.maximum(np.asarray(x, dtype=np.float64), 1e-12)), axis=-1))
+
+
+def scalefree(stream: str, consensus: str, multiple: int, files: dict[str, str]) -> str:
+    """The cell's games scored by a statistic that does not depend on the games' scales: the geometric mean of the
+    per-game gap ratios to the baseline whose gaps' geometric mean is least, with its paired bootstrap 95 % CI, beside
+    the bar's two (mean and median: ``score``). Not the bar; what a scale-free bar would say."""
+    arrays, kind, names, entrants, horizon = _cell_gaps(stream, consensus, multiple, files)
+    lines = [f"regression, `{consensus}`, {multiple}x ({horizon} steps), {stream} stream, 16 draws x 3 seeds", "",
+             "| games | entrant | geometric mean of the per-game ratios [95 % CI] | against | below 1 |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for games, mask in (("all", kind == kind), ("linear", kind == "linear"), ("MLP", kind == "mlp")):
+        a = {k: v[mask] for k, v in arrays.items()}
+        best = min(names, key=lambda k: float(_geometric_mean(a[k])))
+        for k in entrants:
+            g = paired_ratio_ci(a[k], a[best], _geometric_mean, REPS)
+            lines.append(f"| {games} | {k} | {g[0]:.3f} [{g[1]:.3f}, {g[2]:.3f}] | {best} | "
+                         f"{'yes' if g[2] < 1 else 'no'} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -136,7 +188,8 @@ if __name__ == "__main__":
     args = sys.argv[1:]
     if len(args) == 3 and args[0] == "train":
         train(args[1], int(args[2]))
-    elif len(args) >= 5 and args[0] == "score":
-        print(score(args[1], args[2], int(args[3]), dict(a.split("=", 1) for a in args[4:])))
+    elif len(args) >= 5 and args[0] in ("score", "scalefree"):
+        scorer = score if args[0] == "score" else scalefree
+        print(scorer(args[1], args[2], int(args[3]), dict(a.split("=", 1) for a in args[4:])))
     else:
         raise SystemExit(__doc__)

@@ -1,23 +1,24 @@
-"""Which half of a learned regression rule loses, and to what: its heads' updates and its trunk proposals played apart,
-each beside the tuned baselines' (nineteenth session).
+"""Which half of a learned rule loses, and to what: its heads' updates and its trunk proposals played apart, each beside
+the tuned baselines' (nineteenth session).
 
     python docs/sealed/regression/parts.py parts STREAM CONSENSUS MULTIPLE FILE [FAMILY]  # -> moves/parts_....txt
     python docs/sealed/regression/parts.py scale STREAM CONSENSUS MULTIPLE FILE [FAMILY]  # -> moves/scale_....txt
 
-``parts``: the stream's first 16 draws x 3 seeds of the regression family, as a sealed cell plays them (never the test
-stream), the four baselines at the knobs K15's cell chose on the tuning stream
-(docs/sealed/general/k15/regression_<rule>_<multiple>.json). In every game each of the 25 pairs (H, T) of {the learned
+FAMILY (default ``regression``) names the family and its K15 cell (docs/sealed/general/k15/<family>_<rule>_<multiple>
+.json: the four baselines' knobs, chosen on the tuning stream). ``parts``: the stream's first 16 draws x 3 seeds of the
+family, as a sealed cell plays them (never the test stream). In every game each of the 25 pairs (H, T) of {the learned
 rule FILE, gradient, momentum, adam, rmsprop} plays: every player's head update is H's, its trunk proposal T's (each
 of the five is stepped on the game's own gradients every step, its state kept whether or not its half is played: a
 learned rule's heads' Barzilai–Borwein secant reads its own head updates, which are the ones played where H is the
-learned rule). (X, X) is baseline X as the cell plays it, and (learned, learned) the learned rule. Also: the learned
-rule with its heads set, at the end, to the average of its last p of head iterates (p = 10, 25, 50 % of the horizon;
-Polyak–Ruppert tail averaging, which no rule state needs: a player knows its own head's path). ``scale``: the learned
-rule with its trunk step times a and its heads' steps times b (``scale_trunk_step``, ``scale_head_step``), a and b in
-{1/4, 1/2, 1, 2, 4}. FAMILY (default ``regression``) names the family and its K15 cell; regression's games are scored
-by trunk kind, another family's (``quadratic``: outputs ``moves/parts_quadratic_...``) as one group. Every entrant is
-scored on each group apart, as ``moves.py`` does (the mean-gap and the median-gap ratio to the best tuned baseline of
-those games, paired bootstrap 95 % CIs, and the geometric mean of the per-game ratios to the best by median), with L*
+learned rule). (X, X) is baseline X as the cell plays it, and (learned, learned) the learned rule. A pair's halves
+were tuned or trained with other partners: its score mixes the halves' worth with their fit to each other. Also: the
+learned rule with its heads set, at the end, to the average of its last p of head iterates (p = 10, 25, 50 % of the
+horizon; Polyak–Ruppert tail averaging, which no rule state needs: a player knows its own head's path). ``scale``: the
+learned rule with its trunk step times a and its heads' steps times b (``scale_trunk_step``, ``scale_head_step``), a
+and b in {1/4, 1/2, 1, 2, 4}. Regression's games are scored by trunk kind, another family's (``quadratic``: outputs
+``moves/parts_quadratic_...``) as one group, each entrant as ``moves.py score`` scores one (its ``ratio_rows``: the
+mean-gap and the median-gap ratio to the best tuned baseline of those games, paired bootstrap 95 % CIs, the geometric
+mean of the per-game ratios to the best by median over the games neither diverged in, the diverged games), with L*
 lowered to any loss an entrant reached. The outputs are beside this script (``moves/``).
 
     python docs/sealed/regression/parts.py transfer TUNING_SCALE_OUTPUT VALIDATION_SCALE_OUTPUT
@@ -33,6 +34,7 @@ the median on the tuning stream.)"""
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -46,11 +48,14 @@ from agents.learned.checkpoint import load_rule, save_rule
 from agents.learned.family import best_loss_floor, draw_games
 from agents.learned.rules import MLPRule
 from mtg_env import engine
-from mtg_env.bench.sealed import _gaps, _mean, _median, paired_ratio_ci
+from mtg_env.bench.sealed import _gaps
 from mtg_env.bench.sealed_search import SearchPlayers, _dtype, _game, _train_totals, play_rule
 
 HERE = Path(__file__).parent
-REPS = 2000  # the sealed cells' bootstrap replicates
+_spec = importlib.util.spec_from_file_location("regression_moves", HERE / "moves.py")
+assert _spec is not None and _spec.loader is not None
+MOVES = importlib.util.module_from_spec(_spec)  # moves.py's table (ratio_rows), so both scripts score alike
+_spec.loader.exec_module(MOVES)
 TAILS = (0.1, 0.25, 0.5)
 FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
 LEARNED = "learned"
@@ -130,6 +135,13 @@ def _play_scaled(
     return out_all
 
 
+def _groups(kinds: list[str]) -> list[tuple[str, np.ndarray]]:
+    """Each group of games (regression's trunk kinds, linear then mlp; another family's one group, ``all``) and its
+    mask over the games."""
+    kind = np.array(kinds)
+    return [(games, kind == games) for games in sorted(set(kinds))]
+
+
 def run(command: str, stream: str, consensus: str, multiple: int, path: str, family: str = "regression") -> str:
     horizon, knobs = _cell(consensus, multiple, family)
     rule = load_rule(path)[1]
@@ -146,27 +158,10 @@ def run(command: str, stream: str, consensus: str, multiple: int, path: str, fam
             gaps.setdefault(k, []).append(_gaps(torch.as_tensor(s0), torch.as_tensor(s1), floor.value, _dtype(family)))
         kinds += [options.get("trunk", "all")] * len(seeds)  # regression's trunk kind; other families: one group
     arrays = {k: np.concatenate(v) for k, v in gaps.items()}
-    kind = np.array(kinds)
-    baselines = [f"{b}/{b}" for b in knobs]
-    lines = [f"{family}, `{consensus}`, {multiple}x ({horizon} steps), {stream} stream, 16 draws x 3 seeds; {path}",
-             "", "| games | entrant (heads / trunk) | mean ratio [95 % CI] | median ratio [95 % CI] | geometric mean |",
-             "|---|---|---|---|---|"]  # fmt: skip
-    for games in dict.fromkeys(kinds):
-        a = {k: v[kind == games] for k, v in arrays.items()}
-        best_mean = min(baselines, key=lambda k: float(_mean(a[k])))
-        best_median = min(baselines, key=lambda k: float(_median(a[k])))
-        lines.append(f"| {games} ({int(np.sum(kind == games))}) | best tuned: {best_mean} by mean, {best_median} by "
-                     "median | | | |")  # fmt: skip
-        for k in arrays:
-            m = paired_ratio_ci(a[k], a[best_mean], _mean, REPS)
-            md = paired_ratio_ci(a[k], a[best_median], _median, REPS)
-            both = np.isfinite(a[k]) & np.isfinite(a[best_median])
-            geo = float(
-                np.exp(np.mean(np.log(np.maximum(a[k][both], 1e-12) / np.maximum(a[best_median][both], 1e-12))))
-            )
-            lines.append(f"| {games} | {k} | {m[0]:.3f} [{m[1]:.3f}, {m[2]:.3f}] | {md[0]:.3f} [{md[1]:.3f}, "
-                         f"{md[2]:.3f}] | {geo:.3f} |")  # fmt: skip
-    return "\n".join(lines) + "\n"
+    groups = _groups(kinds)
+    title = f"{family}, `{consensus}`, {multiple}x ({horizon} steps), {stream} stream, 16 draws x 3 seeds; {path}"
+    rows = MOVES.ratio_rows(arrays, groups, [f"{b}/{b}" for b in knobs], list(arrays), name_best=True)
+    return "\n".join([title, "", MOVES.HEADER, *rows]) + "\n"
 
 
 def _scale_rows(path: str) -> dict[tuple[str, str], tuple[float, float, float]]:
@@ -174,15 +169,26 @@ def _scale_rows(path: str) -> dict[tuple[str, str], tuple[float, float, float]]:
     rows = {}
     for line in Path(path).read_text().splitlines():
         cells = [c.strip() for c in line.split("|")[1:-1]]
-        if len(cells) == 5 and cells[1].startswith("trunk x"):
+        if len(cells) == 7 and cells[1].startswith("trunk x"):
             rows[(cells[0], cells[1])] = (float(cells[2].split()[0]), float(cells[3].split()[0]), float(cells[4]))
     return rows
 
 
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks from 1, ties given their average rank; +inf (a scaling with a diverged game) ranks last."""
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(1, len(x) + 1, dtype=float)
+    for value in np.unique(x):
+        tied = x == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
 def transfer(tuning: str, validation: str) -> str:
     """Whether the scalings' order on the tuning stream holds on the validation stream: per group and statistic, the
-    Spearman rank correlation (ranks by order, ties not averaged) over the scalings finite on both, and the tuning
-    stream's best scaling on validation."""
+    Spearman rank correlation over the scalings on both (ties at their average rank, a statistic made infinite by a
+    diverged game ranked last), and the tuning stream's best scaling on validation."""
     t, v = _scale_rows(tuning), _scale_rows(validation)
     header = "| games | statistic | Spearman ρ (scalings) | picked on tuning | on validation | best there | x1, x1 |"
     lines = [f"{tuning} -> {validation}", "", header, "|---|---|---|---|---|---|---|"]
@@ -190,13 +196,11 @@ def transfer(tuning: str, validation: str) -> str:
         keys = [k for k in t if k[0] == group and k in v]
         for i, statistic in enumerate(("mean ratio", "median ratio", "geometric mean")):
             a, b = np.array([t[k][i] for k in keys]), np.array([v[k][i] for k in keys])
-            both = np.isfinite(a) & np.isfinite(b)
-            rank_a, rank_b = (np.argsort(np.argsort(x[both])).astype(float) for x in (a, b))
-            rho = float(np.corrcoef(rank_a, rank_b)[0, 1])
+            rho = float(np.corrcoef(_ranks(a), _ranks(b))[0, 1])
             picked = keys[int(np.argmin(np.where(np.isfinite(a), a, np.inf)))]
             best = keys[int(np.argmin(np.where(np.isfinite(b), b, np.inf)))]
             file = v[(group, "trunk x1, heads x1")][i]
-            lines.append(f"| {group} | {statistic} | {rho:.2f} ({int(both.sum())}) | {picked[1]} | "
+            lines.append(f"| {group} | {statistic} | {rho:.2f} ({len(keys)}) | {picked[1]} | "
                          f"{v[picked][i]:.3f} | {best[1]}: {v[best][i]:.3f} | {file:.3f} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 

@@ -152,10 +152,15 @@ def ratio_rows(
     return lines
 
 
+def _title_and_groups(stream: str, consensus: str, multiple: int, horizon: int, kind: np.ndarray) -> tuple[str, list]:
+    """A cell's output title, and its groups of games: all, the linear-trunk and the MLP-trunk ones (label, mask)."""
+    title = f"regression, `{consensus}`, {multiple}x ({horizon} steps), {stream} stream, 16 draws x 3 seeds"
+    return title, [("all", kind == kind), ("linear", kind == "linear"), ("MLP", kind == "mlp")]
+
+
 def score(stream: str, consensus: str, multiple: int, files: dict[str, str]) -> str:
     arrays, kind, names, entrants, horizon = _cell_gaps(stream, consensus, multiple, files)
-    groups = [("all", kind == kind), ("linear", kind == "linear"), ("MLP", kind == "mlp")]
-    title = f"regression, `{consensus}`, {multiple}x ({horizon} steps), {stream} stream, 16 draws x 3 seeds"
+    title, groups = _title_and_groups(stream, consensus, multiple, horizon, kind)
     return "\n".join([title, "", HEADER, *ratio_rows(arrays, groups, names, entrants)]) + "\n"
 
 
@@ -170,10 +175,10 @@ def scalefree(stream: str, consensus: str, multiple: int, files: dict[str, str])
     per-game gap ratios to the baseline whose gaps' geometric mean is least, with its paired bootstrap 95 % CI, beside
     the bar's two (mean and median: ``score``). Not the bar; what a scale-free bar would say."""
     arrays, kind, names, entrants, horizon = _cell_gaps(stream, consensus, multiple, files)
-    lines = [f"regression, `{consensus}`, {multiple}x ({horizon} steps), {stream} stream, 16 draws x 3 seeds", "",
-             "| games | entrant | geometric mean of the per-game ratios [95 % CI] | against | below 1 |",
+    title, groups = _title_and_groups(stream, consensus, multiple, horizon, kind)
+    lines = [title, "", "| games | entrant | geometric mean of the per-game ratios [95 % CI] | against | below 1 |",
              "|---|---|---|---|---|"]  # fmt: skip
-    for games, mask in (("all", kind == kind), ("linear", kind == "linear"), ("MLP", kind == "mlp")):
+    for games, mask in groups:
         a = {k: v[mask] for k, v in arrays.items()}
         best = min(names, key=lambda k: float(_geometric_mean(a[k])))
         for k in entrants:

@@ -49,7 +49,7 @@ from agents.learned.family import best_loss_floor, draw_games
 from agents.learned.rules import MLPRule
 from mtg_env import engine
 from mtg_env.bench.sealed import _gaps
-from mtg_env.bench.sealed_search import SearchPlayers, _dtype, _game, _train_totals, play_rule
+from mtg_env.bench.sealed_search import SearchPlayers, _dtype, _game, _train_totals, play_candidates, play_rule
 
 HERE = Path(__file__).parent
 _spec = importlib.util.spec_from_file_location("regression_moves", HERE / "moves.py")
@@ -76,8 +76,10 @@ def _play_parts(
     out_all: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for heads_from in sources:
         for trunk_from in sources:
+            # only the pair's sources play: each one's state follows the game's gradients alone
             driver = EngineDriver(rule, game, log_step_range=(-12.0, 2.0))  # as play_rule plays a learned rule
-            players = {b: SearchPlayers(game, [knobs[b]] * len(seeds)) for b in knobs}
+            players = {b: SearchPlayers(game, [knobs[b]] * len(seeds)) for b in {heads_from, trunk_from} & set(knobs)}
+            learned = LEARNED in (heads_from, trunk_from)
             # the sum and count of the last p of the horizon's head iterates, for the learned rule's own play
             tails: dict[float, list[Any]] = (
                 {p: [torch.zeros(()), 0] for p in TAILS} if heads_from == trunk_from == LEARNED else {}
@@ -89,7 +91,8 @@ def _play_parts(
                 alive = torch.ones(len(seeds), dtype=torch.bool)
                 for t in range(horizon):
                     acts = {b: p.act(state.head_grads, state.jacobian) for b, p in players.items()}
-                    acts[LEARNED], memory = driver.act(state, out, memory)  # type: ignore[assignment]
+                    if learned:
+                        acts[LEARNED], memory = driver.act(state, out, memory)  # type: ignore[assignment]
                     heads = torch.where(alive[:, None], acts[heads_from][0], 0.0)
                     props = torch.where(alive[:, None, None], acts[trunk_from][1], 0.0)
                     state, out = engine.step(game, state, (heads, props))
@@ -115,15 +118,7 @@ def _play_scaled(
     game = _game(family, options, horizon, consensus=consensus)
     out_all = {}
     for b in knobs:
-        players = SearchPlayers(game, [knobs[b]] * len(seeds))
-        with torch.no_grad():
-            state, out = engine.reset(game, seeds)
-            start = _train_totals(game, state.heads, state.trunk)
-            alive = torch.ones(len(seeds), dtype=torch.bool)
-            for _ in range(horizon):
-                state, out = engine.step(game, state, players.act(state.head_grads, state.jacobian))
-                alive &= ~out.diverged
-            final = torch.where(alive, _train_totals(game, state.heads, state.trunk), torch.inf)
+        start, final = play_candidates(game, [knobs[b]] * len(seeds), seeds)  # as the cell plays baseline b
         out_all[f"{b}/{b}"] = (start.numpy(), final.numpy())
     for a in FACTORS:
         for h in FACTORS:

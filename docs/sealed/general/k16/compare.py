@@ -32,7 +32,8 @@ def _ci(r: list[float]) -> str:
 
 def table(folder: Path, a: str = "pick", b: str = "shipped") -> str:
     lines = [f"| cell | {a}: mean (median) | {b}: mean (median) | lower mean | lower median | diverged | "
-             f"{a} / {b}, geometric mean: all | linear trunk | MLP trunk |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             f"{a} / {b}, geometric mean: all | linear trunk | MLP trunk |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     wins = {"mean": 0, "median": 0}
     diverged = 0
     for name in CELLS:

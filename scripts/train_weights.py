@@ -28,9 +28,21 @@ RUNS: dict[str, MetaTrainConfig] = {
         agent="learned_mlp", suite="quadratic", iterations=120, games=8, configs=2, horizons=(20, 50, 100),
         meta_lr=3e-3, floor="legacy", val_every=10, dtype="float64",
     ),
+    # The regression specialist (twentieth session, replacing the first one on K16: docs/results/learned.md, "K16: the
+    # regression specialist's replacement"): docs/sealed/regression/moves.py's ``moves+heads`` variant, seed 3 (picked
+    # among seeds 0-5 on the tuning stream). Under sum, mean and mgda in turn, the meta-loss from the true floor, the
+    # best rule by the final gap on held-out draws, then the trunk's and the heads' steps searched together. It plays
+    # the first specialist's options from the start (its brake, the trunk's AMSGrad share α_A = 0.03 with the floor
+    # 0.01, the sum scaling, the balance under mgda; those were added after that one's training), a cosine decay of
+    # every update (``anneal``), and a trunk step that reads the consensus's moves (``trunk_reads_moves``).
     "learned_mlp_regression": MetaTrainConfig(
-        agent="learned_mlp", suite="regression", iterations=240, games=8, configs=2, horizons=(20, 50, 100),
-        meta_lr=3e-3, floor="legacy", val_every=20, trunk_search=(0.5, 0.71, 1.0, 1.41, 2.0, 2.83, 4.0, 5.66, 8.0),
+        agent="learned_mlp", suite="regression", consensus=("sum", "mean", "mgda"), iterations=240, games=8,
+        configs=2, horizons=(20, 50, 100), meta_lr=3e-3, floor="true", val_every=20, val_metric="final",
+        late_weight=1.0, seed=3, trunk_search=(0.5, 0.71, 1.0, 1.41, 2.0, 2.83, 4.0, 5.66, 8.0),
+        head_search=(1.0, 1.41, 2.0, 2.83, 4.0),
+        rule={**MINIBATCH_BRAKE, "brake_threshold": 0.25, "trunk_adam": True, "init_trunk_adam_lr": 0.03,
+              "adam_floor": 0.01, "sum_scaled": True, "balance_min_bounded": True, "anneal": 1.0,
+              "trunk_reads_moves": True},
     ),
     "learned_mlp_digits": MetaTrainConfig(
         agent="learned_mlp", suite="digits", iterations=90, games=4, configs=2, horizons=(20, 50),
@@ -83,9 +95,8 @@ ADDED_OPTIONS: dict[str, dict[str, object]] = {
         "trunk_boost": 0.05,
         "boost_floor": 0.001,
     },
-    # The regression specialist's: α_A = 0.03 among {0.003, 0.01, 0.03, 0.05, 0.1} on the same stream (regression
-    # 1x 0.96 -> 0.88, 2x 1.14 -> 1.05).
-    "learned_mlp_regression": {"trunk_adam": True, "init_trunk_adam_lr": 0.03, "adam_floor": 0.01, "sum_scaled": True},
+    # (The regression specialist has none: it trains with them. The first one's α_A = 0.03 was chosen among {0.003,
+    # 0.01, 0.03, 0.05, 0.1} on the same stream: regression 1x 0.96 -> 0.88, 2x 1.14 -> 1.05.)
     # The digits specialist's (tenth session): α_A = 0.005 among {0.001, 0.002, 0.003, 0.005, 0.007, 0.01, 0.03} on the
     # same stream at 1x (ratios of the mean gap, before -> after): sum 0.616 -> 0.535, mean 0.822 -> 0.714, mgda
     # 1.54 -> 1.18, upgrad 0.812 -> 0.732 (docs/results/learned.md, tenth session). No floor: digits games end far
@@ -120,8 +131,8 @@ ADDED_OPTIONS: dict[str, dict[str, object]] = {
 # direction has RMS 1. On the validation stream (mean gap ratio before -> after at 1x; 48 games, digits 24): the
 # quadratic specialist 1.34 -> 0.367, regression 1.21 -> 0.722, digits 1.18 -> 0.725; the generalist on quadratics
 # 4.10 -> 1.02, regression 1.34 -> 0.685 and digits 1.77 -> 2.23 (docs/results/learned.md, twelfth session). Under
-# every other rule the files play bit for bit as before.
-for _name in ("learned_mlp_general", "learned_mlp_regression", "learned_mlp_digits", "learned_mlp_quadratic"):
+# every other rule the files play bit for bit as before. (The regression specialist trains with it.)
+for _name in ("learned_mlp_general", "learned_mlp_digits", "learned_mlp_quadratic"):
     ADDED_OPTIONS[_name] = {**ADDED_OPTIONS[_name], "balance_min_bounded": True}
 
 

@@ -153,7 +153,7 @@ def test_legacy_meta_training_is_unchanged(suite: str, method: str) -> None:
 
 def test_the_shipped_weights_recipes_pin_the_legacy_floor() -> None:
     """scripts/train_weights.py reproduces the shipped weights: each recipe is the config its file was trained with
-    (fields the file predates at the value that reproduces its run: floor legacy, no trunk or head search, mean)."""
+    (fields a file predates at the value that reproduces its run: floor legacy, no trunk or head search, mean)."""
     script = load_script("scripts/train_weights.py", "train_weights_floor")
     recipes = script.RUNS
     predates = {"floor": "legacy", "trunk_search": [], "head_search": [], "val_metric": "mean", "search_metric": "mean"}
@@ -165,6 +165,10 @@ def test_the_shipped_weights_recipes_pin_the_legacy_floor() -> None:
             train_rule = {"guard_secant": "shorter", **meta["train_rule"]}  # secant (trained with the first one)
             later = {"head_search": [], "search_metric": "mean"}  # fields after its training
             assert _config_dict(config) == {**later, **meta, "train_rule": train_rule}, name
+            continue
+        if name == "learned_mlp_regression":  # trained after every field existed (twentieth session): all in its file
+            assert _config_dict(config) == meta, name
+            assert meta["floor"] == "true" and meta["seed"] == 3 and meta["rule"]["trunk_reads_moves"], name
             continue
         assert config.floor == "legacy", name
         assert _config_dict(config) == {**predates, **meta}, name

@@ -286,7 +286,10 @@ def _tiny_cell_config(suite: str, **kwargs: Any) -> SealedConfig:
 #: (guard_secant "shorter") moved them from the unguarded pins by at most 5e-6 (quadratic) and 3 % (regression, game
 #: 4's gap 0.133 -> 0.129); the bounded secant (the default since) plays quadratic game 4 as unguarded again and moved
 #: the regression rows by at most 2.3 % from the first guard's (game 4: 0.129 -> 0.132). The regression specialist's
-#: trunk AMSGrad share (added after training, sixth session) moved its row from 0.415, 0.479, 0.294, 0.132.
+#: trunk AMSGrad share (added after training, sixth session) moved its row from 0.415, 0.479, 0.294, 0.132. The
+#: regression specialist shipped since K16 (twentieth session) plays 0.446, 0.553, 0.209, 0.138; the one before it
+#: (docs/sealed/general/k16/learned_mlp_regression_before.pt) played 0x1.9bff983abb46bp-2, 0x1.0d2b875a6c2b6p-1,
+#: 0x1.1ffb5de66a88cp-2, 0x1.4f1b4b0bf8d5dp-4 (0.402, 0.526, 0.281, 0.082): four games, not a comparison.
 _CELL_PINS = {
     "quadratic": {
         "gradient": ["0x1.68cc6d8b85c4ap-7", "0x1.2a6b1f5aeb068p-5", "0x1.30ccc5d70fd46p-8", "0x1.25388ddfe9726p-8"],
@@ -298,7 +301,7 @@ _CELL_PINS = {
     "regression": {
         "gradient": ["0x1.1adcf9a2a01c0p-1", "0x1.dee7716965093p-1", "0x1.5e74d796450d1p-1", "0x1.bd7a061ea02bdp-1"],
         "adam": ["0x1.13c93e97b1577p-1", "0x1.228c0f4c84d38p-1", "0x1.39ff905b3b90bp-2", "0x1.1065f620e566cp-3"],
-        "learned_mlp": ["0x1.9bff983abb46bp-2", "0x1.0d2b875a6c2b6p-1", "0x1.1ffb5de66a88cp-2", "0x1.4f1b4b0bf8d5dp-4"],
+        "learned_mlp": ["0x1.c8b42d48296aap-2", "0x1.1ae7be2ce1e88p-1", "0x1.abe73ca9f9562p-3", "0x1.1b26ffa84fa3dp-3"],
     },
 }
 

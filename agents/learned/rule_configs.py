@@ -150,10 +150,12 @@ class MLPRuleConfig(GuardConfig):
     """The trunk's shared step and momentum also read the consensus's own history, not only the clock: a small network
     (zero at initialisation: an untrained rule plays as without it) of the brake's growth average (the log growth of
     ‖ΔΨ‖ / (α_Ψ·c), averaged), its newest log growth, and log(‖ΔΨ‖ / the largest ‖ΔΨ‖ so far) adds to the trunk's log
-    step (within ±``max_log_gain``, beside the clock schedule's) and to its momentum logit. Every player sees the same
-    moves, so every player's step stays the same and the game still stops where ``sum`` does; a game can then set its
-    own trunk step from how its moves go (a game whose moves stall at a noise floor, one whose moves still fall), where
-    the clock's schedule is the same for every game. Off by default (the shipped files predate it)."""
+    step (within ±``max_log_gain`` of its own, beside the clock schedule's: the two together move the log step by at
+    most 2·``max_log_gain`` from ``trunk_log_lr``, before the warm-up, the brake and the boost) and to its momentum
+    logit. Every player sees the same moves, so every player's step stays the same and the game still stops where
+    ``sum`` does; a game can then set its own trunk step from how its moves go (a game whose moves stall at a noise
+    floor, one whose moves still fall), where the clock's schedule is the same for every game. Off by default; the
+    regression specialist shipped since K16 plays it (docs/results/learned.md, twentieth session)."""
     seed: int = 0
     """Seed of the initial weights."""
 

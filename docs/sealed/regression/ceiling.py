@@ -14,7 +14,8 @@ bootstrap 95 % CIs, L* lowered to any loss a game reached):
   the 48 settings suits each drawn task best, the same for its seeds);
 - ``oracle_game``: for each game, the least gap over the 48 knob sets, after the fact (that, and a pick among each
   run's noise);
-- ``portfolio``: the shipped learned portfolio (on regression games, the regression specialist).
+- ``portfolio``: the learned portfolio shipped when this ran (sixteenth session; on regression games, the regression
+  specialist of then, replaced after K16: :data:`PORTFOLIO`).
 Where the per-draw oracle misses the bar, a rule whose edge is a better fixed setting per task (among these) misses it
 too; one that adapts within a game is not bound by it (nor by the per-game oracle, whose pick among each run's noise
 no rule makes).
@@ -30,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.learned.checkpoint import WEIGHTS_DIR, load_rule
+from agents.learned.checkpoint import load_rule
 from agents.learned.family import best_loss_floor, draw_games
 from mtg_env.bench.sealed import _gaps, _mean, _median, paired_ratio_ci
 from mtg_env.bench.sealed_search import _game, play_candidates, play_rule
@@ -48,6 +49,10 @@ def finals(options: dict, seeds: list[int], knobs: list[dict], consensus: str, h
     return start.cpu().numpy().reshape(shape), final.cpu().numpy().reshape(shape)
 
 
+#: The portfolio these outputs played (the shipped one until K16 replaced its regression expert).
+PORTFOLIO = HERE.parent / "general/k16/learned_portfolio_general_before.pt"
+
+
 def main(consensus: str, multiple: int, draws: int) -> None:
     torch.set_num_threads(1)
     cell = json.loads((HERE.parent / f"general/k15/regression_{consensus}_{multiple}.json").read_text())
@@ -57,7 +62,7 @@ def main(consensus: str, multiple: int, draws: int) -> None:
     grid = [{**knobs[b], "lr": knobs[b]["lr"] * a, "trunk_ratio": knobs[b]["trunk_ratio"] * r}
             for b in names for a, r in itertools.product((0.25, 0.5, 1.0, 2.0), (0.3, 1.0, 3.0))]  # fmt: skip
     home = [grid.index(knobs[b]) for b in names]
-    portfolio = load_rule(WEIGHTS_DIR / "learned_portfolio_general.pt")[1]
+    portfolio = load_rule(PORTFOLIO)[1]
     gaps: dict[str, list[np.ndarray]] = {k: [] for k in [*names, "oracle_draw", "oracle_game", "portfolio"]}
     kinds: list[str] = []
     for options, seeds in draw_games("regression", "validation", draws, 3):

@@ -6,6 +6,7 @@
 # tests/test_balance.py) on the same draws under mgda; under sum, mean and upgrad the two play bit for bit alike
 # (tested), so the earlier keys stand there. Run from the repository root: bash docs/sealed/general/k13/run.sh OUT
 # (CACHE=DIR keeps each cell's tuning; the tuning stream does not depend on the key).
+# (The regression specialist this key played was replaced after K16: its file is in k16/.)
 set -e
 export KEY=${KEY:?set KEY to the thirteenth key (docs/results/learned.md, twelfth session)}
 W=agents/learned/weights B=docs/sealed/general/k13 P=docs/sealed/general/k7/play.py OUT=${1:?usage: run.sh OUT}
@@ -15,7 +16,7 @@ for m in 1 2 5; do
     quad_before=$B/learned_mlp_quadratic_before.pt $GEN
 done
 for m in 1 2 5; do
-  DRAWS=16 python $P regression:mgda $m "$OUT" reg=$W/learned_mlp_regression.pt \
+  DRAWS=16 python $P regression:mgda $m "$OUT" reg=docs/sealed/general/k16/learned_mlp_regression_before.pt \
     reg_before=$B/learned_mlp_regression_before.pt $GEN
 done
 for m in 1 2; do

@@ -6,6 +6,7 @@
 # bit). The files as the twelfth session shipped them are the same weights played by the code before (commit
 # 84df2ed): run K13's script there on this key for them (docs/results/learned.md, thirteenth session). Run from the
 # repository root: bash docs/sealed/general/k14/run.sh OUT (CACHE=DIR keeps each cell's tuning).
+# (The regression specialist this key played was replaced after K16: its file is in k16/.)
 set -e
 export KEY=${KEY:?set KEY to the fourteenth key (docs/results/learned.md, thirteenth session)}
 W=agents/learned/weights P=docs/sealed/general/k7/play.py OUT=${1:?usage: run.sh OUT}
@@ -13,7 +14,7 @@ for m in 1 2 5; do
   DRAWS=16 python $P quadratic:mgda $m "$OUT" quad=$W/learned_mlp_quadratic.pt gen=$W/learned_mlp_general.pt
 done
 for m in 1 2 5; do
-  DRAWS=16 python $P regression:mgda $m "$OUT" reg=$W/learned_mlp_regression.pt gen=$W/learned_mlp_general.pt
+  DRAWS=16 python $P regression:mgda $m "$OUT" reg=docs/sealed/general/k16/learned_mlp_regression_before.pt gen=$W/learned_mlp_general.pt
 done
 for m in 1 2; do
   DRAWS=8 python $P digits:mgda $m "$OUT" dig=$W/learned_mlp_digits.pt gen=$W/learned_mlp_general.pt

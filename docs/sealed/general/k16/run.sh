@@ -4,8 +4,9 @@
 #   pick    = docs/sealed/regression/moves/moves_heads_s3.pt (the eighteenth session's pick: seed 3 of moves+heads,
 #             picked among seeds 0-5 on the tuning stream, scored on validation in the eighteenth and nineteenth
 #             sessions; docs/results/learned.md)
-#   shipped = agents/learned/weights/learned_mlp_regression.pt (the regression specialist shipped before this key,
-#             the portfolio's regression expert)
+#   shipped = the regression specialist shipped before this key (agents/learned/weights/learned_mlp_regression.pt
+#             then, the portfolio's regression expert; kept as docs/sealed/general/k16/learned_mlp_regression_before.pt
+#             since the pick replaced it, so this script plays what it played)
 # Written and committed before the key was drawn, with the decision it serves (docs/results/learned.md, "K16: the
 # regression specialist's replacement"): the pick replaces the shipped file if its mean-gap ratio is below the shipped
 # file's in at least 6 of the 10 cells, its median-gap ratio below in at least 6 of the 10, and it diverges in no game.
@@ -28,6 +29,6 @@ for consensus in sum mean mgda upgrad; do
   [ "$consensus" = upgrad ] && multiples="1"
   for m in $multiples; do
     DRAWS=16 python docs/sealed/general/k7/play.py regression:$consensus $m "$OUT" \
-      pick=docs/sealed/regression/moves/moves_heads_s3.pt shipped=agents/learned/weights/learned_mlp_regression.pt
+      pick=docs/sealed/regression/moves/moves_heads_s3.pt shipped=docs/sealed/general/k16/learned_mlp_regression_before.pt
   done
 done

@@ -1027,9 +1027,9 @@ PINNED = {
     # With the trunk boost added after training (tenth session; -1.1549580513784028 without it).
     ("learned_mlp", "quadratic"): (-1.3071564030223777, 18.17181786339351),
     # The regression specialist shipped since K16 (twentieth session; scripts/train_weights.py). Its predecessor
-    # (docs/sealed/general/k16/learned_mlp_regression_before.pt) ended this episode at 0.8199029713869095: one
-    # 20-step episode's minibatch loss (the new file's is 0.971 four steps before), not a comparison; on K16's cells the
-    # new file's gaps are the lower (docs/results/learned.md).
+    # (docs/sealed/general/k16/learned_mlp_regression_before.pt) ended this episode lower, at 0.8199029713869095: one
+    # 20-step episode's minibatch loss, not a comparison; on K16's cells (48 games each) the new file's gaps are the
+    # lower by mean in all ten (docs/results/learned.md).
     ("learned_mlp", "regression"): (1.0514928698539734, 5.420470833778381),
     # With the curvature guard (its first-step bound and, on a doubled loss, its cap; 1.3036287724971771 without).
     ("learned_step", "regression"): (1.2856228351593018, 5.420470833778381),

@@ -93,7 +93,8 @@ class MLPRuleConfig(GuardConfig):
     one step cannot serve every layer. Being per-player it moves the fixed point of ``sum`` while it plays (see
     :class:`~agents.learned.rules.MLPRule`); its share falls to 0 at the horizon's end and hands the trunk back to
     the shared heavy ball, whose fixed point is the game's. The brake, the warm-up and ``anneal`` scale it as they
-    scale the heavy ball. Off by default (the shipped files predate it)."""
+    scale the heavy ball. Off by default; the shipped digits specialist and generalist have it added after training, the
+    regression specialist shipped since K16 trains with it."""
     init_trunk_adam_lr: float = 0.01
     """Initial step α_A of the trunk's AMSGrad share (``trunk_adam``): a step in the trunk's own units (about α_A a
     coordinate). The guard measures its safe step along the heavy ball's direction and was not built to bound the
@@ -151,10 +152,10 @@ class MLPRuleConfig(GuardConfig):
     (zero at initialisation: an untrained rule plays as without it) of the brake's growth average (the log growth of
     ‖ΔΨ‖ / (α_Ψ·c), averaged), its newest log growth, and log(‖ΔΨ‖ / the largest ‖ΔΨ‖ so far) adds to the trunk's log
     step (within ±``max_log_gain`` of its own, beside the clock schedule's: the two together move the log step by at
-    most 2·``max_log_gain`` from ``trunk_log_lr``, before the warm-up, the brake and the boost) and to its momentum
-    logit. Every player sees the same moves, so every player's step stays the same and the game still stops where
-    ``sum`` does; a game can then set its own trunk step from how its moves go (a game whose moves stall at a noise
-    floor, one whose moves still fall), where the clock's schedule is the same for every game. Off by default; the
+    most 2·``max_log_gain`` from ``trunk_log_lr``, before the warm-up, ``anneal``, the brake and the boost) and to its
+    momentum logit. Every player sees the same moves, so every player's step stays the same and the game still stops
+    where ``sum`` does; a game can then set its own trunk step from how its moves go (a game whose moves stall at a
+    noise floor, one whose moves still fall), where the clock's schedule is the same for every game. Off by default; the
     regression specialist shipped since K16 plays it (docs/results/learned.md, twentieth session)."""
     seed: int = 0
     """Seed of the initial weights."""

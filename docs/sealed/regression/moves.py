@@ -10,13 +10,13 @@ the validation stream (never the test stream).
                                                    # by the per-game ratios' geometric mean (not the bar)
 
 ``train``: 240 TBPTT iterations (one thread, about 3.5 minutes here) on the regression family under ``sum``, ``mean``
-and ``mgda`` in turn, horizons 20 -> 50 -> 100, the meta-loss from the true floor with late weight 1, the best rule
-by the final gap on held-out draws of meta-training's own stream, then the trunk step search of the shipped recipe. Both
-variants play what the shipped regression specialist plays (its minibatch brake, the trunk's AMSGrad share with its
-floor, the sum scaling, the balance under ``mgda``) and a cosine decay of every update (``anneal = 1``); ``moves``
-adds the trunk's reading of the moves. ``+heads`` (eighteenth session) searches the heads' steps with the trunk's, every
-pair of :data:`HEADS` and the trunk's factors (``MetaTrainConfig.head_search``); ``+final`` scores that search by the
-final gap rather than the meta-loss; ``+wide`` searches the heads' steps up to 8x (:data:`WIDE`).
+and ``mgda`` in turn, horizons 20 -> 50 -> 100, the meta-loss from the true floor with late weight 1, the best rule by
+the final gap on held-out draws of meta-training's own stream, then the trunk step search of the shipped recipe. Both
+variants play what the regression specialist shipped before K16 played (its minibatch brake, the trunk's AMSGrad share
+with its floor, the sum scaling, the balance under ``mgda``) and a cosine decay of every update (``anneal = 1``);
+``moves`` adds the trunk's reading of the moves. ``+heads`` (eighteenth session) searches the heads' steps with the
+trunk's, every pair of :data:`HEADS` and the trunk's factors (``MetaTrainConfig.head_search``); ``+final`` scores that
+search by the final gap rather than the meta-loss; ``+wide`` searches the heads' steps up to 8x (:data:`WIDE`).
 
 ``score``: the stream's first 16 draws x 3 seeds of the family, as a sealed cell plays them, the four baselines at
 the knobs K15's cell chose on the tuning stream (docs/sealed/general/k15/regression_<rule>_<multiple>.json); for each
@@ -47,7 +47,8 @@ from mtg_env.bench.sealed_search import _game, play_candidates, play_rule
 
 HERE = Path(__file__).parent
 REPS = 2000  # the sealed cells' bootstrap replicates
-#: What the shipped regression specialist plays (its recipe's options and those added after its training), and anneal.
+#: What the regression specialist shipped before K16 played (its recipe's options and those added after its training),
+#: and anneal. (The ``moves+heads`` seed-3 file trained so is the one shipped since K16.)
 PLAYED = {**MINIBATCH_BRAKE, "brake_threshold": 0.25, "trunk_adam": True, "init_trunk_adam_lr": 0.03,
           "adam_floor": 0.01, "sum_scaled": True, "balance_min_bounded": True, "anneal": 1.0}  # fmt: skip
 HEADS = (1.0, 1.41, 2.0, 2.83, 4.0)

@@ -2,13 +2,16 @@
 
     python benchmarks/meta_train_cost.py --device cuda          # the GPU figures
     python benchmarks/meta_train_cost.py --games 4 --steps 3    # a quick CPU run
+    python benchmarks/meta_train_cost.py --suite regression --agents learned_mlp \
+        --files shipped=agents/learned/weights/learned_mlp_regression.pt    # a rule file as it ships, beside them
 
-*Play*: one engine step of B games of the suite with every task's move chosen by the player, without autograd:
-the batched gradient agent (:class:`agents.batched.BatchedBaseline`, the reference) and each learned rule's
-batched form (:class:`agents.learned.EngineDriver`). *Meta-train*: one TBPTT truncation (``--truncation``
-differentiable steps, the backward pass into the rule, an Adam meta-step) of :mod:`agents.learned.train`, per
-step of the truncation, against the reference's play step; ``learned_step`` plays ``step_size`` games. Also
-printed: game-steps per second (B / seconds per step). CPU rounds are timed in process CPU time with one thread
+*Play*: one engine step of B games of the suite with every task's move chosen by the player, without autograd: the
+batched gradient agent (:class:`agents.batched.BatchedBaseline`, the reference) and each learned rule's batched form
+(:class:`agents.learned.EngineDriver`). *Meta-train*: one TBPTT truncation (``--truncation`` differentiable steps, the
+backward pass into the rule, an Adam meta-step) of :mod:`agents.learned.train`, per step of the truncation, against the
+reference's play step; ``learned_step`` plays ``step_size`` games. Also printed: game-steps per second (B / seconds per
+step). ``--files NAME=PATH``: a learned-rule file's play too (what a shipped or meta-trained file costs with every
+option it carries, where the rows above time untrained rules). CPU rounds are timed in process CPU time with one thread
 (``benchmarks/_timing.py``); CUDA rounds in wall time after a synchronize. Interleaved rounds, the median.
 """
 
@@ -24,6 +27,7 @@ from _timing import median_seconds_per_step, steady_allocator  # benchmarks/ is 
 
 from agents.batched import BatchedBaseline
 from agents.learned import EngineDriver, new_rule
+from agents.learned.checkpoint import load_rule
 from agents.learned.meta_loss import _step_log_ratio
 from mtg_env import engine
 from mtg_env.consensus import consensus_rule
@@ -55,8 +59,12 @@ def reference(game: Game, games: int, name: str = "gradient") -> Callable[[], No
 def learned_play(name: str, game: Game, games: int, compile: bool = False, **options: object) -> Callable[[], None]:
     """One step of B games played by the learned rule's batched form (untrained, with config ``options``;
     ``compile``: its step compiled, :class:`~agents.learned.EngineDriver`)."""
-    rule = new_rule(name, **options).to(game.device)
-    driver = EngineDriver(rule, game, compile=compile)
+    return rule_play(new_rule(name, **options), game, games, compile)
+
+
+def rule_play(rule: torch.nn.Module, game: Game, games: int, compile: bool = False) -> Callable[[], None]:
+    """One step of B games played by ``rule``'s batched form, as :func:`learned_play`."""
+    driver = EngineDriver(rule.to(game.device), game, compile=compile)  # type: ignore[arg-type]
     state, out = engine.reset(game, list(range(games)))
     box = [state, out, driver.start(out)]
 
@@ -130,7 +138,17 @@ def main() -> None:
         "--consensus", default="sum",
         help="the trunk's consensus rule (default sum; under mgda the shipped files' balance plays: see below)",
     )  # fmt: skip
+    parser.add_argument(
+        "--files", nargs="*", default=[], metavar="NAME=PATH",
+        help="learned-rule files whose play is timed too, each with every option it carries (update-mode rules)",
+    )  # fmt: skip
     args = parser.parse_args()
+    files = {}
+    for entry in args.files:
+        label, sep, path = entry.partition("=")
+        if not sep or not label or not path:
+            raise SystemExit(f"--files takes NAME=PATH entries, got {entry!r}")
+        files[label] = load_rule(path)[1]
     torch.set_num_threads(1)
     steady = steady_allocator()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -153,6 +171,10 @@ def main() -> None:
         runners["learned_mlp+share+balance play"] = learned_play(
             "learned_mlp", update, b, **share, balance_min_bounded=True
         )
+    for label, rule in files.items():
+        runners[f"{label} (file) play"] = rule_play(rule, update, b)
+        if args.compile:
+            runners[f"{label} (file) play, compiled"] = rule_play(rule, update, b, compile=True)
     trunc_runners = {
         f"{name} meta-train": learned_truncation(name, step_game if name == "learned_step" else update, b, k)
         for name in args.agents

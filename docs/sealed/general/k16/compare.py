@@ -9,24 +9,26 @@ pre-registered decision.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from mtg_env.bench.sealed import paired_ratio_ci
 
+_spec = importlib.util.spec_from_file_location("regression_moves", Path(__file__).parents[2] / "regression/moves.py")
+assert _spec is not None and _spec.loader is not None
+_moves = importlib.util.module_from_spec(_spec)  # moves.py's geometric mean, so the scripts score alike
+_spec.loader.exec_module(_moves)
+
 CELLS = [f"regression_{c}_{m}.json" for c in ("sum", "mean", "mgda") for m in (1, 2, 5)] + ["regression_upgrad_1.json"]
 REPS = 2000  # the sealed cells' bootstrap replicates
 
 
-def _geometric_mean(x: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore"):
-        return np.exp(np.mean(np.log(np.maximum(np.asarray(x, dtype=np.float64), 1e-12)), axis=-1))
-
-
-def _ci(r: list[float]) -> str:
+def _ci(r: Sequence[float]) -> str:
     return f"{r[0]:.3f} [{r[1]:.3f}, {r[2]:.3f}]"
 
 
@@ -45,7 +47,7 @@ def table(folder: Path, a: str = "pick", b: str = "shipped") -> str:
         diverged += cell["diverged"][a]
         ga, gb = np.asarray(cell["gaps"][a], dtype=np.float64), np.asarray(cell["gaps"][b], dtype=np.float64)
         kind = np.array([d["options"]["trunk"] for d in cell["draws"] for _ in d["seeds"]])
-        geo = [_ci(list(paired_ratio_ci(ga[m], gb[m], _geometric_mean, REPS)))
+        geo = [_ci(paired_ratio_ci(ga[m], gb[m], _moves._geometric_mean, REPS))
                for m in (np.ones_like(ga, dtype=bool), kind == "linear", kind == "mlp")]  # fmt: skip
         label = f"`{cell['consensus']}` {cell['multiple']}×"
         lines.append(

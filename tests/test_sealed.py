@@ -30,6 +30,7 @@ from mtg_env.bench.sealed import (
     SealedConfig,
     SearchSpace,
     _game,
+    draw_groups,
     paired_ratio_ci,
     play_candidates,
     sealed_config_from_dict,
@@ -215,6 +216,43 @@ def test_paired_ratio_ci() -> None:
     assert math.isinf(point) and math.isinf(high)
 
 
+def test_the_cluster_bootstrap_resamples_draws() -> None:
+    """With ``groups`` a replicate resamples whole draws: seeds that copy their draw's gap add nothing, so three copies
+    of each of 8 draws give exactly the CI of the 8 draws alone, where resampling the 24 games one by one gives a
+    narrower one. Games move with their label wherever they sit, and draws of different sizes stay paired."""
+    rng = np.random.default_rng(3)
+    a, b = rng.lognormal(size=8), rng.lognormal(size=8)
+    for statistic in (lambda x: x.mean(-1), lambda x: np.median(x, axis=-1)):
+        alone = paired_ratio_ci(a, b, statistic, 500)
+        copies = paired_ratio_ci(np.repeat(a, 3), np.repeat(b, 3), statistic, 500, groups=np.repeat(np.arange(8), 3))
+        assert copies == pytest.approx(alone, rel=1e-12)
+        games = paired_ratio_ci(np.repeat(a, 3), np.repeat(b, 3), statistic, 500)
+        assert games[2] - games[1] < 0.8 * (alone[2] - alone[1])  # as if there were 24 draws
+    labels = np.repeat(np.arange(8), 3)
+    order = np.argsort(np.tile(np.arange(3), 8), kind="stable")  # the same draws, first seeds first
+    x, y = rng.lognormal(size=24), rng.lognormal(size=24)
+    mean = lambda v: v.mean(-1)  # noqa: E731
+    assert paired_ratio_ci(x[order], y[order], mean, 300, groups=labels[order]) == pytest.approx(
+        paired_ratio_ci(x, y, mean, 300, groups=labels), rel=1e-12
+    )
+    uneven = np.array([0, 0, 1, 2, 2, 2])
+    assert paired_ratio_ci(np.arange(1.0, 7.0), 2 * np.arange(1.0, 7.0), mean, 200, groups=uneven) == pytest.approx(
+        (0.5, 0.5, 0.5)
+    )
+    with pytest.raises(ValueError, match="groups must give one label per game"):
+        paired_ratio_ci(a, b, mean, 10, groups=np.arange(7))
+    with pytest.raises(ValueError, match="the same games"):
+        paired_ratio_ci(a, b[:7], mean, 10)
+
+
+def test_the_bootstrap_unit_is_a_checked_key() -> None:
+    config = sealed_config_from_dict({"protocol": "sealed", "families": ["quadratic"], "bootstrap_unit": "game"})
+    assert config.bootstrap_unit == "game"
+    assert sealed_config_from_dict({"protocol": "sealed", "families": ["quadratic"]}).bootstrap_unit == "draw"
+    with pytest.raises(ValueError, match="bootstrap_unit must be one of"):
+        sealed_config_from_dict({"protocol": "sealed", "families": ["quadratic"], "bootstrap_unit": "seed"})
+
+
 def test_the_learned_config_parses() -> None:
     import tomllib
 
@@ -332,6 +370,13 @@ def test_a_cell_on_the_cpu_device_is_unchanged(suite: str) -> None:
     redrawn = load_script("scripts/cell_groups.py", "cell_groups").redraw(cell, "validation", config.test_seeds)
     assert [_plain(d) for d in redrawn] == cell["draws"]  # a cell without draws is split by drawing them again
     assert sum(len(d["seeds"]) for d in cell["draws"]) == cell["games"]
+    # its CIs resample the draws, each with its seeds (bootstrap_unit "draw", the default)
+    groups = draw_groups(drawn)
+    assert cell["bootstrap_unit"] == "draw" and list(groups) == [d for d in range(len(drawn)) for _ in drawn[d][1]]
+    gaps = {k: np.asarray(v) for k, v in cell["gaps"].items()}
+    mean = lambda v: v.mean(-1)  # noqa: E731
+    expected = paired_ratio_ci(gaps["learned_mlp"], gaps[cell["best_mean"]], mean, config.bootstrap_reps, groups=groups)
+    assert cell["entrants"]["learned_mlp"]["ratio_mean"] == pytest.approx(expected, rel=1e-12)
 
 
 def test_a_cells_games_split_by_a_drawn_option() -> None:

@@ -24,7 +24,8 @@ Both are scored on the sealed *test* stream (hashed from a 128-bit key: no train
 tuning run can draw those games; :func:`agents.learned.family.draw_games`). A game's score is its normalised gap
 (L_T − L*) / (L_0 − L*) on the whole training objective, L* the suite's true minimum (:mod:`mtg_env.suites.floors`),
 +inf for a diverged game. Each cell reports the mean and median gap, the entrant's ratio to the best externally tuned
-baseline (by mean, and by median) with a paired bootstrap 95 % CI over games, the winning baseline with its knobs, and
+baseline (by mean, and by median) with a paired bootstrap 95 % CI (resampling the drawn games, each with its seeds:
+``bootstrap_unit``), the winning baseline with its knobs, and
 every divergence. Every tensor of a cell lives on the config's ``device`` (``device = "cuda"`` in the file on a GPU).
 """
 
@@ -69,6 +70,7 @@ __all__ = [
     "SearchPlayers",
     "SearchSpace",
     "cell_rows",
+    "draw_groups",
     "is_sealed",
     "paired_ratio_ci",
     "play_candidates",
@@ -166,10 +168,22 @@ def tune_baselines(
 
 
 def paired_ratio_ci(
-    a: np.ndarray, b: np.ndarray, statistic: Any, reps: int, seed: int = 0
+    a: np.ndarray, b: np.ndarray, statistic: Any, reps: int, seed: int = 0, groups: Any = None
 ) -> tuple[float, float, float]:
-    """``(point, low, high)``: statistic(a) / statistic(b) and its paired bootstrap 95 % CI (games resampled
-    together); +inf where a's statistic is not finite, order statistics when some replicates are infinite."""
+    """``(point, low, high)``: statistic(a) / statistic(b) and its paired bootstrap 95 % CI (the two entrants' games
+    resampled together); +inf where a's statistic is not finite, order statistics when some replicates are infinite.
+
+    ``groups``: ``None`` resamples the games one by one, as if each were drawn on its own. Else a label per game of
+    the unit it was sampled in (a cell's drawn game: its seeds share the draw, so their gaps are not independent), and
+    each replicate resamples whole units with replacement, every game of a chosen unit with it (a cluster bootstrap:
+    the CI is for the population of units, here of drawn games, not of the seeds of these few draws).
+
+    Raises:
+        ValueError: if ``a`` and ``b`` are not 1-D of the same length, or ``groups`` does not give one label per game.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.ndim != 1 or a.shape != b.shape or not len(a):
+        raise ValueError(f"a and b must be 1-D arrays of one gap per game, the same games; got {a.shape} and {b.shape}")
 
     def ratio(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         sx, sy = statistic(x), statistic(y)
@@ -178,11 +192,35 @@ def paired_ratio_ci(
         return np.where(np.isnan(r), np.inf, r)
 
     rng = np.random.default_rng(seed)
-    index = rng.integers(0, len(a), size=(reps, len(a)))
-    boots = ratio(a[index], b[index])
+    if groups is None:
+        index = rng.integers(0, len(a), size=(reps, len(a)))
+        boots = ratio(a[index], b[index])
+    else:
+        units = _units(groups, len(a))
+        picks = rng.integers(0, len(units), size=(reps, len(units)))
+        if len({len(u) for u in units}) == 1:  # every unit as large: one [reps, games] index
+            index = np.stack(units)[picks].reshape(reps, -1)
+            boots = ratio(a[index], b[index])
+        else:  # replicates of different sizes: one at a time
+            boots = np.array([ratio(a[i], b[i]) for i in (np.concatenate([units[u] for u in row]) for row in picks)])
     finite = np.isfinite(boots).all()
     lo, hi = np.percentile(boots, [2.5, 97.5], method="linear" if finite else "nearest")
     return float(ratio(a[None], b[None])[0]), float(lo), float(hi)
+
+
+def _units(groups: Any, n: int) -> list[np.ndarray]:
+    """The games' indices of each unit of ``groups`` (one label per game), in the order the units first appear."""
+    labels = np.asarray(groups)
+    if labels.shape != (n,):
+        raise ValueError(f"groups must give one label per game ({n}), got an array of shape {labels.shape}")
+    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
+    return [np.flatnonzero(inverse == u) for u in np.argsort(first, kind="stable")]
+
+
+def draw_groups(draws: list[tuple[Any, Any]]) -> np.ndarray:
+    """A cell's games' units for :func:`paired_ratio_ci`: the index of the draw each game was played on (a cell plays
+    every draw's seeds in turn, so its games are in draw order)."""
+    return np.repeat(np.arange(len(draws)), [len(seeds) for _, seeds in draws])
 
 
 def _mean(x: np.ndarray) -> np.ndarray:
@@ -239,11 +277,16 @@ def run_cell(
     base = list(config.baselines)
     best_mean = min(base, key=lambda k: float(_mean(arrays[k])))
     best_median = min(base, key=lambda k: float(_median(arrays[k])))
+    groups = draw_groups(draws) if config.bootstrap_unit == "draw" else None
     entrants = {}
     for agent in rules:
         entrants[agent] = {
-            "ratio_mean": paired_ratio_ci(arrays[agent], arrays[best_mean], _mean, config.bootstrap_reps),
-            "ratio_median": paired_ratio_ci(arrays[agent], arrays[best_median], _median, config.bootstrap_reps),
+            "ratio_mean": paired_ratio_ci(
+                arrays[agent], arrays[best_mean], _mean, config.bootstrap_reps, groups=groups
+            ),
+            "ratio_median": paired_ratio_ci(
+                arrays[agent], arrays[best_median], _median, config.bootstrap_reps, groups=groups
+            ),
         }
     return {
         "family": suite, "multiple": multiple, "horizon": horizon, "consensus": consensus,
@@ -253,6 +296,7 @@ def run_cell(
         "diverged": {k: int(np.sum(~np.isfinite(v))) for k, v in arrays.items()},
         "at_floor": {k: int(np.sum(v <= AT_FLOOR)) for k, v in arrays.items()},
         "best_mean": best_mean, "best_median": best_median, "tuned": chosen, "entrants": entrants,
+        "bootstrap_unit": config.bootstrap_unit,
         "floor_kinds": sorted(set(floor_kinds)), "gaps": {k: v.tolist() for k, v in arrays.items()},
         "draws": [{"options": _plain(options), "seeds": [int(s) for s in seeds]} for options, seeds in draws],
         "seconds": time.perf_counter() - began, "tuning_seconds": tuned_s,

@@ -12,6 +12,9 @@ from typing import Any
 from mtg_env._args import int_arg
 from mtg_env.bench.sealed_search import BASELINE_CONTROLS, SearchSpace
 
+#: What a sealed cell's bootstrap may resample (:attr:`SealedConfig.bootstrap_unit`).
+BOOTSTRAP_UNITS = ("draw", "game")
+
 
 # ----------------------------------------------------------------------------------------- the entrants
 @dataclass(frozen=True)
@@ -95,6 +98,11 @@ class SealedConfig:
     test_key: str | None = None
     """The sealed stream's 128-bit key (32 hex digits; ``None``: :data:`agents.learned.family.DEFAULT_TEST_KEY`)."""
     bootstrap_reps: int = 2000
+    bootstrap_unit: str = "draw"
+    """What the CIs' bootstrap resamples: ``"draw"`` (default since the twenty-first session), the drawn games, each
+    with all its seeds, since a draw's seeds share its game and their gaps move together; ``"game"``, every game on its
+    own (the cells of K1 to K16 were scored so; it counts a cell's seeds as if they were draws, and its CIs come out
+    too narrow where a draw's seeds agree)."""
     device: str = "cpu"
     """Where every tensor of a cell lives: the games, the baselines' players, the learned rules and the best-run
     floors (``"cuda"`` on a GPU; a floor's least-squares solves run on the CPU in float64, as the rank-revealing
@@ -119,6 +127,11 @@ class SealedConfig:
             int_arg(name, getattr(self, name), low=1)
         if self.test_key is not None:
             check_key(self.test_key)
+        if self.bootstrap_unit not in BOOTSTRAP_UNITS:
+            raise ValueError(
+                f"bootstrap_unit must be one of {list(BOOTSTRAP_UNITS)} (what the CIs resample: a drawn game with its "
+                f"seeds, or each game), got {self.bootstrap_unit!r}"
+            )
 
     def _check_consensus(self) -> None:
         from mtg_env.consensus import RULE_TABLE
@@ -188,7 +201,7 @@ class SealedConfig:
 
 
 _TOP = {"name", "protocol", "families", "entrants", "baselines", "multiples", "train_horizon", "train_horizons",
-        "search", "tuning", "test", "bootstrap_reps", "device", "consensus"}  # fmt: skip
+        "search", "tuning", "test", "bootstrap_reps", "bootstrap_unit", "device", "consensus"}  # fmt: skip
 
 
 def sealed_config_from_dict(data: dict[str, Any]) -> SealedConfig:
@@ -230,6 +243,7 @@ def sealed_config_from_dict(data: dict[str, Any]) -> SealedConfig:
         test_seeds=test.get("seeds", 3),
         test_key=test.get("key"),
         bootstrap_reps=data.get("bootstrap_reps", 2000),
+        bootstrap_unit=data.get("bootstrap_unit", "draw"),
         device=data.get("device", "cpu"),
     )
 

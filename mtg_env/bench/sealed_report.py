@@ -96,8 +96,13 @@ def report_markdown(config: SealedConfig, report: dict[str, Any]) -> str:
         "spent: " + ", ".join(f"{b} {config.tuning_cost(b, 1):,}" for b in config.baselines) + " at 1×.",
         "",
         "Self-tuning: the learned rules as shipped. Score: the normalised gap (L_T − L*) / (L_0 − L*) on the whole "
-        "training objective, +inf when diverged; ratios < 1 favour the entrant; paired bootstrap 95 % CI over games "
-        f"({config.bootstrap_reps} resamples).",
+        "training objective, +inf when diverged; ratios < 1 favour the entrant; paired bootstrap 95 % CI "
+        + (
+            "over the drawn games, each resampled with all its seeds"
+            if config.bootstrap_unit == "draw"
+            else "over games, each resampled on its own"
+        )
+        + f" ({config.bootstrap_reps} resamples).",
         "",
     ]
     if column:

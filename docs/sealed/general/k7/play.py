@@ -10,7 +10,9 @@ later keys' scripts play their cells with it too (``docs/sealed/general/k8/run.s
     (digits:mean, digits:mgda: FAMILY:CONSENSUS)
 
 The config is docs/sealed/general/k5_sum.toml's (search grid, tuning draws, bootstrap) with the family, multiple and
-consensus given here and DRAWS x 3 test games. ``CACHE`` (a directory, optional) keeps each cell's tuning result, so a
+consensus given here and DRAWS x SEEDS test games (SEEDS: 3 unless set). ``BOOTSTRAP_UNIT`` (``game`` unless set, as K7
+to K16 were scored; ``draw`` from K17, the sealed config's default since the twenty-first session) says what the CIs
+resample. ``CACHE`` (a directory, optional) keeps each cell's tuning result, so a
 second cell of the same family, horizon and consensus does not tune again (digits: about 30 minutes a cell here).
 ``learned_mlp_digits_vanishing.pt`` is the shipped digits rule with ``offset_vanishes=True`` (``with_options``), the
 variant chosen on the validation stream before this key was drawn (docs/results/learned.md, eighth session).
@@ -35,7 +37,8 @@ consensus = consensus or "sum"
 multiple, out = int(sys.argv[2]), Path(sys.argv[3])
 data = tomllib.loads((ROOT / "docs/sealed/general/k5_sum.toml").read_text())
 data["families"], data["multiples"], data["consensus"], data["entrants"] = [family], [multiple], [consensus], []
-data["test"]["draws"], data["test"]["seeds"] = int(os.environ.get("DRAWS", 16)), 3
+data["test"]["draws"], data["test"]["seeds"] = int(os.environ.get("DRAWS", 16)), int(os.environ.get("SEEDS", 3))
+data["bootstrap_unit"] = os.environ.get("BOOTSTRAP_UNIT", "game")  # what K7 to K16 recorded; K17 on: "draw"
 config = sealed.sealed_config_from_dict(data)
 tune = sealed.tune_baselines
 if "CACHE" in os.environ:

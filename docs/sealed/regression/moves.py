@@ -16,7 +16,8 @@ variants play what the regression specialist shipped before K16 played (its mini
 with its floor, the sum scaling, the balance under ``mgda``) and a cosine decay of every update (``anneal = 1``);
 ``moves`` adds the trunk's reading of the moves. ``+heads`` (eighteenth session) searches the heads' steps with the
 trunk's, every pair of :data:`HEADS` and the trunk's factors (``MetaTrainConfig.head_search``); ``+final`` scores that
-search by the final gap rather than the meta-loss; ``+wide`` searches the heads' steps up to 8x (:data:`WIDE`).
+search by the final gap rather than the meta-loss; ``+wide`` searches the heads' steps up to 8x (:data:`WIDE`);
+``+long`` (twenty-first session) trains ``moves+heads`` with eight times the compute (:data:`BUDGET`).
 
 ``score``: the stream's first 16 draws x 3 seeds of the family, as a sealed cell plays them, the four baselines at
 the knobs K15's cell chose on the tuning stream (docs/sealed/general/k15/regression_<rule>_<multiple>.json); for each
@@ -62,16 +63,20 @@ VARIANTS = {
     "moves": (True, (), "mean"), "clock": (False, (), "mean"),
     "moves+heads": (True, HEADS, "mean"), "clock+heads": (False, HEADS, "mean"),
     "moves+heads+final": (True, HEADS, "final"), "clock+heads+final": (False, HEADS, "final"),
-    "moves+wide": (True, WIDE, "mean"),
+    "moves+wide": (True, WIDE, "mean"), "moves+heads+long": (True, HEADS, "mean"),
 }  # fmt: skip
+#: Meta-training's budget, (iterations, games per iteration), where a variant's is not 240 x 8 (twenty-first session:
+#: ``+long``, the ``moves+heads`` recipe with four times the iterations and twice the games, eight times the compute).
+BUDGET = {"moves+heads+long": (960, 16)}
 
 
 def train(variant: str, seed: int) -> None:
     if variant not in VARIANTS:
         raise SystemExit(f"variant must be one of {list(VARIANTS)}, got {variant!r}")
     moves, heads, search_metric = VARIANTS[variant]
+    iterations, games = BUDGET.get(variant, (240, 8))
     config = MetaTrainConfig(
-        agent="learned_mlp", suite="regression", consensus=("sum", "mean", "mgda"), iterations=240, games=8,
+        agent="learned_mlp", suite="regression", consensus=("sum", "mean", "mgda"), iterations=iterations, games=games,
         configs=2, horizons=(20, 50, 100), meta_lr=3e-3, floor="true", val_every=20, val_metric="final",
         late_weight=1.0, rule={**PLAYED, "trunk_reads_moves": moves}, seed=seed,
         trunk_search=(0.5, 0.71, 1.0, 1.41, 2.0, 2.83, 4.0, 5.66, 8.0), head_search=heads, search_metric=search_metric,

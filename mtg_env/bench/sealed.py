@@ -25,8 +25,8 @@ tuning run can draw those games; :func:`agents.learned.family.draw_games`). A ga
 (L_T − L*) / (L_0 − L*) on the whole training objective, L* the suite's true minimum (:mod:`mtg_env.suites.floors`),
 +inf for a diverged game. Each cell reports the mean and median gap, the entrant's ratio to the best externally tuned
 baseline (by mean, and by median) with a paired bootstrap 95 % CI (resampling the drawn games, each with its seeds:
-``bootstrap_unit``), the winning baseline with its knobs, and
-every divergence. Every tensor of a cell lives on the config's ``device`` (``device = "cuda"`` in the file on a GPU).
+``bootstrap_unit``), the winning baseline with its knobs, and every divergence. Every tensor of a cell lives on the
+config's ``device`` (``device = "cuda"`` in the file on a GPU).
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ with its floor, the sum scaling, the balance under ``mgda``) and a cosine decay 
 ``moves`` adds the trunk's reading of the moves. ``+heads`` (eighteenth session) searches the heads' steps with the
 trunk's, every pair of :data:`HEADS` and the trunk's factors (``MetaTrainConfig.head_search``); ``+final`` scores that
 search by the final gap rather than the meta-loss; ``+wide`` searches the heads' steps up to 8x (:data:`WIDE`);
-``+long`` (twenty-first session) trains ``moves+heads`` with eight times the compute (:data:`BUDGET`).
+``+long`` (twenty-first session) trains ``moves+heads`` with eight times the compute, ``+t50`` with 50-step truncations
+(:data:`OVERRIDES`).
 
 ``score``: the stream's first 16 draws x 3 seeds of the family, as a sealed cell plays them, the four baselines at
 the knobs K15's cell chose on the tuning stream (docs/sealed/general/k15/regression_<rule>_<multiple>.json); for each
@@ -34,6 +35,7 @@ import json
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -64,23 +66,27 @@ VARIANTS = {
     "moves+heads": (True, HEADS, "mean"), "clock+heads": (False, HEADS, "mean"),
     "moves+heads+final": (True, HEADS, "final"), "clock+heads+final": (False, HEADS, "final"),
     "moves+wide": (True, WIDE, "mean"), "moves+heads+long": (True, HEADS, "mean"),
+    "moves+heads+t50": (True, HEADS, "mean"),
 }  # fmt: skip
-#: Meta-training's budget, (iterations, games per iteration), where a variant's is not 240 x 8 (twenty-first session:
-#: ``+long``, the ``moves+heads`` recipe with four times the iterations and twice the games, eight times the compute).
-BUDGET = {"moves+heads+long": (960, 16)}
+#: Meta-training's settings where a variant's are not the recipe's (240 iterations of 8 games, 10-step truncations;
+#: twenty-first session): ``+long``, the ``moves+heads`` recipe with four times the iterations and twice the games,
+#: eight times the compute; ``+t50``, with 50-step truncations (a 20- or 50-step game is one truncation, a 100-step
+#: one two).
+OVERRIDES: dict[str, dict[str, int]] = {"moves+heads+long": {"iterations": 960, "games": 16},
+                                        "moves+heads+t50": {"truncation": 50}}  # fmt: skip
 
 
 def train(variant: str, seed: int) -> None:
     if variant not in VARIANTS:
         raise SystemExit(f"variant must be one of {list(VARIANTS)}, got {variant!r}")
     moves, heads, search_metric = VARIANTS[variant]
-    iterations, games = BUDGET.get(variant, (240, 8))
     config = MetaTrainConfig(
-        agent="learned_mlp", suite="regression", consensus=("sum", "mean", "mgda"), iterations=iterations, games=games,
-        configs=2, horizons=(20, 50, 100), meta_lr=3e-3, floor="true", val_every=20, val_metric="final",
+        agent="learned_mlp", suite="regression", consensus=("sum", "mean", "mgda"), iterations=240, games=8, configs=2,
+        horizons=(20, 50, 100), meta_lr=3e-3, floor="true", val_every=20, val_metric="final",
         late_weight=1.0, rule={**PLAYED, "trunk_reads_moves": moves}, seed=seed,
         trunk_search=(0.5, 0.71, 1.0, 1.41, 2.0, 2.83, 4.0, 5.66, 8.0), head_search=heads, search_metric=search_metric,
     )  # fmt: skip
+    config = replace(config, **OVERRIDES.get(variant, {}))
     out = Path("runs") / "moves" / f"{variant}_s{seed}"
     shutil.rmtree(out, ignore_errors=True)
     began = time.perf_counter()

@@ -6,8 +6,9 @@ resampled each game on its own (``SealedConfig.bootstrap_unit``, twenty-first se
 Reads every cell under docs/sealed/: the cells of a bench run's ``report.json`` (K1 to K6, the H200 digits run) and the
 one-cell files of ``docs/sealed/general/k7/play.py`` (K7 to K16). A cell's gaps are in draw order, every draw's seeds
 in turn (``run_cell``); the units are its recorded draws where it has them (K15, K16), else consecutive blocks of its
-config's seeds per draw (3 in every key). Each row first recomputes the recorded CI (by game, the bootstrap's seed 0
-and the cell's replicates) and stops if it does not match the record, so the by-draw CI beside it is computed on the
+config's seeds per draw (3 in every key to K16). Each row first recomputes the recorded CI (by the cell's
+``bootstrap_unit``: by game to K16, by draw from K17; the bootstrap's seed 0 and the cell's replicates) and stops if it
+does not match the record, so the by-draw CI beside it is computed on the
 very games, baseline and statistic the record used. The bar (issue 23) is met where both the mean's and the median's
 CI end below 1; "medians at the floor" marks a cell whose entrant's and baseline's medians are both 1e-9 or less, a
 tie whatever the ratio (docs/results/learned.md)."""
@@ -65,24 +66,25 @@ def rows() -> tuple[list[str], dict[str, int]]:
         units = groups(cell)
         label = f"{where} {cell['family']} {cell.get('consensus', 'sum')} {cell['multiple']}×"
         logs = np.log(gaps[cell["best_median"]])
-        if np.isfinite(logs).all() and logs.var() > 0 and len(set(np.bincount(units))) == 1:
+        seeds = set(np.bincount(units))
+        if np.isfinite(logs).all() and logs.var() > 0 and len(seeds) == 1 and min(seeds) > 1:
             within = logs.reshape(-1, np.bincount(units)[0]).var(axis=1, ddof=1).mean()
             shares.setdefault(cell["family"], []).append(1.0 - within / logs.var(ddof=1))
         for name, entrant in cell["entrants"].items():
             bars, texts = {}, []
             for stat, fn, best in (("mean", _mean, cell["best_mean"]), ("median", _median, cell["best_median"])):
-                recorded = tuple(float(x) for x in entrant[f"ratio_{stat}"])
-                again = paired_ratio_ci(gaps[name], gaps[best], fn, reps)
-                if not np.allclose(again, recorded, rtol=1e-9, equal_nan=True):
-                    raise SystemExit(f"{label} {name} {stat}: recomputed {again}, recorded {recorded}")
+                by_game = paired_ratio_ci(gaps[name], gaps[best], fn, reps)
                 drawn = paired_ratio_ci(gaps[name], gaps[best], fn, reps, groups=units)
-                bars[stat] = (recorded[2] < 1, drawn[2] < 1)
-                ends = np.array([*recorded[1:], *drawn[1:]])
-                if np.isfinite(ends).all() and ends.min() > 0 and recorded[2] > recorded[1]:
+                again = drawn if cell.get("bootstrap_unit", "game") == "draw" else by_game  # the cell's own unit
+                if not np.allclose(again, [float(x) for x in entrant[f"ratio_{stat}"]], rtol=1e-9, equal_nan=True):
+                    raise SystemExit(f"{label} {name} {stat}: recomputed {again}, recorded {entrant[f'ratio_{stat}']}")
+                bars[stat] = (by_game[2] < 1, drawn[2] < 1)
+                ends = np.array([*by_game[1:], *drawn[1:]])
+                if np.isfinite(ends).all() and ends.min() > 0 and by_game[2] > by_game[1] and min(seeds) > 1:
                     widths.setdefault((cell["family"], stat), []).append(
-                        np.log(drawn[2] / drawn[1]) / np.log(recorded[2] / recorded[1])
+                        np.log(drawn[2] / drawn[1]) / np.log(by_game[2] / by_game[1])
                     )
-                texts.append(f"{recorded[0]:.3g} [{recorded[1]:.3g}, {recorded[2]:.3g}] → [{drawn[1]:.3g}, "
+                texts.append(f"{by_game[0]:.3g} [{by_game[1]:.3g}, {by_game[2]:.3g}] → [{drawn[1]:.3g}, "
                              f"{drawn[2]:.3g}]")  # fmt: skip
             floor = max(float(np.median(gaps[name])), float(np.median(gaps[cell["best_median"]]))) <= AT_FLOOR
             by_game, by_draw = (bars["mean"][i] and bars["median"][i] for i in (0, 1))
@@ -118,8 +120,8 @@ if __name__ == "__main__":
     table, counts = rows()
     print("# Every sealed cell's CIs, resampled by game and by draw\n")
     print("`python docs/sealed/by_draw.py` (its docstring says how). Ratios to the best tuned baseline (by mean, by "
-          "median) with their paired bootstrap 95 % CIs: as recorded (every game resampled on its own) → resampling "
-          "the drawn games, each with its seeds. **Bold**: the bar's verdict differs.\n")  # fmt: skip
+          "median) with their paired bootstrap 95 % CIs: every game resampled on its own (as recorded to K16) → "
+          "resampling the drawn games, each with its seeds. **Bold**: the bar's verdict differs.\n")  # fmt: skip
     print(
         f"{counts['cells']} entrant rows; the bar (both CIs below 1, medians not at the floor) met by game in "
         f"{counts['game']}, by draw in {counts['draw']}: gained {counts['gained']}, lost {counts['lost']}.\n"

@@ -107,8 +107,9 @@ def main() -> None:
             agents = [a for a, f in config.entrants if f == family]
             start = time.perf_counter()
             rules = {a: learned_agent(a, suite=family).given.to(config.device) for a in agents}
-            new = run_cell(replace(config, multiples=(multiple,)), family, multiple, floors, rules,
-                           config.test_key or DEFAULT_TEST_KEY)  # fmt: skip
+            # bootstrap_unit "game": as the stored run (docs/sealed/table.json) was scored, before "draw" was the default
+            new = run_cell(replace(config, multiples=(multiple,), bootstrap_unit="game"), family, multiple, floors,
+                           rules, config.test_key or DEFAULT_TEST_KEY)  # fmt: skip
             new_s = time.perf_counter() - start
             for agent in agents:
                 start = time.perf_counter()

@@ -235,10 +235,17 @@ def test_the_cluster_bootstrap_resamples_draws() -> None:
     assert paired_ratio_ci(x[order], y[order], mean, 300, groups=labels[order]) == pytest.approx(
         paired_ratio_ci(x, y, mean, 300, groups=labels), rel=1e-12
     )
-    uneven = np.array([0, 0, 1, 2, 2, 2])
-    assert paired_ratio_ci(np.arange(1.0, 7.0), 2 * np.arange(1.0, 7.0), mean, 200, groups=uneven) == pytest.approx(
-        (0.5, 0.5, 0.5)
-    )
+    uneven = np.array([3, 1, 3, 0, 2, 1, 3, 2, 3, 1])  # units of 1 to 4 games, interleaved; first seen: 3, 1, 0, 2
+    x, y = rng.lognormal(size=10), rng.lognormal(size=10)
+    members = [np.flatnonzero(uneven == u) for u in (3, 1, 0, 2)]
+    picks = np.random.default_rng(7).integers(0, 4, size=(300, 4))
+    reference = []
+    for row in picks:  # one replicate: the picked units' games, all of each
+        games = np.concatenate([members[u] for u in row])
+        reference.append(x[games].mean() / y[games].mean())
+    point, low, high = paired_ratio_ci(x, y, mean, 300, seed=7, groups=uneven)
+    assert point == pytest.approx(x.mean() / y.mean(), rel=1e-12)
+    assert (low, high) == pytest.approx(tuple(np.percentile(reference, [2.5, 97.5])), rel=1e-12)
     with pytest.raises(ValueError, match="groups must give one label per game"):
         paired_ratio_ci(a, b, mean, 10, groups=np.arange(7))
     with pytest.raises(ValueError, match="the same games"):
@@ -272,6 +279,7 @@ def test_cli_runs_the_quick_sealed_bench(tmp_path: Any, capsys: Any) -> None:
     assert main(["bench", config, "--quick", "--out", str(tmp_path), "--no-progress", "--test-key", key]) == 0
     report = (tmp_path / "report.md").read_text()
     assert key in report and "learned_mlp" in report and "closed form" in report
+    assert "CI over the drawn games, each resampled with all its seeds" in report  # bootstrap_unit "draw"
     with pytest.raises(CLIError, match="32 hex digits"):
         main(["bench", config, "--quick", "--out", str(tmp_path / "b"), "--test-key", "xyz"])
     with pytest.raises(SystemExit):
@@ -375,8 +383,18 @@ def test_a_cell_on_the_cpu_device_is_unchanged(suite: str) -> None:
     assert cell["bootstrap_unit"] == "draw" and list(groups) == [d for d in range(len(drawn)) for _ in drawn[d][1]]
     gaps = {k: np.asarray(v) for k, v in cell["gaps"].items()}
     mean = lambda v: v.mean(-1)  # noqa: E731
-    expected = paired_ratio_ci(gaps["learned_mlp"], gaps[cell["best_mean"]], mean, config.bootstrap_reps, groups=groups)
-    assert cell["entrants"]["learned_mlp"]["ratio_mean"] == pytest.approx(expected, rel=1e-12)
+    for stat, fn in (("mean", mean), ("median", lambda v: np.median(v, axis=-1))):
+        best = gaps[cell[f"best_{stat}"]]
+        expected = paired_ratio_ci(gaps["learned_mlp"], best, fn, config.bootstrap_reps, groups=groups)
+        assert cell["entrants"]["learned_mlp"][f"ratio_{stat}"] == pytest.approx(expected, rel=1e-12), stat
+    if suite == "quadratic":  # bootstrap_unit "game": every game resampled on its own, the same games
+        games = run_cell(replace(config, bootstrap_unit="game"), suite, 1, _Floors(None), rules, "0" * 32, "validation")
+        assert games["bootstrap_unit"] == "game" and games["gaps"] == cell["gaps"]
+        for stat, fn in (("mean", mean), ("median", lambda v: np.median(v, axis=-1))):
+            best = gaps[cell[f"best_{stat}"]]
+            expected = paired_ratio_ci(gaps["learned_mlp"], best, fn, config.bootstrap_reps)
+            assert games["entrants"]["learned_mlp"][f"ratio_{stat}"] == pytest.approx(expected, rel=1e-12), stat
+            assert expected != pytest.approx(cell["entrants"]["learned_mlp"][f"ratio_{stat}"], rel=1e-12), stat
 
 
 def test_a_cells_games_split_by_a_drawn_option() -> None:

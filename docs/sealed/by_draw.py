@@ -4,14 +4,15 @@ resampled each game on its own (``SealedConfig.bootstrap_unit``, twenty-first se
     python docs/sealed/by_draw.py > docs/sealed/by_draw.md
 
 Reads every cell under docs/sealed/: the cells of a bench run's ``report.json`` (K1 to K6, the H200 digits run) and the
-one-cell files of ``docs/sealed/general/k7/play.py`` (K7 to K16). A cell's gaps are in draw order, every draw's seeds
-in turn (``run_cell``); the units are its recorded draws where it has them (K15, K16), else consecutive blocks of its
-config's seeds per draw (3 in every key to K16). Each row first recomputes the recorded CI (by the cell's
-``bootstrap_unit``: by game to K16, by draw from K17; the bootstrap's seed 0 and the cell's replicates) and stops if it
-does not match the record, so the by-draw CI beside it is computed on the
-very games, baseline and statistic the record used. The bar (issue 23) is met where both the mean's and the median's
-CI end below 1; "medians at the floor" marks a cell whose entrant's and baseline's medians are both 1e-9 or less, a
-tie whatever the ratio (docs/results/learned.md)."""
+one-cell files of ``docs/sealed/general/k7/play.py`` (K7 to K17); ``docs/sealed/table.json`` keeps no gaps, so it is not
+re-scored. A cell's gaps are in draw order, every draw's seeds in turn (``run_cell``); the units are its recorded draws
+where it has them (K15 on), else consecutive blocks of its config's seeds per draw (3 in every key to K16). Each row
+first recomputes the recorded CI (by the cell's ``bootstrap_unit``: by game to K16, by draw from K17; the bootstrap's
+seed 0 and the cell's replicates) and stops if it does not match the record, so the by-draw CI beside it is computed on
+the very games, baseline and statistic the record used. The bar (issue 23) is met where both the mean's and the median's
+CI end below 1; "medians at the floor" marks a cell whose entrant's and baseline's medians are both 1e-9 or less, a tie
+whatever the ratio (docs/results/learned.md).
+"""
 
 from __future__ import annotations
 

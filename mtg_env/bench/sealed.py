@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from torch import Tensor
 
 # The search space and its players, the config and the report live in their own modules; re-exported here.
@@ -168,7 +169,7 @@ def tune_baselines(
 
 
 def paired_ratio_ci(
-    a: np.ndarray, b: np.ndarray, statistic: Any, reps: int, seed: int = 0, groups: Any = None
+    a: np.ndarray, b: np.ndarray, statistic: Any, reps: int, seed: int = 0, groups: ArrayLike | None = None
 ) -> tuple[float, float, float]:
     """``(point, low, high)``: statistic(a) / statistic(b) and its paired bootstrap 95 % CI (the two entrants' games
     resampled together); +inf where a's statistic is not finite, order statistics when some replicates are infinite.
@@ -208,7 +209,7 @@ def paired_ratio_ci(
     return float(ratio(a[None], b[None])[0]), float(lo), float(hi)
 
 
-def _units(groups: Any, n: int) -> list[np.ndarray]:
+def _units(groups: ArrayLike, n: int) -> list[np.ndarray]:
     """The games' indices of each unit of ``groups`` (one label per game), in the order the units first appear."""
     labels = np.asarray(groups)
     if labels.shape != (n,):

@@ -107,7 +107,7 @@ def main() -> None:
             agents = [a for a, f in config.entrants if f == family]
             start = time.perf_counter()
             rules = {a: learned_agent(a, suite=family).given.to(config.device) for a in agents}
-            # bootstrap_unit "game": as the stored run (docs/sealed/table.json) was scored, before "draw" was the default
+            # bootstrap_unit "game": as the stored run (docs/sealed/table.json) was scored, before "draw" was default
             new = run_cell(replace(config, multiples=(multiple,), bootstrap_unit="game"), family, multiple, floors,
                            rules, config.test_key or DEFAULT_TEST_KEY)  # fmt: skip
             new_s = time.perf_counter() - start

@@ -25,7 +25,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from mtg_env.bench.sealed import AT_FLOOR, _mean, _median, draw_groups, paired_ratio_ci  # noqa: E402
+from mtg_env.bench.sealed import _mean, _median, draw_groups, paired_ratio_ci  # noqa: E402
+from mtg_env.bench.sealed_report import medians_at_floor  # noqa: E402
 
 SEEDS = 3  # every key's seeds per draw (the bench configs' [test] seeds, docs/sealed/general/k7/play.py's)
 
@@ -87,7 +88,7 @@ def rows() -> tuple[list[str], dict[str, int]]:
                     )
                 texts.append(f"{by_game[0]:.3g} [{by_game[1]:.3g}, {by_game[2]:.3g}] → [{drawn[1]:.3g}, "
                              f"{drawn[2]:.3g}]")  # fmt: skip
-            floor = max(float(np.median(gaps[name])), float(np.median(gaps[cell["best_median"]]))) <= AT_FLOOR
+            floor = medians_at_floor(cell, name)
             by_game, by_draw = (bars["mean"][i] and bars["median"][i] for i in (0, 1))
             counts["cells"] += 1
             counts["game"] += by_game and not floor

@@ -45,6 +45,12 @@ def _num(x: float) -> str:
     return f"{x:.2f}" if x == 0 or 0.01 <= abs(x) < 1000 else f"{x:.1e}"
 
 
+def medians_at_floor(cell: dict[str, Any], agent: str) -> bool:
+    """Whether ``agent``'s median gap and the cell's best baseline's by median are both at the floor (at most
+    :data:`AT_FLOOR`): the median ratio then compares round-off, a tie whatever its value."""
+    return max(float(cell["median"][agent]), float(cell["median"][cell["best_median"]])) <= AT_FLOOR
+
+
 def cell_rows(cell: dict[str, Any], header: bool = False, consensus: bool = False) -> str:
     """The cell's rows of the report's main table (one per entrant; ``consensus``: with the cell's consensus rule in
     a column after the horizon)."""
@@ -54,8 +60,7 @@ def cell_rows(cell: dict[str, Any], header: bool = False, consensus: bool = Fals
     base_div = sum(v for k, v in cell["diverged"].items() if k in cell["tuned"])
     for agent, e in cell["entrants"].items():
         rm, rd = e["ratio_mean"], e["ratio_median"]
-        floor_tie = max(float(cell["median"][agent]), float(cell["median"][bd])) <= AT_FLOOR
-        tie = " (a tie: both medians at the floor)" if floor_tie else ""
+        tie = " (a tie: both medians at the floor)" if medians_at_floor(cell, agent) else ""
         lines.append(
             f"| {cell['family']} | {cell['multiple']}× ({cell['horizon']}) |{rule} {agent} | "
             f"{cell['mean'][agent]:.3g} vs {bm} {cell['mean'][bm]:.3g} | **{_num(rm[0])}** [{_num(rm[1])}, "

@@ -14,6 +14,10 @@ consensus given here and DRAWS x SEEDS test games (SEEDS: 3 unless set). ``BOOTS
 to K16 were scored; ``draw`` from K17, the sealed config's default since the twenty-first session) says what the CIs
 resample. ``CACHE`` (a directory, optional) keeps each cell's tuning result, so a
 second cell of the same family, horizon and consensus does not tune again (digits: about 30 minutes a cell here).
+``CACHE_FROM`` (a directory of an earlier key's cells, optional; needs ``CACHE``) takes a cell's tuned knobs from that
+key's ``FAMILY_CONSENSUS_MULTIPLE.json`` (its ``tuned`` field: the tuning stream's choice, which no key enters) where
+``CACHE`` has none yet, so a later key plays the same baselines without tuning them again (K19 on; K16 to K18 seeded
+``CACHE`` from K15's cells in their run.sh).
 ``learned_mlp_digits_vanishing.pt`` is the shipped digits rule with ``offset_vanishes=True`` (``with_options``), the
 variant chosen on the validation stream before this key was drawn (docs/results/learned.md, eighth session).
 """
@@ -47,6 +51,14 @@ if "CACHE" in os.environ:
     def tune(config, suite, horizon, floors, consensus="sum", _tune=sealed.tune_baselines):  # type: ignore[no-redef]
         if cache.exists():
             return json.loads(cache.read_text())
+        if "CACHE_FROM" in os.environ:
+            earlier = Path(os.environ["CACHE_FROM"]) / f"{family}_{consensus}_{multiple}.json"
+            if not earlier.exists():
+                raise SystemExit(f"CACHE_FROM has no cell {earlier}: unset CACHE_FROM to tune this cell's baselines")
+            chosen = json.loads(earlier.read_text())["tuned"]
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps(chosen))
+            return chosen
         chosen = _tune(config, suite, horizon, floors, consensus)
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(chosen))

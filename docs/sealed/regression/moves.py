@@ -18,7 +18,7 @@ with its floor, the sum scaling, the balance under ``mgda``) and a cosine decay 
 trunk's, every pair of :data:`HEADS` and the trunk's factors (``MetaTrainConfig.head_search``); ``+final`` scores that
 search by the final gap rather than the meta-loss; ``+wide`` searches the heads' steps up to 8x (:data:`WIDE`);
 ``+long`` (twenty-first session) trains ``moves+heads`` with eight times the compute, ``+t50`` with 50-step truncations
-(:data:`OVERRIDES`).
+(:data:`OVERRIDES`); ``+linear`` (twenty-second session) on the family's linear-trunk games alone (:data:`FAMILY_OF`).
 
 ``score``: the stream's first 16 draws x 3 seeds of the family, as a sealed cell plays them, the four baselines at
 the knobs K15's cell chose on the tuning stream (docs/sealed/general/k15/regression_<rule>_<multiple>.json); for each
@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from agents.learned.checkpoint import load_rule
-from agents.learned.family import best_loss_floor, draw_games
+from agents.learned.family import _REGISTERED, Family, best_loss_floor, draw_games, get_family, register_family
 from agents.learned.meta_config import MINIBATCH_BRAKE, MetaTrainConfig
 from agents.learned.train import meta_train
 from mtg_env.bench.sealed import _gaps, _mean, _median, paired_ratio_ci
@@ -66,7 +66,7 @@ VARIANTS = {
     "moves+heads": (True, HEADS, "mean"), "clock+heads": (False, HEADS, "mean"),
     "moves+heads+final": (True, HEADS, "final"), "clock+heads+final": (False, HEADS, "final"),
     "moves+wide": (True, WIDE, "mean"), "moves+heads+long": (True, HEADS, "mean"),
-    "moves+heads+t50": (True, HEADS, "mean"),
+    "moves+heads+t50": (True, HEADS, "mean"), "moves+heads+linear": (True, HEADS, "mean"),
 }  # fmt: skip
 #: Meta-training's settings where a variant's are not the recipe's (240 iterations of 8 games, 10-step truncations;
 #: twenty-first session): ``+long``, the ``moves+heads`` recipe with four times the iterations and twice the games,
@@ -74,6 +74,22 @@ VARIANTS = {
 #: one two).
 OVERRIDES: dict[str, dict[str, int]] = {"moves+heads+long": {"iterations": 960, "games": 16},
                                         "moves+heads+t50": {"truncation": 50}}  # fmt: skip
+#: The family a variant meta-trains on where it is not ``regression`` (twenty-second session): ``+linear``, the
+#: regression family's linear-trunk games alone (a linear-trunk expert for the portfolio, whose trunk-size feature
+#: tells the kinds apart: linear trunks hold 12-78 parameters, MLP trunks 114 or more).
+FAMILY_OF = {"moves+heads+linear": "regression_linear"}
+
+
+def _linear_trunk(rng: np.random.Generator, shifted: bool) -> dict:
+    """A regression draw with a linear trunk: the family's draw (every random choice as it makes them), the kind set."""
+    return {**get_family("regression").sample(rng, shifted), "trunk": "linear"}
+
+
+def _family(name: str) -> str:
+    """``name``, registered in this process first where it is one of :data:`FAMILY_OF`'s."""
+    if name == "regression_linear" and name not in _REGISTERED:
+        register_family(Family(name, _linear_trunk, "regression"))
+    return name
 
 
 def train(variant: str, seed: int) -> None:
@@ -81,7 +97,8 @@ def train(variant: str, seed: int) -> None:
         raise SystemExit(f"variant must be one of {list(VARIANTS)}, got {variant!r}")
     moves, heads, search_metric = VARIANTS[variant]
     config = MetaTrainConfig(
-        agent="learned_mlp", suite="regression", consensus=("sum", "mean", "mgda"), iterations=240, games=8, configs=2,
+        agent="learned_mlp", suite=_family(FAMILY_OF.get(variant, "regression")), consensus=("sum", "mean", "mgda"),
+        iterations=240, games=8, configs=2,
         horizons=(20, 50, 100), meta_lr=3e-3, floor="true", val_every=20, val_metric="final",
         late_weight=1.0, rule={**PLAYED, "trunk_reads_moves": moves}, seed=seed,
         trunk_search=(0.5, 0.71, 1.0, 1.41, 2.0, 2.83, 4.0, 5.66, 8.0), head_search=heads, search_metric=search_metric,

@@ -156,18 +156,20 @@ def test_the_shipped_weights_recipes_pin_the_legacy_floor() -> None:
     (fields a file predates at the value that reproduces its run: floor legacy, no trunk or head search, mean)."""
     script = load_script("scripts/train_weights.py", "train_weights_floor")
     recipes = script.RUNS
-    predates = {"floor": "legacy", "trunk_search": [], "head_search": [], "val_metric": "mean", "search_metric": "mean"}
+    predates = {"floor": "legacy", "trunk_search": [], "head_search": [], "val_metric": "mean", "search_metric": "mean",
+                "init": None}  # fmt: skip
+    assert recipes and all(config.init is None for config in recipes.values())  # every shipped rule trained from zero
     for name, config in recipes.items():
         file_meta = torch.load(Path(WEIGHTS_DIR) / f"{name}.pt", weights_only=True)["meta"]
         assert file_meta.get("added_options") == script.ADDED_OPTIONS.get(name), name  # added after training
         meta = file_meta["config"]
         if name.endswith("_general"):  # trained after the floor existed: its file holds every field but the guard's
             train_rule = {"guard_secant": "shorter", **meta["train_rule"]}  # secant (trained with the first one)
-            later = {"head_search": [], "search_metric": "mean"}  # fields after its training
+            later = {"head_search": [], "search_metric": "mean", "init": None}  # fields after its training
             assert _config_dict(config) == {**later, **meta, "train_rule": train_rule}, name
             continue
-        if name == "learned_mlp_regression":  # trained after every field existed (twentieth session): all in its file
-            assert _config_dict(config) == meta, name
+        if name == "learned_mlp_regression":  # trained after every field but init existed (twentieth session)
+            assert _config_dict(config) == {"init": None, **meta}, name
             assert meta["floor"] == "true" and meta["seed"] == 3 and meta["rule"]["trunk_reads_moves"], name
             continue
         assert config.floor == "legacy", name

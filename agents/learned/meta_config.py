@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import torch
 
-from agents.learned.checkpoint import LEARNED
+from agents.learned.checkpoint import LEARNED, load_rule
 from agents.learned.family import FLOORS, get_family
 from agents.learned.rules import Rule
 from mtg_env._args import real_arg
@@ -137,6 +137,12 @@ class MetaTrainConfig:
     train_rule: dict[str, Any] | None = None
     """Options on top of ``rule`` used only while meta-training (``best.pt`` plays without them); ``None``: the
     suite's (:data:`SUITE_TRAIN_RULE_OPTIONS`), ``{}``: none."""
+    init: str | None = None
+    """A learned-rule file of ``agent`` (what ``--weights`` takes) whose trained parameters the run starts from, where
+    it would start untrained: fine-tuning, e.g. a shipped specialist under a consensus rule it was not trained under.
+    The rule plays the file's options unless ``rule`` is given (which must then keep every parameter the file has);
+    ``train_rule`` adds the training-only ones as usual. The file is scored on the held-out draws before the first
+    iteration, so ``best.pt`` is the file's parameters unless an iteration beats them there."""
 
     def __post_init__(self) -> None:
         for name in ("suite", "consensus"):  # a TOML list, or a one-member mixture, as the tuple or name it means
@@ -198,6 +204,8 @@ class MetaTrainConfig:
             raise ValueError(f"floor must be one of {list(FLOORS)}, got {self.floor!r}")
         for name in ("meta_lr", "grad_clip", "es_sigma"):  # inf or NaN would turn the rule's weights into NaN
             real_arg(name, getattr(self, name), low=0.0, low_open=True)
+        if self.init is not None:
+            self._check_init()
         try:
             kind = torch.device(self.device).type
         except (RuntimeError, TypeError, ValueError) as err:
@@ -206,6 +214,28 @@ class MetaTrainConfig:
             ) from None
         if kind not in ("cpu", "cuda"):
             raise ValueError(f"device must be a CPU or CUDA device, got {self.device!r}")
+
+    def _check_init(self) -> None:
+        """Refuse an ``init`` that is not a readable rule file of ``agent`` (naming the file and what to change)."""
+        if isinstance(self.init, Path):
+            object.__setattr__(self, "init", str(self.init))
+        if not isinstance(self.init, str) or not self.init:
+            raise ValueError(f"init must be the path of a learned-rule file, or None; got {self.init!r}")
+        try:
+            name = load_rule(self.init)[0]
+        except (FileNotFoundError, ValueError) as err:
+            raise ValueError(f"init: cannot start from {self.init!r} ({err})") from None
+        if name != self.agent:
+            raise ValueError(
+                f"init: {self.init} holds a {name} rule, and this run meta-trains {self.agent}: set agent to {name}, "
+                "or start from a file of the agent"
+            )
+
+    def init_options(self) -> dict[str, Any]:
+        """The options of ``init``'s rule (``{}`` without one)."""
+        if self.init is None:
+            return {}
+        return asdict(load_rule(self.init)[1].config)
 
     @property
     def suites(self) -> tuple[str, ...]:
@@ -228,10 +258,12 @@ class MetaTrainConfig:
         return get_family(family).dtype if self.dtype == "auto" else self.dtype
 
     def rule_options(self) -> dict[str, Any]:
-        """The options the played rule (``best.pt``) is built with: ``rule``, or the suite's defaults when ``None``
-        (a mixture has none: the rule class's own)."""
+        """The options the played rule (``best.pt``) is built with: ``rule``, else ``init``'s file's, else the suite's
+        defaults (a mixture has none: the rule class's own)."""
         if self.rule is not None:
             return dict(self.rule)
+        if self.init is not None:
+            return self.init_options()
         if isinstance(self.suite, tuple):
             return {}
         return dict(SUITE_RULE_OPTIONS.get((self.agent, self.suite), {}))

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.learned.checkpoint import new_rule, save_rule
+from agents.learned.checkpoint import check_state_dict, load_rule, new_rule, save_rule
 
 # The run's config, meta-loss, estimators and checkpoint live in their own modules; their public names are
 # re-exported here.
@@ -139,6 +139,10 @@ def meta_train(
         _check_out(out_dir, resume)
     rule = new_rule(config.agent, **config.training_rule_options())
     assert not isinstance(rule, PortfolioRule)  # MetaTrainConfig refuses it
+    if config.init is not None:  # fine-tuning: the file's trained parameters (its options, or `rule`'s keeping them)
+        state = load_rule(config.init)[1].state_dict()
+        check_state_dict(Path(config.init), state, rule.state_dict(), "init's rule (with this run's options)")
+        rule.load_state_dict(state)
     rule.to(torch_device)
     optimizer = torch.optim.Adam(rule.parameters(), lr=config.meta_lr)
     rows: list[dict[str, float]] = []
@@ -151,6 +155,9 @@ def meta_train(
         best_state, elapsed, start_iteration = ckpt["best_state"], float(ckpt["elapsed"]), ckpt["iteration"]
     val_draws = _draws(config, 0, _STREAM_VALID, config.val_configs, config.val_games)
     val_horizon = max(config.horizons)
+    if config.init is not None and not resume:  # the file is the best until an iteration beats it on held-out draws
+        best_val = evaluate_rule(rule, config, val_draws, val_horizon, final=config.val_metric == "final")
+        best_iteration = 0
     bar = None
     if progress:
         from tqdm.auto import tqdm

@@ -38,6 +38,13 @@ def _meta_train_parser(sub: Any) -> None:
         help="the trunk's consensus rule, or a mixture a,b,c of rules (tbptt: differentiable ones; default: sum)",
     )
     meta.add_argument("--method", default="tbptt", choices=["tbptt", "es", "pes"], help="default: tbptt")
+    meta.add_argument(
+        "--init",
+        default=None,
+        metavar="FILE",
+        help="start from this learned-rule file's trained parameters (fine-tuning; the rule plays its options), "
+        "where the run would start untrained; best.pt stays the file unless an iteration beats it on held-out games",
+    )
     meta.add_argument("--budget", default=None, help="wall-time budget such as 90s, 10m or 1h (default: none)")
     meta.add_argument("--iterations", type=int, default=100, help="meta-iterations at most (default 100)")
     meta.add_argument("--horizons", default="20,50,100", help="curriculum of episode lengths (default 20,50,100)")
@@ -199,6 +206,7 @@ def _meta_train(args: argparse.Namespace) -> int:
             dtype=("float64" if suites == ("quadratic",) else "float32") if len(suites) == 1 else "auto",
             seed=args.seed,
             device=args.device,
+            init=args.init,
         )
     except (ValueError, TypeError) as err:
         raise CLIError(str(err)) from None

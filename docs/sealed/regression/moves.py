@@ -8,6 +8,8 @@ the validation stream (never the test stream).
                                                    [NAME=by_kind:LINEAR,MLP]   # entrants LINEAR and MLP by trunk kind
     python docs/sealed/regression/moves.py scalefree STREAM CONSENSUS MULTIPLE NAME=FILE ...   # the same games, scored
                                                    # by the per-game ratios' geometric mean (not the bar)
+    python docs/sealed/regression/moves.py score STREAM CONSENSUS MULTIPLE NAME=FILE ... --family quadratic
+                                                   # another family's cell, its games as one group
 
 ``train``: 240 TBPTT iterations (one thread, about 3.5 minutes here) on the regression family under ``sum``, ``mean``
 and ``mgda`` in turn, horizons 20 -> 50 -> 100, the meta-loss from the true floor with late weight 1, the best rule by
@@ -46,7 +48,7 @@ from agents.learned.family import _REGISTERED, Family, best_loss_floor, draw_gam
 from agents.learned.meta_config import MINIBATCH_BRAKE, MetaTrainConfig
 from agents.learned.train import meta_train
 from mtg_env.bench.sealed import _gaps, _mean, _median, paired_ratio_ci
-from mtg_env.bench.sealed_search import _game, play_candidates, play_rule
+from mtg_env.bench.sealed_search import _dtype, _game, play_candidates, play_rule
 
 HERE = Path(__file__).parent
 REPS = 2000  # the sealed cells' bootstrap replicates
@@ -113,35 +115,37 @@ def train(variant: str, seed: int) -> None:
 
 
 def _cell_gaps(
-    stream: str, consensus: str, multiple: int, files: dict[str, str]
+    stream: str, consensus: str, multiple: int, files: dict[str, str], family: str = "regression"
 ) -> tuple[dict[str, np.ndarray], np.ndarray, list[str], list[str], int]:
-    """Every entrant's and tuned baseline's gaps on the cell's games: (gaps, each game's trunk kind, the baselines'
-    names, the entrants' names, the horizon)."""
-    cell = json.loads((HERE.parent / f"general/k15/regression_{consensus}_{multiple}.json").read_text())
+    """Every entrant's and tuned baseline's gaps on the cell's games: (gaps, each game's trunk kind (``"all"`` for a
+    family without one), the baselines' names, the entrants' names, the horizon)."""
+    cell = json.loads((HERE.parent / f"general/k15/{family}_{consensus}_{multiple}.json").read_text())
     horizon, tuned = int(cell["horizon"]), cell["tuned"]
     names = list(tuned)
     by_kind = {k: v.removeprefix("by_kind:").split(",") for k, v in files.items() if v.startswith("by_kind:")}
     rules = {k: load_rule(v)[1] for k, v in files.items() if k not in by_kind}
+    if by_kind and family != "regression":
+        raise SystemExit(f"by_kind plays by the regression family's trunk kind; {family}'s games have none")
     if any(len(pair) != 2 or not set(pair) <= set(rules) for pair in by_kind.values()):
         raise SystemExit(f"by_kind:LINEAR,MLP names two file entrants of {sorted(rules)}, got {by_kind}")
     gaps: dict[str, list[np.ndarray]] = {k: [] for k in [*names, *rules, *by_kind]}
     kinds: list[str] = []
-    for options, seeds in draw_games("regression", stream, 16, 3):
+    for options, seeds in draw_games(family, stream, 16, 3):
         seeds = list(seeds)
-        game = _game("regression", options, horizon, consensus=consensus)
+        game = _game(family, options, horizon, consensus=consensus)
         start, final = play_candidates(game, [tuned[b]["knobs"] for b in names for _ in seeds], seeds * len(names))
         per = {b: (start[3 * i : 3 * i + 3].numpy(), final[3 * i : 3 * i + 3].numpy()) for i, b in enumerate(names)}
         for k, rule in rules.items():
-            first, last = play_rule(rule, "regression", options, horizon, seeds, consensus=consensus)
+            first, last = play_rule(rule, family, options, horizon, seeds, consensus=consensus)
             per[k] = (first.numpy(), last.numpy())
         for k, (linear, mlp) in by_kind.items():
             per[k] = per[linear if options["trunk"] == "linear" else mlp]
         drawn = {k: v for k, v in options.items() if k != "batch_size"}  # L* is the drawn game's, whatever the batch
-        floor = best_loss_floor("regression", drawn, _game("regression", drawn, horizon).suite)
+        floor = best_loss_floor(family, drawn, _game(family, drawn, horizon).suite)
         floor = floor.lowered(float(min(np.min(v[1]) for v in per.values())))
         for k, (s0, s1) in per.items():
-            gaps[k].append(_gaps(torch.as_tensor(s0), torch.as_tensor(s1), floor.value, "float32"))
-        kinds += [options["trunk"]] * len(seeds)
+            gaps[k].append(_gaps(torch.as_tensor(s0), torch.as_tensor(s1), floor.value, _dtype(family)))
+        kinds += [options.get("trunk", "all")] * len(seeds)
     return {k: np.concatenate(v) for k, v in gaps.items()}, np.array(kinds), names, [*rules, *by_kind], horizon
 
 
@@ -181,15 +185,19 @@ def ratio_rows(
     return lines
 
 
-def _title_and_groups(stream: str, consensus: str, multiple: int, horizon: int, kind: np.ndarray) -> tuple[str, list]:
-    """A cell's output title, and its groups of games: all, the linear-trunk and the MLP-trunk ones (label, mask)."""
-    title = f"regression, `{consensus}`, {multiple}x ({horizon} steps), {stream} stream, 16 draws x 3 seeds"
-    return title, [("all", kind == kind), ("linear", kind == "linear"), ("MLP", kind == "mlp")]
+def _title_and_groups(
+    stream: str, consensus: str, multiple: int, horizon: int, kind: np.ndarray, family: str = "regression"
+) -> tuple[str, list]:
+    """A cell's output title, and its groups of games: all, and for regression the linear-trunk and the MLP-trunk
+    ones (label, mask)."""
+    title = f"{family}, `{consensus}`, {multiple}x ({horizon} steps), {stream} stream, 16 draws x 3 seeds"
+    kinds = [("linear", kind == "linear"), ("MLP", kind == "mlp")] if family == "regression" else []
+    return title, [("all", kind == kind), *kinds]
 
 
-def score(stream: str, consensus: str, multiple: int, files: dict[str, str]) -> str:
-    arrays, kind, names, entrants, horizon = _cell_gaps(stream, consensus, multiple, files)
-    title, groups = _title_and_groups(stream, consensus, multiple, horizon, kind)
+def score(stream: str, consensus: str, multiple: int, files: dict[str, str], family: str = "regression") -> str:
+    arrays, kind, names, entrants, horizon = _cell_gaps(stream, consensus, multiple, files, family)
+    title, groups = _title_and_groups(stream, consensus, multiple, horizon, kind, family)
     return "\n".join([title, "", HEADER, *ratio_rows(arrays, groups, names, entrants)]) + "\n"
 
 
@@ -199,12 +207,12 @@ def _geometric_mean(x: np.ndarray) -> np.ndarray:
         return np.exp(np.mean(np.log(np.maximum(np.asarray(x, dtype=np.float64), 1e-12)), axis=-1))
 
 
-def scalefree(stream: str, consensus: str, multiple: int, files: dict[str, str]) -> str:
+def scalefree(stream: str, consensus: str, multiple: int, files: dict[str, str], family: str = "regression") -> str:
     """The cell's games scored by a statistic that does not depend on the games' scales: the geometric mean of the
     per-game gap ratios to the baseline whose gaps' geometric mean is least, with its paired bootstrap 95 % CI, beside
     the bar's two (mean and median: ``score``). Not the bar; what a scale-free bar would say."""
-    arrays, kind, names, entrants, horizon = _cell_gaps(stream, consensus, multiple, files)
-    title, groups = _title_and_groups(stream, consensus, multiple, horizon, kind)
+    arrays, kind, names, entrants, horizon = _cell_gaps(stream, consensus, multiple, files, family)
+    title, groups = _title_and_groups(stream, consensus, multiple, horizon, kind, family)
     lines = [title, "", "| games | entrant | geometric mean of the per-game ratios [95 % CI] | against | below 1 |",
              "|---|---|---|---|---|"]  # fmt: skip
     for games, mask in groups:
@@ -220,10 +228,13 @@ def scalefree(stream: str, consensus: str, multiple: int, files: dict[str, str])
 if __name__ == "__main__":
     torch.set_num_threads(1)
     args = sys.argv[1:]
-    if len(args) == 3 and args[0] == "train":
+    family = "regression"
+    if len(args) > 1 and args[-2] == "--family":  # score's and scalefree's: another family's cell (its K15 knobs)
+        family, args = args[-1], args[:-2]
+    if len(args) == 3 and args[0] == "train" and family == "regression":
         train(args[1], int(args[2]))
     elif len(args) >= 5 and args[0] in ("score", "scalefree"):
         scorer = score if args[0] == "score" else scalefree
-        print(scorer(args[1], args[2], int(args[3]), dict(a.split("=", 1) for a in args[4:])))
+        print(scorer(args[1], args[2], int(args[3]), dict(a.split("=", 1) for a in args[4:]), family))
     else:
         raise SystemExit(__doc__)

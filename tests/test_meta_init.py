@@ -4,13 +4,14 @@ and refuses a file it cannot start from, naming it."""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 import torch
 
-from agents.learned.checkpoint import WEIGHTS_DIR, load_rule
+from agents.learned.checkpoint import WEIGHTS_DIR, load_rule, read_rule, save_rule
 from agents.learned.meta_loss import _STREAM_VALID, _draws, evaluate_rule
 from agents.learned.train import MetaTrainConfig, meta_train
 from mtg_env.cli.entry import main as cli_main
@@ -84,3 +85,34 @@ def test_the_cli_takes_init(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert code == 0
     assert load_rule(tmp_path / "cli" / "best.pt")[2]["config"]["init"] == str(SHIPPED)
     assert "cannot" not in capsys.readouterr().err
+
+
+def test_a_run_from_a_file_resumes_exactly_and_only_from_the_same_file(tmp_path: Path) -> None:
+    start = tmp_path / "start.pt"
+    shutil.copyfile(SHIPPED, start)
+    config = _config(init=str(start), iterations=2)
+    whole = meta_train(config, out=tmp_path / "whole")
+    meta_train(config, out=tmp_path / "cut", stop_after=1)
+    resumed = meta_train(config, out=tmp_path / "cut", resume=True)
+    timeless = [[{k: v for k, v in row.items() if k != "seconds"} for row in r.rows] for r in (resumed, whole)]
+    assert timeless[0] == timeless[1] and resumed.best_iteration == whole.best_iteration
+    assert _same(load_rule(tmp_path / "cut" / "best.pt")[1], load_rule(tmp_path / "whole" / "best.pt")[1])
+    assert load_rule(tmp_path / "whole" / "best.pt")[2]["init_sha256"] == read_rule(start)[3]
+    # another file at the same path: the run's options and start are not what it began with, so it is refused
+    meta_train(config, out=tmp_path / "cut2", stop_after=1)
+    agent, rule, meta = load_rule(start)
+    rule.scale_trunk_step(2.0)
+    save_rule(start, agent, rule, meta)
+    before = (tmp_path / "cut2" / "last.pt").read_bytes()
+    with pytest.raises(ValueError, match="is not the file this run started from"):
+        meta_train(config, out=tmp_path / "cut2", resume=True)
+    assert (tmp_path / "cut2" / "last.pt").read_bytes() == before  # nothing written
+
+
+def test_a_checkpoint_from_before_init_resumes_as_a_run_from_an_untrained_rule(tmp_path: Path) -> None:
+    config = _config(iterations=2)
+    meta_train(config, out=tmp_path / "run", stop_after=1)
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    del ckpt["config"]["init"], ckpt["init_sha256"]  # as the runs before this field wrote them
+    torch.save(ckpt, tmp_path / "run" / "last.pt")
+    assert meta_train(config, out=tmp_path / "run", resume=True).rows[-1]["iteration"] == 2

@@ -71,9 +71,10 @@ def _read_checkpoint(
     if wrong:
         raise ValueError(f"{path} is a damaged meta-training checkpoint: {wrong} missing or of the wrong type")
     # A checkpoint from before MetaTrainConfig.floor was written by a run that measured as floor="legacy" does, one
-    # from before head_search by a run that searched no head step and scored its search by the meta-loss.
+    # from before head_search by a run that searched no head step and scored its search by the meta-loss, one from
+    # before init by a run that started untrained.
     kept = {k: v for k, v in ckpt["config"].items() if k not in ("budget_s", "device")}
-    saved = {"floor": "legacy", "head_search": [], "search_metric": "mean", **kept}
+    saved = {"floor": "legacy", "head_search": [], "search_metric": "mean", "init": None, **kept}
     mine = {k: v for k, v in _config_dict(config).items() if k not in ("budget_s", "device")}
     if saved != mine:
         diff = sorted(k for k in mine.keys() | saved.keys() if saved.get(k) != mine.get(k))

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.learned.checkpoint import check_state_dict, load_rule, new_rule, save_rule
+from agents.learned.checkpoint import check_state_dict, new_rule, read_rule, save_rule
 
 # The run's config, meta-loss, estimators and checkpoint live in their own modules; their public names are
 # re-exported here.
@@ -139,10 +139,12 @@ def meta_train(
         _check_out(out_dir, resume)
     rule = new_rule(config.agent, **config.training_rule_options())
     assert not isinstance(rule, PortfolioRule)  # MetaTrainConfig refuses it
+    init_sha256 = None
     if config.init is not None:  # fine-tuning: the file's trained parameters (its options, or `rule`'s keeping them)
-        state = load_rule(config.init)[1].state_dict()
-        check_state_dict(Path(config.init), state, rule.state_dict(), "init's rule (with this run's options)")
-        rule.load_state_dict(state)
+        _, start, _, init_sha256 = read_rule(Path(config.init))
+        what = "init's rule (with this run's options)"
+        check_state_dict(Path(config.init), start.state_dict(), rule.state_dict(), what)
+        rule.load_state_dict(start.state_dict())
     rule.to(torch_device)
     optimizer = torch.optim.Adam(rule.parameters(), lr=config.meta_lr)
     rows: list[dict[str, float]] = []
@@ -153,6 +155,11 @@ def meta_train(
         ckpt = _read_checkpoint(out_dir / "last.pt", config, rule, optimizer, torch_device)
         rows, best_val, best_iteration = ckpt["rows"], float(ckpt["best_val"]), ckpt["best_iteration"]
         best_state, elapsed, start_iteration = ckpt["best_state"], float(ckpt["elapsed"]), ckpt["iteration"]
+        if ckpt.get("init_sha256") != init_sha256:  # the options the run plays are the file's: it must be the same
+            raise ValueError(
+                f"{config.init} is not the file this run started from (sha256 {ckpt.get('init_sha256')}, now "
+                f"{init_sha256}): resume with the file the run started from, or start a new run in a new --out"
+            )
     val_draws = _draws(config, 0, _STREAM_VALID, config.val_configs, config.val_games)
     val_horizon = max(config.horizons)
     if config.init is not None and not resume:  # the file is the best until an iteration beats it on held-out draws
@@ -200,6 +207,7 @@ def meta_train(
                     "format": CHECKPOINT_FORMAT, "config": _config_dict(config), "iteration": iteration,
                     "rule": rule.state_dict(), "optimizer": optimizer.state_dict(), "rows": rows, "best_val": best_val,
                     "best_iteration": best_iteration, "best_state": best_state, "elapsed": row["seconds"],
+                    "init_sha256": init_sha256,
                 })  # fmt: skip
             if last:
                 break
@@ -221,6 +229,8 @@ def meta_train(
     if out_dir is not None:
         meta = {"config": _config_dict(config), "best_iteration": best_iteration, "best_val": best_val,
                 "iterations": iteration, "seconds": seconds, "skipped_steps": skipped_steps, **search}  # fmt: skip
+        if init_sha256 is not None:  # which file the run started from, byte for byte
+            meta["init_sha256"] = init_sha256
         save_rule(out_dir / "best.pt", config.agent, best_rule, meta)
         write_log(out_dir, rows)
     return MetaTrainResult(

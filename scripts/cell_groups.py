@@ -20,7 +20,11 @@ keys' scripts)::
     python scripts/cell_groups.py docs/sealed/general/k14/regression_mgda_1.json --by trunk \\
         --key a05d0b11fc0747d603ea4d166a459c3e
 
-The baseline is the cell's best by the median (``--baseline`` names another).
+The baseline is the cell's best by the median (``--baseline`` names another). ``--bar`` prints instead the bar's
+statistics within each group, against that group's own best tuned baselines, with CIs resampled as the cell's were
+(information for weighing a bar per kind of game; not the bar)::
+
+    python scripts/cell_groups.py docs/sealed/general/k17/regression_sum_1.json --by trunk --bar
 """
 
 from __future__ import annotations
@@ -80,6 +84,40 @@ def groups(cell: dict[str, Any], by: str, baseline: str | None = None) -> dict[s
     return out
 
 
+def group_bars(cell: dict[str, Any], by: str, reps: int = 2000) -> dict[str, dict[str, Any]]:
+    """Per value of the drawn option ``by``, the bar's statistics within those games alone (information for an owner
+    weighing a bar per kind of game, not the bar): ``games``, the best tuned baseline by mean and by median among
+    them, and per entrant its mean-gap and median-gap ratios to those with paired bootstrap 95 % CIs, resampled as the
+    cell's were (its ``bootstrap_unit``: whole draws, or games), and ``tie`` where its median and the best baseline's
+    are both at the floor (the report's tie)."""
+    from mtg_env.bench.sealed import AT_FLOOR, _mean, _median, draw_groups, paired_ratio_ci
+
+    if "draws" not in cell:
+        raise SystemExit("this cell records no draws (written before run_cell recorded them): pass --key to redraw")
+    labels = np.asarray([_value(d["options"], by) for d in cell["draws"] for _ in d["seeds"]])
+    units = draw_groups([(d["options"], d["seeds"]) for d in cell["draws"]])
+    gaps = {name: np.asarray([float(v) for v in values]) for name, values in cell["gaps"].items()}
+    if len(labels) != len(gaps[cell["best_median"]]):
+        raise SystemExit(f"the cell's draws name {len(labels)} games, its gaps {len(gaps[cell['best_median']])}")
+    by_draw = cell.get("bootstrap_unit", "game") == "draw"
+    out: dict[str, dict[str, Any]] = {}
+    for label in sorted(set(labels.tolist())):
+        rows = labels == label
+        a = {k: v[rows] for k, v in gaps.items()}
+        best_mean = min(cell["tuned"], key=lambda k: float(_mean(a[k])))
+        best_median = min(cell["tuned"], key=lambda k: float(_median(a[k])))
+        group: dict[str, Any] = {"games": int(rows.sum()), "best_mean": best_mean, "best_median": best_median}
+        for name in cell["entrants"]:
+            unit = units[rows] if by_draw else None
+            group[name] = {
+                "ratio_mean": paired_ratio_ci(a[name], a[best_mean], _mean, reps, groups=unit),
+                "ratio_median": paired_ratio_ci(a[name], a[best_median], _median, reps, groups=unit),
+                "tie": max(float(_median(a[name])), float(_median(a[best_median]))) <= AT_FLOOR,
+            }
+        out[label] = group
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("cell", type=Path, help="a cell JSON of mtg_env.bench.sealed.run_cell")
@@ -87,10 +125,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", default=None, help="the tuned baseline to compare with (default: best median)")
     parser.add_argument("--key", default=None, help="redraw a cell without draws: its test key, or 'validation'")
     parser.add_argument("--seeds", type=int, default=3, help="with --key: seeds per draw (default 3)")
+    parser.add_argument(
+        "--bar", action="store_true",
+        help="the bar's statistics within each group (its own best baselines, CIs resampled as the cell's were)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     cell = json.loads(args.cell.read_text())
     if args.key is not None:
         cell["draws"] = redraw(cell, args.key, args.seeds)
+    if args.bar:
+        print(f"{cell['family']} {cell['consensus']} {cell['multiple']}x, by {args.by}: the bar within each group")
+        for label, group in group_bars(cell, args.by).items():
+            for name in cell["entrants"]:
+                e = group[name]
+                (m, ml, mh), (d, dl, dh) = e["ratio_mean"], e["ratio_median"]
+                met = "tie at the floor" if e["tie"] else ("meets" if mh < 1 and dh < 1 else "misses")
+                print(
+                    f"  {args.by}={label}: {group['games']} games; {name}: mean {m:.3g} [{ml:.3g}, {mh:.3g}] "
+                    f"(to {group['best_mean']}), median {d:.3g} [{dl:.3g}, {dh:.3g}] (to {group['best_median']}): "
+                    f"{met}"
+                )
+        return 0
     split = groups(cell, args.by, args.baseline)
     baseline = args.baseline or cell["best_median"]
     print(f"{cell['family']} {cell['consensus']} {cell['multiple']}x, by {args.by}; ratios to {baseline}")

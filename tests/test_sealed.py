@@ -3,6 +3,7 @@ search space covers the learned rules' controls, its players are the baselines, 
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import replace
@@ -30,6 +31,7 @@ from mtg_env.bench.sealed import (
     SealedConfig,
     SearchSpace,
     _game,
+    _mean,
     draw_groups,
     paired_ratio_ci,
     play_candidates,
@@ -420,6 +422,41 @@ def test_a_cells_games_split_by_a_drawn_option() -> None:
         groups(cell, "width")
     with pytest.raises(SystemExit, match="records no draws"):
         groups({k: v for k, v in cell.items() if k != "draws"}, "trunk")
+
+
+def test_the_bar_within_each_group_of_a_cell() -> None:
+    """scripts/cell_groups.py --bar: one group of all the games gives the cell's own recorded CIs bit for bit (K17's
+    sum 1x: every draw has hidden=16); each group picks its own best baselines and resamples its own draws; a group
+    whose entrant and best baseline are both at the floor is a tie."""
+    module = load_script("scripts/cell_groups.py", "cell_groups_bar")
+    cell = json.loads((ROOT / "docs/sealed/general/k17/regression_sum_1.json").read_text())
+    (whole,) = module.group_bars(cell, "hidden").values()
+    assert whole["games"] == cell["games"] and whole["best_mean"] == cell["best_mean"]
+    assert list(whole["shipped"]["ratio_mean"]) == cell["entrants"]["shipped"]["ratio_mean"]
+    assert list(whole["shipped"]["ratio_median"]) == cell["entrants"]["shipped"]["ratio_median"]
+    toy = {
+        "best_median": "adam", "tuned": {"adam": {}, "gradient": {}}, "entrants": {"rule": {}},
+        "bootstrap_unit": "draw",
+        "draws": [{"options": {"trunk": "linear"}, "seeds": [0, 1]}, {"options": {"trunk": "mlp"}, "seeds": [0, 1]},
+                  {"options": {"trunk": "linear"}, "seeds": [0, 1]}, {"options": {"trunk": "mlp"}, "seeds": [0]}],
+        "gaps": {"adam": [1.0, 2.0, 10.0, 20.0, 4.0, 1.0, 30.0], "gradient": [5.0, 5.0, 1.0, 1.0, 5.0, 5.0, 2.0],
+                 "rule": [1e-10, 2e-10, 0.2, 0.9, 1e-10, 1e-10, 0.5]},
+    }  # fmt: skip
+    split = module.group_bars(toy, "trunk")
+    linear, mlp = split['"linear"'], split['"mlp"']
+    assert (linear["games"], mlp["games"]) == (4, 3)
+    assert (linear["best_mean"], linear["best_median"]) == ("adam", "adam")
+    assert (mlp["best_mean"], mlp["best_median"]) == ("gradient", "gradient")  # the group's own, not the cell's adam
+    assert mlp["rule"]["ratio_mean"][0] == pytest.approx((1.6 / 3.0) / (4.0 / 3.0))
+    assert not linear["rule"]["tie"] and not mlp["rule"]["tie"]  # adam's linear median (1.5) is not at the floor
+    toy["gaps"]["adam"][:2] = toy["gaps"]["adam"][4:6] = [1e-10, 1e-10]
+    assert module.group_bars(toy, "trunk")['"linear"']["rule"]["tie"]
+    # the mlp group's units: its draws 1 and 3, of 2 and 1 games (by game: 3 units of 1)
+    rule, gradient = np.array([0.2, 0.9, 0.5]), np.array([1.0, 1.0, 2.0])
+    drawn = module.group_bars(toy, "trunk", reps=200)['"mlp"']["rule"]["ratio_mean"]
+    assert drawn == paired_ratio_ci(rule, gradient, _mean, 200, groups=[1, 1, 3])
+    by_game = module.group_bars({**toy, "bootstrap_unit": "game"}, "trunk", reps=200)['"mlp"']["rule"]["ratio_mean"]
+    assert by_game == paired_ratio_ci(rule, gradient, _mean, 200) != drawn
 
 
 def test_every_game_and_floor_of_a_cell_is_built_on_its_device(monkeypatch: pytest.MonkeyPatch) -> None:

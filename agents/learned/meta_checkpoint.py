@@ -77,7 +77,8 @@ def _read_checkpoint(
     saved = {"floor": "legacy", "head_search": [], "search_metric": "mean", "init": None, **kept}
     mine = {k: v for k, v in _config_dict(config).items() if k not in ("budget_s", "device")}
     if saved != mine:
-        diff = sorted(k for k in mine.keys() | saved.keys() if saved.get(k) != mine.get(k))
+        absent = object()  # a key on one side only differs, even where the other side's value is None
+        diff = sorted(k for k in mine.keys() | saved.keys() if saved.get(k, absent) != mine.get(k, absent))
         raise ValueError(f"the checkpoint's config differs from this run's in {diff}; resume with the same config")
     if not 0 <= ckpt["iteration"] <= config.iterations or not -1 <= ckpt["best_iteration"] <= ckpt["iteration"]:
         raise ValueError(f"{path}: its iteration counts are out of range")

@@ -4,13 +4,14 @@ default options (the brakes), :class:`MetaTrainResult`, and :class:`NonFiniteMet
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
-from agents.learned.checkpoint import LEARNED, load_rule
+from agents.learned.checkpoint import LEARNED, load_rule, new_rule
 from agents.learned.family import FLOORS, get_family
 from agents.learned.rules import Rule
 from mtg_env._args import real_arg
@@ -138,11 +139,13 @@ class MetaTrainConfig:
     """Options on top of ``rule`` used only while meta-training (``best.pt`` plays without them); ``None``: the
     suite's (:data:`SUITE_TRAIN_RULE_OPTIONS`), ``{}``: none."""
     init: str | None = None
-    """A learned-rule file of ``agent`` (what ``--weights`` takes) whose trained parameters the run starts from, where
-    it would start untrained: fine-tuning, e.g. a shipped specialist under a consensus rule it was not trained under.
-    The rule plays the file's options unless ``rule`` is given (which must then keep every parameter the file has);
-    ``train_rule`` adds the training-only ones as usual. The file is scored on the held-out draws before the first
-    iteration, so ``best.pt`` is the file's parameters unless an iteration beats them there."""
+    """A learned-rule file of ``agent`` (what ``--weights`` takes; a path object is kept as its ``str``) whose trained
+    parameters the run starts from, where it would start untrained: fine-tuning, e.g. a shipped specialist under a
+    consensus rule it was not trained under. The rule plays the file's options unless ``rule`` is given (whose options
+    must then make exactly the file's parameters); it trains without the curvature guard, as every run does, and
+    ``train_rule`` adds the training-only options as usual. The file is scored on the held-out draws before the first
+    iteration, so ``best.pt`` is the file's parameters (before any step search) unless an iteration beats them there.
+    The file's sha256 is kept in ``last.pt`` and ``best.pt``'s meta; a resume from another file is refused."""
 
     def __post_init__(self) -> None:
         for name in ("suite", "consensus"):  # a TOML list, or a one-member mixture, as the tuple or name it means
@@ -216,9 +219,10 @@ class MetaTrainConfig:
             raise ValueError(f"device must be a CPU or CUDA device, got {self.device!r}")
 
     def _check_init(self) -> None:
-        """Refuse an ``init`` that is not a readable rule file of ``agent`` (naming the file and what to change)."""
-        if isinstance(self.init, Path):
-            object.__setattr__(self, "init", str(self.init))
+        """Refuse an ``init`` that is not a readable rule file of ``agent``, or a ``rule`` whose parameters are not
+        the file's (naming the file, the parameters and what to change). A path object is kept as its ``str``."""
+        if isinstance(self.init, os.PathLike):
+            object.__setattr__(self, "init", os.fspath(self.init))
         if not isinstance(self.init, str) or not self.init:
             raise ValueError(f"init must be the path of a learned-rule file, or None; got {self.init!r}")
         try:
@@ -230,6 +234,17 @@ class MetaTrainConfig:
                 f"init: {self.init} holds a {name} rule, and this run meta-trains {self.agent}: set agent to {name}, "
                 "or start from a file of the agent"
             )
+        if self.rule is not None:  # the file's trained parameters must be exactly the ones these options make
+            trained = load_rule(self.init)[1].state_dict()
+            made = new_rule(self.agent, **self.training_rule_options()).state_dict()
+            dropped, added = sorted(set(trained) - set(made)), sorted(set(made) - set(trained))
+            reshaped = sorted(k for k in set(trained) & set(made) if trained[k].shape != made[k].shape)
+            if dropped or added or reshaped:
+                raise ValueError(
+                    f"rule: with these options the rule's parameters are not those of init's {self.init} (it would "
+                    f"drop {dropped}, add {added}, reshape {reshaped}): set the options that make the file's "
+                    "parameters, or leave rule None to play the file's own options"
+                )
 
     def init_options(self) -> dict[str, Any]:
         """The options of ``init``'s rule (``{}`` without one)."""
@@ -280,7 +295,10 @@ class MetaTrainConfig:
             extra = {}
         else:
             extra = SUITE_TRAIN_RULE_OPTIONS.get((self.agent, self.suite), {})
-        return {"guard": False, **self.rule_options(), **extra}
+        played = self.rule_options()
+        if self.rule is None and self.init is not None:  # init's file plays with its guard; it trains without it
+            played.pop("guard", None)
+        return {"guard": False, **played, **extra}
 
     @property
     def mode(self) -> str:

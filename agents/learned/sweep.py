@@ -171,6 +171,12 @@ def base_config(table: dict[str, Any]) -> MetaTrainConfig:
         raise ValueError(f"[meta_train] has no field(s) {unknown}; fields: {sorted(names)}")
     if table.get("budget_s") is not None:
         raise ValueError("[meta_train] budget_s: a sweep's trials run a fixed number of iterations (budget_s = none)")
+    init = table.get("init")
+    if isinstance(init, str) and not Path(init).is_absolute():  # a trial runs in Tune's own folder, not this one
+        raise ValueError(
+            f"[meta_train] init: {init!r} is a relative path, and each trial runs in its own folder: give the file's "
+            f"absolute path (here: {str(Path(init).resolve())!r})"
+        )
     return MetaTrainConfig(**{k: _cast(k, v) for k, v in table.items()})
 
 

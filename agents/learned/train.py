@@ -137,6 +137,7 @@ def meta_train(
         raise FileNotFoundError(f"resume=True (--resume) needs a checkpoint at {out_dir}/last.pt, and there is none")
     if out_dir is not None:
         _check_out(out_dir, resume)
+    played = config.rule_options()  # read once: best.pt is built with the options the run started with
     rule = new_rule(config.agent, **config.training_rule_options())
     assert not isinstance(rule, PortfolioRule)  # MetaTrainConfig refuses it
     init_sha256 = None
@@ -156,8 +157,9 @@ def meta_train(
         rows, best_val, best_iteration = ckpt["rows"], float(ckpt["best_val"]), ckpt["best_iteration"]
         best_state, elapsed, start_iteration = ckpt["best_state"], float(ckpt["elapsed"]), ckpt["iteration"]
         if ckpt.get("init_sha256") != init_sha256:  # the options the run plays are the file's: it must be the same
+            began_from = ckpt.get("init_sha256") or "not recorded: the checkpoint predates the recorded start file"
             raise ValueError(
-                f"{config.init} is not the file this run started from (sha256 {ckpt.get('init_sha256')}, now "
+                f"init: {config.init} is not the file this run started from (sha256 {began_from}; the file's now "
                 f"{init_sha256}): resume with the file the run started from, or start a new run in a new --out"
             )
     val_draws = _draws(config, 0, _STREAM_VALID, config.val_configs, config.val_games)
@@ -216,7 +218,7 @@ def meta_train(
             bar.close()
     seconds = time.perf_counter() - began
     skipped_steps = int(sum(row.get("skipped", 0) for row in rows))
-    best_rule = new_rule(config.agent, **config.rule_options())
+    best_rule = new_rule(config.agent, **played)
     assert not isinstance(best_rule, PortfolioRule)
     best_rule.to(torch_device)
     best_rule.load_state_dict(best_state)

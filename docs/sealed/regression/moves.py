@@ -78,7 +78,7 @@ OVERRIDES: dict[str, dict[str, int]] = {"moves+heads+long": {"iterations": 960, 
                                         "moves+heads+t50": {"truncation": 50}}  # fmt: skip
 #: The family a variant meta-trains on where it is not ``regression`` (twenty-second session): ``+linear``, the
 #: regression family's linear-trunk games alone (a linear-trunk expert for the portfolio, whose trunk-size feature
-#: tells the kinds apart: linear trunks hold 12-78 parameters, MLP trunks 114 or more).
+#: tells the kinds apart: linear trunks hold 10-78 parameters, MLP trunks 114 or more).
 FAMILY_OF = {"moves+heads+linear": "regression_linear"}
 
 
@@ -229,8 +229,14 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     args = sys.argv[1:]
     family = "regression"
-    if len(args) > 1 and args[-2] == "--family":  # score's and scalefree's: another family's cell (its K15 knobs)
-        family, args = args[-1], args[:-2]
+    flags = [i for i, a in enumerate(args) if a.startswith("--")]
+    if flags:  # score's and scalefree's --family F (anywhere after the command): another family's cell, its K15 knobs
+        i = flags[0]
+        if len(flags) > 1 or args[i] != "--family" or i + 1 >= len(args) or args[0] not in ("score", "scalefree"):
+            raise SystemExit(f"score and scalefree take one option, --family FAMILY; got {args[i:]}\n\n{__doc__}")
+        family, args = args[i + 1], args[:i] + args[i + 2 :]
+        if not list((HERE.parent / "general/k15").glob(f"{family}_*.json")):
+            raise SystemExit(f"--family {family}: K15 scored no such family's cells (docs/sealed/general/k15/)")
     if len(args) == 3 and args[0] == "train" and family == "regression":
         train(args[1], int(args[2]))
     elif len(args) >= 5 and args[0] in ("score", "scalefree"):

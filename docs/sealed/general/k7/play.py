@@ -45,6 +45,8 @@ data["test"]["draws"], data["test"]["seeds"] = int(os.environ.get("DRAWS", 16)),
 data["bootstrap_unit"] = os.environ.get("BOOTSTRAP_UNIT", "game")  # what K7 to K16 recorded; K17 on: "draw"
 config = sealed.sealed_config_from_dict(data)
 tune = sealed.tune_baselines
+if "CACHE_FROM" in os.environ and "CACHE" not in os.environ:
+    raise SystemExit("CACHE_FROM needs CACHE (the directory the cell's tuned knobs are kept in): set both")
 if "CACHE" in os.environ:
     cache = Path(os.environ["CACHE"]) / f"tuned_{family}_{consensus}_{multiple}.json"
 

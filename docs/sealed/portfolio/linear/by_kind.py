@@ -1,7 +1,7 @@
 """The scaled regression file (``linear``: the shipped regression specialist with its trunk step x 1/2 and its
 heads' x 1/4, ``docs/sealed/regression/moves/moves_heads_s3_linear.pt``) against the shipped file (``regression``),
 game by game on the portfolio's collected games, each trunk kind apart (a trunk of fewer than 100 parameters is
-linear: the regression family's linear trunks hold 12-78, its MLP trunks 114 or more).
+linear: the regression family's linear trunks hold 10-78, its MLP trunks 114 or more).
 
 Per cell and kind: the games, the geometric mean and the median of gap(linear) / gap(regression), and the games the
 scaled file wins. The geometric mean is what the portfolio's selector weighs (the mean log regret); the median is

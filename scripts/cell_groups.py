@@ -56,23 +56,29 @@ def redraw(cell: dict[str, Any], key: str, seeds: int) -> list[dict[str, Any]]:
     return [{"options": options, "seeds": list(s)} for options, s in drawn]
 
 
+def _labelled(cell: dict[str, Any], by: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Each game's value of the drawn option ``by``, in the order of the cell's gaps, and every player's gaps."""
+    if "draws" not in cell:
+        raise SystemExit("this cell records no draws (written before run_cell recorded them): pass --key to redraw")
+    labels = np.asarray([_value(d["options"], by) for d in cell["draws"] for _ in d["seeds"]])
+    # a report.json writes a non-finite gap as a string ("inf"); float() reads both forms
+    gaps = {name: np.asarray([float(v) for v in values]) for name, values in cell["gaps"].items()}
+    if any(len(labels) != len(v) for v in gaps.values()):
+        raise SystemExit(f"the cell's draws name {len(labels)} games, its gaps {len(next(iter(gaps.values())))}")
+    return labels, gaps
+
+
 def groups(cell: dict[str, Any], by: str, baseline: str | None = None) -> dict[str, dict[str, Any]]:
     """Per value of the drawn option ``by``: ``games``; per player ``median`` (its median gap, a diverged game
     infinite); per entrant ``geo_ratio`` (the geometric mean of its gap over ``baseline``'s, over the games where both
     are finite) and ``not_finite`` (the games left out of it)."""
-    if "draws" not in cell:
-        raise SystemExit("this cell records no draws (written before run_cell recorded them): pass --key to redraw")
     baseline = baseline or cell["best_median"]
     if baseline not in cell["gaps"]:
         raise SystemExit(f"--baseline {baseline!r}: the cell's players are {sorted(cell['gaps'])}")
-    labels = [_value(d["options"], by) for d in cell["draws"] for _ in d["seeds"]]
-    # a report.json writes a non-finite gap as a string ("inf"); float() reads both forms
-    gaps = {name: np.asarray([float(v) for v in values]) for name, values in cell["gaps"].items()}
-    if len(labels) != len(gaps[baseline]):
-        raise SystemExit(f"the cell's draws name {len(labels)} games, its gaps {len(gaps[baseline])}")
+    labels, gaps = _labelled(cell, by)
     out: dict[str, dict[str, Any]] = {}
-    for label in sorted(set(labels)):
-        rows = np.asarray([lab == label for lab in labels])
+    for label in sorted(set(labels.tolist())):
+        rows = labels == label
         group: dict[str, Any] = {"games": int(rows.sum()), "geo_ratio": {}, "not_finite": {}}
         group["median"] = {name: float(np.median(np.where(np.isnan(v), np.inf, v)[rows])) for name, v in gaps.items()}
         for name in cell["entrants"]:
@@ -92,13 +98,8 @@ def group_bars(cell: dict[str, Any], by: str, reps: int = 2000) -> dict[str, dic
     are both at the floor (the report's tie)."""
     from mtg_env.bench.sealed import AT_FLOOR, _mean, _median, draw_groups, paired_ratio_ci
 
-    if "draws" not in cell:
-        raise SystemExit("this cell records no draws (written before run_cell recorded them): pass --key to redraw")
-    labels = np.asarray([_value(d["options"], by) for d in cell["draws"] for _ in d["seeds"]])
+    labels, gaps = _labelled(cell, by)
     units = draw_groups([(d["options"], d["seeds"]) for d in cell["draws"]])
-    gaps = {name: np.asarray([float(v) for v in values]) for name, values in cell["gaps"].items()}
-    if len(labels) != len(gaps[cell["best_median"]]):
-        raise SystemExit(f"the cell's draws name {len(labels)} games, its gaps {len(gaps[cell['best_median']])}")
     by_draw = cell.get("bootstrap_unit", "game") == "draw"
     out: dict[str, dict[str, Any]] = {}
     for label in sorted(set(labels.tolist())):

@@ -226,7 +226,7 @@ class MetaTrainConfig:
         if not isinstance(self.init, str) or not self.init:
             raise ValueError(f"init must be the path of a learned-rule file, or None; got {self.init!r}")
         try:
-            name = load_rule(self.init)[0]
+            name, start, _ = load_rule(self.init)
         except (FileNotFoundError, ValueError) as err:
             raise ValueError(f"init: cannot start from {self.init!r} ({err})") from None
         if name != self.agent:
@@ -235,7 +235,7 @@ class MetaTrainConfig:
                 "or start from a file of the agent"
             )
         if self.rule is not None:  # the file's trained parameters must be exactly the ones these options make
-            trained = load_rule(self.init)[1].state_dict()
+            trained = start.state_dict()
             made = new_rule(self.agent, **self.training_rule_options()).state_dict()
             dropped, added = sorted(set(trained) - set(made)), sorted(set(made) - set(trained))
             reshaped = sorted(k for k in set(trained) & set(made) if trained[k].shape != made[k].shape)

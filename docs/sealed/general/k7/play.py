@@ -18,6 +18,8 @@ second cell of the same family, horizon and consensus does not tune again (digit
 key's ``FAMILY_CONSENSUS_MULTIPLE.json`` (its ``tuned`` field: the tuning stream's choice, which no key enters) where
 ``CACHE`` has none yet, so a later key plays the same baselines without tuning them again (K19 on; K16 to K18 seeded
 ``CACHE`` from K15's cells in their run.sh).
+``TUNE_ONLY=1`` (needs ``CACHE``; no ``KEY``, no entrants) tunes the cell's baselines on the tuning stream into
+``CACHE`` and stops, so a key's cells can be tuned before the key is drawn (K19).
 ``learned_mlp_digits_vanishing.pt`` is the shipped digits rule with ``offset_vanishes=True`` (``with_options``), the
 variant chosen on the validation stream before this key was drawn (docs/results/learned.md, eighth session).
 """
@@ -67,6 +69,14 @@ if "CACHE" in os.environ:
         return chosen
 
     sealed.tune_baselines = tune
+if os.environ.get("TUNE_ONLY"):
+    if "CACHE" not in os.environ or sys.argv[4:]:
+        raise SystemExit("TUNE_ONLY tunes into CACHE and plays no entrant: set CACHE and name no rule files")
+    out.mkdir(parents=True, exist_ok=True)
+    floors = sealed._Floors(out / "floors.json")
+    sealed.tune_baselines(config, family, config.horizon(family, multiple), floors, consensus)
+    print(f"tuned {family} {consensus} {multiple}x into {cache}")
+    sys.exit(0)
 rules = {name: load_rule(path)[1] for name, path in (arg.split("=", 1) for arg in sys.argv[4:])}
 out.mkdir(parents=True, exist_ok=True)
 floors = sealed._Floors(out / "floors.json")

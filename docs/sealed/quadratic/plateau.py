@@ -1,13 +1,13 @@
 """Where play under ``upgrad`` goes on quadratics, on the tuning stream (twenty-third session; no key).
 
-Six tuning-stream quadratic draws (one seed each) played for 100, 400 and 1600 steps under ``upgrad`` and under
-``sum`` by the tuned heavy ball of the ``upgrad`` 1× cell (K15's knobs: lr 0.00464, μ 0.9, constant, ratio 1) and the
-shipped quadratic specialist; each printed figure is a game's (L_T − L*) / (L_0 − L*), L* the closed-form minimum of
-the training objective. Under ``sum`` both reach round-off (below 1e-16) by 400 steps. Under ``upgrad`` neither
-does by 1600: from 100 to 1600 steps the heavy ball's gaps fall 5–210× and the specialist's 0.6–33× (one rose: its
-schedules follow the horizon). So a cell under ``upgrad`` scores where play has got to on a slow descent, not a race
-to L*; why ``upgrad`` moves the trunk so little there (the proposals' conflict near the tasks' Pareto set is the
-likely reason) is not measured here (docs/results/learned.md, K19).
+Six tuning-stream quadratic draws (one seed each) played for 100, 400 and 1600 steps under ``upgrad`` and under ``sum``
+by the tuned heavy ball of the ``upgrad`` 1× cell (K15's knobs: lr 0.00464, μ 0.9, constant, ratio 1) and the shipped
+quadratic specialist; each printed figure is a game's (L_T − L*) / (L_0 − L*), L* the closed-form minimum of the
+training objective. Under ``sum`` both reach round-off (below 1e-16) by 400 steps. Under ``upgrad`` neither does by
+1600: from 100 to 1600 steps the heavy ball's gaps fall 5–210× and the specialist's 0.6–33× (one rose: its schedules
+follow the horizon). So a cell under ``upgrad`` scores where play has got to on a slow descent, not a race to L*;
+``pareto.py`` shows why: play has met the tasks' Pareto set, away from L*, where ``upgrad`` barely moves the trunk
+(docs/results/learned.md, K19).
 
     python docs/sealed/quadratic/plateau.py > docs/sealed/quadratic/plateau.txt
 """

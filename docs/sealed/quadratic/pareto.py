@@ -25,12 +25,22 @@ from mtg_env.bench.sealed_search import SearchPlayers, _game, _train_totals
 from mtg_env.consensus.minnorm import min_norm_weights
 
 torch.set_num_threads(1)
-MOMENTUM = {"baseline": "momentum", "lr": 0.004641588833612782, "momentum": 0.9, "trunk_ratio": 1.0}
-MOMENTUM["schedule"] = "constant"
+MOMENTUM = {
+    "baseline": "momentum",
+    "lr": 0.004641588833612782,
+    "momentum": 0.9,
+    "trunk_ratio": 1.0,
+    "schedule": "constant",
+}
 # the mgda 1x cell's tuned heavy ball (K15)
 MGDA = {"baseline": "momentum", "lr": 0.046415888336127774, "momentum": 0.9, "trunk_ratio": 0.1, "schedule": "warmup"}
-PLAYS = [("upgrad", 100, MOMENTUM), ("upgrad", 1600, MOMENTUM), ("sum", 100, MOMENTUM), ("mgda", 100, MGDA)]
-PLAYS.append(("mgda", 1600, MGDA))
+PLAYS = [
+    ("upgrad", 100, MOMENTUM),
+    ("upgrad", 1600, MOMENTUM),
+    ("sum", 100, MOMENTUM),
+    ("mgda", 100, MGDA),
+    ("mgda", 1600, MGDA),
+]
 floors = _Floors(None)
 print(
     "draw rule steps: (L_T - L*) / (L_0 - L*); |sum_m g_m|, the min-norm point of conv{g_m}, mean |g_m|, "

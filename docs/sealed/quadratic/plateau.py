@@ -22,8 +22,13 @@ from mtg_env.bench.sealed_search import _game, play_candidates, play_rule
 
 torch.set_num_threads(1)
 RULE = load_rule("agents/learned/weights/learned_mlp_quadratic.pt")[1]
-MOMENTUM = {"baseline": "momentum", "lr": 0.004641588833612782, "momentum": 0.9, "trunk_ratio": 1.0}
-MOMENTUM["schedule"] = "constant"
+MOMENTUM = {
+    "baseline": "momentum",
+    "lr": 0.004641588833612782,
+    "momentum": 0.9,
+    "trunk_ratio": 1.0,
+    "schedule": "constant",
+}
 floors = _Floors(None)
 draws = draw_games("quadratic", "tuning", 6, 1)
 print("rule, steps: each game's (L_T - L*) / (L_0 - L*), heavy ball | learned specialist")

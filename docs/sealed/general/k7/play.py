@@ -69,17 +69,16 @@ if "CACHE" in os.environ:
         return chosen
 
     sealed.tune_baselines = tune
-if os.environ.get("TUNE_ONLY"):
-    if "CACHE" not in os.environ or sys.argv[4:]:
-        raise SystemExit("TUNE_ONLY tunes into CACHE and plays no entrant: set CACHE and name no rule files")
-    out.mkdir(parents=True, exist_ok=True)
-    floors = sealed._Floors(out / "floors.json")
-    sealed.tune_baselines(config, family, config.horizon(family, multiple), floors, consensus)
-    print(f"tuned {family} {consensus} {multiple}x into {cache}")
-    sys.exit(0)
+tune_only = bool(os.environ.get("TUNE_ONLY"))
+if tune_only and ("CACHE" not in os.environ or sys.argv[4:]):
+    raise SystemExit("TUNE_ONLY tunes into CACHE and plays no entrant: set CACHE and name no rule files")
 rules = {name: load_rule(path)[1] for name, path in (arg.split("=", 1) for arg in sys.argv[4:])}
 out.mkdir(parents=True, exist_ok=True)
 floors = sealed._Floors(out / "floors.json")
+if tune_only:
+    sealed.tune_baselines(config, family, config.horizon(family, multiple), floors, consensus)
+    print(f"tuned {family} {consensus} {multiple}x into {cache}")
+    sys.exit(0)
 cell = sealed.run_cell(config, family, multiple, floors, rules, os.environ["KEY"], "test", consensus)
 (out / f"{family}_{consensus}_{multiple}.json").write_text(json.dumps(cell, default=str))
 print(f"{family} {consensus} {multiple}x ({cell['games']} games) best mean {cell['best_mean']}")

@@ -6,33 +6,13 @@ process's load stretches wall time but not the CPU time our one torch thread spe
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import statistics
 import time
 from collections.abc import Callable, Mapping
 
-#: glibc's ``mallopt`` parameters: the size above which a block is mmap'd, and the free space that trims the heap.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+from mtg_env._platform import steady_allocator
 
-
-def steady_allocator(threshold: int = 2**30) -> bool:
-    """Keep freed blocks up to ``threshold`` bytes in the process (glibc only; returns whether it applied).
-
-    glibc hands blocks above a dynamic threshold back to the kernel when freed, and a step that allocates them again
-    page-faults them in: its CPU time then counts the kernel's page zeroing, and the threshold moves with what the
-    *other* runners of the process allocated. Measured on B = 64 digits games: batched Adam took 169 ms a step
-    beside the learned rules after their move to blocks and 68 ms beside the rules before it, with no change to
-    Adam; with the thresholds fixed, 68 ms in both. Call before timing."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, 2 * threshold))
+__all__ = ["median_seconds_per_step", "steady_allocator"]
 
 
 def median_seconds_per_step(

@@ -25,10 +25,12 @@ from agents.learned.family import (
 )
 from agents.learned.meta_loss import _STREAM_GAMES, _STREAM_SEARCH, _STREAM_VALID, _draws
 from agents.learned.train import MetaTrainConfig
+from mtg_env import engine
 from mtg_env.bench.floors import Floor, least_squares_floor, true_floor
 from mtg_env.bench.sealed import (
     BASELINE_CONTROLS,
     SealedConfig,
+    SearchPlayers,
     SearchSpace,
     _game,
     _mean,
@@ -189,6 +191,48 @@ def test_search_players_play_the_baselines(name: str, knobs: dict[str, Any], kwa
     results = play(workload, Baseline(name, trunk_ratio=3.0, **kwargs), [1e-3, 1e-2], [5, 6])
     expected = [sum(r.final_train_loss or [math.inf]) for r in results]
     assert final.tolist() == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("suite", "options"),
+    [("quadratic", {"num_tasks": 3}), ("regression", {"num_tasks": 2, "input_dim": 4, "trunk": "mlp", "hidden": 8})],
+)
+def test_grouped_players_are_the_one_formula_to_the_bit(suite: str, options: dict[str, Any]) -> None:
+    """Tuning's players update each run of one baseline on its own (no buffer a baseline lacks, no branch it does not
+    take): every action equals the one formula's over every game to the bit, at every step, in float64 (quadratics)
+    and float32 games, with the baselines interleaved (runs of one game) and in blocks (as tuning batches them), and
+    with games that diverge on the way."""
+    space = SearchSpace()
+    pool = [c for b in BASELINE_CONTROLS for c in space.candidates(b)]
+    rng = np.random.default_rng(0)
+    mixed = [pool[i] for i in rng.choice(len(pool), 40, replace=False)]
+    cands = mixed + sorted(mixed, key=lambda c: c["baseline"])
+    assert {c["baseline"] for c in mixed} == set(BASELINE_CONTROLS)
+    game = _game(suite, options, 40, consensus="upgrad")  # 40 steps: β^t meets both power kernels (t = 25, 32, ...)
+    grouped, reference = SearchPlayers(game, cands), SearchPlayers(game, cands, grouped=False)
+    assert len(grouped.runs) > 8 and min(hi - lo for lo, hi, _ in grouped.runs) == 1
+    with torch.no_grad():
+        state, _ = engine.reset(game, list(range(len(cands))))
+        alive = torch.ones(len(cands), dtype=torch.bool)
+        for _ in range(game.horizon):
+            heads, props = grouped.act(state.head_grads, state.jacobian)
+            expected = reference.act(state.head_grads, state.jacobian)
+            ok = alive[:, None]
+            assert torch.equal(heads[alive], expected[0][alive]) and torch.equal(props[alive], expected[1][alive])
+            heads, props = torch.where(ok, heads, 0.0), torch.where(ok[..., None], props, 0.0)
+            state, out = engine.step(game, state, (heads, props))
+            alive &= ~out.diverged
+    assert 0 < int(alive.sum()) < len(cands)  # some diverged, most played on
+
+
+def test_search_players_refuse_an_unknown_baseline() -> None:
+    game = _game("quadratic", {"num_tasks": 2}, 5)
+    with pytest.raises(ValueError, match=r"no player for baseline 'lion'.*gradient"):
+        SearchPlayers(game, [{"baseline": "lion", "lr": 0.1, "trunk_ratio": 1.0, "schedule": "constant"}])
+    with pytest.raises(ValueError, match="head_grads holds 2 games; these players play 1"):
+        players = SearchPlayers(game, [{"baseline": "gradient", "lr": 0.1, "trunk_ratio": 1.0, "schedule": "constant"}])
+        state, _ = engine.reset(game, [0, 1])
+        players.act(state.head_grads, state.jacobian)
 
 
 def test_schedules_and_divergence() -> None:

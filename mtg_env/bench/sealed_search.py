@@ -108,31 +108,44 @@ class SearchPlayers:
     m ← β1 m + c g (momentum and gradient: c = 1, β1 = μ or 0; Adam: c = 1 − β1), v ← β2 v + (1 − β2) g²;
     u = −α_t r m̂ / d with m̂ = m / (1 − β1^t) for Adam, d = √v̂ + ε for Adam and RMSprop (1 otherwise), α_t the step
     size under the game's schedule and r the trunk ratio on trunk coordinates (1 on heads).
+
+    ``grouped`` (the default) updates each contiguous run of games of one baseline on its own, with only the state
+    and the arithmetic its baseline has: the gradient step keeps no buffer (its m is g), the heavy ball no v, RMSprop
+    no m, and no run computes another baseline's branch. ``grouped=False`` is the one formula above over every game
+    at once (the reference, as ``torch.optim``'s single-tensor path is for its ``foreach`` one). The two agree to the
+    bit (the identities x·1 = x, x / 1 = x and 0·m + g = g; ``tests/test_sealed.py``), so tuning picks the same knobs
+    either way; on a digits tuning batch the grouped step costs about a fifth of the reference's
+    (``benchmarks/tuning_players.py``).
     """
 
-    def __init__(self, game: Game, candidates: list[dict[str, Any]]):
+    def __init__(self, game: Game, candidates: list[dict[str, Any]], grouped: bool = True):
         dev, f64 = game.device, torch.float64
 
         def col(values: list[float]) -> Tensor:
             return torch.tensor(values, dtype=f64, device=dev)[:, None]
 
         kinds = [c["baseline"] for c in candidates]
+        unknown = sorted(set(kinds) - set(BASELINE_CONTROLS))
+        if unknown:
+            raise ValueError(f"no player for baseline {unknown[0]!r}; tuned baselines: {list(BASELINE_CONTROLS)}")
         self.lr = col([c["lr"] for c in candidates])
         self.b1 = col([c.get("momentum", c.get("beta1", 0.0)) if k in ("momentum", "adam") else 0.0
                        for k, c in zip(kinds, candidates, strict=True)])  # fmt: skip
         self.c1 = torch.where(col([k == "adam" for k in kinds]) > 0, 1.0 - self.b1, torch.ones_like(self.b1))
         self.b2 = col([c.get("beta2", 0.0) for c in candidates])
-        self.adaptive = col([k in ("adam", "rmsprop") for k in kinds]) > 0
-        self.corrected = col([k == "adam" for k in kinds]) > 0
-        h, n = int(game.head_index.numel()), game.trunk_size
-        ratio = col([c["trunk_ratio"] for c in candidates])
-        self.scale = torch.cat([torch.ones_like(ratio).expand(-1, h), ratio.expand(-1, game.num_tasks * n)], 1)
+        self.ratio = col([c["trunk_ratio"] for c in candidates])
         self.schedule = [c["schedule"] for c in candidates]
         codes = {name: i for i, name in enumerate(SCHEDULES)}
         self._code = torch.tensor([codes[s] for s in self.schedule], device=dev)[:, None]
-        self.game, self.h, self.t = game, h, 0
-        self.m: Tensor | None = None
-        self.v: Tensor | None = None
+        #: ``(start, stop, baseline)``: the contiguous runs of games that play one baseline.
+        self.runs: list[tuple[int, int, str]] = []
+        for kind, group in itertools.groupby(kinds):
+            start = self.runs[-1][1] if self.runs else 0
+            self.runs.append((start, start + len(list(group)), kind))
+        self.game, self.h, self.t, self.grouped = game, int(game.head_index.numel()), 0, grouped
+        #: Per run, its float64 buffers, created at its first step: ``m0``/``m1`` (heads/trunk) for the heavy ball
+        #: and Adam, ``v0``/``v1`` for Adam and RMSprop.
+        self.state: list[dict[str, Tensor]] = [{} for _ in self.runs]
 
     def factor(self, t: int) -> Tensor:
         """``[B, 1]`` each game's schedule at step t (0-based) of the horizon."""
@@ -143,19 +156,63 @@ class SearchPlayers:
         return table[self._code]
 
     def act(self, head_grads: Tensor, jacobian: Tensor) -> tuple[Tensor, Tensor]:
-        bsz = head_grads.shape[0]
-        g = torch.cat([head_grads.reshape(bsz, -1), jacobian.reshape(bsz, -1)], 1).to(torch.float64)
-        if self.m is None or self.v is None:
-            self.m, self.v = torch.zeros_like(g), torch.zeros_like(g)
+        bsz, game = head_grads.shape[0], self.game
+        if bsz != len(self.schedule):
+            raise ValueError(f"head_grads holds {bsz} games; these players play {len(self.schedule)}: one per game")
         self.t += 1
-        self.m = self.b1 * self.m + self.c1 * g
-        self.v = self.b2 * self.v + (1.0 - self.b2) * g.square()
-        m_hat = torch.where(self.corrected, self.m / (1.0 - self.b1**self.t), self.m)
-        v_hat = torch.where(self.corrected, self.v / (1.0 - self.b2**self.t), self.v)
-        denom = torch.where(self.adaptive, v_hat.sqrt() + _EPS, torch.ones_like(v_hat))
-        step = -(self.lr * self.factor(self.t - 1)) * self.scale * m_hat / denom
-        step = step.to(self.game.dtype)
-        return step[:, : self.h], step[:, self.h :].reshape(bsz, self.game.num_tasks, self.game.trunk_size)
+        step = -(self.lr * self.factor(self.t - 1))  # [B, 1]: −α_t
+        coef = (step, step * self.ratio)  # heads' and trunk's −α_t r
+        # Adam's bias corrections over every game's column at once: a power's vectorised and scalar kernels can differ
+        # in the last bit, and which one an element meets depends on its place in the tensor.
+        fix1, fix2 = 1.0 - self.b1**self.t, 1.0 - self.b2**self.t
+        if not self.grouped:
+            return self._one_formula(head_grads, jacobian, step, fix1, fix2)
+        grads = (head_grads.reshape(bsz, -1), jacobian.reshape(bsz, -1))
+        out = (torch.empty(bsz, self.h, dtype=game.dtype, device=game.device),
+               torch.empty(bsz, game.num_tasks * game.trunk_size, dtype=game.dtype, device=game.device))  # fmt: skip
+        for (lo, hi, kind), state in zip(self.runs, self.state, strict=True):
+            b1, c1, b2 = self.b1[lo:hi], self.c1[lo:hi], self.b2[lo:hi]
+            for part in (0, 1):
+                g = grads[part][lo:hi].to(torch.float64)
+                m_hat = g  # the gradient step and RMSprop: m = 0·m + 1·g
+                if kind in ("momentum", "adam"):
+                    m = _buffer(state, f"m{part}", g)
+                    m.mul_(b1).add_(g if kind == "momentum" else c1 * g)
+                    m_hat = m / fix1[lo:hi] if kind == "adam" else m
+                u = coef[part][lo:hi] * m_hat
+                if kind in ("adam", "rmsprop"):
+                    v = _buffer(state, f"v{part}", g)
+                    v.mul_(b2).add_((1.0 - b2) * g.square())
+                    v_hat = v / fix2[lo:hi] if kind == "adam" else v
+                    u.div_(v_hat.sqrt().add_(_EPS))
+                out[part][lo:hi] = u
+        return out[0], out[1].reshape(bsz, game.num_tasks, game.trunk_size)
+
+    def _one_formula(
+        self, head_grads: Tensor, jacobian: Tensor, step: Tensor, fix1: Tensor, fix2: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """The reference: every game through the one formula, each baseline's branches selected per game."""
+        bsz, game, state = head_grads.shape[0], self.game, self.state[0] if self.state else {}
+        g = torch.cat([head_grads.reshape(bsz, -1), jacobian.reshape(bsz, -1)], 1).to(torch.float64)
+        flags = [(kind == "adam", kind in ("adam", "rmsprop")) for lo, hi, kind in self.runs for _ in range(lo, hi)]
+        adam, adaptive = torch.tensor(flags, device=g.device).reshape(bsz, 2, 1).unbind(1)  # each [B, 1]
+        m = self.b1 * _buffer(state, "m", g) + self.c1 * g
+        v = self.b2 * _buffer(state, "v", g) + (1.0 - self.b2) * g.square()
+        state["m"], state["v"] = m, v
+        m_hat = torch.where(adam, m / fix1, m)
+        v_hat = torch.where(adam, v / fix2, v)
+        denom = torch.where(adaptive, v_hat.sqrt() + _EPS, torch.ones_like(v_hat))
+        trunk = self.ratio.expand(-1, g.shape[1] - self.h)
+        scale = torch.cat([torch.ones_like(self.ratio).expand(-1, self.h), trunk], 1)
+        u = (step * scale * m_hat / denom).to(game.dtype)
+        return u[:, : self.h], u[:, self.h :].reshape(bsz, game.num_tasks, game.trunk_size)
+
+
+def _buffer(state: dict[str, Tensor], name: str, like: Tensor) -> Tensor:
+    """``state[name]``, zeros shaped as ``like`` the first time."""
+    if name not in state:
+        state[name] = torch.zeros_like(like)
+    return state[name]
 
 
 def _game(

@@ -112,7 +112,10 @@ def _sealed_config(args: argparse.Namespace) -> Any:
 
 
 def _bench_sealed(args: argparse.Namespace, config: Any) -> int:
+    from mtg_env._platform import steady_allocator
     from mtg_env.bench.sealed import run_sealed
+
+    steady_allocator()  # tuning frees and reallocates batch-sized blocks every step: keep them in the process
 
     out = args.out or Path("runs") / f"bench_{config.name}"
     start = time.perf_counter()

@@ -34,10 +34,12 @@ import torch
 
 import mtg_env.bench.sealed as sealed
 from agents.learned.checkpoint import load_rule
+from mtg_env._platform import steady_allocator
 
 tomllib = importlib.import_module("tomllib")  # Python 3.11+ (as run here)
 ROOT = Path(__file__).resolve().parents[4]
 torch.set_num_threads(1)
+steady_allocator()  # as `mtg-env bench` does: tuning's batch-sized blocks stay in the process
 family, _, consensus = sys.argv[1].partition(":")
 consensus = consensus or "sum"
 multiple, out = int(sys.argv[2]), Path(sys.argv[3])

@@ -372,6 +372,43 @@ def _tiny_cell_config(suite: str, **kwargs: Any) -> SealedConfig:
                         test_draws=2, test_seeds=2, bootstrap_reps=20, **kwargs)  # fmt: skip
 
 
+def test_a_stopped_tuning_resumes_from_its_progress_file(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tuning stopped after its first batch keeps that draw's gaps in its progress file; run again, it plays only
+    the batches it lacks and chooses exactly what an unbroken tuning chooses. A file of another tuning is refused,
+    naming what differs, and left as it was."""
+    import mtg_env.bench.sealed as sealed
+
+    config = replace(_tiny_cell_config("quadratic"), tuning_draws=2)
+    unbroken = sealed.tune_baselines(config, "quadratic", 8, sealed._Floors(None))
+    real, calls = sealed.play_candidates, []
+
+    def stops_after_one(*args: Any) -> Any:
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the machine stops during the second batch
+        return real(*args)
+
+    monkeypatch.setattr(sealed, "play_candidates", stops_after_one)
+    path = tmp_path / "progress.json"
+    with pytest.raises(KeyboardInterrupt):
+        sealed.tune_baselines(config, "quadratic", 8, sealed._Floors(None), progress=path)
+    assert list(json.loads(path.read_text())["gaps"]) == ["rung0 0"]
+    calls.clear()
+    monkeypatch.setattr(sealed, "play_candidates", lambda *args: calls.append(args) or real(*args))
+    assert sealed.tune_baselines(config, "quadratic", 8, sealed._Floors(None), progress=path) == unbroken
+    assert len(calls) == 3  # rung 0 of draw 1, rung 1 of both draws
+    assert list(json.loads(path.read_text())["gaps"]) == ["rung0 0", "rung0 1", "rung1 0", "rung1 1"]
+    calls.clear()
+    assert sealed.tune_baselines(config, "quadratic", 8, sealed._Floors(None), progress=path) == unbroken
+    assert not calls  # every batch read back
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match=r"progress\.json holds another tuning's draws \(it differs in consensus: "):
+        sealed.tune_baselines(config, "quadratic", 8, sealed._Floors(None), "mean", progress=path)
+    with pytest.raises(ValueError, match=r"differs in horizon: \{'horizon': 8\} against \{'horizon': 16\}"):
+        sealed.tune_baselines(config, "quadratic", 16, sealed._Floors(None), progress=path)
+    assert path.read_bytes() == before and not calls
+
+
 #: A tiny cell's gaps per player on the validation stream, from main before the sealed protocol had a device
 #: (float.hex): quadratic (closed-form floors) and regression (two MLP-trunk draws: best-run floors).
 #: The learned_mlp rows play with the curvature guard (on by default, agents/learned/guard.py). Its first secant

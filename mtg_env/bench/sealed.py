@@ -44,6 +44,7 @@ from numpy.typing import ArrayLike
 from torch import Tensor
 
 # The search space and its players, the config and the report live in their own modules; re-exported here.
+from mtg_env._io import dump_json, load_json
 from mtg_env.bench.sealed_config import Entrant, SealedConfig, is_sealed, sealed_config_from_dict
 from mtg_env.bench.sealed_report import AT_FLOOR, HEADER, cell_rows, report_markdown, show_consensus
 from mtg_env.bench.sealed_search import (
@@ -119,25 +120,78 @@ def _gaps(start: Tensor, final: Tensor, floor: float, dtype: str = "float64") ->
         return np.where(np.isfinite(f), gap, np.inf)
 
 
+class _TuningProgress:
+    """The gaps of a tuning's finished draws, per ``(draw, rung)``, mirrored to a JSON file when one is given."""
+
+    def __init__(self, path: str | Path | None, config: SealedConfig, suite: str, horizon: int, consensus: str):
+        self.path = None if path is None else Path(path)
+        self.tuning = {"family": suite, "horizon": horizon, "consensus": consensus,
+                       "baselines": list(config.baselines), "search": _plain(asdict(config.search)),
+                       "tuning_draws": config.tuning_draws, "tuning_seeds": config.tuning_seeds, "eta": config.eta,
+                       "device": config.device}  # fmt: skip
+        self.gaps: dict[str, list[float]] = {}
+        if self.path is not None and self.path.exists():
+            kept = load_json(self.path)
+            differ = sorted(k for k in self.tuning if kept.get("tuning", {}).get(k) != self.tuning[k])
+            if differ:
+                raise ValueError(
+                    f"progress: {self.path} holds another tuning's draws (it differs in {', '.join(differ)}: "
+                    f"{ {k: kept.get('tuning', {}).get(k) for k in differ} } against "
+                    f"{ {k: self.tuning[k] for k in differ} }); pass another file, or remove it to tune afresh"
+                )
+            self.gaps = kept["gaps"]
+
+    def __contains__(self, item: tuple[int, str]) -> bool:
+        return f"{item[1]} {item[0]}" in self.gaps
+
+    def __getitem__(self, item: tuple[int, str]) -> np.ndarray:
+        return np.asarray(self.gaps[f"{item[1]} {item[0]}"], dtype=np.float64)
+
+    def add(self, draw: int, rung: str, gaps: np.ndarray) -> None:
+        self.gaps[f"{rung} {draw}"] = [float(g) for g in gaps]
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            dump_json(self.path, {"tuning": self.tuning, "gaps": self.gaps}, indent=None)
+
+
 def tune_baselines(
-    config: SealedConfig, suite: str, horizon: int, floors: _Floors, consensus: str = "sum"
+    config: SealedConfig,
+    suite: str,
+    horizon: int,
+    floors: _Floors,
+    consensus: str = "sum",
+    progress: str | Path | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Successive halving for every baseline on the tuning stream, every game under the consensus rule
     ``consensus``: per baseline its chosen candidate, its rung-1 mean gap, the game-steps spent and whether the
-    choice lies on an edge of the step-size grid."""
+    choice lies on an edge of the step-size grid.
+
+    ``progress`` (a JSON file, optional) keeps each tuning draw's gaps as soon as its batch is played, so a tuning
+    that is stopped (a digits cell at 5× plays 12 M game-steps) resumes where it stopped: a draw already in the file
+    is not played again. Its gaps are read back exactly, so a resumed tuning chooses what an unbroken one does.
+
+    Raises:
+        ValueError: if ``progress`` holds another tuning's draws (another family, horizon, rule, search space or
+            tuning stream); it names what differs.
+    """
     from agents.learned.family import draw_games
 
     draws = draw_games(suite, "tuning", config.tuning_draws, config.tuning_seeds + 1)
     pools = {b: config.search.candidates(b) for b in config.baselines}
     everyone = [c for b in config.baselines for c in pools[b]]
+    done = _TuningProgress(progress, config, suite, horizon, consensus)
+
+    def played(rung: str, d: int, options: dict[str, Any], candidates: list[dict[str, Any]], seeds: list[int]) -> Any:
+        if (d, rung) not in done:
+            game = _game(suite, options, horizon, device=config.device, consensus=consensus)
+            start, final = play_candidates(game, candidates, seeds)
+            done.add(d, rung, _gaps(start, final, floors.get(suite, options).value, _dtype(suite)))
+        return done[d, rung]
+
     # Rung 0: every candidate of every baseline on each tuning draw, its first seed (one batch per draw).
     rung0 = np.zeros((len(draws), len(everyone)))
-    records = []
     for d, (options, seeds) in enumerate(draws):
-        game = _game(suite, options, horizon, device=config.device, consensus=consensus)
-        start, final = play_candidates(game, everyone, [seeds[0]] * len(everyone))
-        records.append((options, start, final))
-        rung0[d] = _gaps(start, final, floors.get(suite, options).value, _dtype(suite))
+        rung0[d] = played("rung0", d, options, everyone, [seeds[0]] * len(everyone))
     mean0 = rung0.mean(0)
     kept: list[dict[str, Any]] = []
     offset = 0
@@ -149,12 +203,9 @@ def tune_baselines(
     # Rung 1: the survivors on every tuning draw × the other tuning seeds.
     rung1 = np.zeros((len(draws), config.tuning_seeds, len(kept)))
     for d, (options, seeds) in enumerate(draws):
-        game = _game(suite, options, horizon, device=config.device, consensus=consensus)
         batch = [c for _ in seeds[1:] for c in kept]
-        start, final = play_candidates(game, batch, [s for s in seeds[1:] for _ in kept])
-        rung1[d] = _gaps(start, final, floors.get(suite, options).value, _dtype(suite)).reshape(
-            config.tuning_seeds, len(kept)
-        )
+        gaps = played("rung1", d, options, batch, [s for s in seeds[1:] for _ in kept])
+        rung1[d] = np.asarray(gaps).reshape(config.tuning_seeds, len(kept))
     mean1 = rung1.reshape(-1, len(kept)).mean(0)
     lrs = config.search.step_sizes()
     chosen: dict[str, dict[str, Any]] = {}
@@ -241,16 +292,18 @@ def run_cell(
     key: str,
     stream: str = "test",
     consensus: str = "sum",
+    progress: str | Path | None = None,
 ) -> dict[str, Any]:
     """One family at one horizon under one consensus rule: tune the baselines, play everyone on the sealed draws
     (``stream="validation"``: the development stream's instead; ``key`` is then unused), compare. ``rules``: the
     entrants' learned rules by label. L* does not depend on the consensus rule (it is the training objective's
-    minimum), so ``floors`` serves every rule."""
+    minimum), so ``floors`` serves every rule. ``progress``: the tuning's file of finished draws
+    (:func:`tune_baselines`)."""
     from agents.learned.family import draw_games
 
     horizon = config.horizon(suite, multiple)
     began = time.perf_counter()
-    chosen = tune_baselines(config, suite, horizon, floors, consensus)
+    chosen = tune_baselines(config, suite, horizon, floors, consensus, progress=progress)
     tuned_s = time.perf_counter() - began
     draws = draw_games(suite, stream, config.test_draws, config.test_seeds, key=key if stream == "test" else None)
     floor_kinds = []
@@ -332,7 +385,9 @@ def run_sealed(
 ) -> dict[str, Any]:
     """Run every cell of ``config`` into ``out`` (``report.md``, ``report.json``, ``floors.json``); returns the
     report. ``test_key`` overrides the config's sealed key (``"new"``: a fresh random one, printed);
-    ``stream="validation"`` scores on the development stream instead of the sealed one."""
+    ``stream="validation"`` scores on the development stream instead of the sealed one. Each cell's tuning keeps its
+    finished draws in ``out/tuning/FAMILY_RULE_MULTIPLE.json``: run again into the same ``out`` after a stop, and
+    tuning resumes from them."""
     from agents.learned import learned_agent
     from agents.learned.family import DEFAULT_TEST_KEY, check_key, new_test_key
 
@@ -357,7 +412,8 @@ def run_sealed(
         rules = {label: p.given.to(config.device) for label, p in players[suite].items()}  # a portfolio picks per game
         for multiple in config.multiples:
             for consensus in config.consensus:
-                cell = run_cell(config, suite, multiple, floors, rules, key, stream, consensus)
+                tuning = out / "tuning" / f"{suite}_{consensus}_{multiple}.json"
+                cell = run_cell(config, suite, multiple, floors, rules, key, stream, consensus, progress=tuning)
                 cells.append(cell)
                 if progress:
                     print(cell_rows(cell, header=not cells[:-1], consensus=column), flush=True)

@@ -4,8 +4,9 @@ Rung 0 of a cell's tuning plays every candidate of every baseline (2 400 under t
 of games, one tuning draw at a time. Each step the players turn the games' gradients into actions:
 ``SearchPlayers(grouped=True)`` (the default) updates each run of one baseline with only its own state and branch,
 ``grouped=False`` is the one formula over every game in plain PyTorch (the reference; both give the same bits,
-tests/test_sealed.py). This prints seconds a step of each, their ratio, and the engine's own step on the same batch
-for scale (CPU time, one torch thread, interleaved rounds). Run: ``python benchmarks/tuning_players.py``.
+tests/test_sealed.py). This prints milliseconds a step of each, their ratio, and the engine's own step on the same
+batch for scale (CPU time, one torch thread, interleaved rounds, glibc's allocator held steady).
+Run: ``python benchmarks/tuning_players.py``.
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ def main() -> None:
     steady_allocator()
     space = SearchSpace()
     candidates = [c for b in BASELINE_CONTROLS for c in space.candidates(b)]
-    print(f"{'PLAYERS':<8}{'family':<12}{'games':>6}{'one formula s':>15}{'grouped s':>11}{'speed-up':>10}"
-          f"{'engine s':>10}")  # fmt: skip
+    print(f"{'family':<12}{'games':>6}{'one formula ms':>16}{'grouped ms':>12}{'speed-up':>10}{'engine ms':>11}")
     for family in args.families:
         sec = _seconds(family, candidates, args.steps, args.rounds)
-        print(f"{'PLAYERS':<8}{family:<12}{len(candidates):>6}{sec['one']:>15.3f}{sec['grouped']:>11.3f}"
-              f"{sec['one'] / sec['grouped']:>10.2f}{sec['engine']:>10.3f}")  # fmt: skip
+        ms = {name: 1e3 * value for name, value in sec.items()}
+        print(f"{family:<12}{len(candidates):>6}{ms['one']:>16.2f}{ms['grouped']:>12.2f}"
+              f"{ms['one'] / ms['grouped']:>10.2f}{ms['engine']:>11.2f}")  # fmt: skip
 
 
 def _seconds(family: str, candidates: list[dict[str, Any]], steps: int, rounds: int) -> dict[str, float]:

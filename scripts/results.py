@@ -257,6 +257,13 @@ FIGURES: dict[str, Figure] = {
         deterministic=False,
         runs=3,
     ),
+    "tuning_players": Figure(
+        "speed.md",
+        [PY, "benchmarks/tuning_players.py"],
+        lambda outs: _timing_table(outs, 12, 3, "one formula ÷ grouped"),
+        deterministic=False,
+        runs=3,
+    ),
     "consensus_cost": Figure(
         "speed.md",
         [PY, "benchmarks/consensus_cost.py"],

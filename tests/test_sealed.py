@@ -26,6 +26,7 @@ from agents.learned.family import (
 from agents.learned.meta_loss import _STREAM_GAMES, _STREAM_SEARCH, _STREAM_VALID, _draws
 from agents.learned.train import MetaTrainConfig
 from mtg_env import engine
+from mtg_env._platform import cpu_model
 from mtg_env.bench.floors import Floor, least_squares_floor, true_floor
 from mtg_env.bench.sealed import (
     BASELINE_CONTROLS,
@@ -199,9 +200,10 @@ def test_search_players_play_the_baselines(name: str, knobs: dict[str, Any], kwa
 )
 def test_grouped_players_are_the_one_formula_to_the_bit(suite: str, options: dict[str, Any]) -> None:
     """Tuning's players update each run of one baseline on its own (no buffer a baseline lacks, no branch it does not
-    take): every action equals the one formula's over every game to the bit, at every step, in float64 (quadratics)
-    and float32 games, with the baselines interleaved (runs of one game) and in blocks (as tuning batches them), and
-    with games that diverge on the way."""
+    take): every action equals the one formula's over every game to the bit (``torch.equal``: a last-bit difference
+    fails; +0 and −0 are equal, the one way the two may differ), at every step, in float64 (quadratics) and float32
+    games, with the baselines interleaved (runs of one game) and in blocks (as tuning batches them), and with games
+    that diverge on the way."""
     space = SearchSpace()
     pool = [c for b in BASELINE_CONTROLS for c in space.candidates(b)]
     rng = np.random.default_rng(0)
@@ -229,6 +231,10 @@ def test_search_players_refuse_an_unknown_baseline() -> None:
     game = _game("quadratic", {"num_tasks": 2}, 5)
     with pytest.raises(ValueError, match=r"no player for baseline 'lion'.*gradient"):
         SearchPlayers(game, [{"baseline": "lion", "lr": 0.1, "trunk_ratio": 1.0, "schedule": "constant"}])
+    with pytest.raises(ValueError, match=r"candidates is empty: give one candidate per game"):
+        SearchPlayers(game, [])
+    with pytest.raises(ValueError, match=r"baselines is empty: name at least one of \['gradient'"):
+        SealedConfig(name="t", families=("quadratic",), entrants=(), baselines=())
     with pytest.raises(ValueError, match="head_grads holds 2 games; these players play 1"):
         players = SearchPlayers(game, [{"baseline": "gradient", "lr": 0.1, "trunk_ratio": 1.0, "schedule": "constant"}])
         state, _ = engine.reset(game, [0, 1])
@@ -397,16 +403,30 @@ def test_a_stopped_tuning_resumes_from_its_progress_file(tmp_path: Any, monkeypa
     monkeypatch.setattr(sealed, "play_candidates", lambda *args: calls.append(args) or real(*args))
     assert sealed.tune_baselines(config, "quadratic", 8, sealed._Floors(None), progress=path) == unbroken
     assert len(calls) == 3  # rung 0 of draw 1, rung 1 of both draws
-    assert list(json.loads(path.read_text())["gaps"]) == ["rung0 0", "rung0 1", "rung1 0", "rung1 1"]
+    record = json.loads(path.read_text())
+    assert list(record["gaps"]) == ["rung0 0", "rung0 1", "rung1 0", "rung1 1"]
+    assert set(record["where"].values()) == {f"{cpu_model()}; torch {torch.__version__}"}  # where each batch ran
     calls.clear()
     assert sealed.tune_baselines(config, "quadratic", 8, sealed._Floors(None), progress=path) == unbroken
     assert not calls  # every batch read back
     before = path.read_bytes()
     with pytest.raises(ValueError, match=r"progress\.json holds another tuning's draws \(it differs in consensus: "):
         sealed.tune_baselines(config, "quadratic", 8, sealed._Floors(None), "mean", progress=path)
-    with pytest.raises(ValueError, match=r"differs in horizon: \{'horizon': 8\} against \{'horizon': 16\}"):
-        sealed.tune_baselines(config, "quadratic", 16, sealed._Floors(None), progress=path)
+    with pytest.raises(
+        ValueError, match=r"differs in horizon: \{'horizon': 8\} against \{'horizon': 16\}.*another --out"
+    ):
+        sealed.tune_baselines(config, "quadratic", 8 * 2, sealed._Floors(None), progress=path)
+    other_draws = replace(config, tuning_seeds=2)
+    with pytest.raises(ValueError, match=r"differs in draws, tuning_seeds"):
+        sealed.tune_baselines(other_draws, "quadratic", 8, sealed._Floors(None), progress=path)
     assert path.read_bytes() == before and not calls
+    # mtg-env bench's run refuses a stale file before any cell plays (here the second cell's)
+    run = replace(config, multiples=(1, 2))  # the second cell plays 16 steps, the file holds 8
+    (tmp_path / "out" / "tuning").mkdir(parents=True)
+    (tmp_path / "out" / "tuning" / "quadratic_sum_2.json").write_bytes(before)
+    with pytest.raises(ValueError, match=r"quadratic_sum_2\.json holds another tuning's draws"):
+        sealed.run_sealed(run, tmp_path / "out", test_key="0" * 32, progress=False, stream="validation")
+    assert not calls and not (tmp_path / "out" / "report.json").exists()
 
 
 #: A tiny cell's gaps per player on the validation stream, from main before the sealed protocol had a device

@@ -31,6 +31,7 @@ config's ``device`` (``device = "cuda"`` in the file on a GPU).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -45,6 +46,7 @@ from torch import Tensor
 
 # The search space and its players, the config and the report live in their own modules; re-exported here.
 from mtg_env._io import dump_json, load_json
+from mtg_env._platform import cpu_model
 from mtg_env.bench.sealed_config import Entrant, SealedConfig, is_sealed, sealed_config_from_dict
 from mtg_env.bench.sealed_report import AT_FLOOR, HEADER, cell_rows, report_markdown, show_consensus
 from mtg_env.bench.sealed_search import (
@@ -121,15 +123,21 @@ def _gaps(start: Tensor, final: Tensor, floor: float, dtype: str = "float64") ->
 
 
 class _TuningProgress:
-    """The gaps of a tuning's finished draws, per ``(draw, rung)``, mirrored to a JSON file when one is given."""
+    """The gaps of a tuning's finished batches, per ``(draw, rung)``, mirrored to a JSON file when one is given, each
+    with the CPU model and torch version it was played on (round-off depends on them)."""
 
     def __init__(self, path: str | Path | None, config: SealedConfig, suite: str, horizon: int, consensus: str):
+        from agents.learned.family import draw_games
+
         self.path = None if path is None else Path(path)
+        draws = draw_games(suite, "tuning", config.tuning_draws, config.tuning_seeds + 1)
+        drawn = json.dumps([[options, list(seeds)] for options, seeds in draws], sort_keys=True, default=str)
         self.tuning = {"family": suite, "horizon": horizon, "consensus": consensus,
                        "baselines": list(config.baselines), "search": _plain(asdict(config.search)),
                        "tuning_draws": config.tuning_draws, "tuning_seeds": config.tuning_seeds, "eta": config.eta,
-                       "device": config.device}  # fmt: skip
+                       "device": config.device, "draws": hashlib.sha256(drawn.encode()).hexdigest()}  # fmt: skip
         self.gaps: dict[str, list[float]] = {}
+        self.where: dict[str, str] = {}
         if self.path is not None and self.path.exists():
             kept = load_json(self.path)
             differ = sorted(k for k in self.tuning if kept.get("tuning", {}).get(k) != self.tuning[k])
@@ -137,9 +145,10 @@ class _TuningProgress:
                 raise ValueError(
                     f"progress: {self.path} holds another tuning's draws (it differs in {', '.join(differ)}: "
                     f"{ {k: kept.get('tuning', {}).get(k) for k in differ} } against "
-                    f"{ {k: self.tuning[k] for k in differ} }); pass another file, or remove it to tune afresh"
+                    f"{ {k: self.tuning[k] for k in differ} }); give another progress file (mtg-env bench: another "
+                    f"--out), or delete {self.path} to tune afresh"
                 )
-            self.gaps = kept["gaps"]
+            self.gaps, self.where = kept["gaps"], kept.get("where", {})
 
     def __contains__(self, item: tuple[int, str]) -> bool:
         return f"{item[1]} {item[0]}" in self.gaps
@@ -149,9 +158,10 @@ class _TuningProgress:
 
     def add(self, draw: int, rung: str, gaps: np.ndarray) -> None:
         self.gaps[f"{rung} {draw}"] = [float(g) for g in gaps]
+        self.where[f"{rung} {draw}"] = f"{cpu_model()}; torch {torch.__version__}"
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            dump_json(self.path, {"tuning": self.tuning, "gaps": self.gaps}, indent=None)
+            dump_json(self.path, {"tuning": self.tuning, "gaps": self.gaps, "where": self.where}, indent=None)
 
 
 def tune_baselines(
@@ -167,12 +177,14 @@ def tune_baselines(
     choice lies on an edge of the step-size grid.
 
     ``progress`` (a JSON file, optional) keeps each tuning draw's gaps as soon as its batch is played, so a tuning
-    that is stopped (a digits cell at 5× plays 12 M game-steps) resumes where it stopped: a draw already in the file
-    is not played again. Its gaps are read back exactly, so a resumed tuning chooses what an unbroken one does.
+    that is stopped (a digits cell at 5× plays 12 M game-steps) resumes where it stopped: a batch already in the file
+    is not played again. Its gaps are read back exactly, so a tuning resumed on the same CPU model and torch chooses
+    what an unbroken one does; each batch records where it was played (``where``), as a tuning resumed elsewhere
+    mixes two machines' round-off (a cell's ``tuning_seconds`` then counts only the batches this run played).
 
     Raises:
-        ValueError: if ``progress`` holds another tuning's draws (another family, horizon, rule, search space or
-            tuning stream); it names what differs.
+        ValueError: if ``progress`` holds another tuning's draws (another family, horizon, rule, search space, tuning
+            stream or drawn games); it names what differs.
     """
     from agents.learned.family import draw_games
 
@@ -408,12 +420,19 @@ def run_sealed(
                        for label, agent, weights in config.players(suite)} for suite in config.families}  # fmt: skip
     played = {f"{label} ({suite})": {"weights": str(p.weights), "sha256": p.sha256}
               for suite, by_label in players.items() for label, p in by_label.items()}  # fmt: skip
+
+    def tuning(suite: str, multiple: int, consensus: str) -> Path:
+        return out / "tuning" / f"{suite}_{consensus}_{multiple}.json"
+
+    cell_keys = [(s, k, c) for s in config.families for k in config.multiples for c in config.consensus]
+    for suite, multiple, consensus in cell_keys:  # a stale progress file is refused before any cell plays
+        _TuningProgress(tuning(suite, multiple, consensus), config, suite, config.horizon(suite, multiple), consensus)
     for suite in config.families:
         rules = {label: p.given.to(config.device) for label, p in players[suite].items()}  # a portfolio picks per game
         for multiple in config.multiples:
             for consensus in config.consensus:
-                tuning = out / "tuning" / f"{suite}_{consensus}_{multiple}.json"
-                cell = run_cell(config, suite, multiple, floors, rules, key, stream, consensus, progress=tuning)
+                progress_file = tuning(suite, multiple, consensus)
+                cell = run_cell(config, suite, multiple, floors, rules, key, stream, consensus, progress=progress_file)
                 cells.append(cell)
                 if progress:
                     print(cell_rows(cell, header=not cells[:-1], consensus=column), flush=True)

@@ -117,6 +117,8 @@ class SealedConfig:
         for f in self.families:
             if f not in FAMILIES:
                 raise ValueError(f"families: no game family {f!r}; available: {list(FAMILIES)}")
+        if not self.baselines:
+            raise ValueError(f"baselines is empty: name at least one of {list(BASELINE_CONTROLS)} (or leave it out)")
         for b in self.baselines:
             if b not in BASELINE_CONTROLS:
                 raise ValueError(f"baselines: {b!r} is not tunable here; available: {list(BASELINE_CONTROLS)}")

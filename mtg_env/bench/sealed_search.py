@@ -113,9 +113,9 @@ class SearchPlayers:
     and the arithmetic its baseline has: the gradient step keeps no buffer (its m is g), the heavy ball no v, RMSprop
     no m, and no run computes another baseline's branch. ``grouped=False`` is the one formula above over every game
     at once (the reference, as ``torch.optim``'s single-tensor path is for its ``foreach`` one). The two agree to the
-    bit (the identities x·1 = x, x / 1 = x and 0·m + g = g; ``tests/test_sealed.py``), so tuning picks the same knobs
-    either way; on a digits tuning batch the grouped step costs about a fifth of the reference's
-    (``benchmarks/tuning_players.py``).
+    bit (the identities x·1 = x, x / 1 = x and 0·m + g = g), but for the sign of a zero: where g is −0 the reference's
+    0·m + g can be +0 (``tests/test_sealed.py``; a zero step either way). So tuning picks the same knobs either way; on
+    a digits tuning batch the grouped step costs about a third of the reference's (``benchmarks/tuning_players.py``).
     """
 
     def __init__(self, game: Game, candidates: list[dict[str, Any]], grouped: bool = True):
@@ -124,6 +124,8 @@ class SearchPlayers:
         def col(values: list[float]) -> Tensor:
             return torch.tensor(values, dtype=f64, device=dev)[:, None]
 
+        if not candidates:
+            raise ValueError("candidates is empty: give one candidate per game (SearchSpace.candidates(baseline))")
         kinds = [c["baseline"] for c in candidates]
         unknown = sorted(set(kinds) - set(BASELINE_CONTROLS))
         if unknown:

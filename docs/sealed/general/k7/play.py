@@ -67,7 +67,9 @@ if "CACHE" in os.environ:
             cache.parent.mkdir(parents=True, exist_ok=True)
             cache.write_text(json.dumps(chosen))
             return chosen
-        chosen = _tune(config, suite, horizon, floors, consensus, progress=cache.with_name(f"progress_{cache.name}"))
+        chosen = _tune(
+            config, suite, horizon, floors, consensus, progress=progress or cache.with_name(f"progress_{cache.name}")
+        )
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(chosen))
         return chosen

@@ -193,7 +193,9 @@ def tune_baselines(
     everyone = [c for b in config.baselines for c in pools[b]]
     done = _TuningProgress(progress, config, suite, horizon, consensus)
 
-    def played(rung: str, d: int, options: dict[str, Any], candidates: list[dict[str, Any]], seeds: list[int]) -> Any:
+    def played(
+        rung: str, d: int, options: dict[str, Any], candidates: list[dict[str, Any]], seeds: list[int]
+    ) -> np.ndarray:
         if (d, rung) not in done:
             game = _game(suite, options, horizon, device=config.device, consensus=consensus)
             start, final = play_candidates(game, candidates, seeds)
@@ -217,7 +219,7 @@ def tune_baselines(
     for d, (options, seeds) in enumerate(draws):
         batch = [c for _ in seeds[1:] for c in kept]
         gaps = played("rung1", d, options, batch, [s for s in seeds[1:] for _ in kept])
-        rung1[d] = np.asarray(gaps).reshape(config.tuning_seeds, len(kept))
+        rung1[d] = gaps.reshape(config.tuning_seeds, len(kept))
     mean1 = rung1.reshape(-1, len(kept)).mean(0)
     lrs = config.search.step_sizes()
     chosen: dict[str, dict[str, Any]] = {}

@@ -525,6 +525,30 @@ def test_a_cells_games_split_by_a_drawn_option() -> None:
         groups({k: v for k, v in cell.items() if k != "draws"}, "trunk")
 
 
+def test_a_validation_cells_entrant_variants() -> None:
+    """scripts/validation_cell.py: ``FILE:OPTION=VALUE,...`` is the file's rule with those options, ``head_step`` and
+    ``trunk_step`` scale its trained steps and nothing else, and a malformed entrant is refused, naming what is wrong."""
+    entrant = load_script("scripts/validation_cell.py", "validation_cell")._entrant
+    path = str(ROOT / "agents/learned/weights/learned_mlp_digits.pt")
+    _, plain = entrant(f"dig={path}")
+    label, scaled = entrant(f"x={path}:head_step=2,trunk_step=0.5,anneal=0.25")
+    assert label == "x" and scaled.config.anneal == 0.25 and plain.config.anneal == 0.0
+    for name, factor in (("log_lr", 2.0), ("log_eta0", 2.0), ("trunk_log_lr", 0.5)):
+        moved = float(getattr(scaled, name).detach()) - float(getattr(plain, name).detach())
+        assert moved == pytest.approx(math.log(factor), abs=1e-6)
+    same = {k: v for k, v in scaled.state_dict().items() if k not in ("log_lr", "log_eta0", "trunk_log_lr")}
+    assert all(torch.equal(v, plain.state_dict()[k]) for k, v in same.items())
+    refused = {
+        path: "expected LABEL=FILE",
+        f"x={path}:anneal": "not OPTION=VALUE",
+        f"x={path}:head_step=-1": "positive number",
+        f"x={path}:anneal=half": "Python literal",
+    }
+    for bad, match in refused.items():
+        with pytest.raises(SystemExit, match=match):
+            entrant(bad)
+
+
 def test_the_bar_within_each_group_of_a_cell() -> None:
     """scripts/cell_groups.py --bar: one group of all the games gives the cell's own recorded CIs bit for bit (K17's
     sum 1x: every draw has hidden=16); each group picks its own best baselines and resamples its own draws; a group

@@ -527,7 +527,7 @@ def test_a_cells_games_split_by_a_drawn_option() -> None:
 
 def test_a_validation_cells_entrant_variants() -> None:
     """scripts/validation_cell.py: ``FILE:OPTION=VALUE,...`` is the file's rule with those options, ``head_step`` and
-    ``trunk_step`` scale its trained steps and nothing else, and a malformed entrant is refused, naming what is wrong."""
+    ``trunk_step`` scale its trained steps and nothing else, and a malformed entrant is refused, naming the fault."""
     entrant = load_script("scripts/validation_cell.py", "validation_cell")._entrant
     path = str(ROOT / "agents/learned/weights/learned_mlp_digits.pt")
     _, plain = entrant(f"dig={path}")

@@ -24,6 +24,8 @@ import argparse
 import ast
 import importlib
 import json
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -56,15 +58,53 @@ def _entrant(spec: str) -> tuple[str, Any]:
         except (ValueError, SyntaxError):
             raise SystemExit(f"entrant {label!r}: option {key}'s value {value!r} is not a Python literal") from None
         (steps if key in ("head_step", "trunk_step") else options)[key] = parsed
-    if options or steps:  # a copy: the loaded rule's own parameters are never moved
-        rule = with_options(name, rule, **options)
     for key, factor in steps.items():
-        if not (isinstance(factor, (int, float)) and factor > 0):
-            raise SystemExit(f"entrant {label!r}: {key} must be a positive number, got {factor!r}")
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor < math.inf:
+            raise SystemExit(f"entrant {label!r}: {key} must be a positive finite number, got {factor!r}")
+    try:  # a copy: the loaded rule's own parameters are never moved
+        rule = with_options(name, rule, **options)
+    except (TypeError, ValueError) as err:
+        raise SystemExit(f"entrant {label!r}: options {sorted(options)} of {path}: {err}") from None
+    for key, factor in steps.items():
         if not callable(getattr(rule, f"scale_{key}", None)):
             raise SystemExit(f"entrant {label!r}: the rule of {path} has no scale_{key}")
         getattr(rule, f"scale_{key}")(float(factor))
     return label, rule
+
+
+def entrants(specs: list[str], baselines: tuple[str, ...]) -> dict[str, Any]:
+    """The entrants by label; a label used twice, or a baseline's (its gaps would replace the baseline's), is
+    refused."""
+    rules: dict[str, Any] = {}
+    for spec in specs:
+        label, rule = _entrant(spec)
+        if label in rules or label in baselines:
+            taken = "another entrant's" if label in rules else "a tuned baseline's"
+            raise SystemExit(f"entrant label {label!r} is {taken}: give each entrant a label of its own")
+        rules[label] = rule
+    return rules
+
+
+def tuned_knobs(path: Path, family: str, consensus: str, multiple: int, baselines: tuple[str, ...]) -> dict[str, Any]:
+    """The cell's tuned baselines from ``path``: a cell file (its ``tuned`` field) or a tuning result. Refused where
+    the file says it is another cell's (a cell file's family, rule and multiple; a ``tuned_FAMILY_RULE_MULTIPLE.json``
+    name) or lacks a baseline."""
+    data = json.loads(path.read_text())
+    if "tuned" in data:  # a cell file
+        theirs = (data.get("family"), data.get("consensus", "sum"), data.get("multiple"))
+    else:
+        named = re.fullmatch(r"tuned_([a-z0-9]+)_([a-z0-9_]+)_(\d+)\.json", path.name)
+        theirs = (named[1], named[2], int(named[3])) if named else (family, consensus, multiple)
+    if theirs != (family, consensus, multiple):
+        raise SystemExit(
+            f"--tuned {path} is the cell {theirs[0]}:{theirs[1]} at {theirs[2]}x, not {family}:{consensus} at "
+            f"{multiple}x: give this cell's tuned knobs"
+        )
+    tuned = data.get("tuned", data)
+    missing = [b for b in baselines if b not in tuned]
+    if missing:
+        raise SystemExit(f"--tuned {path} lacks the baselines {missing}")
+    return tuned  # type: ignore[no-any-return]
 
 
 def main() -> None:
@@ -81,17 +121,14 @@ def main() -> None:
     consensus = consensus or "sum"
     torch.set_num_threads(1)
     steady_allocator()
-    data = importlib.import_module("tomllib").loads((ROOT / "docs/sealed/general/k5_sum.toml").read_text())
+    toml = importlib.import_module("tomllib")  # Python 3.11+ (as docs/sealed/general/k7/play.py)
+    data = toml.loads((ROOT / "docs/sealed/general/k5_sum.toml").read_text())
     data["families"], data["multiples"], data["consensus"] = [family], [args.multiple], [consensus]
     data["entrants"] = []
     data["test"]["draws"], data["test"]["seeds"], data["bootstrap_unit"] = args.draws, args.seeds, "draw"
     config = sealed.sealed_config_from_dict(data)
-    tuned = json.loads(args.tuned.read_text())
-    tuned = tuned.get("tuned", tuned)  # a cell file keeps its tuning result under "tuned"
-    missing = [b for b in config.baselines if b not in tuned]
-    if missing:
-        raise SystemExit(f"--tuned {args.tuned} lacks the baselines {missing}")
-    rules = dict(_entrant(spec) for spec in args.entrants)
+    tuned = tuned_knobs(args.tuned, family, consensus, args.multiple, tuple(config.baselines))
+    rules = entrants(args.entrants, tuple(config.baselines))
     sealed.tune_baselines = lambda *a, **k: tuned  # the knobs given: no tuning here
     args.out.mkdir(parents=True, exist_ok=True)
     floors = sealed._Floors(args.out / "floors.json")

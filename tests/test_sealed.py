@@ -527,8 +527,10 @@ def test_a_cells_games_split_by_a_drawn_option() -> None:
 
 def test_a_validation_cells_entrant_variants() -> None:
     """scripts/validation_cell.py: ``FILE:OPTION=VALUE,...`` is the file's rule with those options, ``head_step`` and
-    ``trunk_step`` scale its trained steps and nothing else, and a malformed entrant is refused, naming the fault."""
-    entrant = load_script("scripts/validation_cell.py", "validation_cell")._entrant
+    ``trunk_step`` scale its trained steps and nothing else; a malformed entrant, a label that is taken and another
+    cell's tuned knobs are refused, naming the fault."""
+    module = load_script("scripts/validation_cell.py", "validation_cell")
+    entrant = module._entrant
     path = str(ROOT / "agents/learned/weights/learned_mlp_digits.pt")
     _, plain = entrant(f"dig={path}")
     label, scaled = entrant(f"x={path}:head_step=2,trunk_step=0.5,anneal=0.25")
@@ -541,12 +543,31 @@ def test_a_validation_cells_entrant_variants() -> None:
     refused = {
         path: "expected LABEL=FILE",
         f"x={path}:anneal": "not OPTION=VALUE",
-        f"x={path}:head_step=-1": "positive number",
+        f"x={path}:head_step=-1": "positive finite number",
+        f"x={path}:head_step=True": "positive finite number",
+        f"x={path}:trunk_step=1e999": "positive finite number",
         f"x={path}:anneal=half": "Python literal",
+        f"x={path}:head_stpe=2": r"'x': options \['head_stpe'\]",
     }
     for bad, match in refused.items():
         with pytest.raises(SystemExit, match=match):
             entrant(bad)
+    # labels: a baseline's would replace its gaps in the cell, a repeated one would drop an entrant
+    with pytest.raises(SystemExit, match="'adam' is a tuned baseline's"):
+        module.entrants([f"adam={path}"], ("gradient", "adam"))
+    with pytest.raises(SystemExit, match="'x' is another entrant's"):
+        module.entrants([f"x={path}", f"x={path}:head_step=2"], ("adam",))
+    # the tuned knobs must be this cell's, by a cell file's fields or a tuned_FAMILY_RULE_MULTIPLE.json name
+    k21 = ROOT / "docs/sealed/general/k21"
+    baselines = ("gradient", "momentum", "adam", "rmsprop")
+    assert module.tuned_knobs(k21 / "tuned/tuned_digits_mean_5.json", "digits", "mean", 5, baselines)["adam"]
+    assert module.tuned_knobs(k21 / "digits_upgrad_2.json", "digits", "upgrad", 2, baselines)["adam"]
+    for where, cell in (("tuned/tuned_digits_mean_5.json", ("digits", "mean", 2)), ("digits_upgrad_2.json",
+                        ("digits", "mgda", 2))):  # fmt: skip
+        with pytest.raises(SystemExit, match="give this cell's tuned knobs"):
+            module.tuned_knobs(k21 / where, *cell, baselines)
+    with pytest.raises(SystemExit, match="lacks the baselines"):
+        module.tuned_knobs(k21 / "tuned/tuned_digits_mean_5.json", "digits", "mean", 5, (*baselines, "lion"))
 
 
 def test_the_bar_within_each_group_of_a_cell() -> None:

@@ -14,8 +14,10 @@ does). The baselines play the knobs in ``--tuned``: a cell's tuning result, a ke
 file's ``tuned`` field, which the tuning stream chose; no tuning runs here. The draws are the validation stream's
 (``--draws`` × ``--seeds``), disjoint from every key's test draws. The config is docs/sealed/general/k5_sum.toml's, as
 the keys' scripts use, with the CIs by draw. Writes ``OUT/FAMILY_RULE_MULTIPLE.json`` in the cells' format
-(``scripts/cell_groups.py`` splits it by trunk) and prints each entrant's ratios to the best tuned baseline. L* is the
-best known loss of each game, lowered by every run of the cell, so ratios compare within one run's entrants.
+(``scripts/cell_groups.py`` splits it by trunk) and prints each entrant's row of the bench report's table
+(``cell_rows``: the ratios to the best tuned baseline with their CIs, the divergences, a tie where both medians are at
+the floor). L* is the best known loss of each game, lowered by every run of the cell, so ratios compare within one
+run's entrants.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import torch
 import mtg_env.bench.sealed as sealed
 from agents.learned.checkpoint import load_rule, with_options
 from mtg_env._platform import steady_allocator
+from mtg_env.bench.sealed_report import cell_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -136,12 +139,7 @@ def main() -> None:
     path = args.out / f"{family}_{consensus}_{args.multiple}.json"
     path.write_text(json.dumps(cell, default=str))
     print(f"{family} {consensus} {args.multiple}x, validation stream ({cell['games']} games) -> {path}")
-    for name, entrant in cell["entrants"].items():
-        m, md = entrant["ratio_mean"], entrant["ratio_median"]
-        print(
-            f"  {name:<18} mean {m[0]:.3g} [{m[1]:.3g}, {m[2]:.3g}]  median {md[0]:.3g} [{md[1]:.3g}, {md[2]:.3g}]  "
-            f"diverged {cell['diverged'][name]}"
-        )
+    print(cell_rows(cell, header=True, consensus=True))
 
 
 if __name__ == "__main__":

@@ -31,11 +31,11 @@ from agents.learned import (
 from agents.learned.blocks import Blocks
 from agents.learned.family import build_suite, loss_floor, sample_config
 from agents.learned.meta_loss import _STREAM_SEARCH, _STREAM_VALID, _draws
-from agents.learned.rules import LSTMRule
+from agents.learned.rules import LSTMRule, MLPRuleConfig
 from agents.learned.train import MetaTrainConfig, evaluate_rule, meta_train, step_search, trunk_step_search
 from mtg_env import engine
 from mtg_env.cli import main, parse_budget
-from tests.conftest import make_env
+from tests.conftest import load_script, make_env
 
 NAMES = [("learned_mlp", "update"), ("learned_lstm", "update"), ("learned_step", "step_size")]
 
@@ -1048,6 +1048,28 @@ GENERAL_PINNED = {
     "digits": (4.057430863380432, 5.184441804885864),
     "toy2d": (-26.634957313537598, -25.411681175231934),
 }
+
+
+def test_the_long_horizon_digits_candidates_train_the_shipped_files_options_to_the_sealed_5x() -> None:
+    """docs/sealed/digits/long_horizons.py (docs/results/learned.md, twenty-seventh session) says each candidate plays
+    the shipped digits file's options (trained and added after) and trains to the sealed protocol's 5x horizon."""
+    import tomllib
+
+    from mtg_env.bench.sealed_config import sealed_config_from_dict
+
+    script = load_script("docs/sealed/digits/long_horizons.py", "digits_long_horizons")
+    _, shipped, _ = load_rule(pretrained_path("learned_mlp", "digits"))
+    defaults = asdict(MLPRuleConfig())
+    shipped_options = {k: v for k, v in asdict(shipped.config).items() if defaults[k] != v}
+    keys = tomllib.loads((Path(__file__).parents[1] / "docs/sealed/general/k5_sum.toml").read_text())
+    five = sealed_config_from_dict(keys).horizon("digits", 5)  # the keys' config (scripts/validation_cell.py's)
+    for name, variant in script.VARIANTS.items():
+        config = MetaTrainConfig(**{**script.BASE, **variant})
+        options = asdict(MLPRuleConfig(**config.rule_options()))
+        assert {k: v for k, v in options.items() if defaults[k] != v} == shipped_options, name
+        assert max(config.horizons) == five == 500, name
+    with pytest.raises(SystemExit, match="VARIANT one of"):
+        script.main(["Z"])
 
 
 def test_every_shipped_rule_is_pinned() -> None:

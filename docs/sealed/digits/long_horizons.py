@@ -1,0 +1,85 @@
+"""The digits specialist's recipe meta-trained at the sealed protocol's horizons, with the regression recipe's step
+search: candidates for the digits cells at 5x, which the shipped file (meta-trained at horizons 20 and 50, no step
+search) misses under every rule (K21, K22). Twenty-seventh session; docs/results/learned.md, "The digits specialist
+meta-trained at long horizons".
+
+    python docs/sealed/digits/long_horizons.py VARIANT [OUT]   # VARIANTS: A to E -> OUT/VARIANT/best.pt
+                                                               # (OUT: runs/digits_long)
+
+Then each candidate is played on the validation stream against the cells' tuned knobs (never a key)::
+
+    python scripts/validation_cell.py digits:mean 5 VALOUT \\
+        --tuned docs/sealed/general/k21/tuned/tuned_digits_mean_5.json \\
+        dig=agents/learned/weights/learned_mlp_digits.pt B=runs/digits_long/B/best.pt
+
+(5x: ``docs/sealed/general/k21/tuned/tuned_digits_RULE_5.json``; 1x and 2x: K15's cells,
+``docs/sealed/general/k15/digits_RULE_M.json``.) The cells those runs wrote are in ``long_horizons/``.
+
+Every variant plays the shipped digits file's options from its first iteration (the shipped file had the last four
+added after its training: ``scripts/train_weights.py``'s ``ADDED_OPTIONS``): the minibatch brake, the learned
+direction offset on the heads, the sum scaling, the trunk's AMSGrad share (α_A = 0.005), the balance under ``mgda``.
+Each trains under ``sum``, ``mean`` and ``mgda`` in turn (``E``: ``sum``), with the meta-loss's late weight 1, keeps
+the best rule by the final gap on held-out draws of meta-training's own stream at the longest horizon (500, the
+sealed 5x), then searches the trunk's and the heads' steps together, every pair, on the search stream's draws at 500
+steps:
+
+* ``A``: horizons 100 -> 200 -> 500 (the sealed 1x, 2x, 5x), the search scored by the meta-loss;
+* ``B``: horizons 20 -> 50 -> 100 -> 200 -> 500, otherwise as ``A``;
+* ``C``: ``B``'s training (the same seed, so the same rule before the search), wider step grids scored by the final
+  gap;
+* ``D``: ``C``'s grids scored by the meta-loss, seed 1;
+* ``E``: ``B`` under ``sum`` alone, as the shipped file was trained (is the mixture of rules what costs ``mgda``?).
+
+One torch thread; 5-8 minutes a variant here (two at a time on two cores).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from agents.learned.meta_config import DIGITS_RULE
+from agents.learned.train import MetaTrainConfig, meta_train
+
+#: The shipped digits file's play options (its training's and those added after it), trained with from the start.
+RULE = {**DIGITS_RULE, "sum_scaled": True, "trunk_adam": True, "init_trunk_adam_lr": 0.005, "balance_min_bounded": True}
+
+#: What every variant shares: the shipped digits recipe's sizes, the regression recipe's mixture of rules, late weight
+#: and final-gap validation.
+BASE = dict(
+    agent="learned_mlp", suite="digits", consensus=("sum", "mean", "mgda"), iterations=90, games=4, configs=2,
+    meta_lr=3e-3, floor="legacy", val_every=10, val_configs=2, val_games=2, val_metric="final", late_weight=1.0,
+    rule=RULE,
+)  # fmt: skip
+
+_LONG = (20, 50, 100, 200, 500)
+_TRUNKS, _HEADS = (0.71, 1.0, 1.41, 2.0, 2.83), (1.0, 1.41, 2.0, 2.83)
+_WIDE = dict(trunk_search=(0.5, 0.71, 1.0, 1.41, 2.0), head_search=(1.41, 2.0, 2.83, 4.0, 5.66))
+
+VARIANTS: dict[str, dict] = {
+    "A": dict(horizons=(100, 200, 500), trunk_search=_TRUNKS, head_search=_HEADS),
+    "B": dict(horizons=_LONG, trunk_search=_TRUNKS, head_search=_HEADS),
+    "C": dict(horizons=_LONG, **_WIDE, search_metric="final"),
+    "D": dict(horizons=_LONG, **_WIDE, seed=1),
+    "E": dict(consensus="sum", horizons=_LONG, trunk_search=_TRUNKS, head_search=_HEADS),
+}
+
+
+def main(argv: list[str]) -> None:
+    if not argv or argv[0] not in VARIANTS or len(argv) > 2:
+        raise SystemExit(f"usage: long_horizons.py VARIANT [OUT]; VARIANT one of {sorted(VARIANTS)}")
+    torch.set_num_threads(1)
+    name, out = argv[0], Path(argv[1] if len(argv) > 1 else "runs/digits_long")
+    start = time.perf_counter()
+    result = meta_train(MetaTrainConfig(**{**BASE, **VARIANTS[name]}), out=out / name, progress=True)
+    print(
+        f"{name}: best held-out final log gap {result.best_val:.4f} (iteration {result.best_iteration}), "
+        f"{time.perf_counter() - start:.0f} s -> {out / name / 'best.pt'}"
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1052,7 +1052,8 @@ GENERAL_PINNED = {
 
 def test_the_long_horizon_digits_candidates_train_the_shipped_files_options_to_the_sealed_5x() -> None:
     """docs/sealed/digits/long_horizons.py (docs/results/learned.md, twenty-seventh session) says each candidate plays
-    the shipped digits file's options (trained and added after) and trains to the sealed protocol's 5x horizon."""
+    the shipped digits file's options (trained with, or some added after as the shipped file's were) and trains to
+    the sealed protocol's 5x horizon."""
     import tomllib
 
     from mtg_env.bench.sealed_config import sealed_config_from_dict
@@ -1064,12 +1065,29 @@ def test_the_long_horizon_digits_candidates_train_the_shipped_files_options_to_t
     keys = tomllib.loads((Path(__file__).parents[1] / "docs/sealed/general/k5_sum.toml").read_text())
     five = sealed_config_from_dict(keys).horizon("digits", 5)  # the keys' config (scripts/validation_cell.py's)
     for name, variant in script.VARIANTS.items():
-        config = MetaTrainConfig(**{**script.BASE, **variant})
-        options = asdict(MLPRuleConfig(**config.rule_options()))
+        config = script.config(name)
+        options = asdict(MLPRuleConfig(**config.rule_options(), **variant.get("added", {})))  # trained, then added
         assert {k: v for k, v in options.items() if defaults[k] != v} == shipped_options, name
         assert max(config.horizons) == five == 500, name
     with pytest.raises(SystemExit, match="VARIANT one of"):
         script.main(["Z"])
+
+
+def test_a_long_horizon_digits_candidate_gets_its_added_options_after_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Variant F's ``added`` options go onto its best.pt after training, as scripts/train_weights.py adds the shipped
+    files' (its run cut to one short iteration here)."""
+    script = load_script("docs/sealed/digits/long_horizons.py", "digits_long_horizons")
+    short = lambda config, **kw: meta_train(  # noqa: E731
+        replace(config, iterations=1, horizons=(3,), trunk_search=(), head_search=(), val_every=1), **kw
+    )
+    monkeypatch.setattr(script, "meta_train", short)
+    script.main(["F", str(tmp_path)])
+    _, rule, meta = load_rule(tmp_path / "F" / "best.pt")
+    assert meta["added_options"] == script.ADDED
+    assert {k: getattr(rule.config, k) for k in script.ADDED} == script.ADDED
+    assert meta["config"]["rule"] == script.DIGITS_RULE  # trained without them
 
 
 def test_every_shipped_rule_is_pinned() -> None:

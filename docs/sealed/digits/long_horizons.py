@@ -3,7 +3,7 @@ search: candidates for the digits cells at 5x, which the shipped file (meta-trai
 search) misses under every rule (K21, K22). Twenty-seventh session; docs/results/learned.md, "The digits specialist
 meta-trained at long horizons".
 
-    python docs/sealed/digits/long_horizons.py VARIANT [OUT]   # VARIANTS: A to E -> OUT/VARIANT/best.pt
+    python docs/sealed/digits/long_horizons.py VARIANT [OUT]   # VARIANTS: A to H -> OUT/VARIANT/best.pt
                                                                # (OUT: runs/digits_long)
 
 Then each candidate is played on the validation stream against the cells' tuned knobs (never a key)::
@@ -15,37 +15,48 @@ Then each candidate is played on the validation stream against the cells' tuned 
 (5x: ``docs/sealed/general/k21/tuned/tuned_digits_RULE_5.json``; 1x and 2x: K15's cells,
 ``docs/sealed/general/k15/digits_RULE_M.json``.) The cells those runs wrote are in ``long_horizons/``.
 
-Every variant plays the shipped digits file's options from its first iteration (the shipped file had the last four
-added after its training: ``scripts/train_weights.py``'s ``ADDED_OPTIONS``): the minibatch brake, the learned
-direction offset on the heads, the sum scaling, the trunk's AMSGrad share (α_A = 0.005), the balance under ``mgda``.
-Each trains under ``sum``, ``mean`` and ``mgda`` in turn (``E``: ``sum``), with the meta-loss's late weight 1, keeps
-the best rule by the final gap on held-out draws of meta-training's own stream at the longest horizon (500, the
-sealed 5x), then searches the trunk's and the heads' steps together, every pair, on the search stream's draws at 500
-steps:
+Every variant but ``F`` and ``H`` plays the shipped digits file's options from its first iteration (the shipped file
+had the last three added after its training: ``scripts/train_weights.py``'s ``ADDED_OPTIONS``): the minibatch brake,
+the learned direction offset on the heads, the sum scaling, the trunk's AMSGrad share (α_A = 0.005), the balance under
+``mgda``. Each trains under ``sum``, ``mean`` and ``mgda`` in turn (``E`` to ``G``: ``sum`` alone), with the
+meta-loss's late weight 1 (``G``: 0), keeps the best rule by the final gap (``G``: the meta-loss) on held-out draws of
+meta-training's own stream at the longest horizon (500, the sealed 5x), then searches the trunk's and the heads' steps
+together, every pair, on the search stream's draws at 500 steps:
 
 * ``A``: horizons 100 -> 200 -> 500 (the sealed 1x, 2x, 5x), the search scored by the meta-loss;
 * ``B``: horizons 20 -> 50 -> 100 -> 200 -> 500, otherwise as ``A``;
 * ``C``: ``B``'s training (the same seed, so the same rule before the search), wider step grids scored by the final
   gap;
 * ``D``: ``C``'s grids scored by the meta-loss, seed 1;
-* ``E``: ``B`` under ``sum`` alone, as the shipped file was trained (is the mixture of rules what costs ``mgda``?).
+* ``E``: ``B`` under ``sum`` alone, as the shipped file was trained (is the mixture of rules what costs ``mgda``?);
+* ``F``: ``E`` trained with the shipped file's training options (the brake, the offset), the others added after its
+  training as the shipped file's were;
+* ``G``: ``E`` with the shipped recipe's meta-loss and validation (no late weight; the episode's mean);
+* ``H``: ``B`` trained as ``F``: the shipped file's training options, the others added after.
 
 One torch thread; 5-8 minutes a variant here (two at a time on two cores).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
 from agents.learned.meta_config import DIGITS_RULE
 from agents.learned.train import MetaTrainConfig, meta_train
 
+ROOT = Path(__file__).resolve().parents[3]
+
+#: The options the shipped digits file had added after its training (``scripts/train_weights.py``'s ``ADDED_OPTIONS``).
+ADDED = {"sum_scaled": True, "trunk_adam": True, "init_trunk_adam_lr": 0.005, "balance_min_bounded": True}
+
 #: The shipped digits file's play options (its training's and those added after it), trained with from the start.
-RULE = {**DIGITS_RULE, "sum_scaled": True, "trunk_adam": True, "init_trunk_adam_lr": 0.005, "balance_min_bounded": True}
+RULE = {**DIGITS_RULE, **ADDED}
 
 #: What every variant shares: the shipped digits recipe's sizes, the regression recipe's mixture of rules, late weight
 #: and final-gap validation.
@@ -65,7 +76,28 @@ VARIANTS: dict[str, dict] = {
     "C": dict(horizons=_LONG, **_WIDE, search_metric="final"),
     "D": dict(horizons=_LONG, **_WIDE, seed=1),
     "E": dict(consensus="sum", horizons=_LONG, trunk_search=_TRUNKS, head_search=_HEADS),
-}
+    # E's two halves: trained with the shipped file's training options, the others added after (as the shipped file);
+    # trained as E with the shipped recipe's meta-loss and validation (no late weight, the episode's mean).
+    "F": dict(consensus="sum", horizons=_LONG, trunk_search=_TRUNKS, head_search=_HEADS, rule=DIGITS_RULE, added=ADDED),
+    "G": dict(consensus="sum", horizons=_LONG, trunk_search=_TRUNKS, head_search=_HEADS, late_weight=0.0,
+              val_metric="mean"),
+    # B trained as F: the mixture of rules with the shipped file's training options, the others added after.
+    "H": dict(horizons=_LONG, trunk_search=_TRUNKS, head_search=_HEADS, rule=DIGITS_RULE, added=ADDED),
+}  # fmt: skip
+
+
+def config(name: str) -> MetaTrainConfig:
+    """Variant ``name``'s meta-training run (its ``added`` options go on after: :func:`main`)."""
+    return MetaTrainConfig(**{**BASE, **{k: v for k, v in VARIANTS[name].items() if k != "added"}})
+
+
+def _train_weights() -> ModuleType:
+    """``scripts/train_weights.py`` (its ``add_options``, how the shipped files had options added)."""
+    spec = importlib.util.spec_from_file_location("train_weights", ROOT / "scripts" / "train_weights.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def main(argv: list[str]) -> None:
@@ -74,7 +106,9 @@ def main(argv: list[str]) -> None:
     torch.set_num_threads(1)
     name, out = argv[0], Path(argv[1] if len(argv) > 1 else "runs/digits_long")
     start = time.perf_counter()
-    result = meta_train(MetaTrainConfig(**{**BASE, **VARIANTS[name]}), out=out / name, progress=True)
+    result = meta_train(config(name), out=out / name, progress=True)
+    if "added" in VARIANTS[name]:
+        _train_weights().add_options(out / name / "best.pt", VARIANTS[name]["added"])
     print(
         f"{name}: best held-out final log gap {result.best_val:.4f} (iteration {result.best_iteration}), "
         f"{time.perf_counter() - start:.0f} s -> {out / name / 'best.pt'}"

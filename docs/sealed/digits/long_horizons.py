@@ -3,7 +3,7 @@ search: candidates for the digits cells at 5x, which the shipped file (meta-trai
 search) misses under every rule (K21, K22). Twenty-seventh session; docs/results/learned.md, "The digits specialist
 meta-trained at long horizons".
 
-    python docs/sealed/digits/long_horizons.py VARIANT [OUT]   # VARIANTS: A to H -> OUT/VARIANT/best.pt
+    python docs/sealed/digits/long_horizons.py VARIANT [OUT]   # VARIANTS: A to H, B1, B2 -> OUT/VARIANT/best.pt
                                                                # (OUT: runs/digits_long)
 
 Then each candidate is played on the validation stream against the cells' tuned knobs (never a key)::
@@ -32,9 +32,10 @@ together, every pair, on the search stream's draws at 500 steps:
 * ``F``: ``E`` trained with the shipped file's training options (the brake, the offset), the others added after its
   training as the shipped file's were;
 * ``G``: ``E`` with the shipped recipe's meta-loss and validation (no late weight; the episode's mean);
-* ``H``: ``B`` trained as ``F``: the shipped file's training options, the others added after.
+* ``H``: ``B`` trained as ``F``: the shipped file's training options, the others added after;
+* ``B1``, ``B2``: ``B`` from seeds 1 and 2.
 
-One torch thread; 5-8 minutes a variant here (two at a time on two cores).
+One torch thread; 5-8 minutes a variant here (two at a time on two cores; 12 beside a CI run).
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ VARIANTS: dict[str, dict] = {
     # B trained as F: the mixture of rules with the shipped file's training options, the others added after.
     "H": dict(horizons=_LONG, trunk_search=_TRUNKS, head_search=_HEADS, rule=DIGITS_RULE, added=ADDED),
 }  # fmt: skip
+VARIANTS.update({f"B{seed}": {**VARIANTS["B"], "seed": seed} for seed in (1, 2)})  # B from other seeds
 
 
 def config(name: str) -> MetaTrainConfig:
@@ -110,7 +112,8 @@ def main(argv: list[str]) -> None:
     if "added" in VARIANTS[name]:
         _train_weights().add_options(out / name / "best.pt", VARIANTS[name]["added"])
     print(
-        f"{name}: best held-out final log gap {result.best_val:.4f} (iteration {result.best_iteration}), "
+        f"{name}: best held-out {'final log gap' if config(name).val_metric == 'final' else 'meta-loss'} "
+        f"{result.best_val:.4f} (iteration {result.best_iteration}), "
         f"{time.perf_counter() - start:.0f} s -> {out / name / 'best.pt'}"
     )
 

@@ -44,7 +44,6 @@ import importlib.util
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 
 import torch
 
@@ -52,9 +51,13 @@ from agents.learned.meta_config import DIGITS_RULE
 from agents.learned.train import MetaTrainConfig, meta_train
 
 ROOT = Path(__file__).resolve().parents[3]
+_spec = importlib.util.spec_from_file_location("train_weights", ROOT / "scripts/train_weights.py")
+assert _spec is not None and _spec.loader is not None
+weights = importlib.util.module_from_spec(_spec)  # the shipped files' recipes (as docs/sealed/quadratic/upgrad.py)
+_spec.loader.exec_module(weights)
 
-#: The options the shipped digits file had added after its training (``scripts/train_weights.py``'s ``ADDED_OPTIONS``).
-ADDED = {"sum_scaled": True, "trunk_adam": True, "init_trunk_adam_lr": 0.005, "balance_min_bounded": True}
+#: The options the shipped digits file had added after its training.
+ADDED: dict = weights.ADDED_OPTIONS["learned_mlp_digits"]
 
 #: The shipped digits file's play options (its training's and those added after it), trained with from the start.
 RULE = {**DIGITS_RULE, **ADDED}
@@ -93,26 +96,17 @@ def config(name: str) -> MetaTrainConfig:
     return MetaTrainConfig(**{**BASE, **{k: v for k, v in VARIANTS[name].items() if k != "added"}})
 
 
-def _train_weights() -> ModuleType:
-    """``scripts/train_weights.py`` (its ``add_options``, how the shipped files had options added)."""
-    spec = importlib.util.spec_from_file_location("train_weights", ROOT / "scripts" / "train_weights.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def main(argv: list[str]) -> None:
     if not argv or argv[0] not in VARIANTS or len(argv) > 2:
         raise SystemExit(f"usage: long_horizons.py VARIANT [OUT]; VARIANT one of {sorted(VARIANTS)}")
     torch.set_num_threads(1)
     name, out = argv[0], Path(argv[1] if len(argv) > 1 else "runs/digits_long")
-    start = time.perf_counter()
-    result = meta_train(config(name), out=out / name, progress=True)
-    if "added" in VARIANTS[name]:
-        _train_weights().add_options(out / name / "best.pt", VARIANTS[name]["added"])
+    start, run = time.perf_counter(), config(name)
+    result = meta_train(run, out=out / name, progress=True)
+    if "added" in VARIANTS[name]:  # as the shipped files had theirs added
+        weights.add_options(out / name / "best.pt", VARIANTS[name]["added"])
     print(
-        f"{name}: best held-out {'final log gap' if config(name).val_metric == 'final' else 'meta-loss'} "
+        f"{name}: best held-out {'final log gap' if run.val_metric == 'final' else 'meta-loss'} "
         f"{result.best_val:.4f} (iteration {result.best_iteration}), "
         f"{time.perf_counter() - start:.0f} s -> {out / name / 'best.pt'}"
     )

@@ -365,6 +365,31 @@ def test_the_report_marks_a_median_ratio_at_the_floor_a_tie() -> None:
 
     assert "(a tie: both medians at the floor)" in row(1e-11)
     assert "tie" not in row(1e-6)  # the baseline's median above the floor: the ratio stands
+    assert "| 1.0e-03 [1.0e-05, 0.02] (a tie" in row(1e-11)  # a tie is not bold, whatever its value
+    assert "| **1.0e-03** [1.0e-05, 0.02] |" in row(1e-6)
+
+
+def test_the_report_bolds_only_the_ratios_whose_ci_is_below_one() -> None:
+    """A bold ratio reads as a win: the row bolds a ratio only where its CI's upper end is below 1, not a loss nor a
+    win its CI does not settle."""
+    from mtg_env.bench.sealed_report import cell_rows
+
+    cell = {
+        "family": "digits", "multiple": 5, "horizon": 500, "consensus": "mgda", "best_mean": "adam",
+        "best_median": "adam", "tuned": {"adam": {}}, "diverged": {"adam": 0, "win": 0, "unsettled": 0, "loss": 0},
+        "mean": {"adam": 1e-2, "win": 5e-3, "unsettled": 8e-3, "loss": 2e-2},
+        "median": {"adam": 1e-2, "win": 6e-3, "unsettled": 9e-3, "loss": 3e-2},
+        "at_floor": {"adam": 0, "win": 0, "unsettled": 0, "loss": 0}, "floor_kinds": ["best run"],
+        "entrants": {
+            "win": {"ratio_mean": [0.5, 0.4, 0.6], "ratio_median": [0.6, 0.5, 0.9]},
+            "unsettled": {"ratio_mean": [0.8, 0.6, 1.1], "ratio_median": [0.9, 0.7, 1.0]},
+            "loss": {"ratio_mean": [2.0, 1.5, 2.5], "ratio_median": [3.0, 2.0, 4.0]},
+        },
+    }  # fmt: skip
+    rows = dict(zip(cell["entrants"], cell_rows(cell).splitlines(), strict=True))
+    assert "| **0.50** [0.40, 0.60] |" in rows["win"] and "| **0.60** [0.50, 0.90] |" in rows["win"]
+    assert "**" not in rows["unsettled"] and "**" not in rows["loss"]
+    assert "| 0.80 [0.60, 1.10] |" in rows["unsettled"] and "| 3.00 [2.00, 4.00] |" in rows["loss"]
 
 
 # ------------------------------------------------------------------------------------------ the device

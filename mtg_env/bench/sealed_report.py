@@ -45,6 +45,13 @@ def _num(x: float) -> str:
     return f"{x:.2f}" if x == 0 or 0.01 <= abs(x) < 1000 else f"{x:.1e}"
 
 
+def _ratio(r: list[float], tie: bool = False) -> str:
+    """A ratio with its CI, ``r`` = [ratio, low, high]: **bold** where the CI's upper end is below 1 (the entrant wins
+    that statistic, as the bar asks), plain otherwise (a loss, or a win the CI does not settle) and for a tie."""
+    value = _num(r[0])
+    return f"{f'**{value}**' if r[2] < 1 and not tie else value} [{_num(r[1])}, {_num(r[2])}]"
+
+
 def medians_at_floor(cell: dict[str, Any], agent: str) -> bool:
     """Whether ``agent``'s median gap and the cell's best baseline's by median are both at the floor (at most
     :data:`AT_FLOOR`): the median ratio then compares round-off, a tie whatever its value."""
@@ -60,13 +67,13 @@ def cell_rows(cell: dict[str, Any], header: bool = False, consensus: bool = Fals
     base_div = sum(v for k, v in cell["diverged"].items() if k in cell["tuned"])
     for agent, e in cell["entrants"].items():
         rm, rd = e["ratio_mean"], e["ratio_median"]
-        tie = " (a tie: both medians at the floor)" if medians_at_floor(cell, agent) else ""
+        at_floor = medians_at_floor(cell, agent)
+        tie = " (a tie: both medians at the floor)" if at_floor else ""
         lines.append(
             f"| {cell['family']} | {cell['multiple']}× ({cell['horizon']}) |{rule} {agent} | "
-            f"{cell['mean'][agent]:.3g} vs {bm} {cell['mean'][bm]:.3g} | **{_num(rm[0])}** [{_num(rm[1])}, "
-            f"{_num(rm[2])}] | "
-            f"{cell['median'][agent]:.3g} vs {bd} {cell['median'][bd]:.3g} | **{_num(rd[0])}** [{_num(rd[1])}, "
-            f"{_num(rd[2])}]{tie} | {cell['diverged'][agent]} / {base_div} | {cell['at_floor'][agent]} / "
+            f"{cell['mean'][agent]:.3g} vs {bm} {cell['mean'][bm]:.3g} | {_ratio(rm)} | "
+            f"{cell['median'][agent]:.3g} vs {bd} {cell['median'][bd]:.3g} | {_ratio(rd, at_floor)}{tie} | "
+            f"{cell['diverged'][agent]} / {base_div} | {cell['at_floor'][agent]} / "
             f"{cell['at_floor'][bd]} | {', '.join(cell['floor_kinds'])} |"
         )
     return "\n".join(lines)
@@ -107,7 +114,8 @@ def report_markdown(config: SealedConfig, report: dict[str, Any]) -> str:
             if config.bootstrap_unit == "draw"
             else "over games, each resampled on its own"
         )
-        + f" ({config.bootstrap_reps} resamples).",
+        + f" ({config.bootstrap_reps} resamples). A ratio is **bold** where its CI's upper end is below 1 (the "
+        "entrant wins that statistic); a row with both ratios bold wins the cell by its mean and its median.",
         "",
     ]
     if column:

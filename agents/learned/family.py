@@ -203,7 +203,7 @@ def true_loss_floor(suite: TaskSuite, lower_bound: float | None = None) -> Floor
     where it is known without training (:func:`mtg_env.suites.floors.exact_floor`: the quadratic game's closed form,
     a linear-trunk regression's least squares, or ALS under a bottleneck; milliseconds per drawn game), else the
     suite's own lower bound Σ_m b_m (kind ``lower bound``: 0 for regression's MLP trunk and digits, whose
-    :func:`~mtg_env.suites.floors.true_floor` is a best run of 1.3–1.8 s and 3.6–4.8 s per drawn game, more than a
+    :func:`~mtg_env.suites.floors.true_floor` is a best run of about 1 s and 3–4 s per drawn game, more than a
     whole meta-iteration)."""
     exact = exact_floor(suite)
     if exact is not None:

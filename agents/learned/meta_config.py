@@ -115,8 +115,9 @@ class MetaTrainConfig:
     form; regression's linear trunk: least squares, or ALS under a bottleneck), L_t then that whole objective; else
     (regression's MLP trunk, digits, whose true L* only a best run of seconds per drawn game gives) the suite's
     lower bound 0 on the step's batch loss, as legacy (:func:`~agents.learned.family.true_loss_floor`).
-    ``"best"``: L* the sealed protocol's (exact where a solve gives it, else a best run: 1.3–1.8 s per drawn
-    regression game with an MLP trunk, 3.6–4.8 s per digits game, once per game), L_t the whole objective.
+    ``"best"``: L* the sealed protocol's (exact where a solve gives it, else a best run polished by L-BFGS: about
+    0.7–1.7 s per drawn regression game with an MLP trunk, 3–4 s per digits game, once per game), L_t the whole
+    objective.
     ``"legacy"``: L_t the step's batch loss, L* the quadratic's equilibrium loss, else 0
     (:func:`~agents.learned.family.loss_floor`; how the shipped weights were trained)."""
     consensus: str | tuple[str, ...] = "sum"

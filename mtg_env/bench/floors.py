@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from mtg_env.suites.floors import (
     BEST_RUN_LRS,
+    BEST_RUN_POLISH,
     BEST_RUN_SEEDS,
     BEST_RUN_STEPS,
     Floor,
@@ -15,6 +16,7 @@ from mtg_env.suites.floors import (
 
 __all__ = [
     "BEST_RUN_LRS",
+    "BEST_RUN_POLISH",
     "BEST_RUN_SEEDS",
     "BEST_RUN_STEPS",
     "Floor",

@@ -470,6 +470,63 @@ def test_a_stopped_tuning_resumes_from_its_progress_file(tmp_path: Any, monkeypa
     assert not calls and not (tmp_path / "out" / "report.json").exists()
 
 
+def test_a_tuning_rescored_to_the_polished_floors_chooses_what_it_would_have_chosen(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """scripts/rescore_tuning.py: a tuning played from the unpolished floors (every tuning before the polish),
+    re-scored to the polished ones without playing, gives the gaps and the choice a tuning played from the polished
+    floors gives; where candidates reached the old floor (clamped gaps) it says so and bounds them."""
+    import mtg_env.bench.sealed as sealed
+
+    module = load_script("scripts/rescore_tuning.py", "rescore_tuning")
+    config = replace(_tiny_cell_config("regression"), tuning_draws=2)
+    played_new = sealed.tune_baselines(config, "regression", 8, sealed._Floors(None))
+    monkeypatch.setattr(sealed, "true_floor", lambda suite: module.true_floor(suite, polish=0))
+    path = tmp_path / "progress.json"
+    played_old = sealed.tune_baselines(config, "regression", 8, sealed._Floors(None), progress=path)
+    monkeypatch.undo()
+    result = module.rescore(json.loads(path.read_text()), config)
+    assert result["clamped"] == {"rung0": 0, "rung1": 0} and result["same_kept"]
+    for b, r in result["baselines"].items():
+        assert r["committed"] == played_old[b]["knobs"] and r["gap_committed"] == played_old[b]["tuning_gap"]
+        assert r["upper"] == r["lower"] == played_new[b]["knobs"], b
+        assert r["gap_new"] == pytest.approx(played_new[b]["tuning_gap"], rel=1e-9), b
+    assert any(played_new[b]["tuning_gap"] != played_old[b]["tuning_gap"] for b in played_new)  # the floors moved
+    # a candidate that reached the old floor: its gap was clamped, its final loss is bounded, not known
+    record = json.loads(path.read_text())
+    record["gaps"]["rung1 0"][0] = 1e-300
+    clamped = module.rescore(record, config)
+    assert clamped["clamped"] == {"rung0": 0, "rung1": 1} and not clamped["replayed"]
+    # played again, the entry's final loss is known: the re-score is the unclamped one's, to the replay's round-off
+    replayed = module.rescore(record, config, replay=2)
+    assert replayed["replayed"] and replayed["replay_deviation"] < 1e-5
+    for b, r in replayed["baselines"].items():
+        assert r["upper"] == r["lower"] == result["baselines"][b]["upper"] and r["robust"], b
+        assert r["gap_new"] == pytest.approx(result["baselines"][b]["gap_new"], rel=1e-5), b
+    # old floors that half the candidates reached: rung 0 kept other candidates than it would have, and the replay
+    # plays rung 1 of the ones it now keeps, so the re-score chooses what a tuning from the polished floors chooses
+    real = module.true_floor
+
+    def reached(suite: Any, polish: int = 500) -> Any:
+        floor = real(suite)
+        if polish:
+            return floor
+        start = float(suite.losses(*suite.params_for_seed(0), suite.train_batch()).sum())
+        return Floor(floor.value + 0.5 * (start - floor.value), "best run")
+
+    monkeypatch.setattr(sealed, "true_floor", lambda suite: reached(suite, 0))
+    high = tmp_path / "high.json"
+    played_high = sealed.tune_baselines(config, "regression", 8, sealed._Floors(None), progress=high)
+    monkeypatch.setattr(module, "true_floor", reached)
+    settled = module.rescore(json.loads(high.read_text()), config, replay=2)
+    assert not settled["same_kept"] and settled["added"] > 0 and settled["clamped"]["rung0"] > 0
+    assert any(played_high[b]["knobs"] != played_new[b]["knobs"] for b in played_new)  # the old floors chose others
+    for b, r in settled["baselines"].items():
+        assert r["committed"] == played_high[b]["knobs"] and r["upper"] == r["lower"] == played_new[b]["knobs"], b
+        assert r["robust"] == (played_high[b]["knobs"] == played_new[b]["knobs"]), b
+        assert r["gap_new"] == pytest.approx(played_new[b]["tuning_gap"], rel=1e-5), b
+
+
 #: A tiny cell's gaps per player on the validation stream, from main before the sealed protocol had a device
 #: (float.hex): quadratic (closed-form floors) and regression (two MLP-trunk draws: best-run floors).
 #: The learned_mlp rows play with the curvature guard (on by default, agents/learned/guard.py). Its first secant

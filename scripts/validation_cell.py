@@ -137,7 +137,7 @@ def main() -> None:
     floors = sealed._Floors(args.out / "floors.json")
     cell = sealed.run_cell(config, family, args.multiple, floors, rules, "", "validation", consensus)
     path = args.out / f"{family}_{consensus}_{args.multiple}.json"
-    path.write_text(json.dumps(cell, default=str))
+    path.write_text(json.dumps({**cell, "stream": "validation"}, default=str))  # not a sealed cell: no key drew it
     print(f"{family} {consensus} {args.multiple}x, validation stream ({cell['games']} games) -> {path}")
     print(cell_rows(cell, header=True, consensus=True))
 

@@ -527,6 +527,20 @@ def test_a_tuning_rescored_to_the_polished_floors_chooses_what_it_would_have_cho
         assert r["gap_new"] == pytest.approx(played_new[b]["tuning_gap"], rel=1e-5), b
 
 
+def test_the_by_draw_table_leaves_out_the_validation_streams_cells() -> None:
+    """docs/sealed/by_draw.py lists the sealed cells (played on a key), not the development runs of
+    scripts/validation_cell.py on the validation stream, marked or known by their draws."""
+    module = load_script("docs/sealed/by_draw.py", "by_draw")
+    sealed_dir = ROOT / "docs/sealed"
+    validation = json.loads((sealed_dir / "digits/polished_floor/digits_mgda_5.json").read_text())
+    keyed = json.loads((sealed_dir / "general/k23/digits_mgda_5.json").read_text())
+    assert "stream" not in validation and module.is_validation(validation)  # an older file: known by its draws
+    assert module.is_validation({**keyed, "stream": "validation"}) and not module.is_validation(keyed)
+    listed = {where for where, _, _ in module.cells()}
+    assert "general/k23/digits_mgda_5.json" in listed
+    assert not any(w.startswith(("digits/polished_floor/", "digits/long_horizons/")) for w in listed)
+
+
 #: A tiny cell's gaps per player on the validation stream, from main before the sealed protocol had a device
 #: (float.hex): quadratic (closed-form floors) and regression (two MLP-trunk draws: best-run floors).
 #: The learned_mlp rows play with the curvature guard (on by default, agents/learned/guard.py). Its first secant

@@ -4,7 +4,8 @@ resampled each game on its own (``SealedConfig.bootstrap_unit``, twenty-first se
     python docs/sealed/by_draw.py > docs/sealed/by_draw.md
 
 Reads every cell under docs/sealed/: the cells of a bench run's ``report.json`` (K1 to K6, the H200 digits run) and the
-one-cell files of ``docs/sealed/general/k7/play.py`` (K7 to K17); ``docs/sealed/table.json`` keeps no gaps, so it is not
+one-cell files of ``docs/sealed/general/k7/play.py`` (K7 on), not the validation-stream cells of
+``scripts/validation_cell.py`` (development runs, not sealed); ``docs/sealed/table.json`` keeps no gaps, so it is not
 re-scored. A cell's gaps are in draw order, every draw's seeds in turn (``run_cell``); the units are its recorded draws
 where it has them (K15 on), else consecutive blocks of its config's seeds per draw (3 in every key to K16). Each row
 first recomputes the recorded CI (by the cell's ``bootstrap_unit``: by game to K16, by draw from K17; the bootstrap's
@@ -44,8 +45,29 @@ def cells() -> list[tuple[str, dict, int]]:
                 raise SystemExit(f"{where}: {data['config']['test_seeds']} seeds a draw, not {SEEDS}")
             found += [(where, c, data["config"]["bootstrap_reps"]) for c in data["cells"] if c.get("entrants")]
         elif "entrants" in data and "gaps" in data:
+            if is_validation(data):  # scripts/validation_cell.py's development runs: not a sealed cell
+                continue
             found.append((where, data, 2000))  # play.py's config, k5_sum.toml: 2000 replicates
     return found
+
+
+def is_validation(cell: dict) -> bool:
+    """Whether a one-cell file was played on the validation (development) stream (``scripts/validation_cell.py``,
+    which marks its files since the twenty-eighth session; earlier ones are known by their draws), not on a key."""
+    from agents.learned.family import draw_games
+
+    if cell.get("stream") == "validation":
+        return True
+    if "draws" not in cell:
+        return False
+    seeds = len(cell["draws"][0]["seeds"])
+    drawn = draw_games(cell["family"], "validation", len(cell["draws"]), seeds)
+    return [[_plain(o), list(s)] for o, s in drawn] == [[d["options"], d["seeds"]] for d in cell["draws"]]
+
+
+def _plain(options: dict) -> dict:
+    """Drawn options as a cell file records them (tuples as lists)."""
+    return json.loads(json.dumps(options))
 
 
 def groups(cell: dict) -> np.ndarray:

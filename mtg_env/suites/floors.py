@@ -15,8 +15,8 @@ How it is known depends on the suite, and every value says how (:attr:`Floor.kin
   :data:`BEST_RUN_POLISH` iterations). The Adam runs alone (kind ``best run``, ``polish=0``; every floor before the
   polish) stopped far above the minimum on digits, whose MLPs fit their training split almost exactly: 0.003–0.13
   where the polish reaches 2e-5–8e-3, below 1e-4 but on hidden-16 trunks (``docs/results/learned.md``, twenty-eighth
-  session); they were above the final loss of tuned Adam's 500-step games in 2–6 of 24 validation games, where a gap
-  measured the distance to the game's best player. A caller lowers it to any loss a played game reached
+  session); a player's 500-step final loss was below them in 2–6 of 24 validation games, where a gap measured the
+  distance to the game's best player. A caller lowers it to any loss a played game reached
   (:meth:`Floor.lowered`), so a gap is never negative; the kind then says ``best known``.
 
 The best run trains where the suite lives (its device); the least-squares solves run on the CPU in float64 (the

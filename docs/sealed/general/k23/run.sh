@@ -1,7 +1,7 @@
 #!/bin/bash
 # The twenty-third key (K23): the digits cells at 5x (sum, mean, mgda, upgrad), scored from the polished L*
 # (mtg_env/suites/floors.py: the best Adam run polished by L-BFGS, twenty-eighth session), where K21 and K22 scored
-# them from the Adam runs alone, a floor tuned Adam's 500-step games reached in 3-7 of a cell's 32 games.
+# them from the Adam runs alone, a floor a player's 500-step game reached in 3-7 of a cell's 32 games.
 #   KEY=... bash docs/sealed/general/k23/run.sh OUT [RULE:5 ...]     (default: all four cells)
 # Each cell as K21's and K22's: 32 draws x 1 seed, the CIs by draw, the baselines at the knobs K21's tunings chose
 # (docs/sealed/general/k21/tuned/), the entrants as shipped (sha256, unchanged since K21):

@@ -51,6 +51,21 @@ def _kept(mean0: np.ndarray, config: Any, pools: dict[str, list[Any]]) -> list[i
     return kept
 
 
+def _kept_settled(rung0: list[Any], kept: list[int], config: Any, pools: dict[str, list[Any]]) -> bool:
+    """Whether rung 0 keeps ``kept`` for every value of its bounded entries: per baseline, the kept candidates' means
+    with their entries at the upper end all below the dropped ones' with theirs at the lower end."""
+    high, low = (np.mean([r[k] for r in rung0], 0) for k in (1, 2))
+    offset = 0
+    for b in config.baselines:
+        count = len(pools[b])
+        inside = [i for i in range(offset, offset + count) if i in set(kept)]
+        outside = [i for i in range(offset, offset + count) if i not in set(kept)]
+        if inside and outside and not max(high[inside]) < min(low[outside]):
+            return False
+        offset += count
+    return True
+
+
 def rescore(progress: dict[str, Any], config: Any, replay: int = 0) -> dict[str, Any]:
     """The re-scored choice of ``progress`` (a progress file's JSON) under ``config`` (the tuning's sealed config):
     per baseline the committed (old-floor) choice, the new floors' choice with the clamped entries at their upper
@@ -65,6 +80,14 @@ def rescore(progress: dict[str, Any], config: Any, replay: int = 0) -> dict[str,
 
     tuning = progress["tuning"]
     family, horizon, consensus = tuning["family"], tuning["horizon"], tuning["consensus"]
+    if tuning.get("floor_polish", 0):
+        raise ValueError(f"the tuning was played from polished floors (floor_polish {tuning['floor_polish']}): "
+                         "nothing to re-score")  # fmt: skip
+    expected = sealed._TuningProgress(None, config, family, horizon, consensus).tuning
+    differ = sorted(k for k in expected if k not in ("device", "floor_polish") and tuning.get(k) != expected[k])
+    if differ:
+        raise ValueError(f"the progress file's tuning differs from config's in {', '.join(differ)}: give the config "
+                         "it was tuned with (--config)")  # fmt: skip
     draws = draw_games(family, "tuning", config.tuning_draws, config.tuning_seeds + 1)
     pools = {b: config.search.candidates(b) for b in config.baselines}
     everyone = [c for b in config.baselines for c in pools[b]]
@@ -87,7 +110,7 @@ def rescore(progress: dict[str, Any], config: Any, replay: int = 0) -> dict[str,
         with np.errstate(invalid="ignore"):
             final = old + g * (l0 - old)
             floor_res = resolution * np.maximum(np.maximum(1.0, abs(old)), np.abs(final))
-            clamped = np.isfinite(g) & (final - old <= floor_res * (1 + 1e-9))
+            clamped = np.isfinite(g) & (final - old <= floor_res * (1 + 1e-4))  # slack for L_0's round-off
             res = resolution * np.maximum(np.maximum(1.0, abs(new)), np.abs(final))
             high = np.where(np.isfinite(g), np.maximum(final - new, res) / (l0 - new), np.inf)
             low = np.where(clamped, resolution * max(1.0, abs(new)) / (l0 - new), high)  # L_T at the new floor
@@ -127,6 +150,8 @@ def rescore(progress: dict[str, Any], config: Any, replay: int = 0) -> dict[str,
     kept_high = _kept(np.mean([r[1] for r in rung0], 0), config, pools)
     kept_low = _kept(np.mean([r[2] for r in rung0], 0), config, pools)
     same_kept = set(kept_old) == set(kept_high) == set(kept_low)
+    if not replay:  # bounded entries: the kept set must hold for every value between the ends, not only at them
+        same_kept = same_kept and _kept_settled(rung0, kept_old, config, pools)
     kept = [everyone[i] for i in kept_old]
     rung1 = []
     for d in range(n_draws):
@@ -216,7 +241,8 @@ def main() -> None:
         print(
             f"  {b}: committed {r['committed']} (mean gap {r['gap_committed']:.4g}); polished floors: "
             f"{'the same' if r['upper'] == r['lower'] == r['committed'] else (r['upper'], r['lower'])} "
-            f"(mean gap {r['gap_new']:.4g}, best rival at its best {r['best_rival_at_best']:.4g}); robust: "
+            f"(mean gap {r['gap_new']:.4g}, best rival at its best "
+            f"{'none' if r['best_rival_at_best'] is None else format(r['best_rival_at_best'], '.4g')}); robust: "
             f"{r['robust']}"
         )
     raise SystemExit(0 if all(r["robust"] for r in result["baselines"].values()) else 1)

@@ -162,6 +162,24 @@ def test_floor_kinds_per_suite() -> None:
     assert floor.lowered(floor.value - 1.0) == floor  # an exact floor is never lowered
 
 
+def test_a_floors_file_of_the_other_recipe_is_refused(tmp_path: Any) -> None:
+    """A directory's floors.json made by the unpolished recipe (every key before the polish) is not topped up with
+    polished floors: a cell would mix the two. It loads with polish=0, and a polished file loads as it is."""
+    import mtg_env.bench.sealed as sealed
+
+    path = tmp_path / "floors.json"
+    old = {json.dumps(["regression", {"trunk": "mlp"}]): {"value": 0.1, "kind": "best run", "lower": None}}
+    path.write_text(json.dumps(old))
+    with pytest.raises(ValueError, match=r"holds unpolished best-run floors .*\(polish=0 for"):
+        sealed._Floors(path)
+    assert sealed._Floors(path, polish=0).table == old and path.read_text() == json.dumps(old)
+    polished = tmp_path / "polished.json"
+    polished.write_text(json.dumps({"k": {"value": 0.1, "kind": "best run, polished", "lower": None}}))
+    with pytest.raises(ValueError, match="holds polished best-run floors"):
+        sealed._Floors(polished, polish=0)
+    assert sealed._Floors(polished).polish == sealed.BEST_RUN_POLISH
+
+
 def test_a_digits_floor_is_near_the_minimum_no_played_game_reaches() -> None:
     """Digits' MLPs fit their training split almost exactly, so L* is near 0. The Adam runs alone stopped two orders
     of magnitude above it, above what tuned Adam reaches in 500 minibatch steps, and a gap then measured the distance
@@ -479,12 +497,15 @@ def test_a_tuning_rescored_to_the_polished_floors_chooses_what_it_would_have_cho
     import mtg_env.bench.sealed as sealed
 
     module = load_script("scripts/rescore_tuning.py", "rescore_tuning")
-    config = replace(_tiny_cell_config("regression"), tuning_draws=2)
+    config = replace(_tiny_cell_config("regression"), tuning_draws=2, tuning_seeds=2)
     played_new = sealed.tune_baselines(config, "regression", 8, sealed._Floors(None))
-    monkeypatch.setattr(sealed, "true_floor", lambda suite: module.true_floor(suite, polish=0))
     path = tmp_path / "progress.json"
-    played_old = sealed.tune_baselines(config, "regression", 8, sealed._Floors(None), progress=path)
-    monkeypatch.undo()
+    played_old = sealed.tune_baselines(config, "regression", 8, sealed._Floors(None, polish=0), progress=path)
+    assert json.loads(path.read_text())["tuning"]["floor_polish"] == 0
+    with pytest.raises(ValueError, match=r"differs in floor_polish.*scripts/rescore_tuning\.py"):
+        sealed.tune_baselines(config, "regression", 8, sealed._Floors(None), progress=path)  # not resumed: refused
+    with pytest.raises(ValueError, match="differs from config's in draws, tuning_draws"):
+        module.rescore(json.loads(path.read_text()), replace(config, tuning_draws=3))
     result = module.rescore(json.loads(path.read_text()), config)
     assert result["clamped"] == {"rung0": 0, "rung1": 0} and result["same_kept"]
     for b, r in result["baselines"].items():
@@ -494,9 +515,16 @@ def test_a_tuning_rescored_to_the_polished_floors_chooses_what_it_would_have_cho
     assert any(played_new[b]["tuning_gap"] != played_old[b]["tuning_gap"] for b in played_new)  # the floors moved
     # a candidate that reached the old floor: its gap was clamped, its final loss is bounded, not known
     record = json.loads(path.read_text())
-    record["gaps"]["rung1 0"][0] = 1e-300
+    kept = len(record["gaps"]["rung1 0"]) // config.tuning_seeds
+    record["gaps"]["rung1 0"][kept] = 1e-300  # the second seed's block: its first candidate
     clamped = module.rescore(record, config)
     assert clamped["clamped"] == {"rung0": 0, "rung1": 1} and not clamped["replayed"]
+    # rung 0's kept set must hold for every value of the bounded entries, not only at both ends: A in [0.1, 0.5] is kept
+    # at either end against B in [0.3, 0.6], but not where A is 0.5 and B 0.3
+    pools, one = {"adam": ["A", "B"]}, replace(config, baselines=("adam",), eta=2)
+    bounded = [(None, np.array([0.5, 0.6]), np.array([0.1, 0.3]), None)]
+    assert not module._kept_settled(bounded, [0], one, pools)
+    assert module._kept_settled([(None, np.array([0.2, 0.6]), np.array([0.1, 0.3]), None)], [0], one, pools)
     # played again, the entry's final loss is known: the re-score is the unclamped one's, to the replay's round-off
     replayed = module.rescore(record, config, replay=2)
     assert replayed["replayed"] and replayed["replay_deviation"] < 1e-5
@@ -514,9 +542,9 @@ def test_a_tuning_rescored_to_the_polished_floors_chooses_what_it_would_have_cho
         start = float(suite.losses(*suite.params_for_seed(0), suite.train_batch()).sum())
         return Floor(floor.value + 0.5 * (start - floor.value), "best run")
 
-    monkeypatch.setattr(sealed, "true_floor", lambda suite: reached(suite, 0))
+    monkeypatch.setattr(sealed, "true_floor", reached)
     high = tmp_path / "high.json"
-    played_high = sealed.tune_baselines(config, "regression", 8, sealed._Floors(None), progress=high)
+    played_high = sealed.tune_baselines(config, "regression", 8, sealed._Floors(None, polish=0), progress=high)
     monkeypatch.setattr(module, "true_floor", reached)
     settled = module.rescore(json.loads(high.read_text()), config, replay=2)
     assert not settled["same_kept"] and settled["added"] > 0 and settled["clamped"]["rung0"] > 0

@@ -60,7 +60,7 @@ from mtg_env.bench.sealed_search import (
     play_candidates,
     play_rule,
 )
-from mtg_env.suites.floors import Floor, true_floor
+from mtg_env.suites.floors import BEST_RUN_POLISH, Floor, true_floor
 
 __all__ = [
     "AT_FLOOR",
@@ -89,20 +89,35 @@ __all__ = [
 
 # ------------------------------------------------------------------------------------------ the run
 class _Floors:
-    """L* per drawn game, computed once (its suite on ``device``) and kept in ``DIR/floors.json``."""
+    """L* per drawn game, computed once (its suite on ``device``) and kept in ``DIR/floors.json``. ``polish``: the
+    best runs' L-BFGS iterations (:func:`~mtg_env.suites.floors.true_floor`; 0: the unpolished floors every key
+    before the twenty-eighth session was scored from). A file of the other recipe is refused, so no cell mixes them.
 
-    def __init__(self, path: Path | None, device: str = "cpu"):
+    Raises:
+        ValueError: if ``DIR/floors.json`` holds best-run floors of the other recipe; it says how to go on.
+    """
+
+    def __init__(self, path: Path | None, device: str = "cpu", polish: int = BEST_RUN_POLISH):
         self.path = path
         self.device = device
+        self.polish = polish
         self.table: dict[str, Any] = {}
         if path is not None and path.exists():
             self.table = json.loads(path.read_text())
+            other = "best run" if polish else "best run, polished"
+            if any(v.get("kind") == other for v in self.table.values()):
+                raise ValueError(
+                    f"floors: {path} holds {'unpolished' if polish else 'polished'} best-run floors (kind {other!r}), "
+                    f"and this run computes {'polished' if polish else 'unpolished'} ones (polish={polish}): a cell "
+                    "would mix the two. Give another directory, or play with the recipe the file was made by "
+                    "(polish=0 for the keys before the twenty-eighth session)"
+                )
 
     def get(self, suite: str, options: dict[str, Any]) -> Floor:
         key = json.dumps([suite, options], sort_keys=True, default=str)
         if key not in self.table:
             game = _game(suite, options, 1, device=self.device)
-            self.table[key] = asdict(true_floor(game.suite))
+            self.table[key] = asdict(true_floor(game.suite, polish=self.polish))
             if self.path is not None:
                 self.path.write_text(json.dumps(self.table, indent=0, sort_keys=True))
         return Floor(**self.table[key])
@@ -126,7 +141,15 @@ class _TuningProgress:
     """The gaps of a tuning's finished batches, per ``(draw, rung)``, mirrored to a JSON file when one is given, each
     with the CPU model and torch version it was played on (round-off depends on them)."""
 
-    def __init__(self, path: str | Path | None, config: SealedConfig, suite: str, horizon: int, consensus: str):
+    def __init__(
+        self,
+        path: str | Path | None,
+        config: SealedConfig,
+        suite: str,
+        horizon: int,
+        consensus: str,
+        polish: int = BEST_RUN_POLISH,
+    ):
         from agents.learned.family import draw_games
 
         self.path = None if path is None else Path(path)
@@ -135,7 +158,8 @@ class _TuningProgress:
         self.tuning = {"family": suite, "horizon": horizon, "consensus": consensus,
                        "baselines": list(config.baselines), "search": _plain(asdict(config.search)),
                        "tuning_draws": config.tuning_draws, "tuning_seeds": config.tuning_seeds, "eta": config.eta,
-                       "device": config.device, "draws": hashlib.sha256(drawn.encode()).hexdigest()}  # fmt: skip
+                       "device": config.device, "draws": hashlib.sha256(drawn.encode()).hexdigest(),
+                       "floor_polish": polish}  # fmt: skip
         self.gaps: dict[str, list[float]] = {}
         self.where: dict[str, str] = {}
         if self.path is not None and self.path.exists():
@@ -147,6 +171,12 @@ class _TuningProgress:
                     f"{ {k: kept.get('tuning', {}).get(k) for k in differ} } against "
                     f"{ {k: self.tuning[k] for k in differ} }); give another progress file (mtg-env bench: another "
                     f"--out), or delete {self.path} to tune afresh"
+                    + (
+                        " (floor_polish: its gaps were measured from other floors; scripts/rescore_tuning.py "
+                        "re-scores a tuning from the unpolished floors to the polished ones)"
+                        if "floor_polish" in differ
+                        else ""
+                    )
                 )
             self.gaps, self.where = kept["gaps"], kept.get("where", {})
 
@@ -191,7 +221,7 @@ def tune_baselines(
     draws = draw_games(suite, "tuning", config.tuning_draws, config.tuning_seeds + 1)
     pools = {b: config.search.candidates(b) for b in config.baselines}
     everyone = [c for b in config.baselines for c in pools[b]]
-    done = _TuningProgress(progress, config, suite, horizon, consensus)
+    done = _TuningProgress(progress, config, suite, horizon, consensus, floors.polish)
 
     def played(
         rung: str, d: int, options: dict[str, Any], candidates: list[dict[str, Any]], seeds: list[int]
@@ -428,7 +458,9 @@ def run_sealed(
 
     cell_keys = [(s, k, c) for s in config.families for k in config.multiples for c in config.consensus]
     for suite, multiple, consensus in cell_keys:  # a stale progress file is refused before any cell plays
-        _TuningProgress(tuning(suite, multiple, consensus), config, suite, config.horizon(suite, multiple), consensus)
+        _TuningProgress(
+            tuning(suite, multiple, consensus), config, suite, config.horizon(suite, multiple), consensus, floors.polish
+        )
     for suite in config.families:
         rules = {label: p.given.to(config.device) for label, p in players[suite].items()}  # a portfolio picks per game
         for multiple in config.multiples:

@@ -27,6 +27,8 @@ HERE = Path(__file__).resolve().parent
 
 def rescored(cell: dict, floors: dict) -> dict[str, tuple[float, float]]:
     """Per entrant (mean-gap ratio, median-gap ratio) to the old floor's best tuned baselines."""
+    if cell["floor_kinds"] != ["best run, polished"]:  # each gap from the floor in floors.json, never lowered
+        raise SystemExit(f"{cell['family']} {cell['consensus']}: floor kinds {cell['floor_kinds']}, not polished alone")
     finals: dict[str, list[float]] = {k: [] for k in cell["gaps"]}
     starts, olds = [], []
     i = 0
@@ -36,20 +38,24 @@ def rescored(cell: dict, floors: dict) -> dict[str, tuple[float, float]]:
         key = json.dumps([cell["family"], options], sort_keys=True, default=str)
         new = floors[key]["value"]
         old = true_floor(game.suite, polish=0)
+        first = len(starts)
         for seed in draw["seeds"]:
             state, _ = engine.reset(game, [seed])
             l0 = float(_train_totals(game, state.heads, state.trunk)[0])
             for k, g in cell["gaps"].items():
                 finals[k].append(new + float(g[i]) * (l0 - new))
             starts.append(l0)
-            olds.append(min([old.value] + [finals[k][-1] for k in finals]))  # lowered to what a game reached
             i += 1
-    s, f0 = torch.tensor(starts), torch.tensor(olds)
-    gaps = {
-        k: np.array([sealed._gaps(s[j : j + 1], torch.tensor(v[j : j + 1]), float(f0[j]), "float32")[0]
-                     for j in range(len(v))])
-        for k, v in finals.items()
-    }  # fmt: skip
+        reached = min(v for k in finals for v in finals[k][first:])  # every player, every seed of the draw
+        olds += [old.lowered(reached).value] * len(draw["seeds"])  # as run_cell lowers a best run
+    s, f0 = torch.tensor(starts, dtype=torch.float64), torch.tensor(olds, dtype=torch.float64)
+
+    def gap(v: list[float], j: int) -> float:
+        return float(
+            sealed._gaps(s[j : j + 1], torch.tensor(v[j : j + 1], dtype=torch.float64), float(f0[j]), "float32")[0]
+        )
+
+    gaps = {k: np.array([gap(v, j) for j in range(len(v))]) for k, v in finals.items()}
     polished = {k: np.asarray(v, dtype=float) for k, v in cell["gaps"].items()}
     base = list(cell["tuned"])
     groups = sealed.draw_groups([(d["options"], d["seeds"]) for d in cell["draws"]])

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -39,27 +38,15 @@ from mtg_env.suites.floors import true_floor
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _kept(mean0: np.ndarray, config: Any, pools: dict[str, list[Any]]) -> list[int]:
-    """Rung 0's survivors, as :func:`~mtg_env.bench.sealed.tune_baselines` keeps them (indices into every pool)."""
-    kept: list[int] = []
-    offset = 0
-    for b in config.baselines:
-        count = len(pools[b])
-        order = np.argsort(mean0[offset : offset + count], kind="stable")
-        kept += [offset + int(i) for i in order[: math.ceil(count / config.eta)]]
-        offset += count
-    return kept
-
-
 def _kept_settled(rung0: list[Any], kept: list[int], config: Any, pools: dict[str, list[Any]]) -> bool:
     """Whether rung 0 keeps ``kept`` for every value of its bounded entries: per baseline, the kept candidates' means
     with their entries at the upper end all below the dropped ones' with theirs at the lower end."""
     high, low = (np.mean([r[k] for r in rung0], 0) for k in (1, 2))
-    offset = 0
+    offset, survivors = 0, set(kept)
     for b in config.baselines:
         count = len(pools[b])
-        inside = [i for i in range(offset, offset + count) if i in set(kept)]
-        outside = [i for i in range(offset, offset + count) if i not in set(kept)]
+        inside = [i for i in range(offset, offset + count) if i in survivors]
+        outside = [i for i in range(offset, offset + count) if i not in survivors]
         if inside and outside and not max(high[inside]) < min(low[outside]):
             return False
         offset += count
@@ -93,7 +80,8 @@ def rescore(progress: dict[str, Any], config: Any, replay: int = 0) -> dict[str,
     draws = draw_games(family, "tuning", config.tuning_draws, config.tuning_seeds + 1)
     pools = {b: config.search.candidates(b) for b in config.baselines}
     everyone = [c for b in config.baselines for c in pools[b]]
-    resolution = sealed.RESOLUTION[sealed._dtype(family)]
+    dtype = sealed._dtype(family)
+    resolution = sealed.RESOLUTION[dtype]
     per_draw = []
     for options, seeds in draws:
         game = _game(family, options, horizon, consensus=consensus)
@@ -113,8 +101,7 @@ def rescore(progress: dict[str, Any], config: Any, replay: int = 0) -> dict[str,
             final = old + g * (l0 - old)
             floor_res = resolution * np.maximum(np.maximum(1.0, abs(old)), np.abs(final))
             clamped = np.isfinite(g) & (final - old <= floor_res * (1 + 1e-4))  # slack for L_0's round-off
-            res = resolution * np.maximum(np.maximum(1.0, abs(new)), np.abs(final))
-            high = np.where(np.isfinite(g), np.maximum(final - new, res) / (l0 - new), np.inf)
+            high = sealed._gaps(torch.as_tensor(l0), torch.as_tensor(final), new, dtype)
             low = np.where(clamped, resolution * max(1.0, abs(new)) / (l0 - new), high)  # L_T at the new floor
         if replay and clamped.any():
             high, low = _replayed(rung, d, g, final, clamped, l0, new)
@@ -142,15 +129,14 @@ def rescore(progress: dict[str, Any], config: Any, replay: int = 0) -> dict[str,
         if len(controls):
             back = replayed[len(which) :].cpu().numpy()
             deviation[0] = max(deviation[0], float(np.max(np.abs(back / final[controls] - 1.0))))
-        res = resolution * np.maximum(np.maximum(1.0, abs(new)), np.abs(lt))
-        out = np.where(np.isfinite(lt), np.maximum(lt - new, res) / (l0 - new), np.inf)
+        out = sealed._gaps(torch.as_tensor(l0), torch.as_tensor(lt), new, dtype)
         return out, out
 
     n_draws = len(draws)
     rung0 = [gaps("rung0", d, [per_draw[d][2][per_draw[d][3][0]]] * len(everyone)) for d in range(n_draws)]
-    kept_old = _kept(np.mean([r[0] for r in rung0], 0), config, pools)
-    kept_high = _kept(np.mean([r[1] for r in rung0], 0), config, pools)
-    kept_low = _kept(np.mean([r[2] for r in rung0], 0), config, pools)
+    kept_old = sealed.rung0_survivors(np.mean([r[0] for r in rung0], 0), config, pools)
+    kept_high = sealed.rung0_survivors(np.mean([r[1] for r in rung0], 0), config, pools)
+    kept_low = sealed.rung0_survivors(np.mean([r[2] for r in rung0], 0), config, pools)
     same_kept = set(kept_old) == set(kept_high) == set(kept_low)
     if not replay:  # bounded entries: the kept set must hold for every value between the ends, not only at them
         same_kept = same_kept and _kept_settled(rung0, kept_old, config, pools)

@@ -26,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from mtg_env.bench.sealed import _mean, _median, draw_groups, paired_ratio_ci  # noqa: E402
+from mtg_env.bench.sealed import _mean, _median, _plain, draw_groups, paired_ratio_ci  # noqa: E402
 from mtg_env.bench.sealed_report import medians_at_floor  # noqa: E402
 
 SEEDS = 3  # every key's seeds per draw (the bench configs' [test] seeds, docs/sealed/general/k7/play.py's)
@@ -65,11 +65,6 @@ def is_validation(cell: dict) -> bool:
     seeds = len(cell["draws"][0]["seeds"])
     drawn = draw_games(cell["family"], "validation", len(cell["draws"]), seeds)
     return [[_plain(o), list(s)] for o, s in drawn] == [[d["options"], d["seeds"]] for d in cell["draws"]]
-
-
-def _plain(options: dict) -> dict:
-    """Drawn options as a cell file records them (tuples as lists)."""
-    return json.loads(json.dumps(options))
 
 
 def groups(cell: dict) -> np.ndarray:

@@ -194,6 +194,19 @@ class _TuningProgress:
             dump_json(self.path, {"tuning": self.tuning, "gaps": self.gaps, "where": self.where}, indent=None)
 
 
+def rung0_survivors(mean0: np.ndarray, config: SealedConfig, pools: dict[str, list[dict[str, Any]]]) -> list[int]:
+    """Successive halving's rung 0: per baseline in turn, its best 1/eta candidates by mean gap ``mean0`` (one entry
+    per candidate of every pool, in pool order; ties kept in pool order), as indices into the pools laid end to end."""
+    kept: list[int] = []
+    offset = 0
+    for b in config.baselines:
+        count = len(pools[b])
+        order = np.argsort(mean0[offset : offset + count], kind="stable")
+        kept += [offset + int(i) for i in order[: math.ceil(count / config.eta)]]
+        offset += count
+    return kept
+
+
 def tune_baselines(
     config: SealedConfig,
     suite: str,
@@ -236,14 +249,7 @@ def tune_baselines(
     rung0 = np.zeros((len(draws), len(everyone)))
     for d, (options, seeds) in enumerate(draws):
         rung0[d] = played("rung0", d, options, everyone, [seeds[0]] * len(everyone))
-    mean0 = rung0.mean(0)
-    kept: list[dict[str, Any]] = []
-    offset = 0
-    for b in config.baselines:
-        count = len(pools[b])
-        order = np.argsort(mean0[offset : offset + count], kind="stable")
-        kept += [pools[b][i] for i in order[: math.ceil(count / config.eta)]]
-        offset += count
+    kept = [everyone[i] for i in rung0_survivors(rung0.mean(0), config, pools)]
     # Rung 1: the survivors on every tuning draw × the other tuning seeds.
     rung1 = np.zeros((len(draws), config.tuning_seeds, len(kept)))
     for d, (options, seeds) in enumerate(draws):

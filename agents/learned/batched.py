@@ -138,6 +138,10 @@ class EngineDriver:
         #: Whether the rule balances its trunk proposals in these games (``balance_min_bounded``): the game's
         #: ``min_bounded_consensus`` and not its ``linear_consensus``; False (not measured) for a rule without it.
         self.balanced = balance_allowed(rule, min_bounded)
+        #: Whether the rule plays its ``guard_memory_noisy_bounded`` in these games: the game's
+        #: ``stochastic_gradients``, ``min_bounded_consensus`` and not its ``linear_consensus``; False (not measured)
+        #: for a rule without it.
+        self.noisy_bounded = noisy_bounded_allowed(rule, lambda: game.stochastic_gradients and min_bounded())
 
     def gradients(self, out: StepOutput) -> Tensor:
         """``[B, K]`` every task's head gradient then its trunk gradient (detached: the first-order meta-gradient)."""
@@ -150,7 +154,7 @@ class EngineDriver:
         if isinstance(self.rule, MLPRule):
             return self.rule.init_state(
                 self.gradients(out), self.blocks, linear_consensus=self.boost_allowed,
-                min_bounded_consensus=self.adam_allowed, balanced=self.balanced,
+                min_bounded_consensus=self.adam_allowed, balanced=self.balanced, noisy_bounded=self.noisy_bounded,
             )  # fmt: skip
         return self.rule.init_state(self.gradients(out), self.blocks)
 
@@ -257,6 +261,17 @@ def balance_allowed(rule: Rule, min_bounded: Callable[[], bool]) -> bool:
     not called: measuring it calls the consensus rule)."""
     if getattr(rule.config, "balance_min_bounded", False):
         return bool(min_bounded())
+    return False
+
+
+def noisy_bounded_allowed(rule: Rule, noisy_bounded: Callable[[], bool]) -> bool:
+    """Whether ``rule`` plays its guard memory for noisy min-bounded games: ``noisy_bounded()`` (the gradients are
+    estimates, the shortest proposal bounds the move, and the rule is not linear) for a guarded rule with
+    ``guard_memory_noisy_bounded``, else False (``noisy_bounded`` is then not called: measuring it calls the consensus
+    rule)."""
+    config = rule.config
+    if getattr(config, "guard", False) and getattr(config, "guard_memory_noisy_bounded", None) is not None:
+        return bool(noisy_bounded())
     return False
 
 

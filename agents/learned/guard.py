@@ -125,7 +125,9 @@ def apply_guard(
         g: ``[B, K]`` this step's gradients.
         blocks: The coordinates' layout (:class:`~agents.learned.blocks.Blocks`).
         move: ``[B]`` ‖ΔΨ‖, the consensus's last trunk move (the same for every player).
-        state: The guard's state (:func:`guard_state`, or the last call's).
+        state: The guard's state (:func:`guard_state`, or the last call's); where it carries ``guard_fade``
+            (``[B, 1]``, :attr:`~agents.learned.rule_configs.MLPRuleConfig.guard_memory_noisy_bounded`), that is
+            L̂'s memory in place of ``guard_memory``, and the next state carries it on.
         config: The rule's guard options (:class:`GuardConfig`): c = ``guard_step``, the first move's
             ``guard_radius``, L̂'s ``guard_memory``, the arming ``guard_growth``, the ``guard_slack`` before it and
             the ``guard_free`` of blocks outside ``capped_blocks``.
@@ -153,6 +155,7 @@ def apply_guard(
     """
     dtype = update[0].dtype
     step, radius, memory, growth = config.guard_step, config.guard_radius, config.guard_memory, config.guard_growth
+    fade = {"guard_fade": state["guard_fade"]} if "guard_fade" in state else {}
     trunk_block = blocks.trunk_block
     capped_block = torch.ones_like(trunk_block) if capped_blocks is None else capped_blocks
     g_head, g_trunk = blocks.split(g)
@@ -171,7 +174,8 @@ def apply_guard(
         # The newest secant, or the last estimate fading by ``memory`` per step if that is larger: a secant along a
         # flat direction does not lift the cap at once (a stiff direction the last move missed may come back).
         secant = changed / torch.where(fresh, moved, 1.0)
-        curvature = torch.where(fresh, torch.maximum(secant, memory * state["guard_l"]), state["guard_l"])
+        faded = (fade["guard_fade"] if fade else memory) * state["guard_l"]
+        curvature = torch.where(fresh, torch.maximum(secant, faded), state["guard_l"])
         seen = torch.maximum(state["guard_seen"], fresh.to(dtype))
         # Armed for good once the block's gradient grew by more than ``growth`` over one of its moves: the sign of an
         # unstable step (a stable game whose gradients only shrink never meets the cap).
@@ -225,7 +229,7 @@ def apply_guard(
     return (guarded_head, guarded_trunk), capped, {
         "guard_g": g, "guard_s": length.detach(), "guard_n": norm, "guard_l": curvature, "guard_seen": seen,
         "guard_armed": armed, "guard_g0": first,
-    }  # fmt: skip
+    } | fade  # fmt: skip
 
 
 def norm_guard_state(batch: int, num_groups: int, dtype: torch.dtype, device: torch.device) -> dict[str, Tensor]:

@@ -11,7 +11,7 @@ import torch
 from gymnasium import spaces
 
 from agents.base import ObservationReader, ReaderPlayer
-from agents.learned.batched import adam_allowed, balance_allowed, boost_allowed, trunk_scale
+from agents.learned.batched import adam_allowed, balance_allowed, boost_allowed, noisy_bounded_allowed, trunk_scale
 from agents.learned.blocks import Blocks
 from agents.learned.portfolio import PortfolioRule
 from agents.learned.rules import LSTMRule, MLPRule, Rule, RuleState, StepRule
@@ -94,9 +94,12 @@ class LearnedAgent(ReaderPlayer):
                 share = adam_allowed(self.rule, lambda: min_bounded)
                 # balanced where min-bounded and not linear, and where the env gives G (absent: told nothing, off)
                 balanced = "trunk_grad_norm_mean" in info and balance_allowed(self.rule, lambda: min_bounded)
+                # estimates where the infos say so (absent: told nothing, as exact)
+                noisy = bool(info.get("stochastic_gradients", False)) and min_bounded
                 self._memory = self.rule.init_state(
-                    g, self._blocks, linear_consensus=allowed, min_bounded_consensus=share, balanced=balanced
-                )
+                    g, self._blocks, linear_consensus=allowed, min_bounded_consensus=share, balanced=balanced,
+                    noisy_bounded=noisy_bounded_allowed(self.rule, lambda: noisy),
+                )  # fmt: skip
             else:
                 self._memory = self.rule.init_state(g, self._blocks)
 

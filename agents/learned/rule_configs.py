@@ -133,6 +133,19 @@ class MLPRuleConfig(GuardConfig):
     tests/test_learned_stability.py). Under the other rules nothing changes. ``EngineDriver`` reads the game's
     property and computes G from the step's Jacobian; the agent reads the infos; a game that does not say counts as
     not min-bounded (no balance)."""
+    guard_memory_noisy_bounded: float | None = None
+    """The guard's ``guard_memory`` in games whose gradients are estimates (a minibatch a step, or a noise model:
+    :attr:`mtg_env.engine.Game.stochastic_gradients`) and whose consensus rule lets the shortest proposal bound the
+    move and is not linear (``mgda``; as for ``balance_min_bounded``); ``None``: ``guard_memory`` in every game. There
+    the guard's secant ‖g_t − g_{t−1}‖ / ‖s‖ measures the minibatch's noise as well as the curvature: a capped
+    proposal's ‖s‖ shrinks, the noise does not, so its L̂ grows and the cap tightens further, and L̂ lifts by only
+    1/``guard_memory`` a step; under a min-bounded rule that one player's stalled proposal bounds every player's
+    move (the digits specialist's trunk stopped moving a third of the way through 500-step ``mgda`` games). A lower
+    memory here lets L̂ follow the newest secant. In games of exact gradients (the ill-conditioned quadratics the
+    guard is for) ``guard_memory`` plays: a lower one there lets a stiff direction return (the digits specialist with
+    0.3 everywhere diverged in 4 of 20 ``mgda`` games at condition 1e4–1e5 over ten times the horizon). Plays only
+    with the guard; ``EngineDriver`` reads the game's properties, the agent the infos (a game that does not say counts
+    as exact and not min-bounded). The digits specialist plays 0.3 (docs/results/learned.md, twenty-ninth session)."""
     adam_floor: float = 0.0
     """> 0: the AMSGrad share also times min(1, ‖ΔΨ‖ / (this · the largest ‖ΔΨ‖ so far)): a game converging to
     its fixed point, whose moves fall far below its largest, is handed back to the heavy ball early (every player

@@ -114,6 +114,11 @@ class MLPRule(nn.Module):
             raise ValueError(
                 "trunk_adam_beta1 and adam_min_bounded_only set the trunk's AMSGrad share: they need trunk_adam=True"
             )
+        fade = config.guard_memory_noisy_bounded
+        if fade is not None and (isinstance(fade, bool) or not isinstance(fade, float) or not 0.0 <= fade < 1.0):
+            raise ValueError(
+                f"guard_memory_noisy_bounded must be None (guard_memory) or a float in [0, 1), got {fade!r}"
+            )
         if config.offset_vanishes and not config.direction_offset:
             raise ValueError("offset_vanishes scales the heads' direction offset: it needs direction_offset=True")
         if not 0.0 <= config.anneal <= 1.0:
@@ -161,7 +166,7 @@ class MLPRule(nn.Module):
 
     def init_state(
         self, g: Tensor, blocks: Blocks, linear_consensus: bool = True, min_bounded_consensus: bool = False,
-        balanced: bool = False,
+        balanced: bool = False, noisy_bounded: bool = False,
     ) -> RuleState:  # fmt: skip
         """Zero moments for gradients ``g [B, K]`` laid out as ``blocks``: the heads' moments over the head
         coordinates, the heavy ball's over the trunk's. ``linear_consensus``: whether the games' consensus rule is
@@ -172,7 +177,9 @@ class MLPRule(nn.Module):
         (min-bounded and not linear): the state then carries ``balance_on`` (elsewhere the rule does no balancing work),
         and the rule reads ``state["trunk_grad_norm_mean"]`` (``[B, 1]``, G:
         :func:`mtg_env.engine.trunk_grad_norm_mean`) that the caller adds before every call (the rule's next state
-        drops it)."""
+        drops it). ``noisy_bounded``: whether a rule with ``guard_memory_noisy_bounded`` plays that guard memory in
+        these games (their gradients are estimates, and they are min-bounded and not linear): the state then carries
+        it as ``guard_fade``."""
         b, num_groups = g.shape[0], blocks.num_groups
         kh, kt = blocks.num_heads, blocks.num_trunks * blocks.trunk_size
         dtype = self.log_lr.dtype
@@ -193,6 +200,8 @@ class MLPRule(nn.Module):
             | ({"top_move": zeros(1)} if self.config.trunk_boost > 0 or self.config.trunk_adam
                or self.config.trunk_reads_moves else {})
             | (guard_state(g, num_groups, dtype) if self.config.guard else {})
+            | ({"guard_fade": zeros(1) + self.config.guard_memory_noisy_bounded}
+               if self.config.guard and self.config.guard_memory_noisy_bounded is not None and noisy_bounded else {})
         )  # fmt: skip
         return {
             "m": zeros(kh, len(self.config.decays)),

@@ -1,0 +1,102 @@
+"""The guard's memory in noisy min-bounded games (``MLPRuleConfig.guard_memory_noisy_bounded``): where the gradients are
+estimates and the shortest proposal bounds the move (``mgda`` on minibatches) the rule plays that memory, bit for bit as
+the same rule with ``guard_memory`` set to it; everywhere else it plays as without the option, and both forms read the
+same games alike."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from agents.learned import EngineDriver, LearnedAgent, new_rule
+from agents.learned.checkpoint import load_rule, pretrained_path, with_options
+from agents.learned.rules import MLPRule
+from mtg_env import engine
+from mtg_env.engine import Game
+from tests.conftest import make_env
+from tests.test_learned import assert_forms_agree
+
+
+def _digits() -> MLPRule:
+    rule = load_rule(pretrained_path("learned_mlp", "digits"))[1]
+    assert isinstance(rule, MLPRule) and rule.config.guard
+    return rule
+
+
+def _trunks(rule: MLPRule, game: Game, steps: int = 40) -> torch.Tensor:
+    """The trunks ``[2, n]`` of two games of ``game`` after ``steps`` steps of ``rule``'s batched form."""
+    driver = EngineDriver(rule, game, log_step_range=(-12.0, 2.0))
+    with torch.no_grad():
+        state, out = engine.reset(game, [0, 1])
+        memory = driver.start(out)
+        for _ in range(steps):
+            actions, memory = driver.act(state, out, memory)
+            state, out = engine.step(game, state, actions)
+    return state.trunk
+
+
+def _game(consensus: str, minibatch: bool) -> Game:
+    options = {} if minibatch else {"batch_size": None}  # batch_size None: the whole train split, exact gradients
+    env = make_env("digits", consensus=consensus, max_update=None, **options)
+    assert env.game.stochastic_gradients is minibatch
+    return env.game
+
+
+def test_in_a_noisy_min_bounded_game_the_option_is_that_guard_memory() -> None:
+    base = _digits()
+    game = _game("mgda", minibatch=True)
+    optioned = with_options("learned_mlp", base, guard_memory_noisy_bounded=0.3)
+    faded = with_options("learned_mlp", base, guard_memory=0.3)
+    assert EngineDriver(optioned, game).noisy_bounded
+    played = _trunks(optioned, game)
+    torch.testing.assert_close(played, _trunks(faded, game), rtol=0, atol=0)
+    assert not torch.equal(played, _trunks(base, game))  # the memory plays in these games
+
+
+@pytest.mark.parametrize(("consensus", "minibatch"), [("sum", True), ("upgrad", True), ("mgda", False)])
+def test_elsewhere_the_option_changes_nothing(consensus: str, minibatch: bool) -> None:
+    """Linear or exact: the rule plays ``guard_memory``, bit for bit as without the option."""
+    base = _digits()
+    game = _game(consensus, minibatch)
+    optioned = with_options("learned_mlp", base, guard_memory_noisy_bounded=0.3)
+    assert not EngineDriver(optioned, game).noisy_bounded
+    torch.testing.assert_close(_trunks(optioned, game, 12), _trunks(base, game, 12), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("consensus", "minibatch", "plays"), [("mgda", True, True), ("mgda", False, False),
+                                                               ("sum", True, False)])  # fmt: skip
+def test_the_agent_reads_the_infos_as_the_driver_reads_the_game(consensus: str, minibatch: bool, plays: bool) -> None:
+    options = {} if minibatch else {"batch_size": None}
+    env = make_env("digits", consensus=consensus, max_update=None, **options)
+    obs, infos = env.reset(seed=0)
+    rule = with_options("learned_mlp", _digits(), guard_memory_noisy_bounded=0.3)
+    with torch.no_grad():
+        _, out = engine.reset(env.game, [0])
+    assert ("guard_fade" in EngineDriver(rule, env.game).start(out)) is plays
+    a = env.agents[0]
+    agent = LearnedAgent(rule, "learned_mlp")
+    agent.reset(obs[a], infos[a], env.action_space(a))
+    assert ("guard_fade" in agent._memory) is plays
+    told = {k: v for k, v in infos[a].items() if k != "stochastic_gradients"}  # an env that does not say: exact
+    agent.reset(obs[a], told, env.action_space(a))
+    assert "guard_fade" not in agent._memory
+
+
+def test_the_forms_agree_with_the_option() -> None:
+    assert_forms_agree("learned_mlp", "update", {"guard_memory_noisy_bounded": 0.0}, "digits", "mgda", steps=8)
+
+
+def test_without_the_guard_the_option_is_inert() -> None:
+    game = _game("mgda", minibatch=True)
+    rule = new_rule("learned_mlp", guard=False, guard_memory_noisy_bounded=0.3)
+    driver = EngineDriver(rule, game)
+    assert not driver.noisy_bounded
+    with torch.no_grad():
+        _, out = engine.reset(game, [0])
+    assert "guard_fade" not in driver.start(out)
+
+
+@pytest.mark.parametrize("value", [1.0, -0.1, float("nan"), True, 1, "0.3"])
+def test_a_memory_outside_0_to_1_is_refused(value: object) -> None:
+    with pytest.raises(ValueError, match=r"guard_memory_noisy_bounded must be None \(guard_memory\) or a float in"):
+        new_rule("learned_mlp", guard_memory_noisy_bounded=value)

@@ -100,3 +100,23 @@ def test_without_the_guard_the_option_is_inert() -> None:
 def test_a_memory_outside_0_to_1_is_refused(value: object) -> None:
     with pytest.raises(ValueError, match=r"guard_memory_noisy_bounded must be None \(guard_memory\) or a float in"):
         new_rule("learned_mlp", guard_memory_noisy_bounded=value)
+
+
+def test_the_shipped_digits_file_is_the_one_before_with_the_option_alone() -> None:
+    """docs/sealed/general/k24's before-file (the digits specialist K13 to K23 scored) plus
+    ``guard_memory_noisy_bounded = 0.3`` is the shipped file, weights and every other option; the shipped portfolio's
+    digits expert is the shipped file."""
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from agents.learned.portfolio import PortfolioRule
+
+    before = load_rule(Path(__file__).resolve().parents[1] / "docs/sealed/general/k24/learned_mlp_digits_before.pt")[1]
+    shipped = _digits()
+    assert before.config.guard_memory_noisy_bounded is None and shipped.config.guard_memory_noisy_bounded == 0.3
+    assert with_options("learned_mlp", before, guard_memory_noisy_bounded=0.3).config == shipped.config
+    expected, got = before.state_dict(), shipped.state_dict()
+    assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
+    portfolio = load_rule(pretrained_path("learned_portfolio", "general"))[1]
+    assert isinstance(portfolio, PortfolioRule)
+    assert asdict(portfolio.experts[portfolio.config.labels.index("digits")].config) == asdict(shipped.config)

@@ -1053,13 +1053,14 @@ GENERAL_PINNED = {
 def test_the_long_horizon_digits_candidates_train_the_shipped_files_options_to_the_sealed_5x() -> None:
     """docs/sealed/digits/long_horizons.py (docs/results/learned.md, twenty-seventh session) says each candidate plays
     the shipped digits file's options (trained with, or some added after as the shipped file's were) and trains to
-    the sealed protocol's 5x horizon."""
+    the sealed protocol's 5x horizon. (The digits file shipped then, before the twenty-ninth session's
+    ``guard_memory_noisy_bounded``, is docs/sealed/general/k24's before-file.)"""
     import tomllib
 
     from mtg_env.bench.sealed_config import sealed_config_from_dict
 
     script = load_script("docs/sealed/digits/long_horizons.py", "digits_long_horizons")
-    _, shipped, _ = load_rule(pretrained_path("learned_mlp", "digits"))
+    _, shipped, _ = load_rule(Path(__file__).parents[1] / "docs/sealed/general/k24/learned_mlp_digits_before.pt")
     defaults = asdict(MLPRuleConfig())
     shipped_options = {k: v for k, v in asdict(shipped.config).items() if defaults[k] != v}
     keys = tomllib.loads((Path(__file__).parents[1] / "docs/sealed/general/k5_sum.toml").read_text())

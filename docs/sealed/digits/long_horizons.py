@@ -56,8 +56,11 @@ assert _spec is not None and _spec.loader is not None
 weights = importlib.util.module_from_spec(_spec)  # the shipped files' recipes (as docs/sealed/quadratic/upgrad.py)
 _spec.loader.exec_module(weights)
 
-#: The options the shipped digits file had added after its training.
-ADDED: dict = weights.ADDED_OPTIONS["learned_mlp_digits"]
+#: The options the shipped digits file had added after its training, as this session played them (the twenty-ninth
+#: session's ``guard_memory_noisy_bounded`` came later).
+ADDED: dict = {
+    k: v for k, v in weights.ADDED_OPTIONS["learned_mlp_digits"].items() if k != "guard_memory_noisy_bounded"
+}
 
 #: The shipped digits file's play options (its training's and those added after it), trained with from the start.
 RULE = {**DIGITS_RULE, **ADDED}

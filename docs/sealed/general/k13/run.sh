@@ -7,6 +7,7 @@
 # (tested), so the earlier keys stand there. Run from the repository root: bash docs/sealed/general/k13/run.sh OUT
 # (CACHE=DIR keeps each cell's tuning; the tuning stream does not depend on the key).
 # (The regression specialist this key played was replaced after K16: its file is in k16/.)
+# (The digits specialist this key played took guard_memory_noisy_bounded after K23: its file as played is in k24/.)
 set -e
 export KEY=${KEY:?set KEY to the thirteenth key (docs/results/learned.md, twelfth session)}
 W=agents/learned/weights B=docs/sealed/general/k13 P=docs/sealed/general/k7/play.py OUT=${1:?usage: run.sh OUT}
@@ -20,5 +21,5 @@ for m in 1 2 5; do
     reg_before=$B/learned_mlp_regression_before.pt $GEN
 done
 for m in 1 2; do
-  DRAWS=8 python $P digits:mgda $m "$OUT" dig=$W/learned_mlp_digits.pt dig_before=$B/learned_mlp_digits_before.pt $GEN
+  DRAWS=8 python $P digits:mgda $m "$OUT" dig=docs/sealed/general/k24/learned_mlp_digits_before.pt dig_before=$B/learned_mlp_digits_before.pt $GEN
 done

@@ -7,6 +7,7 @@
 # 84df2ed): run K13's script there on this key for them (docs/results/learned.md, thirteenth session). Run from the
 # repository root: bash docs/sealed/general/k14/run.sh OUT (CACHE=DIR keeps each cell's tuning).
 # (The regression specialist this key played was replaced after K16: its file is in k16/.)
+# (The digits specialist this key played took guard_memory_noisy_bounded after K23: its file as played is in k24/.)
 set -e
 export KEY=${KEY:?set KEY to the fourteenth key (docs/results/learned.md, thirteenth session)}
 W=agents/learned/weights P=docs/sealed/general/k7/play.py OUT=${1:?usage: run.sh OUT}
@@ -17,5 +18,5 @@ for m in 1 2 5; do
   DRAWS=16 python $P regression:mgda $m "$OUT" reg=docs/sealed/general/k16/learned_mlp_regression_before.pt gen=$W/learned_mlp_general.pt
 done
 for m in 1 2; do
-  DRAWS=8 python $P digits:mgda $m "$OUT" dig=$W/learned_mlp_digits.pt gen=$W/learned_mlp_general.pt
+  DRAWS=8 python $P digits:mgda $m "$OUT" dig=docs/sealed/general/k24/learned_mlp_digits_before.pt gen=$W/learned_mlp_general.pt
 done

@@ -19,6 +19,7 @@
 # CACHE=docs/sealed/general/k21/tuned python docs/sealed/general/k7/play.py digits:RULE 5 OUT; the key does not enter
 # tuning) and committed in tuned/; the 2x cells take the knobs K15's cells were tuned to (CACHE_FROM, the tuning
 # stream's choice at 2x).
+# (The digits specialist this key played took guard_memory_noisy_bounded after K23: its file as played is in k24/.)
 set -e
 export KEY=${KEY:?set KEY to the twenty-first or twenty-second key (docs/results/learned.md, K21 and K22)}
 OUT=${1:?usage: run.sh OUT RULE:MULTIPLE...}
@@ -38,5 +39,5 @@ for cell in "$@"; do
     *) echo "run.sh: cell $cell: this script plays digits at 5x, and at 2x under mean and upgrad" >&2; exit 2 ;;
   esac
   if [ -n "$from" ]; then export CACHE_FROM=$from; else unset CACHE_FROM; fi
-  python docs/sealed/general/k7/play.py digits:"$rule" "$m" "$OUT" dig=$W/learned_mlp_digits.pt gen=$W/learned_mlp_general.pt
+  python docs/sealed/general/k7/play.py digits:"$rule" "$m" "$OUT" dig=docs/sealed/general/k24/learned_mlp_digits_before.pt gen=$W/learned_mlp_general.pt
 done

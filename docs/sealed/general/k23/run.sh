@@ -14,6 +14,8 @@
 # Written and committed before the key was drawn, with what it is for (docs/results/learned.md, "K23"): issue 23's bar
 # per cell and entrant (the mean-gap and the median-gap ratio to the best tuned baseline each below 1 with its 95 %
 # CI's upper end below 1; no divergence), reported for every cell whatever it shows; nothing shipped changes on it.
+# (k21/run.sh plays the digits file it names above, now kept in k24/: the shipped one took
+# guard_memory_noisy_bounded after K23.)
 set -e
 export KEY=${KEY:?set KEY to the twenty-third key (docs/results/learned.md, K23)}
 OUT=${1:?usage: run.sh OUT [RULE:5 ...]}

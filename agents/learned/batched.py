@@ -266,7 +266,7 @@ def balance_allowed(rule: Rule, min_bounded: Callable[[], bool]) -> bool:
 
 def noisy_bounded_allowed(rule: Rule, noisy_bounded: Callable[[], bool]) -> bool:
     """Whether ``rule`` plays its guard memory for noisy min-bounded games: ``noisy_bounded()`` (the gradients are
-    estimates, the shortest proposal bounds the move, and the rule is not linear) for a guarded rule with
+    estimates, the shortest proposal bounds the move, and the consensus rule is not linear) for a guarded rule with
     ``guard_memory_noisy_bounded``, else False (``noisy_bounded`` is then not called: measuring it calls the consensus
     rule)."""
     config = rule.config

@@ -57,7 +57,8 @@ class GuardConfig:
     guard_radius: float = 1.0
     """The bound of a block's first update (no secant yet), per √coordinate, in the parameters' units."""
     guard_memory: float = 0.9
-    """L̂ is the newest secant or, if larger, the last L̂ times this (a cap lifts by at most 1/0.9 per step)."""
+    """L̂ is the newest secant or, if larger, the last L̂ times this (a cap lifts by at most 1/0.9 per step); the MLP
+    rule's ``guard_memory_noisy_bounded`` replaces it in games of estimated gradients under a min-bounded rule."""
     guard_growth: float = 1.0
     """The cap holds from the first step on which the block's gradient norm grew by more than this factor."""
     guard_slack: float = 10.0

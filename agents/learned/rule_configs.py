@@ -145,7 +145,10 @@ class MLPRuleConfig(GuardConfig):
     guard is for) ``guard_memory`` plays: a lower one there lets a stiff direction return (the digits specialist with
     0.3 everywhere diverged in 4 of 20 ``mgda`` games at condition 1e4–1e5 over ten times the horizon). Plays only
     with the guard; ``EngineDriver`` reads the game's properties, the agent the infos (a game that does not say counts
-    as exact and not min-bounded). The digits specialist plays 0.3 (docs/results/learned.md, twenty-ninth session)."""
+    as exact and not min-bounded). The digits specialist plays 0.3 (docs/results/learned.md, twenty-ninth session),
+    and so does the portfolio wherever it picks that expert: every game of estimated gradients whose trunk is about
+    500 coordinates or more (regression's widest trunks, a quadratic with a noise model), where 0.3 was not
+    validated."""
     adam_floor: float = 0.0
     """> 0: the AMSGrad share also times min(1, ‖ΔΨ‖ / (this · the largest ‖ΔΨ‖ so far)): a game converging to
     its fixed point, whose moves fall far below its largest, is handed back to the heavy ball early (every player

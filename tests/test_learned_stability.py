@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import mtg_env
-from agents.learned import EngineDriver, LearnedAgent
+from agents.learned import EngineDriver, LearnedAgent, new_rule
 from agents.learned.checkpoint import load_rule, pretrained_path, save_rule
 from agents.learned.family import loss_floor
 from agents.learned.rules import Rule, StepRule
@@ -226,3 +226,20 @@ def test_meta_training_runs_without_the_guard_unless_asked() -> None:
     assert "guard" not in plain.rule_options()  # best.pt: the rule's default, on
     asked = MetaTrainConfig(agent="learned_mlp", suite="quadratic", train_rule={"guard": True})
     assert asked.training_rule_options()["guard"] is True
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [("guard_memory", 5.0, r"guard_memory must be a number in \[0, 1\], got 5.0"),
+     ("guard_step", 0.0, "guard_step must be a finite number > 0"),
+     ("guard_radius", float("nan"), "guard_radius must be a finite number > 0"),
+     ("guard_growth", -1.0, "guard_growth must be a finite number > 0"),
+     ("guard_slack", 0.5, "guard_slack must be a number >= 1"),
+     ("guard_free", True, "guard_free must be a number >= 1")],
+)  # fmt: skip
+@pytest.mark.parametrize("name", ["learned_mlp", "learned_lstm", "learned_step"])
+def test_a_guard_option_outside_its_range_is_refused(name: str, field: str, value: object, expected: str) -> None:
+    with pytest.raises(ValueError, match=expected):
+        new_rule(name, **{field: value})
+    with pytest.raises(TypeError, match="guard must be a bool, got 1"):
+        new_rule(name, guard=1)

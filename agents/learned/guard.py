@@ -76,6 +76,20 @@ class GuardConfig:
     trunk proposal's, the shorter of it and ‖ΔΨ‖), which the sealed keys K1 and K2 of docs/results/learned.md used."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.guard, bool):
+            raise TypeError(f"guard must be a bool, got {self.guard!r}")
+        ranges = {  # field: (test, what it must be)
+            "guard_step": (lambda x: 0 < x < math.inf, "a finite number > 0"),
+            "guard_radius": (lambda x: 0 < x < math.inf, "a finite number > 0"),
+            "guard_memory": (lambda x: 0 <= x <= 1, "a number in [0, 1]"),
+            "guard_growth": (lambda x: 0 < x < math.inf, "a finite number > 0"),
+            "guard_slack": (lambda x: x >= 1, "a number >= 1 (inf: no bound before the cap holds)"),
+            "guard_free": (lambda x: x >= 1, "a number >= 1 (inf: no bound)"),
+        }
+        for name, (ok, expected) in ranges.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+                raise ValueError(f"{name} must be {expected}, got {value!r}")
         if self.guard_secant not in GUARD_SECANTS:
             raise ValueError(
                 f"guard_secant must be one of {GUARD_SECANTS} ('bounded': the default; 'shorter': the first guard's), "

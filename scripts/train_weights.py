@@ -138,7 +138,8 @@ for _name in ("learned_mlp_general", "learned_mlp_digits", "learned_mlp_quadrati
 # its guard's secant read the noise as curvature, one player's capped proposal stalled and bounded every player's move,
 # and the trunk stopped a third of the way through 500-step games. ``guard_memory_noisy_bounded`` = 0.3, chosen among
 # {0.1, 0.2, 0.3, 0.5, 0.7} against the file's 0.9 on the validation stream's 24 draws at 5x (mean-gap ratio to tuned
-# Adam 1.35 -> 0.76, 0.76, 0.70, 0.76, 0.81; median 1.46 -> 0.70 at 0.3), and at 1x 0.72 -> 0.70, 2x 0.60 -> 0.56;
+# Adam 1.35 -> 0.79, 0.76, 0.70, 0.76, 0.81 in that order; median 1.46 -> 0.70 at 0.3), and at 1x 0.72 -> 0.70, 2x
+# 0.60 -> 0.56 (0.5 the same there);
 # under every other rule, and in games of exact gradients, the file plays bit for bit as before
 # (docs/results/learned.md, twenty-ninth session).
 ADDED_OPTIONS["learned_mlp_digits"] = {**ADDED_OPTIONS["learned_mlp_digits"], "guard_memory_noisy_bounded": 0.3}

@@ -169,8 +169,8 @@ def apply_guard(
         fallback), the guard's next state.
     """
     dtype = update[0].dtype
-    step, radius, memory, growth = config.guard_step, config.guard_radius, config.guard_memory, config.guard_growth
-    fade = {"guard_fade": state["guard_fade"]} if "guard_fade" in state else {}
+    step, radius, growth = config.guard_step, config.guard_radius, config.guard_growth
+    memory = state.get("guard_fade", config.guard_memory)  # [B, 1] where guard_memory_noisy_bounded plays
     trunk_block = blocks.trunk_block
     capped_block = torch.ones_like(trunk_block) if capped_blocks is None else capped_blocks
     g_head, g_trunk = blocks.split(g)
@@ -189,8 +189,7 @@ def apply_guard(
         # The newest secant, or the last estimate fading by ``memory`` per step if that is larger: a secant along a
         # flat direction does not lift the cap at once (a stiff direction the last move missed may come back).
         secant = changed / torch.where(fresh, moved, 1.0)
-        faded = (fade["guard_fade"] if fade else memory) * state["guard_l"]
-        curvature = torch.where(fresh, torch.maximum(secant, faded), state["guard_l"])
+        curvature = torch.where(fresh, torch.maximum(secant, memory * state["guard_l"]), state["guard_l"])
         seen = torch.maximum(state["guard_seen"], fresh.to(dtype))
         # Armed for good once the block's gradient grew by more than ``growth`` over one of its moves: the sign of an
         # unstable step (a stable game whose gradients only shrink never meets the cap).
@@ -244,7 +243,7 @@ def apply_guard(
     return (guarded_head, guarded_trunk), capped, {
         "guard_g": g, "guard_s": length.detach(), "guard_n": norm, "guard_l": curvature, "guard_seen": seen,
         "guard_armed": armed, "guard_g0": first,
-    } | fade  # fmt: skip
+    } | ({"guard_fade": state["guard_fade"]} if "guard_fade" in state else {})  # fmt: skip
 
 
 def norm_guard_state(batch: int, num_groups: int, dtype: torch.dtype, device: torch.device) -> dict[str, Tensor]:

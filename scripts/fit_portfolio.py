@@ -15,12 +15,18 @@ targets e^(−r_k/τ)), plus a small L2 penalty (:func:`fit_selector`); it print
 regret beside each expert's alone, and which expert plays where. The rule file (the experts' weights and the
 selector) goes to ``--out``. The shipped file: ``collect`` with the defaults (16 draws x 2 seeds), then ``fit``.
 
+``sync``: after an option is added to a shipped specialist (``scripts/train_weights.py``'s ``ADDED_OPTIONS``), the
+portfolio file ``--out`` takes each of its experts' configs from the shipped specialist of its label, the selector and
+every weight kept (refused where a specialist's weights differ from its expert's: that is a new expert, collect and
+fit again); its ``meta["experts_updated"]`` records what changed, label by label.
+
 Usage::
 
     python scripts/fit_portfolio.py collect OUT [--draws 16] [--seeds 2]
     python scripts/fit_portfolio.py fit OUT --out agents/learned/weights/learned_portfolio_general.pt
     python scripts/fit_portfolio.py collect VAL --stream validation   # then, never fitted on:
     python scripts/fit_portfolio.py evaluate VAL --out agents/learned/weights/learned_portfolio_general.pt
+    python scripts/fit_portfolio.py sync --out agents/learned/weights/learned_portfolio_general.pt
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agents.learned.checkpoint import pretrained_path, read_rule, save_rule  # noqa: E402
+from agents.learned.checkpoint import load_rule, pretrained_path, read_rule, save_rule  # noqa: E402
 from agents.learned.family import FAMILIES, draw_games  # noqa: E402
 from agents.learned.portfolio import PortfolioConfig, PortfolioRule, game_features  # noqa: E402
 from mtg_env._io import write_atomic  # noqa: E402
@@ -291,6 +297,39 @@ def evaluate(out: Path, rule_file: Path) -> None:
     print(f"{games} validation games: mean log regret of the picks {total / games:.4f}; each alone: {each}")
 
 
+def sync(rule_file: Path, note: str) -> None:
+    """Give the portfolio in ``rule_file`` its experts' configs from the shipped specialists of their labels (see the
+    module docstring), recording ``note`` beside each changed expert in ``meta["experts_updated"]``."""
+    _, rule, meta = load_rule(rule_file)
+    if not isinstance(rule, PortfolioRule):
+        raise SystemExit(f"{rule_file} is not a learned_portfolio file")
+    experts, changed = [], {}
+    for label, (name, config), expert in zip(rule.config.labels, rule.config.experts, rule.experts, strict=True):
+        shipped = load_rule(pretrained_path(name, label))[1]
+        ours, theirs = expert.state_dict(), shipped.state_dict()
+        if ours.keys() != theirs.keys() or not all(torch.equal(ours[k], theirs[k].to(ours[k].dtype)) for k in ours):
+            raise SystemExit(
+                f"{rule_file}: the shipped {name} {label!r} file's weights are not its {label!r} expert's; a new "
+                "expert needs its games collected and the selector fitted again (collect, fit)"
+            )
+        new = _config(shipped)
+        diff = {k: v for k, v in new.items() if config.get(k) != v}
+        if diff:
+            changed[label] = f"{diff} ({note})"
+        experts.append((name, new))
+    if not changed:
+        print(f"{rule_file}: every expert's config is its shipped specialist's already")
+        return
+    portfolio = PortfolioRule(PortfolioConfig(experts=tuple(experts), labels=rule.config.labels))
+    portfolio.load_state_dict(rule.state_dict())
+    updated = {**meta.get("experts_updated", {})}
+    for label, what in changed.items():
+        updated[label] = f"{updated[label]}; then {what}" if label in updated else what
+    save_rule(rule_file, "learned_portfolio", portfolio, {**meta, "experts_updated": updated})
+    for label, what in changed.items():
+        print(f"{rule_file}: expert {label!r} now plays {what}")
+
+
 def _config(rule: torch.nn.Module) -> dict:
     from dataclasses import asdict
 
@@ -299,8 +338,8 @@ def _config(rule: torch.nn.Module) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=["collect", "fit", "evaluate"])
-    parser.add_argument("dir", type=Path, help="where gaps.json (and floors.json) live")
+    parser.add_argument("step", choices=["collect", "fit", "evaluate", "sync"])
+    parser.add_argument("dir", type=Path, nargs="?", help="where gaps.json (and floors.json) live (not for sync)")
     parser.add_argument("--draws", type=int, default=16, help="collect: draws per cell")
     parser.add_argument("--seeds", type=int, default=2, help="collect: seeds per draw")
     parser.add_argument(
@@ -308,7 +347,10 @@ def main() -> None:
         default=",".join(FAMILIES),
         help="collect: comma-separated shipped learned_mlp tags (digits: learned_mlp_digits.pt) or LABEL=PATH files",
     )
-    parser.add_argument("--out", type=Path, help="fit: the rule file to write; evaluate: the rule file to read")
+    parser.add_argument(
+        "--out", type=Path, help="fit: the rule file to write; evaluate: the rule file to read; sync: the one to update"
+    )
+    parser.add_argument("--note", default="", help="sync: why, recorded beside each changed expert")
     parser.add_argument(
         "--stream", default="tuning", choices=["tuning", "validation"], help="collect: the games' stream"
     )
@@ -316,6 +358,13 @@ def main() -> None:
     parser.add_argument("--tau", type=float, default=0.25, help="fit: the soft targets' temperature (log regret)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.step == "sync":
+        if args.out is None:
+            parser.error("sync needs --out")
+        sync(args.out, args.note)
+        return
+    if args.dir is None:
+        parser.error(f"{args.step} needs DIR")
     if args.step == "collect":
         _use(args.experts.split(","))
         collect(args.dir, args.draws, args.seeds, args.stream)

@@ -200,13 +200,15 @@ def test_the_shipped_files_balance_only_under_mgda(name: str, consensus: str, pl
 def test_the_files_before_the_balance_are_the_shipped_files_without_it(name: str) -> None:
     """docs/sealed/general/k13's before-files, which K13 scored beside the files shipped then (the regression
     specialist K13 scored is docs/sealed/general/k16's before-file: K16 replaced it; the digits specialist is k24's:
-    it took ``guard_memory_noisy_bounded`` after K23)."""
+    it took ``guard_memory_noisy_bounded`` after K23; the quadratic specialist is docs/sealed/stability/slack's: it
+    took ``guard_slack`` 2 after K24)."""
     from pathlib import Path
 
     docs = Path(__file__).resolve().parents[1] / "docs/sealed/general"
     _, old, _ = load_rule(docs / f"k13/learned_mlp_{name}_before.pt")
     then = {"regression": docs / "k16/learned_mlp_regression_before.pt",
-            "digits": docs / "k24/learned_mlp_digits_before.pt"}.get(name)  # fmt: skip
+            "digits": docs / "k24/learned_mlp_digits_before.pt",
+            "quadratic": docs.parent / "stability/slack/learned_mlp_quadratic_before.pt"}.get(name)  # fmt: skip
     _, shipped, _ = load_rule(then or pretrained_path("learned_mlp", name))
     unbalanced = with_options("learned_mlp", shipped, balance_min_bounded=False)
     assert old.config == unbalanced.config

@@ -109,18 +109,23 @@ def test_a_memory_outside_0_to_1_is_refused(value: object) -> None:
 
 def test_the_shipped_digits_file_is_the_one_before_with_the_option_alone() -> None:
     """docs/sealed/general/k24's before-file (the digits specialist K13 to K23 scored) plus
-    ``guard_memory_noisy_bounded = 0.3`` is the shipped file, weights and every other option; the shipped portfolio's
-    digits expert is the shipped file."""
+    ``guard_memory_noisy_bounded = 0.3`` is the file K24 scored (kept in docs/sealed/stability/slack/ since the
+    shipped one took ``guard_slack`` 2: tests/test_learned_stability.py), weights and every other option; the shipped
+    portfolio's digits expert is the shipped file."""
     from dataclasses import asdict
     from pathlib import Path
 
     from agents.learned.portfolio import PortfolioRule
 
     before = load_rule(Path(__file__).resolve().parents[1] / "docs/sealed/general/k24/learned_mlp_digits_before.pt")[1]
+    scored = load_rule(
+        Path(__file__).resolve().parents[1] / "docs/sealed/stability/slack/learned_mlp_digits_before.pt"
+    )[1]
     shipped = load_rule(pretrained_path("learned_mlp", "digits"))[1]
-    assert before.config.guard_memory_noisy_bounded is None and shipped.config.guard_memory_noisy_bounded == 0.3
-    assert with_options("learned_mlp", before, guard_memory_noisy_bounded=0.3).config == shipped.config
-    expected, got = before.state_dict(), shipped.state_dict()
+    assert before.config.guard_memory_noisy_bounded is None and scored.config.guard_memory_noisy_bounded == 0.3
+    assert with_options("learned_mlp", before, guard_memory_noisy_bounded=0.3).config == scored.config
+    assert shipped.config.guard_memory_noisy_bounded == 0.3
+    expected, got = before.state_dict(), scored.state_dict()
     assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
     portfolio = load_rule(pretrained_path("learned_portfolio", "general"))[1]
     assert isinstance(portfolio, PortfolioRule)

@@ -307,3 +307,38 @@ def test_the_fit_takes_shipped_tags_and_rule_files_of_ones_own() -> None:
     assert fit_portfolio._files() == {"mine": "docs/sealed/portfolio/learned_mlp_regression_anneal.pt"}  # for the setup
     experts, sha256 = fit_portfolio._experts()
     assert experts["mine"].config.anneal == 1.0 and len(sha256["mine"]) == 64
+
+
+def test_sync_gives_the_experts_the_shipped_specialists_configs_and_keeps_the_rest(tmp_path: Path) -> None:
+    """``fit_portfolio.py sync`` on the portfolio as shipped before the specialists took their latest options
+    (docs/sealed/general/k24's before-file) gives the shipped portfolio: the same selector and weights, the shipped
+    specialists' configs; what changed is recorded per expert, and a second sync changes nothing."""
+    fit_portfolio = _fit_script()
+    path = tmp_path / "p.pt"
+    before = Path(__file__).parents[1] / "docs/sealed/general/k24/learned_portfolio_general_before.pt"
+    path.write_bytes(before.read_bytes())
+    fit_portfolio.sync(path, "a test")
+    _, synced, meta = load_rule(path)
+    _, shipped, _ = load_rule(SHIPPED)
+    assert isinstance(synced, PortfolioRule) and isinstance(shipped, PortfolioRule)
+    assert [asdict(e.config) for e in synced.experts] == [asdict(e.config) for e in shipped.experts]
+    expected, got = shipped.state_dict(), synced.state_dict()
+    assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
+    assert (
+        "'guard_slack': 2.0" in meta["experts_updated"]["quadratic"] and "a test" in meta["experts_updated"]["digits"]
+    )
+    written = path.read_bytes()
+    fit_portfolio.sync(path, "again")
+    assert path.read_bytes() == written
+
+
+def test_sync_refuses_an_expert_whose_weights_are_not_its_specialists(tmp_path: Path) -> None:
+    fit_portfolio = _fit_script()
+    rule = _portfolio()
+    with torch.no_grad():
+        rule.experts[1].log_lr.add_(0.1)  # type: ignore[operator]
+    path = save_rule(tmp_path / "p.pt", "learned_portfolio", rule, {"config": {"suite": list(FAMILIES)}})
+    written = path.read_bytes()
+    with pytest.raises(SystemExit, match="the shipped learned_mlp 'regression' file's weights are not its"):
+        fit_portfolio.sync(path, "")
+    assert path.read_bytes() == written

@@ -21,7 +21,9 @@ from mtg_env.bench.sealed import _Floors
 from mtg_env.bench.sealed_search import _game, play_candidates, play_rule
 
 torch.set_num_threads(1)
-RULE = load_rule("agents/learned/weights/learned_mlp_quadratic.pt")[1]
+RULE = load_rule("docs/sealed/stability/slack/learned_mlp_quadratic_before.pt")[
+    1
+]  # as shipped then (before guard_slack)
 MOMENTUM = {
     "baseline": "momentum",
     "lr": 0.004641588833612782,

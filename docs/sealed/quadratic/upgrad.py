@@ -42,7 +42,10 @@ weights = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(weights)
 
 RECIPE = weights.RUNS["learned_mlp_quadratic"]
-SHIPPED = str(ROOT / "agents/learned/weights/learned_mlp_quadratic.pt")
+#: The quadratic specialist as shipped when these runs were made (kept since the thirtieth session's ``guard_slack``).
+SHIPPED = str(ROOT / "docs/sealed/stability/slack/learned_mlp_quadratic_before.pt")
+#: The options added to it after training, as these runs played them (``guard_slack`` came later).
+ADDED = {k: v for k, v in weights.ADDED_OPTIONS["learned_mlp_quadratic"].items() if k != "guard_slack"}
 VARIANTS = {
     "upgrad": {"consensus": "upgrad", "method": "pes"},
     "all": {"consensus": ("sum", "mean", "mgda", "upgrad"), "method": "pes"},
@@ -65,7 +68,7 @@ def train(variant: str, seed: int) -> None:
     result = meta_train(config, out=out, progress=False)
     shutil.copyfile(out / "best.pt", out / "file.pt")
     if "init" not in VARIANTS[variant]:  # (a file started from plays its own options, these among them)
-        weights.add_options(out / "file.pt", weights.ADDED_OPTIONS["learned_mlp_quadratic"])
+        weights.add_options(out / "file.pt", ADDED)
     print(f"{out}: {time.perf_counter() - began:.0f} s, best {result.best_val:.4f} at {result.best_iteration}, "
           f"trunk x{result.trunk_factor}, heads x{result.head_factor}")  # fmt: skip
 

@@ -13,6 +13,9 @@
 # enter tuning), as for K16: CACHE is seeded from docs/sealed/general/k15/regression_<rule>_<multiple>.json.
 # Run from the repository root: KEY=... bash docs/sealed/general/k17/run.sh OUT
 set -e
+# S: the specialists as this key scored them, kept since they took guard_slack 2 (thirtieth session; on the validation
+# stream the shipped ones play their families' games bit for bit as these: docs/results/learned.md, "guard_slack 2").
+S=docs/sealed/stability/slack
 export KEY=${KEY:?set KEY to the seventeenth key (docs/results/learned.md, twenty-first session)}
 OUT=${1:?usage: run.sh OUT}
 export CACHE=${CACHE:-$OUT/cache} SEEDS=1 BOOTSTRAP_UNIT=draw
@@ -28,6 +31,6 @@ for consensus in sum mean mgda upgrad; do
   [ "$consensus" = upgrad ] && multiples="1"
   for m in $multiples; do
     DRAWS=128 python docs/sealed/general/k7/play.py regression:$consensus $m "$OUT" \
-      shipped=agents/learned/weights/learned_mlp_regression.pt
+      shipped=$S/learned_mlp_regression_before.pt
   done
 done

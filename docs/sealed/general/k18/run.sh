@@ -14,6 +14,10 @@
 # does not enter tuning): CACHE is seeded from docs/sealed/general/k15/quadratic_<rule>_<multiple>.json.
 # Run from the repository root: KEY=... bash docs/sealed/general/k18/run.sh OUT
 set -e
+# S: the specialists as this key scored them, kept since they took guard_slack 2 (thirtieth session; on the validation
+# stream the shipped ones play their families' games bit for bit as these: docs/results/learned.md, "guard_slack 2");
+# the portfolio this key scored is k24/'s.
+S=docs/sealed/stability/slack
 export KEY=${KEY:?set KEY to the eighteenth key (docs/results/learned.md, twenty-first session)}
 OUT=${1:?usage: run.sh OUT}
 export CACHE=${CACHE:-$OUT/cache} SEEDS=1 BOOTSTRAP_UNIT=draw
@@ -30,6 +34,6 @@ for consensus in sum mean mgda upgrad; do
   [ "$consensus" = upgrad ] && multiples="1"
   for m in $multiples; do
     DRAWS=128 python docs/sealed/general/k7/play.py quadratic:$consensus $m "$OUT" \
-      quad=$W/learned_mlp_quadratic.pt port=$W/learned_portfolio_general.pt gen=$W/learned_mlp_general.pt
+      quad=$S/learned_mlp_quadratic_before.pt port=docs/sealed/general/k24/learned_portfolio_general_before.pt gen=$W/learned_mlp_general.pt
   done
 done

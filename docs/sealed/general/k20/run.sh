@@ -18,6 +18,10 @@
 # beside this script (tuned/); CACHE is seeded from them.
 # Run from the repository root: KEY=... bash docs/sealed/general/k20/run.sh OUT
 set -e
+# S: the specialists as this key scored them, kept since they took guard_slack 2 (thirtieth session; on the validation
+# stream the shipped ones play their families' games bit for bit as these: docs/results/learned.md, "guard_slack 2");
+# the portfolio this key scored is k24/'s.
+S=docs/sealed/stability/slack
 export KEY=${KEY:?set KEY to the twentieth key (docs/results/learned.md, K19 and K20)}
 OUT=${1:?usage: run.sh OUT}
 export CACHE=${CACHE:-$OUT/cache} SEEDS=1 BOOTSTRAP_UNIT=draw
@@ -26,7 +30,7 @@ cp docs/sealed/general/k20/tuned/tuned_*_upgrad_*.json "$CACHE"/
 W=agents/learned/weights
 for m in 5; do
   DRAWS=128 python docs/sealed/general/k7/play.py quadratic:upgrad $m "$OUT" \
-    quad=$W/learned_mlp_quadratic.pt port=$W/learned_portfolio_general.pt gen=$W/learned_mlp_general.pt
+    quad=$S/learned_mlp_quadratic_before.pt port=docs/sealed/general/k24/learned_portfolio_general_before.pt gen=$W/learned_mlp_general.pt
   DRAWS=128 python docs/sealed/general/k7/play.py regression:upgrad $m "$OUT" \
-    shipped=$W/learned_mlp_regression.pt gen=$W/learned_mlp_general.pt
+    shipped=$S/learned_mlp_regression_before.pt gen=$W/learned_mlp_general.pt
 done

@@ -17,6 +17,9 @@
 # per cell for dig (the mean-gap and the median-gap ratio to the best tuned baseline each below 1 with its 95 % CI's
 # upper end below 1; no divergence), reported for every cell whatever it shows; nothing shipped changes on it.
 set -e
+# S: the specialists as this key scored them, kept since they took guard_slack 2 (thirtieth session; on the validation
+# stream the shipped ones play their families' games bit for bit as these: docs/results/learned.md, "guard_slack 2").
+S=docs/sealed/stability/slack
 export KEY=${KEY:?set KEY to the twenty-fourth key (docs/results/learned.md, K24)}
 OUT=${1:?usage: run.sh OUT [RULE:MULTIPLE ...]}
 shift
@@ -33,7 +36,7 @@ for cell in "${cells[@]}"; do
     1|2) export CACHE_FROM=docs/sealed/general/k15 ;;
     *) echo "run.sh: cell $cell: K24 plays 1x, 2x and 5x" >&2; exit 2 ;;
   esac
-  python docs/sealed/general/k7/play.py digits:mgda "$m" "$OUT" dig=agents/learned/weights/learned_mlp_digits.pt \
+  python docs/sealed/general/k7/play.py digits:mgda "$m" "$OUT" dig=$S/learned_mlp_digits_before.pt \
     dig_before=docs/sealed/general/k24/learned_mlp_digits_before.pt
   python docs/sealed/general/polished.py "$OUT/digits_mgda_$m.json"
 done

@@ -304,7 +304,7 @@ def sync(rule_file: Path, note: str) -> None:
     if not isinstance(rule, PortfolioRule):
         raise SystemExit(f"{rule_file} is not a learned_portfolio file")
     experts, changed = [], {}
-    for label, (name, config), expert in zip(rule.config.labels, rule.config.experts, rule.experts, strict=True):
+    for label, (name, _), expert in zip(rule.config.labels, rule.config.experts, rule.experts, strict=True):
         shipped = load_rule(pretrained_path(name, label))[1]
         ours, theirs = expert.state_dict(), shipped.state_dict()
         if ours.keys() != theirs.keys() or not all(torch.equal(ours[k], theirs[k].to(ours[k].dtype)) for k in ours):
@@ -312,7 +312,7 @@ def sync(rule_file: Path, note: str) -> None:
                 f"{rule_file}: the shipped {name} {label!r} file's weights are not its {label!r} expert's; a new "
                 "expert needs its games collected and the selector fitted again (collect, fit)"
             )
-        new = _config(shipped)
+        new, config = _config(shipped), _config(expert)  # every field (a file's may lack one added since: its default)
         diff = {k: v for k, v in new.items() if config.get(k) != v}
         if diff:
             changed[label] = f"{diff} ({note})"

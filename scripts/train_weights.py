@@ -154,6 +154,14 @@ ADDED_OPTIONS["learned_mlp_digits"] = {**ADDED_OPTIONS["learned_mlp_digits"], "g
 # docs/sealed/stability/slack/. (Not the generalist's: no game of the survey diverged under it at 10.)
 for _name in ("learned_mlp_quadratic", "learned_mlp_regression", "learned_mlp_digits"):
     ADDED_OPTIONS[_name] = {**ADDED_OPTIONS.get(_name, {}), "guard_slack": 2.0}
+# The digits specialist's restarts not lifted where the player's gradient grew (thirtieth session; ``lift_growing``):
+# with the slack at 2 one stiff ``mgda`` game of the survey still diverged (1e5, game 1004: a slow drift under the
+# balance's lifted restarts); with the option none of the 26 stiff ``mgda`` games of seeds 1000-1012 does. On the
+# validation stream under ``mgda`` it plays the 100- and 200-step games bit for bit as before (16 draws) and changes
+# 11 of 16 at 500 steps: the 5x cell's mean-gap ratio to tuned Adam 0.70 -> 0.72, median 0.70 -> 0.66 (24 draws);
+# under the other rules the balance does not play, nor does the option. The file before it:
+# docs/sealed/general/k25/learned_mlp_digits_before.pt (docs/results/learned.md, thirtieth session).
+ADDED_OPTIONS["learned_mlp_digits"] = {**ADDED_OPTIONS["learned_mlp_digits"], "lift_growing": False}
 
 
 def add_options(path: Path, options: dict[str, object]) -> None:

@@ -256,6 +256,46 @@ def test_balanced_a_capped_player_whose_gradient_is_short_restarts_as_if_it_were
         _restart(torch.tensor([2.5], dtype=torch.float64))
 
 
+def test_with_lift_growing_false_a_restart_whose_gradient_grew_is_not_lifted() -> None:
+    """``lift_growing=False``: a capped player whose gradient grew over its last move (block 1: 0.5 -> 1) restarts at
+    the cap, c·g / L̂, not lifted to G; one whose gradient shrank (block 3: 8 -> 4) is lifted as before, and the
+    default lifts both."""
+    from agents.learned.guard import GuardConfig, apply_guard, guard_state
+
+    is_trunk = torch.tensor([False] * 3 + [True] * 6)
+    blocks = Blocks(is_trunk, torch.tensor([0, 2, 4, 1, 1, 3, 3, 5, 5]), 6)
+    g = torch.tensor([[0.5, 0.5, 0.5, 0.6, 0.8, 0.0, 4.0, 0.0, 0.0]], dtype=torch.float64)
+    ones = torch.ones(1, 6, dtype=torch.float64)
+    state = guard_state(g, 6, torch.float64) | {
+        "guard_g": g.clone(),  # no change of gradient: L̂ = 0.9 · 4 = 3.6 (the last estimate, fading)
+        "guard_s": ones, "guard_l": 4.0 * ones, "guard_seen": ones, "guard_armed": ones,
+        "guard_n": torch.tensor([[1.0, 0.5, 1.0, 8.0, 1.0, 1.0]], dtype=torch.float64),
+    }  # fmt: skip
+    heads, trunk = blocks.split(-100.0 * g + 0.01)  # every proposal far beyond its cap
+
+    def restart(lift_growing: bool, floor: float | None = 5.0) -> torch.Tensor:
+        (_, guarded), capped, _ = apply_guard(
+            (heads, trunk), None, g, blocks, torch.zeros(1, dtype=torch.float64), dict(state),
+            GuardConfig(guard_step=1.0), restart=True,
+            restart_floor=None if floor is None else torch.tensor([[floor]], dtype=torch.float64),
+            lift_growing=lift_growing,
+        )  # fmt: skip
+        assert capped[0, blocks.trunk_block].all()
+        return guarded[0]
+
+    plain, lifted, held = restart(True, None), restart(True), restart(False)
+    torch.testing.assert_close(plain[0], -g[0, 3:5] / 3.6, rtol=1e-15, atol=0)
+    torch.testing.assert_close(lifted[0], 5.0 * plain[0], rtol=1e-15, atol=0)  # grew, lifted by default
+    assert torch.equal(held[0], plain[0])  # grew: held at the cap
+    torch.testing.assert_close(held[1], 1.25 * plain[1], rtol=1e-15, atol=0)  # shrank: lifted (G / ‖g‖ = 5 / 4)
+    assert torch.equal(held[1], lifted[1]) and torch.equal(held[2], lifted[2])
+
+
+def test_lift_growing_must_be_a_bool() -> None:
+    with pytest.raises(TypeError, match="lift_growing must be a bool, got 0"):
+        new_rule("learned_mlp", balance_min_bounded=True, lift_growing=0)
+
+
 @pytest.mark.parametrize("suite", ["regression", "digits"])
 def test_the_forms_agree_where_restarts_are_lifted(suite: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The rule's trunk step 30x: the heavy ball overshoots, the guard restarts, and the lift changes restarts; the

@@ -129,6 +129,7 @@ def apply_guard(
     fallback: bool = False,
     rise: Tensor | None = None,
     restart_floor: Tensor | None = None,
+    lift_growing: bool = True,
 ) -> tuple[tuple[Tensor, Tensor], Tensor, dict[str, Tensor]]:
     """The guarded update (see the module docstring), as the heads' ``[B, h]`` and the trunk proposals' ``[B, P, n]``.
 
@@ -163,6 +164,9 @@ def apply_guard(
             least this long, c·g·max(1, floor / ‖g‖) / L̂ (the balance's G, :mod:`agents.learned.balance`: under a
             min-norm consensus a capped player whose gradient is short would otherwise bound every player's move).
             Lifted, the restart is longer than the cap: for that player the balance, not the cap, sets its step.
+        lift_growing: With ``restart_floor``: lift also a block whose gradient grew over its last move (the arming
+            test); ``False``: such a block restarts at the cap, c·g / L̂ (a lifted restart that overshot is not
+            lifted again while its gradient grows).
 
     Returns:
         The guarded update (heads, trunk proposals), ``[B, G]`` bool the blocks that were capped (or played the
@@ -227,6 +231,8 @@ def apply_guard(
                 expected = [norm.shape[0], 1]
                 raise ValueError(f"restart_floor must be [B, 1] = {expected}, got {list(restart_floor.shape)}")
             lift = restart_floor.to(dtype) / torch.where(norm > 0, norm, 1.0)
+            if not lift_growing:  # a gradient that grew over the last move: that restart overshot, none lifted now
+                lift = torch.where(growing, 1.0, lift)
             inverse = inverse * torch.where(trunk_block & (norm > 0), lift.clamp_min(1.0), 1.0)
         gd = -g_trunk * blocks.per_trunk(inverse)
         guarded_trunk = torch.where(blocks.per_trunk(restarted), gd, guarded_trunk)

@@ -133,6 +133,14 @@ class MLPRuleConfig(GuardConfig):
     tests/test_learned_stability.py). Under the other rules nothing changes. ``EngineDriver`` reads the game's
     property and computes G from the step's Jacobian; the agent reads the infos; a game that does not say counts as
     not min-bounded (no balance)."""
+    lift_growing: bool = True
+    """With ``balance_min_bounded`` where it plays: the restart of a capped proposal is lifted (as if the player's
+    gradient were at least G long) also on a step over whose last move the player's trunk gradient grew, as trained;
+    ``False``: on such a step the restart is the guard's own, c·g / L̂. A lifted restart is longer than the cap, so
+    along the player's stiffest direction it can overshoot, and a gradient that grew is the sign that it did: once
+    the lift is held there, an oscillation it starts ends on the next step. On the stability tests' stiff quadratics
+    the digits specialist's lifted restarts drifted one game of 26 under ``mgda`` to a blow-up over 1 000 steps
+    (docs/results/learned.md, thirtieth session)."""
     guard_memory_noisy_bounded: float | None = None
     """The guard's ``guard_memory`` in games whose gradients are estimates (a minibatch a step, or a noise model:
     :attr:`mtg_env.engine.Game.stochastic_gradients`) and whose consensus rule lets the shortest proposal bound the

@@ -110,6 +110,8 @@ class MLPRule(nn.Module):
             raise ValueError(f"trunk_adam_beta1 must be None (adam_beta1) or a float in [0, 1), got {b1!r}")
         if not isinstance(config.balance_min_bounded, bool):
             raise TypeError(f"balance_min_bounded must be a bool, got {config.balance_min_bounded!r}")
+        if not isinstance(config.lift_growing, bool):
+            raise TypeError(f"lift_growing must be a bool, got {config.lift_growing!r}")
         if (b1 is not None or config.adam_min_bounded_only) and not config.trunk_adam:
             raise ValueError(
                 "trunk_adam_beta1 and adam_min_bounded_only set the trunk's AMSGrad share: they need trunk_adam=True"
@@ -369,7 +371,7 @@ class MLPRule(nn.Module):
             (head_update, proposal), capped, guard = apply_guard(
                 (head_update, proposal), reach, g, blocks, move[:, 0], state, cfg, restart=True,
                 capped_blocks=blocks.trunk_block, rise=change - (loss - change).abs(),
-                restart_floor=None if common is None else common[:, :, 0],
+                restart_floor=None if common is None else common[:, :, 0], lift_growing=cfg.lift_growing,
             )  # fmt: skip
             mu = torch.where(blocks.per_trunk(capped), g_t, mu)
         update = blocks.join(head_update, proposal)

@@ -57,11 +57,11 @@ weights = importlib.util.module_from_spec(_spec)  # the shipped files' recipes (
 _spec.loader.exec_module(weights)
 
 #: The options the shipped digits file had added after its training, as this session played them (the twenty-ninth
-#: session's ``guard_memory_noisy_bounded`` and the thirtieth's ``guard_slack`` came later).
+#: session's ``guard_memory_noisy_bounded`` and the thirtieth's ``guard_slack`` and ``lift_growing`` came later).
 ADDED: dict = {
     k: v
     for k, v in weights.ADDED_OPTIONS["learned_mlp_digits"].items()
-    if k not in ("guard_memory_noisy_bounded", "guard_slack")
+    if k not in ("guard_memory_noisy_bounded", "guard_slack", "lift_growing")
 }
 
 #: The shipped digits file's play options (its training's and those added after it), trained with from the start.

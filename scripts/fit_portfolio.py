@@ -305,7 +305,12 @@ def sync(rule_file: Path, note: str) -> None:
         raise SystemExit(f"{rule_file} is not a learned_portfolio file")
     experts, changed = [], {}
     for label, (name, _), expert in zip(rule.config.labels, rule.config.experts, rule.experts, strict=True):
-        shipped = load_rule(pretrained_path(name, label))[1]
+        path = pretrained_path(name, label)
+        if not path.exists():
+            raise SystemExit(
+                f"{rule_file}: expert {label!r} has no shipped {name} file ({path}) to take its config from"
+            )
+        shipped = load_rule(path)[1]
         ours, theirs = expert.state_dict(), shipped.state_dict()
         if ours.keys() != theirs.keys() or not all(torch.equal(ours[k], theirs[k].to(ours[k].dtype)) for k in ours):
             raise SystemExit(
@@ -315,7 +320,7 @@ def sync(rule_file: Path, note: str) -> None:
         new, config = _config(shipped), _config(expert)  # every field (a file's may lack one added since: its default)
         diff = {k: v for k, v in new.items() if config.get(k) != v}
         if diff:
-            changed[label] = f"{diff} ({note})"
+            changed[label] = f"{diff} ({note})" if note else str(diff)
         experts.append((name, new))
     if not changed:
         print(f"{rule_file}: every expert's config is its shipped specialist's already")

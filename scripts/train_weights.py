@@ -148,9 +148,9 @@ ADDED_OPTIONS["learned_mlp_digits"] = {**ADDED_OPTIONS["learned_mlp_digits"], "g
 # its first move could take a second step 10x the stable one and start a divergence no later cap stops. At 2, on the
 # stiff quadratics of tests/test_learned_stability.py beyond the tests' seeds (game seeds 1003-1012, conditions 1e4
 # and 1e5, four rules, 1 000 steps; 80 games a file; docs/sealed/stability/survey.py), the diverged games: the
-# quadratic specialist 2 -> 0, regression 2 -> 0, digits 11 -> 1. No scored play changes: on the validation stream at
-# 500 steps (5x) under sum, mgda and upgrad each file plays its own family's games bit for bit as at 10 (quadratic and
-# regression 24 draws, digits 16; docs/sealed/stability/identity.py). The files before it are kept in
+# quadratic specialist 2 -> 0, regression 2 -> 0, digits 11 -> 1. On the validation stream at 100, 200 and 500 steps
+# under sum, mgda and upgrad each file plays its own family's games bit for bit as at 10 (quadratic and regression 24
+# draws, digits 16; docs/sealed/stability/identity.py). The files before it are kept in
 # docs/sealed/stability/slack/. (Not the generalist's: no game of the survey diverged under it at 10.)
 for _name in ("learned_mlp_quadratic", "learned_mlp_regression", "learned_mlp_digits"):
     ADDED_OPTIONS[_name] = {**ADDED_OPTIONS.get(_name, {}), "guard_slack": 2.0}

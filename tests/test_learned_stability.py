@@ -133,7 +133,8 @@ def test_the_shipped_rules_never_diverge_over_ten_times_the_horizon(
 _BEFORE_SLACK = Path(__file__).parents[1] / "docs" / "sealed" / "stability" / "slack"
 
 
-#: The options each specialist took after the keys K13-K24 scored it (scripts/train_weights.py's ``ADDED_OPTIONS``).
+#: The options each specialist took in the thirtieth session (scripts/train_weights.py's ``ADDED_OPTIONS``), after the
+#: last keys that scored it (quadratic K18-K20, regression K17-K20, digits K24).
 _SINCE_SLACK: dict[str, dict[str, object]] = {
     "quadratic": {"guard_slack": 2.0},
     "regression": {"guard_slack": 2.0},
@@ -143,9 +144,10 @@ _SINCE_SLACK: dict[str, dict[str, object]] = {
 
 @pytest.mark.parametrize("suite", ["quadratic", "regression", "digits"])
 def test_each_specialist_is_its_file_before_with_guard_slack_2(suite: str) -> None:
-    """The shipped specialist is the file before the option (which the keys K13-K24 scored) with ``guard_slack`` 2
-    (and the digits specialist ``lift_growing = False``, which K25 scored) alone: the same weights and every other
-    option; its meta records the options."""
+    """The shipped specialist is the file before the option (the one the last keys scored) with ``guard_slack`` 2
+    (and the digits specialist ``lift_growing = False`` too) alone: the same weights and every other option; its meta
+    records the options. The digits file K25 names as the one before ``lift_growing`` is the slack's before-file with
+    ``guard_slack`` 2."""
     from agents.learned.checkpoint import with_options
 
     before = load_rule(_BEFORE_SLACK / f"learned_mlp_{suite}_before.pt")[1]
@@ -155,6 +157,10 @@ def test_each_specialist_is_its_file_before_with_guard_slack_2(suite: str) -> No
     expected, got = before.state_dict(), shipped.state_dict()
     assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
     assert {k: meta["added_options"][k] for k in _SINCE_SLACK[suite]} == _SINCE_SLACK[suite]
+    if suite == "digits":
+        k25 = load_rule(Path(__file__).parents[1] / "docs/sealed/general/k25/learned_mlp_digits_before.pt")[1]
+        assert with_options("learned_mlp", before, guard_slack=2.0).config == k25.config
+        assert all(torch.equal(expected[k], v) for k, v in k25.state_dict().items())
 
 
 def test_guard_slack_2_stops_the_second_move_of_a_block_not_yet_armed() -> None:

@@ -310,7 +310,7 @@ def test_the_fit_takes_shipped_tags_and_rule_files_of_ones_own() -> None:
 
 
 def test_sync_gives_the_experts_the_shipped_specialists_configs_and_keeps_the_rest(tmp_path: Path) -> None:
-    """``fit_portfolio.py sync`` on the portfolio as shipped before the specialists took their latest options
+    """``fit_portfolio.py sync`` on the portfolio as shipped before the twenty-ninth and thirtieth sessions' options
     (docs/sealed/general/k24's before-file) gives the shipped portfolio: the same selector and weights, the shipped
     specialists' configs; what changed is recorded per expert, and a second sync changes nothing."""
     fit_portfolio = _fit_script()

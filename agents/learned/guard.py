@@ -231,6 +231,7 @@ def apply_guard(
                 expected = [norm.shape[0], 1]
                 raise ValueError(f"restart_floor must be [B, 1] = {expected}, got {list(restart_floor.shape)}")
             lift = restart_floor.to(dtype) / torch.where(norm > 0, norm, 1.0)
+            # (``growing`` is the arming test here: only a rule with ``fallback``, which lifts nothing, narrows it)
             if not lift_growing:  # a gradient that grew over the last move: that restart overshot, none lifted now
                 lift = torch.where(growing, 1.0, lift)
             inverse = inverse * torch.where(trunk_block & (norm > 0), lift.clamp_min(1.0), 1.0)

@@ -10,9 +10,10 @@ Then each candidate is played on the validation stream against the cells' tuned 
 
     python scripts/validation_cell.py digits:mean 5 VALOUT \\
         --tuned docs/sealed/general/k21/tuned/tuned_digits_mean_5.json \\
-        dig=agents/learned/weights/learned_mlp_digits.pt B=runs/digits_long/B/best.pt
+        dig=docs/sealed/general/k24/learned_mlp_digits_before.pt B=runs/digits_long/B/best.pt
 
-(5x: ``docs/sealed/general/k21/tuned/tuned_digits_RULE_5.json``; 1x and 2x: K15's cells,
+(``dig``: the digits file shipped then, kept since; 5x: ``docs/sealed/general/k21/tuned/tuned_digits_RULE_5.json``; 1x
+and 2x: K15's cells,
 ``docs/sealed/general/k15/digits_RULE_M.json``.) The cells those runs wrote are in ``long_horizons/``.
 
 Every variant but ``F`` and ``H`` plays the shipped digits file's options from its first iteration (the shipped file

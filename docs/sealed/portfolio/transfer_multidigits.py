@@ -1,6 +1,7 @@
 """Informal transfer check, not the sealed protocol: multidigits (a ModuleSuite no file was trained on, 2 000 training
 pairs), 100 steps under CONSENSUS (sum or mgda). Adam and heavy ball tuned over a small grid on two tuning seeds (the
-learned files played as shipped); all reported on seeds 0-7 as L_T / L_0 (the suite has no known floor).
+learned files played as shipped now: a tool, whose figures move with the shipped files); all reported on seeds 0-7 as
+L_T / L_0 (the suite has no known floor).
 
     python docs/sealed/portfolio/transfer_multidigits.py CONSENSUS
 """

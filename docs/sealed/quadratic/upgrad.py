@@ -3,7 +3,8 @@ is it that the rule was meta-trained under ``sum`` only? (twenty-second session;
 
     python docs/sealed/quadratic/upgrad.py train VARIANT SEED   # -> runs/upgrad/<VARIANT>_s<SEED>/file.pt
     python docs/sealed/regression/moves.py score tuning upgrad 1 \\
-        shipped=agents/learned/weights/learned_mlp_quadratic.pt NAME=runs/upgrad/<VARIANT>_s<SEED>/file.pt ... \\
+        shipped=docs/sealed/stability/slack/learned_mlp_quadratic_before.pt \\
+        NAME=runs/upgrad/<VARIANT>_s<SEED>/file.pt ... \\
         --family quadratic
 
 ``train``: the shipped quadratic specialist's recipe (``scripts/train_weights.py``'s ``learned_mlp_quadratic``: 120

@@ -3,7 +3,7 @@
 so the files as they were play with 10).
 
     python docs/sealed/stability/identity.py "{'guard_slack': 10.0}" quadratic 500 24 quadratic
-    python docs/sealed/stability/identity.py "{'lift_growing': False}" digits 500 16 digits mgda
+    python docs/sealed/stability/identity.py "{'lift_growing': True}" digits 500 16 digits mgda   # shipped: False
 
 Arguments: the options (a Python dict), the families, the steps, the validation draws, and optionally the files
 (comma-separated tags; default every MLP file) and the consensus rules (default ``sum,mgda,upgrad``). Every draw is

@@ -4,9 +4,10 @@ stream, per variant of its options (twenty-ninth session).
     python docs/sealed/digits/guard/ends.py FILE 32 mgda 4 "{}" "{'guard': False}" "{'guard_memory': 0.5}"
 
 FILE: a digits rule file (docs/sealed/general/k24/learned_mlp_digits_before.pt: the file the twenty-ninth session
-compared; agents/learned/weights/learned_mlp_digits.pt: the shipped one, whose ``guard_memory_noisy_bounded`` 0.3
-replaces ``guard_memory`` under ``mgda``: add ``'guard_memory_noisy_bounded': None`` to a variant to compare memories
-with it).
+compared; docs/sealed/stability/slack/learned_mlp_digits_before.pt: the one shipped at the end of that session, whose
+``guard_memory_noisy_bounded`` 0.3 replaces ``guard_memory`` under ``mgda``: add ``'guard_memory_noisy_bounded': None``
+to a variant to compare memories with it; agents/learned/weights/learned_mlp_digits.pt: the one shipped now, which
+since the thirtieth session also plays ``guard_slack`` 2 and ``lift_growing`` False).
 
 Prints each variant's four finals and their geometric mean. Validation draws only: no key enters.
 """

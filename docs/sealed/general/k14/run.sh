@@ -9,8 +9,9 @@
 # (The regression specialist this key played was replaced after K16: its file is in k16/.)
 # (The digits specialist this key played took guard_memory_noisy_bounded after K23: its file as played is in k24/.)
 set -e
-# S: the specialists as this key scored them, kept since they took guard_slack 2 (thirtieth session; on the validation
-# stream the shipped ones play their families' games bit for bit as these: docs/results/learned.md, "guard_slack 2").
+# S: the specialists this key scored (any sha256 above is theirs; the files are now in S: the shipped ones took
+# guard_slack 2 in the thirtieth session, and on the validation stream play their families' games bit for bit as
+# these: docs/results/learned.md, "guard_slack 2").
 S=docs/sealed/stability/slack
 export KEY=${KEY:?set KEY to the fourteenth key (docs/results/learned.md, thirteenth session)}
 W=agents/learned/weights P=docs/sealed/general/k7/play.py OUT=${1:?usage: run.sh OUT}

@@ -13,8 +13,9 @@
 # enter tuning), as for K16: CACHE is seeded from docs/sealed/general/k15/regression_<rule>_<multiple>.json.
 # Run from the repository root: KEY=... bash docs/sealed/general/k17/run.sh OUT
 set -e
-# S: the specialists as this key scored them, kept since they took guard_slack 2 (thirtieth session; on the validation
-# stream the shipped ones play their families' games bit for bit as these: docs/results/learned.md, "guard_slack 2").
+# S: the specialists this key scored (any sha256 above is theirs; the files are now in S: the shipped ones took
+# guard_slack 2 in the thirtieth session, and on the validation stream play their families' games bit for bit as
+# these: docs/results/learned.md, "guard_slack 2").
 S=docs/sealed/stability/slack
 export KEY=${KEY:?set KEY to the seventeenth key (docs/results/learned.md, twenty-first session)}
 OUT=${1:?usage: run.sh OUT}

@@ -18,8 +18,9 @@
 # beside this script (tuned/); CACHE is seeded from them.
 # Run from the repository root: KEY=... bash docs/sealed/general/k20/run.sh OUT
 set -e
-# S: the specialists as this key scored them, kept since they took guard_slack 2 (thirtieth session; on the validation
-# stream the shipped ones play their families' games bit for bit as these: docs/results/learned.md, "guard_slack 2");
+# S: the specialists this key scored (any sha256 above is theirs; the files are now in S: the shipped ones took
+# guard_slack 2 in the thirtieth session, and on the validation stream play their families' games bit for bit as
+# these: docs/results/learned.md, "guard_slack 2");
 # the portfolio this key scored is k24/'s.
 S=docs/sealed/stability/slack
 export KEY=${KEY:?set KEY to the twentieth key (docs/results/learned.md, K19 and K20)}

@@ -17,8 +17,9 @@
 # per cell for dig (the mean-gap and the median-gap ratio to the best tuned baseline each below 1 with its 95 % CI's
 # upper end below 1; no divergence), reported for every cell whatever it shows; nothing shipped changes on it.
 set -e
-# S: the specialists as this key scored them, kept since they took guard_slack 2 (thirtieth session; on the validation
-# stream the shipped ones play their families' games bit for bit as these: docs/results/learned.md, "guard_slack 2").
+# S: the specialists this key scored (any sha256 above is theirs; the files are now in S: the shipped ones took
+# guard_slack 2 in the thirtieth session, and on the validation stream play their families' games bit for bit as
+# these: docs/results/learned.md, "guard_slack 2").
 S=docs/sealed/stability/slack
 export KEY=${KEY:?set KEY to the twenty-fourth key (docs/results/learned.md, K24)}
 OUT=${1:?usage: run.sh OUT [RULE:MULTIPLE ...]}

@@ -301,11 +301,15 @@ def test_a_guard_option_outside_its_range_is_refused(name: str, field: str, valu
         new_rule(name, guard=1)
 
 
-def test_the_digits_specialists_restart_held_where_a_gradient_grew_stops_its_drift_under_mgda() -> None:
-    """Game 1004 at condition 1e5 under ``mgda``: with the balance's restarts lifted on every step the digits
-    specialist's loss drifted up from step 400 and diverged at step 956 (play seed 1); with ``lift_growing = False``
-    (shipped since the thirtieth session) it does not."""
+def test_the_digits_specialists_restart_held_where_a_gradient_grew_keeps_its_stiff_mgda_game_stable() -> None:
+    """Game 1004 at condition 1e5 under ``mgda``, 1 000 steps: with ``lift_growing = False`` (shipped since the
+    thirtieth session) the digits specialist does not diverge, and the option acts there (the play differs from the
+    file before it). The file before drifted up from step 400 to a blow-up at step 956 on this machine's own MKL
+    branch, but not under ``MKL_CBWR=COMPATIBLE``: a slow drift follows the rounding, so that is not asserted here
+    (docs/results/learned.md, thirtieth session)."""
     game = stiff_game("mgda", 1000, 1e5, 1004)
     before = Path(__file__).parents[1] / "docs" / "sealed" / "general" / "k25" / "learned_mlp_digits_before.pt"
-    assert play(_rule_file(before), game, [1])[0].all()
-    assert not play(shipped_rule("learned_mlp", "digits"), game, [1])[0].any()
+    diverged, final, _ = play(shipped_rule("learned_mlp", "digits"), game, [0, 1])
+    assert not diverged.any()
+    _, final_before, _ = play(_rule_file(before), game, [0])
+    assert not torch.equal(final[:1], final_before)

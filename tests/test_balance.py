@@ -216,24 +216,31 @@ def test_the_files_before_the_balance_are_the_shipped_files_without_it(name: str
     assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
 
 
-def _restart(floor: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The guard's restart of three capped trunk proposals (armed, L̂ = 4), whose gradients are 1, 4 and 0 long:
-    the guarded heads, trunk proposals and each block's recorded move (the next secant's divisor)."""
+#: The trunk proposals' gradients of :func:`_restart` (blocks 1, 3, 5: 1, 4 and 0 long), after three heads' (0.5 each).
+_G = torch.tensor([[0.5, 0.5, 0.5, 0.6, 0.8, 0.0, 4.0, 0.0, 0.0]], dtype=torch.float64)
+
+
+def _restart(
+    floor: torch.Tensor | None, lift_growing: bool = True, **state: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The guard's restart of three capped trunk proposals (armed, L̂ = 4, no move seen unless ``state`` says), whose
+    gradients are 1, 4 and 0 long (:data:`_G`): the guarded heads, trunk proposals and each block's recorded move (the
+    next secant's divisor)."""
     from agents.learned.guard import GuardConfig, apply_guard, guard_state
 
     h, n = 1, 2
     is_trunk = torch.tensor([False] * 3 * h + [True] * 3 * n)
     blocks = Blocks(is_trunk, torch.tensor([0, 2, 4, 1, 1, 3, 3, 5, 5]), 6)
-    g = torch.tensor([[0.5, 0.5, 0.5, 0.6, 0.8, 0.0, 4.0, 0.0, 0.0]], dtype=torch.float64)
-    state = guard_state(g, 6, torch.float64) | {
+    g = _G
+    fresh = guard_state(g, 6, torch.float64) | {
         "guard_l": torch.full((1, 6), 4.0, dtype=torch.float64),
         "guard_seen": torch.ones(1, 6, dtype=torch.float64),
         "guard_armed": torch.ones(1, 6, dtype=torch.float64),
     }
     heads, trunk = blocks.split(-100.0 * g + 0.01)  # far beyond the cap c·‖g‖ / L̂: every proposal is capped
     (guarded_heads, guarded), capped, after = apply_guard(
-        (heads, trunk), None, g, blocks, torch.zeros(1, dtype=torch.float64), state, GuardConfig(guard_step=1.0),
-        restart=True, restart_floor=floor,
+        (heads, trunk), None, g, blocks, torch.zeros(1, dtype=torch.float64), fresh | state,
+        GuardConfig(guard_step=1.0), restart=True, restart_floor=floor, lift_growing=lift_growing,
     )  # fmt: skip
     assert capped[0, blocks.trunk_block].all()
     return guarded_heads[0], guarded[0], after["guard_s"][0]
@@ -260,31 +267,14 @@ def test_with_lift_growing_false_a_restart_whose_gradient_grew_is_not_lifted() -
     """``lift_growing=False``: a capped player whose gradient grew over its last move (block 1: 0.5 -> 1) restarts at
     the cap, c·g / L̂, not lifted to G; one whose gradient shrank (block 3: 8 -> 4) is lifted as before, and the
     default lifts both."""
-    from agents.learned.guard import GuardConfig, apply_guard, guard_state
-
-    is_trunk = torch.tensor([False] * 3 + [True] * 6)
-    blocks = Blocks(is_trunk, torch.tensor([0, 2, 4, 1, 1, 3, 3, 5, 5]), 6)
-    g = torch.tensor([[0.5, 0.5, 0.5, 0.6, 0.8, 0.0, 4.0, 0.0, 0.0]], dtype=torch.float64)
     ones = torch.ones(1, 6, dtype=torch.float64)
-    state = guard_state(g, 6, torch.float64) | {
-        "guard_g": g.clone(),  # no change of gradient: L̂ = 0.9 · 4 = 3.6 (the last estimate, fading)
-        "guard_s": ones, "guard_l": 4.0 * ones, "guard_seen": ones, "guard_armed": ones,
+    moved = {  # every block moved last step with no change of gradient: L̂ = 0.9 · 4 = 3.6 (the last estimate, fading)
+        "guard_g": _G.clone(), "guard_s": ones,
         "guard_n": torch.tensor([[1.0, 0.5, 1.0, 8.0, 1.0, 1.0]], dtype=torch.float64),
     }  # fmt: skip
-    heads, trunk = blocks.split(-100.0 * g + 0.01)  # every proposal far beyond its cap
-
-    def restart(lift_growing: bool, floor: float | None = 5.0) -> torch.Tensor:
-        (_, guarded), capped, _ = apply_guard(
-            (heads, trunk), None, g, blocks, torch.zeros(1, dtype=torch.float64), dict(state),
-            GuardConfig(guard_step=1.0), restart=True,
-            restart_floor=None if floor is None else torch.tensor([[floor]], dtype=torch.float64),
-            lift_growing=lift_growing,
-        )  # fmt: skip
-        assert capped[0, blocks.trunk_block].all()
-        return guarded[0]
-
-    plain, lifted, held = restart(True, None), restart(True), restart(False)
-    torch.testing.assert_close(plain[0], -g[0, 3:5] / 3.6, rtol=1e-15, atol=0)
+    floor = torch.tensor([[5.0]], dtype=torch.float64)
+    plain, lifted, held = (_restart(f, lift, **moved)[1] for f, lift in ((None, True), (floor, True), (floor, False)))
+    torch.testing.assert_close(plain[0], -_G[0, 3:5] / 3.6, rtol=1e-15, atol=0)
     torch.testing.assert_close(lifted[0], 5.0 * plain[0], rtol=1e-15, atol=0)  # grew, lifted by default
     assert torch.equal(held[0], plain[0])  # grew: held at the cap
     torch.testing.assert_close(held[1], 1.25 * plain[1], rtol=1e-15, atol=0)  # shrank: lifted (G / ‖g‖ = 5 / 4)

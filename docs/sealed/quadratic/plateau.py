@@ -21,9 +21,8 @@ from mtg_env.bench.sealed import _Floors
 from mtg_env.bench.sealed_search import _game, play_candidates, play_rule
 
 torch.set_num_threads(1)
-RULE = load_rule("docs/sealed/stability/slack/learned_mlp_quadratic_before.pt")[
-    1
-]  # as shipped then (before guard_slack)
+# The quadratic specialist as shipped then (before guard_slack).
+RULE = load_rule("docs/sealed/stability/slack/learned_mlp_quadratic_before.pt")[1]
 MOMENTUM = {
     "baseline": "momentum",
     "lr": 0.004641588833612782,

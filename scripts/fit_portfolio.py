@@ -18,7 +18,8 @@ selector) goes to ``--out``. The shipped file: ``collect`` with the defaults (16
 ``sync``: after an option is added to a shipped specialist (``scripts/train_weights.py``'s ``ADDED_OPTIONS``), the
 portfolio file ``--out`` takes each of its experts' configs from the shipped specialist of its label, the selector and
 every weight kept (refused where a specialist's weights differ from its expert's: that is a new expert, collect and
-fit again); its ``meta["experts_updated"]`` records what changed, label by label.
+fit again); its ``meta["experts_updated"]`` records what changed, label by label, and the specialist file it came
+from with that file's sha256.
 
 Usage::
 
@@ -310,7 +311,7 @@ def sync(rule_file: Path, note: str) -> None:
             raise SystemExit(
                 f"{rule_file}: expert {label!r} has no shipped {name} file ({path}) to take its config from"
             )
-        shipped = load_rule(path)[1]
+        _, shipped, _, sha256 = read_rule(path)
         ours, theirs = expert.state_dict(), shipped.state_dict()
         if ours.keys() != theirs.keys() or not all(torch.equal(ours[k], theirs[k].to(ours[k].dtype)) for k in ours):
             raise SystemExit(
@@ -319,8 +320,9 @@ def sync(rule_file: Path, note: str) -> None:
             )
         new, config = _config(shipped), _config(expert)  # every field (a file's may lack one added since: its default)
         diff = {k: v for k, v in new.items() if config.get(k) != v}
-        if diff:
-            changed[label] = f"{diff} ({note})" if note else str(diff)
+        if diff:  # the source named with its sha256: which specialist file the config came from stays checkable
+            source = f"{diff} from {path.name} (sha256 {sha256})"
+            changed[label] = f"{source} ({note})" if note else source
         experts.append((name, new))
     if not changed:
         print(f"{rule_file}: every expert's config is its shipped specialist's already")

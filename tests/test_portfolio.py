@@ -5,6 +5,7 @@ the batched driver the same one, and the pick then plays exactly as that expert 
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 from dataclasses import asdict
@@ -327,6 +328,10 @@ def test_sync_gives_the_experts_the_shipped_specialists_configs_and_keeps_the_re
     assert (
         "'guard_slack': 2.0" in meta["experts_updated"]["quadratic"] and "a test" in meta["experts_updated"]["digits"]
     )
+    for label in ("quadratic", "digits"):  # the source file is named with its bytes' sha256
+        source = pretrained_path("learned_mlp", label)
+        sha256 = hashlib.sha256(source.read_bytes()).hexdigest()
+        assert f"from {source.name} (sha256 {sha256})" in meta["experts_updated"][label]
     written = path.read_bytes()
     fit_portfolio.sync(path, "again")
     assert path.read_bytes() == written

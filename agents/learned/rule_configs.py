@@ -85,6 +85,18 @@ class MLPRuleConfig(GuardConfig):
     """With ``direction_offset``: scale the offset by min(1, |g|/(√v̂_max + ε)), the normalised gradient's size, so it
     vanishes where the gradient does and a fixed point of the game stays one of the rule (the offset's gain on
     digits without giving up the quadratic family's convergence)."""
+    heads_adam: bool = False
+    """The heads play Adam's step alone, −α_H·w(p)·m̂/(√v̂ + ε) (first moment at ``adam_beta1``, Adam's own
+    bias-corrected v̂ at ``beta2``, not AMSGrad's maximum), α_H = ``heads_adam_lr``, w(p) = min(1, p / ``heads_warmup``)
+    a linear warm-up over that share of the horizon (progress p = t / horizon): the step the tuned Adam baselines
+    take on the heads (their ``warmup`` schedule). The heads' network, its Barzilai–Borwein share and its direction
+    offset do not play; the trunk plays as trained. Off by default. On digits' one-layer trunks the trained heads were
+    what fell behind tuned Adam at five times the horizon, while the trained trunk led (docs/results/learned.md,
+    thirty-first session)."""
+    heads_adam_lr: float = 0.1
+    """α_H of ``heads_adam``."""
+    heads_warmup: float = 0.1
+    """The share of the horizon over which ``heads_adam``'s step ramps up linearly (0: none)."""
     trunk_adam: bool = False
     """Also give each trunk proposal a per-player AMSGrad step on the player's own trunk gradient,
     −s·α_A·m̂/(√v̂_max + ε) (first moment at ``adam_beta1``, AMSGrad's running maximum of v̂ as the heads'), with a

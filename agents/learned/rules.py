@@ -123,6 +123,17 @@ class MLPRule(nn.Module):
             )
         if config.offset_vanishes and not config.direction_offset:
             raise ValueError("offset_vanishes scales the heads' direction offset: it needs direction_offset=True")
+        if not isinstance(config.heads_adam, bool):
+            raise TypeError(f"heads_adam must be a bool, got {config.heads_adam!r}")
+        for name in ("heads_adam_lr", "heads_warmup"):
+            value = getattr(config, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if not (config.heads_adam_lr > 0 and 0.0 <= config.heads_warmup <= 1.0):
+            raise ValueError(
+                f"heads_adam_lr must be > 0 and heads_warmup in [0, 1] (a share of the horizon), got "
+                f"{config.heads_adam_lr!r} and {config.heads_warmup!r}"
+            )
         if not 0.0 <= config.anneal <= 1.0:
             raise ValueError(f"anneal must be in [0, 1] (0: no decay, 1: cosine to 0), got {config.anneal!r}")
         self._adam_index = config.decays.index(config.adam_beta1)
@@ -267,24 +278,31 @@ class MLPRule(nn.Module):
         eta_k = eta[:, groups_h]
         eta_k = torch.where(eta_k > 0, eta_k, self.log_eta0.exp())
         time = torch.tanh(t1.unsqueeze(2) / torch.tensor(TIME_SCALES, dtype=dtype, device=g.device))  # [B, 1, 3]
-        inputs = torch.cat(
-            [normed, time.expand(b, kh, len(TIME_SCALES)), features[:, :, list(RULE_FEATURES)][:, groups_h]],
-            dim=2,
-        )
-        out = self.net(inputs)
         bound = cfg.max_log_gain
-        gain = bound * torch.tanh(cfg.scale * out[..., 0] / bound)
-        mix = torch.sigmoid(self.gate + cfg.scale * out[..., 1])
-        adam = normed[:, :, 1 + self._adam_index]
-        if cfg.direction_offset:
-            offset = bound * torch.tanh(cfg.scale * out[..., 2] / bound)
-            if cfg.offset_vanishes:  # as large as the normalised gradient, at most: 0 where the gradient is
-                offset = offset * normed[:, :, 0].abs().clamp(max=1.0)
-            adam = adam + offset
-        step_adam = -self.log_lr.exp() * adam
-        head_update = torch.exp(gain) * ((1.0 - mix) * step_adam - mix * eta_k * g_h)
-        log_anneal = None
         progress = features[:, :1, PROGRESS]  # [B, 1]: t / horizon, the same for every player
+        if cfg.heads_adam:  # Adam's own step on the heads, warmed up; the network does not play (MLPRuleConfig)
+            v_hat = v / (1.0 - cfg.beta2**t1)
+            direction = (m_hat[:, :, self._adam_index] / (v_hat.sqrt() + cfg.eps)).clamp(-10.0, 10.0)
+            head_update = -cfg.heads_adam_lr * direction
+            if cfg.heads_warmup > 0:
+                head_update = head_update * (progress / cfg.heads_warmup).clamp(0.0, 1.0)
+        else:
+            inputs = torch.cat(
+                [normed, time.expand(b, kh, len(TIME_SCALES)), features[:, :, list(RULE_FEATURES)][:, groups_h]],
+                dim=2,
+            )
+            out = self.net(inputs)
+            gain = bound * torch.tanh(cfg.scale * out[..., 0] / bound)
+            mix = torch.sigmoid(self.gate + cfg.scale * out[..., 1])
+            adam = normed[:, :, 1 + self._adam_index]
+            if cfg.direction_offset:
+                offset = bound * torch.tanh(cfg.scale * out[..., 2] / bound)
+                if cfg.offset_vanishes:  # as large as the normalised gradient, at most: 0 where the gradient is
+                    offset = offset * normed[:, :, 0].abs().clamp(max=1.0)
+                adam = adam + offset
+            step_adam = -self.log_lr.exp() * adam
+            head_update = torch.exp(gain) * ((1.0 - mix) * step_adam - mix * eta_k * g_h)
+        log_anneal = None
         if cfg.anneal > 0:  # a cosine decay of every update over the horizon, the same for every player
             factor = (1.0 - cfg.anneal * 0.5 * (1.0 - torch.cos(math.pi * progress.clamp(0.0, 1.0)))).clamp_min(1e-3)
             head_update = head_update * factor

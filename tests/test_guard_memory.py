@@ -18,9 +18,10 @@ from tests.test_learned import assert_forms_agree
 
 
 def _digits() -> MLPRule:
-    """The shipped digits specialist without the option (the file before it: its weights and every other option)."""
+    """The shipped digits specialist without the option (the file before it: its weights and every other option but
+    the later ``heads_adam``, whose heads the guard's memory was not chosen with)."""
     rule = with_options("learned_mlp", load_rule(pretrained_path("learned_mlp", "digits"))[1],
-                        guard_memory_noisy_bounded=None)  # fmt: skip
+                        guard_memory_noisy_bounded=None, heads_adam=False)  # fmt: skip
     assert isinstance(rule, MLPRule) and rule.config.guard and rule.config.guard_memory == 0.9
     return rule
 

@@ -1,30 +1,33 @@
-"""``MLPRuleConfig.heads_adam``: the heads play Adam's own step with a linear warm-up over a share of the horizon
-(what the tuned Adam baselines play on the heads), and the trunk plays as without it."""
+"""``MLPRuleConfig.heads_adam``: in games of estimated gradients the heads play Adam's own step (what the tuned Adam
+baselines play on the heads), handed over from the trained heads' step over a share of the horizon, and the trunk
+plays as without it; in games of exact gradients the rule plays as without the option."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from agents.learned import new_rule
+from agents.learned import EngineDriver, LearnedAgent, new_rule
 from agents.learned.blocks import Blocks
 from agents.learned.rule_base import PROGRESS
 from agents.learned.rules import MLPRule
+from tests.conftest import make_env
 from tests.test_learned import assert_forms_agree
 
 H, N, HORIZON = 3, 4, 8  # two players, heads of 3, a trunk of 4; the horizon the progress feature counts in
 
 
-def _updates(steps: int, **options: object) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _updates(steps: int, stochastic: bool = True, **options: object) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(head updates [2H], trunk proposals [2, N]) of ``steps`` calls of an untrained rule on a fixed, seeded stream of
-    gradients (the guard off: it caps nothing here, so each half is the rule's own)."""
+    gradients (the guard off: it caps nothing here, so each half is the rule's own), told the gradients are estimates
+    (``stochastic``) or exact."""
     rule = new_rule("learned_mlp", guard=False, **options)
     assert isinstance(rule, MLPRule)
     is_trunk = torch.tensor([False] * 2 * H + [True] * 2 * N)
     blocks = Blocks(is_trunk, torch.tensor([0] * H + [2] * H + [1] * N + [3] * N), 4)
     gen = torch.Generator().manual_seed(0)
     grads = torch.randn(steps, 1, 2 * H + 2 * N, generator=gen)
-    state = rule.init_state(grads[0], blocks)
+    state = rule.init_state(grads[0], blocks, stochastic=stochastic)
     out = []
     for t in range(steps):
         features = torch.zeros(1, 4, 8)
@@ -36,28 +39,30 @@ def _updates(steps: int, **options: object) -> list[tuple[torch.Tensor, torch.Te
     return out
 
 
-def test_the_heads_step_is_torch_adams_with_the_warm_up() -> None:
-    """Each head update equals what ``torch.optim.Adam`` steps a parameter by on the same gradients, its learning rate
-    α_H·min(1, p / warm-up) at progress p (zero on the first step, where p = 0)."""
-    lr, warmup, steps = 0.05, 0.25, 8
-    played = _updates(steps, heads_adam=True, heads_adam_lr=lr, heads_warmup=warmup)
+def test_the_heads_step_hands_over_from_the_trained_step_to_torch_adams() -> None:
+    """On the first step (p = 0) the heads play the trained step, as the rule without the option; once the handover is
+    over (p >= its share of the horizon) each head update equals what ``torch.optim.Adam`` steps a parameter by on the
+    same gradients at α_H; in between, neither."""
+    lr, handover, steps = 0.05, 0.25, 8
+    played = _updates(steps, heads_adam=True, heads_adam_lr=lr, heads_handover=handover)
+    trained = _updates(steps)
+    assert torch.equal(played[0][0], trained[0][0])
     gen = torch.Generator().manual_seed(0)
     grads = torch.randn(steps, 1, 2 * H + 2 * N, generator=gen)[:, 0, : 2 * H]
     x = torch.zeros(2 * H, requires_grad=True)
     adam = torch.optim.Adam([x], lr=lr, betas=(0.9, 0.999), eps=1e-8)
     for t in range(steps):
         before = x.detach().clone()
-        for group in adam.param_groups:
-            group["lr"] = lr * min(1.0, (t / HORIZON) / warmup)
         x.grad = grads[t].clone()
         adam.step()
-        torch.testing.assert_close(played[t][0], x.detach() - before)
-    assert played[0][0].abs().max() == 0  # p = 0: the warm-up's first step
-    assert played[-1][0].abs().max() > 0.5 * lr  # past the warm-up: steps of about α_H a coordinate
+        if t / HORIZON >= handover:
+            torch.testing.assert_close(played[t][0], x.detach() - before)
+        elif t > 0:
+            assert not torch.allclose(played[t][0], x.detach() - before)
 
 
-def test_without_a_warm_up_the_first_head_step_is_adams_full_step() -> None:
-    (heads, _), *_ = _updates(1, heads_adam=True, heads_adam_lr=0.05, heads_warmup=0.0)
+def test_without_a_handover_the_first_head_step_is_adams_full_step() -> None:
+    (heads, _), *_ = _updates(1, heads_adam=True, heads_adam_lr=0.05, heads_handover=0.0)
     torch.testing.assert_close(heads.abs(), torch.full_like(heads, 0.05), rtol=1e-5, atol=0.0)  # Adam: α·sign(g)
 
 
@@ -66,6 +71,27 @@ def test_the_trunk_plays_as_without_the_option() -> None:
     for (_, trunk_a), (_, trunk_b) in zip(with_adam, without, strict=True):
         assert torch.equal(trunk_a, trunk_b)
     assert not torch.equal(with_adam[-1][0], without[-1][0])  # the heads' steps are Adam's, not the mix's
+
+
+def test_in_games_of_exact_gradients_the_rule_plays_as_without_the_option() -> None:
+    exact = _updates(6, stochastic=False, heads_adam=True)
+    for (heads_a, trunk_a), (heads_b, trunk_b) in zip(exact, _updates(6, stochastic=False), strict=True):
+        assert torch.equal(heads_a, heads_b) and torch.equal(trunk_a, trunk_b)
+
+
+@pytest.mark.parametrize(("batch_size", "plays"), [(64, True), (None, False)])
+def test_driver_and_agent_play_it_where_the_gradients_are_estimates(batch_size: int | None, plays: bool) -> None:
+    """Digits on minibatches (the game's ``stochastic_gradients``, the env's info of that name) plays Adam's heads; on
+    the whole train split (exact gradients) the trained heads."""
+    env = make_env("digits", max_update=None, batch_size=batch_size)
+    assert env.game.stochastic_gradients is plays
+    rule = new_rule("learned_mlp", heads_adam=True)
+    assert EngineDriver(rule, env.game).heads_adam is plays
+    obs, infos = env.reset(seed=0)
+    agent = LearnedAgent(rule, "learned_mlp")
+    agent.reset(obs["task_0"], infos["task_0"], env.action_space("task_0"))
+    assert ("heads_adam_on" in agent._memory) is plays
+    assert EngineDriver(new_rule("learned_mlp"), env.game).heads_adam is False  # without the option: never
 
 
 @pytest.mark.parametrize("consensus", ["sum", "mgda"])
@@ -80,8 +106,8 @@ def test_the_agent_and_the_driver_play_it_alike(consensus: str) -> None:
         ({"heads_adam_lr": 0.0}, ValueError, "heads_adam_lr must be > 0"),
         ({"heads_adam_lr": True}, ValueError, "heads_adam_lr must be a finite number"),
         ({"heads_adam_lr": float("nan")}, ValueError, "heads_adam_lr must be a finite number"),
-        ({"heads_warmup": 1.5}, ValueError, r"heads_warmup in \[0, 1\]"),
-        ({"heads_warmup": -0.1}, ValueError, r"heads_warmup in \[0, 1\]"),
+        ({"heads_handover": 1.5}, ValueError, r"heads_handover in \[0, 1\]"),
+        ({"heads_handover": -0.1}, ValueError, r"heads_handover in \[0, 1\]"),
     ],
 )
 def test_bad_values_are_refused_naming_the_field(options: dict[str, object], error: type, match: str) -> None:

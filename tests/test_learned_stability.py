@@ -134,21 +134,24 @@ def test_the_shipped_rules_never_diverge_over_ten_times_the_horizon(
 _BEFORE_SLACK = Path(__file__).parents[1] / "docs" / "sealed" / "stability" / "slack"
 
 
-#: The options each specialist took in the thirtieth session (scripts/train_weights.py's ``ADDED_OPTIONS``), after the
-#: last keys that scored it (quadratic K18-K20, regression K17-K20, digits K24).
+#: The options each specialist took since the thirtieth session (scripts/train_weights.py's ``ADDED_OPTIONS``), after
+#: the last keys that scored it before them (quadratic K18-K20, regression K17-K20, digits K24): the digits
+#: specialist's ``heads_adam`` is the thirty-first session's.
+_HEADS_ADAM = {"heads_adam": True, "heads_adam_lr": 0.1, "heads_handover": 0.1}
 _SINCE_SLACK: dict[str, dict[str, object]] = {
     "quadratic": {"guard_slack": 2.0},
     "regression": {"guard_slack": 2.0},
-    "digits": {"guard_slack": 2.0, "lift_growing": False},
+    "digits": {"guard_slack": 2.0, "lift_growing": False, **_HEADS_ADAM},
 }
 
 
 @pytest.mark.parametrize("suite", ["quadratic", "regression", "digits"])
 def test_each_specialist_is_its_file_before_with_guard_slack_2(suite: str) -> None:
     """The shipped specialist is the file before the option (the one the last keys scored) with ``guard_slack`` 2
-    (and the digits specialist ``lift_growing = False`` too) alone: the same weights and every other option; its meta
-    records the options. The digits file K25 names as the one before ``lift_growing`` is the slack's before-file with
-    ``guard_slack`` 2."""
+    (and the digits specialist ``lift_growing = False`` and ``heads_adam`` too) alone: the same weights and every other
+    option; its meta records the options. The digits file K25 names as the one before ``lift_growing`` is the slack's
+    before-file with ``guard_slack`` 2, and the one K26 names as before ``heads_adam`` is K25's with ``lift_growing``
+    False."""
     from agents.learned.checkpoint import with_options
 
     before = load_rule(_BEFORE_SLACK / f"learned_mlp_{suite}_before.pt")[1]
@@ -162,6 +165,10 @@ def test_each_specialist_is_its_file_before_with_guard_slack_2(suite: str) -> No
         k25 = load_rule(Path(__file__).parents[1] / "docs/sealed/general/k25/learned_mlp_digits_before.pt")[1]
         assert with_options("learned_mlp", before, guard_slack=2.0).config == k25.config
         assert all(torch.equal(expected[k], v) for k, v in k25.state_dict().items())
+        k26 = load_rule(Path(__file__).parents[1] / "docs/sealed/general/k26/learned_mlp_digits_before.pt")[1]
+        assert with_options("learned_mlp", k25, lift_growing=False).config == k26.config
+        assert with_options("learned_mlp", k26, **_HEADS_ADAM).config == shipped.config
+        assert all(torch.equal(expected[k], v) for k, v in k26.state_dict().items())
 
 
 def test_guard_slack_2_stops_the_second_move_of_a_block_not_yet_armed() -> None:

@@ -142,6 +142,9 @@ class EngineDriver:
         #: ``stochastic_gradients``, ``min_bounded_consensus`` and not its ``linear_consensus``; False (not measured)
         #: for a rule without it.
         self.noisy_bounded = noisy_bounded_allowed(rule, lambda: game.stochastic_gradients and min_bounded())
+        #: Whether the rule plays Adam's heads in these games (``heads_adam``): the game's ``stochastic_gradients``;
+        #: False for a rule without it.
+        self.heads_adam = heads_adam_allowed(rule, lambda: game.stochastic_gradients)
 
     def gradients(self, out: StepOutput) -> Tensor:
         """``[B, K]`` every task's head gradient then its trunk gradient (detached: the first-order meta-gradient)."""
@@ -155,6 +158,7 @@ class EngineDriver:
             return self.rule.init_state(
                 self.gradients(out), self.blocks, linear_consensus=self.boost_allowed,
                 min_bounded_consensus=self.adam_allowed, balanced=self.balanced, noisy_bounded=self.noisy_bounded,
+                stochastic=self.heads_adam,
             )  # fmt: skip
         return self.rule.init_state(self.gradients(out), self.blocks)
 
@@ -272,6 +276,14 @@ def noisy_bounded_allowed(rule: Rule, noisy_bounded: Callable[[], bool]) -> bool
     config = rule.config
     if getattr(config, "guard", False) and getattr(config, "guard_memory_noisy_bounded", None) is not None:
         return bool(noisy_bounded())
+    return False
+
+
+def heads_adam_allowed(rule: Rule, stochastic: Callable[[], bool]) -> bool:
+    """Whether ``rule`` plays Adam's heads in the games: ``stochastic()`` (the gradients are estimates) for a rule with
+    ``heads_adam``, else False (``stochastic`` is then not called)."""
+    if getattr(rule.config, "heads_adam", False):
+        return bool(stochastic())
     return False
 
 

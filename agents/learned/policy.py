@@ -11,7 +11,14 @@ import torch
 from gymnasium import spaces
 
 from agents.base import ObservationReader, ReaderPlayer
-from agents.learned.batched import adam_allowed, balance_allowed, boost_allowed, noisy_bounded_allowed, trunk_scale
+from agents.learned.batched import (
+    adam_allowed,
+    balance_allowed,
+    boost_allowed,
+    heads_adam_allowed,
+    noisy_bounded_allowed,
+    trunk_scale,
+)
 from agents.learned.blocks import Blocks
 from agents.learned.portfolio import PortfolioRule
 from agents.learned.rules import LSTMRule, MLPRule, Rule, RuleState, StepRule
@@ -95,10 +102,12 @@ class LearnedAgent(ReaderPlayer):
                 # balanced where min-bounded and not linear, and where the env gives G (absent: told nothing, off)
                 balanced = "trunk_grad_norm_mean" in info and balance_allowed(self.rule, lambda: min_bounded)
                 # estimates where the infos say so (absent: told nothing, as exact)
-                noisy = bool(info.get("stochastic_gradients", False)) and min_bounded
+                stochastic = bool(info.get("stochastic_gradients", False))
+                noisy = stochastic and min_bounded
                 self._memory = self.rule.init_state(
                     g, self._blocks, linear_consensus=allowed, min_bounded_consensus=share, balanced=balanced,
                     noisy_bounded=noisy_bounded_allowed(self.rule, lambda: noisy),
+                    stochastic=heads_adam_allowed(self.rule, lambda: stochastic),
                 )  # fmt: skip
             else:
                 self._memory = self.rule.init_state(g, self._blocks)

@@ -86,17 +86,22 @@ class MLPRuleConfig(GuardConfig):
     vanishes where the gradient does and a fixed point of the game stays one of the rule (the offset's gain on
     digits without giving up the quadratic family's convergence)."""
     heads_adam: bool = False
-    """The heads play Adam's step alone, −α_H·w(p)·m̂/(√v̂ + ε) (first moment at ``adam_beta1``, Adam's own
-    bias-corrected v̂ at ``beta2``, not AMSGrad's maximum), α_H = ``heads_adam_lr``, w(p) = min(1, p / ``heads_warmup``)
-    a linear warm-up over that share of the horizon (progress p = t / horizon): the step the tuned Adam baselines
-    take on the heads (their ``warmup`` schedule). The heads' network, its Barzilai–Borwein share and its direction
-    offset do not play; the trunk plays as trained. Off by default. On digits' one-layer trunks the trained heads were
-    what fell behind tuned Adam at five times the horizon, while the trained trunk led (docs/results/learned.md,
-    thirty-first session)."""
+    """The heads play Adam's step, −α_H·m̂/(√v̂ + ε) (first moment at ``adam_beta1``, Adam's own bias-corrected v̂ at
+    ``beta2``, not AMSGrad's maximum; α_H = ``heads_adam_lr``), the step the tuned Adam baselines take on the heads,
+    handed over from the trained heads' step over the first ``heads_handover`` of the horizon: at progress p
+    (t / horizon) the heads play (1 − w)·(the trained step) + w·(Adam's), w = min(1, p / ``heads_handover``). The
+    trunk plays as trained. It plays only in games whose gradients are estimates (a minibatch a step, or a noise
+    model: :attr:`mtg_env.engine.Game.stochastic_gradients`, the env's info of that name), where a secant read on
+    noisy gradients is noise too; in games of exact gradients the trained heads play, whose Barzilai–Borwein step
+    converges there (Adam's heads everywhere diverged in 2 of the stability survey's 104 stiff quadratics).
+    ``EngineDriver`` reads the game's property, the agent the info (a game that does not say counts as exact). Off
+    by default. On digits' one-layer trunks the trained heads were what fell behind tuned Adam at five times the
+    horizon, while the trained trunk led; early in a game they lead (docs/results/learned.md, thirty-first session)."""
     heads_adam_lr: float = 0.1
     """α_H of ``heads_adam``."""
-    heads_warmup: float = 0.1
-    """The share of the horizon over which ``heads_adam``'s step ramps up linearly (0: none)."""
+    heads_handover: float = 0.1
+    """The share of the horizon over which ``heads_adam`` hands the heads from the trained step to Adam's (0: Adam's
+    from the first step)."""
     trunk_adam: bool = False
     """Also give each trunk proposal a per-player AMSGrad step on the player's own trunk gradient,
     −s·α_A·m̂/(√v̂_max + ε) (first moment at ``adam_beta1``, AMSGrad's running maximum of v̂ as the heads'), with a

@@ -125,14 +125,14 @@ class MLPRule(nn.Module):
             raise ValueError("offset_vanishes scales the heads' direction offset: it needs direction_offset=True")
         if not isinstance(config.heads_adam, bool):
             raise TypeError(f"heads_adam must be a bool, got {config.heads_adam!r}")
-        for name in ("heads_adam_lr", "heads_warmup"):
+        for name in ("heads_adam_lr", "heads_handover"):
             value = getattr(config, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
-        if not (config.heads_adam_lr > 0 and 0.0 <= config.heads_warmup <= 1.0):
+        if not (config.heads_adam_lr > 0 and 0.0 <= config.heads_handover <= 1.0):
             raise ValueError(
-                f"heads_adam_lr must be > 0 and heads_warmup in [0, 1] (a share of the horizon), got "
-                f"{config.heads_adam_lr!r} and {config.heads_warmup!r}"
+                f"heads_adam_lr must be > 0 and heads_handover in [0, 1] (a share of the horizon), got "
+                f"{config.heads_adam_lr!r} and {config.heads_handover!r}"
             )
         if not 0.0 <= config.anneal <= 1.0:
             raise ValueError(f"anneal must be in [0, 1] (0: no decay, 1: cosine to 0), got {config.anneal!r}")
@@ -179,7 +179,7 @@ class MLPRule(nn.Module):
 
     def init_state(
         self, g: Tensor, blocks: Blocks, linear_consensus: bool = True, min_bounded_consensus: bool = False,
-        balanced: bool = False, noisy_bounded: bool = False,
+        balanced: bool = False, noisy_bounded: bool = False, stochastic: bool = False,
     ) -> RuleState:  # fmt: skip
         """Zero moments for gradients ``g [B, K]`` laid out as ``blocks``: the heads' moments over the head
         coordinates, the heavy ball's over the trunk's. ``linear_consensus``: whether the games' consensus rule is
@@ -192,7 +192,9 @@ class MLPRule(nn.Module):
         :func:`mtg_env.engine.trunk_grad_norm_mean`) that the caller adds before every call (the rule's next state
         drops it). ``noisy_bounded``: whether a rule with ``guard_memory_noisy_bounded`` plays that guard memory in
         these games (their gradients are estimates, and they are min-bounded and not linear): the state then carries
-        it as ``guard_fade``."""
+        it as ``guard_fade``. ``stochastic``: whether the games' gradients are estimates
+        (:attr:`mtg_env.engine.Game.stochastic_gradients`); a rule with ``heads_adam`` plays Adam's heads only then
+        (the state carries ``heads_adam_on``)."""
         b, num_groups = g.shape[0], blocks.num_groups
         kh, kt = blocks.num_heads, blocks.num_trunks * blocks.trunk_size
         dtype = self.log_lr.dtype
@@ -213,6 +215,7 @@ class MLPRule(nn.Module):
             | ({"top_move": zeros(1)} if self.config.trunk_boost > 0 or self.config.trunk_adam
                or self.config.trunk_reads_moves else {})
             | (guard_state(g, num_groups, dtype) if self.config.guard else {})
+            | ({"heads_adam_on": zeros(1) + 1.0} if self.config.heads_adam and stochastic else {})
             | ({"guard_fade": zeros(1) + self.config.guard_memory_noisy_bounded}
                if self.config.guard and self.config.guard_memory_noisy_bounded is not None and noisy_bounded else {})
         )  # fmt: skip
@@ -280,28 +283,31 @@ class MLPRule(nn.Module):
         time = torch.tanh(t1.unsqueeze(2) / torch.tensor(TIME_SCALES, dtype=dtype, device=g.device))  # [B, 1, 3]
         bound = cfg.max_log_gain
         progress = features[:, :1, PROGRESS]  # [B, 1]: t / horizon, the same for every player
-        if cfg.heads_adam:  # Adam's own step on the heads, warmed up; the network does not play (MLPRuleConfig)
+        inputs = torch.cat(
+            [normed, time.expand(b, kh, len(TIME_SCALES)), features[:, :, list(RULE_FEATURES)][:, groups_h]],
+            dim=2,
+        )
+        out = self.net(inputs)
+        gain = bound * torch.tanh(cfg.scale * out[..., 0] / bound)
+        mix = torch.sigmoid(self.gate + cfg.scale * out[..., 1])
+        adam = normed[:, :, 1 + self._adam_index]
+        if cfg.direction_offset:
+            offset = bound * torch.tanh(cfg.scale * out[..., 2] / bound)
+            if cfg.offset_vanishes:  # as large as the normalised gradient, at most: 0 where the gradient is
+                offset = offset * normed[:, :, 0].abs().clamp(max=1.0)
+            adam = adam + offset
+        step_adam = -self.log_lr.exp() * adam
+        head_update = torch.exp(gain) * ((1.0 - mix) * step_adam - mix * eta_k * g_h)
+        heads_adam = {"heads_adam_on": state["heads_adam_on"]} if "heads_adam_on" in state else {}
+        if heads_adam:  # Adam's own step on the heads, taking over from the trained one (MLPRuleConfig.heads_adam)
             v_hat = v / (1.0 - cfg.beta2**t1)
             direction = (m_hat[:, :, self._adam_index] / (v_hat.sqrt() + cfg.eps)).clamp(-10.0, 10.0)
-            head_update = -cfg.heads_adam_lr * direction
-            if cfg.heads_warmup > 0:
-                head_update = head_update * (progress / cfg.heads_warmup).clamp(0.0, 1.0)
-        else:
-            inputs = torch.cat(
-                [normed, time.expand(b, kh, len(TIME_SCALES)), features[:, :, list(RULE_FEATURES)][:, groups_h]],
-                dim=2,
-            )
-            out = self.net(inputs)
-            gain = bound * torch.tanh(cfg.scale * out[..., 0] / bound)
-            mix = torch.sigmoid(self.gate + cfg.scale * out[..., 1])
-            adam = normed[:, :, 1 + self._adam_index]
-            if cfg.direction_offset:
-                offset = bound * torch.tanh(cfg.scale * out[..., 2] / bound)
-                if cfg.offset_vanishes:  # as large as the normalised gradient, at most: 0 where the gradient is
-                    offset = offset * normed[:, :, 0].abs().clamp(max=1.0)
-                adam = adam + offset
-            step_adam = -self.log_lr.exp() * adam
-            head_update = torch.exp(gain) * ((1.0 - mix) * step_adam - mix * eta_k * g_h)
+            adam_update = -cfg.heads_adam_lr * direction
+            if cfg.heads_handover > 0:  # lerp: the trained step at w = 0 and Adam's at w = 1, exactly
+                handed = (progress / cfg.heads_handover).clamp(0.0, 1.0)
+                head_update = torch.lerp(head_update, adam_update, handed)
+            else:
+                head_update = adam_update
         log_anneal = None
         if cfg.anneal > 0:  # a cosine decay of every update over the horizon, the same for every player
             factor = (1.0 - cfg.anneal * 0.5 * (1.0 - torch.cos(math.pi * progress.clamp(0.0, 1.0)))).clamp_min(1e-3)
@@ -393,12 +399,13 @@ class MLPRule(nn.Module):
             )  # fmt: skip
             mu = torch.where(blocks.per_trunk(capped), g_t, mu)
         update = blocks.join(head_update, proposal)
+        top_state = {"top_move": top} if "top_move" in state else {}
         return update, guard | {
             "m": m, "v": v, "v_max": v_max, "prev_g": g_h.contiguous(), "prev_u": head_update.detach(), "eta": eta,
             "mu": mu.flatten(1), "log_step": log_step, "mass": beta * state["mass"] + 1.0, "signal": signal,
             "signalled": torch.maximum(state["signalled"], valid.to(dtype)), "growth": growth, "brake": brake,
             "cooldown": cooldown,
-        } | boosted | adam_state | balance_state | ({"top_move": top} if "top_move" in state else {})  # fmt: skip
+        } | boosted | adam_state | balance_state | heads_adam | top_state  # fmt: skip
 
 
 #: Any learned rule.

@@ -168,6 +168,7 @@ def test_each_specialist_is_its_file_before_with_guard_slack_2(suite: str) -> No
         k26 = load_rule(Path(__file__).parents[1] / "docs/sealed/general/k26/learned_mlp_digits_before.pt")[1]
         assert with_options("learned_mlp", k25, lift_growing=False).config == k26.config
         assert with_options("learned_mlp", k26, **_HEADS_ADAM).config == shipped.config
+        assert k26.state_dict().keys() == expected.keys()
         assert all(torch.equal(expected[k], v) for k, v in k26.state_dict().items())
 
 

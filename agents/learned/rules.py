@@ -129,11 +129,10 @@ class MLPRule(nn.Module):
             value = getattr(config, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
-        if not (config.heads_adam_lr > 0 and 0.0 <= config.heads_handover <= 1.0):
-            raise ValueError(
-                f"heads_adam_lr must be > 0 and heads_handover in [0, 1] (a share of the horizon), got "
-                f"{config.heads_adam_lr!r} and {config.heads_handover!r}"
-            )
+        if not config.heads_adam_lr > 0:
+            raise ValueError(f"heads_adam_lr must be > 0 (Adam's step on the heads), got {config.heads_adam_lr!r}")
+        if not 0.0 <= config.heads_handover <= 1.0:
+            raise ValueError(f"heads_handover must be in [0, 1] (a share of the horizon), got {config.heads_handover}")
         if not 0.0 <= config.anneal <= 1.0:
             raise ValueError(f"anneal must be in [0, 1] (0: no decay, 1: cosine to 0), got {config.anneal!r}")
         self._adam_index = config.decays.index(config.adam_beta1)

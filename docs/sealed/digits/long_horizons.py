@@ -59,7 +59,7 @@ _spec.loader.exec_module(weights)
 
 #: The options the shipped digits file had added after its training, as this session played them (the twenty-ninth
 #: session's ``guard_memory_noisy_bounded``, the thirtieth's ``guard_slack`` and ``lift_growing`` and the thirty-first's
-#: ``heads_adam`` with its step and warm-up came later).
+#: ``heads_adam`` with its step and handover came later).
 _LATER = ("guard_memory_noisy_bounded", "guard_slack", "lift_growing", "heads_adam", "heads_adam_lr", "heads_handover")
 ADDED: dict = {k: v for k, v in weights.ADDED_OPTIONS["learned_mlp_digits"].items() if k not in _LATER}
 

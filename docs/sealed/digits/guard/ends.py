@@ -6,8 +6,10 @@ stream, per variant of its options (twenty-ninth session).
 FILE: a digits rule file (docs/sealed/general/k24/learned_mlp_digits_before.pt: the file the twenty-ninth session
 compared; docs/sealed/stability/slack/learned_mlp_digits_before.pt: the one shipped at the end of that session, whose
 ``guard_memory_noisy_bounded`` 0.3 replaces ``guard_memory`` under ``mgda``: add ``'guard_memory_noisy_bounded': None``
-to a variant to compare memories with it; agents/learned/weights/learned_mlp_digits.pt: the one shipped now, which
-since the thirtieth session also plays ``guard_slack`` 2 and ``lift_growing`` False).
+to a variant to compare memories with it; docs/sealed/general/k26/learned_mlp_digits_before.pt: the one shipped in
+the thirtieth session, which also plays ``guard_slack`` 2 and ``lift_growing`` False;
+agents/learned/weights/learned_mlp_digits.pt: the one shipped now, whose heads since the thirty-first session play
+Adam's step on minibatches: add ``'heads_adam': False`` to compare).
 
 Prints each variant's four finals and their geometric mean. Validation draws only: no key enters.
 """

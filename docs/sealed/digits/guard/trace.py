@@ -5,7 +5,8 @@ its heavy-ball log step and brake, and each block's guard state (‖s‖, armed,
     python docs/sealed/digits/guard/trace.py FILE 32 mgda 1 "{'guard': False}"   # FILE's rule with options changed
 
 FILE: a digits rule file (docs/sealed/general/k24/learned_mlp_digits_before.pt: the file the twenty-ninth session
-traced; agents/learned/weights/learned_mlp_digits.pt: the one shipped now).
+traced; agents/learned/weights/learned_mlp_digits.pt: the one shipped now, whose heads play Adam's step on minibatches
+since the thirty-first session).
 
 Blocks are [head 0, trunk 0, head 1, trunk 1, ...]. Validation draws only: no key enters.
 """

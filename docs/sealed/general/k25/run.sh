@@ -23,6 +23,8 @@ export CACHE=${CACHE:-$OUT/cache} SEEDS=1 BOOTSTRAP_UNIT=draw DRAWS=32
 mkdir -p "$CACHE"
 cp docs/sealed/general/k21/tuned/tuned_digits_mgda_5.json "$CACHE"/
 unset CACHE_FROM
-python docs/sealed/general/k7/play.py digits:mgda 5 "$OUT" dig=agents/learned/weights/learned_mlp_digits.pt \
+# dig is the file K25 scored, kept as docs/sealed/general/k26/learned_mlp_digits_before.pt (the same sha256) since the
+# shipped one took heads_adam in the thirty-first session.
+python docs/sealed/general/k7/play.py digits:mgda 5 "$OUT" dig=docs/sealed/general/k26/learned_mlp_digits_before.pt \
   dig_before=docs/sealed/general/k25/learned_mlp_digits_before.pt
 python docs/sealed/general/polished.py "$OUT/digits_mgda_5.json"

@@ -17,6 +17,12 @@ from tests.test_learned import assert_forms_agree
 H, N, HORIZON = 3, 4, 8  # two players, heads of 3, a trunk of 4; the horizon the progress feature counts in
 
 
+def _gradients(steps: int) -> torch.Tensor:
+    """``[steps, 1, 2H + 2N]``: the fixed, seeded stream of gradients the rule is called on (torch's generator fills a
+    longer tensor in another order, so a shorter stream is not a longer one's prefix)."""
+    return torch.randn(steps, 1, 2 * H + 2 * N, generator=torch.Generator().manual_seed(0))
+
+
 def _updates(steps: int, stochastic: bool = True, **options: object) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(head updates [2H], trunk proposals [2, N]) of ``steps`` calls of an untrained rule on a fixed, seeded stream of
     gradients (the guard off: it caps nothing here, so each half is the rule's own), told the gradients are estimates
@@ -25,8 +31,7 @@ def _updates(steps: int, stochastic: bool = True, **options: object) -> list[tup
     assert isinstance(rule, MLPRule)
     is_trunk = torch.tensor([False] * 2 * H + [True] * 2 * N)
     blocks = Blocks(is_trunk, torch.tensor([0] * H + [2] * H + [1] * N + [3] * N), 4)
-    gen = torch.Generator().manual_seed(0)
-    grads = torch.randn(steps, 1, 2 * H + 2 * N, generator=gen)
+    grads = _gradients(steps)
     state = rule.init_state(grads[0], blocks, stochastic=stochastic)
     out = []
     for t in range(steps):
@@ -47,8 +52,7 @@ def test_the_heads_step_hands_over_from_the_trained_step_to_torch_adams() -> Non
     played = _updates(steps, heads_adam=True, heads_adam_lr=lr, heads_handover=handover)
     trained = _updates(steps)
     assert torch.equal(played[0][0], trained[0][0])
-    gen = torch.Generator().manual_seed(0)
-    grads = torch.randn(steps, 1, 2 * H + 2 * N, generator=gen)[:, 0, : 2 * H]
+    grads = _gradients(steps)[:, 0, : 2 * H]
     x = torch.zeros(2 * H, requires_grad=True)
     adam = torch.optim.Adam([x], lr=lr, betas=(0.9, 0.999), eps=1e-8)
     for t in range(steps):

@@ -1,6 +1,7 @@
 """``MLPRuleConfig.heads_adam``: in games of estimated gradients the heads play Adam's own step (what the tuned Adam
 baselines play on the heads), handed over from the trained heads' step over a share of the horizon, and the trunk
-plays as without it; in games of exact gradients the rule plays as without the option."""
+plays as without it; in games of exact gradients, or no longer than ``heads_adam_min_horizon``, the rule plays as
+without the option."""
 
 from __future__ import annotations
 
@@ -105,6 +106,52 @@ def test_the_agent_and_the_driver_play_it_alike(consensus: str) -> None:
     assert_forms_agree("learned_mlp", "update", {"heads_adam": True, "heads_adam_lr": 0.05}, "digits", consensus)
 
 
+def test_in_games_no_longer_than_its_min_horizon_the_trained_heads_play() -> None:
+    """``heads_adam_min_horizon``: in a game of ``HORIZON`` steps the rule plays bit for bit as without the option when
+    the bound is ``HORIZON``, and as the option without the bound when it is one step shorter."""
+    short = _updates(HORIZON, heads_adam=True, heads_adam_min_horizon=HORIZON)
+    for (heads_a, trunk_a), (heads_b, trunk_b) in zip(short, _updates(HORIZON), strict=True):
+        assert torch.equal(heads_a, heads_b) and torch.equal(trunk_a, trunk_b)
+    long = _updates(HORIZON, heads_adam=True, heads_adam_min_horizon=HORIZON - 1)
+    for (heads_a, trunk_a), (heads_b, trunk_b) in zip(long, _updates(HORIZON, heads_adam=True), strict=True):
+        assert torch.equal(heads_a, heads_b) and torch.equal(trunk_a, trunk_b)
+    assert not torch.equal(long[-1][0], short[-1][0])
+
+
+@pytest.mark.parametrize("bound", [100, 2**20 - 1])
+@pytest.mark.parametrize("via_float64", [False, True])
+def test_the_horizon_read_off_the_clock_is_exact(bound: int, via_float64: bool) -> None:
+    """Each row a game at its own step t of a horizon of ``bound`` or ``bound + 1`` steps, its progress feature
+    t / horizon rounded to float32 as the engine computes it (or to float64 first, as the agent's observation carries
+    it): every row of the shorter horizon plays the trained heads bit for bit, every row of the longer one not, at
+    every step from the second on (sampled where the horizon is long)."""
+    gen = torch.Generator().manual_seed(1)
+    rows = []
+    for horizon in (bound, bound + 1):
+        steps = torch.arange(1, horizon) if horizon < 1000 else torch.randint(1, horizon, (400,), generator=gen)
+        rows += [(int(t), horizon) for t in steps]
+    t = torch.tensor([r[0] for r in rows])
+    horizons = torch.tensor([float(r[1]) for r in rows], dtype=torch.float64 if via_float64 else torch.float32)
+    progress = (t.to(horizons.dtype) / horizons).to(torch.float32)
+    b = len(rows)
+    is_trunk = torch.tensor([False] * H + [True] * N)
+    blocks = Blocks(is_trunk, torch.tensor([0] * H + [1] * N), 2)
+    g = torch.randn(b, H + N, generator=gen)
+    features = torch.zeros(b, 2, 8)
+    features[..., PROGRESS] = progress.unsqueeze(1)
+    heads = {}
+    for name, options in (("gated", {"heads_adam": True, "heads_adam_min_horizon": bound, "heads_handover": 1.0}),
+                          ("trained", {})):  # fmt: skip
+        rule = new_rule("learned_mlp", guard=False, **options)
+        assert isinstance(rule, MLPRule)
+        state = rule.init_state(g, blocks, stochastic=True)
+        with torch.no_grad():
+            update, _ = rule(g, features, blocks, t, state)
+        heads[name] = blocks.split(update)[0]
+    same = (heads["gated"] == heads["trained"]).all(dim=1)
+    assert torch.equal(same, torch.tensor([r[1] == bound for r in rows]))
+
+
 @pytest.mark.parametrize(
     ("options", "error", "match"),
     [
@@ -114,6 +161,14 @@ def test_the_agent_and_the_driver_play_it_alike(consensus: str) -> None:
         ({"heads_adam_lr": float("nan")}, ValueError, "heads_adam_lr must be a finite number"),
         ({"heads_handover": 1.5}, ValueError, r"^heads_handover must be in \[0, 1\] .*got 1\.5$"),
         ({"heads_handover": -0.1}, ValueError, r"^heads_handover must be in \[0, 1\] .*got -0\.1$"),
+        ({"heads_adam_min_horizon": -1}, ValueError, r"^heads_adam_min_horizon must be an int >= 0 .*got -1$"),
+        ({"heads_adam_min_horizon": 100.0}, ValueError, r"^heads_adam_min_horizon must be an int >= 0 .*got 100\.0$"),
+        ({"heads_adam_min_horizon": True}, ValueError, r"^heads_adam_min_horizon must be an int >= 0 .*got True$"),
+        (
+            {"heads_adam_min_horizon": 100, "heads_handover": 0.0},
+            ValueError,
+            r"^heads_adam_min_horizon needs heads_handover > 0: the rule reads the horizon off its clock",
+        ),
     ],
 )
 def test_bad_values_are_refused_naming_the_field(options: dict[str, object], error: type, match: str) -> None:

@@ -133,6 +133,14 @@ class MLPRule(nn.Module):
             raise ValueError(f"heads_adam_lr must be > 0 (Adam's step on the heads), got {config.heads_adam_lr!r}")
         if not 0.0 <= config.heads_handover <= 1.0:
             raise ValueError(f"heads_handover must be in [0, 1] (a share of the horizon), got {config.heads_handover}")
+        low = config.heads_adam_min_horizon
+        if isinstance(low, bool) or not isinstance(low, int) or low < 0:
+            raise ValueError(f"heads_adam_min_horizon must be an int >= 0 (steps; 0: every game), got {low!r}")
+        if low > 0 and not config.heads_handover > 0:
+            raise ValueError(
+                "heads_adam_min_horizon needs heads_handover > 0: the rule reads the horizon off its clock from the"
+                " second step on, and only a handover keeps Adam's step out of the first"
+            )
         if not 0.0 <= config.anneal <= 1.0:
             raise ValueError(f"anneal must be in [0, 1] (0: no decay, 1: cosine to 0), got {config.anneal!r}")
         self._adam_index = config.decays.index(config.adam_beta1)
@@ -304,6 +312,9 @@ class MLPRule(nn.Module):
             adam_update = -cfg.heads_adam_lr * direction
             if cfg.heads_handover > 0:  # lerp: the trained step at w = 0 and Adam's at w = 1, exactly
                 handed = (progress / cfg.heads_handover).clamp(0.0, 1.0)
+                if cfg.heads_adam_min_horizon > 0:  # the horizon off the clock (progress = t / horizon); w = 0 at t = 0
+                    horizon = (t.to(dtype).unsqueeze(1) / torch.where(progress > 0, progress, 1.0)).round()
+                    handed = torch.where(horizon > cfg.heads_adam_min_horizon, handed, 0.0)
                 head_update = torch.lerp(head_update, adam_update, handed)
             else:
                 head_update = adam_update

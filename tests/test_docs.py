@@ -202,3 +202,37 @@ def test_the_changelog_has_one_section_per_env_version_newest_first() -> None:
     doc = mtg_env.MultiTaskGameEnv.__doc__ or ""
     history = doc[doc.index("Version History") :]
     assert [int(v) for v in re.findall(r"^\s*\* v(\d+):", history, flags=re.M)] == list(range(current, -1, -1))
+
+
+#: The key scripts that record the sha256 of each rule file they play (K17 on).
+_KEY_SCRIPTS = sorted(
+    p for p in (ROOT / "docs" / "sealed" / "general").glob("k*/run.sh") if re.search(r"[0-9a-f]{64}", p.read_text())
+)
+
+
+def _played(script: Path) -> set[str]:
+    """The ``.pt`` files ``script``'s commands name (its ``S=`` and ``W=`` folders filled in), and those of the key
+    scripts it runs (K23 plays K21's cells)."""
+    lines = [ln.split("#")[0] for ln in script.read_text().splitlines() if not ln.startswith("#")]
+    commands = "\n".join(lines)
+    folders = dict(re.findall(r"\b([SW])=(\S+)", commands))
+    named = re.findall(r"=(\$?[\w./-]+\.pt)\b", commands)
+    played = {re.sub(r"\$([SW])\b", lambda m: folders[m.group(1)], p) for p in named}
+    for other in re.findall(r"\bbash (docs/sealed/general/k\d+/run\.sh)", commands):
+        played |= _played(ROOT / other)
+    return played
+
+
+@pytest.mark.parametrize("script", _KEY_SCRIPTS, ids=lambda p: p.parent.name)
+def test_a_key_script_plays_the_files_its_header_records(script: Path) -> None:
+    """A key's script, rerun, plays the rule files the key scored: every ``.pt`` its commands name has a sha256 its
+    header records. A shipped file that changes after its key (an option added) is kept beside a later key and the
+    script pointed at that copy, as K25's and K26's were."""
+    import hashlib
+
+    recorded = set(re.findall(r"^#.*\b([0-9a-f]{64})\b", script.read_text(), flags=re.M))
+    played = _played(script)
+    assert played, f"{script} names no rule file"
+    for path in sorted(played):
+        digest = hashlib.sha256((ROOT / path).read_bytes()).hexdigest()
+        assert digest in recorded, f"{script.relative_to(ROOT)} plays {path} (sha256 {digest}): not in its header"

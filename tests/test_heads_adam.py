@@ -8,8 +8,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from agents import run_episode
 from agents.learned import EngineDriver, LearnedAgent, new_rule
 from agents.learned.blocks import Blocks
+from agents.learned.checkpoint import load_rule, pretrained_path, with_options
 from agents.learned.rule_base import PROGRESS
 from agents.learned.rules import MLPRule
 from tests.conftest import make_env
@@ -102,8 +104,28 @@ def test_driver_and_agent_play_it_where_the_gradients_are_estimates(batch_size: 
 
 
 @pytest.mark.parametrize("consensus", ["sum", "mgda"])
-def test_the_agent_and_the_driver_play_it_alike(consensus: str) -> None:
-    assert_forms_agree("learned_mlp", "update", {"heads_adam": True, "heads_adam_lr": 0.05}, "digits", consensus)
+@pytest.mark.parametrize("min_horizon", [0, 9, 10])  # assert_forms_agree's game is 10 steps long
+def test_the_agent_and_the_driver_play_it_alike(consensus: str, min_horizon: int) -> None:
+    options = {"heads_adam": True, "heads_adam_lr": 0.05, "heads_adam_min_horizon": min_horizon}
+    assert_forms_agree("learned_mlp", "update", options, "digits", consensus)
+
+
+def test_the_shipped_digits_file_plays_adams_heads_only_past_its_min_horizon() -> None:
+    """The shipped digits specialist (``heads_adam_min_horizon`` 100) in a 20-step minibatch game, one agent a player
+    reading the horizon off the env's progress feature: bit for bit the file without ``heads_adam``; with the bound
+    at 19 it plays Adam's heads and the game goes otherwise."""
+    shipped = load_rule(pretrained_path("learned_mlp", "digits"))[1]
+    assert shipped.config.heads_adam and shipped.config.heads_adam_min_horizon == 100
+    finals = {}
+    for label, options in (("shipped", {}), ("trained heads", {"heads_adam": False}),
+                           ("bound 19", {"heads_adam_min_horizon": 19})):  # fmt: skip
+        rule = with_options("learned_mlp", shipped, **options)
+        env = make_env("digits", max_cycles=20, max_update=None)
+        assert env.game.stochastic_gradients
+        players = {a: LearnedAgent(rule, "learned_mlp") for a in env.possible_agents}
+        finals[label] = run_episode(env, players, seed=0, evaluate=False).losses
+    assert torch.equal(torch.as_tensor(finals["shipped"]), torch.as_tensor(finals["trained heads"]))
+    assert not torch.equal(torch.as_tensor(finals["shipped"]), torch.as_tensor(finals["bound 19"]))
 
 
 def test_in_games_no_longer_than_its_min_horizon_the_trained_heads_play() -> None:

@@ -137,8 +137,8 @@ _BEFORE_SLACK = Path(__file__).parents[1] / "docs" / "sealed" / "stability" / "s
 
 #: The options each specialist took since the thirtieth session (scripts/train_weights.py's ``ADDED_OPTIONS``), after
 #: the last keys that scored it before them (quadratic K18-K20, regression K17-K20, digits K24): the digits
-#: specialist's ``heads_adam`` is the thirty-first session's.
-_HEADS_ADAM = {"heads_adam": True, "heads_adam_lr": 0.1, "heads_handover": 0.1}
+#: specialist's ``heads_adam`` is the thirty-first session's, its ``heads_adam_min_horizon`` the thirty-second's.
+_HEADS_ADAM = {"heads_adam": True, "heads_adam_lr": 0.1, "heads_handover": 0.1, "heads_adam_min_horizon": 100}
 _SINCE_SLACK: dict[str, dict[str, object]] = {
     "quadratic": {"guard_slack": 2.0},
     "regression": {"guard_slack": 2.0},
@@ -152,7 +152,7 @@ def test_each_specialist_is_its_file_before_with_guard_slack_2(suite: str) -> No
     (and the digits specialist ``lift_growing = False`` and ``heads_adam`` too) alone: the same weights and every other
     option; its meta records the options. The digits file K25 names as the one before ``lift_growing`` is the slack's
     before-file with ``guard_slack`` 2, and the one K26 names as before ``heads_adam`` is K25's with ``lift_growing``
-    False."""
+    False, and K27's before ``heads_adam_min_horizon`` K26's with ``heads_adam``."""
     from agents.learned.checkpoint import with_options
 
     before = load_rule(_BEFORE_SLACK / f"learned_mlp_{suite}_before.pt")[1]
@@ -168,9 +168,12 @@ def test_each_specialist_is_its_file_before_with_guard_slack_2(suite: str) -> No
         assert all(torch.equal(expected[k], v) for k, v in k25.state_dict().items())
         k26 = load_rule(Path(__file__).parents[1] / "docs/sealed/general/k26/learned_mlp_digits_before.pt")[1]
         assert with_options("learned_mlp", k25, lift_growing=False).config == k26.config
-        assert with_options("learned_mlp", k26, **_HEADS_ADAM).config == shipped.config
-        assert k26.state_dict().keys() == expected.keys()
-        assert all(torch.equal(expected[k], v) for k, v in k26.state_dict().items())
+        k27 = load_rule(Path(__file__).parents[1] / "docs/sealed/general/k27/learned_mlp_digits_before.pt")[1]
+        assert with_options("learned_mlp", k26, **{**_HEADS_ADAM, "heads_adam_min_horizon": 0}).config == k27.config
+        assert with_options("learned_mlp", k27, heads_adam_min_horizon=100).config == shipped.config
+        for older in (k26, k27):
+            assert older.state_dict().keys() == expected.keys()
+            assert all(torch.equal(expected[k], v) for k, v in older.state_dict().items())
 
 
 def test_guard_slack_2_stops_the_second_move_of_a_block_not_yet_armed() -> None:

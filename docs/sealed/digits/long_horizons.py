@@ -59,8 +59,16 @@ _spec.loader.exec_module(weights)
 
 #: The options the shipped digits file had added after its training, as this session played them (the twenty-ninth
 #: session's ``guard_memory_noisy_bounded``, the thirtieth's ``guard_slack`` and ``lift_growing`` and the thirty-first's
-#: ``heads_adam`` with its step and handover came later).
-_LATER = ("guard_memory_noisy_bounded", "guard_slack", "lift_growing", "heads_adam", "heads_adam_lr", "heads_handover")
+#: ``heads_adam`` with its step and handover and the thirty-second's ``heads_adam_min_horizon`` came later).
+_LATER = (
+    "guard_memory_noisy_bounded",
+    "guard_slack",
+    "lift_growing",
+    "heads_adam",
+    "heads_adam_lr",
+    "heads_handover",
+    "heads_adam_min_horizon",
+)
 ADDED: dict = {k: v for k, v in weights.ADDED_OPTIONS["learned_mlp_digits"].items() if k not in _LATER}
 
 #: The shipped digits file's play options (its training's and those added after it), trained with from the start.

@@ -34,7 +34,9 @@ for cell in "${cells[@]}"; do
     1|2) export CACHE_FROM=docs/sealed/general/k15 ;;
     *) echo "run.sh: cell $cell: K26 plays 1x, 2x and 5x" >&2; exit 2 ;;
   esac
-  python docs/sealed/general/k7/play.py digits:"$rule" "$m" "$OUT" dig=agents/learned/weights/learned_mlp_digits.pt \
+  # dig is the file K26 scored, kept as docs/sealed/general/k27/learned_mlp_digits_before.pt (the same sha256) since
+  # the shipped one took heads_adam_min_horizon in the thirty-second session.
+  python docs/sealed/general/k7/play.py digits:"$rule" "$m" "$OUT" dig=docs/sealed/general/k27/learned_mlp_digits_before.pt \
     dig_before=docs/sealed/general/k26/learned_mlp_digits_before.pt
   python docs/sealed/general/polished.py "$OUT/digits_${rule}_$m.json"
 done

@@ -194,6 +194,22 @@ def test_reset_games_play_on_compiled_as_eager() -> None:
         assert (b - a).abs().max() <= 1e-4 * a.abs().max()
 
 
+@pytest.mark.parametrize("bound", [0, 49, 50])  # the game is 50 steps long: Adam's heads, Adam's, the trained heads
+def test_adams_heads_by_the_games_length_play_on_compiled_as_eager(bound: int) -> None:
+    """``heads_adam`` with ``heads_adam_min_horizon`` in a game of noisy gradients (where it plays): the compiled step
+    reads the horizon off the clock as the eager one does, and plays its actions, the handover's over."""
+    suite = make_suite("quadratic", num_tasks=3, head_dim=2, trunk_dim=4, condition=100.0)
+    game = engine.Game(suite, consensus_rule("sum", num_tasks=3), action_mode="update", horizon=50,
+                       noise_model={"grad_std": 0.1})  # fmt: skip
+    assert game.stochastic_gradients
+    rule = new_rule("learned_mlp", heads_adam=True, heads_handover=0.05, heads_adam_min_horizon=bound)
+    with torch.no_grad():
+        eager, _ = _play(rule, game, compile=False, steps=6)
+        compiled, _ = _play(rule, game, compile=True, steps=6)
+    for step, (a, b) in enumerate(zip(eager, compiled, strict=True)):
+        assert (b - a).abs().max() <= 1e-4 * a.abs().max(), f"step {step}: compiled {b} vs eager {a}"
+
+
 def test_the_compiled_step_is_safe_with_several_torch_threads() -> None:
     """TorchInductor's multi-threaded kernels for this step corrupted the heap (torch 2.13, 2 threads, B = 8 games of
     the default quadratic suite: the process aborted); the driver compiles one-thread kernels. In a subprocess, so

@@ -204,23 +204,31 @@ def test_the_changelog_has_one_section_per_env_version_newest_first() -> None:
     assert [int(v) for v in re.findall(r"^\s*\* v(\d+):", history, flags=re.M)] == list(range(current, -1, -1))
 
 
-#: The key scripts that record the sha256 of each rule file they play (K17 on).
+#: The key scripts from K17 on, which record the sha256 of each rule file they play.
 _KEY_SCRIPTS = sorted(
-    p for p in (ROOT / "docs" / "sealed" / "general").glob("k*/run.sh") if re.search(r"[0-9a-f]{64}", p.read_text())
-)
+    (p for p in (ROOT / "docs" / "sealed" / "general").glob("k*/run.sh")
+     if re.fullmatch(r"k\d+", p.parent.name) and int(p.parent.name[1:]) >= 17),
+    key=lambda p: int(p.parent.name[1:]),
+)  # fmt: skip
 
 
 def _played(script: Path) -> set[str]:
-    """The ``.pt`` files ``script``'s commands name (its ``S=`` and ``W=`` folders filled in), and those of the key
-    scripts it runs (K23 plays K21's cells)."""
-    lines = [ln.split("#")[0] for ln in script.read_text().splitlines() if not ln.startswith("#")]
-    commands = "\n".join(lines)
+    """The ``.pt`` files ``script``'s commands name (``$S``, ``$W``, ``${S}`` and ``${W}`` filled in from its own
+    assignments), and those of the key scripts it runs (K23 plays K21's cells)."""
+    commands = "\n".join(re.sub(r"\s#.*$", "", ln) for ln in script.read_text().splitlines() if not ln.startswith("#"))
     folders = dict(re.findall(r"\b([SW])=(\S+)", commands))
-    named = re.findall(r"=(\$?[\w./-]+\.pt)\b", commands)
-    played = {re.sub(r"\$([SW])\b", lambda m: folders[m.group(1)], p) for p in named}
+    played = set()
+    for token in re.findall(r"[^\s=\"'()]+\.pt\b", commands):
+        path = re.sub(r"\$\{?([SW])\}?", lambda m: folders[m.group(1)], token)
+        assert "$" not in path, f"{script}: {token} names a folder the test does not resolve"
+        played.add(path)
     for other in re.findall(r"\bbash (docs/sealed/general/k\d+/run\.sh)", commands):
         played |= _played(ROOT / other)
     return played
+
+
+def test_the_key_scripts_are_found() -> None:
+    assert [p.parent.name for p in _KEY_SCRIPTS][:2] == ["k17", "k18"] and len(_KEY_SCRIPTS) >= 10  # K22: K21's
 
 
 @pytest.mark.parametrize("script", _KEY_SCRIPTS, ids=lambda p: p.parent.name)
@@ -231,6 +239,7 @@ def test_a_key_script_plays_the_files_its_header_records(script: Path) -> None:
     import hashlib
 
     recorded = set(re.findall(r"^#.*\b([0-9a-f]{64})\b", script.read_text(), flags=re.M))
+    assert recorded, f"{script} records no sha256 in its header"
     played = _played(script)
     assert played, f"{script} names no rule file"
     for path in sorted(played):

@@ -174,6 +174,12 @@ def test_the_horizon_read_off_the_clock_is_exact(bound: int, via_float64: bool) 
     assert torch.equal(same, torch.tensor([r[1] == bound for r in rows]))
 
 
+def test_without_heads_adam_its_bound_needs_no_handover() -> None:
+    """The bound and the handover are ``heads_adam``'s: with it off neither plays, and the pair is not refused."""
+    rule = new_rule("learned_mlp", heads_adam_min_horizon=100, heads_handover=0.0)
+    assert isinstance(rule, MLPRule) and not rule.config.heads_adam
+
+
 @pytest.mark.parametrize(
     ("options", "error", "match"),
     [
@@ -183,13 +189,19 @@ def test_the_horizon_read_off_the_clock_is_exact(bound: int, via_float64: bool) 
         ({"heads_adam_lr": float("nan")}, ValueError, "heads_adam_lr must be a finite number"),
         ({"heads_handover": 1.5}, ValueError, r"^heads_handover must be in \[0, 1\] .*got 1\.5$"),
         ({"heads_handover": -0.1}, ValueError, r"^heads_handover must be in \[0, 1\] .*got -0\.1$"),
-        ({"heads_adam_min_horizon": -1}, ValueError, r"^heads_adam_min_horizon must be an int >= 0 .*got -1$"),
-        ({"heads_adam_min_horizon": 100.0}, ValueError, r"^heads_adam_min_horizon must be an int >= 0 .*got 100\.0$"),
-        ({"heads_adam_min_horizon": True}, ValueError, r"^heads_adam_min_horizon must be an int >= 0 .*got True$"),
         (
-            {"heads_adam_min_horizon": 100, "heads_handover": 0.0},
+            {"heads_adam_min_horizon": -1},
             ValueError,
-            r"^heads_adam_min_horizon needs heads_handover > 0: the rule reads the horizon off its clock",
+            r"^heads_adam_min_horizon must be an int in \[0, 2\*\*20\) .*got -1$",
+        ),
+        ({"heads_adam_min_horizon": 2**20}, ValueError, r"^heads_adam_min_horizon must be an int in .*got 1048576$"),
+        ({"heads_adam_min_horizon": 100.0}, ValueError, r"^heads_adam_min_horizon must be an int in .*got 100\.0$"),
+        ({"heads_adam_min_horizon": True}, ValueError, r"^heads_adam_min_horizon must be an int in .*got True$"),
+        (
+            {"heads_adam": True, "heads_adam_min_horizon": 100, "heads_handover": 0.0},
+            ValueError,
+            r"^heads_adam_min_horizon needs heads_handover > 0: the rule reads the horizon off its clock .*got"
+            r" heads_handover=0\.0 \(set heads_handover > 0, or heads_adam_min_horizon = 0\)$",
         ),
     ],
 )

@@ -105,10 +105,10 @@ class MLPRuleConfig(GuardConfig):
     heads_adam_min_horizon: int = 0
     """``heads_adam`` plays only in games of more than this many steps; in shorter ones the trained heads play
     throughout, bit for bit as without it (0: in every game). The rule reads the game's horizon off its clock, as
-    round(t / progress) from the second step on (exact for horizons below 2**20 in float32); on the first it cannot, so
-    the option needs a handover (``heads_handover`` > 0), whose weight is 0 there. On digits the trained heads lead at
-    the suite's own horizon (100 steps) and Adam's at five times it (docs/results/learned.md, thirty-second
-    session)."""
+    round(t / progress) from the second step on (exact for horizons below 2**20 in float32, the bound's range); on the
+    first it cannot, so the option needs a handover (``heads_handover`` > 0), whose weight is 0 there. On digits the
+    trained heads lead at the suite's own horizon (100 steps) and Adam's at twice and five times it
+    (docs/results/learned.md, thirty-second session)."""
     trunk_adam: bool = False
     """Also give each trunk proposal a per-player AMSGrad step on the player's own trunk gradient,
     −s·α_A·m̂/(√v̂_max + ε) (first moment at ``adam_beta1``, AMSGrad's running maximum of v̂ as the heads'), with a

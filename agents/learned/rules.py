@@ -134,12 +134,13 @@ class MLPRule(nn.Module):
         if not 0.0 <= config.heads_handover <= 1.0:
             raise ValueError(f"heads_handover must be in [0, 1] (a share of the horizon), got {config.heads_handover}")
         low = config.heads_adam_min_horizon
-        if isinstance(low, bool) or not isinstance(low, int) or low < 0:
-            raise ValueError(f"heads_adam_min_horizon must be an int >= 0 (steps; 0: every game), got {low!r}")
-        if low > 0 and not config.heads_handover > 0:
+        if isinstance(low, bool) or not isinstance(low, int) or not 0 <= low < 2**20:
+            raise ValueError(f"heads_adam_min_horizon must be an int in [0, 2**20) (steps; 0: every game), got {low!r}")
+        if config.heads_adam and low > 0 and not config.heads_handover > 0:
             raise ValueError(
                 "heads_adam_min_horizon needs heads_handover > 0: the rule reads the horizon off its clock from the"
-                " second step on, and only a handover keeps Adam's step out of the first"
+                f" second step on, and only a handover keeps Adam's step out of the first; got heads_handover="
+                f"{config.heads_handover!r} (set heads_handover > 0, or heads_adam_min_horizon = 0)"
             )
         if not 0.0 <= config.anneal <= 1.0:
             raise ValueError(f"anneal must be in [0, 1] (0: no decay, 1: cosine to 0), got {config.anneal!r}")
@@ -312,10 +313,14 @@ class MLPRule(nn.Module):
             adam_update = -cfg.heads_adam_lr * direction
             if cfg.heads_handover > 0:  # lerp: the trained step at w = 0 and Adam's at w = 1, exactly
                 handed = (progress / cfg.heads_handover).clamp(0.0, 1.0)
-                if cfg.heads_adam_min_horizon > 0:  # the horizon off the clock (progress = t / horizon); w = 0 at t = 0
+                if cfg.heads_adam_min_horizon > 0:  # the horizon off the clock (progress = t / horizon); 0 at t = 0
                     horizon = (t.to(dtype).unsqueeze(1) / torch.where(progress > 0, progress, 1.0)).round()
-                    handed = torch.where(horizon > cfg.heads_adam_min_horizon, handed, 0.0)
-                head_update = torch.lerp(head_update, adam_update, handed)
+                    # where shut, the trained update itself (lerp at w = 0 would make an infinite one NaN)
+                    head_update = torch.where(
+                        horizon > cfg.heads_adam_min_horizon, torch.lerp(head_update, adam_update, handed), head_update
+                    )
+                else:
+                    head_update = torch.lerp(head_update, adam_update, handed)
             else:
                 head_update = adam_update
         log_anneal = None

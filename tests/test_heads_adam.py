@@ -14,7 +14,8 @@ from agents.learned.blocks import Blocks
 from agents.learned.checkpoint import load_rule, pretrained_path, with_options
 from agents.learned.rule_base import PROGRESS
 from agents.learned.rules import MLPRule
-from tests.conftest import make_env
+from mtg_env import engine
+from tests.conftest import ROOT, make_env
 from tests.test_learned import assert_forms_agree
 
 H, N, HORIZON = 3, 4, 8  # two players, heads of 3, a trunk of 4; the horizon the progress feature counts in
@@ -178,6 +179,29 @@ def test_without_heads_adam_its_bound_needs_no_handover() -> None:
     """The bound and the handover are ``heads_adam``'s: with it off neither plays, and the pair is not refused."""
     rule = new_rule("learned_mlp", heads_adam_min_horizon=100, heads_handover=0.0)
     assert isinstance(rule, MLPRule) and not rule.config.heads_adam
+
+
+def test_past_its_bound_the_shipped_digits_file_plays_k26s_game_bit_for_bit() -> None:
+    """In a 120-step minibatch game (longer than the bound, 100) the shipped digits specialist plays the file K26
+    scored (its copy beside K27), step for step and bit for bit: K26's 2x and 5x figures are this file's too."""
+    env = make_env("digits", max_cycles=120, max_update=None, consensus="mgda")
+    assert env.game.stochastic_gradients
+    losses = []
+    for path in (
+        pretrained_path("learned_mlp", "digits"),
+        ROOT / "docs/sealed/general/k27/learned_mlp_digits_before.pt",
+    ):
+        driver = EngineDriver(load_rule(path)[1], env.game)
+        state, out = engine.reset(env.game, [0, 1])
+        memory, trajectory = driver.start(out), []
+        with torch.no_grad():
+            for _ in range(120):
+                action, memory = driver.act(state, out, memory)
+                state, out = engine.step(env.game, state, action)
+                trajectory.append(out.losses)
+        losses.append(torch.stack(trajectory))
+    assert torch.equal(losses[0], losses[1])
+    assert bool(losses[0][-1].sum() < losses[0][0].sum())
 
 
 @pytest.mark.parametrize(

@@ -175,6 +175,27 @@ def test_the_horizon_read_off_the_clock_is_exact(bound: int, via_float64: bool) 
     assert torch.equal(same, torch.tensor([r[1] == bound for r in rows]))
 
 
+@pytest.mark.parametrize("bound", [0, HORIZON])
+def test_where_adams_weight_is_0_an_infinite_trained_head_update_stays_itself(bound: int) -> None:
+    """On the first step (w = 0), and where the bound shuts the option, the heads play the trained update itself: an
+    overflowing one stays infinite (a lerp at weight 0 would make it NaN), as without the option."""
+    rules = [new_rule("learned_mlp", guard=False, heads_adam=True, heads_adam_min_horizon=bound),
+             new_rule("learned_mlp", guard=False)]  # fmt: skip
+    is_trunk = torch.tensor([False] * H + [True] * N)
+    blocks = Blocks(is_trunk, torch.tensor([0] * H + [1] * N), 2)
+    g = torch.full((1, H + N), 3e38)  # float32: g² overflows, and the BB step η₀·g below
+    features = torch.zeros(1, 2, 8)  # the first step: progress 0
+    heads = []
+    for rule in rules:
+        assert isinstance(rule, MLPRule)
+        with torch.no_grad():
+            rule.log_eta0.fill_(4.6)  # η₀ ≈ 100
+            update, _ = rule(g, features, blocks, torch.tensor([0]), rule.init_state(g, blocks, stochastic=True))
+        heads.append(blocks.split(update)[0])
+    assert heads[1].isinf().all()  # the trained update overflowed
+    assert torch.equal(heads[0], heads[1])
+
+
 def test_without_heads_adam_its_bound_needs_no_handover() -> None:
     """The bound and the handover are ``heads_adam``'s: with it off neither plays, and the pair is not refused."""
     rule = new_rule("learned_mlp", heads_adam_min_horizon=100, heads_handover=0.0)

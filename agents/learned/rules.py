@@ -313,14 +313,11 @@ class MLPRule(nn.Module):
             adam_update = -cfg.heads_adam_lr * direction
             if cfg.heads_handover > 0:  # lerp: the trained step at w = 0 and Adam's at w = 1, exactly
                 handed = (progress / cfg.heads_handover).clamp(0.0, 1.0)
+                playing = handed > 0  # at w = 0 the trained update itself (a lerp would make an infinite one NaN)
                 if cfg.heads_adam_min_horizon > 0:  # the horizon off the clock (progress = t / horizon); 0 at t = 0
                     horizon = (t.to(dtype).unsqueeze(1) / torch.where(progress > 0, progress, 1.0)).round()
-                    # where shut, the trained update itself (lerp at w = 0 would make an infinite one NaN)
-                    head_update = torch.where(
-                        horizon > cfg.heads_adam_min_horizon, torch.lerp(head_update, adam_update, handed), head_update
-                    )
-                else:
-                    head_update = torch.lerp(head_update, adam_update, handed)
+                    playing = playing & (horizon > cfg.heads_adam_min_horizon)
+                head_update = torch.where(playing, torch.lerp(head_update, adam_update, handed), head_update)
             else:
                 head_update = adam_update
         log_anneal = None

@@ -48,6 +48,19 @@ def _updates(steps: int, stochastic: bool = True, **options: object) -> list[tup
     return out
 
 
+#: One player's layout: a head of H, then a trunk proposal of N.
+_ONE = Blocks(torch.tensor([False] * H + [True] * N), torch.tensor([0] * H + [1] * N), 2)
+
+
+def _first_heads(rule: object, g: torch.Tensor, features: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The head updates ``[B, H]`` of one call of ``rule`` (laid out as ``_ONE``) from its fresh state, told the
+    gradients are estimates."""
+    assert isinstance(rule, MLPRule)
+    with torch.no_grad():
+        update, _ = rule(g, features, _ONE, t, rule.init_state(g, _ONE, stochastic=True))
+    return _ONE.split(update)[0]
+
+
 def test_the_heads_step_hands_over_from_the_trained_step_to_torch_adams() -> None:
     """On the first step (p = 0) the heads play the trained step, as the rule without the option; once the handover is
     over (p >= its share of the horizon) each head update equals what ``torch.optim.Adam`` steps a parameter by on the
@@ -157,20 +170,13 @@ def test_the_horizon_read_off_the_clock_is_exact(bound: int, via_float64: bool) 
     horizons = torch.tensor([float(r[1]) for r in rows], dtype=torch.float64 if via_float64 else torch.float32)
     progress = (t.to(horizons.dtype) / horizons).to(torch.float32)
     b = len(rows)
-    is_trunk = torch.tensor([False] * H + [True] * N)
-    blocks = Blocks(is_trunk, torch.tensor([0] * H + [1] * N), 2)
     g = torch.randn(b, H + N, generator=gen)
     features = torch.zeros(b, 2, 8)
     features[..., PROGRESS] = progress.unsqueeze(1)
     heads = {}
     for name, options in (("gated", {"heads_adam": True, "heads_adam_min_horizon": bound, "heads_handover": 1.0}),
                           ("trained", {})):  # fmt: skip
-        rule = new_rule("learned_mlp", guard=False, **options)
-        assert isinstance(rule, MLPRule)
-        state = rule.init_state(g, blocks, stochastic=True)
-        with torch.no_grad():
-            update, _ = rule(g, features, blocks, t, state)
-        heads[name] = blocks.split(update)[0]
+        heads[name] = _first_heads(new_rule("learned_mlp", guard=False, **options), g, features, t)
     same = (heads["gated"] == heads["trained"]).all(dim=1)
     assert torch.equal(same, torch.tensor([r[1] == bound for r in rows]))
 
@@ -181,17 +187,13 @@ def test_where_adams_weight_is_0_an_infinite_trained_head_update_stays_itself(bo
     overflowing one stays infinite (a lerp at weight 0 would make it NaN), as without the option."""
     rules = [new_rule("learned_mlp", guard=False, heads_adam=True, heads_adam_min_horizon=bound),
              new_rule("learned_mlp", guard=False)]  # fmt: skip
-    is_trunk = torch.tensor([False] * H + [True] * N)
-    blocks = Blocks(is_trunk, torch.tensor([0] * H + [1] * N), 2)
     g = torch.full((1, H + N), 3e38)  # float32: g² overflows, and the BB step η₀·g below
-    features = torch.zeros(1, 2, 8)  # the first step: progress 0
     heads = []
     for rule in rules:
         assert isinstance(rule, MLPRule)
         with torch.no_grad():
             rule.log_eta0.fill_(4.6)  # η₀ ≈ 100
-            update, _ = rule(g, features, blocks, torch.tensor([0]), rule.init_state(g, blocks, stochastic=True))
-        heads.append(blocks.split(update)[0])
+        heads.append(_first_heads(rule, g, torch.zeros(1, 2, 8), torch.tensor([0])))  # the first step: progress 0
     assert heads[1].isinf().all()  # the trained update overflowed
     assert torch.equal(heads[0], heads[1])
 

@@ -205,6 +205,11 @@ class AggregatorRule:
             # below supersedes (a step it cannot repair warns with a ConsensusWarning).
             warnings.filterwarnings("ignore", "You are solving a parameterized problem that is not DPP")
             warnings.filterwarnings("ignore", "Solution may be inaccurate", UserWarning)
+            # numpy's division by zero inside cvxpy, where torchjd's previous weights (the warm start, a game's
+            # state) hold a 0 (its solve can return one): 1/α of the linearisation is evaluated in cvxpy's data, not
+            # in the answer, which the refinement below recomputes exactly (under warnings-as-errors the step raised)
+            warnings.filterwarnings("ignore", "divide by zero encountered", RuntimeWarning, r"cvxpy\.")
+            warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning, r"cvxpy\.")
             start = weighting(gradients).detach()
         refined = False
         alpha: Tensor | None = previous

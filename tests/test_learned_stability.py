@@ -65,15 +65,18 @@ def stiff_game(consensus: str, horizon: int, condition: float = 1e5, game_seed: 
     return Game(suite, mtg_env.consensus.consensus_rule(consensus, num_tasks=3), horizon=horizon, **kwargs)  # type: ignore[arg-type]
 
 
-def play(rule: Rule, game: Game, seeds: list[int]) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-    """``(diverged [B], final total losses [B], total losses per step)`` of ``rule`` over the whole horizon."""
+def play(
+    rule: Rule, game: Game, seeds: list[int], steps: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """``(diverged [B], final total losses [B], total losses per step)`` of ``rule`` over the whole horizon (or its
+    first ``steps``)."""
     driver = EngineDriver(rule, game, log_step_range=(-12.0, 2.0))
     diverged = torch.zeros(len(seeds), dtype=torch.bool)
     history = []
     with torch.no_grad():
         state, out = engine.reset(game, seeds)
         memory = driver.start(out)
-        for _ in range(game.horizon):
+        for _ in range(game.horizon if steps is None else steps):
             actions, memory = driver.act(state, out, memory)
             state, out = engine.step(game, state, actions)
             diverged |= out.diverged
@@ -129,6 +132,155 @@ def test_the_shipped_rules_never_diverge_over_ten_times_the_horizon(
             diverged_games.add(game_seed)
     expected = KNOWN_DIVERGENT.get((name, suite, consensus, condition), set())
     assert diverged_games == expected, f"{name} ({suite}) under {consensus} at {condition:.0e}: diverged games"
+
+
+def other_rules() -> tuple[str, ...]:
+    """The named consensus rules beyond :data:`CONSENSUS` that the stiff quadratic admits: all but the five that take
+    the logarithm or a ratio of the losses at their defaults, which need every loss > 0 (a quadratic's are not; the
+    game refuses them; FAMO plays one given its ``min_losses``)."""
+    admitted = []
+    for name in mtg_env.consensus.CONSENSUS_RULES:
+        if name in CONSENSUS:
+            continue
+        try:
+            stiff_game(name, 1)
+        except ValueError as err:
+            assert "takes the logarithm or ratio of the losses" in str(err), err
+        else:
+            admitted.append(name)
+    return tuple(admitted)
+
+
+#: Issue 23 asks for no divergence "under every named consensus rule"; the tests above play the bar's four. The
+#: thirty-third session played the other thirteen the stiff quadratic admits (``docs/sealed/stability/survey.py
+#: --rules all --seeds 1000 1003``, game seeds 1000-1002, two play seeds each, 1 000 steps): the shipped MLP files
+#: diverge under six of them (docs/results/learned.md, "Stability under every named rule"). The games where each
+#: file diverged, by (name, suite, consensus, condition), on an Intel Xeon's own MKL branch (a game that drifts for
+#: hundreds of steps follows the rounding); the slow test below fails if another diverges or a listed one stops.
+#: ``nash_mtl`` was surveyed for the quadratic and regression specialists (no divergence) and not yet for the others.
+_MLP_Q, _MLP_R, _MLP_D, _MLP_G = (("learned_mlp", s) for s in ("quadratic", "regression", "digits", "general"))
+_LSTM = ("learned_lstm", "quadratic")
+KNOWN_DIVERGENT_OTHER: dict[tuple[str, str, str, float], set[int]] = {
+    (*_MLP_Q, "cagrad", 1e5): {1000, 1001},
+    (*_MLP_Q, "imtl_g", 1e4): {1000},
+    (*_MLP_Q, "krum", 1e5): {1002},
+    (*_MLP_R, "cagrad", 1e4): {1000, 1001, 1002},
+    (*_MLP_R, "cagrad", 1e5): {1000, 1001, 1002},
+    (*_MLP_R, "imtl_g", 1e4): {1000},
+    (*_MLP_R, "aligned_mtl", 1e4): {1000},
+    (*_MLP_R, "aligned_mtl", 1e5): {1000},
+    (*_MLP_R, "krum", 1e4): {1000},
+    (*_MLP_R, "krum", 1e5): {1000},
+    (*_MLP_R, "fairgrad", 1e4): {1000},
+    (*_MLP_R, "fairgrad", 1e5): {1000, 1001},
+    (*_MLP_D, "cagrad", 1e4): {1000, 1001, 1002},
+    (*_MLP_D, "cagrad", 1e5): {1001, 1002},
+    (*_MLP_D, "imtl_g", 1e4): {1000},
+    (*_MLP_D, "krum", 1e4): {1000, 1001, 1002},
+    (*_MLP_D, "krum", 1e5): {1000},
+    (*_MLP_D, "trimmed_mean", 1e4): {1000, 1002},
+    (*_MLP_D, "trimmed_mean", 1e5): {1000, 1002},
+    (*_MLP_G, "cagrad", 1e4): {1000, 1001, 1002},
+    (*_MLP_G, "cagrad", 1e5): {1000, 1001, 1002},
+    (*_MLP_G, "imtl_g", 1e4): {1000, 1002},
+    (*_MLP_G, "imtl_g", 1e5): {1000},
+    (*_MLP_G, "krum", 1e4): {1000},
+    (*_MLP_G, "krum", 1e5): {1002},
+    (*_LSTM, "krum", 1e4): {1000, 1002},
+    (*_LSTM, "krum", 1e5): {1000, 1001, 1002},
+    (*_LSTM, "trimmed_mean", 1e5): {1000},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::mtg_env.ConsensusWarning")  # nash_mtl's counted failures, warned once a game
+@pytest.mark.parametrize(("name", "suite"), SHIPPED)
+@pytest.mark.parametrize("consensus", other_rules())
+@pytest.mark.parametrize("condition", [1e4, 1e5])
+def test_the_shipped_rules_under_every_other_named_rule(
+    name: str, suite: str, consensus: str, condition: float
+) -> None:
+    """Game seeds 1000-1002 over ten times the horizon, save :data:`KNOWN_DIVERGENT_OTHER`. About an hour on one core
+    for every case (``nash_mtl`` a third of it: a solve a game and step)."""
+    diverged_games = set()
+    rule = shipped_rule(name, suite)
+    for game_seed in range(1000, 1003):
+        game = stiff_game(consensus, 1000, condition, game_seed, action_mode=_mode(name))
+        diverged, _, _ = play(rule, game, [0, 1])
+        if diverged.any():
+            diverged_games.add(game_seed)
+    expected = KNOWN_DIVERGENT_OTHER.get((name, suite, consensus, condition), set())
+    assert diverged_games == expected, f"{name} ({suite}) under {consensus} at {condition:.0e}: diverged games"
+
+
+def test_every_named_rule_the_stiff_quadratic_admits_is_played_by_the_tests() -> None:
+    # the four of the bar in the tests above, the others in the slow test: seventeen of the twenty-two named rules
+    assert set(CONSENSUS) | set(other_rules()) == set(mtg_env.consensus.CONSENSUS_RULES) - {
+        "dwa", "famo", "db_mtl", "gls", "gradnorm"
+    }  # fmt: skip
+
+
+def _hold(move: float, hold: bool) -> torch.Tensor:
+    """L̂ after one guarded step of one player (a head of 1, a trunk proposal of 2 whose last move was 2 long, L̂ 1 and
+    4), its trunk gradient changed by 0.1 and the consensus's last move ``move`` long."""
+    from agents.learned.blocks import Blocks
+    from agents.learned.guard import GuardConfig, apply_guard, guard_state
+
+    blocks = Blocks(torch.tensor([False, True, True]))
+    last = torch.tensor([[1.0, 1.0, 0.0]], dtype=torch.float64)
+    g = torch.tensor([[0.5, 1.1, 0.0]], dtype=torch.float64)
+    state = guard_state(g, 2, torch.float64) | {
+        "guard_g": last, "guard_s": torch.tensor([[0.5, 2.0]], dtype=torch.float64),
+        "guard_l": torch.tensor([[1.0, 4.0]], dtype=torch.float64), "guard_seen": torch.ones(1, 2, dtype=torch.float64),
+        "guard_n": torch.tensor([[1.0, 1.0]], dtype=torch.float64),
+    }  # fmt: skip
+    update = blocks.split(-0.01 * g)
+    config = GuardConfig(guard_hold_unplayed=hold)
+    _, _, after = apply_guard(update, None, g, blocks, torch.tensor([move], dtype=torch.float64), state, config)
+    return after["guard_l"][0]
+
+
+def test_guard_hold_unplayed_holds_the_estimate_of_a_proposal_the_consensus_did_not_play() -> None:
+    """Moved by less than a quarter of its 2-long proposal (0 and 0.49), the trunk block's L̂ stays 4 (without the
+    option it fades to 0.9 · 4, the secant 0.1 / 0.5 being smaller); moved by 0.5 or more, the option changes nothing;
+    the head's estimate is the same either way."""
+    for move in (0.0, 0.49):
+        held, faded = _hold(move, True), _hold(move, False)
+        assert float(held[1]) == 4.0 and float(faded[1]) == pytest.approx(3.6, rel=1e-15)
+        assert held[0] == faded[0]
+    for move in (0.5, 3.0):
+        assert torch.equal(_hold(move, True), _hold(move, False))
+
+
+@pytest.mark.parametrize(
+    ("consensus", "game_seed", "seed", "steps", "below_start"),
+    [("krum", 1002, 0, 100, False), ("cagrad", 1000, 1, 150, True)],
+)
+def test_guard_hold_unplayed_keeps_the_quadratic_specialist_stable_where_the_rule_left_proposals_unplayed(
+    consensus: str, game_seed: int, seed: int, steps: int, below_start: bool
+) -> None:
+    """The stiff quadratic at 1e5 where the shipped quadratic specialist diverges (``krum`` at step 45, choosing one
+    proposal; ``cagrad`` at step 121, after 57 steps of a zero move, torchjd's CAGrad stopping the trunk where one
+    task's gradient is 1e-4 of the others'): with its trunk proposals' L̂ held while unplayed, it does not. Under
+    ``cagrad`` its total loss ends at 6 % of its start; under ``krum`` the game stalls at about twice its start (1.8×
+    at step 100, 1.9× at 1 000): stable, not solved."""
+    game = stiff_game(consensus, 1000, 1e5, game_seed)  # the survey's game (the rule reads its progress t / 1000)
+    diverged, _, _ = play(shipped_rule("learned_mlp", "quadratic"), game, [seed], steps)
+    assert diverged.all()
+    held, final, _ = play(shipped_rule("learned_mlp", "quadratic", guard_hold_unplayed=True), game, [seed], steps)
+    with torch.no_grad():
+        start = engine.reset(game, [seed])[1].losses.sum(1)
+    assert not held.any()
+    assert bool((final < start).all()) == below_start
+
+
+def test_guard_hold_unplayed_is_a_bool_and_the_step_rule_refuses_it() -> None:
+    from agents.learned.guard import GuardConfig
+
+    with pytest.raises(TypeError, match=r"^guard_hold_unplayed must be a bool, got 1$"):
+        GuardConfig(guard_hold_unplayed=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"leave it False for learned_step$"):
+        new_rule("learned_step", guard_hold_unplayed=True)
 
 
 #: The files before the specialists took ``guard_slack`` 2 (scripts/train_weights.py's ``ADDED_OPTIONS``).

@@ -74,10 +74,22 @@ class GuardConfig:
     while each player's trunk gradient remains: divided by ‖ΔΨ‖ the estimate inflates without bound, and the cap,
     different for every player, moves the fixed point). ``"shorter"``: the first guard's (a head's own update; a
     trunk proposal's, the shorter of it and ‖ΔΨ‖), which the sealed keys K1 and K2 of docs/results/learned.md used."""
+    guard_hold_unplayed: bool = False
+    """Hold a trunk proposal's L̂ on a step where the consensus moved the trunk by less than ``CANCEL`` of the
+    proposal's last length: no new secant, no fading by ``guard_memory`` (a proposal never played keeps its first
+    move's trust radius). Under a rule that can leave a proposal unplayed (``krum`` selects one, ``trimmed_mean`` takes
+    a median per coordinate, ``cagrad`` stops the trunk near the tasks' Pareto front), the player's gradient then
+    changes by what the others' moves did, not by its own proposal: the secant read it as a flat direction, L̂ faded,
+    the cap lifted, and the proposal grew, 100-fold and more, until the rule played it and the game blew up
+    (docs/results/learned.md, thirty-third session). Off by default, and in every shipped file: under ``sum`` near a
+    trunk equilibrium the proposals cancel (‖ΔΨ‖ below the quarter) and the faded estimate is what lets the cap
+    lift there, so it changes play wherever that happens."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.guard, bool):
             raise TypeError(f"guard must be a bool, got {self.guard!r}")
+        if not isinstance(self.guard_hold_unplayed, bool):
+            raise TypeError(f"guard_hold_unplayed must be a bool, got {self.guard_hold_unplayed!r}")
         ranges = {  # field: (test, what it must be)
             "guard_step": (lambda x: 0 < x < math.inf, "a finite number > 0"),
             "guard_radius": (lambda x: 0 < x < math.inf, "a finite number > 0"),
@@ -190,6 +202,8 @@ def apply_guard(
         last_head, last_trunk = blocks.split(state["guard_g"])
         changed = blocks.norms(g_head - last_head, g_trunk - last_trunk)
         fresh = moved > 0
+        if config.guard_hold_unplayed:  # a trunk proposal the consensus left (mostly) unplayed: L̂ held
+            fresh = fresh & ((consensus >= CANCEL * state["guard_s"]) | ~trunk_block)
         # The newest secant, or the last estimate fading by ``memory`` per step if that is larger: a secant along a
         # flat direction does not lift the cap at once (a stiff direction the last move missed may come back).
         secant = changed / torch.where(fresh, moved, 1.0)

@@ -25,6 +25,11 @@ class StepRule(nn.Module):
     def __init__(self, config: StepRuleConfig | None = None):
         super().__init__()
         self.config = config = config or StepRuleConfig()
+        if config.guard_hold_unplayed:
+            raise ValueError(
+                "guard_hold_unplayed holds a trunk proposal's curvature estimate, and the step rule's guard keeps one "
+                "per step size, not per proposal: leave it False for learned_step"
+            )
         self.net = nn.Sequential(nn.Linear(len(STEP_FEATURES), config.hidden), nn.Tanh(), nn.Linear(config.hidden, 1))
         seeded_init(self, config.seed)
         zero_init(self.net[-1])

@@ -160,6 +160,8 @@ def other_rules() -> tuple[str, ...]:
 #: ``nash_mtl`` was surveyed for the quadratic and regression specialists (no divergence) and not yet for the others.
 _MLP_Q, _MLP_R, _MLP_D, _MLP_G = (("learned_mlp", s) for s in ("quadratic", "regression", "digits", "general"))
 _LSTM = ("learned_lstm", "quadratic")
+#: The files whose ``nash_mtl`` games were surveyed (the slow test skips the others' until they are).
+_NASH_SURVEYED = {_MLP_Q, _MLP_R}
 KNOWN_DIVERGENT_OTHER: dict[tuple[str, str, str, float], set[int]] = {
     (*_MLP_Q, "cagrad", 1e5): {1000, 1001},
     (*_MLP_Q, "imtl_g", 1e4): {1000},
@@ -202,6 +204,8 @@ def test_the_shipped_rules_under_every_other_named_rule(
 ) -> None:
     """Game seeds 1000-1002 over ten times the horizon, save :data:`KNOWN_DIVERGENT_OTHER`. About an hour on one core
     for every case (``nash_mtl`` a third of it: a solve a game and step)."""
+    if consensus == "nash_mtl" and (name, suite) not in _NASH_SURVEYED:
+        pytest.skip(f"{name} ({suite}) under nash_mtl: not surveyed yet (a solve a game and step: slow)")
     diverged_games = set()
     rule = shipped_rule(name, suite)
     for game_seed in range(1000, 1003):
@@ -259,8 +263,8 @@ def test_guard_hold_unplayed_holds_the_estimate_of_a_proposal_the_consensus_did_
 def test_guard_hold_unplayed_keeps_the_quadratic_specialist_stable_where_the_rule_left_proposals_unplayed(
     consensus: str, game_seed: int, seed: int, steps: int, below_start: bool
 ) -> None:
-    """The stiff quadratic at 1e5 where the shipped quadratic specialist diverges (``krum`` at step 45, choosing one
-    proposal; ``cagrad`` at step 121, after 57 steps of a zero move, torchjd's CAGrad stopping the trunk where one
+    """The stiff quadratic at 1e5 where the shipped quadratic specialist diverges (``krum`` at t = 45, choosing one
+    proposal; ``cagrad`` at t = 121, after 57 steps of a zero move, torchjd's CAGrad stopping the trunk where one
     task's gradient is 1e-4 of the others'): with its trunk proposals' L̂ held while unplayed, it does not. Under
     ``cagrad`` its total loss ends at 6 % of its start; under ``krum`` the game stalls at about twice its start (1.8×
     at step 100, 1.9× at 1 000): stable, not solved."""
@@ -271,7 +275,7 @@ def test_guard_hold_unplayed_keeps_the_quadratic_specialist_stable_where_the_rul
     with torch.no_grad():
         start = engine.reset(game, [seed])[1].losses.sum(1)
     assert not held.any()
-    assert bool((final < start).all()) == below_start
+    assert bool((final < start).all()) == below_start, "the loss against its start is this option's result, pinned"
 
 
 def test_guard_hold_unplayed_is_a_bool_and_the_step_rule_refuses_it() -> None:

@@ -77,13 +77,13 @@ class GuardConfig:
     guard_hold_unplayed: bool = False
     """Hold a trunk proposal's L̂ on a step where the consensus moved the trunk by less than ``CANCEL`` of the
     proposal's last length: no new secant, no fading by ``guard_memory`` (a proposal never played keeps its first
-    move's trust radius). Under a rule that can leave a proposal unplayed (``krum`` selects one, ``trimmed_mean`` takes
-    a median per coordinate, ``cagrad`` stops the trunk near the tasks' Pareto front), the player's gradient then
-    changes by what the others' moves did, not by its own proposal: the secant read it as a flat direction, L̂ faded,
-    the cap lifted, and the proposal grew, 100-fold and more, until the rule played it and the game blew up
-    (docs/results/learned.md, thirty-third session). Off by default, and in every shipped file: under ``sum`` near a
-    trunk equilibrium the proposals cancel (‖ΔΨ‖ below the quarter) and the faded estimate is what lets the cap
-    lift there, so it changes play wherever that happens."""
+    move's trust radius), and a held step neither arms the block nor counts as its first move. Under a rule that can
+    leave a proposal unplayed (``krum`` selects one, ``trimmed_mean`` takes a median per coordinate, ``cagrad`` stops
+    the trunk near the tasks' Pareto front), the player's gradient then changes by what the others' moves did, not by
+    its own proposal: the secant read it as a flat direction, L̂ faded, the cap lifted, and the proposal grew, 100-fold
+    and more, until the rule played it and the game blew up (docs/results/learned.md, thirty-third session). Off by
+    default, and in every shipped file: under ``sum`` near a trunk equilibrium the proposals cancel (‖ΔΨ‖ below the
+    quarter) and the faded estimate is what lets the cap lift there, so it changes play wherever that happens."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.guard, bool):

@@ -41,6 +41,8 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=0, help="print every N-th step (0: the steps before a blow-up)")
     parser.add_argument("--options", default="{}", help="config fields to change, a Python dict")
     args = parser.parse_args()
+    if args.steps < 1:
+        parser.error(f"--steps must be at least 1, got {args.steps}")
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")  # the rules' own warnings (nash_mtl's failures) are not what is traced
     rule = shipped_rule(args.name, args.suite, **ast.literal_eval(args.options))

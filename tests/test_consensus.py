@@ -228,6 +228,19 @@ def test_nash_mtl_names_a_missing_bargaining_solution() -> None:
     assert r.failures == 1
 
 
+def test_cagrad_stops_the_trunk_where_one_proposal_is_1e4_times_shorter_than_the_others() -> None:
+    # torchjd's CAGrad returns 0 where its solve's combination of the Gram-normalised proposals is under norm_eps
+    # (1e-4) long, its reading of the Pareto front: a task near its own optimum then stops every task's trunk move
+    # (what let the learned rules' unplayed proposals grow on the stiff quadratics, docs/results/learned.md,
+    # thirty-third session)
+    p = proposals(0, m=3, n=8, conflict=False)
+    r = rule("cagrad", 3)
+    for k, moves in ((1e-2, True), (1e-3, True), (1e-4, False), (1e-5, False)):
+        q = p.clone()
+        q[0] = q[0] * (k * float(p[1].norm()) / float(p[0].norm()))
+        assert (float(r(q).norm()) > 0.1 * float(q[1:].mean(0).norm())) == moves, k
+
+
 def test_nash_mtl_steps_from_a_zero_previous_weight_under_warnings_as_errors() -> None:
     # torchjd's solve can return a weight of 0 (the stiff quadratic of tests/test_learned_stability.py under nash_mtl,
     # condition 1e4, game 1001, near step 950); warm-started from it, cvxpy evaluates 1/0 in its problem's data and

@@ -233,6 +233,7 @@ def test_cagrad_stops_the_trunk_where_one_proposal_is_1e4_times_shorter_than_the
     # (1e-4) long, its reading of the Pareto front: a task near its own optimum then stops every task's trunk move
     # (what let the learned rules' unplayed proposals grow on the stiff quadratics, docs/results/learned.md,
     # thirty-third session)
+    # (the combination's length is 0.27 k here: at 1e-3 and 1e-4 it is 2.7 and 3.8 times from norm_eps)
     p = proposals(0, m=3, n=8, conflict=False)
     r = rule("cagrad", 3)
     for k, moves in ((1e-2, True), (1e-3, True), (1e-4, False), (1e-5, False)):

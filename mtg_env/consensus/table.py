@@ -75,7 +75,7 @@ RULE_TABLE: dict[str, RuleSpec] = {
     "cagrad": RuleSpec(
         "the mean, moved to raise the worst task's improvement within a ball of radius c·‖mean‖ (c=0.5); 0 where the "
         "solve's combination of the Gram-normalised proposals is under 1e-4 long (torchjd's Pareto-front stop: one "
-        "task's proposal 1e-4 of the others' stops the trunk)",
+        "task's proposal a few 1e-4 of the others' or shorter stops the trunk)",
         "Liu et al. 2021 (CAGrad)",
         "CAGrad",
         differentiable=False,

@@ -107,6 +107,18 @@ def test_the_shipped_rules_never_diverge_at_condition_1e5(name: str, suite: str,
         assert (final < start).all(), f"{name} ({suite}) under {consensus}: the total loss grew, {start} -> {final}"
 
 
+def diverged_stiff_games(name: str, suite: str, consensus: str, condition: float, game_seeds: range) -> set[int]:
+    """The game seeds of :func:`stiff_game` (1 000 steps) where the shipped rule ``name`` of ``suite`` diverged in
+    either of play seeds 0 and 1."""
+    rule = shipped_rule(name, suite)
+    games = set()
+    for game_seed in game_seeds:
+        game = stiff_game(consensus, 1000, condition, game_seed, action_mode=_mode(name))
+        if play(rule, game, [0, 1])[0].any():
+            games.add(game_seed)
+    return games
+
+
 #: The stiff games of the slow test below where a shipped file is known to diverge (game seeds), by (name, suite,
 #: consensus, condition). None since the thirtieth session (the digits specialist's ``mgda`` 1e5 game 1004 diverged
 #: before it took ``lift_growing = False``); the test fails if a game diverges that is not listed, or one listed stops.
@@ -123,13 +135,7 @@ def test_the_shipped_rules_never_diverge_over_ten_times_the_horizon(
     """Game seeds 1000-1012 (docs/sealed/stability/survey.py plays the same games), save :data:`KNOWN_DIVERGENT`.
     About half an hour on one core for every case. Checked on an AMD EPYC's own MKL branch; a game that drifts for
     hundreds of steps follows the rounding, so run it under ``MKL_CBWR`` branches too where that matters."""
-    diverged_games = set()
-    rule = shipped_rule(name, suite)
-    for game_seed in range(1000, 1013):
-        game = stiff_game(consensus, 1000, condition, game_seed, action_mode=_mode(name))
-        diverged, _, _ = play(rule, game, [0, 1])
-        if diverged.any():
-            diverged_games.add(game_seed)
+    diverged_games = diverged_stiff_games(name, suite, consensus, condition, range(1000, 1013))
     expected = KNOWN_DIVERGENT.get((name, suite, consensus, condition), set())
     assert diverged_games == expected, f"{name} ({suite}) under {consensus} at {condition:.0e}: diverged games"
 
@@ -206,13 +212,7 @@ def test_the_shipped_rules_under_every_other_named_rule(
     for every case (``nash_mtl`` a third of it: a solve a game and step)."""
     if consensus == "nash_mtl" and (name, suite) not in _NASH_SURVEYED:
         pytest.skip(f"{name} ({suite}) under nash_mtl: not surveyed yet (a solve a game and step: slow)")
-    diverged_games = set()
-    rule = shipped_rule(name, suite)
-    for game_seed in range(1000, 1003):
-        game = stiff_game(consensus, 1000, condition, game_seed, action_mode=_mode(name))
-        diverged, _, _ = play(rule, game, [0, 1])
-        if diverged.any():
-            diverged_games.add(game_seed)
+    diverged_games = diverged_stiff_games(name, suite, consensus, condition, range(1000, 1003))
     expected = KNOWN_DIVERGENT_OTHER.get((name, suite, consensus, condition), set())
     assert diverged_games == expected, f"{name} ({suite}) under {consensus} at {condition:.0e}: diverged games"
 
